@@ -1,0 +1,55 @@
+//! A small HTTP/1.1 client for the local API socket. The API only ever
+//! answers with a Content-Length body, so this needs no HTTP library.
+
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Why a request to the agent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the tortie agent at {path}: {source} (is `tortie node` running on this host? the socket is set by api.socket / --socket)"
+    )]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("lost the connection to the tortie agent at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the tortie agent sent a malformed answer: {0}")]
+    Malformed(String),
+    #[error("the tortie agent answered {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+/// GETs `path` from the agent on `socket` and decodes the JSON body.
+pub async fn get_json<T: DeserializeOwned>(socket: &Path, path: &str) -> Result<T, ClientError> {
+    let io = |e| ClientError::Io { path: socket.to_path_buf(), source: e };
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| ClientError::Connect { path: socket.to_path_buf(), source: e })?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: tortie\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.map_err(io)?;
+    let (status, body) = split_response(&raw)?;
+    if status != 200 {
+        return Err(ClientError::Status { status, body: String::from_utf8_lossy(body).into_owned() });
+    }
+    serde_json::from_slice(body).map_err(|e| ClientError::Malformed(e.to_string()))
+}
+
+fn split_response(raw: &[u8]) -> Result<(u16, &[u8]), ClientError> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| ClientError::Malformed("no end of headers".into()))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| ClientError::Malformed("headers are not UTF-8".into()))?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Malformed(format!("bad status line in {head:?}")))?;
+    Ok((status, &raw[end + 4..]))
+}

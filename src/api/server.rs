@@ -1,0 +1,69 @@
+//! Serves the local API on a unix socket.
+
+use super::status::StatusReport;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::path::{Path, PathBuf};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the directory of api.socket {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("another tortie agent is already answering on api.socket {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on api.socket {path}: {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+}
+
+/// A bound API socket; dropping it removes the socket file.
+pub struct ApiListener {
+    listener: Option<UnixListener>,
+    path: PathBuf,
+}
+
+impl ApiListener {
+    /// Binds the socket, replacing a stale socket file left by a dead agent
+    /// but refusing to steal one that a live agent still answers on.
+    pub async fn bind(path: &Path) -> Result<Self, ServeError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ServeError::Dir { path: path.to_path_buf(), source: e })?;
+        }
+        if path.exists() {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(ServeError::InUse(path.to_path_buf()));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        let listener =
+            UnixListener::bind(path).map_err(|e| ServeError::Bind { path: path.to_path_buf(), source: e })?;
+        Ok(ApiListener { listener: Some(listener), path: path.to_path_buf() })
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        mut self,
+        status: watch::Receiver<StatusReport>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = Router::new()
+            .route("/v1/status", get(get_status))
+            .route("/livez", get(|| async { "ok\n" }))
+            .with_state(status);
+        let listener = self.listener.take().expect("serve is called once");
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    }
+}
+
+impl Drop for ApiListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn get_status(State(status): State<watch::Receiver<StatusReport>>) -> Json<StatusReport> {
+    Json(status.borrow().clone())
+}

@@ -1,0 +1,37 @@
+//! The status report served at `GET /v1/status` (schema: docs/status-json.md).
+
+use serde::{Deserialize, Serialize};
+
+/// The agent's state as `tortie status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub node: String,
+    pub version: String,
+    /// Unix time (seconds) the agent started.
+    pub started_at: u64,
+    /// True once the dataplane has synced and BGP is up (see /readyz).
+    pub ready: bool,
+    /// Why the agent is not ready; empty when ready.
+    pub not_ready_reasons: Vec<String>,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// One BGP peer, with Calico's `calicoctl node status` columns and more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub address: String,
+    pub as_number: u32,
+    /// `node-to-node mesh`, `global` or `node specific` (Calico's names).
+    #[serde(rename = "type")]
+    pub peer_type: String,
+    /// RFC 4271 state in lower case: idle, connect, active, opensent, openconfirm, established.
+    pub state: String,
+    /// Unix time (seconds) of the last state change.
+    pub since: u64,
+    /// Last error sent or received, if any.
+    pub info: String,
+    pub prefixes_received: u64,
+    pub prefixes_advertised: u64,
+    /// `direct`, `ipip-kernel` or `ipip-userspace`.
+    pub tunnel_mode: String,
+}

@@ -1,0 +1,8 @@
+//! The BGP speaker.
+//!
+//! - [`packet`]: the wire codec (RFC 4271 messages, capabilities, path
+//!   attributes) with RFC 7606 error handling.
+//! - [`cli`]: `tortie bgp decode` / `tortie bgp encode`.
+
+pub mod cli;
+pub mod packet;

@@ -1,0 +1,1 @@
+//! The BGP wire codec. (Being written by the wire-codec issue.)

@@ -1,0 +1,207 @@
+//! The `tortie` command line. Each subcommand's handler lives in its own
+//! module; this file only declares the commands and dispatches.
+
+mod config_cmd;
+mod status_cmd;
+pub mod table;
+
+use crate::config::LogFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a usage or configuration error (as clap uses for usage errors).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "tortie", version = crate::VERSION, about = "Kubernetes node agent: routable pod addresses, IPAM and BGP", long_about = None)]
+pub struct Cli {
+    /// Log filter (`info`, `debug`, `info,tortie::bgp=debug`); overrides log.level.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Log format; overrides log.format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent.
+    Node(NodeArgs),
+    /// Show the state of the agent running on this host (BGP peers, readiness).
+    Status(StatusArgs),
+    /// IP address management: show, check and release addresses.
+    #[command(subcommand)]
+    Ipam(IpamCommand),
+    /// BGP: inspect peers and routes, decode and encode wire messages.
+    #[command(subcommand)]
+    Bgp(BgpCommand),
+    /// The CNI plugin entry point (also run when the binary is invoked as `tortie-cni`).
+    Cni,
+    /// Run containerlab topologies in network namespaces, without Docker.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The YAML configuration file; absent = defaults plus TORTIE_* variables.
+    #[arg(long, short, env = "TORTIE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Output formats of the status commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The agent's API socket.
+    #[arg(long, env = "TORTIE_API_SOCKET", default_value = crate::config::DEFAULT_API_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpamCommand {
+    /// Show pools, blocks and addresses in use.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Also list every block.
+        #[arg(long)]
+        show_blocks: bool,
+        /// Show who holds this address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
+    /// Find leaked addresses, handles without addresses and broken blocks.
+    Check {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Release an address, or every address of a handle.
+    Release {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The address to release.
+        #[arg(long, conflicts_with = "handle", required_unless_present = "handle")]
+        ip: Option<std::net::IpAddr>,
+        /// The handle (container id) whose addresses to release.
+        #[arg(long)]
+        handle: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BgpCommand {
+    /// Show BGP peers with their state, uptime and prefix counts.
+    Peers {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the routes in the RIB.
+    Routes {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decode raw BGP messages (as on the wire) into JSON lines.
+    Decode(crate::bgp::cli::DecodeArgs),
+    /// Encode JSON lines (as `tortie bgp decode` prints them) into raw BGP messages.
+    Encode(crate::bgp::cli::EncodeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build a topology (idempotent).
+    Up {
+        /// The containerlab topology file (`*.clab.yml`).
+        topology: PathBuf,
+    },
+    /// Remove everything a topology created.
+    Down {
+        /// The containerlab topology file (`*.clab.yml`).
+        topology: PathBuf,
+    },
+    /// Run a command inside a lab node.
+    Exec {
+        /// The containerlab topology file (`*.clab.yml`).
+        topology: PathBuf,
+        /// The node to run the command in.
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file (with TORTIE_* overrides applied); exit 2 on any problem.
+    Check {
+        /// The YAML configuration file.
+        file: PathBuf,
+        /// Print the effective configuration (secrets redacted) when valid.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let invoked_as = std::env::args_os().next().map(PathBuf::from);
+    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "tortie-cni") {
+        return crate::cni::main();
+    }
+    let cli = Cli::parse();
+    run(cli)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let log_format = cli.log_format.unwrap_or_default();
+    match cli.command {
+        Command::Node(args) => config_cmd::run_node(&args, cli.log_level.as_deref(), cli.log_format),
+        Command::Status(args) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            status_cmd::run(&args.client)
+        }
+        Command::Config(ConfigCommand::Check { file, print }) => config_cmd::check(&file, print),
+        Command::Bgp(BgpCommand::Decode(args)) => crate::bgp::cli::decode_command(&args),
+        Command::Bgp(BgpCommand::Encode(args)) => crate::bgp::cli::encode_command(&args),
+        Command::Bgp(BgpCommand::Peers { .. } | BgpCommand::Routes { .. }) => {
+            not_built("`tortie bgp peers` and `tortie bgp routes`", "the BGP speaker")
+        }
+        Command::Ipam(_) => not_built("`tortie ipam`", "the IPAM allocator"),
+        Command::Cni => crate::cni::main(),
+        Command::Lab(_) => not_built("`tortie lab`", "the lab runner"),
+        Command::Version => {
+            println!("tortie {}", crate::VERSION);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Commands whose component has not landed yet say so plainly.
+fn not_built(what: &str, component: &str) -> ExitCode {
+    eprintln!("tortie: {what} needs {component}, which this build of tortie does not have yet");
+    ExitCode::from(1)
+}

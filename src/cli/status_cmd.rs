@@ -1,0 +1,133 @@
+//! `tortie status`: the agent's state in calicoctl's `node status` layout, or JSON.
+
+use super::table;
+use super::{ClientArgs, OutputFormat};
+use crate::api::{PeerStatus, StatusReport, client};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Exit code when the agent answers but is not ready.
+pub const EXIT_NOT_READY: u8 = 3;
+
+pub fn run(args: &ClientArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tortie: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report: StatusReport = match runtime.block_on(client::get_json(&args.socket, "/v1/status")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tortie: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match args.output {
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("tortie: cannot render JSON: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        OutputFormat::Table => print!("{}", render(&report, now())),
+    }
+    if report.ready { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_READY) }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Calico's state column: `up`, `start` or `down`.
+fn short_state(state: &str) -> &'static str {
+    match state {
+        "established" => "up",
+        "idle" => "down",
+        _ => "start",
+    }
+}
+
+fn info(p: &PeerStatus) -> String {
+    let mut state = p.state.clone();
+    if let Some(first) = state.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    let state = state.replace("sent", "Sent").replace("confirm", "Confirm");
+    if p.info.is_empty() { state } else { format!("{state} {}", p.info) }
+}
+
+/// Renders the report as `calicoctl node status` does.
+pub fn render(r: &StatusReport, now: u64) -> String {
+    let mut out = format!(
+        "tortie process is running (node {}, version {}, up {}, {}).\n",
+        r.node,
+        r.version,
+        table::duration(now.saturating_sub(r.started_at)),
+        if r.ready { "ready".to_string() } else { format!("not ready: {}", r.not_ready_reasons.join("; ")) }
+    );
+    for (family, v6) in [("IPv4", false), ("IPv6", true)] {
+        let rows: Vec<Vec<String>> = r
+            .peers
+            .iter()
+            .filter(|p| p.address.contains(':') == v6)
+            .map(|p| {
+                vec![
+                    p.address.clone(),
+                    p.peer_type.clone(),
+                    short_state(&p.state).into(),
+                    table::clock(p.since),
+                    info(p),
+                ]
+            })
+            .collect();
+        out.push_str(&format!("\n{family} BGP status\n"));
+        if rows.is_empty() {
+            out.push_str(&format!("No {family} peers found.\n"));
+        } else {
+            out.push_str(&table::render(&["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], &rows));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(address: &str, state: &str, info: &str) -> PeerStatus {
+        PeerStatus {
+            address: address.into(),
+            as_number: 64512,
+            peer_type: "node-to-node mesh".into(),
+            state: state.into(),
+            since: 84_604,
+            info: info.into(),
+            prefixes_received: 1,
+            prefixes_advertised: 1,
+            tunnel_mode: "direct".into(),
+        }
+    }
+
+    #[test]
+    fn renders_like_calicoctl_node_status() {
+        let r = StatusReport {
+            node: "node-a".into(),
+            version: "0.1.0".into(),
+            started_at: 1000,
+            ready: true,
+            not_ready_reasons: vec![],
+            peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
+        };
+        let text = render(&r, 1065);
+        assert!(text.starts_with("tortie process is running (node node-a, version 0.1.0, up 1m5s, ready).\n"));
+        assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established"), "{text}");
+        assert!(
+            text.contains("| 172.17.8.103 | node-to-node mesh | start | 23:30:04 | Active Connection refused"),
+            "{text}"
+        );
+        assert!(text.contains("IPv6 BGP status\nNo IPv6 peers found.\n"), "{text}");
+    }
+}

@@ -1,0 +1,71 @@
+//! Boxed tables in the layout calicoctl prints, so scripts written for
+//! `calicoctl node status` keep working.
+
+/// Renders `rows` under `headers`, centring headers and left-aligning cells.
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let rule: String = widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+\n";
+    let mut out = rule.clone();
+    for (h, w) in headers.iter().zip(&widths) {
+        out.push_str(&format!("| {h:^w$} "));
+    }
+    out.push_str("|\n");
+    out.push_str(&rule);
+    for row in rows {
+        for (cell, w) in row.iter().zip(&widths) {
+            out.push_str(&format!("| {cell:<w$} "));
+        }
+        out.push_str("|\n");
+    }
+    out.push_str(&rule);
+    out
+}
+
+/// `HH:MM:SS` (UTC) of a unix time, as calicoctl's SINCE column.
+pub fn clock(unix: u64) -> String {
+    let s = unix % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// A duration like `1h2m3s`, `4m5s` or `6s`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, (secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m{s}s"),
+        _ => format!("{d}d{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_calicoctl_layout() {
+        let t = render(&["PEER ADDRESS", "STATE"], &[vec!["172.17.8.102".into(), "up".into()]]);
+        assert_eq!(
+            t,
+            "+--------------+-------+\n\
+             | PEER ADDRESS | STATE |\n\
+             +--------------+-------+\n\
+             | 172.17.8.102 | up    |\n\
+             +--------------+-------+\n"
+        );
+    }
+
+    #[test]
+    fn durations_and_clock() {
+        assert_eq!(duration(5), "5s");
+        assert_eq!(duration(125), "2m5s");
+        assert_eq!(duration(3725), "1h2m5s");
+        assert_eq!(duration(90_061), "1d1h1m");
+        assert_eq!(clock(86_400 + 3600 + 61), "01:01:01");
+    }
+}

@@ -1,0 +1,269 @@
+//! Semantic checks that the types alone cannot express. Every check adds a
+//! [`FieldError`] and goes on, so the user sees every problem at once.
+
+use super::error::FieldError;
+use super::model::*;
+use std::collections::HashSet;
+
+/// Route protocol numbers owned by other software: writing ours with one of
+/// these would make tortie take over (and delete) someone else's routes.
+const FOREIGN_ROUTE_PROTOCOLS: &[(u8, &str)] = &[
+    (11, "zebra (FRR)"),
+    (12, "BIRD"),
+    (16, "DHCP clients"),
+    (17, "kube-router"),
+    (18, "keepalived"),
+    (42, "babel"),
+    (80, "Calico Felix"),
+    (99, "Open/R"),
+    (186, "FRR bgpd"),
+    (187, "FRR isisd"),
+    (188, "FRR ospfd"),
+    (189, "FRR ripd"),
+    (192, "FRR eigrpd"),
+];
+
+/// Returns every semantic problem in `c`.
+pub fn validate(c: &Config) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut err = |path: &str, msg: String| errs.push(FieldError::new(path, msg));
+
+    if let Some(name) = &c.node.name {
+        if !is_dns_subdomain(name) {
+            err(
+                "node.name",
+                format!(
+                    "{name:?} is not a valid node name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+                ),
+            );
+        }
+    }
+    if let Err(why) = check_autodetection(&c.node.address_autodetection) {
+        err("node.address_autodetection", format!("{:?} {why}", c.node.address_autodetection));
+    }
+
+    match c.datastore.kind {
+        DatastoreType::Sqlite if c.datastore.sqlite_path.as_os_str().is_empty() => {
+            err("datastore.sqlite_path", "\"\" is empty; the sqlite datastore needs a file path".into())
+        }
+        DatastoreType::Etcd if c.datastore.etcd_endpoints.is_empty() => {
+            err("datastore.etcd_endpoints", "[] is empty; the etcd datastore needs at least one endpoint".into())
+        }
+        _ => {}
+    }
+    for (i, ep) in c.datastore.etcd_endpoints.iter().enumerate() {
+        if !(ep.starts_with("http://") || ep.starts_with("https://"))
+            || ep.split_once("://").is_some_and(|(_, h)| h.is_empty())
+        {
+            err(
+                &format!("datastore.etcd_endpoints[{i}]"),
+                format!("{ep:?} is not an etcd URL (http://host:port or https://host:port)"),
+            );
+        }
+    }
+    if !c.datastore.etcd_prefix.starts_with('/') {
+        err("datastore.etcd_prefix", format!("{:?} must start with '/'", c.datastore.etcd_prefix));
+    }
+
+    let bgp = &c.bgp;
+    if bgp.listen_port == 0 {
+        err("bgp.listen_port", "0 is not a usable port".into());
+    }
+    if bgp.router_id.is_some_and(|r| r.is_unspecified()) {
+        err("bgp.router_id", "\"0.0.0.0\" is not a valid BGP identifier (RFC 6286: it must be non-zero)".into());
+    }
+    check_keepalive("bgp", bgp.hold_time_seconds.0, bgp.keepalive_seconds, &mut err);
+    if bgp.connect_retry_seconds == 0 {
+        err("bgp.connect_retry_seconds", "0 is too short; use at least 1 second".into());
+    }
+    let mut seen = HashSet::new();
+    for (i, p) in bgp.peers.iter().enumerate() {
+        let at = |f: &str| format!("bgp.peers[{i}].{f}");
+        if !seen.insert(p.address) {
+            err(&at("address"), format!("\"{}\" is configured twice", p.address));
+        }
+        if p.address.is_unspecified() || p.address.is_multicast() {
+            err(&at("address"), format!("\"{}\" is not a unicast peer address", p.address));
+        }
+        if let Some(hold) = p.hold_time_seconds {
+            check_keepalive(&format!("bgp.peers[{i}]"), hold.0, bgp.keepalive_seconds, &mut err);
+        }
+        if p.password.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            err(&at("password"), "is empty; omit the field for no password".into());
+        }
+        match (p.ebgp_multihop, p.ttl_security_hops) {
+            (Some(0), _) => err(&at("ebgp_multihop"), "0 is not a valid TTL (1 to 255)".into()),
+            (Some(_), Some(_)) => err(
+                &at("ttl_security_hops"),
+                "cannot be combined with ebgp_multihop (RFC 5082 fixes the TTL at 255)".into(),
+            ),
+            _ => {}
+        }
+        if let Some(h) = p.ttl_security_hops {
+            if h == 0 || h == 255 {
+                err(&at("ttl_security_hops"), format!("{h} is not a valid hop count (1 to 254)"));
+            }
+        }
+        if p.max_prefixes == Some(0) {
+            err(&at("max_prefixes"), "0 would refuse every route; omit the field for no limit".into());
+        }
+        if p.source_address.is_some_and(|s| s.is_ipv4() != p.address.is_ipv4()) {
+            err(
+                &at("source_address"),
+                format!("\"{}\" is not of the same family as the peer address", p.source_address.unwrap_or(p.address)),
+            );
+        }
+    }
+
+    let dp = &c.dataplane;
+    match dp.route_protocol {
+        0..=4 => err(
+            "dataplane.route_protocol",
+            format!(
+                "{} is reserved by the kernel (0 unspec, 1 redirect, 2 kernel, 3 boot, 4 static)",
+                dp.route_protocol
+            ),
+        ),
+        n => {
+            if let Some((_, owner)) = FOREIGN_ROUTE_PROTOCOLS.iter().find(|(p, _)| *p == n) {
+                err(
+                    "dataplane.route_protocol",
+                    format!("{n} is the route protocol of {owner}; tortie would take over its routes"),
+                );
+            }
+        }
+    }
+    if matches!(dp.route_table, 0 | 253 | 255) {
+        err(
+            "dataplane.route_table",
+            format!("{} is a reserved table (0 unspec, 253 default, 255 local)", dp.route_table),
+        );
+    }
+    if dp.resync_interval_seconds == 0 {
+        err("dataplane.resync_interval_seconds", "0 is too short; use at least 1 second".into());
+    }
+    if let Some(mtu) = dp.mtu {
+        if !(576..=65535).contains(&mtu) {
+            err("dataplane.mtu", format!("{mtu} is not a usable MTU (576 to 65535)"));
+        }
+    }
+    let prefix = &dp.workload_interface_prefix;
+    if prefix.is_empty() || prefix.len() > 4 || !prefix.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+    {
+        err(
+            "dataplane.workload_interface_prefix",
+            format!(
+                "{prefix:?} must be 1 to 4 lower-case letters or digits (the rest of the 15-character name is a hash)"
+            ),
+        );
+    } else if prefix == "cali" || prefix == "lxc" {
+        err(
+            "dataplane.workload_interface_prefix",
+            format!("{prefix:?} belongs to another CNI plugin (Calico or Cilium)"),
+        );
+    }
+
+    let dev = &c.ipip.userspace_device;
+    if dev.is_empty() || dev.len() > 15 || dev.contains(['/', ' ', '\t', '\n']) || dev == "." || dev == ".." {
+        err(
+            "ipip.userspace_device",
+            format!("{dev:?} is not a valid interface name (1 to 15 characters, no '/' or spaces)"),
+        );
+    }
+
+    let ipam = &c.ipam;
+    if !(20..=32).contains(&ipam.default_ipv4_block_size) {
+        err(
+            "ipam.default_ipv4_block_size",
+            format!("{} is not a valid IPv4 block size (20 to 32)", ipam.default_ipv4_block_size),
+        );
+    }
+    if !(116..=128).contains(&ipam.default_ipv6_block_size) {
+        err(
+            "ipam.default_ipv6_block_size",
+            format!("{} is not a valid IPv6 block size (116 to 128)", ipam.default_ipv6_block_size),
+        );
+    }
+    if let Some(pool) = ipam.default_ipv4_pool_cidr {
+        if pool.ip() != pool.network() {
+            err(
+                "ipam.default_ipv4_pool_cidr",
+                format!("\"{pool}\" has host bits set; did you mean \"{}/{}\"?", pool.network(), pool.prefix()),
+            );
+        } else if pool.prefix() > ipam.default_ipv4_block_size {
+            err(
+                "ipam.default_ipv4_pool_cidr",
+                format!("\"{pool}\" is smaller than one block (/{})", ipam.default_ipv4_block_size),
+            );
+        }
+    }
+    if let Some(pool) = ipam.default_ipv6_pool_cidr {
+        if pool.ip() != pool.network() {
+            err(
+                "ipam.default_ipv6_pool_cidr",
+                format!("\"{pool}\" has host bits set; did you mean \"{}/{}\"?", pool.network(), pool.prefix()),
+            );
+        } else if pool.prefix() > ipam.default_ipv6_block_size {
+            err(
+                "ipam.default_ipv6_pool_cidr",
+                format!("\"{pool}\" is smaller than one block (/{})", ipam.default_ipv6_block_size),
+            );
+        }
+    }
+    if ipam.max_blocks_per_node == Some(0) {
+        err("ipam.max_blocks_per_node", "0 would allow no addresses; omit the field for no limit".into());
+    }
+
+    if c.api.socket.as_os_str().is_empty() {
+        err("api.socket", "\"\" is empty; the agent needs a socket path".into());
+    }
+    if c.metrics.enabled && c.metrics.listen.port() == 0 {
+        err("metrics.listen", format!("\"{}\" has port 0", c.metrics.listen));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
+        err("log.level", format!("{:?} is not a valid log filter: {e}", c.log.level));
+    }
+    errs
+}
+
+fn check_keepalive(section: &str, hold: u16, keepalive: Option<u16>, err: &mut impl FnMut(&str, String)) {
+    if let Some(k) = keepalive {
+        if hold != 0 && (k == 0 || k >= hold) {
+            err(
+                &format!("{section}.keepalive_seconds"),
+                format!(
+                    "{k} must be between 1 and the hold time ({hold}) exclusive; a third of the hold time is usual"
+                ),
+            );
+        }
+    }
+}
+
+/// A DNS-1123 subdomain, as Kubernetes node names are.
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// Checks an address autodetection method (Calico's `IP_AUTODETECTION_METHOD` syntax).
+pub(crate) fn check_autodetection(method: &str) -> Result<(), String> {
+    match method.split_once('=') {
+        None if method == "first-found" => Ok(()),
+        Some(("can-reach", target)) => target
+            .parse::<std::net::IpAddr>()
+            .map(|_| ())
+            .map_err(|_| format!("names {target:?}, which is not an IP address")),
+        Some(("interface" | "skip-interface", re)) => regex::Regex::new(re).map(|_| ()).map_err(|e| format!("has an invalid regular expression: {e}")),
+        Some(("cidr", list)) => list
+            .split(',')
+            .try_for_each(|c| c.trim().parse::<ipnetwork::IpNetwork>().map(|_| ()).map_err(|_| format!("names {c:?}, which is not a CIDR"))),
+        _ => Err("is not one of first-found, can-reach=<ip>, interface=<regex>, skip-interface=<regex>, cidr=<cidr>[,<cidr>...]".into()),
+    }
+}

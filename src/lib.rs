@@ -1,0 +1,41 @@
+//! tortie: a Kubernetes node agent that gives every pod a routable address and
+//! spreads the routes with BGP.
+//!
+//! Module map (see ARCHITECTURE.md for the task diagram and the invariants):
+//!
+//! | module            | owns                                                              |
+//! |-------------------|-------------------------------------------------------------------|
+//! | [`config`]        | the YAML configuration, environment overrides, validation         |
+//! | [`cli`]           | the `tortie` command line and its dispatch                        |
+//! | [`logging`]       | the tracing subscriber (text or JSON)                             |
+//! | [`api`]           | the agent's local HTTP API on a unix socket, and its client       |
+//! | [`agent`]         | `tortie node`: starts and supervises the agent's tasks            |
+//! | [`bgp`]           | the BGP speaker: wire codec, sessions, RIB                        |
+//! | [`ipam`]          | per-node blocks and per-pod addresses                             |
+//! | [`datastore`]     | the shared datastore interface and its backends                   |
+//! | [`dataplane`]     | kernel routes over rtnetlink                                      |
+//! | [`fallback_ipip`] | IP-in-IP tunnels (kernel `tunl0` or userspace)                    |
+//! | [`cni`]           | the CNI plugin entry point                                        |
+//! | [`metrics`]       | Prometheus metrics and health endpoints                           |
+//! | [`lab`]           | the network-namespace runner for containerlab topologies          |
+//! | [`netns`]         | network namespaces, veth links and processes inside them          |
+//! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
+
+pub mod agent;
+pub mod api;
+pub mod bgp;
+pub mod cli;
+pub mod cni;
+pub mod config;
+pub mod dataplane;
+pub mod datastore;
+pub mod fallback_ipip;
+pub mod ipam;
+pub mod lab;
+pub mod logging;
+pub mod metrics;
+pub mod netns;
+pub mod testing;
+
+/// The version string printed by `tortie version` and exported as build info.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,2 @@
+//! Prometheus metrics and health endpoints. Built by the observability issue;
+//! nothing lives here yet.

@@ -1,0 +1,8 @@
+//! Helpers for tests (and the lab runner's checks): waiting for a condition
+//! with a deadline instead of sleeping, and comparing JSON as a subset.
+
+mod json_subset;
+mod wait;
+
+pub use json_subset::json_subset;
+pub use wait::{wait_until, wait_until_async};
