@@ -1,3 +1,16 @@
 //! The route programmer: owns the kernel routes carrying tortie's route
-//! protocol number and reconciles them (dump, diff, replace). Built by the
-//! dataplane issue; nothing lives here yet.
+//! protocol number and keeps them equal to the desired state — dump, diff,
+//! replace on start and on a timer; incremental, pipelined changes in
+//! between; a netlink monitor that repairs drift within a second.
+//!
+//! Invariant: only routes with our protocol number in our table are ever
+//! changed or deleted ([`netlink::RouteSocket::dump`] returns no others).
+
+mod monitor;
+pub mod netlink;
+pub mod programmer;
+pub mod reconcile;
+pub mod route;
+
+pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
+pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};

@@ -8,9 +8,11 @@
 //! a process that was killed outright are reaped by the next topology
 //! created on the machine, identified by the dead process id in their name.
 
+mod enter;
 mod process;
 mod topology;
 
+pub use enter::run_in_namespace;
 pub use process::Process;
 pub use topology::{CommandError, Topology};
 

@@ -1,0 +1,54 @@
+//! Route programming throughput of tortie's dataplane, for `bench/fib.sh`.
+//!
+//! Run inside a namespace that has `dev` with a route to `gw` (the script
+//! sets it up): `route_bench N dev gw`. Adds N routes
+//! `100.64.x.y/32 via gw dev dev proto 116` through the programmer as one
+//! desired-state change, waits until the kernel has them all, then removes
+//! them all; prints `route_bench op=add|del n=N secs=S rate=R`.
+
+use std::time::{Duration, Instant};
+use tortie::dataplane::{DesiredRoute, NextHop, Programmer, ProgrammerConfig, Route, RouteKind, RouteTarget};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u32 = args.get(1).and_then(|s| s.parse().ok()).expect("usage: route_bench N DEV GW");
+    let dev = args.get(2).expect("usage: route_bench N DEV GW");
+    let gw: std::net::IpAddr = args.get(3).and_then(|s| s.parse().ok()).expect("usage: route_bench N DEV GW");
+    let ifindex = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("DEV must exist in this namespace");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let routes: Vec<DesiredRoute> = (0..n)
+            .map(|i| {
+                let addr = std::net::Ipv4Addr::from((100u32 << 24) | (64 << 16) | i);
+                DesiredRoute {
+                    route: Route {
+                        dst: ipnetwork::IpNetwork::new(addr.into(), 32).unwrap(),
+                        target: RouteTarget::Via(NextHop { gateway: gw, ifindex: Some(ifindex), onlink: false }),
+                        mtu: None,
+                    },
+                    kind: RouteKind::RemoteDirect,
+                }
+            })
+            .collect();
+        let config = ProgrammerConfig { table: 254, protocol: 116, resync_interval: Duration::from_secs(3600) };
+        let p = Programmer::start(config).await.expect("programmer starts");
+        p.flush().await;
+        let t0 = Instant::now();
+        p.replace_kind(RouteKind::RemoteDirect, routes).await;
+        p.flush().await;
+        report("add", n, t0.elapsed(), &p);
+        let t0 = Instant::now();
+        p.replace_kind(RouteKind::RemoteDirect, Vec::new()).await;
+        p.flush().await;
+        report("del", n, t0.elapsed(), &p);
+    });
+}
+
+fn report(op: &str, n: u32, elapsed: Duration, p: &Programmer) {
+    let failures = p.stats.failures.load(std::sync::atomic::Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64();
+    println!("route_bench op={op} n={n} secs={secs:.3} rate={:.0} failures={failures}", f64::from(n) / secs);
+}

@@ -1,0 +1,419 @@
+//! The route programmer task: the one owner of tortie's desired kernel
+//! routes and of its view of what the kernel holds.
+//!
+//! ```text
+//!  producers (BGP, IPAM, CNI, tunnel)      kernel route notifications
+//!        │ Command (bounded mpsc)                 │ KernelEvent (bounded mpsc)
+//!        ▼                                        ▼
+//!  ┌───────────────────────────────────────────────────────────┐
+//!  │ programmer task: desired: prefix → {kind → route}          │
+//!  │                  kernel:  prefix → route (ours, cached)    │
+//!  │ coalesce a burst → diff dirty prefixes → one pipelined     │
+//!  │ batch; full dump/diff/replace on start and every resync    │
+//!  └───────────────┬───────────────────────────────────────────┘
+//!                  │ spawn_blocking (RouteSocket moves in and out)
+//!                  ▼
+//!              rtnetlink
+//! ```
+
+use super::monitor::{self, KernelEvent};
+use super::netlink::{RouteScopeSel, RouteSocket};
+use super::reconcile::diff;
+use super::route::{DesiredRoute, Route, RouteKind, RouteOp};
+use ipnetwork::IpNetwork;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Settings of the route programmer.
+#[derive(Debug, Clone)]
+pub struct ProgrammerConfig {
+    pub table: u32,
+    pub protocol: u8,
+    /// Full dump-diff-replace interval (Felix: 90 s).
+    pub resync_interval: Duration,
+}
+
+/// Requests to the programmer.
+#[derive(Debug)]
+enum Command {
+    Set(DesiredRoute),
+    Remove(IpNetwork, RouteKind),
+    /// Replace every route of one kind at once (Felix's `SetRoutes`).
+    ReplaceKind(RouteKind, Vec<DesiredRoute>),
+    /// Reply once everything received before has been applied.
+    Flush(oneshot::Sender<()>),
+    /// Delete every route of ours (used on shutdown when asked to clean up).
+    RemoveAll(oneshot::Sender<()>),
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ProgrammerStats {
+    pub adds: AtomicU64,
+    pub replaces: AtomicU64,
+    pub deletes: AtomicU64,
+    pub failures: AtomicU64,
+    pub drift_repairs: AtomicU64,
+    pub resyncs: AtomicU64,
+}
+
+/// A snapshot for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgrammerState {
+    /// True after the first full reconcile succeeded.
+    pub synced: bool,
+    /// Routes currently wanted, by kind.
+    pub routes_by_kind: BTreeMap<RouteKind, usize>,
+}
+
+/// The handle producers use. Cloning is cheap; the task stops when every
+/// handle is dropped (leaving kernel routes in place).
+#[derive(Clone)]
+pub struct Programmer {
+    tx: mpsc::Sender<Command>,
+    pub stats: Arc<ProgrammerStats>,
+    pub state: watch::Receiver<ProgrammerState>,
+}
+
+/// Why the programmer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the rtnetlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("the initial route dump failed: {0}")]
+    Dump(std::io::Error),
+}
+
+impl Programmer {
+    /// Starts the programmer in the current network namespace. It first
+    /// adopts the routes a previous run left (nothing is deleted before the
+    /// first desired state arrives through [`Programmer::flush`] or the
+    /// resync timer), so a restart never flaps a route that should stay.
+    pub async fn start(config: ProgrammerConfig) -> Result<Self, StartError> {
+        let sel = RouteScopeSel { table: config.table, protocol: config.protocol };
+        let mut socket = RouteSocket::open().map_err(StartError::Socket)?;
+        let adopted = socket.dump(sel).map_err(StartError::Dump)?;
+        let monitor_socket = monitor::open().map_err(StartError::Socket)?;
+        // Commands are bounded so a runaway producer feels back-pressure.
+        let (tx, rx) = mpsc::channel(4096);
+        let (ev_tx, ev_rx) = mpsc::channel(4096);
+        let monitor_task = tokio::spawn(monitor::run(monitor_socket, sel, ev_tx));
+        let stats = Arc::new(ProgrammerStats::default());
+        let (state_tx, state) = watch::channel(ProgrammerState::default());
+        let kernel: HashMap<IpNetwork, Route> = adopted.into_iter().map(|r| (r.dst, r)).collect();
+        tracing::info!(
+            subsys = "dataplane",
+            adopted = kernel.len(),
+            table = sel.table,
+            protocol = sel.protocol,
+            "route programmer started"
+        );
+        let task = Task {
+            sel,
+            socket: Some(socket),
+            desired: HashMap::new(),
+            kernel,
+            dirty: HashSet::new(),
+            stats: stats.clone(),
+            state_tx,
+            synced: false,
+            resync_interval: config.resync_interval,
+        };
+        tokio::spawn(async move {
+            task.run(rx, ev_rx).await;
+            monitor_task.abort();
+        });
+        Ok(Programmer { tx, stats, state })
+    }
+
+    /// Wants `route` (in addition to any other kind's route for the prefix;
+    /// the lowest kind wins, local workloads first).
+    pub async fn set(&self, route: DesiredRoute) {
+        let _ = self.tx.send(Command::Set(route)).await;
+    }
+
+    /// No longer wants the `kind` route for `dst`.
+    pub async fn remove(&self, dst: IpNetwork, kind: RouteKind) {
+        let _ = self.tx.send(Command::Remove(dst, kind)).await;
+    }
+
+    /// Replaces the whole set of routes of `kind`.
+    pub async fn replace_kind(&self, kind: RouteKind, routes: Vec<DesiredRoute>) {
+        let _ = self.tx.send(Command::ReplaceKind(kind, routes)).await;
+    }
+
+    /// Waits until every earlier request is in the kernel; the first flush
+    /// also completes the initial full reconcile (deleting stale routes of ours).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Deletes every route of ours (on shutdown with `cleanup_on_exit`).
+    pub async fn remove_all(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::RemoveAll(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Task {
+    sel: RouteScopeSel,
+    /// Moved into the blocking pool for each batch and back.
+    socket: Option<RouteSocket>,
+    desired: HashMap<IpNetwork, BTreeMap<RouteKind, DesiredRoute>>,
+    /// Our routes as the kernel holds them (dump + our writes + notifications).
+    kernel: HashMap<IpNetwork, Route>,
+    dirty: HashSet<IpNetwork>,
+    stats: Arc<ProgrammerStats>,
+    state_tx: watch::Sender<ProgrammerState>,
+    synced: bool,
+    resync_interval: Duration,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut events: mpsc::Receiver<KernelEvent>) {
+        let mut resync =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.resync_interval, self.resync_interval);
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    self.handle(cmd, &mut waiters).await;
+                    // Coalesce a burst into one batch.
+                    while let Ok(cmd) = rx.try_recv() {
+                        self.handle(cmd, &mut waiters).await;
+                    }
+                }
+                Some(ev) = events.recv() => {
+                    let mut full = self.handle_event(ev);
+                    while let Ok(ev) = events.try_recv() {
+                        full |= self.handle_event(ev);
+                    }
+                    if full {
+                        self.full_resync().await;
+                    }
+                }
+                _ = resync.tick() => self.full_resync().await,
+            }
+            if !self.dirty.is_empty() && self.synced {
+                self.apply_dirty().await;
+            }
+            if !waiters.is_empty() {
+                if !self.synced {
+                    self.full_resync().await;
+                }
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command, waiters: &mut Vec<oneshot::Sender<()>>) {
+        match cmd {
+            Command::Set(d) => {
+                self.dirty.insert(d.route.dst);
+                self.desired.entry(d.route.dst).or_default().insert(d.kind, d);
+            }
+            Command::Remove(dst, kind) => {
+                if let Some(kinds) = self.desired.get_mut(&dst) {
+                    kinds.remove(&kind);
+                    if kinds.is_empty() {
+                        self.desired.remove(&dst);
+                    }
+                    self.dirty.insert(dst);
+                }
+            }
+            Command::ReplaceKind(kind, routes) => {
+                let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
+                for (dst, kinds) in self.desired.iter_mut() {
+                    if !keep.contains(dst) && kinds.remove(&kind).is_some() {
+                        self.dirty.insert(*dst);
+                    }
+                }
+                self.desired.retain(|_, kinds| !kinds.is_empty());
+                for d in routes {
+                    self.dirty.insert(d.route.dst);
+                    self.desired.entry(d.route.dst).or_default().insert(kind, d);
+                }
+            }
+            Command::Flush(w) => waiters.push(w),
+            Command::RemoveAll(w) => {
+                self.desired.clear();
+                self.full_resync().await;
+                let _ = w.send(());
+            }
+        }
+    }
+
+    /// Updates the kernel view; true when only a full resync can tell what happened.
+    fn handle_event(&mut self, ev: KernelEvent) -> bool {
+        match ev {
+            KernelEvent::Deleted(dst) => {
+                self.kernel.remove(&dst);
+                if self.effective(&dst).is_some() {
+                    self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(subsys = "dataplane", prefix = %dst, "a route of ours was deleted outside tortie; restoring it");
+                    self.dirty.insert(dst);
+                }
+                false
+            }
+            // Our own writes come back here and already match; anything
+            // else with our protocol is drift.
+            KernelEvent::Changed(route) => {
+                let dst = route.dst;
+                let right = self.effective(&dst).is_some_and(|d| d.route.satisfied_by(&route));
+                self.kernel.insert(dst, route);
+                if !right {
+                    self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(subsys = "dataplane", prefix = %dst, "a route of ours was changed outside tortie; restoring it");
+                    self.dirty.insert(dst);
+                }
+                false
+            }
+            // Another protocol's route for a prefix we want may have
+            // replaced ours: a dump tells. We never overwrite it (invariant 1);
+            // the conflict shows up as a failed add.
+            KernelEvent::Foreign(dst) => self.synced && self.desired.contains_key(&dst),
+            KernelEvent::Overrun => true,
+        }
+    }
+
+    fn effective(&self, dst: &IpNetwork) -> Option<&DesiredRoute> {
+        self.desired.get(dst).and_then(|kinds| kinds.values().next())
+    }
+
+    async fn apply_dirty(&mut self) {
+        let dirty: Vec<IpNetwork> = self.dirty.drain().collect();
+        let mut ops = Vec::with_capacity(dirty.len());
+        for dst in dirty {
+            match (self.effective(&dst), self.kernel.get(&dst)) {
+                (Some(d), None) => ops.push(RouteOp::Add(d.route.clone())),
+                (Some(d), Some(k)) if !d.route.satisfied_by(k) => ops.push(RouteOp::Replace(d.route.clone())),
+                (None, Some(k)) => ops.push(RouteOp::Delete(k.clone())),
+                _ => {}
+            }
+        }
+        self.execute(ops).await;
+    }
+
+    /// Dump, diff, replace.
+    async fn full_resync(&mut self) {
+        let started = Instant::now();
+        let sel = self.sel;
+        let Some(mut socket) = self.socket.take() else { return };
+        let (socket, dumped) = match tokio::task::spawn_blocking(move || {
+            let r = socket.dump(sel);
+            (socket, r)
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(subsys = "dataplane", error = %e, "route dump task failed");
+                return;
+            }
+        };
+        self.socket = Some(socket);
+        let kernel = match dumped {
+            Ok(k) => k,
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(subsys = "dataplane", error = %e, "route dump failed; will retry at the next resync");
+                return;
+            }
+        };
+        self.kernel = kernel.iter().map(|r| (r.dst, r.clone())).collect();
+        let effective: HashMap<IpNetwork, DesiredRoute> =
+            self.desired.keys().filter_map(|dst| self.effective(dst).map(|d| (*dst, d.clone()))).collect();
+        let ops = diff(&effective, &kernel);
+        self.dirty.clear();
+        let changed = ops.len();
+        self.execute(ops).await;
+        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.synced = true;
+        tracing::debug!(subsys = "dataplane", routes = effective.len(), changed, elapsed = ?started.elapsed(), "full route resync");
+        self.publish();
+    }
+
+    async fn execute(&mut self, ops: Vec<RouteOp>) {
+        if ops.is_empty() {
+            self.publish();
+            return;
+        }
+        let sel = self.sel;
+        let Some(mut socket) = self.socket.take() else { return };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = socket.apply(&ops, sel);
+            (socket, ops, r)
+        })
+        .await;
+        let (socket, ops, result) = match joined {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(subsys = "dataplane", error = %e, "route write task failed");
+                return;
+            }
+        };
+        self.socket = Some(socket);
+        let failed: HashMap<usize, std::io::Error> = match result {
+            Ok(errors) => errors.into_iter().map(|e| (e.index, e.error)).collect(),
+            Err(e) => {
+                // The socket itself failed: nothing is known; resync later.
+                self.stats.failures.fetch_add(ops.len() as u64, Ordering::Relaxed);
+                tracing::warn!(subsys = "dataplane", error = %e, "route batch failed");
+                return;
+            }
+        };
+        for (i, op) in ops.into_iter().enumerate() {
+            if let Some(e) = failed.get(&i) {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
+                continue;
+            }
+            let counter = match &op {
+                RouteOp::Add(_) => &self.stats.adds,
+                RouteOp::Replace(_) => &self.stats.replaces,
+                RouteOp::Delete(_) => &self.stats.deletes,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            match op {
+                RouteOp::Add(r) | RouteOp::Replace(r) => {
+                    self.kernel.insert(r.dst, r);
+                }
+                RouteOp::Delete(r) => {
+                    if self.kernel.get(&r.dst) == Some(&r) {
+                        self.kernel.remove(&r.dst);
+                    }
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let mut by_kind = BTreeMap::new();
+        for kinds in self.desired.values() {
+            if let Some(kind) = kinds.keys().next() {
+                *by_kind.entry(*kind).or_insert(0) += 1;
+            }
+        }
+        let state = ProgrammerState { synced: self.synced, routes_by_kind: by_kind };
+        self.state_tx.send_if_modified(|s| {
+            if *s != state {
+                *s = state;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}

@@ -1,0 +1,186 @@
+//! The route programmer against a real kernel, in a namespace of its own:
+//! it writes exactly the desired routes, leaves other protocols' routes
+//! alone, repairs drift, and restarts without touching anything.
+
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tortie::dataplane::{DesiredRoute, NextHop, Programmer, ProgrammerConfig, Route, RouteKind, RouteTarget};
+use tortie::netns::{Topology, run_in_namespace};
+use tortie::testing::{json_subset, wait_until_async};
+
+const PROTO: u8 = 116;
+
+fn topology(label: &str) -> Topology {
+    let mut t = Topology::new(label).unwrap();
+    t.add_namespace("node").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("node", "eth1", Some("192.168.7.1/24")), ("peer", "eth1", Some("192.168.7.2/24"))).unwrap();
+    t
+}
+
+fn ifindex(t: &Topology, ns: &str, dev: &str) -> u32 {
+    let v = t.exec_json(ns, &["ip", "-j", "link", "show", dev]).unwrap();
+    v[0]["ifindex"].as_u64().unwrap() as u32
+}
+
+fn routes(t: &Topology) -> serde_json::Value {
+    t.exec_json("node", &["ip", "-j", "route", "show", "proto", &PROTO.to_string()]).unwrap()
+}
+
+fn desired(dst: &str, target: RouteTarget, kind: RouteKind) -> DesiredRoute {
+    DesiredRoute { route: Route { dst: dst.parse().unwrap(), target, mtu: None }, kind }
+}
+
+fn via(gw: &str, ifindex: u32, onlink: bool) -> NextHop {
+    NextHop { gateway: gw.parse().unwrap(), ifindex: Some(ifindex), onlink }
+}
+
+fn config() -> ProgrammerConfig {
+    ProgrammerConfig { table: 254, protocol: PROTO, resync_interval: Duration::from_secs(90) }
+}
+
+fn in_node<T: Send>(t: &Topology, f: impl std::future::Future<Output = T> + Send) -> T {
+    run_in_namespace(&t.ns("node"), || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    })
+    .unwrap()
+}
+
+fn the_routes(eth1: u32) -> Vec<DesiredRoute> {
+    vec![
+        desired("10.244.0.0/26", RouteTarget::Blackhole, RouteKind::Blackhole),
+        desired("10.244.0.5/32", RouteTarget::Device { ifindex: eth1 }, RouteKind::LocalWorkload),
+        desired("10.244.1.0/26", RouteTarget::Via(via("192.168.7.2", eth1, false)), RouteKind::RemoteDirect),
+        desired("10.244.2.0/26", RouteTarget::Via(via("172.31.9.9", eth1, true)), RouteKind::RemoteTunnel),
+        desired(
+            "10.244.3.0/26",
+            RouteTarget::from_next_hops(vec![via("192.168.7.2", eth1, false), via("192.168.7.3", eth1, false)])
+                .unwrap(),
+            RouteKind::RemoteDirect,
+        ),
+    ]
+}
+
+#[test]
+fn programs_desired_routes_and_leaves_other_protocols_alone() {
+    let t = topology("dproutes");
+    let eth1 = ifindex(&t, "node", "eth1");
+    // A foreign route (static) and a stale route of ours from an earlier run.
+    t.exec("node", &["ip", "route", "add", "10.50.0.0/24", "via", "192.168.7.2", "proto", "static"]).unwrap();
+    t.exec("node", &["ip", "route", "add", "10.60.0.0/24", "via", "192.168.7.2", "proto", "116"]).unwrap();
+
+    let stats = in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        for r in the_routes(eth1) {
+            p.set(r).await;
+        }
+        p.flush().await;
+        p.stats.clone()
+    });
+    assert_eq!(stats.adds.load(Ordering::Relaxed), 5);
+    assert_eq!(stats.deletes.load(Ordering::Relaxed), 1, "the stale route of ours is removed");
+    assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
+
+    let ours = routes(&t);
+    json_subset(
+        &json!([
+            {"type": "blackhole", "dst": "10.244.0.0/26"},
+            {"dst": "10.244.0.5", "dev": "eth1", "scope": "link"},
+            {"dst": "10.244.1.0/26", "gateway": "192.168.7.2", "dev": "eth1"},
+            {"dst": "10.244.2.0/26", "gateway": "172.31.9.9", "dev": "eth1", "flags": ["onlink"]},
+            {"dst": "10.244.3.0/26", "nexthops": [{"gateway": "192.168.7.2"}, {"gateway": "192.168.7.3"}]},
+        ]),
+        &ours,
+    )
+    .unwrap();
+    assert_eq!(ours.as_array().unwrap().len(), 5, "exactly our five routes: {ours}");
+    let foreign = t.exec_json("node", &["ip", "-j", "route", "show", "proto", "static"]).unwrap();
+    json_subset(&json!([{"dst": "10.50.0.0/24", "gateway": "192.168.7.2"}]), &foreign).unwrap();
+}
+
+#[test]
+fn a_deleted_or_changed_route_of_ours_comes_back() {
+    let t = topology("dpdrift");
+    let eth1 = ifindex(&t, "node", "eth1");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        for r in the_routes(eth1) {
+            p.set(r).await;
+        }
+        p.flush().await;
+
+        t.exec("node", &["ip", "route", "del", "10.244.1.0/26"]).unwrap();
+        wait_until_async("the deleted route to be restored", Duration::from_secs(10), || async {
+            json_subset(&json!([{"dst": "10.244.1.0/26", "gateway": "192.168.7.2"}]), &routes(&t)).ok()
+        })
+        .await
+        .unwrap();
+        assert!(p.stats.drift_repairs.load(Ordering::Relaxed) >= 1);
+
+        // Someone points our route elsewhere (keeping our protocol): repaired too.
+        t.exec(
+            "node",
+            &["ip", "route", "replace", "10.244.0.5/32", "via", "192.168.7.9", "dev", "eth1", "proto", "116"],
+        )
+        .unwrap();
+        wait_until_async("the changed route to be restored", Duration::from_secs(10), || async {
+            json_subset(&json!([{"dst": "10.244.0.5", "dev": "eth1", "scope": "link", "gateway": null}]), &routes(&t))
+                .ok()
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn restarting_changes_nothing_when_nothing_changed() {
+    let t = topology("dprestart");
+    let eth1 = ifindex(&t, "node", "eth1");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        for r in the_routes(eth1) {
+            p.set(r).await;
+        }
+        p.flush().await;
+    });
+    let before = routes(&t);
+    let stats = in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        p.replace_kind(RouteKind::Blackhole, vec![the_routes(eth1)[0].clone()]).await;
+        for r in the_routes(eth1).into_iter().skip(1) {
+            p.set(r).await;
+        }
+        p.flush().await;
+        p.stats.clone()
+    });
+    for (name, c) in [("adds", &stats.adds), ("replaces", &stats.replaces), ("deletes", &stats.deletes)] {
+        assert_eq!(c.load(Ordering::Relaxed), 0, "{name}: a restart with the same desired state writes nothing");
+    }
+    assert_eq!(routes(&t), before);
+}
+
+#[test]
+fn a_new_next_hop_replaces_the_route_in_place() {
+    let t = topology("dpreplace");
+    let eth1 = ifindex(&t, "node", "eth1");
+    let stats = in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        p.set(desired("10.244.1.0/26", RouteTarget::Via(via("192.168.7.2", eth1, false)), RouteKind::RemoteDirect))
+            .await;
+        p.flush().await;
+        p.set(desired("10.244.1.0/26", RouteTarget::Via(via("192.168.7.3", eth1, false)), RouteKind::RemoteDirect))
+            .await;
+        p.flush().await;
+        p.remove("10.244.1.0/26".parse().unwrap(), RouteKind::RemoteDirect).await;
+        p.set(desired("10.244.9.0/26", RouteTarget::Blackhole, RouteKind::Blackhole)).await;
+        p.flush().await;
+        p.stats.clone()
+    });
+    assert_eq!(stats.replaces.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.deletes.load(Ordering::Relaxed), 1);
+    json_subset(&json!([{"dst": "10.244.9.0/26", "type": "blackhole"}]), &routes(&t)).unwrap();
+    let dsts: Vec<String> =
+        routes(&t).as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
+    assert!(!dsts.contains(&"10.244.1.0/26".to_string()), "the removed route is gone: {dsts:?}");
+}
