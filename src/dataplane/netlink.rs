@@ -180,6 +180,33 @@ impl RouteSocket {
         }
     }
 
+    /// The interface index of link `name`.
+    pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
+        let mut msg = netlink_packet_route::link::LinkMessage::default();
+        msg.attributes.push(netlink_packet_route::link::LinkAttribute::IfName(name.to_string()));
+        let seq = self.next_seq();
+        self.socket.send(&frame(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST, seq), 0)?;
+        loop {
+            let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
+            let mut result = None;
+            for_each_message(&self.recv_buf[..n], |m| {
+                if m.header.sequence_number == seq {
+                    result = match m.payload {
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(Ok(l.header.index)),
+                        NetlinkPayload::Error(e) => Some(Err(e
+                            .code
+                            .map(|c| io::Error::from_raw_os_error(-c.get()))
+                            .unwrap_or_else(|| io::Error::other("no link in the answer")))),
+                        _ => None,
+                    };
+                }
+            });
+            if let Some(r) = result {
+                return r;
+            }
+        }
+    }
+
     /// Sends one request with an ACK and waits for it (for rare, single changes).
     pub fn request_ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         let seq = self.next_seq();

@@ -12,7 +12,7 @@ mod enter;
 mod process;
 mod topology;
 
-pub use enter::run_in_namespace;
+pub use enter::{NamespaceThread, run_in_namespace, spawn_in_namespace};
 pub use process::Process;
 pub use topology::{CommandError, Topology};
 

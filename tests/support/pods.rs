@@ -1,0 +1,21 @@
+//! Calico-style pod wiring for tests that run before (or without) the CNI
+//! plugin: a pod namespace behind a veth, its address as a /32, a default
+//! route through the link-local gateway 169.254.1.1 answered by proxy ARP
+//! on the host side, and the host route `<pod>/32 dev <veth>`.
+
+use tortie::netns::{CommandError, Topology};
+
+/// Creates namespace `pod` wired to namespace `node` with address `addr`
+/// (no prefix length); the host side is `host_if` in `node`.
+pub fn add_pod(t: &mut Topology, node: &str, pod: &str, host_if: &str, addr: &str) -> Result<(), CommandError> {
+    t.add_namespace(pod)?;
+    t.add_veth((node, host_if, None), (pod, "eth0", None))?;
+    t.exec(node, &["sysctl", "-qw", &format!("net.ipv4.conf.{host_if}.proxy_arp=1")])?;
+    t.exec(node, &["sysctl", "-qw", &format!("net.ipv4.neigh.{host_if}.proxy_delay=0")])?;
+    t.exec(node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    t.exec(node, &["ip", "route", "add", &format!("{addr}/32"), "dev", host_if, "scope", "link"])?;
+    t.exec(pod, &["ip", "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+    t.exec(pod, &["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"])?;
+    t.exec(pod, &["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])?;
+    Ok(())
+}
