@@ -30,7 +30,7 @@ impl TunnelTable {
             nodes.insert(p.node);
         }
         let mut by_len: Vec<_> = by_len.into_iter().collect();
-        by_len.sort_by(|a, b| b.0.cmp(&a.0));
+        by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         TunnelTable { by_len, nodes }
     }
 
