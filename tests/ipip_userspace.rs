@@ -100,7 +100,7 @@ fn pods_in_two_subnets_talk_through_the_userspace_tunnel() {
 
 #[test]
 fn encapsulated_packets_from_unknown_sources_are_dropped_and_counted() {
-    let mut t = lab();
+    let t = lab();
     let _a = start_node(&t, "a", "10.244.1.1", "10.244.2.0/26", "10.2.0.2");
     let b = start_node(&t, "b", "10.244.2.1", "10.244.1.0/26", "10.1.0.2");
     // The router (10.2.0.1) is not a node: its IP-in-IP packet to b must not
