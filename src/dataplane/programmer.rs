@@ -41,8 +41,9 @@ pub struct ProgrammerConfig {
 enum Command {
     Set(DesiredRoute),
     Remove(IpNetwork, RouteKind),
-    /// Replace every route of one kind at once (Felix's `SetRoutes`).
-    ReplaceKind(RouteKind, Vec<DesiredRoute>),
+    /// Replace every route of the given kinds at once (Felix's `SetRoutes`),
+    /// in one step so a prefix moving between kinds never disappears.
+    ReplaceKinds(Vec<(RouteKind, Vec<DesiredRoute>)>),
     /// Reply once everything received before has been applied.
     Flush(oneshot::Sender<()>),
     /// Delete every route of ours (used on shutdown when asked to clean up).
@@ -142,7 +143,13 @@ impl Programmer {
 
     /// Replaces the whole set of routes of `kind`.
     pub async fn replace_kind(&self, kind: RouteKind, routes: Vec<DesiredRoute>) {
-        let _ = self.tx.send(Command::ReplaceKind(kind, routes)).await;
+        self.replace_kinds(vec![(kind, routes)]).await;
+    }
+
+    /// Replaces the routes of several kinds in one step (e.g. a prefix
+    /// moving from the direct path to the tunnel is replaced, never deleted).
+    pub async fn replace_kinds(&self, sets: Vec<(RouteKind, Vec<DesiredRoute>)>) {
+        let _ = self.tx.send(Command::ReplaceKinds(sets)).await;
     }
 
     /// Waits until every earlier request is in the kernel; the first flush
@@ -203,7 +210,7 @@ impl Task {
                 }
                 _ = resync.tick() => self.full_resync().await,
             }
-            if !self.dirty.is_empty() && self.synced {
+            if !self.dirty.is_empty() {
                 self.apply_dirty().await;
             }
             if !waiters.is_empty() {
@@ -232,18 +239,20 @@ impl Task {
                     self.dirty.insert(dst);
                 }
             }
-            Command::ReplaceKind(kind, routes) => {
-                let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
-                for (dst, kinds) in self.desired.iter_mut() {
-                    if !keep.contains(dst) && kinds.remove(&kind).is_some() {
-                        self.dirty.insert(*dst);
+            Command::ReplaceKinds(sets) => {
+                for (kind, routes) in sets {
+                    let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
+                    for (dst, kinds) in self.desired.iter_mut() {
+                        if !keep.contains(dst) && kinds.remove(&kind).is_some() {
+                            self.dirty.insert(*dst);
+                        }
+                    }
+                    for d in routes {
+                        self.dirty.insert(d.route.dst);
+                        self.desired.entry(d.route.dst).or_default().insert(kind, d);
                     }
                 }
                 self.desired.retain(|_, kinds| !kinds.is_empty());
-                for d in routes {
-                    self.dirty.insert(d.route.dst);
-                    self.desired.entry(d.route.dst).or_default().insert(kind, d);
-                }
             }
             Command::Flush(w) => waiters.push(w),
             Command::RemoveAll(w) => {
@@ -298,7 +307,9 @@ impl Task {
             match (self.effective(&dst), self.kernel.get(&dst)) {
                 (Some(d), None) => ops.push(RouteOp::Add(d.route.clone())),
                 (Some(d), Some(k)) if !d.route.satisfied_by(k) => ops.push(RouteOp::Replace(d.route.clone())),
-                (None, Some(k)) => ops.push(RouteOp::Delete(k.clone())),
+                // Before the first full reconcile, routes adopted from the
+                // previous run stay until the desired state is known complete.
+                (None, Some(k)) if self.synced => ops.push(RouteOp::Delete(k.clone())),
                 _ => {}
             }
         }

@@ -6,7 +6,10 @@
 //! the same wire format. [`choose_mode`] decides once at start and says why.
 
 pub mod kernel;
+pub mod liveness;
 pub mod packet;
+pub mod path;
+pub mod selector;
 pub mod table;
 pub mod userspace;
 

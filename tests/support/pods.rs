@@ -13,6 +13,9 @@ pub fn add_pod(t: &mut Topology, node: &str, pod: &str, host_if: &str, addr: &st
     t.exec(node, &["sysctl", "-qw", &format!("net.ipv4.conf.{host_if}.proxy_arp=1")])?;
     t.exec(node, &["sysctl", "-qw", &format!("net.ipv4.neigh.{host_if}.proxy_delay=0")])?;
     t.exec(node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    // Proxy ARP answers for 169.254.1.1 only if the host routes it out of
+    // another interface; a node without a default route gets one via lo.
+    t.exec(node, &["ip", "route", "replace", "169.254.1.1/32", "dev", "lo"])?;
     t.exec(node, &["ip", "route", "add", &format!("{addr}/32"), "dev", host_if, "scope", "link"])?;
     t.exec(pod, &["ip", "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
     t.exec(pod, &["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"])?;

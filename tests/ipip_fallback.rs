@@ -1,0 +1,127 @@
+//! Two nodes on one subnet under a CrossSubnet pool: pods talk over direct
+//! routes; when the direct path drops pod traffic the liveness probe moves
+//! the route into the (userspace) tunnel, and back once the path answers.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tortie::config::IpipMode;
+use tortie::dataplane::{Programmer, ProgrammerConfig};
+use tortie::fallback_ipip::liveness::{self, ProbeConfig};
+use tortie::fallback_ipip::selector::{self, RemoteBlock, SelectorConfig, TunnelHandle};
+use tortie::fallback_ipip::{TunnelCounters, UserspaceConfig, UserspaceTunnel};
+use tortie::netns::{NamespaceThread, Topology, spawn_in_namespace};
+use tortie::testing::wait_until;
+
+struct Node {
+    _thread: NamespaceThread,
+    counters: Arc<TunnelCounters>,
+}
+
+fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: RemoteBlock) -> Node {
+    let underlay =
+        t.exec_json(ns, &["ip", "-j", "link", "show", "eth1"]).unwrap()[0]["ifindex"].as_u64().unwrap() as u32;
+    let local = local.parse().unwrap();
+    let tunnel_addr = tunnel_addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = spawn_in_namespace(&t.ns(ns), move |stop| async move {
+        let tunnel = Arc::new(
+            UserspaceTunnel::start(&UserspaceConfig {
+                device: "ttipip0".into(),
+                underlay_mtu: 1500,
+                address: Some(tunnel_addr),
+            })
+            .expect("tunnel"),
+        );
+        let programmer =
+            Programmer::start(ProgrammerConfig { table: 254, protocol: 116, resync_interval: Duration::from_secs(90) })
+                .await
+                .expect("programmer");
+        let blocks = vec![remote];
+        let (_blocks_tx, blocks_rx) = tokio::sync::watch::channel(blocks.clone());
+        let (_targets_tx, targets_rx) = tokio::sync::watch::channel(selector::probe_targets(local, &blocks));
+        let (verdict_tx, verdict_rx) = tokio::sync::watch::channel(HashMap::new());
+        let (paths_tx, _paths_rx) = tokio::sync::watch::channel(HashMap::new());
+        let fast = ProbeConfig { interval: Duration::from_millis(100), down_after: 3, up_after: 3 };
+        tokio::spawn(liveness::run(tunnel_addr, fast, targets_rx, verdict_tx));
+        let config =
+            SelectorConfig { local, underlay_ifindex: underlay, tunnel: Some(TunnelHandle::Userspace(tunnel.clone())) };
+        tokio::spawn(selector::run(config, programmer.clone(), blocks_rx, verdict_rx, paths_tx));
+        tx.send(tunnel.counters.clone()).unwrap();
+        let _ = stop.await;
+    })
+    .unwrap();
+    Node { _thread: thread, counters: rx.recv_timeout(Duration::from_secs(20)).unwrap() }
+}
+
+fn route_to(t: &Topology, ns: &str, dst: &str) -> serde_json::Value {
+    t.exec_json(ns, &["ip", "-j", "route", "show", dst, "proto", "116"]).unwrap()
+}
+
+#[test]
+fn same_subnet_is_direct_and_a_cut_direct_path_falls_back_to_the_tunnel() {
+    let mut t = Topology::new("ipipfb").unwrap();
+    t.add_namespace("a").unwrap();
+    t.add_namespace("b").unwrap();
+    t.add_veth(("a", "eth1", Some("10.0.0.2/24")), ("b", "eth1", Some("10.0.0.3/24"))).unwrap();
+    support::pods::add_pod(&mut t, "a", "pa", "ttpa", "10.244.1.5").unwrap();
+    support::pods::add_pod(&mut t, "b", "pb", "ttpb", "10.244.2.7").unwrap();
+    let block = |b: &str, n: &str| RemoteBlock {
+        block: b.parse().unwrap(),
+        node: n.parse().unwrap(),
+        mode: IpipMode::CrossSubnet,
+    };
+    let a = start_node(&t, "a", "10.0.0.2/24", "10.244.1.1", block("10.244.2.0/26", "10.0.0.3"));
+    let _b = start_node(&t, "b", "10.0.0.3/24", "10.244.2.1", block("10.244.1.0/26", "10.0.0.2"));
+
+    // Same subnet: direct routes, ping and TCP.
+    let direct = serde_json::json!([{"dst": "10.244.2.0/26", "gateway": "10.0.0.3", "dev": "eth1"}]);
+    wait_until("a direct route on a", Duration::from_secs(10), || {
+        tortie::testing::json_subset(&direct, &route_to(&t, "a", "10.244.2.0/26")).ok()
+    })
+    .unwrap();
+    wait_until("pod a to reach pod b directly", Duration::from_secs(10), || t.ping("pa", "10.244.2.7").then_some(()))
+        .unwrap();
+    t.spawn("pb", &["iperf3", "-s", "-B", "10.244.2.7", "-p", "5202"]).unwrap();
+    let tcp_ok = || {
+        let out = t.exec("pa", &["iperf3", "-c", "10.244.2.7", "-p", "5202", "-t", "1", "-J"]).ok()?;
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (r["end"]["sum_received"]["bytes"].as_u64()? > 0).then_some(())
+    };
+    wait_until("TCP over the direct path", Duration::from_secs(20), tcp_ok).unwrap();
+    let encap_before = a.counters.encap_packets.load(std::sync::atomic::Ordering::Relaxed);
+
+    // b starts dropping pod-sourced packets that arrive unencapsulated.
+    t.exec("b", &["nft", "add table inet ttcut; add chain inet ttcut pre { type filter hook prerouting priority -300; }; add rule inet ttcut pre iifname eth1 ip saddr 10.244.0.0/16 drop"])
+        .unwrap();
+    wait_until("a to move b's block into the tunnel", Duration::from_secs(10), || {
+        tortie::testing::json_subset(
+            &serde_json::json!([{"dst": "10.244.2.0/26", "dev": "ttipip0"}]),
+            &route_to(&t, "a", "10.244.2.0/26"),
+        )
+        .ok()
+    })
+    .unwrap();
+    wait_until("pod a to reach pod b through the tunnel", Duration::from_secs(10), || {
+        t.ping("pa", "10.244.2.7").then_some(())
+    })
+    .unwrap();
+    wait_until("TCP through the tunnel", Duration::from_secs(20), tcp_ok).unwrap();
+    assert!(
+        a.counters.encap_packets.load(std::sync::atomic::Ordering::Relaxed) > encap_before,
+        "traffic was encapsulated"
+    );
+
+    // The path heals: back to the direct route.
+    t.exec("b", &["nft", "delete table inet ttcut"]).unwrap();
+    wait_until("a to return to the direct route", Duration::from_secs(10), || {
+        tortie::testing::json_subset(&direct, &route_to(&t, "a", "10.244.2.0/26")).ok()
+    })
+    .unwrap();
+    wait_until("pod a to reach pod b directly again", Duration::from_secs(10), || {
+        t.ping("pa", "10.244.2.7").then_some(())
+    })
+    .unwrap();
+}
