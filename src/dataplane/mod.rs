@@ -6,11 +6,13 @@
 //! Invariant: only routes with our protocol number in our table are ever
 //! changed or deleted ([`netlink::RouteSocket::dump`] returns no others).
 
+pub mod address;
 mod monitor;
 pub mod netlink;
 pub mod programmer;
 pub mod reconcile;
 pub mod route;
+pub mod sysctl;
 
 pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
 pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};

@@ -180,6 +180,49 @@ impl RouteSocket {
         }
     }
 
+    /// Every IPv4 address with its interface (index and label).
+    pub fn ipv4_addresses(&mut self) -> io::Result<Vec<super::address::InterfaceAddress>> {
+        use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        let seq = self.next_seq();
+        self.socket.send(&frame(RouteNetlinkMessage::GetAddress(msg), NLM_F_REQUEST | NLM_F_DUMP, seq), 0)?;
+        let mut out = Vec::new();
+        loop {
+            let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
+            let mut done = false;
+            for_each_message(&self.recv_buf[..n], |m| {
+                if m.header.sequence_number != seq {
+                    return;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => done = true,
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                        let mut ip = None;
+                        let mut label = String::new();
+                        for attr in &a.attributes {
+                            match attr {
+                                AddressAttribute::Local(IpAddr::V4(v4)) => ip = Some(*v4),
+                                AddressAttribute::Address(IpAddr::V4(v4)) if ip.is_none() => ip = Some(*v4),
+                                AddressAttribute::Label(l) => label = l.clone(),
+                                _ => {}
+                            }
+                        }
+                        if let Some(Ok(address)) = ip.map(|ip| ipnetwork::Ipv4Network::new(ip, a.header.prefix_len)) {
+                            // The label may carry an alias suffix (eth0:1).
+                            let ifname = label.split(':').next().unwrap_or_default().to_string();
+                            out.push(super::address::InterfaceAddress { ifindex: a.header.index, ifname, address });
+                        }
+                    }
+                    _ => {}
+                }
+            });
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// The interface index of link `name`.
     pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
         let mut msg = netlink_packet_route::link::LinkMessage::default();
