@@ -184,3 +184,34 @@ fn a_new_next_hop_replaces_the_route_in_place() {
         routes(&t).as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
     assert!(!dsts.contains(&"10.244.1.0/26".to_string()), "the removed route is gone: {dsts:?}");
 }
+
+#[test]
+fn a_bulk_batch_lands_whole_and_drift_is_still_repaired_after_it() {
+    let t = topology("dpbulk");
+    let eth1 = ifindex(&t, "node", "eth1");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        let bulk: Vec<DesiredRoute> = (0..20_000u32)
+            .map(|i| {
+                let dst = std::net::Ipv4Addr::from((100u32 << 24) | (64 << 16) | i);
+                desired(
+                    &format!("{dst}/32"),
+                    RouteTarget::Via(via("192.168.7.2", eth1, false)),
+                    RouteKind::RemoteDirect,
+                )
+            })
+            .collect();
+        p.replace_kind(RouteKind::RemoteDirect, bulk).await;
+        p.flush().await;
+        assert_eq!(p.stats.adds.load(Ordering::Relaxed), 20_000);
+        assert_eq!(routes(&t).as_array().unwrap().len(), 20_000);
+
+        // The monitor listens again after the bulk write.
+        t.exec("node", &["ip", "route", "del", "100.64.0.7/32"]).unwrap();
+        wait_until_async("the deleted route to be restored after a bulk batch", Duration::from_secs(10), || async {
+            json_subset(&json!([{"dst": "100.64.0.7", "gateway": "192.168.7.2"}]), &routes(&t)).ok()
+        })
+        .await
+        .unwrap();
+    });
+}

@@ -6,7 +6,7 @@ use super::netlink::{RouteScopeSel, decode};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE (the legacy group bitmask of `bind`).
 const ROUTE_GROUPS: u32 = 0x40 | 0x400;
@@ -32,14 +32,54 @@ pub fn open() -> std::io::Result<TokioSocket> {
     Ok(socket)
 }
 
+/// RTNLGRP_IPV4_ROUTE and RTNLGRP_IPV6_ROUTE, for (re)joining.
+const ROUTE_GROUP_NUMBERS: [u32; 2] = [7, 11];
+
+/// Requests from the programmer to the monitor.
+#[derive(Debug)]
+pub enum MonitorControl {
+    /// Leave the route groups: while a bulk batch is written, building a
+    /// notification per route would halve the kernel's insert rate, and
+    /// the programmer verifies the result with a dump afterwards.
+    Pause(oneshot::Sender<()>),
+    /// Join them again.
+    Resume(oneshot::Sender<()>),
+}
+
 /// Forwards route notifications for `sel` to `events` until the receiver
 /// is dropped. Our own writes come back here too; the programmer treats
 /// them as no-ops because they already match the desired state.
-pub async fn run(socket: TokioSocket, sel: RouteScopeSel, events: mpsc::Sender<KernelEvent>) {
+pub async fn run(
+    mut socket: TokioSocket,
+    sel: RouteScopeSel,
+    events: mpsc::Sender<KernelEvent>,
+    mut control: mpsc::Receiver<MonitorControl>,
+) {
     let mut buf = Vec::with_capacity(1 << 20);
     loop {
         buf.clear();
-        let event_batch = match socket.recv(&mut buf).await {
+        let received = tokio::select! {
+            r = socket.recv(&mut buf) => r,
+            c = control.recv() => {
+                match c {
+                    Some(MonitorControl::Pause(ack)) => {
+                        for g in ROUTE_GROUP_NUMBERS {
+                            let _ = socket.socket_mut().drop_membership(g);
+                        }
+                        let _ = ack.send(());
+                    }
+                    Some(MonitorControl::Resume(ack)) => {
+                        for g in ROUTE_GROUP_NUMBERS {
+                            let _ = socket.socket_mut().add_membership(g);
+                        }
+                        let _ = ack.send(());
+                    }
+                    None => return,
+                }
+                continue;
+            }
+        };
+        let event_batch = match received {
             Ok(_) => parse(&buf, sel),
             // ENOBUFS: the kernel dropped notifications for us.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => vec![KernelEvent::Overrun],

@@ -16,7 +16,7 @@
 //!              rtnetlink
 //! ```
 
-use super::monitor::{self, KernelEvent};
+use super::monitor::{self, KernelEvent, MonitorControl};
 use super::netlink::{RouteScopeSel, RouteSocket};
 use super::reconcile::diff;
 use super::route::{DesiredRoute, Route, RouteKind, RouteOp};
@@ -101,7 +101,8 @@ impl Programmer {
         // Commands are bounded so a runaway producer feels back-pressure.
         let (tx, rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = mpsc::channel(4096);
-        let monitor_task = tokio::spawn(monitor::run(monitor_socket, sel, ev_tx));
+        let (control_tx, control_rx) = mpsc::channel(4);
+        let monitor_task = tokio::spawn(monitor::run(monitor_socket, sel, ev_tx, control_rx));
         let stats = Arc::new(ProgrammerStats::default());
         let (state_tx, state) = watch::channel(ProgrammerState::default());
         let kernel: HashMap<IpNetwork, Route> = adopted.into_iter().map(|r| (r.dst, r)).collect();
@@ -122,6 +123,8 @@ impl Programmer {
             state_tx,
             synced: false,
             resync_interval: config.resync_interval,
+            monitor: control_tx,
+            verify_at: None,
         };
         tokio::spawn(async move {
             task.run(rx, ev_rx).await;
@@ -174,7 +177,9 @@ struct Task {
     sel: RouteScopeSel,
     /// Moved into the blocking pool for each batch and back.
     socket: Option<RouteSocket>,
-    desired: HashMap<IpNetwork, BTreeMap<RouteKind, DesiredRoute>>,
+    /// Per prefix, the wanted routes sorted by kind (the first one wins).
+    /// A small vector, not a map: almost every prefix has exactly one.
+    desired: HashMap<IpNetwork, Vec<DesiredRoute>>,
     /// Our routes as the kernel holds them (dump + our writes + notifications).
     kernel: HashMap<IpNetwork, Route>,
     dirty: HashSet<IpNetwork>,
@@ -182,7 +187,16 @@ struct Task {
     state_tx: watch::Sender<ProgrammerState>,
     synced: bool,
     resync_interval: Duration,
+    monitor: mpsc::Sender<MonitorControl>,
+    /// A dump-and-diff owed after a bulk batch written with the monitor paused.
+    verify_at: Option<tokio::time::Instant>,
 }
+
+/// Batches at least this large are written with the monitor paused.
+const BULK_OPS: usize = 10_000;
+/// How long after a bulk batch its verification dump runs, so commands
+/// that follow at once are not held up by it.
+const VERIFY_DELAY: Duration = Duration::from_secs(1);
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut events: mpsc::Receiver<KernelEvent>) {
@@ -209,6 +223,10 @@ impl Task {
                     }
                 }
                 _ = resync.tick() => self.full_resync().await,
+                _ = sleep_until_opt(self.verify_at) => {
+                    self.verify_at = None;
+                    self.full_resync().await;
+                }
             }
             if !self.dirty.is_empty() {
                 self.apply_dirty().await;
@@ -228,11 +246,11 @@ impl Task {
         match cmd {
             Command::Set(d) => {
                 self.dirty.insert(d.route.dst);
-                self.desired.entry(d.route.dst).or_default().insert(d.kind, d);
+                insert_kind(self.desired.entry(d.route.dst).or_default(), d);
             }
             Command::Remove(dst, kind) => {
                 if let Some(kinds) = self.desired.get_mut(&dst) {
-                    kinds.remove(&kind);
+                    kinds.retain(|d| d.kind != kind);
                     if kinds.is_empty() {
                         self.desired.remove(&dst);
                     }
@@ -243,13 +261,14 @@ impl Task {
                 for (kind, routes) in sets {
                     let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
                     for (dst, kinds) in self.desired.iter_mut() {
-                        if !keep.contains(dst) && kinds.remove(&kind).is_some() {
+                        if !keep.contains(dst) && kinds.iter().any(|d| d.kind == kind) {
+                            kinds.retain(|d| d.kind != kind);
                             self.dirty.insert(*dst);
                         }
                     }
                     for d in routes {
                         self.dirty.insert(d.route.dst);
-                        self.desired.entry(d.route.dst).or_default().insert(kind, d);
+                        insert_kind(self.desired.entry(d.route.dst).or_default(), d);
                     }
                 }
                 self.desired.retain(|_, kinds| !kinds.is_empty());
@@ -297,7 +316,7 @@ impl Task {
     }
 
     fn effective(&self, dst: &IpNetwork) -> Option<&DesiredRoute> {
-        self.desired.get(dst).and_then(|kinds| kinds.values().next())
+        self.desired.get(dst).and_then(|kinds| kinds.first())
     }
 
     async fn apply_dirty(&mut self) {
@@ -349,6 +368,8 @@ impl Task {
         self.dirty.clear();
         let changed = ops.len();
         self.execute(ops).await;
+        // This was a full verification: none is owed any more.
+        self.verify_at = None;
         self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         self.synced = true;
         tracing::debug!(subsys = "dataplane", routes = effective.len(), changed, elapsed = ?started.elapsed(), "full route resync");
@@ -361,6 +382,10 @@ impl Task {
             return;
         }
         let sel = self.sel;
+        let bulk = ops.len() >= BULK_OPS;
+        if bulk {
+            self.monitor_control(MonitorControl::Pause).await;
+        }
         let Some(mut socket) = self.socket.take() else { return };
         let joined = tokio::task::spawn_blocking(move || {
             let r = socket.apply(&ops, sel);
@@ -375,6 +400,10 @@ impl Task {
             }
         };
         self.socket = Some(socket);
+        if bulk {
+            self.monitor_control(MonitorControl::Resume).await;
+            self.verify_at = Some(tokio::time::Instant::now() + VERIFY_DELAY);
+        }
         let failed: HashMap<usize, std::io::Error> = match result {
             Ok(errors) => errors.into_iter().map(|e| (e.index, e.error)).collect(),
             Err(e) => {
@@ -410,11 +439,18 @@ impl Task {
         self.publish();
     }
 
+    async fn monitor_control(&self, make: fn(oneshot::Sender<()>) -> MonitorControl) {
+        let (tx, rx) = oneshot::channel();
+        if self.monitor.send(make(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     fn publish(&self) {
         let mut by_kind = BTreeMap::new();
         for kinds in self.desired.values() {
-            if let Some(kind) = kinds.keys().next() {
-                *by_kind.entry(*kind).or_insert(0) += 1;
+            if let Some(d) = kinds.first() {
+                *by_kind.entry(d.kind).or_insert(0) += 1;
             }
         }
         let state = ProgrammerState { synced: self.synced, routes_by_kind: by_kind };
@@ -426,5 +462,21 @@ impl Task {
                 false
             }
         });
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts `d` among `kinds`, replacing a route of the same kind, keeping kind order.
+fn insert_kind(kinds: &mut Vec<DesiredRoute>, d: DesiredRoute) {
+    match kinds.binary_search_by_key(&d.kind, |k| k.kind) {
+        Ok(i) => kinds[i] = d,
+        Err(i) => kinds.insert(i, d),
     }
 }
