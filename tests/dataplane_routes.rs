@@ -215,3 +215,25 @@ fn a_bulk_batch_lands_whole_and_drift_is_still_repaired_after_it() {
         .unwrap();
     });
 }
+
+#[test]
+fn routes_stay_after_the_programmer_stops_unless_cleanup_is_asked() {
+    let t = topology("dpcleanup");
+    let eth1 = ifindex(&t, "node", "eth1");
+    t.exec("node", &["ip", "route", "add", "10.50.0.0/24", "via", "192.168.7.2", "proto", "static"]).unwrap();
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        for r in the_routes(eth1) {
+            p.set(r).await;
+        }
+        p.flush().await;
+    });
+    assert_eq!(routes(&t).as_array().unwrap().len(), 5, "dropping the programmer leaves the routes (graceful restart)");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        p.remove_all().await;
+    });
+    assert_eq!(routes(&t).as_array().unwrap().len(), 0, "cleanup removes every route of ours");
+    let foreign = t.exec_json("node", &["ip", "-j", "route", "show", "proto", "static"]).unwrap();
+    assert_eq!(foreign.as_array().unwrap().len(), 1, "and nothing else");
+}

@@ -21,7 +21,8 @@ use super::netlink::{RouteScopeSel, RouteSocket};
 use super::reconcile::diff;
 use super::route::{DesiredRoute, Route, RouteKind, RouteOp};
 use ipnetwork::IpNetwork;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -116,9 +117,9 @@ impl Programmer {
         let task = Task {
             sel,
             socket: Some(socket),
-            desired: HashMap::new(),
+            desired: HashMap::default(),
             kernel,
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             stats: stats.clone(),
             state_tx,
             synced: false,

@@ -5,7 +5,7 @@
 
 use super::route::{DesiredRoute, Route, RouteOp};
 use ipnetwork::IpNetwork;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// The operations that turn `kernel` (our routes as dumped) into `desired`.
 ///
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 /// function never sees, and so can never touch, anyone else's routes.
 pub fn diff(desired: &HashMap<IpNetwork, DesiredRoute>, kernel: &[Route]) -> Vec<RouteOp> {
     let mut ops = Vec::new();
-    let mut seen: HashMap<IpNetwork, bool> = HashMap::with_capacity(kernel.len());
+    let mut seen: HashMap<IpNetwork, bool> = HashMap::with_capacity_and_hasher(kernel.len(), Default::default());
     for k in kernel {
         let already = seen.get(&k.dst).copied();
         match (desired.get(&k.dst), already) {
