@@ -2,6 +2,7 @@
 //! module; this file only declares the commands and dispatches.
 
 mod config_cmd;
+mod lab_cmd;
 mod status_cmd;
 pub mod table;
 
@@ -131,26 +132,29 @@ pub enum BgpCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build a topology (idempotent).
-    Up {
-        /// The containerlab topology file (`*.clab.yml`).
-        topology: PathBuf,
-    },
-    /// Remove everything a topology created.
-    Down {
-        /// The containerlab topology file (`*.clab.yml`).
-        topology: PathBuf,
-    },
-    /// Run a command inside a lab node.
+    /// Build a topology (idempotent: what exists is kept).
+    Up(LabArgs),
+    /// Stop every process and remove every namespace, link and bridge of a topology.
+    Down(LabArgs),
+    /// Run a command inside a lab node, with the node's environment.
     Exec {
-        /// The containerlab topology file (`*.clab.yml`).
-        topology: PathBuf,
+        #[command(flatten)]
+        lab: LabArgs,
         /// The node to run the command in.
         node: String,
-        /// The command and its arguments.
+        /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// The containerlab topology file (`*.clab.yml`).
+    pub topology: PathBuf,
+    /// Run the topology under this lab name instead of its `name:`.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +196,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Ipam(_) => not_built("`tortie ipam`", "the IPAM allocator"),
         Command::Cni => crate::cni::main(),
-        Command::Lab(_) => not_built("`tortie lab`", "the lab runner"),
+        Command::Lab(cmd) => lab_cmd::run(&cmd),
         Command::Version => {
             println!("tortie {}", crate::VERSION);
             ExitCode::SUCCESS

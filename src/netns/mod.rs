@@ -14,7 +14,7 @@ mod topology;
 
 pub use enter::{NamespaceThread, run_in_namespace, spawn_in_namespace};
 pub use process::Process;
-pub use topology::{CommandError, Topology};
+pub use topology::{CommandError, Topology, remove_namespace, run_output};
 
 /// Prefix of every namespace this module creates.
 pub const NETNS_PREFIX: &str = "tt-";

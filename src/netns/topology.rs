@@ -147,7 +147,7 @@ impl Drop for Topology {
 
 /// Kills whatever still runs in `ns` (only processes inside a namespace we
 /// created, found by PID) and deletes it; its interfaces go with it.
-fn remove_namespace(ns: &str) {
+pub fn remove_namespace(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             let _ = Command::new("kill").args(["-KILL", pid]).stderr(Stdio::null()).status();
@@ -173,7 +173,8 @@ fn run(argv: &[&str]) -> Result<(), CommandError> {
     run_output(argv).map(|_| ())
 }
 
-fn run_output(argv: &[&str]) -> Result<Output, CommandError> {
+/// Runs a command to completion; an error carries what it printed.
+pub fn run_output(argv: &[&str]) -> Result<Output, CommandError> {
     let (program, args) = argv.split_first().expect("a command");
     let out = Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|e| CommandError {
         command: argv.join(" "),

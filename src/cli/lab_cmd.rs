@@ -1,0 +1,39 @@
+//! `tortie lab up | down | exec`.
+
+use super::{EXIT_CONFIG, LabArgs, LabCommand};
+use crate::lab;
+use std::process::ExitCode;
+
+fn plan(args: &LabArgs) -> Result<lab::LabPlan, ExitCode> {
+    // Lab nodes of image tortie run this very binary.
+    let tortie = std::env::current_exe().unwrap_or_else(|_| "tortie".into());
+    lab::load(&args.topology, args.name.as_deref(), &tortie).map_err(|e| {
+        eprintln!("tortie lab: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub fn run(cmd: &LabCommand) -> ExitCode {
+    let mut progress = |line: String| eprintln!("{line}");
+    let result = match cmd {
+        LabCommand::Up(args) => match plan(args) {
+            Ok(p) => lab::up(&p, &mut progress).map(|_| 0),
+            Err(code) => return code,
+        },
+        LabCommand::Down(args) => match plan(args) {
+            Ok(p) => lab::down(&p, &mut progress).map(|_| 0),
+            Err(code) => return code,
+        },
+        LabCommand::Exec { lab: args, node, command } => match plan(args) {
+            Ok(p) => lab::exec(&p, node, command),
+            Err(code) => return code,
+        },
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("tortie lab: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

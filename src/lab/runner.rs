@@ -1,0 +1,234 @@
+//! `tortie lab up | down | exec`: builds a resolved topology out of
+//! network namespaces, veth pairs and bridges, starts the nodes'
+//! processes detached (pid files in the lab directory), and removes all
+//! of it again. `up` is idempotent: what exists is kept, what is missing
+//! is made, `exec` commands run once per node.
+
+use super::plan::{LabPlan, LinkPlan, NodeKind, NodePlan};
+use crate::netns::{CommandError, remove_namespace, run_output};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a lab operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("node {node}: exec {command:?} failed: {detail}")]
+    Exec { node: String, command: String, detail: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("no node {0:?} in the lab")]
+    NoNode(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |source| LabError::Io { path: path.display().to_string(), source }
+}
+
+fn namespaces() -> Vec<String> {
+    run_output(&["ip", "netns", "list"])
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn link_exists(ns: &str, ifname: &str) -> bool {
+    run_output(&["ip", "-n", ns, "link", "show", "dev", ifname]).is_ok()
+}
+
+/// Builds the lab; `progress` hears one line per step.
+pub fn up(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    fs::create_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
+    let existing = namespaces();
+    let mut wanted: Vec<&str> = vec![plan.host_ns.as_str()];
+    wanted.extend(plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).map(|n| n.ns.as_str()));
+    for ns in wanted {
+        if existing.iter().any(|e| e == ns) {
+            progress(format!("namespace {ns}: exists"));
+        } else {
+            run_output(&["ip", "netns", "add", ns])?;
+            run_output(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            progress(format!("namespace {ns}: created"));
+        }
+    }
+    for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Bridge) {
+        if !link_exists(&plan.host_ns, &n.name) {
+            run_output(&["ip", "-n", &plan.host_ns, "link", "add", &n.name, "type", "bridge"])?;
+            progress(format!("bridge {}: created", n.name));
+        }
+        run_output(&["ip", "-n", &plan.host_ns, "link", "set", &n.name, "up"])?;
+    }
+    for l in &plan.links {
+        make_link(l, progress)?;
+    }
+    for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux) {
+        configure(n, progress)?;
+        start_processes(n, progress)?;
+    }
+    progress(format!("lab {}: up ({} nodes, {} links)", plan.name, plan.nodes.len(), plan.links.len()));
+    Ok(())
+}
+
+fn make_link(l: &LinkPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    let name = format!("{}:{} <-> {}:{}", l.a.node, l.a.ifname, l.b.node, l.b.ifname);
+    if link_exists(&l.a.ns, &l.a.ifname) && link_exists(&l.b.ns, &l.b.ifname) {
+        progress(format!("link {name}: exists"));
+        return Ok(());
+    }
+    let mtu = l.mtu.to_string();
+    run_output(&[
+        "ip",
+        "-n",
+        &l.a.ns,
+        "link",
+        "add",
+        &l.a.ifname,
+        "mtu",
+        &mtu,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &l.b.ifname,
+        "mtu",
+        &mtu,
+        "netns",
+        &l.b.ns,
+    ])?;
+    for (i, end) in [&l.a, &l.b].into_iter().enumerate() {
+        if let Some(bridge) = &end.bridge {
+            run_output(&["ip", "-n", &end.ns, "link", "set", &end.ifname, "master", bridge])?;
+        }
+        for (_, addr) in l.addresses.iter().filter(|(which, _)| *which == i) {
+            run_output(&["ip", "-n", &end.ns, "addr", "add", addr, "dev", &end.ifname])?;
+        }
+        run_output(&["ip", "-n", &end.ns, "link", "set", &end.ifname, "up"])?;
+    }
+    progress(format!("link {name}: created"));
+    Ok(())
+}
+
+/// Sysctls every time (cheap, idempotent); `exec` commands once.
+fn configure(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    fs::create_dir_all(&n.dir).map_err(io_err(&n.dir))?;
+    for (k, v) in &n.sysctls {
+        run_output(&["ip", "netns", "exec", &n.ns, "sysctl", "-qw", &format!("{k}={v}")])?;
+    }
+    let marker = n.dir.join("configured");
+    if marker.exists() {
+        return Ok(());
+    }
+    for cmd in &n.exec {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &n.ns, "sh", "-c", cmd])
+            .envs(&n.env)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| LabError::Exec { node: n.name.clone(), command: cmd.clone(), detail: e.to_string() })?;
+        if !out.status.success() {
+            return Err(LabError::Exec {
+                node: n.name.clone(),
+                command: cmd.clone(),
+                detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+        progress(format!("node {}: exec {cmd}", n.name));
+    }
+    fs::write(&marker, "").map_err(io_err(&marker))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie is not alive; /proc/<pid>/stat's third field is the state.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|st| st != "Z"))
+        .unwrap_or(false)
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn start_processes(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    for (i, argv) in n.processes.iter().enumerate() {
+        let pid_file = n.dir.join(format!("process-{i}.pid"));
+        if read_pid(&pid_file).is_some_and(pid_alive) {
+            progress(format!("node {}: {} running", n.name, argv[0]));
+            continue;
+        }
+        let log_path = n.dir.join(format!("process-{i}.log"));
+        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let err = log.try_clone().map_err(io_err(&log_path))?;
+        // Its own process group: the lab outlives the `tortie lab up` that started it.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &n.ns])
+            .args(argv)
+            .envs(&n.env)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(io_err(&log_path))?;
+        fs::write(&pid_file, child.id().to_string()).map_err(io_err(&pid_file))?;
+        progress(format!(
+            "node {}: started {} (pid {}, log {})",
+            n.name,
+            argv.join(" "),
+            child.id(),
+            log_path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Stops every process and removes every namespace, link and bridge of the lab.
+pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    for n in &plan.nodes {
+        for i in 0..n.processes.len() {
+            let pid_file = n.dir.join(format!("process-{i}.pid"));
+            if let Some(pid) = read_pid(&pid_file).filter(|p| pid_alive(*p)) {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while pid_alive(pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                progress(format!("node {}: stopped pid {pid}", n.name));
+            }
+        }
+    }
+    let existing = namespaces();
+    let mut ours: Vec<&str> = plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).map(|n| n.ns.as_str()).collect();
+    ours.push(&plan.host_ns);
+    for ns in ours {
+        if existing.iter().any(|e| e == ns) {
+            // Also kills what is still running inside (only our own namespaces).
+            remove_namespace(ns);
+            progress(format!("namespace {ns}: removed"));
+        }
+    }
+    if plan.dir.exists() {
+        fs::remove_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
+    }
+    progress(format!("lab {}: down", plan.name));
+    Ok(())
+}
+
+/// Runs `argv` inside `node` with the node's environment; returns its exit code.
+pub fn exec(plan: &LabPlan, node: &str, argv: &[String]) -> Result<i32, LabError> {
+    let n = plan.node(node).ok_or_else(|| LabError::NoNode(node.to_string()))?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", &n.ns])
+        .args(argv)
+        .envs(&n.env)
+        .status()
+        .map_err(|e| LabError::Exec { node: node.to_string(), command: argv.join(" "), detail: e.to_string() })?;
+    Ok(status.code().unwrap_or(1))
+}
