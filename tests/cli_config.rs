@@ -26,7 +26,7 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 fn help_lists_every_subcommand() {
     let (code, out, _) = tortie(&["--help"], &[]);
     assert_eq!(code, 0);
-    for sub in ["node", "status", "ipam", "bgp", "cni", "lab", "config", "version"] {
+    for sub in ["node", "status", "ipam", "bgp", "cni", "lab", "config", "crds", "version"] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(sub)), "`{sub}` missing from:\n{out}");
     }
     let (_, bgp, _) = tortie(&["bgp", "--help"], &[]);
@@ -127,4 +127,16 @@ fn cni_version_answers_with_supported_versions() {
         &v,
     )
     .unwrap();
+}
+
+#[test]
+fn crds_prints_one_definition_per_resource() {
+    let (code, out, _) = tortie(&["crds"], &[]);
+    assert_eq!(code, 0);
+    let docs: Vec<serde_json::Value> =
+        out.split("\n---\n").filter(|d| !d.trim().is_empty()).map(|d| serde_norway::from_str(d).unwrap()).collect();
+    for kind in ["IPPool", "IPAMBlock", "BlockAffinity", "IPAMHandle", "BGPPeer", "BGPConfiguration"] {
+        assert!(docs.iter().any(|d| d["spec"]["names"]["kind"] == kind), "{kind} missing");
+    }
+    assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
 }

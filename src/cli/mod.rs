@@ -47,6 +47,8 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the CustomResourceDefinitions of tortie's resources (for `kubectl apply -f -`).
+    Crds,
     /// Print the version.
     Version,
 }
@@ -197,6 +199,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ipam(_) => not_built("`tortie ipam`", "the IPAM allocator"),
         Command::Cni => crate::cni::main(),
         Command::Lab(cmd) => lab_cmd::run(&cmd),
+        Command::Crds => {
+            print!("{}", crate::datastore::crds_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("tortie {}", crate::VERSION);
             ExitCode::SUCCESS

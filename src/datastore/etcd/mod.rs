@@ -1,0 +1,147 @@
+//! The etcd backend, as Calico's etcd mode: each record is one key
+//! `<prefix>/<kind plural>/<name>` holding the resource's JSON; compare-and-swap is a transaction
+//! on the key's mod_revision; watches resume from the last revision they delivered after etcd or
+//! the connection comes back, and resync when etcd has compacted that revision away.
+
+mod watch;
+
+use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::{DatastoreError, Key, Kind, Result, Revision};
+use async_trait::async_trait;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use std::time::Duration;
+
+/// Where and how to reach etcd.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// Client URLs, such as `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Prefix of every key tortie writes, without a trailing `/`.
+    pub prefix: String,
+    /// How long one request may take before it fails as `Unavailable`.
+    pub request_timeout: Duration,
+}
+
+impl EtcdOptions {
+    pub fn new(endpoints: Vec<String>) -> EtcdOptions {
+        EtcdOptions { endpoints, prefix: "/tortie".to_string(), request_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A datastore in etcd.
+pub struct EtcdBackend {
+    client: Client,
+    prefix: String,
+}
+
+fn unavailable(e: etcd_client::Error) -> DatastoreError {
+    DatastoreError::unavailable(e)
+}
+
+impl EtcdBackend {
+    /// Connects to etcd. The connection is re-established by itself after etcd restarts.
+    pub async fn connect(options: EtcdOptions) -> Result<EtcdBackend> {
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(&options.endpoints, Some(connect)).await.map_err(unavailable)?;
+        Ok(EtcdBackend { client, prefix: options.prefix.trim_end_matches('/').to_string() })
+    }
+
+    /// The etcd key of `key`.
+    pub fn path(&self, key: &Key) -> String {
+        format!("{}{}", self.kind_dir(key.kind), key.name)
+    }
+
+    /// The key prefix of every record of `kind`, ending in `/`.
+    fn kind_dir(&self, kind: Kind) -> String {
+        format!("{}/{}/", self.prefix, kind.plural())
+    }
+
+    /// The client, for tools and tests that need etcd itself (compaction, raw writes).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A transaction `compares → op`, or a read of the key if a compare fails; tells which
+    /// failure it was.
+    async fn guarded(&self, key: &Key, compares: Vec<Compare>, op: TxnOp, expected: Revision) -> Result<Revision> {
+        let path = self.path(key);
+        let txn = Txn::new().when(compares).and_then(vec![op]).or_else(vec![TxnOp::get(path, None)]);
+        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        if response.succeeded() {
+            let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+            return Ok(Revision(revision.max(0) as u64));
+        }
+        let present =
+            response.op_responses().into_iter().any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+        Err(if present {
+            DatastoreError::Conflict { key: key.clone(), expected }
+        } else {
+            DatastoreError::NotFound { key: key.clone() }
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    async fn get(&self, key: &Key) -> Result<RawObject> {
+        let response = self.client.clone().get(self.path(key), None).await.map_err(unavailable)?;
+        let Some(kv) = response.kvs().first() else {
+            return Err(DatastoreError::NotFound { key: key.clone() });
+        };
+        Ok(RawObject {
+            key: key.clone(),
+            revision: Revision(kv.mod_revision().max(0) as u64),
+            value: kv.value().to_vec(),
+        })
+    }
+
+    async fn list(&self, kind: Kind) -> Result<RawList> {
+        let dir = self.kind_dir(kind);
+        let response =
+            self.client.clone().get(dir.clone(), Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
+        let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+        let mut objects = Vec::new();
+        for kv in response.kvs() {
+            objects.push(watch::object_of(&dir, kind, kv)?);
+        }
+        Ok(RawList { objects, revision: Revision(revision.max(0) as u64) })
+    }
+
+    async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
+        let path = self.path(key);
+        let txn = Txn::new()
+            .when(vec![Compare::version(path.clone(), CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(path, value, None)]);
+        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        if !response.succeeded() {
+            return Err(DatastoreError::AlreadyExists { key: key.clone() });
+        }
+        Ok(Revision(response.header().map(|h| h.revision()).unwrap_or_default().max(0) as u64))
+    }
+
+    async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
+        let path = self.path(key);
+        let compares = vec![
+            Compare::version(path.clone(), CompareOp::Greater, 0),
+            Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64),
+        ];
+        self.guarded(key, compares, TxnOp::put(path, value, None), expected).await
+    }
+
+    async fn delete(&self, key: &Key, expected: Revision) -> Result<()> {
+        let path = self.path(key);
+        let compares = vec![
+            Compare::version(path.clone(), CompareOp::Greater, 0),
+            Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64),
+        ];
+        self.guarded(key, compares, TxnOp::delete(path, None), expected).await.map(|_| ())
+    }
+
+    async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
+        Ok(watch::spawn(self.client.clone(), self.kind_dir(kind), kind, from))
+    }
+}

@@ -1,0 +1,203 @@
+//! The stand-in's HTTP routes: the Kubernetes REST paths for cluster-scoped resources, and watch
+//! as a stream of JSON lines.
+
+use super::state::{Change, Failure, Shared};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+type Params = Path<HashMap<String, String>>;
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/apis/{group}/{version}/{plural}", get(list_or_watch).post(create))
+        .route("/apis/{group}/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
+        .route("/api/{version}/{plural}", get(list_or_watch).post(create))
+        .route("/api/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
+        .with_state(shared)
+}
+
+/// `<group>/<plural>`, with `core` for the core group.
+fn collection(params: &HashMap<String, String>) -> String {
+    let group = params.get("group").map_or("core", String::as_str);
+    format!("{group}/{}", params.get("plural").map_or("", String::as_str))
+}
+
+fn status((code, reason, message): Failure) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn failure(failure: Failure) -> Response {
+    let code = StatusCode::from_u16(failure.0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(status(failure))).into_response()
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn get_one(State(shared): State<Arc<Shared>>, Path(params): Params) -> Response {
+    let name = params.get("name").cloned().unwrap_or_default();
+    match shared.get(&collection(&params), &name) {
+        Some(object) => Json(object).into_response(),
+        None => failure((404, "NotFound", format!("\"{name}\" not found"))),
+    }
+}
+
+async fn create(State(shared): State<Arc<Shared>>, Path(params): Params, Json(object): Json<Value>) -> Response {
+    let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) else {
+        return failure((422, "Invalid", "metadata.name: Required value".into()));
+    };
+    match shared.create(&collection(&params), &name, object) {
+        Ok(object) => (StatusCode::CREATED, Json(object)).into_response(),
+        Err(f) => failure(f),
+    }
+}
+
+async fn replace(State(shared): State<Arc<Shared>>, Path(params): Params, Json(object): Json<Value>) -> Response {
+    let name = params.get("name").cloned().unwrap_or_default();
+    if object.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+        return failure((400, "BadRequest", "the name of the object does not match the name in the URL".into()));
+    }
+    match shared.replace(&collection(&params), &name, object) {
+        Ok(object) => Json(object).into_response(),
+        Err(f) => failure(f),
+    }
+}
+
+async fn delete(State(shared): State<Arc<Shared>>, Path(params): Params, body: Bytes) -> Response {
+    let name = params.get("name").cloned().unwrap_or_default();
+    let options: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(json!({})) };
+    let precondition = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    match shared.delete(&collection(&params), &name, precondition) {
+        Ok(object) => Json(object).into_response(),
+        Err(f) => failure(f),
+    }
+}
+
+async fn list_or_watch(State(shared): State<Arc<Shared>>, Path(params): Params, uri: Uri) -> Response {
+    let query = query(&uri);
+    let collection = collection(&params);
+    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+        return watch(shared, collection, &query);
+    }
+    let (items, revision) = shared.list(&collection);
+    Json(json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": revision.to_string()},
+                "items": items}))
+    .into_response()
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut text = json!({"type": kind, "object": object}).to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+fn watch(shared: Arc<Shared>, collection: String, query: &HashMap<String, String>) -> Response {
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let timeout = Duration::from_secs(query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800));
+    // Without a resourceVersion ("any"), Kubernetes first sends the current objects as ADDED.
+    let from = query.get("resourceVersion").and_then(|rv| rv.parse::<u64>().ok()).filter(|rv| *rv > 0);
+    let (initial, from) = match from {
+        Some(from) => (Vec::new(), from),
+        None => {
+            let (items, revision) = shared.list(&collection);
+            (items, revision)
+        }
+    };
+    // A small buffer: a client that stops reading stalls this task, which then falls behind the
+    // live feed and ends the watch with 410, as the API server does with slow watchers.
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    match shared.watch(&collection, from) {
+        Err(gone) => {
+            let _ = tx.try_send(line("ERROR", &status(gone)));
+        }
+        Ok(start) => {
+            tokio::spawn(async move {
+                let interval = shared.bookmark_interval;
+                let mut seen = start.backlog.last().map_or(from, |c| c.revision).max(from);
+                for object in &initial {
+                    if tx.send(line("ADDED", object)).await.is_err() {
+                        return;
+                    }
+                }
+                for change in &start.backlog {
+                    if tx.send(line(change.kind, &change.object)).await.is_err() {
+                        return;
+                    }
+                }
+                stream_live(&tx, &collection, start.live, start.cut, &mut seen, bookmarks, interval, timeout).await;
+            });
+        }
+    }
+    let body =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_live(
+    tx: &mpsc::Sender<Bytes>,
+    collection: &str,
+    mut live: broadcast::Receiver<Change>,
+    mut cut: tokio::sync::watch::Receiver<u64>,
+    seen: &mut u64,
+    bookmarks: bool,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(change) => {
+                    if change.revision <= *seen {
+                        continue;
+                    }
+                    *seen = change.revision;
+                    if change.collection == collection && tx.send(line(change.kind, &change.object)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let gone = (410, "Expired", format!("watch fell behind; resume from {seen} is no longer possible"));
+                    let _ = tx.send(line("ERROR", &status(gone))).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = ticker.tick(), if bookmarks => {
+                // Every change up to `seen` has been delivered, so a bookmark there is truthful.
+                let bookmark = json!({"kind": "Bookmark", "apiVersion": "v1",
+                                      "metadata": {"resourceVersion": seen.to_string()}});
+                if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
+                    return;
+                }
+            }
+            _ = cut.changed() => return,
+            _ = &mut deadline => return,
+            _ = tx.closed() => return,
+        }
+    }
+}

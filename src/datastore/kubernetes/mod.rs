@@ -1,0 +1,161 @@
+//! The Kubernetes backend: each kind but Node is a cluster-scoped custom resource in the
+//! `crd.tortie.io/v1` group (CRDs generated from the Rust types, see [`crds_yaml`]); a Node's BGP
+//! fields are annotations on the Kubernetes Node (see `node.rs`). Compare-and-swap is
+//! Kubernetes' own: `metadata.resourceVersion` on replace, preconditions on delete, 409 on a
+//! mismatch. Revisions are resourceVersions read as numbers (what every etcd-backed API server
+//! hands out); a non-numeric one is `InvalidData`.
+
+mod crds;
+mod node;
+mod watch;
+
+pub use crds::{crds, crds_yaml};
+
+use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::{DatastoreError, Key, Kind, Result, Revision};
+use async_trait::async_trait;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
+use kube::core::GroupVersionKind;
+
+/// The API group of tortie's custom resources.
+pub const GROUP: &str = "crd.tortie.io";
+/// Their version.
+pub const VERSION: &str = "v1";
+/// Prefix of the annotations carrying a Node's fields on the Kubernetes Node.
+pub const ANNOTATION_PREFIX: &str = "tortie.io/";
+
+/// The custom resource of `kind` (Node is not one).
+pub fn api_resource(kind: Kind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(GROUP, VERSION, kind.as_str());
+    ApiResource::from_gvk_with_plural(&gvk, kind.plural())
+}
+
+/// A datastore in a Kubernetes API server.
+pub struct KubeBackend {
+    client: kube::Client,
+}
+
+impl KubeBackend {
+    pub fn new(client: kube::Client) -> KubeBackend {
+        KubeBackend { client }
+    }
+
+    /// Connects with the usual inference: in-cluster service account, else `KUBECONFIG`.
+    pub async fn try_default() -> Result<KubeBackend> {
+        Ok(KubeBackend { client: kube::Client::try_default().await.map_err(DatastoreError::unavailable)? })
+    }
+
+    fn api(&self, kind: Kind) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &api_resource(kind))
+    }
+}
+
+/// The revision in an object's metadata.
+pub(crate) fn revision_of(key: &dyn std::fmt::Display, rv: Option<&str>) -> Result<Revision> {
+    let rv = rv.unwrap_or_default();
+    rv.parse::<u64>()
+        .map(Revision)
+        .map_err(|_| DatastoreError::invalid(key, format!("resourceVersion {rv:?} is not a number")))
+}
+
+/// The stored form of a custom resource: its `spec`, as JSON bytes.
+pub(crate) fn object_of(kind: Kind, object: &DynamicObject) -> Result<RawObject> {
+    let key = Key::new(kind, object.metadata.name.clone().unwrap_or_default());
+    let revision = revision_of(&key, object.metadata.resource_version.as_deref())?;
+    let spec = object.data.get("spec").unwrap_or(&serde_json::Value::Null);
+    let value = serde_json::to_vec(spec).map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
+    Ok(RawObject { key, revision, value })
+}
+
+/// Maps an API error to the datastore's; `expected` is the revision a write was guarded by.
+pub(crate) fn api_error(key: &Key, expected: Revision, e: kube::Error) -> DatastoreError {
+    match e {
+        kube::Error::Api(status) if status.code == 404 => DatastoreError::NotFound { key: key.clone() },
+        kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists" => {
+            DatastoreError::AlreadyExists { key: key.clone() }
+        }
+        kube::Error::Api(status) if status.code == 409 => DatastoreError::Conflict { key: key.clone(), expected },
+        kube::Error::Api(status) if status.code == 400 || status.code == 422 => {
+            DatastoreError::invalid(key, format!("refused by the API server: {}", status.message))
+        }
+        other => DatastoreError::unavailable(other),
+    }
+}
+
+fn document(kind: Kind, name: &str, value: &[u8], revision: Option<Revision>) -> Result<DynamicObject> {
+    let key = Key::new(kind, name);
+    let spec: serde_json::Value =
+        serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
+    let mut object = DynamicObject::new(name, &api_resource(kind)).data(serde_json::json!({ "spec": spec }));
+    object.metadata.resource_version = revision.map(|r| r.to_string());
+    Ok(object)
+}
+
+#[async_trait]
+impl Backend for KubeBackend {
+    async fn get(&self, key: &Key) -> Result<RawObject> {
+        if key.kind == Kind::Node {
+            return node::get(&self.client, key).await;
+        }
+        let object = self.api(key.kind).get(&key.name).await.map_err(|e| api_error(key, Revision(0), e))?;
+        object_of(key.kind, &object)
+    }
+
+    async fn list(&self, kind: Kind) -> Result<RawList> {
+        if kind == Kind::Node {
+            return node::list(&self.client).await;
+        }
+        let key = Key::new(kind, "");
+        let list = self.api(kind).list(&ListParams::default()).await.map_err(|e| api_error(&key, Revision(0), e))?;
+        let revision = revision_of(&key, list.metadata.resource_version.as_deref())?;
+        let objects = list.items.iter().map(|o| object_of(kind, o)).collect::<Result<Vec<_>>>()?;
+        Ok(RawList { objects, revision })
+    }
+
+    async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
+        if key.kind == Kind::Node {
+            return node::create(&self.client, key, &value).await;
+        }
+        let object = document(key.kind, &key.name, &value, None)?;
+        let created = self
+            .api(key.kind)
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| api_error(key, Revision(0), e))?;
+        revision_of(key, created.metadata.resource_version.as_deref())
+    }
+
+    async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
+        if key.kind == Kind::Node {
+            return node::update(&self.client, key, &value, expected).await;
+        }
+        let object = document(key.kind, &key.name, &value, Some(expected))?;
+        let replaced = self
+            .api(key.kind)
+            .replace(&key.name, &PostParams::default(), &object)
+            .await
+            .map_err(|e| api_error(key, expected, e))?;
+        revision_of(key, replaced.metadata.resource_version.as_deref())
+    }
+
+    async fn delete(&self, key: &Key, expected: Revision) -> Result<()> {
+        if key.kind == Kind::Node {
+            return node::delete(&self.client, key, expected).await;
+        }
+        let params = DeleteParams::default()
+            .preconditions(Preconditions { resource_version: Some(expected.to_string()), uid: None });
+        self.api(key.kind).delete(&key.name, &params).await.map_err(|e| api_error(key, expected, e))?;
+        Ok(())
+    }
+
+    async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
+        let (api, from) = if kind == Kind::Node {
+            // Node annotations carry no history of their own: a node watch always starts with the
+            // current state (a resync), then follows changes.
+            (node::api(&self.client), None)
+        } else {
+            (self.api(kind), from)
+        };
+        Ok(watch::spawn(api, kind, from))
+    }
+}

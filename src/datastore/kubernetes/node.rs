@@ -1,0 +1,143 @@
+//! A Node's fields as annotations on the Kubernetes Node (as Calico does with
+//! `projectcalico.org/IPv4Address` …): tortie never creates or deletes Kubernetes Nodes (the
+//! kubelet does); "create" adds the annotations, "delete" removes them. The Kubernetes Node's
+//! resourceVersion guards every change, so a kubelet status update in between is a `Conflict`.
+
+use super::{ANNOTATION_PREFIX, api_error, revision_of};
+use crate::datastore::backend::{RawList, RawObject};
+use crate::datastore::{DatastoreError, Key, Kind, Result, Revision};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Marks a Kubernetes Node as registered with tortie, whatever else is set.
+const REGISTERED: &str = "tortie.io/registered";
+
+/// (annotation suffix, field of `bgp`, whether the value is a number).
+const FIELDS: [(&str, &str, bool); 5] = [
+    ("IPv4Address", "ipv4Address", false),
+    ("IPv6Address", "ipv6Address", false),
+    ("ASNumber", "asNumber", true),
+    ("RouteReflectorClusterID", "routeReflectorClusterID", false),
+    ("IPv4IPIPTunnelAddr", "ipv4IPIPTunnelAddr", false),
+];
+
+fn node_resource() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&())
+}
+
+pub(super) fn api(client: &kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client.clone(), &node_resource())
+}
+
+/// The Node document held in a Kubernetes Node's annotations, if it is registered. A malformed
+/// annotation is passed through as a string, so decoding fails naming the field.
+pub(super) fn value_of(annotations: &BTreeMap<String, String>) -> Option<Vec<u8>> {
+    annotations.get(REGISTERED)?;
+    let mut bgp = Map::new();
+    for (suffix, field, numeric) in FIELDS {
+        if let Some(text) = annotations.get(&format!("{ANNOTATION_PREFIX}{suffix}")) {
+            let value = match text.parse::<u64>() {
+                Ok(n) if numeric => json!(n),
+                _ => json!(text),
+            };
+            bgp.insert(field.to_string(), value);
+        }
+    }
+    let document = if bgp.is_empty() { json!({}) } else { json!({ "bgp": bgp }) };
+    serde_json::to_vec(&document).ok()
+}
+
+/// Replaces the tortie annotations with those for `value` (`None` removes them).
+fn set_annotations(key: &Key, object: &mut DynamicObject, value: Option<&[u8]>) -> Result<()> {
+    let annotations = object.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.retain(|k, _| !k.starts_with(ANNOTATION_PREFIX));
+    let Some(value) = value else { return Ok(()) };
+    let document: Value = serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(key, e.to_string()))?;
+    annotations.insert(REGISTERED.to_string(), "true".to_string());
+    for (suffix, field, _) in FIELDS {
+        match document.pointer(&format!("/bgp/{field}")) {
+            Some(Value::String(s)) => annotations.insert(format!("{ANNOTATION_PREFIX}{suffix}"), s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => annotations.insert(format!("{ANNOTATION_PREFIX}{suffix}"), other.to_string()),
+        };
+    }
+    Ok(())
+}
+
+fn registered(object: &DynamicObject) -> Option<Vec<u8>> {
+    value_of(object.metadata.annotations.as_ref()?)
+}
+
+pub(super) fn object_of(object: &DynamicObject) -> Result<Option<RawObject>> {
+    let Some(value) = registered(object) else { return Ok(None) };
+    let key = Key::new(Kind::Node, object.metadata.name.clone().unwrap_or_default());
+    let revision = revision_of(&key, object.metadata.resource_version.as_deref())?;
+    Ok(Some(RawObject { key, revision, value }))
+}
+
+async fn fetch(client: &kube::Client, key: &Key) -> Result<DynamicObject> {
+    api(client).get(&key.name).await.map_err(|e| api_error(key, Revision(0), e))
+}
+
+async fn replace(client: &kube::Client, key: &Key, object: &DynamicObject, expected: Revision) -> Result<Revision> {
+    let replaced = api(client)
+        .replace(&key.name, &PostParams::default(), object)
+        .await
+        .map_err(|e| api_error(key, expected, e))?;
+    revision_of(key, replaced.metadata.resource_version.as_deref())
+}
+
+pub(super) async fn get(client: &kube::Client, key: &Key) -> Result<RawObject> {
+    object_of(&fetch(client, key).await?)?.ok_or_else(|| DatastoreError::NotFound { key: key.clone() })
+}
+
+pub(super) async fn list(client: &kube::Client) -> Result<RawList> {
+    let key = Key::new(Kind::Node, "");
+    let list = api(client).list(&ListParams::default()).await.map_err(|e| api_error(&key, Revision(0), e))?;
+    let revision = revision_of(&key, list.metadata.resource_version.as_deref())?;
+    let mut objects = Vec::new();
+    for node in &list.items {
+        objects.extend(object_of(node)?);
+    }
+    Ok(RawList { objects, revision })
+}
+
+/// Registers the node: `NotFound` without a Kubernetes Node, `AlreadyExists` if registered.
+pub(super) async fn create(client: &kube::Client, key: &Key, value: &[u8]) -> Result<Revision> {
+    // The kubelet updates its Node often; a conflict here is not about our fields, so retry.
+    let mut last = None;
+    for _ in 0..5 {
+        let mut object = fetch(client, key).await?;
+        if registered(&object).is_some() {
+            return Err(DatastoreError::AlreadyExists { key: key.clone() });
+        }
+        let current = revision_of(key, object.metadata.resource_version.as_deref())?;
+        set_annotations(key, &mut object, Some(value))?;
+        match replace(client, key, &object, current).await {
+            Err(e @ DatastoreError::Conflict { .. }) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| DatastoreError::unavailable("node registration kept conflicting")))
+}
+
+async fn guarded(client: &kube::Client, key: &Key, value: Option<&[u8]>, expected: Revision) -> Result<Revision> {
+    let mut object = fetch(client, key).await?;
+    if registered(&object).is_none() {
+        return Err(DatastoreError::NotFound { key: key.clone() });
+    }
+    if revision_of(key, object.metadata.resource_version.as_deref())? != expected {
+        return Err(DatastoreError::Conflict { key: key.clone(), expected });
+    }
+    set_annotations(key, &mut object, value)?;
+    replace(client, key, &object, expected).await
+}
+
+pub(super) async fn update(client: &kube::Client, key: &Key, value: &[u8], expected: Revision) -> Result<Revision> {
+    guarded(client, key, Some(value), expected).await
+}
+
+pub(super) async fn delete(client: &kube::Client, key: &Key, expected: Revision) -> Result<()> {
+    guarded(client, key, None, expected).await.map(|_| ())
+}

@@ -1,0 +1,329 @@
+//! IPAM resources: IPPool, IPAMBlock, BlockAffinity, IPAMHandle and IPAMConfig (Calico §2).
+
+use ipnetwork::IpNetwork;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How traffic to a pool's addresses is encapsulated (`ipipMode`, `vxlanMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum EncapMode {
+    #[default]
+    Never,
+    Always,
+    CrossSubnet,
+}
+
+/// What addresses of a pool may be used for (`allowedUses`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PoolUse {
+    Workload,
+    Tunnel,
+    LoadBalancer,
+}
+
+fn default_node_selector() -> String {
+    "all()".to_string()
+}
+
+fn default_allowed_uses() -> Vec<PoolUse> {
+    vec![PoolUse::Workload, PoolUse::Tunnel]
+}
+
+/// A range pods get addresses from, cut into blocks of `blockSize`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpPool {
+    /// Strictly masked; immutable.
+    #[schemars(with = "String")]
+    pub cidr: IpNetwork,
+    /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6 (Calico's defaults 26 / 122).
+    pub block_size: u8,
+    #[serde(default)]
+    pub ipip_mode: EncapMode,
+    #[serde(default)]
+    pub vxlan_mode: EncapMode,
+    #[serde(default)]
+    pub nat_outgoing: bool,
+    /// No new allocations from this pool.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Keep the pool's routes out of BGP.
+    #[serde(default, rename = "disableBGPExport")]
+    pub disable_bgp_export: bool,
+    #[serde(default = "default_node_selector")]
+    pub node_selector: String,
+    #[serde(default = "default_allowed_uses")]
+    pub allowed_uses: Vec<PoolUse>,
+}
+
+impl IpPool {
+    /// A pool with Calico's defaults: block size 26 (IPv4) or 122 (IPv6), no encapsulation.
+    pub fn new(cidr: IpNetwork) -> IpPool {
+        IpPool {
+            cidr,
+            block_size: if cidr.is_ipv4() { 26 } else { 122 },
+            ipip_mode: EncapMode::Never,
+            vxlan_mode: EncapMode::Never,
+            nat_outgoing: false,
+            disabled: false,
+            disable_bgp_export: false,
+            node_selector: default_node_selector(),
+            allowed_uses: default_allowed_uses(),
+        }
+    }
+
+    pub(super) fn check(&self) -> Result<(), String> {
+        check_masked("cidr", &self.cidr)?;
+        let range = if self.cidr.is_ipv4() { 20..=32 } else { 116..=128 };
+        if !range.contains(&self.block_size) {
+            return Err(format!("blockSize: {} is outside {range:?} for {}", self.block_size, self.cidr));
+        }
+        if self.block_size < self.cidr.prefix() {
+            return Err(format!("blockSize: {} is larger than the pool {}", self.block_size, self.cidr));
+        }
+        if self.cidr.is_ipv6() && self.ipip_mode != EncapMode::Never {
+            return Err("ipipMode: IP-in-IP is not possible for an IPv6 pool".to_string());
+        }
+        if self.ipip_mode != EncapMode::Never && self.vxlan_mode != EncapMode::Never {
+            return Err("vxlanMode: cannot be combined with ipipMode".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The name Calico gives a block or affinity for `cidr`: the CIDR with `.`, `:` and `/` as `-`.
+pub fn cidr_name(cidr: &IpNetwork) -> String {
+    cidr.to_string().replace(['.', ':', '/'], "-")
+}
+
+fn check_masked(field: &str, cidr: &IpNetwork) -> Result<(), String> {
+    if cidr.ip() != cidr.network() {
+        return Err(format!("{field}: {cidr} is not strictly masked (the network is {})", cidr.network()));
+    }
+    Ok(())
+}
+
+/// Who holds one allocated address of a block.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AllocationAttribute {
+    /// The IPAM handle the address belongs to (Calico spells it `handle_id`).
+    #[serde(default, rename = "handle_id", skip_serializing_if = "Option::is_none")]
+    pub handle_id: Option<String>,
+    /// Owner attributes: pod, namespace, node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secondary: BTreeMap<String, String>,
+}
+
+/// A block of addresses, usually affine to one host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamBlock {
+    #[schemars(with = "String")]
+    pub cidr: IpNetwork,
+    /// `host:<node>` or `virtual:<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
+    /// RFC 3339 time the affinity was claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_claim_time: Option<String>,
+    /// One entry per address (by ordinal): `None` when free, else an index into `attributes`.
+    pub allocations: Vec<Option<u32>>,
+    /// Free ordinals, oldest-freed first: allocation pops the head, release pushes the tail.
+    pub unallocated: Vec<u32>,
+    #[serde(default)]
+    pub attributes: Vec<AllocationAttribute>,
+    #[serde(default)]
+    pub sequence_number: u64,
+    /// Ordinal → the block's sequence number when that address was allocated.
+    #[serde(default)]
+    pub sequence_number_for_allocation: BTreeMap<String, u64>,
+    /// Soft-deleted: being released, not to be allocated from.
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub strict_affinity: bool,
+}
+
+impl IpamBlock {
+    /// An empty block for `cidr` with every ordinal free, in order.
+    pub fn empty(cidr: IpNetwork, affinity: Option<String>) -> IpamBlock {
+        let size = block_len(&cidr).unwrap_or(0);
+        IpamBlock {
+            cidr,
+            affinity,
+            affinity_claim_time: None,
+            allocations: vec![None; size],
+            unallocated: (0..size as u32).collect(),
+            attributes: Vec::new(),
+            sequence_number: 0,
+            sequence_number_for_allocation: BTreeMap::new(),
+            deleted: false,
+            strict_affinity: false,
+        }
+    }
+
+    pub(super) fn check(&self) -> Result<(), String> {
+        check_masked("cidr", &self.cidr)?;
+        let size = block_len(&self.cidr).ok_or_else(|| format!("cidr: {} is too large for a block", self.cidr))?;
+        if self.allocations.len() != size {
+            return Err(format!("allocations: {} entries for a block of {size} addresses", self.allocations.len()));
+        }
+        for (i, a) in self.allocations.iter().enumerate() {
+            if let Some(attr) = a
+                && *attr as usize >= self.attributes.len()
+            {
+                return Err(format!("allocations[{i}]: attribute index {attr} is out of range"));
+            }
+        }
+        for (i, ordinal) in self.unallocated.iter().enumerate() {
+            match self.allocations.get(*ordinal as usize) {
+                None => return Err(format!("unallocated[{i}]: ordinal {ordinal} is outside the block")),
+                Some(Some(_)) => return Err(format!("unallocated[{i}]: ordinal {ordinal} is allocated")),
+                Some(None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Addresses in a block of `cidr`, if small enough to list (at most 2^16).
+fn block_len(cidr: &IpNetwork) -> Option<usize> {
+    let bits = if cidr.is_ipv4() { 32 } else { 128 };
+    let host_bits = bits - u32::from(cidr.prefix());
+    (host_bits <= 16).then(|| 1usize << host_bits)
+}
+
+/// Where a host's claim on a block stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AffinityState {
+    Pending,
+    Confirmed,
+    PendingDeletion,
+}
+
+/// A host's claim on a block: none → pending → confirmed → pendingDeletion → none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockAffinity {
+    pub state: AffinityState,
+    pub node: String,
+    /// `host` or `virtual`.
+    #[serde(rename = "type", default = "default_affinity_type")]
+    pub affinity_type: String,
+    #[schemars(with = "String")]
+    pub cidr: IpNetwork,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+fn default_affinity_type() -> String {
+    "host".to_string()
+}
+
+impl BlockAffinity {
+    pub(super) fn check(&self) -> Result<(), String> {
+        check_masked("cidr", &self.cidr)?;
+        if self.node.is_empty() {
+            return Err("node: is required".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The addresses one owner (a pod, a tunnel) holds: block CIDR → how many in that block, so a
+/// release by handle visits only those blocks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamHandle {
+    #[serde(rename = "handleID")]
+    pub handle_id: String,
+    #[serde(default)]
+    pub block: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl IpamHandle {
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.handle_id.is_empty() {
+            return Err("handleID: is required".to_string());
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The IPAM settings, a singleton named `default`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamConfig {
+    /// Hosts only use addresses from blocks affine to them.
+    #[serde(default)]
+    pub strict_affinity: bool,
+    #[serde(default = "default_true")]
+    pub auto_allocate_blocks: bool,
+    /// 0 means the default of 20; above 0 requires `strictAffinity`.
+    #[serde(default)]
+    pub max_blocks_per_host: u32,
+}
+
+impl Default for IpamConfig {
+    fn default() -> Self {
+        IpamConfig { strict_affinity: false, auto_allocate_blocks: true, max_blocks_per_host: 0 }
+    }
+}
+
+impl IpamConfig {
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.max_blocks_per_host > 0 && !self.strict_affinity {
+            return Err("maxBlocksPerHost: above 0 requires strictAffinity".to_string());
+        }
+        if !self.auto_allocate_blocks && !self.strict_affinity {
+            return Err("autoAllocateBlocks: false requires strictAffinity".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pool_uses_calico_field_names_and_defaults() {
+        let pool: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16", "blockSize": 26})).unwrap();
+        assert_eq!(pool, IpPool::new("10.0.0.0/16".parse().unwrap()));
+        let wire = serde_json::to_value(&pool).unwrap();
+        assert_eq!(wire["disableBGPExport"], json!(false));
+        assert_eq!(wire["ipipMode"], json!("Never"));
+    }
+
+    #[test]
+    fn unmasked_pool_is_rejected() {
+        let pool = IpPool::new("10.0.0.1/16".parse().unwrap());
+        assert!(pool.check().unwrap_err().starts_with("cidr:"));
+    }
+
+    #[test]
+    fn empty_block_is_consistent_and_named_like_calico() {
+        let cidr: IpNetwork = "10.0.0.64/26".parse().unwrap();
+        let block = IpamBlock::empty(cidr, Some("host:n1".into()));
+        assert_eq!(block.allocations.len(), 64);
+        assert_eq!(block.check(), Ok(()));
+        assert_eq!(cidr_name(&cidr), "10-0-0-64-26");
+    }
+
+    #[test]
+    fn block_with_dangling_attribute_index_is_rejected() {
+        let mut block = IpamBlock::empty("10.0.0.0/30".parse().unwrap(), None);
+        block.allocations[1] = Some(3);
+        block.unallocated.retain(|o| *o != 1);
+        assert!(block.check().unwrap_err().starts_with("allocations[1]"));
+    }
+}

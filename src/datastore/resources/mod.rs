@@ -1,0 +1,53 @@
+//! The resource types, with Calico's field names and meanings (see
+//! `shared/reference/calico.md` §1.6, §2 and §5). On the wire they are JSON in camelCase,
+//! spelled as Calico spells them (`disableBGPExport`, `routeReflectorClusterID`, `handle_id`).
+
+mod bgp;
+mod ipam;
+mod node;
+
+pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
+pub use ipam::{
+    AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
+    cidr_name,
+};
+pub use node::{Node, NodeBgp};
+
+use super::Kind;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+
+/// A type stored in the datastore.
+pub trait Resource:
+    Serialize + DeserializeOwned + JsonSchema + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+    const KIND: Kind;
+
+    /// The rules serde cannot express; checked before a write and after a read, so a record that
+    /// breaks them is `InvalidData`. The message names the field.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+macro_rules! resource {
+    ($ty:ty, $kind:expr) => {
+        impl Resource for $ty {
+            const KIND: Kind = $kind;
+            fn validate(&self) -> Result<(), String> {
+                <$ty>::check(self)
+            }
+        }
+    };
+}
+
+resource!(IpPool, Kind::IpPool);
+resource!(IpamBlock, Kind::IpamBlock);
+resource!(BlockAffinity, Kind::BlockAffinity);
+resource!(IpamHandle, Kind::IpamHandle);
+resource!(IpamConfig, Kind::IpamConfig);
+resource!(Node, Kind::Node);
+resource!(BgpPeer, Kind::BgpPeer);
+resource!(BgpConfiguration, Kind::BgpConfiguration);

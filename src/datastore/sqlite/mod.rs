@@ -1,0 +1,112 @@
+//! The sqlite backend: the embedded default, one database file shared safely by several tortie
+//! processes on one host.
+//!
+//! - WAL journal, `BEGIN IMMEDIATE` for every write (so a compare-and-swap reads and writes under
+//!   the one write lock), and a busy timeout so contending processes wait instead of failing.
+//! - Every write bumps one store-wide revision and appends a row to a `changes` log; watches read
+//!   that log, so they see writes from every process. Old changes are trimmed (keeping
+//!   `changes_retained`); a watch whose place was trimmed resyncs.
+
+mod ops;
+mod watch;
+mod worker;
+
+use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::{Key, Kind, Result, Revision};
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch as latest;
+use worker::Worker;
+
+/// Tuning for [`SqliteBackend`].
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// How long a write waits for another process's write lock before `Unavailable`.
+    pub busy_timeout: Duration,
+    /// How many changes the log keeps for watches that fall behind.
+    pub changes_retained: u64,
+    /// How often a watch looks for writes made by other processes (writes from this process wake
+    /// it at once).
+    pub poll_interval: Duration,
+    /// `synchronous=FULL`: fsync at every commit, so an acknowledged write survives power loss.
+    /// `false` uses `NORMAL` (survives a crash of the process, not of the machine).
+    pub durable: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(10),
+            changes_retained: 10_000,
+            poll_interval: Duration::from_millis(25),
+            durable: true,
+        }
+    }
+}
+
+/// A datastore in one sqlite file.
+pub struct SqliteBackend {
+    worker: Worker,
+    path: PathBuf,
+    options: SqliteOptions,
+    /// The latest revision this process wrote, to wake this process's watches.
+    written: latest::Receiver<u64>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database at `path`.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteBackend> {
+        let path = path.as_ref().to_path_buf();
+        let (written_tx, written) = latest::channel(0);
+        let worker = Worker::start(path.clone(), options.clone(), written_tx).await?;
+        Ok(SqliteBackend { worker, path, options, written })
+    }
+
+    /// Drops the change log up to and including `upto` (as automatic trimming does); watches
+    /// that had not read past it resync.
+    pub async fn compact(&self, upto: Revision) -> Result<()> {
+        self.worker.call(move |conn| ops::compact(conn, upto.0)).await
+    }
+
+    /// The newest revision in the store.
+    pub async fn current_revision(&self) -> Result<Revision> {
+        self.worker.call(|conn| ops::current_revision(conn).map(Revision)).await
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    async fn get(&self, key: &Key) -> Result<RawObject> {
+        let key = key.clone();
+        self.worker.call(move |conn| ops::get(conn, &key)).await
+    }
+
+    async fn list(&self, kind: Kind) -> Result<RawList> {
+        self.worker.call(move |conn| ops::list(conn, kind)).await
+    }
+
+    async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
+        let key = key.clone();
+        let retained = self.options.changes_retained;
+        self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Create(value), retained)).await
+    }
+
+    async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
+        let key = key.clone();
+        let retained = self.options.changes_retained;
+        self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Update(value, expected.0), retained)).await
+    }
+
+    async fn delete(&self, key: &Key, expected: Revision) -> Result<()> {
+        let key = key.clone();
+        let retained = self.options.changes_retained;
+        self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Delete(expected.0), retained)).await?;
+        Ok(())
+    }
+
+    async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
+        let conn = worker::connect(&self.path, &self.options)?;
+        Ok(watch::spawn(conn, kind, from, self.options.poll_interval, self.written.clone()))
+    }
+}

@@ -1,0 +1,112 @@
+//! [`Datastore`]: the typed face of a [`Backend`]. It validates what is written and decodes what
+//! is read, so that a corrupt record is an `InvalidData` error naming its key, never a panic.
+
+use super::backend::{Backend, RawList, RawObject};
+use super::resources::Resource;
+use super::watch::WatchStream;
+use super::{DatastoreError, Key, Result, Revision};
+use std::sync::Arc;
+
+/// A resource as stored, with the revision to pass to the next update or delete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored<R> {
+    pub name: String,
+    pub revision: Revision,
+    pub spec: R,
+}
+
+/// Every record of one kind at `revision`. Records that do not decode are reported in `invalid`
+/// (each an `InvalidData` naming its key) instead of failing the whole listing or vanishing.
+#[derive(Debug)]
+pub struct Listing<R> {
+    pub items: Vec<Stored<R>>,
+    pub invalid: Vec<DatastoreError>,
+    pub revision: Revision,
+}
+
+/// The datastore handle callers use; cheap to clone.
+#[derive(Clone)]
+pub struct Datastore {
+    backend: Arc<dyn Backend>,
+}
+
+impl Datastore {
+    pub fn new(backend: impl Backend) -> Datastore {
+        Datastore { backend: Arc::new(backend) }
+    }
+
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Datastore {
+        Datastore { backend }
+    }
+
+    /// The untyped backend, for tools that move records without knowing their types.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub async fn get<R: Resource>(&self, name: &str) -> Result<Stored<R>> {
+        decode(self.backend.get(&Key::new(R::KIND, name)).await?)
+    }
+
+    pub async fn list<R: Resource>(&self) -> Result<Listing<R>> {
+        Ok(decode_list(self.backend.list(R::KIND).await?))
+    }
+
+    /// Stores a new resource; `AlreadyExists` if one has this name.
+    pub async fn create<R: Resource>(&self, name: &str, spec: &R) -> Result<Stored<R>> {
+        let key = Key::new(R::KIND, name);
+        let value = encode(&key, spec)?;
+        let revision = self.backend.create(&key, value).await?;
+        Ok(Stored { name: name.to_string(), revision, spec: spec.clone() })
+    }
+
+    /// Replaces the resource if it is still at `expected`; `Conflict` otherwise.
+    pub async fn update<R: Resource>(&self, name: &str, spec: &R, expected: Revision) -> Result<Stored<R>> {
+        let key = Key::new(R::KIND, name);
+        let value = encode(&key, spec)?;
+        let revision = self.backend.update(&key, value, expected).await?;
+        Ok(Stored { name: name.to_string(), revision, spec: spec.clone() })
+    }
+
+    /// Deletes the resource if it is still at `expected`; `Conflict` otherwise.
+    pub async fn delete<R: Resource>(&self, name: &str, expected: Revision) -> Result<()> {
+        self.backend.delete(&Key::new(R::KIND, name), expected).await
+    }
+
+    /// Changes after `from` (or the current state then changes, without `from`).
+    pub async fn watch<R: Resource>(&self, from: Option<Revision>) -> Result<WatchStream<R>> {
+        Ok(WatchStream::new(self.backend.watch(R::KIND, from).await?))
+    }
+}
+
+fn encode<R: Resource>(key: &Key, spec: &R) -> Result<Vec<u8>> {
+    if let Some(problem) = Key::name_problem(&key.name) {
+        return Err(DatastoreError::invalid(key, problem));
+    }
+    spec.validate().map_err(|reason| DatastoreError::invalid(key, reason))?;
+    serde_json::to_vec(spec).map_err(|e| DatastoreError::invalid(key, e.to_string()))
+}
+
+/// Decodes one stored record, naming the key and the field path of whatever is wrong.
+pub(crate) fn decode<R: Resource>(raw: RawObject) -> Result<Stored<R>> {
+    let mut de = serde_json::Deserializer::from_slice(&raw.value);
+    let spec: R = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
+        DatastoreError::invalid(&raw.key, reason)
+    })?;
+    de.end().map_err(|e| DatastoreError::invalid(&raw.key, e.to_string()))?;
+    spec.validate().map_err(|reason| DatastoreError::invalid(&raw.key, reason))?;
+    Ok(Stored { name: raw.key.name, revision: raw.revision, spec })
+}
+
+pub(crate) fn decode_list<R: Resource>(raw: RawList) -> Listing<R> {
+    let mut listing = Listing { items: Vec::new(), invalid: Vec::new(), revision: raw.revision };
+    for object in raw.objects {
+        match decode(object) {
+            Ok(stored) => listing.items.push(stored),
+            Err(e) => listing.invalid.push(e),
+        }
+    }
+    listing
+}

@@ -1,0 +1,174 @@
+//! The datastore conformance suite, run unchanged against every backend (sqlite, etcd, and
+//! Kubernetes through the in-process stand-in API server), plus the multi-process writers for
+//! the backends several processes can share and etcd's kill-and-restart test.
+
+mod datastore_support;
+
+use datastore_support::harness::{EtcdHarness, Harness, KubeHarness, SqliteHarness};
+use datastore_support::suite;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tortie::datastore::resources::IpamHandle;
+use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
+
+/// One test per suite check for a backend; `$make` builds a fresh harness for each test.
+macro_rules! conformance {
+    ($backend:ident, $make:expr, [$($check:ident),* $(,)?]) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let harness = $make;
+                    suite::$check(&harness).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    sqlite,
+    SqliteHarness::new().await,
+    [
+        crud_and_typed_errors,
+        compare_and_swap_conflicts_are_detected,
+        concurrent_writers_lose_no_update,
+        watch_sees_every_change_in_order,
+        watch_from_compacted_revision_resyncs,
+        lagging_watcher_recovers_with_resync,
+        corrupt_record_is_invalid_data_naming_the_key,
+        node_bgp_fields_round_trip,
+        processes_writing_one_record_lose_no_update,
+    ]
+);
+
+conformance!(
+    etcd,
+    EtcdHarness::new().await,
+    [
+        crud_and_typed_errors,
+        compare_and_swap_conflicts_are_detected,
+        concurrent_writers_lose_no_update,
+        watch_sees_every_change_in_order,
+        watch_from_compacted_revision_resyncs,
+        lagging_watcher_recovers_with_resync,
+        corrupt_record_is_invalid_data_naming_the_key,
+        node_bgp_fields_round_trip,
+        processes_writing_one_record_lose_no_update,
+    ]
+);
+
+conformance!(
+    kubernetes,
+    KubeHarness::new().await,
+    [
+        crud_and_typed_errors,
+        compare_and_swap_conflicts_are_detected,
+        concurrent_writers_lose_no_update,
+        watch_sees_every_change_in_order,
+        watch_from_compacted_revision_resyncs,
+        lagging_watcher_recovers_with_resync,
+        corrupt_record_is_invalid_data_naming_the_key,
+        node_bgp_fields_round_trip,
+    ]
+);
+
+/// The child role of `processes_writing_one_record_lose_no_update`: that test runs this binary
+/// again with only this test selected and its instructions in the environment. Ignored so a
+/// normal run skips it; outside that role it has nothing to do.
+#[tokio::test]
+#[ignore = "child role of the multi-process tests, started by them"]
+async fn child_writer() {
+    let spec = std::env::var(suite::CHILD_ENV)
+        .unwrap_or_else(|_| panic!("run only by the multi-process tests, with {} set", suite::CHILD_ENV));
+    suite::child_writer_role(&spec).await;
+}
+
+/// Records `op` in the ledger handle unless it is there already, so a retry after an answer lost
+/// in the outage cannot apply it twice.
+async fn record_once(store: &Datastore, op: &str) {
+    loop {
+        let current = match store.get::<IpamHandle>("ledger").await {
+            Ok(current) => current,
+            Err(e) if e.is_retryable() => {
+                // etcd is down: back off a little instead of spinning.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Err(e) => panic!("read the ledger: {e}"),
+        };
+        if current.spec.block.contains_key(op) {
+            return;
+        }
+        let mut next = current.spec.clone();
+        next.block.insert(op.to_string(), 1);
+        match store.update("ledger", &next, current.revision).await {
+            Ok(_) => return,
+            Err(DatastoreError::Conflict { .. }) => {}
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("write the ledger: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_killed_and_restarted_mid_test_loses_no_acknowledged_write() {
+    const WRITERS: usize = 3;
+    const EACH: usize = 30;
+    let mut harness = EtcdHarness::new().await;
+    let store = harness.store().clone();
+    let ledger = IpamHandle { handle_id: "ledger".into(), block: BTreeMap::new(), deleted: false };
+    let start = store.create("ledger", &ledger).await.expect("create the ledger");
+    let mut watch = store.watch::<IpamHandle>(Some(start.revision)).await.expect("watch");
+
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, acknowledged) = (store.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            for i in 0..EACH {
+                let op = format!("w{w}-{i}");
+                record_once(&store, &op).await;
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+                done.push(op);
+            }
+            done
+        }));
+    }
+    tortie::testing::wait_until("some writes before the crash", Duration::from_secs(60), || {
+        (acknowledged.load(Ordering::SeqCst) >= 15).then_some(())
+    })
+    .unwrap();
+    harness.etcd.kill();
+    let at_crash = acknowledged.load(Ordering::SeqCst);
+    harness.etcd.restart().await;
+
+    let mut all = Vec::new();
+    for writer in writers {
+        let done = tokio::time::timeout(Duration::from_secs(120), writer).await.expect("writers finish").unwrap();
+        all.extend(done);
+    }
+    assert!(at_crash < WRITERS * EACH, "the crash happened while writers were still writing");
+    let final_state = store.get::<IpamHandle>("ledger").await.expect("the same client works after the restart");
+    for op in &all {
+        assert!(final_state.spec.block.contains_key(op), "acknowledged write {op} was lost");
+    }
+    assert_eq!(final_state.spec.block.len(), WRITERS * EACH);
+
+    // The watch opened before the crash recovers by itself and reaches the final state.
+    let mut seen = 0;
+    while seen < WRITERS * EACH {
+        match tokio::time::timeout(Duration::from_secs(60), watch.next()).await.expect("watch event") {
+            Some(Ok(WatchEvent::Modified(s))) => seen = s.spec.block.len(),
+            Some(Ok(WatchEvent::Resync(l))) => seen = l.items.first().map_or(0, |s| s.spec.block.len()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("watch error: {e}"),
+            None => panic!("watch ended"),
+        }
+    }
+}

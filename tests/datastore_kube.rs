@@ -1,0 +1,142 @@
+//! Kubernetes-backend behaviour beyond the shared suite, through the real kube client against
+//! the in-process stand-in API server: bookmarks, a lost watch that must relist (410 Gone),
+//! node annotations next to kubelet heartbeats, and malformed annotations.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tortie::datastore::kube_standin::StandIn;
+use tortie::datastore::kubernetes::KubeBackend;
+use tortie::datastore::resources::{IpamHandle, Node, NodeBgp};
+use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn setup() -> (StandIn, Datastore) {
+    let standin = StandIn::start(Duration::from_millis(100)).await.expect("start the stand-in");
+    let store = Datastore::new(KubeBackend::new(standin.client()));
+    (standin, store)
+}
+
+fn handle(n: u32) -> IpamHandle {
+    IpamHandle { handle_id: "h".into(), block: BTreeMap::from([("count".into(), n)]), deleted: false }
+}
+
+async fn next<R: tortie::datastore::Resource>(w: &mut tortie::datastore::WatchStream<R>) -> WatchEvent<R> {
+    tokio::time::timeout(DEADLINE, w.next()).await.expect("an event in time").expect("watch open").expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_watch_receives_bookmarks() {
+    let (_standin, store) = setup().await;
+    let created = store.create("h", &handle(0)).await.unwrap();
+    let mut watch = store.watch::<IpamHandle>(Some(created.revision)).await.unwrap();
+    match next(&mut watch).await {
+        WatchEvent::Bookmark(revision) => assert!(revision >= created.revision),
+        other => panic!("expected a bookmark on an idle watch, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cut_after_compaction_relists_and_continues() {
+    let (standin, store) = setup().await;
+    let created = store.create("h", &handle(0)).await.unwrap();
+    let mut watch = store.watch::<IpamHandle>(Some(created.revision)).await.unwrap();
+    let mut revision = created.revision;
+    for n in 1..=3 {
+        revision = store.update("h", &handle(n), revision).await.unwrap().revision;
+    }
+    // Read up to the last update, so the watch's place is known…
+    loop {
+        if let WatchEvent::Modified(s) = next(&mut watch).await
+            && s.spec.block["count"] == 3
+        {
+            break;
+        }
+    }
+    // …then lose it: more changes the watch has not seen, history compacted, connection cut.
+    standin.cut_watches();
+    revision = store.update("h", &handle(4), revision).await.unwrap().revision;
+    store.create("other", &handle(9)).await.unwrap();
+    standin.compact();
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::Resync(listing) => {
+                let counts: BTreeMap<_, _> =
+                    listing.items.iter().map(|s| (s.name.clone(), s.spec.block["count"])).collect();
+                assert_eq!(counts, BTreeMap::from([("h".to_string(), 4), ("other".to_string(), 9)]));
+                break;
+            }
+            WatchEvent::Modified(s) if s.spec.block["count"] == 4 => break,
+            _ => {}
+        }
+    }
+    // Whether the cut landed before or after the change reached the watch, it goes on live.
+    store.update("h", &handle(5), revision).await.unwrap();
+    loop {
+        if let WatchEvent::Modified(s) = next(&mut watch).await
+            && s.spec.block["count"] == 5
+        {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_version_the_server_forgot_gets_gone_and_resyncs() {
+    let (standin, store) = setup().await;
+    let created = store.create("h", &handle(0)).await.unwrap();
+    store.update("h", &handle(1), created.revision).await.unwrap();
+    standin.compact();
+    let mut watch = store.watch::<IpamHandle>(Some(created.revision)).await.unwrap();
+    match next(&mut watch).await {
+        WatchEvent::Resync(listing) => assert_eq!(listing.items[0].spec.block["count"], 1),
+        other => panic!("410 Gone must end in a resync, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_heartbeats_conflict_with_stale_node_writes_but_are_not_node_events() {
+    let (standin, store) = setup().await;
+    standin.add_node("n1");
+    let node = Node { bgp: Some(NodeBgp { as_number: Some(64512), ..Default::default() }) };
+    let created = store.create("n1", &node).await.unwrap();
+    let mut watch = store.watch::<Node>(None).await.unwrap();
+    assert!(matches!(next(&mut watch).await, WatchEvent::Resync(l) if l.items.len() == 1));
+
+    standin.heartbeat("n1");
+    let changed = Node { bgp: Some(NodeBgp { as_number: Some(65000), ..Default::default() }) };
+    assert!(matches!(store.update("n1", &changed, created.revision).await, Err(DatastoreError::Conflict { .. })));
+    let fresh = store.get::<Node>("n1").await.unwrap();
+    store.update("n1", &changed, fresh.revision).await.unwrap();
+    // The heartbeat produced no Node event; the first event is our change.
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Modified(s) => {
+                assert_eq!(s.spec.bgp.unwrap().as_number, Some(65000));
+                break;
+            }
+            other => panic!("expected the AS change, got {other:?}"),
+        }
+    }
+    let annotations = standin.get_raw("core/nodes", "n1").unwrap()["metadata"]["annotations"].clone();
+    assert_eq!(annotations["tortie.io/ASNumber"], "65000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_node_annotation_is_invalid_data_naming_node_and_field() {
+    let (standin, store) = setup().await;
+    standin.add_node("n2");
+    let mut object = standin.get_raw("core/nodes", "n2").unwrap();
+    object["metadata"]["annotations"] =
+        serde_json::json!({"tortie.io/registered": "true", "tortie.io/ASNumber": "sixty-four"});
+    standin.put_raw("core/nodes", "n2", object);
+    match store.get::<Node>("n2").await {
+        Err(DatastoreError::InvalidData { key, reason }) => {
+            assert_eq!(key, "Node/n2");
+            assert!(reason.contains("bgp.asNumber"), "{reason}");
+        }
+        other => panic!("expected InvalidData, got {other:?}"),
+    }
+    assert!(matches!(store.create("n3", &Node::default()).await, Err(DatastoreError::NotFound { .. })));
+}

@@ -1,0 +1,91 @@
+//! An etcd server for one test: its own temporary data directory, free loopback ports, killed by
+//! its PID on drop (also when the test panics).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+pub struct EtcdProcess {
+    child: Option<Child>,
+    dir: TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl EtcdProcess {
+    /// Starts etcd and waits until it accepts writes.
+    pub async fn start() -> EtcdProcess {
+        let dir = tempfile::Builder::new().prefix("tortie-etcd-").tempdir().expect("temporary directory");
+        let mut etcd = EtcdProcess { child: None, dir, client_port: free_port(), peer_port: free_port() };
+        etcd.spawn_and_wait().await;
+        etcd
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Kills etcd at once (SIGKILL, like a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data directory and ports.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn_and_wait().await;
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .expect("etcd log file");
+        let child = Command::new("etcd")
+            .args(["--name", "tortie-test", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.endpoint(), "--advertise-client-urls", &self.endpoint()])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .arg("--initial-cluster")
+            .arg(format!("tortie-test={peer}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (is etcd-server installed?)");
+        self.child = Some(child);
+        let endpoint = self.endpoint();
+        let ready = tortie::testing::wait_until_async("etcd to accept writes", Duration::from_secs(20), || {
+            let endpoint = endpoint.clone();
+            async move {
+                let options = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_millis(500))
+                    .with_timeout(Duration::from_secs(1));
+                let mut client = etcd_client::Client::connect([endpoint], Some(options)).await.ok()?;
+                client.put("/tortie-test-ready", "1", None).await.ok().map(|_| ())
+            }
+        })
+        .await;
+        if let Err(e) = ready {
+            let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+            panic!("{e}; etcd log:\n{log}");
+        }
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
