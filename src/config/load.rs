@@ -124,10 +124,10 @@ fn deserialize_collecting(mut tree: Value) -> (Config, Vec<FieldError>, Vec<Vec<
         let mut path = segs(err.path());
         let message = err.inner().to_string();
         let field = between_backticks(&message);
-        if let (true, Some(field)) = (message.starts_with("unknown field"), field) {
-            if path.last() != Some(&Seg::Key(field.to_string())) {
-                path.push(Seg::Key(field.to_string()));
-            }
+        if let (true, Some(field)) = (message.starts_with("unknown field"), field)
+            && path.last() != Some(&Seg::Key(field.to_string()))
+        {
+            path.push(Seg::Key(field.to_string()));
         }
         let original = to_original(&path, &removed);
         match field.filter(|_| message.starts_with("missing field")) {

@@ -28,15 +28,15 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut err = |path: &str, msg: String| errs.push(FieldError::new(path, msg));
 
-    if let Some(name) = &c.node.name {
-        if !is_dns_subdomain(name) {
-            err(
-                "node.name",
-                format!(
-                    "{name:?} is not a valid node name (lower-case letters, digits, '-' and '.', at most 253 characters)"
-                ),
-            );
-        }
+    if let Some(name) = &c.node.name
+        && !is_dns_subdomain(name)
+    {
+        err(
+            "node.name",
+            format!(
+                "{name:?} is not a valid node name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+            ),
+        );
     }
     if let Err(why) = check_autodetection(&c.node.address_autodetection) {
         err("node.address_autodetection", format!("{:?} {why}", c.node.address_autodetection));
@@ -99,10 +99,10 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             ),
             _ => {}
         }
-        if let Some(h) = p.ttl_security_hops {
-            if h == 0 || h == 255 {
-                err(&at("ttl_security_hops"), format!("{h} is not a valid hop count (1 to 254)"));
-            }
+        if let Some(h) = p.ttl_security_hops
+            && (h == 0 || h == 255)
+        {
+            err(&at("ttl_security_hops"), format!("{h} is not a valid hop count (1 to 254)"));
         }
         if p.max_prefixes == Some(0) {
             err(&at("max_prefixes"), "0 would refuse every route; omit the field for no limit".into());
@@ -142,10 +142,10 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if dp.resync_interval_seconds == 0 {
         err("dataplane.resync_interval_seconds", "0 is too short; use at least 1 second".into());
     }
-    if let Some(mtu) = dp.mtu {
-        if !(576..=65535).contains(&mtu) {
-            err("dataplane.mtu", format!("{mtu} is not a usable MTU (576 to 65535)"));
-        }
+    if let Some(mtu) = dp.mtu
+        && !(576..=65535).contains(&mtu)
+    {
+        err("dataplane.mtu", format!("{mtu} is not a usable MTU (576 to 65535)"));
     }
     let prefix = &dp.workload_interface_prefix;
     if prefix.is_empty() || prefix.len() > 4 || !prefix.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
@@ -227,15 +227,14 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
 }
 
 fn check_keepalive(section: &str, hold: u16, keepalive: Option<u16>, err: &mut impl FnMut(&str, String)) {
-    if let Some(k) = keepalive {
-        if hold != 0 && (k == 0 || k >= hold) {
-            err(
-                &format!("{section}.keepalive_seconds"),
-                format!(
-                    "{k} must be between 1 and the hold time ({hold}) exclusive; a third of the hold time is usual"
-                ),
-            );
-        }
+    if let Some(k) = keepalive
+        && hold != 0
+        && (k == 0 || k >= hold)
+    {
+        err(
+            &format!("{section}.keepalive_seconds"),
+            format!("{k} must be between 1 and the hold time ({hold}) exclusive; a third of the hold time is usual"),
+        );
     }
 }
 

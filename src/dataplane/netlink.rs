@@ -123,11 +123,11 @@ impl RouteSocket {
                 Err(e) => return Err(e),
             };
             for_each_message(&self.recv_buf[..n], |m| {
-                if let NetlinkPayload::Error(e) = m.payload {
-                    if let Some(code) = e.code {
-                        let index = m.header.sequence_number.wrapping_sub(first_seq) as usize;
-                        errors.push(OpError { index, error: io::Error::from_raw_os_error(-code.get()) });
-                    }
+                if let NetlinkPayload::Error(e) = m.payload
+                    && let Some(code) = e.code
+                {
+                    let index = m.header.sequence_number.wrapping_sub(first_seq) as usize;
+                    errors.push(OpError { index, error: io::Error::from_raw_os_error(-code.get()) });
                 }
             });
         }
@@ -247,13 +247,13 @@ impl RouteSocket {
             let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
             let mut result = None;
             for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number == seq {
-                    if let NetlinkPayload::Error(e) = m.payload {
-                        result = Some(match e.code {
-                            None => Ok(()),
-                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
-                        });
-                    }
+                if m.header.sequence_number == seq
+                    && let NetlinkPayload::Error(e) = m.payload
+                {
+                    result = Some(match e.code {
+                        None => Ok(()),
+                        Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                    });
                 }
             });
             if let Some(r) = result {

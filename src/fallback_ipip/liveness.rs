@@ -83,15 +83,13 @@ pub async fn run(
             }
             received = socket.recv(&mut buf) => {
                 let Ok(n) = received else { continue };
-                if let Some((from, id, s)) = parse_echo_reply(&buf[..n]) {
-                    if let Some(st) = peers.get_mut(&from) {
-                        if id == ident && st.outstanding == Some(s) {
+                if let Some((from, id, s)) = parse_echo_reply(&buf[..n])
+                    && let Some(st) = peers.get_mut(&from)
+                        && id == ident && st.outstanding == Some(s) {
                             st.outstanding = None;
                             record(st, true, config);
                             publish(&verdicts, &peers);
                         }
-                    }
-                }
             }
         }
     }

@@ -292,10 +292,10 @@ fn processes(
         ));
     }
     let sh = |cmd: &str| vec!["sh".to_string(), "-c".to_string(), cmd.to_string()];
-    if let Some(cmd) = s.cmd.as_deref().or(s.entrypoint.as_deref()) {
-        if !image.contains("tortie") {
-            return Ok(vec![sh(cmd)]);
-        }
+    if let Some(cmd) = s.cmd.as_deref().or(s.entrypoint.as_deref())
+        && !image.contains("tortie")
+    {
+        return Ok(vec![sh(cmd)]);
     }
     let d = |f: &str| dir.join(f).display().to_string();
     let _ = lab_dir;

@@ -37,12 +37,11 @@ impl NamespaceThread {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(join) = self.join.take() {
-            if let Err(panic) = join.join() {
-                if !std::thread::panicking() {
-                    std::panic::resume_unwind(panic);
-                }
-            }
+        if let Some(join) = self.join.take()
+            && let Err(panic) = join.join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }

@@ -154,7 +154,7 @@ pub(super) fn write(conn: &mut Connection, key: &Key, write: Write, retained: u6
     .map_err(unavailable)?;
     let revision = revision as u64;
     // Trimming in batches keeps the common write at one extra row.
-    if revision % 64 == 0 && revision > retained {
+    if revision.is_multiple_of(64) && revision > retained {
         trim(&tx, revision - retained)?;
     }
     tx.commit().map_err(unavailable)?;
