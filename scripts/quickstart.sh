@@ -1,42 +1,37 @@
 #!/usr/bin/env bash
-# The quick start: install what is needed, build tortie, run an agent in a
-# network namespace of its own, show `tortie status`, and clean up.
+# The quick start: install what is needed, build tortie, bring up the
+# three-node lab (containerlab/quickstart.clab.yml) in network namespaces,
+# show each node's `tortie status` and the nodes reaching each other, then
+# take the lab down (KEEP=1 leaves it up).
 # Run as root on Debian 12: `bash scripts/quickstart.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash .ci/setup
-cargo build --release
+cargo build --release ${QUICKSTART_CARGO_FLAGS:-}
 bin=$PWD/target/release/tortie
+topo=containerlab/quickstart.clab.yml
 
-ns="tt-quickstart-$$"
-work=$(mktemp -d)
-agent_pid=
-cleanup() {
-  [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+if [ "${KEEP:-0}" != 1 ]; then
+  trap '"$bin" lab down "$topo" >/dev/null 2>&1 || true' EXIT
+fi
+"$bin" lab up "$topo"
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-cat > "$work/node.yaml" <<YAML
-node: {name: quickstart-node}
-api: {socket: $work/tortie.sock}
-metrics: {enabled: false}
-YAML
-"$bin" config check "$work/node.yaml"
-ip netns exec "$ns" "$bin" node --config "$work/node.yaml" &
-agent_pid=$!
-
-for _ in $(seq 1 100); do
-  [ -S "$work/tortie.sock" ] && break
-  sleep 0.1
+for node in node1 node2 node3; do
+  for _ in $(seq 1 100); do
+    "$bin" lab exec "$topo" "$node" -- "$bin" status >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo
+  echo "\$ tortie lab exec $topo $node -- tortie status"
+  "$bin" lab exec "$topo" "$node" -- "$bin" status
 done
 echo
-echo "\$ tortie status"
-"$bin" status --socket "$work/tortie.sock"
+echo "\$ tortie lab exec $topo node1 -- ping -c 3 10.10.0.13"
+"$bin" lab exec "$topo" node1 -- ping -c 3 10.10.0.13
 echo
-echo "\$ tortie status -o json"
-"$bin" status --socket "$work/tortie.sock" -o json
+echo "\$ tortie lab exec $topo node2 -- tortie status -o json"
+"$bin" lab exec "$topo" node2 -- "$bin" status -o json
+if [ "${KEEP:-0}" = 1 ]; then
+  echo "The lab is up. Take it down with: $bin lab down $topo"
+fi

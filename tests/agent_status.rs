@@ -1,34 +1,46 @@
-//! `tortie node` serves its state on the local socket; `tortie status` reads it.
+//! `tortie node` in a namespace of its own: it registers the node with its
+//! detected address, serves its state on the local socket (`tortie status`)
+//! and metrics that promtool accepts, and stops cleanly on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+use tortie::datastore::Datastore;
+use tortie::datastore::resources::Node;
+use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+use tortie::netns::Topology;
 use tortie::testing::{json_subset, wait_until};
 
+const METRICS: &str = "127.0.0.1:19478";
+
+fn fetch(t: &Topology, path: &str) -> Option<String> {
+    let script = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://{METRICS}{path}', timeout=2).read().decode(), end='')"
+    );
+    let out = t.exec("n", &["python3", "-c", &script]).ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
-fn status_reads_the_running_agent_and_sigterm_stops_it_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("api.sock");
-    let config = dir.path().join("tortie.yaml");
+fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
+    let mut t = Topology::new("agent").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.123.0.5/24")), ("peer", "eth1", Some("10.123.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let socket = dir.join("api.sock");
+    let db = dir.join("tortie.db");
+    let config = dir.join("tortie.yaml");
     std::fs::write(
         &config,
-        format!("node:\n  name: node-status-test\napi:\n  socket: {}\nmetrics:\n  enabled: false\n", socket.display()),
+        format!(
+            "node: {{name: node-status-test}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{listen: \"{METRICS}\"}}\nbgp: {{as_number: 64600}}\n",
+            db.display(),
+            socket.display()
+        ),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_tortie"))
-        .args(["node", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop<'a>(&'a mut std::process::Child);
-    impl Drop for KillOnDrop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let guard = KillOnDrop(&mut agent);
+    let agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    let pid = agent.pid();
 
     let status = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_tortie"))
@@ -39,7 +51,7 @@ fn status_reads_the_running_agent_and_sigterm_stops_it_cleanly() {
             .output()
             .unwrap()
     };
-    let out = wait_until("the agent to answer", Duration::from_secs(20), || {
+    let out = wait_until("the agent to be ready", Duration::from_secs(30), || {
         let out = status(&["-o", "json"]);
         out.status.success().then_some(out)
     })
@@ -50,15 +62,39 @@ fn status_reads_the_running_agent_and_sigterm_stops_it_cleanly() {
         &json,
     )
     .unwrap();
-
-    let table = status(&[]);
-    let text = String::from_utf8_lossy(&table.stdout);
+    let text = String::from_utf8_lossy(&status(&[]).stdout).into_owned();
     assert!(text.starts_with("tortie process is running (node node-status-test"), "{text}");
     assert!(text.contains("No IPv4 peers found."), "{text}");
 
-    Command::new("kill").args(["-TERM", &guard.0.id().to_string()]).status().unwrap();
-    let exit = wait_until("the agent to exit", Duration::from_secs(10), || guard.0.try_wait().unwrap()).unwrap();
-    assert!(exit.success(), "agent exit status {exit}");
+    // Registered with the detected address and its prefix length.
+    let node = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+        ds.get::<Node>("node-status-test").await.unwrap().spec
+    });
+    let bgp = node.bgp.unwrap();
+    assert_eq!(bgp.ipv4_address, Some("10.123.0.5/24".parse().unwrap()));
+    assert_eq!(bgp.as_number, Some(64600));
+
+    // Metrics from the running agent pass promtool; readiness says ready.
+    let metrics = wait_until("metrics", Duration::from_secs(10), || fetch(&t, "/metrics")).unwrap();
+    assert!(metrics.contains("tortie_dataplane_synced 1"), "{metrics}");
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, &metrics).unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(fetch(&t, "/readyz").as_deref(), Some("ready\n"));
+
+    let exit = t.terminate(pid, Duration::from_secs(10));
+    assert!(exit.is_some_and(|s| s.success()), "SIGTERM stops the agent cleanly: {exit:?}");
     assert!(!socket.exists(), "the socket file is removed on exit");
 }
 

@@ -1,12 +1,24 @@
 //! `tortie node`: the node agent. It owns the start-up order and supervises
-//! one task per component, as drawn in ARCHITECTURE.md. Today it runs the
-//! local API; the datastore, BGP, dataplane and IPAM tasks join as their
-//! issues land.
+//! one task per component, as drawn in ARCHITECTURE.md.
+//!
+//! Start-up: name and address → datastore → node registration → sysctls →
+//! route programmer (adopting the previous run's routes) → metrics and
+//! health → local API. BGP, IPAM and the CNI API join as their issues land.
+//! SIGTERM leaves kernel routes in place (graceful restart) unless
+//! `dataplane.cleanup_on_exit` is set.
+
+mod datastore;
+mod node;
 
 use crate::api::StatusReport;
 use crate::api::server::{ApiListener, ServeError};
 use crate::config::Config;
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::dataplane::{Programmer, ProgrammerConfig, ProgrammerState, sysctl};
+use crate::metrics::Metrics;
+use crate::metrics::dataplane::DataplaneCollector;
+use crate::metrics::readiness::{HealthInput, readiness};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -21,6 +33,14 @@ pub enum AgentError {
     ApiServe(std::io::Error),
     #[error("cannot determine the node name: {0} (set node.name or TORTIE_NODE_NAME)")]
     NodeName(std::io::Error),
+    #[error("cannot determine the node address: {0} (set node.address or node.address_autodetection)")]
+    Address(String),
+    #[error("{0}")]
+    Datastore(String),
+    #[error("cannot start the route programmer: {0}")]
+    Dataplane(#[from] crate::dataplane::programmer::StartError),
+    #[error("cannot listen on metrics.listen {0}: {1}")]
+    Metrics(std::net::SocketAddr, std::io::Error),
 }
 
 /// The node's name: the configured one, else the host name.
@@ -31,37 +51,124 @@ pub fn node_name(config: &Config) -> Result<String, std::io::Error> {
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AgentError> {
-    let node = node_name(&config).map_err(AgentError::NodeName)?;
-    let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (_status_tx, status_rx) = watch::channel(StatusReport {
-        node: node.clone(),
+    let started = Instant::now();
+    let started_at = unix_now();
+    let name = node_name(&config).map_err(AgentError::NodeName)?;
+    let address = node::address(&config).map_err(AgentError::Address)?;
+    tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
+
+    let ds = datastore::open(&config).await.map_err(AgentError::Datastore)?;
+    node::register(&ds, &name, &config, address).await.map_err(AgentError::Datastore)?;
+    tracing::info!(subsys = "agent", node = %name, datastore = ?config.datastore.kind, "node registered");
+
+    match sysctl::ensure(&sysctl::node_settings(config.node.ipv6_address.is_some())) {
+        Ok(changed) if !changed.is_empty() => tracing::info!(subsys = "dataplane", changed = ?changed, "sysctls set"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(subsys = "dataplane", error = %e, "cannot set a sysctl; forwarding may not work"),
+    }
+
+    let programmer = Programmer::start(ProgrammerConfig {
+        table: config.dataplane.route_table,
+        protocol: config.dataplane.route_protocol,
+        resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
+    })
+    .await?;
+    // The first full reconcile deletes stale routes of ours, so it waits
+    // until every producer of routes has its initial state. Today nothing
+    // produces routes yet; with BGP this moves after End-of-RIB.
+    programmer.flush().await;
+
+    let (health_tx, health_rx) = watch::channel(HealthInput::default());
+    let (status_tx, status_rx) = watch::channel(StatusReport {
+        node: name.clone(),
         version: crate::VERSION.to_string(),
         started_at,
-        // With no peers and nothing to program yet, the agent is ready by
-        // Calico's rule (ready when there are no peers).
-        ready: true,
-        not_ready_reasons: Vec::new(),
+        ready: false,
+        not_ready_reasons: vec!["starting".to_string()],
         peers: Vec::new(),
     });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let mut tasks = Vec::new();
+    if config.metrics.enabled {
+        let mut metrics = Metrics::new();
+        metrics.tortie().register_collector(Box::new(DataplaneCollector {
+            table: config.dataplane.route_table,
+            stats: programmer.stats.clone(),
+            state: programmer.state.clone(),
+            tunnel: None,
+        }));
+        let listener = tokio::net::TcpListener::bind(config.metrics.listen)
+            .await
+            .map_err(|e| AgentError::Metrics(config.metrics.listen, e))?;
+        let app = crate::metrics::server::router(Arc::new(metrics.registry), health_rx.clone(), started);
+        let shutdown = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(subsys = "metrics", error = %e, "metrics server failed");
+            }
+        }));
+        tracing::info!(subsys = "metrics", listen = %config.metrics.listen, "serving /metrics, /livez, /readyz");
+    }
+    tasks.push(tokio::spawn(follow_health(programmer.state.clone(), health_tx, status_tx, started, stop_rx.clone())));
 
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(api.serve(status_rx, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
-    tracing::info!(subsys = "agent", node = %node, socket = %config.api.socket.display(), "tortie agent started");
+    let api_task = tokio::spawn(api.serve(status_rx, stopped(stop_rx.clone())));
+    tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
     tokio::select! {
-        _ = sigterm.recv() => tracing::info!(subsys = "agent", "SIGTERM: stopping, leaving kernel routes in place"),
-        _ = sigint.recv() => tracing::info!(subsys = "agent", "SIGINT: stopping, leaving kernel routes in place"),
+        _ = sigterm.recv() => tracing::info!(subsys = "agent", "SIGTERM: stopping"),
+        _ = sigint.recv() => tracing::info!(subsys = "agent", "SIGINT: stopping"),
+    }
+    if config.dataplane.cleanup_on_exit {
+        programmer.remove_all().await;
+        tracing::info!(subsys = "dataplane", "removed tortie's routes (dataplane.cleanup_on_exit)");
+    } else {
+        tracing::info!(subsys = "dataplane", "leaving kernel routes in place for graceful restart");
     }
     let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
     match api_task.await {
         Ok(result) => result.map_err(AgentError::ApiServe),
         Err(join) => Err(AgentError::ApiServe(std::io::Error::other(join))),
+    }
+}
+
+/// Keeps the health input and the status report in step with the
+/// components' states (and re-evaluates readiness as the start-up window passes).
+async fn follow_health(
+    mut dataplane: watch::Receiver<ProgrammerState>,
+    health: watch::Sender<HealthInput>,
+    status: watch::Sender<StatusReport>,
+    started: Instant,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let input = HealthInput { dataplane_synced: dataplane.borrow_and_update().synced, peers: Vec::new() };
+        let verdict = readiness(&input, started.elapsed());
+        health.send_replace(input);
+        status.send_modify(|s| {
+            s.ready = verdict.is_ok();
+            s.not_ready_reasons = verdict.err().unwrap_or_default();
+        });
+        tokio::select! {
+            changed = dataplane.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -121,6 +121,12 @@ impl Topology {
         Ok(self.processes.last_mut().expect("just pushed"))
     }
 
+    /// Sends SIGTERM to the process `pid` started by [`Topology::spawn`] and
+    /// waits up to `grace` for its exit status (then kills it: `None`).
+    pub fn terminate(&mut self, pid: u32, grace: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.processes.iter_mut().find(|p| p.pid() == pid)?.terminate(grace)
+    }
+
     /// Full names of the namespaces created so far.
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
