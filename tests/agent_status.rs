@@ -58,7 +58,7 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
     .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json_subset(
-        &serde_json::json!({"node": "node-status-test", "version": tortie::VERSION, "ready": true, "peers": [], "started_at": "*"}),
+        &serde_json::json!({"node": "node-status-test", "version": tortie::VERSION, "ready": true, "peers": [], "started_at": "*", "ipip_mode": "ipip-userspace"}),
         &json,
     )
     .unwrap();

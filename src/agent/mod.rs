@@ -39,6 +39,8 @@ pub enum AgentError {
     Datastore(String),
     #[error("cannot start the route programmer: {0}")]
     Dataplane(#[from] crate::dataplane::programmer::StartError),
+    #[error("{0}")]
+    Ipip(String),
     #[error("cannot listen on metrics.listen {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
 }
@@ -73,6 +75,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         Err(e) => tracing::warn!(subsys = "dataplane", error = %e, "cannot set a sysctl; forwarding may not work"),
     }
 
+    let ipip_mode = crate::dataplane::netlink::RouteSocket::open()
+        .map_err(|e| e.to_string())
+        .and_then(|mut s| crate::fallback_ipip::detect_mode(config.ipip.implementation, &mut s))
+        .map_err(AgentError::Ipip)?;
+    tracing::info!(subsys = "ipip", mode = ipip_mode, implementation = ?config.ipip.implementation, "IP-in-IP mode");
+
     let programmer = Programmer::start(ProgrammerConfig {
         table: config.dataplane.route_table,
         protocol: config.dataplane.route_protocol,
@@ -91,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         started_at,
         ready: false,
         not_ready_reasons: vec!["starting".to_string()],
+        ipip_mode: ipip_mode.to_string(),
         peers: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);

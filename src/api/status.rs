@@ -13,6 +13,9 @@ pub struct StatusReport {
     pub ready: bool,
     /// Why the agent is not ready; empty when ready.
     pub not_ready_reasons: Vec<String>,
+    /// How this node encapsulates IP-in-IP: `ipip-kernel` (tunl0) or
+    /// `ipip-userspace` (the kernel has no ipip).
+    pub ipip_mode: String,
     pub peers: Vec<PeerStatus>,
 }
 

@@ -62,10 +62,11 @@ fn info(p: &PeerStatus) -> String {
 /// Renders the report as `calicoctl node status` does.
 pub fn render(r: &StatusReport, now: u64) -> String {
     let mut out = format!(
-        "tortie process is running (node {}, version {}, up {}, {}).\n",
+        "tortie process is running (node {}, version {}, up {}, {}, {}).\n",
         r.node,
         r.version,
         table::duration(now.saturating_sub(r.started_at)),
+        r.ipip_mode,
         if r.ready { "ready".to_string() } else { format!("not ready: {}", r.not_ready_reasons.join("; ")) }
     );
     for (family, v6) in [("IPv4", false), ("IPv6", true)] {
@@ -119,10 +120,15 @@ mod tests {
             started_at: 1000,
             ready: true,
             not_ready_reasons: vec![],
+            ipip_mode: "ipip-userspace".into(),
             peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
         };
         let text = render(&r, 1065);
-        assert!(text.starts_with("tortie process is running (node node-a, version 0.1.0, up 1m5s, ready).\n"));
+        assert!(
+            text.starts_with(
+                "tortie process is running (node node-a, version 0.1.0, up 1m5s, ipip-userspace, ready).\n"
+            )
+        );
         assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established"), "{text}");
         assert!(
             text.contains("| 172.17.8.103 | node-to-node mesh | start | 23:30:04 | Active Connection refused"),

@@ -39,6 +39,20 @@ impl TunnelMode {
     }
 }
 
+/// The mode `implementation` would get on this kernel, found without
+/// changing anything: where the kernel has ipip, every network namespace
+/// has the `tunl0` fallback device.
+pub fn detect_mode(implementation: IpipImplementation, socket: &mut RouteSocket) -> Result<&'static str, String> {
+    let kernel_has_ipip = socket.link_index(kernel::TUNL0).is_ok();
+    match (implementation, kernel_has_ipip) {
+        (IpipImplementation::Userspace, _) | (IpipImplementation::Auto, false) => Ok("ipip-userspace"),
+        (_, true) => Ok("ipip-kernel"),
+        (IpipImplementation::Kernel, false) => {
+            Err("ipip.implementation is kernel, but the kernel has no ipip (no tunl0 device)".to_string())
+        }
+    }
+}
+
 /// Why no tunnel could be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ChooseError {
