@@ -17,7 +17,7 @@ use netlink_packet_core::{
     NetlinkPayload,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
     RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -74,20 +74,20 @@ impl RouteSocket {
     pub fn dump(&mut self, sel: RouteScopeSel) -> io::Result<Vec<Route>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut header = RouteHeader { address_family: family, ..Default::default() };
-            header.protocol = RouteProtocol::from(sel.protocol);
-            header.table = table_byte(sel.table);
             let mut msg = RouteMessage::default();
-            msg.header = header;
+            msg.header.address_family = family;
+            msg.header.protocol = RouteProtocol::from(sel.protocol);
+            msg.header.table = table_byte(sel.table);
             if sel.table > 255 {
                 msg.attributes.push(RouteAttribute::Table(sel.table));
             }
-            let seq = self.next_seq();
-            self.send(&[frame(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST | NLM_F_DUMP, seq)])?;
-            self.read_dump(seq, |m| {
-                if let Some(r) = decode(m, sel) {
+            self.transact(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP, |m| {
+                if let RouteNetlinkMessage::NewRoute(r) = m
+                    && let Some(r) = decode(r, sel)
+                {
                     out.push(r);
                 }
+                false
             })?;
         }
         Ok(out)
@@ -133,38 +133,38 @@ impl RouteSocket {
         }
     }
 
-    fn send(&mut self, frames: &[Vec<u8>]) -> io::Result<()> {
-        for f in frames {
-            self.socket.send(f, 0)?;
-        }
-        Ok(())
-    }
-
-    /// Reads a multipart dump answer until NLMSG_DONE.
-    fn read_dump(&mut self, seq: u32, mut each: impl FnMut(RouteMessage)) -> io::Result<()> {
+    /// Sends one request and reads the answers to it until the kernel is
+    /// done: NLMSG_DONE, an ACK, an error, or `each` returning true.
+    fn transact(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        mut each: impl FnMut(RouteNetlinkMessage) -> bool,
+    ) -> io::Result<()> {
+        let seq = self.next_seq();
+        self.socket.send(&frame(msg, NLM_F_REQUEST | flags, seq), 0)?;
         loop {
             let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
-            let mut done = false;
-            let mut failure = None;
+            let mut finished: Option<io::Result<()>> = None;
             for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number != seq {
+                if m.header.sequence_number != seq || finished.is_some() {
                     return;
                 }
                 match m.payload {
-                    NetlinkPayload::Done(_) => done = true,
+                    NetlinkPayload::Done(_) => finished = Some(Ok(())),
                     NetlinkPayload::Error(e) => {
-                        failure = Some(e.code.map(|c| io::Error::from_raw_os_error(-c.get())));
-                        done = true;
+                        finished = Some(match e.code {
+                            None => Ok(()),
+                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                        })
                     }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => each(r),
+                    // `finished` is still None here (checked above).
+                    NetlinkPayload::InnerMessage(inner) => finished = each(inner).then_some(Ok(())),
                     _ => {}
                 }
             });
-            if let Some(Some(e)) = failure {
-                return Err(e);
-            }
-            if done {
-                return Ok(());
+            if let Some(result) = finished {
+                return result;
             }
         }
     }
@@ -174,92 +174,46 @@ impl RouteSocket {
         use netlink_packet_route::address::{AddressAttribute, AddressMessage};
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
-        let seq = self.next_seq();
-        self.socket.send(&frame(RouteNetlinkMessage::GetAddress(msg), NLM_F_REQUEST | NLM_F_DUMP, seq), 0)?;
         let mut out = Vec::new();
-        loop {
-            let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
-            let mut done = false;
-            for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number != seq {
-                    return;
-                }
-                match m.payload {
-                    NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => done = true,
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
-                        let mut ip = None;
-                        let mut label = String::new();
-                        for attr in &a.attributes {
-                            match attr {
-                                AddressAttribute::Local(IpAddr::V4(v4)) => ip = Some(*v4),
-                                AddressAttribute::Address(IpAddr::V4(v4)) if ip.is_none() => ip = Some(*v4),
-                                AddressAttribute::Label(l) => label = l.clone(),
-                                _ => {}
-                            }
-                        }
-                        if let Some(Ok(address)) = ip.map(|ip| ipnetwork::Ipv4Network::new(ip, a.header.prefix_len)) {
-                            // The label may carry an alias suffix (eth0:1).
-                            let ifname = label.split(':').next().unwrap_or_default().to_string();
-                            out.push(super::address::InterfaceAddress { ifindex: a.header.index, ifname, address });
-                        }
-                    }
+        self.transact(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP, |m| {
+            let RouteNetlinkMessage::NewAddress(a) = m else { return false };
+            let mut ip = None;
+            let mut label = String::new();
+            for attr in &a.attributes {
+                match attr {
+                    AddressAttribute::Local(IpAddr::V4(v4)) => ip = Some(*v4),
+                    AddressAttribute::Address(IpAddr::V4(v4)) if ip.is_none() => ip = Some(*v4),
+                    AddressAttribute::Label(l) => label = l.clone(),
                     _ => {}
                 }
-            });
-            if done {
-                return Ok(out);
             }
-        }
+            if let Some(Ok(address)) = ip.map(|ip| ipnetwork::Ipv4Network::new(ip, a.header.prefix_len)) {
+                // The label may carry an alias suffix (eth0:1).
+                let ifname = label.split(':').next().unwrap_or_default().to_string();
+                out.push(super::address::InterfaceAddress { ifindex: a.header.index, ifname, address });
+            }
+            false
+        })?;
+        Ok(out)
     }
 
     /// The interface index of link `name`.
     pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
         let mut msg = netlink_packet_route::link::LinkMessage::default();
         msg.attributes.push(netlink_packet_route::link::LinkAttribute::IfName(name.to_string()));
-        let seq = self.next_seq();
-        self.socket.send(&frame(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST, seq), 0)?;
-        loop {
-            let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
-            let mut result = None;
-            for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number == seq {
-                    result = match m.payload {
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(Ok(l.header.index)),
-                        NetlinkPayload::Error(e) => Some(Err(e
-                            .code
-                            .map(|c| io::Error::from_raw_os_error(-c.get()))
-                            .unwrap_or_else(|| io::Error::other("no link in the answer")))),
-                        _ => None,
-                    };
-                }
-            });
-            if let Some(r) = result {
-                return r;
+        let mut index = None;
+        self.transact(RouteNetlinkMessage::GetLink(msg), 0, |m| {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                index = Some(l.header.index);
             }
-        }
+            index.is_some()
+        })?;
+        index.ok_or_else(|| io::Error::other(format!("no link {name} in the answer")))
     }
 
     /// Sends one request with an ACK and waits for it (for rare, single changes).
     pub fn request_ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
-        let seq = self.next_seq();
-        self.socket.send(&frame(msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq), 0)?;
-        loop {
-            let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
-            let mut result = None;
-            for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number == seq
-                    && let NetlinkPayload::Error(e) = m.payload
-                {
-                    result = Some(match e.code {
-                        None => Ok(()),
-                        Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
-                    });
-                }
-            });
-            if let Some(r) = result {
-                return r;
-            }
-        }
+        self.transact(msg, NLM_F_ACK | flags, |_| false)
     }
 }
 
