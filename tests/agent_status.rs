@@ -78,19 +78,7 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
     // Metrics from the running agent pass promtool; readiness says ready.
     let metrics = wait_until("metrics", Duration::from_secs(10), || fetch(&t, "/metrics")).unwrap();
     assert!(metrics.contains("tortie_dataplane_synced 1"), "{metrics}");
-    let file = dir.join("metrics.txt");
-    std::fs::write(&file, &metrics).unwrap();
-    let check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    tortie::testing::promtool_check_metrics(&metrics).unwrap();
     assert_eq!(fetch(&t, "/readyz").as_deref(), Some("ready\n"));
 
     let exit = t.terminate(pid, Duration::from_secs(10));

@@ -90,17 +90,5 @@ fn metrics_are_valid_openmetrics_and_follow_the_dataplane() {
     assert!(after.contains("tortie_build_info{version=\""), "{after}");
     assert!(ready_body.contains("192.0.2.7"), "readiness names the peer: {ready_body}");
 
-    let file = t.dir().join("metrics.txt");
-    std::fs::write(&file, &after).unwrap();
-    let out = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tortie::testing::promtool_check_metrics(&after).unwrap();
 }
