@@ -40,10 +40,17 @@ fn main() {
         p.replace_kind(RouteKind::RemoteDirect, routes).await;
         p.flush().await;
         report("add", n, t0.elapsed(), &p);
+        // Outside the timing: the kernel really holds them.
+        let sel = tortie::dataplane::netlink::RouteScopeSel { table: 254, protocol: 116 };
+        let count = || {
+            tortie::dataplane::netlink::RouteSocket::open().and_then(|mut s| s.dump(sel)).map(|r| r.len()).unwrap_or(0)
+        };
+        println!("route_bench op=verify-add n={n} kernel_routes={}", count());
         let t0 = Instant::now();
         p.replace_kind(RouteKind::RemoteDirect, Vec::new()).await;
         p.flush().await;
         report("del", n, t0.elapsed(), &p);
+        println!("route_bench op=verify-del n={n} kernel_routes={}", count());
     });
 }
 

@@ -28,7 +28,9 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
 mod tests {
     #[test]
     fn promtool_rejects_what_it_should() {
-        assert!(super::promtool_check_metrics("# HELP ok_total A counter.\n# TYPE ok_total counter\nok_total 1\n").is_ok());
+        assert!(
+            super::promtool_check_metrics("# HELP ok_total A counter.\n# TYPE ok_total counter\nok_total 1\n").is_ok()
+        );
         let err = super::promtool_check_metrics("# TYPE bad counter\nbad 1\n").unwrap_err();
         assert!(err.contains("bad"), "{err}");
     }
