@@ -141,11 +141,8 @@ pub fn resolve(file: &TopologyFile, base: &Path, tortie: &Path) -> Result<LabPla
         let env: BTreeMap<String, String> =
             s.env.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, magic(&v))).collect();
         let binds = parse_binds(&s, base).map_err(node_err)?;
-        let processes = if kind == NodeKind::Linux {
-            processes(name, &s, &binds, &dir, &lab_dir, tortie).map_err(node_err)?
-        } else {
-            Vec::new()
-        };
+        let processes =
+            if kind == NodeKind::Linux { processes(&s, &binds, &dir, tortie).map_err(node_err)? } else { Vec::new() };
         let sysctls = s
             .sysctls
             .clone()
@@ -266,14 +263,7 @@ fn parse_binds(s: &NodeSpec, base: &Path) -> Result<Vec<Bind>, String> {
 /// Binds are mapped, not mounted (there is no container root file system
 /// to mount into): the known images get the bound file's host path where
 /// their program expects the container path. Any other bind is refused.
-fn processes(
-    name: &str,
-    s: &NodeSpec,
-    binds: &[Bind],
-    dir: &Path,
-    lab_dir: &Path,
-    tortie: &Path,
-) -> Result<Vec<Vec<String>>, String> {
+fn processes(s: &NodeSpec, binds: &[Bind], dir: &Path, tortie: &Path) -> Result<Vec<Vec<String>>, String> {
     let image = s.image.clone().unwrap_or_default();
     let bound = |target: &str| binds.iter().find(|b| b.target == target).map(|b| b.source.display().to_string());
     let known: &[&str] = if image.contains("tortie") {
@@ -298,7 +288,6 @@ fn processes(
         return Ok(vec![sh(cmd)]);
     }
     let d = |f: &str| dir.join(f).display().to_string();
-    let _ = lab_dir;
     if image.contains("tortie") {
         let mut argv = vec![tortie.display().to_string(), "node".to_string()];
         if let Some(conf) = bound("/etc/tortie/tortie.yaml") {
@@ -343,7 +332,6 @@ fn processes(
             d("bird.pid"),
         ]]);
     }
-    let _ = name;
     Ok(Vec::new())
 }
 
