@@ -27,10 +27,11 @@ pub async fn open(config: &Config) -> Result<Datastore, String> {
         }
         DatastoreType::Kubernetes => {
             if let Some(path) = &d.kubeconfig {
-                return Err(format!(
-                    "datastore.kubeconfig {:?} is not supported yet; use KUBECONFIG or in-cluster configuration",
-                    path.display()
-                ));
+                let at = |e: &dyn std::fmt::Display| format!("datastore.kubeconfig {}: {e}", path.display());
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| at(&e))?;
+                let cfg = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.map_err(|e| at(&e))?;
+                let client = kube::Client::try_from(cfg).map_err(|e| at(&e))?;
+                return Ok(Datastore::new(KubeBackend::new(client)));
             }
             Ok(Datastore::new(KubeBackend::try_default().await.map_err(|e| err("kubernetes", e))?))
         }
