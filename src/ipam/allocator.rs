@@ -51,11 +51,19 @@ async fn run(ipam: Ipam, mut receiver: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<Request>, Vec<_>) = batch.drain(..).unzip();
-        let results = ipam.allocate_batch(requests).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            // The requester may have given up; its address stays allocated under its handle,
-            // for release by handle or the leak collector.
-            let _ = reply.send(result);
+        let results = ipam.assign_batch(&requests).await;
+        // The handle records are written by a task of their own, so the next batch's block
+        // writes overlap with them, and a requester that gives up (drops its future) cannot
+        // leave an address without its handle record.
+        for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
+            let ipam = ipam.clone();
+            tokio::spawn(async move {
+                let result = match result {
+                    Ok(allocation) => ipam.record_handle(&request.handle, allocation).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            });
         }
     }
 }

@@ -113,13 +113,37 @@ impl Ipam {
 
     /// Many addresses; results in request order. Requests sharing a block share its write.
     pub async fn allocate_batch(&self, requests: Vec<Request>) -> Vec<Result<Allocation>> {
+        let assigned = self.assign_batch(&requests).await;
+        let writes = assigned.into_iter().zip(&requests).map(|(result, request)| async move {
+            match result {
+                Ok(a) => self.record_handle(&request.handle, a).await,
+                Err(e) => Err(e),
+            }
+        });
+        futures::future::join_all(writes).await
+    }
+
+    /// Records an address under its handle (the index release-by-handle uses). A failed handle
+    /// write gives the address back, so nothing is left allocated without a handle record.
+    pub(crate) async fn record_handle(&self, handle: &str, allocation: Allocation) -> Result<Allocation> {
+        match handles::add(&self.store, handle, &allocation.block).await {
+            Ok(()) => Ok(allocation),
+            Err(e) => {
+                let _ = self.free_ip(allocation.ip, Some(allocation.sequence)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The block half of `allocate_batch`: addresses assigned in blocks, handles not yet recorded.
+    pub(crate) async fn assign_batch(&self, requests: &[Request]) -> Vec<Result<Allocation>> {
         let mut results: Vec<Option<Result<Allocation>>> = requests.iter().map(|_| None).collect();
         let groups: BTreeSet<(u8, u8)> = requests.iter().map(|r| (r.family, r.purpose as u8)).collect();
         for (fam, purpose) in groups {
             let members: Vec<usize> = (0..requests.len())
                 .filter(|i| (requests[*i].family, requests[*i].purpose as u8) == (fam, purpose))
                 .collect();
-            match self.allocate_group(&requests, members.clone()).await {
+            match self.allocate_group(requests, members.clone()).await {
                 Ok(done) => {
                     for (i, result) in done {
                         results[i] = Some(result);
@@ -131,23 +155,6 @@ impl Ipam {
                         results[i] = Some(Err(share(&e, &text)));
                     }
                 }
-            }
-        }
-        // Record each address under its handle (the index release-by-handle uses). A failed
-        // handle write gives the address back, so nothing is left without a handle record.
-        let writes = results.iter().zip(&requests).map(|(result, request)| async move {
-            match result {
-                Some(Ok(a)) => handles::add(&self.store, &request.handle, &a.block).await.err(),
-                _ => None,
-            }
-        });
-        let failures = futures::future::join_all(writes).await;
-        for (i, failure) in failures.into_iter().enumerate() {
-            if let Some(e) = failure {
-                if let Some(Ok(a)) = &results[i] {
-                    let _ = self.free_ip(a.ip, Some(a.sequence)).await;
-                }
-                results[i] = Some(Err(e));
             }
         }
         results.into_iter().map(|r| r.unwrap_or(Err(IpamError::Stopped))).collect()

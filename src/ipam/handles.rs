@@ -20,8 +20,15 @@ fn exhausted(handle: &str) -> IpamError {
     IpamError::RetriesExhausted { key: format!("IPAMHandle/{handle}"), retries: RETRIES }
 }
 
-/// Counts one more address of `handle` in `block`.
+/// Counts one more address of `handle` in `block`. Tries the create first: a new handle (a new
+/// pod) is the common case, and this saves a read per allocation.
 pub async fn add(store: &Datastore, handle: &str, block: &IpNetwork) -> Result<()> {
+    let mut record = IpamHandle { handle_id: handle.to_string(), ..IpamHandle::default() };
+    record.block.insert(block.to_string(), 1);
+    match store.create(handle, &record).await {
+        Err(DatastoreError::AlreadyExists { .. }) => {}
+        other => return other.map(|_| ()).map_err(Into::into),
+    }
     for _ in 0..RETRIES {
         match get(store, handle).await? {
             None => {
