@@ -111,6 +111,17 @@ async fn three_nodes_churn(h: &impl Harness) {
         held.extend(serde_json::from_str::<Vec<(String, IpAddr)>>(line).unwrap());
     }
     assert_eq!(held.len(), (NODES * ALLOCATIONS / 2) as usize);
+    verify_held(store, held).await;
+    eprintln!(
+        "three nodes: {} allocations, {} releases, 0 duplicates, 0 leaks",
+        NODES * ALLOCATIONS,
+        NODES * ALLOCATIONS / 2
+    );
+}
+
+/// No address held twice; the datastore holds exactly `held`, each under its holder's handle;
+/// `ipam check` finds nothing.
+async fn verify_held(store: &tortie::datastore::Datastore, held: Vec<(String, IpAddr)>) {
     let unique: BTreeSet<IpAddr> = held.iter().map(|(_, ip)| *ip).collect();
     assert_eq!(unique.len(), held.len(), "duplicate addresses handed out");
     let alive: BTreeSet<String> = held.iter().map(|(h, _)| h.clone()).collect();
@@ -127,11 +138,56 @@ async fn three_nodes_churn(h: &impl Harness) {
             }
         }
     }
-    eprintln!(
-        "three nodes: {} allocations, {} releases, 0 duplicates, 0 leaks",
-        NODES * ALLOCATIONS,
-        NODES * ALLOCATIONS / 2
-    );
+}
+
+/// The Kubernetes stand-in lives in the test process, so its three nodes are three clients and
+/// allocators in one process (each with its own connection), churning as the processes do.
+async fn three_clients_churn(h: &impl Harness, allocations: u32) {
+    use futures::StreamExt;
+    let store = h.store();
+    suite::pool(store, "churn", "10.42.0.0/20", 26).await;
+    let mut runs = Vec::new();
+    for n in 0..NODES {
+        let node = format!("node-{n}");
+        let ipam = tortie::ipam::Ipam::new(
+            h.another_client().await,
+            tortie::ipam::IpamOptions { node: node.clone(), ..Default::default() },
+        );
+        let allocator = tortie::ipam::Allocator::spawn(ipam);
+        runs.push(tokio::spawn(async move {
+            futures::stream::iter(0..allocations)
+                .map(|i| {
+                    let (allocator, handle) = (allocator.clone(), format!("{node}-{i}"));
+                    async move {
+                        let got = allocator
+                            .allocate(suite::req(&handle, 4))
+                            .await
+                            .unwrap_or_else(|e| panic!("{handle}: {e}"));
+                        if i % 2 == 1 {
+                            assert_eq!(allocator.release_handle(&handle).await.unwrap(), 1);
+                            None
+                        } else {
+                            Some((handle, got.ip))
+                        }
+                    }
+                })
+                .buffer_unordered(40)
+                .filter_map(|x| async move { x })
+                .collect::<Vec<_>>()
+                .await
+        }));
+    }
+    let mut held = Vec::new();
+    for run in runs {
+        held.extend(tokio::time::timeout(DEADLINE, run).await.expect("in time").expect("node run"));
+    }
+    assert_eq!(held.len(), (NODES * allocations / 2) as usize);
+    verify_held(store, held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubernetes_three_clients_churn_without_duplicates_or_leaks() {
+    three_clients_churn(&KubeHarness::new().await, 300).await;
 }
 
 /// A node process killed after step `stage` of a claim: the node's next start repairs it, so
