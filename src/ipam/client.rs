@@ -37,7 +37,8 @@ pub struct Request {
     /// 4 or 6.
     pub family: u8,
     pub purpose: PoolUse,
-    /// Owner attributes (pod, namespace, node), stored with the address.
+    /// Owner attributes (pod, namespace), stored with the address; `node` is always set to the
+    /// allocating node.
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -288,7 +289,10 @@ impl Ipam {
             let mut assigned: Vec<(usize, Assigned)> = Vec::new();
             for i in pending.iter() {
                 let r = &requests[*i];
-                match block_ops::assign(&mut block.spec, &r.handle, &r.attributes, &self.options.reservations) {
+                // The allocating node is always recorded: the speaker finds borrowed addresses by it.
+                let mut attributes = r.attributes.clone();
+                attributes.insert(super::routes::NODE_ATTRIBUTE.to_string(), self.options.node.clone());
+                match block_ops::assign(&mut block.spec, &r.handle, &attributes, &self.options.reservations) {
                     Some(a) => assigned.push((*i, a)),
                     None => break,
                 }

@@ -8,6 +8,7 @@
 //! - [`Ipam`]: allocate / release / tunnel addresses for one node.
 //! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
 //! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
+//! - [`routes`]: own blocks and borrowed /32s, for the speaker to announce.
 //!
 //! See `docs/ipam.md`.
 
@@ -21,6 +22,7 @@ mod error;
 pub mod gc;
 pub mod handles;
 pub mod pools;
+pub mod routes;
 
 pub use allocator::Allocator;
 pub use check::{CheckReport, check};

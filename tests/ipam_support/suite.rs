@@ -120,6 +120,10 @@ pub async fn exhaustion_borrowing_and_strict_affinity(h: &impl Harness) {
     let borrowed = b.allocate(req("b-borrow", 4)).await.unwrap();
     assert!(borrowed.borrowed, "node-b borrows from node-a's block");
     assert_eq!(borrowed.ip, held[0].ip);
+    let host_routes = tortie::ipam::routes::borrowed_addresses(store, "node-b").await.unwrap();
+    assert_eq!(host_routes, vec![ipnetwork::IpNetwork::new(borrowed.ip, 32).unwrap()], "announced as a /32");
+    assert!(tortie::ipam::routes::borrowed_addresses(store, "node-a").await.unwrap().is_empty());
+    assert_eq!(tortie::ipam::routes::own_blocks(store, "node-b").await.unwrap().len(), 1);
     // Strict affinity: no borrowing, and a block limit.
     b.release_handle("b-borrow").await.unwrap();
     let strict = IpamConfig { strict_affinity: true, auto_allocate_blocks: true, max_blocks_per_host: 1 };
