@@ -4,7 +4,7 @@
 //! compare-and-swap (group commit). So a burst of pod starts on a node costs a few block writes
 //! instead of a burst of conflicting writes to the same block.
 
-use super::client::{Allocation, Ipam, Request};
+use super::client::{Allocation, BlockCache, Ipam, Request};
 use super::error::{IpamError, Result};
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,9 +49,10 @@ impl Allocator {
 
 async fn run(ipam: Ipam, mut receiver: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut cache = BlockCache::default();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<Request>, Vec<_>) = batch.drain(..).unzip();
-        let results = ipam.assign_batch(&requests).await;
+        let results = ipam.assign_batch(&requests, &mut cache).await;
         // The handle records are written by a task of their own, so the next batch's block
         // writes overlap with them, and a requester that gives up (drops its future) cannot
         // leave an address without its handle record.

@@ -74,6 +74,13 @@ pub struct Ipam {
     options: std::sync::Arc<IpamOptions>,
 }
 
+/// The allocator task's copies of its node's blocks as last written, so a batch need not read
+/// a block it wrote itself. Owned by the allocator task; a one-off batch uses an empty one.
+#[derive(Default)]
+pub struct BlockCache {
+    blocks: BTreeMap<IpNetwork, Stored<IpamBlock>>,
+}
+
 /// What a batch of one family and purpose works with, read once per batch.
 struct Context {
     config: IpamConfig,
@@ -114,7 +121,7 @@ impl Ipam {
 
     /// Many addresses; results in request order. Requests sharing a block share its write.
     pub async fn allocate_batch(&self, requests: Vec<Request>) -> Vec<Result<Allocation>> {
-        let assigned = self.assign_batch(&requests).await;
+        let assigned = self.assign_batch(&requests, &mut BlockCache::default()).await;
         let writes = assigned.into_iter().zip(&requests).map(|(result, request)| async move {
             match result {
                 Ok(a) => self.record_handle(&request.handle, a).await,
@@ -137,14 +144,14 @@ impl Ipam {
     }
 
     /// The block half of `allocate_batch`: addresses assigned in blocks, handles not yet recorded.
-    pub(crate) async fn assign_batch(&self, requests: &[Request]) -> Vec<Result<Allocation>> {
+    pub(crate) async fn assign_batch(&self, requests: &[Request], cache: &mut BlockCache) -> Vec<Result<Allocation>> {
         let mut results: Vec<Option<Result<Allocation>>> = requests.iter().map(|_| None).collect();
         let groups: BTreeSet<(u8, u8)> = requests.iter().map(|r| (r.family, r.purpose as u8)).collect();
         for (fam, purpose) in groups {
             let members: Vec<usize> = (0..requests.len())
                 .filter(|i| (requests[*i].family, requests[*i].purpose as u8) == (fam, purpose))
                 .collect();
-            match self.allocate_group(requests, members.clone()).await {
+            match self.allocate_group(requests, members.clone(), cache).await {
                 Ok(done) => {
                     for (i, result) in done {
                         results[i] = Some(result);
@@ -188,6 +195,7 @@ impl Ipam {
         &self,
         requests: &[Request],
         members: Vec<usize>,
+        cache: &mut BlockCache,
     ) -> Result<Vec<(usize, Result<Allocation>)>> {
         let first = &requests[members[0]];
         let ctx = self.context(first.family, first.purpose).await?;
@@ -198,7 +206,7 @@ impl Ipam {
             if pending.is_empty() {
                 break;
             }
-            skip_broken(self.fill_block(*cidr, requests, &mut pending, &mut done, false).await)?;
+            skip_broken(self.fill_block(*cidr, requests, &mut pending, &mut done, Some(&mut *cache)).await)?;
         }
         let limit = match ctx.config.max_blocks_per_host {
             0 => DEFAULT_MAX_BLOCKS_PER_HOST,
@@ -214,7 +222,7 @@ impl Ipam {
             let Some(cidr) = self.find_free_cidr(&ctx.pools).await? else { break };
             if claim::claim(&self.store, &self.options.node, cidr).await?.is_some() {
                 owned += 1;
-                self.fill_block(cidr, requests, &mut pending, &mut done, false).await?;
+                self.fill_block(cidr, requests, &mut pending, &mut done, Some(&mut *cache)).await?;
             }
         }
         if !pending.is_empty() && !ctx.config.strict_affinity {
@@ -228,7 +236,7 @@ impl Ipam {
                 let in_pool = ctx.pools.iter().any(|p| p.spec.cidr.contains(block.spec.cidr.network()));
                 let mine = block.spec.affinity.as_deref() == Some(me.as_str());
                 if in_pool && !mine && block_ops::free_count(&block.spec, &self.options.reservations) > 0 {
-                    skip_broken(self.fill_block(block.spec.cidr, requests, &mut pending, &mut done, true).await)?;
+                    skip_broken(self.fill_block(block.spec.cidr, requests, &mut pending, &mut done, None).await)?;
                 }
             }
         }
@@ -275,15 +283,25 @@ impl Ipam {
         requests: &[Request],
         pending: &mut VecDeque<usize>,
         done: &mut Vec<(usize, Result<Allocation>)>,
-        borrowed: bool,
+        mut cache: Option<&mut BlockCache>,
     ) -> Result<()> {
         let name = cidr_name(&cidr);
+        // Own blocks are cached (the `cache`); borrowed ones are not.
+        let borrowed = cache.is_none();
         for _ in 0..RETRIES {
-            let mut block: Stored<IpamBlock> = match self.store.get(&name).await {
-                Err(DatastoreError::NotFound { .. }) => return Ok(()),
-                other => other?,
+            // The cached copy saves a read when nobody else wrote the block since our last
+            // write; if someone did, the write below conflicts and the next round reads it.
+            let cached = cache.as_mut().and_then(|c| c.blocks.remove(&cidr));
+            let mut block: Stored<IpamBlock> = match cached {
+                Some(block) => block,
+                None => match self.store.get(&name).await {
+                    Err(DatastoreError::NotFound { .. }) => return Ok(()),
+                    other => other?,
+                },
             };
-            if block.spec.deleted {
+            let ours = block.spec.affinity.as_deref() == Some(claim::host_affinity(&self.options.node).as_str());
+            // Released and re-claimed by another node since we listed it: no longer ours.
+            if block.spec.deleted || (!borrowed && !ours) {
                 return Ok(());
             }
             let mut assigned: Vec<(usize, Assigned)> = Vec::new();
@@ -301,7 +319,10 @@ impl Ipam {
                 return Ok(());
             }
             match self.store.update(&name, &block.spec, block.revision).await {
-                Ok(_) => {
+                Ok(written) => {
+                    if let Some(cache) = cache.as_mut() {
+                        cache.blocks.insert(cidr, written);
+                    }
                     for (i, a) in assigned {
                         pending.retain(|p| *p != i);
                         let allocation = Allocation {
