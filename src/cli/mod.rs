@@ -2,6 +2,7 @@
 //! module; this file only declares the commands and dispatches.
 
 mod config_cmd;
+pub mod ipam_cmd;
 mod lab_cmd;
 mod status_cmd;
 pub mod table;
@@ -83,12 +84,22 @@ pub struct StatusArgs {
     pub client: ClientArgs,
 }
 
+/// Where the `ipam` commands find the datastore, until the agent serves IPAM over its API.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The agent's configuration file; its `datastore` section names the datastore.
+    #[arg(long, env = "TORTIE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum IpamCommand {
     /// Show pools, blocks and addresses in use.
     Show {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Also list every block.
         #[arg(long)]
         show_blocks: bool,
@@ -100,11 +111,15 @@ pub enum IpamCommand {
     Check {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Release an address, or every address of a handle.
     Release {
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The address to release.
         #[arg(long, conflicts_with = "handle", required_unless_present = "handle")]
         ip: Option<std::net::IpAddr>,
@@ -196,7 +211,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bgp(BgpCommand::Peers { .. } | BgpCommand::Routes { .. }) => {
             not_built("`tortie bgp peers` and `tortie bgp routes`", "the BGP speaker")
         }
-        Command::Ipam(_) => not_built("`tortie ipam`", "the IPAM allocator"),
+        Command::Ipam(cmd) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            ipam_cmd::run(&cmd)
+        }
         Command::Cni => crate::cni::main(),
         Command::Lab(cmd) => lab_cmd::run(&cmd),
         Command::Crds => {

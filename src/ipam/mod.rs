@@ -1,3 +1,31 @@
-//! IP address management: IP pools carved into per-node blocks, per-pod
-//! addresses handed out by handle, coordinated through the datastore with
-//! compare-and-swap. Built by the IPAM issue; nothing lives here yet.
+//! IP address management (Calico reference §2): IP pools carved into per-node blocks, addresses
+//! handed out by handle, all coordinated through the datastore with compare-and-swap, so several
+//! nodes (processes) can allocate from one store at once without duplicates.
+//!
+//! - [`pools`]: pool rules (overlap refused, selectors, allowed uses).
+//! - [`block_math`], [`block_ops`]: address arithmetic and in-memory block changes.
+//! - [`claim`]: the two-step block claim and its repair after a crash.
+//! - [`Ipam`]: allocate / release / tunnel addresses for one node.
+//! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
+//! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
+//! - [`routes`]: own blocks and borrowed /32s, for the speaker to announce.
+//!
+//! See `docs/ipam.md`.
+
+pub mod allocator;
+pub mod block_math;
+pub mod block_ops;
+pub mod check;
+pub mod claim;
+mod client;
+mod error;
+pub mod gc;
+pub mod handles;
+pub mod pools;
+pub mod routes;
+
+pub use allocator::Allocator;
+pub use check::{CheckReport, check};
+pub use client::{Allocation, DEFAULT_MAX_BLOCKS_PER_HOST, Ipam, IpamOptions, Request, family_of};
+pub use error::{IpamError, Result};
+pub use pools::create_pool;

@@ -1,0 +1,307 @@
+//! The IPAM suite, run unchanged against sqlite, etcd and the Kubernetes stand-in.
+
+use crate::datastore_support::harness::Harness;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tortie::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse};
+use tortie::datastore::{Datastore, Key, Kind, Stored};
+use tortie::ipam::check::CheckInput;
+use tortie::ipam::gc::Gc;
+use tortie::ipam::{Allocator, Ipam, IpamError, IpamOptions, Request, check, claim, create_pool};
+
+pub fn ipam(store: &Datastore, node: &str) -> Ipam {
+    Ipam::new(store.clone(), IpamOptions { node: node.into(), ..IpamOptions::default() })
+}
+
+pub async fn pool(store: &Datastore, name: &str, cidr: &str, block_size: u8) -> Stored<IpPool> {
+    let mut pool = IpPool::new(cidr.parse().unwrap());
+    pool.block_size = block_size;
+    create_pool(store, name, &pool).await.expect("create pool")
+}
+
+pub fn req(handle: &str, family: u8) -> Request {
+    Request::workload(handle, family, &format!("pod-{handle}"), "default", "n1")
+}
+
+async fn clean(store: &Datastore) {
+    let report = check(store, &CheckInput::default()).await.expect("check");
+    assert!(report.is_clean(), "ipam check found problems: {report:#?}");
+}
+
+pub async fn allocate_and_release_by_handle(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p4", "10.10.0.0/24", 29).await;
+    let node = ipam(store, "n1");
+    let a = node.allocate(req("h-a", 4)).await.unwrap();
+    let b = node.allocate(req("h-b", 4)).await.unwrap();
+    let a2 = node.allocate(req("h-a", 4)).await.unwrap();
+    assert_eq!(a.block, b.block, "the node's own block is used first");
+    assert!(!a.borrowed);
+    assert_eq!(BTreeSet::from([a.ip, b.ip, a2.ip]).len(), 3);
+    let block: Stored<IpamBlock> = store.get(&tortie::datastore::resources::cidr_name(&a.block)).await.unwrap();
+    assert_eq!(block.spec.affinity.as_deref(), Some("host:n1"));
+    let attrs = &block.spec.attributes[block.spec.allocations[1].unwrap() as usize];
+    assert_eq!(attrs.handle_id.as_deref(), Some("h-b"));
+    assert_eq!(attrs.secondary["pod"], "pod-h-b");
+    assert_eq!(attrs.secondary["namespace"], "default");
+    let handle: Stored<IpamHandle> = store.get("h-a").await.unwrap();
+    assert_eq!(handle.spec.block[&a.block.to_string()], 2);
+    clean(store).await;
+
+    assert_eq!(node.release_handle("h-a").await.unwrap(), 2);
+    assert_eq!(node.release_handle("h-a").await.unwrap(), 0, "release is idempotent");
+    assert!(store.get::<IpamHandle>("h-a").await.is_err());
+    // FIFO: the two just-freed addresses are not handed out next.
+    let c = node.allocate(req("h-c", 4)).await.unwrap();
+    assert!(c.ip != a.ip && c.ip != a2.ip, "{} reused at once", c.ip);
+    assert!(node.release_ip(b.ip, Some(b.sequence)).await.unwrap());
+    assert!(!node.release_ip(b.ip, None).await.unwrap(), "already free");
+    assert!(store.get::<IpamHandle>("h-b").await.is_err(), "handle record goes with its last address");
+    clean(store).await;
+}
+
+pub async fn stale_release_frees_nothing(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p4", "10.11.0.0/30", 30).await;
+    let node = ipam(store, "n1");
+    let first = node.allocate(req("old", 4)).await.unwrap();
+    node.release_handle("old").await.unwrap();
+    let mut latest = None;
+    for i in 0..4 {
+        latest = Some(node.allocate(req(&format!("new{i}"), 4)).await.unwrap());
+    }
+    let latest = latest.unwrap();
+    assert_eq!(latest.ip, first.ip, "the first address comes back last (FIFO)");
+    match node.release_ip(first.ip, Some(first.sequence)).await {
+        Err(IpamError::StaleSequence { current, .. }) => assert_eq!(current, Some(latest.sequence)),
+        other => panic!("expected a stale release, got {other:?}"),
+    }
+    assert!(node.release_ip(latest.ip, Some(latest.sequence)).await.unwrap());
+    clean(store).await;
+}
+
+pub async fn ipv4_and_ipv6_side_by_side(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "v4", "10.12.0.0/16", 26).await;
+    pool(store, "v6", "fd00:12::/112", 122).await;
+    let node = ipam(store, "n1");
+    let v4 = node.allocate(req("dual", 4)).await.unwrap();
+    let v6 = node.allocate(req("dual", 6)).await.unwrap();
+    assert!(v4.ip.is_ipv4() && v4.block.prefix() == 26);
+    assert!(v6.ip.is_ipv6() && v6.block.prefix() == 122);
+    assert!(matches!(
+        node.allocate(Request { purpose: PoolUse::LoadBalancer, ..req("lb", 4) }).await,
+        Err(IpamError::NoPool { .. })
+    ));
+    clean(store).await;
+    assert_eq!(node.release_handle("dual").await.unwrap(), 2);
+    clean(store).await;
+}
+
+pub async fn exhaustion_borrowing_and_strict_affinity(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "small", "10.13.0.0/28", 30).await;
+    let a = ipam(store, "node-a");
+    let b = ipam(store, "node-b");
+    let mut held = Vec::new();
+    for i in 0..12 {
+        held.push(a.allocate(req(&format!("a{i}"), 4)).await.unwrap());
+    }
+    for i in 0..4 {
+        let got = b.allocate(req(&format!("b{i}"), 4)).await.unwrap();
+        assert!(!got.borrowed, "node-b claims the last free block");
+    }
+    match b.allocate(req("b-full", 4)).await {
+        Err(IpamError::PoolsExhausted { pools }) => assert_eq!(pools, vec!["small".to_string()]),
+        other => panic!("expected pool exhaustion, got {other:?}"),
+    }
+    a.release_handle("a0").await.unwrap();
+    let borrowed = b.allocate(req("b-borrow", 4)).await.unwrap();
+    assert!(borrowed.borrowed, "node-b borrows from node-a's block");
+    assert_eq!(borrowed.ip, held[0].ip);
+    let host_routes = tortie::ipam::routes::borrowed_addresses(store, "node-b").await.unwrap();
+    assert_eq!(host_routes, vec![ipnetwork::IpNetwork::new(borrowed.ip, 32).unwrap()], "announced as a /32");
+    assert!(tortie::ipam::routes::borrowed_addresses(store, "node-a").await.unwrap().is_empty());
+    assert_eq!(tortie::ipam::routes::own_blocks(store, "node-b").await.unwrap().len(), 1);
+    // Strict affinity: no borrowing, and a block limit.
+    b.release_handle("b-borrow").await.unwrap();
+    let strict = IpamConfig { strict_affinity: true, auto_allocate_blocks: true, max_blocks_per_host: 1 };
+    store.create("default", &strict).await.unwrap();
+    // node-b's block is full and it holds its limit of one block: no borrowing now.
+    assert!(matches!(b.allocate(req("b-strict", 4)).await, Err(IpamError::BlockLimit { limit: 1, .. })));
+    // node-a still uses its own blocks under strict affinity.
+    for i in 1..4 {
+        a.release_handle(&format!("a{i}")).await.unwrap();
+    }
+    for i in 0..3 {
+        a.allocate(req(&format!("a-again{i}"), 4)).await.unwrap();
+    }
+    let c = ipam(store, "node-c");
+    match c.allocate(req("c0", 4)).await {
+        Err(IpamError::PoolsExhausted { .. }) => {}
+        other => panic!("node-c finds no free block: {other:?}"),
+    }
+    clean(store).await;
+}
+
+pub async fn block_limit_is_enforced(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.14.0.0/24", 30).await;
+    store
+        .create("default", &IpamConfig { strict_affinity: true, auto_allocate_blocks: true, max_blocks_per_host: 2 })
+        .await
+        .unwrap();
+    let node = ipam(store, "n1");
+    for i in 0..8 {
+        node.allocate(req(&format!("h{i}"), 4)).await.unwrap();
+    }
+    match node.allocate(req("h8", 4)).await {
+        Err(IpamError::BlockLimit { node, limit }) => assert_eq!((node.as_str(), limit), ("n1", 2)),
+        other => panic!("expected the block limit, got {other:?}"),
+    }
+}
+
+pub async fn reservations_are_never_handed_out(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.15.0.0/29", 29).await;
+    let reserved: ipnetwork::IpNetwork = "10.15.0.0/30".parse().unwrap();
+    let node =
+        Ipam::new(store.clone(), IpamOptions { node: "n1".into(), reservations: vec![reserved], ..Default::default() });
+    for i in 0..4 {
+        let got = node.allocate(req(&format!("h{i}"), 4)).await.unwrap();
+        assert!(!reserved.contains(got.ip), "{} is reserved", got.ip);
+    }
+    assert!(matches!(node.allocate(req("h4", 4)).await, Err(IpamError::PoolsExhausted { .. })));
+    let report = check(store, &CheckInput { reservations: vec![reserved], ..Default::default() }).await.unwrap();
+    assert_eq!((report.pools[0].in_use, report.pools[0].reserved, report.pools[0].free), (4, 4, 0));
+}
+
+pub async fn overlapping_pool_is_refused(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "first", "10.16.0.0/16", 26).await;
+    match create_pool(store, "second", &IpPool::new("10.16.4.0/24".parse().unwrap())).await {
+        Err(IpamError::PoolOverlap { new, existing, .. }) => {
+            assert_eq!((new.as_str(), existing.as_str()), ("second", "first"))
+        }
+        other => panic!("expected an overlap error, got {other:?}"),
+    }
+    assert_eq!(store.list::<IpPool>().await.unwrap().items.len(), 1);
+}
+
+pub async fn tunnel_address_comes_from_a_tunnel_pool(h: &impl Harness) {
+    let store = h.store();
+    let mut workload = IpPool::new("10.17.0.0/24".parse().unwrap());
+    workload.allowed_uses = vec![PoolUse::Workload];
+    create_pool(store, "workload", &workload).await.unwrap();
+    let mut tunnel = IpPool::new("10.18.0.0/24".parse().unwrap());
+    tunnel.allowed_uses = vec![PoolUse::Tunnel];
+    create_pool(store, "tunnel", &tunnel).await.unwrap();
+    let node = ipam(store, "n1");
+    let t = node.tunnel_address(4).await.unwrap();
+    assert!(tunnel.cidr.contains(t.ip), "{} is from the tunnel pool", t.ip);
+    assert_eq!(t.handle, "ipip-tunnel-addr-n1");
+    assert_eq!(node.tunnel_address(4).await.unwrap().ip, t.ip, "allocated once");
+    let w = node.allocate(req("pod", 4)).await.unwrap();
+    assert!(workload.cidr.contains(w.ip));
+    clean(store).await;
+}
+
+pub async fn half_made_claims_are_repaired(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.19.0.0/24", 26).await;
+    let (c1, c2, c3) =
+        ("10.19.0.0/26".parse().unwrap(), "10.19.0.64/26".parse().unwrap(), "10.19.0.128/26".parse().unwrap());
+    // Crashed after step 1; after step 2; and a pending claim on a block another node owns.
+    claim::write_pending(store, "n1", c1).await.unwrap();
+    claim::write_pending(store, "n1", c2).await.unwrap();
+    claim::create_block(store, "n1", c2).await.unwrap();
+    claim::claim(store, "other", c3).await.unwrap();
+    claim::write_pending(store, "n1", c3).await.unwrap();
+    let before = check(store, &CheckInput::default()).await.unwrap();
+    assert_eq!(before.unfinished_affinities.len(), 3, "{before:#?}");
+    assert_eq!(before.blocks_without_affinity.len(), 1, "{before:#?}");
+
+    let node = ipam(store, "n1");
+    assert_eq!(node.repair().await.unwrap(), 3);
+    clean(store).await;
+    let affinities = store.list::<BlockAffinity>().await.unwrap().items;
+    let mine: BTreeMap<_, _> =
+        affinities.iter().filter(|a| a.spec.node == "n1").map(|a| (a.spec.cidr, a.spec.state)).collect();
+    assert_eq!(mine, BTreeMap::from([(c1, AffinityState::Confirmed), (c2, AffinityState::Confirmed)]));
+    let got = node.allocate(req("h", 4)).await.unwrap();
+    assert!(got.block == c1 || got.block == c2);
+}
+
+pub async fn corrupt_block_is_reported_by_key(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.20.0.0/24", 26).await;
+    let node = ipam(store, "n1");
+    let first = node.allocate(req("h1", 4)).await.unwrap();
+    let name = tortie::datastore::resources::cidr_name(&first.block);
+    h.corrupt(&Key::new(Kind::IpamBlock, &name), b"{\"cidr\": 7}").await;
+    let report = check(store, &CheckInput::default()).await.unwrap();
+    assert!(report.invalid_records.iter().any(|r| r.contains(&name)), "{report:#?}");
+    // The node goes on allocating from another block.
+    let next = node.allocate(req("h2", 4)).await.unwrap();
+    assert_ne!(next.block, first.block);
+}
+
+pub async fn leaks_and_empty_blocks_are_collected(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.21.0.0/24", 30).await;
+    let node = ipam(store, "n1");
+    for i in 0..8 {
+        node.allocate(req(&format!("h{i}"), 4)).await.unwrap();
+    }
+    let tunnel_pool_free = node.tunnel_address(4).await.unwrap();
+    let alive: BTreeSet<String> = (0..4).map(|i| format!("h{i}")).collect();
+    let report = check(store, &CheckInput { alive_handles: Some(alive.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(report.leaked.len(), 4, "h4..h7; tunnel addresses are not workloads: {report:#?}");
+    let mut gc = Gc::new(Duration::from_secs(60));
+    let t0 = Instant::now();
+    assert!(gc.collect_leaks(&node, &alive, t0).await.unwrap().is_empty(), "first sighting only");
+    assert!(gc.collect_leaks(&node, &alive, t0 + Duration::from_secs(30)).await.unwrap().is_empty(), "within grace");
+    let released = gc.collect_leaks(&node, &alive, t0 + Duration::from_secs(61)).await.unwrap();
+    assert_eq!(released, vec!["h4", "h5", "h6", "h7"]);
+    assert_eq!(node.tunnel_address(4).await.unwrap().ip, tunnel_pool_free.ip, "tunnel address kept");
+    // Blocks now: h0..h3 fill one /30, the tunnel address sits in another, the rest are empty.
+    let blocks_before = store.list::<IpamBlock>().await.unwrap().items.len();
+    assert!(gc.release_empty_blocks(&node, t0).await.unwrap().is_empty());
+    let freed = gc.release_empty_blocks(&node, t0 + Duration::from_secs(61)).await.unwrap();
+    assert!(!freed.is_empty());
+    assert_eq!(store.list::<IpamBlock>().await.unwrap().items.len(), blocks_before - freed.len());
+    for h in &alive {
+        node.release_handle(h).await.unwrap();
+    }
+    node.release_handle("ipip-tunnel-addr-n1").await.unwrap();
+    gc.release_empty_blocks(&node, t0 + Duration::from_secs(100)).await.unwrap();
+    gc.release_empty_blocks(&node, t0 + Duration::from_secs(200)).await.unwrap();
+    assert_eq!(store.list::<IpamBlock>().await.unwrap().items.len(), 1, "the node's last block is kept");
+    clean(store).await;
+}
+
+pub async fn group_commit_serves_a_burst(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.22.0.0/22", 26).await;
+    let allocator = Allocator::spawn(ipam(store, "n1"));
+    // Every backend's revision is store-wide and counts writes.
+    let before = store.list::<IpPool>().await.unwrap().revision;
+    let burst = (0..100).map(|i| {
+        let allocator = allocator.clone();
+        async move { allocator.allocate(req(&format!("burst-{i}"), 4)).await }
+    });
+    let results = futures::future::join_all(burst).await;
+    let ips: BTreeSet<IpAddr> = results.iter().map(|r| r.as_ref().expect("allocated").ip).collect();
+    assert_eq!(ips.len(), 100, "no duplicates");
+    let blocks: BTreeMap<_, usize> = results.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.as_ref().unwrap().block).or_default() += 1;
+        m
+    });
+    assert!(blocks.len() >= 2, "100 addresses need two /26 blocks");
+    // 100 handle records and a few claims are unavoidable; one block write per address would
+    // add another 100. Group commit shares block writes between requests.
+    let writes = store.list::<IpPool>().await.unwrap().revision.0 - before.0;
+    assert!(writes < 150, "{writes} writes for 100 allocations: block writes were not shared");
+    clean(store).await;
+}
