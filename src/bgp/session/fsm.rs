@@ -328,7 +328,7 @@ impl Fsm {
     /// Every error path to Idle: stop timers, drop the connection, report a
     /// lost Established session, count the failure and schedule the automatic
     /// restart (DampPeerOscillations).
-    fn to_idle(&mut self, reason: DownReason, restart_after: Option<Duration>, out: &mut Vec<Action>) {
+    fn go_idle(&mut self, reason: DownReason, restart_after: Option<Duration>, out: &mut Vec<Action>) {
         self.stop_all(out);
         self.drop_connection(out);
         if self.state == State::Established {
@@ -349,7 +349,7 @@ impl Fsm {
             self.send_notification(notification, out);
         }
         self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-        self.to_idle(reason, None, out);
+        self.go_idle(reason, None, out);
     }
 
     /// ManualStop in any state but Idle: RFC 4271 8.2.2 "sends the
@@ -363,7 +363,7 @@ impl Fsm {
         }
         self.auto_restart = false;
         self.connect_retry_counter = 0;
-        self.to_idle(reason, None, out);
+        self.go_idle(reason, None, out);
     }
 
     fn automatic_stop(
@@ -377,7 +377,7 @@ impl Fsm {
             self.send_notification(notification, out);
         }
         self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-        self.to_idle(reason, restart_after, out);
+        self.go_idle(reason, restart_after, out);
     }
 
     fn fsm_error(&mut self, out: &mut Vec<Action>) {
@@ -499,7 +499,7 @@ impl Fsm {
             }
             Event::TcpConnectionFails => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::ConnectionLost, None, out);
+                self.go_idle(DownReason::ConnectionLost, None, out);
             }
             Event::BgpOpen(open) if self.is_running(Timer::DelayOpen) => {
                 // Event 20: "sends an OPEN message, sends a KEEPALIVE message
@@ -512,7 +512,7 @@ impl Fsm {
             }
             Event::NotifMsgVerErr(_) => {
                 self.stop_all(out);
-                self.to_idle(DownReason::ConnectionLost, None, out);
+                self.go_idle(DownReason::ConnectionLost, None, out);
             }
             Event::AutomaticStop { notification, restart_after } => {
                 self.automatic_stop(notification, restart_after, out)
@@ -523,7 +523,7 @@ impl Fsm {
             // and changes its state to Idle."
             _ => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::ConnectionLost, None, out);
+                self.go_idle(DownReason::ConnectionLost, None, out);
             }
         }
     }
@@ -559,10 +559,10 @@ impl Fsm {
             // RFC 4271 lists NotifMsg among the events answered with an FSM
             // error here; answering a NOTIFICATION with one helps nobody, so
             // the session just ends with the peer's reason.
-            Event::NotifMsgVerErr(_) => self.to_idle(DownReason::ConnectionLost, None, out),
+            Event::NotifMsgVerErr(_) => self.go_idle(DownReason::ConnectionLost, None, out),
             Event::NotifMsg(notification) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::from_notification(&notification, false), None, out)
+                self.go_idle(DownReason::from_notification(&notification, false), None, out)
             }
             Event::TcpConnected => out.push(Action::RefuseConnection),
             _ => self.fsm_error(out),
@@ -598,11 +598,11 @@ impl Fsm {
             Event::KeepaliveTimerExpires => self.keepalive_due(out),
             Event::TcpConnectionFails | Event::NotifMsgVerErr(_) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::ConnectionLost, None, out)
+                self.go_idle(DownReason::ConnectionLost, None, out)
             }
             Event::NotifMsg(notification) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::from_notification(&notification, false), None, out)
+                self.go_idle(DownReason::from_notification(&notification, false), None, out)
             }
             // "If the local system receives a KEEPALIVE message (KeepAliveMsg
             // (Event 26)), the local system: restarts the HoldTimer and
@@ -649,11 +649,11 @@ impl Fsm {
             Event::StableTimerExpires => self.failures = 0,
             Event::TcpConnectionFails | Event::NotifMsgVerErr(_) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::ConnectionLost, None, out)
+                self.go_idle(DownReason::ConnectionLost, None, out)
             }
             Event::NotifMsg(notification) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.to_idle(DownReason::from_notification(&notification, false), None, out)
+                self.go_idle(DownReason::from_notification(&notification, false), None, out)
             }
             // "If the local system receives a KEEPALIVE message (Event 26),
             // the local system: restarts its HoldTimer, if the negotiated
