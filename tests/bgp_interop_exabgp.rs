@@ -1,0 +1,176 @@
+//! tortie against ExaBGP 4.2 in network namespaces: tortie runs in-process
+//! in namespace `t` (192.0.2.1, AS 65001), exabgp in `x` (192.0.2.2, AS 65002).
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use std::path::PathBuf;
+use support::bgp::{TortieNode, ipv4_update};
+use tortie::bgp::session::{DownReason, PeerConfig, State};
+
+use tortie::netns::Topology;
+use tortie::testing::wait_until;
+
+const UP: Duration = Duration::from_secs(40);
+
+fn lab(label: &str) -> Topology {
+    let mut topo = Topology::new(label).unwrap();
+    topo.add_namespace("t").unwrap();
+    topo.add_namespace("x").unwrap();
+    topo.add_veth(("t", "eth1", Some("192.0.2.1/24")), ("x", "eth1", Some("192.0.2.2/24"))).unwrap();
+    topo
+}
+
+/// Starts exabgp; an API process writes the UPDATEs it receives (JSON) to
+/// the returned file, which is how the test sees them.
+#[derive(Default)]
+struct Exabgp {
+    passive: bool,
+    password: Option<&'static str>,
+    /// The AS ExaBGP expects tortie to have (65001 when 0).
+    tortie_as: u32,
+}
+
+fn start_exabgp(topo: &mut Topology, exabgp: &Exabgp) -> (PathBuf, u32) {
+    let passive = exabgp.passive;
+    let tortie_as = if exabgp.tortie_as == 0 { 65001 } else { exabgp.tortie_as };
+    let password = exabgp.password.map(|p| format!("md5-password \"{p}\";")).unwrap_or_default();
+    let conf = topo.dir().join("exabgp.conf");
+    let received = topo.dir().join("received.json");
+    std::fs::write(
+        &conf,
+        format!(
+            "process receiver {{
+    run /bin/sh -c 'cat > {received}';
+    encoder json;
+}}
+neighbor 192.0.2.1 {{
+    router-id 192.0.2.2;
+    local-address 192.0.2.2;
+    local-as 65002;
+    peer-as {tortie_as};
+    hold-time 9;
+    passive {passive};
+    {password}
+    family {{ ipv4 unicast; }}
+    static {{ route 10.20.0.0/16 next-hop 192.0.2.2; }}
+    api {{ processes [ receiver ]; receive {{ parsed; update; }} }}
+}}
+",
+            received = received.display()
+        ),
+    )
+    .unwrap();
+    let bind = if passive { "exabgp.tcp.bind=192.0.2.2" } else { "exabgp.tcp.bind=" };
+    let pid = topo
+        .spawn(
+            "x",
+            &[
+                "env",
+                "exabgp.daemon.user=root",
+                bind,
+                "exabgp.api.cli=false",
+                "exabgp.log.destination=stderr",
+                "exabgp.log.level=INFO",
+                "exabgp",
+                conf.to_str().unwrap(),
+            ],
+        )
+        .unwrap()
+        .pid();
+    (received, pid)
+}
+
+fn tortie_config() -> PeerConfig {
+    let mut config = PeerConfig::new([192, 0, 2, 2].into(), 65002, 65001, Ipv4Addr::new(192, 0, 2, 1));
+    config.hold_time = 9;
+    config.connect_retry = Duration::from_secs(2);
+    config
+}
+
+fn routes_flow_both_ways(log: &std::path::Path, node: &TortieNode) {
+    node.wait_received("10.20.0.0/16", UP).unwrap();
+    node.send(ipv4_update("10.30.0.0/16", Ipv4Addr::new(192, 0, 2, 1), vec![65001], true));
+    wait_until("ExaBGP to receive 10.30.0.0/16", UP, || {
+        std::fs::read_to_string(log).unwrap_or_default().contains("10.30.0.0/16").then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn tortie_connects_to_a_passive_exabgp_and_routes_flow_both_ways() {
+    let mut topo = lab("exaact");
+    let (log, _) = start_exabgp(&mut topo, &Exabgp { passive: true, ..Exabgp::default() });
+    let node = TortieNode::start(&topo.ns("t"), None, tortie_config());
+    node.wait_state(State::Established, UP).unwrap();
+    routes_flow_both_ways(&log, &node);
+}
+
+#[test]
+fn exabgp_connects_to_a_passive_tortie_and_routes_flow_both_ways() {
+    let mut topo = lab("exapas");
+    let mut config = tortie_config();
+    config.passive = true;
+    let listen: SocketAddr = "192.0.2.1:179".parse().unwrap();
+    let node = TortieNode::start(&topo.ns("t"), Some(listen), config);
+    let (log, _) = start_exabgp(&mut topo, &Exabgp::default());
+    node.wait_state(State::Established, UP).unwrap();
+    routes_flow_both_ways(&log, &node);
+}
+
+#[test]
+fn md5_with_exabgp_comes_up_with_the_right_key_only() {
+    {
+        let mut topo = lab("examd5");
+        let mut config = tortie_config();
+        config.md5_key = Some(b"s3cret".to_vec());
+        start_exabgp(&mut topo, &Exabgp { passive: true, password: Some("s3cret"), ..Exabgp::default() });
+        let node = TortieNode::start(&topo.ns("t"), None, config);
+        node.wait_state(State::Established, UP).unwrap();
+    }
+    let mut topo = lab("examd5w");
+    let mut config = tortie_config();
+    config.md5_key = Some(b"wrong".to_vec());
+    start_exabgp(&mut topo, &Exabgp { passive: true, password: Some("s3cret"), ..Exabgp::default() });
+    let node = TortieNode::start(&topo.ns("t"), None, config);
+    let never = wait_until("a session with the wrong MD5 key", Duration::from_secs(7), || {
+        let status = node.status();
+        (status.state == State::Established || status.messages_in.total() > 0).then_some(())
+    });
+    assert!(never.is_err(), "the session came up with a wrong TCP-MD5 key");
+}
+
+#[test]
+fn a_frozen_exabgp_is_noticed_by_the_hold_timer() {
+    let mut topo = lab("exahold");
+    let (_, pid) = start_exabgp(&mut topo, &Exabgp { passive: true, ..Exabgp::default() });
+    let node = TortieNode::start(&topo.ns("t"), None, tortie_config());
+    node.wait_state(State::Established, UP).unwrap();
+    topo.exec("t", &["kill", "-STOP", &pid.to_string()]).unwrap();
+    let status = wait_until("the session to go down", UP, || {
+        let status = node.status();
+        (status.state != State::Established && status.flaps > 0).then_some(status)
+    })
+    .unwrap();
+    assert!(matches!(status.last_error, Some(DownReason::NotificationSent { code: 4, .. })), "{:?}", status.last_error);
+}
+
+#[test]
+fn a_bad_peer_as_is_refused_both_ways_with_bad_peer_as() {
+    {
+        let mut topo = lab("exaas");
+        let mut config = tortie_config();
+        config.peer_as = 65009;
+        start_exabgp(&mut topo, &Exabgp { passive: true, ..Exabgp::default() });
+        let node = TortieNode::start(&topo.ns("t"), None, config);
+        let sent = wait_until("tortie's NOTIFICATION", UP, || node.status().last_notification_sent).unwrap();
+        assert_eq!((sent.code, sent.subcode), (2, 2), "{sent:?}");
+    }
+    let mut topo = lab("exaas2");
+    start_exabgp(&mut topo, &Exabgp { passive: true, tortie_as: 65005, ..Exabgp::default() });
+    let node = TortieNode::start(&topo.ns("t"), None, tortie_config());
+    let received = wait_until("ExaBGP's NOTIFICATION", UP, || node.status().last_notification_received).unwrap();
+    assert_eq!((received.code, received.subcode), (2, 2), "{received:?}");
+}
