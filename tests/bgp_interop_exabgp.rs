@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 use support::bgp::{TortieNode, ipv4_update};
+use tortie::bgp::packet::{AsPath, PathAttribute, UpdateMessage};
+use tortie::bgp::session::as4::outbound_as_path;
 use tortie::bgp::session::{DownReason, PeerConfig, State};
 
 use tortie::netns::Topology;
@@ -31,6 +33,8 @@ struct Exabgp {
     password: Option<&'static str>,
     /// The AS ExaBGP expects tortie to have (65001 when 0).
     tortie_as: u32,
+    /// More lines for the neighbor block.
+    extra: &'static str,
 }
 
 fn start_exabgp(topo: &mut Topology, exabgp: &Exabgp) -> (PathBuf, u32) {
@@ -54,12 +58,14 @@ neighbor 192.0.2.1 {{
     hold-time 9;
     passive {passive};
     {password}
+    {extra}
     family {{ ipv4 unicast; }}
     static {{ route 10.20.0.0/16 next-hop 192.0.2.2; }}
     api {{ processes [ receiver ]; receive {{ parsed; update; }} }}
 }}
 ",
-            received = received.display()
+            received = received.display(),
+            extra = exabgp.extra
         ),
     )
     .unwrap();
@@ -173,4 +179,38 @@ fn a_bad_peer_as_is_refused_both_ways_with_bad_peer_as() {
     let node = TortieNode::start(&topo.ns("t"), None, tortie_config());
     let received = wait_until("ExaBGP's NOTIFICATION", UP, || node.status().last_notification_received).unwrap();
     assert_eq!((received.code, received.subcode), (2, 2), "{received:?}");
+}
+
+#[test]
+fn a_two_octet_session_carries_correct_as_paths() {
+    // ExaBGP without the 4-octet AS capability makes a 2-octet session (RFC
+    // 6793): it knows tortie's AS only as AS_TRANS, and the AS_PATH on the
+    // wire has AS_TRANS in place of 4200000001.
+    let mut topo = lab("exa2oct");
+    let (log, _) = start_exabgp(
+        &mut topo,
+        &Exabgp { passive: true, tortie_as: 23456, extra: "capability { asn4 disable; }", ..Exabgp::default() },
+    );
+    let mut config = tortie_config();
+    config.local_as = 4_200_000_001;
+    let node = TortieNode::start(&topo.ns("t"), None, config);
+    let status = node.wait_state(State::Established, UP).unwrap();
+    assert!(!status.negotiated.unwrap().four_octet_as);
+    node.wait_received("10.20.0.0/16", UP).unwrap();
+    assert_eq!(node.as_path_of("10.20.0.0/16"), Some(vec![65002]));
+
+    let template = ipv4_update("10.31.0.0/16", Ipv4Addr::new(192, 0, 2, 1), vec![], false);
+    let path = AsPath::sequence(true, vec![4_200_000_001, 65010]);
+    let mut attributes: Vec<PathAttribute> = template.attributes.into_iter().filter(|a| a.type_code() != 2).collect();
+    attributes.extend(outbound_as_path(&path, false).into_iter().map(PathAttribute::new));
+    node.send(UpdateMessage { attributes, ..template });
+    let seen = wait_until("ExaBGP to receive 10.31.0.0/16", UP, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().find(|l| l.contains("10.31.0.0/16")).map(str::to_string)
+    })
+    .unwrap();
+    let compact: String = seen.chars().filter(|c| !c.is_whitespace()).collect();
+    // ExaBGP rebuilds the real path from AS_PATH and AS4_PATH (RFC 6793
+    // 4.2.3), which is only possible if tortie sent both correctly.
+    assert!(compact.contains("\"as-path\":[4200000001,65010]"), "{seen}");
 }
