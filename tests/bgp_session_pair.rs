@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use support::bgp::ipv4_update;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
+use tortie::bgp::packet::{Capability, DecodeContext, EncodeContext, Message, OpenMessage};
 use tortie::bgp::session::{PeerConfig, PeerEvent, PeerStatus, Speaker, State};
 use tortie::netns::{Topology, run_in_namespace};
 use tortie::testing::wait_until_async;
@@ -176,5 +177,60 @@ fn exceeding_the_maximum_prefix_limit_sends_cease_one_and_restarts() {
         .await
         .unwrap();
         let _ = &mut a_status;
+    });
+}
+
+/// Connects from 127.0.0.2 to the passive speaker on 127.0.0.1 once it
+/// waits again, sends `open` and returns the NOTIFICATION's code and subcode.
+async fn refusal_of(status: &mut watch::Receiver<PeerStatus>, open: OpenMessage) -> (u8, u8) {
+    state(status, State::Active).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(addr(2), 0)).unwrap();
+    let mut stream = socket.connect(SocketAddr::new(addr(1), 179)).await.unwrap();
+    stream.write_all(&Message::Open(open).to_bytes(&EncodeContext::default()).unwrap()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(UP, async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let mut rest = buf.as_slice();
+    while let Ok((decoded, len)) = Message::decode(rest, &DecodeContext::default()) {
+        if let Message::Notification(n) = decoded.message {
+            return (n.code, n.subcode);
+        }
+        rest = &rest[len..];
+    }
+    panic!("no NOTIFICATION in {buf:?}");
+}
+
+fn peer_open(asn: u32, hold: u16, capabilities: Vec<Capability>) -> OpenMessage {
+    OpenMessage::new(asn, hold, Ipv4Addr::new(10, 0, 0, 2), capabilities)
+}
+
+#[test]
+fn a_wrong_open_gets_the_right_notification() {
+    in_namespace("pairopen", || async {
+        let (mut a, _ae) = speaker(1);
+        let mut config = config(1, 2);
+        config.passive = true;
+        config.require_four_octet_as = true;
+        let mut s = a.add_peer(config).await.unwrap();
+        let four = |asn| vec![Capability::FourOctetAs(asn)];
+        assert_eq!(refusal_of(&mut s, peer_open(65009, 90, four(65009))).await, (2, 2), "bad peer AS");
+        assert_eq!(refusal_of(&mut s, peer_open(65002, 2, four(65002))).await, (2, 6), "hold time 2");
+        assert_eq!(refusal_of(&mut s, peer_open(65002, 90, vec![])).await, (2, 7), "no 4-octet AS capability");
+        let mut zero_id = peer_open(65002, 90, four(65002));
+        zero_id.bgp_identifier = Ipv4Addr::UNSPECIFIED;
+        assert_eq!(refusal_of(&mut s, zero_id).await, (2, 3), "identifier 0.0.0.0");
+        let mut version = peer_open(65002, 90, four(65002));
+        version.version = 3;
+        assert_eq!(refusal_of(&mut s, version).await, (2, 1), "version 3");
     });
 }
