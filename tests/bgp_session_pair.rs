@@ -95,7 +95,7 @@ fn shutdown_carries_its_message_and_the_session_comes_back_on_start() {
         a.shutdown_peer(addr(2), "planned maintenance").await.unwrap();
         let down = wait_until_async("B to hear the shutdown", UP, || {
             let status = b_status.borrow().clone();
-            async move { status.last_notification_received }
+            async move { status.last_notification_received.filter(|n| n.subcode == 2) }
         })
         .await
         .unwrap();
@@ -124,7 +124,7 @@ fn removing_one_peer_leaves_the_others_alone() {
         a.remove_peer(addr(3)).await.unwrap();
         let gone = wait_until_async("C to hear it was de-configured", UP, || {
             let status = ca.borrow().clone();
-            async move { status.last_notification_received }
+            async move { status.last_notification_received.filter(|n| n.subcode == 3) }
         })
         .await
         .unwrap();
@@ -164,7 +164,7 @@ fn exceeding_the_maximum_prefix_limit_sends_cease_one_and_restarts() {
         }
         let cease = wait_until_async("B to receive Cease", UP, || {
             let status = b_status.borrow().clone();
-            async move { status.last_notification_received }
+            async move { status.last_notification_received.filter(|n| n.subcode == 1) }
         })
         .await
         .unwrap();
@@ -232,5 +232,65 @@ fn a_wrong_open_gets_the_right_notification() {
         let mut version = peer_open(65002, 90, four(65002));
         version.version = 3;
         assert_eq!(refusal_of(&mut s, version).await, (2, 1), "version 3");
+    });
+}
+
+#[test]
+fn gtsm_sessions_come_up_and_a_ttl_one_sender_is_dropped() {
+    in_namespace("pairgtsm", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut a_config = config(1, 2);
+        a_config.ttl_security = Some(1);
+        let mut b_config = config(2, 1);
+        b_config.ttl_security = Some(1);
+        let mut a_status = a.add_peer(a_config.clone()).await.unwrap();
+        b.add_peer(b_config).await.unwrap();
+        state(&mut a_status, State::Established).await;
+
+        // B back to a plain eBGP TTL of 1: A's IP_MINTTL drops everything B sends.
+        let (mut c, _ce) = speaker(3);
+        let mut a_to_c = config(1, 3);
+        a_to_c.ttl_security = Some(1);
+        a_to_c.passive = true;
+        let c_status = c.add_peer(config(3, 1)).await.unwrap();
+        let a_c = a.add_peer(a_to_c).await.unwrap();
+        let up = wait_until_async("a session without GTSM", Duration::from_secs(5), || {
+            let (a_c, c_status) = (a_c.borrow().clone(), c_status.borrow().clone());
+            async move {
+                (a_c.state == State::Established || c_status.state == State::Established || a_c.messages_in.total() > 0)
+                    .then_some(())
+            }
+        })
+        .await;
+        assert!(up.is_err(), "a TTL-1 peer got through GTSM");
+    });
+}
+
+#[test]
+fn changing_a_peer_restarts_only_its_session_with_the_new_settings() {
+    in_namespace("pairchg", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let b_status = b.add_peer(config(2, 1)).await.unwrap();
+        state(&mut a_status, State::Established).await;
+        let mut changed = config(1, 2);
+        changed.hold_time = 6;
+        a.change_peer(changed).await.unwrap();
+        let cease = wait_until_async("B to hear of the change", UP, || {
+            let status = b_status.borrow().clone();
+            async move { status.last_notification_received.filter(|n| n.subcode == 6) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((cease.code, cease.subcode), (6, 6));
+        let up = wait_until_async("the session with hold time 6", UP, || {
+            let status = a_status.borrow().clone();
+            async move { status.negotiated.filter(|n| n.hold_time == 6 && status.state == State::Established) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(up.keepalive, 2);
     });
 }

@@ -74,6 +74,21 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// GTSM on the listening socket: a peer's first segments can arrive before
+/// `accept` returns, so the minimum TTL set on the accepted socket comes too
+/// late for them. The listener enforces the loosest minimum of all peers
+/// (none as soon as one peer does not use GTSM); each accepted socket then
+/// gets its peer's own.
+fn set_min_ttl(listener: &TcpListener, peers: &HashMap<IpAddr, (PeerConfig, mpsc::Sender<PeerCommand>)>) {
+    let min_ttl = peers
+        .values()
+        .map(|(config, _)| config.ttl_security.map_or(0, |hops| 255u8.saturating_sub(hops.max(1)) + 1))
+        .min()
+        .unwrap_or(0);
+    let ipv6 = listener.local_addr().is_ok_and(|a| a.is_ipv6());
+    let _ = super::sockopt::set_min_ttl(std::os::fd::AsFd::as_fd(listener), ipv6, min_ttl);
+}
+
 async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
     let mut peers: HashMap<IpAddr, (PeerConfig, mpsc::Sender<PeerCommand>)> = HashMap::new();
     loop {
@@ -91,6 +106,7 @@ async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
                     };
                     if result.is_ok() {
                         peers.insert(addr, (*config, commands));
+                        set_min_ttl(&listener, &peers);
                     }
                     let _ = done.send(result);
                 }
@@ -98,6 +114,7 @@ async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
                     if peers.remove(&addr).is_some_and(|(config, _)| config.md5_key.is_some()) {
                         let _ = transport::set_listener_md5(&listener, addr, None);
                     }
+                    set_min_ttl(&listener, &peers);
                 }
             },
             accepted = listener.accept() => {

@@ -59,6 +59,15 @@ pub async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
 pub fn listen(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(address.is_ipv6())?;
     socket.set_reuseaddr(true)?;
+    // The SYN-ACK leaves with the listening socket's TTL, before the
+    // accepted socket gets the peer's own: 255 lets a GTSM peer (RFC 5082)
+    // accept it, and every later segment uses the peer's setting.
+    let listening = SockRef::from(&socket);
+    if address.is_ipv6() {
+        listening.set_unicast_hops_v6(255)?;
+    } else {
+        listening.set_ttl_v4(255)?;
+    }
     socket.bind(address)?;
     socket.listen(128)
 }
