@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use std::path::PathBuf;
-use support::bgp::{TortieNode, ipv4_update};
+use support::bgp::{TortieNode, ipv4_update, ipv6_update};
 use tortie::bgp::packet::{AsPath, PathAttribute, UpdateMessage};
 use tortie::bgp::session::as4::outbound_as_path;
 use tortie::bgp::session::{DownReason, PeerConfig, State};
@@ -22,6 +22,8 @@ fn lab(label: &str) -> Topology {
     topo.add_namespace("t").unwrap();
     topo.add_namespace("x").unwrap();
     topo.add_veth(("t", "eth1", Some("192.0.2.1/24")), ("x", "eth1", Some("192.0.2.2/24"))).unwrap();
+    topo.exec("t", &["ip", "addr", "add", "2001:db8:ff::1/64", "dev", "eth1", "nodad"]).unwrap();
+    topo.exec("x", &["ip", "addr", "add", "2001:db8:ff::2/64", "dev", "eth1", "nodad"]).unwrap();
     topo
 }
 
@@ -59,8 +61,11 @@ neighbor 192.0.2.1 {{
     passive {passive};
     {password}
     {extra}
-    family {{ ipv4 unicast; }}
-    static {{ route 10.20.0.0/16 next-hop 192.0.2.2; }}
+    family {{ ipv4 unicast; ipv6 unicast; }}
+    static {{
+        route 10.20.0.0/16 next-hop 192.0.2.2;
+        route 2001:db8:20::/48 next-hop 2001:db8:ff::2;
+    }}
     api {{ processes [ receiver ]; receive {{ parsed; update; }} }}
 }}
 ",
@@ -98,11 +103,15 @@ fn tortie_config() -> PeerConfig {
 
 fn routes_flow_both_ways(log: &std::path::Path, node: &TortieNode) {
     node.wait_received("10.20.0.0/16", UP).unwrap();
+    node.wait_received("2001:db8:20::/48", UP).unwrap();
     node.send(ipv4_update("10.30.0.0/16", Ipv4Addr::new(192, 0, 2, 1), vec![65001], true));
-    wait_until("ExaBGP to receive 10.30.0.0/16", UP, || {
-        std::fs::read_to_string(log).unwrap_or_default().contains("10.30.0.0/16").then_some(())
-    })
-    .unwrap();
+    node.send(ipv6_update("2001:db8:30::/48", "2001:db8:ff::1".parse().unwrap(), vec![65001], true));
+    for prefix in ["10.30.0.0/16", "2001:db8:30::/48"] {
+        wait_until(&format!("ExaBGP to receive {prefix}"), UP, || {
+            std::fs::read_to_string(log).unwrap_or_default().contains(prefix).then_some(())
+        })
+        .unwrap();
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use support::bgp::{TortieNode, ipv4_update};
+use support::bgp::{TortieNode, ipv4_update, ipv6_update};
 use tortie::bgp::session::{DownReason, PeerConfig, State};
 use tortie::netns::Topology;
 use tortie::testing::wait_until;
@@ -26,6 +26,8 @@ fn lab(label: &str) -> Topology {
     topo.add_namespace("t").unwrap();
     topo.add_namespace("g").unwrap();
     topo.add_veth(("t", "eth1", Some("192.0.2.1/24")), ("g", "eth1", Some("192.0.2.2/24"))).unwrap();
+    topo.exec("t", &["ip", "addr", "add", "2001:db8:ff::1/64", "dev", "eth1", "nodad"]).unwrap();
+    topo.exec("g", &["ip", "addr", "add", "2001:db8:ff::2/64", "dev", "eth1", "nodad"]).unwrap();
     topo
 }
 
@@ -53,6 +55,9 @@ fn start_gobgp(topo: &mut Topology, gobgp: &Gobgp) -> u32 {
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
 "#,
             passive = gobgp.passive,
             tortie_as = if gobgp.tortie_as == 0 { 65001 } else { gobgp.tortie_as },
@@ -71,10 +76,11 @@ fn start_gobgp(topo: &mut Topology, gobgp: &Gobgp) -> u32 {
         .ok()
     })
     .unwrap();
+    cli(topo, &["global", "rib", "-a", "ipv6", "add", "2001:db8:20::/48", "nexthop", "2001:db8:ff::2"]);
     pid
 }
 
-fn gobgp(topo: &Topology, args: &[&str]) -> String {
+fn cli(topo: &Topology, args: &[&str]) -> String {
     let mut argv = vec!["gobgp", "-u", "127.0.0.1", "-p", "50051"];
     argv.extend_from_slice(args);
     topo.exec("g", &argv).map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default()
@@ -89,11 +95,15 @@ fn tortie_config() -> PeerConfig {
 
 fn routes_flow_both_ways(topo: &Topology, node: &TortieNode) {
     node.wait_received("10.20.0.0/16", UP).unwrap();
+    node.wait_received("2001:db8:20::/48", UP).unwrap();
     node.send(ipv4_update("10.30.0.0/16", Ipv4Addr::new(192, 0, 2, 1), vec![65001], true));
-    wait_until("GoBGP to have 10.30.0.0/16", UP, || {
-        gobgp(topo, &["global", "rib", "-a", "ipv4"]).contains("10.30.0.0/16").then_some(())
-    })
-    .unwrap();
+    node.send(ipv6_update("2001:db8:30::/48", "2001:db8:ff::1".parse().unwrap(), vec![65001], true));
+    for (family, prefix) in [("ipv4", "10.30.0.0/16"), ("ipv6", "2001:db8:30::/48")] {
+        wait_until(&format!("GoBGP to have {prefix}"), UP, || {
+            cli(topo, &["global", "rib", "-a", family]).contains(prefix).then_some(())
+        })
+        .unwrap();
+    }
 }
 
 #[test]
