@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::bgp::{TortieNode, ipv4_update};
+use support::bgp::{TortieNode, ipv4_update, ipv6_update};
 use tortie::bgp::session::{DownReason, PeerConfig, State};
 use tortie::netns::Topology;
 use tortie::testing::wait_until;
@@ -28,6 +28,8 @@ fn lab(label: &str) -> Topology {
     topo.add_namespace("t").unwrap();
     topo.add_namespace("f").unwrap();
     topo.add_veth(("t", "eth1", Some("192.0.2.1/24")), ("f", "eth1", Some("192.0.2.2/24"))).unwrap();
+    topo.exec("t", &["ip", "addr", "add", "2001:db8:ff::1/64", "dev", "eth1", "nodad"]).unwrap();
+    topo.exec("f", &["ip", "addr", "add", "2001:db8:ff::2/64", "dev", "eth1", "nodad"]).unwrap();
     topo
 }
 
@@ -51,6 +53,10 @@ router bgp 65002
  neighbor 192.0.2.1 timers connect 1
 {passive}{password} address-family ipv4 unicast
   network 10.20.0.0/16
+ exit-address-family
+ address-family ipv6 unicast
+  network 2001:db8:20::/48
+  neighbor 192.0.2.1 activate
  exit-address-family
 "
         ),
@@ -96,6 +102,14 @@ fn listen() -> Option<SocketAddr> {
 
 fn routes_flow_both_ways(topo: &Topology, dir: &Path, node: &TortieNode) {
     node.wait_received("10.20.0.0/16", UP).unwrap();
+    node.wait_received("2001:db8:20::/48", UP).unwrap();
+    node.send(ipv6_update("2001:db8:30::/48", "2001:db8:ff::1".parse().unwrap(), vec![65001], true));
+    wait_until("FRR to have 2001:db8:30::/48", UP, || {
+        vtysh(topo, dir, "show bgp ipv6 unicast 2001:db8:30::/48")
+            .contains("routing table entry for 2001:db8:30::/48")
+            .then_some(())
+    })
+    .unwrap();
     assert_eq!(node.as_path_of("10.20.0.0/16"), Some(vec![65002]));
     node.send(ipv4_update("10.30.0.0/16", Ipv4Addr::new(192, 0, 2, 1), vec![65001], true));
     wait_until("FRR to have 10.30.0.0/16", UP, || {
