@@ -80,7 +80,12 @@ fn two_active_speakers_resolve_the_collision_and_exchange_routes() {
         .await
         .unwrap();
         assert_eq!(update.nlri[0].prefix.to_string(), "10.1.0.0/16");
-        assert_eq!(a_status.borrow().messages_out.update, 1);
+        wait_until_async("A to count one UPDATE sent", UP, || {
+            let sent = a_status.borrow().messages_out.update;
+            async move { (sent == 1).then_some(()) }
+        })
+        .await
+        .unwrap();
     });
 }
 
@@ -292,5 +297,38 @@ fn changing_a_peer_restarts_only_its_session_with_the_new_settings() {
         .await
         .unwrap();
         assert_eq!(up.keepalive, 2);
+    });
+}
+
+#[test]
+fn a_route_refresh_request_reaches_the_other_side_for_a_negotiated_family_only() {
+    in_namespace("pairrr", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, mut b_events) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let mut b_config = config(2, 1);
+        b_config.families = vec![tortie::bgp::packet::Family::IPV4_UNICAST];
+        let mut b_status = b.add_peer(b_config).await.unwrap();
+        state(&mut a_status, State::Established).await;
+        state(&mut b_status, State::Established).await;
+        // IPv6 was not negotiated: A does not ask; IPv4 was: B hears the request.
+        a.request_refresh(addr(2), tortie::bgp::packet::Family::IPV6_UNICAST).await.unwrap();
+        a.request_refresh(addr(2), tortie::bgp::packet::Family::IPV4_UNICAST).await.unwrap();
+        let message = tokio::time::timeout(UP, async {
+            loop {
+                if let Some(PeerEvent::RouteRefresh { message, .. }) = b_events.recv().await {
+                    return message;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(message.family, tortie::bgp::packet::Family::IPV4_UNICAST);
+        wait_until_async("A to count one ROUTE-REFRESH sent", UP, || {
+            let sent = a_status.borrow().messages_out.route_refresh;
+            async move { (sent == 1).then_some(()) }
+        })
+        .await
+        .unwrap();
     });
 }
