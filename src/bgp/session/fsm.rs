@@ -667,9 +667,17 @@ impl Fsm {
                 self.restart_hold(out);
                 // RFC 2918 section 4: a request for a family that was not
                 // negotiated "shall" be ignored.
+                // RFC 7313 section 5: BoRR and EoRR mean something only with
+                // enhanced route refresh; "the BGP speaker MUST ignore" a
+                // ROUTE-REFRESH message with any other subtype.
+                let subtype_ok = match refresh.subtype {
+                    0 => true,
+                    1 | 2 => self.negotiated.as_ref().is_some_and(|n| n.enhanced_route_refresh),
+                    _ => false,
+                };
                 let negotiated =
                     self.negotiated.as_ref().is_some_and(|n| n.route_refresh && n.families.contains(&refresh.family));
-                if negotiated {
+                if negotiated && subtype_ok {
                     out.push(Action::ProcessRouteRefresh(refresh));
                 }
             }

@@ -289,3 +289,16 @@ fn maximum_prefix_stop_sends_cease_one_and_restarts_after_the_given_time() {
     fsm.handle_event(Event::IdleHoldTimerExpires);
     assert_eq!(fsm.state(), State::Connect);
 }
+
+#[test]
+fn borr_and_unknown_subtypes_are_ignored_without_enhanced_route_refresh() {
+    // The peer's OPEN in `established` offers route refresh but not the enhanced kind.
+    let mut fsm = established(config());
+    let borr = RouteRefreshMessage { family: Family::IPV4_UNICAST, subtype: 1 };
+    assert!(
+        !fsm.handle_event(Event::RouteRefreshMsg(borr)).iter().any(|a| matches!(a, Action::ProcessRouteRefresh(_)))
+    );
+    let odd = RouteRefreshMessage { family: Family::IPV4_UNICAST, subtype: 7 };
+    assert!(!fsm.handle_event(Event::RouteRefreshMsg(odd)).iter().any(|a| matches!(a, Action::ProcessRouteRefresh(_))));
+    assert_eq!(fsm.state(), State::Established);
+}
