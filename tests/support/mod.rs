@@ -1,4 +1,5 @@
 //! Shared scaffolding of the integration tests.
 #![allow(dead_code)]
 
+pub mod bgp;
 pub mod pods;

@@ -1,0 +1,534 @@
+//! The per-peer task: the only owner of one session's FSM, socket, timers
+//! and counters. It turns socket input, timer expiries and commands into FSM
+//! events and carries out the FSM's actions.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::config::PeerConfig;
+use super::fsm::{Action, DownReason, Event, Fsm, State, Timer};
+use super::negotiate::Negotiated;
+use super::status::{NotificationSummary, PeerStatus};
+use super::transport;
+use crate::bgp::packet::notification::code;
+use crate::bgp::packet::{
+    DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType, Nlri, NotificationMessage,
+    Rfc7606Action, RouteRefreshMessage, UpdateMessage, UpdateOutcome,
+};
+
+/// Capacity of a peer's command channel: commands are rare.
+pub const COMMAND_CAPACITY: usize = 16;
+/// Capacity of a peer's outbound UPDATE channel: when it is full the RIB waits.
+pub const OUTBOUND_CAPACITY: usize = 1024;
+
+/// What the owner of a peer can ask of it.
+#[derive(Debug)]
+pub enum PeerCommand {
+    /// ManualStart.
+    Start,
+    /// ManualStop with an RFC 8203 shutdown communication.
+    Stop { message: String },
+    /// New configuration; a running session restarts with Cease / Other Configuration Change.
+    Reconfigure(Box<PeerConfig>),
+    /// A connection from the peer's address, accepted by the listener.
+    Incoming(TcpStream),
+    /// Ask the peer to resend a family (RFC 2918).
+    RequestRefresh(Family),
+}
+
+/// What a peer reports to the RIB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    SessionUp {
+        peer: IpAddr,
+        negotiated: Box<Negotiated>,
+    },
+    SessionDown {
+        peer: IpAddr,
+        reason: DownReason,
+    },
+    /// A decoded UPDATE with its RFC 7606 outcome (never a session reset).
+    Update {
+        peer: IpAddr,
+        update: Box<UpdateMessage>,
+        outcome: UpdateOutcome,
+    },
+    /// The peer asks us to resend a family (or marks a BoRR/EoRR, RFC 7313).
+    RouteRefresh {
+        peer: IpAddr,
+        message: RouteRefreshMessage,
+    },
+}
+
+/// The owner's side of a peer task. Dropping it ends the session with
+/// Cease / Peer De-configured and ends the task.
+pub struct PeerHandle {
+    pub commands: mpsc::Sender<PeerCommand>,
+    pub status: watch::Receiver<PeerStatus>,
+    /// UPDATEs to send once Established; ones that arrive earlier wait here.
+    pub outbound: mpsc::Sender<UpdateMessage>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// Spawns the task of one peer; `events` is shared by all peers and bounded,
+/// so a slow RIB slows the peers down instead of growing memory.
+pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHandle {
+    let (command_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+    let (outbound_tx, outbound) = mpsc::channel(OUTBOUND_CAPACITY);
+    let (status_tx, status) = watch::channel(PeerStatus::new(config.remote_addr));
+    let peer = Peer {
+        peer: config.remote_addr,
+        status: PeerStatus::new(config.remote_addr),
+        fsm: Fsm::new(config),
+        stream: None,
+        stream_outbound: false,
+        read_buf: BytesMut::with_capacity(8192),
+        contender: None,
+        connecting: None,
+        deadlines: [None; Timer::ALL.len()],
+        pending: VecDeque::new(),
+        pending_update: None,
+        received: HashSet::new(),
+        last_peer_id: None,
+        status_tx,
+        events,
+        commands,
+        outbound,
+    };
+    let task = tokio::spawn(peer.run());
+    PeerHandle { commands: command_tx, status, outbound: outbound_tx, task }
+}
+
+struct Peer {
+    peer: IpAddr,
+    fsm: Fsm,
+    stream: Option<TcpStream>,
+    /// The current connection was initiated by us (for collision detection).
+    stream_outbound: bool,
+    read_buf: BytesMut,
+    /// A second connection from the peer while ours is in OpenSent: held
+    /// until its OPEN names the peer's identifier (RFC 4271 6.8).
+    contender: Option<(TcpStream, BytesMut)>,
+    connecting: Option<Connecting>,
+    /// Timer deadlines by [`Timer`] index; a timer is cancelled by clearing
+    /// its slot, and all of them go with the task.
+    deadlines: [Option<Instant>; Timer::ALL.len()],
+    /// Events produced while carrying out actions (a failed write).
+    pending: VecDeque<Event>,
+    pending_update: Option<(UpdateMessage, UpdateOutcome)>,
+    /// Prefixes the peer currently announces: the maximum-prefix count.
+    received: HashSet<(Family, Nlri)>,
+    /// The peer's identifier from the last OPEN, for collision detection.
+    last_peer_id: Option<Ipv4Addr>,
+    status: PeerStatus,
+    status_tx: watch::Sender<PeerStatus>,
+    events: mpsc::Sender<PeerEvent>,
+    commands: mpsc::Receiver<PeerCommand>,
+    outbound: mpsc::Receiver<UpdateMessage>,
+}
+
+async fn read_some(stream: &mut Option<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_contender(contender: &mut Option<(TcpStream, BytesMut)>) -> io::Result<usize> {
+    match contender {
+        Some((stream, buf)) => stream.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connected(connecting: &mut Option<Connecting>) -> io::Result<TcpStream> {
+    match connecting {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Peer {
+    async fn run(mut self) {
+        loop {
+            while let Some(event) = self.pending.pop_front() {
+                self.handle(event).await;
+            }
+            // Our connection's OPEN may have named the peer first.
+            if let Some(remote) = self.last_peer_id
+                && let Some((stream, buf)) = self.contender.take()
+            {
+                self.decide(stream, buf, remote).await;
+                continue;
+            }
+            self.publish();
+            let next_timer = self.deadlines.iter().flatten().min().copied();
+            let established = self.fsm.state() == State::Established;
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => {
+                        // RFC 4486: the peer was removed from the configuration.
+                        let notification = NotificationMessage::new(code::CEASE, code::cease::PEER_DE_CONFIGURED, Vec::new());
+                        self.handle(Event::AutomaticStop { notification, restart_after: None }).await;
+                        self.publish();
+                        return;
+                    }
+                },
+                read = read_some(&mut self.stream, &mut self.read_buf) => match read {
+                    Ok(0) | Err(_) => self.handle(Event::TcpConnectionFails).await,
+                    Ok(_) => self.decode_input().await,
+                },
+                read = read_contender(&mut self.contender) => match read {
+                    Ok(n) if n > 0 => self.resolve_collision().await,
+                    _ => self.contender = None,
+                },
+                result = connected(&mut self.connecting) => {
+                    self.connecting = None;
+                    match result {
+                        Ok(stream) => self.offer(stream, true).await,
+                        Err(_) => self.handle(Event::TcpConnectionFails).await,
+                    }
+                }
+                () = sleep_until(next_timer) => self.fire_timers().await,
+                Some(update) = self.outbound.recv(), if established => self.send_update(update).await,
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.status.state = self.fsm.state();
+        self.status.connect_retry_counter = self.fsm.connect_retry_counter();
+        self.status.prefixes_received = self.received.len() as u64;
+        let status = self.status.clone();
+        self.status_tx.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+
+    async fn command(&mut self, command: PeerCommand) {
+        match command {
+            PeerCommand::Start => self.handle(Event::ManualStart).await,
+            PeerCommand::Stop { message } => self.handle(Event::ManualStop { message }).await,
+            PeerCommand::Reconfigure(config) => {
+                let running = self.fsm.state() != State::Idle;
+                self.fsm.set_config(*config);
+                if running {
+                    let notification =
+                        NotificationMessage::new(code::CEASE, code::cease::OTHER_CONFIGURATION_CHANGE, Vec::new());
+                    self.handle(Event::AutomaticStop { notification, restart_after: Some(Duration::ZERO) }).await;
+                }
+            }
+            PeerCommand::Incoming(stream) => self.offer(stream, false).await,
+            PeerCommand::RequestRefresh(family) => {
+                let negotiated = self.fsm.negotiated().is_some_and(|n| n.route_refresh && n.families.contains(&family));
+                if self.fsm.state() == State::Established && negotiated {
+                    self.write(&Message::RouteRefresh(RouteRefreshMessage::request(family))).await;
+                }
+            }
+        }
+    }
+
+    /// A new connection, ours or the peer's. RFC 4271 6.8: "If the value of
+    /// the local BGP Identifier is less than the remote one, the local system
+    /// closes the BGP connection that already exists [...] and accepts the BGP
+    /// connection initiated by the remote system. [...] Otherwise, the local
+    /// system closes the newly created BGP connection". A collision with an
+    /// Established session always closes the new connection.
+    async fn offer(&mut self, stream: TcpStream, outbound: bool) {
+        if self.stream.is_none() {
+            self.connecting = None;
+            self.stream = Some(stream);
+            self.stream_outbound = outbound;
+            self.handle(Event::TcpConnected).await;
+            return;
+        }
+        let remote_id = self.fsm.negotiated().map(|n| n.peer_id).or(self.last_peer_id);
+        let state = self.fsm.state();
+        if state == State::Established {
+            refuse(stream).await;
+        } else if !self.stream_outbound {
+            // The peer gave up on its earlier connection and dialled again.
+            self.replace_connection(stream, BytesMut::new()).await;
+        } else if let Some(remote) = remote_id {
+            self.decide(stream, BytesMut::new(), remote).await;
+        } else {
+            // "if a BGP speaker has a connection in OpenSent, it may also
+            // examine it if it knows the BGP Identifier by means outside of
+            // the protocol": here, the contender's own OPEN.
+            if let Some((old, _)) = self.contender.replace((stream, BytesMut::new())) {
+                refuse(old).await;
+            }
+        }
+    }
+
+    /// The contender's OPEN (or the current connection's) names the peer.
+    async fn resolve_collision(&mut self) {
+        let Some((_, buf)) = &self.contender else { return };
+        let remote = match Message::decode(buf, &DecodeContext::default()) {
+            Ok((decoded, _)) => match decoded.message {
+                Message::Open(open) => open.bgp_identifier,
+                _ => return self.drop_contender().await,
+            },
+            Err(DecodeError::Incomplete { .. }) => return,
+            Err(DecodeError::SessionReset(_)) => return self.drop_contender().await,
+        };
+        self.last_peer_id = Some(remote);
+        if let Some((stream, buf)) = self.contender.take() {
+            self.decide(stream, buf, remote).await;
+        }
+    }
+
+    async fn drop_contender(&mut self) {
+        if let Some((stream, _)) = self.contender.take() {
+            refuse(stream).await;
+        }
+    }
+
+    /// RFC 4271 6.8 between our connection and the peer's `stream`.
+    async fn decide(&mut self, stream: TcpStream, buf: BytesMut, remote: Ipv4Addr) {
+        if u32::from(self.fsm.config().local_id) < u32::from(remote) {
+            self.replace_connection(stream, buf).await;
+        } else {
+            refuse(stream).await;
+        }
+    }
+
+    /// Closes the current connection for `stream`, whose first octets are `buf`.
+    async fn replace_connection(&mut self, stream: TcpStream, buf: BytesMut) {
+        // Before an OPEN was sent (DelayOpen) the old connection just fails.
+        let dump = match self.fsm.state() {
+            State::OpenSent | State::OpenConfirm => Event::OpenCollisionDump,
+            _ => Event::TcpConnectionFails,
+        };
+        self.handle(dump).await;
+        self.stream = Some(stream);
+        self.stream_outbound = false;
+        self.handle(Event::TcpConnected).await;
+        if self.stream.is_some() && !buf.is_empty() {
+            self.read_buf = buf;
+            self.decode_input().await;
+        }
+    }
+
+    fn decode_context(&self) -> DecodeContext {
+        self.fsm.negotiated().map(Negotiated::decode_context).unwrap_or_default()
+    }
+
+    /// Decodes every whole message in the read buffer, in order.
+    async fn decode_input(&mut self) {
+        while self.stream.is_some() {
+            let decoded = Message::decode(&self.read_buf, &self.decode_context());
+            let event = match decoded {
+                Err(DecodeError::Incomplete { .. }) => return,
+                Err(DecodeError::SessionReset(reset)) => {
+                    self.read_buf.clear();
+                    let notification = reset.notification();
+                    match reset.message_type {
+                        Some(MessageType::Open) => Event::BgpOpenMsgErr(notification),
+                        Some(MessageType::Update) => Event::UpdateMsgErr(notification),
+                        _ => Event::BgpHeaderErr(notification),
+                    }
+                }
+                Ok((decoded, length)) => {
+                    self.read_buf.advance(length);
+                    self.status.messages_in.count(decoded.message.message_type());
+                    self.message_event(decoded.message, decoded.outcome)
+                }
+            };
+            self.handle(event).await;
+            while let Some(event) = self.pending.pop_front() {
+                self.handle(event).await;
+            }
+        }
+    }
+
+    fn message_event(&mut self, message: Message, outcome: UpdateOutcome) -> Event {
+        match message {
+            Message::Open(open) => {
+                self.last_peer_id = Some(open.bgp_identifier);
+                Event::BgpOpen(open)
+            }
+            Message::Update(update) => {
+                if outcome.action() == Rfc7606Action::SessionReset
+                    && let Some(fault) = outcome.faults.iter().find(|f| f.action == Rfc7606Action::SessionReset)
+                {
+                    return Event::UpdateMsgErr(MessageError::Update(fault.error.clone()).notification());
+                }
+                self.pending_update = Some((update, outcome));
+                Event::UpdateMsg
+            }
+            Message::Notification(notification) => {
+                self.status.last_notification_received = Some(NotificationSummary::from(&notification));
+                // RFC 4271 8.1.2 event 24: a NOTIFICATION with a version error.
+                if notification.code == code::OPEN_MESSAGE_ERROR
+                    && notification.subcode == code::open::UNSUPPORTED_VERSION_NUMBER
+                {
+                    Event::NotifMsgVerErr(notification)
+                } else {
+                    Event::NotifMsg(notification)
+                }
+            }
+            Message::Keepalive => Event::KeepAliveMsg,
+            Message::RouteRefresh(refresh) => Event::RouteRefreshMsg(refresh),
+        }
+    }
+
+    async fn fire_timers(&mut self) {
+        let now = Instant::now();
+        for timer in Timer::ALL {
+            let slot = &mut self.deadlines[timer as usize];
+            if slot.is_some_and(|deadline| deadline <= now) {
+                *slot = None;
+                let event = match timer {
+                    Timer::ConnectRetry => Event::ConnectRetryTimerExpires,
+                    Timer::Hold => Event::HoldTimerExpires,
+                    Timer::Keepalive => Event::KeepaliveTimerExpires,
+                    Timer::DelayOpen => Event::DelayOpenTimerExpires,
+                    Timer::IdleHold => Event::IdleHoldTimerExpires,
+                    Timer::Stable => Event::StableTimerExpires,
+                };
+                self.pending.push_back(event);
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        let actions = self.fsm.handle_event(event);
+        for action in actions {
+            self.act(action).await;
+        }
+        if self.fsm.state() == State::Idle {
+            // Whatever the FSM no longer knows about goes: a connect in
+            // flight, a connection it already dropped.
+            self.connecting = None;
+            self.stream = None;
+        }
+    }
+
+    async fn act(&mut self, action: Action) {
+        match action {
+            Action::Connect => {
+                let config = self.fsm.config().clone();
+                self.connecting = Some(Box::pin(async move { transport::connect(&config).await }));
+            }
+            Action::DropConnection | Action::RefuseConnection => {
+                if let Some(mut stream) = self.stream.take() {
+                    let _ = stream.shutdown().await;
+                }
+                self.read_buf.clear();
+                self.connecting = None;
+            }
+            Action::SendOpen(open) => self.write(&Message::Open(*open)).await,
+            Action::SendKeepalive => self.write(&Message::Keepalive).await,
+            Action::SendNotification(notification) => {
+                self.status.last_notification_sent = Some(NotificationSummary::from(&notification));
+                self.write(&Message::Notification(notification)).await;
+            }
+            Action::StartTimer(timer, duration) => self.deadlines[timer as usize] = Some(Instant::now() + duration),
+            Action::StopTimer(timer) => self.deadlines[timer as usize] = None,
+            Action::SessionUp(negotiated) => {
+                self.status.established_since = Some(SystemTime::now());
+                self.status.negotiated = Some((*negotiated).clone());
+                self.publish();
+                let _ = self.events.send(PeerEvent::SessionUp { peer: self.peer, negotiated }).await;
+            }
+            Action::SessionDown(reason) => {
+                self.status.flaps = self.status.flaps.saturating_add(1);
+                self.status.established_since = None;
+                self.status.negotiated = None;
+                self.status.last_error = Some(reason.clone());
+                self.received.clear();
+                self.publish();
+                let _ = self.events.send(PeerEvent::SessionDown { peer: self.peer, reason }).await;
+            }
+            Action::ProcessUpdate => self.process_update().await,
+            Action::ProcessRouteRefresh(message) => {
+                let _ = self.events.send(PeerEvent::RouteRefresh { peer: self.peer, message }).await;
+            }
+        }
+    }
+
+    /// Counts the prefixes for the maximum-prefix limit and hands the UPDATE on.
+    async fn process_update(&mut self) {
+        let Some((update, outcome)) = self.pending_update.take() else { return };
+        for (family, nlri) in update.withdrawn_routes() {
+            self.received.remove(&(family, *nlri));
+        }
+        let withdraw = outcome.action() == Rfc7606Action::TreatAsWithdraw;
+        for (family, nlri) in update.announced() {
+            if withdraw {
+                self.received.remove(&(family, *nlri));
+            } else {
+                self.received.insert((family, *nlri));
+            }
+        }
+        let over_limit = self.fsm.config().max_prefixes.filter(|(max, _)| self.received.len() as u64 > u64::from(*max));
+        let first_family = update.announced().next().map(|(family, _)| family).unwrap_or(Family::IPV4_UNICAST);
+        let _ = self.events.send(PeerEvent::Update { peer: self.peer, update: Box::new(update), outcome }).await;
+        if let Some((max, restart_after)) = over_limit {
+            // RFC 4486 section 4: "the speaker MAY include in the Data field
+            // [...] AFI (2 octets), SAFI (1 octet), and the upper bound".
+            let mut data = Vec::with_capacity(7);
+            data.extend_from_slice(&first_family.afi.0.to_be_bytes());
+            data.push(first_family.safi.0);
+            data.extend_from_slice(&max.to_be_bytes());
+            let notification =
+                NotificationMessage::new(code::CEASE, code::cease::MAXIMUM_NUMBER_OF_PREFIXES_REACHED, data);
+            self.pending.push_back(Event::AutomaticStop { notification, restart_after: Some(restart_after) });
+        }
+    }
+
+    async fn send_update(&mut self, update: UpdateMessage) {
+        self.write(&Message::Update(update)).await;
+    }
+
+    /// Writes one message; a failed write becomes TcpConnectionFails.
+    async fn write(&mut self, message: &Message) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        let ctx = EncodeContext::from(&self.fsm.negotiated().map(Negotiated::decode_context).unwrap_or_default());
+        let Ok(bytes) = message.to_bytes(&ctx) else {
+            tracing::warn!(peer = %self.peer, "an outbound message does not encode; dropped");
+            return;
+        };
+        if stream.write_all(&bytes).await.is_err() {
+            self.pending.push_back(Event::TcpConnectionFails);
+            return;
+        }
+        self.status.messages_out.count(message.message_type());
+    }
+}
+
+/// Closes a losing connection with Cease / Connection Collision Resolution.
+async fn refuse(mut stream: TcpStream) {
+    let cease = Message::Notification(NotificationMessage::new(
+        code::CEASE,
+        code::cease::CONNECTION_COLLISION_RESOLUTION,
+        Vec::new(),
+    ));
+    if let Ok(bytes) = cease.to_bytes(&EncodeContext::default()) {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,120 @@
+//! The speaker: the set of peer tasks and the listener. Peers are added,
+//! changed and removed at run time; each change touches only its own peer.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::sync::{mpsc, watch};
+
+use super::config::PeerConfig;
+use super::listener::ListenerHandle;
+use super::peer::{PeerCommand, PeerEvent, PeerHandle, spawn_peer};
+use super::status::PeerStatus;
+use crate::bgp::packet::{Family, UpdateMessage};
+
+/// Why a speaker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("peer {0} is already configured")]
+    Duplicate(IpAddr),
+    #[error("peer {0} is not configured")]
+    Unknown(IpAddr),
+    #[error("the task of peer {0} has ended")]
+    Gone(IpAddr),
+    #[error("listening socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The BGP speaker's peers.
+pub struct Speaker {
+    peers: HashMap<IpAddr, PeerHandle>,
+    listener: Option<ListenerHandle>,
+    events: mpsc::Sender<PeerEvent>,
+}
+
+impl Speaker {
+    /// A speaker listening on `listen` (none: outbound sessions only).
+    /// Every peer reports to `events`.
+    pub fn new(listen: Option<SocketAddr>, events: mpsc::Sender<PeerEvent>) -> io::Result<Self> {
+        let listener = listen.map(ListenerHandle::start).transpose()?;
+        Ok(Speaker { peers: HashMap::new(), listener, events })
+    }
+
+    /// The bound listening address (with the port the system chose for port 0).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(ListenerHandle::local_addr)
+    }
+
+    /// Adds a peer and starts its session.
+    pub async fn add_peer(&mut self, config: PeerConfig) -> Result<watch::Receiver<PeerStatus>, SpeakerError> {
+        let addr = config.remote_addr;
+        if self.peers.contains_key(&addr) {
+            return Err(SpeakerError::Duplicate(addr));
+        }
+        let handle = spawn_peer(config.clone(), self.events.clone());
+        if let Some(listener) = &self.listener {
+            listener.add(config, handle.commands.clone()).await?;
+        }
+        handle.commands.send(PeerCommand::Start).await.map_err(|_| SpeakerError::Gone(addr))?;
+        let status = handle.status.clone();
+        self.peers.insert(addr, handle);
+        Ok(status)
+    }
+
+    /// Replaces a peer's configuration; its session restarts if it was up.
+    pub async fn change_peer(&mut self, config: PeerConfig) -> Result<(), SpeakerError> {
+        let addr = config.remote_addr;
+        let handle = self.peers.get(&addr).ok_or(SpeakerError::Unknown(addr))?;
+        if let Some(listener) = &self.listener {
+            listener.add(config.clone(), handle.commands.clone()).await?;
+        }
+        self.command(addr, PeerCommand::Reconfigure(Box::new(config))).await
+    }
+
+    /// Removes a peer: its session ends with Cease / Peer De-configured.
+    pub async fn remove_peer(&mut self, addr: IpAddr) -> Result<(), SpeakerError> {
+        let handle = self.peers.remove(&addr).ok_or(SpeakerError::Unknown(addr))?;
+        if let Some(listener) = &self.listener {
+            listener.remove(addr).await;
+        }
+        let PeerHandle { commands, task, .. } = handle;
+        drop(commands);
+        // The task ends once it has sent its NOTIFICATION.
+        let _ = task.await;
+        Ok(())
+    }
+
+    /// Administrative shutdown with an RFC 8203 message; the peer stays configured.
+    pub async fn shutdown_peer(&self, addr: IpAddr, message: &str) -> Result<(), SpeakerError> {
+        self.command(addr, PeerCommand::Stop { message: message.to_string() }).await
+    }
+
+    /// Starts a peer again after [`Speaker::shutdown_peer`].
+    pub async fn start_peer(&self, addr: IpAddr) -> Result<(), SpeakerError> {
+        self.command(addr, PeerCommand::Start).await
+    }
+
+    /// Asks the peer to resend a family (route refresh).
+    pub async fn request_refresh(&self, addr: IpAddr, family: Family) -> Result<(), SpeakerError> {
+        self.command(addr, PeerCommand::RequestRefresh(family)).await
+    }
+
+    pub fn status(&self, addr: IpAddr) -> Option<watch::Receiver<PeerStatus>> {
+        self.peers.get(&addr).map(|handle| handle.status.clone())
+    }
+
+    /// Where to send UPDATEs for a peer (sent once Established).
+    pub fn outbound(&self, addr: IpAddr) -> Option<mpsc::Sender<UpdateMessage>> {
+        self.peers.get(&addr).map(|handle| handle.outbound.clone())
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.peers.keys().copied()
+    }
+
+    async fn command(&self, addr: IpAddr, command: PeerCommand) -> Result<(), SpeakerError> {
+        let handle = self.peers.get(&addr).ok_or(SpeakerError::Unknown(addr))?;
+        handle.commands.send(command).await.map_err(|_| SpeakerError::Gone(addr))
+    }
+}

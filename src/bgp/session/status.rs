@@ -1,0 +1,96 @@
+//! The snapshot of one session that the peer task publishes through a
+//! `watch` channel for status and metrics.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::fsm::{DownReason, State};
+use super::negotiate::Negotiated;
+use crate::bgp::packet::{MessageType, NotificationMessage};
+
+/// Messages counted per type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessageCounts {
+    pub open: u64,
+    pub update: u64,
+    pub notification: u64,
+    pub keepalive: u64,
+    pub route_refresh: u64,
+}
+
+impl MessageCounts {
+    pub fn count(&mut self, message_type: MessageType) {
+        let slot = match message_type {
+            MessageType::Open => &mut self.open,
+            MessageType::Update => &mut self.update,
+            MessageType::Notification => &mut self.notification,
+            MessageType::Keepalive => &mut self.keepalive,
+            MessageType::RouteRefresh => &mut self.route_refresh,
+        };
+        *slot = slot.saturating_add(1);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.open + self.update + self.notification + self.keepalive + self.route_refresh
+    }
+}
+
+/// A NOTIFICATION as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationSummary {
+    pub code: u8,
+    pub subcode: u8,
+    pub text: String,
+}
+
+impl From<&NotificationMessage> for NotificationSummary {
+    fn from(n: &NotificationMessage) -> Self {
+        let text = match n.shutdown_communication() {
+            Some(Ok(message)) => format!("{} / {}: {message}", n.code_name(), n.subcode_name()),
+            _ => format!("{} / {}", n.code_name(), n.subcode_name()),
+        };
+        NotificationSummary { code: n.code, subcode: n.subcode, text }
+    }
+}
+
+/// One session's state and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerStatus {
+    pub remote_addr: IpAddr,
+    pub state: State,
+    /// When the session last reached Established (uptime is now minus this).
+    pub established_since: Option<SystemTime>,
+    /// How many times an Established session went down.
+    pub flaps: u64,
+    pub messages_in: MessageCounts,
+    pub messages_out: MessageCounts,
+    /// Why the session last went down.
+    pub last_error: Option<DownReason>,
+    pub last_notification_sent: Option<NotificationSummary>,
+    pub last_notification_received: Option<NotificationSummary>,
+    pub negotiated: Option<Negotiated>,
+    pub connect_retry_counter: u32,
+    /// Prefixes currently received from the peer (for the maximum-prefix limit).
+    pub prefixes_received: u64,
+}
+
+impl PeerStatus {
+    pub fn new(remote_addr: IpAddr) -> Self {
+        PeerStatus {
+            remote_addr,
+            state: State::Idle,
+            established_since: None,
+            flaps: 0,
+            messages_in: MessageCounts::default(),
+            messages_out: MessageCounts::default(),
+            last_error: None,
+            last_notification_sent: None,
+            last_notification_received: None,
+            negotiated: None,
+            connect_retry_counter: 0,
+            prefixes_received: 0,
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Two tortie speakers against each other on loopback addresses inside a
+//! test namespace: collision resolution, run-time peer changes, refused
+//! strangers, shutdown communication and the maximum-prefix limit.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use support::bgp::ipv4_update;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tortie::bgp::packet::{Capability, DecodeContext, EncodeContext, Message, OpenMessage};
+use tortie::bgp::session::{PeerConfig, PeerEvent, PeerStatus, Speaker, State};
+use tortie::netns::{Topology, run_in_namespace};
+use tortie::testing::wait_until_async;
+
+const UP: Duration = Duration::from_secs(30);
+
+fn addr(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Speaker `me` (AS 65000 + me, identifier 10.0.0.me) listening on 127.0.0.me.
+fn speaker(me: u8) -> (Speaker, mpsc::Receiver<PeerEvent>) {
+    let (tx, rx) = mpsc::channel(1024);
+    let listen = SocketAddr::new(addr(me), 179);
+    (Speaker::new(Some(listen), tx).unwrap(), rx)
+}
+
+fn config(me: u8, peer: u8) -> PeerConfig {
+    let mut c =
+        PeerConfig::new(addr(peer), 65000 + u32::from(peer), 65000 + u32::from(me), Ipv4Addr::new(10, 0, 0, me));
+    c.local_addr = Some(addr(me));
+    c.hold_time = 9;
+    c.connect_retry = Duration::from_secs(1);
+    c.idle_hold = Duration::from_millis(200);
+    c
+}
+
+async fn state(status: &mut watch::Receiver<PeerStatus>, wanted: State) -> PeerStatus {
+    wait_until_async(&format!("{wanted:?}"), UP, || {
+        let status = status.borrow().clone();
+        async move { (status.state == wanted).then_some(status) }
+    })
+    .await
+    .unwrap()
+}
+
+fn in_namespace<F: std::future::Future<Output = ()>>(label: &str, test: impl FnOnce() -> F + Send) {
+    let mut topo = Topology::new(label).unwrap();
+    let ns = topo.add_namespace("n").unwrap();
+    run_in_namespace(&ns, || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(test());
+    })
+    .unwrap();
+}
+
+#[test]
+fn two_active_speakers_resolve_the_collision_and_exchange_routes() {
+    in_namespace("pairup", || async {
+        let (mut a, _a_events) = speaker(1);
+        let (mut b, mut b_events) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let mut b_status = b.add_peer(config(2, 1)).await.unwrap();
+        state(&mut a_status, State::Established).await;
+        state(&mut b_status, State::Established).await;
+        a.outbound(addr(2))
+            .unwrap()
+            .send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 1), vec![65001], true))
+            .await
+            .unwrap();
+        let update = tokio::time::timeout(UP, async {
+            loop {
+                if let Some(PeerEvent::Update { update, .. }) = b_events.recv().await {
+                    return update;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(update.nlri[0].prefix.to_string(), "10.1.0.0/16");
+        wait_until_async("A to count one UPDATE sent", UP, || {
+            let sent = a_status.borrow().messages_out.update;
+            async move { (sent == 1).then_some(()) }
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn shutdown_carries_its_message_and_the_session_comes_back_on_start() {
+    in_namespace("pairshut", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let mut b_status = b.add_peer(config(2, 1)).await.unwrap();
+        state(&mut b_status, State::Established).await;
+        a.shutdown_peer(addr(2), "planned maintenance").await.unwrap();
+        let down = wait_until_async("B to hear the shutdown", UP, || {
+            let status = b_status.borrow().clone();
+            async move { status.last_notification_received.filter(|n| n.subcode == 2) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((down.code, down.subcode), (6, 2));
+        assert!(down.text.contains("planned maintenance"), "{down:?}");
+        state(&mut a_status, State::Idle).await;
+        a.start_peer(addr(2)).await.unwrap();
+        state(&mut a_status, State::Established).await;
+    });
+}
+
+#[test]
+fn removing_one_peer_leaves_the_others_alone() {
+    in_namespace("pairrm", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let (mut c, _ce) = speaker(3);
+        let mut ab = a.add_peer(config(1, 2)).await.unwrap();
+        let mut ac = a.add_peer(config(1, 3)).await.unwrap();
+        let mut ba = b.add_peer(config(2, 1)).await.unwrap();
+        let mut ca = c.add_peer(config(3, 1)).await.unwrap();
+        state(&mut ab, State::Established).await;
+        state(&mut ac, State::Established).await;
+        state(&mut ba, State::Established).await;
+        state(&mut ca, State::Established).await;
+        a.remove_peer(addr(3)).await.unwrap();
+        let gone = wait_until_async("C to hear it was de-configured", UP, || {
+            let status = ca.borrow().clone();
+            async move { status.last_notification_received.filter(|n| n.subcode == 3) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((gone.code, gone.subcode), (6, 3));
+        let ab_now = ab.borrow().clone();
+        assert_eq!((ab_now.state, ab_now.flaps), (State::Established, 0));
+        assert!(a.status(addr(3)).is_none());
+    });
+}
+
+#[test]
+fn a_connection_from_an_unknown_address_is_closed() {
+    in_namespace("pairunk", || async {
+        let (_a, _ae) = speaker(1);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(addr(9), 0)).unwrap();
+        let mut stream = socket.connect(SocketAddr::new(addr(1), 179)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(UP, stream.read(&mut buf)).await.unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "the stranger got {read:?}");
+    });
+}
+
+#[test]
+fn exceeding_the_maximum_prefix_limit_sends_cease_one_and_restarts() {
+    in_namespace("pairmax", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut limited = config(1, 2);
+        limited.max_prefixes = Some((1, Duration::from_millis(500)));
+        let mut a_status = a.add_peer(limited).await.unwrap();
+        let mut b_status = b.add_peer(config(2, 1)).await.unwrap();
+        state(&mut b_status, State::Established).await;
+        let out = b.outbound(addr(1)).unwrap();
+        for prefix in ["10.2.0.0/16", "10.3.0.0/16"] {
+            out.send(ipv4_update(prefix, Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+        }
+        let cease = wait_until_async("B to receive Cease", UP, || {
+            let status = b_status.borrow().clone();
+            async move { status.last_notification_received.filter(|n| n.subcode == 1) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((cease.code, cease.subcode), (6, 1));
+        // And the session restarts after the configured time.
+        wait_until_async("the session to restart", UP, || {
+            let status = a_status.borrow().clone();
+            async move { (status.state == State::Established && status.flaps >= 1).then_some(()) }
+        })
+        .await
+        .unwrap();
+        let _ = &mut a_status;
+    });
+}
+
+/// Connects from 127.0.0.2 to the passive speaker on 127.0.0.1 once it
+/// waits again, sends `open` and returns the NOTIFICATION's code and subcode.
+async fn refusal_of(status: &mut watch::Receiver<PeerStatus>, open: OpenMessage) -> (u8, u8) {
+    state(status, State::Active).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(addr(2), 0)).unwrap();
+    let mut stream = socket.connect(SocketAddr::new(addr(1), 179)).await.unwrap();
+    stream.write_all(&Message::Open(open).to_bytes(&EncodeContext::default()).unwrap()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(UP, async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let mut rest = buf.as_slice();
+    while let Ok((decoded, len)) = Message::decode(rest, &DecodeContext::default()) {
+        if let Message::Notification(n) = decoded.message {
+            return (n.code, n.subcode);
+        }
+        rest = &rest[len..];
+    }
+    panic!("no NOTIFICATION in {buf:?}");
+}
+
+fn peer_open(asn: u32, hold: u16, capabilities: Vec<Capability>) -> OpenMessage {
+    OpenMessage::new(asn, hold, Ipv4Addr::new(10, 0, 0, 2), capabilities)
+}
+
+#[test]
+fn a_wrong_open_gets_the_right_notification() {
+    in_namespace("pairopen", || async {
+        let (mut a, _ae) = speaker(1);
+        let mut config = config(1, 2);
+        config.passive = true;
+        config.require_four_octet_as = true;
+        let mut s = a.add_peer(config).await.unwrap();
+        let four = |asn| vec![Capability::FourOctetAs(asn)];
+        assert_eq!(refusal_of(&mut s, peer_open(65009, 90, four(65009))).await, (2, 2), "bad peer AS");
+        assert_eq!(refusal_of(&mut s, peer_open(65002, 2, four(65002))).await, (2, 6), "hold time 2");
+        assert_eq!(refusal_of(&mut s, peer_open(65002, 90, vec![])).await, (2, 7), "no 4-octet AS capability");
+        let mut zero_id = peer_open(65002, 90, four(65002));
+        zero_id.bgp_identifier = Ipv4Addr::UNSPECIFIED;
+        assert_eq!(refusal_of(&mut s, zero_id).await, (2, 3), "identifier 0.0.0.0");
+        let mut version = peer_open(65002, 90, four(65002));
+        version.version = 3;
+        assert_eq!(refusal_of(&mut s, version).await, (2, 1), "version 3");
+    });
+}
+
+#[test]
+fn gtsm_sessions_come_up_and_a_ttl_one_sender_is_dropped() {
+    in_namespace("pairgtsm", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut a_config = config(1, 2);
+        a_config.ttl_security = Some(1);
+        let mut b_config = config(2, 1);
+        b_config.ttl_security = Some(1);
+        let mut a_status = a.add_peer(a_config.clone()).await.unwrap();
+        b.add_peer(b_config).await.unwrap();
+        state(&mut a_status, State::Established).await;
+
+        // B back to a plain eBGP TTL of 1: A's IP_MINTTL drops everything B sends.
+        let (mut c, _ce) = speaker(3);
+        let mut a_to_c = config(1, 3);
+        a_to_c.ttl_security = Some(1);
+        a_to_c.passive = true;
+        let c_status = c.add_peer(config(3, 1)).await.unwrap();
+        let a_c = a.add_peer(a_to_c).await.unwrap();
+        let up = wait_until_async("a session without GTSM", Duration::from_secs(5), || {
+            let (a_c, c_status) = (a_c.borrow().clone(), c_status.borrow().clone());
+            async move {
+                (a_c.state == State::Established || c_status.state == State::Established || a_c.messages_in.total() > 0)
+                    .then_some(())
+            }
+        })
+        .await;
+        assert!(up.is_err(), "a TTL-1 peer got through GTSM");
+    });
+}
+
+#[test]
+fn changing_a_peer_restarts_only_its_session_with_the_new_settings() {
+    in_namespace("pairchg", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let b_status = b.add_peer(config(2, 1)).await.unwrap();
+        state(&mut a_status, State::Established).await;
+        let mut changed = config(1, 2);
+        changed.hold_time = 6;
+        a.change_peer(changed).await.unwrap();
+        let cease = wait_until_async("B to hear of the change", UP, || {
+            let status = b_status.borrow().clone();
+            async move { status.last_notification_received.filter(|n| n.subcode == 6) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((cease.code, cease.subcode), (6, 6));
+        let up = wait_until_async("the session with hold time 6", UP, || {
+            let status = a_status.borrow().clone();
+            async move { status.negotiated.filter(|n| n.hold_time == 6 && status.state == State::Established) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(up.keepalive, 2);
+    });
+}
+
+#[test]
+fn a_route_refresh_request_reaches_the_other_side_for_a_negotiated_family_only() {
+    in_namespace("pairrr", || async {
+        let (mut a, _ae) = speaker(1);
+        let (mut b, mut b_events) = speaker(2);
+        let mut a_status = a.add_peer(config(1, 2)).await.unwrap();
+        let mut b_config = config(2, 1);
+        b_config.families = vec![tortie::bgp::packet::Family::IPV4_UNICAST];
+        let mut b_status = b.add_peer(b_config).await.unwrap();
+        state(&mut a_status, State::Established).await;
+        state(&mut b_status, State::Established).await;
+        // IPv6 was not negotiated: A does not ask; IPv4 was: B hears the request.
+        a.request_refresh(addr(2), tortie::bgp::packet::Family::IPV6_UNICAST).await.unwrap();
+        a.request_refresh(addr(2), tortie::bgp::packet::Family::IPV4_UNICAST).await.unwrap();
+        let message = tokio::time::timeout(UP, async {
+            loop {
+                if let Some(PeerEvent::RouteRefresh { message, .. }) = b_events.recv().await {
+                    return message;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(message.family, tortie::bgp::packet::Family::IPV4_UNICAST);
+        wait_until_async("A to count one ROUTE-REFRESH sent", UP, || {
+            let sent = a_status.borrow().messages_out.route_refresh;
+            async move { (sent == 1).then_some(()) }
+        })
+        .await
+        .unwrap();
+    });
+}
