@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick start: install what is needed, build tortie, bring up the
 # three-node lab (containerlab/quickstart.clab.yml) in network namespaces,
-# show each node's `tortie status` and the nodes reaching each other, then
+# show each node's `tortie status` (a BGP full mesh built from the shared
+# datastore) and the nodes reaching each other, then
 # take the lab down (KEEP=1 leaves it up).
 # Run as root on Debian 12: `bash scripts/quickstart.sh`.
 set -euo pipefail
@@ -18,7 +19,8 @@ fi
 "$bin" lab up "$topo"
 
 for node in node1 node2 node3; do
-  for _ in $(seq 1 100); do
+  # `tortie status` exits 0 once the node is ready: its BGP mesh is established.
+  for _ in $(seq 1 300); do
     "$bin" lab exec "$topo" "$node" -- "$bin" status >/dev/null 2>&1 && break
     sleep 0.1
   done

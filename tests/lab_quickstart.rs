@@ -1,5 +1,6 @@
 //! The quickstart topology through the lab runner: three tortie agents come
-//! up, register in the lab's shared datastore and answer `tortie status`.
+//! up, register in the lab's shared datastore, build a BGP full mesh from
+//! it and show it in `tortie status`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -42,14 +43,22 @@ fn three_agents_come_up_register_and_report_ready() {
 
     let up = lab.run(&["up"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    for node in ["node1", "node2", "node3"] {
-        let out = wait_until(&format!("{node} to report ready"), Duration::from_secs(30), || {
-            let out = lab.run(&["exec", node, "--", env!("CARGO_BIN_EXE_tortie"), "status", "-o", "json"]);
-            out.status.success().then_some(out)
-        })
-        .unwrap();
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(status["node"], node);
+    let addresses = [("node1", "10.10.0.11"), ("node2", "10.10.0.12"), ("node3", "10.10.0.13")];
+    for (node, _) in addresses {
+        let others: Vec<serde_json::Value> = addresses
+            .iter()
+            .filter(|(n, _)| *n != node)
+            .map(|(_, a)| serde_json::json!({"address": a, "type": "node-to-node mesh", "state": "established", "as_number": 64512}))
+            .collect();
+        let expected = serde_json::json!({"node": node, "ready": true, "peers": others});
+        let status =
+            wait_until(&format!("{node} to be ready with its mesh established"), Duration::from_secs(60), || {
+                let out = lab.run(&["exec", node, "--", env!("CARGO_BIN_EXE_tortie"), "status", "-o", "json"]);
+                let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                tortie::testing::json_subset(&expected, &status).ok().map(|_| status)
+            })
+            .unwrap();
+        assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "exactly the two other nodes: {status}");
     }
     let ping = lab.run(&["exec", "node1", "--", "ping", "-c1", "-W2", "10.10.0.13"]);
     assert!(ping.status.success(), "nodes reach each other across the lab bridge");

@@ -7,6 +7,7 @@
 //! SIGTERM leaves kernel routes in place (graceful restart) unless
 //! `dataplane.cleanup_on_exit` is set.
 
+mod bgp;
 mod datastore;
 mod node;
 
@@ -41,6 +42,8 @@ pub enum AgentError {
     Dataplane(#[from] crate::dataplane::programmer::StartError),
     #[error("{0}")]
     Ipip(String),
+    #[error("cannot start the BGP speaker on bgp.listen_address/bgp.listen_port: {0}")]
+    Bgp(std::io::Error),
     #[error("cannot listen on metrics.listen {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
 }
@@ -128,7 +131,20 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }));
         tracing::info!(subsys = "metrics", listen = %config.metrics.listen, "serving /metrics, /livez, /readyz");
     }
-    tasks.push(tokio::spawn(follow_health(programmer.state.clone(), health_tx, status_tx, started, stop_rx.clone())));
+    let peers = if config.bgp.enabled {
+        let router_id = config.bgp.router_id.unwrap_or(address.ip());
+        bgp::start(&config, ds.clone(), name.clone(), router_id, stop_rx.clone()).await.map_err(AgentError::Bgp)?
+    } else {
+        watch::channel(Vec::new()).1
+    };
+    tasks.push(tokio::spawn(follow_health(
+        programmer.state.clone(),
+        peers,
+        health_tx,
+        status_tx,
+        started,
+        stop_rx.clone(),
+    )));
 
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
@@ -160,6 +176,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 /// components' states (and re-evaluates readiness as the start-up window passes).
 async fn follow_health(
     mut dataplane: watch::Receiver<ProgrammerState>,
+    mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
     health: watch::Sender<HealthInput>,
     status: watch::Sender<StatusReport>,
     started: Instant,
@@ -167,15 +184,21 @@ async fn follow_health(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let input = HealthInput { dataplane_synced: dataplane.borrow_and_update().synced, peers: Vec::new() };
+        let peer_list = peers.borrow_and_update().clone();
+        let input = HealthInput {
+            dataplane_synced: dataplane.borrow_and_update().synced,
+            peers: peer_list.iter().map(|p| (p.address.clone(), p.state == "established")).collect(),
+        };
         let verdict = readiness(&input, started.elapsed());
         health.send_replace(input);
         status.send_modify(|s| {
             s.ready = verdict.is_ok();
             s.not_ready_reasons = verdict.err().unwrap_or_default();
+            s.peers = peer_list;
         });
         tokio::select! {
             changed = dataplane.changed() => if changed.is_err() { return },
+            changed = peers.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

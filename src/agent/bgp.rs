@@ -1,0 +1,226 @@
+//! The agent's BGP peer set: a full mesh of the other nodes from the
+//! datastore (unless `bgp.node_to_node_mesh` is off) plus the configured
+//! peers, followed live — a node that appears or leaves gains or loses its
+//! session without disturbing the others. The session states feed the
+//! status report and readiness.
+//!
+//! Routes are not exchanged yet: UPDATEs are counted and dropped until the
+//! RIB (the routing issue) consumes them.
+
+use crate::api::PeerStatus as ApiPeer;
+use crate::bgp::session::{PeerConfig, PeerEvent, PeerStatus, Speaker, State};
+use crate::config::Config;
+use crate::datastore::resources::Node;
+use crate::datastore::{Datastore, WatchEvent};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// Calico's peer type names, as `calicoctl node status` prints them.
+const MESH: &str = "node-to-node mesh";
+const GLOBAL: &str = "global";
+
+/// One wanted session and how status shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Wanted {
+    config: PeerConfig,
+    peer_type: &'static str,
+}
+
+/// Starts the speaker and the task that keeps its peer set and the peer
+/// statuses; returns the statuses for the status report.
+pub async fn start(
+    config: &Config,
+    ds: Datastore,
+    node: String,
+    router_id: Ipv4Addr,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<watch::Receiver<Vec<ApiPeer>>> {
+    // Peer tasks report here; bounded so a stalled consumer slows the peers, not memory.
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let listen = SocketAddr::new(config.bgp.listen_address, config.bgp.listen_port);
+    let speaker = Speaker::new(Some(listen), events_tx)?;
+    tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, "BGP speaker listening");
+    let (peers_tx, peers_rx) = watch::channel(Vec::new());
+    tokio::spawn(consume_events(events_rx));
+    tokio::spawn(follow_peers(config.clone(), ds, node, router_id, speaker, peers_tx, stop));
+    Ok(peers_rx)
+}
+
+async fn consume_events(mut events: mpsc::Receiver<PeerEvent>) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            PeerEvent::SessionUp { peer, .. } => tracing::info!(subsys = "bgp", peer = %peer, "session established"),
+            PeerEvent::SessionDown { peer, reason } => {
+                tracing::info!(subsys = "bgp", peer = %peer, reason = ?reason, "session down")
+            }
+            PeerEvent::Update { .. } | PeerEvent::RouteRefresh { .. } => {}
+        }
+    }
+}
+
+fn session(config: &Config, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -> PeerConfig {
+    let mut c = PeerConfig::new(remote, peer_as, config.bgp.as_number.0, router_id);
+    c.hold_time = config.bgp.hold_time_seconds.0;
+    c.keepalive = config.bgp.keepalive_seconds;
+    c.connect_retry = Duration::from_secs(u64::from(config.bgp.connect_retry_seconds));
+    c.graceful_restart = Some(config.bgp.graceful_restart_seconds);
+    c
+}
+
+/// The sessions this node wants, by peer address.
+fn wanted(config: &Config, node: &str, router_id: Ipv4Addr, nodes: &[(String, Node)]) -> BTreeMap<IpAddr, Wanted> {
+    let mut out = BTreeMap::new();
+    if config.bgp.node_to_node_mesh {
+        for (name, n) in nodes {
+            let Some(bgp) = n.bgp.as_ref().filter(|_| name != node) else { continue };
+            let Some(addr) = bgp.ipv4_address else { continue };
+            let peer_as = bgp.as_number.unwrap_or(config.bgp.as_number.0);
+            out.insert(addr.ip(), Wanted { config: session(config, addr.ip(), peer_as, router_id), peer_type: MESH });
+        }
+    }
+    for p in &config.bgp.peers {
+        let mut c = session(config, p.address, p.as_number.0, router_id);
+        c.passive = p.passive;
+        if let Some(h) = p.hold_time_seconds {
+            c.hold_time = h.0;
+        }
+        c.md5_key = p.password.as_ref().map(|s| s.expose().as_bytes().to_vec());
+        c.local_addr = p.source_address;
+        c.ttl_security = p.ttl_security_hops;
+        c.multihop_ttl = p.ebgp_multihop;
+        c.max_prefixes = p.max_prefixes.map(|m| (m, Duration::from_secs(60)));
+        out.insert(p.address, Wanted { config: c, peer_type: GLOBAL });
+    }
+    out
+}
+
+async fn list_nodes(ds: &Datastore) -> Vec<(String, Node)> {
+    match ds.list::<Node>().await {
+        Ok(listing) => {
+            for bad in &listing.invalid {
+                tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid node record");
+            }
+            listing.items.into_iter().map(|s| (s.name, s.spec)).collect()
+        }
+        Err(e) => {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot list nodes; keeping the current peers");
+            Vec::new()
+        }
+    }
+}
+
+/// Owns the speaker: applies peer-set changes and publishes statuses.
+async fn follow_peers(
+    config: Config,
+    ds: Datastore,
+    node: String,
+    router_id: Ipv4Addr,
+    mut speaker: Speaker,
+    peers_tx: watch::Sender<Vec<ApiPeer>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut current: BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)> = BTreeMap::new();
+    let mut changes: BTreeMap<IpAddr, (State, u64)> = BTreeMap::new();
+    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut resync = true;
+    loop {
+        if resync {
+            resync = false;
+            let want = wanted(&config, &node, router_id, &list_nodes(&ds).await);
+            for addr in current.keys().copied().collect::<Vec<_>>() {
+                match want.get(&addr) {
+                    None => {
+                        let _ = speaker.remove_peer(addr).await;
+                        current.remove(&addr);
+                        tracing::info!(subsys = "bgp", peer = %addr, "peer removed");
+                    }
+                    Some(w) if current.get(&addr).is_some_and(|(c, _)| c != w) => {
+                        let _ = speaker.change_peer(w.config.clone()).await;
+                        if let Some(entry) = current.get_mut(&addr) {
+                            entry.0 = w.clone();
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (addr, w) in want {
+                if current.contains_key(&addr) {
+                    continue;
+                }
+                match speaker.add_peer(w.config.clone()).await {
+                    Ok(status) => {
+                        tracing::info!(subsys = "bgp", peer = %addr, peer_type = w.peer_type, "peer added");
+                        current.insert(addr, (w, status));
+                    }
+                    Err(e) => tracing::warn!(subsys = "bgp", peer = %addr, error = %e, "cannot add peer"),
+                }
+            }
+        }
+        publish(&current, &mut changes, &peers_tx);
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+            ev = next_node_event(&mut nodes_watch) => {
+                // Any change to the node set may change the mesh: recompute.
+                if ev.is_some() { resync = true } else { nodes_watch = None }
+            }
+        }
+    }
+}
+
+async fn next_node_event(
+    w: &mut Option<crate::datastore::WatchStream<Node>>,
+) -> Option<crate::datastore::Result<WatchEvent<Node>>> {
+    match w {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn publish(
+    current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>,
+    changes: &mut BTreeMap<IpAddr, (State, u64)>,
+    tx: &watch::Sender<Vec<ApiPeer>>,
+) {
+    let now = unix(SystemTime::now());
+    changes.retain(|a, _| current.contains_key(a));
+    let peers = current
+        .iter()
+        .map(|(addr, (w, status))| {
+            let s = status.borrow().clone();
+            let since = match changes.get(addr) {
+                Some((state, at)) if *state == s.state => *at,
+                _ => {
+                    changes.insert(*addr, (s.state, now));
+                    now
+                }
+            };
+            ApiPeer {
+                address: addr.to_string(),
+                as_number: w.config.peer_as,
+                peer_type: w.peer_type.to_string(),
+                state: format!("{:?}", s.state).to_lowercase(),
+                since,
+                info: s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
+                prefixes_received: s.prefixes_received,
+                prefixes_advertised: 0,
+                tunnel_mode: "direct".to_string(),
+            }
+        })
+        .collect();
+    tx.send_if_modified(|old| {
+        if *old != peers {
+            *old = peers;
+            true
+        } else {
+            false
+        }
+    });
+}
