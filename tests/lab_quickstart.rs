@@ -48,7 +48,7 @@ fn three_agents_come_up_register_and_report_ready() {
         let others: Vec<serde_json::Value> = addresses
             .iter()
             .filter(|(n, _)| *n != node)
-            .map(|(_, a)| serde_json::json!({"address": a, "type": "node-to-node mesh", "state": "established", "as_number": 64512}))
+            .map(|(_, a)| serde_json::json!({"address": a, "type": "node-to-node mesh", "state": "established", "as_number": 64512, "hold_time": 90, "keepalive": 30, "established_at": "*"}))
             .collect();
         let expected = serde_json::json!({"node": node, "ready": true, "peers": others});
         let status =

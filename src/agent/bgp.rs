@@ -212,6 +212,10 @@ fn publish(
                 prefixes_received: s.prefixes_received,
                 prefixes_advertised: 0,
                 tunnel_mode: "direct".to_string(),
+                hold_time: s.negotiated.as_ref().map(|n| n.hold_time),
+                keepalive: s.negotiated.as_ref().map(|n| n.keepalive),
+                established_at: s.established_since.map(unix),
+                flaps: s.flaps,
             }
         })
         .collect();

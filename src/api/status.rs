@@ -37,4 +37,15 @@ pub struct PeerStatus {
     pub prefixes_advertised: u64,
     /// `direct`, `ipip-kernel` or `ipip-userspace`.
     pub tunnel_mode: String,
+    /// Negotiated hold time and keepalive interval (seconds); absent until Established.
+    #[serde(default)]
+    pub hold_time: Option<u16>,
+    #[serde(default)]
+    pub keepalive: Option<u16>,
+    /// Unix time (seconds) the session last reached Established.
+    #[serde(default)]
+    pub established_at: Option<u64>,
+    /// Established sessions that went down.
+    #[serde(default)]
+    pub flaps: u64,
 }

@@ -109,6 +109,10 @@ mod tests {
             prefixes_received: 1,
             prefixes_advertised: 1,
             tunnel_mode: "direct".into(),
+            hold_time: Some(90),
+            keepalive: Some(30),
+            established_at: Some(84_604),
+            flaps: 0,
         }
     }
 
