@@ -166,7 +166,10 @@ pub fn negotiate(config: &PeerConfig, open: &OpenMessage) -> Result<Negotiated, 
     // RFC 4271 4.4: "the Hold Time MUST be set to the smaller of its
     // configured value and the value received in the OPEN."
     let hold_time = config.hold_time.min(open.hold_time);
-    let keepalive = if hold_time == 0 { 0 } else { config.keepalive.unwrap_or(hold_time / 3).clamp(1, hold_time / 3) };
+    // A configured hold time of 1 or 2 (refused from peers, but possible in
+    // a PeerConfig) would make a third of it 0: keep at least one second.
+    let max_keepalive = (hold_time / 3).max(1);
+    let keepalive = if hold_time == 0 { 0 } else { config.keepalive.unwrap_or(max_keepalive).clamp(1, max_keepalive) };
     let peer_graceful_restart = open.capabilities().find_map(|c| match c {
         Capability::GracefulRestart { restart_time, families, .. } => Some((*restart_time, families.clone())),
         _ => None,
@@ -234,6 +237,17 @@ mod tests {
         }
         let n = negotiate(&config(), &peer_open(65002, 0, vec![])).unwrap();
         assert_eq!((n.hold_time, n.keepalive), (0, 0));
+    }
+
+    #[test]
+    fn a_configured_hold_time_below_three_keeps_a_one_second_keepalive() {
+        // Found by tests/bgp_fsm_proptest.rs: a third of 1 is 0, and clamp(1, 0) panicked.
+        for hold in [1, 2] {
+            let mut c = config();
+            c.hold_time = hold;
+            let n = negotiate(&c, &peer_open(65002, 90, vec![])).unwrap();
+            assert_eq!((n.hold_time, n.keepalive), (hold, 1));
+        }
     }
 
     #[test]
