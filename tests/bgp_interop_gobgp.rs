@@ -142,11 +142,7 @@ fn md5_with_gobgp_comes_up_with_the_right_key_only() {
     config.md5_key = Some(b"wrong".to_vec());
     start_gobgp(&mut topo, &Gobgp { passive: true, password: Some("s3cret"), ..Gobgp::default() });
     let node = TortieNode::start(&topo.ns("t"), None, config);
-    let never = wait_until("a session with the wrong MD5 key", Duration::from_secs(7), || {
-        let status = node.status();
-        (status.state == State::Established || status.messages_in.total() > 0).then_some(())
-    });
-    assert!(never.is_err(), "the session came up with a wrong TCP-MD5 key");
+    node.assert_never_up(Duration::from_secs(7), "a session with a wrong TCP-MD5 key");
 }
 
 #[test]
@@ -156,11 +152,7 @@ fn a_frozen_gobgp_is_noticed_by_the_hold_timer() {
     let node = TortieNode::start(&topo.ns("t"), None, tortie_config());
     node.wait_state(State::Established, UP).unwrap();
     topo.exec("t", &["kill", "-STOP", &pid.to_string()]).unwrap();
-    let status = wait_until("the session to go down", UP, || {
-        let status = node.status();
-        (status.state != State::Established && status.flaps > 0).then_some(status)
-    })
-    .unwrap();
+    let status = node.wait_down(UP).unwrap();
     assert!(matches!(status.last_error, Some(DownReason::NotificationSent { code: 4, .. })), "{:?}", status.last_error);
 }
 

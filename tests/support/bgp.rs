@@ -77,6 +77,25 @@ impl TortieNode {
         })
     }
 
+    /// Asserts that within `window` the session neither comes up nor
+    /// receives a single message (a bounded negative check, e.g. for a
+    /// wrong TCP-MD5 key whose SYNs the peer drops).
+    pub fn assert_never_up(&self, window: Duration, why: &str) {
+        let never = wait_until(why, window, || {
+            let status = self.status();
+            (status.state == State::Established || status.messages_in.total() > 0).then_some(())
+        });
+        assert!(never.is_err(), "{why}: the session came up or heard from the peer");
+    }
+
+    /// Waits until an Established session has gone down (flapped).
+    pub fn wait_down(&self, timeout: Duration) -> Result<PeerStatus, String> {
+        wait_until("the session to go down", timeout, || {
+            let status = self.status();
+            (status.state != State::Established && status.flaps > 0).then_some(status)
+        })
+    }
+
     /// Prefixes announced to us so far ("10.0.0.0/8").
     pub fn received(&self) -> Vec<String> {
         let events = self.events.lock().unwrap();
