@@ -30,9 +30,12 @@ fn processes_in_a_namespace_are_supervised_and_stopped() {
     let proc = topo.spawn("a", &["sleep", "300"]).unwrap();
     let pid = proc.pid();
     assert!(proc.is_running());
-    // The process really runs inside the namespace.
-    let pids = Command::new("ip").args(["netns", "pids", &ns]).output().unwrap();
-    assert!(String::from_utf8_lossy(&pids.stdout).split_whitespace().any(|p| p == pid.to_string()));
+    // The process really runs inside the namespace (once `ip netns exec` has joined it).
+    wait_until("the process to be inside the namespace", Duration::from_secs(10), || {
+        let pids = Command::new("ip").args(["netns", "pids", &ns]).output().ok()?;
+        String::from_utf8_lossy(&pids.stdout).split_whitespace().any(|p| p == pid.to_string()).then_some(())
+    })
+    .unwrap();
     drop(topo);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie_or_gone(pid));
     assert!(!netns_exists(&ns));
