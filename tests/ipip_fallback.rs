@@ -40,7 +40,7 @@ fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: Re
                 .await
                 .expect("programmer");
         let blocks = vec![remote];
-        let (_blocks_tx, blocks_rx) = tokio::sync::watch::channel(blocks.clone());
+        let (_blocks_tx, blocks_rx) = tokio::sync::watch::channel(selector::RemoteRoutes::from(blocks.clone()));
         let (_targets_tx, targets_rx) = tokio::sync::watch::channel(selector::probe_targets(local, &blocks));
         let (verdict_tx, verdict_rx) = tokio::sync::watch::channel(HashMap::new());
         let (paths_tx, _paths_rx) = tokio::sync::watch::channel(HashMap::new());

@@ -10,6 +10,10 @@
 mod bgp;
 mod datastore;
 mod node;
+mod pools;
+mod routes;
+mod tunnel;
+mod usage;
 
 use crate::api::StatusReport;
 use crate::api::server::{ApiListener, ServeError};
@@ -95,6 +99,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // produces routes yet; with BGP this moves after End-of-RIB.
     programmer.flush().await;
 
+    let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
+    let remote = tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
+
+    let (pools_tx, pools_rx) = watch::channel(pools);
+    // Best-path changes from the RIB, converted for the dataplane (bounded: the RIB coalesces when we lag).
+    let (_learned_tx, learned_rx) = tokio::sync::mpsc::channel::<routes::Learned>(4096);
+
     let (health_tx, health_rx) = watch::channel(HealthInput::default());
     let (status_tx, status_rx) = watch::channel(StatusReport {
         node: name.clone(),
@@ -102,7 +113,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         started_at,
         ready: false,
         not_ready_reasons: vec!["starting".to_string()],
-        ipip_mode: ipip_mode.to_string(),
+        ipip_mode: if remote.mode == "none" { ipip_mode.to_string() } else { remote.mode.to_string() },
         peers: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -111,14 +122,42 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     };
 
     let mut tasks = Vec::new();
+    let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
+    tasks.push(tokio::spawn(usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone())));
+    tasks.push(tokio::spawn(routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone())));
+    // 100 µs … ~6.5 s
+    let programming_latency =
+        prometheus_client::metrics::histogram::Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
+    let latency = routes::Latency {
+        programmer: programmer.clone(),
+        paths: remote.paths.clone(),
+        histogram: programming_latency.clone(),
+    };
+    tasks.push(tokio::spawn(routes::follow_learned(
+        learned_rx,
+        pools_rx,
+        remote.routes.clone(),
+        Some(latency),
+        stop_rx.clone(),
+    )));
     if config.metrics.enabled {
         let mut metrics = Metrics::new();
         metrics.tortie().register_collector(Box::new(DataplaneCollector {
             table: config.dataplane.route_table,
             stats: programmer.stats.clone(),
             state: programmer.state.clone(),
-            tunnel: None,
+            tunnel: remote.counters.clone(),
         }));
+        let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
+        metrics.tortie().register_collector(Box::new(crate::metrics::dataplane::PathCollector {
+            paths: remote.paths.clone(),
+            mode: remote.mode,
+        }));
+        metrics.tortie().register(
+            "route_programming_latency_seconds",
+            "Time from a best-path change reaching the agent to its kernel route written",
+            programming_latency.clone(),
+        );
         let listener = tokio::net::TcpListener::bind(config.metrics.listen)
             .await
             .map_err(|e| AgentError::Metrics(config.metrics.listen, e))?;

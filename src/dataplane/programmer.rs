@@ -45,21 +45,65 @@ enum Command {
     /// Replace every route of the given kinds at once (Felix's `SetRoutes`),
     /// in one step so a prefix moving between kinds never disappears.
     ReplaceKinds(Vec<(RouteKind, Vec<DesiredRoute>)>),
-    /// Reply once everything received before has been applied.
+    /// Reply once everything received before has been applied; the first
+    /// also completes the initial full reconcile.
     Flush(oneshot::Sender<()>),
+    /// Reply once everything received before has been applied, leaving the
+    /// initial reconcile for [`Command::Flush`] (latency measurements).
+    Applied(oneshot::Sender<()>),
     /// Delete every route of ours (used on shutdown when asked to clean up).
     RemoveAll(oneshot::Sender<()>),
 }
 
 /// Counters for metrics and tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProgrammerStats {
     pub adds: AtomicU64,
     pub replaces: AtomicU64,
     pub deletes: AtomicU64,
     pub failures: AtomicU64,
+    /// The same failures by operation: [`FAILURE_OPS`] order.
+    pub failures_by_op: [AtomicU64; 4],
     pub drift_repairs: AtomicU64,
     pub resyncs: AtomicU64,
+    /// Seconds each full dump-diff-replace reconcile took.
+    pub resync_duration: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// The operations failures are counted by.
+pub const FAILURE_OPS: [&str; 4] = ["add", "replace", "delete", "dump"];
+
+impl Default for ProgrammerStats {
+    fn default() -> Self {
+        ProgrammerStats {
+            adds: AtomicU64::new(0),
+            replaces: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            failures_by_op: Default::default(),
+            drift_repairs: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            // 1 ms … ~16 s
+            resync_duration: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+            ),
+        }
+    }
+}
+
+impl ProgrammerStats {
+    fn failed(&self, op: usize, n: u64) {
+        self.failures.fetch_add(n, Ordering::Relaxed);
+        self.failures_by_op[op].fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn op_index(op: &RouteOp) -> usize {
+    match op {
+        RouteOp::Add(_) => 0,
+        RouteOp::Replace(_) => 1,
+        RouteOp::Delete(_) => 2,
+    }
 }
 
 /// A snapshot for status and metrics.
@@ -165,6 +209,16 @@ impl Programmer {
         }
     }
 
+    /// Waits until every earlier request is in the kernel, without
+    /// completing the initial reconcile (stale routes of a previous run stay
+    /// until [`Programmer::flush`]).
+    pub async fn applied(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Applied(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Deletes every route of ours (on shutdown with `cleanup_on_exit`).
     pub async fn remove_all(&self) {
         let (tx, rx) = oneshot::channel();
@@ -203,7 +257,8 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut events: mpsc::Receiver<KernelEvent>) {
         let mut resync =
             tokio::time::interval_at(tokio::time::Instant::now() + self.resync_interval, self.resync_interval);
-        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        // (reply, whether it completes the initial reconcile)
+        let mut waiters: Vec<(oneshot::Sender<()>, bool)> = Vec::new();
         loop {
             tokio::select! {
                 cmd = rx.recv() => {
@@ -233,17 +288,17 @@ impl Task {
                 self.apply_dirty().await;
             }
             if !waiters.is_empty() {
-                if !self.synced {
+                if !self.synced && waiters.iter().any(|(_, sync)| *sync) {
                     self.full_resync().await;
                 }
-                for w in waiters.drain(..) {
+                for (w, _) in waiters.drain(..) {
                     let _ = w.send(());
                 }
             }
         }
     }
 
-    async fn handle(&mut self, cmd: Command, waiters: &mut Vec<oneshot::Sender<()>>) {
+    async fn handle(&mut self, cmd: Command, waiters: &mut Vec<(oneshot::Sender<()>, bool)>) {
         match cmd {
             Command::Set(d) => {
                 self.dirty.insert(d.route.dst);
@@ -274,7 +329,8 @@ impl Task {
                 }
                 self.desired.retain(|_, kinds| !kinds.is_empty());
             }
-            Command::Flush(w) => waiters.push(w),
+            Command::Flush(w) => waiters.push((w, true)),
+            Command::Applied(w) => waiters.push((w, false)),
             Command::RemoveAll(w) => {
                 self.desired.clear();
                 self.full_resync().await;
@@ -357,7 +413,7 @@ impl Task {
         let kernel = match dumped {
             Ok(k) => k,
             Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.failed(3, 1);
                 tracing::warn!(subsys = "dataplane", error = %e, "route dump failed; will retry at the next resync");
                 return;
             }
@@ -372,6 +428,7 @@ impl Task {
         // This was a full verification: none is owed any more.
         self.verify_at = None;
         self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.stats.resync_duration.observe(started.elapsed().as_secs_f64());
         self.synced = true;
         tracing::debug!(subsys = "dataplane", routes = effective.len(), changed, elapsed = ?started.elapsed(), "full route resync");
         self.publish();
@@ -409,14 +466,16 @@ impl Task {
             Ok(errors) => errors.into_iter().map(|e| (e.index, e.error)).collect(),
             Err(e) => {
                 // The socket itself failed: nothing is known; resync later.
-                self.stats.failures.fetch_add(ops.len() as u64, Ordering::Relaxed);
+                for op in &ops {
+                    self.stats.failed(op_index(op), 1);
+                }
                 tracing::warn!(subsys = "dataplane", error = %e, "route batch failed");
                 return;
             }
         };
         for (i, op) in ops.into_iter().enumerate() {
             if let Some(e) = failed.get(&i) {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.failed(op_index(&op), 1);
                 tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
                 continue;
             }

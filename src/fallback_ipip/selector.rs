@@ -9,7 +9,7 @@ use super::table::TunnelPeer;
 use super::userspace::UserspaceTunnel;
 use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, NextHop, Programmer, Route, RouteKind, RouteTarget};
-use ipnetwork::Ipv4Network;
+use ipnetwork::{IpNetwork, Ipv4Network};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -21,6 +21,21 @@ pub struct RemoteBlock {
     pub block: Ipv4Network,
     pub node: Ipv4Addr,
     pub mode: IpipMode,
+}
+
+/// Everything learned from other nodes and routers: pool blocks, whose path
+/// the selector chooses, and other prefixes (or prefixes with several next
+/// hops, ECMP), which always go direct on the underlay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRoutes {
+    pub blocks: Vec<RemoteBlock>,
+    pub direct: Vec<(IpNetwork, Vec<IpAddr>)>,
+}
+
+impl From<Vec<RemoteBlock>> for RemoteRoutes {
+    fn from(blocks: Vec<RemoteBlock>) -> Self {
+        RemoteRoutes { blocks, direct: Vec::new() }
+    }
 }
 
 /// How packets enter the tunnel on this node.
@@ -56,7 +71,7 @@ pub fn probe_targets(local: Ipv4Network, blocks: &[RemoteBlock]) -> Vec<Ipv4Addr
 pub async fn run(
     config: SelectorConfig,
     programmer: Programmer,
-    mut blocks: watch::Receiver<Vec<RemoteBlock>>,
+    mut blocks: watch::Receiver<RemoteRoutes>,
     mut liveness: watch::Receiver<HashMap<Ipv4Addr, bool>>,
     paths: watch::Sender<HashMap<Ipv4Addr, Path>>,
 ) {
@@ -64,7 +79,8 @@ pub async fn run(
         let current = blocks.borrow_and_update().clone();
         let alive = liveness.borrow_and_update().clone();
         // compute() updates the encapsulator's table before the routes point at it.
-        let (direct, tunnel, chosen) = compute(&config, &current, &alive);
+        let (mut direct, tunnel, chosen) = compute(&config, &current.blocks, &alive);
+        direct.extend(current.direct.iter().filter_map(|(dst, hops)| plain_direct(*dst, hops)));
         programmer.replace_kinds(vec![(RouteKind::RemoteDirect, direct), (RouteKind::RemoteTunnel, tunnel)]).await;
         let before = paths.borrow().clone();
         for (node, path) in &chosen {
@@ -81,6 +97,13 @@ pub async fn run(
             },
         }
     }
+}
+
+/// A learned route that bypasses path selection: `<dst> via <hops>` (ECMP
+/// when several), the kernel resolving the interfaces.
+fn plain_direct(dst: IpNetwork, hops: &[IpAddr]) -> Option<DesiredRoute> {
+    let hops = hops.iter().map(|&gateway| NextHop { gateway, ifindex: None, onlink: false }).collect();
+    Some(DesiredRoute { route: Route { dst, target: RouteTarget::from_next_hops(hops)?, mtu: None }, kind: RouteKind::RemoteDirect })
 }
 
 type Computed = (Vec<DesiredRoute>, Vec<DesiredRoute>, HashMap<Ipv4Addr, Path>);

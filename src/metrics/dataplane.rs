@@ -55,8 +55,22 @@ impl Collector for DataplaneCollector {
         for (op, c) in [("add", &self.stats.adds), ("replace", &self.stats.replaces), ("delete", &self.stats.deletes)] {
             ConstCounter::new(c.load(Relaxed)).encode(ops.encode_family(&[("op", op)])?)?;
         }
+        let mut failures = encoder.encode_descriptor(
+            "dataplane_failures",
+            "Route changes the kernel refused, and failed dumps, by operation",
+            None,
+            MetricType::Counter,
+        )?;
+        for (op, c) in crate::dataplane::programmer::FAILURE_OPS.iter().zip(&self.stats.failures_by_op) {
+            ConstCounter::new(c.load(Relaxed)).encode(failures.encode_family(&[("op", *op)])?)?;
+        }
+        self.stats.resync_duration.encode(encoder.encode_descriptor(
+            "dataplane_resync_duration_seconds",
+            "Time each full dump-diff-replace reconcile took",
+            None,
+            MetricType::Histogram,
+        )?)?;
         for (name, help, c) in [
-            ("dataplane_failures", "Route changes the kernel refused, and failed dumps", &self.stats.failures),
             (
                 "dataplane_drift_repairs",
                 "Routes of ours changed or deleted outside tortie and restored",
@@ -97,6 +111,47 @@ impl Collector for DataplaneCollector {
             for r in DropReason::ALL {
                 ConstCounter::new(t.dropped(r)).encode(d.encode_family(&[("reason", r.as_str())])?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// The path chosen toward each node whose blocks we route: direct or
+/// through the IP-in-IP tunnel (one series per node and path, 1 for the
+/// current one), so a cut direct path shows up as `path="ipip"`.
+#[derive(Debug)]
+pub struct PathCollector {
+    pub paths: watch::Receiver<std::collections::HashMap<std::net::Ipv4Addr, crate::fallback_ipip::path::Path>>,
+    /// `ipip-kernel`, `ipip-userspace` or `none`.
+    pub mode: &'static str,
+}
+
+impl Collector for PathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use crate::fallback_ipip::path::Path;
+        let mut paths: Vec<_> = self.paths.borrow().iter().map(|(n, p)| (*n, *p)).collect();
+        paths.sort_by_key(|(n, _)| *n);
+        let mut family = encoder.encode_descriptor(
+            "dataplane_node_path",
+            "The path to each remote node's blocks: direct on the underlay or through the tunnel",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, path) in paths {
+            let node = node.to_string();
+            for (label, p) in [("direct", Path::Direct), ("ipip", Path::Tunnel)] {
+                let labels = [("node", node.as_str()), ("path", label)];
+                ConstGauge::new(i64::from(path == p)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut mode = encoder.encode_descriptor(
+            "ipip_mode",
+            "How this node encapsulates IP-in-IP (1 for the mode in use)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for m in ["ipip-kernel", "ipip-userspace", "none"] {
+            ConstGauge::new(i64::from(self.mode == m)).encode(mode.encode_family(&[("mode", m)])?)?;
         }
         Ok(())
     }

@@ -7,7 +7,9 @@
 //! Served on port 9478 (no Calico, Cilium, kube-router or exporter default)
 //! with `/livez` and `/readyz`.
 
+pub mod bgp;
 pub mod dataplane;
+pub mod ipam;
 pub mod process;
 pub mod readiness;
 pub mod server;

@@ -381,6 +381,7 @@ impl Peer {
             }
             Message::Notification(notification) => {
                 self.status.last_notification_received = Some(NotificationSummary::from(&notification));
+                self.status.count_notification("received", notification.code, notification.subcode);
                 // RFC 4271 8.1.2 event 24: a NOTIFICATION with a version error.
                 if notification.code == code::OPEN_MESSAGE_ERROR
                     && notification.subcode == code::open::UNSUPPORTED_VERSION_NUMBER
@@ -444,6 +445,7 @@ impl Peer {
             Action::SendKeepalive => self.write(&Message::Keepalive).await,
             Action::SendNotification(notification) => {
                 self.status.last_notification_sent = Some(NotificationSummary::from(&notification));
+                self.status.count_notification("sent", notification.code, notification.subcode);
                 self.write(&Message::Notification(notification)).await;
             }
             Action::StartTimer(timer, duration) => self.deadlines[timer as usize] = Some(Instant::now() + duration),

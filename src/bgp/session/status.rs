@@ -55,6 +55,16 @@ impl From<&NotificationMessage> for NotificationSummary {
     }
 }
 
+/// NOTIFICATIONs sent or received with one code and subcode, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationCount {
+    /// `sent` or `received`.
+    pub direction: &'static str,
+    pub code: u8,
+    pub subcode: u8,
+    pub count: u64,
+}
+
 /// One session's state and counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
@@ -70,6 +80,8 @@ pub struct PeerStatus {
     pub last_error: Option<DownReason>,
     pub last_notification_sent: Option<NotificationSummary>,
     pub last_notification_received: Option<NotificationSummary>,
+    /// Every NOTIFICATION of the session's life, by direction, code and subcode.
+    pub notifications: Vec<NotificationCount>,
     pub negotiated: Option<Negotiated>,
     pub connect_retry_counter: u32,
     /// Prefixes currently received from the peer (for the maximum-prefix limit).
@@ -77,6 +89,14 @@ pub struct PeerStatus {
 }
 
 impl PeerStatus {
+    /// Counts one NOTIFICATION (the set of codes seen is small: a handful of entries).
+    pub fn count_notification(&mut self, direction: &'static str, code: u8, subcode: u8) {
+        match self.notifications.iter_mut().find(|n| n.direction == direction && n.code == code && n.subcode == subcode) {
+            Some(n) => n.count = n.count.saturating_add(1),
+            None => self.notifications.push(NotificationCount { direction, code, subcode, count: 1 }),
+        }
+    }
+
     pub fn new(remote_addr: IpAddr) -> Self {
         PeerStatus {
             remote_addr,
@@ -88,6 +108,7 @@ impl PeerStatus {
             last_error: None,
             last_notification_sent: None,
             last_notification_received: None,
+            notifications: Vec::new(),
             negotiated: None,
             connect_retry_counter: 0,
             prefixes_received: 0,

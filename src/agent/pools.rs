@@ -1,0 +1,51 @@
+//! Default pools: when the datastore holds no pool of a family, the agent
+//! creates the one the configuration names (`ipam.default_ipv4_pool_cidr`,
+//! Calico's `CALICO_IPV4POOL_CIDR`), as calico-node does on start. Several
+//! nodes starting at once race for the same name: exactly one create wins,
+//! the others see it exists, which is fine.
+
+use crate::config::{Config, IpipMode};
+use crate::datastore::resources::{EncapMode, IpPool};
+use crate::datastore::{Datastore, DatastoreError};
+use crate::ipam::IpamError;
+use ipnetwork::IpNetwork;
+
+/// Calico's names for the default pools.
+pub const DEFAULT_IPV4_POOL: &str = "default-ipv4-ippool";
+pub const DEFAULT_IPV6_POOL: &str = "default-ipv6-ippool";
+
+fn encap(mode: IpipMode) -> EncapMode {
+    match mode {
+        IpipMode::Never => EncapMode::Never,
+        IpipMode::Always => EncapMode::Always,
+        IpipMode::CrossSubnet => EncapMode::CrossSubnet,
+    }
+}
+
+/// Creates the configured default pools of the families that have none;
+/// returns every pool stored afterwards.
+pub async fn ensure_default(ds: &Datastore, config: &Config) -> Result<Vec<IpPool>, String> {
+    let existing = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
+    let has = |v4: bool| existing.items.iter().any(|p| p.spec.cidr.is_ipv4() == v4);
+    let mut wanted = Vec::new();
+    if let Some(cidr) = config.ipam.default_ipv4_pool_cidr.filter(|_| !has(true)) {
+        let mut pool = IpPool::new(IpNetwork::V4(cidr));
+        pool.block_size = config.ipam.default_ipv4_block_size;
+        pool.ipip_mode = encap(config.ipam.default_ipv4_ipip_mode);
+        wanted.push((DEFAULT_IPV4_POOL, pool));
+    }
+    if let Some(cidr) = config.ipam.default_ipv6_pool_cidr.filter(|_| !has(false)) {
+        let mut pool = IpPool::new(IpNetwork::V6(cidr));
+        pool.block_size = config.ipam.default_ipv6_block_size;
+        wanted.push((DEFAULT_IPV6_POOL, pool));
+    }
+    for (name, pool) in wanted {
+        match crate::ipam::create_pool(ds, name, &pool).await {
+            Ok(_) => tracing::info!(subsys = "ipam", pool = name, cidr = %pool.cidr, "default pool created"),
+            Err(IpamError::Datastore(DatastoreError::AlreadyExists { .. })) => {}
+            Err(e) => return Err(format!("cannot create the default pool {name} ({}): {e}", pool.cidr)),
+        }
+    }
+    let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
+    Ok(pools.items.into_iter().map(|s| s.spec).collect())
+}
