@@ -100,7 +100,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     programmer.flush().await;
 
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
-    let remote = tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
+    let remote =
+        tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
+    if let Some(tunnel_address) = remote.tunnel_address
+        && let Err(e) = node::set_tunnel_address(&ds, &name, tunnel_address).await
+    {
+        tracing::warn!(subsys = "ipip", error = %e, "cannot publish the tunnel address");
+    }
 
     let (pools_tx, pools_rx) = watch::channel(pools);
     // Best-path changes from the RIB, converted for the dataplane (bounded: the RIB coalesces when we lag).
@@ -126,8 +132,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.push(tokio::spawn(usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone())));
     tasks.push(tokio::spawn(routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone())));
     // 100 µs … ~6.5 s
-    let programming_latency =
-        prometheus_client::metrics::histogram::Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
+    let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
+    );
     let latency = routes::Latency {
         programmer: programmer.clone(),
         paths: remote.paths.clone(),

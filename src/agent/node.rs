@@ -54,3 +54,23 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
     }
     Err(format!("cannot register node {name}: the record kept changing under us"))
 }
+
+/// Publishes the node's tunnel address in its record (Calico's
+/// `ipv4IPIPTunnelAddr`), so operators and other tools see it.
+pub async fn set_tunnel_address(ds: &Datastore, name: &str, address: std::net::Ipv4Addr) -> Result<(), String> {
+    for _ in 0..5 {
+        let current = ds.get::<Node>(name).await.map_err(|e| format!("cannot read node {name}: {e}"))?;
+        let mut node = current.spec.clone();
+        let bgp = node.bgp.get_or_insert_with(NodeBgp::default);
+        if bgp.ipv4_ipip_tunnel_addr == Some(address.into()) {
+            return Ok(());
+        }
+        bgp.ipv4_ipip_tunnel_addr = Some(address.into());
+        match ds.update(name, &node, current.revision).await {
+            Ok(_) => return Ok(()),
+            Err(DatastoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(format!("cannot update node {name}: {e}")),
+        }
+    }
+    Err(format!("cannot update node {name}: the record kept changing under us"))
+}

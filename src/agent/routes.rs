@@ -13,19 +13,20 @@
 //! and recompute from the whole state, so a missed event is repaired by the
 //! next one or by the periodic resync.
 
+#![allow(dead_code)] // TEMP: the local-prefix half is wired when the RIB lands (same session)
 use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::fallback_ipip::selector::{RemoteBlock, RemoteRoutes};
 use ipnetwork::IpNetwork;
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
-use std::collections::HashMap;
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// How often the local prefixes are recomputed even without a datastore event.
 const LOCAL_RESYNC: Duration = Duration::from_secs(30);
@@ -84,7 +85,9 @@ pub async fn follow_local_prefixes<O: Originator>(
                 for p in before.difference(&after) {
                     originator.withdraw(*p).await;
                 }
-                programmer.replace_kind(RouteKind::Blackhole, wanted.blocks.iter().map(|b| blackhole(*b)).collect()).await;
+                programmer
+                    .replace_kind(RouteKind::Blackhole, wanted.blocks.iter().map(|b| blackhole(*b)).collect())
+                    .await;
                 tracing::info!(
                     subsys = "routes",
                     blocks = wanted.blocks.len(),
@@ -95,7 +98,9 @@ pub async fn follow_local_prefixes<O: Originator>(
                 published.send_replace(announced.clone());
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(subsys = "routes", error = %e, "cannot read this node's blocks; keeping the announced set"),
+            Err(e) => {
+                tracing::warn!(subsys = "routes", error = %e, "cannot read this node's blocks; keeping the announced set")
+            }
         }
         tokio::select! {
             _ = stop.changed() => return,
@@ -260,7 +265,10 @@ mod tests {
     }
 
     fn learned(entries: &[(&str, &[&str])]) -> BTreeMap<IpNetwork, Vec<IpAddr>> {
-        entries.iter().map(|(p, hops)| (p.parse().unwrap(), hops.iter().map(|h| h.parse().unwrap()).collect())).collect()
+        entries
+            .iter()
+            .map(|(p, hops)| (p.parse().unwrap(), hops.iter().map(|h| h.parse().unwrap()).collect()))
+            .collect()
     }
 
     #[test]

@@ -103,7 +103,10 @@ pub async fn run(
 /// when several), the kernel resolving the interfaces.
 fn plain_direct(dst: IpNetwork, hops: &[IpAddr]) -> Option<DesiredRoute> {
     let hops = hops.iter().map(|&gateway| NextHop { gateway, ifindex: None, onlink: false }).collect();
-    Some(DesiredRoute { route: Route { dst, target: RouteTarget::from_next_hops(hops)?, mtu: None }, kind: RouteKind::RemoteDirect })
+    Some(DesiredRoute {
+        route: Route { dst, target: RouteTarget::from_next_hops(hops)?, mtu: None },
+        kind: RouteKind::RemoteDirect,
+    })
 }
 
 type Computed = (Vec<DesiredRoute>, Vec<DesiredRoute>, HashMap<Ipv4Addr, Path>);

@@ -138,7 +138,8 @@ impl Collector for BgpCollector {
             for (peer, _, p) in &peers {
                 let counts = if pick { &p.session.messages_in } else { &p.session.messages_out };
                 for (t, n) in by_type(counts) {
-                    ConstCounter::new(n).encode(family.encode_family(&[("peer", peer.as_str()), ("message_type", t)])?)?;
+                    ConstCounter::new(n)
+                        .encode(family.encode_family(&[("peer", peer.as_str()), ("message_type", t)])?)?;
                 }
             }
         }
@@ -183,17 +184,16 @@ impl Collector for BgpCollector {
                 "UPDATEs with a malformed attribute treated as withdrawals (RFC 7606)",
                 |c| c.treat_as_withdraw,
             ),
-            (
-                "bgp_rfc7606_attribute_discard",
-                "Malformed optional attributes discarded (RFC 7606)",
-                |c| c.attribute_discard,
-            ),
+            ("bgp_rfc7606_attribute_discard", "Malformed optional attributes discarded (RFC 7606)", |c| {
+                c.attribute_discard
+            }),
         ];
         for (name, help, pick) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (peer, _, p) in &peers {
                 for (afi, c) in &p.routes {
-                    ConstCounter::new(pick(c)).encode(family.encode_family(&[("peer", peer.as_str()), ("afi", *afi)])?)?;
+                    ConstCounter::new(pick(c))
+                        .encode(family.encode_family(&[("peer", peer.as_str()), ("afi", *afi)])?)?;
                 }
             }
         }
@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn a_configured_peer_has_its_series_before_it_is_up() {
         let text = scrape(BgpSample { peers: vec![peer(State::Active)], rib: vec![] });
-        assert!(text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 0"#),
+            "{text}"
+        );
         assert!(text.contains(r#"tortie_bgp_session_state{peer="10.0.0.2",peer_asn="64512",state="active"} 1"#));
         assert!(text.contains(r#"tortie_bgp_session_state{peer="10.0.0.2",peer_asn="64512",state="established"} 0"#));
         assert!(text.contains(r#"tortie_bgp_session_established_timestamp_seconds{peer="10.0.0.2"} 0"#));
@@ -248,10 +251,7 @@ mod tests {
 
     #[test]
     fn counters_carry_the_session_and_rib_figures() {
-        let text = scrape(BgpSample {
-            peers: vec![peer(State::Established)],
-            rib: vec![("ipv4", "loc", 9)],
-        });
+        let text = scrape(BgpSample { peers: vec![peer(State::Established)], rib: vec![("ipv4", "loc", 9)] });
         assert!(text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 1"#));
         assert!(text.contains(r#"tortie_bgp_session_flaps_total{peer="10.0.0.2"} 3"#), "{text}");
         assert!(text.contains(r#"tortie_bgp_messages_received_total{peer="10.0.0.2",message_type="update"} 7"#));

@@ -35,7 +35,9 @@ pub fn usage(pools: &[IpPool], blocks: &[IpamBlock]) -> Vec<PoolUsage> {
         .iter()
         .map(|pool| {
             let mut u = PoolUsage { pool: pool.cidr.to_string(), size: size(&pool.cidr), ..Default::default() };
-            for b in blocks.iter().filter(|b| pool.cidr.contains(b.cidr.network()) && pool.cidr.prefix() <= b.cidr.prefix()) {
+            for b in
+                blocks.iter().filter(|b| pool.cidr.contains(b.cidr.network()) && pool.cidr.prefix() <= b.cidr.prefix())
+            {
                 u.blocks += 1;
                 let owner = b.affinity.as_deref().and_then(|a| a.strip_prefix("host:"));
                 for index in b.allocations.iter().flatten() {
@@ -106,11 +108,7 @@ impl IpamMetrics {
             m.allocation_duration.clone(),
         );
         registry.register("ipam_allocation_errors", "Failed allocations by reason", m.allocation_errors.clone());
-        registry.register(
-            "ipam_gc_reclamations",
-            "Addresses released by garbage collection",
-            m.gc_reclaimed.clone(),
-        );
+        registry.register("ipam_gc_reclamations", "Addresses released by garbage collection", m.gc_reclaimed.clone());
         registry.register_collector(Box::new(IpamCollector { pools }));
         m
     }
@@ -157,10 +155,7 @@ mod tests {
         let pools = [IpPool::new("10.244.0.0/16".parse().unwrap()), IpPool::new("10.96.0.0/16".parse().unwrap())];
         let blocks = [block("10.244.1.0/26", "a", &["a", "a", "b"]), block("10.244.2.0/26", "b", &[])];
         let u = usage(&pools, &blocks);
-        assert_eq!(
-            u[0],
-            PoolUsage { pool: "10.244.0.0/16".into(), size: 65536, in_use: 3, blocks: 2, borrowed: 1 }
-        );
+        assert_eq!(u[0], PoolUsage { pool: "10.244.0.0/16".into(), size: 65536, in_use: 3, blocks: 2, borrowed: 1 });
         assert_eq!(u[1], PoolUsage { pool: "10.96.0.0/16".into(), size: 65536, ..Default::default() });
     }
 }

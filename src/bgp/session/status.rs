@@ -91,7 +91,8 @@ pub struct PeerStatus {
 impl PeerStatus {
     /// Counts one NOTIFICATION (the set of codes seen is small: a handful of entries).
     pub fn count_notification(&mut self, direction: &'static str, code: u8, subcode: u8) {
-        match self.notifications.iter_mut().find(|n| n.direction == direction && n.code == code && n.subcode == subcode) {
+        match self.notifications.iter_mut().find(|n| n.direction == direction && n.code == code && n.subcode == subcode)
+        {
             Some(n) => n.count = n.count.saturating_add(1),
             None => self.notifications.push(NotificationCount { direction, code, subcode, count: 1 }),
         }
