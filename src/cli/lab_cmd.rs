@@ -1,6 +1,6 @@
 //! `tortie lab up | down | exec`.
 
-use super::{EXIT_CONFIG, LabArgs, LabCommand};
+use super::{EXIT_CONFIG, LabArgs, LabCommand, PodCommand};
 use crate::lab;
 use std::process::ExitCode;
 
@@ -28,11 +28,40 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
             Ok(p) => lab::exec(&p, node, command),
             Err(code) => return code,
         },
+        LabCommand::Pod(cmd) => return pod(cmd),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("tortie lab: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn pod(cmd: &PodCommand) -> ExitCode {
+    let result = match cmd {
+        PodCommand::Add { name, wait_seconds } => lab::pod::add(name, std::time::Duration::from_secs(*wait_seconds))
+            .map(|out| {
+                print!("{out}");
+                0
+            }),
+        PodCommand::Del { name } => lab::pod::del(name).map(|_| 0),
+        PodCommand::List => {
+            for p in lab::pod::list() {
+                println!("{p}");
+            }
+            Ok(0)
+        }
+        PodCommand::Exec { name, command } => lab::pod::exec_argv(name, command).and_then(|argv| {
+            let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status()?;
+            Ok(status.code().unwrap_or(1))
+        }),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("tortie lab pod: {e}");
             ExitCode::from(1)
         }
     }

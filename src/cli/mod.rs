@@ -163,6 +163,31 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Pods on this node, made as a container runtime would (run inside a lab node).
+    #[command(subcommand)]
+    Pod(PodCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Create a pod: a network namespace, then the CNI plugin's ADD; prints the CNI result.
+    Add {
+        name: String,
+        /// How long to keep retrying while the node's agent is not ready.
+        #[arg(long, default_value_t = 60)]
+        wait_seconds: u64,
+    },
+    /// Delete a pod: the CNI plugin's DEL, then its namespace.
+    Del { name: String },
+    /// List this node's pods.
+    List,
+    /// Run a command inside a pod's network namespace.
+    Exec {
+        name: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

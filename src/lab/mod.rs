@@ -11,6 +11,7 @@
 //!   files and sockets.
 
 pub mod plan;
+pub mod pod;
 pub mod runner;
 pub mod topology;
 

@@ -73,6 +73,9 @@ pub fn up(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
         configure(n, progress)?;
         start_processes(n, progress)?;
     }
+    for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux) {
+        add_pods(n, progress)?;
+    }
     progress(format!("lab {}: up ({} nodes, {} links)", plan.name, plan.nodes.len(), plan.links.len()));
     Ok(())
 }
@@ -189,6 +192,39 @@ fn start_processes(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(),
     Ok(())
 }
 
+/// The pods a node's `TORTIE_LAB_PODS` (space-separated names) asks for,
+/// made by `tortie lab pod add` inside the node once its agent answers;
+/// the tortie image's entrypoint does the same under containerlab.
+fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+    let Some(pods) = n.env.get("TORTIE_LAB_PODS") else { return Ok(()) };
+    let tortie = std::env::current_exe().map_err(|e| LabError::Io { path: "tortie".into(), source: e })?;
+    for pod in pods.split_whitespace() {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &n.ns])
+            .arg(&tortie)
+            .args(["lab", "pod", "add", pod])
+            .envs(&n.env)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| LabError::Exec {
+                node: n.name.clone(),
+                command: format!("pod add {pod}"),
+                detail: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(LabError::Exec {
+                node: n.name.clone(),
+                command: format!("tortie lab pod add {pod}"),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let ip = result["ips"][0]["address"].as_str().unwrap_or("?").to_string();
+        progress(format!("node {}: pod {pod} up ({ip})", n.name));
+    }
+    Ok(())
+}
+
 /// Stops every process and removes every namespace, link and bridge of the lab.
 pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
     for n in &plan.nodes {
@@ -207,7 +243,13 @@ pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabE
     let existing = namespaces();
     let mut ours: Vec<&str> = plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).map(|n| n.ns.as_str()).collect();
     ours.push(&plan.host_ns);
-    for ns in ours {
+    // Pods first: `<node namespace>-<pod>` (see lab::pod).
+    let pods: Vec<&str> = existing
+        .iter()
+        .filter(|e| plan.nodes.iter().any(|n| n.kind == NodeKind::Linux && e.starts_with(&format!("{}-", n.ns))))
+        .map(String::as_str)
+        .collect();
+    for ns in pods.into_iter().chain(ours) {
         if existing.iter().any(|e| e == ns) {
             // Also kills what is still running inside (only our own namespaces).
             remove_namespace(ns);
