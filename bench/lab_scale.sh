@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Time from `tortie lab up` to every pod reachable, for N nodes on one
+# subnet (a generated quickstart-like topology with a pod per node), and the
+# agents' peak RSS. Usage (root): bash bench/lab_scale.sh [N ...]  (default 3 10 30)
+# Reachability: node1's pod pings every other pod and every pod pings node1's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=("$@"); [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(3 10 30)
+cargo build --release -q
+BIN=$PWD/target/release/tortie
+work=$(mktemp -d)
+lab=""
+cleanup() { [[ -n "$lab" ]] && "$BIN" lab down "$work/scale.clab.yml" --name "$lab" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/scale"
+cp containerlab/quickstart/node.yaml "$work/scale/node.yaml"
+
+printf '%-6s %-22s %-18s %-18s\n' nodes up_to_all_reachable_s rss_mean_mib rss_max_mib
+for n in "${SIZES[@]}"; do
+  lab="tts$$n$n"
+  {
+    echo "name: scale"
+    echo "topology:"
+    echo "  kinds:"
+    echo "    linux: {image: tortie:latest, binds: [scale/node.yaml:/etc/tortie/tortie.yaml], env: {TORTIE_LAB_PODS: pod1}}"
+    echo "  nodes:"
+    echo "    lan: {kind: bridge}"
+    for i in $(seq 1 "$n"); do
+      echo "    node$i: {kind: linux, exec: [ip addr add 10.10.$((i / 250)).$((i % 250 + 1))/16 dev eth1]}"
+    done
+    echo "  links:"
+    for i in $(seq 1 "$n"); do echo "    - endpoints: [node$i:eth1, lan:node$i]"; done
+  } > "$work/scale.clab.yml"
+  start=$(date +%s.%N)
+  "$BIN" lab up "$work/scale.clab.yml" --name "$lab" 2>/dev/null
+  ns() { echo "clab-$lab-node$1-pod1"; }
+  ip_of() { ip -n "$(ns "$1")" -j -4 addr show dev eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])'; }
+  declare -A ips=()
+  for i in $(seq 1 "$n"); do ips[$i]=$(ip_of "$i"); done
+  pending=()
+  for i in $(seq 2 "$n"); do pending+=("1:$i" "$i:1"); done
+  deadline=$(( $(date +%s) + 300 ))
+  while [[ ${#pending[@]} -gt 0 && $(date +%s) -lt $deadline ]]; do
+    left=()
+    for pair in "${pending[@]}"; do
+      a=${pair%%:*}; b=${pair##*:}
+      ip netns exec "$(ns "$a")" ping -c1 -W1 "${ips[$b]}" >/dev/null 2>&1 || left+=("$pair")
+    done
+    pending=("${left[@]+"${left[@]}"}")
+  done
+  end=$(date +%s.%N)
+  [[ ${#pending[@]} -eq 0 ]] || echo "# $n nodes: ${#pending[@]} pairs still unreachable after 300 s" >&2
+  rss=$(for i in $(seq 1 "$n"); do
+    pid=$(cat "$work/clab-$lab/node$i/process-0.pid")
+    awk '/VmHWM/ {print $2}' "/proc/$pid/status"
+  done | awk '{s+=$1; if ($1>m) m=$1} END {printf "%.1f %.1f", s/NR/1024, m/1024}')
+  printf '%-6s %-22.2f %-18s %-18s\n' "$n" "$(python3 -c "print($end - $start)")" "${rss% *}" "${rss#* }"
+  "$BIN" lab down "$work/scale.clab.yml" --name "$lab" >/dev/null 2>&1
+  lab=""
+  unset ips
+done

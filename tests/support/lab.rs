@@ -1,0 +1,152 @@
+//! Running a containerlab topology of the repo through `tortie lab` with a
+//! unique lab name, and looking into its nodes and pods.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use tortie::testing::wait_until;
+
+/// A lab brought up from a copy of `containerlab/<topology>` (and its
+/// directory of binds); taken down on drop, also when the test fails.
+pub struct Lab {
+    pub file: PathBuf,
+    pub name: String,
+    _dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+impl Lab {
+    /// Copies the topology; `edit` may change the copied bind files before `up`.
+    pub fn prepare(topology: &str, short: &str, edit: impl FnOnce(&Path)) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containerlab");
+        let file = format!("{topology}.clab.yml");
+        std::fs::copy(src.join(&file), dir.path().join(&file)).unwrap();
+        if src.join(topology).is_dir() {
+            copy_dir(&src.join(topology), &dir.path().join(topology));
+        }
+        edit(dir.path());
+        Lab { file: dir.path().join(file), name: format!("{short}{}", std::process::id()), _dir: dir }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tortie"));
+        cmd.args(["lab", args[0]]).arg(&self.file).args(["--name", &self.name]).args(&args[1..]);
+        cmd.output().unwrap()
+    }
+
+    pub fn up(&self) {
+        let out = self.run(&["up"]);
+        assert!(out.status.success(), "lab up: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The network namespace of a node.
+    pub fn ns(&self, node: &str) -> String {
+        format!("clab-{}-{node}", self.name)
+    }
+
+    /// The network namespace of a pod on a node.
+    pub fn pod_ns(&self, node: &str, pod: &str) -> String {
+        format!("{}-{pod}", self.ns(node))
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.file.parent().unwrap().join(format!("clab-{}", self.name))
+    }
+
+    /// Runs a command inside a node (with its environment).
+    pub fn exec(&self, node: &str, argv: &[&str]) -> Output {
+        let mut args = vec!["exec", node, "--"];
+        args.extend_from_slice(argv);
+        self.run(&args)
+    }
+
+    pub fn exec_json(&self, node: &str, argv: &[&str]) -> serde_json::Value {
+        let out = self.exec(node, argv);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `tortie status -o json` of a node once the agent answers.
+    pub fn status(&self, node: &str) -> serde_json::Value {
+        self.exec_json(node, &[env!("CARGO_BIN_EXE_tortie"), "status", "-o", "json"])
+    }
+
+    /// The address of a pod's eth0.
+    pub fn pod_ip(&self, node: &str, pod: &str) -> Ipv4Addr {
+        let ns = self.pod_ns(node, pod);
+        let v = wait_until(&format!("{node}/{pod} to have an address"), Duration::from_secs(30), || {
+            let out = Command::new("ip").args(["-n", &ns, "-j", "-4", "addr", "show", "dev", "eth0"]).output().ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            v[0]["addr_info"][0]["local"].as_str()?.parse().ok()
+        });
+        v.unwrap()
+    }
+
+    /// Pings `dst` once from a pod; true when it answered.
+    pub fn pod_ping(&self, node: &str, pod: &str, dst: Ipv4Addr) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.pod_ns(node, pod), "ping", "-c1", "-W1", &dst.to_string()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Kernel routes of tortie's protocol in a node, as `ip -j route` prints them.
+    pub fn routes(&self, node: &str) -> Vec<serde_json::Value> {
+        let out =
+            Command::new("ip").args(["-n", &self.ns(node), "-j", "route", "show", "proto", "116"]).output().unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+/// A TCP echo across pods: listens in `server_ns`, connects from `client_ns`.
+pub fn tcp_echo(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str) -> Result<(), String> {
+    let listener = tortie::netns::run_in_namespace(server_ns, || TcpListener::bind((server_ip, 0)))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        // Accept with a deadline, so a client that never connects cannot hang the test.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (mut s, _) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        s.set_nonblocking(false)?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf)?;
+        s.write_all(&buf)
+    });
+    let reply = tortie::netns::run_in_namespace(client_ns, move || -> std::io::Result<[u8; 5]> {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::from(addr), Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"hello")?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf)?;
+        Ok(buf)
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    server.join().map_err(|_| "server panicked".to_string())?.map_err(|e| e.to_string())?;
+    (&reply == b"hello").then_some(()).ok_or_else(|| "wrong echo".to_string())
+}
