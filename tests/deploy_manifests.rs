@@ -222,6 +222,10 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let default_pool = pool::pool_from_env(&Default::default(), &env).unwrap().unwrap();
     assert!(pool::ensure_default_pool(&ds, &default_pool).await.unwrap(), "created");
     assert!(!pool::ensure_default_pool(&ds, &default_pool).await.unwrap(), "kept, not created twice");
+    // The tunnel address task follows the pools.
+    let mut pools = ds.watch::<tortie::datastore::resources::IpPool>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), pools.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     let tunnel = publish_tunnel_address(&ds, "n1").await.unwrap().expect("an IP-in-IP pool needs one");
     assert_eq!(ds.get::<Node>("n1").await.unwrap().spec.bgp.unwrap().ipv4_ipip_tunnel_addr, Some(tunnel));
 

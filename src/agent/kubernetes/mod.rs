@@ -45,6 +45,42 @@ pub async fn publish_tunnel_address(ds: &Datastore, node: &str) -> Result<Option
     Err(format!("cannot record the tunnel address on node {node}: the record kept changing"))
 }
 
+/// Publishes the tunnel address, again whenever the pools change: a pool with IP-in-IP may be
+/// created after the agent started (by another node's agent or an operator).
+async fn follow_pools_for_tunnel(ds: Datastore, node: String, mut stop: watch::Receiver<bool>) {
+    let mut pools = None;
+    loop {
+        if pools.is_none() {
+            pools = ds.watch::<IpPool>(None).await.ok();
+        }
+        match publish_tunnel_address(&ds, &node).await {
+            Ok(Some(address)) => tracing::info!(subsys = "ipip", address = %address, "tunnel address published"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(subsys = "ipip", error = %e, "cannot publish the tunnel address; retrying"),
+        }
+        // The next pool change; without a watch (or when it ends), a periodic check instead.
+        let next = async {
+            match pools.as_mut() {
+                Some(w) => loop {
+                    match w.next().await {
+                        Some(Ok(crate::datastore::WatchEvent::Bookmark(_))) => continue,
+                        Some(_) => break true,
+                        None => break false,
+                    }
+                },
+                None => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            open = next => if !open { pools = None },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Runs `attempt` until it succeeds or the agent stops, backing off up to 30 s between tries.
 async fn retry<F, Fut>(what: &str, mut stop: watch::Receiver<bool>, mut attempt: F)
 where
@@ -91,16 +127,7 @@ pub async fn start(
     }
     let mut tasks = Vec::new();
 
-    let (store, name) = (ds.clone(), node.to_string());
-    tasks.push(tokio::spawn(retry("publishing the tunnel address", stop.clone(), move || {
-        let (store, name) = (store.clone(), name.clone());
-        async move {
-            if let Some(address) = publish_tunnel_address(&store, &name).await? {
-                tracing::info!(subsys = "ipip", address = %address, "tunnel address published");
-            }
-            Ok(())
-        }
-    })));
+    tasks.push(tokio::spawn(follow_pools_for_tunnel(ds.clone(), node.to_string(), stop.clone())));
 
     let (kube, name, mut stopped) = (client.clone(), node.to_string(), stop.clone());
     tasks.push(tokio::spawn(async move {
