@@ -63,3 +63,190 @@ fn the_agent_registers_on_its_kubernetes_node() {
     assert!(annotations.values().any(|v| v == "10.124.0.5/24"), "address annotation: {annotations:?}");
     assert!(annotations.values().any(|v| v == "64700"), "AS annotation: {annotations:?}");
 }
+
+mod deploy_support;
+
+/// A kubeconfig for the stand-in at `url`, without credentials (the stand-in checks none).
+fn kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: s, cluster: {{server: \"{url}\"}}}}]\ncontexts: [{{name: s, context: {{cluster: s, user: u}}}}]\ncurrent-context: s\nusers: [{{name: u, user: {{}}}}]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The agent configuration of one lab node in Kubernetes mode, with the CNI directories and a
+/// fast pod collector.
+fn node_config(dir: &std::path::Path, name: &str, address: &str, kubeconfig: &std::path::Path) -> std::path::PathBuf {
+    let own = dir.join(name);
+    for sub in ["bin", "net.d"] {
+        std::fs::create_dir_all(own.join(sub)).unwrap();
+    }
+    let path = own.join("tortie.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "node: {{name: {name}, address: {address}}}\n\
+             datastore: {{type: kubernetes, kubeconfig: {kubeconfig}}}\n\
+             api: {{socket: {socket}}}\n\
+             metrics: {{enabled: false}}\n\
+             bgp: {{as_number: 64512, connect_retry_seconds: 1}}\n\
+             kubernetes: {{cni_bin_dir: {bin}, cni_net_dir: {net}, pod_gc_interval_seconds: 1, pod_gc_grace_seconds: 1}}\n",
+            kubeconfig = kubeconfig.display(),
+            socket = own.join("api.sock").display(),
+            bin = own.join("bin").display(),
+            net = own.join("net.d").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn status(socket: &std::path::Path) -> Option<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tortie"))
+        .args(["status", "-o", "json", "--socket"])
+        .arg(socket)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Two agents in two namespaces share one stand-in API server: each registers its node
+/// (annotations), the first creates the default pool from TORTIE_IPV4POOL_*, both publish a
+/// tunnel address, peer with each other from the Kubernetes Nodes, clear NetworkUnavailable,
+/// install the CNI plugin once ready, and node-a releases the address of a deleted pod. Every
+/// API call they made is allowed by the shipped ClusterRole.
+#[test]
+fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
+    use tortie::datastore::Datastore;
+    use tortie::datastore::kubernetes::KubeBackend;
+    use tortie::ipam::{Ipam, IpamOptions, Request};
+    use tortie::testing::wait_until;
+
+    let mut t = Topology::new("k8smode").unwrap();
+    t.add_namespace("a").unwrap();
+    t.add_namespace("b").unwrap();
+    t.add_veth(("a", "eth1", Some("10.124.1.1/24")), ("b", "eth1", Some("10.124.1.2/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+
+    // The stand-in listens on node-a's veth address, so both namespaces reach it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _server = spawn_in_namespace(&t.ns("a"), move |stop| async move {
+        let listen = "10.124.1.1:0".parse().unwrap();
+        let standin = StandIn::start_on(listen, Duration::from_millis(200)).await.unwrap();
+        standin.add_node("node-a");
+        standin.add_node("node-b");
+        tx.send(standin).unwrap();
+        let _ = stop.await;
+    })
+    .unwrap();
+    let standin = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let kubeconfig = kubeconfig(&dir, &standin.url());
+    let config_a = node_config(&dir, "node-a", "10.124.1.1/24", &kubeconfig);
+    let config_b = node_config(&dir, "node-b", "10.124.1.2/24", &kubeconfig);
+    let tortie = env!("CARGO_BIN_EXE_tortie");
+    t.spawn(
+        "a",
+        &[
+            "/usr/bin/env",
+            "TORTIE_IPV4POOL_CIDR=10.250.0.0/16",
+            "TORTIE_IPV4POOL_IPIP=CrossSubnet",
+            tortie,
+            "node",
+            "--config",
+            config_a.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    t.spawn("b", &[tortie, "node", "--config", config_b.to_str().unwrap()]).unwrap();
+    let deadline = Duration::from_secs(60);
+
+    // The default pool, from node-a's environment.
+    let pool =
+        wait_until("the default pool", deadline, || standin.get_raw("crd.tortie.io/ippools", "default-ipv4-ippool"))
+            .unwrap();
+    assert_eq!(
+        (pool["spec"]["cidr"].as_str(), pool["spec"]["ipipMode"].as_str()),
+        (Some("10.250.0.0/16"), Some("CrossSubnet"))
+    );
+
+    // Registration: address, AS and tunnel address as annotations on each Kubernetes Node.
+    for (node, address) in [("node-a", "10.124.1.1/24"), ("node-b", "10.124.1.2/24")] {
+        let annotations = wait_until(&format!("{node}'s annotations"), deadline, || {
+            let a = standin.get_raw("core/nodes", node)?["metadata"]["annotations"].clone();
+            a.get("tortie.io/IPv4IPIPTunnelAddr").is_some().then_some(a)
+        })
+        .unwrap();
+        assert_eq!(annotations["tortie.io/IPv4Address"], address, "{annotations}");
+        assert_eq!(annotations["tortie.io/ASNumber"], "64512", "{annotations}");
+        let tunnel: std::net::Ipv4Addr = annotations["tortie.io/IPv4IPIPTunnelAddr"].as_str().unwrap().parse().unwrap();
+        assert!(tunnel.octets()[..2] == [10, 250], "tunnel address {tunnel} from the pool");
+    }
+
+    // The mesh, from the Kubernetes Nodes: each agent has the other Established.
+    for (node, peer) in [("node-a", "10.124.1.2"), ("node-b", "10.124.1.1")] {
+        let socket = dir.join(node).join("api.sock");
+        let expected =
+            serde_json::json!({"node": node, "ready": true, "peers": [{"address": peer, "state": "established"}]});
+        wait_until(&format!("{node} established with {peer}"), deadline, || {
+            tortie::testing::json_subset(&expected, &status(&socket)?).ok()
+        })
+        .unwrap();
+    }
+
+    // NetworkUnavailable cleared, next to whatever else the Node's status holds.
+    for node in ["node-a", "node-b"] {
+        let condition = wait_until(&format!("{node}'s NetworkUnavailable condition"), deadline, || {
+            let n = standin.get_raw("core/nodes", node)?;
+            n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "NetworkUnavailable").cloned()
+        })
+        .unwrap();
+        assert_eq!((condition["status"].as_str(), condition["reason"].as_str()), (Some("False"), Some("TortieIsUp")));
+    }
+
+    // The CNI plugin, installed once ready: this binary and the conflist.
+    let conflist =
+        wait_until("node-a's conflist", deadline, || std::fs::read(dir.join("node-a/net.d/10-tortie.conflist")).ok())
+            .unwrap();
+    let conflist: serde_json::Value = serde_json::from_slice(&conflist).unwrap();
+    assert_eq!(conflist["cniVersion"], "1.0.0");
+    assert_eq!(
+        (conflist["plugins"][0]["type"].as_str(), conflist["plugins"][1]["type"].as_str()),
+        (Some("tortie"), Some("portmap"))
+    );
+    assert_eq!(std::fs::read(dir.join("node-a/bin/tortie")).unwrap(), std::fs::read(tortie).unwrap());
+
+    // Two pods on node-a get addresses (as the CNI side does, through IPAM); one is deleted.
+    standin.add_pod("default", "web", "node-a");
+    standin.add_pod("default", "gone", "node-a");
+    let url = standin.url();
+    tortie::netns::run_in_namespace(&t.ns("a"), move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+            let ipam = Ipam::new(
+                Datastore::new(KubeBackend::new(client)),
+                IpamOptions { node: "node-a".into(), ..Default::default() },
+            );
+            for pod in ["web", "gone"] {
+                ipam.allocate(Request::workload(&format!("h-{pod}"), 4, pod, "default", "node-a")).await.unwrap();
+            }
+        })
+    })
+    .unwrap();
+    assert!(standin.get_raw("crd.tortie.io/ipamhandles", "h-gone").is_some());
+    assert!(standin.delete_pod("default", "gone"));
+    wait_until("the deleted pod's handle to be released", deadline, || {
+        standin.get_raw("crd.tortie.io/ipamhandles", "h-gone").is_none().then_some(())
+    })
+    .unwrap();
+    assert!(standin.get_raw("crd.tortie.io/ipamhandles", "h-web").is_some(), "the live pod keeps its address");
+
+    let calls = standin.calls();
+    let denied = deploy_support::denied(&deploy_support::cluster_role(), &calls);
+    assert!(denied.is_empty(), "calls the shipped ClusterRole does not allow: {denied:#?}");
+}

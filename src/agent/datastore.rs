@@ -25,15 +25,17 @@ pub async fn open(config: &Config) -> Result<Datastore, String> {
             options.prefix = d.etcd_prefix.trim_end_matches('/').to_string();
             Ok(Datastore::new(EtcdBackend::connect(options).await.map_err(|e| err("etcd", e))?))
         }
-        DatastoreType::Kubernetes => {
-            if let Some(path) = &d.kubeconfig {
-                let at = |e: &dyn std::fmt::Display| format!("datastore.kubeconfig {}: {e}", path.display());
-                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| at(&e))?;
-                let cfg = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.map_err(|e| at(&e))?;
-                let client = kube::Client::try_from(cfg).map_err(|e| at(&e))?;
-                return Ok(Datastore::new(KubeBackend::new(client)));
-            }
-            Ok(Datastore::new(KubeBackend::try_default().await.map_err(|e| err("kubernetes", e))?))
-        }
+        DatastoreType::Kubernetes => Ok(Datastore::new(KubeBackend::new(kube_client(config).await?))),
     }
+}
+
+/// A client for the Kubernetes API: `datastore.kubeconfig`, else in-cluster or `KUBECONFIG`.
+pub(super) async fn kube_client(config: &Config) -> Result<kube::Client, String> {
+    if let Some(path) = &config.datastore.kubeconfig {
+        let at = |e: &dyn std::fmt::Display| format!("datastore.kubeconfig {}: {e}", path.display());
+        let file = kube::config::Kubeconfig::read_from(path).map_err(|e| at(&e))?;
+        let cfg = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.map_err(|e| at(&e))?;
+        return kube::Client::try_from(cfg).map_err(|e| at(&e));
+    }
+    kube::Client::try_default().await.map_err(|e| format!("cannot open the kubernetes datastore: {e}"))
 }

@@ -8,7 +8,9 @@
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
+pub mod cni_install;
 mod datastore;
+pub mod kubernetes;
 mod node;
 mod pools;
 mod routes;
@@ -192,6 +194,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         stop_rx.clone(),
     )));
 
+    let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
+    tasks.extend(k8s.map_err(AgentError::Datastore)?);
+    tasks.extend(cni_install::start(&config, status_rx.clone(), stop_rx.clone()));
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;

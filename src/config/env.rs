@@ -5,6 +5,9 @@ use serde_norway::{Mapping, Value};
 
 /// Environment variables with the `TORTIE_` prefix that are not config fields.
 const NOT_CONFIG_FIELDS: &[&str] = &["TORTIE_CONFIG"];
+/// Prefixes of `TORTIE_` variables read elsewhere: the default pool's settings, as Calico's
+/// `CALICO_IPV4POOL_*` (`src/agent/kubernetes/pool.rs`).
+const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_"];
 
 /// What applying the environment did.
 #[derive(Debug, Default)]
@@ -48,7 +51,10 @@ pub fn apply(tree: &mut Value, defaults: &Value, vars: &[(String, String)]) -> E
     let paths = field_paths(defaults);
     let mut result = EnvOverrides::default();
     for (name, raw) in vars {
-        if !name.starts_with("TORTIE_") || NOT_CONFIG_FIELDS.contains(&name.as_str()) {
+        if !name.starts_with("TORTIE_")
+            || NOT_CONFIG_FIELDS.contains(&name.as_str())
+            || NOT_CONFIG_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
             continue;
         }
         let Some(path) = paths.iter().find(|p| var_name(p) == *name) else {

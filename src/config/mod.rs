@@ -15,12 +15,14 @@
 
 mod env;
 mod error;
+mod kubernetes;
 mod load;
 mod model;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, FieldError};
+pub use kubernetes::KubernetesConfig;
 pub use load::{ConfigSource, load, load_from_str};
 pub use model::*;
 pub use types::{AsNumber, HoldTime, Secret};

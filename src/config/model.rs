@@ -28,6 +28,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub kubernetes: super::kubernetes::KubernetesConfig,
 }
 
 /// This node's identity.

@@ -223,6 +223,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         err("log.level", format!("{:?} is not a valid log filter: {e}", c.log.level));
     }
+    errs.extend(c.kubernetes.validate());
     errs
 }
 

@@ -3,11 +3,17 @@
 //! resourceVersion, 409 Conflict on a stale resourceVersion (replace, delete preconditions), 409
 //! AlreadyExists, list with the list's resourceVersion, watch from a resourceVersion as a stream
 //! of JSON lines, 410 Gone (an ERROR event) when that version was compacted or the watch fell
-//! behind, and bookmarks. For tests and benchmarks, where no API server is to be had; see
-//! `docs/datastore.md` for what it does not prove.
+//! behind, and bookmarks; namespaced objects (Pods) with lists filtered by simple field selectors,
+//! and PATCH of the status subresource (strategic merge of `conditions` by `type`). Every request
+//! is kept in an audit log ([`StandIn::calls`]) for RBAC checks. For tests and benchmarks, where
+//! no API server is to be had; see `docs/datastore.md` for what it does not prove — it does no
+//! authentication, authorisation, admission or schema validation.
 
+mod audit;
 mod routes;
 mod state;
+
+pub use audit::{ApiCall, attributes};
 
 use serde_json::Value;
 use state::Shared;
@@ -26,7 +32,13 @@ pub struct StandIn {
 impl StandIn {
     /// Starts on 127.0.0.1 at a free port, sending watch bookmarks every `bookmark_interval`.
     pub async fn start(bookmark_interval: Duration) -> std::io::Result<StandIn> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        StandIn::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), bookmark_interval).await
+    }
+
+    /// Starts on `address` (port 0: a free one), e.g. a test namespace's veth address so agents
+    /// in other namespaces reach it.
+    pub async fn start_on(address: SocketAddr, bookmark_interval: Duration) -> std::io::Result<StandIn> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(bookmark_interval));
         let app = routes::router(shared.clone());
@@ -79,9 +91,27 @@ impl StandIn {
         self.shared.put_raw(collection, name, object);
     }
 
-    /// The stored object, if any.
+    /// The stored object, if any (namespaced objects are named `<namespace>/<name>`).
     pub fn get_raw(&self, collection: &str, name: &str) -> Option<Value> {
         self.shared.get_raw(collection, name)
+    }
+
+    /// Creates a Pod scheduled to `node`, as the scheduler's binding would leave it.
+    pub fn add_pod(&self, namespace: &str, name: &str, node: &str) {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}")},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "pause"}]}, "status": {}});
+        self.shared.put_raw("core/pods", &format!("{namespace}/{name}"), pod);
+    }
+
+    /// Deletes a Pod at once (no graceful deletion); `false` when there was none.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
+        self.shared.delete_raw("core/pods", &format!("{namespace}/{name}"))
+    }
+
+    /// Every request served so far, in order, as an authoriser sees it.
+    pub fn calls(&self) -> Vec<ApiCall> {
+        self.shared.calls()
     }
 }
 

@@ -2,6 +2,7 @@
 //! resume from, and the broadcast that feeds live watches. One mutex guards it all, held only
 //! for short synchronous sections (never across an await), like etcd's single apply loop.
 
+use super::audit::ApiCall;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -32,6 +33,7 @@ struct Store {
 
 pub(super) struct Shared {
     store: Mutex<Store>,
+    calls: Mutex<Vec<ApiCall>>,
     live: broadcast::Sender<Change>,
     cut: watch::Sender<u64>,
     pub bookmark_interval: Duration,
@@ -55,6 +57,7 @@ impl Shared {
     pub fn new(bookmark_interval: Duration) -> Shared {
         Shared {
             store: Mutex::new(Store { revision: 1, objects: BTreeMap::new(), history: VecDeque::new(), oldest: 1 }),
+            calls: Mutex::new(Vec::new()),
             live: broadcast::channel(LIVE_BACKLOG).0,
             cut: watch::channel(0).0,
             bookmark_interval,
@@ -189,5 +192,102 @@ impl Shared {
 
     pub fn get_raw(&self, collection: &str, name: &str) -> Option<Value> {
         self.get(collection, name)
+    }
+
+    pub fn record(&self, call: ApiCall) {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+    }
+
+    pub fn calls(&self) -> Vec<ApiCall> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn delete_raw(&self, collection: &str, name: &str) -> bool {
+        let mut store = self.lock();
+        match store.objects.get(&(collection.to_string(), name.to_string())).cloned() {
+            Some(current) => {
+                self.commit(&mut store, collection, name, "DELETED", current);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Merges `status` into the object's status (see `routes::patch_status` for the rules).
+    pub fn patch_status(
+        &self,
+        collection: &str,
+        name: &str,
+        status: &Value,
+        strategic: bool,
+    ) -> Result<Value, Failure> {
+        let mut store = self.lock();
+        let Some(mut object) = store.objects.get(&(collection.to_string(), name.to_string())).cloned() else {
+            return Err((404, "NotFound", format!("{collection} \"{name}\" not found")));
+        };
+        if !object["status"].is_object() {
+            object["status"] = json!({});
+        }
+        merge(&mut object["status"], status, strategic);
+        Ok(self.commit(&mut store, collection, name, "MODIFIED", object))
+    }
+}
+
+/// JSON merge patch (RFC 7386) of `patch` into `target`; with `strategic`, lists named
+/// `conditions` merge their entries by `type` instead of being replaced.
+fn merge(target: &mut Value, patch: &Value, strategic: bool) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in fields {
+        if value.is_null() {
+            if let Some(map) = target.as_object_mut() {
+                map.remove(key);
+            }
+            continue;
+        }
+        let slot = &mut target[key.as_str()];
+        match (key.as_str(), value) {
+            ("conditions", Value::Array(entries)) if strategic => {
+                if !slot.is_array() {
+                    *slot = json!([]);
+                }
+                let Some(list) = slot.as_array_mut() else { continue };
+                for entry in entries {
+                    match list.iter_mut().find(|c| c.get("type").is_some() && c.get("type") == entry.get("type")) {
+                        Some(existing) => merge(existing, entry, strategic),
+                        None => list.push(entry.clone()),
+                    }
+                }
+            }
+            (_, Value::Object(_)) => merge(slot, value, strategic),
+            _ => *slot = value.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategic_merge_keeps_other_conditions_and_replaces_the_same_type() {
+        let mut status = json!({"conditions": [{"type": "Ready", "status": "True"},
+                                               {"type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated"}],
+                                "capacity": {"cpu": "2"}});
+        let patch = json!({"conditions": [{"type": "NetworkUnavailable", "status": "False", "reason": "TortieIsUp"}]});
+        merge(&mut status, &patch, true);
+        assert_eq!(
+            status,
+            json!({"conditions": [{"type": "Ready", "status": "True"},
+                                  {"type": "NetworkUnavailable", "status": "False", "reason": "TortieIsUp"}],
+                   "capacity": {"cpu": "2"}})
+        );
+        merge(&mut status, &patch, false);
+        assert_eq!(status["conditions"].as_array().map(Vec::len), Some(1), "a merge patch replaces lists");
     }
 }

@@ -1,0 +1,168 @@
+//! Kubernetes mode (`datastore.type: kubernetes`, as a DaemonSet): the default pool from the
+//! environment, the node's tunnel address published on its Node, the Node's `NetworkUnavailable`
+//! condition once routes are programmed, and the release of addresses whose pod is gone. The
+//! node's name comes from the downward API (`TORTIE_NODE_NAME` from `spec.nodeName`), its
+//! address and AS are published as annotations by the node registration (the kubernetes backend
+//! keeps a Node's fields as `tortie.io/*` annotations on the Kubernetes Node).
+
+pub mod condition;
+pub mod pod_gc;
+pub mod pool;
+
+use crate::config::{Config, DatastoreType};
+use crate::dataplane::ProgrammerState;
+use crate::datastore::resources::{EncapMode, IpPool, Node};
+use crate::datastore::{Datastore, DatastoreError};
+use crate::ipam::{Ipam, IpamOptions};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Allocates this node's IP-in-IP tunnel address when a pool uses IP-in-IP and records it in the
+/// node's `bgp.ipv4IPIPTunnelAddr` (the `tortie.io/IPv4IPIPTunnelAddr` annotation). `None` when
+/// no pool needs one.
+pub async fn publish_tunnel_address(ds: &Datastore, node: &str) -> Result<Option<std::net::IpAddr>, String> {
+    let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
+    if !pools.items.iter().any(|p| p.spec.cidr.is_ipv4() && p.spec.ipip_mode != EncapMode::Never && !p.spec.disabled) {
+        return Ok(None);
+    }
+    let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
+    let address = ipam.tunnel_address(4).await.map_err(|e| format!("cannot allocate the tunnel address: {e}"))?.ip;
+    for _ in 0..5 {
+        let current = ds.get::<Node>(node).await.map_err(|e| format!("cannot read node {node}: {e}"))?;
+        let mut spec = current.spec.clone();
+        let bgp = spec.bgp.get_or_insert_with(Default::default);
+        if bgp.ipv4_ipip_tunnel_addr == Some(address) {
+            return Ok(Some(address));
+        }
+        bgp.ipv4_ipip_tunnel_addr = Some(address);
+        match ds.update(node, &spec, current.revision).await {
+            Ok(_) => return Ok(Some(address)),
+            Err(DatastoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(format!("cannot record the tunnel address on node {node}: {e}")),
+        }
+    }
+    Err(format!("cannot record the tunnel address on node {node}: the record kept changing"))
+}
+
+/// Publishes the tunnel address, again whenever the pools change: a pool with IP-in-IP may be
+/// created after the agent started (by another node's agent or an operator).
+async fn follow_pools_for_tunnel(ds: Datastore, node: String, mut stop: watch::Receiver<bool>) {
+    let mut pools = None;
+    loop {
+        if pools.is_none() {
+            pools = ds.watch::<IpPool>(None).await.ok();
+        }
+        match publish_tunnel_address(&ds, &node).await {
+            Ok(Some(address)) => tracing::info!(subsys = "ipip", address = %address, "tunnel address published"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(subsys = "ipip", error = %e, "cannot publish the tunnel address; retrying"),
+        }
+        // The next pool change; without a watch (or when it ends), a periodic check instead.
+        let next = async {
+            match pools.as_mut() {
+                Some(w) => loop {
+                    match w.next().await {
+                        Some(Ok(crate::datastore::WatchEvent::Bookmark(_))) => continue,
+                        Some(_) => break true,
+                        None => break false,
+                    }
+                },
+                None => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            open = next => if !open { pools = None },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds or the agent stops, backing off up to 30 s between tries.
+async fn retry<F, Fut>(what: &str, mut stop: watch::Receiver<bool>, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(subsys = "kubernetes", error = %e, "{what} failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Starts Kubernetes mode when `config.datastore.type` is `kubernetes` (else does nothing):
+/// creates the default pool now (a bad `*_IPV4POOL_*` variable stops the agent, as in Calico),
+/// and returns the tasks that publish the tunnel address, set the Node condition once
+/// `dataplane` has synced, and collect leaked pod addresses.
+pub async fn start(
+    config: &Config,
+    ds: &Datastore,
+    node: &str,
+    mut dataplane: watch::Receiver<ProgrammerState>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    if config.datastore.kind != DatastoreType::Kubernetes {
+        return Ok(Vec::new());
+    }
+    if config.node.name.is_none() {
+        tracing::warn!(subsys = "kubernetes", node = %node, "node.name is not set; using the host name (set TORTIE_NODE_NAME from spec.nodeName)");
+    }
+    let client = super::datastore::kube_client(config).await?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(pool) = pool::pool_from_env(&config.ipam, &env)?
+        && pool::ensure_default_pool(ds, &pool).await?
+    {
+        tracing::info!(subsys = "ipam", pool = pool::DEFAULT_POOL_NAME, cidr = %pool.cidr, "created the default IP pool");
+    }
+    let mut tasks = Vec::new();
+
+    tasks.push(tokio::spawn(follow_pools_for_tunnel(ds.clone(), node.to_string(), stop.clone())));
+
+    let (kube, name, mut stopped) = (client.clone(), node.to_string(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            synced = dataplane.wait_for(|s| s.synced) => if synced.is_err() { return },
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        retry("setting the NetworkUnavailable condition", stopped, || {
+            let (kube, name) = (kube.clone(), name.clone());
+            async move {
+                condition::set_network_available(&kube, &name).await.map_err(|e| e.to_string())?;
+                tracing::info!(subsys = "kubernetes", node = %name, reason = condition::REASON, "NetworkUnavailable set to False");
+                Ok(())
+            }
+        })
+        .await;
+    }));
+
+    let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
+    let interval = Duration::from_secs(u64::from(config.kubernetes.pod_gc_interval_seconds));
+    let grace = Duration::from_secs(u64::from(config.kubernetes.pod_gc_grace_seconds));
+    let mut stopped = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut gc = pod_gc::PodGc::new(grace);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = gc.run_once(&client, &ipam, Instant::now()).await {
+                tracing::warn!(subsys = "ipam", error = %e, "pod address collection failed; trying again next round");
+            }
+        }
+    }));
+    Ok(tasks)
+}
