@@ -104,11 +104,6 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
     let remote =
         tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
-    if let Some(tunnel_address) = remote.tunnel_address
-        && let Err(e) = node::set_tunnel_address(&ds, &name, tunnel_address).await
-    {
-        tracing::warn!(subsys = "ipip", error = %e, "cannot publish the tunnel address");
-    }
 
     let (pools_tx, pools_rx) = watch::channel(pools);
     // Best-path changes from the RIB, converted for the dataplane (bounded: the RIB coalesces when we lag).

@@ -4,8 +4,9 @@
 use crate::config::Config;
 use crate::dataplane::address::{DetectError, kernel_route_source, select};
 use crate::dataplane::netlink::RouteSocket;
-use crate::datastore::resources::{Node, NodeBgp};
+use crate::datastore::resources::{EncapMode, IpPool, Node, NodeBgp};
 use crate::datastore::{Datastore, DatastoreError};
+use crate::ipam::{Ipam, IpamOptions};
 use ipnetwork::{IpNetwork, Ipv4Network};
 
 /// The node's IPv4 address: `node.address` or autodetected.
@@ -55,22 +56,29 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
     Err(format!("cannot register node {name}: the record kept changing under us"))
 }
 
-/// Publishes the node's tunnel address in its record (Calico's
-/// `ipv4IPIPTunnelAddr`), so operators and other tools see it.
-pub async fn set_tunnel_address(ds: &Datastore, name: &str, address: std::net::Ipv4Addr) -> Result<(), String> {
+/// Allocates this node's IP-in-IP tunnel address when a pool uses IP-in-IP and records it in the
+/// node's `bgp.ipv4IPIPTunnelAddr` (the `tortie.io/IPv4IPIPTunnelAddr` annotation). `None` when
+/// no pool needs one.
+pub async fn publish_tunnel_address(ds: &Datastore, node: &str) -> Result<Option<std::net::IpAddr>, String> {
+    let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
+    if !pools.items.iter().any(|p| p.spec.cidr.is_ipv4() && p.spec.ipip_mode != EncapMode::Never && !p.spec.disabled) {
+        return Ok(None);
+    }
+    let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
+    let address = ipam.tunnel_address(4).await.map_err(|e| format!("cannot allocate the tunnel address: {e}"))?.ip;
     for _ in 0..5 {
-        let current = ds.get::<Node>(name).await.map_err(|e| format!("cannot read node {name}: {e}"))?;
-        let mut node = current.spec.clone();
-        let bgp = node.bgp.get_or_insert_with(NodeBgp::default);
-        if bgp.ipv4_ipip_tunnel_addr == Some(address.into()) {
-            return Ok(());
+        let current = ds.get::<Node>(node).await.map_err(|e| format!("cannot read node {node}: {e}"))?;
+        let mut spec = current.spec.clone();
+        let bgp = spec.bgp.get_or_insert_with(Default::default);
+        if bgp.ipv4_ipip_tunnel_addr == Some(address) {
+            return Ok(Some(address));
         }
-        bgp.ipv4_ipip_tunnel_addr = Some(address.into());
-        match ds.update(name, &node, current.revision).await {
-            Ok(_) => return Ok(()),
+        bgp.ipv4_ipip_tunnel_addr = Some(address);
+        match ds.update(node, &spec, current.revision).await {
+            Ok(_) => return Ok(Some(address)),
             Err(DatastoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(format!("cannot update node {name}: {e}")),
+            Err(e) => return Err(format!("cannot record the tunnel address on node {node}: {e}")),
         }
     }
-    Err(format!("cannot update node {name}: the record kept changing under us"))
+    Err(format!("cannot record the tunnel address on node {node}: the record kept changing"))
 }

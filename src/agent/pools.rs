@@ -4,23 +4,15 @@
 //! nodes starting at once race for the same name: exactly one create wins,
 //! the others see it exists, which is fine.
 
-use crate::config::{Config, IpipMode};
-use crate::datastore::resources::{EncapMode, IpPool};
+use super::kubernetes::pool::{DEFAULT_POOL_NAME as DEFAULT_IPV4_POOL, pool_from_env};
+use crate::config::Config;
+use crate::datastore::resources::IpPool;
 use crate::datastore::{Datastore, DatastoreError};
 use crate::ipam::IpamError;
 use ipnetwork::IpNetwork;
 
-/// Calico's names for the default pools.
-pub const DEFAULT_IPV4_POOL: &str = "default-ipv4-ippool";
+/// Calico's name for the default IPv6 pool.
 pub const DEFAULT_IPV6_POOL: &str = "default-ipv6-ippool";
-
-fn encap(mode: IpipMode) -> EncapMode {
-    match mode {
-        IpipMode::Never => EncapMode::Never,
-        IpipMode::Always => EncapMode::Always,
-        IpipMode::CrossSubnet => EncapMode::CrossSubnet,
-    }
-}
 
 /// Creates the configured default pools of the families that have none;
 /// returns every pool stored afterwards.
@@ -28,10 +20,9 @@ pub async fn ensure_default(ds: &Datastore, config: &Config) -> Result<Vec<IpPoo
     let existing = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
     let has = |v4: bool| existing.items.iter().any(|p| p.spec.cidr.is_ipv4() == v4);
     let mut wanted = Vec::new();
-    if let Some(cidr) = config.ipam.default_ipv4_pool_cidr.filter(|_| !has(true)) {
-        let mut pool = IpPool::new(IpNetwork::V4(cidr));
-        pool.block_size = config.ipam.default_ipv4_block_size;
-        pool.ipip_mode = encap(config.ipam.default_ipv4_ipip_mode);
+    // TORTIE_IPV4POOL_* / CALICO_IPV4POOL_* over ipam.default_ipv4_*; a malformed variable stops the agent.
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(pool) = pool_from_env(&config.ipam, &env)?.filter(|_| !has(true)) {
         wanted.push((DEFAULT_IPV4_POOL, pool));
     }
     if let Some(cidr) = config.ipam.default_ipv6_pool_cidr.filter(|_| !has(false)) {

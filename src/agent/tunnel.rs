@@ -15,7 +15,6 @@ use crate::datastore::resources::{EncapMode, IpPool};
 use crate::fallback_ipip::liveness::{self, ProbeConfig};
 use crate::fallback_ipip::selector::{self, RemoteRoutes, SelectorConfig, TunnelHandle};
 use crate::fallback_ipip::{TunnelCounters, TunnelMode, UserspaceConfig, UserspaceTunnel, choose_mode};
-use crate::ipam::{Ipam, IpamOptions};
 use ipnetwork::Ipv4Network;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,8 +30,6 @@ pub struct RemotePaths {
     /// The path chosen per node (for status: the tunnel mode toward a peer).
     pub paths: watch::Receiver<HashMap<Ipv4Addr, crate::fallback_ipip::path::Path>>,
     pub counters: Option<Arc<TunnelCounters>>,
-    /// The node's tunnel address, when it has one.
-    pub tunnel_address: Option<Ipv4Addr>,
     /// Keeps the userspace tunnel's device and tasks alive.
     _tunnel: Option<Arc<UserspaceTunnel>>,
 }
@@ -66,12 +63,10 @@ pub async fn start(
     let (mut tunnel, mut counters, mut mode, mut tunnel_address) = (None, None, "none", None);
     let mut handle = None;
     if wants_ipip {
-        let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..Default::default() });
-        tunnel_address = match ipam.tunnel_address(4).await {
-            Ok(a) => match a.ip {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            },
+        // Allocated once (Calico's handle name) and recorded in the node's record.
+        tunnel_address = match super::node::publish_tunnel_address(ds, node).await {
+            Ok(Some(IpAddr::V4(v4))) => Some(v4),
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(subsys = "ipip", error = %e, "no tunnel address; tunnelled traffic from this node itself has the node address as source");
                 None
@@ -133,5 +128,5 @@ pub async fn start(
     let selector_config = SelectorConfig { local, underlay_ifindex: underlay.ifindex, tunnel: handle };
     tokio::spawn(selector::run(selector_config, programmer, routes_rx, verdict_rx, paths_tx));
     tracing::info!(subsys = "ipip", mode, tunnel_address = ?tunnel_address, underlay = %underlay.ifname, mtu, "remote paths ready");
-    Ok(RemotePaths { routes: routes_tx, mode, paths: paths_rx, counters, tunnel_address, _tunnel: tunnel })
+    Ok(RemotePaths { routes: routes_tx, mode, paths: paths_rx, counters, _tunnel: tunnel })
 }

@@ -2,7 +2,7 @@
 //! unique lab name, and looking into its nodes and pods.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -138,7 +138,7 @@ pub fn tcp_echo(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str) -> Result
         s.write_all(&buf)
     });
     let reply = tortie::netns::run_in_namespace(client_ns, move || -> std::io::Result<[u8; 5]> {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::from(addr), Duration::from_secs(3))?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
         s.write_all(b"hello")?;
         let mut buf = [0u8; 5];

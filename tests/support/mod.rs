@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod bgp;
+pub mod lab;
 pub mod pods;

@@ -11,39 +11,14 @@ pub mod pool;
 
 use crate::config::{Config, DatastoreType};
 use crate::dataplane::ProgrammerState;
-use crate::datastore::resources::{EncapMode, IpPool, Node};
-use crate::datastore::{Datastore, DatastoreError};
+use crate::datastore::Datastore;
+use crate::datastore::resources::IpPool;
 use crate::ipam::{Ipam, IpamOptions};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Allocates this node's IP-in-IP tunnel address when a pool uses IP-in-IP and records it in the
-/// node's `bgp.ipv4IPIPTunnelAddr` (the `tortie.io/IPv4IPIPTunnelAddr` annotation). `None` when
-/// no pool needs one.
-pub async fn publish_tunnel_address(ds: &Datastore, node: &str) -> Result<Option<std::net::IpAddr>, String> {
-    let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
-    if !pools.items.iter().any(|p| p.spec.cidr.is_ipv4() && p.spec.ipip_mode != EncapMode::Never && !p.spec.disabled) {
-        return Ok(None);
-    }
-    let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
-    let address = ipam.tunnel_address(4).await.map_err(|e| format!("cannot allocate the tunnel address: {e}"))?.ip;
-    for _ in 0..5 {
-        let current = ds.get::<Node>(node).await.map_err(|e| format!("cannot read node {node}: {e}"))?;
-        let mut spec = current.spec.clone();
-        let bgp = spec.bgp.get_or_insert_with(Default::default);
-        if bgp.ipv4_ipip_tunnel_addr == Some(address) {
-            return Ok(Some(address));
-        }
-        bgp.ipv4_ipip_tunnel_addr = Some(address);
-        match ds.update(node, &spec, current.revision).await {
-            Ok(_) => return Ok(Some(address)),
-            Err(DatastoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(format!("cannot record the tunnel address on node {node}: {e}")),
-        }
-    }
-    Err(format!("cannot record the tunnel address on node {node}: the record kept changing"))
-}
+pub use super::node::publish_tunnel_address;
 
 /// Publishes the tunnel address, again whenever the pools change: a pool with IP-in-IP may be
 /// created after the agent started (by another node's agent or an operator).
@@ -119,12 +94,6 @@ pub async fn start(
         tracing::warn!(subsys = "kubernetes", node = %node, "node.name is not set; using the host name (set TORTIE_NODE_NAME from spec.nodeName)");
     }
     let client = super::datastore::kube_client(config).await?;
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    if let Some(pool) = pool::pool_from_env(&config.ipam, &env)?
-        && pool::ensure_default_pool(ds, &pool).await?
-    {
-        tracing::info!(subsys = "ipam", pool = pool::DEFAULT_POOL_NAME, cidr = %pool.cidr, "created the default IP pool");
-    }
     let mut tasks = Vec::new();
 
     tasks.push(tokio::spawn(follow_pools_for_tunnel(ds.clone(), node.to_string(), stop.clone())));
