@@ -131,11 +131,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }));
         tracing::info!(subsys = "metrics", listen = %config.metrics.listen, "serving /metrics, /livez, /readyz");
     }
-    let peers = if config.bgp.enabled {
+    let (peers, rib, best_paths) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
-        bgp::start(&config, ds.clone(), name.clone(), router_id, stop_rx.clone()).await.map_err(AgentError::Bgp)?
+        let handles =
+            bgp::start(&config, ds.clone(), name.clone(), router_id, stop_rx.clone()).await.map_err(AgentError::Bgp)?;
+        (handles.peers, Some(handles.rib), Some(handles.best_paths))
     } else {
-        watch::channel(Vec::new()).1
+        (watch::channel(Vec::new()).1, None, None)
     };
     tasks.push(tokio::spawn(follow_health(
         programmer.state.clone(),
@@ -149,7 +151,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let api_task = tokio::spawn(api.serve(status_rx, stopped(stop_rx.clone())));
+    let api_task = tokio::spawn(api.serve(status_rx, rib.clone(), stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
     tokio::select! {
@@ -163,6 +165,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         tracing::info!(subsys = "dataplane", "leaving kernel routes in place for graceful restart");
     }
     let _ = stop_tx.send(true);
+    // Best-path changes are not consumed yet (the dataplane wiring comes
+    // next); the receiver lives until here so the RIB keeps coalescing them.
+    drop(best_paths);
     for t in tasks {
         let _ = t.await;
     }
