@@ -1,6 +1,6 @@
-//! The RIB end to end in network namespaces: three tortie speakers (Speaker
-//! + Rib in-process, one namespace each) in an iBGP full mesh, with BIRD
-//! top-of-rack routers on a shared LAN (bridge in namespace `sw`):
+//! The RIB end to end in network namespaces: three tortie speakers (a
+//! Speaker and a Rib in-process, one namespace each) in an iBGP full mesh,
+//! with BIRD top-of-rack routers on a shared LAN (bridge in namespace `sw`):
 //!
 //! ```text
 //!  n1 192.0.2.11 ─┐
