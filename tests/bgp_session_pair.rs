@@ -332,3 +332,29 @@ fn a_route_refresh_request_reaches_the_other_side_for_a_negotiated_family_only()
         .unwrap();
     });
 }
+
+#[test]
+fn an_update_queued_while_the_session_is_down_is_never_sent() {
+    in_namespace("pairstale", || async {
+        let (mut a, mut a_events) = speaker(1);
+        let (mut b, _be) = speaker(2);
+        let mut b_status = b.add_peer(config(2, 1)).await.unwrap();
+        // B has no session yet: this announcement belongs to no session.
+        let out = b.outbound(addr(1)).unwrap();
+        out.send(ipv4_update("10.9.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+        let _a_status = a.add_peer(config(1, 2)).await.unwrap();
+        state(&mut b_status, State::Established).await;
+        out.send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+        // TCP keeps order: had the stale UPDATE gone out, it would come first.
+        let first = tokio::time::timeout(UP, async {
+            loop {
+                if let Some(PeerEvent::Update { update, .. }) = a_events.recv().await {
+                    return update;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(first.nlri[0].prefix.to_string(), "10.1.0.0/16");
+    });
+}

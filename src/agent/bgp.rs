@@ -1,18 +1,25 @@
 //! The agent's BGP peer set: a full mesh of the other nodes from the
 //! datastore (unless `bgp.node_to_node_mesh` is off) plus the configured
 //! peers, followed live — a node that appears or leaves gains or loses its
-//! session without disturbing the others. The session states feed the
-//! status report and readiness.
+//! session (and its RIB peer) without disturbing the others. The session
+//! states feed the status report and readiness.
 //!
-//! Routes are not exchanged yet: UPDATEs are counted and dropped until the
-//! RIB (the routing issue) consumes them.
+//! Route reflection follows Calico: when any node has
+//! `routeReflectorClusterID`, nodes without one peer only with the
+//! reflectors (role RrServer), and reflectors peer with every node (RrClient
+//! for non-reflectors, Mesh among reflectors).
+//!
+//! The speaker's events feed the RIB ([`crate::bgp::rib`]).
 
 use crate::api::PeerStatus as ApiPeer;
-use crate::bgp::session::{PeerConfig, PeerEvent, PeerStatus, Speaker, State};
+use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
+use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
-use crate::datastore::resources::Node;
+use crate::datastore::resources::{IpPool, Node};
 use crate::datastore::{Datastore, WatchEvent};
-use std::collections::BTreeMap;
+use crate::fallback_ipip::path::Path;
+use crate::metrics::bgp::{BgpSample, PeerSample, RouteCounts};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
@@ -20,42 +27,78 @@ use tokio::sync::{mpsc, watch};
 /// Calico's peer type names, as `calicoctl node status` prints them.
 const MESH: &str = "node-to-node mesh";
 const GLOBAL: &str = "global";
+const RR_CLIENT: &str = "route reflector client";
+const RR_SERVER: &str = "route reflector";
 
 /// One wanted session and how status shows it.
 #[derive(Debug, Clone, PartialEq)]
 struct Wanted {
     config: PeerConfig,
     peer_type: &'static str,
+    setup: PeerSetup,
 }
 
-/// Starts the speaker and the task that keeps its peer set and the peer
-/// statuses; returns the statuses for the status report.
+/// What the rest of the agent tells the BGP side.
+pub struct BgpInputs {
+    /// The route programmer adopted routes of a previous run: announce a
+    /// graceful restart with forwarding preserved (RFC 4724).
+    pub restarted: bool,
+    /// On stop, leave the sessions without a NOTIFICATION so peers keep our
+    /// routes while we restart (false when our kernel routes are removed on exit).
+    pub abandon_on_stop: bool,
+    /// The path the dataplane chose per node, for each peer's `tunnel_mode`.
+    pub paths: watch::Receiver<HashMap<Ipv4Addr, Path>>,
+    /// `ipip-kernel` or `ipip-userspace` (what a tunnelled peer shows).
+    pub tunnel_mode: &'static str,
+}
+
+/// What [`start`] hands the agent.
+pub struct BgpHandles {
+    /// Sessions and RIB counters for the metrics.
+    pub sample: watch::Receiver<BgpSample>,
+    /// Session statuses for the status report.
+    pub peers: watch::Receiver<Vec<ApiPeer>>,
+    /// The RIB: originate the node's blocks, snapshots for the API.
+    pub rib: Rib,
+    /// Best-path changes of learned routes, for the dataplane.
+    pub best_paths: mpsc::Receiver<BestPathChange>,
+}
+
+/// Starts the speaker, the RIB fed by its events, and the task that keeps
+/// the peer set and the peer statuses.
 pub async fn start(
     config: &Config,
     ds: Datastore,
     node: String,
     router_id: Ipv4Addr,
+    inputs: BgpInputs,
     stop: watch::Receiver<bool>,
-) -> std::io::Result<watch::Receiver<Vec<ApiPeer>>> {
-    // Peer tasks report here; bounded so a stalled consumer slows the peers, not memory.
+) -> std::io::Result<BgpHandles> {
+    // Peer tasks report here; bounded so a stalled RIB slows the peers, not memory.
     let (events_tx, events_rx) = mpsc::channel(1024);
     let listen = SocketAddr::new(config.bgp.listen_address, config.bgp.listen_port);
     let speaker = Speaker::new(Some(listen), events_tx)?;
     tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, "BGP speaker listening");
+    let mut rib_config = RibConfig::new(config.bgp.as_number.0, router_id);
+    rib_config.cluster_id = config.bgp.route_reflector_cluster_id;
+    rib_config.pools = list_pools(&ds).await;
+    rib_config.local_addresses = vec![IpAddr::V4(router_id)];
+    let (rib, best_paths) = Rib::spawn(rib_config, events_rx);
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
-    tokio::spawn(consume_events(events_rx));
-    tokio::spawn(follow_peers(config.clone(), ds, node, router_id, speaker, peers_tx, stop));
-    Ok(peers_rx)
+    let (sample_tx, sample_rx) = watch::channel(BgpSample::default());
+    let out = Outputs { peers: peers_tx, sample: sample_tx };
+    tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
+    Ok(BgpHandles { sample: sample_rx, peers: peers_rx, rib, best_paths })
 }
 
-async fn consume_events(mut events: mpsc::Receiver<PeerEvent>) {
-    while let Some(ev) = events.recv().await {
-        match ev {
-            PeerEvent::SessionUp { peer, .. } => tracing::info!(subsys = "bgp", peer = %peer, "session established"),
-            PeerEvent::SessionDown { peer, reason } => {
-                tracing::info!(subsys = "bgp", peer = %peer, reason = ?reason, "session down")
-            }
-            PeerEvent::Update { .. } | PeerEvent::RouteRefresh { .. } => {}
+/// The IP pools at start: what the RIB imports from nodes and exports to external peers.
+async fn list_pools(ds: &Datastore) -> Vec<ipnetwork::IpNetwork> {
+    match ds.list::<IpPool>().await {
+        // Calico: a pool with disableBGPExport is never advertised.
+        Ok(listing) => listing.items.into_iter().filter(|s| !s.spec.disable_bgp_export).map(|s| s.spec.cidr).collect(),
+        Err(e) => {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot list IP pools; iBGP imports are not limited to pools");
+            Vec::new()
         }
     }
 }
@@ -72,13 +115,39 @@ fn session(config: &Config, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -
 /// The sessions this node wants, by peer address.
 fn wanted(config: &Config, node: &str, router_id: Ipv4Addr, nodes: &[(String, Node)]) -> BTreeMap<IpAddr, Wanted> {
     let mut out = BTreeMap::new();
-    if config.bgp.node_to_node_mesh {
-        for (name, n) in nodes {
-            let Some(bgp) = n.bgp.as_ref().filter(|_| name != node) else { continue };
-            let Some(addr) = bgp.ipv4_address else { continue };
-            let peer_as = bgp.as_number.unwrap_or(config.bgp.as_number.0);
-            out.insert(addr.ip(), Wanted { config: session(config, addr.ip(), peer_as, router_id), peer_type: MESH });
+    let local_as = config.bgp.as_number.0;
+    let cluster_of = |name: &str, n: &Node| {
+        if name == node {
+            config.bgp.route_reflector_cluster_id.or(n.bgp.as_ref().and_then(|b| b.route_reflector_cluster_id))
+        } else {
+            n.bgp.as_ref().and_then(|b| b.route_reflector_cluster_id)
         }
+    };
+    let me_reflector = config.bgp.route_reflector_cluster_id.is_some()
+        || nodes.iter().any(|(name, n)| name == node && cluster_of(name, n).is_some());
+    let any_reflector = me_reflector || nodes.iter().any(|(name, n)| cluster_of(name, n).is_some());
+    for (name, n) in nodes {
+        let Some(bgp) = n.bgp.as_ref().filter(|_| name != node) else { continue };
+        let Some(addr) = bgp.ipv4_address else { continue };
+        let peer_as = bgp.as_number.unwrap_or(local_as);
+        let reflector = cluster_of(name, n).is_some();
+        // Calico: with reflectors, non-reflectors peer only with reflectors;
+        // reflectors peer with everyone. Without any, the full mesh (if on).
+        let (role, peer_type) = match (any_reflector, me_reflector, reflector) {
+            (false, _, _) if config.bgp.node_to_node_mesh => (PeerRole::Mesh, MESH),
+            (false, _, _) => continue,
+            (true, false, true) => (PeerRole::RrServer, RR_SERVER),
+            (true, false, false) => continue,
+            (true, true, true) => (PeerRole::Mesh, MESH),
+            (true, true, false) => (PeerRole::RrClient, RR_CLIENT),
+        };
+        let role = if peer_as != local_as { PeerRole::External } else { role };
+        let mut setup = PeerSetup::new(role, peer_as);
+        if role == PeerRole::External {
+            // Other nodes in another AS: their blocks come in, ours go out.
+            setup.import = Some(Policy::accept_all());
+        }
+        out.insert(addr.ip(), Wanted { config: session(config, addr.ip(), peer_as, router_id), peer_type, setup });
     }
     for p in &config.bgp.peers {
         let mut c = session(config, p.address, p.as_number.0, router_id);
@@ -91,7 +160,14 @@ fn wanted(config: &Config, node: &str, router_id: Ipv4Addr, nodes: &[(String, No
         c.ttl_security = p.ttl_security_hops;
         c.multihop_ttl = p.ebgp_multihop;
         c.max_prefixes = p.max_prefixes.map(|m| (m, Duration::from_secs(60)));
-        out.insert(p.address, Wanted { config: c, peer_type: GLOBAL });
+        let role = if p.as_number.0 == local_as { PeerRole::Mesh } else { PeerRole::External };
+        let mut setup = PeerSetup::new(role, p.as_number.0);
+        if role == PeerRole::External {
+            // Calico imports everything its global peers send (BIRD's
+            // `import all`); tortie's RIB would refuse it without a policy (RFC 8212).
+            setup.import = Some(Policy::accept_all());
+        }
+        out.insert(p.address, Wanted { config: c, peer_type: GLOBAL, setup });
     }
     out
 }
@@ -112,13 +188,21 @@ async fn list_nodes(ds: &Datastore) -> Vec<(String, Node)> {
 }
 
 /// Owns the speaker: applies peer-set changes and publishes statuses.
+/// Where [`follow_peers`] publishes.
+struct Outputs {
+    peers: watch::Sender<Vec<ApiPeer>>,
+    sample: watch::Sender<BgpSample>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn follow_peers(
     config: Config,
     ds: Datastore,
-    node: String,
-    router_id: Ipv4Addr,
+    (node, router_id): (String, Ipv4Addr),
     mut speaker: Speaker,
-    peers_tx: watch::Sender<Vec<ApiPeer>>,
+    rib: Rib,
+    inputs: BgpInputs,
+    out: Outputs,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut current: BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)> = BTreeMap::new();
@@ -129,16 +213,22 @@ async fn follow_peers(
     loop {
         if resync {
             resync = false;
-            let want = wanted(&config, &node, router_id, &list_nodes(&ds).await);
+            let mut want = wanted(&config, &node, router_id, &list_nodes(&ds).await);
+            for w in want.values_mut() {
+                w.config.restarting = inputs.restarted;
+                w.config.forwarding_preserved = inputs.restarted;
+            }
             for addr in current.keys().copied().collect::<Vec<_>>() {
                 match want.get(&addr) {
                     None => {
                         let _ = speaker.remove_peer(addr).await;
+                        rib.remove_peer(addr).await;
                         current.remove(&addr);
                         tracing::info!(subsys = "bgp", peer = %addr, "peer removed");
                     }
                     Some(w) if current.get(&addr).is_some_and(|(c, _)| c != w) => {
                         let _ = speaker.change_peer(w.config.clone()).await;
+                        rib.change_peer(addr, w.setup.clone()).await;
                         if let Some(entry) = current.get_mut(&addr) {
                             entry.0 = w.clone();
                         }
@@ -152,6 +242,9 @@ async fn follow_peers(
                 }
                 match speaker.add_peer(w.config.clone()).await {
                     Ok(status) => {
+                        if let Some(outbound) = speaker.outbound(addr) {
+                            rib.add_peer(addr, w.setup.clone(), outbound).await;
+                        }
                         tracing::info!(subsys = "bgp", peer = %addr, peer_type = w.peer_type, "peer added");
                         current.insert(addr, (w, status));
                     }
@@ -159,10 +252,19 @@ async fn follow_peers(
                 }
             }
         }
-        publish(&current, &mut changes, &peers_tx);
+        let stats = rib.stats().await;
+        let paths = inputs.paths.borrow().clone();
+        publish(&current, &stats.per_peer, &paths, inputs.tunnel_mode, &mut changes, &out.peers);
+        out.sample.send_replace(sample(&current, &stats));
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                if inputs.abandon_on_stop {
+                    speaker.abandon_all().await;
+                    tracing::info!(subsys = "bgp", "sessions left without a NOTIFICATION: peers keep our routes while we restart");
+                }
+                return;
+            }
             ev = next_node_event(&mut nodes_watch) => {
                 // Any change to the node set may change the mesh: recompute.
                 if ev.is_some() { resync = true } else { nodes_watch = None }
@@ -184,8 +286,49 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The metrics label of a Calico peer type.
+fn metric_peer_type(peer_type: &str) -> &'static str {
+    match peer_type {
+        MESH => "mesh",
+        RR_CLIENT | RR_SERVER => "reflector",
+        _ => "external",
+    }
+}
+
+fn sample(current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>, stats: &RibStats) -> BgpSample {
+    let peers = current
+        .iter()
+        .map(|(addr, (w, status))| {
+            let r = stats.per_peer.get(addr).cloned().unwrap_or_default();
+            // The RIB counts per peer, not per family: one `all` series.
+            let counts = RouteCounts {
+                received: r.received,
+                accepted: r.accepted,
+                advertised: r.advertised,
+                updates_received: r.updates_received,
+                withdraws_received: r.withdraws_received,
+                treat_as_withdraw: r.treat_as_withdraw,
+                attribute_discard: r.attribute_discard,
+            };
+            PeerSample {
+                address: *addr,
+                peer_as: w.config.peer_as,
+                peer_type: metric_peer_type(w.peer_type),
+                session: status.borrow().clone(),
+                routes: vec![("all", counts)],
+            }
+        })
+        .collect();
+    let adj_out = stats.per_peer.values().map(|p| p.advertised).sum();
+    let rib = vec![("all", "loc", stats.loc_rib_prefixes), ("all", "adj_in", stats.paths), ("all", "adj_out", adj_out)];
+    BgpSample { peers, rib }
+}
+
 fn publish(
     current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>,
+    rib: &BTreeMap<IpAddr, crate::bgp::rib::PeerRibStats>,
+    paths: &HashMap<Ipv4Addr, Path>,
+    tunnel_mode: &str,
     changes: &mut BTreeMap<IpAddr, (State, u64)>,
     tx: &watch::Sender<Vec<ApiPeer>>,
 ) {
@@ -210,8 +353,11 @@ fn publish(
                 since,
                 info: s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
                 prefixes_received: s.prefixes_received,
-                prefixes_advertised: 0,
-                tunnel_mode: "direct".to_string(),
+                prefixes_advertised: rib.get(addr).map_or(0, |s| s.advertised),
+                tunnel_mode: match addr {
+                    IpAddr::V4(a) if paths.get(a) == Some(&Path::Tunnel) => tunnel_mode.to_string(),
+                    _ => "direct".to_string(),
+                },
                 hold_time: s.negotiated.as_ref().map(|n| n.hold_time),
                 keepalive: s.negotiated.as_ref().map(|n| n.keepalive),
                 established_at: s.established_since.map(unix),

@@ -96,18 +96,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
     })
     .await?;
-    // The first full reconcile deletes stale routes of ours, so it waits
-    // until every producer of routes has its initial state. Today nothing
-    // produces routes yet; with BGP this moves after End-of-RIB.
-    programmer.flush().await;
 
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
     let remote =
         tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
-    // Best-path changes from the RIB, converted for the dataplane (bounded: the RIB coalesces when we lag).
-    let (_learned_tx, learned_rx) = tokio::sync::mpsc::channel::<routes::Learned>(4096);
 
     let (health_tx, health_rx) = watch::channel(HealthInput::default());
     let (status_tx, status_rx) = watch::channel(StatusReport {
@@ -120,6 +114,30 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         peers: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let inputs = |paths| bgp::BgpInputs {
+        restarted: programmer.adopted > 0,
+        abandon_on_stop: !config.dataplane.cleanup_on_exit,
+        paths,
+        tunnel_mode: if remote.mode == "none" { ipip_mode } else { remote.mode },
+    };
+    let (peers, rib, best_paths, bgp_sample) = if config.bgp.enabled {
+        let router_id = config.bgp.router_id.unwrap_or(address.ip());
+        let handles =
+            bgp::start(&config, ds.clone(), name.clone(), router_id, inputs(remote.paths.clone()), stop_rx.clone())
+                .await
+                .map_err(AgentError::Bgp)?;
+        (handles.peers, Some(handles.rib), handles.best_paths, Some(handles.sample))
+    } else {
+        // No BGP: nothing is learned (a closed channel) and nothing announced.
+        (watch::channel(Vec::new()).1, None, tokio::sync::mpsc::channel(1).1, None)
+    };
+    if programmer.adopted > 0 {
+        tracing::info!(
+            subsys = "bgp",
+            adopted = programmer.adopted,
+            "restarted with kernel routes in place: announcing graceful restart"
+        );
+    }
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -137,8 +155,25 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         paths: remote.paths.clone(),
         histogram: programming_latency.clone(),
     };
+    let (local_tx, _local_rx) = watch::channel(routes::LocalPrefixes::default());
+    tasks.push(tokio::spawn(routes::follow_local_prefixes(
+        ds.clone(),
+        name.clone(),
+        programmer.clone(),
+        rib.clone(),
+        local_tx,
+        stop_rx.clone(),
+    )));
+    // The first full reconcile deletes stale routes of ours, so it waits
+    // until BGP has had its chance to relearn them (see routes::initial_sync).
+    tasks.push(tokio::spawn(routes::initial_sync(
+        programmer.clone(),
+        peers.clone(),
+        remote.routes.subscribe(),
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(routes::follow_learned(
-        learned_rx,
+        best_paths,
         pools_rx,
         remote.routes.clone(),
         Some(latency),
@@ -153,6 +188,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             tunnel: remote.counters.clone(),
         }));
         let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
+        if let Some(sample) = bgp_sample.clone() {
+            metrics.tortie().register_collector(Box::new(crate::metrics::bgp::BgpCollector { sample }));
+        }
         metrics.tortie().register_collector(Box::new(crate::metrics::dataplane::PathCollector {
             paths: remote.paths.clone(),
             mode: remote.mode,
@@ -174,12 +212,6 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }));
         tracing::info!(subsys = "metrics", listen = %config.metrics.listen, "serving /metrics, /livez, /readyz");
     }
-    let peers = if config.bgp.enabled {
-        let router_id = config.bgp.router_id.unwrap_or(address.ip());
-        bgp::start(&config, ds.clone(), name.clone(), router_id, stop_rx.clone()).await.map_err(AgentError::Bgp)?
-    } else {
-        watch::channel(Vec::new()).1
-    };
     tasks.push(tokio::spawn(follow_health(
         programmer.state.clone(),
         peers,
@@ -195,7 +227,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let api_task = tokio::spawn(api.serve(status_rx, stopped(stop_rx.clone())));
+    let api_task = tokio::spawn(api.serve(status_rx, rib.clone(), stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
     tokio::select! {

@@ -13,7 +13,7 @@
 //! and recompute from the whole state, so a missed event is repaired by the
 //! next one or by the periodic resync.
 
-#![allow(dead_code)] // TEMP: the local-prefix half is wired when the RIB lands (same session)
+use crate::bgp::rib::BestPathChange;
 use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
@@ -35,6 +35,62 @@ const LOCAL_RESYNC: Duration = Duration::from_secs(30);
 pub trait Originator: Send + Sync + 'static {
     fn originate(&self, prefix: IpNetwork) -> impl Future<Output = ()> + Send;
     fn withdraw(&self, prefix: IpNetwork) -> impl Future<Output = ()> + Send;
+}
+
+impl Originator for crate::bgp::rib::Rib {
+    async fn originate(&self, prefix: IpNetwork) {
+        crate::bgp::rib::Rib::originate(self, prefix).await
+    }
+    async fn withdraw(&self, prefix: IpNetwork) {
+        crate::bgp::rib::Rib::withdraw(self, prefix).await
+    }
+}
+
+/// Without BGP nothing is announced; blackholes are still written.
+impl<O: Originator> Originator for Option<O> {
+    async fn originate(&self, prefix: IpNetwork) {
+        if let Some(o) = self {
+            o.originate(prefix).await
+        }
+    }
+    async fn withdraw(&self, prefix: IpNetwork) {
+        if let Some(o) = self {
+            o.withdraw(prefix).await
+        }
+    }
+}
+
+/// The longest the first reconcile waits for BGP (the graceful-restart time
+/// peers give us is longer; kernel routes stay until then anyway).
+const INITIAL_SYNC_MAX: Duration = Duration::from_secs(30);
+/// Learned routes unchanged this long after every peer is up: the tables are in.
+const INITIAL_QUIET: Duration = Duration::from_secs(2);
+
+/// Completes the route programmer's first full reconcile — which deletes
+/// routes of ours nobody wants any more — only once every configured peer is
+/// Established and the learned routes have settled, or after
+/// [`INITIAL_SYNC_MAX`]. After a restart the routes of the previous run stay
+/// in the kernel until then, so pod traffic does not stop while the tables
+/// are relearned.
+pub async fn initial_sync(
+    programmer: Programmer,
+    mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    mut remote: watch::Receiver<RemoteRoutes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let settled = async {
+        let all_up = peers.wait_for(|p| p.iter().all(|p| p.state == "established")).await.is_ok();
+        if all_up {
+            remote.borrow_and_update();
+            while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, remote.changed()).await {}
+        }
+    };
+    tokio::select! {
+        _ = stop.changed() => return,
+        _ = tokio::time::timeout(INITIAL_SYNC_MAX, settled) => {}
+    }
+    programmer.flush().await;
+    tracing::info!(subsys = "dataplane", "first full route reconcile done");
 }
 
 /// What this node announces: its blocks and its borrowed addresses.
@@ -177,18 +233,11 @@ pub fn remote_routes(learned: &BTreeMap<IpNetwork, Vec<IpAddr>>, pools: &[IpPool
     out
 }
 
-/// One best-path change as the agent consumes it (empty `next_hops`: gone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Learned {
-    pub prefix: IpNetwork,
-    pub next_hops: Vec<IpAddr>,
-}
-
 /// Follows the RIB's best-path changes and the pools; publishes the remote
 /// routes for the path selector. Changes that arrive together are applied
 /// as one update (the selector replaces the kernel routes in one step).
 pub async fn follow_learned(
-    mut changes: mpsc::Receiver<Learned>,
+    mut changes: mpsc::Receiver<BestPathChange>,
     mut pools: watch::Receiver<Vec<IpPool>>,
     out: watch::Sender<RemoteRoutes>,
     mut latency: Option<Latency>,
@@ -246,7 +295,7 @@ impl Latency {
     }
 }
 
-fn apply(learned: &mut BTreeMap<IpNetwork, Vec<IpAddr>>, change: Learned) {
+fn apply(learned: &mut BTreeMap<IpNetwork, Vec<IpAddr>>, change: BestPathChange) {
     if change.next_hops.is_empty() {
         learned.remove(&change.prefix);
     } else {
@@ -313,9 +362,10 @@ mod tests {
     fn a_withdrawal_removes_the_prefix() {
         let mut l = BTreeMap::new();
         let prefix: IpNetwork = "10.244.1.0/26".parse().unwrap();
-        apply(&mut l, Learned { prefix, next_hops: vec!["10.0.0.2".parse().unwrap()] });
+        let peers = vec!["10.0.0.2".parse().unwrap()];
+        apply(&mut l, BestPathChange { prefix, next_hops: peers.clone(), peers: peers.clone() });
         assert_eq!(l.len(), 1);
-        apply(&mut l, Learned { prefix, next_hops: vec![] });
+        apply(&mut l, BestPathChange { prefix, next_hops: vec![], peers });
         assert!(l.is_empty());
     }
 }

@@ -1,7 +1,9 @@
 //! Serves the local API on a unix socket.
 
 use super::status::StatusReport;
+use crate::bgp::rib::{Rib, RibSnapshot};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::path::{Path, PathBuf};
@@ -43,16 +45,19 @@ impl ApiListener {
         Ok(ApiListener { listener: Some(listener), path: path.to_path_buf() })
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes: the status report from its
+    /// `watch`, and the RIB (when BGP runs) by asking its task.
     pub async fn serve(
         mut self,
         status: watch::Receiver<StatusReport>,
+        rib: Option<Rib>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = Router::new()
             .route("/v1/status", get(get_status))
             .route("/livez", get(|| async { "ok\n" }))
-            .with_state(status);
+            .with_state(status)
+            .merge(Router::new().route("/v1/bgp/routes", get(get_routes)).with_state(rib));
         let listener = self.listener.take().expect("serve is called once");
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
@@ -66,4 +71,11 @@ impl Drop for ApiListener {
 
 async fn get_status(State(status): State<watch::Receiver<StatusReport>>) -> Json<StatusReport> {
     Json(status.borrow().clone())
+}
+
+async fn get_routes(State(rib): State<Option<Rib>>) -> Result<Json<RibSnapshot>, (StatusCode, &'static str)> {
+    match rib {
+        Some(rib) => Ok(Json(rib.snapshot().await)),
+        None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
+    }
 }

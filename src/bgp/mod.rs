@@ -7,4 +7,5 @@
 
 pub mod cli;
 pub mod packet;
+pub mod rib;
 pub mod session;

@@ -1,6 +1,7 @@
 //! The `tortie` command line. Each subcommand's handler lives in its own
 //! module; this file only declares the commands and dispatches.
 
+mod bgp_cmd;
 mod config_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
@@ -233,8 +234,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { file, print }) => config_cmd::check(&file, print),
         Command::Bgp(BgpCommand::Decode(args)) => crate::bgp::cli::decode_command(&args),
         Command::Bgp(BgpCommand::Encode(args)) => crate::bgp::cli::encode_command(&args),
-        Command::Bgp(BgpCommand::Peers { .. } | BgpCommand::Routes { .. }) => {
-            not_built("`tortie bgp peers` and `tortie bgp routes`", "the BGP speaker")
+        Command::Bgp(BgpCommand::Peers { client }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            bgp_cmd::peers(&client)
+        }
+        Command::Bgp(BgpCommand::Routes { client }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            bgp_cmd::routes(&client)
         }
         Command::Ipam(cmd) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
@@ -251,10 +257,4 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-/// Commands whose component has not landed yet say so plainly.
-fn not_built(what: &str, component: &str) -> ExitCode {
-    eprintln!("tortie: {what} needs {component}, which this build of tortie does not have yet");
-    ExitCode::from(1)
 }

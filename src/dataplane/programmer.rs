@@ -122,6 +122,9 @@ pub struct Programmer {
     tx: mpsc::Sender<Command>,
     pub stats: Arc<ProgrammerStats>,
     pub state: watch::Receiver<ProgrammerState>,
+    /// Routes of ours a previous run left in the kernel, found at start: the
+    /// sign of a restart with forwarding preserved.
+    pub adopted: usize,
 }
 
 /// Why the programmer could not start.
@@ -151,6 +154,7 @@ impl Programmer {
         let stats = Arc::new(ProgrammerStats::default());
         let (state_tx, state) = watch::channel(ProgrammerState::default());
         let kernel: HashMap<IpNetwork, Route> = adopted.into_iter().map(|r| (r.dst, r)).collect();
+        let adopted = kernel.len();
         tracing::info!(
             subsys = "dataplane",
             adopted = kernel.len(),
@@ -175,7 +179,7 @@ impl Programmer {
             task.run(rx, ev_rx).await;
             monitor_task.abort();
         });
-        Ok(Programmer { tx, stats, state })
+        Ok(Programmer { tx, stats, state, adopted })
     }
 
     /// Wants `route` (in addition to any other kind's route for the prefix;

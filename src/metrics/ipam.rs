@@ -82,6 +82,10 @@ impl Collector for IpamCollector {
     }
 }
 
+/// The reasons allocations fail, as the `reason` label.
+pub const ALLOCATION_ERROR_REASONS: [&str; 5] =
+    ["no_pool", "pools_exhausted", "block_limit", "datastore", "invalid_request"];
+
 /// Why an allocation failed, as a bounded label.
 pub type ReasonLabels = Vec<(&'static str, &'static str)>;
 
@@ -110,6 +114,10 @@ impl IpamMetrics {
         registry.register("ipam_allocation_errors", "Failed allocations by reason", m.allocation_errors.clone());
         registry.register("ipam_gc_reclamations", "Addresses released by garbage collection", m.gc_reclaimed.clone());
         registry.register_collector(Box::new(IpamCollector { pools }));
+        // Every reason's series exists from the start (at 0), so alerts and rates see it.
+        for reason in ALLOCATION_ERROR_REASONS {
+            m.allocation_errors.get_or_create(&vec![("reason", reason)]);
+        }
         m
     }
 

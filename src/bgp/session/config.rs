@@ -40,6 +40,11 @@ pub struct PeerConfig {
     pub enhanced_route_refresh: bool,
     /// Graceful restart (RFC 4724): our restart time in seconds.
     pub graceful_restart: Option<u16>,
+    /// Graceful restart, restarting side: set the Restart State bit in our
+    /// OPEN (tortie restarted and the agent adopted the previous run's routes).
+    pub restarting: bool,
+    /// Set the Forwarding State bit for every family: kernel routes survived the restart.
+    pub forwarding_preserved: bool,
     /// ADD-PATH (RFC 7911): receive path identifiers from the peer.
     pub add_path_receive: bool,
     /// ADD-PATH: send path identifiers to the peer.
@@ -80,6 +85,8 @@ impl PeerConfig {
             route_refresh: true,
             enhanced_route_refresh: true,
             graceful_restart: Some(120),
+            restarting: false,
+            forwarding_preserved: false,
             add_path_receive: false,
             add_path_send: false,
             require_four_octet_as: false,

@@ -1,7 +1,7 @@
 //! Our OPEN, and checking the peer's: either the negotiated session
 //! parameters or the exact NOTIFICATION that refuses the peer.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
@@ -35,6 +35,10 @@ pub struct Negotiated {
     pub add_path_send: Vec<Family>,
     pub extended_message: bool,
     pub ibgp: bool,
+    /// Our address on the session's connection (next hop self); filled in
+    /// by the peer task, `None` from [`negotiate`] alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_addr: Option<IpAddr>,
 }
 
 impl Negotiated {
@@ -65,10 +69,17 @@ pub fn local_open(config: &PeerConfig) -> OpenMessage {
     }
     capabilities.push(Capability::FourOctetAs(config.local_as));
     if let Some(restart_time) = config.graceful_restart {
+        // RFC 4724 section 3: Restart State (0x8) after a restart, and
+        // Forwarding State (0x80) per family when forwarding survived it.
+        let forwarding = if config.forwarding_preserved { 0x80 } else { 0 };
         capabilities.push(Capability::GracefulRestart {
-            restart_flags: 0,
+            restart_flags: if config.restarting { 0x8 } else { 0 },
             restart_time: restart_time & 0x0fff,
-            families: config.families.iter().map(|&family| GracefulRestartFamily { family, flags: 0 }).collect(),
+            families: config
+                .families
+                .iter()
+                .map(|&family| GracefulRestartFamily { family, flags: forwarding })
+                .collect(),
         });
     }
     let send_receive = u8::from(config.add_path_receive) | (u8::from(config.add_path_send) << 1);
@@ -188,13 +199,13 @@ pub fn negotiate(config: &PeerConfig, open: &OpenMessage) -> Result<Negotiated, 
         add_path_send,
         extended_message: false,
         ibgp: config.is_ibgp(),
+        local_addr: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
 
     fn config() -> PeerConfig {
         PeerConfig::new(IpAddr::from([192, 0, 2, 2]), 65002, 65001, Ipv4Addr::new(192, 0, 2, 1))
@@ -221,6 +232,23 @@ mod tests {
         assert_eq!(n.families, vec![Family::IPV4_UNICAST]);
         assert!(n.four_octet_as && n.route_refresh && !n.enhanced_route_refresh);
         assert!(n.decode_context().four_octet_as);
+    }
+
+    #[test]
+    fn a_restarted_speaker_sets_restart_state_and_forwarding_state() {
+        let gr = |config: &PeerConfig| {
+            local_open(config).capabilities().find_map(|c| match c {
+                Capability::GracefulRestart { restart_flags, families, .. } => {
+                    Some((*restart_flags, families.iter().map(|f| f.flags).collect::<Vec<_>>()))
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(gr(&config()), Some((0, vec![0, 0])));
+        let mut restarted = config();
+        restarted.restarting = true;
+        restarted.forwarding_preserved = true;
+        assert_eq!(gr(&restarted), Some((0x8, vec![0x80, 0x80])));
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::bgp::packet::{
 
 /// Capacity of a peer's command channel: commands are rare.
 pub const COMMAND_CAPACITY: usize = 16;
-/// Capacity of a peer's outbound UPDATE channel: when it is full the RIB waits.
+/// Capacity of a peer's outbound UPDATE channel: when it is full the RIB
+/// keeps what it has not sent (it never waits on one peer).
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
 /// What the owner of a peer can ask of it.
@@ -44,6 +45,10 @@ pub enum PeerCommand {
     Incoming(TcpStream),
     /// Ask the peer to resend a family (RFC 2918).
     RequestRefresh(Family),
+    /// This process is stopping and will be back (graceful restart, restarting
+    /// side): close the connection without a NOTIFICATION and end the task, so
+    /// the peer keeps our routes as stale (RFC 4724 section 4.2).
+    Abandon,
 }
 
 /// What a peer reports to the RIB.
@@ -75,7 +80,9 @@ pub enum PeerEvent {
 pub struct PeerHandle {
     pub commands: mpsc::Sender<PeerCommand>,
     pub status: watch::Receiver<PeerStatus>,
-    /// UPDATEs to send once Established; ones that arrive earlier wait here.
+    /// UPDATEs to send while Established; ones that arrive while the session
+    /// is not (or was queued for an earlier session) are discarded, so that a
+    /// stale announcement never follows the new session's table.
     pub outbound: mpsc::Sender<UpdateMessage>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -101,6 +108,7 @@ pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHa
         pending: VecDeque::new(),
         pending_update: None,
         received: HashSet::new(),
+        refreshing: Vec::new(),
         last_peer_id: None,
         status_tx,
         events,
@@ -130,6 +138,9 @@ struct Peer {
     pending_update: Option<(UpdateMessage, UpdateOutcome)>,
     /// Prefixes the peer currently announces: the maximum-prefix count.
     received: HashSet<(Family, Nlri)>,
+    /// Families for which we sent BoRR: the RIB's End-of-RIB for one of them
+    /// ends the re-advertisement and goes out as EoRR (RFC 7313).
+    refreshing: Vec<Family>,
     /// The peer's identifier from the last OPEN, for collision detection.
     last_peer_id: Option<Ipv4Addr>,
     status: PeerStatus,
@@ -185,6 +196,12 @@ impl Peer {
             let established = self.fsm.state() == State::Established;
             tokio::select! {
                 command = self.commands.recv() => match command {
+                    Some(PeerCommand::Abandon) => {
+                        // Dropping the socket sends a FIN and no NOTIFICATION.
+                        self.stream = None;
+                        self.contender = None;
+                        return;
+                    }
                     Some(command) => self.command(command).await,
                     None => {
                         // RFC 4486: the peer was removed from the configuration.
@@ -210,7 +227,11 @@ impl Peer {
                     }
                 }
                 () = sleep_until(next_timer) => self.fire_timers().await,
-                Some(update) = self.outbound.recv(), if established => self.send_update(update).await,
+                Some(update) = self.outbound.recv() => {
+                    if established {
+                        self.send_update(update).await;
+                    }
+                }
             }
         }
     }
@@ -247,6 +268,8 @@ impl Peer {
                     self.write(&Message::RouteRefresh(RouteRefreshMessage::request(family))).await;
                 }
             }
+            // Handled by the run loop, which ends the task.
+            PeerCommand::Abandon => {}
         }
     }
 
@@ -450,7 +473,12 @@ impl Peer {
             }
             Action::StartTimer(timer, duration) => self.deadlines[timer as usize] = Some(Instant::now() + duration),
             Action::StopTimer(timer) => self.deadlines[timer as usize] = None,
-            Action::SessionUp(negotiated) => {
+            Action::SessionUp(mut negotiated) => {
+                negotiated.local_addr = self.stream.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.ip());
+                // Whatever was queued before the RIB hears of this session
+                // belongs to an earlier one.
+                self.discard_outbound();
+                self.refreshing.clear();
                 self.status.established_since = Some(SystemTime::now());
                 self.status.negotiated = Some((*negotiated).clone());
                 self.publish();
@@ -462,11 +490,26 @@ impl Peer {
                 self.status.negotiated = None;
                 self.status.last_error = Some(reason.clone());
                 self.received.clear();
+                self.refreshing.clear();
+                self.discard_outbound();
                 self.publish();
                 let _ = self.events.send(PeerEvent::SessionDown { peer: self.peer, reason }).await;
             }
             Action::ProcessUpdate => self.process_update().await,
             Action::ProcessRouteRefresh(message) => {
+                // RFC 7313 section 4: "the BGP speaker MUST send a BoRR
+                // message before it starts the route re-advertisement".
+                let enhanced = self.fsm.negotiated().is_some_and(|n| n.enhanced_route_refresh);
+                if enhanced && message.subtype == crate::bgp::packet::route_refresh::subtype::NORMAL {
+                    let borr = RouteRefreshMessage {
+                        family: message.family,
+                        subtype: crate::bgp::packet::route_refresh::subtype::BORR,
+                    };
+                    self.write(&Message::RouteRefresh(borr)).await;
+                    if !self.refreshing.contains(&message.family) {
+                        self.refreshing.push(message.family);
+                    }
+                }
                 let _ = self.events.send(PeerEvent::RouteRefresh { peer: self.peer, message }).await;
             }
         }
@@ -503,7 +546,20 @@ impl Peer {
     }
 
     async fn send_update(&mut self, update: UpdateMessage) {
+        if let Some(family) = update.as_end_of_rib()
+            && let Some(at) = self.refreshing.iter().position(|f| *f == family)
+        {
+            self.refreshing.remove(at);
+            let eorr = RouteRefreshMessage { family, subtype: crate::bgp::packet::route_refresh::subtype::EORR };
+            self.write(&Message::RouteRefresh(eorr)).await;
+            return;
+        }
         self.write(&Message::Update(update)).await;
+    }
+
+    /// Drops the UPDATEs queued so far.
+    fn discard_outbound(&mut self) {
+        while self.outbound.try_recv().is_ok() {}
     }
 
     /// Writes one message; a failed write becomes TcpConnectionFails.

@@ -95,6 +95,22 @@ impl Speaker {
         self.command(addr, PeerCommand::Start).await
     }
 
+    /// Ends every session without a NOTIFICATION (the agent stops and will
+    /// restart: peers that negotiated graceful restart keep our routes).
+    pub async fn abandon_all(&mut self) {
+        if let Some(listener) = &self.listener {
+            for addr in self.peers.keys() {
+                listener.remove(*addr).await;
+            }
+        }
+        for (_, handle) in self.peers.drain() {
+            let PeerHandle { commands, task, .. } = handle;
+            if commands.send(PeerCommand::Abandon).await.is_ok() {
+                let _ = task.await;
+            }
+        }
+    }
+
     /// Asks the peer to resend a family (route refresh).
     pub async fn request_refresh(&self, addr: IpAddr, family: Family) -> Result<(), SpeakerError> {
         self.command(addr, PeerCommand::RequestRefresh(family)).await

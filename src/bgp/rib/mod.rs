@@ -1,0 +1,214 @@
+//! The routing half of the speaker: Adj-RIB-In, Loc-RIB, Adj-RIB-Out, best
+//! path, policy, route reflection and graceful restart, in one task.
+//!
+//! - [`attrs`]: interned attribute sets;
+//! - [`best`]: the decision process (pure) and loss reasons;
+//! - [`policy`]: typed import/export policy;
+//! - [`import`] and [`export`]: the per-role rules on the way in and out;
+//! - [`table`]: the Loc-RIB with per-prefix candidate paths;
+//! - [`peer`]: per-peer Adj-RIB-In keys, Adj-RIB-Out, dirty prefixes and send queue;
+//! - [`pack`]: UPDATE packing;
+//! - [`notify`]: the coalescing best-path change queue;
+//! - [`task`]: the RIB task (events, commands, flushing with back-pressure);
+//! - [`snapshot`]: the views for the API and CLI.
+//!
+//! Rules and defaults are documented in `docs/bgp-routing.md`.
+
+pub mod attrs;
+pub mod best;
+pub mod export;
+pub mod import;
+pub mod net;
+pub mod notify;
+pub mod pack;
+pub mod peer;
+pub mod policy;
+pub mod snapshot;
+pub mod table;
+pub mod task;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bgp::packet::UpdateMessage;
+use crate::bgp::session::PeerEvent;
+
+pub use best::LossReason;
+pub use policy::Policy;
+pub use snapshot::{PeerRibStats, RibSnapshot, RibStats, RouteView};
+
+/// Capacity of the best-path change channel; beyond it changes coalesce per prefix.
+pub const BEST_PATH_CAPACITY: usize = 4096;
+/// Capacity of the command channel.
+const COMMAND_CAPACITY: usize = 256;
+
+/// The RIB's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Route reflector cluster id (RFC 4456); the router id when unset.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Maximum size of an ECMP multipath set (at least 1).
+    pub max_paths: usize,
+    /// IP pools: what iBGP peers may send us and what External peers get.
+    pub pools: Vec<IpNetwork>,
+    /// Our own addresses besides the sessions' local ones: next hops equal to
+    /// them are unusable, and they are the next hop self of a family whose
+    /// session runs over the other family.
+    pub local_addresses: Vec<IpAddr>,
+    /// How long stale routes of a restarted peer wait for its End-of-RIB.
+    pub stale_routes_time: Duration,
+}
+
+impl RibConfig {
+    /// Defaults: 4 paths, no pools, 360 s stale routes time.
+    pub fn new(local_as: u32, router_id: Ipv4Addr) -> Self {
+        RibConfig {
+            local_as,
+            router_id,
+            cluster_id: None,
+            max_paths: 4,
+            pools: Vec::new(),
+            local_addresses: Vec::new(),
+            stale_routes_time: Duration::from_secs(360),
+        }
+    }
+
+    /// The cluster id in use.
+    pub fn cluster(&self) -> Ipv4Addr {
+        self.cluster_id.unwrap_or(self.router_id)
+    }
+}
+
+/// What a peer is to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerRole {
+    /// iBGP full mesh: iBGP-learned routes are never passed to other iBGP peers.
+    Mesh,
+    /// We reflect to and for this peer (RFC 4456).
+    RrClient,
+    /// We are a client of this peer: plain iBGP.
+    RrServer,
+    /// eBGP.
+    External,
+}
+
+impl PeerRole {
+    pub fn is_ibgp(self) -> bool {
+        self != PeerRole::External
+    }
+}
+
+/// How the RIB treats one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSetup {
+    pub role: PeerRole,
+    pub peer_as: u32,
+    /// Our AS toward this peer when it differs from `RibConfig::local_as` (local-as).
+    pub local_as: Option<u32>,
+    /// Next hop self toward an iBGP peer (always on for eBGP).
+    pub next_hop_self: bool,
+    /// How many times our own AS may appear in a received AS path.
+    pub allow_as_in: u8,
+    pub import: Option<Policy>,
+    pub export: Option<Policy>,
+}
+
+impl PeerSetup {
+    /// A peer of `role` in `peer_as` with no options.
+    pub fn new(role: PeerRole, peer_as: u32) -> Self {
+        PeerSetup { role, peer_as, local_as: None, next_hop_self: false, allow_as_in: 0, import: None, export: None }
+    }
+}
+
+/// One change of the best path set of a prefix; `next_hops` empty = no route any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BestPathChange {
+    pub prefix: IpNetwork,
+    pub next_hops: Vec<IpAddr>,
+    pub peers: Vec<IpAddr>,
+}
+
+/// What the handle asks of the task.
+pub(crate) enum Command {
+    AddPeer(IpAddr, Box<PeerSetup>, mpsc::Sender<UpdateMessage>),
+    ChangePeer(IpAddr, Box<PeerSetup>),
+    RemovePeer(IpAddr),
+    Originate(IpNetwork),
+    Withdraw(IpNetwork),
+    Snapshot(oneshot::Sender<RibSnapshot>),
+    Stats(oneshot::Sender<RibStats>),
+}
+
+/// The handle to the RIB task. Cloning is cheap; the task ends when every
+/// handle is gone and the event channel is closed.
+#[derive(Clone)]
+pub struct Rib {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Rib {
+    /// Spawns the RIB task consuming the speaker's PeerEvents.
+    pub fn spawn(config: RibConfig, events: mpsc::Receiver<PeerEvent>) -> (Rib, mpsc::Receiver<BestPathChange>) {
+        let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+        let (best_tx, best_rx) = mpsc::channel(BEST_PATH_CAPACITY);
+        tokio::spawn(task::RibTask::new(config, best_tx).run(commands, events));
+        (Rib { commands: commands_tx }, best_rx)
+    }
+
+    async fn send(&self, command: Command) {
+        if self.commands.send(command).await.is_err() {
+            tracing::warn!(subsys = "rib", "the RIB task has ended; command dropped");
+        }
+    }
+
+    /// Adds a peer: its routes are accepted once its session is up, and
+    /// `outbound` (the speaker's channel for it) receives our UPDATEs.
+    pub async fn add_peer(&self, peer: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<UpdateMessage>) {
+        self.send(Command::AddPeer(peer, Box::new(setup), outbound)).await
+    }
+
+    /// Changes a peer's setup; what it is sent is recomputed. A changed
+    /// import policy applies to routes the peer sends from now on.
+    pub async fn change_peer(&self, peer: IpAddr, setup: PeerSetup) {
+        self.send(Command::ChangePeer(peer, Box::new(setup))).await
+    }
+
+    /// Removes a peer and every route learned from it.
+    pub async fn remove_peer(&self, peer: IpAddr) {
+        self.send(Command::RemovePeer(peer)).await
+    }
+
+    /// Originates a prefix (idempotent).
+    pub async fn originate(&self, prefix: IpNetwork) {
+        self.send(Command::Originate(prefix)).await
+    }
+
+    /// Stops originating a prefix (idempotent).
+    pub async fn withdraw(&self, prefix: IpNetwork) {
+        self.send(Command::Withdraw(prefix)).await
+    }
+
+    /// Every route with its best/ECMP state and the reason each loser lost.
+    pub async fn snapshot(&self) -> RibSnapshot {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Snapshot(tx)).await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// The counters only (cheap: for the status report and metrics).
+    pub async fn stats(&self) -> RibStats {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Stats(tx)).await;
+        rx.await.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod task_tests;

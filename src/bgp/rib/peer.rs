@@ -1,0 +1,136 @@
+//! What the RIB keeps per peer: its setup and session, the keys of its
+//! Adj-RIB-In, its Adj-RIB-Out, the prefixes whose advertisement must be
+//! recomputed (dirty), and the UPDATEs built but not yet taken by the
+//! session (the send queue, at most one batch).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnetwork::IpNetwork;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::PeerSetup;
+use super::attrs::Attrs;
+use super::snapshot::PeerRibStats;
+use crate::bgp::packet::{Family, UpdateMessage};
+use crate::bgp::session::Negotiated;
+
+/// An established session as the RIB sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub negotiated: Negotiated,
+    pub router_id: Ipv4Addr,
+    pub local_addr: Option<IpAddr>,
+}
+
+/// Routes of a peer kept stale (RFC 4724 helper, RFC 7313 refresh).
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub families: Vec<Family>,
+    /// When the stale routes go if the peer has not re-sent them.
+    pub deadline: Instant,
+}
+
+/// A key of the Adj-RIB-In.
+pub type InKey = (IpNetwork, u32);
+
+/// Prefixes to recompute, each once, in arrival order.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    order: VecDeque<IpNetwork>,
+    set: FxHashSet<IpNetwork>,
+}
+
+impl Dirty {
+    pub fn mark(&mut self, net: IpNetwork) {
+        if self.set.insert(net) {
+            self.order.push_back(net);
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<IpNetwork> {
+        let net = self.order.pop_front()?;
+        self.set.remove(&net);
+        Some(net)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.order.clear();
+        self.set.clear();
+    }
+}
+
+/// One peer of the RIB.
+#[derive(Debug)]
+pub struct RibPeer {
+    pub addr: IpAddr,
+    pub setup: PeerSetup,
+    pub outbound: mpsc::Sender<UpdateMessage>,
+    pub session: Option<Session>,
+    /// The BGP identifier of the last session (for best path of stale routes).
+    pub router_id: Ipv4Addr,
+    /// Bumped at every session change, so that a capacity reservation made
+    /// for an earlier session is not used for the current one.
+    pub epoch: u64,
+    /// Accepted routes (their attributes live in the Loc-RIB).
+    pub adj_in: FxHashSet<InKey>,
+    /// Announced but refused by import (counted as received).
+    pub rejected: FxHashSet<InKey>,
+    /// What the peer was last sent per prefix.
+    pub adj_out: FxHashMap<IpNetwork, Attrs>,
+    pub dirty: Dirty,
+    pub queue: VecDeque<UpdateMessage>,
+    /// A capacity reservation is in flight: wait for it before sending.
+    pub waiting: bool,
+    /// Families whose End-of-RIB follows once the dirty set is empty.
+    pub end_of_rib: Vec<Family>,
+    pub stale: Option<Stale>,
+    pub stats: PeerRibStats,
+}
+
+impl RibPeer {
+    pub fn new(addr: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<UpdateMessage>) -> Self {
+        RibPeer {
+            addr,
+            setup,
+            outbound,
+            session: None,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            epoch: 0,
+            adj_in: FxHashSet::default(),
+            rejected: FxHashSet::default(),
+            adj_out: FxHashMap::default(),
+            dirty: Dirty::default(),
+            queue: VecDeque::new(),
+            waiting: false,
+            end_of_rib: Vec::new(),
+            stale: None,
+            stats: PeerRibStats::default(),
+        }
+    }
+
+    /// True when the session carries `family`.
+    pub fn carries(&self, family: Family) -> bool {
+        self.session.as_ref().is_some_and(|s| s.negotiated.families.contains(&family))
+    }
+
+    /// Forgets everything about the outbound side (session down or reset).
+    pub fn reset_outbound(&mut self) {
+        self.adj_out.clear();
+        self.dirty.clear();
+        self.queue.clear();
+        self.end_of_rib.clear();
+        self.waiting = false;
+        self.epoch += 1;
+    }
+}

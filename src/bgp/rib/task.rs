@@ -1,0 +1,754 @@
+//! The RIB task: the only owner of the Loc-RIB, every peer's Adj-RIB-In and
+//! Adj-RIB-Out, and the intern table.
+//!
+//! Back-pressure: UPDATEs go to a peer with `try_send`. When its channel is
+//! full, the UPDATEs built so far stay in the peer's send queue (at most one
+//! batch) and a `reserve_owned` future for that channel joins a
+//! `FuturesUnordered`; changes meanwhile only mark prefixes dirty, so they
+//! coalesce. When capacity returns the queue drains and flushing goes on.
+//! The task itself never waits on a peer, so a slow peer never delays another.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ipnetwork::IpNetwork;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, OwnedPermit};
+use tokio::time::Instant;
+
+use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
+use super::best::{Candidate, decide, tie_break_reason};
+use super::export::{Origin, Target, export_route};
+use super::import::{base_attrs, import_route, next_hop};
+use super::net::{family, network, normalize};
+use super::notify::Pending;
+use super::peer::{RibPeer, Session, Stale};
+use super::snapshot::{RibSnapshot, RibStats, RouteView};
+use super::table::{LocRib, Path};
+use super::{BestPathChange, Command, PeerRole, RibConfig, pack};
+use crate::bgp::packet::route_refresh::subtype;
+use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
+use crate::bgp::session::{DownReason, Negotiated, PeerEvent};
+
+/// Dirty prefixes turned into UPDATEs at a time (one send-queue batch).
+const BATCH: usize = 4096;
+/// Batches per peer before the task looks at its inputs again.
+const BATCHES_PER_TURN: usize = 8;
+/// Events of a peer not added yet that are kept for it.
+const EARLY_EVENTS: usize = 65536;
+/// Events handled before flushing.
+const EVENTS_PER_TURN: usize = 256;
+
+type Reservation = Pin<Box<dyn Future<Output = (IpAddr, u64, Option<OwnedPermit<UpdateMessage>>)> + Send>>;
+
+/// The state of the RIB task.
+pub struct RibTask {
+    config: RibConfig,
+    interner: Interner,
+    loc: LocRib,
+    peers: FxHashMap<IpAddr, RibPeer>,
+    local: FxHashSet<IpNetwork>,
+    local_attrs: Attrs,
+    /// Our own addresses: a next hop among them is unusable.
+    own: FxHashSet<IpAddr>,
+    best_tx: mpsc::Sender<BestPathChange>,
+    pending: Pending,
+    reservations: FuturesUnordered<Reservation>,
+    early: FxHashMap<IpAddr, Vec<PeerEvent>>,
+    early_count: usize,
+    work_left: bool,
+}
+
+/// What best path needs to know about a peer.
+#[derive(Clone, Copy)]
+struct PeerFacts {
+    role: PeerRole,
+    router_id: Ipv4Addr,
+}
+
+fn facts(peers: &FxHashMap<IpAddr, RibPeer>) -> FxHashMap<IpAddr, PeerFacts> {
+    peers.iter().map(|(a, p)| (*a, PeerFacts { role: p.setup.role, router_id: p.router_id })).collect()
+}
+
+fn candidate(
+    path: &Path,
+    config: &RibConfig,
+    facts: &FxHashMap<IpAddr, PeerFacts>,
+    own: &FxHashSet<IpAddr>,
+) -> Candidate {
+    let a = &path.attrs;
+    let peer = path.source.and_then(|s| facts.get(&s));
+    let usable = path.source.is_none()
+        || a.next_hop.is_some_and(|nh| !nh.is_unspecified() && !own.contains(&nh) && !nh.is_multicast());
+    Candidate {
+        local: path.source.is_none(),
+        usable,
+        local_pref: a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF),
+        as_path_len: a.as_path.path_length(),
+        origin: a.origin,
+        med: a.med.unwrap_or(0),
+        neighbor_as: a.neighbor_as(config.local_as),
+        ebgp: peer.is_some_and(|p| p.role == PeerRole::External),
+        router_id: a.originator_id.unwrap_or(match path.source {
+            None => config.router_id,
+            Some(_) => peer.map(|p| p.router_id).unwrap_or(Ipv4Addr::UNSPECIFIED),
+        }),
+        cluster_list_len: a.cluster_list.len(),
+        peer_addr: path.source.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    }
+}
+
+/// The learned multipath set as the dataplane sees it: empty when the best
+/// path is ours or there is none.
+fn learned(paths: &[Path]) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let (mut hops, mut peers) = (Vec::new(), Vec::new());
+    if paths.first().is_some_and(|p| p.source.is_some()) {
+        for p in paths {
+            if let Some(nh) = p.attrs.next_hop
+                && !hops.contains(&nh)
+            {
+                hops.push(nh);
+            }
+            if let Some(s) = p.source
+                && !peers.contains(&s)
+            {
+                peers.push(s);
+            }
+        }
+    }
+    (hops, peers)
+}
+
+fn best_key(paths: &[Path]) -> Option<(Option<IpAddr>, u32, *const PathAttrs)> {
+    paths.first().map(|p| (p.source, p.path_id, Arc::as_ptr(&p.attrs)))
+}
+
+fn reserve(peer: &RibPeer) -> Reservation {
+    let (tx, addr, epoch) = (peer.outbound.clone(), peer.addr, peer.epoch);
+    Box::pin(async move { (addr, epoch, tx.reserve_owned().await.ok()) })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl RibTask {
+    pub fn new(config: RibConfig, best_tx: mpsc::Sender<BestPathChange>) -> Self {
+        let mut interner = Interner::default();
+        let local_attrs = interner.intern(PathAttrs::local());
+        let mut own: FxHashSet<IpAddr> = config.local_addresses.iter().copied().collect();
+        own.insert(IpAddr::V4(config.router_id));
+        RibTask {
+            config,
+            interner,
+            loc: LocRib::default(),
+            peers: FxHashMap::default(),
+            local: FxHashSet::default(),
+            local_attrs,
+            own,
+            best_tx,
+            pending: Pending::default(),
+            reservations: FuturesUnordered::new(),
+            early: FxHashMap::default(),
+            early_count: 0,
+            work_left: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut events: mpsc::Receiver<PeerEvent>) {
+        let (mut commands_open, mut events_open) = (true, true);
+        let best_tx = self.best_tx.clone();
+        loop {
+            self.flush();
+            self.pending.drain_into(&best_tx);
+            if !commands_open && !events_open {
+                return;
+            }
+            let deadline = self.peers.values().filter_map(|p| p.stale.as_ref().map(|s| s.deadline)).min();
+            let work_left = self.work_left;
+            tokio::select! {
+                biased;
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => {
+                        // A command sees every event reported before it
+                        // (a snapshot after an UPDATE shows its routes).
+                        while let Ok(event) = events.try_recv() {
+                            self.event(event);
+                        }
+                        self.command(command);
+                    }
+                    None => commands_open = false,
+                },
+                Some((peer, epoch, permit)) = self.reservations.next(), if !self.reservations.is_empty() => {
+                    self.reserved(peer, epoch, permit);
+                }
+                permit = best_tx.reserve(), if !self.pending.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(change) = self.pending.pop() {
+                            permit.send(change);
+                        }
+                    }
+                    Err(_) => while self.pending.pop().is_some() {},
+                },
+                event = events.recv(), if events_open => match event {
+                    Some(event) => {
+                        self.event(event);
+                        // Handle a burst before flushing, so that its changes coalesce.
+                        for _ in 0..EVENTS_PER_TURN {
+                            match events.try_recv() {
+                                Ok(event) => self.event(event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => events_open = false,
+                },
+                () = sleep_until(deadline) => self.expire_stale(),
+                () = std::future::ready(()), if work_left => {}
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::AddPeer(addr, setup, outbound) => {
+                match self.peers.get_mut(&addr) {
+                    Some(peer) => {
+                        peer.outbound = outbound;
+                        self.change_peer(addr, *setup);
+                    }
+                    None => {
+                        self.peers.insert(addr, RibPeer::new(addr, *setup, outbound));
+                    }
+                }
+                if let Some(events) = self.early.remove(&addr) {
+                    self.early_count -= events.len();
+                    for event in events {
+                        self.event(event);
+                    }
+                }
+            }
+            Command::ChangePeer(addr, setup) => self.change_peer(addr, *setup),
+            Command::RemovePeer(addr) => {
+                self.early_count -= self.early.remove(&addr).map_or(0, |e| e.len());
+                if let Some(peer) = self.peers.remove(&addr) {
+                    let keys: Vec<_> = peer.adj_in.into_iter().collect();
+                    for (net, path_id) in keys {
+                        self.remove_path(net, Some(addr), path_id);
+                    }
+                }
+            }
+            Command::Originate(net) => {
+                let net = normalize(net);
+                if self.local.insert(net) {
+                    let path = Path { source: None, path_id: 0, attrs: self.local_attrs.clone(), stale: false };
+                    self.modify(net, |dest| dest.upsert(path));
+                }
+            }
+            Command::Withdraw(net) => {
+                let net = normalize(net);
+                if self.local.remove(&net) {
+                    self.remove_path(net, None, 0);
+                }
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn change_peer(&mut self, addr: IpAddr, setup: super::PeerSetup) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        peer.setup = setup;
+        let families: Vec<Family> = peer.session.as_ref().map(|s| s.negotiated.families.clone()).unwrap_or_default();
+        // Recompute everything it gets; the Adj-RIB-Out turns that into a diff.
+        for net in self.loc.routes.keys() {
+            if families.contains(&family(net)) {
+                peer.dirty.mark(*net);
+            }
+        }
+    }
+
+    fn event(&mut self, event: PeerEvent) {
+        let addr = match &event {
+            PeerEvent::SessionUp { peer, .. }
+            | PeerEvent::SessionDown { peer, .. }
+            | PeerEvent::Update { peer, .. }
+            | PeerEvent::RouteRefresh { peer, .. } => *peer,
+        };
+        if !self.peers.contains_key(&addr) {
+            // The speaker may report a session before the agent adds the peer here.
+            if self.early_count < EARLY_EVENTS {
+                self.early.entry(addr).or_default().push(event);
+                self.early_count += 1;
+            } else {
+                tracing::warn!(subsys = "rib", peer = %addr, "event of an unknown peer dropped");
+            }
+            return;
+        }
+        match event {
+            PeerEvent::SessionUp { peer, negotiated } => self.session_up(peer, *negotiated),
+            PeerEvent::SessionDown { peer, reason } => self.session_down(peer, &reason),
+            PeerEvent::Update { peer, update, outcome } => self.update(peer, &update, &outcome),
+            PeerEvent::RouteRefresh { peer, message } => match message.subtype {
+                subtype::NORMAL => self.refresh(peer, message.family),
+                subtype::BORR => self.mark_stale(peer, &[message.family], self.config.stale_routes_time),
+                subtype::EORR => self.sweep(peer, message.family),
+                _ => {}
+            },
+        }
+    }
+
+    fn session_up(&mut self, addr: IpAddr, negotiated: Negotiated) {
+        if let Some(local) = negotiated.local_addr {
+            self.own.insert(local);
+        }
+        let stale_time = self.config.stale_routes_time;
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        peer.reset_outbound();
+        peer.router_id = negotiated.peer_id;
+        let families: Vec<Family> = negotiated.families.iter().copied().filter(|f| f.is_ip_unicast()).collect();
+        // RFC 4724 4.2: stale routes of families the restarted peer did not
+        // keep forwarding state for (or no longer offers) go now; the others
+        // wait for its End-of-RIB.
+        let preserved: Vec<Family> = negotiated
+            .peer_graceful_restart
+            .as_ref()
+            .map(|(_, fams)| fams.iter().filter(|f| f.flags & 0x80 != 0).map(|f| f.family).collect())
+            .unwrap_or_default();
+        let mut sweep_now = Vec::new();
+        if let Some(stale) = &mut peer.stale {
+            sweep_now = stale.families.iter().copied().filter(|f| !preserved.contains(f)).collect();
+            stale.families.retain(|f| preserved.contains(f));
+            stale.deadline = Instant::now() + stale_time;
+        }
+        peer.session = Some(Session { router_id: negotiated.peer_id, local_addr: negotiated.local_addr, negotiated });
+        for net in self.loc.routes.keys() {
+            if families.contains(&family(net)) {
+                peer.dirty.mark(*net);
+            }
+        }
+        // End-of-RIB after the initial table (RFC 4724 section 2).
+        peer.end_of_rib = families;
+        for f in sweep_now {
+            self.sweep(addr, f);
+        }
+    }
+
+    fn session_down(&mut self, addr: IpAddr, reason: &DownReason) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let session = peer.session.take();
+        peer.reset_outbound();
+        peer.rejected.clear();
+        // RFC 4724 4.2: without a NOTIFICATION, a peer that offered graceful
+        // restart keeps its routes (stale) for its restart time. We do not
+        // offer the N bit (RFC 8538), so a NOTIFICATION either way drops them.
+        let gr = session.as_ref().and_then(|s| {
+            let (time, fams) = s.negotiated.peer_graceful_restart.as_ref()?;
+            let families: Vec<Family> =
+                fams.iter().map(|f| f.family).filter(|f| s.negotiated.families.contains(f)).collect();
+            (*time > 0 && !families.is_empty() && *reason == DownReason::ConnectionLost)
+                .then(|| (families, std::time::Duration::from_secs(u64::from(*time))))
+        });
+        let kept: Vec<Family> = match gr {
+            Some((families, time)) => {
+                self.mark_stale(addr, &families, time);
+                families
+            }
+            None => Vec::new(),
+        };
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let drop: Vec<_> = peer.adj_in.iter().filter(|(net, _)| !kept.contains(&family(net))).copied().collect();
+        for (net, path_id) in drop {
+            self.remove_path(net, Some(addr), path_id);
+        }
+    }
+
+    /// Marks the peer's routes of `families` stale until `time` from now.
+    fn mark_stale(&mut self, addr: IpAddr, families: &[Family], time: std::time::Duration) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        for (net, path_id) in &peer.adj_in {
+            if !families.contains(&family(net)) {
+                continue;
+            }
+            if let Some(path) = self
+                .loc
+                .routes
+                .get_mut(net)
+                .and_then(|d| d.paths.iter_mut().find(|p| p.source == Some(addr) && p.path_id == *path_id))
+            {
+                path.stale = true;
+            }
+        }
+        let stale = peer.stale.get_or_insert(Stale { families: Vec::new(), deadline: Instant::now() + time });
+        stale.deadline = Instant::now() + time;
+        for f in families {
+            if !stale.families.contains(f) {
+                stale.families.push(*f);
+            }
+        }
+    }
+
+    /// Removes the peer's routes of `family` that are still stale.
+    fn sweep(&mut self, addr: IpAddr, family_swept: Family) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let Some(stale) = &mut peer.stale else { return };
+        stale.families.retain(|f| *f != family_swept);
+        if stale.families.is_empty() {
+            peer.stale = None;
+        }
+        let loc = &self.loc;
+        let gone: Vec<_> = peer
+            .adj_in
+            .iter()
+            .filter(|(net, path_id)| {
+                family(net) == family_swept
+                    && loc.routes.get(net).is_some_and(|d| {
+                        d.paths.iter().any(|p| p.source == Some(addr) && p.path_id == *path_id && p.stale)
+                    })
+            })
+            .copied()
+            .collect();
+        for (net, path_id) in gone {
+            self.remove_path(net, Some(addr), path_id);
+        }
+    }
+
+    fn expire_stale(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(IpAddr, Vec<Family>)> = self
+            .peers
+            .values()
+            .filter_map(|p| p.stale.as_ref().filter(|s| s.deadline <= now).map(|s| (p.addr, s.families.clone())))
+            .collect();
+        for (addr, families) in expired {
+            tracing::info!(subsys = "rib", peer = %addr, "stale routes timed out");
+            for f in families {
+                self.sweep(addr, f);
+            }
+            if let Some(peer) = self.peers.get_mut(&addr) {
+                peer.stale = None;
+            }
+        }
+    }
+
+    fn refresh(&mut self, addr: IpAddr, refreshed: Family) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let Some(session) = &peer.session else { return };
+        if !peer.carries(refreshed) {
+            return;
+        }
+        let enhanced = session.negotiated.enhanced_route_refresh;
+        // Forget what was sent so that all of it goes again.
+        peer.adj_out.retain(|net, _| family(net) != refreshed);
+        for net in self.loc.routes.keys() {
+            if family(net) == refreshed {
+                peer.dirty.mark(*net);
+            }
+        }
+        // The session turns this End-of-RIB into EoRR (it sent BoRR, RFC 7313).
+        if enhanced && !peer.end_of_rib.contains(&refreshed) {
+            peer.end_of_rib.push(refreshed);
+        }
+    }
+
+    fn update(&mut self, addr: IpAddr, update: &UpdateMessage, outcome: &UpdateOutcome) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let Some(session) = &peer.session else { return };
+        let four_octet = session.negotiated.four_octet_as;
+        peer.stats.updates_received += 1;
+        match outcome.action() {
+            Rfc7606Action::TreatAsWithdraw => peer.stats.treat_as_withdraw += 1,
+            Rfc7606Action::AttributeDiscard => peer.stats.attribute_discard += 1,
+            _ => {}
+        }
+        if let Some(f) = update.as_end_of_rib() {
+            self.sweep(addr, f);
+            return;
+        }
+        for (_, nlri) in update.withdrawals_under(outcome) {
+            let Some(net) = network(&nlri.prefix) else { continue };
+            let key = (net, nlri.path_id.unwrap_or(0));
+            let Some(peer) = self.peers.get_mut(&addr) else { return };
+            peer.stats.withdraws_received += 1;
+            peer.rejected.remove(&key);
+            if peer.adj_in.remove(&key) {
+                self.remove_path(net, Some(addr), key.1);
+            }
+        }
+        if outcome.action() == Rfc7606Action::TreatAsWithdraw || update.announced().next().is_none() {
+            return;
+        }
+        let base = base_attrs(update, outcome, four_octet);
+        let mut current: Option<(Family, PathAttrs)> = None;
+        for (f, nlri) in update.announced() {
+            if current.as_ref().is_none_or(|(cf, _)| *cf != f) {
+                let (nh, link_local) = next_hop(update, f);
+                let mut attrs = base.clone();
+                attrs.next_hop = nh;
+                attrs.link_local = link_local;
+                current = Some((f, attrs));
+            }
+            let Some((_, attrs)) = &current else { continue };
+            let Some(net) = network(&nlri.prefix) else { continue };
+            let key = (net, nlri.path_id.unwrap_or(0));
+            let Some(peer) = self.peers.get_mut(&addr) else { return };
+            match import_route(&self.config, &peer.setup, &net, attrs.clone()) {
+                Ok(accepted) => {
+                    peer.rejected.remove(&key);
+                    peer.adj_in.insert(key);
+                    let path = Path {
+                        source: Some(addr),
+                        path_id: key.1,
+                        attrs: self.interner.intern(accepted),
+                        stale: false,
+                    };
+                    self.modify(net, |dest| dest.upsert(path));
+                }
+                Err(why) => {
+                    tracing::trace!(subsys = "rib", peer = %addr, prefix = %net, reason = ?why, "route not accepted");
+                    peer.rejected.insert(key);
+                    if peer.adj_in.remove(&key) {
+                        self.remove_path(net, Some(addr), key.1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_path(&mut self, net: IpNetwork, source: Option<IpAddr>, path_id: u32) {
+        self.modify(net, |dest| dest.remove(source, path_id).is_some());
+    }
+
+    /// Applies `change` to the prefix's paths; when it changed something,
+    /// runs best path, reports a changed learned set and marks the prefix
+    /// dirty for the peers when its best path changed.
+    fn modify(&mut self, net: IpNetwork, change: impl FnOnce(&mut super::table::Dest) -> bool) {
+        let dest = self.loc.routes.entry(net).or_default();
+        let before_best = best_key(dest.multipath());
+        let before = learned(dest.multipath());
+        if !change(dest) {
+            if dest.paths.is_empty() {
+                self.loc.routes.remove(&net);
+            }
+            return;
+        }
+        let facts = facts(&self.peers);
+        let Some(dest) = self.loc.routes.get_mut(&net) else { return };
+        let (config, own) = (&self.config, &self.own);
+        dest.select(config.max_paths, |p| candidate(p, config, &facts, own));
+        let after_best = best_key(dest.multipath());
+        let after = learned(dest.multipath());
+        if dest.paths.is_empty() {
+            self.loc.routes.remove(&net);
+        }
+        if before != after {
+            self.pending.push(BestPathChange { prefix: net, next_hops: after.0, peers: after.1 });
+        }
+        if before_best != after_best {
+            let f = family(&net);
+            for peer in self.peers.values_mut() {
+                if peer.carries(f) {
+                    peer.dirty.mark(net);
+                }
+            }
+        }
+    }
+
+    fn reserved(&mut self, addr: IpAddr, epoch: u64, permit: Option<OwnedPermit<UpdateMessage>>) {
+        let Some(peer) = self.peers.get_mut(&addr).filter(|p| p.epoch == epoch) else { return };
+        peer.waiting = false;
+        match permit {
+            Some(permit) => {
+                if let Some(update) = peer.queue.pop_front() {
+                    permit.send(update);
+                }
+            }
+            None => peer.queue.clear(),
+        }
+    }
+
+    /// Sends what each peer's channel takes, building UPDATEs from dirty prefixes.
+    fn flush(&mut self) {
+        self.work_left = false;
+        let facts = facts(&self.peers);
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            for _ in 0..BATCHES_PER_TURN {
+                match self.flush_peer(addr, &facts) {
+                    Flushed::Blocked | Flushed::Done => break,
+                    Flushed::More => {}
+                }
+            }
+            if self.peers.get(&addr).is_some_and(|p| p.session.is_some() && !p.waiting && !p.dirty.is_empty()) {
+                self.work_left = true;
+            }
+        }
+    }
+
+    fn flush_peer(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) -> Flushed {
+        let Some(peer) = self.peers.get_mut(&addr) else { return Flushed::Done };
+        if peer.session.is_none() || peer.waiting {
+            return Flushed::Blocked;
+        }
+        while let Some(update) = peer.queue.pop_front() {
+            match peer.outbound.try_send(update) {
+                Ok(()) => {}
+                Err(TrySendError::Full(update)) => {
+                    peer.queue.push_front(update);
+                    peer.waiting = true;
+                    self.reservations.push(reserve(peer));
+                    return Flushed::Blocked;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    peer.queue.clear();
+                    return Flushed::Blocked;
+                }
+            }
+        }
+        if peer.dirty.is_empty() {
+            if peer.end_of_rib.is_empty() {
+                return Flushed::Done;
+            }
+            let eor: Vec<Family> = std::mem::take(&mut peer.end_of_rib);
+            peer.queue.extend(eor.into_iter().map(UpdateMessage::end_of_rib));
+            return Flushed::More;
+        }
+        self.build_batch(addr, facts);
+        Flushed::More
+    }
+
+    /// Turns up to [`BATCH`] dirty prefixes of a peer into UPDATEs on its queue.
+    fn build_batch(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) {
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
+        let Some(session) = &peer.session else { return };
+        let four_octet = session.negotiated.four_octet_as;
+        let target = Target { addr, setup: &peer.setup, local_addr: session.local_addr };
+        let mut announce: FxHashMap<(Family, *const PathAttrs), (Attrs, Vec<IpNetwork>)> = FxHashMap::default();
+        let mut withdraw: FxHashMap<Family, Vec<IpNetwork>> = FxHashMap::default();
+        let mut changes: Vec<(IpNetwork, Option<Attrs>)> = Vec::new();
+        let mut taken = 0;
+        while taken < BATCH {
+            let Some(net) = peer.dirty.pop() else { break };
+            taken += 1;
+            let f = family(&net);
+            if !session.negotiated.families.contains(&f) {
+                continue;
+            }
+            let want = self.loc.routes.get(&net).and_then(|d| d.best()).and_then(|best| {
+                let source = best.source.and_then(|s| facts.get(&s));
+                let origin = Origin {
+                    peer: best.source,
+                    role: source.map(|s| s.role),
+                    router_id: source.map(|s| s.router_id).unwrap_or(self.config.router_id),
+                };
+                export_route(&self.config, &target, &net, &origin, &best.attrs).map(|a| self.interner.intern(a))
+            });
+            match (want, peer.adj_out.get(&net)) {
+                (Some(want), Some(sent)) if Arc::ptr_eq(&want, sent) => {}
+                (Some(want), _) => {
+                    let group = announce.entry((f, Arc::as_ptr(&want))).or_insert_with(|| (want.clone(), Vec::new()));
+                    group.1.push(net);
+                    changes.push((net, Some(want)));
+                }
+                (None, Some(_)) => {
+                    withdraw.entry(f).or_default().push(net);
+                    changes.push((net, None));
+                }
+                (None, None) => {}
+            }
+        }
+        for (f, nets) in withdraw {
+            peer.queue.extend(pack::withdraw(f, &nets));
+        }
+        for ((f, _), (attrs, nets)) in announce {
+            peer.queue.extend(pack::announce(f, &attrs, &nets, four_octet));
+        }
+        for (net, attrs) in changes {
+            match attrs {
+                Some(attrs) => peer.adj_out.insert(net, attrs),
+                None => peer.adj_out.remove(&net),
+            };
+        }
+    }
+
+    fn stats(&self) -> RibStats {
+        RibStats {
+            loc_rib_prefixes: self.loc.len() as u64,
+            paths: self.loc.paths() as u64,
+            attribute_sets: self.interner.len() as u64,
+            per_peer: self
+                .peers
+                .iter()
+                .map(|(addr, p)| {
+                    let mut s = p.stats.clone();
+                    s.received = (p.adj_in.len() + p.rejected.len()) as u64;
+                    s.accepted = p.adj_in.len() as u64;
+                    s.advertised = p.adj_out.len() as u64;
+                    (*addr, s)
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot(&self) -> RibSnapshot {
+        let facts = facts(&self.peers);
+        let mut nets: Vec<&IpNetwork> = self.loc.routes.keys().collect();
+        nets.sort_by_key(|n| (n.is_ipv6(), n.network(), n.prefix()));
+        let mut routes = Vec::new();
+        for net in nets {
+            let Some(dest) = self.loc.routes.get(net) else { continue };
+            let candidates: Vec<Candidate> =
+                dest.paths.iter().map(|p| candidate(p, &self.config, &facts, &self.own)).collect();
+            let decision = decide(&candidates, self.config.max_paths);
+            for (i, path) in dest.paths.iter().enumerate() {
+                let multipath = i < dest.selected;
+                let reason = if i == 0 && multipath {
+                    None
+                } else if multipath {
+                    tie_break_reason(&candidates[0], &candidates[i])
+                } else {
+                    decision.lost.get(i).copied().flatten()
+                };
+                let a = &path.attrs;
+                routes.push(RouteView {
+                    prefix: *net,
+                    peer: path.source,
+                    next_hop: a.next_hop,
+                    best: i == 0 && multipath,
+                    multipath,
+                    reason: reason.map(|r| r.as_str().to_string()),
+                    as_path: a.as_path_text(),
+                    origin: format!("{:?}", a.origin).to_lowercase(),
+                    local_pref: a.local_pref,
+                    med: a.med,
+                    communities: a.communities.iter().map(|c| format!("{}:{}", c.0 >> 16, c.0 & 0xffff)).collect(),
+                    originator_id: a.originator_id,
+                    cluster_list: a.cluster_list.clone(),
+                    stale: path.stale,
+                });
+            }
+        }
+        RibSnapshot { routes, stats: self.stats() }
+    }
+}
+
+enum Flushed {
+    /// Waiting for capacity, or no session.
+    Blocked,
+    /// Nothing left to send.
+    Done,
+    /// More may go now.
+    More,
+}

@@ -1,0 +1,351 @@
+//! The RIB task driven through its public API with fake sessions: channels
+//! instead of peers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::bgp::packet::{
+    AsPath, AsSegment, AttributeValue, Family, GracefulRestartFamily, Nlri, Origin, PathAttribute, SegmentType,
+    UpdateMessage, UpdateOutcome,
+};
+use crate::bgp::session::{DownReason, Negotiated};
+
+fn addr(last: u8) -> IpAddr {
+    IpAddr::from([192, 0, 2, last])
+}
+
+fn negotiated(peer: u8, ibgp: bool, gr: bool) -> Negotiated {
+    Negotiated {
+        peer_as: if ibgp { 65000 } else { 65000 + u32::from(peer) },
+        peer_id: Ipv4Addr::new(10, 0, 0, peer),
+        hold_time: 90,
+        keepalive: 30,
+        four_octet_as: true,
+        families: vec![Family::IPV4_UNICAST],
+        route_refresh: true,
+        enhanced_route_refresh: false,
+        peer_graceful_restart: gr
+            .then(|| (120, vec![GracefulRestartFamily { family: Family::IPV4_UNICAST, flags: 0x80 }])),
+        add_path_receive: vec![],
+        add_path_send: vec![],
+        extended_message: false,
+        ibgp,
+        local_addr: Some(IpAddr::from([192, 0, 2, 1])),
+    }
+}
+
+fn announce(prefixes: &[&str], next_hop: IpAddr, path: Vec<u32>) -> UpdateMessage {
+    let IpAddr::V4(nh) = next_hop else { panic!("IPv4 next hop") };
+    UpdateMessage {
+        attributes: vec![
+            PathAttribute::new(AttributeValue::Origin(Origin::Igp)),
+            PathAttribute::new(AttributeValue::AsPath(AsPath {
+                four_octet: true,
+                segments: if path.is_empty() {
+                    vec![]
+                } else {
+                    vec![AsSegment { segment_type: SegmentType::AsSequence, asns: path }]
+                },
+            })),
+            PathAttribute::new(AttributeValue::NextHop(nh)),
+        ],
+        nlri: prefixes.iter().map(|p| Nlri::new(p.parse().unwrap())).collect(),
+        ..UpdateMessage::default()
+    }
+}
+
+fn withdraw(prefixes: &[&str]) -> UpdateMessage {
+    UpdateMessage {
+        withdrawn: prefixes.iter().map(|p| Nlri::new(p.parse().unwrap())).collect(),
+        ..UpdateMessage::default()
+    }
+}
+
+fn config() -> RibConfig {
+    let mut c = RibConfig::new(65000, Ipv4Addr::new(10, 0, 0, 1));
+    c.pools = vec!["10.244.0.0/16".parse().unwrap()];
+    c
+}
+
+struct Harness {
+    rib: Rib,
+    events: mpsc::Sender<PeerEvent>,
+    best: mpsc::Receiver<BestPathChange>,
+}
+
+impl Harness {
+    fn new(config: RibConfig) -> Self {
+        let (events, rx) = mpsc::channel(1024);
+        let (rib, best) = Rib::spawn(config, rx);
+        Harness { rib, events, best }
+    }
+
+    async fn peer(&self, last: u8, setup: PeerSetup, capacity: usize) -> mpsc::Receiver<UpdateMessage> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.rib.add_peer(addr(last), setup, tx).await;
+        rx
+    }
+
+    async fn up(&self, last: u8, ibgp: bool, gr: bool) {
+        let negotiated = Box::new(negotiated(last, ibgp, gr));
+        self.events.send(PeerEvent::SessionUp { peer: addr(last), negotiated }).await.unwrap();
+    }
+
+    async fn update(&self, last: u8, update: UpdateMessage) {
+        let event = PeerEvent::Update { peer: addr(last), update: Box::new(update), outcome: UpdateOutcome::default() };
+        self.events.send(event).await.unwrap();
+    }
+
+    async fn change_for(&mut self, prefix: &str) -> BestPathChange {
+        let prefix: IpNetwork = prefix.parse().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let change = self.best.recv().await.expect("a change");
+                if change.prefix == prefix {
+                    return change;
+                }
+            }
+        })
+        .await
+        .expect("a best-path change in time")
+    }
+}
+
+/// Receives UPDATEs until an End-of-RIB; the announced and withdrawn prefixes.
+async fn until_end_of_rib(rx: &mut mpsc::Receiver<UpdateMessage>) -> (Vec<String>, Vec<String>, usize) {
+    let (mut announced, mut withdrawn, mut messages) = (Vec::new(), Vec::new(), 0);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let update = rx.recv().await.expect("an UPDATE");
+            if update.as_end_of_rib().is_some() {
+                return;
+            }
+            messages += 1;
+            announced.extend(update.announced().map(|(_, n)| n.prefix.to_string()));
+            withdrawn.extend(update.withdrawn_routes().map(|(_, n)| n.prefix.to_string()));
+        }
+    })
+    .await
+    .expect("End-of-RIB in time");
+    (announced, withdrawn, messages)
+}
+
+fn ebgp_setup(peer: u8) -> PeerSetup {
+    let mut s = PeerSetup::new(PeerRole::External, 65000 + u32::from(peer));
+    s.import = Some(Policy::accept_all());
+    s
+}
+
+#[tokio::test]
+async fn mesh_routes_reach_the_dataplane_but_not_other_mesh_peers() {
+    let mut h = Harness::new(config());
+    let mut a = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    let mut b = h.peer(3, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    h.rib.originate("10.244.0.0/26".parse().unwrap()).await;
+    // Commands and events are separate channels: a round trip orders them.
+    h.rib.stats().await;
+    h.up(2, true, false).await;
+    h.up(3, true, false).await;
+    // The initial table is our block, then End-of-RIB.
+    assert_eq!(until_end_of_rib(&mut a).await.0, vec!["10.244.0.0/26"]);
+    assert_eq!(until_end_of_rib(&mut b).await.0, vec!["10.244.0.0/26"]);
+    h.update(2, announce(&["10.244.1.0/26", "192.168.0.0/24"], addr(2), vec![])).await;
+    let change = h.change_for("10.244.1.0/26").await;
+    assert_eq!((change.next_hops, change.peers), (vec![addr(2)], vec![addr(2)]));
+    let snapshot = h.rib.snapshot().await;
+    assert!(!snapshot.routes.iter().any(|r| r.prefix.to_string() == "192.168.0.0/24"), "outside the pools");
+    assert_eq!(snapshot.stats.per_peer[&addr(2)].received, 2);
+    assert_eq!(snapshot.stats.per_peer[&addr(2)].accepted, 1);
+    assert_eq!(snapshot.stats.per_peer[&addr(3)].advertised, 1);
+    // Withdrawn: the dataplane hears "no route".
+    h.update(2, withdraw(&["10.244.1.0/26"])).await;
+    assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());
+    // B never got A's route: its next message is our withdrawal of our block.
+    h.rib.withdraw("10.244.0.0/26".parse().unwrap()).await;
+    let next = tokio::time::timeout(Duration::from_secs(10), b.recv()).await.unwrap().unwrap();
+    assert_eq!(next.withdrawn.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["10.244.0.0/26"]);
+    assert!(next.nlri.is_empty());
+}
+
+#[tokio::test]
+async fn two_external_peers_form_an_ecmp_set_and_losing_one_shrinks_it() {
+    let mut h = Harness::new(config());
+    let _a = h.peer(2, ebgp_setup(2), 64).await;
+    let _b = h.peer(3, ebgp_setup(3), 64).await;
+    h.up(2, false, false).await;
+    h.up(3, false, false).await;
+    h.update(2, announce(&["172.16.0.0/24"], addr(2), vec![65100])).await;
+    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops, vec![addr(2)]);
+    h.update(3, announce(&["172.16.0.0/24"], addr(3), vec![65100])).await;
+    let change = h.change_for("172.16.0.0/24").await;
+    assert_eq!(change.next_hops, vec![addr(2), addr(3)]);
+    let snapshot = h.rib.snapshot().await;
+    let views: Vec<_> = snapshot.routes.iter().filter(|r| r.prefix.to_string() == "172.16.0.0/24").collect();
+    assert!(views[0].best && views[0].multipath && views[1].multipath && !views[1].best);
+    assert_eq!(views[1].reason.as_deref(), Some("higher-router-id"));
+    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops, vec![addr(3)]);
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_does_not_delay_another() {
+    let mut c = config();
+    c.pools = vec!["10.0.0.0/8".parse().unwrap()];
+    let h = Harness::new(c);
+    // The stuck peer's channel holds one UPDATE and is never read.
+    let _stuck = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 1).await;
+    let mut fast = h.peer(3, PeerSetup::new(PeerRole::Mesh, 65000), 4).await;
+    h.up(2, true, false).await;
+    h.up(3, true, false).await;
+    for i in 0..20_000u32 {
+        let net = IpNetwork::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)).into(), 24).unwrap();
+        h.rib.originate(net).await;
+    }
+    let mut got = 0;
+    let mut ends = 0;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while got < 20_000 {
+            let update = fast.recv().await.unwrap();
+            if update.as_end_of_rib().is_some() {
+                ends += 1;
+            }
+            got += update.nlri.len();
+        }
+    })
+    .await
+    .expect("the fast peer gets every prefix");
+    assert_eq!(ends, 1);
+    let stats = h.rib.stats().await;
+    assert_eq!(stats.per_peer[&addr(3)].advertised, 20_000);
+    assert!(stats.per_peer[&addr(2)].advertised < 20_000, "the stuck peer is still behind");
+}
+
+#[tokio::test]
+async fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
+    let mut h = Harness::new(config());
+    let _a = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    h.up(2, true, true).await;
+    h.update(2, announce(&["10.244.1.0/26", "10.244.2.0/26"], addr(2), vec![])).await;
+    h.change_for("10.244.2.0/26").await;
+    // The connection drops without a NOTIFICATION: routes stay, marked stale.
+    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    let snapshot = h.rib.snapshot().await;
+    assert_eq!(snapshot.routes.len(), 2);
+    assert!(snapshot.routes.iter().all(|r| r.stale && r.best));
+    // It comes back and re-announces only one; at its End-of-RIB the other goes.
+    h.up(2, true, true).await;
+    h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
+    let snapshot = h.rib.snapshot().await;
+    assert_eq!(snapshot.routes.iter().filter(|r| r.stale).count(), 1);
+    h.update(2, UpdateMessage::end_of_rib(Family::IPV4_UNICAST)).await;
+    assert!(h.change_for("10.244.2.0/26").await.next_hops.is_empty());
+    let snapshot = h.rib.snapshot().await;
+    assert_eq!(snapshot.routes.len(), 1);
+    assert!(!snapshot.routes[0].stale);
+    // A NOTIFICATION ends it at once.
+    let reason = DownReason::NotificationReceived { code: 6, subcode: 2, message: String::new() };
+    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason }).await.unwrap();
+    assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());
+}
+
+#[tokio::test]
+async fn stale_routes_go_when_the_restart_time_passes() {
+    let mut h = Harness::new(config());
+    let _a = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    let mut short = negotiated(2, true, true);
+    short.peer_graceful_restart = Some((1, vec![GracefulRestartFamily { family: Family::IPV4_UNICAST, flags: 0x80 }]));
+    h.events.send(PeerEvent::SessionUp { peer: addr(2), negotiated: Box::new(short) }).await.unwrap();
+    h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
+    h.change_for("10.244.1.0/26").await;
+    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    assert_eq!(h.rib.stats().await.loc_rib_prefixes, 1);
+    // The peer does not come back within its 1 s restart time.
+    assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());
+    assert_eq!(h.rib.stats().await.loc_rib_prefixes, 0);
+}
+
+#[tokio::test]
+async fn reflected_routes_carry_originator_and_cluster_list() {
+    let mut c = config();
+    c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    let h = Harness::new(c);
+    let _client_a = h.peer(2, PeerSetup::new(PeerRole::RrClient, 65000), 64).await;
+    let mut client_b = h.peer(3, PeerSetup::new(PeerRole::RrClient, 65000), 64).await;
+    h.up(2, true, false).await;
+    h.up(3, true, false).await;
+    assert!(until_end_of_rib(&mut client_b).await.0.is_empty());
+    h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), client_b.recv()).await.unwrap().unwrap();
+    assert_eq!(update.attribute(9), Some(&AttributeValue::OriginatorId(Ipv4Addr::new(10, 0, 0, 2))));
+    assert_eq!(update.attribute(10), Some(&AttributeValue::ClusterList(vec![Ipv4Addr::new(1, 1, 1, 1)])));
+    assert_eq!(update.next_hop(), Some(Ipv4Addr::new(192, 0, 2, 2)));
+}
+
+/// One step of the random sequence: peer, prefix, announce (with path length) or withdraw.
+#[derive(Debug, Clone)]
+struct Step {
+    peer: u8,
+    prefix: u8,
+    announce: Option<u8>,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (2u8..6, 0u8..8, prop::option::of(1u8..4)).prop_map(|(peer, prefix, announce)| Step { peer, prefix, announce })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn loc_rib_equals_a_naive_recomputation(steps in prop::collection::vec(step(), 1..60)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let h = Harness::new(config());
+            let mut receivers = Vec::new();
+            for peer in 2..6u8 {
+                receivers.push(h.peer(peer, ebgp_setup(peer), 1024).await);
+                h.up(peer, false, false).await;
+            }
+            let mut model: std::collections::BTreeMap<(u8, u8), u8> = Default::default();
+            for s in &steps {
+                let prefix = format!("10.244.{}.0/24", s.prefix);
+                match s.announce {
+                    Some(len) => {
+                        let path: Vec<u32> = (0..u32::from(len)).map(|i| 65000 + u32::from(s.peer) + 100 * i).collect();
+                        h.update(s.peer, announce(&[&prefix], addr(s.peer), path)).await;
+                        model.insert((s.peer, s.prefix), len);
+                    }
+                    None => {
+                        h.update(s.peer, withdraw(&[&prefix])).await;
+                        model.remove(&(s.peer, s.prefix));
+                    }
+                }
+            }
+            let snapshot = h.rib.snapshot().await;
+            for prefix in 0..8u8 {
+                // Naive: shortest path wins, equal lengths share (up to 4), lowest router id first.
+                let mut paths: Vec<(u8, u8)> =
+                    model.iter().filter(|((_, p), _)| *p == prefix).map(|((peer, _), len)| (*len, *peer)).collect();
+                paths.sort();
+                let shortest = paths.first().map(|p| p.0);
+                let want: Vec<IpAddr> =
+                    paths.iter().filter(|p| Some(p.0) == shortest).take(4).map(|p| addr(p.1)).collect();
+                let name = format!("10.244.{prefix}.0/24");
+                let got: Vec<IpAddr> = snapshot
+                    .routes
+                    .iter()
+                    .filter(|r| r.prefix.to_string() == name && r.multipath)
+                    .filter_map(|r| r.peer)
+                    .collect();
+                assert_eq!(got, want, "{name}");
+                let all = snapshot.routes.iter().filter(|r| r.prefix.to_string() == name).count();
+                assert_eq!(all, paths.len(), "{name}: every announced path is a candidate");
+            }
+        });
+    }
+}

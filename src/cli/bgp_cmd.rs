@@ -1,0 +1,143 @@
+//! `tortie bgp routes` and `tortie bgp peers`: the RIB and the sessions
+//! from the agent's API, as tables or JSON.
+
+use super::table;
+use super::{ClientArgs, OutputFormat};
+use crate::api::{StatusReport, client};
+use crate::bgp::rib::RibSnapshot;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::process::ExitCode;
+
+fn fetch<T: DeserializeOwned>(args: &ClientArgs, path: &str) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("tortie: cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })?;
+    runtime.block_on(client::get_json(&args.socket, path)).map_err(|e| {
+        eprintln!("tortie: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn print<T: Serialize>(args: &ClientArgs, value: &T, table: impl FnOnce(&T) -> String) -> ExitCode {
+    match args.output {
+        OutputFormat::Json => match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("tortie: cannot render JSON: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        OutputFormat::Table => print!("{}", table(value)),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `tortie bgp routes`.
+pub fn routes(args: &ClientArgs) -> ExitCode {
+    match fetch::<RibSnapshot>(args, "/v1/bgp/routes") {
+        Ok(snapshot) => print(args, &snapshot, render_routes),
+        Err(code) => code,
+    }
+}
+
+/// `tortie bgp peers`.
+pub fn peers(args: &ClientArgs) -> ExitCode {
+    match fetch::<StatusReport>(args, "/v1/status") {
+        Ok(report) => print(args, &report.peers, |peers| {
+            let rows: Vec<Vec<String>> = peers
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.address.clone(),
+                        p.as_number.to_string(),
+                        p.peer_type.clone(),
+                        p.state.clone(),
+                        p.prefixes_received.to_string(),
+                        p.prefixes_advertised.to_string(),
+                        p.info.clone(),
+                    ]
+                })
+                .collect();
+            table::render(&["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "RECEIVED", "ADVERTISED", "INFO"], &rows)
+        }),
+        Err(code) => code,
+    }
+}
+
+/// The RIB as a table: one row per path; `*` marks the best path, `=` the
+/// other members of its ECMP set.
+pub fn render_routes(snapshot: &RibSnapshot) -> String {
+    let rows: Vec<Vec<String>> = snapshot
+        .routes
+        .iter()
+        .map(|r| {
+            let marker = if r.best {
+                "*"
+            } else if r.multipath {
+                "="
+            } else {
+                ""
+            };
+            vec![
+                marker.to_string(),
+                r.prefix.to_string(),
+                r.next_hop.map_or("self".to_string(), |a| a.to_string()),
+                r.peer.map_or("local".to_string(), |a| a.to_string()),
+                r.as_path.clone(),
+                r.local_pref.map_or(String::new(), |v| v.to_string()),
+                if r.stale { "stale".to_string() } else { String::new() },
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out =
+        table::render(&["", "PREFIX", "NEXT HOP", "PEER", "AS PATH", "LOCAL PREF", "STATE", "REASON LOST"], &rows);
+    out.push_str(&format!(
+        "{} prefixes, {} paths, {} attribute sets\n",
+        snapshot.stats.loc_rib_prefixes, snapshot.stats.paths, snapshot.stats.attribute_sets
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::rib::RouteView;
+
+    fn view(peer: &str, best: bool, multipath: bool, reason: Option<&str>) -> RouteView {
+        RouteView {
+            prefix: "10.244.1.0/26".parse().unwrap(),
+            peer: Some(peer.parse().unwrap()),
+            next_hop: Some(peer.parse().unwrap()),
+            best,
+            multipath,
+            reason: reason.map(str::to_string),
+            as_path: "65002".into(),
+            origin: "igp".into(),
+            local_pref: None,
+            med: None,
+            communities: vec![],
+            originator_id: None,
+            cluster_list: vec![],
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn routes_table_marks_best_and_ecmp_and_shows_why_a_path_lost() {
+        let snapshot = RibSnapshot {
+            routes: vec![
+                view("192.0.2.2", true, true, None),
+                view("192.0.2.3", false, true, Some("higher-router-id")),
+                view("192.0.2.4", false, false, Some("longer-as-path")),
+            ],
+            stats: Default::default(),
+        };
+        let text = render_routes(&snapshot);
+        assert!(text.contains("| * | 10.244.1.0/26 | 192.0.2.2 | 192.0.2.2 | 65002"), "{text}");
+        assert!(text.contains("| = | 10.244.1.0/26 | 192.0.2.3"), "{text}");
+        assert!(text.contains("longer-as-path"), "{text}");
+    }
+}
