@@ -116,7 +116,7 @@ impl IpamMetrics {
         registry.register_collector(Box::new(IpamCollector { pools }));
         // Every reason's series exists from the start (at 0), so alerts and rates see it.
         for reason in ALLOCATION_ERROR_REASONS {
-            m.allocation_errors.get_or_create(&vec![("reason", reason)]);
+            let _ = m.allocation_errors.get_or_create(&vec![("reason", reason)]);
         }
         m
     }
