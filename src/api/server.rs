@@ -19,6 +19,14 @@ pub enum ServeError {
     Bind { path: PathBuf, source: std::io::Error },
 }
 
+/// The services behind the API besides status, one field each; a `None` service's routes are
+/// not served (404).
+#[derive(Default)]
+pub struct ApiServices {
+    /// `/v1/workloads…`, for the CNI plugin.
+    pub workloads: Option<std::sync::Arc<dyn super::workloads::WorkloadService>>,
+}
+
 /// A bound API socket; dropping it removes the socket file.
 pub struct ApiListener {
     listener: Option<UnixListener>,
@@ -47,12 +55,16 @@ impl ApiListener {
     pub async fn serve(
         mut self,
         status: watch::Receiver<StatusReport>,
+        services: ApiServices,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/v1/status", get(get_status))
             .route("/livez", get(|| async { "ok\n" }))
             .with_state(status);
+        if let Some(workloads) = services.workloads {
+            app = app.merge(super::workloads::router(workloads));
+        }
         let listener = self.listener.take().expect("serve is called once");
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
