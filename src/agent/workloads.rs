@@ -7,9 +7,7 @@
 //! interface included), so nothing here needs to survive a restart. The only memory is which
 //! handles' routes were handed to the programmer, for the `route_programmed` flag.
 
-use crate::api::workloads::{
-    AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService,
-};
+use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
 use crate::ipam::block_math::ip_at;
@@ -169,33 +167,23 @@ impl Workloads {
     /// Every workload of this node, from the blocks' allocation attributes.
     async fn list_node(&self) -> Result<Vec<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let blocks = store.list::<IpamBlock>().await.map_err(|e| WorkloadError::Internal(format!("IPAM blocks: {e}")))?;
+        let blocks =
+            store.list::<IpamBlock>().await.map_err(|e| WorkloadError::Internal(format!("IPAM blocks: {e}")))?;
         let pools = self.pools().await?;
-        let mut by_handle: BTreeMap<String, Vec<(IpAddr, BTreeMap<String, String>)>> = BTreeMap::new();
+        let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
         for block in &blocks.items {
             for (handle, ip, attrs) in addresses_of(&block.spec, |_| true) {
                 if attrs.get("node").map(String::as_str) == Some(self.node.as_str())
                     && attrs.contains_key(ATTR_HOST_INTERFACE)
                 {
-                    by_handle.entry(handle).or_default().push((ip, attrs));
+                    by_handle.entry(handle.clone()).or_default().push((handle, ip, attrs));
                 }
             }
         }
-        Ok(by_handle
-            .into_iter()
-            .filter_map(|(h, found)| {
-                let found = found.into_iter().map(|(ip, a)| (h.clone(), ip, a)).collect();
-                self.assemble(&h, found, &pools)
-            })
-            .collect())
+        Ok(by_handle.into_iter().filter_map(|(h, found)| self.assemble(&h, found, &pools)).collect())
     }
 
-    fn assemble(
-        &self,
-        handle: &str,
-        mut found: Vec<(String, IpAddr, BTreeMap<String, String>)>,
-        pools: &[IpPool],
-    ) -> Option<Workload> {
+    fn assemble(&self, handle: &str, mut found: Vec<Found>, pools: &[IpPool]) -> Option<Workload> {
         found.sort_by_key(|(_, ip, _)| (ip.is_ipv6(), *ip));
         let attrs = found.first()?.2.clone();
         let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
@@ -216,9 +204,8 @@ impl Workloads {
     }
 
     fn check_request(&self, r: &AllocateRequest) -> Result<(), WorkloadError> {
-        let bad = |field: &str, value: &str, why: &str| {
-            Err(WorkloadError::BadRequest(format!("{field} {value:?}: {why}")))
-        };
+        let bad =
+            |field: &str, value: &str, why: &str| Err(WorkloadError::BadRequest(format!("{field} {value:?}: {why}")));
         if r.handle.is_empty() || r.handle.len() > 253 || r.handle.contains(['/', ' ']) {
             return bad("handle", &r.handle, "must be 1 to 253 characters without '/' or spaces");
         }
@@ -250,16 +237,16 @@ fn check_interface(field: &str, name: &str) -> Result<(), WorkloadError> {
     Ok(())
 }
 
+/// One allocated address: its handle, the address and the allocation's attributes.
+type Found = (String, IpAddr, BTreeMap<String, String>);
+
 /// `ip` as a host prefix (/32 or /128).
 fn host_network(ip: IpAddr) -> IpNetwork {
     IpNetwork::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid")
 }
 
 /// The allocated addresses of `block` whose handle passes `keep`, with their attributes.
-fn addresses_of(
-    block: &IpamBlock,
-    keep: impl Fn(&str) -> bool,
-) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
+fn addresses_of(block: &IpamBlock, keep: impl Fn(&str) -> bool) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
     let mut out = Vec::new();
     for (ordinal, slot) in block.allocations.iter().enumerate() {
         let Some(index) = slot else { continue };
@@ -280,7 +267,10 @@ async fn underlay_mtu(links: &rtnetlink::Handle, address: IpAddr) -> Option<u32>
     let mut addresses = links.address().get().set_address_filter(address).execute();
     let mut ifindex = None;
     while let Ok(Some(a)) = addresses.try_next().await {
-        if a.attributes.iter().any(|x| matches!(x, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == address)) {
+        if a.attributes
+            .iter()
+            .any(|x| matches!(x, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == address))
+        {
             ifindex = Some(a.header.index);
         }
     }
@@ -335,7 +325,8 @@ impl WorkloadService for Workloads {
         let usable = |v6: bool| {
             pools.iter().any(|p| !p.disabled && p.cidr.is_ipv6() == v6 && p.allowed_uses.contains(&PoolUse::Workload))
         };
-        let families: Vec<u8> = [(4, usable(false)), (6, usable(true))].into_iter().filter(|f| f.1).map(|f| f.0).collect();
+        let families: Vec<u8> =
+            [(4, usable(false)), (6, usable(true))].into_iter().filter(|f| f.1).map(|f| f.0).collect();
         if families.is_empty() {
             return Err(WorkloadError::Unavailable(
                 "no IP pool to allocate pod addresses from: the datastore holds no enabled IPPool allowing Workload use and ipam.default_ipv4_pool_cidr is not set".into(),

@@ -141,7 +141,10 @@ pub fn router(service: Service) -> Router {
         .with_state(service)
 }
 
-async fn allocate(State(s): State<Service>, Json(request): Json<AllocateRequest>) -> Result<Json<Workload>, WorkloadError> {
+async fn allocate(
+    State(s): State<Service>,
+    Json(request): Json<AllocateRequest>,
+) -> Result<Json<Workload>, WorkloadError> {
     s.allocate(request).await.map(Json)
 }
 
