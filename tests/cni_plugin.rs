@@ -35,6 +35,8 @@ impl Node {
         t.add_veth(("n", "eth1", Some(&format!("{NODE_ADDR}/24"))), ("up", "eth1", Some("10.77.0.1/24"))).unwrap();
         t.exec("n", &["ip", "route", "add", "default", "via", "10.77.0.1"]).unwrap();
         let dir = t.dir().to_path_buf();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tortie"), dir.join("bin/tortie-cni")).unwrap();
         let (socket, db, config) = (dir.join("api.sock"), dir.join("tortie.db"), dir.join("tortie.yaml"));
         let ipam = pool.map(|p| format!("ipam: {{default_ipv4_pool_cidr: \"{p}\"}}\n")).unwrap_or_default();
         std::fs::write(
@@ -71,10 +73,12 @@ impl Node {
     }
 
     fn conf(&self) -> Value {
-        json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "tortie", "api_socket": self.socket})
+        json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "tortie-cni", "api_socket": self.socket})
     }
 
-    /// Runs the plugin in the node namespace; (exit code, stdout as JSON or Null).
+    /// Runs the plugin in the node namespace as a runtime does: the file named by the
+    /// configuration's `type` in CNI_PATH (here a symlink `tortie-cni` to the binary); (exit
+    /// code, stdout as JSON or Null).
     fn cni(&self, command: &str, id: &str, pod: Option<&str>, conf: &Value) -> (i32, Value) {
         let netns = pod.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
         let env = [
@@ -83,10 +87,16 @@ impl Node {
             ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0".to_string()),
             ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}")),
-            ("CNI_PATH", "/usr/lib/cni".to_string()),
+            ("CNI_PATH", format!("{}:/usr/lib/cni", self.plugin_dir().display())),
         ];
         let ns = self.t.ns("n");
-        run(&["ip", "netns", "exec", &ns, env!("CARGO_BIN_EXE_tortie"), "cni"], &env, conf)
+        let plugin = self.plugin_dir().join(conf["type"].as_str().unwrap());
+        run(&["ip", "netns", "exec", &ns, plugin.to_str().unwrap()], &env, conf)
+    }
+
+    /// The plugin directory, holding `tortie-cni`: a symlink to the binary.
+    fn plugin_dir(&self) -> PathBuf {
+        self.t.dir().join("bin")
     }
 
     fn exec_json(&self, argv: &[&str]) -> Value {
@@ -204,7 +214,8 @@ fn add_wires_a_pod_that_reaches_the_node_and_another_pod_and_del_removes_every_t
     assert!(err["msg"].as_str().unwrap().contains("is missing"), "{err}");
 
     // GC keeps handles younger than the grace period even when not listed.
-    let mut gc = json!({"cniVersion": "1.1.0", "name": "k8s-pod-network", "type": "tortie", "api_socket": node.socket});
+    let mut gc =
+        json!({"cniVersion": "1.1.0", "name": "k8s-pod-network", "type": "tortie-cni", "api_socket": node.socket});
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
     let (code, out) = node.cni("GC", "", None, &gc);
     assert_eq!((code, &out), (0, &Value::Null));
