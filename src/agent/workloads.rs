@@ -430,9 +430,10 @@ impl WorkloadService for Workloads {
     }
 }
 
-/// Every [`SWEEP_INTERVAL`], releases this node's workloads whose host interface has been gone
-/// for [`GC_GRACE`] (a runtime that never sent DEL, or a veth deleted by hand) and drops their
-/// routes as soon as the interface is seen gone (the kernel removed them with the link).
+/// Every [`SWEEP_INTERVAL`], releases this node's workloads (allocated at least [`GC_GRACE`]
+/// ago) whose host interface has been gone for [`GC_GRACE`] (a runtime that never sent DEL, or
+/// a veth deleted by hand), and drops their routes as soon as the interface is seen gone (the
+/// kernel removed them with the link).
 pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut gone_since: BTreeMap<String, Instant> = BTreeMap::new();
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -443,7 +444,11 @@ pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::wa
         }
         let Ok(workloads) = service.list_node().await else { continue };
         let mut missing = BTreeSet::new();
-        for w in &workloads {
+        let now = now_secs();
+        // A young workload may still be between allocation and its veth (ADD in progress):
+        // dropping its routes here could race with the plugin's route request.
+        let settled = |w: &Workload| now.saturating_sub(w.allocated_at) >= GC_GRACE.as_secs();
+        for w in workloads.iter().filter(|w| settled(w)) {
             if matches!(service.link_index(&w.host_interface).await, Ok(None)) {
                 missing.insert(w.handle.clone());
                 if !gone_since.contains_key(&w.handle) {
@@ -453,10 +458,8 @@ pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::wa
             }
         }
         gone_since.retain(|h, _| missing.contains(h));
-        let now = now_secs();
         for w in &workloads {
-            let due = gone_since.get(&w.handle).is_some_and(|t| t.elapsed() >= GC_GRACE);
-            if due && now.saturating_sub(w.allocated_at) >= GC_GRACE.as_secs() {
+            if gone_since.get(&w.handle).is_some_and(|t| t.elapsed() >= GC_GRACE) {
                 match service.release(&w.handle).await {
                     Ok(_) => {
                         tracing::info!(subsys = "cni", handle = %w.handle, host_interface = %w.host_interface, "released a workload whose host interface is gone");

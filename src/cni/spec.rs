@@ -83,8 +83,15 @@ pub fn parse_netconf(stdin: &[u8]) -> Result<NetConf, CniError> {
     let conf: NetConf = serde_path_to_error::deserialize(&value).map_err(|e| {
         CniError::new(INVALID_NETCONF, format!("invalid network configuration at {}: {}", e.path(), e.inner()))
     })?;
-    if conf.name.is_empty() {
-        return Err(CniError::new(INVALID_NETCONF, "name: \"\" is empty; the network needs a name"));
+    // The spec's rule for network names; it also keeps handles safe in API paths.
+    if conf.name.is_empty()
+        || !conf.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !conf.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(CniError::new(
+            INVALID_NETCONF,
+            format!("name: {:?} is not a network name (letters, digits, '_', '.', '-')", conf.name),
+        ));
     }
     if let Some(p) = &conf.interface_prefix
         && (p.is_empty() || p.len() > 4 || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
@@ -322,6 +329,8 @@ mod tests {
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("timeout_seconds"), "{e}");
         assert_eq!(parse_netconf(br#"{"cniVersion":"1.0.0"}"#).unwrap_err().code, 7);
+        let e = parse_netconf(br#"{"cniVersion":"1.0.0","name":"a b"}"#).unwrap_err();
+        assert!(e.msg.contains("name: \"a b\""), "{e}");
         let c = parse_netconf(br#"{"cniVersion":"0.4.0","name":"n","type":"tortie","other":1}"#).unwrap();
         assert_eq!(c.prefix(), "tt");
     }
