@@ -50,7 +50,7 @@ impl CniInstall {
     pub fn conflist(&self) -> Value {
         let mut tortie = json!({"type": self.plugin_name});
         if self.api_socket != Path::new(crate::config::DEFAULT_API_SOCKET) {
-            tortie["agent_socket"] = json!(self.api_socket);
+            tortie["api_socket"] = json!(self.api_socket);
         }
         json!({
             "name": self.network_name,

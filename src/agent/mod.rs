@@ -3,22 +3,25 @@
 //!
 //! Start-up: name and address → datastore → node registration → sysctls →
 //! route programmer (adopting the previous run's routes) → metrics and
-//! health → local API. BGP, IPAM and the CNI API join as their issues land.
+//! health → local API (with IPAM and the CNI workload API, restoring pod routes before the
+//! programmer's first reconcile).
 //! SIGTERM leaves kernel routes in place (graceful restart) unless
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
 pub mod cni_install;
 mod datastore;
+mod ipam;
 pub mod kubernetes;
 mod node;
 mod pools;
 mod routes;
 mod tunnel;
 mod usage;
+pub mod workloads;
 
 use crate::api::StatusReport;
-use crate::api::server::{ApiListener, ServeError};
+use crate::api::server::{ApiListener, ApiServices, ServeError};
 use crate::config::Config;
 use crate::dataplane::{Programmer, ProgrammerConfig, ProgrammerState, sysctl};
 use crate::metrics::Metrics;
@@ -100,6 +103,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
     let remote =
         tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
+
+    // Pod routes are restored before the first full reconcile (routes::initial_sync), which would delete them.
+    let workloads = start_workloads(&config, &ds, &name, address.ip().into(), &programmer).await?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
 
@@ -227,7 +233,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    let api_task = tokio::spawn(api.serve(status_rx, rib.clone(), stopped(stop_rx.clone())));
+    tasks.push(tokio::spawn(workloads::sweep(workloads.clone(), stop_rx.clone())));
+    let services = ApiServices { workloads: Some(workloads), rib: rib.clone() };
+    let api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
     tokio::select! {
@@ -248,6 +256,26 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         Ok(result) => result.map_err(AgentError::ApiServe),
         Err(join) => Err(AgentError::ApiServe(std::io::Error::other(join))),
     }
+}
+
+/// Starts the node's IPAM allocator and the workload service behind the CNI API.
+async fn start_workloads(
+    config: &Config,
+    ds: &crate::datastore::Datastore,
+    name: &str,
+    address: std::net::IpAddr,
+    programmer: &Programmer,
+) -> Result<Arc<workloads::Workloads>, AgentError> {
+    let allocator = ipam::start(ds, name).await.map_err(AgentError::Datastore)?;
+    let settings = workloads::WorkloadsConfig {
+        node: name.to_string(),
+        node_address: address,
+        interface_prefix: config.dataplane.workload_interface_prefix.clone(),
+        mtu: config.dataplane.mtu,
+    };
+    workloads::Workloads::start(settings, allocator, programmer.clone())
+        .await
+        .map_err(|e| AgentError::Datastore(format!("cannot start the workload service: {e}")))
 }
 
 /// Keeps the health input and the status report in step with the

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for the local API socket. The API only ever
 //! answers with a Content-Length body, so this needs no HTTP library.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,13 +24,36 @@ pub enum ClientError {
 
 /// GETs `path` from the agent on `socket` and decodes the JSON body.
 pub async fn get_json<T: DeserializeOwned>(socket: &Path, path: &str) -> Result<T, ClientError> {
+    request_json(socket, "GET", path, None::<&()>).await
+}
+
+/// Sends `method path` with `body` as JSON (if any) to the agent on `socket` and decodes the
+/// JSON answer; a status other than 200 is [`ClientError::Status`] with the body.
+pub async fn request_json<T: DeserializeOwned, B: Serialize>(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+) -> Result<T, ClientError> {
     let io = |e| ClientError::Io { path: socket.to_path_buf(), source: e };
     let mut stream = UnixStream::connect(socket)
         .await
         .map_err(|e| ClientError::Connect { path: socket.to_path_buf(), source: e })?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: tortie\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    let body = match body {
+        Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Malformed(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: tortie\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !body.is_empty() {
+        request.extend_from_slice(b"Content-Type: application/json\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&body);
+    stream.write_all(&request).await.map_err(io)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.map_err(io)?;
     let (status, body) = split_response(&raw)?;

@@ -8,5 +8,6 @@
 pub mod client;
 pub mod server;
 pub mod status;
+pub mod workloads;
 
 pub use status::{PeerStatus, StatusReport};

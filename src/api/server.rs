@@ -21,6 +21,16 @@ pub enum ServeError {
     Bind { path: PathBuf, source: std::io::Error },
 }
 
+/// The services behind the API besides status, one field each; a `None` service's routes are
+/// not served (404).
+#[derive(Default)]
+pub struct ApiServices {
+    /// `/v1/workloads…`, for the CNI plugin.
+    pub workloads: Option<std::sync::Arc<dyn super::workloads::WorkloadService>>,
+    /// `/v1/bgp/routes`, for `tortie bgp routes` (absent when BGP is off).
+    pub rib: Option<Rib>,
+}
+
 /// A bound API socket; dropping it removes the socket file.
 pub struct ApiListener {
     listener: Option<UnixListener>,
@@ -50,14 +60,17 @@ impl ApiListener {
     pub async fn serve(
         mut self,
         status: watch::Receiver<StatusReport>,
-        rib: Option<Rib>,
+        services: ApiServices,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/v1/status", get(get_status))
             .route("/livez", get(|| async { "ok\n" }))
             .with_state(status)
-            .merge(Router::new().route("/v1/bgp/routes", get(get_routes)).with_state(rib));
+            .merge(Router::new().route("/v1/bgp/routes", get(get_routes)).with_state(services.rib));
+        if let Some(workloads) = services.workloads {
+            app = app.merge(super::workloads::router(workloads));
+        }
         let listener = self.listener.take().expect("serve is called once");
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }

@@ -215,7 +215,11 @@ pub enum ConfigCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let invoked_as = std::env::args_os().next().map(PathBuf::from);
-    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "tortie-cni") {
+    // A container runtime runs a CNI plugin by the netconf's `type` from its plugin
+    // directory, with no arguments and CNI_COMMAND set: then this binary is the plugin,
+    // whatever its file is called (`tortie` as installed, or a `tortie-cni` link).
+    let runtime_call = std::env::args_os().len() == 1 && std::env::var_os("CNI_COMMAND").is_some();
+    if runtime_call || invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "tortie-cni") {
         return crate::cni::main();
     }
     let cli = Cli::parse();

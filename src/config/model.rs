@@ -194,7 +194,7 @@ impl Default for DataplaneConfig {
             route_table: 254,
             resync_interval_seconds: 90,
             mtu: None,
-            workload_interface_prefix: "tort".to_string(),
+            workload_interface_prefix: "tt".to_string(),
             cleanup_on_exit: false,
         }
     }

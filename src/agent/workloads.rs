@@ -1,0 +1,503 @@
+//! The agent's side of the CNI plugin (`docs/cni.md`): allocation by handle through the node's
+//! IPAM allocator, the pod's host route `<pod>/32 dev <veth>` through the route programmer (the
+//! agent is the only writer of routes with tortie's protocol), release, GC, and the restore of
+//! pod routes after a restart.
+//!
+//! The datastore is the record of workloads: each address carries its pod's attributes (host
+//! interface included), so nothing here needs to survive a restart. The only memory is which
+//! handles' routes were handed to the programmer, for the `route_programmed` flag.
+
+use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
+use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
+use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
+use crate::ipam::block_math::ip_at;
+use crate::ipam::block_ops::handle_at;
+use crate::ipam::handles;
+use crate::ipam::{Allocator, IpamError, Request};
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use ipnetwork::IpNetwork;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Allocation attribute names (besides `pod`, `namespace` and `node` set by the IPAM request).
+const ATTR_CONTAINER: &str = "container_id";
+const ATTR_NETNS: &str = "netns";
+const ATTR_IFNAME: &str = "ifname";
+const ATTR_HOST_INTERFACE: &str = "host_interface";
+const ATTR_ALLOCATED_AT: &str = "allocated_at";
+
+/// Handles younger than this are never garbage (the runtime may not list a pod it is creating).
+pub const GC_GRACE: Duration = Duration::from_secs(60);
+/// How often the agent looks for workloads whose host veth has gone.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// IP-in-IP adds an outer IPv4 header.
+const IPIP_OVERHEAD: u32 = 20;
+
+/// The workload service of one node.
+pub struct Workloads {
+    allocator: Allocator,
+    programmer: Programmer,
+    links: rtnetlink::Handle,
+    node: String,
+    interface_prefix: String,
+    configured_mtu: Option<u32>,
+    underlay_mtu: u32,
+    /// Handles whose routes the programmer was given (std mutex: held for a set operation only).
+    programmed: Mutex<HashSet<String>>,
+}
+
+/// What [`Workloads::start`] needs from the agent.
+pub struct WorkloadsConfig {
+    pub node: String,
+    pub node_address: IpAddr,
+    pub interface_prefix: String,
+    pub mtu: Option<u32>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn internal(what: &str) -> impl Fn(IpamError) -> WorkloadError + '_ {
+    move |e| WorkloadError::Internal(format!("{what}: {e}"))
+}
+
+impl Workloads {
+    /// Opens a netlink connection (in the agent's namespace), detects the underlay MTU (of the
+    /// interface holding the node address; 1500 if none does), and restores the host routes
+    /// of this node's workloads whose host interface exists — before the programmer's first
+    /// full reconcile, so an agent restart never removes a pod route.
+    pub async fn start(
+        config: WorkloadsConfig,
+        allocator: Allocator,
+        programmer: Programmer,
+    ) -> std::io::Result<std::sync::Arc<Workloads>> {
+        let (connection, links, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        let underlay_mtu = underlay_mtu(&links, config.node_address).await.unwrap_or(1500);
+        let service = std::sync::Arc::new(Workloads {
+            allocator,
+            programmer,
+            links,
+            node: config.node,
+            interface_prefix: config.interface_prefix,
+            configured_mtu: config.mtu,
+            underlay_mtu,
+            programmed: Mutex::new(HashSet::new()),
+        });
+        match service.restore().await {
+            Ok(n) if n > 0 => tracing::info!(subsys = "cni", workloads = n, "restored pod routes"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(subsys = "cni", error = %e, "cannot restore pod routes"),
+        }
+        Ok(service)
+    }
+
+    async fn restore(&self) -> Result<usize, WorkloadError> {
+        let mut restored = 0;
+        for w in self.list_node().await? {
+            if let Some(ifindex) = self.link_index(&w.host_interface).await? {
+                self.set_routes(&w, ifindex).await;
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// The MTU pods get: `dataplane.mtu`, else the underlay's minus 20 when a pool uses IP-in-IP.
+    fn mtu(&self, pools: &[IpPool]) -> u32 {
+        use crate::datastore::resources::EncapMode;
+        let ipip = pools.iter().any(|p| !p.disabled && p.ipip_mode != EncapMode::Never);
+        self.configured_mtu.unwrap_or(if ipip { self.underlay_mtu - IPIP_OVERHEAD } else { self.underlay_mtu })
+    }
+
+    async fn pools(&self) -> Result<Vec<IpPool>, WorkloadError> {
+        let store = self.allocator.ipam().store();
+        let pools = store.list::<IpPool>().await.map_err(|e| WorkloadError::Internal(format!("IP pools: {e}")))?;
+        Ok(pools.items.into_iter().map(|p| p.spec).collect())
+    }
+
+    async fn link_index(&self, name: &str) -> Result<Option<u32>, WorkloadError> {
+        let mut links = self.links.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(link.header.index)),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.code.map(|c| c.get()) == Some(-libc::ENODEV) => Ok(None),
+            Err(e) => Err(WorkloadError::Internal(format!("cannot look up interface {name}: {e}"))),
+        }
+    }
+
+    async fn set_routes(&self, w: &Workload, ifindex: u32) {
+        for dst in &w.addresses {
+            let route = Route { dst: *dst, target: RouteTarget::Device { ifindex }, mtu: None };
+            self.programmer.set(DesiredRoute { route, kind: RouteKind::LocalWorkload }).await;
+        }
+        self.programmed.lock().expect("not poisoned").insert(w.handle.clone());
+    }
+
+    async fn remove_routes(&self, w: &Workload) {
+        for dst in &w.addresses {
+            self.programmer.remove(*dst, RouteKind::LocalWorkload).await;
+        }
+        self.programmed.lock().expect("not poisoned").remove(&w.handle);
+    }
+
+    /// The workload holding `handle`, read from its handle record and blocks.
+    async fn read(&self, handle: &str, pools: &[IpPool]) -> Result<Option<Workload>, WorkloadError> {
+        let store = self.allocator.ipam().store();
+        let Some(record) = handles::get(store, handle).await.map_err(internal("IPAM handle"))? else {
+            return Ok(None);
+        };
+        let mut found = Vec::new();
+        for cidr in record.spec.block.keys() {
+            let name = cidr.replace(['.', ':', '/'], "-");
+            let block = match store.get::<IpamBlock>(&name).await {
+                Ok(b) => b.spec,
+                Err(crate::datastore::DatastoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(WorkloadError::Internal(format!("IPAM block {cidr}: {e}"))),
+            };
+            found.extend(addresses_of(&block, |h| h == handle));
+        }
+        Ok(self.assemble(handle, found, pools))
+    }
+
+    /// Every workload of this node, from the blocks' allocation attributes.
+    async fn list_node(&self) -> Result<Vec<Workload>, WorkloadError> {
+        let store = self.allocator.ipam().store();
+        let blocks =
+            store.list::<IpamBlock>().await.map_err(|e| WorkloadError::Internal(format!("IPAM blocks: {e}")))?;
+        let pools = self.pools().await?;
+        let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
+        for block in &blocks.items {
+            for (handle, ip, attrs) in addresses_of(&block.spec, |_| true) {
+                if attrs.get("node").map(String::as_str) == Some(self.node.as_str())
+                    && attrs.contains_key(ATTR_HOST_INTERFACE)
+                {
+                    by_handle.entry(handle.clone()).or_default().push((handle, ip, attrs));
+                }
+            }
+        }
+        Ok(by_handle.into_iter().filter_map(|(h, found)| self.assemble(&h, found, &pools)).collect())
+    }
+
+    fn assemble(&self, handle: &str, mut found: Vec<Found>, pools: &[IpPool]) -> Option<Workload> {
+        found.sort_by_key(|(_, ip, _)| (ip.is_ipv6(), *ip));
+        let attrs = found.first()?.2.clone();
+        let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
+        let programmed = self.programmed.lock().expect("not poisoned").contains(handle);
+        Some(Workload {
+            handle: handle.to_string(),
+            container_id: attr(ATTR_CONTAINER),
+            pod: attr("pod"),
+            namespace: attr("namespace"),
+            netns: attr(ATTR_NETNS),
+            ifname: attr(ATTR_IFNAME),
+            host_interface: attr(ATTR_HOST_INTERFACE),
+            addresses: found.iter().map(|(_, ip, _)| host_network(*ip)).collect(),
+            mtu: self.mtu(pools),
+            allocated_at: attr(ATTR_ALLOCATED_AT).parse().unwrap_or(0),
+            route_programmed: programmed,
+        })
+    }
+
+    fn check_request(&self, r: &AllocateRequest) -> Result<(), WorkloadError> {
+        let bad =
+            |field: &str, value: &str, why: &str| Err(WorkloadError::BadRequest(format!("{field} {value:?}: {why}")));
+        if r.handle.is_empty() || r.handle.len() > 253 || r.handle.contains(['/', ' ']) {
+            return bad("handle", &r.handle, "must be 1 to 253 characters without '/' or spaces");
+        }
+        if r.container_id.is_empty() {
+            return bad("container_id", &r.container_id, "is required");
+        }
+        check_interface("host_interface", &r.host_interface)?;
+        if !r.host_interface.starts_with(&self.interface_prefix) {
+            return bad(
+                "host_interface",
+                &r.host_interface,
+                &format!("does not start with dataplane.workload_interface_prefix {:?}", self.interface_prefix),
+            );
+        }
+        check_interface("ifname", &r.ifname)?;
+        if r.netns.is_empty() {
+            return bad("netns", &r.netns, "is required");
+        }
+        Ok(())
+    }
+}
+
+fn check_interface(field: &str, name: &str) -> Result<(), WorkloadError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) || name == "." || name == ".." {
+        return Err(WorkloadError::BadRequest(format!(
+            "{field} {name:?}: not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"
+        )));
+    }
+    Ok(())
+}
+
+/// One allocated address: its handle, the address and the allocation's attributes.
+type Found = (String, IpAddr, BTreeMap<String, String>);
+
+/// `ip` as a host prefix (/32 or /128).
+fn host_network(ip: IpAddr) -> IpNetwork {
+    IpNetwork::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid")
+}
+
+/// The allocated addresses of `block` whose handle passes `keep`, with their attributes.
+fn addresses_of(block: &IpamBlock, keep: impl Fn(&str) -> bool) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
+    let mut out = Vec::new();
+    for (ordinal, slot) in block.allocations.iter().enumerate() {
+        let Some(index) = slot else { continue };
+        let Some(handle) = handle_at(block, ordinal) else { continue };
+        if !keep(handle) {
+            continue;
+        }
+        let attrs = block.attributes.get(*index as usize).map(|a| a.secondary.clone()).unwrap_or_default();
+        out.push((handle.to_string(), ip_at(&block.cidr, ordinal), attrs));
+    }
+    out
+}
+
+/// The MTU of the interface holding `address`.
+async fn underlay_mtu(links: &rtnetlink::Handle, address: IpAddr) -> Option<u32> {
+    use netlink_packet_route::address::AddressAttribute;
+    use netlink_packet_route::link::LinkAttribute;
+    let mut addresses = links.address().get().set_address_filter(address).execute();
+    let mut ifindex = None;
+    while let Ok(Some(a)) = addresses.try_next().await {
+        if a.attributes
+            .iter()
+            .any(|x| matches!(x, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == address))
+        {
+            ifindex = Some(a.header.index);
+        }
+    }
+    let mut link = links.link().get().match_index(ifindex?).execute();
+    let link = link.try_next().await.ok()??;
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+/// What a CNI GC does with this node's handles of `network`: release those not in `valid` that
+/// are older than `grace` at `now` (unix seconds); keep the younger ones.
+pub fn gc_decision(
+    workloads: &[Workload],
+    network: &str,
+    valid: &BTreeSet<String>,
+    now: u64,
+    grace: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let prefix = format!("{network}.");
+    let (mut release, mut young) = (Vec::new(), Vec::new());
+    for w in workloads.iter().filter(|w| w.handle.starts_with(&prefix) && !valid.contains(&w.handle)) {
+        if now.saturating_sub(w.allocated_at) < grace.as_secs() {
+            young.push(w.handle.clone());
+        } else {
+            release.push(w.handle.clone());
+        }
+    }
+    (release, young)
+}
+
+fn ipam_error(e: IpamError) -> WorkloadError {
+    match e {
+        IpamError::NoPool { .. }
+        | IpamError::PoolsExhausted { .. }
+        | IpamError::BlockLimit { .. }
+        | IpamError::Stopped
+        | IpamError::RetriesExhausted { .. } => WorkloadError::Unavailable(e.to_string()),
+        other => WorkloadError::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl WorkloadService for Workloads {
+    async fn allocate(&self, r: AllocateRequest) -> Result<Workload, WorkloadError> {
+        self.check_request(&r)?;
+        let pools = self.pools().await?;
+        if let Some(existing) = self.read(&r.handle, &pools).await? {
+            return Ok(existing);
+        }
+        let usable = |v6: bool| {
+            pools.iter().any(|p| !p.disabled && p.cidr.is_ipv6() == v6 && p.allowed_uses.contains(&PoolUse::Workload))
+        };
+        let families: Vec<u8> =
+            [(4, usable(false)), (6, usable(true))].into_iter().filter(|f| f.1).map(|f| f.0).collect();
+        if families.is_empty() {
+            return Err(WorkloadError::Unavailable(
+                "no IP pool to allocate pod addresses from: the datastore holds no enabled IPPool allowing Workload use and ipam.default_ipv4_pool_cidr is not set".into(),
+            ));
+        }
+        let requests = families.iter().map(|family| {
+            let mut request = Request::workload(&r.handle, *family, &r.pod, &r.namespace, &self.node);
+            for (k, v) in [
+                (ATTR_CONTAINER, r.container_id.clone()),
+                (ATTR_NETNS, r.netns.clone()),
+                (ATTR_IFNAME, r.ifname.clone()),
+                (ATTR_HOST_INTERFACE, r.host_interface.clone()),
+                (ATTR_ALLOCATED_AT, now_secs().to_string()),
+            ] {
+                request.attributes.insert(k.to_string(), v);
+            }
+            self.allocator.allocate(request)
+        });
+        let results = futures::future::join_all(requests).await;
+        let mut addresses = Vec::new();
+        for result in results {
+            match result {
+                Ok(a) => addresses.push(host_network(a.ip)),
+                Err(e) => {
+                    // A pod with one family of two is a failed pod (Calico's dual-stack rule).
+                    if let Err(undo) = self.allocator.release_handle(&r.handle).await {
+                        tracing::warn!(subsys = "cni", handle = %r.handle, error = %undo, "cannot release a half allocation");
+                    }
+                    return Err(ipam_error(e));
+                }
+            }
+        }
+        addresses.sort_by_key(|a| (a.is_ipv6(), a.ip()));
+        tracing::info!(subsys = "cni", handle = %r.handle, pod = %r.pod, namespace = %r.namespace, addresses = ?addresses, "allocated");
+        Ok(Workload {
+            handle: r.handle,
+            container_id: r.container_id,
+            pod: r.pod,
+            namespace: r.namespace,
+            netns: r.netns,
+            ifname: r.ifname,
+            host_interface: r.host_interface,
+            addresses,
+            mtu: self.mtu(&pools),
+            allocated_at: now_secs(),
+            route_programmed: false,
+        })
+    }
+
+    async fn program_route(&self, handle: &str) -> Result<Workload, WorkloadError> {
+        let pools = self.pools().await?;
+        let Some(mut w) = self.read(handle, &pools).await? else {
+            return Err(WorkloadError::NotFound(format!("no workload with handle {handle:?} on this node")));
+        };
+        let Some(ifindex) = self.link_index(&w.host_interface).await? else {
+            return Err(WorkloadError::BadRequest(format!(
+                "host_interface {:?} of handle {handle:?} does not exist on this node",
+                w.host_interface
+            )));
+        };
+        self.set_routes(&w, ifindex).await;
+        // Answer once the route is in the kernel, so the pod's traffic flows when ADD returns.
+        self.programmer.flush().await;
+        w.route_programmed = true;
+        Ok(w)
+    }
+
+    async fn release(&self, handle: &str) -> Result<Released, WorkloadError> {
+        let pools = self.pools().await?;
+        if let Some(w) = self.read(handle, &pools).await? {
+            self.remove_routes(&w).await;
+            self.programmer.flush().await;
+        }
+        let released = self.allocator.release_handle(handle).await.map_err(ipam_error)?;
+        if released > 0 {
+            tracing::info!(subsys = "cni", handle, released, "released");
+        }
+        Ok(Released { handle: handle.to_string(), released })
+    }
+
+    async fn list(&self) -> Result<Vec<Workload>, WorkloadError> {
+        self.list_node().await
+    }
+
+    async fn gc(&self, request: GcRequest) -> Result<GcAnswer, WorkloadError> {
+        if request.network.is_empty() {
+            return Err(WorkloadError::BadRequest("network \"\": is required".into()));
+        }
+        let valid: BTreeSet<String> = request.valid_handles.into_iter().collect();
+        let workloads = self.list_node().await?;
+        let (release, kept_young) = gc_decision(&workloads, &request.network, &valid, now_secs(), GC_GRACE);
+        let mut released = Vec::new();
+        for handle in release {
+            self.release(&handle).await?;
+            released.push(handle);
+        }
+        if !released.is_empty() {
+            tracing::info!(subsys = "cni", network = %request.network, released = ?released, "GC released stale handles");
+        }
+        Ok(GcAnswer { released, kept_young })
+    }
+}
+
+/// Every [`SWEEP_INTERVAL`], releases this node's workloads (allocated at least [`GC_GRACE`]
+/// ago) whose host interface has been gone for [`GC_GRACE`] (a runtime that never sent DEL, or
+/// a veth deleted by hand), and drops their routes as soon as the interface is seen gone (the
+/// kernel removed them with the link).
+pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut gone_since: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(workloads) = service.list_node().await else { continue };
+        let mut missing = BTreeSet::new();
+        let now = now_secs();
+        // A young workload may still be between allocation and its veth (ADD in progress):
+        // dropping its routes here could race with the plugin's route request.
+        let settled = |w: &Workload| now.saturating_sub(w.allocated_at) >= GC_GRACE.as_secs();
+        for w in workloads.iter().filter(|w| settled(w)) {
+            if matches!(service.link_index(&w.host_interface).await, Ok(None)) {
+                missing.insert(w.handle.clone());
+                if !gone_since.contains_key(&w.handle) {
+                    gone_since.insert(w.handle.clone(), Instant::now());
+                    service.remove_routes(w).await;
+                }
+            }
+        }
+        gone_since.retain(|h, _| missing.contains(h));
+        for w in &workloads {
+            if gone_since.get(&w.handle).is_some_and(|t| t.elapsed() >= GC_GRACE) {
+                match service.release(&w.handle).await {
+                    Ok(_) => {
+                        tracing::info!(subsys = "cni", handle = %w.handle, host_interface = %w.host_interface, "released a workload whose host interface is gone");
+                        gone_since.remove(&w.handle);
+                    }
+                    Err(e) => tracing::warn!(subsys = "cni", handle = %w.handle, error = %e, "cannot release"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(handle: &str, allocated_at: u64) -> Workload {
+        Workload {
+            handle: handle.into(),
+            container_id: String::new(),
+            pod: String::new(),
+            namespace: String::new(),
+            netns: String::new(),
+            ifname: "eth0".into(),
+            host_interface: "tt0".into(),
+            addresses: vec![],
+            mtu: 1500,
+            allocated_at,
+            route_programmed: true,
+        }
+    }
+
+    #[test]
+    fn gc_releases_old_unlisted_handles_of_its_network_only() {
+        let all = [workload("net.a", 0), workload("net.b", 0), workload("net.c", 990), workload("other.d", 0)];
+        let valid = BTreeSet::from(["net.a".to_string()]);
+        let (release, young) = gc_decision(&all, "net", &valid, 1000, Duration::from_secs(60));
+        assert_eq!(release, vec!["net.b".to_string()]);
+        assert_eq!(young, vec!["net.c".to_string()]);
+    }
+}

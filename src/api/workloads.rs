@@ -1,0 +1,173 @@
+//! The workload API the CNI plugin talks to (`docs/cni.md`): allocate a pod's addresses, program
+//! its host route once the veth exists, release it, list, and collect garbage.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `POST /v1/workloads` | [`AllocateRequest`] | [`Workload`] (the existing one for a known handle) |
+//! | `PUT /v1/workloads/{handle}/route` | — | [`Workload`] with `route_programmed` |
+//! | `DELETE /v1/workloads/{handle}` | — | [`Released`] (also for an unknown handle) |
+//! | `GET /v1/workloads` | — | `[Workload]`, this node's |
+//! | `POST /v1/workloads/gc` | [`GcRequest`] | [`GcAnswer`] |
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request), 404 (unknown handle), 503 (no pool,
+//! IPAM stopped: try again later) or 500.
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What the plugin asks for at ADD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocateRequest {
+    /// The IPAM handle: `<network name>.<container id>`.
+    pub handle: String,
+    pub container_id: String,
+    /// From CNI_ARGS `K8S_POD_NAME` / `K8S_POD_NAMESPACE`; empty outside Kubernetes.
+    #[serde(default)]
+    pub pod: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub netns: String,
+    pub ifname: String,
+    /// The host side of the pod's veth pair (which the plugin creates after this answer).
+    pub host_interface: String,
+}
+
+/// A pod's addresses and where they are routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub handle: String,
+    pub container_id: String,
+    pub pod: String,
+    pub namespace: String,
+    pub netns: String,
+    pub ifname: String,
+    pub host_interface: String,
+    /// One /32 and/or one /128.
+    pub addresses: Vec<IpNetwork>,
+    /// The MTU the pod's interface must use (tunnel overhead included).
+    pub mtu: u32,
+    /// Unix seconds of the allocation.
+    pub allocated_at: u64,
+    /// The host routes are in the kernel (through the route programmer).
+    pub route_programmed: bool,
+}
+
+/// The answer to a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Released {
+    pub handle: String,
+    /// Addresses freed by this call (0 when it was released already).
+    pub released: usize,
+}
+
+/// CNI 1.1 GC: every attachment of network `network` not listed is garbage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcRequest {
+    /// The network name: only handles `<network>.<…>` are considered.
+    pub network: String,
+    /// The live handles (`<network>.<container id>`).
+    pub valid_handles: Vec<String>,
+}
+
+/// What a GC released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcAnswer {
+    pub released: Vec<String>,
+    /// Not listed but younger than the grace period: kept this time.
+    pub kept_young: Vec<String>,
+}
+
+/// Why a workload request failed; the variant picks the HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// A field of the request is unusable (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such handle on this node (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Not possible now: no pool configured, IPAM stopped (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Datastore or kernel failure (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl WorkloadError {
+    /// The HTTP status this error is sent with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WorkloadError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WorkloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for WorkloadError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(serde_json::json!({"error": self.to_string()}))).into_response()
+    }
+}
+
+/// What the agent implements behind the workload API.
+#[async_trait]
+pub trait WorkloadService: Send + Sync {
+    async fn allocate(&self, request: AllocateRequest) -> Result<Workload, WorkloadError>;
+    async fn program_route(&self, handle: &str) -> Result<Workload, WorkloadError>;
+    async fn release(&self, handle: &str) -> Result<Released, WorkloadError>;
+    async fn list(&self) -> Result<Vec<Workload>, WorkloadError>;
+    async fn gc(&self, request: GcRequest) -> Result<GcAnswer, WorkloadError>;
+}
+
+type Service = Arc<dyn WorkloadService>;
+
+/// The workload routes, served by `service`.
+pub fn router(service: Service) -> Router {
+    Router::new()
+        .route("/v1/workloads", post(allocate).get(list))
+        .route("/v1/workloads/gc", post(gc))
+        .route("/v1/workloads/{handle}/route", put(route))
+        .route("/v1/workloads/{handle}", get(show).delete(release))
+        .with_state(service)
+}
+
+async fn allocate(
+    State(s): State<Service>,
+    Json(request): Json<AllocateRequest>,
+) -> Result<Json<Workload>, WorkloadError> {
+    s.allocate(request).await.map(Json)
+}
+
+async fn route(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    s.program_route(&handle).await.map(Json)
+}
+
+async fn release(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Released>, WorkloadError> {
+    s.release(&handle).await.map(Json)
+}
+
+async fn show(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    let all = s.list().await?;
+    all.into_iter()
+        .find(|w| w.handle == handle)
+        .map(Json)
+        .ok_or_else(|| WorkloadError::NotFound(format!("no workload with handle {handle:?} on this node")))
+}
+
+async fn list(State(s): State<Service>) -> Result<Json<Vec<Workload>>, WorkloadError> {
+    s.list().await.map(Json)
+}
+
+async fn gc(State(s): State<Service>, Json(request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
+    s.gc(request).await.map(Json)
+}

@@ -1,0 +1,439 @@
+//! The CNI plugin run exactly as a container runtime runs it — `tortie cni` with CNI_* variables
+//! and the network configuration on stdin, inside the node's namespace — against a real
+//! `tortie node` agent (sqlite datastore) in that namespace, with real pod namespaces.
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tortie::netns::Topology;
+use tortie::testing::{json_subset, wait_until};
+
+const NODE_ADDR: &str = "10.77.0.5";
+const POOL: &str = "10.244.0.0/16";
+
+/// A node namespace `n` with an uplink (and a default route through it, which proxy ARP needs
+/// to answer for 169.254.1.1) and a running agent.
+struct Node {
+    t: Topology,
+    socket: PathBuf,
+    config: PathBuf,
+    db: PathBuf,
+    agent: u32,
+}
+
+impl Node {
+    fn new(label: &str) -> Node {
+        Node::with_pool(label, Some(POOL))
+    }
+
+    fn with_pool(label: &str, pool: Option<&str>) -> Node {
+        let mut t = Topology::new(label).unwrap();
+        t.add_namespace("n").unwrap();
+        t.add_namespace("up").unwrap();
+        t.add_veth(("n", "eth1", Some(&format!("{NODE_ADDR}/24"))), ("up", "eth1", Some("10.77.0.1/24"))).unwrap();
+        t.exec("n", &["ip", "route", "add", "default", "via", "10.77.0.1"]).unwrap();
+        let dir = t.dir().to_path_buf();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tortie"), dir.join("bin/tortie-cni")).unwrap();
+        let (socket, db, config) = (dir.join("api.sock"), dir.join("tortie.db"), dir.join("tortie.yaml"));
+        let ipam = pool.map(|p| format!("ipam: {{default_ipv4_pool_cidr: \"{p}\"}}\n")).unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{name: cni-node, address: \"{NODE_ADDR}/24\"}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n{ipam}",
+                db.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let mut node = Node { t, socket, config, db, agent: 0 };
+        node.start_agent();
+        node
+    }
+
+    fn start_agent(&mut self) {
+        let argv = [env!("CARGO_BIN_EXE_tortie"), "node", "--config", self.config.to_str().unwrap()];
+        self.agent = self.t.spawn("n", &argv).unwrap().pid();
+        let socket = self.socket.clone();
+        wait_until("the agent to answer", Duration::from_secs(30), || {
+            let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+                .args(["status", "--socket", socket.to_str().unwrap(), "-o", "json"])
+                .output()
+                .unwrap();
+            out.status.success().then_some(())
+        })
+        .unwrap();
+    }
+
+    fn stop_agent(&mut self) {
+        let exit = self.t.terminate(self.agent, Duration::from_secs(10));
+        assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
+    }
+
+    fn conf(&self) -> Value {
+        json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "tortie-cni", "api_socket": self.socket})
+    }
+
+    /// Runs the plugin in the node namespace as a runtime does: the file named by the
+    /// configuration's `type` in CNI_PATH (here a symlink `tortie-cni` to the binary); (exit
+    /// code, stdout as JSON or Null).
+    fn cni(&self, command: &str, id: &str, pod: Option<&str>, conf: &Value) -> (i32, Value) {
+        let netns = pod.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
+        let env = [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", id.to_string()),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}")),
+            ("CNI_PATH", format!("{}:/usr/lib/cni", self.plugin_dir().display())),
+        ];
+        let ns = self.t.ns("n");
+        let plugin = self.plugin_dir().join(conf["type"].as_str().unwrap());
+        run(&["ip", "netns", "exec", &ns, plugin.to_str().unwrap()], &env, conf)
+    }
+
+    /// The plugin directory, holding `tortie-cni`: a symlink to the binary.
+    fn plugin_dir(&self) -> PathBuf {
+        self.t.dir().join("bin")
+    }
+
+    fn exec_json(&self, argv: &[&str]) -> Value {
+        self.t.exec_json("n", argv).unwrap()
+    }
+
+    fn workloads(&self) -> Value {
+        let out = Command::new("curl")
+            .args(["-s", "--unix-socket", self.socket.to_str().unwrap(), "http://tortie/v1/workloads"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn links(&self) -> Vec<String> {
+        let links = self.exec_json(&["ip", "-j", "link", "show"]);
+        links.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn ipam_handles(&self) -> usize {
+        use tortie::datastore::Datastore;
+        use tortie::datastore::resources::IpamHandle;
+        use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        let db = self.db.clone();
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
+            let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+            ds.list::<IpamHandle>().await.unwrap().items.len()
+        })
+    }
+}
+
+/// Runs `argv` with `env` and `stdin`; (exit code, stdout parsed as JSON, or Null when empty).
+fn run(argv: &[&str], env: &[(&str, String)], stdin: &Value) -> (i32, Value) {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn pod_ip(result: &Value) -> String {
+    result["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+fn host_interface(result: &Value) -> String {
+    result["interfaces"][0]["name"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn add_wires_a_pod_that_reaches_the_node_and_another_pod_and_del_removes_every_trace() {
+    let mut node = Node::new("cniadd");
+    node.t.add_namespace("p1").unwrap();
+    node.t.add_namespace("p2").unwrap();
+    let conf = node.conf();
+
+    let (code, r1) = node.cni("ADD", "c1", Some("p1"), &conf);
+    assert_eq!(code, 0, "{r1}");
+    json_subset(
+        &json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "*", "mac": "ee:ee:ee:ee:ee:ee"}, {"name": "eth0", "mac": "*", "sandbox": "*"}],
+            "ips": [{"address": "*", "gateway": "169.254.1.1", "interface": 1}],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}],
+            "dns": {}
+        }),
+        &r1,
+    )
+    .unwrap();
+    let (ip1, veth1) = (pod_ip(&r1), host_interface(&r1));
+    assert!(veth1.starts_with("tt") && veth1.len() == 15, "{veth1}");
+    assert!(r1["ips"][0]["address"].as_str().unwrap().ends_with("/32"));
+    let (code, r2) = node.cni("ADD", "c2", Some("p2"), &conf);
+    assert_eq!(code, 0, "{r2}");
+    let ip2 = pod_ip(&r2);
+    assert_ne!(ip1, ip2);
+
+    // The host route is the agent's, with tortie's protocol.
+    let routes = node.exec_json(&["ip", "-j", "route", "show", &format!("{ip1}/32")]);
+    json_subset(&json!([{"dst": ip1, "dev": veth1, "protocol": "116", "scope": "link"}]), &routes).unwrap();
+    // Inside the pod: the /32, the on-link gateway and the default route through it.
+    let pod_routes = node.t.exec_json("p1", &["ip", "-j", "route", "show"]).unwrap();
+    json_subset(
+        &json!([{"dst": "default", "gateway": "169.254.1.1", "dev": "eth0"}, {"dst": "169.254.1.1", "dev": "eth0", "scope": "link"}]),
+        &pod_routes,
+    )
+    .unwrap();
+
+    assert!(node.t.ping("p1", NODE_ADDR), "pod 1 reaches the node");
+    assert!(node.t.ping("p1", &ip2), "pod 1 reaches pod 2");
+    assert!(node.t.ping("p2", &ip1), "pod 2 reaches pod 1");
+
+    // CHECK passes with the ADD result, and fails once the host veth is gone.
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = r1.clone();
+    let (code, out) = node.cni("CHECK", "c1", Some("p1"), &check_conf);
+    assert_eq!((code, &out), (0, &Value::Null));
+    node.t.exec("n", &["ip", "link", "del", &host_interface(&r2)]).unwrap();
+    let mut check2 = conf.clone();
+    check2["prevResult"] = r2.clone();
+    let (code, err) = node.cni("CHECK", "c2", Some("p2"), &check2);
+    assert_eq!(code, 1);
+    json_subset(&json!({"code": 103, "msg": "*"}), &err).unwrap();
+    assert!(err["msg"].as_str().unwrap().contains("is missing"), "{err}");
+
+    // GC keeps handles younger than the grace period even when not listed.
+    let mut gc =
+        json!({"cniVersion": "1.1.0", "name": "k8s-pod-network", "type": "tortie-cni", "api_socket": node.socket});
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    let (code, out) = node.cni("GC", "", None, &gc);
+    assert_eq!((code, &out), (0, &Value::Null));
+    assert_eq!(node.workloads().as_array().unwrap().len(), 2);
+    let (code, _) = node.cni("STATUS", "", None, &gc);
+    assert_eq!(code, 0);
+
+    // DEL removes the veth, the host route and the allocation; twice is fine.
+    for _ in 0..2 {
+        for (id, pod) in [("c1", "p1"), ("c2", "p2")] {
+            let (code, out) = node.cni("DEL", id, Some(pod), &conf);
+            assert_eq!((code, &out), (0, &Value::Null));
+        }
+    }
+    assert!(!node.links().iter().any(|l| l.starts_with("tt")), "{:?}", node.links());
+    let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
+    assert_eq!(routes, json!([]));
+    assert_eq!(node.workloads(), json!([]));
+    assert_eq!(node.ipam_handles(), 0);
+    // DEL of a pod whose namespace is already gone is success too.
+    let (code, _) = node.cni("DEL", "c3", None, &conf);
+    assert_eq!(code, 0);
+    node.stop_agent();
+}
+
+#[test]
+fn a_conflist_chaining_portmap_adds_and_deletes() {
+    let mut t = Node::new("cnipm");
+    t.t.add_namespace("p").unwrap();
+    let conf = t.conf();
+    let (code, result) = t.cni("ADD", "pm1", Some("p"), &conf);
+    assert_eq!(code, 0, "{result}");
+    let portmap = |command: &str, prev: &Value| {
+        let conf = json!({
+            "cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+            "prevResult": prev,
+        });
+        let env = [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", "pm1".to_string()),
+            ("CNI_NETNS", format!("/run/netns/{}", t.t.ns("p"))),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_PATH", "/usr/lib/cni".to_string()),
+        ];
+        let ns = t.t.ns("n");
+        run(&["ip", "netns", "exec", &ns, "/usr/lib/cni/portmap"], &env, &conf)
+    };
+    let (code, chained) = portmap("ADD", &result);
+    assert_eq!(code, 0, "{chained}");
+    json_subset(&json!({"ips": [{"address": result["ips"][0]["address"]}]}), &chained).unwrap();
+    let nat = t.t.exec("n", &["iptables", "-t", "nat", "-S"]).unwrap();
+    assert!(String::from_utf8_lossy(&nat.stdout).contains("18080"), "portmap's DNAT rule is there");
+    // DEL runs the list in reverse: portmap, then tortie.
+    let (code, out) = portmap("DEL", &chained);
+    assert_eq!(code, 0, "{out}");
+    let mut del_conf = conf.clone();
+    del_conf["prevResult"] = chained;
+    let (code, out) = t.cni("DEL", "pm1", Some("p"), &del_conf);
+    assert_eq!((code, &out), (0, &Value::Null));
+    assert_eq!(t.workloads(), json!([]));
+}
+
+#[test]
+fn fifty_concurrent_adds_get_distinct_addresses_and_fifty_dels_empty_ipam() {
+    let mut node = Node::new("cni50");
+    let ids: Vec<String> = (0..50).map(|i| format!("pod{i}")).collect();
+    for id in &ids {
+        node.t.add_namespace(id).unwrap();
+    }
+    let conf = node.conf();
+    let results: Vec<(i32, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| node.cni("ADD", id, Some(id), &conf))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<String> = results
+        .iter()
+        .map(|(code, r)| {
+            assert_eq!(*code, 0, "{r}");
+            pod_ip(r)
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 50, "50 distinct addresses");
+    assert_eq!(node.workloads().as_array().unwrap().len(), 50);
+    let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
+    assert_eq!(routes.as_array().unwrap().len(), 50);
+
+    std::thread::scope(|s| {
+        for id in &ids {
+            let (node, conf) = (&node, &conf);
+            s.spawn(move || assert_eq!(node.cni("DEL", id, Some(id), conf).0, 0));
+        }
+    });
+    assert_eq!(node.workloads(), json!([]));
+    assert_eq!(node.ipam_handles(), 0);
+    assert_eq!(node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]), json!([]));
+    node.stop_agent();
+}
+
+#[test]
+fn an_add_failing_half_way_leaves_no_address_and_no_veth() {
+    let mut t = Node::new("cnihalf");
+    t.t.add_namespace("p").unwrap();
+    // CNI_IFNAME is taken in the pod's namespace.
+    let ns = t.t.ns("p");
+    tortie::netns::run_output(&["ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", "other"])
+        .unwrap();
+    let (code, err) = t.cni("ADD", "half", Some("p"), &t.conf());
+    assert_eq!(code, 1);
+    json_subset(&json!({"cniVersion": "1.0.0", "code": 102, "msg": "*"}), &err).unwrap();
+    assert!(err["msg"].as_str().unwrap().contains("CNI_IFNAME eth0 already exists"), "{err}");
+    assert_eq!(t.workloads(), json!([]));
+    assert_eq!(t.ipam_handles(), 0);
+    assert!(!t.links().iter().any(|l| l.starts_with("tt")), "{:?}", t.links());
+}
+
+#[test]
+fn an_agent_restart_keeps_pod_routes() {
+    let mut node = Node::new("cnirest");
+    node.t.add_namespace("p").unwrap();
+    let (code, r) = node.cni("ADD", "keep", Some("p"), &node.conf());
+    assert_eq!(code, 0, "{r}");
+    let (ip, veth) = (pod_ip(&r), host_interface(&r));
+    let expected = json!([{"dst": ip, "dev": veth, "protocol": "116"}]);
+    node.stop_agent();
+    json_subset(&expected, &node.exec_json(&["ip", "-j", "route", "show", &format!("{ip}/32")])).unwrap();
+    node.start_agent();
+    // The restored route is the programmer's again, and stays through its first reconcile.
+    wait_until("the route to be restored", Duration::from_secs(10), || {
+        let list = node.workloads();
+        (list[0]["route_programmed"] == json!(true)).then_some(())
+    })
+    .unwrap();
+    json_subset(&expected, &node.exec_json(&["ip", "-j", "route", "show", &format!("{ip}/32")])).unwrap();
+    assert!(node.t.ping("p", NODE_ADDR));
+    node.stop_agent();
+}
+
+#[test]
+fn without_a_pool_add_names_the_missing_pool() {
+    let mut t = Node::with_pool("cninopool", None);
+    t.t.add_namespace("p").unwrap();
+    let (code, err) = t.cni("ADD", "np", Some("p"), &t.conf());
+    assert_eq!(code, 1);
+    json_subset(&json!({"code": 11}), &err).unwrap();
+    assert!(err["msg"].as_str().unwrap().contains("ipam.default_ipv4_pool_cidr is not set"), "{err}");
+    assert!(!t.links().iter().any(|l| l.starts_with("tt")));
+}
+
+/// What is wrong, the environment, stdin, the error code expected and a part of its message.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, u64, &'a str);
+
+/// The plugin alone, no agent: each malformed input gets a CNI error with the spec's code.
+#[test]
+fn malformed_inputs_get_cni_errors_with_the_right_code() {
+    let plugin = |env: &[(&str, &str)], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .arg("cni")
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap(), json)
+    };
+    let conf = r#"{"cniVersion":"0.4.0","name":"net","type":"tortie","api_socket":"/nonexistent/tortie.sock"}"#;
+    let full = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "x1"),
+        ("CNI_NETNS", "/proc/self/ns/net"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let cases: Vec<Case> = vec![
+        ("bad JSON", full.to_vec(), "{not json", 6, "cannot decode the network configuration"),
+        (
+            "missing env var",
+            full[..1].iter().chain(&full[2..]).copied().collect(),
+            conf,
+            4,
+            "CNI_CONTAINERID is not set",
+        ),
+        ("wrong cniVersion", full.to_vec(), r#"{"cniVersion":"0.2.0","name":"n"}"#, 1, "cniVersion \"0.2.0\""),
+        ("no name", full.to_vec(), r#"{"cniVersion":"1.0.0"}"#, 7, "name"),
+        (
+            "wrong type",
+            full.to_vec(),
+            r#"{"cniVersion":"1.0.0","name":"n","timeout_seconds":"soon"}"#,
+            7,
+            "timeout_seconds",
+        ),
+        ("unknown command", vec![("CNI_COMMAND", "FROB")], conf, 4, "CNI_COMMAND=\"FROB\""),
+        ("no command", vec![], conf, 4, "CNI_COMMAND is not set"),
+        ("unreachable agent", full.to_vec(), conf, 11, "cannot reach the tortie agent at /nonexistent/tortie.sock"),
+        ("bad CNI_ARGS", [&full[..], &[("CNI_ARGS", "K8S_POD_NAME")]].concat(), conf, 4, "CNI_ARGS: \"K8S_POD_NAME\""),
+        ("GC before 1.1", [("CNI_COMMAND", "GC")].to_vec(), conf, 1, "GC needs cniVersion 1.1.0"),
+    ];
+    for (what, env, stdin, code, msg) in cases {
+        let (exit, out) = plugin(&env, stdin);
+        assert_eq!(exit, 1, "{what}: {out}");
+        assert_eq!(out["code"], json!(code), "{what}: {out}");
+        assert!(out["msg"].as_str().unwrap_or_default().contains(msg), "{what}: {out}");
+    }
+    // The error is in the version the configuration asked for.
+    let (_, out) = plugin(&full, conf);
+    assert_eq!(out["cniVersion"], "0.4.0");
+    let (exit, out) = plugin(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"0.3.1"}"#);
+    assert_eq!(exit, 0);
+    json_subset(
+        &json!({"cniVersion": "0.3.1", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}),
+        &out,
+    )
+    .unwrap();
+}
