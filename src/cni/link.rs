@@ -161,6 +161,18 @@ pub async fn configure_pod(pod: &Handle, ifname: &str, addresses: &[IpNetwork]) 
     for r in routes {
         pod.route().add(r).execute().await.map_err(|e| kernel(format!("cannot add a route on {ifname}"), e))?;
     }
+    if addresses.iter().any(|a| a.is_ipv4()) {
+        // The gateway's MAC is fixed (the host side's HOST_MAC): a permanent entry, so the pod
+        // never depends on proxy ARP, which answers only when the node itself has a route to
+        // 169.254.1.1 — a default route a node need not have.
+        pod.neighbours()
+            .add(index, IpAddr::V4(gw4))
+            .link_layer_address(&HOST_MAC)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| kernel(format!("cannot add the gateway's neighbour entry on {ifname}"), e))?;
+    }
     Ok(link)
 }
 

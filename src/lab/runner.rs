@@ -199,8 +199,7 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
     let Some(pods) = n.env.get("TORTIE_LAB_PODS") else { return Ok(()) };
     let tortie = std::env::current_exe().map_err(|e| LabError::Io { path: "tortie".into(), source: e })?;
     for pod in pods.split_whitespace() {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &n.ns])
+        let out = node_command(&n.ns)
             .arg(&tortie)
             .args(["lab", "pod", "add", pod])
             .envs(&n.env)
@@ -263,11 +262,20 @@ pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabE
     Ok(())
 }
 
+/// A command to run in a node's network namespace — and only that: unlike
+/// `ip netns exec` it keeps the machine's mount namespace, so what it mounts
+/// (a pod's network namespace made by `tortie lab pod add`) is seen outside
+/// the node too. (`/sys` is the machine's; `/proc/sys/net` is the node's.)
+fn node_command(ns: &str) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}")).arg("--");
+    cmd
+}
+
 /// Runs `argv` inside `node` with the node's environment; returns its exit code.
 pub fn exec(plan: &LabPlan, node: &str, argv: &[String]) -> Result<i32, LabError> {
     let n = plan.node(node).ok_or_else(|| LabError::NoNode(node.to_string()))?;
-    let status = Command::new("ip")
-        .args(["netns", "exec", &n.ns])
+    let status = node_command(&n.ns)
         .args(argv)
         .envs(&n.env)
         .status()
