@@ -286,6 +286,30 @@ async fn reflected_routes_carry_originator_and_cluster_list() {
     assert_eq!(update.next_hop(), Some(Ipv4Addr::new(192, 0, 2, 2)));
 }
 
+#[tokio::test]
+async fn a_route_sent_back_with_our_cluster_id_is_dropped() {
+    let mut c = config();
+    c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    let mut h = Harness::new(c);
+    let _client = h.peer(2, PeerSetup::new(PeerRole::RrClient, 65000), 64).await;
+    h.up(2, true, false).await;
+    let looped = |cluster: Vec<Ipv4Addr>, prefix: &str| {
+        let mut update = announce(&[prefix], addr(3), vec![]);
+        update.attributes.push(PathAttribute::new(AttributeValue::OriginatorId(Ipv4Addr::new(10, 0, 0, 3))));
+        update.attributes.push(PathAttribute::new(AttributeValue::ClusterList(cluster)));
+        update
+    };
+    // RFC 4456 section 8: our cluster id anywhere in CLUSTER_LIST is a loop.
+    h.update(2, looped(vec![Ipv4Addr::new(2, 2, 2, 2), Ipv4Addr::new(1, 1, 1, 1)], "10.244.1.0/26")).await;
+    h.update(2, looped(vec![Ipv4Addr::new(2, 2, 2, 2)], "10.244.2.0/26")).await;
+    h.change_for("10.244.2.0/26").await;
+    let snapshot = h.rib.snapshot().await;
+    let prefixes: Vec<String> = snapshot.routes.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(prefixes, vec!["10.244.2.0/26"]);
+    let stats = &snapshot.stats.per_peer[&addr(2)];
+    assert_eq!((stats.received, stats.accepted), (2, 1));
+}
+
 /// One step of the random sequence: peer, prefix, announce (with path length) or withdraw.
 #[derive(Debug, Clone)]
 struct Step {
