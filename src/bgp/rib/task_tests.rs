@@ -287,6 +287,26 @@ async fn reflected_routes_carry_originator_and_cluster_list() {
 }
 
 #[tokio::test]
+async fn a_held_end_of_rib_goes_only_after_the_local_prefixes() {
+    let mut c = config();
+    c.hold_end_of_rib = true;
+    let h = Harness::new(c);
+    let mut peer = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    // The session comes up before the agent has read its blocks: no End-of-RIB
+    // yet, or a peer keeping our routes for a restart would sweep them.
+    h.up(2, true, true).await;
+    h.rib.originate("10.244.1.0/26".parse().unwrap()).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), peer.recv()).await.unwrap().unwrap();
+    assert_eq!(first.nlri.len(), 1, "{first:?}");
+    let _ = h.rib.stats().await;
+    assert!(peer.try_recv().is_err(), "End-of-RIB before the local prefixes are loaded");
+    h.rib.originate("10.244.2.0/26".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded().await;
+    let (announced, _, _) = until_end_of_rib(&mut peer).await;
+    assert_eq!(announced, vec!["10.244.2.0/26"]);
+}
+
+#[tokio::test]
 async fn a_route_sent_back_with_our_cluster_id_is_dropped() {
     let mut c = config();
     c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
