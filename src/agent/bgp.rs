@@ -83,6 +83,9 @@ pub async fn start(
     rib_config.cluster_id = config.bgp.route_reflector_cluster_id;
     rib_config.pools = list_pools(&ds).await;
     rib_config.local_addresses = vec![IpAddr::V4(router_id)];
+    // Our blocks come from the datastore (routes::follow_local_prefixes),
+    // which says when they are in; End-of-RIB waits for them.
+    rib_config.hold_end_of_rib = true;
     let (rib, best_paths) = Rib::spawn(rib_config, events_rx);
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let (sample_tx, sample_rx) = watch::channel(BgpSample::default());

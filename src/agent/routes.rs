@@ -35,6 +35,8 @@ const LOCAL_RESYNC: Duration = Duration::from_secs(30);
 pub trait Originator: Send + Sync + 'static {
     fn originate(&self, prefix: IpNetwork) -> impl Future<Output = ()> + Send;
     fn withdraw(&self, prefix: IpNetwork) -> impl Future<Output = ()> + Send;
+    /// Every local prefix is originated: End-of-RIB may go to the peers.
+    fn loaded(&self) -> impl Future<Output = ()> + Send;
 }
 
 impl Originator for crate::bgp::rib::Rib {
@@ -43,6 +45,9 @@ impl Originator for crate::bgp::rib::Rib {
     }
     async fn withdraw(&self, prefix: IpNetwork) {
         crate::bgp::rib::Rib::withdraw(self, prefix).await
+    }
+    async fn loaded(&self) {
+        crate::bgp::rib::Rib::local_prefixes_loaded(self).await
     }
 }
 
@@ -56,6 +61,11 @@ impl<O: Originator> Originator for Option<O> {
     async fn withdraw(&self, prefix: IpNetwork) {
         if let Some(o) = self {
             o.withdraw(prefix).await
+        }
+    }
+    async fn loaded(&self) {
+        if let Some(o) = self {
+            o.loaded().await
         }
     }
 }
@@ -133,7 +143,6 @@ pub async fn follow_local_prefixes<O: Originator>(
     loop {
         match read_local(&ds, &node).await {
             Ok(wanted) if wanted != announced || first => {
-                first = false;
                 let (before, after) = (announced.all(), wanted.all());
                 for p in after.difference(&before) {
                     originator.originate(*p).await;
@@ -141,6 +150,12 @@ pub async fn follow_local_prefixes<O: Originator>(
                 for p in before.difference(&after) {
                     originator.withdraw(*p).await;
                 }
+                if first {
+                    // Only now may peers get End-of-RIB: after a restart they
+                    // sweep whatever of ours is missing from the table by then.
+                    originator.loaded().await;
+                }
+                first = false;
                 programmer
                     .replace_kind(RouteKind::Blackhole, wanted.blocks.iter().map(|b| blackhole(*b)).collect())
                     .await;

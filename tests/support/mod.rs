@@ -2,5 +2,7 @@
 #![allow(dead_code)]
 
 pub mod bgp;
+pub mod daemons;
 pub mod lab;
 pub mod pods;
+pub mod rib;

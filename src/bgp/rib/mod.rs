@@ -63,10 +63,15 @@ pub struct RibConfig {
     pub local_addresses: Vec<IpAddr>,
     /// How long stale routes of a restarted peer wait for its End-of-RIB.
     pub stale_routes_time: Duration,
+    /// Hold every End-of-RIB until [`Rib::local_prefixes_loaded`]: our own
+    /// prefixes come from elsewhere (the datastore) after start, and a peer
+    /// keeping our routes for a graceful restart sweeps at our End-of-RIB
+    /// whatever we have not re-announced by then.
+    pub hold_end_of_rib: bool,
 }
 
 impl RibConfig {
-    /// Defaults: 4 paths, no pools, 360 s stale routes time.
+    /// Defaults: 4 paths, no pools, 360 s stale routes time, End-of-RIB not held.
     pub fn new(local_as: u32, router_id: Ipv4Addr) -> Self {
         RibConfig {
             local_as,
@@ -76,6 +81,7 @@ impl RibConfig {
             pools: Vec::new(),
             local_addresses: Vec::new(),
             stale_routes_time: Duration::from_secs(360),
+            hold_end_of_rib: false,
         }
     }
 
@@ -142,6 +148,7 @@ pub(crate) enum Command {
     RemovePeer(IpAddr),
     Originate(IpNetwork),
     Withdraw(IpNetwork),
+    LocalLoaded,
     Snapshot(oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
 }
@@ -193,6 +200,12 @@ impl Rib {
     /// Stops originating a prefix (idempotent).
     pub async fn withdraw(&self, prefix: IpNetwork) {
         self.send(Command::Withdraw(prefix)).await
+    }
+
+    /// Our own prefixes are all originated: End-of-RIB held by
+    /// [`RibConfig::hold_end_of_rib`] may go (idempotent).
+    pub async fn local_prefixes_loaded(&self) {
+        self.send(Command::LocalLoaded).await
     }
 
     /// Every route with its best/ECMP state and the reason each loser lost.

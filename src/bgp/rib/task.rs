@@ -62,6 +62,8 @@ pub struct RibTask {
     early: FxHashMap<IpAddr, Vec<PeerEvent>>,
     early_count: usize,
     work_left: bool,
+    /// End-of-RIB may be sent (our own prefixes are in, or nobody holds it).
+    local_loaded: bool,
 }
 
 /// What best path needs to know about a peer.
@@ -142,6 +144,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 impl RibTask {
     pub fn new(config: RibConfig, best_tx: mpsc::Sender<BestPathChange>) -> Self {
+        let local_loaded = !config.hold_end_of_rib;
         let mut interner = Interner::default();
         let local_attrs = interner.intern(PathAttrs::local());
         let mut own: FxHashSet<IpAddr> = config.local_addresses.iter().copied().collect();
@@ -160,6 +163,7 @@ impl RibTask {
             early: FxHashMap::default(),
             early_count: 0,
             work_left: false,
+            local_loaded,
         }
     }
 
@@ -259,6 +263,7 @@ impl RibTask {
                     self.remove_path(net, None, 0);
                 }
             }
+            Command::LocalLoaded => self.local_loaded = true,
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
@@ -618,7 +623,8 @@ impl RibTask {
             }
         }
         if peer.dirty.is_empty() {
-            if peer.end_of_rib.is_empty() {
+            // Held End-of-RIBs go with the first flush after our prefixes are in.
+            if peer.end_of_rib.is_empty() || !self.local_loaded {
                 return Flushed::Done;
             }
             let eor: Vec<Family> = std::mem::take(&mut peer.end_of_rib);

@@ -286,6 +286,50 @@ async fn reflected_routes_carry_originator_and_cluster_list() {
     assert_eq!(update.next_hop(), Some(Ipv4Addr::new(192, 0, 2, 2)));
 }
 
+#[tokio::test]
+async fn a_held_end_of_rib_goes_only_after_the_local_prefixes() {
+    let mut c = config();
+    c.hold_end_of_rib = true;
+    let h = Harness::new(c);
+    let mut peer = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    // The session comes up before the agent has read its blocks: no End-of-RIB
+    // yet, or a peer keeping our routes for a restart would sweep them.
+    h.up(2, true, true).await;
+    h.rib.originate("10.244.1.0/26".parse().unwrap()).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), peer.recv()).await.unwrap().unwrap();
+    assert_eq!(first.nlri.len(), 1, "{first:?}");
+    let _ = h.rib.stats().await;
+    assert!(peer.try_recv().is_err(), "End-of-RIB before the local prefixes are loaded");
+    h.rib.originate("10.244.2.0/26".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded().await;
+    let (announced, _, _) = until_end_of_rib(&mut peer).await;
+    assert_eq!(announced, vec!["10.244.2.0/26"]);
+}
+
+#[tokio::test]
+async fn a_route_sent_back_with_our_cluster_id_is_dropped() {
+    let mut c = config();
+    c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    let mut h = Harness::new(c);
+    let _client = h.peer(2, PeerSetup::new(PeerRole::RrClient, 65000), 64).await;
+    h.up(2, true, false).await;
+    let looped = |cluster: Vec<Ipv4Addr>, prefix: &str| {
+        let mut update = announce(&[prefix], addr(3), vec![]);
+        update.attributes.push(PathAttribute::new(AttributeValue::OriginatorId(Ipv4Addr::new(10, 0, 0, 3))));
+        update.attributes.push(PathAttribute::new(AttributeValue::ClusterList(cluster)));
+        update
+    };
+    // RFC 4456 section 8: our cluster id anywhere in CLUSTER_LIST is a loop.
+    h.update(2, looped(vec![Ipv4Addr::new(2, 2, 2, 2), Ipv4Addr::new(1, 1, 1, 1)], "10.244.1.0/26")).await;
+    h.update(2, looped(vec![Ipv4Addr::new(2, 2, 2, 2)], "10.244.2.0/26")).await;
+    h.change_for("10.244.2.0/26").await;
+    let snapshot = h.rib.snapshot().await;
+    let prefixes: Vec<String> = snapshot.routes.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(prefixes, vec!["10.244.2.0/26"]);
+    let stats = &snapshot.stats.per_peer[&addr(2)];
+    assert_eq!((stats.received, stats.accepted), (2, 1));
+}
+
 /// One step of the random sequence: peer, prefix, announce (with path length) or withdraw.
 #[derive(Debug, Clone)]
 struct Step {
