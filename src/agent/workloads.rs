@@ -389,7 +389,9 @@ impl WorkloadService for Workloads {
         };
         self.set_routes(&w, ifindex).await;
         // Answer once the route is in the kernel, so the pod's traffic flows when ADD returns.
-        self.programmer.flush().await;
+        // (`applied`, not `flush`: a flush would complete the first full reconcile early, and
+        // after a restart delete the learned routes BGP has not relearned yet.)
+        self.programmer.applied().await;
         w.route_programmed = true;
         Ok(w)
     }
@@ -398,7 +400,7 @@ impl WorkloadService for Workloads {
         let pools = self.pools().await?;
         if let Some(w) = self.read(handle, &pools).await? {
             self.remove_routes(&w).await;
-            self.programmer.flush().await;
+            self.programmer.applied().await;
         }
         let released = self.allocator.release_handle(handle).await.map_err(ipam_error)?;
         if released > 0 {

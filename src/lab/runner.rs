@@ -199,6 +199,12 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
     let Some(pods) = n.env.get("TORTIE_LAB_PODS") else { return Ok(()) };
     let tortie = std::env::current_exe().map_err(|e| LabError::Io { path: "tortie".into(), source: e })?;
     for pod in pods.split_whitespace() {
+        // `up` keeps what exists: a pod made by an earlier `up` is left alone (a second
+        // CNI ADD would rewire a pod whose traffic is flowing).
+        if Path::new("/run/netns").join(format!("{}-{pod}", n.ns)).exists() {
+            progress(format!("node {}: pod {pod} exists", n.name));
+            continue;
+        }
         let out = node_command(&n.ns)
             .arg(&tortie)
             .args(["lab", "pod", "add", pod])
@@ -275,10 +281,10 @@ fn node_command(ns: &str) -> Command {
 /// Runs `argv` inside `node` with the node's environment; returns its exit code.
 pub fn exec(plan: &LabPlan, node: &str, argv: &[String]) -> Result<i32, LabError> {
     let n = plan.node(node).ok_or_else(|| LabError::NoNode(node.to_string()))?;
-    let status = node_command(&n.ns)
-        .args(argv)
-        .envs(&n.env)
-        .status()
-        .map_err(|e| LabError::Exec { node: node.to_string(), command: argv.join(" "), detail: e.to_string() })?;
+    let status = node_command(&n.ns).args(argv).envs(&n.env).status().map_err(|e| LabError::Exec {
+        node: node.to_string(),
+        command: argv.join(" "),
+        detail: e.to_string(),
+    })?;
     Ok(status.code().unwrap_or(1))
 }
