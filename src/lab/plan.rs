@@ -309,10 +309,14 @@ fn processes(s: &NodeSpec, binds: &[Bind], dir: &Path, tortie: &Path) -> Result<
                 dir.display().to_string(),
                 "-z".into(),
                 zsock.clone(),
+                // Root, as in a container; the group is FRR's vty group, which the
+                // daemons insist the run-as user belongs to.
                 "-u".into(),
                 "root".into(),
                 "-g".into(),
-                "root".into(),
+                "frrvty".into(),
+                "-P".into(),
+                "0".into(),
             ]
         };
         return Ok(vec![common("zebra"), common("bgpd")]);
