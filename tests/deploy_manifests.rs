@@ -229,6 +229,11 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let tunnel = publish_tunnel_address(&ds, "n1").await.unwrap().expect("an IP-in-IP pool needs one");
     assert_eq!(ds.get::<Node>("n1").await.unwrap().spec.bgp.unwrap().ipv4_ipip_tunnel_addr, Some(tunnel));
 
+    // The peer set follows the BGPPeer resources.
+    let _ = ds.list::<tortie::datastore::resources::BgpPeer>().await.unwrap();
+    let mut bgp_peers = ds.watch::<tortie::datastore::resources::BgpPeer>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), bgp_peers.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     // The local-prefix announcer and the pool-usage metrics follow the blocks.
     let mut blocks = ds.watch::<tortie::datastore::resources::IpamBlock>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), blocks.next()).await.unwrap().unwrap().unwrap();

@@ -15,7 +15,7 @@ use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
-use crate::datastore::resources::{IpPool, Node};
+use crate::datastore::resources::{BgpPeer, IpPool, Node};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::fallback_ipip::path::Path;
 use crate::metrics::bgp::{BgpSample, PeerSample, RouteCounts};
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Calico's peer type names, as `calicoctl node status` prints them.
 const MESH: &str = "node-to-node mesh";
-const GLOBAL: &str = "global";
+pub(super) const GLOBAL: &str = "global";
 const RR_CLIENT: &str = "route reflector client";
 const RR_SERVER: &str = "route reflector";
 
@@ -116,7 +116,13 @@ fn session(config: &Config, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -
 }
 
 /// The sessions this node wants, by peer address.
-fn wanted(config: &Config, node: &str, router_id: Ipv4Addr, nodes: &[(String, Node)]) -> BTreeMap<IpAddr, Wanted> {
+fn wanted(
+    config: &Config,
+    node: &str,
+    router_id: Ipv4Addr,
+    nodes: &[(String, Node)],
+    resources: &[(String, BgpPeer)],
+) -> BTreeMap<IpAddr, Wanted> {
     let mut out = BTreeMap::new();
     let local_as = config.bgp.as_number.0;
     let cluster_of = |name: &str, n: &Node| {
@@ -172,6 +178,36 @@ fn wanted(config: &Config, node: &str, router_id: Ipv4Addr, nodes: &[(String, No
         }
         out.insert(p.address, Wanted { config: c, peer_type: GLOBAL, setup });
     }
+    // BGPPeer resources; a configured peer of the same address wins (the file is the node's own).
+    for r in super::bgp_peers::sessions(resources, node, nodes) {
+        if out
+            .get(&r.address)
+            .is_some_and(|w| w.peer_type == GLOBAL && config.bgp.peers.iter().any(|p| p.address == r.address))
+        {
+            continue;
+        }
+        let mut c = session(config, r.address, r.peer_as, router_id);
+        c.remote_port = r.port;
+        if let Some(local) = r.local_as {
+            c.local_as = local;
+        }
+        if let Some(k) = r.keepalive {
+            c.keepalive = Some(k);
+        }
+        if let Some(t) = r.restart_time {
+            c.graceful_restart = Some(t);
+        }
+        let role = if r.peer_as == c.local_as { PeerRole::Mesh } else { PeerRole::External };
+        let mut setup = PeerSetup::new(role, r.peer_as);
+        setup.local_as = r.local_as;
+        if let Some(nhs) = r.next_hop_self {
+            setup.next_hop_self = nhs;
+        }
+        if role == PeerRole::External {
+            setup.import = Some(Policy::accept_all());
+        }
+        out.insert(r.address, Wanted { config: c, peer_type: r.peer_type, setup });
+    }
     out
 }
 
@@ -211,12 +247,13 @@ async fn follow_peers(
     let mut current: BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)> = BTreeMap::new();
     let mut changes: BTreeMap<IpAddr, (State, u64)> = BTreeMap::new();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
+    let mut peers_watch = ds.watch::<BgpPeer>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
     loop {
         if resync {
             resync = false;
-            let mut want = wanted(&config, &node, router_id, &list_nodes(&ds).await);
+            let mut want = wanted(&config, &node, router_id, &list_nodes(&ds).await, &list_bgp_peers(&ds).await);
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -272,6 +309,35 @@ async fn follow_peers(
                 // Any change to the node set may change the mesh: recompute.
                 if ev.is_some() { resync = true } else { nodes_watch = None }
             }
+            ev = next_event(&mut peers_watch) => {
+                // A BGPPeer added, changed or removed: recompute.
+                if ev.is_some() { resync = true } else { peers_watch = None }
+            }
+        }
+    }
+}
+
+async fn next_event<T: crate::datastore::Resource>(
+    w: &mut Option<crate::datastore::WatchStream<T>>,
+) -> Option<crate::datastore::Result<WatchEvent<T>>> {
+    match w {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The BGPPeer resources (an empty list when they cannot be read: configured peers and the mesh stay).
+async fn list_bgp_peers(ds: &Datastore) -> Vec<(String, BgpPeer)> {
+    match ds.list::<BgpPeer>().await {
+        Ok(listing) => {
+            for bad in &listing.invalid {
+                tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid BGPPeer");
+            }
+            listing.items.into_iter().map(|s| (s.name, s.spec)).collect()
+        }
+        Err(e) => {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot list BGPPeers");
+            Vec::new()
         }
     }
 }
@@ -294,6 +360,7 @@ fn metric_peer_type(peer_type: &str) -> &'static str {
     match peer_type {
         MESH => "mesh",
         RR_CLIENT | RR_SERVER => "reflector",
+        super::bgp_peers::NODE_SPECIFIC => "node_specific",
         _ => "external",
     }
 }

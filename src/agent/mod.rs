@@ -9,6 +9,7 @@
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
+mod bgp_peers;
 pub mod cni_install;
 mod datastore;
 mod ipam;

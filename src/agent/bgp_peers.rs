@@ -1,0 +1,194 @@
+//! BGPPeer resources (Calico's `projectcalico.org/v3` BGPPeer, as tortie
+//! stores them): which of them apply to this node, and the sessions they ask
+//! for. A peer applies to every node when it names neither `node` nor
+//! `nodeSelector`, to one node with `node`, and to the nodes a
+//! `nodeSelector` matches. It peers with `peerIP` (with its `asNumber`), or
+//! with every node `peerSelector` matches (each with its own AS).
+//!
+//! `sourceAddress` is not honoured yet: sessions leave from the address the
+//! kernel picks (for a peer on the node's subnet, the node's address).
+//!
+//! Node labels are not part of tortie's Node records yet, so selectors are
+//! matched against no labels: `all()` matches, anything asking for a label
+//! does not (and is logged once per resync).
+
+use crate::datastore::resources::{BgpPeer, NextHopMode, Node};
+use crate::ipam::pools::selector_matches;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Calico's peer type for a peer of one node.
+pub const NODE_SPECIFIC: &str = "node specific";
+
+/// One session a BGPPeer resource asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePeer {
+    /// The resource's name, for logs.
+    pub resource: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub peer_as: u32,
+    /// Our AS toward this peer, when it overrides the node's.
+    pub local_as: Option<u32>,
+    /// `Some(true)`: always next-hop self; `Some(false)`: keep; `None`: the role's default.
+    pub next_hop_self: Option<bool>,
+    pub keepalive: Option<u16>,
+    pub restart_time: Option<u16>,
+    /// `global` or `node specific`.
+    pub peer_type: &'static str,
+}
+
+/// Parses Go-style durations Calico writes (`20s`, `2m`, `1m30s`, `120`).
+fn seconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(s) = text.parse::<u64>() {
+        return Some(s);
+    }
+    let (mut total, mut number) = (0u64, String::new());
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: u64 = number.parse().ok()?;
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+            }
+            _ => return None,
+        }
+    }
+    number.is_empty().then_some(total)
+}
+
+fn applies_to(peer: &BgpPeer, node: &str) -> bool {
+    match (&peer.node, &peer.node_selector) {
+        (Some(n), _) => n == node,
+        (None, Some(selector)) => selector_matches(selector, &BTreeMap::new()),
+        (None, None) => true,
+    }
+}
+
+/// The sessions `peers` ask of `node`, given every node's record.
+pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)]) -> Vec<ResourcePeer> {
+    let mut out = Vec::new();
+    for (name, p) in peers.iter().filter(|(_, p)| applies_to(p, node)) {
+        let peer_type = if p.node.is_some() { NODE_SPECIFIC } else { crate::agent::bgp::GLOBAL };
+        let template = |address: IpAddr, port: u16, peer_as: u32| ResourcePeer {
+            resource: name.clone(),
+            address,
+            port,
+            peer_as,
+            local_as: p.local_as_number,
+            next_hop_self: match p.next_hop_mode {
+                Some(NextHopMode::SelfHop) => Some(true),
+                Some(NextHopMode::Keep) => Some(false),
+                Some(NextHopMode::Auto) | None => None,
+            },
+            keepalive: p.keepalive_time.as_deref().and_then(seconds).and_then(|s| u16::try_from(s).ok()),
+            restart_time: p.max_restart_time.as_deref().and_then(seconds).and_then(|s| u16::try_from(s).ok()),
+            peer_type,
+        };
+        match (&p.peer_ip, &p.peer_selector) {
+            (Some(ip), _) => {
+                let (address, port) = match ip.parse::<SocketAddr>() {
+                    Ok(sa) => (sa.ip(), sa.port()),
+                    Err(_) => match ip.parse::<IpAddr>() {
+                        Ok(a) => (a, 179),
+                        Err(_) => {
+                            tracing::warn!(subsys = "bgp", bgppeer = %name, peer_ip = %ip, "BGPPeer peerIP is not an address; ignored");
+                            continue;
+                        }
+                    },
+                };
+                let Some(peer_as) = p.as_number else { continue };
+                out.push(template(address, port, peer_as));
+            }
+            (None, Some(selector)) => {
+                for (other, n) in nodes.iter().filter(|(other, _)| other != node) {
+                    let Some(bgp) = &n.bgp else { continue };
+                    let Some(addr) = bgp.ipv4_address else { continue };
+                    if !selector_matches(selector, &BTreeMap::new()) {
+                        tracing::debug!(subsys = "bgp", bgppeer = %name, node = %other, "peerSelector does not match");
+                        continue;
+                    }
+                    out.push(template(addr.ip(), 179, bgp.as_number.or(p.as_number).unwrap_or(0)));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out.retain(|p| p.peer_as != 0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::resources::NodeBgp;
+
+    fn node(addr: &str, asn: u32) -> Node {
+        Node { bgp: Some(NodeBgp { ipv4_address: addr.parse().ok(), as_number: Some(asn), ..NodeBgp::default() }) }
+    }
+
+    #[test]
+    fn global_node_specific_and_selector_peers_apply_as_calico_says() {
+        let peers = vec![
+            (
+                "tor".to_string(),
+                BgpPeer {
+                    peer_ip: Some("10.0.0.1".into()),
+                    as_number: Some(65001),
+                    keepalive_time: Some("20s".into()),
+                    ..BgpPeer::default()
+                },
+            ),
+            (
+                "only-b".to_string(),
+                BgpPeer {
+                    node: Some("b".into()),
+                    peer_ip: Some("10.0.0.9:1179".into()),
+                    as_number: Some(65009),
+                    next_hop_mode: Some(NextHopMode::SelfHop),
+                    ..BgpPeer::default()
+                },
+            ),
+            ("all-nodes".to_string(), BgpPeer { peer_selector: Some("all()".into()), ..BgpPeer::default() }),
+            (
+                "labelled".to_string(),
+                BgpPeer {
+                    node_selector: Some("rack == 'r1'".into()),
+                    peer_ip: Some("10.0.0.7".into()),
+                    as_number: Some(1),
+                    ..BgpPeer::default()
+                },
+            ),
+        ];
+        let nodes = vec![("a".to_string(), node("10.1.0.1/24", 64512)), ("b".to_string(), node("10.1.0.2/24", 64513))];
+        let a = sessions(&peers, "a", &nodes);
+        let summary: Vec<(String, IpAddr, u16, u32, &str)> =
+            a.iter().map(|p| (p.resource.clone(), p.address, p.port, p.peer_as, p.peer_type)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("tor".into(), "10.0.0.1".parse().unwrap(), 179, 65001, "global"),
+                ("all-nodes".into(), "10.1.0.2".parse().unwrap(), 179, 64513, "global"),
+            ]
+        );
+        assert_eq!(a[0].keepalive, Some(20));
+        let b = sessions(&peers, "b", &nodes);
+        let only_b = b.iter().find(|p| p.resource == "only-b").unwrap();
+        assert_eq!((only_b.port, only_b.peer_type, only_b.next_hop_self), (1179, NODE_SPECIFIC, Some(true)));
+    }
+
+    #[test]
+    fn durations_in_calico_spelling() {
+        assert_eq!(seconds("20s"), Some(20));
+        assert_eq!(seconds("2m"), Some(120));
+        assert_eq!(seconds("1m30s"), Some(90));
+        assert_eq!(seconds("120"), Some(120));
+        assert_eq!(seconds("soon"), None);
+    }
+}
