@@ -34,15 +34,11 @@ fn lab(label: &str) -> Topology {
 }
 
 fn start_frr(topo: &mut Topology, frr: &Frr) -> (PathBuf, u32) {
-    let dir = topo.dir().to_path_buf();
-    let conf = dir.join("bgpd.conf");
     let tortie_as = if frr.tortie_as == 0 { 65001 } else { frr.tortie_as };
     let passive = if frr.passive { " neighbor 192.0.2.1 passive\n" } else { "" };
     let password = frr.password.map(|p| format!(" neighbor 192.0.2.1 password {p}\n")).unwrap_or_default();
-    std::fs::write(
-        &conf,
-        format!(
-            "frr defaults traditional
+    let config = format!(
+        "frr defaults traditional
 hostname frr
 router bgp 65002
  bgp router-id 192.0.2.2
@@ -59,28 +55,8 @@ router bgp 65002
   neighbor 192.0.2.1 activate
  exit-address-family
 "
-        ),
-    )
-    .unwrap();
-    let pid_file = dir.join("bgpd.pid");
-    let argv = [
-        "/usr/lib/frr/bgpd",
-        "-f",
-        conf.to_str().unwrap(),
-        "-i",
-        pid_file.to_str().unwrap(),
-        "--vty_socket",
-        dir.to_str().unwrap(),
-        "-Z",
-        "-n",
-        "-S",
-        "-P",
-        "0",
-        "-l",
-        "192.0.2.2",
-    ];
-    let pid = topo.spawn("f", &argv).unwrap().pid();
-    (dir, pid)
+    );
+    support::daemons::spawn_frr(topo, "f", "192.0.2.2", &config)
 }
 
 fn vtysh(topo: &Topology, dir: &Path, command: &str) -> String {

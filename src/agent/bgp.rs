@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::datastore::resources::{BgpPeer, IpPool, Node};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::fallback_ipip::path::Path;
-use crate::metrics::bgp::{BgpSample, PeerSample, RouteCounts};
+use crate::metrics::bgp::{BgpSample, PeerSample};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -309,20 +309,11 @@ async fn follow_peers(
                 // Any change to the node set may change the mesh: recompute.
                 if ev.is_some() { resync = true } else { nodes_watch = None }
             }
-            ev = next_event(&mut peers_watch) => {
+            ev = super::routes::next_event(&mut peers_watch) => {
                 // A BGPPeer added, changed or removed: recompute.
                 if ev.is_some() { resync = true } else { peers_watch = None }
             }
         }
-    }
-}
-
-async fn next_event<T: crate::datastore::Resource>(
-    w: &mut Option<crate::datastore::WatchStream<T>>,
-) -> Option<crate::datastore::Result<WatchEvent<T>>> {
-    match w {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -369,17 +360,8 @@ fn sample(current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>, sta
     let peers = current
         .iter()
         .map(|(addr, (w, status))| {
-            let r = stats.per_peer.get(addr).cloned().unwrap_or_default();
             // The RIB counts per peer, not per family: one `all` series.
-            let counts = RouteCounts {
-                received: r.received,
-                accepted: r.accepted,
-                advertised: r.advertised,
-                updates_received: r.updates_received,
-                withdraws_received: r.withdraws_received,
-                treat_as_withdraw: r.treat_as_withdraw,
-                attribute_discard: r.attribute_discard,
-            };
+            let counts = stats.per_peer.get(addr).cloned().unwrap_or_default();
             PeerSample {
                 address: *addr,
                 peer_as: w.config.peer_as,

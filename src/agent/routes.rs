@@ -185,7 +185,7 @@ pub async fn follow_local_prefixes<O: Originator>(
     }
 }
 
-async fn next_event<T: crate::datastore::Resource>(
+pub(super) async fn next_event<T: crate::datastore::Resource>(
     w: &mut Option<crate::datastore::WatchStream<T>>,
 ) -> Option<crate::datastore::Result<WatchEvent<T>>> {
     match w {

@@ -14,21 +14,8 @@ use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 use tokio::sync::watch;
 
-/// Route counters of one peer and one address family.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RouteCounts {
-    /// Prefixes the peer currently announces to us.
-    pub received: u64,
-    /// Of those, the ones import policy accepted.
-    pub accepted: u64,
-    /// Prefixes we currently announce to the peer.
-    pub advertised: u64,
-    pub updates_received: u64,
-    pub withdraws_received: u64,
-    /// RFC 7606 outcomes.
-    pub treat_as_withdraw: u64,
-    pub attribute_discard: u64,
-}
+/// Route counters of one peer (and one address family): the RIB's.
+pub type RouteCounts = crate::bgp::rib::PeerRibStats;
 
 /// One configured peer.
 #[derive(Debug, Clone, PartialEq)]

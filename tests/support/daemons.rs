@@ -24,6 +24,11 @@ pub fn birdc(topo: &Topology, ns: &str, ctl: &Path, args: &[&str]) -> String {
 /// Starts FRR's bgpd (without zebra) in `ns`, listening on `listen`, with
 /// `config`; returns its vty directory.
 pub fn start_frr(topo: &mut Topology, ns: &str, listen: &str, config: &str) -> PathBuf {
+    spawn_frr(topo, ns, listen, config).0
+}
+
+/// [`start_frr`], also returning bgpd's pid (to freeze or kill it).
+pub fn spawn_frr(topo: &mut Topology, ns: &str, listen: &str, config: &str) -> (PathBuf, u32) {
     let dir = topo.dir().join(format!("{ns}-frr"));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("bgpd.conf");
@@ -45,8 +50,8 @@ pub fn start_frr(topo: &mut Topology, ns: &str, listen: &str, config: &str) -> P
         "-l",
         listen,
     ];
-    topo.spawn(ns, &argv).unwrap();
-    dir
+    let pid = topo.spawn(ns, &argv).unwrap().pid();
+    (dir, pid)
 }
 
 /// A vtysh command's output (empty when vtysh failed).
