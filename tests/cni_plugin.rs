@@ -231,8 +231,11 @@ fn add_wires_a_pod_that_reaches_the_node_and_another_pod_and_del_removes_every_t
         }
     }
     assert!(!node.links().iter().any(|l| l.starts_with("tt")), "{:?}", node.links());
+    // Only the node's block stays, blackholed (it stays affine to the node, as in Calico).
     let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
-    assert_eq!(routes, json!([]));
+    let routes = routes.as_array().unwrap();
+    assert!(routes.iter().all(|r| r["type"] == "blackhole"), "{routes:?}");
+    assert_eq!(routes.len(), 1, "{routes:?}");
     assert_eq!(node.workloads(), json!([]));
     assert_eq!(node.ipam_handles(), 0);
     // DEL of a pod whose namespace is already gone is success too.
@@ -304,7 +307,8 @@ fn fifty_concurrent_adds_get_distinct_addresses_and_fifty_dels_empty_ipam() {
     assert_eq!(addresses.len(), 50, "50 distinct addresses");
     assert_eq!(node.workloads().as_array().unwrap().len(), 50);
     let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
-    assert_eq!(routes.as_array().unwrap().len(), 50);
+    let pod_routes = routes.as_array().unwrap().iter().filter(|r| r["type"] != "blackhole").count();
+    assert_eq!(pod_routes, 50, "{routes}");
 
     std::thread::scope(|s| {
         for id in &ids {
@@ -314,7 +318,8 @@ fn fifty_concurrent_adds_get_distinct_addresses_and_fifty_dels_empty_ipam() {
     });
     assert_eq!(node.workloads(), json!([]));
     assert_eq!(node.ipam_handles(), 0);
-    assert_eq!(node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]), json!([]));
+    let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
+    assert!(routes.as_array().unwrap().iter().all(|r| r["type"] == "blackhole"), "only the blocks stay: {routes}");
     node.stop_agent();
 }
 

@@ -127,6 +127,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         paths,
         tunnel_mode: if remote.mode == "none" { ipip_mode } else { remote.mode },
     };
+    let mut no_peers = None;
     let (peers, rib, best_paths, bgp_sample) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
         let handles =
@@ -135,8 +136,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 .map_err(AgentError::Bgp)?;
         (handles.peers, Some(handles.rib), handles.best_paths, Some(handles.sample))
     } else {
-        // No BGP: nothing is learned (a closed channel) and nothing announced.
-        (watch::channel(Vec::new()).1, None, tokio::sync::mpsc::channel(1).1, None)
+        // No BGP: no peers (a channel whose sender lives as long as the agent), nothing
+        // learned (a closed channel) and nothing announced.
+        let (tx, rx) = watch::channel(Vec::new());
+        no_peers = Some(tx);
+        (rx, None, tokio::sync::mpsc::channel(1).1, None)
     };
     if programmer.adopted > 0 {
         tracing::info!(
@@ -250,6 +254,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         tracing::info!(subsys = "dataplane", "leaving kernel routes in place for graceful restart");
     }
     let _ = stop_tx.send(true);
+    drop(no_peers);
     for t in tasks {
         let _ = t.await;
     }
