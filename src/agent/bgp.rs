@@ -7,7 +7,9 @@
 //! Route reflection follows Calico: when any node has
 //! `routeReflectorClusterID`, nodes without one peer only with the
 //! reflectors (role RrServer), and reflectors peer with every node (RrClient
-//! for non-reflectors, Mesh among reflectors).
+//! for non-reflectors, Mesh among reflectors). Reflectors send their clients
+//! every path of an ECMP set with ADD-PATH (RFC 7911), and clients offer to
+//! receive it, so reflected routes keep their ECMP paths.
 //!
 //! The speaker's events feed the RIB ([`crate::bgp::rib`]).
 
@@ -156,7 +158,13 @@ fn wanted(
             // Other nodes in another AS: their blocks come in, ours go out.
             setup.import = Some(Policy::accept_all());
         }
-        out.insert(addr.ip(), Wanted { config: session(config, addr.ip(), peer_as, router_id), peer_type, setup });
+        let mut c = session(config, addr.ip(), peer_as, router_id);
+        // ADD-PATH (RFC 7911) between a reflector and its clients: a reflector
+        // sends every path of an ECMP set, not only its best, so clients keep
+        // the ECMP paths of what it reflects.
+        c.add_path_send = role == PeerRole::RrClient;
+        c.add_path_receive = role == PeerRole::RrServer;
+        out.insert(addr.ip(), Wanted { config: c, peer_type, setup });
     }
     for p in &config.bgp.peers {
         let mut c = session(config, p.address, p.as_number.0, router_id);
@@ -425,4 +433,51 @@ fn publish(
             false
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::resources::NodeBgp;
+
+    fn node(addr: &str, cluster: Option<Ipv4Addr>) -> Node {
+        Node {
+            bgp: Some(NodeBgp {
+                ipv4_address: addr.parse().ok(),
+                route_reflector_cluster_id: cluster,
+                ..NodeBgp::default()
+            }),
+        }
+    }
+
+    /// (peer, role, add_path_send, add_path_receive) of every wanted session of `me`.
+    fn sessions(me: &str, nodes: &[(String, Node)]) -> Vec<(IpAddr, PeerRole, bool, bool)> {
+        let config = Config::default();
+        wanted(&config, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[])
+            .into_iter()
+            .map(|(a, w)| (a, w.setup.role, w.config.add_path_send, w.config.add_path_receive))
+            .collect()
+    }
+
+    #[test]
+    fn reflectors_send_add_path_to_clients_and_clients_receive_it() {
+        let cluster = Some(Ipv4Addr::new(10, 255, 0, 1));
+        let nodes = vec![
+            ("rr1".to_string(), node("10.1.0.1/24", cluster)),
+            ("rr2".to_string(), node("10.1.0.2/24", cluster)),
+            ("a".to_string(), node("10.1.0.3/24", None)),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            sessions("rr1", &nodes),
+            vec![(ip("10.1.0.2"), PeerRole::Mesh, false, false), (ip("10.1.0.3"), PeerRole::RrClient, true, false)]
+        );
+        assert_eq!(
+            sessions("a", &nodes),
+            vec![(ip("10.1.0.1"), PeerRole::RrServer, false, true), (ip("10.1.0.2"), PeerRole::RrServer, false, true)]
+        );
+        // Without reflectors: the full mesh, no ADD-PATH.
+        let mesh = vec![("a".to_string(), node("10.1.0.3/24", None)), ("b".to_string(), node("10.1.0.4/24", None))];
+        assert_eq!(sessions("a", &mesh), vec![(ip("10.1.0.4"), PeerRole::Mesh, false, false)]);
+    }
 }

@@ -1,6 +1,7 @@
 //! The routing half of the speaker: Adj-RIB-In, Loc-RIB, Adj-RIB-Out, best
 //! path, policy, route reflection and graceful restart, in one task.
 //!
+//! - [`addpath`]: ADD-PATH send, the path identifiers of an ECMP set;
 //! - [`attrs`]: interned attribute sets;
 //! - [`best`]: the decision process (pure) and loss reasons;
 //! - [`policy`]: typed import/export policy;
@@ -14,6 +15,7 @@
 //!
 //! Rules and defaults are documented in `docs/bgp-routing.md`.
 
+pub mod addpath;
 pub mod attrs;
 pub mod best;
 pub mod export;

@@ -1,6 +1,7 @@
 //! UPDATE packing: many prefixes sharing one attribute set in one UPDATE,
 //! withdrawals packed too, none over 4096 octets. IPv4 unicast uses the
 //! NLRI and Withdrawn Routes fields, other families MP_REACH/MP_UNREACH.
+//! Toward an ADD-PATH peer each prefix carries our path identifier (RFC 7911).
 
 use bytes::BytesMut;
 use ipnetwork::IpNetwork;
@@ -11,6 +12,10 @@ use crate::bgp::packet::{
     Aggregator, AttributeValue, Family, MpNlri, MpReachNlri, MpUnreachNlri, NextHop, Nlri, PathAttribute, UpdateMessage,
 };
 use crate::bgp::session::as4::outbound_as_path;
+
+/// A prefix to send, with its ADD-PATH path identifier toward a peer that
+/// receives them (`None` otherwise).
+pub type OutNlri = (IpNetwork, Option<u32>);
 
 /// RFC 4271 maximum message size.
 pub const MAX_MESSAGE: usize = 4096;
@@ -79,12 +84,12 @@ fn encoded_len(attributes: &[PathAttribute]) -> usize {
     buf.len()
 }
 
-fn nlri_of(nets: &[IpNetwork]) -> Vec<Nlri> {
-    nets.iter().filter_map(|n| prefix(*n)).map(Nlri::new).collect()
+fn nlri_of(nets: &[OutNlri]) -> impl Iterator<Item = Nlri> + '_ {
+    nets.iter().filter_map(|(n, id)| prefix(*n).map(|p| Nlri { path_id: *id, prefix: p }))
 }
 
 /// Splits `nets` into runs whose encoded NLRI fit in `budget` octets.
-fn chunks(nets: &[IpNetwork], budget: usize) -> Vec<Vec<Nlri>> {
+fn chunks(nets: &[OutNlri], budget: usize) -> Vec<Vec<Nlri>> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut used = 0;
@@ -104,7 +109,7 @@ fn chunks(nets: &[IpNetwork], budget: usize) -> Vec<Vec<Nlri>> {
 }
 
 /// UPDATEs announcing `nets` (all of `family`) with `attrs`.
-pub fn announce(family: Family, attrs: &PathAttrs, nets: &[IpNetwork], four_octet: bool) -> Vec<UpdateMessage> {
+pub fn announce(family: Family, attrs: &PathAttrs, nets: &[OutNlri], four_octet: bool) -> Vec<UpdateMessage> {
     let attributes = wire_attributes(attrs, family, four_octet);
     let base = encoded_len(&attributes);
     if family == Family::IPV4_UNICAST {
@@ -143,7 +148,7 @@ pub fn announce(family: Family, attrs: &PathAttrs, nets: &[IpNetwork], four_octe
 }
 
 /// UPDATEs withdrawing `nets` (all of `family`).
-pub fn withdraw(family: Family, nets: &[IpNetwork]) -> Vec<UpdateMessage> {
+pub fn withdraw(family: Family, nets: &[OutNlri]) -> Vec<UpdateMessage> {
     if family == Family::IPV4_UNICAST {
         return chunks(nets, MAX_MESSAGE - FIXED)
             .into_iter()
@@ -165,11 +170,20 @@ pub fn withdraw(family: Family, nets: &[IpNetwork]) -> Vec<UpdateMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::packet::{DecodeContext, EncodeContext, Message};
+    use crate::bgp::packet::{AddPathFamilies, DecodeContext, EncodeContext, Message};
 
     fn decode_all(updates: &[UpdateMessage], four_octet_as: bool) -> (Vec<String>, Vec<String>) {
+        decode_with(updates, DecodeContext { four_octet_as, ..DecodeContext::default() })
+    }
+
+    /// Encodes each UPDATE and decodes it back with `ctx`: every octet consumed,
+    /// no fault; the prefixes announced and withdrawn (with `#id` under ADD-PATH).
+    fn decode_with(updates: &[UpdateMessage], ctx: DecodeContext) -> (Vec<String>, Vec<String>) {
         let (mut announced, mut withdrawn) = (Vec::new(), Vec::new());
-        let ctx = DecodeContext { four_octet_as, ..DecodeContext::default() };
+        let show = |n: &Nlri| match n.path_id {
+            Some(id) => format!("{}#{id}", n.prefix),
+            None => n.prefix.to_string(),
+        };
         for update in updates {
             let bytes = Message::Update(update.clone()).to_bytes(&EncodeContext::from(&ctx)).unwrap();
             assert!(bytes.len() <= MAX_MESSAGE, "an UPDATE of {} octets", bytes.len());
@@ -177,15 +191,17 @@ mod tests {
             assert_eq!(used, bytes.len());
             assert!(decoded.outcome.faults.is_empty());
             let Message::Update(u) = decoded.message else { panic!("not an UPDATE") };
-            announced.extend(u.announced().map(|(_, n)| n.prefix.to_string()));
-            withdrawn.extend(u.withdrawn_routes().map(|(_, n)| n.prefix.to_string()));
+            announced.extend(u.announced().map(|(_, n)| show(n)));
+            withdrawn.extend(u.withdrawn_routes().map(|(_, n)| show(n)));
         }
         (announced, withdrawn)
     }
 
-    fn v4(n: usize) -> Vec<IpNetwork> {
+    fn v4(n: usize) -> Vec<OutNlri> {
         (0..n)
-            .map(|i| IpNetwork::new(std::net::Ipv4Addr::from(0x0a00_0000 + ((i as u32) << 8)).into(), 24).unwrap())
+            .map(|i| {
+                (IpNetwork::new(std::net::Ipv4Addr::from(0x0a00_0000 + ((i as u32) << 8)).into(), 24).unwrap(), None)
+            })
             .collect()
     }
 
@@ -215,13 +231,38 @@ mod tests {
         let updates = withdraw(Family::IPV4_UNICAST, &nets);
         assert_eq!(updates.len(), 3000usize.div_ceil((MAX_MESSAGE - FIXED) / 4));
         assert_eq!(decode_all(&updates, true).1.len(), 3000);
-        let v6: Vec<IpNetwork> = (0..2000u128)
-            .map(|i| IpNetwork::new(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) + (i << 64)).into(), 64).unwrap())
+        let v6: Vec<OutNlri> = (0..2000u128)
+            .map(|i| {
+                (
+                    IpNetwork::new(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) + (i << 64)).into(), 64).unwrap(),
+                    None,
+                )
+            })
             .collect();
         let updates = announce(Family::IPV6_UNICAST, &attrs("2001:db8::1"), &v6, false);
         assert!(updates.len() > 1);
         assert_eq!(decode_all(&updates, false).0.len(), 2000);
         let updates = withdraw(Family::IPV6_UNICAST, &v6);
         assert_eq!(decode_all(&updates, true).1.len(), 2000);
+    }
+
+    #[test]
+    fn path_ids_pack_and_decode_back_under_the_add_path_context() {
+        let ctx = DecodeContext { add_path: AddPathFamilies::ALL, ..DecodeContext::default() };
+        // 2000 prefixes, each under two ids: 8 octets per /24, more than one UPDATE.
+        let nets: Vec<OutNlri> = v4(2000).into_iter().flat_map(|(n, _)| [(n, Some(1)), (n, Some(7))]).collect();
+        let updates = announce(Family::IPV4_UNICAST, &attrs("192.0.2.1"), &nets, true);
+        assert!(updates.len() > 1);
+        let (announced, _) = decode_with(&updates, ctx);
+        assert_eq!(announced.len(), 4000);
+        assert_eq!(&announced[..2], ["10.0.0.0/24#1", "10.0.0.0/24#7"]);
+        let (_, withdrawn) = decode_with(&withdraw(Family::IPV4_UNICAST, &nets[..3]), ctx);
+        assert_eq!(withdrawn, ["10.0.0.0/24#1", "10.0.0.0/24#7", "10.0.1.0/24#1"]);
+        let v6: Vec<OutNlri> =
+            vec![("2001:db8::/64".parse().unwrap(), Some(2)), ("2001:db8::/64".parse().unwrap(), Some(3))];
+        let (announced, _) = decode_with(&announce(Family::IPV6_UNICAST, &attrs("2001:db8::1"), &v6, true), ctx);
+        assert_eq!(announced, ["2001:db8::/64#2", "2001:db8::/64#3"]);
+        let (_, withdrawn) = decode_with(&withdraw(Family::IPV6_UNICAST, &v6[1..]), ctx);
+        assert_eq!(withdrawn, ["2001:db8::/64#3"]);
     }
 }

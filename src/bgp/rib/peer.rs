@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::PeerSetup;
+use super::addpath::SentPath;
 use super::attrs::Attrs;
 use super::snapshot::PeerRibStats;
 use crate::bgp::packet::{Family, UpdateMessage};
@@ -86,8 +87,10 @@ pub struct RibPeer {
     pub adj_in: FxHashSet<InKey>,
     /// Announced but refused by import (counted as received).
     pub rejected: FxHashSet<InKey>,
-    /// What the peer was last sent per prefix.
+    /// What the peer was last sent per prefix (families without ADD-PATH send).
     pub adj_out: FxHashMap<IpNetwork, Attrs>,
+    /// What the peer was last sent per prefix, path by path (families with ADD-PATH send).
+    pub adj_out_paths: FxHashMap<IpNetwork, Vec<SentPath>>,
     pub dirty: Dirty,
     pub queue: VecDeque<UpdateMessage>,
     /// A capacity reservation is in flight: wait for it before sending.
@@ -110,6 +113,7 @@ impl RibPeer {
             adj_in: FxHashSet::default(),
             rejected: FxHashSet::default(),
             adj_out: FxHashMap::default(),
+            adj_out_paths: FxHashMap::default(),
             dirty: Dirty::default(),
             queue: VecDeque::new(),
             waiting: false,
@@ -124,9 +128,21 @@ impl RibPeer {
         self.session.as_ref().is_some_and(|s| s.negotiated.families.contains(&family))
     }
 
+    /// True when the session sends path identifiers for `family` (RFC 7911):
+    /// the peer gets the whole ECMP set, not only the best path.
+    pub fn sends_paths(&self, family: Family) -> bool {
+        self.session.as_ref().is_some_and(|s| s.negotiated.add_path_send.contains(&family))
+    }
+
+    /// Prefixes advertised to the peer.
+    pub fn advertised(&self) -> usize {
+        self.adj_out.len() + self.adj_out_paths.len()
+    }
+
     /// Forgets everything about the outbound side (session down or reset).
     pub fn reset_outbound(&mut self) {
         self.adj_out.clear();
+        self.adj_out_paths.clear();
         self.dirty.clear();
         self.queue.clear();
         self.end_of_rib.clear();

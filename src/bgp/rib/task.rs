@@ -21,12 +21,14 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::Instant;
 
+use super::addpath::{self, SentPath, WantedPath};
 use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
 use super::best::{Candidate, decide, tie_break_reason};
 use super::export::{Origin, Target, export_route};
 use super::import::{base_attrs, import_route, next_hop};
 use super::net::{family, network, normalize};
 use super::notify::Pending;
+use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
 use super::table::{LocRib, Path};
@@ -126,8 +128,32 @@ fn learned(paths: &[Path]) -> (Vec<IpAddr>, Vec<IpAddr>) {
     (hops, peers)
 }
 
-fn best_key(paths: &[Path]) -> Option<(Option<IpAddr>, u32, *const PathAttrs)> {
-    paths.first().map(|p| (p.source, p.path_id, Arc::as_ptr(&p.attrs)))
+type PathKey = (Option<IpAddr>, u32, *const PathAttrs);
+
+fn path_key(p: &Path) -> PathKey {
+    (p.source, p.path_id, Arc::as_ptr(&p.attrs))
+}
+
+fn best_key(paths: &[Path]) -> Option<PathKey> {
+    paths.first().map(path_key)
+}
+
+/// The attributes `target` gets for `path` of `net`, interned; `None` when it gets nothing.
+fn export_path(
+    config: &RibConfig,
+    interner: &mut Interner,
+    target: &Target,
+    net: &IpNetwork,
+    path: &Path,
+    facts: &FxHashMap<IpAddr, PeerFacts>,
+) -> Option<Attrs> {
+    let source = path.source.and_then(|s| facts.get(&s));
+    let origin = Origin {
+        peer: path.source,
+        role: source.map(|s| s.role),
+        router_id: source.map(|s| s.router_id).unwrap_or(config.router_id),
+    };
+    export_route(config, target, net, &origin, &path.attrs).map(|a| interner.intern(a))
 }
 
 fn reserve(peer: &RibPeer) -> Reservation {
@@ -457,6 +483,12 @@ impl RibTask {
         let enhanced = session.negotiated.enhanced_route_refresh;
         // Forget what was sent so that all of it goes again.
         peer.adj_out.retain(|net, _| family(net) != refreshed);
+        // ADD-PATH: keep the ids (the peer still has them), resend every path under its id.
+        for (_, sent) in peer.adj_out_paths.iter_mut().filter(|(net, _)| family(net) == refreshed) {
+            for path in sent {
+                path.attrs = None;
+            }
+        }
         for net in self.loc.routes.keys() {
             if family(net) == refreshed {
                 peer.dirty.mark(*net);
@@ -540,8 +572,13 @@ impl RibTask {
     /// runs best path, reports a changed learned set and marks the prefix
     /// dirty for the peers when its best path changed.
     fn modify(&mut self, net: IpNetwork, change: impl FnOnce(&mut super::table::Dest) -> bool) {
+        // Peers receiving ADD-PATH get the whole multipath set: watch all of it then.
+        let watch_set =
+            self.peers.values().any(|p| p.session.as_ref().is_some_and(|s| !s.negotiated.add_path_send.is_empty()));
         let dest = self.loc.routes.entry(net).or_default();
         let before_best = best_key(dest.multipath());
+        let before_set: Vec<PathKey> =
+            if watch_set { dest.multipath().iter().map(path_key).collect() } else { Vec::new() };
         let before = learned(dest.multipath());
         if !change(dest) {
             if dest.paths.is_empty() {
@@ -554,6 +591,7 @@ impl RibTask {
         let (config, own) = (&self.config, &self.own);
         dest.select(config.max_paths, |p| candidate(p, config, &facts, own));
         let after_best = best_key(dest.multipath());
+        let set_changed = watch_set && !dest.multipath().iter().map(path_key).eq(before_set.iter().copied());
         let after = learned(dest.multipath());
         if dest.paths.is_empty() {
             self.loc.routes.remove(&net);
@@ -561,10 +599,11 @@ impl RibTask {
         if before != after {
             self.pending.push(BestPathChange { prefix: net, next_hops: after.0, peers: after.1 });
         }
-        if before_best != after_best {
+        let best_changed = before_best != after_best;
+        if best_changed || set_changed {
             let f = family(&net);
             for peer in self.peers.values_mut() {
-                if peer.carries(f) {
+                if peer.carries(f) && (best_changed || peer.sends_paths(f)) {
                     peer.dirty.mark(net);
                 }
             }
@@ -641,9 +680,10 @@ impl RibTask {
         let Some(session) = &peer.session else { return };
         let four_octet = session.negotiated.four_octet_as;
         let target = Target { addr, setup: &peer.setup, local_addr: session.local_addr };
-        let mut announce: FxHashMap<(Family, *const PathAttrs), (Attrs, Vec<IpNetwork>)> = FxHashMap::default();
-        let mut withdraw: FxHashMap<Family, Vec<IpNetwork>> = FxHashMap::default();
+        let mut announce: FxHashMap<(Family, *const PathAttrs), (Attrs, Vec<OutNlri>)> = FxHashMap::default();
+        let mut withdraw: FxHashMap<Family, Vec<OutNlri>> = FxHashMap::default();
         let mut changes: Vec<(IpNetwork, Option<Attrs>)> = Vec::new();
+        let mut path_changes: Vec<(IpNetwork, Vec<SentPath>)> = Vec::new();
         let mut taken = 0;
         while taken < BATCH {
             let Some(net) = peer.dirty.pop() else { break };
@@ -652,24 +692,42 @@ impl RibTask {
             if !session.negotiated.families.contains(&f) {
                 continue;
             }
-            let want = self.loc.routes.get(&net).and_then(|d| d.best()).and_then(|best| {
-                let source = best.source.and_then(|s| facts.get(&s));
-                let origin = Origin {
-                    peer: best.source,
-                    role: source.map(|s| s.role),
-                    router_id: source.map(|s| s.router_id).unwrap_or(self.config.router_id),
-                };
-                export_route(&self.config, &target, &net, &origin, &best.attrs).map(|a| self.interner.intern(a))
-            });
+            let dest = self.loc.routes.get(&net);
+            if session.negotiated.add_path_send.contains(&f) {
+                // RFC 7911: every path of the multipath set, each under its own id.
+                let want: Vec<WantedPath> = dest
+                    .map(|d| d.multipath())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| {
+                        let attrs = export_path(&self.config, &mut self.interner, &target, &net, p, facts)?;
+                        Some(WantedPath { source: p.source, source_id: p.path_id, attrs })
+                    })
+                    .collect();
+                let before = peer.adj_out_paths.get(&net).map(Vec::as_slice).unwrap_or_default();
+                let diff = addpath::diff(before, want);
+                for id in diff.withdraw {
+                    withdraw.entry(f).or_default().push((net, Some(id)));
+                }
+                for (id, attrs) in diff.announce {
+                    let group = announce.entry((f, Arc::as_ptr(&attrs))).or_insert_with(|| (attrs.clone(), Vec::new()));
+                    group.1.push((net, Some(id)));
+                }
+                path_changes.push((net, diff.sent));
+                continue;
+            }
+            let want = dest
+                .and_then(|d| d.best())
+                .and_then(|best| export_path(&self.config, &mut self.interner, &target, &net, best, facts));
             match (want, peer.adj_out.get(&net)) {
                 (Some(want), Some(sent)) if Arc::ptr_eq(&want, sent) => {}
                 (Some(want), _) => {
                     let group = announce.entry((f, Arc::as_ptr(&want))).or_insert_with(|| (want.clone(), Vec::new()));
-                    group.1.push(net);
+                    group.1.push((net, None));
                     changes.push((net, Some(want)));
                 }
                 (None, Some(_)) => {
-                    withdraw.entry(f).or_default().push(net);
+                    withdraw.entry(f).or_default().push((net, None));
                     changes.push((net, None));
                 }
                 (None, None) => {}
@@ -687,6 +745,13 @@ impl RibTask {
                 None => peer.adj_out.remove(&net),
             };
         }
+        for (net, sent) in path_changes {
+            if sent.is_empty() {
+                peer.adj_out_paths.remove(&net);
+            } else {
+                peer.adj_out_paths.insert(net, sent);
+            }
+        }
     }
 
     fn stats(&self) -> RibStats {
@@ -701,7 +766,7 @@ impl RibTask {
                     let mut s = p.stats.clone();
                     s.received = (p.adj_in.len() + p.rejected.len()) as u64;
                     s.accepted = p.adj_in.len() as u64;
-                    s.advertised = p.adj_out.len() as u64;
+                    s.advertised = p.advertised() as u64;
                     (*addr, s)
                 })
                 .collect(),

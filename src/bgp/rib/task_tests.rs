@@ -330,6 +330,89 @@ async fn a_route_sent_back_with_our_cluster_id_is_dropped() {
     assert_eq!((stats.received, stats.accepted), (2, 1));
 }
 
+/// Receives one UPDATE, encodes it and decodes it back as a peer that
+/// negotiated ADD-PATH receive for IPv4 would (whole input consumed); the
+/// `prefix#id` announced and withdrawn.
+async fn next_paths(rx: &mut mpsc::Receiver<UpdateMessage>) -> (Vec<String>, Vec<String>) {
+    next_paths_of(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap())
+}
+
+fn next_paths_of(update: UpdateMessage) -> (Vec<String>, Vec<String>) {
+    use crate::bgp::packet::{AddPathFamilies, DecodeContext, EncodeContext, Message};
+    let ctx = DecodeContext {
+        add_path: AddPathFamilies { ipv4_unicast: true, ipv6_unicast: false },
+        ibgp: true,
+        ..DecodeContext::default()
+    };
+    let bytes = Message::Update(update).to_bytes(&EncodeContext::from(&ctx)).unwrap();
+    let (decoded, used) = Message::decode(&bytes, &ctx).unwrap();
+    assert_eq!(used, bytes.len(), "the whole UPDATE decodes");
+    assert!(decoded.outcome.faults.is_empty(), "{:?}", decoded.outcome);
+    let Message::Update(u) = decoded.message else { panic!("not an UPDATE") };
+    let show = |n: &Nlri| format!("{}#{}", n.prefix, n.path_id.expect("a path id"));
+    (u.announced().map(|(_, n)| show(n)).collect(), u.withdrawn_routes().map(|(_, n)| show(n)).collect())
+}
+
+#[tokio::test]
+async fn an_add_path_peer_gets_the_ecmp_set_path_by_path() {
+    let mut c = config();
+    c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    let h = Harness::new(c);
+    let client = || PeerSetup::new(PeerRole::RrClient, 65000);
+    let (_a, _b) = (h.peer(2, client(), 64).await, h.peer(3, client(), 64).await);
+    let mut with = h.peer(4, client(), 64).await;
+    let mut without = h.peer(5, client(), 64).await;
+    for peer in [2, 3, 5] {
+        h.up(peer, true, false).await;
+    }
+    let mut add_path = negotiated(4, true, false);
+    add_path.add_path_send = vec![Family::IPV4_UNICAST];
+    h.events.send(PeerEvent::SessionUp { peer: addr(4), negotiated: Box::new(add_path) }).await.unwrap();
+    assert!(until_end_of_rib(&mut with).await.0.is_empty());
+    assert!(until_end_of_rib(&mut without).await.0.is_empty());
+
+    // Two clients announce the same prefix: an ECMP set of two.
+    h.update(2, announce(&["10.244.9.0/26"], addr(2), vec![])).await;
+    h.update(3, announce(&["10.244.9.0/26"], addr(3), vec![])).await;
+    let snapshot = h.rib.snapshot().await;
+    assert_eq!(snapshot.routes.iter().filter(|r| r.multipath).count(), 2, "{:#?}", snapshot.routes);
+    // The ADD-PATH peer gets both paths, each under its own id (the
+    // attributes differ: one UPDATE each); the next hops are the clients'.
+    let mut ids = Vec::new();
+    let mut hops = Vec::new();
+    while ids.len() < 2 {
+        let update = tokio::time::timeout(Duration::from_secs(10), with.recv()).await.unwrap().unwrap();
+        hops.push(update.next_hop());
+        let (announced, withdrawn) = next_paths_of(update);
+        assert!(withdrawn.is_empty(), "{withdrawn:?}");
+        ids.extend(announced);
+    }
+    ids.sort();
+    assert_eq!(ids, ["10.244.9.0/26#1", "10.244.9.0/26#2"]);
+    hops.sort();
+    assert_eq!(hops, [Some(Ipv4Addr::new(192, 0, 2, 2)), Some(Ipv4Addr::new(192, 0, 2, 3))]);
+    assert_eq!(h.rib.stats().await.per_peer[&addr(4)].advertised, 1, "one prefix");
+    // The peer without ADD-PATH gets the best path only (lowest router id: client 2).
+    let update = tokio::time::timeout(Duration::from_secs(10), without.recv()).await.unwrap().unwrap();
+    assert_eq!((update.nlri.len(), update.nlri[0].path_id), (1, None));
+    assert_eq!(update.next_hop(), Some(Ipv4Addr::new(192, 0, 2, 2)));
+
+    // Client 2 withdraws: the ADD-PATH peer loses that path's id only,
+    // nothing is re-announced; the other peer gets client 3's path instead.
+    h.update(2, withdraw(&["10.244.9.0/26"])).await;
+    let (announced, withdrawn) = next_paths(&mut with).await;
+    assert!(announced.is_empty(), "{announced:?}");
+    assert_eq!(withdrawn, ["10.244.9.0/26#1"], "client 2's path had id 1 (sent first, being the best)");
+    let update = tokio::time::timeout(Duration::from_secs(10), without.recv()).await.unwrap().unwrap();
+    assert!(update.withdrawn.is_empty());
+    assert_eq!(update.next_hop(), Some(Ipv4Addr::new(192, 0, 2, 3)));
+    // Client 3 withdraws too: its id goes; nothing else was sent meanwhile.
+    h.update(3, withdraw(&["10.244.9.0/26"])).await;
+    assert_eq!(next_paths(&mut with).await, (vec![], vec!["10.244.9.0/26#2".to_string()]));
+    assert!(with.try_recv().is_err());
+    assert_eq!(h.rib.stats().await.per_peer[&addr(4)].advertised, 0);
+}
+
 /// One step of the random sequence: peer, prefix, announce (with path length) or withdraw.
 #[derive(Debug, Clone)]
 struct Step {
