@@ -75,6 +75,15 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
     assert_eq!(bgp.ipv4_address, Some("10.123.0.5/24".parse().unwrap()));
     assert_eq!(bgp.as_number, Some(64600));
 
+    // The RIB's counters alone (what pollers use while a table comes in): nothing learned, no peer.
+    let stats: tortie::bgp::rib::RibStats = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(tortie::api::client::get_json(&socket, "/v1/bgp/stats"))
+        .unwrap();
+    assert_eq!((stats.loc_rib_prefixes, stats.paths, stats.per_peer.len()), (0, 0, 0), "{stats:?}");
+
     // Metrics from the running agent pass promtool; readiness says ready.
     let metrics = wait_until("metrics", Duration::from_secs(10), || fetch(&t, "/metrics")).unwrap();
     assert!(metrics.contains("tortie_dataplane_synced 1"), "{metrics}");

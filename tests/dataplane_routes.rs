@@ -216,6 +216,50 @@ fn a_bulk_batch_lands_whole_and_drift_is_still_repaired_after_it() {
     });
 }
 
+/// Routes streamed in as changes: small batches (the monitor listening, its
+/// echo of our own writes overfilling the programmer's event queue) followed
+/// at once by bulk batches (the monitor asked to pause). The programmer
+/// waits for the pause while the monitor waits for queue space unless the
+/// monitor keeps obeying: this hung a million-route convergence run.
+#[test]
+fn streamed_changes_mixing_small_and_bulk_batches_all_land() {
+    let t = topology("dpstream");
+    let eth1 = ifindex(&t, "node", "eth1");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        let route = |i: u32| {
+            let dst = std::net::Ipv4Addr::from((100u32 << 24) | (64 << 16) | i);
+            let d = desired(
+                &format!("{dst}/32"),
+                RouteTarget::Via(via("192.168.7.2", eth1, false)),
+                RouteKind::RemoteDirect,
+            );
+            (d.route.dst, Some(d))
+        };
+        let kinds = vec![RouteKind::RemoteDirect, RouteKind::RemoteTunnel];
+        let mut next = 0u32;
+        for _ in 0..4 {
+            let small: Vec<_> = (next..next + 8_000).map(route).collect();
+            next += 8_000;
+            p.update_kinds(kinds.clone(), small).await;
+            p.applied().await;
+            let bulk: Vec<_> = (next..next + 20_000).map(route).collect();
+            next += 20_000;
+            p.update_kinds(kinds.clone(), bulk).await;
+        }
+        tokio::time::timeout(Duration::from_secs(60), p.flush()).await.expect("the programmer keeps going");
+        assert_eq!(p.stats.adds.load(Ordering::Relaxed), u64::from(next));
+        // Half of them go again: the removals are incremental too.
+        let gone: Vec<_> = (0..next / 2).map(|i| (route(i).0, None)).collect();
+        p.update_kinds(kinds, gone).await;
+        tokio::time::timeout(Duration::from_secs(60), p.flush()).await.expect("the programmer keeps going");
+        assert_eq!(p.stats.deletes.load(Ordering::Relaxed), u64::from(next / 2));
+        assert_eq!(p.state.borrow().routes_by_kind.get(&RouteKind::RemoteDirect), Some(&(next as usize / 2)));
+    });
+    let count = t.exec("node", &["sh", "-c", &format!("ip route show proto {PROTO} | wc -l")]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "56000");
+}
+
 #[test]
 fn routes_stay_after_the_programmer_stops_unless_cleanup_is_asked() {
     let t = topology("dpcleanup");

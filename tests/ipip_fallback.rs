@@ -40,17 +40,20 @@ fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: Re
                 .await
                 .expect("programmer");
         let blocks = vec![remote];
-        let (_blocks_tx, blocks_rx) = tokio::sync::watch::channel(selector::RemoteRoutes::from(blocks.clone()));
-        let (_targets_tx, targets_rx) = tokio::sync::watch::channel(selector::probe_targets(local, &blocks));
+        let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(1);
+        blocks_tx.try_send(selector::RemoteRoutes::from(blocks.clone()).into()).unwrap();
+        let (targets_tx, targets_rx) = tokio::sync::watch::channel(selector::probe_targets(local, &blocks));
         let (verdict_tx, verdict_rx) = tokio::sync::watch::channel(HashMap::new());
         let (paths_tx, _paths_rx) = tokio::sync::watch::channel(HashMap::new());
         let fast = ProbeConfig { interval: Duration::from_millis(100), down_after: 3, up_after: 3 };
         tokio::spawn(liveness::run(tunnel_addr, fast, targets_rx, verdict_tx));
         let config =
             SelectorConfig { local, underlay_ifindex: underlay, tunnel: Some(TunnelHandle::Userspace(tunnel.clone())) };
-        tokio::spawn(selector::run(config, programmer.clone(), blocks_rx, verdict_rx, paths_tx));
+        let outputs = selector::SelectorOutputs { paths: paths_tx, targets: targets_tx };
+        tokio::spawn(selector::run(config, programmer.clone(), blocks_rx, verdict_rx, outputs));
         tx.send(tunnel.counters.clone()).unwrap();
         let _ = stop.await;
+        drop(blocks_tx);
     })
     .unwrap();
     Node { _thread: thread, counters: rx.recv_timeout(Duration::from_secs(20)).unwrap() }

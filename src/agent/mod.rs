@@ -161,11 +161,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
     );
-    let latency = routes::Latency {
-        programmer: programmer.clone(),
-        paths: remote.paths.clone(),
-        histogram: programming_latency.clone(),
-    };
+    let latency = routes::Latency { programmer: programmer.clone(), histogram: programming_latency.clone() };
+    // Counts the bursts of learned-route changes: the first reconcile waits for them to settle.
+    let (learned_tx, learned_rx) = watch::channel(0u64);
     let (local_tx, _local_rx) = watch::channel(routes::LocalPrefixes::default());
     tasks.push(tokio::spawn(routes::follow_local_prefixes(
         ds.clone(),
@@ -177,16 +175,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     )));
     // The first full reconcile deletes stale routes of ours, so it waits
     // until BGP has had its chance to relearn them (see routes::initial_sync).
-    tasks.push(tokio::spawn(routes::initial_sync(
-        programmer.clone(),
-        peers.clone(),
-        remote.routes.subscribe(),
-        stop_rx.clone(),
-    )));
+    tasks.push(tokio::spawn(routes::initial_sync(programmer.clone(), peers.clone(), learned_rx, stop_rx.clone())));
     tasks.push(tokio::spawn(routes::follow_learned(
         best_paths,
         pools_rx,
         remote.routes.clone(),
+        learned_tx,
         Some(latency),
         stop_rx.clone(),
     )));

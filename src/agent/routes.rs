@@ -9,23 +9,24 @@
 //!   selector chooses by the pool's `ipipMode`, or a plain direct route
 //!   (prefixes outside the pools, or with several next hops: ECMP).
 //!
-//! Both follow their inputs (datastore watches, the RIB's change stream)
-//! and recompute from the whole state, so a missed event is repaired by the
-//! next one or by the periodic resync.
+//! Local prefixes are recomputed from the whole state on every event, so a
+//! missed event is repaired by the next one or by the periodic resync.
+//! Learned prefixes are passed on as changes: a table of a million routes
+//! arrives in many bursts, and each burst costs only its own prefixes.
 
 use crate::bgp::rib::BestPathChange;
 use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
 use crate::datastore::{Datastore, WatchEvent};
-use crate::fallback_ipip::selector::{RemoteBlock, RemoteRoutes};
+use crate::fallback_ipip::selector::{Remote, RemoteBatch, RemoteBlock};
 use ipnetwork::IpNetwork;
-use std::collections::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// How often the local prefixes are recomputed even without a datastore event.
@@ -85,14 +86,14 @@ const INITIAL_QUIET: Duration = Duration::from_secs(2);
 pub async fn initial_sync(
     programmer: Programmer,
     mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
-    mut remote: watch::Receiver<RemoteRoutes>,
+    mut learned: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settled = async {
         let all_up = peers.wait_for(|p| p.iter().all(|p| p.state == "established")).await.is_ok();
         if all_up {
-            remote.borrow_and_update();
-            while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, remote.changed()).await {}
+            learned.borrow_and_update();
+            while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, learned.changed()).await {}
         }
     };
     tokio::select! {
@@ -228,89 +229,113 @@ fn mode(encap: EncapMode) -> IpipMode {
     }
 }
 
-/// Splits the learned routes into pool blocks (path chosen by the selector)
-/// and plain direct routes. A prefix inside a pool with exactly one IPv4 next
-/// hop is a remote block; ECMP, IPv6 and prefixes outside every pool go direct.
-pub fn remote_routes(learned: &BTreeMap<IpNetwork, Vec<IpAddr>>, pools: &[IpPool]) -> RemoteRoutes {
-    let mut out = RemoteRoutes::default();
-    for (prefix, hops) in learned {
-        if hops.is_empty() {
-            continue;
-        }
-        let pool = pools.iter().find(|p| p.cidr.contains(prefix.network()) && p.cidr.prefix() <= prefix.prefix());
-        match (prefix, hops.as_slice(), pool) {
-            (IpNetwork::V4(block), [IpAddr::V4(node)], Some(pool)) => {
-                out.blocks.push(RemoteBlock { block: *block, node: *node, mode: mode(pool.ipip_mode) })
-            }
-            _ => out.direct.push((*prefix, hops.clone())),
-        }
+/// How a learned prefix is routed: a prefix inside a pool with exactly one
+/// IPv4 next hop is a remote block (its path chosen by the selector); ECMP,
+/// IPv6 and prefixes outside every pool go direct. `None` without next hops.
+pub fn classify(prefix: IpNetwork, hops: &[IpAddr], pools: &[IpPool]) -> Option<Remote> {
+    if hops.is_empty() {
+        return None;
     }
-    out
+    let pool = pools.iter().find(|p| p.cidr.contains(prefix.network()) && p.cidr.prefix() <= prefix.prefix());
+    Some(match (prefix, hops, pool) {
+        (IpNetwork::V4(block), [IpAddr::V4(node)], Some(pool)) => {
+            Remote::Block(RemoteBlock { block, node: *node, mode: mode(pool.ipip_mode) })
+        }
+        _ => Remote::Direct(hops.to_vec()),
+    })
 }
 
-/// Follows the RIB's best-path changes and the pools; publishes the remote
-/// routes for the path selector. Changes that arrive together are applied
-/// as one update (the selector replaces the kernel routes in one step).
+/// Best-path changes handed on at most this many at a time, so the first
+/// routes reach the kernel while the rest of a large table is still coming.
+const BURST_MAX: usize = 16_384;
+
+/// Follows the RIB's best-path changes and the pools; sends the selector
+/// the changed prefixes (everything again when the pools change) and counts
+/// the bursts on `generation` (for [`initial_sync`]). Changes already queued
+/// when a burst starts go in one batch.
 pub async fn follow_learned(
     mut changes: mpsc::Receiver<BestPathChange>,
     mut pools: watch::Receiver<Vec<IpPool>>,
-    out: watch::Sender<RemoteRoutes>,
-    mut latency: Option<Latency>,
+    out: mpsc::Sender<RemoteBatch>,
+    generation: watch::Sender<u64>,
+    latency: Option<Latency>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut learned: BTreeMap<IpNetwork, Vec<IpAddr>> = BTreeMap::new();
-    let mut arrived: Option<Instant> = None;
+    let mut learned: FxHashMap<IpNetwork, Vec<IpAddr>> = FxHashMap::default();
+    let mut current_pools = pools.borrow_and_update().clone();
+    let observer = latency.map(|l| {
+        // Bounded: when measurements pile up, some bursts go unmeasured.
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(l.run(rx));
+        tx
+    });
     loop {
-        let current = remote_routes(&learned, &pools.borrow_and_update());
-        if let Some(l) = &mut latency {
-            l.paths.borrow_and_update();
-        }
-        let changed = out.send_if_modified(|old| {
-            let changed = *old != current;
-            if changed {
-                *old = current;
-            }
-            changed
-        });
-        if let (true, Some(t0), Some(l)) = (changed, arrived.take(), &mut latency) {
-            l.observe(t0).await;
-        }
+        let mut batch = RemoteBatch::default();
+        let mut arrived = None;
         tokio::select! {
             _ = stop.changed() => return,
-            changed = pools.changed() => if changed.is_err() { return },
+            changed = pools.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = pools.borrow_and_update().clone();
+                if now == current_pools {
+                    continue;
+                }
+                current_pools = now;
+                batch.reset = true;
+                batch.changes = learned.iter().map(|(p, hops)| (*p, classify(*p, hops, &current_pools))).collect();
+            }
             change = changes.recv() => {
                 let Some(first) = change else { return };
                 arrived = Some(Instant::now());
-                apply(&mut learned, first);
-                // Drain what is already queued, so a burst becomes one kernel update.
-                while let Ok(more) = changes.try_recv() {
-                    apply(&mut learned, more);
+                let mut next = Some(first);
+                while let Some(change) = next {
+                    batch.changes.push((change.prefix, classify(change.prefix, &change.next_hops, &current_pools)));
+                    apply(&mut learned, change);
+                    next = if batch.changes.len() < BURST_MAX { changes.try_recv().ok() } else { None };
                 }
             }
+        }
+        let measured = match (&observer, arrived) {
+            (Some(observer), Some(t0)) => {
+                let (tx, rx) = oneshot::channel();
+                batch.queued = Some(tx);
+                Some((observer, t0, rx))
+            }
+            _ => None,
+        };
+        if out.send(batch).await.is_err() {
+            return;
+        }
+        generation.send_modify(|g| *g += 1);
+        if let Some((observer, t0, rx)) = measured {
+            let _ = observer.try_send((t0, rx));
         }
     }
 }
 
 /// Measures the time from a best-path change reaching the agent to its
-/// kernel route written: the selector has run once it publishes its paths,
-/// and [`Programmer::applied`] returns once the programmer wrote them.
+/// kernel route written: the selector says when it has queued the routes
+/// at the programmer, and [`Programmer::applied`] returns once the
+/// programmer wrote them.
 pub struct Latency {
     pub programmer: Programmer,
-    pub paths: watch::Receiver<HashMap<std::net::Ipv4Addr, crate::fallback_ipip::path::Path>>,
     pub histogram: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Latency {
-    async fn observe(&mut self, since: Instant) {
-        let selected = tokio::time::timeout(Duration::from_secs(5), self.paths.changed()).await;
-        if matches!(selected, Ok(Ok(()))) {
-            self.programmer.applied().await;
-            self.histogram.observe(since.elapsed().as_secs_f64());
+    async fn run(self, mut bursts: mpsc::Receiver<(Instant, oneshot::Receiver<()>)>) {
+        while let Some((since, queued)) = bursts.recv().await {
+            if queued.await.is_ok() {
+                self.programmer.applied().await;
+                self.histogram.observe(since.elapsed().as_secs_f64());
+            }
         }
     }
 }
 
-fn apply(learned: &mut BTreeMap<IpNetwork, Vec<IpAddr>>, change: BestPathChange) {
+fn apply(learned: &mut FxHashMap<IpNetwork, Vec<IpAddr>>, change: BestPathChange) {
     if change.next_hops.is_empty() {
         learned.remove(&change.prefix);
     } else {
@@ -328,54 +353,52 @@ mod tests {
         p
     }
 
-    fn learned(entries: &[(&str, &[&str])]) -> BTreeMap<IpNetwork, Vec<IpAddr>> {
-        entries
-            .iter()
-            .map(|(p, hops)| (p.parse().unwrap(), hops.iter().map(|h| h.parse().unwrap()).collect()))
-            .collect()
+    fn classified(prefix: &str, hops: &[&str], pools: &[IpPool]) -> Option<Remote> {
+        let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
+        classify(prefix.parse().unwrap(), &hops, pools)
     }
 
     #[test]
     fn a_pool_block_with_one_next_hop_is_a_remote_block_with_the_pools_mode() {
         let pools = [pool("10.244.0.0/16", EncapMode::CrossSubnet)];
-        let r = remote_routes(&learned(&[("10.244.1.0/26", &["10.0.0.2"])]), &pools);
         assert_eq!(
-            r.blocks,
-            vec![RemoteBlock {
+            classified("10.244.1.0/26", &["10.0.0.2"], &pools),
+            Some(Remote::Block(RemoteBlock {
                 block: "10.244.1.0/26".parse().unwrap(),
                 node: "10.0.0.2".parse().unwrap(),
                 mode: IpipMode::CrossSubnet
-            }]
+            }))
         );
-        assert!(r.direct.is_empty());
     }
 
     #[test]
     fn ecmp_outside_pools_and_ipv6_go_direct() {
         let pools = [pool("10.244.0.0/16", EncapMode::Always)];
-        let r = remote_routes(
-            &learned(&[
-                ("10.244.2.0/26", &["10.0.0.2", "10.0.0.3"]),
-                ("192.0.2.0/24", &["10.0.0.1"]),
-                ("fd00::/64", &["fe80::1"]),
-            ]),
-            &pools,
-        );
-        assert!(r.blocks.is_empty());
-        assert_eq!(r.direct.len(), 3);
+        for (prefix, hops) in [
+            ("10.244.2.0/26", &["10.0.0.2", "10.0.0.3"][..]),
+            ("192.0.2.0/24", &["10.0.0.1"]),
+            ("fd00::/64", &["fe80::1"]),
+        ] {
+            let hops_ip: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
+            assert_eq!(classified(prefix, hops, &pools), Some(Remote::Direct(hops_ip)), "{prefix}");
+        }
     }
 
     #[test]
     fn a_prefix_wider_than_the_pool_is_not_a_block_of_it() {
         let pools = [pool("10.244.0.0/16", EncapMode::Always)];
-        let r = remote_routes(&learned(&[("10.0.0.0/8", &["10.0.0.1"])]), &pools);
-        assert!(r.blocks.is_empty());
-        assert_eq!(r.direct.len(), 1);
+        assert!(matches!(classified("10.0.0.0/8", &["10.0.0.1"], &pools), Some(Remote::Direct(_))));
+    }
+
+    #[test]
+    fn no_next_hop_is_no_route() {
+        let pools = [pool("10.244.0.0/16", EncapMode::Always)];
+        assert_eq!(classified("10.244.1.0/26", &[], &pools), None);
     }
 
     #[test]
     fn a_withdrawal_removes_the_prefix() {
-        let mut l = BTreeMap::new();
+        let mut l = FxHashMap::default();
         let prefix: IpNetwork = "10.244.1.0/26".parse().unwrap();
         let peers = vec!["10.0.0.2".parse().unwrap()];
         apply(&mut l, BestPathChange { prefix, next_hops: peers.clone(), peers: peers.clone() });

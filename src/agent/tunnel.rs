@@ -13,18 +13,18 @@ use crate::dataplane::netlink::RouteSocket;
 use crate::datastore::Datastore;
 use crate::datastore::resources::{EncapMode, IpPool};
 use crate::fallback_ipip::liveness::{self, ProbeConfig};
-use crate::fallback_ipip::selector::{self, RemoteRoutes, SelectorConfig, TunnelHandle};
+use crate::fallback_ipip::selector::{self, RemoteBatch, SelectorConfig, SelectorOutputs, TunnelHandle};
 use crate::fallback_ipip::{TunnelCounters, TunnelMode, UserspaceConfig, UserspaceTunnel, choose_mode};
 use ipnetwork::Ipv4Network;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What the rest of the agent keeps of the tunnel and the selector.
 pub struct RemotePaths {
-    /// Where the learned routes go.
-    pub routes: watch::Sender<RemoteRoutes>,
+    /// Where changes of the learned routes go.
+    pub routes: mpsc::Sender<RemoteBatch>,
     /// `ipip-kernel`, `ipip-userspace`, or `none` when no pool uses IP-in-IP.
     pub mode: &'static str,
     /// The path chosen per node (for status: the tunnel mode toward a peer).
@@ -96,27 +96,13 @@ pub async fn start(
         }
     }
 
-    let (routes_tx, routes_rx) = watch::channel(RemoteRoutes::default());
+    // Bounded: a busy selector or programmer slows the learned-route
+    // follower, whose input (the RIB's change queue) coalesces per prefix.
+    let (routes_tx, routes_rx) = mpsc::channel(64);
+    // Probe targets (same-subnet nodes of CrossSubnet pools) come from the selector.
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
     let (verdict_tx, verdict_rx) = watch::channel(HashMap::new());
     let (paths_tx, paths_rx) = watch::channel(HashMap::new());
-    // Probe targets follow the remote blocks: only same-subnet nodes of CrossSubnet pools.
-    let mut follow = routes_rx.clone();
-    tokio::spawn(async move {
-        loop {
-            let targets = selector::probe_targets(local, &follow.borrow_and_update().blocks);
-            targets_tx.send_if_modified(|old| {
-                let changed = *old != targets;
-                if changed {
-                    *old = targets;
-                }
-                changed
-            });
-            if follow.changed().await.is_err() {
-                return;
-            }
-        }
-    });
     if handle.is_some() {
         let source = tunnel_address.unwrap_or(local.ip());
         tokio::spawn(async move {
@@ -126,7 +112,8 @@ pub async fn start(
         });
     }
     let selector_config = SelectorConfig { local, underlay_ifindex: underlay.ifindex, tunnel: handle };
-    tokio::spawn(selector::run(selector_config, programmer, routes_rx, verdict_rx, paths_tx));
+    let outputs = SelectorOutputs { paths: paths_tx, targets: targets_tx };
+    tokio::spawn(selector::run(selector_config, programmer, routes_rx, verdict_rx, outputs));
     tracing::info!(subsys = "ipip", mode, tunnel_address = ?tunnel_address, underlay = %underlay.ifname, mtu, "remote paths ready");
     Ok(RemotePaths { routes: routes_tx, mode, paths: paths_rx, counters, _tunnel: tunnel })
 }

@@ -1,7 +1,7 @@
 //! Serves the local API on a unix socket.
 
 use super::status::StatusReport;
-use crate::bgp::rib::{Rib, RibSnapshot};
+use crate::bgp::rib::{Rib, RibSnapshot, RibStats};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -56,7 +56,9 @@ impl ApiListener {
     }
 
     /// Serves until `shutdown` completes: the status report from its
-    /// `watch`, and the RIB (when BGP runs) by asking its task.
+    /// `watch`, and the RIB (when BGP runs) by asking its task —
+    /// `/v1/bgp/routes` walks every route, `/v1/bgp/stats` only reads the
+    /// counters (cheap enough to poll while a million routes come in).
     pub async fn serve(
         mut self,
         status: watch::Receiver<StatusReport>,
@@ -67,7 +69,12 @@ impl ApiListener {
             .route("/v1/status", get(get_status))
             .route("/livez", get(|| async { "ok\n" }))
             .with_state(status)
-            .merge(Router::new().route("/v1/bgp/routes", get(get_routes)).with_state(services.rib));
+            .merge(
+                Router::new()
+                    .route("/v1/bgp/routes", get(get_routes))
+                    .route("/v1/bgp/stats", get(get_stats))
+                    .with_state(services.rib),
+            );
         if let Some(workloads) = services.workloads {
             app = app.merge(super::workloads::router(workloads));
         }
@@ -89,6 +96,15 @@ async fn get_status(State(status): State<watch::Receiver<StatusReport>>) -> Json
 async fn get_routes(State(rib): State<Option<Rib>>) -> Result<Json<RibSnapshot>, (StatusCode, &'static str)> {
     match rib {
         Some(rib) => Ok(Json(rib.snapshot().await)),
+        None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
+    }
+}
+
+/// The RIB's counters alone: no route is walked, so pollers (benchmarks,
+/// scripts waiting for a table) do not slow the RIB down.
+async fn get_stats(State(rib): State<Option<Rib>>) -> Result<Json<RibStats>, (StatusCode, &'static str)> {
+    match rib {
+        Some(rib) => Ok(Json(rib.stats().await)),
         None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
     }
 }

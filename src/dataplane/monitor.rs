@@ -61,20 +61,8 @@ pub async fn run(
         let received = tokio::select! {
             r = socket.recv(&mut buf) => r,
             c = control.recv() => {
-                match c {
-                    Some(MonitorControl::Pause(ack)) => {
-                        for g in ROUTE_GROUP_NUMBERS {
-                            let _ = socket.socket_mut().drop_membership(g);
-                        }
-                        let _ = ack.send(());
-                    }
-                    Some(MonitorControl::Resume(ack)) => {
-                        for g in ROUTE_GROUP_NUMBERS {
-                            let _ = socket.socket_mut().add_membership(g);
-                        }
-                        let _ = ack.send(());
-                    }
-                    None => return,
+                if !obey(&mut socket, c) {
+                    return;
                 }
                 continue;
             }
@@ -89,11 +77,43 @@ pub async fn run(
             }
         };
         for ev in event_batch {
-            if events.send(ev).await.is_err() {
-                return;
+            // The programmer may be waiting for a Pause to be acknowledged
+            // while our events fill its queue: keep obeying, or both wait forever.
+            loop {
+                tokio::select! {
+                    biased;
+                    c = control.recv() => if !obey(&mut socket, c) { return },
+                    permit = events.reserve() => match permit {
+                        Ok(permit) => {
+                            permit.send(ev);
+                            break;
+                        }
+                        Err(_) => return,
+                    },
+                }
             }
         }
     }
+}
+
+/// Carries out a control request; false once the programmer is gone.
+fn obey(socket: &mut TokioSocket, control: Option<MonitorControl>) -> bool {
+    match control {
+        Some(MonitorControl::Pause(ack)) => {
+            for g in ROUTE_GROUP_NUMBERS {
+                let _ = socket.socket_mut().drop_membership(g);
+            }
+            let _ = ack.send(());
+        }
+        Some(MonitorControl::Resume(ack)) => {
+            for g in ROUTE_GROUP_NUMBERS {
+                let _ = socket.socket_mut().add_membership(g);
+            }
+            let _ = ack.send(());
+        }
+        None => return false,
+    }
+    true
 }
 
 fn parse(mut buf: &[u8], sel: RouteScopeSel) -> Vec<KernelEvent> {

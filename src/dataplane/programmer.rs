@@ -45,6 +45,10 @@ enum Command {
     /// Replace every route of the given kinds at once (Felix's `SetRoutes`),
     /// in one step so a prefix moving between kinds never disappears.
     ReplaceKinds(Vec<(RouteKind, Vec<DesiredRoute>)>),
+    /// Per prefix, drop its routes of these kinds and want the new one (if
+    /// any) instead — the incremental form of `ReplaceKinds`, costing the
+    /// changed prefixes only.
+    UpdateKinds(Vec<RouteKind>, Vec<(IpNetwork, Option<DesiredRoute>)>),
     /// Reply once everything received before has been applied; the first
     /// also completes the initial full reconcile.
     Flush(oneshot::Sender<()>),
@@ -168,6 +172,7 @@ impl Programmer {
             desired: HashMap::default(),
             kernel,
             dirty: HashSet::default(),
+            by_kind: BTreeMap::new(),
             stats: stats.clone(),
             state_tx,
             synced: false,
@@ -202,6 +207,16 @@ impl Programmer {
     /// moving from the direct path to the tunnel is replaced, never deleted).
     pub async fn replace_kinds(&self, sets: Vec<(RouteKind, Vec<DesiredRoute>)>) {
         let _ = self.tx.send(Command::ReplaceKinds(sets)).await;
+    }
+
+    /// For each `(prefix, route)`: the prefix's routes of `kinds` are
+    /// replaced by `route` (none when `None`), in one step, so a prefix
+    /// moving between two of the kinds is replaced, never deleted. Costs the
+    /// listed prefixes only, unlike [`Programmer::replace_kinds`].
+    pub async fn update_kinds(&self, kinds: Vec<RouteKind>, changes: Vec<(IpNetwork, Option<DesiredRoute>)>) {
+        if !changes.is_empty() {
+            let _ = self.tx.send(Command::UpdateKinds(kinds, changes)).await;
+        }
     }
 
     /// Waits until every earlier request is in the kernel; the first flush
@@ -242,6 +257,9 @@ struct Task {
     /// Our routes as the kernel holds them (dump + our writes + notifications).
     kernel: HashMap<IpNetwork, Route>,
     dirty: HashSet<IpNetwork>,
+    /// Prefixes per winning kind, kept in step with `desired` (publishing
+    /// must not walk a million routes after every batch).
+    by_kind: BTreeMap<RouteKind, usize>,
     stats: Arc<ProgrammerStats>,
     state_tx: watch::Sender<ProgrammerState>,
     synced: bool,
@@ -305,38 +323,50 @@ impl Task {
     async fn handle(&mut self, cmd: Command, waiters: &mut Vec<(oneshot::Sender<()>, bool)>) {
         match cmd {
             Command::Set(d) => {
-                self.dirty.insert(d.route.dst);
-                insert_kind(self.desired.entry(d.route.dst).or_default(), d);
+                let dst = d.route.dst;
+                self.edit(dst, |kinds| insert_kind(kinds, d));
             }
             Command::Remove(dst, kind) => {
-                if let Some(kinds) = self.desired.get_mut(&dst) {
-                    kinds.retain(|d| d.kind != kind);
-                    if kinds.is_empty() {
-                        self.desired.remove(&dst);
-                    }
-                    self.dirty.insert(dst);
+                if self.desired.contains_key(&dst) {
+                    self.edit(dst, |kinds| kinds.retain(|d| d.kind != kind));
                 }
             }
             Command::ReplaceKinds(sets) => {
                 for (kind, routes) in sets {
                     let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
-                    for (dst, kinds) in self.desired.iter_mut() {
-                        if !keep.contains(dst) && kinds.iter().any(|d| d.kind == kind) {
-                            kinds.retain(|d| d.kind != kind);
-                            self.dirty.insert(*dst);
-                        }
+                    let gone: Vec<IpNetwork> = self
+                        .desired
+                        .iter()
+                        .filter(|(dst, kinds)| !keep.contains(*dst) && kinds.iter().any(|d| d.kind == kind))
+                        .map(|(dst, _)| *dst)
+                        .collect();
+                    for dst in gone {
+                        self.edit(dst, |kinds| kinds.retain(|d| d.kind != kind));
                     }
                     for d in routes {
-                        self.dirty.insert(d.route.dst);
-                        insert_kind(self.desired.entry(d.route.dst).or_default(), d);
+                        let dst = d.route.dst;
+                        self.edit(dst, |kinds| insert_kind(kinds, d));
                     }
                 }
-                self.desired.retain(|_, kinds| !kinds.is_empty());
+            }
+            Command::UpdateKinds(replaced, changes) => {
+                for (dst, route) in changes {
+                    if route.is_none() && !self.desired.contains_key(&dst) {
+                        continue;
+                    }
+                    self.edit(dst, |kinds| {
+                        kinds.retain(|d| !replaced.contains(&d.kind));
+                        if let Some(d) = route {
+                            insert_kind(kinds, d);
+                        }
+                    });
+                }
             }
             Command::Flush(w) => waiters.push((w, true)),
             Command::Applied(w) => waiters.push((w, false)),
             Command::RemoveAll(w) => {
                 self.desired.clear();
+                self.by_kind.clear();
                 self.full_resync().await;
                 let _ = w.send(());
             }
@@ -373,6 +403,32 @@ impl Task {
             // the conflict shows up as a failed add.
             KernelEvent::Foreign(dst) => self.synced && self.desired.contains_key(&dst),
             KernelEvent::Overrun => true,
+        }
+    }
+
+    /// Changes the wanted routes of one prefix, marking it dirty and
+    /// keeping the per-kind counts.
+    fn edit(&mut self, dst: IpNetwork, change: impl FnOnce(&mut Vec<DesiredRoute>)) {
+        let kinds = self.desired.entry(dst).or_default();
+        let before = kinds.first().map(|d| d.kind);
+        change(kinds);
+        let after = kinds.first().map(|d| d.kind);
+        if kinds.is_empty() {
+            self.desired.remove(&dst);
+        }
+        self.dirty.insert(dst);
+        if before != after {
+            if let Some(k) = before
+                && let Some(n) = self.by_kind.get_mut(&k)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_kind.remove(&k);
+                }
+            }
+            if let Some(k) = after {
+                *self.by_kind.entry(k).or_insert(0) += 1;
+            }
         }
     }
 
@@ -511,13 +567,7 @@ impl Task {
     }
 
     fn publish(&self) {
-        let mut by_kind = BTreeMap::new();
-        for kinds in self.desired.values() {
-            if let Some(d) = kinds.first() {
-                *by_kind.entry(d.kind).or_insert(0) += 1;
-            }
-        }
-        let state = ProgrammerState { synced: self.synced, routes_by_kind: by_kind };
+        let state = ProgrammerState { synced: self.synced, routes_by_kind: self.by_kind.clone() };
         self.state_tx.send_if_modified(|s| {
             if *s != state {
                 *s = state;
