@@ -29,10 +29,6 @@ fn metric(lab: &Lab, node: &str, series: &str) -> Option<f64> {
     value(&fetch(lab, node, "/metrics")?.1, series)
 }
 
-fn agent_pid(lab: &Lab, node: &str) -> u32 {
-    std::fs::read_to_string(lab.dir().join(node).join("process-0.pid")).unwrap().trim().parse().unwrap()
-}
-
 #[test]
 fn counters_move_with_pods_flaps_and_cut_paths_and_readiness_names_dead_peers() {
     let lab = Lab::prepare("quickstart", "tm", |_| {});
@@ -77,7 +73,7 @@ fn counters_move_with_pods_flaps_and_cut_paths_and_readiness_names_dead_peers() 
     // A session flap: node3's agent dies and comes back.
     let flaps = "tortie_bgp_session_flaps_total{peer=\"10.10.0.13\"}";
     let flaps_before = metric(&lab, "node1", flaps).unwrap();
-    let pid = agent_pid(&lab, "node3");
+    let pid = lab.agent_pid("node3");
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     wait_until("node1 to count node3's flap", Duration::from_secs(30), || {
         (metric(&lab, "node1", flaps)? > flaps_before).then_some(())
@@ -91,7 +87,7 @@ fn counters_move_with_pods_flaps_and_cut_paths_and_readiness_names_dead_peers() 
 
     // Both peers die: node1 is no longer ready, and says which peers are down.
     for node in ["node2", "node3"] {
-        let pid = agent_pid(&lab, node);
+        let pid = lab.agent_pid(node);
         assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     }
     let body = wait_until("node1 to turn not ready", Duration::from_secs(30), || {

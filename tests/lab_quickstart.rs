@@ -2,44 +2,18 @@
 //! up, register in the lab's shared datastore, build a BGP full mesh from
 //! it and show it in `tortie status`.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
+use support::lab::Lab;
 use tortie::datastore::Datastore;
 use tortie::datastore::resources::Node;
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use tortie::testing::wait_until;
 
-struct Lab {
-    file: PathBuf,
-    name: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tortie"));
-        cmd.args(["lab", args[0]]).arg(&self.file).args(["--name", &self.name]).args(&args[1..]);
-        cmd.output().unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.run(&["down"]);
-    }
-}
-
 #[test]
 fn three_agents_come_up_register_and_report_ready() {
-    // The topology and its binds, copied so the lab directory lands in a temp dir.
-    let dir = tempfile::tempdir().unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containerlab");
-    std::fs::copy(src.join("quickstart.clab.yml"), dir.path().join("quickstart.clab.yml")).unwrap();
-    std::fs::create_dir(dir.path().join("quickstart")).unwrap();
-    std::fs::copy(src.join("quickstart/node.yaml"), dir.path().join("quickstart/node.yaml")).unwrap();
-    let lab =
-        Lab { file: dir.path().join("quickstart.clab.yml"), name: format!("ttq{}", std::process::id()), _dir: dir };
+    let lab = Lab::prepare("quickstart", "ttq", |_| {});
 
     let up = lab.run(&["up"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
@@ -63,7 +37,7 @@ fn three_agents_come_up_register_and_report_ready() {
     let ping = lab.run(&["exec", "node1", "--", "ping", "-c1", "-W2", "10.10.0.13"]);
     assert!(ping.status.success(), "nodes reach each other across the lab bridge");
 
-    let db = lab.file.parent().unwrap().join(format!("clab-{}/tortie.db", lab.name));
+    let db = lab.dir().join("tortie.db");
     let nodes = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
         ds.list::<Node>().await.unwrap()

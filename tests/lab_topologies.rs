@@ -52,10 +52,6 @@ fn route_set(routes: &[serde_json::Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn agent_pid(lab: &Lab, node: &str) -> u32 {
-    std::fs::read_to_string(lab.dir().join(node).join("process-0.pid")).unwrap().trim().parse().unwrap()
-}
-
 /// The block route of `node`'s pod as seen on `on`: the route whose destination contains the pod.
 fn route_to_pod(lab: &Lab, on: &str, pod_ip: std::net::Ipv4Addr) -> Option<serde_json::Value> {
     lab.routes(on).into_iter().find(|r| {
@@ -103,7 +99,7 @@ fn quickstart_pods_talk_survive_an_agent_restart_and_new_pods_are_reachable() {
         .spawn()
         .unwrap();
     let ping_started = Instant::now();
-    let pid = agent_pid(&lab, "node2");
+    let pid = lab.agent_pid("node2");
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     wait_until("the killed agent to be gone", Duration::from_secs(10), || {
         (!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
@@ -172,7 +168,7 @@ fn cross_subnet_tunnels_only_between_subnets_and_a_removed_node_is_withdrawn() {
     assert!(modes.iter().any(|(a, m)| a == "10.30.2.13" && m.starts_with("ipip")), "{modes:?}");
 
     // node3 disappears: its link goes, then its agent dies without a word.
-    let pid = agent_pid(&lab, "node3");
+    let pid = lab.agent_pid("node3");
     Command::new("ip").args(["-n", &lab.ns("node3"), "link", "del", "eth1"]).status().unwrap();
     Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     let gone = Instant::now();

@@ -26,12 +26,7 @@ pub async fn follow(ds: Datastore, out: watch::Sender<Vec<PoolUsage>>, mut stop:
         tokio::select! {
             _ = stop.changed() => return,
             _ = next => {}
-            ev = async {
-                match &mut blocks_watch {
-                    Some(w) => w.next().await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            ev = super::routes::next_event(&mut blocks_watch) => {
                 if ev.is_none() {
                     blocks_watch = None;
                 }

@@ -62,6 +62,11 @@ impl Lab {
         self.file.parent().unwrap().join(format!("clab-{}", self.name))
     }
 
+    /// The pid of a node's first process (the agent on a tortie node).
+    pub fn agent_pid(&self, node: &str) -> u32 {
+        std::fs::read_to_string(self.dir().join(node).join("process-0.pid")).unwrap().trim().parse().unwrap()
+    }
+
     /// Runs a command inside a node (with its environment).
     pub fn exec(&self, node: &str, argv: &[&str]) -> Output {
         let mut args = vec!["exec", node, "--"];
