@@ -19,6 +19,7 @@
 //! | [`metrics`]       | Prometheus metrics and health endpoints                           |
 //! | [`lab`]           | the network-namespace runner for containerlab topologies          |
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
+//! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
 //! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
 
 pub mod agent;
@@ -35,6 +36,7 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod netns;
+pub mod prefix_map;
 pub mod testing;
 
 /// The version string printed by `tortie version` and exported as build info.

@@ -151,6 +151,7 @@ pub(crate) enum Command {
     Originate(IpNetwork),
     Withdraw(IpNetwork),
     LocalLoaded,
+    ResendLearned,
     Snapshot(oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
 }
@@ -208,6 +209,13 @@ impl Rib {
     /// [`RibConfig::hold_end_of_rib`] may go (idempotent).
     pub async fn local_prefixes_loaded(&self) {
         self.send(Command::LocalLoaded).await
+    }
+
+    /// Sends every learned best-path set again on the change stream (a
+    /// consumer that keeps no copy of the table re-derives its routes from
+    /// it, e.g. after the pools changed).
+    pub async fn resend_learned(&self) {
+        self.send(Command::ResendLearned).await
     }
 
     /// Every route with its best/ECMP state and the reason each loser lost.

@@ -290,6 +290,14 @@ impl RibTask {
                 }
             }
             Command::LocalLoaded => self.local_loaded = true,
+            Command::ResendLearned => {
+                for (net, dest) in &self.loc.routes {
+                    let (next_hops, peers) = learned(dest.multipath());
+                    if !next_hops.is_empty() {
+                        self.pending.push(BestPathChange { prefix: *net, next_hops, peers });
+                    }
+                }
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }

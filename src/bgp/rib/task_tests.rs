@@ -476,3 +476,24 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn resend_learned_repeats_every_learned_set_and_nothing_of_ours() {
+    let mut h = Harness::new(config());
+    let _a = h.peer(2, ebgp_setup(2), 64).await;
+    h.up(2, false, false).await;
+    h.rib.originate("10.244.0.0/26".parse().unwrap()).await;
+    h.update(2, announce(&["172.16.0.0/24", "172.16.1.0/24"], addr(2), vec![65100])).await;
+    h.change_for("172.16.1.0/24").await;
+    h.rib.resend_learned().await;
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let change = tokio::time::timeout(Duration::from_secs(10), h.best.recv()).await.unwrap().unwrap();
+        assert_eq!(change.next_hops, vec![addr(2)]);
+        again.push(change.prefix.to_string());
+    }
+    again.sort();
+    assert_eq!(again, ["172.16.0.0/24", "172.16.1.0/24"]);
+    h.rib.stats().await;
+    assert!(h.best.try_recv().is_err(), "our own block is not a learned route");
+}
