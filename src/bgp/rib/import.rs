@@ -7,7 +7,7 @@ use ipnetwork::IpNetwork;
 
 use super::attrs::PathAttrs;
 use super::net::within;
-use super::policy::PeerType;
+use super::policy::{PeerType, Verdict};
 use super::{PeerRole, PeerSetup, RibConfig};
 use crate::bgp::packet::attribute::flag;
 use crate::bgp::packet::{AttributeValue, Family, NextHop, Origin, UpdateMessage, UpdateOutcome};
@@ -97,8 +97,16 @@ pub fn import_route(
     config: &RibConfig,
     setup: &PeerSetup,
     prefix: &IpNetwork,
-    mut attrs: PathAttrs,
+    attrs: PathAttrs,
 ) -> Result<PathAttrs, Rejected> {
+    let attrs = import_attrs(config, setup, attrs)?;
+    Ok(import_prefix(config, setup, prefix, &attrs)?.unwrap_or(attrs))
+}
+
+/// The import rules that depend on the attributes alone, applied once per
+/// UPDATE (its prefixes share them): loops, reflection checks, and what
+/// eBGP attributes mean here.
+pub fn import_attrs(config: &RibConfig, setup: &PeerSetup, mut attrs: PathAttrs) -> Result<PathAttrs, Rejected> {
     let own_as = setup.local_as.unwrap_or(config.local_as);
     let loops = attrs.count_as(config.local_as).max(attrs.count_as(own_as));
     if loops > usize::from(setup.allow_as_in) {
@@ -111,21 +119,37 @@ pub fn import_route(
         if attrs.cluster_list.contains(&config.cluster()) {
             return Err(Rejected::ClusterLoop);
         }
-        // Calico: from nodes and reflectors only pool prefixes (no pools: no limit).
-        if !config.pools.is_empty() && !config.pools.iter().any(|pool| within(prefix, pool)) {
-            return Err(Rejected::OutsidePools);
-        }
     } else {
         // LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST mean nothing from another AS.
         attrs.local_pref = None;
         attrs.originator_id = None;
         attrs.cluster_list.clear();
     }
+    Ok(attrs)
+}
+
+/// The per-prefix import rules on attributes [`import_attrs`] accepted:
+/// `Ok(None)` accepts them unchanged, `Ok(Some(..))` with the policy's changes.
+pub fn import_prefix(
+    config: &RibConfig,
+    setup: &PeerSetup,
+    prefix: &IpNetwork,
+    attrs: &PathAttrs,
+) -> Result<Option<PathAttrs>, Rejected> {
+    // Calico: from nodes and reflectors only pool prefixes (no pools: no limit).
+    if setup.role.is_ibgp() && !config.pools.is_empty() && !config.pools.iter().any(|pool| within(prefix, pool)) {
+        return Err(Rejected::OutsidePools);
+    }
     let peer_type = if setup.role == PeerRole::External { PeerType::Ebgp } else { PeerType::Ibgp };
     match &setup.import {
-        Some(policy) => policy.apply(prefix, peer_type, attrs).ok_or(Rejected::Policy),
+        // Nothing to evaluate per prefix: no copy of the attributes.
+        Some(policy) if policy.rules.is_empty() => match policy.default {
+            Verdict::Accept => Ok(None),
+            Verdict::Reject => Err(Rejected::Policy),
+        },
+        Some(policy) => policy.apply(prefix, peer_type, attrs.clone()).map(Some).ok_or(Rejected::Policy),
         None if setup.role == PeerRole::External => Err(Rejected::NoImportPolicy),
-        None => Ok(attrs),
+        None => Ok(None),
     }
 }
 

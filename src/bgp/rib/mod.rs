@@ -6,22 +6,23 @@
 //! - [`best`]: the decision process (pure) and loss reasons;
 //! - [`policy`]: typed import/export policy;
 //! - [`import`] and [`export`]: the per-role rules on the way in and out;
-//! - [`table`]: the Loc-RIB with per-prefix candidate paths;
-//! - [`peer`]: per-peer Adj-RIB-In keys, Adj-RIB-Out, dirty prefixes and send queue;
+//! - [`attr_table`]: received attribute sets by reference-counted id;
+//! - [`table`]: the Loc-RIB (every peer's Adj-RIB-In) in compact entries,
+//!   with the coalescing best-path change queue;
+//! - [`peer`]: per-peer Adj-RIB-Out, dirty prefixes and send queue;
 //! - [`pack`]: UPDATE packing;
-//! - [`notify`]: the coalescing best-path change queue;
 //! - [`task`]: the RIB task (events, commands, flushing with back-pressure);
 //! - [`snapshot`]: the views for the API and CLI.
 //!
 //! Rules and defaults are documented in `docs/bgp-routing.md`.
 
 pub mod addpath;
+pub mod attr_table;
 pub mod attrs;
 pub mod best;
 pub mod export;
 pub mod import;
 pub mod net;
-pub mod notify;
 pub mod pack;
 pub mod peer;
 pub mod policy;

@@ -1,9 +1,11 @@
-//! What the RIB keeps per peer: its setup and session, the keys of its
-//! Adj-RIB-In, its Adj-RIB-Out, the prefixes whose advertisement must be
+//! What the RIB keeps per peer: its setup and session (its Adj-RIB-In is
+//! its paths in the Loc-RIB), its Adj-RIB-Out, the prefixes whose advertisement must be
 //! recomputed (dirty), and the UPDATEs built but not yet taken by the
 //! session (the send queue, at most one batch).
 
 use std::collections::VecDeque;
+
+use crate::prefix_map::{PrefixMap, PrefixQueue};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
@@ -37,23 +39,28 @@ pub struct Stale {
 /// A key of the Adj-RIB-In.
 pub type InKey = (IpNetwork, u32);
 
-/// Prefixes to recompute, each once, in arrival order.
+/// Prefixes to recompute, each once, in arrival order (compact: a peer may
+/// have a million dirty prefixes after its session comes up).
 #[derive(Debug, Default)]
 pub struct Dirty {
-    order: VecDeque<IpNetwork>,
-    set: FxHashSet<IpNetwork>,
+    order: PrefixQueue,
+    set: PrefixMap,
 }
 
 impl Dirty {
     pub fn mark(&mut self, net: IpNetwork) {
-        if self.set.insert(net) {
-            self.order.push_back(net);
+        if self.set.insert(net, 0).is_none() {
+            self.order.push(net);
         }
     }
 
     pub fn pop(&mut self) -> Option<IpNetwork> {
-        let net = self.order.pop_front()?;
+        let net = self.order.pop()?;
         self.set.remove(&net);
+        if self.order.is_empty() {
+            self.set.maybe_shrink();
+            self.order.maybe_shrink();
+        }
         Some(net)
     }
 
@@ -66,8 +73,8 @@ impl Dirty {
     }
 
     pub fn clear(&mut self) {
-        self.order.clear();
-        self.set.clear();
+        self.order = PrefixQueue::default();
+        self.set = PrefixMap::default();
     }
 }
 
@@ -83,8 +90,6 @@ pub struct RibPeer {
     /// Bumped at every session change, so that a capacity reservation made
     /// for an earlier session is not used for the current one.
     pub epoch: u64,
-    /// Accepted routes (their attributes live in the Loc-RIB).
-    pub adj_in: FxHashSet<InKey>,
     /// Announced but refused by import (counted as received).
     pub rejected: FxHashSet<InKey>,
     /// What the peer was last sent per prefix (families without ADD-PATH send).
@@ -110,7 +115,6 @@ impl RibPeer {
             session: None,
             router_id: Ipv4Addr::UNSPECIFIED,
             epoch: 0,
-            adj_in: FxHashSet::default(),
             rejected: FxHashSet::default(),
             adj_out: FxHashMap::default(),
             adj_out_paths: FxHashMap::default(),

@@ -22,16 +22,16 @@ use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::Instant;
 
 use super::addpath::{self, SentPath, WantedPath};
+use super::attr_table::AttrId;
 use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
 use super::best::{Candidate, decide, tie_break_reason};
 use super::export::{Origin, Target, export_route};
-use super::import::{base_attrs, import_route, next_hop};
+use super::import::{Rejected, base_attrs, import_attrs, import_prefix, next_hop};
 use super::net::{family, network, normalize};
-use super::notify::Pending;
 use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
-use super::table::{LocRib, Path};
+use super::table::{Dest, Fast, LocRib, Path, Slot, learned};
 use super::{BestPathChange, Command, PeerRole, RibConfig, pack};
 use crate::bgp::packet::route_refresh::subtype;
 use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
@@ -55,11 +55,13 @@ pub struct RibTask {
     loc: LocRib,
     peers: FxHashMap<IpAddr, RibPeer>,
     local: FxHashSet<IpNetwork>,
-    local_attrs: Attrs,
+    /// The attributes of our own prefixes (kept referenced for the task's life).
+    local_attr: AttrId,
     /// Our own addresses: a next hop among them is unusable.
     own: FxHashSet<IpAddr>,
     best_tx: mpsc::Sender<BestPathChange>,
-    pending: Pending,
+    /// What best path needs to know about each peer (kept in step with `peers`).
+    facts: FxHashMap<IpAddr, PeerFacts>,
     reservations: FuturesUnordered<Reservation>,
     early: FxHashMap<IpAddr, Vec<PeerEvent>>,
     early_count: usize,
@@ -75,10 +77,6 @@ struct PeerFacts {
     router_id: Ipv4Addr,
 }
 
-fn facts(peers: &FxHashMap<IpAddr, RibPeer>) -> FxHashMap<IpAddr, PeerFacts> {
-    peers.iter().map(|(a, p)| (*a, PeerFacts { role: p.setup.role, router_id: p.router_id })).collect()
-}
-
 fn candidate(
     path: &Path,
     config: &RibConfig,
@@ -87,8 +85,7 @@ fn candidate(
 ) -> Candidate {
     let a = &path.attrs;
     let peer = path.source.and_then(|s| facts.get(&s));
-    let usable = path.source.is_none()
-        || a.next_hop.is_some_and(|nh| !nh.is_unspecified() && !own.contains(&nh) && !nh.is_multicast());
+    let usable = path.source.is_none() || next_hop_usable(a, own);
     Candidate {
         local: path.source.is_none(),
         usable,
@@ -107,31 +104,20 @@ fn candidate(
     }
 }
 
-/// The learned multipath set as the dataplane sees it: empty when the best
-/// path is ours or there is none.
-fn learned(paths: &[Path]) -> (Vec<IpAddr>, Vec<IpAddr>) {
-    let (mut hops, mut peers) = (Vec::new(), Vec::new());
-    if paths.first().is_some_and(|p| p.source.is_some()) {
-        for p in paths {
-            if let Some(nh) = p.attrs.next_hop
-                && !hops.contains(&nh)
-            {
-                hops.push(nh);
-            }
-            if let Some(s) = p.source
-                && !peers.contains(&s)
-            {
-                peers.push(s);
-            }
-        }
-    }
-    (hops, peers)
-}
+type PathKey = (Option<IpAddr>, u32, AttrId);
 
-type PathKey = (Option<IpAddr>, u32, *const PathAttrs);
+/// An UPDATE's attributes for one family after the per-UPDATE import rules:
+/// their id and whether their next hop is usable, or why they were refused.
+type Imported = Result<(AttrId, bool), Rejected>;
 
 fn path_key(p: &Path) -> PathKey {
-    (p.source, p.path_id, Arc::as_ptr(&p.attrs))
+    (p.source, p.path_id, p.attr)
+}
+
+/// True when a path with these attributes may be selected: a next hop that
+/// is set, not ours and not multicast (our own routes have none and are).
+fn next_hop_usable(attrs: &PathAttrs, own: &FxHashSet<IpAddr>) -> bool {
+    attrs.next_hop.is_some_and(|nh| !nh.is_unspecified() && !own.contains(&nh) && !nh.is_multicast())
 }
 
 fn best_key(paths: &[Path]) -> Option<PathKey> {
@@ -171,20 +157,22 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl RibTask {
     pub fn new(config: RibConfig, best_tx: mpsc::Sender<BestPathChange>) -> Self {
         let local_loaded = !config.hold_end_of_rib;
-        let mut interner = Interner::default();
-        let local_attrs = interner.intern(PathAttrs::local());
+        let interner = Interner::default();
+        let mut loc = LocRib::new();
+        let (local_attr, _) = loc.attrs.intern(PathAttrs::local());
+        loc.attrs.retain(local_attr);
         let mut own: FxHashSet<IpAddr> = config.local_addresses.iter().copied().collect();
         own.insert(IpAddr::V4(config.router_id));
         RibTask {
             config,
             interner,
-            loc: LocRib::default(),
+            loc,
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
-            local_attrs,
+            local_attr,
             own,
             best_tx,
-            pending: Pending::default(),
+            facts: FxHashMap::default(),
             reservations: FuturesUnordered::new(),
             early: FxHashMap::default(),
             early_count: 0,
@@ -198,7 +186,7 @@ impl RibTask {
         let best_tx = self.best_tx.clone();
         loop {
             self.flush();
-            self.pending.drain_into(&best_tx);
+            self.drain_changes(&best_tx);
             if !commands_open && !events_open {
                 return;
             }
@@ -220,13 +208,13 @@ impl RibTask {
                 Some((peer, epoch, permit)) = self.reservations.next(), if !self.reservations.is_empty() => {
                     self.reserved(peer, epoch, permit);
                 }
-                permit = best_tx.reserve(), if !self.pending.is_empty() => match permit {
+                permit = best_tx.reserve(), if self.loc.changes_pending() > 0 => match permit {
                     Ok(permit) => {
-                        if let Some(change) = self.pending.pop() {
+                        if let Some(change) = self.take_change() {
                             permit.send(change);
                         }
                     }
-                    Err(_) => while self.pending.pop().is_some() {},
+                    Err(_) => while self.loc.take_change().is_some() {},
                 },
                 event = events.recv(), if events_open => match event {
                     Some(event) => {
@@ -256,9 +244,11 @@ impl RibTask {
                         self.change_peer(addr, *setup);
                     }
                     None => {
+                        self.loc.slot(addr);
                         self.peers.insert(addr, RibPeer::new(addr, *setup, outbound));
                     }
                 }
+                self.refresh_facts();
                 if let Some(events) = self.early.remove(&addr) {
                     self.early_count -= events.len();
                     for event in events {
@@ -269,17 +259,21 @@ impl RibTask {
             Command::ChangePeer(addr, setup) => self.change_peer(addr, *setup),
             Command::RemovePeer(addr) => {
                 self.early_count -= self.early.remove(&addr).map_or(0, |e| e.len());
-                if let Some(peer) = self.peers.remove(&addr) {
-                    let keys: Vec<_> = peer.adj_in.into_iter().collect();
-                    for (net, path_id) in keys {
+                if self.peers.contains_key(&addr) {
+                    for (net, path_id) in self.loc.paths_of(addr) {
                         self.remove_path(net, Some(addr), path_id);
                     }
+                    self.peers.remove(&addr);
+                    self.loc.release_slot(addr);
+                    self.refresh_facts();
+                    self.loc.maybe_shrink();
                 }
             }
             Command::Originate(net) => {
                 let net = normalize(net);
                 if self.local.insert(net) {
-                    let path = Path { source: None, path_id: 0, attrs: self.local_attrs.clone(), stale: false };
+                    let attrs = self.loc.attrs.get(self.local_attr).clone();
+                    let path = Path { source: None, path_id: 0, attrs, attr: self.local_attr, stale: false };
                     self.modify(net, |dest| dest.upsert(path));
                 }
             }
@@ -291,10 +285,9 @@ impl RibTask {
             }
             Command::LocalLoaded => self.local_loaded = true,
             Command::ResendLearned => {
-                for (net, dest) in &self.loc.routes {
-                    let (next_hops, peers) = learned(dest.multipath());
-                    if !next_hops.is_empty() {
-                        self.pending.push(BestPathChange { prefix: *net, next_hops, peers });
+                for net in self.loc.keys() {
+                    if self.loc.get(&net).is_some_and(|d| !learned(d.multipath()).0.is_empty()) {
+                        self.loc.queue_change(net);
                     }
                 }
             }
@@ -312,9 +305,9 @@ impl RibTask {
         peer.setup = setup;
         let families: Vec<Family> = peer.session.as_ref().map(|s| s.negotiated.families.clone()).unwrap_or_default();
         // Recompute everything it gets; the Adj-RIB-Out turns that into a diff.
-        for net in self.loc.routes.keys() {
-            if families.contains(&family(net)) {
-                peer.dirty.mark(*net);
+        for net in self.loc.keys() {
+            if families.contains(&family(&net)) {
+                peer.dirty.mark(net);
             }
         }
     }
@@ -373,9 +366,9 @@ impl RibTask {
             stale.deadline = Instant::now() + stale_time;
         }
         peer.session = Some(Session { router_id: negotiated.peer_id, local_addr: negotiated.local_addr, negotiated });
-        for net in self.loc.routes.keys() {
-            if families.contains(&family(net)) {
-                peer.dirty.mark(*net);
+        for net in self.loc.keys() {
+            if families.contains(&family(&net)) {
+                peer.dirty.mark(net);
             }
         }
         // End-of-RIB after the initial table (RFC 4724 section 2).
@@ -383,6 +376,37 @@ impl RibTask {
         for f in sweep_now {
             self.sweep(addr, f);
         }
+        self.refresh_facts();
+    }
+
+    fn refresh_facts(&mut self) {
+        self.facts =
+            self.peers.iter().map(|(a, p)| (*a, PeerFacts { role: p.setup.role, router_id: p.router_id })).collect();
+    }
+
+    /// Sends queued best-path changes while the channel has room.
+    fn drain_changes(&mut self, tx: &mpsc::Sender<BestPathChange>) {
+        while self.loc.changes_pending() > 0 {
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    if let Some(change) = self.take_change() {
+                        permit.send(change);
+                    }
+                }
+                Err(TrySendError::Full(())) => return,
+                Err(TrySendError::Closed(())) => {
+                    while self.loc.take_change().is_some() {}
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The oldest queued change as the consumer sees it: the prefix's learned set now.
+    fn take_change(&mut self) -> Option<BestPathChange> {
+        let (prefix, dest) = self.loc.take_change()?;
+        let (next_hops, peers) = dest.map(|d| learned(d.multipath())).unwrap_or_default();
+        Some(BestPathChange { prefix, next_hops, peers })
     }
 
     fn session_down(&mut self, addr: IpAddr, reason: &DownReason) {
@@ -407,29 +431,22 @@ impl RibTask {
             }
             None => Vec::new(),
         };
-        let Some(peer) = self.peers.get_mut(&addr) else { return };
-        let drop: Vec<_> = peer.adj_in.iter().filter(|(net, _)| !kept.contains(&family(net))).copied().collect();
+        let drop: Vec<_> =
+            self.loc.paths_of(addr).into_iter().filter(|(net, _)| !kept.contains(&family(net))).collect();
         for (net, path_id) in drop {
             self.remove_path(net, Some(addr), path_id);
         }
+        self.loc.maybe_shrink();
     }
 
     /// Marks the peer's routes of `families` stale until `time` from now.
     fn mark_stale(&mut self, addr: IpAddr, families: &[Family], time: std::time::Duration) {
-        let Some(peer) = self.peers.get_mut(&addr) else { return };
-        for (net, path_id) in &peer.adj_in {
-            if !families.contains(&family(net)) {
-                continue;
-            }
-            if let Some(path) = self
-                .loc
-                .routes
-                .get_mut(net)
-                .and_then(|d| d.paths.iter_mut().find(|p| p.source == Some(addr) && p.path_id == *path_id))
-            {
-                path.stale = true;
+        for (net, path_id) in self.loc.paths_of(addr) {
+            if families.contains(&family(&net)) {
+                self.loc.set_stale(&net, addr, path_id);
             }
         }
+        let Some(peer) = self.peers.get_mut(&addr) else { return };
         let stale = peer.stale.get_or_insert(Stale { families: Vec::new(), deadline: Instant::now() + time });
         stale.deadline = Instant::now() + time;
         for f in families {
@@ -447,21 +464,18 @@ impl RibTask {
         if stale.families.is_empty() {
             peer.stale = None;
         }
-        let loc = &self.loc;
-        let gone: Vec<_> = peer
-            .adj_in
-            .iter()
+        let gone: Vec<_> = self
+            .loc
+            .paths_of(addr)
+            .into_iter()
             .filter(|(net, path_id)| {
-                family(net) == family_swept
-                    && loc.routes.get(net).is_some_and(|d| {
-                        d.paths.iter().any(|p| p.source == Some(addr) && p.path_id == *path_id && p.stale)
-                    })
+                family(net) == family_swept && self.loc.path_state(net, addr, *path_id) == Some(true)
             })
-            .copied()
             .collect();
         for (net, path_id) in gone {
             self.remove_path(net, Some(addr), path_id);
         }
+        self.loc.maybe_shrink();
     }
 
     fn expire_stale(&mut self) {
@@ -497,9 +511,9 @@ impl RibTask {
                 path.attrs = None;
             }
         }
-        for net in self.loc.routes.keys() {
-            if family(net) == refreshed {
-                peer.dirty.mark(*net);
+        for net in self.loc.keys() {
+            if family(&net) == refreshed {
+                peer.dirty.mark(net);
             }
         }
         // The session turns this End-of-RIB into EoRR (it sent BoRR, RFC 7313).
@@ -524,52 +538,97 @@ impl RibTask {
         }
         for (_, nlri) in update.withdrawals_under(outcome) {
             let Some(net) = network(&nlri.prefix) else { continue };
-            let key = (net, nlri.path_id.unwrap_or(0));
+            let path_id = nlri.path_id.unwrap_or(0);
             let Some(peer) = self.peers.get_mut(&addr) else { return };
             peer.stats.withdraws_received += 1;
-            peer.rejected.remove(&key);
-            if peer.adj_in.remove(&key) {
-                self.remove_path(net, Some(addr), key.1);
+            if !peer.rejected.is_empty() {
+                peer.rejected.remove(&(net, path_id));
             }
+            self.remove_path(net, Some(addr), path_id);
         }
         if outcome.action() == Rfc7606Action::TreatAsWithdraw || update.announced().next().is_none() {
             return;
         }
+        let Some(setup) = self.peers.get(&addr).map(|p| p.setup.clone()) else { return };
+        let slot = self.loc.slot(addr);
         let base = base_attrs(update, outcome, four_octet);
-        let mut current: Option<(Family, PathAttrs)> = None;
+        // The attributes of the current family, interned once for all its
+        // prefixes (and referenced meanwhile, so no collection frees them).
+        let mut current: Option<(Family, Imported)> = None;
         for (f, nlri) in update.announced() {
             if current.as_ref().is_none_or(|(cf, _)| *cf != f) {
+                if let Some((_, Ok((id, _)))) = current.take() {
+                    self.loc.attrs.release(id);
+                }
                 let (nh, link_local) = next_hop(update, f);
                 let mut attrs = base.clone();
                 attrs.next_hop = nh;
                 attrs.link_local = link_local;
-                current = Some((f, attrs));
+                let imported = import_attrs(&self.config, &setup, attrs).map(|attrs| {
+                    let usable = next_hop_usable(&attrs, &self.own);
+                    let (id, _) = self.loc.attrs.intern(attrs);
+                    self.loc.attrs.retain(id);
+                    (id, usable)
+                });
+                current = Some((f, imported));
             }
-            let Some((_, attrs)) = &current else { continue };
+            let Some((_, imported)) = &current else { continue };
             let Some(net) = network(&nlri.prefix) else { continue };
-            let key = (net, nlri.path_id.unwrap_or(0));
-            let Some(peer) = self.peers.get_mut(&addr) else { return };
-            match import_route(&self.config, &peer.setup, &net, attrs.clone()) {
-                Ok(accepted) => {
-                    peer.rejected.remove(&key);
-                    peer.adj_in.insert(key);
-                    let path = Path {
-                        source: Some(addr),
-                        path_id: key.1,
-                        attrs: self.interner.intern(accepted),
-                        stale: false,
-                    };
-                    self.modify(net, |dest| dest.upsert(path));
+            let path_id = nlri.path_id.unwrap_or(0);
+            let accepted = imported.and_then(|(id, usable)| {
+                match import_prefix(&self.config, &setup, &net, self.loc.attrs.get(id))? {
+                    None => Ok((id, usable)),
+                    Some(changed) => {
+                        let usable = next_hop_usable(&changed, &self.own);
+                        Ok((self.loc.attrs.intern(changed).0, usable))
+                    }
+                }
+            });
+            match accepted {
+                Ok((attr, usable)) => {
+                    if let Some(peer) = self.peers.get_mut(&addr)
+                        && !peer.rejected.is_empty()
+                    {
+                        peer.rejected.remove(&(net, path_id));
+                    }
+                    self.accept(net, slot, addr, path_id, attr, usable);
                 }
                 Err(why) => {
                     tracing::trace!(subsys = "rib", peer = %addr, prefix = %net, reason = ?why, "route not accepted");
-                    peer.rejected.insert(key);
-                    if peer.adj_in.remove(&key) {
-                        self.remove_path(net, Some(addr), key.1);
+                    if let Some(peer) = self.peers.get_mut(&addr) {
+                        peer.rejected.insert((net, path_id));
                     }
+                    self.remove_path(net, Some(addr), path_id);
                 }
             }
         }
+        if let Some((_, Ok((id, _)))) = current {
+            self.loc.attrs.release(id);
+        }
+    }
+
+    /// Stores an accepted path: a prefix that has no other peer's path takes
+    /// the compact way, without decoding or running the full decision.
+    fn accept(&mut self, net: IpNetwork, slot: Slot, addr: IpAddr, path_id: u32, attr: AttrId, usable: bool) {
+        if path_id == 0 {
+            match self.loc.fast_upsert(net, slot, attr, usable) {
+                Fast::Unchanged => return,
+                Fast::Stored { best, best_changed, hops_changed } => {
+                    if hops_changed {
+                        self.loc.queue_change(net);
+                    }
+                    if best_changed {
+                        let source = |b: bool| b.then_some(Some(addr));
+                        self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
+                    }
+                    return;
+                }
+                Fast::NotApplicable => {}
+            }
+        }
+        let attrs = self.loc.attrs.get(attr).clone();
+        let path = Path { source: Some(addr), path_id, attrs, attr, stale: false };
+        self.modify(net, |dest| dest.upsert(path));
     }
 
     fn remove_path(&mut self, net: IpNetwork, source: Option<IpAddr>, path_id: u32) {
@@ -577,43 +636,62 @@ impl RibTask {
     }
 
     /// Applies `change` to the prefix's paths; when it changed something,
-    /// runs best path, reports a changed learned set and marks the prefix
-    /// dirty for the peers when its best path changed.
-    fn modify(&mut self, net: IpNetwork, change: impl FnOnce(&mut super::table::Dest) -> bool) {
+    /// runs best path, queues a changed learned set for the dataplane and
+    /// marks the prefix dirty for the peers when its best path changed.
+    fn modify(&mut self, net: IpNetwork, change: impl FnOnce(&mut Dest) -> bool) {
         // Peers receiving ADD-PATH get the whole multipath set: watch all of it then.
         let watch_set =
             self.peers.values().any(|p| p.session.as_ref().is_some_and(|s| !s.negotiated.add_path_send.is_empty()));
-        let dest = self.loc.routes.entry(net).or_default();
+        let mut dest = self.loc.get(&net).unwrap_or_default();
         let before_best = best_key(dest.multipath());
         let before_set: Vec<PathKey> =
             if watch_set { dest.multipath().iter().map(path_key).collect() } else { Vec::new() };
         let before = learned(dest.multipath());
-        if !change(dest) {
-            if dest.paths.is_empty() {
-                self.loc.routes.remove(&net);
-            }
+        if !change(&mut dest) {
             return;
         }
-        let facts = facts(&self.peers);
-        let Some(dest) = self.loc.routes.get_mut(&net) else { return };
-        let (config, own) = (&self.config, &self.own);
-        dest.select(config.max_paths, |p| candidate(p, config, &facts, own));
+        let (config, own, facts) = (&self.config, &self.own, &self.facts);
+        dest.select(config.max_paths, |p| candidate(p, config, facts, own));
         let after_best = best_key(dest.multipath());
         let set_changed = watch_set && !dest.multipath().iter().map(path_key).eq(before_set.iter().copied());
         let after = learned(dest.multipath());
-        if dest.paths.is_empty() {
-            self.loc.routes.remove(&net);
-        }
+        self.loc.store(net, dest);
         if before != after {
-            self.pending.push(BestPathChange { prefix: net, next_hops: after.0, peers: after.1 });
+            self.loc.queue_change(net);
         }
         let best_changed = before_best != after_best;
         if best_changed || set_changed {
-            let f = family(&net);
-            for peer in self.peers.values_mut() {
-                if peer.carries(f) && (best_changed || peer.sends_paths(f)) {
+            let source = |k: Option<PathKey>| k.map(|(s, _, _)| s);
+            self.mark_dirty(net, best_changed, set_changed, (source(before_best), source(after_best)));
+        }
+    }
+
+    /// Marks a prefix whose best path (or multipath set) changed for the
+    /// peers that may see a difference. `best`: the best path's source
+    /// before and after (`None`: no best; `Some(None)`: ours). A peer whose
+    /// own route was and is the best (or none) sees nothing: a route is
+    /// never sent back to the peer it came from.
+    fn mark_dirty(
+        &mut self,
+        net: IpNetwork,
+        best_changed: bool,
+        set_changed: bool,
+        best: (Option<Option<IpAddr>>, Option<Option<IpAddr>>),
+    ) {
+        let f = family(&net);
+        for peer in self.peers.values_mut() {
+            if !peer.carries(f) {
+                continue;
+            }
+            if peer.sends_paths(f) {
+                if best_changed || set_changed {
                     peer.dirty.mark(net);
                 }
+                continue;
+            }
+            let theirs = |b: Option<Option<IpAddr>>| b.is_none_or(|s| s == Some(peer.addr));
+            if best_changed && !(theirs(best.0) && theirs(best.1)) {
+                peer.dirty.mark(net);
             }
         }
     }
@@ -634,7 +712,7 @@ impl RibTask {
     /// Sends what each peer's channel takes, building UPDATEs from dirty prefixes.
     fn flush(&mut self) {
         self.work_left = false;
-        let facts = facts(&self.peers);
+        let facts = self.facts.clone();
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {
             for _ in 0..BATCHES_PER_TURN {
@@ -700,10 +778,11 @@ impl RibTask {
             if !session.negotiated.families.contains(&f) {
                 continue;
             }
-            let dest = self.loc.routes.get(&net);
+            let dest = self.loc.get(&net);
             if session.negotiated.add_path_send.contains(&f) {
                 // RFC 7911: every path of the multipath set, each under its own id.
                 let want: Vec<WantedPath> = dest
+                    .as_ref()
                     .map(|d| d.multipath())
                     .unwrap_or_default()
                     .iter()
@@ -725,6 +804,7 @@ impl RibTask {
                 continue;
             }
             let want = dest
+                .as_ref()
                 .and_then(|d| d.best())
                 .and_then(|best| export_path(&self.config, &mut self.interner, &target, &net, best, facts));
             match (want, peer.adj_out.get(&net)) {
@@ -766,14 +846,14 @@ impl RibTask {
         RibStats {
             loc_rib_prefixes: self.loc.len() as u64,
             paths: self.loc.paths() as u64,
-            attribute_sets: self.interner.len() as u64,
+            attribute_sets: self.loc.attribute_sets() as u64,
             per_peer: self
                 .peers
                 .iter()
                 .map(|(addr, p)| {
                     let mut s = p.stats.clone();
-                    s.received = (p.adj_in.len() + p.rejected.len()) as u64;
-                    s.accepted = p.adj_in.len() as u64;
+                    s.accepted = self.loc.count(addr);
+                    s.received = s.accepted + p.rejected.len() as u64;
                     s.advertised = p.advertised() as u64;
                     (*addr, s)
                 })
@@ -782,14 +862,13 @@ impl RibTask {
     }
 
     fn snapshot(&self) -> RibSnapshot {
-        let facts = facts(&self.peers);
-        let mut nets: Vec<&IpNetwork> = self.loc.routes.keys().collect();
+        let mut nets = self.loc.keys();
         nets.sort_by_key(|n| (n.is_ipv6(), n.network(), n.prefix()));
         let mut routes = Vec::new();
         for net in nets {
-            let Some(dest) = self.loc.routes.get(net) else { continue };
+            let Some(dest) = self.loc.get(&net) else { continue };
             let candidates: Vec<Candidate> =
-                dest.paths.iter().map(|p| candidate(p, &self.config, &facts, &self.own)).collect();
+                dest.paths.iter().map(|p| candidate(p, &self.config, &self.facts, &self.own)).collect();
             let decision = decide(&candidates, self.config.max_paths);
             for (i, path) in dest.paths.iter().enumerate() {
                 let multipath = i < dest.selected;
@@ -802,7 +881,7 @@ impl RibTask {
                 };
                 let a = &path.attrs;
                 routes.push(RouteView {
-                    prefix: *net,
+                    prefix: net,
                     peer: path.source,
                     next_hop: a.next_hop,
                     best: i == 0 && multipath,
