@@ -178,6 +178,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.push(tokio::spawn(routes::initial_sync(programmer.clone(), peers.clone(), learned_rx, stop_rx.clone())));
     tasks.push(tokio::spawn(routes::follow_learned(
         best_paths,
+        rib.clone(),
         pools_rx,
         remote.routes.clone(),
         learned_tx,

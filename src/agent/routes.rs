@@ -12,7 +12,9 @@
 //! Local prefixes are recomputed from the whole state on every event, so a
 //! missed event is repaired by the next one or by the periodic resync.
 //! Learned prefixes are passed on as changes: a table of a million routes
-//! arrives in many bursts, and each burst costs only its own prefixes.
+//! arrives in many bursts, and each burst costs only its own prefixes. The
+//! follower keeps no copy of them: when the pools change, the RIB sends
+//! every learned set again.
 
 use crate::bgp::rib::BestPathChange;
 use crate::config::IpipMode;
@@ -21,7 +23,6 @@ use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::fallback_ipip::selector::{Remote, RemoteBatch, RemoteBlock};
 use ipnetwork::IpNetwork;
-use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
@@ -232,17 +233,40 @@ fn mode(encap: EncapMode) -> IpipMode {
 /// How a learned prefix is routed: a prefix inside a pool with exactly one
 /// IPv4 next hop is a remote block (its path chosen by the selector); ECMP,
 /// IPv6 and prefixes outside every pool go direct. `None` without next hops.
-pub fn classify(prefix: IpNetwork, hops: &[IpAddr], pools: &[IpPool]) -> Option<Remote> {
+/// Takes the next hops by value: a direct route keeps the vector.
+pub fn classify(prefix: IpNetwork, hops: Vec<IpAddr>, pools: &[IpPool]) -> Option<Remote> {
     if hops.is_empty() {
         return None;
     }
     let pool = pools.iter().find(|p| p.cidr.contains(prefix.network()) && p.cidr.prefix() <= prefix.prefix());
-    Some(match (prefix, hops, pool) {
+    Some(match (prefix, hops.as_slice(), pool) {
         (IpNetwork::V4(block), [IpAddr::V4(node)], Some(pool)) => {
             Remote::Block(RemoteBlock { block, node: *node, mode: mode(pool.ipip_mode) })
         }
-        _ => Remote::Direct(hops.to_vec()),
+        _ => Remote::Direct(hops),
     })
+}
+
+/// Where the learned routes come from (the RIB): asked to send every
+/// learned best-path set again when the pools change, since the follower
+/// keeps no copy of the table.
+pub trait LearnedSource: Send + Sync + 'static {
+    fn resend_learned(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl LearnedSource for crate::bgp::rib::Rib {
+    async fn resend_learned(&self) {
+        crate::bgp::rib::Rib::resend_learned(self).await
+    }
+}
+
+/// Without BGP nothing is learned.
+impl<S: LearnedSource> LearnedSource for Option<S> {
+    async fn resend_learned(&self) {
+        if let Some(s) = self {
+            s.resend_learned().await
+        }
+    }
 }
 
 /// Best-path changes handed on at most this many at a time, so the first
@@ -250,18 +274,22 @@ pub fn classify(prefix: IpNetwork, hops: &[IpAddr], pools: &[IpPool]) -> Option<
 const BURST_MAX: usize = 16_384;
 
 /// Follows the RIB's best-path changes and the pools; sends the selector
-/// the changed prefixes (everything again when the pools change) and counts
-/// the bursts on `generation` (for [`initial_sync`]). Changes already queued
-/// when a burst starts go in one batch.
-pub async fn follow_learned(
+/// the changed prefixes, classified by the current pools, and counts the
+/// bursts on `generation` (for [`initial_sync`]). Changes already queued
+/// when a burst starts go in one batch. It keeps no per-prefix state: when
+/// the pools change it asks `source` to send every learned set again, and
+/// those come back as ordinary changes, classified by the new pools. The
+/// selector's channel is bounded, so while the selector or the kernel is
+/// busy this waits and the RIB's change queue coalesces per prefix.
+pub async fn follow_learned<S: LearnedSource>(
     mut changes: mpsc::Receiver<BestPathChange>,
+    source: S,
     mut pools: watch::Receiver<Vec<IpPool>>,
     out: mpsc::Sender<RemoteBatch>,
     generation: watch::Sender<u64>,
     latency: Option<Latency>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut learned: FxHashMap<IpNetwork, Vec<IpAddr>> = FxHashMap::default();
     let mut current_pools = pools.borrow_and_update().clone();
     let observer = latency.map(|l| {
         // Bounded: when measurements pile up, some bursts go unmeasured.
@@ -271,7 +299,7 @@ pub async fn follow_learned(
     });
     loop {
         let mut batch = RemoteBatch::default();
-        let mut arrived = None;
+        let arrived;
         tokio::select! {
             _ = stop.changed() => return,
             changed = pools.changed() => {
@@ -279,38 +307,34 @@ pub async fn follow_learned(
                     return;
                 }
                 let now = pools.borrow_and_update().clone();
-                if now == current_pools {
-                    continue;
+                if now != current_pools {
+                    current_pools = now;
+                    // Whatever arrives from here on is classified by the new pools.
+                    source.resend_learned().await;
                 }
-                current_pools = now;
-                batch.reset = true;
-                batch.changes = learned.iter().map(|(p, hops)| (*p, classify(*p, hops, &current_pools))).collect();
+                continue;
             }
             change = changes.recv() => {
                 let Some(first) = change else { return };
-                arrived = Some(Instant::now());
+                arrived = Instant::now();
                 let mut next = Some(first);
                 while let Some(change) = next {
-                    batch.changes.push((change.prefix, classify(change.prefix, &change.next_hops, &current_pools)));
-                    apply(&mut learned, change);
+                    batch.changes.push((change.prefix, classify(change.prefix, change.next_hops, &current_pools)));
                     next = if batch.changes.len() < BURST_MAX { changes.try_recv().ok() } else { None };
                 }
             }
         }
-        let measured = match (&observer, arrived) {
-            (Some(observer), Some(t0)) => {
-                let (tx, rx) = oneshot::channel();
-                batch.queued = Some(tx);
-                Some((observer, t0, rx))
-            }
-            _ => None,
-        };
+        let measured = observer.as_ref().map(|observer| {
+            let (tx, rx) = oneshot::channel();
+            batch.queued = Some(tx);
+            (observer, rx)
+        });
         if out.send(batch).await.is_err() {
             return;
         }
         generation.send_modify(|g| *g += 1);
-        if let Some((observer, t0, rx)) = measured {
-            let _ = observer.try_send((t0, rx));
+        if let Some((observer, rx)) = measured {
+            let _ = observer.try_send((arrived, rx));
         }
     }
 }
@@ -335,14 +359,6 @@ impl Latency {
     }
 }
 
-fn apply(learned: &mut FxHashMap<IpNetwork, Vec<IpAddr>>, change: BestPathChange) {
-    if change.next_hops.is_empty() {
-        learned.remove(&change.prefix);
-    } else {
-        learned.insert(change.prefix, change.next_hops);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +371,7 @@ mod tests {
 
     fn classified(prefix: &str, hops: &[&str], pools: &[IpPool]) -> Option<Remote> {
         let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
-        classify(prefix.parse().unwrap(), &hops, pools)
+        classify(prefix.parse().unwrap(), hops, pools)
     }
 
     #[test]
@@ -396,14 +412,97 @@ mod tests {
         assert_eq!(classified("10.244.1.0/26", &[], &pools), None);
     }
 
-    #[test]
-    fn a_withdrawal_removes_the_prefix() {
-        let mut l = FxHashMap::default();
-        let prefix: IpNetwork = "10.244.1.0/26".parse().unwrap();
-        let peers = vec!["10.0.0.2".parse().unwrap()];
-        apply(&mut l, BestPathChange { prefix, next_hops: peers.clone(), peers: peers.clone() });
-        assert_eq!(l.len(), 1);
-        apply(&mut l, BestPathChange { prefix, next_hops: vec![], peers });
-        assert!(l.is_empty());
+    /// A RIB stand-in: its learned sets, sent again on the change stream on request.
+    #[derive(Clone)]
+    struct FakeRib {
+        learned: Vec<BestPathChange>,
+        changes: mpsc::Sender<BestPathChange>,
+        resends: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl LearnedSource for FakeRib {
+        async fn resend_learned(&self) {
+            self.resends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            for c in &self.learned {
+                self.changes.send(c.clone()).await.unwrap();
+            }
+        }
+    }
+
+    fn change(prefix: &str, hops: &[&str]) -> BestPathChange {
+        let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
+        BestPathChange { prefix: prefix.parse().unwrap(), next_hops: hops.clone(), peers: hops }
+    }
+
+    async fn next_changes(rx: &mut mpsc::Receiver<RemoteBatch>, n: usize) -> Vec<(IpNetwork, Option<Remote>)> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a batch").expect("open");
+            got.extend(batch.changes);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn changes_pass_classified_and_a_pool_change_asks_the_rib_for_everything_again() {
+        let (changes_tx, changes_rx) = mpsc::channel(16);
+        let (pools_tx, pools_rx) = watch::channel(vec![pool("10.244.0.0/16", EncapMode::CrossSubnet)]);
+        let (out_tx, mut out_rx) = mpsc::channel(2);
+        let (generation_tx, generation_rx) = watch::channel(0u64);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let learned = vec![
+            change("10.244.1.0/26", &["10.0.0.2"]),
+            change("10.244.2.0/26", &["10.0.0.3"]),
+            change("192.0.2.0/24", &["10.0.0.1"]),
+        ];
+        let rib = FakeRib { learned: learned.clone(), changes: changes_tx.clone(), resends: Default::default() };
+        let resends = rib.resends.clone();
+        tokio::spawn(follow_learned(changes_rx, rib, pools_rx, out_tx, generation_tx, None, stop_rx));
+
+        for c in &learned {
+            changes_tx.send(c.clone()).await.unwrap();
+        }
+        let got = next_changes(&mut out_rx, 3).await;
+        let modes = |got: &[(IpNetwork, Option<Remote>)]| -> Vec<(String, Option<IpipMode>)> {
+            got.iter()
+                .map(|(p, r)| {
+                    let mode = match r {
+                        Some(Remote::Block(b)) => Some(b.mode),
+                        _ => None,
+                    };
+                    (p.to_string(), mode)
+                })
+                .collect()
+        };
+        assert_eq!(
+            modes(&got),
+            [
+                ("10.244.1.0/26".to_string(), Some(IpipMode::CrossSubnet)),
+                ("10.244.2.0/26".to_string(), Some(IpipMode::CrossSubnet)),
+                ("192.0.2.0/24".to_string(), None),
+            ]
+        );
+        assert!(*generation_rx.borrow() >= 1, "bursts are counted");
+        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // The pool turns Never: the follower has no copy, so it asks the RIB
+        // for every learned set, and each comes back under the new mode.
+        pools_tx.send_replace(vec![pool("10.244.0.0/16", EncapMode::Never)]);
+        let got = next_changes(&mut out_rx, 3).await;
+        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            modes(&got),
+            [
+                ("10.244.1.0/26".to_string(), Some(IpipMode::Never)),
+                ("10.244.2.0/26".to_string(), Some(IpipMode::Never)),
+                ("192.0.2.0/24".to_string(), None),
+            ]
+        );
+
+        // The same pools again (a resync listing): nothing is asked for.
+        pools_tx.send_replace(vec![pool("10.244.0.0/16", EncapMode::Never)]);
+        changes_tx.send(change("10.244.1.0/26", &[])).await.unwrap();
+        assert_eq!(next_changes(&mut out_rx, 1).await, [("10.244.1.0/26".parse().unwrap(), None)], "a withdrawal");
+        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

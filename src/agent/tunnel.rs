@@ -96,9 +96,10 @@ pub async fn start(
         }
     }
 
-    // Bounded: a busy selector or programmer slows the learned-route
-    // follower, whose input (the RIB's change queue) coalesces per prefix.
-    let (routes_tx, routes_rx) = mpsc::channel(64);
+    // Two batches (each at most 16 384 changes): a busy selector or
+    // programmer slows the learned-route follower, whose input (the RIB's
+    // change queue) coalesces per prefix, instead of a table piling up here.
+    let (routes_tx, routes_rx) = mpsc::channel(2);
     // Probe targets (same-subnet nodes of CrossSubnet pools) come from the selector.
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
     let (verdict_tx, verdict_rx) = watch::channel(HashMap::new());

@@ -116,9 +116,11 @@ impl Collector for DataplaneCollector {
     }
 }
 
-/// The path chosen toward each node whose blocks we route: direct or
-/// through the IP-in-IP tunnel (one series per node and path, 1 for the
-/// current one), so a cut direct path shows up as `path="ipip"`.
+/// The path chosen toward each node whose blocks can be tunnelled (the
+/// selector's `paths`: blocks of Always or CrossSubnet pools, with a
+/// tunnel): direct or through the IP-in-IP tunnel (one series per node and
+/// path, 1 for the current one), so a cut direct path shows up as
+/// `path="ipip"`. Other nodes have no series: they are reached directly.
 #[derive(Debug)]
 pub struct PathCollector {
     pub paths: watch::Receiver<std::collections::HashMap<std::net::Ipv4Addr, crate::fallback_ipip::path::Path>>,
