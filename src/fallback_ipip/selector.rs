@@ -18,8 +18,8 @@
 //! path it moved.
 //!
 //! Back-pressure: once 4096 routes are queued at the programmer unconfirmed,
-//! the selector asks [`RouteSink::applied`] and waits for the answer before
-//! it queues more, so at most a few turns of routes wait in the programmer's
+//! the selector asks [`RouteSink::applied`]; with two requests open it waits
+//! for the older one before it queues more, so at most a few turns of routes wait in the programmer's
 //! command channel; the backlog stays upstream, in the RIB's change queue
 //! that coalesces per prefix.
 
@@ -160,6 +160,8 @@ const TURN_MAX: usize = 32_768;
 /// Routes queued at the programmer without confirmation before the selector
 /// asks for one ([`RouteSink::applied`]), which it awaits before queueing more.
 const ACK_EVERY: usize = 4096;
+/// Confirmation requests open at once.
+const IN_FLIGHT: usize = 2;
 
 /// Runs until `updates` closes; publishes the path chosen per node and the
 /// probe targets on `out`.
@@ -171,7 +173,7 @@ pub async fn run<S: RouteSink>(
     out: SelectorOutputs,
 ) {
     let mut state = State::default();
-    let mut outbox = Outbox { sink: programmer, confirming: None, unconfirmed: 0 };
+    let mut outbox = Outbox { sink: programmer, confirming: Default::default(), unconfirmed: 0 };
     let mut alive = liveness.borrow_and_update().clone();
     let mut liveness_open = true;
     loop {
@@ -222,8 +224,9 @@ pub async fn run<S: RouteSink>(
 /// coalescing queue rather than filling channels.
 struct Outbox<S> {
     sink: S,
-    /// Resolves once the routes sent up to the last confirmation request are written.
-    confirming: Option<JoinHandle<()>>,
+    /// Confirmation requests in flight, oldest first; each resolves once the
+    /// routes sent before it are written.
+    confirming: std::collections::VecDeque<JoinHandle<()>>,
     /// Routes sent since the last confirmation request.
     unconfirmed: usize,
 }
@@ -232,17 +235,20 @@ impl<S: RouteSink> Outbox<S> {
     async fn send(&mut self, mut routes: Vec<(IpNetwork, Option<DesiredRoute>)>) {
         while !routes.is_empty() {
             let rest = if routes.len() > TURN_MAX { routes.split_off(TURN_MAX) } else { Vec::new() };
-            // Requested right after the previous send, answered by now unless
-            // the kernel is the bottleneck: the next turn was computed meanwhile.
-            if let Some(confirming) = self.confirming.take() {
-                let _ = confirming.await;
+            // Two requests may be open: the programmer writes one turn while
+            // the next waits in its queue, so the kernel never idles for a
+            // round trip; a third waits for the oldest to be written.
+            while self.confirming.len() >= IN_FLIGHT {
+                if let Some(oldest) = self.confirming.pop_front() {
+                    let _ = oldest.await;
+                }
             }
             self.unconfirmed += routes.len();
             self.sink.update_kinds(KINDS.to_vec(), routes).await;
             if self.unconfirmed >= ACK_EVERY {
                 self.unconfirmed = 0;
                 let sink = self.sink.clone();
-                self.confirming = Some(tokio::spawn(async move { sink.applied().await }));
+                self.confirming.push_back(tokio::spawn(async move { sink.applied().await }));
             }
             routes = rest;
         }
@@ -269,6 +275,12 @@ struct State {
     blocks: PrefixMap,
     /// Per node: its stateful blocks by [`mode_index`].
     nodes: FxHashMap<Ipv4Addr, [u32; 2]>,
+    /// Every node that announced a pool block of any mode: the userspace
+    /// tunnel accepts encapsulated packets from them (a node whose own
+    /// blocks are in a Never pool still tunnels to ours in an Always pool).
+    /// One entry per node, never pruned: a removed node's address stays
+    /// accepted until the agent restarts.
+    seen: FxHashSet<Ipv4Addr>,
 }
 
 /// The ipipModes of stateful blocks, by index.
@@ -315,6 +327,11 @@ impl State {
     fn apply(&mut self, config: &SelectorConfig, batch: RemoteBatch, alive: &HashMap<Ipv4Addr, bool>, turn: &mut Turn) {
         turn.routes.reserve(batch.changes.len());
         for (dst, r) in batch.changes {
+            if let Some(Remote::Block(b)) = &r
+                && self.seen.insert(b.node)
+            {
+                turn.blocks_changed = true;
+            }
             let kept = match &r {
                 Some(Remote::Block(b)) if stateful(config, b.mode) => Some(pack(b.node, b.mode)),
                 _ => None,
@@ -386,7 +403,7 @@ impl State {
     }
 
     /// The userspace encapsulator's table: tunnelled blocks, and every node
-    /// with stateful blocks (also those reached directly now: their side
+    /// that announced a block (also those reached directly now: their side
     /// may be tunnelling to us).
     fn tunnel_peers(
         &self,
@@ -406,7 +423,7 @@ impl State {
                 }
             })
             .collect();
-        (peers, self.nodes.keys().copied().collect())
+        (peers, self.seen.iter().copied().collect())
     }
 
     fn publish(&self, config: &SelectorConfig, alive: &HashMap<Ipv4Addr, bool>, out: &SelectorOutputs) {
@@ -573,7 +590,13 @@ mod tests {
             ]
         );
         assert!(state.blocks.is_empty() && state.nodes.is_empty());
+        // The node is a tunnel source from now on (its side may tunnel to our blocks) ...
+        assert!(turn.blocks_changed, "a new node for the tunnel table");
+        assert_eq!(state.tunnel_peers(&config(true), &alive).1, ["10.0.0.6".parse::<Ipv4Addr>().unwrap()]);
+        // ... and another of its blocks changes nothing there.
+        let turn = apply(&mut state, &config(true), vec![block("10.244.3.0/26", "10.0.0.6", IpipMode::Never)], &alive);
         assert!(!turn.blocks_changed, "nothing to publish");
+        assert!(state.blocks.is_empty(), "still no per-prefix state");
 
         // Without a tunnel even Always blocks have one possible path.
         let mut state = State::default();
@@ -764,13 +787,16 @@ mod tests {
         let sent = sent_after_a_while(&sink).await;
         assert_eq!(sent.iter().sum::<usize>(), 20, "{sent:?}");
 
-        // A large one asks for confirmation; nothing more is queued until it comes.
+        // A large one asks for confirmation; with two requests open nothing
+        // more is queued until the older is answered.
         tx.send(direct_batch(100, 5000)).await.unwrap();
         assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 5020);
+        tx.send(direct_batch(20_000, 5000)).await.unwrap();
+        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_020, "a second request may be open");
         tx.send(direct_batch(10_000, 7)).await.unwrap();
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 5020, "held back");
+        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_020, "held back");
         sink.permits.add_permits(1);
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 5027);
+        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_027);
 
         // Turns beyond TURN_MAX go out in pieces, each waiting for the one before.
         let (a, b) = (TURN_MAX as u32, 1000);
@@ -779,10 +805,10 @@ mod tests {
         let sent = sent_after_a_while(&sink).await;
         assert!(sent.iter().all(|n| *n <= TURN_MAX), "{sent:?}");
         let before = sent.iter().sum::<usize>();
-        assert!(before < 5027 + a as usize + b as usize, "some held back: {sent:?}");
+        assert!(before < 10_027 + a as usize + b as usize, "some held back: {sent:?}");
         sink.permits.add_permits(8);
         let sent = sent_after_a_while(&sink).await;
-        assert_eq!(sent.iter().sum::<usize>(), 5027 + a as usize + b as usize, "{sent:?} (before: {before})");
+        assert_eq!(sent.iter().sum::<usize>(), 10_027 + a as usize + b as usize, "{sent:?} (before: {before})");
         assert!(paths_rx.borrow().is_empty(), "no node has blocks whose path can change");
     }
 

@@ -444,19 +444,26 @@ impl LocRib {
         }
     }
 
-    /// The oldest queued prefix and its paths now (`None`: no path any more).
-    pub fn take_change(&mut self) -> Option<(IpNetwork, Option<Dest>)> {
+    /// The oldest queued prefix and its learned multipath set now (next
+    /// hops and peers, empty when the best path is ours or there is none).
+    pub fn take_change(&mut self) -> Option<(IpNetwork, Vec<IpAddr>, Vec<IpAddr>)> {
         let net = self.changes.pop()?;
-        if let Some(value) = self.map.get(&net) {
-            let (low, slot, flags) = unpack(value);
-            if slot == EMPTY && flags & MANY == 0 {
-                self.map.remove(&net);
-            } else {
-                self.map.insert(net, pack(low, slot, flags & !QUEUED));
-            }
-        }
         self.changes.maybe_shrink();
-        Some((net, self.get(&net)))
+        let Some(value) = self.map.get(&net) else { return Some((net, Vec::new(), Vec::new())) };
+        let (low, slot, flags) = unpack(value);
+        if slot == EMPTY && flags & MANY == 0 {
+            self.map.remove(&net);
+            return Some((net, Vec::new(), Vec::new()));
+        }
+        self.map.insert(net, pack(low, slot, flags & !QUEUED));
+        if flags & MANY == 0 {
+            // One path: no decoding.
+            let learned = flags & SELECTED != 0 && slot != LOCAL;
+            let hop = self.attrs.get(low).next_hop.filter(|_| learned);
+            return Some((net, hop.into_iter().collect(), self.source(slot).filter(|_| learned).into_iter().collect()));
+        }
+        let (hops, peers) = self.get(&net).map(|d| learned(d.multipath())).unwrap_or_default();
+        Some((net, hops, peers))
     }
 
     pub fn changes_pending(&self) -> usize {
@@ -557,8 +564,8 @@ mod tests {
         assert!(rib.is_empty());
         rib.queue_change(net("10.0.0.0/24"));
         assert_eq!(rib.changes_pending(), 1);
-        let (taken, dest) = rib.take_change().unwrap();
-        assert_eq!((taken, dest.is_none()), (net("10.0.0.0/24"), true));
+        let (taken, hops, peers) = rib.take_change().unwrap();
+        assert_eq!((taken, hops.is_empty(), peers.is_empty()), (net("10.0.0.0/24"), true, true));
         assert!(rib.take_change().is_none());
         assert!(rib.keys().is_empty(), "the empty entry went when taken");
     }

@@ -404,8 +404,7 @@ impl RibTask {
 
     /// The oldest queued change as the consumer sees it: the prefix's learned set now.
     fn take_change(&mut self) -> Option<BestPathChange> {
-        let (prefix, dest) = self.loc.take_change()?;
-        let (next_hops, peers) = dest.map(|d| learned(d.multipath())).unwrap_or_default();
+        let (prefix, next_hops, peers) = self.loc.take_change()?;
         Some(BestPathChange { prefix, next_hops, peers })
     }
 
