@@ -76,8 +76,10 @@ pub async fn start(
     inputs: BgpInputs,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<BgpHandles> {
-    // Peer tasks report here; bounded so a stalled RIB slows the peers, not memory.
-    let (events_tx, events_rx) = mpsc::channel(1024);
+    // Peer tasks report here; bounded so a stalled RIB slows the peers, not
+    // memory. A decoded UPDATE of ~800 prefixes is ~23 KB (its wire form 4 KB,
+    // which the TCP buffers hold instead): 64 of them keep the RIB busy.
+    let (events_tx, events_rx) = mpsc::channel(64);
     let listen = SocketAddr::new(config.bgp.listen_address, config.bgp.listen_port);
     let speaker = Speaker::new(Some(listen), events_tx)?;
     tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, "BGP speaker listening");
