@@ -6,7 +6,10 @@
 //! (an attribute id and a peer slot, a route-form id and flags). An IPv4
 //! entry is 12 bytes — address, prefix length and value in three `u32`s —
 //! where `HashMap<IpNetwork, u64>` takes 32; IPv6 prefixes are rarer and
-//! live in an ordinary map. A [`PrefixQueue`] is a FIFO of prefixes at 8
+//! live in an ordinary map. The IPv4 entries are spread over [`SHARDS`]
+//! tables by hash: a table that grows is rehashed into one twice its size,
+//! and with one table that doubles the peak memory of the whole map for a
+//! moment; with sixteen, of a sixteenth of it. A [`PrefixQueue`] is a FIFO of prefixes at 8
 //! bytes per IPv4 entry.
 
 use std::collections::VecDeque;
@@ -16,6 +19,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use hashbrown::HashTable;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use rustc_hash::{FxBuildHasher, FxHashMap};
+
+/// IPv4 tables of a map (a power of two).
+pub const SHARDS: usize = 16;
 
 /// Values hold at most this many bits.
 pub const VALUE_BITS: u32 = 56;
@@ -65,6 +71,12 @@ fn hash_v4(key: u64) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// The shard of a hash: bits hashbrown does not use for its control bytes
+/// (the top 7) nor, below a few million entries, for the bucket index.
+fn shard(hash: u64) -> usize {
+    (hash >> 40) as usize % SHARDS
+}
+
 fn v4_parts(net: &Ipv4Network) -> (u32, u8) {
     (u32::from(net.network()), net.prefix())
 }
@@ -87,7 +99,7 @@ impl V6Key {
 /// (`10.0.0.1/24` is `10.0.0.0/24`).
 #[derive(Default, Clone)]
 pub struct PrefixMap {
-    v4: HashTable<V4Entry>,
+    v4: [HashTable<V4Entry>; SHARDS],
     v6: FxHashMap<V6Key, u64>,
 }
 
@@ -103,7 +115,7 @@ impl PrefixMap {
     }
 
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.iter().map(HashTable::len).sum::<usize>() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,7 +127,8 @@ impl PrefixMap {
             IpNetwork::V4(n) => {
                 let (addr, len) = v4_parts(n);
                 let key = v4_key(addr, len);
-                self.v4.find(hash_v4(key), |e| e.key() == key).map(V4Entry::value)
+                let hash = hash_v4(key);
+                self.v4[shard(hash)].find(hash, |e| e.key() == key).map(V4Entry::value)
             }
             IpNetwork::V6(n) => self.v6.get(&V6Key::of(n)).copied(),
         }
@@ -142,7 +155,8 @@ impl PrefixMap {
                 let (addr, len) = v4_parts(&n);
                 let key = v4_key(addr, len);
                 let hash = hash_v4(key);
-                match self.v4.find_entry(hash, |e| e.key() == key) {
+                let table = &mut self.v4[shard(hash)];
+                match table.find_entry(hash, |e| e.key() == key) {
                     Ok(mut occupied) => {
                         let old = occupied.get().value();
                         match f(Some(old)) {
@@ -155,7 +169,7 @@ impl PrefixMap {
                     }
                     Err(_) => {
                         if let Some(value) = f(None) {
-                            self.v4.insert_unique(hash, V4Entry::new(addr, len, value), |e| hash_v4(e.key()));
+                            table.insert_unique(hash, V4Entry::new(addr, len, value), |e| hash_v4(e.key()));
                         }
                         None
                     }
@@ -180,7 +194,7 @@ impl PrefixMap {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (IpNetwork, u64)> + '_ {
-        let v4 = self.v4.iter().map(|e| (e.network(), e.value()));
+        let v4 = self.v4.iter().flat_map(|t| t.iter()).map(|e| (e.network(), e.value()));
         let v6 = self.v6.iter().map(|(k, v)| (k.network(), *v));
         v4.chain(v6)
     }
@@ -192,13 +206,15 @@ impl PrefixMap {
 
     /// Keeps the entries for which `f` returns a value (rewriting them), removes the others.
     pub fn retain(&mut self, mut f: impl FnMut(IpNetwork, u64) -> Option<u64>) {
-        self.v4.retain(|e| match f(e.network(), e.value()) {
-            Some(value) => {
-                e.set_value(value);
-                true
-            }
-            None => false,
-        });
+        for table in &mut self.v4 {
+            table.retain(|e| match f(e.network(), e.value()) {
+                Some(value) => {
+                    e.set_value(value);
+                    true
+                }
+                None => false,
+            });
+        }
         self.v6.retain(|k, v| match f(k.network(), *v) {
             Some(value) => {
                 *v = value;
@@ -209,15 +225,17 @@ impl PrefixMap {
     }
 
     pub fn clear(&mut self) {
-        self.v4.clear();
+        self.v4.iter_mut().for_each(HashTable::clear);
         self.v6.clear();
     }
 
-    /// Gives memory back once the table is at most a quarter full (after a
+    /// Gives memory back once a table is at most a quarter full (after a
     /// large withdrawal); cheap to call after every batch.
     pub fn maybe_shrink(&mut self) {
-        if self.v4.capacity() > 4096 && self.v4.len() < self.v4.capacity() / 4 {
-            self.v4.shrink_to(self.v4.len() * 2, |e| hash_v4(e.key()));
+        for table in &mut self.v4 {
+            if table.capacity() > 4096 && table.len() < table.capacity() / 4 {
+                table.shrink_to(table.len() * 2, |e| hash_v4(e.key()));
+            }
         }
         if self.v6.capacity() > 4096 && self.v6.len() < self.v6.capacity() / 4 {
             self.v6.shrink_to(self.v6.len() * 2);
@@ -310,6 +328,19 @@ mod tests {
         assert_eq!(all, vec![("10.0.0.0/24".to_string(), 7), ("fd00::/64".to_string(), 1 << 55)]);
         assert_eq!(m.remove(&net("10.0.0.0/24")), Some(7));
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn consecutive_prefixes_spread_evenly_over_the_shards() {
+        let mut m = PrefixMap::new();
+        let base = u32::from(Ipv4Addr::new(100, 64, 0, 0));
+        for i in 0..160_000 {
+            m.insert(IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(base + i), 32).unwrap()), 1);
+        }
+        let mean = 160_000 / SHARDS;
+        for (i, t) in m.v4.iter().enumerate() {
+            assert!(t.len().abs_diff(mean) < mean / 10, "shard {i}: {} entries, mean {mean}", t.len());
+        }
     }
 
     #[test]
