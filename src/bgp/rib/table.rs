@@ -208,6 +208,11 @@ impl LocRib {
         slot
     }
 
+    /// The slot of a peer that has one.
+    pub fn slot_of_peer(&self, addr: &IpAddr) -> Option<Slot> {
+        self.slots.get(addr).copied()
+    }
+
     /// Frees a peer's slot; its paths must be gone.
     pub fn release_slot(&mut self, addr: IpAddr) {
         if let Some(slot) = self.slots.remove(&addr) {
@@ -346,6 +351,32 @@ impl LocRib {
             best_changed: old_best != new_best,
             hops_changed,
         }
+    }
+
+    /// The single-path case of a withdrawal: removes the peer's path when it
+    /// is the prefix's only one. `None` when the prefix has other paths (use
+    /// the general way); `Some(Unchanged)` when the peer had no path there.
+    pub fn fast_remove(&mut self, net: IpNetwork, slot: Slot, path_id: u32) -> Option<Fast> {
+        let Some(value) = self.map.get(&net) else { return Some(Fast::Unchanged) };
+        let (low, s, flags) = unpack(value);
+        if flags & MANY != 0 || path_id != 0 {
+            return None;
+        }
+        if s != slot {
+            return Some(Fast::Unchanged);
+        }
+        let was_best = flags & SELECTED != 0;
+        let queued = flags & QUEUED;
+        if queued != 0 {
+            self.map.insert(net, pack(0, EMPTY, queued));
+        } else {
+            self.map.remove(&net);
+        }
+        self.attrs.release(low);
+        self.prefixes -= 1;
+        self.paths -= 1;
+        self.per_slot[slot as usize] -= 1;
+        Some(Fast::Stored { best: (was_best, false), best_changed: was_best, hops_changed: was_best })
     }
 
     /// Stores `dest` as the prefix's paths (empty: none), keeping the
@@ -591,5 +622,9 @@ mod tests {
         assert_eq!(rib.path_state(&n, a, 0), Some(false));
         assert_eq!(rib.paths_of(a), vec![(n, 0)]);
         assert!(rib.paths_of(b).is_empty());
+        assert_eq!(rib.fast_remove(n, sb, 0), Some(Fast::Unchanged), "not b's path");
+        assert_eq!(rib.fast_remove(n, sa, 5), None, "a path id: the general way");
+        assert_eq!(rib.fast_remove(n, sa, 0), Some(stored((true, false), true, true)));
+        assert_eq!((rib.len(), rib.paths(), rib.attribute_sets(), rib.count(&a)), (0, 0, 0, 0));
     }
 }

@@ -631,6 +631,24 @@ impl RibTask {
     }
 
     fn remove_path(&mut self, net: IpNetwork, source: Option<IpAddr>, path_id: u32) {
+        if let Some(addr) = source {
+            // A peer without a slot has no path anywhere.
+            let Some(slot) = self.loc.slot_of_peer(&addr) else { return };
+            match self.loc.fast_remove(net, slot, path_id) {
+                Some(Fast::Stored { best, best_changed, hops_changed }) => {
+                    if hops_changed {
+                        self.loc.queue_change(net);
+                    }
+                    if best_changed {
+                        let source = |b: bool| b.then_some(Some(addr));
+                        self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
+                    }
+                    return;
+                }
+                Some(_) => return,
+                None => {}
+            }
+        }
         self.modify(net, |dest| dest.remove(source, path_id).is_some());
     }
 
