@@ -95,7 +95,7 @@ fn main() {
             while let Some(change) = best.recv().await {
                 count += 1;
                 std::hint::black_box(&change);
-                if count % u64::from(n) == 0 {
+                if count.is_multiple_of(u64::from(n)) {
                     let _ = taken_tx.send(count).await;
                 }
             }
