@@ -614,7 +614,10 @@ impl Task {
     }
 
     async fn spawn_write(&mut self, mut chunk: Chunk) -> Io {
-        let mut socket = self.socket.take()?;
+        let Some(mut socket) = self.socket.take() else {
+            self.finish_write(chunk, Err(std::io::Error::other("not written: the socket is lost")));
+            return None;
+        };
         if !self.paused && chunk.ops.len() + self.table.queued() >= BULK_OPS {
             self.monitor_control(MonitorControl::Pause).await;
             self.paused = true;

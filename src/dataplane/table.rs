@@ -95,6 +95,11 @@ pub struct Table {
     st: State,
 }
 
+/// The prefix as the map keys it (host bits cleared), for the side map too.
+fn canonical(net: IpNetwork) -> IpNetwork {
+    IpNetwork::new(net.network(), net.prefix()).unwrap_or(net)
+}
+
 fn form(d: DesiredRoute) -> DesiredForm {
     DesiredForm { kind: d.kind, target: d.route.target, mtu: d.route.mtu }
 }
@@ -273,7 +278,7 @@ impl Table {
 
     /// Wants `d` (in addition to other kinds' routes for its prefix).
     pub fn set(&mut self, d: DesiredRoute) {
-        let dst = d.route.dst;
+        let dst = canonical(d.route.dst);
         let st = &mut self.st;
         self.map.update(dst, |old| {
             let mut e = old.map(Entry::unpack).unwrap_or_default();
@@ -290,6 +295,7 @@ impl Table {
     /// The routes of `kinds` for `dst` are replaced by `route` (none when
     /// `None`) in one step.
     pub fn update(&mut self, kinds: &[RouteKind], dst: IpNetwork, route: Option<DesiredRoute>) {
+        let dst = canonical(dst);
         if route.is_none() && !self.has_desired(&dst) {
             return;
         }
@@ -309,7 +315,7 @@ impl Table {
     pub fn replace_kind(&mut self, kind: RouteKind, routes: Vec<DesiredRoute>) {
         let st = &mut self.st;
         for d in routes {
-            let dst = d.route.dst;
+            let dst = canonical(d.route.dst);
             self.map.update(dst, |old| {
                 let mut e = old.map(Entry::unpack).unwrap_or_default();
                 st.set(dst, &mut e, d);
@@ -343,6 +349,7 @@ impl Table {
     /// The kernel reports our route for `dst` gone; true when it was wanted
     /// (drift: it is queued to come back).
     pub fn kernel_deleted(&mut self, dst: IpNetwork) -> bool {
+        let dst = canonical(dst);
         let st = &mut self.st;
         let mut drift = false;
         self.map.update(dst, |old| {
@@ -360,7 +367,7 @@ impl Table {
     /// The kernel reports our route for its prefix as `route`; true when
     /// that is not what we want (drift: it is queued to be put right).
     pub fn kernel_changed(&mut self, route: Route) -> bool {
-        let dst = route.dst;
+        let dst = canonical(route.dst);
         let st = &mut self.st;
         let k = st.forms.acquire_kernel(KernelForm { target: route.target, mtu: route.mtu });
         let mut drift = false;
@@ -679,6 +686,13 @@ mod tests {
         assert!(t.by_kind().is_empty());
         write(&mut t, true, true);
         assert_eq!(t.st.forms.desired.len(), 0);
+
+        // Host bits are ignored, in the side map too.
+        t.set(want("10.0.7.1/24", via("192.168.0.2"), RouteKind::RemoteTunnel));
+        t.set(want("10.0.7.0/24", RouteTarget::Blackhole, RouteKind::Blackhole));
+        t.replace_kind(RouteKind::RemoteTunnel, Vec::new());
+        assert_eq!(t.by_kind(), &BTreeMap::from([(RouteKind::Blackhole, 1)]));
+        assert!(t.st.multi.is_empty());
     }
 
     #[test]
