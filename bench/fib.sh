@@ -26,13 +26,17 @@ done
 echo "# ratios (tortie rate / reference rate, medians)"
 python3 - "$out" <<'PY'
 import sys, re, statistics
-ref, ours = {}, {}
+ref, ours, held, peak = {}, {}, {}, {}
 for line in open(sys.argv[1]):
     kv = dict(re.findall(r'(\w[\w+-]*)=([^\s]+)', line))
     if line.startswith('fib_limit_median'):
         ref[(kv['method'], kv['op'], int(kv['n']))] = float(kv['rate'])
-    elif line.startswith('route_bench'):
+    elif line.startswith('route_bench') and 'rate' in kv:
         ours.setdefault((kv['op'], int(kv['n'])), []).append(float(kv['rate']))
+    elif line.startswith('route_bench') and kv.get('op') == 'verify-add' and 'rss_kib' in kv:
+        held.setdefault(int(kv['n']), []).append(int(kv['rss_kib']))
+    elif line.startswith('route_bench') and kv.get('op') == 'memory':
+        peak.setdefault(int(kv['n']), []).append(int(kv['hwm_kib']))
 for (op, n), rates in sorted(ours.items()):
     r = statistics.median(rates)
     parts = [f"tortie={r:.0f}/s"]
@@ -40,5 +44,7 @@ for (op, n), rates in sorted(ours.items()):
         if (m, op, n) in ref:
             parts.append(f"vs {m} {ref[(m, op, n)]:.0f}/s ratio={r / ref[(m, op, n)]:.2f}")
     print(f"fib op={op} n={n} " + " ".join(parts))
+for n in sorted(held):
+    print(f"fib memory n={n} rss_holding_kib={statistics.median(held[n]):.0f} peak_kib={statistics.median(peak.get(n, [0])):.0f}")
 PY
 rm -f "$out"

@@ -263,6 +263,18 @@ impl PrefixQueue {
         }
     }
 
+    /// Puts a prefix just taken by [`PrefixQueue::pop`] back in front of
+    /// its family (a consumer that cannot handle it yet keeps its place).
+    pub fn push_front(&mut self, net: IpNetwork) {
+        match net {
+            IpNetwork::V4(n) => {
+                let (addr, len) = v4_parts(&n);
+                self.v4.push_front(v4_key(addr, len));
+            }
+            IpNetwork::V6(n) => self.v6.push_front(n),
+        }
+    }
+
     /// The next prefix. FIFO within a family; the families alternate.
     pub fn pop(&mut self) -> Option<IpNetwork> {
         self.turn_v6 = !self.turn_v6;
@@ -370,6 +382,25 @@ mod tests {
         assert_eq!(v4, ["10.0.0.0/8", "10.0.0.1/32", "0.0.0.0/0"]);
         assert_eq!(v6, ["fd00::/8", "fd01::/16"]);
         assert!(out[..2].iter().any(|s| s.contains(':')), "v6 is not starved: {out:?}");
+    }
+
+    #[test]
+    fn a_prefix_put_back_comes_out_first_again() {
+        let mut q = PrefixQueue::default();
+        for s in ["10.0.0.0/8", "10.1.0.0/16", "fd00::/8"] {
+            q.push(net(s));
+        }
+        let first = q.pop().unwrap();
+        q.push_front(first);
+        let mut out = Vec::new();
+        while let Some(n) = q.pop() {
+            out.push(n);
+        }
+        assert_eq!(
+            out.iter().filter(|n| n.is_ipv4()).copied().collect::<Vec<_>>(),
+            [net("10.0.0.0/8"), net("10.1.0.0/16")]
+        );
+        assert_eq!(out.len(), 3);
     }
 
     fn any_net() -> impl Strategy<Value = IpNetwork> {

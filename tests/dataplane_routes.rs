@@ -260,6 +260,50 @@ fn streamed_changes_mixing_small_and_bulk_batches_all_land() {
     assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "56000");
 }
 
+/// A batch larger than a chunk is written a chunk at a time while the
+/// programmer keeps reading commands: thousands of single changes sent
+/// during the write (more than the command channel holds) are taken at
+/// once instead of queueing behind the batch, land after it, and
+/// `applied` waits for all of them.
+#[test]
+fn commands_sent_while_a_large_batch_is_written_are_taken_at_once_and_land() {
+    let t = topology("dpchunks");
+    let eth1 = ifindex(&t, "node", "eth1");
+    in_node(&t, async {
+        let p = Programmer::start(config()).await.unwrap();
+        p.flush().await;
+        let host = |base: u32, i: u32| format!("{}/32", std::net::Ipv4Addr::from(base + i));
+        let batch: Vec<DesiredRoute> = (0..100_000u32)
+            .map(|i| {
+                desired(
+                    &host(0x6440_0000, i),
+                    RouteTarget::Via(via("192.168.7.2", eth1, false)),
+                    RouteKind::RemoteDirect,
+                )
+            })
+            .collect();
+        p.replace_kind(RouteKind::RemoteDirect, batch).await;
+        for i in 0..6_000u32 {
+            p.set(desired(
+                &host(0x6450_0000, i),
+                RouteTarget::Via(via("192.168.7.3", eth1, false)),
+                RouteKind::RemoteTunnel,
+            ))
+            .await;
+        }
+        let adds = p.stats.adds.load(Ordering::Relaxed);
+        assert!(adds < 100_000, "all commands were taken while the batch was still being written ({adds} adds done)");
+        p.applied().await;
+        assert_eq!(p.stats.adds.load(Ordering::Relaxed), 106_000, "applied waits for everything sent before it");
+        assert_eq!(p.stats.failures.load(Ordering::Relaxed), 0);
+        let by_kind = p.state.borrow().routes_by_kind.clone();
+        assert_eq!(by_kind.get(&RouteKind::RemoteDirect), Some(&100_000));
+        assert_eq!(by_kind.get(&RouteKind::RemoteTunnel), Some(&6_000));
+    });
+    let count = t.exec("node", &["sh", "-c", &format!("ip route show proto {PROTO} | wc -l")]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "106000");
+}
+
 #[test]
 fn routes_stay_after_the_programmer_stops_unless_cleanup_is_asked() {
     let t = topology("dpcleanup");

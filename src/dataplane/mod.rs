@@ -7,12 +7,15 @@
 //! changed or deleted ([`netlink::RouteSocket::dump`] returns no others).
 
 pub mod address;
+mod forms;
 mod monitor;
 pub mod netlink;
 pub mod programmer;
 pub mod reconcile;
 pub mod route;
+mod snapshot;
 pub mod sysctl;
+mod table;
 
 pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
 pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};

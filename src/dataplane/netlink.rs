@@ -73,6 +73,13 @@ impl RouteSocket {
     /// this can touch them.
     pub fn dump(&mut self, sel: RouteScopeSel) -> io::Result<Vec<Route>> {
         let mut out = Vec::new();
+        self.dump_each(sel, |r| out.push(r))?;
+        Ok(out)
+    }
+
+    /// [`RouteSocket::dump`] one route at a time, so a caller keeping a
+    /// million routes compactly never holds them all as [`Route`]s.
+    pub fn dump_each(&mut self, sel: RouteScopeSel, mut each: impl FnMut(Route)) -> io::Result<()> {
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut msg = RouteMessage::default();
             msg.header.address_family = family;
@@ -85,12 +92,12 @@ impl RouteSocket {
                 if let RouteNetlinkMessage::NewRoute(r) = m
                     && let Some(r) = decode(r, sel)
                 {
-                    out.push(r);
+                    each(r);
                 }
                 false
             })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Applies `ops` in order, pipelined. Returns the operations the kernel refused.

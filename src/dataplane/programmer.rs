@@ -5,24 +5,37 @@
 //!  producers (BGP, IPAM, CNI, tunnel)      kernel route notifications
 //!        │ Command (bounded mpsc)                 │ KernelEvent (bounded mpsc)
 //!        ▼                                        ▼
-//!  ┌───────────────────────────────────────────────────────────┐
-//!  │ programmer task: desired: prefix → {kind → route}          │
-//!  │                  kernel:  prefix → route (ours, cached)    │
-//!  │ coalesce a burst → diff dirty prefixes → one pipelined     │
-//!  │ batch; full dump/diff/replace on start and every resync    │
-//!  └───────────────┬───────────────────────────────────────────┘
+//!  ┌────────────────────────────────────────────────────────────────┐
+//!  │ programmer task (one select! loop; reads commands and events   │
+//!  │ while a chunk or dump is in the kernel)                        │
+//!  │  table: prefix → desired form id | kernel form id | flags      │
+//!  │         (PrefixMap, 12 B per IPv4 prefix; table.rs)            │
+//!  │  forms: interned (kind, target, mtu) / (target, mtu) (forms.rs)│
+//!  │  queue: changed prefixes, each once (PrefixQueue)              │
+//!  │ pop ≤ 32768 ops into a chunk → write; the next chunk is built  │
+//!  │ meanwhile and starts as soon as it returns, then the finished  │
+//!  │ one is acknowledged into the table. Full dump (compact,        │
+//!  │ snapshot.rs) → diff into the queue on start and every resync   │
+//!  └───────────────┬────────────────────────────────────────────────┘
 //!                  │ spawn_blocking (RouteSocket moves in and out)
 //!                  ▼
 //!              rtnetlink
 //! ```
+//!
+//! Why this shape: at a million BGP routes this task is the agent's
+//! biggest memory user, so a prefix costs one packed table entry and no
+//! allocation of its own; and a large batch is written in chunks so the
+//! command channel keeps draining (routes wait as table entries, not as
+//! commands) while the kernel is never idle with work queued.
 
 use super::monitor::{self, KernelEvent, MonitorControl};
-use super::netlink::{RouteScopeSel, RouteSocket};
-use super::reconcile::diff;
-use super::route::{DesiredRoute, Route, RouteKind, RouteOp};
+use super::netlink::{OpError, RouteScopeSel, RouteSocket};
+use super::route::{DesiredRoute, RouteKind, RouteOp};
+use super::snapshot::Snapshot;
+use super::table::Table;
 use ipnetwork::IpNetwork;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -148,7 +161,13 @@ impl Programmer {
     pub async fn start(config: ProgrammerConfig) -> Result<Self, StartError> {
         let sel = RouteScopeSel { table: config.table, protocol: config.protocol };
         let mut socket = RouteSocket::open().map_err(StartError::Socket)?;
-        let adopted = socket.dump(sel).map_err(StartError::Dump)?;
+        let mut snapshot = Snapshot::default();
+        socket.dump_each(sel, |r| snapshot.push(r)).map_err(StartError::Dump)?;
+        let mut table = Table::default();
+        // Adopted: known to be in the kernel, deleted only once the first
+        // complete reconcile allows it.
+        table.apply_snapshot(snapshot, false);
+        let adopted = table.len();
         let monitor_socket = monitor::open().map_err(StartError::Socket)?;
         // Commands are bounded so a runaway producer feels back-pressure.
         let (tx, rx) = mpsc::channel(4096);
@@ -157,11 +176,9 @@ impl Programmer {
         let monitor_task = tokio::spawn(monitor::run(monitor_socket, sel, ev_tx, control_rx));
         let stats = Arc::new(ProgrammerStats::default());
         let (state_tx, state) = watch::channel(ProgrammerState::default());
-        let kernel: HashMap<IpNetwork, Route> = adopted.into_iter().map(|r| (r.dst, r)).collect();
-        let adopted = kernel.len();
         tracing::info!(
             subsys = "dataplane",
-            adopted = kernel.len(),
+            adopted,
             table = sel.table,
             protocol = sel.protocol,
             "route programmer started"
@@ -169,16 +186,23 @@ impl Programmer {
         let task = Task {
             sel,
             socket: Some(socket),
-            desired: HashMap::default(),
-            kernel,
-            dirty: HashSet::default(),
-            by_kind: BTreeMap::new(),
+            table,
             stats: stats.clone(),
             state_tx,
             synced: false,
+            synced_published: false,
             resync_interval: config.resync_interval,
             monitor: control_tx,
+            paused: false,
             verify_at: None,
+            resync: None,
+            dumping: None,
+            resync_started: None,
+            writing: None,
+            next: None,
+            done: 0,
+            stash: Vec::new(),
+            waiters: VecDeque::new(),
         };
         tokio::spawn(async move {
             task.run(rx, ev_rx).await;
@@ -247,31 +271,103 @@ impl Programmer {
     }
 }
 
-struct Task {
-    sel: RouteScopeSel,
-    /// Moved into the blocking pool for each batch and back.
-    socket: Option<RouteSocket>,
-    /// Per prefix, the wanted routes sorted by kind (the first one wins).
-    /// A small vector, not a map: almost every prefix has exactly one.
-    desired: HashMap<IpNetwork, Vec<DesiredRoute>>,
-    /// Our routes as the kernel holds them (dump + our writes + notifications).
-    kernel: HashMap<IpNetwork, Route>,
-    dirty: HashSet<IpNetwork>,
-    /// Prefixes per winning kind, kept in step with `desired` (publishing
-    /// must not walk a million routes after every batch).
-    by_kind: BTreeMap<RouteKind, usize>,
-    stats: Arc<ProgrammerStats>,
-    state_tx: watch::Sender<ProgrammerState>,
-    synced: bool,
-    resync_interval: Duration,
-    monitor: mpsc::Sender<MonitorControl>,
-    /// A dump-and-diff owed after a bulk batch written with the monitor paused.
-    verify_at: Option<tokio::time::Instant>,
+/// What comes back from the socket's trip to the blocking pool.
+enum IoDone {
+    Wrote(RouteSocket, Vec<RouteOp>, std::io::Result<Vec<OpError>>),
+    Dumped(RouteSocket, std::io::Result<Snapshot>),
 }
 
-/// Batches at least this large are written with the monitor paused.
+/// A full dump-diff-replace. `Complete` also finishes the initial
+/// reconcile (stale routes of a previous run may be deleted from then on);
+/// `Verify` (after a bulk run, lost notifications, a foreign route) only
+/// puts right what differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    Verify,
+    Complete,
+}
+
+/// Someone waiting for everything received before them to be in the kernel.
+struct Waiter {
+    reply: oneshot::Sender<()>,
+    /// The table's queue pushes when it was received: once that many pops
+    /// are written, so is everything before it.
+    mark: u64,
+    need: Need,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// [`Programmer::applied`].
+    Nothing,
+    /// [`Programmer::flush`]: the initial reconcile, if not done yet.
+    Synced,
+    /// [`Programmer::remove_all`]: a complete resync after it.
+    Resync,
+}
+
+/// A chunk of operations, built or being written.
+struct Chunk {
+    ops: Vec<RouteOp>,
+    /// Per operation, the kernel form it leaves or deletes ([`Table::next_chunk`]).
+    meta: Vec<u32>,
+    /// The table's queue pops once this chunk was taken.
+    popped: u64,
+    /// It deletes duplicate copies (not counted in the queue marks).
+    extras: bool,
+}
+
+/// The kernel socket's trip to the blocking pool.
+type Io = Option<tokio::task::JoinHandle<IoDone>>;
+
+struct Task {
+    sel: RouteScopeSel,
+    /// Here while idle; in the blocking pool while a chunk or dump runs.
+    socket: Option<RouteSocket>,
+    table: Table,
+    stats: Arc<ProgrammerStats>,
+    state_tx: watch::Sender<ProgrammerState>,
+    /// A complete resync has read the kernel: deleting unwanted routes of
+    /// ours is allowed from now on.
+    synced: bool,
+    /// ...and its writes are done (what [`ProgrammerState::synced`] says).
+    synced_published: bool,
+    resync_interval: Duration,
+    monitor: mpsc::Sender<MonitorControl>,
+    /// The monitor is out of the route groups for a bulk run.
+    paused: bool,
+    /// A dump-and-diff owed after a bulk run written with the monitor paused.
+    verify_at: Option<tokio::time::Instant>,
+    /// A resync to run as soon as the socket is free.
+    resync: Option<Resync>,
+    /// The resync whose dump is running.
+    dumping: Option<(Resync, Instant)>,
+    /// The last resync whose writes are still going (for its duration).
+    resync_started: Option<Instant>,
+    /// The chunk being written (its operations travel with the socket;
+    /// its kernel forms and progress mark wait here).
+    writing: Option<Chunk>,
+    /// The chunk after it, built while it is written so the kernel never
+    /// waits for the task's bookkeeping.
+    next: Option<Chunk>,
+    /// Queue pops whose operations are in the kernel.
+    done: u64,
+    /// Kernel events received while the socket was away, applied after its
+    /// results (in the order the kernel sent them, as if received later).
+    stash: Vec<KernelEvent>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// A run of chunks this long is written with the monitor paused.
 const BULK_OPS: usize = 10_000;
-/// How long after a bulk batch its verification dump runs, so commands
+/// Operations per trip to the blocking pool: large enough to keep the
+/// kernel busy, small enough that commands are read between chunks and a
+/// chunk's routes (about 80 bytes each, two chunks at a time) stay a few
+/// megabytes.
+const CHUNK_OPS: usize = 32_768;
+/// Commands (or events) taken per wake-up before looking at the kernel again.
+const BURST: usize = 64;
+/// How long after a bulk run its verification dump runs, so commands
 /// that follow at once are not held up by it.
 const VERIFY_DELAY: Duration = Duration::from_secs(1);
 
@@ -279,284 +375,344 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut events: mpsc::Receiver<KernelEvent>) {
         let mut resync =
             tokio::time::interval_at(tokio::time::Instant::now() + self.resync_interval, self.resync_interval);
-        // (reply, whether it completes the initial reconcile)
-        let mut waiters: Vec<(oneshot::Sender<()>, bool)> = Vec::new();
+        let mut io: Io = None;
+        let mut closed = false;
         loop {
+            loop {
+                if closed {
+                    self.resync = None;
+                }
+                if io.is_none() {
+                    io = self.start_io().await;
+                }
+                self.prebuild();
+                self.publish();
+                if !self.answer_waiters() || io.is_some() {
+                    break;
+                }
+            }
+            if closed && io.is_none() {
+                // Every handle is gone and everything received is written.
+                return;
+            }
             tokio::select! {
-                cmd = rx.recv() => {
-                    let Some(cmd) = cmd else { return };
-                    self.handle(cmd, &mut waiters).await;
-                    // Coalesce a burst into one batch.
-                    while let Ok(cmd) = rx.try_recv() {
-                        self.handle(cmd, &mut waiters).await;
+                done = async { io.as_mut().expect("guarded").await }, if io.is_some() => {
+                    io = None;
+                    match done {
+                        Ok(IoDone::Wrote(socket, ops, result)) => {
+                            self.socket = Some(socket);
+                            let mut chunk = self.writing.take().expect("a chunk was being written");
+                            chunk.ops = ops;
+                            // The next chunk goes first: the bookkeeping of this one
+                            // (and building the one after) overlaps its write.
+                            if let Some(next) = self.next.take() {
+                                io = self.spawn_write(next).await;
+                            }
+                            self.finish_write(chunk, result);
+                        }
+                        Ok(IoDone::Dumped(socket, result)) => {
+                            self.socket = Some(socket);
+                            self.finish_dump(result);
+                        }
+                        Err(e) => {
+                            tracing::error!(subsys = "dataplane", error = %e, "route socket task failed");
+                            self.writing = None;
+                            if let Some(next) = self.next.take() {
+                                self.finish_write(next, Err(std::io::Error::other("not written: the socket is lost")));
+                            }
+                        }
+                    }
+                    // Events that came during the finished trip happened before
+                    // any chunk started just now: they apply here, after its results.
+                    for ev in std::mem::take(&mut self.stash) {
+                        self.event(ev, false);
                     }
                 }
-                Some(ev) = events.recv() => {
-                    let mut full = self.handle_event(ev);
-                    while let Ok(ev) = events.try_recv() {
-                        full |= self.handle_event(ev);
+                cmd = rx.recv(), if !closed => match cmd {
+                    None => closed = true,
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        // Coalesce a burst.
+                        for _ in 0..BURST {
+                            let Ok(cmd) = rx.try_recv() else { break };
+                            self.handle(cmd);
+                        }
                     }
-                    if full {
-                        self.full_resync().await;
+                },
+                Some(ev) = events.recv(), if !closed => {
+                    self.event(ev, io.is_some());
+                    for _ in 0..BURST {
+                        let Ok(ev) = events.try_recv() else { break };
+                        self.event(ev, io.is_some());
                     }
                 }
-                _ = resync.tick() => self.full_resync().await,
-                _ = sleep_until_opt(self.verify_at) => {
+                _ = resync.tick(), if !closed => self.want_resync(Resync::Complete),
+                _ = sleep_until_opt(self.verify_at), if !closed => {
                     self.verify_at = None;
-                    self.full_resync().await;
-                }
-            }
-            if !self.dirty.is_empty() {
-                self.apply_dirty().await;
-            }
-            if !waiters.is_empty() {
-                if !self.synced && waiters.iter().any(|(_, sync)| *sync) {
-                    self.full_resync().await;
-                }
-                for (w, _) in waiters.drain(..) {
-                    let _ = w.send(());
+                    self.want_resync(Resync::Verify);
                 }
             }
         }
     }
 
-    async fn handle(&mut self, cmd: Command, waiters: &mut Vec<(oneshot::Sender<()>, bool)>) {
+    fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Set(d) => {
-                let dst = d.route.dst;
-                self.edit(dst, |kinds| insert_kind(kinds, d));
-            }
-            Command::Remove(dst, kind) => {
-                if self.desired.contains_key(&dst) {
-                    self.edit(dst, |kinds| kinds.retain(|d| d.kind != kind));
-                }
-            }
+            Command::Set(d) => self.table.set(d),
+            Command::Remove(dst, kind) => self.table.remove(dst, kind),
             Command::ReplaceKinds(sets) => {
                 for (kind, routes) in sets {
-                    let keep: HashSet<IpNetwork> = routes.iter().map(|r| r.route.dst).collect();
-                    let gone: Vec<IpNetwork> = self
-                        .desired
-                        .iter()
-                        .filter(|(dst, kinds)| !keep.contains(*dst) && kinds.iter().any(|d| d.kind == kind))
-                        .map(|(dst, _)| *dst)
-                        .collect();
-                    for dst in gone {
-                        self.edit(dst, |kinds| kinds.retain(|d| d.kind != kind));
-                    }
-                    for d in routes {
-                        let dst = d.route.dst;
-                        self.edit(dst, |kinds| insert_kind(kinds, d));
-                    }
+                    self.table.replace_kind(kind, routes);
                 }
+                self.table.maybe_shrink();
             }
-            Command::UpdateKinds(replaced, changes) => {
+            Command::UpdateKinds(kinds, changes) => {
                 for (dst, route) in changes {
-                    if route.is_none() && !self.desired.contains_key(&dst) {
-                        continue;
-                    }
-                    self.edit(dst, |kinds| {
-                        kinds.retain(|d| !replaced.contains(&d.kind));
-                        if let Some(d) = route {
-                            insert_kind(kinds, d);
-                        }
-                    });
+                    self.table.update(&kinds, dst, route);
                 }
             }
-            Command::Flush(w) => waiters.push((w, true)),
-            Command::Applied(w) => waiters.push((w, false)),
-            Command::RemoveAll(w) => {
-                self.desired.clear();
-                self.by_kind.clear();
-                self.full_resync().await;
-                let _ = w.send(());
+            Command::Flush(reply) => self.wait(reply, Need::Synced),
+            Command::Applied(reply) => self.wait(reply, Need::Nothing),
+            Command::RemoveAll(reply) => {
+                self.table.clear_desired();
+                self.want_resync(Resync::Complete);
+                self.wait(reply, Need::Resync);
             }
         }
     }
 
-    /// Updates the kernel view; true when only a full resync can tell what happened.
-    fn handle_event(&mut self, ev: KernelEvent) -> bool {
+    fn wait(&mut self, reply: oneshot::Sender<()>, need: Need) {
+        self.waiters.push_back(Waiter { reply, mark: self.table.pushed(), need });
+    }
+
+    fn want_resync(&mut self, r: Resync) {
+        self.resync = Some(match self.resync {
+            Some(Resync::Complete) => Resync::Complete,
+            _ => r,
+        });
+    }
+
+    /// Replies to the waiters whose turn has come; true when one of them
+    /// needs a resync first (just asked for).
+    fn answer_waiters(&mut self) -> bool {
+        let extras = self.table.has_extras()
+            || self.writing.as_ref().is_some_and(|c| c.extras)
+            || self.next.as_ref().is_some_and(|c| c.extras);
+        while let Some(w) = self.waiters.front() {
+            if self.done < w.mark || extras {
+                return false;
+            }
+            let ready = match w.need {
+                Need::Nothing => true,
+                Need::Synced => self.synced,
+                Need::Resync => false,
+            };
+            if !ready {
+                // A complete resync that is running or asked for answers it.
+                if self.dumping.is_some_and(|(r, _)| r == Resync::Complete) || self.resync == Some(Resync::Complete) {
+                    return false;
+                }
+                self.want_resync(Resync::Complete);
+                return true;
+            }
+            if let Some(w) = self.waiters.pop_front() {
+                let _ = w.reply.send(());
+            }
+        }
+        false
+    }
+
+    /// Applies a kernel event now, or after the socket's results when it is away.
+    fn event(&mut self, ev: KernelEvent, socket_away: bool) {
+        if socket_away {
+            self.stash.push(ev);
+            return;
+        }
         match ev {
             KernelEvent::Deleted(dst) => {
-                self.kernel.remove(&dst);
-                if self.effective(&dst).is_some() {
+                if self.table.kernel_deleted(dst) {
                     self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(subsys = "dataplane", prefix = %dst, "a route of ours was deleted outside tortie; restoring it");
-                    self.dirty.insert(dst);
                 }
-                false
             }
             // Our own writes come back here and already match; anything
             // else with our protocol is drift.
             KernelEvent::Changed(route) => {
                 let dst = route.dst;
-                let right = self.effective(&dst).is_some_and(|d| d.route.satisfied_by(&route));
-                self.kernel.insert(dst, route);
-                if !right {
+                if self.table.kernel_changed(route) {
                     self.stats.drift_repairs.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(subsys = "dataplane", prefix = %dst, "a route of ours was changed outside tortie; restoring it");
-                    self.dirty.insert(dst);
                 }
-                false
             }
             // Another protocol's route for a prefix we want may have
             // replaced ours: a dump tells. We never overwrite it (invariant 1);
             // the conflict shows up as a failed add.
-            KernelEvent::Foreign(dst) => self.synced && self.desired.contains_key(&dst),
-            KernelEvent::Overrun => true,
-        }
-    }
-
-    /// Changes the wanted routes of one prefix, marking it dirty and
-    /// keeping the per-kind counts.
-    fn edit(&mut self, dst: IpNetwork, change: impl FnOnce(&mut Vec<DesiredRoute>)) {
-        let kinds = self.desired.entry(dst).or_default();
-        let before = kinds.first().map(|d| d.kind);
-        change(kinds);
-        let after = kinds.first().map(|d| d.kind);
-        if kinds.is_empty() {
-            self.desired.remove(&dst);
-        }
-        self.dirty.insert(dst);
-        if before != after {
-            if let Some(k) = before
-                && let Some(n) = self.by_kind.get_mut(&k)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    self.by_kind.remove(&k);
+            KernelEvent::Foreign(dst) => {
+                if self.synced && self.table.has_desired(&dst) {
+                    self.want_resync(Resync::Verify);
                 }
             }
-            if let Some(k) = after {
-                *self.by_kind.entry(k).or_insert(0) += 1;
-            }
+            KernelEvent::Overrun => self.want_resync(Resync::Verify),
         }
     }
 
-    fn effective(&self, dst: &IpNetwork) -> Option<&DesiredRoute> {
-        self.desired.get(dst).and_then(|kinds| kinds.first())
-    }
-
-    async fn apply_dirty(&mut self) {
-        let dirty: Vec<IpNetwork> = self.dirty.drain().collect();
-        let mut ops = Vec::with_capacity(dirty.len());
-        for dst in dirty {
-            match (self.effective(&dst), self.kernel.get(&dst)) {
-                (Some(d), None) => ops.push(RouteOp::Add(d.route.clone())),
-                (Some(d), Some(k)) if !d.route.satisfied_by(k) => ops.push(RouteOp::Replace(d.route.clone())),
-                // Before the first full reconcile, routes adopted from the
-                // previous run stay until the desired state is known complete.
-                (None, Some(k)) if self.synced => ops.push(RouteOp::Delete(k.clone())),
-                _ => {}
-            }
-        }
-        self.execute(ops).await;
-    }
-
-    /// Dump, diff, replace.
-    async fn full_resync(&mut self) {
-        let started = Instant::now();
+    /// Sends the idle socket off with the next piece of work: a resync's
+    /// dump first, else the next chunk of queued operations. None when
+    /// there is nothing to do (the socket stays here).
+    async fn start_io(&mut self) -> Io {
         let sel = self.sel;
-        let Some(mut socket) = self.socket.take() else { return };
-        let (socket, dumped) = match tokio::task::spawn_blocking(move || {
-            let r = socket.dump(sel);
-            (socket, r)
-        })
-        .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(subsys = "dataplane", error = %e, "route dump task failed");
-                return;
+        let Some(mut socket) = self.socket.take() else {
+            // Lost to a failed blocking task: nothing can be written any more.
+            self.table.discard_queue();
+            self.done = self.table.popped();
+            self.resync = None;
+            for w in &mut self.waiters {
+                w.need = Need::Nothing;
             }
+            return None;
         };
+        if let Some(r) = self.resync.take() {
+            self.dumping = Some((r, Instant::now()));
+            return Some(tokio::task::spawn_blocking(move || {
+                let mut snapshot = Snapshot::default();
+                let r = socket.dump_each(sel, |route| snapshot.push(route)).map(|()| snapshot);
+                IoDone::Dumped(socket, r)
+            }));
+        }
         self.socket = Some(socket);
-        let kernel = match dumped {
-            Ok(k) => k,
+        loop {
+            if self.table.queued() == 0 {
+                self.idle().await;
+                return None;
+            }
+            match self.build() {
+                Some(chunk) => return self.spawn_write(chunk).await,
+                None => {
+                    // Only prefixes that were right already: keep going, but let others run.
+                    self.done = self.table.popped();
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// The next chunk of queued operations, if the queue yields any.
+    fn build(&mut self) -> Option<Chunk> {
+        let queued = self.table.queued();
+        let extras = self.table.has_extras();
+        let mut ops = Vec::with_capacity(queued.min(CHUNK_OPS));
+        let mut meta = Vec::with_capacity(queued.min(CHUNK_OPS));
+        self.table.next_chunk(self.synced, CHUNK_OPS, &mut ops, &mut meta);
+        (!ops.is_empty()).then(|| Chunk { ops, meta, popped: self.table.popped(), extras })
+    }
+
+    /// Builds the chunk after the one being written (not while a resync
+    /// waits: it must find no operation pending).
+    fn prebuild(&mut self) {
+        if self.writing.is_some() && self.next.is_none() && self.resync.is_none() && self.table.queued() > 0 {
+            self.next = self.build();
+        }
+    }
+
+    async fn spawn_write(&mut self, mut chunk: Chunk) -> Io {
+        let Some(mut socket) = self.socket.take() else {
+            self.finish_write(chunk, Err(std::io::Error::other("not written: the socket is lost")));
+            return None;
+        };
+        if !self.paused && chunk.ops.len() + self.table.queued() >= BULK_OPS {
+            self.monitor_control(MonitorControl::Pause).await;
+            self.paused = true;
+        }
+        let ops = std::mem::take(&mut chunk.ops);
+        self.writing = Some(chunk);
+        let sel = self.sel;
+        Some(tokio::task::spawn_blocking(move || {
+            let r = socket.apply(&ops, sel);
+            IoDone::Wrote(socket, ops, r)
+        }))
+    }
+
+    /// Everything queued is written.
+    async fn idle(&mut self) {
+        self.done = self.table.popped();
+        if self.paused {
+            self.monitor_control(MonitorControl::Resume).await;
+            self.paused = false;
+            self.verify_at = Some(tokio::time::Instant::now() + VERIFY_DELAY);
+        }
+        if let Some(started) = self.resync_started.take() {
+            self.stats.resync_duration.observe(started.elapsed().as_secs_f64());
+            self.synced_published = self.synced;
+        }
+        self.table.maybe_shrink();
+    }
+
+    fn finish_write(&mut self, chunk: Chunk, result: std::io::Result<Vec<OpError>>) {
+        self.acknowledge(&chunk.ops, &chunk.meta, result);
+        self.done = self.done.max(chunk.popped);
+    }
+
+    fn finish_dump(&mut self, result: std::io::Result<Snapshot>) {
+        let (mode, started) = self.dumping.take().expect("a dump was running");
+        match result {
+            Ok(snapshot) => {
+                let routes = snapshot.len();
+                if mode == Resync::Complete {
+                    self.synced = true;
+                }
+                self.table.apply_snapshot(snapshot, self.synced);
+                // This was a full verification: none is owed any more.
+                self.verify_at = None;
+                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.resync_started = Some(started);
+                tracing::debug!(subsys = "dataplane", routes, changed = self.table.queued(), elapsed = ?started.elapsed(), "full route resync");
+            }
             Err(e) => {
                 self.stats.failed(3, 1);
                 tracing::warn!(subsys = "dataplane", error = %e, "route dump failed; will retry at the next resync");
-                return;
             }
-        };
-        self.kernel = kernel.iter().map(|r| (r.dst, r.clone())).collect();
-        let effective: HashMap<IpNetwork, DesiredRoute> =
-            self.desired.keys().filter_map(|dst| self.effective(dst).map(|d| (*dst, d.clone()))).collect();
-        let ops = diff(&effective, &kernel);
-        self.dirty.clear();
-        let changed = ops.len();
-        self.execute(ops).await;
-        // This was a full verification: none is owed any more.
-        self.verify_at = None;
-        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-        self.stats.resync_duration.observe(started.elapsed().as_secs_f64());
-        self.synced = true;
-        tracing::debug!(subsys = "dataplane", routes = effective.len(), changed, elapsed = ?started.elapsed(), "full route resync");
-        self.publish();
+        }
+        if mode == Resync::Complete {
+            // Whoever waited for it now waits for its writes.
+            let mark = self.table.pushed();
+            for w in self.waiters.iter_mut().filter(|w| w.need != Need::Nothing) {
+                w.need = Need::Nothing;
+                w.mark = w.mark.max(mark);
+            }
+        }
     }
 
-    async fn execute(&mut self, ops: Vec<RouteOp>) {
-        if ops.is_empty() {
-            self.publish();
-            return;
-        }
-        let sel = self.sel;
-        let bulk = ops.len() >= BULK_OPS;
-        if bulk {
-            self.monitor_control(MonitorControl::Pause).await;
-        }
-        let Some(mut socket) = self.socket.take() else { return };
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = socket.apply(&ops, sel);
-            (socket, ops, r)
-        })
-        .await;
-        let (socket, ops, result) = match joined {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(subsys = "dataplane", error = %e, "route write task failed");
-                return;
-            }
-        };
-        self.socket = Some(socket);
-        if bulk {
-            self.monitor_control(MonitorControl::Resume).await;
-            self.verify_at = Some(tokio::time::Instant::now() + VERIFY_DELAY);
-        }
+    fn acknowledge(&mut self, ops: &[RouteOp], meta: &[u32], result: std::io::Result<Vec<OpError>>) {
         let failed: HashMap<usize, std::io::Error> = match result {
             Ok(errors) => errors.into_iter().map(|e| (e.index, e.error)).collect(),
             Err(e) => {
                 // The socket itself failed: nothing is known; resync later.
-                for op in &ops {
+                for (op, m) in ops.iter().zip(meta) {
                     self.stats.failed(op_index(op), 1);
+                    self.table.acknowledge(op, *m, false);
                 }
                 tracing::warn!(subsys = "dataplane", error = %e, "route batch failed");
                 return;
             }
         };
-        for (i, op) in ops.into_iter().enumerate() {
-            if let Some(e) = failed.get(&i) {
-                self.stats.failed(op_index(&op), 1);
-                tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
-                continue;
-            }
-            let counter = match &op {
-                RouteOp::Add(_) => &self.stats.adds,
-                RouteOp::Replace(_) => &self.stats.replaces,
-                RouteOp::Delete(_) => &self.stats.deletes,
+        for (i, (op, m)) in ops.iter().zip(meta).enumerate() {
+            let ok = match failed.get(&i) {
+                Some(e) => {
+                    self.stats.failed(op_index(op), 1);
+                    tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
+                    false
+                }
+                None => {
+                    let counter = match op {
+                        RouteOp::Add(_) => &self.stats.adds,
+                        RouteOp::Replace(_) => &self.stats.replaces,
+                        RouteOp::Delete(_) => &self.stats.deletes,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
             };
-            counter.fetch_add(1, Ordering::Relaxed);
-            match op {
-                RouteOp::Add(r) | RouteOp::Replace(r) => {
-                    self.kernel.insert(r.dst, r);
-                }
-                RouteOp::Delete(r) => {
-                    if self.kernel.get(&r.dst) == Some(&r) {
-                        self.kernel.remove(&r.dst);
-                    }
-                }
-            }
+            self.table.acknowledge(op, *m, ok);
         }
-        self.publish();
     }
 
     async fn monitor_control(&self, make: fn(oneshot::Sender<()>) -> MonitorControl) {
@@ -567,10 +723,11 @@ impl Task {
     }
 
     fn publish(&self) {
-        let state = ProgrammerState { synced: self.synced, routes_by_kind: self.by_kind.clone() };
+        let by_kind = self.table.by_kind();
         self.state_tx.send_if_modified(|s| {
-            if *s != state {
-                *s = state;
+            if s.synced != self.synced_published || s.routes_by_kind != *by_kind {
+                s.synced = self.synced_published;
+                s.routes_by_kind.clone_from(by_kind);
                 true
             } else {
                 false
@@ -584,13 +741,5 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Puts `d` among `kinds`, replacing a route of the same kind, keeping kind order.
-fn insert_kind(kinds: &mut Vec<DesiredRoute>, d: DesiredRoute) {
-    match kinds.binary_search_by_key(&d.kind, |k| k.kind) {
-        Ok(i) => kinds[i] = d,
-        Err(i) => kinds.insert(i, d),
     }
 }

@@ -1,7 +1,10 @@
 //! Reconciliation as a pure function: the desired routes and the kernel's
 //! routes of our protocol in, the operations that make them equal out.
-//! Calico Felix's recipe — dump, diff, replace — without I/O, so it is
-//! tested exhaustively here and the netlink layer only executes.
+//! Calico Felix's recipe — dump, diff, replace — without I/O. The
+//! programmer diffs a dump against its compact table in place
+//! (`table.rs`, which cannot afford a second copy of a million routes);
+//! this is the plain statement of what that must produce, and a property
+//! test there checks it does.
 
 use super::route::{DesiredRoute, Route, RouteOp};
 use ipnetwork::IpNetwork;

@@ -84,19 +84,24 @@ impl NextHop {
     }
 }
 
-impl Route {
-    /// True when the kernel's route `k` already does what this one asks.
-    pub fn satisfied_by(&self, k: &Route) -> bool {
-        if self.dst != k.dst || self.mtu != k.mtu {
-            return false;
-        }
-        match (&self.target, &k.target) {
+impl RouteTarget {
+    /// True when the kernel's target `k` already sends packets where this
+    /// one asks (see [`Route::satisfied_by`]).
+    pub fn satisfied_by(&self, k: &RouteTarget) -> bool {
+        match (self, k) {
             (RouteTarget::Via(a), RouteTarget::Via(b)) => a.satisfied_by(b),
             (RouteTarget::Multipath(a), RouteTarget::Multipath(b)) => {
                 a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| x.satisfied_by(y)))
             }
             (a, b) => a == b,
         }
+    }
+}
+
+impl Route {
+    /// True when the kernel's route `k` already does what this one asks.
+    pub fn satisfied_by(&self, k: &Route) -> bool {
+        self.dst == k.dst && self.mtu == k.mtu && self.target.satisfied_by(&k.target)
     }
 }
 
