@@ -30,6 +30,10 @@ const MULTI: u8 = 8;
 const MARK: u8 = 16;
 /// An operation for it is being written.
 const IN_FLIGHT: u8 = 32;
+/// The kernel's route was found by a dump, not written by this run (a
+/// previous run's): kept until the first full reconcile even when unwanted.
+/// Routes this run wrote and no longer wants go at once.
+const ADOPTED: u8 = 64;
 
 /// Tags an operation's kernel form id: the delete of a duplicate copy, which
 /// says nothing about the copy the table tracks.
@@ -229,7 +233,7 @@ impl State {
     fn clear_kernel(&mut self, e: &mut Entry) {
         if e.has(IN_KERNEL) {
             self.forms.kernel.release(e.kernel);
-            e.flags &= !IN_KERNEL;
+            e.flags &= !(IN_KERNEL | ADOPTED);
         }
     }
 
@@ -238,7 +242,7 @@ impl State {
         match (e.has(DESIRED), e.has(IN_KERNEL)) {
             (true, false) => true,
             (true, true) => !self.forms.satisfied(e.desired, e.kernel),
-            (false, true) => may_delete,
+            (false, true) => may_delete || !e.has(ADOPTED),
             (false, false) => false,
         }
     }
@@ -398,6 +402,9 @@ impl Table {
                 let mut e = old.map(Entry::unpack).unwrap_or_default();
                 if !e.has(MARK) {
                     e.flags |= MARK;
+                    if !e.has(IN_KERNEL) {
+                        e.flags |= ADOPTED;
+                    }
                     st.forms.kernel.retain(k);
                     st.set_kernel(&mut e, k);
                 } else if may_delete {
@@ -458,7 +465,7 @@ impl Table {
                     (true, true) if !st.forms.satisfied(e.desired, e.kernel) => {
                         Some((RouteOp::Replace(st.forms.desired_route(dst, e.desired)), e.desired))
                     }
-                    (false, true) if may_delete => {
+                    (false, true) if may_delete || !e.has(ADOPTED) => {
                         st.forms.kernel.retain(e.kernel);
                         ops.push(RouteOp::Delete(st.forms.kernel_route(dst, e.kernel)));
                         meta.push(e.kernel);
@@ -499,6 +506,7 @@ impl Table {
                 (RouteOp::Add(_) | RouteOp::Replace(_), true) => {
                     // The operation's reference becomes the entry's.
                     st.set_kernel(&mut e, k);
+                    e.flags &= !ADOPTED;
                     if old.is_none() {
                         // Not expected (an entry in flight stays): look again.
                         st.queue(dst, &mut e);
@@ -742,6 +750,34 @@ mod tests {
         );
         assert!(matches!(third[0], RouteOp::Replace(_)), "a's add is known: the change is a replace");
         assert_eq!(t.popped(), pushed + 1);
+    }
+
+    #[test]
+    fn before_the_first_reconcile_only_a_previous_runs_routes_are_kept() {
+        let mut t = Table::default();
+        let kernel = |dst: &str| Route { dst: net(dst), target: via("192.168.0.2"), mtu: None };
+        // Found at start: a previous run's route.
+        let mut found = Snapshot::default();
+        found.push(kernel("10.0.9.0/26"));
+        t.apply_snapshot(found, false);
+        // Written by this run, then no longer wanted (a withdrawn BGP route).
+        t.set(want("10.0.1.0/26", via("192.168.0.2"), RouteKind::RemoteDirect));
+        assert_eq!(write(&mut t, false, true), vec![RouteOp::Add(kernel("10.0.1.0/26"))]);
+        t.update(&[RouteKind::RemoteDirect], net("10.0.1.0/26"), None);
+        // The unwanted adopted route is queued too (wanted once, then not).
+        t.set(want("10.0.9.0/26", via("192.168.0.2"), RouteKind::RemoteDirect));
+        t.update(&[RouteKind::RemoteDirect], net("10.0.9.0/26"), None);
+        assert_eq!(
+            write(&mut t, false, true),
+            vec![RouteOp::Delete(kernel("10.0.1.0/26"))],
+            "ours goes at once, the previous run's waits for the first full reconcile"
+        );
+        assert!(entry(&t, "10.0.9.0/26").unwrap().has(IN_KERNEL));
+        // Rewritten by this run, a route is no longer the previous run's.
+        t.set(want("10.0.9.0/26", via("192.168.0.3"), RouteKind::RemoteDirect));
+        assert!(matches!(write(&mut t, false, true)[..], [RouteOp::Replace(_)]));
+        t.update(&[RouteKind::RemoteDirect], net("10.0.9.0/26"), None);
+        assert!(matches!(write(&mut t, false, true)[..], [RouteOp::Delete(_)]));
     }
 
     #[test]
