@@ -414,7 +414,9 @@ fn publish(
                 state: format!("{:?}", s.state).to_lowercase(),
                 since,
                 info: s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
-                prefixes_received: s.prefixes_received,
+                // The RIB counts every peer's routes; the session only those of
+                // a peer with a maximum-prefix limit.
+                prefixes_received: rib.get(addr).map_or(s.prefixes_received, |r| r.received),
                 prefixes_advertised: rib.get(addr).map_or(0, |s| s.advertised),
                 tunnel_mode: match addr {
                     IpAddr::V4(a) if paths.get(a) == Some(&Path::Tunnel) => tunnel_mode.to_string(),

@@ -14,6 +14,7 @@ pub mod fsm;
 pub mod listener;
 pub mod negotiate;
 pub mod peer;
+pub mod received;
 pub mod sockopt;
 pub mod speaker;
 pub mod status;

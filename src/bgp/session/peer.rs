@@ -2,7 +2,9 @@
 //! and counters. It turns socket input, timer expiries and commands into FSM
 //! events and carries out the FSM's actions.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::received::Received;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,7 +24,7 @@ use super::status::{NotificationSummary, PeerStatus};
 use super::transport;
 use crate::bgp::packet::notification::code;
 use crate::bgp::packet::{
-    DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType, Nlri, NotificationMessage,
+    DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType, NotificationMessage,
     Rfc7606Action, RouteRefreshMessage, UpdateMessage, UpdateOutcome,
 };
 
@@ -107,7 +109,7 @@ pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHa
         deadlines: [None; Timer::ALL.len()],
         pending: VecDeque::new(),
         pending_update: None,
-        received: HashSet::new(),
+        received: Received::default(),
         refreshing: Vec::new(),
         last_peer_id: None,
         status_tx,
@@ -136,8 +138,9 @@ struct Peer {
     /// Events produced while carrying out actions (a failed write).
     pending: VecDeque<Event>,
     pending_update: Option<(UpdateMessage, UpdateOutcome)>,
-    /// Prefixes the peer currently announces: the maximum-prefix count.
-    received: HashSet<(Family, Nlri)>,
+    /// Prefixes the peer currently announces, for its maximum-prefix limit
+    /// (empty without one: the RIB counts them for status).
+    received: Received,
     /// Families for which we sent BoRR: the RIB's End-of-RIB for one of them
     /// ends the re-advertisement and goes out as EoRR (RFC 7313).
     refreshing: Vec<Family>,
@@ -239,7 +242,9 @@ impl Peer {
     fn publish(&mut self) {
         self.status.state = self.fsm.state();
         self.status.connect_retry_counter = self.fsm.connect_retry_counter();
-        self.status.prefixes_received = self.received.len() as u64;
+        if self.fsm.config().max_prefixes.is_some() {
+            self.status.prefixes_received = self.received.len() as u64;
+        }
         let status = self.status.clone();
         self.status_tx.send_if_modified(|current| {
             let changed = *current != status;
@@ -515,21 +520,25 @@ impl Peer {
         }
     }
 
-    /// Counts the prefixes for the maximum-prefix limit and hands the UPDATE on.
+    /// Counts the prefixes for the maximum-prefix limit, if there is one,
+    /// and hands the UPDATE on.
     async fn process_update(&mut self) {
         let Some((update, outcome)) = self.pending_update.take() else { return };
-        for (family, nlri) in update.withdrawn_routes() {
-            self.received.remove(&(family, *nlri));
-        }
-        let withdraw = outcome.action() == Rfc7606Action::TreatAsWithdraw;
-        for (family, nlri) in update.announced() {
-            if withdraw {
-                self.received.remove(&(family, *nlri));
-            } else {
-                self.received.insert((family, *nlri));
+        let limit = self.fsm.config().max_prefixes;
+        if limit.is_some() {
+            for (family, nlri) in update.withdrawn_routes() {
+                self.received.remove(family, nlri);
+            }
+            let withdraw = outcome.action() == Rfc7606Action::TreatAsWithdraw;
+            for (family, nlri) in update.announced() {
+                if withdraw {
+                    self.received.remove(family, nlri);
+                } else {
+                    self.received.insert(family, nlri);
+                }
             }
         }
-        let over_limit = self.fsm.config().max_prefixes.filter(|(max, _)| self.received.len() as u64 > u64::from(*max));
+        let over_limit = limit.filter(|(max, _)| self.received.len() as u64 > u64::from(*max));
         let first_family = update.announced().next().map(|(family, _)| family).unwrap_or(Family::IPV4_UNICAST);
         let _ = self.events.send(PeerEvent::Update { peer: self.peer, update: Box::new(update), outcome }).await;
         if let Some((max, restart_after)) = over_limit {
