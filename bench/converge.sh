@@ -6,7 +6,8 @@
 #        (next hop 10.99.0.1)                       them into bb-dut's main table (FIB)
 #
 # Usage:   converge.sh [-d DUT] [-n N] [options]        (needs root)
-#   -d, --dut NAME        tortie | bird | frr | gobgp | birdrib | cmd   (default bird; birdrib = BIRD
+#   -d, --dut NAME        tortie | tortierib | bird | frr | gobgp | birdrib | cmd   (default bird;
+#                         tortierib = tortie with install_learned_routes: false, its RIB alone; birdrib = BIRD
 #                         without kernel protocol, gobgp = GoBGP without zebra: both RIB only;
 #                         tortie = `tortie node` from TORTIE_BIN, default target/release/tortie)
 #   -n, --n N             number of prefixes          (default 10000)
@@ -307,6 +308,7 @@ dataplane:
   route_protocol: 116
   resync_interval_seconds: 3600    # like BIRD's scan time 3600: no periodic full dump mid-run
   cleanup_on_exit: false           # deleting the namespace flushes the table (BIRD: persist off + kill)
+  install_learned_routes: ${TORTIE_INSTALL:-true}
 ipam:
   default_ipv4_pool_cidr: ${TORTIE_POOL:-100.64.0.0/10}
   default_ipv4_ipip_mode: Never
@@ -324,6 +326,11 @@ dut_tortie_rib() {   # prefixes accepted from the feeder: GET /v1/bgp/stats read
   curl -s --max-time 2 --unix-socket "$WORK/tortie.sock" http://tortie/v1/bgp/stats 2>/dev/null |
     grep -o '"accepted":[0-9]*' | head -1 | cut -d: -f2 | grep . || echo 0
 }
+# tortierib: the same agent with learned routes not installed (a dedicated route reflector): its
+# RIB alone, as birdrib is BIRD's.
+dut_tortierib_start() { TORTIE_INSTALL=false dut_tortie_start; DUT_PROTO=""; }
+dut_tortierib_rib() { dut_tortie_rib; }
+dut_tortierib_check() { dut_tortie_check; }
 dut_tortie_check() { grep -E 'WARN|ERROR' "$WORK/tortie.out" 2>/dev/null | cut -c1-200 | sort | uniq -c | head -5 >&2; }
 
 # ---- any other binary (e.g. our own agent) -----------------------
@@ -470,7 +477,7 @@ log "feeder ready (pid $FEED_PID)"
 
 # The protocol number must be known before the watcher starts; DUTs set it in _start,
 # so start the watcher with the value the DUT will use.
-case $DUT in tortie) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
+case $DUT in tortie) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib|tortierib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
 WATCH_PID=""
 if [[ -n $PROTO_PRE && $FIB_COUNT == watch ]]; then
   ip netns exec $NS_D "$PY" "$HERE/fibwatch.py" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" &

@@ -176,15 +176,21 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // The first full reconcile deletes stale routes of ours, so it waits
     // until BGP has had its chance to relearn them (see routes::initial_sync).
     tasks.push(tokio::spawn(routes::initial_sync(programmer.clone(), peers.clone(), learned_rx, stop_rx.clone())));
-    tasks.push(tokio::spawn(routes::follow_learned(
-        best_paths,
-        rib.clone(),
-        pools_rx,
-        remote.routes.clone(),
-        learned_tx,
-        Some(latency),
-        stop_rx.clone(),
-    )));
+    if config.dataplane.install_learned_routes {
+        tasks.push(tokio::spawn(routes::follow_learned(
+            best_paths,
+            rib.clone(),
+            pools_rx,
+            remote.routes.clone(),
+            learned_tx,
+            Some(latency),
+            stop_rx.clone(),
+        )));
+    } else {
+        // A dedicated route reflector: the RIB discards its change stream.
+        drop(best_paths);
+        tracing::info!(subsys = "dataplane", "learned routes are not installed (dataplane.install_learned_routes)");
+    }
     if config.metrics.enabled {
         let mut metrics = Metrics::new();
         metrics.tortie().register_collector(Box::new(DataplaneCollector {

@@ -185,6 +185,11 @@ pub struct DataplaneConfig {
     pub workload_interface_prefix: String,
     /// Remove tortie's routes on exit (default keeps them for graceful restart).
     pub cleanup_on_exit: bool,
+    /// Install the routes learned over BGP. Off on a dedicated route
+    /// reflector, which passes routes on without forwarding along them (as
+    /// Calico's standalone reflectors): learned routes stay in the RIB only;
+    /// the node's own blocks are still blackholed and its pods routed.
+    pub install_learned_routes: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -196,6 +201,7 @@ impl Default for DataplaneConfig {
             mtu: None,
             workload_interface_prefix: "tt".to_string(),
             cleanup_on_exit: false,
+            install_learned_routes: true,
         }
     }
 }
