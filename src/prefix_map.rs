@@ -71,10 +71,14 @@ fn hash_v4(key: u64) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-/// The shard of a hash: bits hashbrown does not use for its control bytes
-/// (the top 7) nor, below a few million entries, for the bucket index.
+/// The shard of a hash: bits 20..24. FxHash ends by rotating its product
+/// left by 26, so these are the product's well-mixed top bits; hashbrown
+/// takes the bucket index from the lowest bits (below 2^20 buckets a table,
+/// independent of these) and its tag from the top 7. (Bits 40..44, the
+/// product's low bits, left /24s — whose address ends in zero bits — in
+/// four shards of sixteen.)
 fn shard(hash: u64) -> usize {
-    (hash >> 40) as usize % SHARDS
+    (hash >> 20) as usize % SHARDS
 }
 
 fn v4_parts(net: &Ipv4Network) -> (u32, u8) {
@@ -343,15 +347,24 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_prefixes_spread_evenly_over_the_shards() {
-        let mut m = PrefixMap::new();
+    fn consecutive_hosts_whole_table_slash_24s_and_sparse_hosts_spread_evenly_over_the_shards() {
         let base = u32::from(Ipv4Addr::new(100, 64, 0, 0));
-        for i in 0..160_000 {
-            m.insert(IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(base + i), 32).unwrap()), 1);
-        }
-        let mean = 160_000 / SHARDS;
-        for (i, t) in m.v4.iter().enumerate() {
-            assert!(t.len().abs_diff(mean) < mean / 10, "shard {i}: {} entries, mean {mean}", t.len());
+        let patterns: [(&str, Box<dyn Fn(u32) -> IpNetwork>); 3] = [
+            ("consecutive /32s", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(base + i), 32).unwrap()))),
+            // An Internet table is mostly /24s: addresses ending in eight zero bits.
+            ("/24s", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from((i * 13) << 8), 24).unwrap()))),
+            ("/32s 4096 apart", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(i << 12), 32).unwrap()))),
+        ];
+        for (what, prefix) in patterns {
+            let mut m = PrefixMap::new();
+            for i in 0..160_000 {
+                m.insert(prefix(i), 1);
+            }
+            assert_eq!(m.len(), 160_000, "{what}");
+            let mean = 160_000 / SHARDS;
+            for (i, t) in m.v4.iter().enumerate() {
+                assert!(t.len().abs_diff(mean) < mean / 10, "{what}: shard {i} has {} entries, mean {mean}", t.len());
+            }
         }
     }
 
