@@ -348,12 +348,14 @@ mod tests {
 
     #[test]
     fn consecutive_hosts_whole_table_slash_24s_and_sparse_hosts_spread_evenly_over_the_shards() {
-        let base = u32::from(Ipv4Addr::new(100, 64, 0, 0));
-        let patterns: [(&str, Box<dyn Fn(u32) -> IpNetwork>); 3] = [
-            ("consecutive /32s", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(base + i), 32).unwrap()))),
+        fn v4(addr: u32, len: u8) -> IpNetwork {
+            IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(addr), len).unwrap())
+        }
+        let patterns: [(&str, fn(u32) -> IpNetwork); 3] = [
+            ("consecutive /32s", |i| v4(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i, 32)),
             // An Internet table is mostly /24s: addresses ending in eight zero bits.
-            ("/24s", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from((i * 13) << 8), 24).unwrap()))),
-            ("/32s 4096 apart", Box::new(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(i << 12), 32).unwrap()))),
+            ("/24s", |i| v4((i * 13) << 8, 24)),
+            ("/32s 4096 apart", |i| v4(i << 12, 32)),
         ];
         for (what, prefix) in patterns {
             let mut m = PrefixMap::new();
