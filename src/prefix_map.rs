@@ -351,7 +351,9 @@ mod tests {
         fn v4(addr: u32, len: u8) -> IpNetwork {
             IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(addr), len).unwrap())
         }
-        let patterns: [(&str, fn(u32) -> IpNetwork); 3] = [
+        /// A name and the i-th prefix of the pattern.
+        type Pattern = (&'static str, fn(u32) -> IpNetwork);
+        let patterns: [Pattern; 3] = [
             ("consecutive /32s", |i| v4(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i, 32)),
             // An Internet table is mostly /24s: addresses ending in eight zero bits.
             ("/24s", |i| v4((i * 13) << 8, 24)),
