@@ -612,16 +612,7 @@ impl RibTask {
         if path_id == 0 {
             match self.loc.fast_upsert(net, slot, attr, usable) {
                 Fast::Unchanged => return,
-                Fast::Stored { best, best_changed, hops_changed } => {
-                    if hops_changed {
-                        self.loc.queue_change(net);
-                    }
-                    if best_changed {
-                        let source = |b: bool| b.then_some(Some(addr));
-                        self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
-                    }
-                    return;
-                }
+                stored @ Fast::Stored { .. } => return self.fast_done(net, addr, stored),
                 Fast::NotApplicable => {}
             }
         }
@@ -630,23 +621,25 @@ impl RibTask {
         self.modify(net, |dest| dest.upsert(path));
     }
 
+    /// What follows a fast-path store or removal of `addr`'s path: the
+    /// dataplane hears of changed next hops, peers of a changed best path.
+    fn fast_done(&mut self, net: IpNetwork, addr: IpAddr, done: Fast) {
+        let Fast::Stored { best, best_changed, hops_changed } = done else { return };
+        if hops_changed {
+            self.loc.queue_change(net);
+        }
+        if best_changed {
+            let source = |b: bool| b.then_some(Some(addr));
+            self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
+        }
+    }
+
     fn remove_path(&mut self, net: IpNetwork, source: Option<IpAddr>, path_id: u32) {
         if let Some(addr) = source {
             // A peer without a slot has no path anywhere.
             let Some(slot) = self.loc.slot_of_peer(&addr) else { return };
-            match self.loc.fast_remove(net, slot, path_id) {
-                Some(Fast::Stored { best, best_changed, hops_changed }) => {
-                    if hops_changed {
-                        self.loc.queue_change(net);
-                    }
-                    if best_changed {
-                        let source = |b: bool| b.then_some(Some(addr));
-                        self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
-                    }
-                    return;
-                }
-                Some(_) => return,
-                None => {}
+            if let Some(done) = self.loc.fast_remove(net, slot, path_id) {
+                return self.fast_done(net, addr, done);
             }
         }
         self.modify(net, |dest| dest.remove(source, path_id).is_some());
