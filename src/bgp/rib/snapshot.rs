@@ -60,6 +60,9 @@ pub struct RibStats {
     /// Distinct interned attribute sets.
     #[serde(default)]
     pub attribute_sets: u64,
+    /// Prefixes whose best-path change the dataplane has not taken yet.
+    #[serde(default)]
+    pub changes_pending: u64,
     pub per_peer: BTreeMap<IpAddr, PeerRibStats>,
 }
 

@@ -287,7 +287,7 @@ impl RibTask {
             Command::ResendLearned => {
                 for net in self.loc.keys() {
                     if self.loc.get(&net).is_some_and(|d| !learned(d.multipath()).0.is_empty()) {
-                        self.loc.queue_change(net);
+                        self.queue_change(net);
                     }
                 }
             }
@@ -382,6 +382,14 @@ impl RibTask {
     fn refresh_facts(&mut self) {
         self.facts =
             self.peers.iter().map(|(a, p)| (*a, PeerFacts { role: p.setup.role, router_id: p.router_id })).collect();
+    }
+
+    /// Queues a prefix for the dataplane, unless nobody takes the changes (a
+    /// dedicated route reflector that installs no learned routes).
+    fn queue_change(&mut self, net: IpNetwork) {
+        if !self.best_tx.is_closed() {
+            self.loc.queue_change(net);
+        }
     }
 
     /// Sends queued best-path changes while the channel has room.
@@ -626,7 +634,7 @@ impl RibTask {
     fn fast_done(&mut self, net: IpNetwork, addr: IpAddr, done: Fast) {
         let Fast::Stored { best, best_changed, hops_changed } = done else { return };
         if hops_changed {
-            self.loc.queue_change(net);
+            self.queue_change(net);
         }
         if best_changed {
             let source = |b: bool| b.then_some(Some(addr));
@@ -667,7 +675,7 @@ impl RibTask {
         let after = learned(dest.multipath());
         self.loc.store(net, dest);
         if before != after {
-            self.loc.queue_change(net);
+            self.queue_change(net);
         }
         let best_changed = before_best != after_best;
         if best_changed || set_changed {
@@ -857,6 +865,7 @@ impl RibTask {
             loc_rib_prefixes: self.loc.len() as u64,
             paths: self.loc.paths() as u64,
             attribute_sets: self.loc.attribute_sets() as u64,
+            changes_pending: self.loc.changes_pending() as u64,
             per_peer: self
                 .peers
                 .iter()
