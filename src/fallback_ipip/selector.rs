@@ -766,6 +766,20 @@ mod tests {
         RemoteBatch { changes, queued: None }
     }
 
+    /// The route counts of every `update_kinds` once at least `total` routes went (polled, with a deadline).
+    async fn sent_at_least(sink: &FakeSink, total: usize) -> Vec<usize> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = sink.sent.lock().unwrap().clone();
+            if sent.iter().sum::<usize>() >= total || tokio::time::Instant::now() > deadline {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The route counts after a moment: only for checking that nothing more
+    /// goes (there is no event to wait for when something is held back).
     async fn sent_after_a_while(sink: &FakeSink) -> Vec<usize> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         sink.sent.lock().unwrap().clone()
@@ -784,30 +798,31 @@ mod tests {
         // Small turns go on without confirmation.
         tx.send(direct_batch(0, 10)).await.unwrap();
         tx.send(direct_batch(10, 10)).await.unwrap();
-        let sent = sent_after_a_while(&sink).await;
+        let sent = sent_at_least(&sink, 20).await;
         assert_eq!(sent.iter().sum::<usize>(), 20, "{sent:?}");
 
         // A large one asks for confirmation; with two requests open nothing
         // more is queued until the older is answered.
         tx.send(direct_batch(100, 5000)).await.unwrap();
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 5020);
+        assert_eq!(sent_at_least(&sink, 5020).await.iter().sum::<usize>(), 5020);
         tx.send(direct_batch(20_000, 5000)).await.unwrap();
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_020, "a second request may be open");
+        assert_eq!(sent_at_least(&sink, 10_020).await.iter().sum::<usize>(), 10_020, "a second request may be open");
         tx.send(direct_batch(10_000, 7)).await.unwrap();
         assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_020, "held back");
         sink.permits.add_permits(1);
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_027);
+        assert_eq!(sent_at_least(&sink, 10_027).await.iter().sum::<usize>(), 10_027);
 
         // Turns beyond TURN_MAX go out in pieces, each waiting for the one before.
         let (a, b) = (TURN_MAX as u32, 1000);
         tx.send(direct_batch(100_000, a / 2)).await.unwrap();
         tx.send(direct_batch(200_000, a / 2 + b)).await.unwrap();
+        sent_at_least(&sink, 10_028).await;
         let sent = sent_after_a_while(&sink).await;
         assert!(sent.iter().all(|n| *n <= TURN_MAX), "{sent:?}");
         let before = sent.iter().sum::<usize>();
         assert!(before < 10_027 + a as usize + b as usize, "some held back: {sent:?}");
         sink.permits.add_permits(8);
-        let sent = sent_after_a_while(&sink).await;
+        let sent = sent_at_least(&sink, 10_027 + a as usize + b as usize).await;
         assert_eq!(sent.iter().sum::<usize>(), 10_027 + a as usize + b as usize, "{sent:?} (before: {before})");
         assert!(paths_rx.borrow().is_empty(), "no node has blocks whose path can change");
     }
