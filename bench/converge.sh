@@ -32,7 +32,8 @@
 #   DUT_RIB_CMD  optional command (run in the root namespace) printing the number of prefixes the
 #                DUT has accepted from the feeder; without it rib_s is reported as NA.
 #   DUT_CONF     optional: passed through in the environment to DUT_CMD (e.g. a config path).
-# For DUT=tortie, TORTIE_BIN names the binary and TORTIE_POOL the IP pool it is given (default
+# For DUT=tortie, TORTIE_NEXTHOP_OBJECTS=false writes plain routes instead of routes by nexthop
+# object (dataplane.nexthop_objects). TORTIE_BIN names the binary and TORTIE_POOL the IP pool it is given (default
 # 100.64.0.0/10, which holds the feeder's prefixes: they become remote pool blocks as on a node;
 # TORTIE_POOL=192.168.0.0/16 makes them plain learned routes outside every pool).
 # For DUT=frr, FRR_ZEBRA_EXTRA / FRR_BGPD_EXTRA add config lines (e.g. "debug zebra rib") to the
@@ -309,6 +310,7 @@ dataplane:
   resync_interval_seconds: 3600    # like BIRD's scan time 3600: no periodic full dump mid-run
   cleanup_on_exit: false           # deleting the namespace flushes the table (BIRD: persist off + kill)
   install_learned_routes: ${TORTIE_INSTALL:-true}
+  nexthop_objects: ${TORTIE_NEXTHOP_OBJECTS:-true}
 ipam:
   default_ipv4_pool_cidr: ${TORTIE_POOL:-100.64.0.0/10}
   default_ipv4_ipip_mode: Never

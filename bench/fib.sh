@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Routes programmed per second: tortie's dataplane side by side with the
-# kernel reference points of fib_limit.sh (ip -batch, raw pipelined netlink),
+# kernel reference points of fib_limit.sh (ip -batch, raw pipelined netlink, by
+# gateway and by nexthop object as tortie writes them),
 # in one run. Usage (root): bash bench/fib.sh [N ...]   (default 100000 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ for line in open(sys.argv[1]):
 for (op, n), rates in sorted(ours.items()):
     r = statistics.median(rates)
     parts = [f"tortie={r:.0f}/s"]
-    for m in ('ipbatch', 'nl-pipe'):
+    for m in ('ipbatch', 'nl-pipe', 'nl-pipe-nh'):
         if (m, op, n) in ref:
             parts.append(f"vs {m} {ref[(m, op, n)]:.0f}/s ratio={r / ref[(m, op, n)]:.2f}")
     print(f"fib op={op} n={n} " + " ".join(parts))

@@ -20,10 +20,14 @@ fn main() {
         let tunnel = UserspaceTunnel::start(&UserspaceConfig { device, underlay_mtu: 1500, address: Some(address) })
             .expect("tunnel starts");
         tunnel.set_peers(&[TunnelPeer { block, node }], &[]);
-        let p =
-            Programmer::start(ProgrammerConfig { table: 254, protocol: 116, resync_interval: Duration::from_secs(90) })
-                .await
-                .expect("programmer starts");
+        let p = Programmer::start(ProgrammerConfig {
+            table: 254,
+            protocol: 116,
+            resync_interval: Duration::from_secs(90),
+            nexthop_objects: true,
+        })
+        .await
+        .expect("programmer starts");
         p.set(DesiredRoute {
             route: Route { dst: block.into(), target: RouteTarget::Device { ifindex: tunnel.ifindex() }, mtu: None },
             kind: RouteKind::RemoteTunnel,

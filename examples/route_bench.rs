@@ -1,8 +1,9 @@
 //! Route programming throughput of tortie's dataplane, for `bench/fib.sh`.
 //!
 //! Run inside a namespace that has `dev` with a route to `gw` (the script
-//! sets it up): `route_bench N dev gw`. Adds N routes
-//! `100.64.x.y/32 via gw dev dev proto 116` through the programmer as one
+//! sets it up): `route_bench N dev gw [nhid|plain]`. Adds N routes
+//! `100.64.x.y/32 via gw dev dev proto 116` (written by nexthop object
+//! unless `plain`, as the agent does by default) through the programmer as one
 //! desired-state change, waits until the kernel has them all, then removes
 //! them all; prints `route_bench op=add|del n=N secs=S rate=R`, then the
 //! process's memory: `route_bench op=memory n=N base_kib=… rss_kib=… hwm_kib=…`
@@ -37,7 +38,9 @@ fn main() {
                 }
             })
             .collect();
-        let config = ProgrammerConfig { table: 254, protocol: 116, resync_interval: Duration::from_secs(3600) };
+        let nexthop_objects = args.get(4).map(String::as_str) != Some("plain");
+        let config =
+            ProgrammerConfig { table: 254, protocol: 116, resync_interval: Duration::from_secs(3600), nexthop_objects };
         let p = Programmer::start(config).await.expect("programmer starts");
         p.flush().await;
         let t0 = Instant::now();

@@ -40,6 +40,7 @@ fn metrics_are_valid_openmetrics_and_follow_the_dataplane() {
                 table: 254,
                 protocol: 116,
                 resync_interval: Duration::from_secs(90),
+                nexthop_objects: true,
             })
             .await
             .unwrap();

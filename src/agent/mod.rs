@@ -98,6 +98,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         table: config.dataplane.route_table,
         protocol: config.dataplane.route_protocol,
         resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
+        nexthop_objects: config.dataplane.nexthop_objects,
     })
     .await?;
 

@@ -10,7 +10,9 @@
 //! sequence number. rtnetlink processes a request inside `sendmsg()`, so
 //! once a chunk is sent every error for it is already queued.
 
+use super::nexthops::{self, Nexthops};
 use super::route::{NextHop, Route, RouteOp, RouteTarget};
+use super::route_bytes::{self, RouteBytes};
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
@@ -48,6 +50,8 @@ pub struct RouteSocket {
     socket: Socket,
     seq: u32,
     recv_buf: Vec<u8>,
+    /// Our nexthop objects, when routes are written by nexthop id.
+    nexthops: Nexthops,
 }
 
 impl RouteSocket {
@@ -60,7 +64,18 @@ impl RouteSocket {
         let _ = socket.set_rx_buf_sz(8 * 1024 * 1024);
         // Ask the kernel to filter dumps by table and protocol where it can.
         let _ = socket.set_netlink_get_strict_chk(true);
-        Ok(RouteSocket { socket, seq: 1, recv_buf: vec![0; 1 << 20] })
+        Ok(RouteSocket { socket, seq: 1, recv_buf: vec![0; 1 << 20], nexthops: Nexthops::default() })
+    }
+
+    /// Writes single-next-hop routes by nexthop object from the next dump
+    /// on, if the kernel has them ([`super::nexthops`]).
+    pub fn use_nexthop_objects(&mut self) {
+        self.nexthops.enabled = true;
+    }
+
+    /// Whether routes are being written by nexthop object.
+    pub fn nexthop_objects(&self) -> bool {
+        self.nexthops.enabled
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -79,7 +94,17 @@ impl RouteSocket {
 
     /// [`RouteSocket::dump`] one route at a time, so a caller keeping a
     /// million routes compactly never holds them all as [`Route`]s.
+    ///
+    /// With nexthop objects on, it first re-reads ours, and afterwards
+    /// deletes those no route of ours uses: the one moment nothing of ours
+    /// can be on its way to the kernel (the caller owns the socket).
     pub fn dump_each(&mut self, sel: RouteScopeSel, mut each: impl FnMut(Route)) -> io::Result<()> {
+        if self.nexthops.enabled {
+            self.read_nexthops(sel.protocol)?;
+        }
+        let hops = std::mem::take(&mut self.nexthops.hops);
+        let mut used = rustc_hash::FxHashSet::default();
+        let mut result = Ok(());
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut msg = RouteMessage::default();
             msg.header.address_family = family;
@@ -88,16 +113,113 @@ impl RouteSocket {
             if sel.table > 255 {
                 msg.attributes.push(RouteAttribute::Table(sel.table));
             }
-            self.transact(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP, |m| {
-                if let RouteNetlinkMessage::NewRoute(r) = m
-                    && let Some(r) = decode(r, sel)
-                {
-                    each(r);
+            let seq = self.next_seq();
+            let request = frame(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST | NLM_F_DUMP, seq);
+            result = self.transact_raw(&request, seq, |kind, bytes| {
+                if kind == RTM_NEWROUTE {
+                    let (read, nhid) = route_bytes::read(bytes, sel, &hops);
+                    match read {
+                        RouteBytes::Ours(r) => each(r),
+                        RouteBytes::Generic => {
+                            if let Some(r) = decode_generic(bytes, sel) {
+                                each(r)
+                            }
+                        }
+                        RouteBytes::OursUnreadable(_) | RouteBytes::Foreign(_) | RouteBytes::Elsewhere => {}
+                    }
+                    if let (Some(id), true) = (nhid, bytes.get(16 + 5) == Some(&sel.protocol)) {
+                        used.insert(id);
+                    }
                 }
                 false
-            })?;
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        self.nexthops.hops = hops;
+        result?;
+        if self.nexthops.enabled {
+            let unused: Vec<u32> = self.nexthops.hops.keys().copied().filter(|id| !used.contains(id)).collect();
+            for id in unused {
+                let seq = self.next_seq();
+                match self.transact_raw(&nexthops::encode_del(id, NLM_F_REQUEST | NLM_F_ACK, seq), seq, |_, _| false) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => {
+                        tracing::warn!(subsys = "dataplane", id, error = %e, "cannot delete an unused nexthop object of ours");
+                        continue;
+                    }
+                }
+                self.nexthops.forget(id);
+            }
         }
         Ok(())
+    }
+
+    /// Re-reads our nexthop objects. A kernel without them turns writing by
+    /// nexthop object off.
+    fn read_nexthops(&mut self, protocol: u8) -> io::Result<()> {
+        let seq = self.next_seq();
+        let mut found = Vec::new();
+        let dumped = self.transact_raw(&nexthops::encode_dump(NLM_F_REQUEST | NLM_F_DUMP, seq), seq, |kind, bytes| {
+            if kind == nexthops::RTM_NEWNEXTHOP
+                && let Some(o) = nexthops::read(bytes)
+                && o.protocol == protocol
+                && let Some(hop) = o.hop
+            {
+                found.push((o.id, hop));
+            }
+            false
+        });
+        match dumped {
+            Ok(()) => {
+                self.nexthops.adopt(found);
+                Ok(())
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL | libc::EAFNOSUPPORT)) => {
+                tracing::info!(subsys = "dataplane", error = %e, "this kernel has no nexthop objects; routes name their next hop themselves");
+                self.nexthops = Nexthops::default();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id of our nexthop object for `hop`, created if need be; None
+    /// when it cannot be (the route is then written with its next hop).
+    /// Errors the kernel queued for earlier requests are collected first,
+    /// since this reads the socket.
+    fn nexthop_id(
+        &mut self,
+        hop: &NextHop,
+        protocol: u8,
+        first_seq: u32,
+        errors: &mut Vec<OpError>,
+    ) -> io::Result<Option<u32>> {
+        if let Some(&id) = self.nexthops.ids.get(hop) {
+            return Ok(Some(id));
+        }
+        self.drain_errors(first_seq, errors)?;
+        // An id somebody else holds answers EEXIST: try the next.
+        for _ in 0..16 {
+            let id = self.nexthops.take_id();
+            let seq = self.next_seq();
+            let request =
+                nexthops::encode_new(id, hop, protocol, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, seq);
+            match self.transact_raw(&request, seq, |_, _| false) {
+                Ok(()) => {
+                    self.nexthops.created(id, hop.clone());
+                    return Ok(Some(id));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) => {
+                    tracing::debug!(subsys = "dataplane", gateway = %hop.gateway, error = %e, "no nexthop object; writing the route with its next hop");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Applies `ops` in order, pipelined. Returns the operations the kernel refused.
@@ -105,9 +227,26 @@ impl RouteSocket {
         let mut errors = Vec::new();
         let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 4096);
         let first_seq = self.seq.wrapping_add(1);
+        // The hop of the last route written by nexthop id, and that id:
+        // routes come in runs with the same next hop.
+        let mut last: Option<(NextHop, u32)> = None;
         for op in ops {
+            let nhid = match op {
+                RouteOp::Add(r) | RouteOp::Replace(r) => match self.nexthops.usable(&r.dst, &r.target) {
+                    Some(hop) => match &last {
+                        Some((h, id)) if h == hop => Some(*id),
+                        _ => {
+                            let id = self.nexthop_id(hop, sel.protocol, first_seq, &mut errors)?;
+                            last = id.map(|id| (hop.clone(), id));
+                            id
+                        }
+                    },
+                    None => None,
+                },
+                RouteOp::Delete(_) => None,
+            };
             let seq = self.next_seq();
-            encode_op(op, sel, seq, &mut chunk);
+            encode_op_by(op, sel, seq, nhid, &mut chunk);
             if chunk.len() >= CHUNK_BYTES {
                 self.socket.send(&chunk, 0)?;
                 chunk.clear();
@@ -118,6 +257,17 @@ impl RouteSocket {
             self.socket.send(&chunk, 0)?;
         }
         self.drain_errors(first_seq, &mut errors)?;
+        // "Nexthop id does not exist" (EINVAL): the object went away (its
+        // device did, or somebody deleted it). Make a new one next time.
+        for e in &errors {
+            if e.error.raw_os_error() == Some(libc::EINVAL)
+                && let Some(RouteOp::Add(r) | RouteOp::Replace(r)) = ops.get(e.index)
+                && let Some(hop) = self.nexthops.usable(&r.dst, &r.target)
+                && let Some(&id) = self.nexthops.ids.get(hop)
+            {
+                self.nexthops.forget(id);
+            }
+        }
         Ok(errors)
     }
 
@@ -149,26 +299,38 @@ impl RouteSocket {
         mut each: impl FnMut(RouteNetlinkMessage) -> bool,
     ) -> io::Result<()> {
         let seq = self.next_seq();
-        self.socket.send(&frame(msg, NLM_F_REQUEST | flags, seq), 0)?;
+        let request = frame(msg, NLM_F_REQUEST | flags, seq);
+        self.transact_raw(&request, seq, |_, bytes| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
+            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(inner), .. }) => each(inner),
+            _ => false,
+        })
+    }
+
+    /// [`RouteSocket::transact`] for a request already encoded with
+    /// sequence number `seq`, handing each answer over as its bytes
+    /// (message type, whole message) for readers faster than the generic
+    /// parser.
+    fn transact_raw(&mut self, request: &[u8], seq: u32, mut each: impl FnMut(u16, &[u8]) -> bool) -> io::Result<()> {
+        self.socket.send(request, 0)?;
         loop {
             let n = self.socket.recv(&mut &mut self.recv_buf[..], 0)?;
             let mut finished: Option<io::Result<()>> = None;
-            for_each_message(&self.recv_buf[..n], |m| {
-                if m.header.sequence_number != seq || finished.is_some() {
+            for_each_raw(&self.recv_buf[..n], |kind, bytes| {
+                let msg_seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                if msg_seq != seq || finished.is_some() {
                     return;
                 }
-                match m.payload {
-                    NetlinkPayload::Done(_) => finished = Some(Ok(())),
-                    NetlinkPayload::Error(e) => {
-                        finished = Some(match e.code {
-                            None => Ok(()),
-                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
-                        })
+                finished = match kind {
+                    NLMSG_DONE => Some(Ok(())),
+                    NLMSG_ERROR => {
+                        // struct nlmsgerr: a negative errno, 0 for an ACK.
+                        let code =
+                            bytes.get(16..20).map_or(-libc::EPROTO, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        Some(if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) })
                     }
-                    // `finished` is still None here (checked above).
-                    NetlinkPayload::InnerMessage(inner) => finished = each(inner).then_some(Ok(())),
-                    _ => {}
-                }
+                    NLMSG_NOOP | NLMSG_OVERRUN => None,
+                    _ => each(kind, bytes).then_some(Ok(())),
+                };
             });
             if let Some(result) = finished {
                 return result;
@@ -226,12 +388,27 @@ impl RouteSocket {
 
 /// Appends the netlink request for `op` to `out`.
 pub fn encode_op(op: &RouteOp, sel: RouteScopeSel, seq: u32, out: &mut Vec<u8>) {
+    encode_op_by(op, sel, seq, None, out)
+}
+
+/// [`encode_op`], an add or replace naming nexthop object `nhid` instead
+/// of its next hop when given.
+///
+/// A delete of a single-next-hop route names only the prefix (and our
+/// protocol): the kernel does not match a route written by nexthop id
+/// against a gateway, and we own one route per prefix anyway.
+pub(crate) fn encode_op_by(op: &RouteOp, sel: RouteScopeSel, seq: u32, nhid: Option<u32>, out: &mut Vec<u8>) {
     let (route, kind, flags) = match op {
         RouteOp::Add(r) => (r, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL),
         RouteOp::Replace(r) => (r, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE),
         RouteOp::Delete(r) => (r, RTM_DELROUTE, NLM_F_REQUEST),
     };
-    if encode_fast(route, sel, kind, flags, seq, out) {
+    let by = match (op, nhid) {
+        (RouteOp::Delete(_), _) => NextHopBy::PrefixOnly,
+        (_, Some(id)) => NextHopBy::Object(id),
+        (_, None) => NextHopBy::Itself,
+    };
+    if encode_fast(route, sel, kind, flags, seq, by, out) {
         return;
     }
     let msg = match op {
@@ -241,13 +418,18 @@ pub fn encode_op(op: &RouteOp, sel: RouteScopeSel, seq: u32, out: &mut Vec<u8>) 
     out.extend_from_slice(&frame(msg, flags, seq));
 }
 
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_METRICS: u16 = 8;
 const RTA_TABLE: u16 = 15;
+const RTA_NH_ID: u16 = 30;
 const RTAX_MTU: u16 = 2;
 const RTN_UNICAST: u8 = 1;
 const RTN_BLACKHOLE: u8 = 6;
@@ -270,15 +452,37 @@ fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
     }
 }
 
+/// How a single-next-hop route names its next hop in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextHopBy {
+    /// `via <gateway> [dev <if>] [onlink]`.
+    Itself,
+    /// `nhid <id>`.
+    Object(u32),
+    /// Not at all (a delete).
+    PrefixOnly,
+}
+
 /// Writes the request for the single-next-hop shapes tortie writes by the
 /// million, byte for byte what [`encode`] produces but without building
 /// an attribute tree per route (which dominates the cost of a large
 /// batch). Returns false for shapes it does not handle (multipath).
-fn encode_fast(route: &Route, sel: RouteScopeSel, kind: u16, flags: u16, seq: u32, out: &mut Vec<u8>) -> bool {
+fn encode_fast(
+    route: &Route,
+    sel: RouteScopeSel,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    by: NextHopBy,
+    out: &mut Vec<u8>,
+) -> bool {
     let (scope, rtype, rflags) = match &route.target {
         RouteTarget::Device { .. } => (RT_SCOPE_LINK, RTN_UNICAST, 0u32),
         RouteTarget::Blackhole => (RT_SCOPE_UNIVERSE, RTN_BLACKHOLE, 0),
-        RouteTarget::Via(hop) => (RT_SCOPE_UNIVERSE, RTN_UNICAST, if hop.onlink { RTNH_F_ONLINK } else { 0 }),
+        RouteTarget::Via(hop) if by == NextHopBy::Itself && hop.onlink => {
+            (RT_SCOPE_UNIVERSE, RTN_UNICAST, RTNH_F_ONLINK)
+        }
+        RouteTarget::Via(_) => (RT_SCOPE_UNIVERSE, RTN_UNICAST, 0),
         RouteTarget::Multipath(_) => return false,
     };
     let start = out.len();
@@ -292,12 +496,16 @@ fn encode_fast(route: &Route, sel: RouteScopeSel, kind: u16, flags: u16, seq: u3
     }
     match &route.target {
         RouteTarget::Device { ifindex } => put_attr(out, RTA_OIF, &ifindex.to_ne_bytes()),
-        RouteTarget::Via(hop) => {
-            put_attr(out, RTA_GATEWAY, &ip_bytes(&hop.gateway));
-            if let Some(ifindex) = hop.ifindex {
-                put_attr(out, RTA_OIF, &ifindex.to_ne_bytes());
+        RouteTarget::Via(hop) => match by {
+            NextHopBy::Itself => {
+                put_attr(out, RTA_GATEWAY, &ip_bytes(&hop.gateway));
+                if let Some(ifindex) = hop.ifindex {
+                    put_attr(out, RTA_OIF, &ifindex.to_ne_bytes());
+                }
             }
-        }
+            NextHopBy::Object(id) => put_attr(out, RTA_NH_ID, &id.to_ne_bytes()),
+            NextHopBy::PrefixOnly => {}
+        },
         RouteTarget::Blackhole | RouteTarget::Multipath(_) => {}
     }
     if let Some(mtu) = route.mtu {
@@ -325,17 +533,36 @@ fn frame(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
 
 /// Calls `each` for every well-formed netlink message in `buf`; a message
 /// that does not parse ends the walk (the rest of the datagram is unusable).
-fn for_each_message(mut buf: &[u8], mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>)) {
+fn for_each_message(buf: &[u8], mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>)) {
+    for_each_raw(buf, |_, bytes| {
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
+            each(m);
+        }
+    });
+}
+
+/// Calls `each` with the type and bytes (header included, at least 16) of
+/// every netlink message in `buf`; a bad length ends the walk.
+pub fn for_each_raw(mut buf: &[u8], mut each: impl FnMut(u16, &[u8])) {
     while buf.len() >= 16 {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len < 16 || len > buf.len() {
             return;
         }
-        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..len]) {
-            each(m);
-        }
+        each(u16::from_ne_bytes([buf[4], buf[5]]), &buf[..len]);
         let aligned = (len + 3) & !3;
         buf = buf.get(aligned..).unwrap_or(&[]);
+    }
+}
+
+/// The generic decoder on one message's bytes (the shapes
+/// [`route_bytes::read`] leaves to it).
+pub fn decode_generic(bytes: &[u8], sel: RouteScopeSel) -> Option<Route> {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).ok()?.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r)) => {
+            decode(r, sel)
+        }
+        _ => None,
     }
 }
 
@@ -487,7 +714,15 @@ mod tests {
             RouteOp::Replace(r) => {
                 (RouteNetlinkMessage::NewRoute(encode(r, sel)), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE)
             }
-            RouteOp::Delete(r) => (RouteNetlinkMessage::DelRoute(encode(r, sel)), NLM_F_REQUEST),
+            RouteOp::Delete(r) => {
+                // A delete names the prefix only (see `encode_op_by`).
+                let mut m = encode(r, sel);
+                if let RouteTarget::Via(_) = r.target {
+                    m.attributes.retain(|a| !matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)));
+                    m.header.flags = RouteFlags::empty();
+                }
+                (RouteNetlinkMessage::DelRoute(m), NLM_F_REQUEST)
+            }
         };
         frame(msg, flags, seq)
     }

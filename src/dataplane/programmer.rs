@@ -48,6 +48,9 @@ pub struct ProgrammerConfig {
     pub protocol: u8,
     /// Full dump-diff-replace interval (Felix: 90 s).
     pub resync_interval: Duration,
+    /// Write single-next-hop routes by kernel nexthop object (where the
+    /// kernel has them): half the kernel's work per route.
+    pub nexthop_objects: bool,
 }
 
 /// Requests to the programmer.
@@ -161,6 +164,9 @@ impl Programmer {
     pub async fn start(config: ProgrammerConfig) -> Result<Self, StartError> {
         let sel = RouteScopeSel { table: config.table, protocol: config.protocol };
         let mut socket = RouteSocket::open().map_err(StartError::Socket)?;
+        if config.nexthop_objects {
+            socket.use_nexthop_objects();
+        }
         let mut snapshot = Snapshot::default();
         socket.dump_each(sel, |r| snapshot.push(r)).map_err(StartError::Dump)?;
         let mut table = Table::default();
@@ -302,8 +308,13 @@ enum Need {
     Nothing,
     /// [`Programmer::flush`]: the initial reconcile, if not done yet.
     Synced,
-    /// [`Programmer::remove_all`]: a complete resync after it.
+    /// [`Programmer::remove_all`]: a complete resync after it...
     Resync,
+    /// ...and once its writes are done, one more dump: it deletes the
+    /// nexthop objects of ours that no route uses any more.
+    Sweep,
+    /// That dump is asked for.
+    Sweeping,
 }
 
 /// A chunk of operations, built or being written.
@@ -367,8 +378,10 @@ const BULK_OPS: usize = 10_000;
 const CHUNK_OPS: usize = 32_768;
 /// Commands (or events) taken per wake-up before looking at the kernel again.
 const BURST: usize = 64;
-/// How long after a bulk run its verification dump runs, so commands
-/// that follow at once are not held up by it.
+/// How long after a bulk run its verification dump runs (and the monitor
+/// listens again), so commands that follow at once are not held up by it
+/// and a run arriving in pieces is verified once. Writes that keep coming
+/// postpone it; the periodic resync still comes on time.
 const VERIFY_DELAY: Duration = Duration::from_secs(1);
 
 impl Task {
@@ -504,8 +517,23 @@ impl Task {
             let ready = match w.need {
                 Need::Nothing => true,
                 Need::Synced => self.synced,
-                Need::Resync => false,
+                Need::Resync | Need::Sweeping => false,
+                Need::Sweep => {
+                    // A dump that started before this point may have seen
+                    // routes since deleted: wait for it, then ask for one.
+                    if self.dumping.is_some() || self.resync.is_some() {
+                        return false;
+                    }
+                    self.want_resync(Resync::Verify);
+                    if let Some(w) = self.waiters.front_mut() {
+                        w.need = Need::Sweeping;
+                    }
+                    return true;
+                }
             };
+            if w.need == Need::Sweeping {
+                return false;
+            }
             if !ready {
                 // A complete resync that is running or asked for answers it.
                 if self.dumping.is_some_and(|(r, _)| r == Resync::Complete) || self.resync == Some(Resync::Complete) {
@@ -552,6 +580,10 @@ impl Task {
                 }
             }
             KernelEvent::Overrun => self.want_resync(Resync::Verify),
+            KernelEvent::NexthopGone(id) => {
+                tracing::info!(subsys = "dataplane", id, "a nexthop object of ours was deleted; checking our routes");
+                self.want_resync(Resync::Verify);
+            }
         }
     }
 
@@ -571,6 +603,12 @@ impl Task {
             return None;
         };
         if let Some(r) = self.resync.take() {
+            if self.paused {
+                // Listen again before reading the kernel: a change after
+                // the dump's view of a route then still reaches us.
+                self.monitor_control(MonitorControl::Resume).await;
+                self.paused = false;
+            }
             self.dumping = Some((r, Instant::now()));
             return Some(tokio::task::spawn_blocking(move || {
                 let mut snapshot = Snapshot::default();
@@ -618,7 +656,10 @@ impl Task {
             self.finish_write(chunk, Err(std::io::Error::other("not written: the socket is lost")));
             return None;
         };
-        if !self.paused && chunk.ops.len() + self.table.queued() >= BULK_OPS {
+        if self.paused {
+            // Still in a bulk run: its verification waits until it ends.
+            self.verify_at = None;
+        } else if chunk.ops.len() + self.table.queued() >= BULK_OPS {
             self.monitor_control(MonitorControl::Pause).await;
             self.paused = true;
         }
@@ -635,8 +676,10 @@ impl Task {
     async fn idle(&mut self) {
         self.done = self.table.popped();
         if self.paused {
-            self.monitor_control(MonitorControl::Resume).await;
-            self.paused = false;
+            // The monitor stays out of the route groups until the
+            // verification dump: a bulk run arriving in pieces (a peer's
+            // table at the rate the RIB passes it on) would otherwise pay
+            // for a notification per route of ours in every gap.
             self.verify_at = Some(tokio::time::Instant::now() + VERIFY_DELAY);
         }
         if let Some(started) = self.resync_started.take() {
@@ -671,13 +714,15 @@ impl Task {
                 tracing::warn!(subsys = "dataplane", error = %e, "route dump failed; will retry at the next resync");
             }
         }
-        if mode == Resync::Complete {
-            // Whoever waited for it now waits for its writes.
-            let mark = self.table.pushed();
-            for w in self.waiters.iter_mut().filter(|w| w.need != Need::Nothing) {
-                w.need = Need::Nothing;
-                w.mark = w.mark.max(mark);
-            }
+        // Whoever waited for it now waits for its writes.
+        let mark = self.table.pushed();
+        for w in &mut self.waiters {
+            w.need = match (w.need, mode) {
+                (Need::Synced, Resync::Complete) | (Need::Sweeping, _) => Need::Nothing,
+                (Need::Resync, Resync::Complete) => Need::Sweep,
+                _ => continue,
+            };
+            w.mark = w.mark.max(mark);
         }
     }
 
