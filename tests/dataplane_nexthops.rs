@@ -119,31 +119,36 @@ fn routes_with_one_next_hop_share_an_object_of_ours_and_unused_objects_go() {
         assert_eq!(nhid_of(&ours, dst), None, "{dst} names no single gateway");
     }
 
-    // A restart adopts the objects and rewrites nothing; once the onlink
-    // route is no longer wanted, its object goes at the next full dump.
-    let adds = in_node(&t, async {
+    // A restart adopts the objects and writes nothing for the routes it
+    // still wants; the onlink route it no longer wants is deleted.
+    let written = in_node(&t, async {
         let p = Programmer::start(config(true)).await.unwrap();
         for r in the_routes(eth1).into_iter().filter(|r| r.route.dst.to_string() != "10.244.9.0/26") {
             p.set(r).await;
         }
         p.flush().await;
-        let adds = p.stats.adds.load(std::sync::atomic::Ordering::Relaxed);
-        // The next full dump (the remove_all below ends with one) collects it.
+        let written =
+            [&p.stats.adds, &p.stats.replaces, &p.stats.deletes].map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         p.set(route_to("10.244.5.0/26", via("192.168.7.2", eth1, false), RouteKind::RemoteDirect)).await;
         p.flush().await;
-        adds
+        written
     });
-    assert_eq!(adds, 0, "a restart with the same routes writes nothing");
+    assert_eq!(written, [0, 0, 1], "adds, replaces, deletes: only the unwanted onlink route goes");
     assert_eq!(nhid_of(&routes(&t), "10.244.5.0/26"), Some(shared), "a new route uses the adopted object");
+    assert_eq!(our_nexthops(&t).len(), 2, "no dump ran since the onlink route went: its object is still there");
+    // The next run's first dump finds the onlink object unused and deletes it.
     in_node(&t, async {
         let p = Programmer::start(config(true)).await.unwrap();
-        p.remove("10.244.5.0/26".parse().unwrap(), RouteKind::RemoteDirect).await;
+        for r in the_routes(eth1).into_iter().filter(|r| r.route.dst.to_string() != "10.244.9.0/26") {
+            p.set(r).await;
+        }
         p.flush().await;
     });
     let objects = our_nexthops(&t);
     assert_eq!(objects.len(), 1, "the onlink object is gone, the shared one stays: {objects:?}");
     assert_eq!(objects[0]["id"].as_u64(), Some(shared));
-    // Cleanup takes the routes, then the objects.
+    // Cleanup takes the routes, then (one more dump: the routes still used
+    // the object when this run started) the objects.
     in_node(&t, async {
         Programmer::start(config(true)).await.unwrap().remove_all().await;
     });
@@ -187,6 +192,7 @@ fn somebody_elses_nexthop_ids_are_left_alone() {
         let p = Programmer::start(config(true)).await.unwrap();
         p.set(route_to("10.244.1.0/26", via("192.168.7.2", eth1, false), RouteKind::RemoteDirect)).await;
         p.flush().await;
+        assert_eq!(nhid_of(&routes(&t), "10.244.1.0/26"), Some(FIRST_ID + 1), "ours took the next id");
         p.remove_all().await;
     });
     let all = t.exec_json("node", &["ip", "-j", "nexthop", "show"]).unwrap();
@@ -209,4 +215,56 @@ fn switched_off_routes_name_their_next_hop() {
     json_subset(&json!([{"dst": "10.244.1.0/26", "gateway": "192.168.7.2", "dev": "eth1"}]), &ours).unwrap();
     assert!(ours.as_array().unwrap().iter().all(|r| r.get("nhid").is_none()), "{ours}");
     assert_eq!(our_nexthops(&t), Vec::<Value>::new());
+}
+
+/// Losing carrier makes the kernel delete the nexthop objects on that link
+/// and, silently, every route using them, where a route naming its next
+/// hop would stay (marked linkdown). The programmer notices the link and
+/// writes the routes again, naming their next hop, since no object can be
+/// made on a link without carrier; they keep working once carrier is back.
+#[test]
+fn routes_come_back_after_the_link_of_their_object_loses_carrier() {
+    let t = topology("nhcarrier");
+    let eth1 = ifindex(&t, "eth1");
+    let dsts = (1..=3).map(|i| format!("10.244.{i}.0/26")).collect::<Vec<_>>();
+    let present = |now: &Value| dsts.iter().all(|d| now.as_array().unwrap().iter().any(|r| r["dst"] == json!(d)));
+    let carrier = |t: &Topology| {
+        let link = t.exec_json("node", &["ip", "-j", "link", "show", "eth1"]).unwrap();
+        !link[0]["flags"].as_array().unwrap().contains(&json!("NO-CARRIER"))
+    };
+    in_node(&t, async {
+        let p = Programmer::start(config(true)).await.unwrap();
+        for r in the_routes(eth1).into_iter().take(3) {
+            p.set(r).await;
+        }
+        p.flush().await;
+        let now = routes(&t);
+        assert!(dsts.iter().all(|d| nhid_of(&now, d).is_some()), "written by nexthop id: {now}");
+        // The peer's end going down takes our end's carrier.
+        t.exec("peer", &["ip", "link", "set", "eth1", "down"]).unwrap();
+        wait_until_async("eth1 to lose carrier", Duration::from_secs(10), || async { (!carrier(&t)).then_some(()) })
+            .await
+            .unwrap();
+        wait_until_async("the routes rewritten with their next hop", Duration::from_secs(10), || async {
+            let now = routes(&t);
+            (present(&now) && dsts.iter().all(|d| nhid_of(&now, d).is_none())).then_some(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(our_nexthops(&t), Vec::<Value>::new(), "the kernel deleted the object");
+        t.exec("peer", &["ip", "link", "set", "eth1", "up"]).unwrap();
+        wait_until_async("carrier back", Duration::from_secs(10), || async { carrier(&t).then_some(()) })
+            .await
+            .unwrap();
+        p.applied().await;
+    });
+    json_subset(
+        &json!([
+            {"dst": "10.244.1.0/26", "gateway": "192.168.7.2", "dev": "eth1", "flags": []},
+            {"dst": "10.244.2.0/26", "gateway": "192.168.7.2", "dev": "eth1", "flags": []},
+            {"dst": "10.244.3.0/26", "gateway": "192.168.7.2", "dev": "eth1", "flags": []},
+        ]),
+        &routes(&t),
+    )
+    .unwrap();
 }

@@ -24,6 +24,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rustc_hash::FxHashMap;
 use std::io;
 use std::net::IpAddr;
 
@@ -52,19 +53,21 @@ pub struct RouteSocket {
     recv_buf: Vec<u8>,
     /// Our nexthop objects, when routes are written by nexthop id.
     nexthops: Nexthops,
+    /// The socket's netlink port (notifications name who caused them).
+    port: u32,
 }
 
 impl RouteSocket {
     /// Opens a socket in the current network namespace.
     pub fn open() -> io::Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
+        let port = socket.bind_auto()?.port_number();
         socket.connect(&SocketAddr::new(0, 0))?;
         // Room for the errors of a large batch and for big dumps.
         let _ = socket.set_rx_buf_sz(8 * 1024 * 1024);
         // Ask the kernel to filter dumps by table and protocol where it can.
         let _ = socket.set_netlink_get_strict_chk(true);
-        Ok(RouteSocket { socket, seq: 1, recv_buf: vec![0; 1 << 20], nexthops: Nexthops::default() })
+        Ok(RouteSocket { socket, seq: 1, recv_buf: vec![0; 1 << 20], nexthops: Nexthops::default(), port })
     }
 
     /// Writes single-next-hop routes by nexthop object from the next dump
@@ -76,6 +79,16 @@ impl RouteSocket {
     /// Whether routes are being written by nexthop object.
     pub fn nexthop_objects(&self) -> bool {
         self.nexthops.enabled
+    }
+
+    /// Our nexthop objects as the last dump found them: id → device.
+    pub fn nexthop_devices(&self) -> FxHashMap<u32, u32> {
+        self.nexthops.hops.iter().filter_map(|(&id, hop)| Some((id, hop.ifindex?))).collect()
+    }
+
+    /// This socket's netlink port.
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -104,6 +117,9 @@ impl RouteSocket {
         }
         let hops = std::mem::take(&mut self.nexthops.hops);
         let mut used = rustc_hash::FxHashSet::default();
+        // The kernel marks a dump that changed under it; what it missed may
+        // use an object, so none is collected then.
+        let mut interrupted = false;
         let mut result = Ok(());
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut msg = RouteMessage::default();
@@ -116,6 +132,7 @@ impl RouteSocket {
             let seq = self.next_seq();
             let request = frame(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST | NLM_F_DUMP, seq);
             result = self.transact_raw(&request, seq, |kind, bytes| {
+                interrupted |= u16::from_ne_bytes([bytes[6], bytes[7]]) & NLM_F_DUMP_INTR != 0;
                 if kind == RTM_NEWROUTE {
                     let (read, nhid) = route_bytes::read(bytes, sel, &hops);
                     match read {
@@ -139,7 +156,7 @@ impl RouteSocket {
         }
         self.nexthops.hops = hops;
         result?;
-        if self.nexthops.enabled {
+        if self.nexthops.enabled && !interrupted {
             let unused: Vec<u32> = self.nexthops.hops.keys().copied().filter(|id| !used.contains(id)).collect();
             for id in unused {
                 let seq = self.next_seq();
@@ -186,58 +203,78 @@ impl RouteSocket {
         }
     }
 
-    /// The id of our nexthop object for `hop`, created if need be; None
-    /// when it cannot be (the route is then written with its next hop).
-    /// Errors the kernel queued for earlier requests are collected first,
-    /// since this reads the socket.
-    fn nexthop_id(
-        &mut self,
-        hop: &NextHop,
-        protocol: u8,
-        first_seq: u32,
-        errors: &mut Vec<OpError>,
-    ) -> io::Result<Option<u32>> {
-        if let Some(&id) = self.nexthops.ids.get(hop) {
-            return Ok(Some(id));
+    /// Makes sure our nexthop objects exist for the routes `ops` adds or
+    /// replaces by nexthop id. Runs before any of them is numbered: each
+    /// creation is a request (and a sequence number) of its own, and the
+    /// kernel's errors are matched to operations by their numbers. A next
+    /// hop that cannot have one is tried once per call; its routes are
+    /// written with the next hop itself.
+    fn ensure_nexthops(&mut self, ops: &[RouteOp], protocol: u8) -> io::Result<()> {
+        let mut tried: rustc_hash::FxHashSet<&NextHop> = Default::default();
+        let mut last: Option<&NextHop> = None;
+        for op in ops {
+            let (RouteOp::Add(r) | RouteOp::Replace(r)) = op else { continue };
+            let Some(hop) = self.nexthops.usable(&r.dst, &r.target) else { continue };
+            // Routes come in runs with the same next hop.
+            if last == Some(hop) || self.nexthops.ids.contains_key(hop) || !tried.insert(hop) {
+                last = Some(hop);
+                continue;
+            }
+            last = Some(hop);
+            self.create_nexthop(hop, protocol)?;
         }
-        self.drain_errors(first_seq, errors)?;
+        Ok(())
+    }
+
+    /// Creates our nexthop object for `hop`; false when the kernel refuses.
+    fn create_nexthop(&mut self, hop: &NextHop, protocol: u8) -> io::Result<bool> {
         // An id somebody else holds answers EEXIST: try the next.
         for _ in 0..16 {
             let id = self.nexthops.take_id();
             let seq = self.next_seq();
-            let request =
-                nexthops::encode_new(id, hop, protocol, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, seq);
-            match self.transact_raw(&request, seq, |_, _| false) {
+            let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+            match self.transact_raw(&nexthops::encode_new(id, hop, protocol, flags, seq), seq, |_, _| false) {
                 Ok(()) => {
                     self.nexthops.created(id, hop.clone());
-                    return Ok(Some(id));
+                    return Ok(true);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                 Err(e) => {
-                    tracing::debug!(subsys = "dataplane", gateway = %hop.gateway, error = %e, "no nexthop object; writing the route with its next hop");
-                    return Ok(None);
+                    tracing::debug!(subsys = "dataplane", gateway = %hop.gateway, error = %e, "no nexthop object; writing the routes with their next hop");
+                    return Ok(false);
                 }
             }
         }
-        Ok(None)
+        Ok(false)
+    }
+
+    /// Whether nexthop object `id` exists.
+    fn nexthop_exists(&mut self, id: u32) -> io::Result<bool> {
+        let seq = self.next_seq();
+        match self.transact_raw(&nexthops::encode_get(id, NLM_F_REQUEST, seq), seq, |_, _| true) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies `ops` in order, pipelined. Returns the operations the kernel refused.
     pub fn apply(&mut self, ops: &[RouteOp], sel: RouteScopeSel) -> io::Result<Vec<OpError>> {
+        if self.nexthops.enabled {
+            self.ensure_nexthops(ops, sel.protocol)?;
+        }
         let mut errors = Vec::new();
         let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 4096);
         let first_seq = self.seq.wrapping_add(1);
-        // The hop of the last route written by nexthop id, and that id:
-        // routes come in runs with the same next hop.
-        let mut last: Option<(NextHop, u32)> = None;
+        let mut last: Option<(&NextHop, Option<u32>)> = None;
         for op in ops {
             let nhid = match op {
                 RouteOp::Add(r) | RouteOp::Replace(r) => match self.nexthops.usable(&r.dst, &r.target) {
-                    Some(hop) => match &last {
-                        Some((h, id)) if h == hop => Some(*id),
+                    Some(hop) => match last {
+                        Some((h, id)) if h == hop => id,
                         _ => {
-                            let id = self.nexthop_id(hop, sel.protocol, first_seq, &mut errors)?;
-                            last = id.map(|id| (hop.clone(), id));
+                            let id = self.nexthops.ids.get(hop).copied();
+                            last = Some((hop, id));
                             id
                         }
                     },
@@ -257,13 +294,17 @@ impl RouteSocket {
             self.socket.send(&chunk, 0)?;
         }
         self.drain_errors(first_seq, &mut errors)?;
-        // "Nexthop id does not exist" (EINVAL): the object went away (its
-        // device did, or somebody deleted it). Make a new one next time.
+        // A route naming an object that is gone fails with EINVAL ("Nexthop
+        // id does not exist"; its device went, or somebody deleted it), as
+        // do other mistakes: ask the kernel before making a new one.
+        let mut checked = rustc_hash::FxHashSet::default();
         for e in &errors {
             if e.error.raw_os_error() == Some(libc::EINVAL)
                 && let Some(RouteOp::Add(r) | RouteOp::Replace(r)) = ops.get(e.index)
                 && let Some(hop) = self.nexthops.usable(&r.dst, &r.target)
                 && let Some(&id) = self.nexthops.ids.get(hop)
+                && checked.insert(id)
+                && !self.nexthop_exists(id)?
             {
                 self.nexthops.forget(id);
             }
@@ -421,6 +462,7 @@ pub(crate) fn encode_op_by(op: &RouteOp, sel: RouteScopeSel, seq: u32, nhid: Opt
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_DELROUTE: u16 = 25;
 const NLMSG_NOOP: u16 = 1;
+const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;

@@ -161,6 +161,13 @@ pub fn encode_del(id: u32, flags: u16, seq: u32) -> Vec<u8> {
     out
 }
 
+/// RTM_GETNEXTHOP for object `id`.
+pub fn encode_get(id: u32, flags: u16, seq: u32) -> Vec<u8> {
+    let mut out = encode_del(id, flags, seq);
+    out[4..6].copy_from_slice(&RTM_GETNEXTHOP.to_ne_bytes());
+    out
+}
+
 /// RTM_GETNEXTHOP dump request, every family.
 pub fn encode_dump(flags: u16, seq: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);

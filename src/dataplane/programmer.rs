@@ -179,7 +179,13 @@ impl Programmer {
         let (tx, rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = mpsc::channel(4096);
         let (control_tx, control_rx) = mpsc::channel(4);
-        let monitor_task = tokio::spawn(monitor::run(monitor_socket, sel, ev_tx, control_rx));
+        let watch = monitor::Watch {
+            sel,
+            own_port: socket.port(),
+            objects: socket.nexthop_devices(),
+            link_down: Default::default(),
+        };
+        let monitor_task = tokio::spawn(monitor::run(monitor_socket, watch, ev_tx, control_rx));
         let stats = Arc::new(ProgrammerStats::default());
         let (state_tx, state) = watch::channel(ProgrammerState::default());
         tracing::info!(
@@ -582,6 +588,14 @@ impl Task {
             KernelEvent::Overrun => self.want_resync(Resync::Verify),
             KernelEvent::NexthopGone(id) => {
                 tracing::info!(subsys = "dataplane", id, "a nexthop object of ours was deleted; checking our routes");
+                self.want_resync(Resync::Verify);
+            }
+            KernelEvent::NexthopLink(ifindex) => {
+                tracing::info!(
+                    subsys = "dataplane",
+                    ifindex,
+                    "a link our nexthop objects use changed; checking our routes"
+                );
                 self.want_resync(Resync::Verify);
             }
         }
