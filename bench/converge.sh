@@ -6,7 +6,8 @@
 #        (next hop 10.99.0.1)                       them into bb-dut's main table (FIB)
 #
 # Usage:   converge.sh [-d DUT] [-n N] [options]        (needs root)
-#   -d, --dut NAME        tortie | tortierib | bird | frr | gobgp | birdrib | cmd   (default bird;
+#   -d, --dut NAME        tortie | tortierib | tortieplain | bird | frr | gobgp | birdrib | cmd   (default bird;
+#                         tortieplain = tortie writing plain routes (nexthop_objects: false);
 #                         tortierib = tortie with install_learned_routes: false, its RIB alone; birdrib = BIRD
 #                         without kernel protocol, gobgp = GoBGP without zebra: both RIB only;
 #                         tortie = `tortie node` from TORTIE_BIN, default target/release/tortie)
@@ -333,6 +334,10 @@ dut_tortie_rib() {   # prefixes accepted from the feeder: GET /v1/bgp/stats read
 dut_tortierib_start() { TORTIE_INSTALL=false dut_tortie_start; DUT_PROTO=""; }
 dut_tortierib_rib() { dut_tortie_rib; }
 dut_tortierib_check() { dut_tortie_check; }
+# tortieplain: the same agent writing "via <gw> dev <if>" routes instead of routes by nexthop object.
+dut_tortieplain_start() { TORTIE_NEXTHOP_OBJECTS=false dut_tortie_start; }
+dut_tortieplain_rib() { dut_tortie_rib; }
+dut_tortieplain_check() { dut_tortie_check; }
 dut_tortie_check() { grep -E 'WARN|ERROR' "$WORK/tortie.out" 2>/dev/null | cut -c1-200 | sort | uniq -c | head -5 >&2; }
 
 # ---- any other binary (e.g. our own agent) -----------------------
@@ -479,7 +484,7 @@ log "feeder ready (pid $FEED_PID)"
 
 # The protocol number must be known before the watcher starts; DUTs set it in _start,
 # so start the watcher with the value the DUT will use.
-case $DUT in tortie) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib|tortierib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
+case $DUT in tortie|tortieplain) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib|tortierib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
 WATCH_PID=""
 if [[ -n $PROTO_PRE && $FIB_COUNT == watch ]]; then
   ip netns exec $NS_D "$PY" "$HERE/fibwatch.py" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" &

@@ -61,7 +61,8 @@ def main():
     print("| N | ratio | " + " | ".join(RATIO_COLS) + " |")
     print("|---:|---|" + "---:|" * len(RATIO_COLS))
     for n in sorted({n for n, _ in groups}):
-        for dut, ref in (("tortie", "bird"), ("tortie", "birdrib"), ("tortie", "frr"), ("tortierib", "birdrib")):
+        for dut, ref in (("tortie", "bird"), ("tortie", "birdrib"), ("tortie", "frr"), ("tortierib", "birdrib"),
+                         ("tortie", "tortieplain"), ("tortieplain", "bird")):
             a, b = med.get((n, dut)), med.get((n, ref))
             if not a or not b:
                 continue
@@ -69,7 +70,7 @@ def main():
             print(f"| {n} | {dut}/{ref} | " + " | ".join(cells) + " |")
     print()
     per_route = {}
-    for dut in sorted({d for _, d in groups} - {"birdrib", "tortierib"}):
+    for dut in sorted({d for _, d in groups} - {"birdrib", "tortierib", "tortieplain"}):
         ns = sorted(n for n, d in groups if d == dut and med[(n, d)]["rss_mb"] is not None)
         if not ns:
             continue

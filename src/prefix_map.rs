@@ -12,13 +12,20 @@
 //! moment; with sixteen, of a sixteenth of it. A [`PrefixQueue`] is a FIFO of prefixes at 8
 //! bytes per IPv4 entry.
 
+mod probe;
+
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hashbrown::HashTable;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use probe::Probe;
 use rustc_hash::{FxBuildHasher, FxHashMap};
+
+/// How many prefixes ahead a loop over known prefixes prefetches
+/// ([`PrefixMap::prefetch`]): enough misses in flight to cover one's
+/// latency, few enough that the first is still cached when it is used.
+pub const PREFETCH_AHEAD: usize = 8;
 
 /// IPv4 tables of a map (a power of two).
 pub const SHARDS: usize = 16;
@@ -29,7 +36,7 @@ pub const VALUE_BITS: u32 = 56;
 pub const VALUE_MAX: u64 = (1 << VALUE_BITS) - 1;
 
 /// One IPv4 entry: `meta` = value bits 32..56 above the prefix length.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct V4Entry {
     addr: u32,
     meta: u32,
@@ -72,11 +79,11 @@ fn hash_v4(key: u64) -> u64 {
 }
 
 /// The shard of a hash: bits 20..24. FxHash ends by rotating its product
-/// left by 26, so these are the product's well-mixed top bits; hashbrown
-/// takes the bucket index from the lowest bits (below 2^20 buckets a table,
-/// independent of these) and its tag from the top 7. (Bits 40..44, the
-/// product's low bits, left /24s — whose address ends in zero bits — in
-/// four shards of sixteen.)
+/// left by 26, so these are the product's well-mixed top bits; a shard
+/// takes its slot from the lowest bits (below 2^20 slots a shard, about
+/// 14 million prefixes in the map, independent of these). (Bits 40..44,
+/// the product's low bits, left /24s — whose address ends in zero bits —
+/// in four shards of sixteen.)
 fn shard(hash: u64) -> usize {
     (hash >> 20) as usize % SHARDS
 }
@@ -103,7 +110,7 @@ impl V6Key {
 /// (`10.0.0.1/24` is `10.0.0.0/24`).
 #[derive(Default, Clone)]
 pub struct PrefixMap {
-    v4: [HashTable<V4Entry>; SHARDS],
+    v4: [Probe; SHARDS],
     v6: FxHashMap<V6Key, u64>,
 }
 
@@ -119,7 +126,7 @@ impl PrefixMap {
     }
 
     pub fn len(&self) -> usize {
-        self.v4.iter().map(HashTable::len).sum::<usize>() + self.v6.len()
+        self.v4.iter().map(Probe::len).sum::<usize>() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,9 +139,20 @@ impl PrefixMap {
                 let (addr, len) = v4_parts(n);
                 let key = v4_key(addr, len);
                 let hash = hash_v4(key);
-                self.v4[shard(hash)].find(hash, |e| e.key() == key).map(V4Entry::value)
+                self.v4[shard(hash)].get(hash, key).map(V4Entry::value)
             }
             IpNetwork::V6(n) => self.v6.get(&V6Key::of(n)).copied(),
+        }
+    }
+
+    /// Starts loading where `net` would be, for a lookup of it soon: run
+    /// it a few prefixes ahead of a loop over known prefixes, so their
+    /// cache misses overlap. (IPv4 only; IPv6 prefixes are few.)
+    pub fn prefetch(&self, net: &IpNetwork) {
+        if let IpNetwork::V4(n) = net {
+            let (addr, len) = v4_parts(n);
+            let hash = hash_v4(v4_key(addr, len));
+            self.v4[shard(hash)].prefetch(hash);
         }
     }
 
@@ -159,25 +177,7 @@ impl PrefixMap {
                 let (addr, len) = v4_parts(&n);
                 let key = v4_key(addr, len);
                 let hash = hash_v4(key);
-                let table = &mut self.v4[shard(hash)];
-                match table.find_entry(hash, |e| e.key() == key) {
-                    Ok(mut occupied) => {
-                        let old = occupied.get().value();
-                        match f(Some(old)) {
-                            Some(value) => occupied.get_mut().set_value(value),
-                            None => {
-                                occupied.remove();
-                            }
-                        }
-                        Some(old)
-                    }
-                    Err(_) => {
-                        if let Some(value) = f(None) {
-                            table.insert_unique(hash, V4Entry::new(addr, len, value), |e| hash_v4(e.key()));
-                        }
-                        None
-                    }
-                }
+                self.v4[shard(hash)].update(hash, key, |value| V4Entry::new(addr, len, value), |e| hash_v4(e.key()), f)
             }
             IpNetwork::V6(n) => {
                 let key = V6Key::of(&n);
@@ -211,13 +211,7 @@ impl PrefixMap {
     /// Keeps the entries for which `f` returns a value (rewriting them), removes the others.
     pub fn retain(&mut self, mut f: impl FnMut(IpNetwork, u64) -> Option<u64>) {
         for table in &mut self.v4 {
-            table.retain(|e| match f(e.network(), e.value()) {
-                Some(value) => {
-                    e.set_value(value);
-                    true
-                }
-                None => false,
-            });
+            table.retain(|e| f(e.network(), e.value()), |e| hash_v4(e.key()));
         }
         self.v6.retain(|k, v| match f(k.network(), *v) {
             Some(value) => {
@@ -229,7 +223,7 @@ impl PrefixMap {
     }
 
     pub fn clear(&mut self) {
-        self.v4.iter_mut().for_each(HashTable::clear);
+        self.v4.iter_mut().for_each(Probe::clear);
         self.v6.clear();
     }
 
@@ -237,9 +231,7 @@ impl PrefixMap {
     /// large withdrawal); cheap to call after every batch.
     pub fn maybe_shrink(&mut self) {
         for table in &mut self.v4 {
-            if table.capacity() > 4096 && table.len() < table.capacity() / 4 {
-                table.shrink_to(table.len() * 2, |e| hash_v4(e.key()));
-            }
+            table.maybe_shrink(|e| hash_v4(e.key()));
         }
         if self.v6.capacity() > 4096 && self.v6.len() < self.v6.capacity() / 4 {
             self.v6.shrink_to(self.v6.len() * 2);
@@ -277,6 +269,12 @@ impl PrefixQueue {
             }
             IpNetwork::V6(n) => self.v6.push_front(n),
         }
+    }
+
+    /// The IPv4 prefix `k` places behind the next one, to prefetch.
+    pub fn ahead_v4(&self, k: usize) -> Option<IpNetwork> {
+        let key = *self.v4.get(k)?;
+        Ipv4Network::new(Ipv4Addr::from((key >> 8) as u32), key as u8).ok().map(IpNetwork::V4)
     }
 
     /// The next prefix. FIFO within a family; the families alternate.
@@ -373,6 +371,29 @@ mod tests {
     }
 
     #[test]
+    fn a_table_emptied_to_a_tenth_shrinks_and_keeps_the_rest() {
+        let v4 = |i: u32| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap());
+        let mut m = PrefixMap::new();
+        for i in 0..100_000 {
+            m.insert(v4(i), u64::from(i));
+        }
+        let full: usize = m.v4.iter().map(|t| t.slots_len()).sum();
+        for i in 0..100_000 {
+            m.prefetch(&v4(i));
+            if i % 10 != 0 {
+                assert_eq!(m.remove(&v4(i)), Some(u64::from(i)));
+            }
+        }
+        m.maybe_shrink();
+        let shrunk: usize = m.v4.iter().map(|t| t.slots_len()).sum();
+        assert!(shrunk * 4 <= full, "{full} slots became {shrunk}");
+        assert_eq!(m.len(), 10_000);
+        for i in (0..100_000).step_by(10) {
+            assert_eq!(m.get(&v4(i)), Some(u64::from(i)), "{i}");
+        }
+    }
+
+    #[test]
     fn update_reads_writes_and_removes_in_one_lookup() {
         let mut m = PrefixMap::new();
         assert_eq!(m.update(net("10.1.0.0/16"), |old| old.map_or(Some(1), |v| Some(v + 1))), None);
@@ -428,7 +449,36 @@ mod tests {
         ]
     }
 
+    /// Few distinct keys in a small table: long probe runs, removals in
+    /// their middle, growth and shrinking.
+    fn crowded_net() -> impl Strategy<Value = IpNetwork> {
+        (0u32..48, 30u8..=32).prop_map(|(a, l)| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(a << 2), l).unwrap()))
+    }
+
     proptest! {
+        #[test]
+        fn crowded_tables_behave_like_a_hash_map(ops in proptest::collection::vec((crowded_net(), proptest::option::of(0..=VALUE_MAX)), 0..400)) {
+            let mut m = PrefixMap::new();
+            let mut model: HashMap<IpNetwork, u64> = HashMap::new();
+            for (net, value) in ops {
+                let net = IpNetwork::new(net.network(), net.prefix()).unwrap();
+                match value {
+                    Some(v) => prop_assert_eq!(m.insert(net, v), model.insert(net, v)),
+                    None => prop_assert_eq!(m.remove(&net), model.remove(&net)),
+                }
+                for (n, v) in &model {
+                    prop_assert_eq!(m.get(n), Some(*v), "{} lost", n);
+                }
+                prop_assert_eq!(m.len(), model.len());
+            }
+            m.retain(|_, v| (v % 3 != 0).then_some(v));
+            model.retain(|_, v| *v % 3 != 0);
+            for (n, v) in &model {
+                prop_assert_eq!(m.get(n), Some(*v), "{} lost by retain", n);
+            }
+            prop_assert_eq!(m.len(), model.len());
+        }
+
         #[test]
         fn behaves_like_a_hash_map(ops in proptest::collection::vec((any_net(), proptest::option::of(0..=VALUE_MAX)), 0..300)) {
             let mut m = PrefixMap::new();

@@ -33,6 +33,7 @@ use super::netlink::{OpError, RouteScopeSel, RouteSocket};
 use super::route::{DesiredRoute, RouteKind, RouteOp};
 use super::snapshot::Snapshot;
 use super::table::Table;
+use crate::prefix_map::PREFETCH_AHEAD;
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BTreeMap, VecDeque};
@@ -484,8 +485,13 @@ impl Task {
                 }
                 self.table.maybe_shrink();
             }
-            Command::UpdateKinds(kinds, changes) => {
-                for (dst, route) in changes {
+            Command::UpdateKinds(kinds, mut changes) => {
+                for i in 0..changes.len() {
+                    // A few prefixes early, so the cache misses overlap.
+                    if let Some((next, _)) = changes.get(i + PREFETCH_AHEAD) {
+                        self.table.prefetch(next);
+                    }
+                    let (dst, route) = (changes[i].0, changes[i].1.take());
                     self.table.update(&kinds, dst, route);
                 }
             }
@@ -754,6 +760,9 @@ impl Task {
             }
         };
         for (i, (op, m)) in ops.iter().zip(meta).enumerate() {
+            if let Some(next) = ops.get(i + PREFETCH_AHEAD) {
+                self.table.prefetch(&next.route().dst);
+            }
             let ok = match failed.get(&i) {
                 Some(e) => {
                     self.stats.failed(op_index(op), 1);

@@ -11,7 +11,7 @@
 use super::forms::{DesiredForm, Forms, ID_BITS, KernelForm};
 use super::route::{DesiredRoute, Route, RouteKind, RouteOp};
 use super::snapshot::Snapshot;
-use crate::prefix_map::{PrefixMap, PrefixQueue};
+use crate::prefix_map::{PREFETCH_AHEAD, PrefixMap, PrefixQueue};
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -298,6 +298,11 @@ impl Table {
 
     /// The routes of `kinds` for `dst` are replaced by `route` (none when
     /// `None`) in one step.
+    /// See [`PrefixMap::prefetch`].
+    pub fn prefetch(&self, dst: &IpNetwork) {
+        self.map.prefetch(dst);
+    }
+
     pub fn update(&mut self, kinds: &[RouteKind], dst: IpNetwork, route: Option<DesiredRoute>) {
         let dst = canonical(dst);
         if route.is_none() && !self.has_desired(&dst) {
@@ -396,24 +401,30 @@ impl Table {
         // Global ids of the dump's forms, each held once while we work.
         let ids: Vec<u32> =
             std::mem::take(&mut snapshot.forms).into_iter().map(|f| st.forms.acquire_kernel(f)).collect();
-        for (dst, local) in snapshot.routes() {
-            let k = ids[local as usize];
-            self.map.update(dst, |old| {
-                let mut e = old.map(Entry::unpack).unwrap_or_default();
-                if !e.has(MARK) {
-                    e.flags |= MARK;
-                    if !e.has(IN_KERNEL) {
-                        e.flags |= ADOPTED;
-                    }
-                    st.forms.kernel.retain(k);
-                    st.set_kernel(&mut e, k);
-                } else if may_delete {
-                    // Another copy of a prefix already seen: only one stays.
-                    st.forms.kernel.retain(k);
-                    st.extras.push((RouteOp::Delete(st.forms.kernel_route(dst, k)), k | DUPLICATE));
+        {
+            let mut ahead = snapshot.routes().skip(PREFETCH_AHEAD);
+            for (dst, local) in snapshot.routes() {
+                if let Some((next, _)) = ahead.next() {
+                    self.map.prefetch(&next);
                 }
-                Some(e.pack())
-            });
+                let k = ids[local as usize];
+                self.map.update(dst, |old| {
+                    let mut e = old.map(Entry::unpack).unwrap_or_default();
+                    if !e.has(MARK) {
+                        e.flags |= MARK;
+                        if !e.has(IN_KERNEL) {
+                            e.flags |= ADOPTED;
+                        }
+                        st.forms.kernel.retain(k);
+                        st.set_kernel(&mut e, k);
+                    } else if may_delete {
+                        // Another copy of a prefix already seen: only one stays.
+                        st.forms.kernel.retain(k);
+                        st.extras.push((RouteOp::Delete(st.forms.kernel_route(dst, k)), k | DUPLICATE));
+                    }
+                    Some(e.pack())
+                });
+            }
         }
         drop(snapshot);
         for k in ids {
@@ -452,6 +463,9 @@ impl Table {
         let mut looked = 0;
         while ops.len() < max_ops && looked < 4 * max_ops {
             let Some(dst) = st.queue.pop() else { break };
+            if let Some(next) = st.queue.ahead_v4(PREFETCH_AHEAD) {
+                self.map.prefetch(&next);
+            }
             let mut busy = false;
             self.map.update(dst, |old| {
                 let mut e = Entry::unpack(old?);

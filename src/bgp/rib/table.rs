@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 use super::attr_table::{AttrId, AttrTable};
 use super::attrs::Attrs;
 use super::best::{Candidate, Decision, decide};
-use crate::prefix_map::{PrefixMap, PrefixQueue};
+use crate::prefix_map::{PREFETCH_AHEAD, PrefixMap, PrefixQueue};
 
 /// A peer's number in the table (0: our own origination).
 pub type Slot = u16;
@@ -315,6 +315,11 @@ impl LocRib {
     /// The single-path case of an update, without decoding: `attr` from the
     /// peer in `slot` (path id 0, not stale) replaces that peer's path when
     /// the prefix has no other one. `usable`: the path may be selected.
+    /// See [`PrefixMap::prefetch`].
+    pub fn prefetch(&self, net: &IpNetwork) {
+        self.map.prefetch(net);
+    }
+
     pub fn fast_upsert(&mut self, net: IpNetwork, slot: Slot, attr: AttrId, usable: bool) -> Fast {
         let old = self.map.get(&net);
         let old_parts = old.map(unpack);
@@ -479,6 +484,9 @@ impl LocRib {
     /// hops and peers, empty when the best path is ours or there is none).
     pub fn take_change(&mut self) -> Option<(IpNetwork, Vec<IpAddr>, Vec<IpAddr>)> {
         let net = self.changes.pop()?;
+        if let Some(next) = self.changes.ahead_v4(PREFETCH_AHEAD) {
+            self.map.prefetch(&next);
+        }
         self.changes.maybe_shrink();
         let Some(value) = self.map.get(&net) else { return Some((net, Vec::new(), Vec::new())) };
         let (low, slot, flags) = unpack(value);

@@ -8,6 +8,7 @@
 //! coalesce. When capacity returns the queue drains and flushing goes on.
 //! The task itself never waits on a peer, so a slow peer never delays another.
 
+use crate::prefix_map::PREFETCH_AHEAD;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
@@ -543,7 +544,13 @@ impl RibTask {
             self.sweep(addr, f);
             return;
         }
-        for (_, nlri) in update.withdrawals_under(outcome) {
+        let withdrawn = update.withdrawals_under(outcome);
+        for (i, (_, nlri)) in withdrawn.iter().enumerate() {
+            if let Some((_, next)) = withdrawn.get(i + PREFETCH_AHEAD)
+                && let Some(next) = network(&next.prefix)
+            {
+                self.loc.prefetch(&next);
+            }
             let Some(net) = network(&nlri.prefix) else { continue };
             let path_id = nlri.path_id.unwrap_or(0);
             let Some(peer) = self.peers.get_mut(&addr) else { return };
@@ -562,7 +569,15 @@ impl RibTask {
         // The attributes of the current family, interned once for all its
         // prefixes (and referenced meanwhile, so no collection frees them).
         let mut current: Option<(Family, Imported)> = None;
+        // Their entries are looked up a few prefixes early, so the cache
+        // misses of a large UPDATE overlap.
+        let mut ahead = update.announced().skip(PREFETCH_AHEAD);
         for (f, nlri) in update.announced() {
+            if let Some((_, next)) = ahead.next()
+                && let Some(next) = network(&next.prefix)
+            {
+                self.loc.prefetch(&next);
+            }
             if current.as_ref().is_none_or(|(cf, _)| *cf != f) {
                 if let Some((_, Ok((id, _)))) = current.take() {
                     self.loc.attrs.release(id);
