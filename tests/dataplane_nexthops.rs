@@ -57,6 +57,17 @@ fn in_node<T: Send>(t: &Topology, f: impl std::future::Future<Output = T> + Send
     .unwrap()
 }
 
+/// Starts a programmer, wants `routes` and waits until they are written.
+fn program(t: &Topology, nexthop_objects: bool, routes: Vec<DesiredRoute>) {
+    in_node(t, async {
+        let p = Programmer::start(config(nexthop_objects)).await.unwrap();
+        for r in routes {
+            p.set(r).await;
+        }
+        p.flush().await;
+    });
+}
+
 /// Three routes via 192.168.7.2, one onlink via 172.31.9.9, and shapes
 /// that name no single gateway (device, blackhole, ECMP).
 fn the_routes(eth1: u32) -> Vec<DesiredRoute> {
@@ -83,13 +94,7 @@ fn nhid_of(routes: &Value, dst: &str) -> Option<u64> {
 fn routes_with_one_next_hop_share_an_object_of_ours_and_unused_objects_go() {
     let t = topology("nhshare");
     let eth1 = ifindex(&t, "eth1");
-    in_node(&t, async {
-        let p = Programmer::start(config(true)).await.unwrap();
-        for r in the_routes(eth1) {
-            p.set(r).await;
-        }
-        p.flush().await;
-    });
+    program(&t, true, the_routes(eth1));
     let objects = our_nexthops(&t);
     json_subset(
         &json!([
@@ -204,13 +209,7 @@ fn somebody_elses_nexthop_ids_are_left_alone() {
 fn switched_off_routes_name_their_next_hop() {
     let t = topology("nhoff");
     let eth1 = ifindex(&t, "eth1");
-    in_node(&t, async {
-        let p = Programmer::start(config(false)).await.unwrap();
-        for r in the_routes(eth1) {
-            p.set(r).await;
-        }
-        p.flush().await;
-    });
+    program(&t, false, the_routes(eth1));
     let ours = routes(&t);
     json_subset(&json!([{"dst": "10.244.1.0/26", "gateway": "192.168.7.2", "dev": "eth1"}]), &ours).unwrap();
     assert!(ours.as_array().unwrap().iter().all(|r| r.get("nhid").is_none()), "{ours}");

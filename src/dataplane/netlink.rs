@@ -479,7 +479,8 @@ const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTNH_F_ONLINK: u32 = 4;
 
-fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+/// Appends one netlink attribute, padded to four bytes.
+pub(crate) fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     out.extend_from_slice(&(len as u16).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());

@@ -20,6 +20,7 @@
 //! device and blackhole routes, and next hops of the other family, are
 //! written as before.
 
+use super::netlink::put_attr;
 use super::route::{NextHop, RouteTarget};
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
@@ -105,14 +106,6 @@ impl Nexthops {
         self.next_id = id.checked_add(1).unwrap_or(FIRST_ID);
         id
     }
-}
-
-fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(out.len() + ((4 - len % 4) % 4), 0);
 }
 
 fn header(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> usize {
