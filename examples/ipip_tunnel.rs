@@ -4,7 +4,6 @@
 //! carries REMOTE_BLOCK through DEVICE until killed; a route
 //! `REMOTE_BLOCK dev DEVICE` is written with protocol 116.
 
-use std::time::Duration;
 use tortie::dataplane::{DesiredRoute, Programmer, ProgrammerConfig, Route, RouteKind, RouteTarget};
 use tortie::fallback_ipip::{TunnelPeer, UserspaceConfig, UserspaceTunnel};
 
@@ -20,14 +19,7 @@ fn main() {
         let tunnel = UserspaceTunnel::start(&UserspaceConfig { device, underlay_mtu: 1500, address: Some(address) })
             .expect("tunnel starts");
         tunnel.set_peers(&[TunnelPeer { block, node }], &[]);
-        let p = Programmer::start(ProgrammerConfig {
-            table: 254,
-            protocol: 116,
-            resync_interval: Duration::from_secs(90),
-            nexthop_objects: true,
-        })
-        .await
-        .expect("programmer starts");
+        let p = Programmer::start(ProgrammerConfig::default()).await.expect("programmer starts");
         p.set(DesiredRoute {
             route: Route { dst: block.into(), target: RouteTarget::Device { ifindex: tunnel.ifindex() }, mtu: None },
             kind: RouteKind::RemoteTunnel,

@@ -47,7 +47,7 @@ fn via(gw: &str, ifindex: u32, onlink: bool) -> RouteTarget {
 }
 
 fn config(nexthop_objects: bool) -> ProgrammerConfig {
-    ProgrammerConfig { table: 254, protocol: PROTO, resync_interval: Duration::from_secs(90), nexthop_objects }
+    ProgrammerConfig { protocol: PROTO, nexthop_objects, ..ProgrammerConfig::default() }
 }
 
 fn in_node<T: Send>(t: &Topology, f: impl std::future::Future<Output = T> + Send) -> T {

@@ -37,7 +37,7 @@ fn via(gw: &str, ifindex: u32, onlink: bool) -> NextHop {
 }
 
 fn config() -> ProgrammerConfig {
-    ProgrammerConfig { table: 254, protocol: PROTO, resync_interval: Duration::from_secs(90), nexthop_objects: true }
+    ProgrammerConfig { protocol: PROTO, ..ProgrammerConfig::default() }
 }
 
 fn in_node<T: Send>(t: &Topology, f: impl std::future::Future<Output = T> + Send) -> T {

@@ -35,14 +35,7 @@ fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: Re
             })
             .expect("tunnel"),
         );
-        let programmer = Programmer::start(ProgrammerConfig {
-            table: 254,
-            protocol: 116,
-            resync_interval: Duration::from_secs(90),
-            nexthop_objects: true,
-        })
-        .await
-        .expect("programmer");
+        let programmer = Programmer::start(ProgrammerConfig::default()).await.expect("programmer");
         let blocks = vec![remote];
         let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(1);
         blocks_tx.try_send(selector::RemoteRoutes::from(blocks.clone()).into()).unwrap();

@@ -26,14 +26,7 @@ fn start_node(t: &Topology, node: &str, tunnel_addr: &str, block: &str, peer: &s
         let config = UserspaceConfig { device: "ttipip0".into(), underlay_mtu: 1500, address: Some(tunnel_addr) };
         let tunnel = UserspaceTunnel::start(&config).expect("tunnel starts");
         tunnel.set_peers(&[TunnelPeer { block, node: peer }], &[]);
-        let programmer = Programmer::start(ProgrammerConfig {
-            table: 254,
-            protocol: 116,
-            resync_interval: Duration::from_secs(90),
-            nexthop_objects: true,
-        })
-        .await
-        .expect("programmer starts");
+        let programmer = Programmer::start(ProgrammerConfig::default()).await.expect("programmer starts");
         programmer
             .set(DesiredRoute {
                 route: Route {

@@ -3,7 +3,7 @@
 //! readiness explains itself.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tortie::dataplane::{DesiredRoute, Programmer, ProgrammerConfig, Route, RouteKind, RouteTarget};
 use tortie::metrics::Metrics;
@@ -36,14 +36,7 @@ fn metrics_are_valid_openmetrics_and_follow_the_dataplane() {
     t.add_namespace("n").unwrap();
     let (before, after, ready_body) = run_in_namespace(&t.ns("n"), || {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            let p = Programmer::start(ProgrammerConfig {
-                table: 254,
-                protocol: 116,
-                resync_interval: Duration::from_secs(90),
-                nexthop_objects: true,
-            })
-            .await
-            .unwrap();
+            let p = Programmer::start(ProgrammerConfig::default()).await.unwrap();
             let mut metrics = Metrics::new();
             metrics.tortie().register_collector(Box::new(DataplaneCollector {
                 table: 254,

@@ -76,11 +76,6 @@ impl RouteSocket {
         self.nexthops.enabled = true;
     }
 
-    /// Whether routes are being written by nexthop object.
-    pub fn nexthop_objects(&self) -> bool {
-        self.nexthops.enabled
-    }
-
     /// Our nexthop objects as the last dump found them: id → device.
     pub fn nexthop_devices(&self) -> FxHashMap<u32, u32> {
         self.nexthops.hops.iter().filter_map(|(&id, hop)| Some((id, hop.ifindex?))).collect()
@@ -466,18 +461,52 @@ const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_METRICS: u16 = 8;
-const RTA_TABLE: u16 = 15;
-const RTA_NH_ID: u16 = 30;
-const RTAX_MTU: u16 = 2;
+pub(crate) const RTA_DST: u16 = 1;
+pub(crate) const RTA_OIF: u16 = 4;
+pub(crate) const RTA_GATEWAY: u16 = 5;
+pub(crate) const RTA_METRICS: u16 = 8;
+pub(crate) const RTA_TABLE: u16 = 15;
+pub(crate) const RTA_NH_ID: u16 = 30;
+pub(crate) const RTAX_MTU: u16 = 2;
 const RTN_UNICAST: u8 = 1;
-const RTN_BLACKHOLE: u8 = 6;
+pub(crate) const RTN_BLACKHOLE: u8 = 6;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
-const RTNH_F_ONLINK: u32 = 4;
+pub(crate) const RTNH_F_ONLINK: u32 = 4;
+
+/// The attribute type without NLA_F_NESTED / NLA_F_NET_BYTEORDER.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// An attribute whose length runs past the end of its message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+/// The attributes in `bytes`: (type, flag bits masked; payload). A
+/// malformed one is the last item.
+pub(crate) fn attrs(bytes: &[u8]) -> Attrs<'_> {
+    Attrs(bytes)
+}
+
+pub(crate) struct Attrs<'a>(&'a [u8]);
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Result<(u16, &'a [u8]), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let a = self.0;
+        if a.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([a[0], a[1]]));
+        let kind = u16::from_ne_bytes([a[2], a[3]]) & NLA_TYPE_MASK;
+        let Some(payload) = a.get(4..len) else {
+            self.0 = &[];
+            return Some(Err(Malformed));
+        };
+        self.0 = a.get((len + 3) & !3..).unwrap_or(&[]);
+        Some(Ok((kind, payload)))
+    }
+}
 
 /// Appends one netlink attribute, padded to four bytes.
 pub(crate) fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {

@@ -20,7 +20,7 @@
 //! device and blackhole routes, and next hops of the other family, are
 //! written as before.
 
-use super::netlink::put_attr;
+use super::netlink::{RTNH_F_ONLINK, attrs, put_attr};
 use super::route::{NextHop, RouteTarget};
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
@@ -35,8 +35,6 @@ pub const NEXTHOP_GROUP: u32 = 32;
 const NHA_ID: u16 = 1;
 const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
-const RTNH_F_ONLINK: u32 = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 /// struct nlmsghdr, then struct nhmsg (family, scope, protocol, reserved, flags).
 const NLMSG_HDR: usize = 16;
 const NHMSG: usize = 8;
@@ -186,11 +184,8 @@ pub fn read(msg: &[u8]) -> Option<Object> {
     let (family, protocol) = (nh[0], nh[2]);
     let flags = u32::from_ne_bytes([nh[4], nh[5], nh[6], nh[7]]);
     let (mut id, mut gateway, mut oif) = (None, None, None);
-    let mut attrs = &msg[NLMSG_HDR + NHMSG..];
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
-        let payload = attrs.get(4..len)?;
+    for attr in attrs(&msg[NLMSG_HDR + NHMSG..]) {
+        let (kind, payload) = attr.ok()?;
         match (kind, payload.len()) {
             (NHA_ID, 4) => id = Some(u32::from_ne_bytes(payload.try_into().ok()?)),
             (NHA_OIF, 4) => oif = Some(u32::from_ne_bytes(payload.try_into().ok()?)),
@@ -202,7 +197,6 @@ pub fn read(msg: &[u8]) -> Option<Object> {
             }
             _ => {}
         }
-        attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
     }
     let hop = match (gateway, oif) {
         (Some(gateway), Some(ifindex)) => {

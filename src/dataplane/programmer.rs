@@ -54,6 +54,19 @@ pub struct ProgrammerConfig {
     pub nexthop_objects: bool,
 }
 
+/// The agent's defaults (`DataplaneConfig`): the main table, protocol
+/// 116, a resync every 90 s, routes by nexthop object.
+impl Default for ProgrammerConfig {
+    fn default() -> Self {
+        ProgrammerConfig {
+            table: 254,
+            protocol: crate::config::DEFAULT_ROUTE_PROTOCOL,
+            resync_interval: Duration::from_secs(90),
+            nexthop_objects: true,
+        }
+    }
+}
+
 /// Requests to the programmer.
 #[derive(Debug)]
 enum Command {

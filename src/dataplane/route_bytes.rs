@@ -10,7 +10,10 @@
 //! always the generic decoder's (tested below, and against the kernel in
 //! the dataplane tests).
 
-use super::netlink::RouteScopeSel;
+use super::netlink::{
+    RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_NH_ID, RTA_OIF, RTA_TABLE, RTAX_MTU, RTN_BLACKHOLE, RTNH_F_ONLINK,
+    RouteScopeSel, attrs,
+};
 use super::route::{NextHop, Route, RouteTarget};
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
@@ -22,18 +25,7 @@ const RTMSG: usize = 12;
 
 const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_METRICS: u16 = 8;
 const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
-const RTA_NH_ID: u16 = 30;
-const RTAX_MTU: u16 = 2;
-/// The attribute type without NLA_F_NESTED / NLA_F_NET_BYTEORDER.
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const RTN_BLACKHOLE: u8 = 6;
-const RTNH_F_ONLINK: u32 = 4;
 
 /// What one RTM_NEWROUTE / RTM_DELROUTE message is to us.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,11 +68,8 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
     let mut gateway = None;
     let mut oif = None;
     let mut mtu = None;
-    let mut attrs = &msg[NLMSG_HDR + RTMSG..];
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
-        let Some(payload) = attrs.get(4..len) else {
+    for attr in attrs(&msg[NLMSG_HDR + RTMSG..]) {
+        let Ok((kind, payload)) = attr else {
             return RouteBytes::Elsewhere;
         };
         match kind {
@@ -93,7 +82,6 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
             RTA_NH_ID => *nhid = u32_of(payload),
             _ => {}
         }
-        attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
     }
     if table != sel.table {
         return RouteBytes::Elsewhere;
@@ -133,15 +121,12 @@ fn addr_of(payload: &[u8], len: usize) -> Option<IpAddr> {
 }
 
 /// RTAX_MTU inside RTA_METRICS, if present.
-fn metric_mtu(mut nested: &[u8]) -> Option<u32> {
-    while nested.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([nested[0], nested[1]]));
-        let kind = u16::from_ne_bytes([nested[2], nested[3]]) & NLA_TYPE_MASK;
-        let payload = nested.get(4..len)?;
+fn metric_mtu(nested: &[u8]) -> Option<u32> {
+    for attr in attrs(nested) {
+        let (kind, payload) = attr.ok()?;
         if kind == RTAX_MTU {
             return u32_of(payload);
         }
-        nested = nested.get((len + 3) & !3..).unwrap_or(&[]);
     }
     None
 }
