@@ -54,7 +54,13 @@ pub struct Watch {
     /// Our nexthop objects: id → device.
     pub objects: FxHashMap<u32, u32>,
     /// Per device our objects use, whether it was down when last seen.
-    pub link_down: FxHashMap<u32, bool>,
+    link_down: FxHashMap<u32, bool>,
+}
+
+impl Watch {
+    pub fn new(sel: RouteScopeSel, own_port: u32, objects: FxHashMap<u32, u32>) -> Self {
+        Watch { sel, own_port, objects, link_down: FxHashMap::default() }
+    }
 }
 
 /// Opens the notification socket. Call in the namespace to watch.
@@ -245,12 +251,7 @@ mod tests {
     const OWN: u32 = 4242;
 
     fn watch() -> Watch {
-        Watch {
-            sel: RouteScopeSel { table: 254, protocol: 116 },
-            own_port: OWN,
-            objects: FxHashMap::default(),
-            link_down: FxHashMap::default(),
-        }
+        Watch::new(RouteScopeSel { table: 254, protocol: 116 }, OWN, FxHashMap::default())
     }
 
     fn from(mut msg: Vec<u8>, port: u32) -> Vec<u8> {

@@ -193,12 +193,7 @@ impl Programmer {
         let (tx, rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = mpsc::channel(4096);
         let (control_tx, control_rx) = mpsc::channel(4);
-        let watch = monitor::Watch {
-            sel,
-            own_port: socket.port(),
-            objects: socket.nexthop_devices(),
-            link_down: Default::default(),
-        };
+        let watch = monitor::Watch::new(sel, socket.port(), socket.nexthop_devices());
         let monitor_task = tokio::spawn(monitor::run(monitor_socket, watch, ev_tx, control_rx));
         let stats = Arc::new(ProgrammerStats::default());
         let (state_tx, state) = watch::channel(ProgrammerState::default());
@@ -542,7 +537,9 @@ impl Task {
             let ready = match w.need {
                 Need::Nothing => true,
                 Need::Synced => self.synced,
-                Need::Resync | Need::Sweeping => false,
+                Need::Resync => false,
+                // Its dump is asked for: finish_dump answers it.
+                Need::Sweeping => return false,
                 Need::Sweep => {
                     // A dump that started before this point may have seen
                     // routes since deleted: wait for it, then ask for one.
@@ -556,9 +553,6 @@ impl Task {
                     return true;
                 }
             };
-            if w.need == Need::Sweeping {
-                return false;
-            }
             if !ready {
                 // A complete resync that is running or asked for answers it.
                 if self.dumping.is_some_and(|(r, _)| r == Resync::Complete) || self.resync == Some(Resync::Complete) {
