@@ -37,6 +37,8 @@
 # object (dataplane.nexthop_objects). TORTIE_BIN names the binary and TORTIE_POOL the IP pool it is given (default
 # 100.64.0.0/10, which holds the feeder's prefixes: they become remote pool blocks as on a node;
 # TORTIE_POOL=192.168.0.0/16 makes them plain learned routes outside every pool).
+# FIBWATCH_EXTRA adds options to bench/fibwatch.py: with --keep, FIBWATCH_EXTRA="--progress 0.02" leaves
+# a timeline of the route count in WORK/fib.ev.
 # For DUT=frr, FRR_ZEBRA_EXTRA / FRR_BGPD_EXTRA add config lines (e.g. "debug zebra rib") to the
 # generated zebra.conf / bgpd.conf (bgpd lines go before "router bgp").
 # Output: progress on stderr, one final machine-readable line on stdout:
@@ -487,7 +489,7 @@ log "feeder ready (pid $FEED_PID)"
 case $DUT in tortie|tortieplain) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib|tortierib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
 WATCH_PID=""
 if [[ -n $PROTO_PRE && $FIB_COUNT == watch ]]; then
-  ip netns exec $NS_D "$PY" "$HERE/fibwatch.py" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" &
+  ip netns exec $NS_D "$PY" "$HERE/fibwatch.py" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" ${FIBWATCH_EXTRA:-} &
   WATCH_PID=$!; STARTED+=($!); disown $!
   for i in $(seq 1 100); do grep -q '^ready' "$WORK/fib.ev" 2>/dev/null && break; sleep 0.05; done
 fi

@@ -83,8 +83,11 @@ impl Node {
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
-                    Some(change) = changes.recv() => {
-                        best_out.lock().unwrap().insert(change.prefix, change.next_hops);
+                    Some(batch) = changes.recv() => {
+                        let mut best = best_out.lock().unwrap();
+                        for change in batch {
+                            best.insert(change.prefix, change.next_hops.to_vec());
+                        }
                     }
                     Some(control) = control_rx.recv() => match control {
                         Control::Originate(net) => rib.originate(net).await,

@@ -63,7 +63,7 @@ pub struct BgpHandles {
     /// The RIB: originate the node's blocks, snapshots for the API.
     pub rib: Rib,
     /// Best-path changes of learned routes, for the dataplane.
-    pub best_paths: mpsc::Receiver<BestPathChange>,
+    pub best_paths: mpsc::Receiver<Vec<BestPathChange>>,
 }
 
 /// Starts the speaker, the RIB fed by its events, and the task that keeps

@@ -16,7 +16,7 @@
 //! follower keeps no copy of them: when the pools change, the RIB sends
 //! every learned set again.
 
-use crate::bgp::rib::BestPathChange;
+use crate::bgp::rib::{Addrs, BestPathChange};
 use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
@@ -233,8 +233,8 @@ fn mode(encap: EncapMode) -> IpipMode {
 /// How a learned prefix is routed: a prefix inside a pool with exactly one
 /// IPv4 next hop is a remote block (its path chosen by the selector); ECMP,
 /// IPv6 and prefixes outside every pool go direct. `None` without next hops.
-/// Takes the next hops by value: a direct route keeps the vector.
-pub fn classify(prefix: IpNetwork, hops: Vec<IpAddr>, pools: &[IpPool]) -> Option<Remote> {
+/// Takes the next hops by value: a direct route keeps them.
+pub fn classify(prefix: IpNetwork, hops: Addrs, pools: &[IpPool]) -> Option<Remote> {
     if hops.is_empty() {
         return None;
     }
@@ -243,7 +243,7 @@ pub fn classify(prefix: IpNetwork, hops: Vec<IpAddr>, pools: &[IpPool]) -> Optio
         (IpNetwork::V4(block), [IpAddr::V4(node)], Some(pool)) => {
             Remote::Block(RemoteBlock { block, node: *node, mode: mode(pool.ipip_mode) })
         }
-        _ => Remote::Direct(hops),
+        _ => Remote::Direct(hops.into_vec()),
     })
 }
 
@@ -282,7 +282,7 @@ const BURST_MAX: usize = 16_384;
 /// selector's channel is bounded, so while the selector or the kernel is
 /// busy this waits and the RIB's change queue coalesces per prefix.
 pub async fn follow_learned<S: LearnedSource>(
-    mut changes: mpsc::Receiver<BestPathChange>,
+    mut changes: mpsc::Receiver<Vec<BestPathChange>>,
     source: S,
     mut pools: watch::Receiver<Vec<IpPool>>,
     out: mpsc::Sender<RemoteBatch>,
@@ -314,12 +314,14 @@ pub async fn follow_learned<S: LearnedSource>(
                 }
                 continue;
             }
-            change = changes.recv() => {
-                let Some(first) = change else { return };
+            received = changes.recv() => {
+                let Some(first) = received else { return };
                 arrived = Instant::now();
                 let mut next = Some(first);
-                while let Some(change) = next {
-                    batch.changes.push((change.prefix, classify(change.prefix, change.next_hops, &current_pools)));
+                while let Some(received) = next {
+                    batch.changes.extend(
+                        received.into_iter().map(|c| (c.prefix, classify(c.prefix, c.next_hops, &current_pools))),
+                    );
                     next = if batch.changes.len() < BURST_MAX { changes.try_recv().ok() } else { None };
                 }
             }
@@ -370,7 +372,7 @@ mod tests {
     }
 
     fn classified(prefix: &str, hops: &[&str], pools: &[IpPool]) -> Option<Remote> {
-        let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
+        let hops: Addrs = hops.iter().map(|h| h.parse().unwrap()).collect();
         classify(prefix.parse().unwrap(), hops, pools)
     }
 
@@ -416,21 +418,19 @@ mod tests {
     #[derive(Clone)]
     struct FakeRib {
         learned: Vec<BestPathChange>,
-        changes: mpsc::Sender<BestPathChange>,
+        changes: mpsc::Sender<Vec<BestPathChange>>,
         resends: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl LearnedSource for FakeRib {
         async fn resend_learned(&self) {
             self.resends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            for c in &self.learned {
-                self.changes.send(c.clone()).await.unwrap();
-            }
+            self.changes.send(self.learned.clone()).await.unwrap();
         }
     }
 
     fn change(prefix: &str, hops: &[&str]) -> BestPathChange {
-        let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
+        let hops: Addrs = hops.iter().map(|h| h.parse().unwrap()).collect();
         BestPathChange { prefix: prefix.parse().unwrap(), next_hops: hops.clone(), peers: hops }
     }
 
@@ -460,7 +460,7 @@ mod tests {
         tokio::spawn(follow_learned(changes_rx, rib, pools_rx, out_tx, generation_tx, None, stop_rx));
 
         for c in &learned {
-            changes_tx.send(c.clone()).await.unwrap();
+            changes_tx.send(vec![c.clone()]).await.unwrap();
         }
         let got = next_changes(&mut out_rx, 3).await;
         let modes = |got: &[(IpNetwork, Option<Remote>)]| -> Vec<(String, Option<IpipMode>)> {
@@ -501,7 +501,7 @@ mod tests {
 
         // The same pools again (a resync listing): nothing is asked for.
         pools_tx.send_replace(vec![pool("10.244.0.0/16", EncapMode::Never)]);
-        changes_tx.send(change("10.244.1.0/26", &[])).await.unwrap();
+        changes_tx.send(vec![change("10.244.1.0/26", &[])]).await.unwrap();
         assert_eq!(next_changes(&mut out_rx, 1).await, [("10.244.1.0/26".parse().unwrap(), None)], "a withdrawal");
         assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
     }

@@ -52,21 +52,32 @@ pub struct Interner<T> {
     slots: Vec<Slot<T>>,
     index: HashTable<u32>,
     free: Vec<u32>,
+    /// The id acquired last: a large table's routes mostly share one form,
+    /// and comparing with it costs less than hashing. Only a hint: its slot
+    /// is compared by value, so a released or reused id is simply a miss.
+    last: u32,
 }
 
 impl<T> Default for Interner<T> {
     fn default() -> Self {
-        Interner { slots: Vec::new(), index: HashTable::new(), free: Vec::new() }
+        Interner { slots: Vec::new(), index: HashTable::new(), free: Vec::new(), last: 0 }
     }
 }
 
 impl<T: Hash + Eq> Interner<T> {
     /// The id of `value`, taking one reference to it; true when it is new.
     pub fn acquire(&mut self, value: T) -> (u32, bool) {
+        if let Some(slot) = self.slots.get_mut(self.last as usize)
+            && slot.value.as_ref() == Some(&value)
+        {
+            slot.refs += 1;
+            return (self.last, false);
+        }
         let hash = FxBuildHasher.hash_one(&value);
         let slots = &mut self.slots;
         if let Some(&id) = self.index.find(hash, |&id| slots[id as usize].value.as_ref() == Some(&value)) {
             slots[id as usize].refs += 1;
+            self.last = id;
             return (id, false);
         }
         let id = match self.free.pop() {
@@ -81,6 +92,7 @@ impl<T: Hash + Eq> Interner<T> {
             }
         };
         self.index.insert_unique(hash, id, |&id| FxBuildHasher.hash_one(live(&slots[id as usize])));
+        self.last = id;
         (id, true)
     }
 
@@ -218,6 +230,21 @@ mod tests {
         assert_eq!(c, a, "the freed id is reused");
         assert_eq!(i.get(c), "c");
         assert_eq!(i.acquire("b".to_string()), (b, false), "others are still found after reuse");
+    }
+
+    #[test]
+    fn the_last_form_hint_is_checked_by_value() {
+        let mut i = Interner::default();
+        let (a, _) = i.acquire("a".to_string());
+        assert_eq!(i.release(a).as_deref(), Some("a"));
+        // The hint still names the freed id: a different value takes it...
+        let (b, new) = i.acquire("b".to_string());
+        assert!(new && b == a, "the freed id is reused");
+        // ...and the old value is not found through it.
+        let (a2, new) = i.acquire("a".to_string());
+        assert!(new && a2 != b, "a freed value is new again");
+        assert_eq!(i.acquire("b".to_string()), (b, false));
+        assert_eq!((i.refs(a2), i.refs(b)), (1, 2));
     }
 
     #[test]

@@ -35,7 +35,6 @@ use super::snapshot::Snapshot;
 use super::table::Table;
 use crate::prefix_map::PREFETCH_AHEAD;
 use ipnetwork::IpNetwork;
-use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -754,8 +753,13 @@ impl Task {
     }
 
     fn acknowledge(&mut self, ops: &[RouteOp], meta: &[u32], result: std::io::Result<Vec<OpError>>) {
-        let failed: HashMap<usize, std::io::Error> = match result {
-            Ok(errors) => errors.into_iter().map(|e| (e.index, e.error)).collect(),
+        // In index order, walked alongside the operations: nearly always
+        // empty, and a lookup per operation would cost a hash each.
+        let mut failed = match result {
+            Ok(mut errors) => {
+                errors.sort_by_key(|e| e.index);
+                errors.into_iter().peekable()
+            }
             Err(e) => {
                 // The socket itself failed: nothing is known; resync later.
                 for (op, m) in ops.iter().zip(meta) {
@@ -770,8 +774,9 @@ impl Task {
             if let Some(next) = ops.get(i + PREFETCH_AHEAD) {
                 self.table.prefetch(&next.route().dst);
             }
-            let ok = match failed.get(&i) {
-                Some(e) => {
+            while failed.next_if(|e| e.index < i).is_some() {}
+            let ok = match failed.next_if(|e| e.index == i) {
+                Some(OpError { error: e, .. }) => {
                     self.stats.failed(op_index(op), 1);
                     tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
                     false

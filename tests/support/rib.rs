@@ -57,7 +57,7 @@ impl RibNode {
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
-                    Some(change) = changes.recv() => out.lock().unwrap().push(change),
+                    Some(batch) = changes.recv() => out.lock().unwrap().extend(batch),
                     Some(control) = control_rx.recv() => match control {
                         Control::Originate(net) => rib.originate(net).await,
                         Control::Withdraw(net) => rib.withdraw(net).await,
@@ -121,14 +121,14 @@ impl RibNode {
     /// The current learned next hops of `net` (empty: no learned route).
     pub fn best(&self, net: IpNetwork) -> Vec<IpAddr> {
         let history = self.history.lock().unwrap();
-        let mut hops = history.iter().rev().find(|c| c.prefix == net).map(|c| c.next_hops.clone()).unwrap_or_default();
+        let mut hops = history.iter().rev().find(|c| c.prefix == net).map(|c| c.next_hops.to_vec()).unwrap_or_default();
         hops.sort();
         hops
     }
 
     /// Every best-path change of `net` so far, oldest first.
     pub fn changes(&self, net: IpNetwork) -> Vec<Vec<IpAddr>> {
-        self.history.lock().unwrap().iter().filter(|c| c.prefix == net).map(|c| c.next_hops.clone()).collect()
+        self.history.lock().unwrap().iter().filter(|c| c.prefix == net).map(|c| c.next_hops.to_vec()).collect()
     }
 
     /// Waits until the learned next hops of `net` are `hops` (empty: none).

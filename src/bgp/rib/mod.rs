@@ -44,8 +44,11 @@ pub use best::LossReason;
 pub use policy::Policy;
 pub use snapshot::{PeerRibStats, RibSnapshot, RibStats, RouteView};
 
-/// Capacity of the best-path change channel; beyond it changes coalesce per prefix.
+/// Best-path changes the channel holds; beyond it changes coalesce per prefix.
 pub const BEST_PATH_CAPACITY: usize = 4096;
+/// Best-path changes per message on the channel: one send and one wake-up
+/// per batch, not per prefix (a million-route table is a million changes).
+pub const BEST_PATH_BATCH: usize = 256;
 /// Capacity of the command channel.
 const COMMAND_CAPACITY: usize = 256;
 
@@ -140,9 +143,13 @@ impl PeerSetup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BestPathChange {
     pub prefix: IpNetwork,
-    pub next_hops: Vec<IpAddr>,
-    pub peers: Vec<IpAddr>,
+    pub next_hops: Addrs,
+    pub peers: Addrs,
 }
+
+/// Next hops or peers of a best-path set: nearly always one, kept inline
+/// so that a change costs no allocation.
+pub type Addrs = smallvec::SmallVec<[IpAddr; 1]>;
 
 /// What the handle asks of the task.
 pub(crate) enum Command {
@@ -166,9 +173,10 @@ pub struct Rib {
 
 impl Rib {
     /// Spawns the RIB task consuming the speaker's PeerEvents.
-    pub fn spawn(config: RibConfig, events: mpsc::Receiver<PeerEvent>) -> (Rib, mpsc::Receiver<BestPathChange>) {
+    /// Best-path changes come out in batches of at most [`BEST_PATH_BATCH`].
+    pub fn spawn(config: RibConfig, events: mpsc::Receiver<PeerEvent>) -> (Rib, mpsc::Receiver<Vec<BestPathChange>>) {
         let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
-        let (best_tx, best_rx) = mpsc::channel(BEST_PATH_CAPACITY);
+        let (best_tx, best_rx) = mpsc::channel(BEST_PATH_CAPACITY / BEST_PATH_BATCH);
         tokio::spawn(task::RibTask::new(config, best_tx).run(commands, events));
         (Rib { commands: commands_tx }, best_rx)
     }

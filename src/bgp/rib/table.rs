@@ -26,6 +26,7 @@ use std::sync::Arc;
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
 
+use super::Addrs;
 use super::attr_table::{AttrId, AttrTable};
 use super::attrs::Attrs;
 use super::best::{Candidate, Decision, decide};
@@ -482,17 +483,17 @@ impl LocRib {
 
     /// The oldest queued prefix and its learned multipath set now (next
     /// hops and peers, empty when the best path is ours or there is none).
-    pub fn take_change(&mut self) -> Option<(IpNetwork, Vec<IpAddr>, Vec<IpAddr>)> {
+    pub fn take_change(&mut self) -> Option<(IpNetwork, Addrs, Addrs)> {
         let net = self.changes.pop()?;
         if let Some(next) = self.changes.ahead_v4(PREFETCH_AHEAD) {
             self.map.prefetch(&next);
         }
         self.changes.maybe_shrink();
-        let Some(value) = self.map.get(&net) else { return Some((net, Vec::new(), Vec::new())) };
+        let Some(value) = self.map.get(&net) else { return Some((net, Addrs::new(), Addrs::new())) };
         let (low, slot, flags) = unpack(value);
         if slot == EMPTY && flags & MANY == 0 {
             self.map.remove(&net);
-            return Some((net, Vec::new(), Vec::new()));
+            return Some((net, Addrs::new(), Addrs::new()));
         }
         self.map.insert(net, pack(low, slot, flags & !QUEUED));
         if flags & MANY == 0 {
@@ -522,8 +523,8 @@ impl LocRib {
 
 /// The learned multipath set as the dataplane sees it: empty when the best
 /// path is ours or there is none.
-pub fn learned(paths: &[Path]) -> (Vec<IpAddr>, Vec<IpAddr>) {
-    let (mut hops, mut peers) = (Vec::new(), Vec::new());
+pub fn learned(paths: &[Path]) -> (Addrs, Addrs) {
+    let (mut hops, mut peers) = (Addrs::new(), Addrs::new());
     if paths.first().is_some_and(|p| p.source.is_some()) {
         for p in paths {
             if let Some(nh) = p.attrs.next_hop

@@ -33,7 +33,7 @@ use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
 use super::table::{Dest, Fast, LocRib, Path, Slot, learned};
-use super::{BestPathChange, Command, PeerRole, RibConfig, pack};
+use super::{BEST_PATH_BATCH, BestPathChange, Command, PeerRole, RibConfig, pack};
 use crate::bgp::packet::route_refresh::subtype;
 use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
 use crate::bgp::session::{DownReason, Negotiated, PeerEvent};
@@ -60,7 +60,7 @@ pub struct RibTask {
     local_attr: AttrId,
     /// Our own addresses: a next hop among them is unusable.
     own: FxHashSet<IpAddr>,
-    best_tx: mpsc::Sender<BestPathChange>,
+    best_tx: mpsc::Sender<Vec<BestPathChange>>,
     /// What best path needs to know about each peer (kept in step with `peers`).
     facts: FxHashMap<IpAddr, PeerFacts>,
     reservations: FuturesUnordered<Reservation>,
@@ -156,7 +156,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl RibTask {
-    pub fn new(config: RibConfig, best_tx: mpsc::Sender<BestPathChange>) -> Self {
+    pub fn new(config: RibConfig, best_tx: mpsc::Sender<Vec<BestPathChange>>) -> Self {
         let local_loaded = !config.hold_end_of_rib;
         let interner = Interner::default();
         let mut loc = LocRib::new();
@@ -210,11 +210,7 @@ impl RibTask {
                     self.reserved(peer, epoch, permit);
                 }
                 permit = best_tx.reserve(), if self.loc.changes_pending() > 0 => match permit {
-                    Ok(permit) => {
-                        if let Some(change) = self.take_change() {
-                            permit.send(change);
-                        }
-                    }
+                    Ok(permit) => permit.send(self.take_changes()),
                     Err(_) => while self.loc.take_change().is_some() {},
                 },
                 event = events.recv(), if events_open => match event {
@@ -394,14 +390,10 @@ impl RibTask {
     }
 
     /// Sends queued best-path changes while the channel has room.
-    fn drain_changes(&mut self, tx: &mpsc::Sender<BestPathChange>) {
+    fn drain_changes(&mut self, tx: &mpsc::Sender<Vec<BestPathChange>>) {
         while self.loc.changes_pending() > 0 {
             match tx.try_reserve() {
-                Ok(permit) => {
-                    if let Some(change) = self.take_change() {
-                        permit.send(change);
-                    }
-                }
+                Ok(permit) => permit.send(self.take_changes()),
                 Err(TrySendError::Full(())) => return,
                 Err(TrySendError::Closed(())) => {
                     while self.loc.take_change().is_some() {}
@@ -411,10 +403,16 @@ impl RibTask {
         }
     }
 
-    /// The oldest queued change as the consumer sees it: the prefix's learned set now.
-    fn take_change(&mut self) -> Option<BestPathChange> {
-        let (prefix, next_hops, peers) = self.loc.take_change()?;
-        Some(BestPathChange { prefix, next_hops, peers })
+    /// The oldest queued changes (at most a batch) as the consumer sees
+    /// them: each prefix's learned set now.
+    fn take_changes(&mut self) -> Vec<BestPathChange> {
+        let mut batch = Vec::with_capacity(self.loc.changes_pending().min(BEST_PATH_BATCH));
+        while batch.len() < BEST_PATH_BATCH
+            && let Some((prefix, next_hops, peers)) = self.loc.take_change()
+        {
+            batch.push(BestPathChange { prefix, next_hops, peers });
+        }
+        batch
     }
 
     fn session_down(&mut self, addr: IpAddr, reason: &DownReason) {

@@ -75,14 +75,29 @@ fn config() -> RibConfig {
 struct Harness {
     rib: Rib,
     events: mpsc::Sender<PeerEvent>,
-    best: mpsc::Receiver<BestPathChange>,
+    best: mpsc::Receiver<Vec<BestPathChange>>,
+    /// The rest of the last batch received from `best`.
+    received: std::collections::VecDeque<BestPathChange>,
 }
 
 impl Harness {
     fn new(config: RibConfig) -> Self {
         let (events, rx) = mpsc::channel(1024);
         let (rib, best) = Rib::spawn(config, rx);
-        Harness { rib, events, best }
+        Harness { rib, events, best, received: Default::default() }
+    }
+
+    /// The next best-path change, batch by batch.
+    async fn next_change(&mut self) -> BestPathChange {
+        loop {
+            if let Some(change) = self.received.pop_front() {
+                return change;
+            }
+            let batch = self.best.recv().await.expect("a change");
+            assert!(!batch.is_empty(), "no empty batches");
+            assert!(batch.len() <= BEST_PATH_BATCH, "a batch of {}", batch.len());
+            self.received.extend(batch);
+        }
     }
 
     async fn peer(&self, last: u8, setup: PeerSetup, capacity: usize) -> mpsc::Receiver<UpdateMessage> {
@@ -105,7 +120,7 @@ impl Harness {
         let prefix: IpNetwork = prefix.parse().unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                let change = self.best.recv().await.expect("a change");
+                let change = self.next_change().await;
                 if change.prefix == prefix {
                     return change;
                 }
@@ -156,7 +171,7 @@ async fn mesh_routes_reach_the_dataplane_but_not_other_mesh_peers() {
     assert_eq!(until_end_of_rib(&mut b).await.0, vec!["10.244.0.0/26"]);
     h.update(2, announce(&["10.244.1.0/26", "192.168.0.0/24"], addr(2), vec![])).await;
     let change = h.change_for("10.244.1.0/26").await;
-    assert_eq!((change.next_hops, change.peers), (vec![addr(2)], vec![addr(2)]));
+    assert_eq!((change.next_hops.to_vec(), change.peers.to_vec()), (vec![addr(2)], vec![addr(2)]));
     let snapshot = h.rib.snapshot().await;
     assert!(!snapshot.routes.iter().any(|r| r.prefix.to_string() == "192.168.0.0/24"), "outside the pools");
     assert_eq!(snapshot.stats.per_peer[&addr(2)].received, 2);
@@ -180,16 +195,16 @@ async fn two_external_peers_form_an_ecmp_set_and_losing_one_shrinks_it() {
     h.up(2, false, false).await;
     h.up(3, false, false).await;
     h.update(2, announce(&["172.16.0.0/24"], addr(2), vec![65100])).await;
-    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops, vec![addr(2)]);
+    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops.to_vec(), vec![addr(2)]);
     h.update(3, announce(&["172.16.0.0/24"], addr(3), vec![65100])).await;
     let change = h.change_for("172.16.0.0/24").await;
-    assert_eq!(change.next_hops, vec![addr(2), addr(3)]);
+    assert_eq!(change.next_hops.to_vec(), vec![addr(2), addr(3)]);
     let snapshot = h.rib.snapshot().await;
     let views: Vec<_> = snapshot.routes.iter().filter(|r| r.prefix.to_string() == "172.16.0.0/24").collect();
     assert!(views[0].best && views[0].multipath && views[1].multipath && !views[1].best);
     assert_eq!(views[1].reason.as_deref(), Some("higher-router-id"));
     h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
-    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops, vec![addr(3)]);
+    assert_eq!(h.change_for("172.16.0.0/24").await.next_hops.to_vec(), vec![addr(3)]);
 }
 
 #[tokio::test]
@@ -488,14 +503,14 @@ async fn resend_learned_repeats_every_learned_set_and_nothing_of_ours() {
     h.rib.resend_learned().await;
     let mut again = Vec::new();
     for _ in 0..2 {
-        let change = tokio::time::timeout(Duration::from_secs(10), h.best.recv()).await.unwrap().unwrap();
-        assert_eq!(change.next_hops, vec![addr(2)]);
+        let change = tokio::time::timeout(Duration::from_secs(10), h.next_change()).await.unwrap();
+        assert_eq!(change.next_hops.to_vec(), vec![addr(2)]);
         again.push(change.prefix.to_string());
     }
     again.sort();
     assert_eq!(again, ["172.16.0.0/24", "172.16.1.0/24"]);
     h.rib.stats().await;
-    assert!(h.best.try_recv().is_err(), "our own block is not a learned route");
+    assert!(h.received.is_empty() && h.best.try_recv().is_err(), "our own block is not a learned route");
 }
 
 #[tokio::test]
