@@ -19,6 +19,10 @@
 #   --timeout S           give up a phase after S seconds (default 300)
 #   --rib-poll S          RIB poll interval            (default 0.1)
 #   --fib-count MODE      watch (rtnetlink events, default) | poll (fib_triestat every 0.1 s)
+#   --watcher KIND        the event counter for --fib-count watch: rs (default,
+#                         target/release/examples/fibwatch, ~0.1 us of CPU per route) | py
+#                         (bench/fibwatch.py, ~2 us per route: two CPU-seconds per 1M routes, on a
+#                         machine whose two cores the DUT and the feeder share)
 #   --keep                keep the work directory (configs, logs, event files)
 #   --settle S            (feeder py only) let the DUT run S seconds before the feeder may connect:
 #                         separates daemon start-up effects from session convergence
@@ -37,7 +41,7 @@
 # object (dataplane.nexthop_objects). TORTIE_BIN names the binary and TORTIE_POOL the IP pool it is given (default
 # 100.64.0.0/10, which holds the feeder's prefixes: they become remote pool blocks as on a node;
 # TORTIE_POOL=192.168.0.0/16 makes them plain learned routes outside every pool).
-# FIBWATCH_EXTRA adds options to bench/fibwatch.py: with --keep, FIBWATCH_EXTRA="--progress 0.02" leaves
+# FIBWATCH_EXTRA adds options to the watcher (both take the same ones): with --keep, FIBWATCH_EXTRA="--progress 0.02" leaves
 # a timeline of the route count in WORK/fib.ev.
 # For DUT=frr, FRR_ZEBRA_EXTRA / FRR_BGPD_EXTRA add config lines (e.g. "debug zebra rib") to the
 # generated zebra.conf / bgpd.conf (bgpd lines go before "router bgp").
@@ -52,6 +56,7 @@ PY=${PYTHON:-python3}
 
 DUT=${DUT:-bird}; N=${N:-10000}; FEEDER=${FEEDER:-py}; PLEN=${PLEN:-32}; START=${START:-100.64.0.0}
 WITHDRAW=${WITHDRAW:-1}; TIMEOUT=${TIMEOUT:-300}; RIB_POLL=${RIB_POLL:-0.1}; FIB_COUNT=${FIB_COUNT:-watch}
+WATCHER=${WATCHER:-rs}
 KEEP=${KEEP:-0}; QUIET=${QUIET:-0}; FEEDER_MODE=${FEEDER_MODE:-connect}
 WAIT_QUIET=${WAIT_QUIET:-0}; QUIET_MAX=${QUIET_MAX:-0.25}; SETTLE=${SETTLE:-0}
 while [[ $# -gt 0 ]]; do
@@ -65,6 +70,7 @@ while [[ $# -gt 0 ]]; do
     --timeout) TIMEOUT=$2; shift 2;;
     --rib-poll) RIB_POLL=$2; shift 2;;
     --fib-count) FIB_COUNT=$2; shift 2;;
+    --watcher) WATCHER=$2; shift 2;;
     --keep) KEEP=1; shift;;
     --wait-quiet) WAIT_QUIET=$2; shift 2;;
     --settle) SETTLE=$2; shift 2;;
@@ -74,6 +80,13 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $(id -u) == 0 ]] || { echo "must run as root" >&2; exit 2; }
+case $WATCHER in
+  rs) WATCH_CMD=("${FIBWATCH_BIN:-$(cd "$HERE/.." && pwd)/target/release/examples/fibwatch}")
+      [[ $FIB_COUNT != watch || -x ${WATCH_CMD[0]} ]] || {
+        echo "no watcher at ${WATCH_CMD[0]} (cargo build --release --example fibwatch, or --watcher py)" >&2; exit 2; };;
+  py) WATCH_CMD=("$PY" "$HERE/fibwatch.py");;
+  *) echo "--watcher: rs or py, not '$WATCHER'" >&2; exit 2;;
+esac
 
 NS_F=bb-feed; NS_D=bb-dut; IF_F=bb-f0; IF_D=bb-d0
 A_F=10.99.0.1; A_D=10.99.0.2; AS_F=65001; AS_D=65002
@@ -489,7 +502,7 @@ log "feeder ready (pid $FEED_PID)"
 case $DUT in tortie|tortieplain) PROTO_PRE=116;; bird) PROTO_PRE=12;; frr) PROTO_PRE=186;; gobgp|birdrib|tortierib) PROTO_PRE="";; cmd) PROTO_PRE=$DUT_PROTO_ENV;; esac
 WATCH_PID=""
 if [[ -n $PROTO_PRE && $FIB_COUNT == watch ]]; then
-  ip netns exec $NS_D "$PY" "$HERE/fibwatch.py" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" ${FIBWATCH_EXTRA:-} &
+  ip netns exec $NS_D "${WATCH_CMD[@]}" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" ${FIBWATCH_EXTRA:-} &
   WATCH_PID=$!; STARTED+=($!); disown $!
   for i in $(seq 1 100); do grep -q '^ready' "$WORK/fib.ev" 2>/dev/null && break; sleep 0.05; done
 fi

@@ -11,7 +11,8 @@
 # (rep 1 of every N and DUT, then rep 2, ...) and every run first waits up to 120 s for a quiet
 # second, so background load hits all DUTs alike. Per run it records, from the DUT's start:
 #   rib_s   all N prefixes accepted in the RIB (tortie: GET /v1/bgp/stats; BIRD: birdc; FRR: vtysh),
-#   fib_s   the N-th route of the DUT's protocol in bb-dut's main table (fibwatch.py, netlink events),
+#   fib_s   the N-th route of the DUT's protocol in bb-dut's main table (examples/fibwatch.rs,
+#           netlink events; `-- --watcher py` for bench/fibwatch.py, `-- --fib-count poll` for none),
 #   rss_mb  peak RSS (VmHWM, summed over the DUT's processes), cpu_s  utime+stime until convergence,
 # plus the same from Established (*_from_est_s) and the withdraw phase (wd_*).
 # Raw lines go to RESULTS (default /tmp/tortie-convergence-<time>.txt); at the end the medians and
@@ -32,8 +33,9 @@ while [[ $# -gt 0 ]]; do
 done
 EXTRA=("$@")
 [[ $(id -u) == 0 ]] || { echo "must run as root (namespaces, daemons)" >&2; exit 2; }
-if [[ $BUILD == 1 && " $DUTS " == *" tortie "* ]]; then
-  (cd "$HERE/.." && cargo build --release --bin tortie -q) || exit 1
+if [[ $BUILD == 1 ]]; then
+  # The route-notification counter every DUT's FIB time is read from (converge.sh --watcher rs).
+  (cd "$HERE/.." && cargo build --release --bin tortie --example fibwatch -q) || exit 1
 fi
 echo "# results -> $OUT" >&2
 { echo "# $(date -Is) kernel=$(uname -r) cpus=$(nproc) mem=$(free -g | awk '/Mem:/{print $2}')G load=$(cut -d' ' -f1-3 /proc/loadavg)"
