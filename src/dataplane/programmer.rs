@@ -427,6 +427,7 @@ impl Task {
                     io = None;
                     match done {
                         Ok(IoDone::Wrote(socket, ops, result)) => {
+                            tracing::trace!(subsys = "dataplane", ops = ops.len(), next = self.next.as_ref().map_or(0, |c| c.ops.len()), "chunk written");
                             self.socket = Some(socket);
                             let mut chunk = self.writing.take().expect("a chunk was being written");
                             chunk.ops = ops;
@@ -493,6 +494,7 @@ impl Task {
                 self.table.maybe_shrink();
             }
             Command::UpdateKinds(kinds, mut changes) => {
+                tracing::trace!(subsys = "dataplane", routes = changes.len(), "update");
                 for i in 0..changes.len() {
                     // A few prefixes early, so the cache misses overlap.
                     if let Some((next, _)) = changes.get(i + PREFETCH_AHEAD) {
@@ -690,6 +692,7 @@ impl Task {
             self.paused = true;
         }
         let ops = std::mem::take(&mut chunk.ops);
+        tracing::trace!(subsys = "dataplane", ops = ops.len(), queued = self.table.queued(), "chunk to the kernel");
         self.writing = Some(chunk);
         let sel = self.sel;
         Some(tokio::task::spawn_blocking(move || {

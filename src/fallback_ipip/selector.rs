@@ -18,10 +18,11 @@
 //! path it moved.
 //!
 //! Back-pressure: once 4096 routes are queued at the programmer unconfirmed,
-//! the selector asks [`RouteSink::applied`]; with two requests open it waits
-//! for the older one before it queues more, so at most a few turns of routes wait in the programmer's
-//! command channel; the backlog stays upstream, in the RIB's change queue
-//! that coalesces per prefix.
+//! the selector asks [`RouteSink::applied`]; once the open requests cover
+//! two of the programmer's chunks it waits for the oldest before it queues
+//! more, so the programmer always has its next chunk and at most a few turns
+//! of routes wait for it; the backlog stays upstream, in the RIB's change
+//! queue that coalesces per prefix.
 
 use super::path::{self, Path};
 use super::table::TunnelPeer;
@@ -158,10 +159,15 @@ const KINDS: [RouteKind; 2] = [RouteKind::RemoteDirect, RouteKind::RemoteTunnel]
 const TURN_MAX: usize = 32_768;
 
 /// Routes queued at the programmer without confirmation before the selector
-/// asks for one ([`RouteSink::applied`]), which it awaits before queueing more.
+/// asks for one ([`RouteSink::applied`]).
 const ACK_EVERY: usize = 4096;
-/// Confirmation requests open at once.
-const IN_FLIGHT: usize = 2;
+/// Routes covered by open confirmation requests before the selector waits
+/// for the oldest: two of the programmer's chunks (32 768 operations each),
+/// one being written and the next built meanwhile. Counted in routes, not
+/// requests: two requests open allowed as few as two turns, the programmer
+/// wrote both in one chunk, and the kernel then idled for every round trip
+/// (5-12 ms in each 25-40 ms chunk of a 100k-route table).
+const IN_FLIGHT_ROUTES: usize = 65_536;
 
 /// Runs until `updates` closes; publishes the path chosen per node and the
 /// probe targets on `out`.
@@ -173,7 +179,7 @@ pub async fn run<S: RouteSink>(
     out: SelectorOutputs,
 ) {
     let mut state = State::default();
-    let mut outbox = Outbox { sink: programmer, confirming: Default::default(), unconfirmed: 0 };
+    let mut outbox = Outbox { sink: programmer, confirming: Default::default(), unconfirmed: 0, in_flight: 0 };
     let mut alive = liveness.borrow_and_update().clone();
     let mut liveness_open = true;
     loop {
@@ -217,38 +223,40 @@ pub async fn run<S: RouteSink>(
 }
 
 /// The selector's side of the programmer's command channel: routes go out
-/// at most [`TURN_MAX`] at a time, and once [`ACK_EVERY`] are unconfirmed
-/// the next send waits for the programmer to have written them. So the
-/// channel holds at most about `ACK_EVERY + TURN_MAX` routes of ours, and
-/// a slow kernel slows the selector, the follower and then the RIB's
-/// coalescing queue rather than filling channels.
+/// at most [`TURN_MAX`] at a time, a confirmation is asked for once
+/// [`ACK_EVERY`] are unconfirmed, and once the open requests cover
+/// [`IN_FLIGHT_ROUTES`] the next send waits for the oldest. So at most about
+/// `IN_FLIGHT_ROUTES + TURN_MAX + ACK_EVERY` routes of ours wait at the
+/// programmer, and a slow kernel slows the selector, the follower and then
+/// the RIB's coalescing queue rather than filling channels.
 struct Outbox<S> {
     sink: S,
-    /// Confirmation requests in flight, oldest first; each resolves once the
-    /// routes sent before it are written.
-    confirming: std::collections::VecDeque<JoinHandle<()>>,
+    /// Confirmation requests in flight, oldest first, with the routes each
+    /// covers; each resolves once the routes sent before it are written.
+    confirming: std::collections::VecDeque<(JoinHandle<()>, usize)>,
     /// Routes sent since the last confirmation request.
     unconfirmed: usize,
+    /// Routes covered by the requests in `confirming`.
+    in_flight: usize,
 }
 
 impl<S: RouteSink> Outbox<S> {
     async fn send(&mut self, mut routes: Vec<(IpNetwork, Option<DesiredRoute>)>) {
         while !routes.is_empty() {
             let rest = if routes.len() > TURN_MAX { routes.split_off(TURN_MAX) } else { Vec::new() };
-            // Two requests may be open: the programmer writes one turn while
-            // the next waits in its queue, so the kernel never idles for a
-            // round trip; a third waits for the oldest to be written.
-            while self.confirming.len() >= IN_FLIGHT {
-                if let Some(oldest) = self.confirming.pop_front() {
-                    let _ = oldest.await;
-                }
+            while self.in_flight >= IN_FLIGHT_ROUTES
+                && let Some((oldest, covered)) = self.confirming.pop_front()
+            {
+                let _ = oldest.await;
+                self.in_flight -= covered;
             }
             self.unconfirmed += routes.len();
             self.sink.update_kinds(KINDS.to_vec(), routes).await;
             if self.unconfirmed >= ACK_EVERY {
-                self.unconfirmed = 0;
                 let sink = self.sink.clone();
-                self.confirming.push_back(tokio::spawn(async move { sink.applied().await }));
+                self.confirming.push_back((tokio::spawn(async move { sink.applied().await }), self.unconfirmed));
+                self.in_flight += self.unconfirmed;
+                self.unconfirmed = 0;
             }
             routes = rest;
         }
@@ -786,7 +794,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn after_a_large_turn_the_selector_waits_for_the_programmer_before_queueing_more() {
+    async fn the_selector_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
         let sink = FakeSink::default();
         let (tx, rx) = mpsc::channel(4);
         let (_verdicts_tx, verdicts_rx) = watch::channel(HashMap::new());
@@ -801,29 +809,40 @@ mod tests {
         let sent = sent_at_least(&sink, 20).await;
         assert_eq!(sent.iter().sum::<usize>(), 20, "{sent:?}");
 
-        // A large one asks for confirmation; with two requests open nothing
-        // more is queued until the older is answered.
-        tx.send(direct_batch(100, 5000)).await.unwrap();
-        assert_eq!(sent_at_least(&sink, 5020).await.iter().sum::<usize>(), 5020);
-        tx.send(direct_batch(20_000, 5000)).await.unwrap();
-        assert_eq!(sent_at_least(&sink, 10_020).await.iter().sum::<usize>(), 10_020, "a second request may be open");
-        tx.send(direct_batch(10_000, 7)).await.unwrap();
-        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), 10_020, "held back");
+        // Larger ones ask for confirmation each; the budget is in routes, so
+        // three requests open hold nothing back (two requests once did, and
+        // the kernel idled between turns this small).
+        let mut total = 20;
+        for k in 0..3 {
+            tx.send(direct_batch(1000 + k * 10_000, ACK_EVERY as u32 + 1000)).await.unwrap();
+            total += ACK_EVERY + 1000;
+            assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total, "request {k} open");
+        }
+        // They go on until the open requests cover two chunks' worth...
+        let half = (IN_FLIGHT_ROUTES / 2) as u32;
+        for k in 0..2 {
+            tx.send(direct_batch(100_000 + k * 100_000, half)).await.unwrap();
+            total += half as usize;
+            assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
+        }
+        // ...then nothing more until enough of the oldest are answered.
+        tx.send(direct_batch(300_000, 7)).await.unwrap();
+        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), total, "held back");
         sink.permits.add_permits(1);
-        assert_eq!(sent_at_least(&sink, 10_027).await.iter().sum::<usize>(), 10_027);
+        assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), total, "still over the budget");
+        sink.permits.add_permits(3);
+        total += 7;
+        assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
 
-        // Turns beyond TURN_MAX go out in pieces, each waiting for the one before.
-        let (a, b) = (TURN_MAX as u32, 1000);
-        tx.send(direct_batch(100_000, a / 2)).await.unwrap();
-        tx.send(direct_batch(200_000, a / 2 + b)).await.unwrap();
-        sent_at_least(&sink, 10_028).await;
+        // A turn beyond TURN_MAX goes out in pieces, each waiting its turn:
+        // the first brings the open requests to two chunks again.
+        tx.send(direct_batch(400_000, TURN_MAX as u32 + 1000)).await.unwrap();
         let sent = sent_after_a_while(&sink).await;
         assert!(sent.iter().all(|n| *n <= TURN_MAX), "{sent:?}");
-        let before = sent.iter().sum::<usize>();
-        assert!(before < 10_027 + a as usize + b as usize, "some held back: {sent:?}");
+        assert_eq!(sent.iter().sum::<usize>(), total + TURN_MAX, "the second piece is held back: {sent:?}");
         sink.permits.add_permits(8);
-        let sent = sent_at_least(&sink, 10_027 + a as usize + b as usize).await;
-        assert_eq!(sent.iter().sum::<usize>(), 10_027 + a as usize + b as usize, "{sent:?} (before: {before})");
+        total += TURN_MAX + 1000;
+        assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
         assert!(paths_rx.borrow().is_empty(), "no node has blocks whose path can change");
     }
 
