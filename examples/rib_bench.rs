@@ -92,10 +92,12 @@ fn main() {
         let (taken_tx, mut taken) = mpsc::channel::<u64>(1);
         tokio::spawn(async move {
             let mut count = 0u64;
-            while let Some(change) = best.recv().await {
-                count += 1;
-                std::hint::black_box(&change);
-                if count.is_multiple_of(u64::from(n)) {
+            // Changes come in batches: report each time the count passes a multiple of n.
+            while let Some(batch) = best.recv().await {
+                let before = count;
+                count += batch.len() as u64;
+                std::hint::black_box(&batch);
+                if before / u64::from(n) != count / u64::from(n) {
                     let _ = taken_tx.send(count).await;
                 }
             }

@@ -269,8 +269,9 @@ impl<S: LearnedSource> LearnedSource for Option<S> {
     }
 }
 
-/// Best-path changes handed on at most this many at a time, so the first
-/// routes reach the kernel while the rest of a large table is still coming.
+/// Best-path changes handed on about this many at a time (whole batches from
+/// the RIB, so up to 255 more), so the first routes reach the kernel while
+/// the rest of a large table is still coming.
 const BURST_MAX: usize = 16_384;
 
 /// Follows the RIB's best-path changes and the pools; sends the selector

@@ -66,9 +66,8 @@ impl Probe {
         self.find(hash, key).map(|i| &self.slots[i])
     }
 
-    /// Loads the slot `hash` starts at, so that a lookup of it soon finds
-    /// it in the cache. (A plain load: the processor keeps going while it
-    /// is outstanding, so several overlap.)
+    /// Prefetches the cache line of the slot `hash` starts at, so that a
+    /// lookup of it soon finds it in the cache; several overlap.
     pub fn prefetch(&self, hash: u64) {
         if !self.slots.is_empty() {
             // A prefetch instruction, not a load: a load that misses holds

@@ -44,7 +44,8 @@ pub use best::LossReason;
 pub use policy::Policy;
 pub use snapshot::{PeerRibStats, RibSnapshot, RibStats, RouteView};
 
-/// Best-path changes the channel holds; beyond it changes coalesce per prefix.
+/// Best-path changes the channel holds at most (in batches of up to
+/// [`BEST_PATH_BATCH`]); beyond it changes coalesce per prefix.
 pub const BEST_PATH_CAPACITY: usize = 4096;
 /// Best-path changes per message on the channel: one send and one wake-up
 /// per batch, not per prefix (a million-route table is a million changes).
