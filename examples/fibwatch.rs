@@ -25,6 +25,7 @@
 //! overrun, final.
 
 use clap::Parser;
+use netlink_packet_core::NLM_F_REPLACE;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, NetlinkAddr, recvmmsg};
@@ -34,11 +35,9 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
+use tortie::dataplane::netlink::{RTM_DELROUTE, RTM_NEWROUTE};
 
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const NLM_F_REPLACE: u16 = 0x100;
 const RT_TABLE_MAIN: u8 = 254;
 const NLMSG_HDRLEN: usize = 16;
 /// Datagrams taken per recvmmsg(2): each notification is one datagram, and

@@ -233,7 +233,7 @@ fn link_change(kind: u16, bytes: &[u8], watch: &mut Watch) -> Option<u32> {
 
 /// The generic decoder for the shapes the fast reader leaves to it.
 fn generic(bytes: &[u8], sel: RouteScopeSel) -> RouteBytes {
-    let protocol = bytes.get(16 + 5).copied().unwrap_or(0);
+    let protocol = route_bytes::protocol(bytes).unwrap_or(0);
     // Decode a foreign route as if ours, to learn its prefix and table.
     match decode_generic(bytes, RouteScopeSel { protocol, ..sel }) {
         Some(route) if protocol == sel.protocol => RouteBytes::Ours(route),

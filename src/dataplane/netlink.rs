@@ -139,7 +139,7 @@ impl RouteSocket {
                         }
                         RouteBytes::OursUnreadable(_) | RouteBytes::Foreign(_) | RouteBytes::Elsewhere => {}
                     }
-                    if let (Some(id), true) = (nhid, bytes.get(16 + 5) == Some(&sel.protocol)) {
+                    if let (Some(id), true) = (nhid, route_bytes::protocol(bytes) == Some(sel.protocol)) {
                         used.insert(id);
                     }
                 }

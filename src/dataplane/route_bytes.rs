@@ -108,6 +108,11 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
     RouteBytes::Ours(Route { dst, target, mtu })
 }
 
+/// The route protocol (rtm_protocol) of a whole route message.
+pub fn protocol(msg: &[u8]) -> Option<u8> {
+    msg.get(NLMSG_HDR + 5).copied()
+}
+
 fn u32_of(payload: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(payload.get(..4)?.try_into().ok()?))
 }

@@ -296,13 +296,13 @@ impl Table {
         self.update(&[kind], dst, None);
     }
 
-    /// The routes of `kinds` for `dst` are replaced by `route` (none when
-    /// `None`) in one step.
     /// See [`PrefixMap::prefetch`].
     pub fn prefetch(&self, dst: &IpNetwork) {
         self.map.prefetch(dst);
     }
 
+    /// The routes of `kinds` for `dst` are replaced by `route` (none when
+    /// `None`) in one step.
     pub fn update(&mut self, kinds: &[RouteKind], dst: IpNetwork, route: Option<DesiredRoute>) {
         let dst = canonical(dst);
         if route.is_none() && !self.has_desired(&dst) {

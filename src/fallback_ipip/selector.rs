@@ -166,7 +166,7 @@ const ACK_EVERY: usize = 4096;
 /// one being written and the next built meanwhile. Counted in routes, not
 /// requests: two requests open allowed as few as two turns, the programmer
 /// wrote both in one chunk, and the kernel then idled for every round trip
-/// (5-12 ms in each 25-40 ms chunk of a 100k-route table).
+/// (2-10 ms between chunks of 20-60 ms in a 100k-route table).
 const IN_FLIGHT_ROUTES: usize = 65_536;
 
 /// Runs until `updates` closes; publishes the path chosen per node and the

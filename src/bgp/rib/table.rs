@@ -313,14 +313,14 @@ impl LocRib {
         }
     }
 
-    /// The single-path case of an update, without decoding: `attr` from the
-    /// peer in `slot` (path id 0, not stale) replaces that peer's path when
-    /// the prefix has no other one. `usable`: the path may be selected.
     /// See [`PrefixMap::prefetch`].
     pub fn prefetch(&self, net: &IpNetwork) {
         self.map.prefetch(net);
     }
 
+    /// The single-path case of an update, without decoding: `attr` from the
+    /// peer in `slot` (path id 0, not stale) replaces that peer's path when
+    /// the prefix has no other one. `usable`: the path may be selected.
     pub fn fast_upsert(&mut self, net: IpNetwork, slot: Slot, attr: AttrId, usable: bool) -> Fast {
         let old = self.map.get(&net);
         let old_parts = old.map(unpack);
