@@ -60,6 +60,9 @@ pub struct BgpHandles {
     pub sample: watch::Receiver<BgpSample>,
     /// Session statuses for the status report.
     pub peers: watch::Receiver<Vec<ApiPeer>>,
+    /// True once `peers` holds the peer set read from the datastore (before
+    /// that an empty list means "not known yet", not "no peers").
+    pub peer_set_known: watch::Receiver<bool>,
     /// The RIB: originate the node's blocks, snapshots for the API.
     pub rib: Rib,
     /// Best-path changes of learned routes, for the dataplane.
@@ -93,9 +96,10 @@ pub async fn start(
     let (rib, best_paths) = Rib::spawn(rib_config, events_rx);
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let (sample_tx, sample_rx) = watch::channel(BgpSample::default());
-    let out = Outputs { peers: peers_tx, sample: sample_tx };
+    let (known_tx, known_rx) = watch::channel(false);
+    let out = Outputs { peers: peers_tx, known: known_tx, sample: sample_tx };
     tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
-    Ok(BgpHandles { sample: sample_rx, peers: peers_rx, rib, best_paths })
+    Ok(BgpHandles { sample: sample_rx, peers: peers_rx, peer_set_known: known_rx, rib, best_paths })
 }
 
 /// The IP pools at start: what the RIB imports from nodes and exports to external peers.
@@ -221,17 +225,19 @@ fn wanted(
     out
 }
 
-async fn list_nodes(ds: &Datastore) -> Vec<(String, Node)> {
+/// The node records, or `None` when they cannot be read: the caller keeps
+/// its current peers rather than tearing down the mesh over a datastore outage.
+async fn list_nodes(ds: &Datastore) -> Option<Vec<(String, Node)>> {
     match ds.list::<Node>().await {
         Ok(listing) => {
             for bad in &listing.invalid {
                 tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid node record");
             }
-            listing.items.into_iter().map(|s| (s.name, s.spec)).collect()
+            Some(listing.items.into_iter().map(|s| (s.name, s.spec)).collect())
         }
         Err(e) => {
             tracing::warn!(subsys = "bgp", error = %e, "cannot list nodes; keeping the current peers");
-            Vec::new()
+            None
         }
     }
 }
@@ -240,6 +246,7 @@ async fn list_nodes(ds: &Datastore) -> Vec<(String, Node)> {
 /// Where [`follow_peers`] publishes.
 struct Outputs {
     peers: watch::Sender<Vec<ApiPeer>>,
+    known: watch::Sender<bool>,
     sample: watch::Sender<BgpSample>,
 }
 
@@ -261,9 +268,10 @@ async fn follow_peers(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
     loop {
-        if resync {
+        let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
+        if let (Some(nodes), Some(resources)) = listed {
             resync = false;
-            let mut want = wanted(&config, &node, router_id, &list_nodes(&ds).await, &list_bgp_peers(&ds).await);
+            let mut want = wanted(&config, &node, router_id, &nodes, &resources);
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -305,6 +313,9 @@ async fn follow_peers(
         let stats = rib.stats().await;
         let paths = inputs.paths.borrow().clone();
         publish(&current, &stats.per_peer, &paths, inputs.tunnel_mode, &mut changes, &out.peers);
+        if !resync {
+            out.known.send_if_modified(|k| !std::mem::replace(k, true));
+        }
         out.sample.send_replace(sample(&current, &stats));
         tokio::select! {
             _ = tick.tick() => {}
@@ -328,17 +339,18 @@ async fn follow_peers(
 }
 
 /// The BGPPeer resources (an empty list when they cannot be read: configured peers and the mesh stay).
-async fn list_bgp_peers(ds: &Datastore) -> Vec<(String, BgpPeer)> {
+/// The BGPPeer resources, or `None` when they cannot be read (see [`list_nodes`]).
+async fn list_bgp_peers(ds: &Datastore) -> Option<Vec<(String, BgpPeer)>> {
     match ds.list::<BgpPeer>().await {
         Ok(listing) => {
             for bad in &listing.invalid {
                 tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid BGPPeer");
             }
-            listing.items.into_iter().map(|s| (s.name, s.spec)).collect()
+            Some(listing.items.into_iter().map(|s| (s.name, s.spec)).collect())
         }
         Err(e) => {
-            tracing::warn!(subsys = "bgp", error = %e, "cannot list BGPPeers");
-            Vec::new()
+            tracing::warn!(subsys = "bgp", error = %e, "cannot list BGPPeers; keeping the current peers");
+            None
         }
     }
 }

@@ -129,19 +129,20 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         tunnel_mode: if remote.mode == "none" { ipip_mode } else { remote.mode },
     };
     let mut no_peers = None;
-    let (peers, rib, best_paths, bgp_sample) = if config.bgp.enabled {
+    let (peers, peer_set_known, rib, best_paths, bgp_sample) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
         let handles =
             bgp::start(&config, ds.clone(), name.clone(), router_id, inputs(remote.paths.clone()), stop_rx.clone())
                 .await
                 .map_err(AgentError::Bgp)?;
-        (handles.peers, Some(handles.rib), handles.best_paths, Some(handles.sample))
+        (handles.peers, handles.peer_set_known, Some(handles.rib), handles.best_paths, Some(handles.sample))
     } else {
         // No BGP: no peers (a channel whose sender lives as long as the agent), nothing
         // learned (a closed channel) and nothing announced.
         let (tx, rx) = watch::channel(Vec::new());
-        no_peers = Some(tx);
-        (rx, None, tokio::sync::mpsc::channel(1).1, None)
+        let (known_tx, known_rx) = watch::channel(true);
+        no_peers = Some((tx, known_tx));
+        (rx, known_rx, None, tokio::sync::mpsc::channel(1).1, None)
     };
     if programmer.adopted > 0 {
         tracing::info!(
@@ -176,7 +177,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     )));
     // The first full reconcile deletes stale routes of ours, so it waits
     // until BGP has had its chance to relearn them (see routes::initial_sync).
-    tasks.push(tokio::spawn(routes::initial_sync(programmer.clone(), peers.clone(), learned_rx, stop_rx.clone())));
+    tasks.push(tokio::spawn(routes::initial_sync(
+        programmer.clone(),
+        peers.clone(),
+        peer_set_known,
+        learned_rx,
+        stop_rx.clone(),
+    )));
     if config.dataplane.install_learned_routes {
         tasks.push(tokio::spawn(routes::follow_learned(
             best_paths,

@@ -79,30 +79,53 @@ const INITIAL_SYNC_MAX: Duration = Duration::from_secs(30);
 const INITIAL_QUIET: Duration = Duration::from_secs(2);
 
 /// Completes the route programmer's first full reconcile — which deletes
-/// routes of ours nobody wants any more — only once every configured peer is
-/// Established and the learned routes have settled, or after
-/// [`INITIAL_SYNC_MAX`]. After a restart the routes of the previous run stay
-/// in the kernel until then, so pod traffic does not stop while the tables
-/// are relearned.
+/// routes of ours nobody wants any more — only once BGP has settled (see
+/// [`bgp_settled`]), or after [`INITIAL_SYNC_MAX`]. After a restart the
+/// routes of the previous run stay in the kernel until then, so pod traffic
+/// does not stop while the tables are relearned.
 pub async fn initial_sync(
     programmer: Programmer,
-    mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
-    mut learned: watch::Receiver<u64>,
+    peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    peer_set_known: watch::Receiver<bool>,
+    learned: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let settled = async {
-        let all_up = peers.wait_for(|p| p.iter().all(|p| p.state == "established")).await.is_ok();
-        if all_up {
-            learned.borrow_and_update();
-            while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, learned.changed()).await {}
-        }
-    };
-    tokio::select! {
+    let settled = tokio::select! {
         _ = stop.changed() => return,
-        _ = tokio::time::timeout(INITIAL_SYNC_MAX, settled) => {}
-    }
+        r = tokio::time::timeout(INITIAL_SYNC_MAX, bgp_settled(peers, peer_set_known, learned)) => r.is_ok(),
+    };
     programmer.flush().await;
-    tracing::info!(subsys = "dataplane", "first full route reconcile done");
+    if settled {
+        tracing::info!(subsys = "dataplane", "first full route reconcile done: BGP settled");
+    } else {
+        tracing::info!(
+            subsys = "dataplane",
+            waited_s = INITIAL_SYNC_MAX.as_secs(),
+            "first full route reconcile done: not every peer came up in time"
+        );
+    }
+}
+
+/// Resolves once the peer set has been read from the datastore, every peer
+/// in it is Established, and the learned routes have been unchanged for
+/// [`INITIAL_QUIET`]. An empty peer list counts only once it is known to be
+/// the peer set: before the first read it means nothing, and taking it for
+/// "all peers up" would delete the previous run's learned routes while no
+/// session is up yet.
+async fn bgp_settled(
+    mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    mut peer_set_known: watch::Receiver<bool>,
+    mut learned: watch::Receiver<u64>,
+) {
+    if peer_set_known.wait_for(|known| *known).await.is_err() {
+        // The peer set will never be known: only the time limit ends the wait.
+        return std::future::pending().await;
+    }
+    if peers.wait_for(|p| p.iter().all(|p| p.state == "established")).await.is_err() {
+        return std::future::pending().await;
+    }
+    learned.borrow_and_update();
+    while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, learned.changed()).await {}
 }
 
 /// What this node announces: its blocks and its borrowed addresses.
@@ -505,5 +528,62 @@ mod tests {
         changes_tx.send(vec![change("10.244.1.0/26", &[])]).await.unwrap();
         assert_eq!(next_changes(&mut out_rx, 1).await, [("10.244.1.0/26".parse().unwrap(), None)], "a withdrawal");
         assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    fn peer(state: &str) -> crate::api::PeerStatus {
+        crate::api::PeerStatus {
+            address: "10.0.0.2".to_string(),
+            as_number: 64512,
+            peer_type: "node-to-node mesh".to_string(),
+            state: state.to_string(),
+            since: 0,
+            info: String::new(),
+            prefixes_received: 0,
+            prefixes_advertised: 0,
+            tunnel_mode: "direct".to_string(),
+            hold_time: None,
+            keepalive: None,
+            established_at: None,
+            flaps: 0,
+        }
+    }
+
+    /// Whether `bgp_settled` has resolved after `after` of (paused) time.
+    async fn settled_within(settled: impl Future<Output = ()>, after: Duration) -> bool {
+        tokio::time::timeout(after, settled).await.is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_peer_list_before_the_peer_set_is_read_is_not_settled() {
+        let (_peers_tx, peers) = watch::channel(Vec::new());
+        let (_known_tx, known) = watch::channel(false);
+        let (_learned_tx, learned) = watch::channel(0u64);
+        assert!(!settled_within(bgp_settled(peers, known, learned), INITIAL_SYNC_MAX).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_empty_peer_set_settles_after_the_quiet_time() {
+        let (_peers_tx, peers) = watch::channel(Vec::new());
+        let (_known_tx, known) = watch::channel(true);
+        let (_learned_tx, learned) = watch::channel(0u64);
+        assert!(settled_within(bgp_settled(peers, known, learned), INITIAL_QUIET * 2).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settles_only_once_every_peer_is_up_and_the_routes_are_quiet() {
+        let (peers_tx, peers) = watch::channel(vec![peer("active"), peer("established")]);
+        let (_known_tx, known) = watch::channel(true);
+        let (learned_tx, learned) = watch::channel(0u64);
+        let settled = tokio::spawn(bgp_settled(peers, known, learned));
+        tokio::time::sleep(INITIAL_SYNC_MAX).await;
+        assert!(!settled.is_finished(), "a peer is still down");
+        peers_tx.send_replace(vec![peer("established"), peer("established")]);
+        // Routes keep arriving: not settled while they do.
+        for generation in 1..10 {
+            tokio::time::sleep(INITIAL_QUIET / 2).await;
+            learned_tx.send_replace(generation);
+            assert!(!settled.is_finished(), "routes are still arriving");
+        }
+        tokio::time::timeout(INITIAL_QUIET * 2, settled).await.expect("settled once quiet").unwrap();
     }
 }
