@@ -15,6 +15,7 @@
 //! | [`datastore`]     | the shared datastore interface and its backends                   |
 //! | [`dataplane`]     | kernel routes over rtnetlink                                      |
 //! | [`fallback_ipip`] | IP-in-IP tunnels (kernel `tunl0` or userspace)                    |
+//! | [`faults`]        | fault injection points for the fault-injection tests              |
 //! | [`cni`]           | the CNI plugin entry point                                        |
 //! | [`metrics`]       | Prometheus metrics and health endpoints                           |
 //! | [`lab`]           | the network-namespace runner for containerlab topologies          |
@@ -31,6 +32,7 @@ pub mod config;
 pub mod dataplane;
 pub mod datastore;
 pub mod fallback_ipip;
+pub mod faults;
 pub mod ipam;
 pub mod lab;
 pub mod logging;

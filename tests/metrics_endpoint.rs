@@ -45,7 +45,9 @@ fn metrics_are_valid_openmetrics_and_follow_the_dataplane() {
                 tunnel: None,
             }));
             let (health_tx, health_rx) = tokio::sync::watch::channel(HealthInput::default());
-            let app = tortie::metrics::server::router(Arc::new(metrics.registry), health_rx, Instant::now());
+            let (_stalled_tx, stalled_rx) = tokio::sync::watch::channel(Default::default());
+            let app =
+                tortie::metrics::server::router(Arc::new(metrics.registry), health_rx, stalled_rx, Instant::now());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -67,6 +67,8 @@ pub struct BgpHandles {
     pub rib: Rib,
     /// Best-path changes of learned routes, for the dataplane.
     pub best_paths: mpsc::Receiver<Vec<BestPathChange>>,
+    /// The task that owns the speaker and the peer set.
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Starts the speaker, the RIB fed by its events, and the task that keeps
@@ -98,8 +100,9 @@ pub async fn start(
     let (sample_tx, sample_rx) = watch::channel(BgpSample::default());
     let (known_tx, known_rx) = watch::channel(false);
     let out = Outputs { peers: peers_tx, known: known_tx, sample: sample_tx };
-    tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
-    Ok(BgpHandles { sample: sample_rx, peers: peers_rx, peer_set_known: known_rx, rib, best_paths })
+    let task =
+        tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
+    Ok(BgpHandles { sample: sample_rx, peers: peers_rx, peer_set_known: known_rx, rib, best_paths, task })
 }
 
 /// The IP pools at start: what the RIB imports from nodes and exports to external peers.

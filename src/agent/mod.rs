@@ -17,6 +17,7 @@ pub mod kubernetes;
 mod node;
 mod pools;
 mod routes;
+mod supervise;
 mod tunnel;
 mod usage;
 pub mod workloads;
@@ -32,6 +33,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+
+/// How long the tasks get to finish after the agent asked them to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The same after a task failed: short, since a restart adopts everything anyway.
+const FAILURE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,8 @@ pub enum AgentError {
     Bgp(std::io::Error),
     #[error("cannot listen on metrics.listen {0}: {1}")]
     Metrics(std::net::SocketAddr, std::io::Error),
+    #[error("the {task} task {ended}; stopping (kernel routes stay in place)")]
+    TaskEnded { task: &'static str, ended: supervise::Ended },
 }
 
 /// The node's name: the configured one, else the host name.
@@ -128,6 +136,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         paths,
         tunnel_mode: if remote.mode == "none" { ipip_mode } else { remote.mode },
     };
+    let mut tasks = supervise::Supervisor::default();
+    {
+        if let Some(task) = programmer.take_task() {
+            tasks.adopt("route programmer", task);
+        }
+        let routes = remote.routes.clone();
+        tasks.watch("path selector", async move { routes.closed().await });
+    }
     let mut no_peers = None;
     let (peers, peer_set_known, rib, best_paths, bgp_sample) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
@@ -135,6 +151,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             bgp::start(&config, ds.clone(), name.clone(), router_id, inputs(remote.paths.clone()), stop_rx.clone())
                 .await
                 .map_err(AgentError::Bgp)?;
+        tasks.adopt("BGP peer set", handles.task);
+        if let Some(task) = handles.rib.take_task() {
+            tasks.adopt("RIB", task);
+        }
         (handles.peers, handles.peer_set_known, Some(handles.rib), handles.best_paths, Some(handles.sample))
     } else {
         // No BGP: no peers (a channel whose sender lives as long as the agent), nothing
@@ -155,10 +175,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let mut tasks = Vec::new();
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
-    tasks.push(tokio::spawn(usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone())));
-    tasks.push(tokio::spawn(routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone())));
+    tasks.spawn("pool usage", usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone()));
+    tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
@@ -167,37 +186,49 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // Counts the bursts of learned-route changes: the first reconcile waits for them to settle.
     let (learned_tx, learned_rx) = watch::channel(0u64);
     let (local_tx, _local_rx) = watch::channel(routes::LocalPrefixes::default());
-    tasks.push(tokio::spawn(routes::follow_local_prefixes(
-        ds.clone(),
-        name.clone(),
-        programmer.clone(),
-        rib.clone(),
-        local_tx,
-        stop_rx.clone(),
-    )));
+    tasks.spawn(
+        "local prefixes",
+        routes::follow_local_prefixes(
+            ds.clone(),
+            name.clone(),
+            programmer.clone(),
+            rib.clone(),
+            local_tx,
+            stop_rx.clone(),
+        ),
+    );
     // The first full reconcile deletes stale routes of ours, so it waits
     // until BGP has had its chance to relearn them (see routes::initial_sync).
-    tasks.push(tokio::spawn(routes::initial_sync(
-        programmer.clone(),
-        peers.clone(),
-        peer_set_known,
-        learned_rx,
-        stop_rx.clone(),
-    )));
+    tasks.spawn_finite(
+        "first route reconcile",
+        routes::initial_sync(programmer.clone(), peers.clone(), peer_set_known, learned_rx, stop_rx.clone()),
+    );
     if config.dataplane.install_learned_routes {
-        tasks.push(tokio::spawn(routes::follow_learned(
-            best_paths,
-            rib.clone(),
-            pools_rx,
-            remote.routes.clone(),
-            learned_tx,
-            Some(latency),
-            stop_rx.clone(),
-        )));
+        tasks.spawn(
+            "learned routes",
+            routes::follow_learned(
+                best_paths,
+                rib.clone(),
+                pools_rx,
+                remote.routes.clone(),
+                learned_tx,
+                Some(latency),
+                stop_rx.clone(),
+            ),
+        );
     } else {
         // A dedicated route reflector: the RIB discards its change stream.
         drop(best_paths);
         tracing::info!(subsys = "dataplane", "learned routes are not installed (dataplane.install_learned_routes)");
+    }
+    // Components that stopped answering, for /livez.
+    let (stalled_tx, stalled_rx) = watch::channel(std::collections::BTreeMap::new());
+    tasks.spawn(
+        "liveness: route programmer",
+        supervise::probe_liveness("route programmer", programmer.clone(), stalled_tx.clone(), stop_rx.clone()),
+    );
+    if let Some(rib) = rib.clone() {
+        tasks.spawn("liveness: RIB", supervise::probe_liveness("RIB", rib, stalled_tx.clone(), stop_rx.clone()));
     }
     if config.metrics.enabled {
         let mut metrics = Metrics::new();
@@ -223,38 +254,60 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         let listener = tokio::net::TcpListener::bind(config.metrics.listen)
             .await
             .map_err(|e| AgentError::Metrics(config.metrics.listen, e))?;
-        let app = crate::metrics::server::router(Arc::new(metrics.registry), health_rx.clone(), started);
+        let app =
+            crate::metrics::server::router(Arc::new(metrics.registry), health_rx.clone(), stalled_rx.clone(), started);
         let shutdown = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn("metrics server", async move {
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(subsys = "metrics", error = %e, "metrics server failed");
             }
-        }));
+        });
         tracing::info!(subsys = "metrics", listen = %config.metrics.listen, "serving /metrics, /livez, /readyz");
     }
-    tasks.push(tokio::spawn(follow_health(
-        programmer.state.clone(),
-        peers,
-        health_tx,
-        status_tx,
-        started,
-        stop_rx.clone(),
-    )));
+    tasks.spawn(
+        "health",
+        follow_health(programmer.state.clone(), peers, health_tx, status_tx, started, stop_rx.clone()),
+    );
 
     let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
-    tasks.extend(k8s.map_err(AgentError::Datastore)?);
-    tasks.extend(cni_install::start(&config, status_rx.clone(), stop_rx.clone()));
+    // One of them (the NetworkUnavailable condition) ends once it is set.
+    for task in k8s.map_err(AgentError::Datastore)? {
+        tasks.adopt_finite("Kubernetes", task);
+    }
+    if let Some(install) = cni_install::start(&config, status_rx.clone(), stop_rx.clone()) {
+        tasks.adopt_finite("CNI install", install);
+    }
     let api = ApiListener::bind(&config.api.socket).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    tasks.push(tokio::spawn(workloads::sweep(workloads.clone(), stop_rx.clone())));
+    tasks.spawn("workload sweep", workloads::sweep(workloads.clone(), stop_rx.clone()));
     let services = ApiServices { workloads: Some(workloads), rib: rib.clone() };
-    let api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
+    let mut api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
-    tokio::select! {
-        _ = sigterm.recv() => tracing::info!(subsys = "agent", "SIGTERM: stopping"),
-        _ = sigint.recv() => tracing::info!(subsys = "agent", "SIGINT: stopping"),
+    let failure = tokio::select! {
+        _ = sigterm.recv() => { tracing::info!(subsys = "agent", "SIGTERM: stopping"); None }
+        _ = sigint.recv() => { tracing::info!(subsys = "agent", "SIGINT: stopping"); None }
+        (task, ended) = tasks.first_failure() => {
+            tracing::error!(subsys = "agent", task, ended = %ended, "a task ended: stopping the agent");
+            Some(AgentError::TaskEnded { task, ended })
+        }
+        api = &mut api_task => {
+            let ended = match api {
+                Ok(Ok(())) => supervise::Ended::Returned,
+                Ok(Err(e)) => supervise::Ended::Panicked(format!("failed: {e}")),
+                Err(e) if e.is_panic() => supervise::Ended::Panicked(format!("{e}")),
+                Err(_) => supervise::Ended::Cancelled,
+            };
+            tracing::error!(subsys = "agent", task = "local API", ended = %ended, "a task ended: stopping the agent");
+            Some(AgentError::TaskEnded { task: "local API", ended })
+        }
+    };
+    if let Some(e) = failure {
+        // The routes stay: whoever restarts the agent finds them and adopts them.
+        let _ = stop_tx.send(true);
+        tasks.shutdown(FAILURE_GRACE).await;
+        return Err(e);
     }
     if config.dataplane.cleanup_on_exit {
         programmer.remove_all().await;
@@ -264,9 +317,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     let _ = stop_tx.send(true);
     drop(no_peers);
-    for t in tasks {
-        let _ = t.await;
-    }
+    tasks.shutdown(SHUTDOWN_GRACE).await;
     match api_task.await {
         Ok(result) => result.map_err(AgentError::ApiServe),
         Err(join) => Err(AgentError::ApiServe(std::io::Error::other(join))),

@@ -166,6 +166,7 @@ pub async fn follow_local_prefixes<O: Originator>(
     let mut first = true;
     let mut tick = tokio::time::interval(LOCAL_RESYNC);
     loop {
+        crate::faults::point("local-prefixes");
         match read_local(&ds, &node).await {
             Ok(wanted) if wanted != announced || first => {
                 let (before, after) = (announced.all(), wanted.all());

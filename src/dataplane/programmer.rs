@@ -158,7 +158,13 @@ pub struct Programmer {
     /// Routes of ours a previous run left in the kernel, found at start: the
     /// sign of a restart with forwarding preserved.
     pub adopted: usize,
+    /// The task, for whoever supervises it ([`Programmer::take_task`]).
+    task: TaskSlot,
 }
+
+/// A spawned task's handle, shared by the clones of a component's handle
+/// until its supervisor takes it.
+pub type TaskSlot = Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
 
 /// Why the programmer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -224,11 +230,16 @@ impl Programmer {
             stash: Vec::new(),
             waiters: VecDeque::new(),
         };
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             task.run(rx, ev_rx).await;
             monitor_task.abort();
         });
-        Ok(Programmer { tx, stats, state, adopted })
+        Ok(Programmer { tx, stats, state, adopted, task: Arc::new(std::sync::Mutex::new(Some(task))) })
+    }
+
+    /// The programmer task's handle, once (for the agent's supervisor).
+    pub fn take_task(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.lock().map(|mut t| t.take()).unwrap_or_default()
     }
 
     /// Wants `route` (in addition to any other kind's route for the prefix;
@@ -459,6 +470,7 @@ impl Task {
                 cmd = rx.recv(), if !closed => match cmd {
                     None => closed = true,
                     Some(cmd) => {
+                        crate::faults::point("programmer");
                         self.handle(cmd);
                         // Coalesce a burst.
                         for _ in 0..BURST {

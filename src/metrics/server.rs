@@ -18,20 +18,40 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// (curl, promtool, older scrapers).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Components that have not answered a liveness probe, and for how long.
+pub type Stalled = std::collections::BTreeMap<&'static str, std::time::Duration>;
+
 #[derive(Clone)]
 struct AppState {
     registry: Arc<Registry>,
     health: watch::Receiver<HealthInput>,
+    stalled: watch::Receiver<Stalled>,
     started: Instant,
 }
 
 /// The router; serve it with `axum::serve` on the metrics listener.
-pub fn router(registry: Arc<Registry>, health: watch::Receiver<HealthInput>, started: Instant) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    health: watch::Receiver<HealthInput>,
+    stalled: watch::Receiver<Stalled>,
+    started: Instant,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/livez", get(|| async { "ok\n" }))
+        .route("/livez", get(live))
         .route("/readyz", get(ready))
-        .with_state(AppState { registry, health, started })
+        .with_state(AppState { registry, health, stalled, started })
+}
+
+/// Live while every probed component answers (the agent exits when a task ends).
+async fn live(State(s): State<AppState>) -> impl IntoResponse {
+    let stalled = s.stalled.borrow().clone();
+    if stalled.is_empty() {
+        return (StatusCode::OK, "ok\n".to_string());
+    }
+    let lines: Vec<String> =
+        stalled.iter().map(|(name, silent)| format!("{name}: no answer for {}s", silent.as_secs())).collect();
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not live:\n{}\n", lines.join("\n")))
 }
 
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {

@@ -37,6 +37,11 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How it exited, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Where its standard output and error go.
     pub fn log_path(&self) -> &Path {
         &self.log

@@ -170,6 +170,7 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct Rib {
     commands: mpsc::Sender<Command>,
+    task: crate::dataplane::programmer::TaskSlot,
 }
 
 impl Rib {
@@ -178,8 +179,8 @@ impl Rib {
     pub fn spawn(config: RibConfig, events: mpsc::Receiver<PeerEvent>) -> (Rib, mpsc::Receiver<Vec<BestPathChange>>) {
         let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (best_tx, best_rx) = mpsc::channel(BEST_PATH_CAPACITY / BEST_PATH_BATCH);
-        tokio::spawn(task::RibTask::new(config, best_tx).run(commands, events));
-        (Rib { commands: commands_tx }, best_rx)
+        let task = tokio::spawn(task::RibTask::new(config, best_tx).run(commands, events));
+        (Rib { commands: commands_tx, task: std::sync::Arc::new(std::sync::Mutex::new(Some(task))) }, best_rx)
     }
 
     async fn send(&self, command: Command) {
@@ -233,6 +234,11 @@ impl Rib {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Snapshot(tx)).await;
         rx.await.unwrap_or_default()
+    }
+
+    /// The RIB task's handle, once (for the agent's supervisor).
+    pub fn take_task(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.lock().map(|mut t| t.take()).unwrap_or_default()
     }
 
     /// The counters only (cheap: for the status report and metrics).

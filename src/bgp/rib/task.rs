@@ -202,6 +202,7 @@ impl RibTask {
                         while let Ok(event) = events.try_recv() {
                             self.event(event);
                         }
+                        crate::faults::point("rib");
                         self.command(command);
                     }
                     None => commands_open = false,
