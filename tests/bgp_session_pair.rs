@@ -358,3 +358,35 @@ fn an_update_queued_while_the_session_is_down_is_never_sent() {
         assert_eq!(first.nlri[0].prefix.to_string(), "10.1.0.0/16");
     });
 }
+
+#[test]
+fn a_peer_that_was_unreachable_is_taken_back_within_one_connect_retry() {
+    in_namespace("pairback", || async {
+        // Nothing listens on 127.0.0.2 yet: every connect of A's fails at once.
+        let (mut a, _ae) = speaker(1);
+        let mut a_config = config(1, 2);
+        // A back-off this long would keep A away far beyond the test's deadlines.
+        a_config.idle_hold = Duration::from_secs(60);
+        a_config.idle_hold_max = a_config.idle_hold;
+        let retry = a_config.connect_retry;
+        let mut a_status = a.add_peer(a_config).await.unwrap();
+        wait_until_async("A to have tried three times", retry * 3 + Duration::from_secs(2), || {
+            let status = a_status.borrow().clone();
+            async move { (status.connect_retry_counter >= 3).then_some(()) }
+        })
+        .await
+        .unwrap();
+        // B comes back, passive: only A's next connect can bring the session up.
+        let (mut b, _be) = speaker(2);
+        let mut b_config = config(2, 1);
+        b_config.passive = true;
+        let _b_status = b.add_peer(b_config).await.unwrap();
+        wait_until_async("A to be Established again", retry + Duration::from_secs(2), || {
+            let up = a_status.borrow().state == State::Established;
+            async move { up.then_some(()) }
+        })
+        .await
+        .unwrap();
+        let _ = &mut a_status;
+    });
+}
