@@ -93,6 +93,19 @@ fn session_reset_prints_the_notification_and_exits_one() {
 }
 
 #[test]
+fn an_open_from_as_zero_is_reported_as_bad_peer_as() {
+    let body = [4, 0, 0, 0, 90, 1, 1, 1, 1, 0];
+    let output = tortie(&["bgp", "decode"], &message(1, &body));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = lines(&output);
+    assert_eq!(lines[0]["action"], "session-reset");
+    assert_eq!(
+        (lines[0]["notification"]["code"].as_u64(), lines[0]["notification"]["subcode"].as_u64()),
+        (Some(2), Some(2))
+    );
+}
+
+#[test]
 fn truncated_stream_is_reported_on_stderr_with_exit_two() {
     let wire = [message(4, &[]), message(4, &[])[..10].to_vec()].concat();
     let output = tortie(&["bgp", "decode"], &wire);

@@ -159,3 +159,18 @@ fn open_with_extended_format_marker_but_non_ext_length_not_255_is_open_message_e
     body.extend_from_slice(&[4, 255, 0, 0]);
     assert_eq!(notification(&message(1, &body)), (2, 0, vec![]));
 }
+
+#[test]
+fn open_with_my_as_zero_is_bad_peer_as() {
+    // RFC 7607 section 2: AS 0 in an OPEN is Bad Peer AS, whatever the configuration.
+    let mut body = open_body(4, 90, [1, 1, 1, 1], &[]);
+    body[1..3].copy_from_slice(&[0, 0]);
+    assert_eq!(notification(&message(1, &body)), (2, 2, vec![]));
+}
+
+#[test]
+fn open_with_four_octet_as_zero_is_bad_peer_as() {
+    let mut body = open_body(4, 90, [1, 1, 1, 1], &[2, 6, 65, 4, 0, 0, 0, 0]);
+    body[1..3].copy_from_slice(&23456u16.to_be_bytes());
+    assert_eq!(notification(&message(1, &body)), (2, 2, vec![]));
+}

@@ -87,4 +87,28 @@ proptest! {
             prop_assert_eq!(up, fsm.state() == State::Established);
         }
     }
+
+    /// Whatever happened before, a peer that comes back and dials in is taken
+    /// at once unless the session was stopped or is held down: the
+    /// connection drops (the peer went away), the peer connects again, sends
+    /// its OPEN and KEEPALIVE, and the session is Established.
+    #[test]
+    fn a_returning_peer_is_taken_back_unless_stopped(config in config(), events in proptest::collection::vec(event(), 0..60)) {
+        let mut fsm = Fsm::new(config);
+        for event in events {
+            fsm.handle_event(event);
+        }
+        fsm.handle_event(Event::TcpConnectionFails);
+        prop_assert!(matches!(fsm.state(), State::Idle | State::Active), "{:?}", fsm.state());
+        if !fsm.accepts_connection() {
+            prop_assert_eq!(fsm.state(), State::Idle);
+            return Ok(());
+        }
+        let accepted = fsm.handle_event(Event::TcpConnected);
+        prop_assert!(!accepted.contains(&Action::RefuseConnection), "{accepted:?}");
+        fsm.handle_event(Event::BgpOpen(OpenMessage::new(65002, 9, Ipv4Addr::new(192, 0, 2, 2), vec![])));
+        fsm.handle_event(Event::KeepAliveMsg);
+        prop_assert_eq!(fsm.state(), State::Established);
+        prop_assert!(fsm.check_invariants().is_ok());
+    }
 }

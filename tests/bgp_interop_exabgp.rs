@@ -136,6 +136,20 @@ fn exabgp_connects_to_a_passive_tortie_and_routes_flow_both_ways() {
 }
 
 #[test]
+fn an_exabgp_that_only_dials_is_taken_while_tortie_cannot_connect() {
+    // ExaBGP in its default mode dials and never listens, so every connect of
+    // tortie's is refused; the session must still come up from ExaBGP's side.
+    let mut topo = lab("exadial");
+    let listen: SocketAddr = "192.0.2.1:179".parse().unwrap();
+    let node = TortieNode::start(&topo.ns("t"), Some(listen), tortie_config());
+    wait_until("tortie's connects to fail", UP, || (node.status().connect_retry_counter > 0).then_some(())).unwrap();
+    let (log, _) = start_exabgp(&mut topo, &Exabgp::default());
+    // ExaBGP dials about once a second; tortie takes the first connection.
+    node.wait_state(State::Established, Duration::from_secs(10)).unwrap();
+    routes_flow_both_ways(&log, &node);
+}
+
+#[test]
 fn md5_with_exabgp_comes_up_with_the_right_key_only() {
     {
         let mut topo = lab("examd5");

@@ -130,7 +130,8 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::RouteRefresh),
         Just(Capability::EnhancedRouteRefresh),
         Just(Capability::ExtendedMessage),
-        any::<u32>().prop_map(Capability::FourOctetAs),
+        // AS 0 is Bad Peer AS (RFC 7607), never a valid OPEN.
+        (1u32..).prop_map(Capability::FourOctetAs),
         (0u8..16, 0u16..4096, vec((family.clone(), any::<u8>()), 0..3)).prop_map(
             |(restart_flags, restart_time, families)| {
                 Capability::GracefulRestart {
@@ -153,7 +154,7 @@ fn capability() -> impl Strategy<Value = Capability> {
 }
 
 fn open_message() -> impl Strategy<Value = OpenMessage> {
-    (any::<u16>(), prop_oneof![Just(0u16), 3u16..=u16::MAX], 1u32.., any::<bool>(), vec(vec(capability(), 0..5), 0..3))
+    (1u16.., prop_oneof![Just(0u16), 3u16..=u16::MAX], 1u32.., any::<bool>(), vec(vec(capability(), 0..5), 0..3))
         .prop_map(|(my_as, hold_time, identifier, extended_parameters, parameters)| OpenMessage {
             version: 4,
             my_as,

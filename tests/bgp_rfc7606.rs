@@ -501,3 +501,13 @@ fn treat_as_withdraw_turns_announcements_into_withdrawals_in_both_fields() {
         update.withdrawals_under(&outcome).iter().map(|(_, nlri)| nlri.prefix.to_string()).collect();
     assert_eq!(withdrawn, ["12.0.0.0/16", "10.1.2.0/24", "11.0.0.0/8"]);
 }
+
+#[test]
+fn rfc9234_only_to_customer_of_a_length_other_than_four_is_treat_as_withdraw() {
+    for value in [&[0u8, 0, 253][..], &[0, 0, 253, 233, 0], &[]] {
+        let wire = update(&[], &with_mandatory(&attr(0xc0, 35, value)), &NLRI);
+        assert_eq!(action(&wire, &ebgp()), Rfc7606Action::TreatAsWithdraw, "length {}", value.len());
+    }
+    let wire = update(&[], &with_mandatory(&attr(0xc0, 35, &[0, 0, 253, 233])), &NLRI);
+    assert_eq!(action(&wire, &ebgp()), Rfc7606Action::Ok);
+}

@@ -10,8 +10,10 @@ use std::time::Duration;
 use support::bgp::ipv4_update;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
-use tortie::bgp::packet::{Capability, DecodeContext, EncodeContext, Message, OpenMessage};
-use tortie::bgp::session::{PeerConfig, PeerEvent, PeerStatus, Speaker, State};
+use tortie::bgp::packet::{
+    Capability, DecodeContext, EncodeContext, Family, GracefulRestartFamily, Message, OpenMessage,
+};
+use tortie::bgp::session::{DownReason, PeerConfig, PeerEvent, PeerStatus, Speaker, State};
 use tortie::netns::{Topology, run_in_namespace};
 use tortie::testing::wait_until_async;
 
@@ -356,5 +358,104 @@ fn an_update_queued_while_the_session_is_down_is_never_sent() {
         .await
         .unwrap();
         assert_eq!(first.nlri[0].prefix.to_string(), "10.1.0.0/16");
+    });
+}
+
+#[test]
+fn a_peer_that_was_unreachable_is_taken_back_within_one_connect_retry() {
+    in_namespace("pairback", || async {
+        // Nothing listens on 127.0.0.2 yet: every connect of A's fails at once.
+        let (mut a, _ae) = speaker(1);
+        let mut a_config = config(1, 2);
+        // A back-off this long would keep A away far beyond the test's deadlines.
+        a_config.idle_hold = Duration::from_secs(60);
+        a_config.idle_hold_max = a_config.idle_hold;
+        let retry = a_config.connect_retry;
+        let mut a_status = a.add_peer(a_config).await.unwrap();
+        wait_until_async("A to have tried three times", retry * 3 + Duration::from_secs(2), || {
+            let status = a_status.borrow().clone();
+            async move { (status.connect_retry_counter >= 3).then_some(()) }
+        })
+        .await
+        .unwrap();
+        // B comes back, passive: only A's next connect can bring the session up.
+        let (mut b, _be) = speaker(2);
+        let mut b_config = config(2, 1);
+        b_config.passive = true;
+        let _b_status = b.add_peer(b_config).await.unwrap();
+        wait_until_async("A to be Established again", retry + Duration::from_secs(2), || {
+            let up = a_status.borrow().state == State::Established;
+            async move { up.then_some(()) }
+        })
+        .await
+        .unwrap();
+        let _ = &mut a_status;
+    });
+}
+
+/// Reads from `stream` until one whole message is in `buf`; returns it.
+async fn next_message(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Message {
+    tokio::time::timeout(UP, async {
+        loop {
+            if let Ok((decoded, len)) = Message::decode(buf, &DecodeContext::default()) {
+                buf.drain(..len);
+                return decoded.message;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => panic!("the connection closed; unread: {buf:?}"),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A raw session from 127.0.0.2 to 127.0.0.1 offering graceful restart.
+async fn dial_with_graceful_restart(restart_flags: u8) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(addr(2), 0)).unwrap();
+    let mut stream = socket.connect(SocketAddr::new(addr(1), 179)).await.unwrap();
+    let gr = Capability::GracefulRestart {
+        restart_flags,
+        restart_time: 120,
+        families: vec![GracefulRestartFamily { family: Family::IPV4_UNICAST, flags: 0x80 }],
+    };
+    let open = peer_open(65002, 9, vec![Capability::FourOctetAs(65002), gr]);
+    let ctx = EncodeContext::default();
+    stream.write_all(&Message::Open(open).to_bytes(&ctx).unwrap()).await.unwrap();
+    stream.write_all(&Message::Keepalive.to_bytes(&ctx).unwrap()).await.unwrap();
+    stream
+}
+
+#[test]
+fn a_graceful_restart_peer_dialling_again_replaces_its_established_session() {
+    in_namespace("pairgr", || async {
+        let (mut a, mut events) = speaker(1);
+        let mut passive = config(1, 2);
+        passive.passive = true;
+        let mut status = a.add_peer(passive).await.unwrap();
+        // The peer's first session; then it restarts without A noticing the
+        // old connection go (no FIN: a power cut) and dials again.
+        let _old = dial_with_graceful_restart(0).await;
+        state(&mut status, State::Established).await;
+        let mut new = dial_with_graceful_restart(0x8).await;
+        let mut buf = Vec::new();
+        let answer = next_message(&mut new, &mut buf).await;
+        assert!(matches!(answer, Message::Open(_)), "A answered the new connection with {answer:?}");
+        let down = tokio::time::timeout(UP, async {
+            loop {
+                if let Some(PeerEvent::SessionDown { reason, .. }) = events.recv().await {
+                    return reason;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        // Without a NOTIFICATION, so the RIB keeps the peer's routes stale.
+        assert_eq!(down, DownReason::ConnectionLost);
+        let up = state(&mut status, State::Established).await;
+        assert_eq!(up.flaps, 1);
     });
 }

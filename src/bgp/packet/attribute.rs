@@ -48,6 +48,8 @@ pub mod type_code {
     pub const AS4_PATH: u8 = 17;
     pub const AS4_AGGREGATOR: u8 = 18;
     pub const LARGE_COMMUNITY: u8 = 32;
+    /// RFC 9234 Only to Customer; kept as raw octets once its length is checked.
+    pub const ONLY_TO_CUSTOMER: u8 = 35;
 }
 
 /// ORIGIN values.
@@ -262,6 +264,9 @@ pub fn malformed_action(code: u8, ctx: &DecodeContext) -> Rfc7606Action {
         // follows: [...] An UPDATE message with a malformed Large Communities
         // attribute SHALL be handled using the approach of "treat-as-withdraw"."
         LARGE_COMMUNITY => TreatAsWithdraw,
+        // RFC 9234 section 5: an OTC attribute whose length is not 4 is
+        // malformed, and the UPDATE is handled as treat-as-withdraw.
+        ONLY_TO_CUSTOMER => TreatAsWithdraw,
         // Unknown attributes are opaque and never malformed.
         _ => Ok,
     }
@@ -354,6 +359,7 @@ pub(crate) fn decode_value(
                 })
                 .collect(),
         ),
+        ONLY_TO_CUSTOMER if data.len() != 4 => return Err(length_error()),
         _ => AttributeValue::Raw { type_code: code, data: Bytes::copy_from_slice(data) },
     };
     Ok(value)

@@ -24,6 +24,8 @@ pub enum HeaderError {
 pub enum OpenError {
     #[error("unsupported version number {version}")]
     UnsupportedVersionNumber { version: u8 },
+    #[error("bad peer AS {asn}")]
+    BadPeerAs { asn: u32 },
     #[error("bad BGP identifier {identifier}")]
     BadBgpIdentifier { identifier: std::net::Ipv4Addr },
     #[error("unacceptable hold time {hold_time}")]
@@ -114,6 +116,9 @@ impl MessageError {
             // less than the version the remote BGP peer bid"
             MessageError::Open(OpenError::UnsupportedVersionNumber { .. }) => {
                 (code::OPEN_MESSAGE_ERROR, open::UNSUPPORTED_VERSION_NUMBER, Bytes::from_static(&[0, 4]))
+            }
+            MessageError::Open(OpenError::BadPeerAs { .. }) => {
+                (code::OPEN_MESSAGE_ERROR, open::BAD_PEER_AS, Bytes::new())
             }
             MessageError::Open(OpenError::BadBgpIdentifier { .. }) => {
                 (code::OPEN_MESSAGE_ERROR, open::BAD_BGP_IDENTIFIER, Bytes::new())

@@ -130,7 +130,16 @@ impl OpenMessage {
             return Err(OpenError::BadBgpIdentifier { identifier: bgp_identifier });
         }
         let (extended_parameters, parameters) = decode_parameters(rest, parameters_len)?;
-        Ok(OpenMessage { version, my_as, hold_time, bgp_identifier, extended_parameters, parameters })
+        let open = OpenMessage { version, my_as, hold_time, bgp_identifier, extended_parameters, parameters };
+        // RFC 7607 section 2: "If a BGP speaker receives zero as the peer AS
+        // in an OPEN message, it MUST abort the connection and send a
+        // NOTIFICATION with Error Code "OPEN Message Error" and subcode "Bad
+        // Peer AS"" -- in My Autonomous System or the 4-octet AS capability.
+        let four_octet_zero = open.capabilities().any(|c| *c == Capability::FourOctetAs(0));
+        if my_as == 0 || four_octet_zero {
+            return Err(OpenError::BadPeerAs { asn: 0 });
+        }
+        Ok(open)
     }
 
     pub(crate) fn encode_body(&self, out: &mut BytesMut) -> Result<(), EncodeError> {

@@ -14,9 +14,19 @@
 //!   may deliver one that raced with the stop.
 //! - After `OpenCollisionDump` (event 23) the FSM waits in Active for the
 //!   connection that won, instead of going to Idle: one FSM serves one peer.
+//! - A failed connect (TcpConnectionFails in Connect) goes to Active and
+//!   retries when the running ConnectRetryTimer expires, instead of going to
+//!   Idle: a peer that is away for long is taken back within one
+//!   ConnectRetry time of its return.
+//! - Idle accepts a connection from the peer (as BIRD and FRR do) unless the
+//!   session was stopped (ManualStop) or is held down for a given time (the
+//!   maximum-prefix restart); it is the automatic start, with that connection.
 //! - Going to Idle after a failure starts the IdleHoldTimer, whose expiry is
-//!   an automatic start (RFC 4271 8.1.1 DampPeerOscillations); the time
-//!   doubles for every further failure until the session has been stable.
+//!   an automatic start (RFC 4271 8.1.1 DampPeerOscillations). Only sessions
+//!   that failed after exchanging messages (from OpenSent on) count as
+//!   failures: the time doubles for each until the session has been stable.
+//! - SendHoldTimer_Expires (RFC 9687) is an event from the peer task, which
+//!   alone sees whether writing makes progress; it is not an FSM timer.
 
 use std::time::Duration;
 
@@ -177,6 +187,9 @@ pub struct Fsm {
     failures: u32,
     /// After ManualStop the session stays down until ManualStart.
     auto_restart: bool,
+    /// Idle for a given time (AutomaticStop with `restart_after`): the peer's
+    /// connections are refused until the IdleHoldTimer expires.
+    held_down: bool,
     negotiated: Option<Negotiated>,
 }
 
@@ -190,6 +203,7 @@ impl Fsm {
             connect_retry_counter: 0,
             failures: 0,
             auto_restart: false,
+            held_down: false,
             negotiated: None,
         }
     }
@@ -213,6 +227,17 @@ impl Fsm {
 
     pub fn is_running(&self, timer: Timer) -> bool {
         self.timers & timer.bit() != 0
+    }
+
+    /// Whether a connection from the peer would be taken now: Idle takes one
+    /// unless stopped or held down; the other states take one when they have
+    /// none (collisions are the peer task's, see [`Event::TcpConnected`]).
+    pub fn accepts_connection(&self) -> bool {
+        match self.state {
+            State::Idle => self.auto_restart && !self.held_down,
+            State::Connect | State::Active => !self.connected,
+            _ => false,
+        }
     }
 
     /// Replaces the configuration; it takes effect at the next connection.
@@ -250,6 +275,20 @@ impl Fsm {
         }
         if self.is_running(Timer::DelayOpen) && !self.connected {
             return Err("DelayOpen runs without a connection".into());
+        }
+        // Liveness: every state that waits has a way out.
+        let waiting = matches!(self.state, State::Connect | State::Active);
+        if waiting && self.connected && !self.is_running(Timer::DelayOpen) {
+            return Err(format!("{:?} with a connection but no DelayOpen", self.state));
+        }
+        if waiting && !self.connected && !self.config.passive && !self.is_running(Timer::ConnectRetry) {
+            return Err(format!("{:?} will never connect again", self.state));
+        }
+        if self.state == State::Idle && self.auto_restart && !self.is_running(Timer::IdleHold) {
+            return Err("Idle will never restart".into());
+        }
+        if self.held_down && self.state != State::Idle {
+            return Err(format!("held down in {:?}", self.state));
         }
         let negotiated = matches!(self.state, State::OpenConfirm | State::Established);
         if negotiated != self.negotiated.is_some() {
@@ -316,6 +355,7 @@ impl Fsm {
     /// A passive peer goes to Active and only listens.
     fn start_session(&mut self, out: &mut Vec<Action>) {
         self.stop(Timer::IdleHold, out);
+        self.held_down = false;
         if self.config.passive {
             self.state = State::Active;
         } else {
@@ -327,17 +367,22 @@ impl Fsm {
 
     /// Every error path to Idle: stop timers, drop the connection, report a
     /// lost Established session, count the failure and schedule the automatic
-    /// restart (DampPeerOscillations).
+    /// restart (DampPeerOscillations). Only a session that got as far as
+    /// exchanging messages counts as a failure: a connect that fails is no
+    /// reason to wait longer for the next one.
     fn go_idle(&mut self, reason: DownReason, restart_after: Option<Duration>, out: &mut Vec<Action>) {
         self.stop_all(out);
         self.drop_connection(out);
         if self.state == State::Established {
             out.push(Action::SessionDown(reason));
         }
+        if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+            self.failures = self.failures.saturating_add(1);
+        }
         self.negotiated = None;
         self.state = State::Idle;
         if self.auto_restart {
-            self.failures = self.failures.saturating_add(1);
+            self.held_down = restart_after.is_some_and(|wait| !wait.is_zero());
             let wait = restart_after.unwrap_or_else(|| self.idle_hold_time());
             self.start(Timer::IdleHold, wait, out);
         }
@@ -435,11 +480,19 @@ impl Fsm {
                 self.start_session(out);
             }
             Event::AutomaticStart | Event::IdleHoldTimerExpires if self.auto_restart => self.start_session(out),
-            // RFC 4271 8.2.2 Idle: "any other event [...] does not cause a
-            // change in state"; a connection handed to an Idle FSM is refused.
+            // Not RFC 4271 (Idle refuses every connection there): the peer's
+            // connection is an automatic start that needs no connect of ours,
+            // unless the session is stopped or held down.
+            Event::TcpConnected if self.accepts_connection() => {
+                self.stop(Timer::IdleHold, out);
+                self.held_down = false;
+                self.state = State::Active;
+                self.connect_or_active(Event::TcpConnected, out);
+            }
             Event::TcpConnected => out.push(Action::RefuseConnection),
             Event::ManualStop { .. } => {
                 self.auto_restart = false;
+                self.held_down = false;
                 self.stop(Timer::IdleHold, out);
             }
             _ => {}
@@ -497,9 +550,14 @@ impl Fsm {
                 }
                 self.state = State::Active;
             }
+            // Not RFC 4271 (Connect goes to Idle here): the connect failed;
+            // the next one starts when the running ConnectRetryTimer expires.
             Event::TcpConnectionFails => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
-                self.go_idle(DownReason::ConnectionLost, None, out);
+                if !self.is_running(Timer::ConnectRetry) {
+                    self.start(Timer::ConnectRetry, self.config.connect_retry, out);
+                }
+                self.state = State::Active;
             }
             Event::BgpOpen(open) if self.is_running(Timer::DelayOpen) => {
                 // Event 20: "sends an OPEN message, sends a KEEPALIVE message

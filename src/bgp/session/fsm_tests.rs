@@ -177,23 +177,97 @@ fn the_idle_hold_time_doubles_for_a_flapping_peer_up_to_the_maximum() {
     let mut c = config();
     c.idle_hold = Duration::from_secs(1);
     c.idle_hold_max = Duration::from_secs(6);
-    let mut fsm = Fsm::new(c);
-    fsm.handle_event(Event::ManualStart);
+    let mut fsm = established(c);
     let mut waits = Vec::new();
     for _ in 0..5 {
-        fsm.handle_event(Event::TcpConnected);
-        let out = fsm.handle_event(Event::TcpConnectionFails);
-        assert_eq!(fsm.state(), State::Active);
-        let _ = out;
-        let out = fsm.handle_event(Event::KeepAliveMsg); // unexpected in Active: failure → Idle
+        let out = fsm.handle_event(Event::HoldTimerExpires);
         waits.extend(out.iter().filter_map(|a| match a {
             Action::StartTimer(Timer::IdleHold, d) => Some(d.as_secs()),
             _ => None,
         }));
         fsm.handle_event(Event::IdleHoldTimerExpires);
         assert_eq!(fsm.state(), State::Connect);
+        fsm.handle_event(Event::TcpConnected);
+        fsm.handle_event(Event::BgpOpen(peer_open(9)));
+        fsm.handle_event(Event::KeepAliveMsg);
+        assert_eq!(fsm.state(), State::Established);
     }
     assert_eq!(waits, vec![1, 2, 4, 6, 6]);
+}
+
+#[test]
+fn a_failed_connect_waits_for_the_connect_retry_timer_not_in_idle() {
+    let mut fsm = Fsm::new(config());
+    fsm.handle_event(Event::ManualStart);
+    for _ in 0..20 {
+        let out = fsm.handle_event(Event::TcpConnectionFails);
+        assert_eq!(fsm.state(), State::Active, "{out:?}");
+        assert!(!out.iter().any(|a| matches!(a, Action::StartTimer(Timer::IdleHold, _))), "{out:?}");
+        assert!(fsm.is_running(Timer::ConnectRetry));
+        ok(&fsm);
+        let out = fsm.handle_event(Event::ConnectRetryTimerExpires);
+        assert!(out.contains(&Action::Connect), "{out:?}");
+        assert!(out.contains(&Action::StartTimer(Timer::ConnectRetry, Duration::from_secs(5))), "{out:?}");
+    }
+    // However long the peer was away, the first connection that works is taken.
+    fsm.handle_event(Event::TcpConnectionFails);
+    let out = fsm.handle_event(Event::TcpConnected);
+    assert!(out.iter().any(|a| matches!(a, Action::SendOpen(_))), "{out:?}");
+    assert_eq!(fsm.state(), State::OpenSent);
+    ok(&fsm);
+}
+
+#[test]
+fn idle_after_a_flap_accepts_the_peers_connection() {
+    let mut c = config();
+    c.idle_hold = Duration::from_secs(60);
+    let mut fsm = established(c);
+    fsm.handle_event(Event::TcpConnectionFails);
+    assert_eq!(fsm.state(), State::Idle);
+    assert!(fsm.is_running(Timer::IdleHold));
+    let out = fsm.handle_event(Event::TcpConnected);
+    assert!(!out.contains(&Action::RefuseConnection), "{out:?}");
+    assert!(out.iter().any(|a| matches!(a, Action::SendOpen(_))), "{out:?}");
+    assert!(!out.contains(&Action::Connect), "the peer's connection is the one: {out:?}");
+    assert_eq!(fsm.state(), State::OpenSent);
+    ok(&fsm);
+    fsm.handle_event(Event::BgpOpen(peer_open(9)));
+    fsm.handle_event(Event::KeepAliveMsg);
+    assert_eq!(fsm.state(), State::Established);
+}
+
+#[test]
+fn idle_after_a_manual_stop_or_a_prefix_limit_refuses_connections() {
+    let mut fsm = established(config());
+    fsm.handle_event(Event::ManualStop { message: String::new() });
+    assert_eq!(fsm.handle_event(Event::TcpConnected), vec![Action::RefuseConnection]);
+    assert_eq!(fsm.state(), State::Idle);
+    let mut fsm = established(config());
+    let n = NotificationMessage::new(6, 1, Vec::new());
+    fsm.handle_event(Event::AutomaticStop { notification: n, restart_after: Some(Duration::from_secs(30)) });
+    assert_eq!(fsm.handle_event(Event::TcpConnected), vec![Action::RefuseConnection]);
+    assert_eq!(fsm.state(), State::Idle);
+    ok(&fsm);
+}
+
+#[test]
+fn a_failed_open_exchange_backs_off_but_a_failed_connect_does_not_count() {
+    let mut c = config();
+    c.idle_hold = Duration::from_secs(1);
+    let mut fsm = Fsm::new(c);
+    fsm.handle_event(Event::ManualStart);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        fsm.handle_event(Event::TcpConnectionFails);
+        fsm.handle_event(Event::TcpConnected);
+        let out = fsm.handle_event(Event::NotifMsg(NotificationMessage::new(2, 2, Vec::new())));
+        waits.extend(out.iter().filter_map(|a| match a {
+            Action::StartTimer(Timer::IdleHold, d) => Some(d.as_secs()),
+            _ => None,
+        }));
+        fsm.handle_event(Event::IdleHoldTimerExpires);
+    }
+    assert_eq!(waits, vec![1, 2, 4]);
 }
 
 #[test]

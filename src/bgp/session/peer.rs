@@ -24,8 +24,8 @@ use super::status::{NotificationSummary, PeerStatus};
 use super::transport;
 use crate::bgp::packet::notification::code;
 use crate::bgp::packet::{
-    DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType, NotificationMessage,
-    Rfc7606Action, RouteRefreshMessage, UpdateMessage, UpdateOutcome,
+    Capability, DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType,
+    NotificationMessage, Rfc7606Action, RouteRefreshMessage, UpdateMessage, UpdateOutcome,
 };
 
 /// Capacity of a peer's command channel: commands are rare.
@@ -187,8 +187,10 @@ impl Peer {
             while let Some(event) = self.pending.pop_front() {
                 self.handle(event).await;
             }
-            // Our connection's OPEN may have named the peer first.
+            // Our connection's OPEN may have named the peer first (an
+            // Established session's contender waits for its own OPEN).
             if let Some(remote) = self.last_peer_id
+                && self.fsm.state() != State::Established
                 && let Some((stream, buf)) = self.contender.take()
             {
                 self.decide(stream, buf, remote).await;
@@ -283,7 +285,8 @@ impl Peer {
     /// closes the BGP connection that already exists [...] and accepts the BGP
     /// connection initiated by the remote system. [...] Otherwise, the local
     /// system closes the newly created BGP connection". A collision with an
-    /// Established session always closes the new connection.
+    /// Established session closes the new connection, unless the peer offered
+    /// graceful restart: then its OPEN decides (see `resolve_collision`).
     async fn offer(&mut self, stream: TcpStream, outbound: bool) {
         if self.stream.is_none() {
             self.connecting = None;
@@ -294,8 +297,14 @@ impl Peer {
         }
         let remote_id = self.fsm.negotiated().map(|n| n.peer_id).or(self.last_peer_id);
         let state = self.fsm.state();
-        if state == State::Established {
+        // Only the peer restarts: a connect of ours cannot be its new session.
+        let restarted = !outbound && self.fsm.negotiated().is_some_and(|n| n.peer_graceful_restart.is_some());
+        if state == State::Established && !restarted {
             refuse(stream).await;
+        } else if state == State::Established {
+            if let Some((old, _)) = self.contender.replace((stream, BytesMut::new())) {
+                refuse(old).await;
+            }
         } else if !self.stream_outbound {
             // The peer gave up on its earlier connection and dialled again.
             self.replace_connection(stream, BytesMut::new()).await;
@@ -314,14 +323,31 @@ impl Peer {
     /// The contender's OPEN (or the current connection's) names the peer.
     async fn resolve_collision(&mut self) {
         let Some((_, buf)) = &self.contender else { return };
-        let remote = match Message::decode(buf, &DecodeContext::default()) {
+        let (remote, graceful_restart) = match Message::decode(buf, &DecodeContext::default()) {
             Ok((decoded, _)) => match decoded.message {
-                Message::Open(open) => open.bgp_identifier,
+                Message::Open(open) => {
+                    (open.bgp_identifier, open.capabilities().any(|c| matches!(c, Capability::GracefulRestart { .. })))
+                }
                 _ => return self.drop_contender().await,
             },
             Err(DecodeError::Incomplete { .. }) => return,
             Err(DecodeError::SessionReset(_)) => return self.drop_contender().await,
         };
+        if self.fsm.state() == State::Established {
+            // RFC 4724 section 4.2: a peer that offered graceful restart and
+            // sends an OPEN on a new connection has restarted; the old session
+            // ends as if its connection had failed (its routes stay, stale)
+            // and the new connection carries the next one. A peer without the
+            // capability in its new OPEN gets the RFC 4271 6.8 answer.
+            if !graceful_restart {
+                return self.drop_contender().await;
+            }
+            if let Some((stream, buf)) = self.contender.take() {
+                tracing::info!(peer = %self.peer, "the peer restarted: its new connection replaces the session");
+                self.replace_connection(stream, buf).await;
+            }
+            return;
+        }
         self.last_peer_id = Some(remote);
         if let Some((stream, buf)) = self.contender.take() {
             self.decide(stream, buf, remote).await;
@@ -336,7 +362,7 @@ impl Peer {
 
     /// RFC 4271 6.8 between our connection and the peer's `stream`.
     async fn decide(&mut self, stream: TcpStream, buf: BytesMut, remote: Ipv4Addr) {
-        if u32::from(self.fsm.config().local_id) < u32::from(remote) {
+        if self.stream.is_none() || u32::from(self.fsm.config().local_id) < u32::from(remote) {
             self.replace_connection(stream, buf).await;
         } else {
             refuse(stream).await;
@@ -345,7 +371,8 @@ impl Peer {
 
     /// Closes the current connection for `stream`, whose first octets are `buf`.
     async fn replace_connection(&mut self, stream: TcpStream, buf: BytesMut) {
-        // Before an OPEN was sent (DelayOpen) the old connection just fails.
+        // Before an OPEN was sent (DelayOpen) and after Established (a
+        // restarted peer) the old connection just fails.
         let dump = match self.fsm.state() {
             State::OpenSent | State::OpenConfirm => Event::OpenCollisionDump,
             _ => Event::TcpConnectionFails,
