@@ -67,6 +67,11 @@ impl Lab {
         std::fs::read_to_string(self.dir().join(node).join("process-0.pid")).unwrap().trim().parse().unwrap()
     }
 
+    /// The log of a node's first process (the agent on a tortie node).
+    pub fn agent_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir().join(node).join("process-0.log")).unwrap_or_default()
+    }
+
     /// Runs a command inside a node (with its environment).
     pub fn exec(&self, node: &str, argv: &[&str]) -> Output {
         let mut args = vec!["exec", node, "--"];

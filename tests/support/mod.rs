@@ -3,6 +3,7 @@
 
 pub mod bgp;
 pub mod daemons;
+pub mod faults;
 pub mod lab;
 pub mod pods;
 pub mod rib;
