@@ -43,6 +43,8 @@ conformance!(
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
+        transaction_applies_all_writes_or_none,
+        concurrent_transactions_keep_records_in_step,
     ]
 );
 
@@ -59,6 +61,8 @@ conformance!(
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
+        transaction_applies_all_writes_or_none,
+        concurrent_transactions_keep_records_in_step,
     ]
 );
 
@@ -74,6 +78,7 @@ conformance!(
         lagging_watcher_recovers_with_resync,
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
+        transaction_applies_all_writes_or_none,
     ]
 );
 

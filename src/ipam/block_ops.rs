@@ -38,6 +38,11 @@ pub fn handle_at(block: &IpamBlock, ordinal: usize) -> Option<&str> {
     block.attributes.get(index)?.handle_id.as_deref()
 }
 
+/// How many addresses of the block `handle` holds.
+pub fn count_of(block: &IpamBlock, handle: &str) -> u32 {
+    (0..block.allocations.len()).filter(|o| handle_at(block, *o) == Some(handle)).count() as u32
+}
+
 /// Hands out the free address that has been free longest (the head of Calico's `unallocated`
 /// FIFO), skipping reservations, so a just-released address is not reused at once.
 pub fn assign(

@@ -11,7 +11,7 @@ mod ops;
 mod watch;
 mod worker;
 
-use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
 use super::{Key, Kind, Result, Revision};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,25 @@ impl Backend for SqliteBackend {
         let retained = self.options.changes_retained;
         self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Delete(expected.0), retained)).await?;
         Ok(())
+    }
+
+    async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>> {
+        check_transaction(&writes)?;
+        let retained = self.options.changes_retained;
+        let writes: Vec<(Key, ops::Write)> = writes
+            .into_iter()
+            .map(|w| match w {
+                RawWrite::Create { key, value } => (key, ops::Write::Create(value)),
+                RawWrite::Update { key, value, expected } => (key, ops::Write::Update(value, expected.0)),
+                RawWrite::Delete { key, expected } => (key, ops::Write::Delete(expected.0)),
+            })
+            .collect();
+        let revisions = self.worker.write_many(move |conn| ops::transact(conn, &writes, retained)).await?;
+        Ok(revisions.into_iter().map(Revision).collect())
+    }
+
+    fn atomic_transactions(&self) -> bool {
+        true
     }
 
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
