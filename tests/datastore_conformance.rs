@@ -177,3 +177,28 @@ async fn etcd_killed_and_restarted_mid_test_loses_no_acknowledged_write() {
         }
     }
 }
+
+/// A sqlite file deleted (or replaced) under a running backend: writes fail naming the file,
+/// instead of going on into the deleted inode where nobody will ever read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_deleted_under_the_backend_refuses_writes() {
+    use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+    let dir = tempfile::Builder::new().prefix("tortie-sqlite-").tempdir().expect("temporary directory");
+    let path = dir.path().join("tortie.db");
+    let store = Datastore::new(SqliteBackend::open(&path, SqliteOptions::default()).await.expect("open"));
+    let first = store.create("h", &datastore_support::suite::handle("h", 1)).await.expect("create");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let refused = |result: Result<_, DatastoreError>, what: &str| match result {
+        Err(e @ DatastoreError::Unavailable { .. }) => {
+            assert!(e.to_string().contains(&path.display().to_string()), "{what}: {e}")
+        }
+        other => panic!("{what}: a write into a deleted file must fail, got {other:?}"),
+    };
+    refused(store.update("h", &datastore_support::suite::handle("h", 2), first.revision).await.map(|_| ()), "deleted");
+    // A new database at the same path is another datastore: still refused.
+    let _replacement = SqliteBackend::open(&path, SqliteOptions::default()).await.expect("a new file");
+    refused(store.create("g", &datastore_support::suite::handle("g", 1)).await.map(|_| ()), "replaced");
+    assert!(store.backend().check().is_err(), "the periodic check sees it too");
+}

@@ -109,6 +109,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>>;
     /// Whether [`Backend::transact`] is all-or-nothing, also across a crash.
     fn atomic_transactions(&self) -> bool;
+    /// Whether the store this backend opened is still the one it writes to (the sqlite file not
+    /// deleted or replaced); an `Unavailable` error saying what happened if not. Cheap: callers
+    /// poll it.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// Changes to records of `kind` after `from`, in revision order. Without `from` (or when the
     /// history after `from` is gone) the stream starts with a [`RawEvent::Resync`]. The watch
     /// survives connection loss by resuming, or resyncing when resuming is impossible.

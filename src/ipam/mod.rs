@@ -9,6 +9,7 @@
 //! - [`Ipam`]: allocate / release / tunnel addresses for one node.
 //! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
 //! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
+//! - `reclaim`: addresses found in use that the datastore lost, allocated again.
 //! - [`routes`]: own blocks and borrowed /32s, for the speaker to announce.
 //!
 //! See `docs/ipam.md`.
@@ -23,6 +24,7 @@ mod error;
 pub mod gc;
 pub mod handles;
 pub mod pools;
+mod reclaim;
 mod repair;
 pub mod routes;
 
@@ -31,3 +33,4 @@ pub use check::{CheckReport, check};
 pub use client::{Allocation, DEFAULT_MAX_BLOCKS_PER_HOST, Ipam, IpamOptions, Repaired, Request, family_of};
 pub use error::{IpamError, Result};
 pub use pools::create_pool;
+pub use reclaim::Reclaim;
