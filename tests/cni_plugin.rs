@@ -442,3 +442,31 @@ fn malformed_inputs_get_cni_errors_with_the_right_code() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_lost_datastore_never_hands_out_a_live_address_again() {
+    let mut node = Node::new("cnilost");
+    let mut live = Vec::new();
+    for pod in ["p1", "p2", "p3"] {
+        node.t.add_namespace(pod).unwrap();
+        let (code, r) = node.cni("ADD", pod, Some(pod), &node.conf());
+        assert_eq!(code, 0, "{r}");
+        live.push(pod_ip(&r));
+    }
+    node.stop_agent();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", node.db.display()));
+    }
+    node.start_agent();
+    node.t.add_namespace("new").unwrap();
+    let (code, r) = node.cni("ADD", "new", Some("new"), &node.conf());
+    assert_eq!(code, 0, "{r}");
+    assert!(!live.contains(&pod_ip(&r)), "{} is already pod p1, p2 or p3's: {live:?}", pod_ip(&r));
+    let log = std::fs::read_to_string(node.t.dir().join("n-tortie.log")).unwrap();
+    let reclaimed =
+        log.lines().find(|l| l.contains("re-claimed")).unwrap_or_else(|| panic!("no re-claim logged:\n{log}"));
+    for ip in &live {
+        assert!(reclaimed.contains(ip.as_str()), "{ip} not named in: {reclaimed}");
+    }
+    node.stop_agent();
+}

@@ -43,6 +43,8 @@ conformance!(
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
+        transaction_applies_all_writes_or_none,
+        concurrent_transactions_keep_records_in_step,
     ]
 );
 
@@ -59,6 +61,8 @@ conformance!(
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
+        transaction_applies_all_writes_or_none,
+        concurrent_transactions_keep_records_in_step,
     ]
 );
 
@@ -74,6 +78,7 @@ conformance!(
         lagging_watcher_recovers_with_resync,
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
+        transaction_applies_all_writes_or_none,
     ]
 );
 
@@ -171,4 +176,29 @@ async fn etcd_killed_and_restarted_mid_test_loses_no_acknowledged_write() {
             None => panic!("watch ended"),
         }
     }
+}
+
+/// A sqlite file deleted (or replaced) under a running backend: writes fail naming the file,
+/// instead of going on into the deleted inode where nobody will ever read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_deleted_under_the_backend_refuses_writes() {
+    use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+    let dir = tempfile::Builder::new().prefix("tortie-sqlite-").tempdir().expect("temporary directory");
+    let path = dir.path().join("tortie.db");
+    let store = Datastore::new(SqliteBackend::open(&path, SqliteOptions::default()).await.expect("open"));
+    let first = store.create("h", &datastore_support::suite::handle("h", 1)).await.expect("create");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let refused = |result: Result<_, DatastoreError>, what: &str| match result {
+        Err(e @ DatastoreError::Unavailable { .. }) => {
+            assert!(e.to_string().contains(&path.display().to_string()), "{what}: {e}")
+        }
+        other => panic!("{what}: a write into a deleted file must fail, got {other:?}"),
+    };
+    refused(store.update("h", &datastore_support::suite::handle("h", 2), first.revision).await.map(|_| ()), "deleted");
+    // A new database at the same path is another datastore: still refused.
+    let _replacement = SqliteBackend::open(&path, SqliteOptions::default()).await.expect("a new file");
+    refused(store.create("g", &datastore_support::suite::handle("g", 1)).await.map(|_| ()), "replaced");
+    assert!(store.backend().check().is_err(), "the periodic check sees it too");
 }

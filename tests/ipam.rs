@@ -7,7 +7,7 @@ mod datastore_support;
 mod ipam_support;
 
 use datastore_support::harness::{EtcdHarness, Harness, KubeHarness, SqliteHarness};
-use ipam_support::children::{self, CHILD_ENV, HELD, Role, STAGE_REACHED};
+use ipam_support::children::{self, ALLOCATED, CHILD_ENV, HELD, Role, STAGE_REACHED};
 use ipam_support::suite;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,6 +33,7 @@ macro_rules! ipam_suite {
                 overlapping_pool_is_refused,
                 tunnel_address_comes_from_a_tunnel_pool,
                 half_made_claims_are_repaired,
+                allocations_without_handle_records_are_repaired,
                 corrupt_block_is_reported_by_key,
                 leaks_and_empty_blocks_are_collected,
                 group_commit_serves_a_burst,
@@ -218,6 +219,79 @@ async fn killed_mid_claim(h: &impl Harness, stage: u8) {
     assert!(report.is_clean(), "{report:#?}");
     let got = node.allocate(suite::req("after", 4)).await.unwrap();
     assert_eq!(got.block, cidr, "the repaired claim is the node's block");
+}
+
+const CRASH_ROUNDS: u64 = 10;
+/// How many more allocations each round's child gets before it is killed than the previous
+/// round's: the first round kills it right after its first answer, mid-way through the first
+/// batch of 40, later rounds amid the small batches that follow.
+const KILL_STEP: u64 = 13;
+
+/// Ten rounds of a node process SIGKILLed with 40 allocations in flight. After each, the node's
+/// start-up repair leaves nothing `ipam check` reports, and every address the datastore holds
+/// is freed by releasing its handle — no address is lost to a crash.
+async fn killed_mid_allocation(h: &impl Harness) {
+    let store = h.store();
+    suite::pool(store, "crash", "10.43.0.0/20", 26).await;
+    let node = "n1";
+    for round in 0..CRASH_ROUNDS {
+        let role = Role::Allocate {
+            target: h.child_target().unwrap(),
+            node: node.into(),
+            prefix: format!("r{round}"),
+            concurrency: 40,
+        };
+        let before_kill = 1 + round * KILL_STEP;
+        let mut child = spawn_child(&role);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.strip_prefix(ALLOCATED).and_then(|n| n.parse::<u64>().ok()) >= Some(before_kill) {
+                    return;
+                }
+            }
+            panic!("the child ended before allocating {before_kill} addresses");
+        })
+        .await
+        .expect("the child allocated in time");
+        child.kill().await.expect("SIGKILL the child");
+
+        let repaired = suite::ipam(store, node);
+        repaired.repair().await.unwrap();
+        let report = check(store, &CheckInput::default()).await.unwrap();
+        eprintln!("round {round}: {} allocations after the crash", report.allocations);
+        assert!(report.is_clean(), "round {round}: {report:#?}");
+        assert!(report.allocations as u64 >= before_kill, "round {round}: {} allocations", report.allocations);
+
+        // Every address is freed by its handle.
+        let mut handles = BTreeSet::new();
+        for block in store.list::<tortie::datastore::resources::IpamBlock>().await.unwrap().items {
+            for ordinal in 0..block.spec.allocations.len() {
+                if block.spec.allocations[ordinal].is_some() {
+                    let handle = tortie::ipam::block_ops::handle_at(&block.spec, ordinal);
+                    handles.insert(handle.expect("every allocation names its handle").to_string());
+                }
+            }
+        }
+        for handle in &handles {
+            assert_eq!(repaired.release_handle(handle).await.unwrap(), 1, "round {round}: release {handle}");
+        }
+        let after = check(store, &CheckInput::default()).await.unwrap();
+        assert_eq!(after.allocations, 0, "round {round}: addresses left after releasing every handle");
+        assert!(after.is_clean(), "round {round}: {after:#?}");
+        let records = store.list::<tortie::datastore::resources::IpamHandle>().await.unwrap();
+        assert!(records.items.is_empty(), "round {round}: handle records left: {:?}", records.items);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_node_killed_mid_allocation_loses_no_address() {
+    killed_mid_allocation(&SqliteHarness::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_node_killed_mid_allocation_loses_no_address() {
+    killed_mid_allocation(&EtcdHarness::new().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,16 +1,129 @@
-//! The node's IPAM: repair of half-made claims and the per-node allocator task the workload API
-//! allocates through. (The default pools are created before, by `agent::pools`.)
+//! The node's IPAM at start: repair of half-made claims and handle records, the re-claim of
+//! addresses the kernel shows in use that the datastore does not hold (it was lost or
+//! replaced), and the per-node allocator task the workload API allocates through. (The default
+//! pools are created before, by `agent::pools`.)
 
+use super::workloads::{ATTR_ALLOCATED_AT, ATTR_HOST_INTERFACE};
+use crate::config::Config;
+use crate::dataplane::netlink::{RouteScopeSel, RouteSocket};
+use crate::dataplane::{Route, RouteTarget};
 use crate::datastore::Datastore;
-use crate::ipam::{Allocator, Ipam, IpamOptions};
+use crate::ipam::{Allocator, Ipam, IpamOptions, Reclaim};
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-/// Repairs this node's claims and starts the allocator. With no pool anywhere the allocator
-/// idles; allocations then fail with an error naming the missing pool.
-pub async fn start(ds: &Datastore, node: &str) -> Result<Allocator, String> {
+/// Handles of re-claimed addresses: `reclaimed.<host interface>` (the pod's own handle is not
+/// recoverable from the kernel; the interface names the workload, and the sweep releases the
+/// address once the interface is gone).
+pub const RECLAIMED_HANDLE_PREFIX: &str = "reclaimed.";
+
+/// Repairs this node's IPAM records, re-claims the addresses of its workloads (host routes of
+/// tortie's protocol to workload interfaces) that the datastore does not hold, and starts the
+/// allocator — all before the API serves, so the node takes no pod until IPAM is consistent
+/// with the kernel. With no pool anywhere the allocator idles; allocations then fail with an
+/// error naming the missing pool.
+pub async fn start(ds: &Datastore, node: &str, config: &Config) -> Result<Allocator, String> {
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..Default::default() });
-    let repaired = ipam.repair().await.map_err(|e| format!("cannot repair this node's IPAM claims: {e}"))?;
-    if repaired > 0 {
-        tracing::info!(subsys = "ipam", repaired, "finished half-made block claims");
+    let repaired = ipam.repair().await.map_err(|e| format!("cannot repair this node's IPAM records: {e}"))?;
+    if repaired.claims > 0 {
+        tracing::info!(subsys = "ipam", repaired = repaired.claims, "finished half-made block claims");
     }
+    if !repaired.handles_rebuilt.is_empty() {
+        tracing::info!(subsys = "ipam", handles = ?repaired.handles_rebuilt, "rebuilt handle records a crash left short");
+    }
+    reclaim_workloads(&ipam, config).await?;
+    tokio::spawn(watch_store(ds.clone()));
     Ok(Allocator::spawn(ipam))
+}
+
+/// How often the datastore is checked for having been replaced under the agent.
+const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs, once per change, when the datastore stops being the one opened (a deleted or
+/// replaced sqlite file): its writes fail from then on, and a restart re-claims what the new
+/// one lacks. Runs as long as the agent.
+async fn watch_store(ds: Datastore) {
+    let mut tick = tokio::time::interval(STORE_CHECK_INTERVAL);
+    let mut lost = false;
+    loop {
+        tick.tick().await;
+        match (ds.backend().check(), lost) {
+            (Err(e), false) => {
+                tracing::error!(subsys = "ipam", error = %e, "the datastore was lost: IPAM writes fail until the agent restarts");
+                lost = true;
+            }
+            (Ok(()), true) => {
+                tracing::info!(subsys = "ipam", "the datastore is reachable again");
+                lost = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Re-claims every workload address the kernel shows that the datastore does not hold.
+async fn reclaim_workloads(ipam: &Ipam, config: &Config) -> Result<(), String> {
+    let in_use = workload_addresses(config).await?;
+    let mut reclaimed = Vec::new();
+    for (ip, interface) in &in_use {
+        let handle = reclaimed_handle(interface);
+        let attributes = BTreeMap::from([
+            (ATTR_HOST_INTERFACE.to_string(), interface.clone()),
+            (ATTR_ALLOCATED_AT.to_string(), super::unix_now().to_string()),
+        ]);
+        match ipam.reclaim(*ip, &handle, &attributes).await {
+            Ok(Reclaim::Claimed) => reclaimed.push(*ip),
+            Ok(Reclaim::Held(_)) => {}
+            Ok(Reclaim::NotInPool) => {
+                tracing::warn!(subsys = "ipam", ip = %ip, interface = %interface, "a workload address is in no IP pool")
+            }
+            Err(e) => return Err(format!("cannot re-claim {ip} (in use on {interface}) in IPAM: {e}")),
+        }
+    }
+    if !reclaimed.is_empty() {
+        tracing::warn!(
+            subsys = "ipam",
+            addresses = ?reclaimed,
+            "re-claimed addresses in use on this node that the datastore did not hold (was it lost or replaced?)"
+        );
+    }
+    Ok(())
+}
+
+/// The handle of an address re-claimed from `interface`, as a valid record name.
+fn reclaimed_handle(interface: &str) -> String {
+    let clean: String =
+        interface.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    format!("{RECLAIMED_HANDLE_PREFIX}{}", clean.trim_matches('-'))
+}
+
+/// Host routes of tortie's protocol (`<ip>/32` or `/128 dev <workload interface>`) in the kernel:
+/// the addresses of this node's workloads, each with its interface.
+async fn workload_addresses(config: &Config) -> Result<Vec<(IpAddr, String)>, String> {
+    let sel = RouteScopeSel { table: config.dataplane.route_table, protocol: config.dataplane.route_protocol };
+    let routes: Vec<Route> = tokio::task::spawn_blocking(move || RouteSocket::open()?.dump(sel))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot read the kernel's workload routes: {e}"))?;
+    let (connection, links, _) = rtnetlink::new_connection().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let mut found = Vec::new();
+    for route in routes {
+        let RouteTarget::Device { ifindex } = route.target else { continue };
+        if route.dst.prefix() != if route.dst.is_ipv4() { 32 } else { 128 } {
+            continue;
+        }
+        let Ok(Some(link)) = links.link().get().match_index(ifindex).execute().try_next().await else { continue };
+        let name = link.attributes.iter().find_map(|a| match a {
+            netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        if let Some(name) = name.filter(|n| n.starts_with(&config.dataplane.workload_interface_prefix)) {
+            found.push((route.dst.ip(), name));
+        }
+    }
+    connection.abort();
+    Ok(found)
 }

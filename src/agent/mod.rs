@@ -332,7 +332,7 @@ async fn start_workloads(
     address: std::net::IpAddr,
     programmer: &Programmer,
 ) -> Result<Arc<workloads::Workloads>, AgentError> {
-    let allocator = ipam::start(ds, name).await.map_err(AgentError::Datastore)?;
+    let allocator = ipam::start(ds, name, config).await.map_err(AgentError::Datastore)?;
     let settings = workloads::WorkloadsConfig {
         node: name.to_string(),
         node_address: address,

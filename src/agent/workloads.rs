@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const ATTR_CONTAINER: &str = "container_id";
 const ATTR_NETNS: &str = "netns";
 const ATTR_IFNAME: &str = "ifname";
-const ATTR_HOST_INTERFACE: &str = "host_interface";
-const ATTR_ALLOCATED_AT: &str = "allocated_at";
+pub(crate) const ATTR_HOST_INTERFACE: &str = "host_interface";
+pub(crate) const ATTR_ALLOCATED_AT: &str = "allocated_at";
 
 /// Handles younger than this are never garbage (the runtime may not list a pod it is creating).
 pub const GC_GRACE: Duration = Duration::from_secs(60);

@@ -1,7 +1,7 @@
 //! The untyped interface each backend implements: JSON documents under a [`Key`], each with the
 //! [`Revision`] of its last write. Typing, validation and decoding live in [`super::Datastore`].
 
-use super::{Key, Kind, Result, Revision};
+use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -42,6 +42,46 @@ pub enum RawEvent {
     Bookmark(Revision),
 }
 
+/// One compare-and-swap write of a [`Backend::transact`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawWrite {
+    /// A new record; fails with `AlreadyExists` if `key` is present.
+    Create { key: Key, value: Vec<u8> },
+    /// Replaces the record if it is still at `expected`.
+    Update { key: Key, value: Vec<u8>, expected: Revision },
+    /// Deletes the record if it is still at `expected`.
+    Delete { key: Key, expected: Revision },
+}
+
+impl RawWrite {
+    pub fn key(&self) -> &Key {
+        match self {
+            RawWrite::Create { key, .. } | RawWrite::Update { key, .. } | RawWrite::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// The most writes one transaction may hold: etcd's default `--max-txn-ops`.
+pub const MAX_TRANSACTION_WRITES: usize = 128;
+
+/// Refuses a transaction no backend can apply: a key written twice, or more than
+/// [`MAX_TRANSACTION_WRITES`] writes.
+pub fn check_transaction(writes: &[RawWrite]) -> Result<()> {
+    if writes.len() > MAX_TRANSACTION_WRITES {
+        let first = writes.first().map(|w| w.key().to_string()).unwrap_or_default();
+        return Err(DatastoreError::invalid(
+            first,
+            format!("a transaction holds {} writes, more than {MAX_TRANSACTION_WRITES}", writes.len()),
+        ));
+    }
+    for (i, w) in writes.iter().enumerate() {
+        if writes[..i].iter().any(|earlier| earlier.key() == w.key()) {
+            return Err(DatastoreError::invalid(w.key(), "written twice in one transaction"));
+        }
+    }
+    Ok(())
+}
+
 /// The receiving end of a watch; dropping it stops the backend's watch task.
 pub type RawWatch = mpsc::Receiver<Result<RawEvent>>;
 
@@ -59,6 +99,22 @@ pub trait Backend: Send + Sync + 'static {
     async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision>;
     /// Deletes the record if it is still at `expected`.
     async fn delete(&self, key: &Key, expected: Revision) -> Result<()>;
+    /// Applies `writes` (each a compare-and-swap, at most one per key) together and returns each
+    /// write's new revision, in order. On failure the error is the first write whose condition
+    /// does not hold (`Conflict`, `NotFound`, `AlreadyExists` naming its key), and — where
+    /// [`Backend::atomic_transactions`] — nothing was applied. A backend without atomic
+    /// transactions applies the writes in order and stops at the first failure (a crash may
+    /// stop it anywhere), so callers order writes so that every prefix is a state they can
+    /// repair.
+    async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>>;
+    /// Whether [`Backend::transact`] is all-or-nothing, also across a crash.
+    fn atomic_transactions(&self) -> bool;
+    /// Whether the store this backend opened is still the one it writes to (the sqlite file not
+    /// deleted or replaced); an `Unavailable` error saying what happened if not. Cheap: callers
+    /// poll it.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// Changes to records of `kind` after `from`, in revision order. Without `from` (or when the
     /// history after `from` is gone) the stream starts with a [`RawEvent::Resync`]. The watch
     /// survives connection loss by resuming, or resyncing when resuming is impossible.

@@ -23,11 +23,14 @@ pub mod kubernetes;
 pub mod resources;
 pub mod sqlite;
 
-pub use backend::{Backend, RawEvent, RawList, RawObject, RawWatch, WATCH_CHANNEL_CAPACITY};
+pub use backend::{
+    Backend, MAX_TRANSACTION_WRITES, RawEvent, RawList, RawObject, RawWatch, RawWrite, WATCH_CHANNEL_CAPACITY,
+    check_transaction,
+};
 pub use error::{DatastoreError, Result};
 pub use key::{Key, Kind};
 pub use kubernetes::crds_yaml;
 pub use resources::Resource;
 pub use revision::Revision;
-pub use store::{Datastore, Listing, Stored};
+pub use store::{Datastore, Listing, Stored, Transaction};
 pub use watch::{WatchEvent, WatchStream};

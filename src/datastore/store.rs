@@ -1,7 +1,7 @@
 //! [`Datastore`]: the typed face of a [`Backend`]. It validates what is written and decodes what
 //! is read, so that a corrupt record is an `InvalidData` error naming its key, never a panic.
 
-use super::backend::{Backend, RawList, RawObject};
+use super::backend::{Backend, RawList, RawObject, RawWrite};
 use super::resources::Resource;
 use super::watch::WatchStream;
 use super::{DatastoreError, Key, Result, Revision};
@@ -73,9 +73,82 @@ impl Datastore {
         self.backend.delete(&Key::new(R::KIND, name), expected).await
     }
 
+    /// Applies the writes of `txn` together (see [`Backend::transact`]); each write's new
+    /// revision, in the order they were added.
+    pub async fn commit(&self, txn: Transaction) -> Result<Vec<Revision>> {
+        let writes = txn.writes?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.transact(writes).await
+    }
+
+    /// Whether [`Datastore::commit`] is all-or-nothing on this backend.
+    pub fn atomic_transactions(&self) -> bool {
+        self.backend.atomic_transactions()
+    }
+
     /// Changes after `from` (or the current state then changes, without `from`).
     pub async fn watch<R: Resource>(&self, from: Option<Revision>) -> Result<WatchStream<R>> {
         Ok(WatchStream::new(self.backend.watch(R::KIND, from).await?))
+    }
+}
+
+/// Writes to several records, applied together by [`Datastore::commit`]. A resource that does
+/// not validate makes the commit fail with `InvalidData` naming it, before anything is sent.
+pub struct Transaction {
+    writes: Result<Vec<RawWrite>>,
+}
+
+impl Default for Transaction {
+    fn default() -> Self {
+        Transaction { writes: Ok(Vec::new()) }
+    }
+}
+
+impl Transaction {
+    pub fn new() -> Transaction {
+        Transaction::default()
+    }
+
+    /// How many writes it holds.
+    pub fn len(&self) -> usize {
+        self.writes.as_ref().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, write: impl FnOnce() -> Result<RawWrite>) -> &mut Self {
+        if let Ok(writes) = &mut self.writes {
+            match write() {
+                Ok(w) => writes.push(w),
+                Err(e) => self.writes = Err(e),
+            }
+        }
+        self
+    }
+
+    /// Stores a new resource; the commit fails with `AlreadyExists` if one has this name.
+    pub fn create<R: Resource>(&mut self, name: &str, spec: &R) -> &mut Self {
+        self.push(|| {
+            let key = Key::new(R::KIND, name);
+            Ok(RawWrite::Create { value: encode(&key, spec)?, key })
+        })
+    }
+
+    /// Replaces the resource if it is still at `expected`.
+    pub fn update<R: Resource>(&mut self, name: &str, spec: &R, expected: Revision) -> &mut Self {
+        self.push(|| {
+            let key = Key::new(R::KIND, name);
+            Ok(RawWrite::Update { value: encode(&key, spec)?, key, expected })
+        })
+    }
+
+    /// Deletes the resource if it is still at `expected`.
+    pub fn delete<R: Resource>(&mut self, name: &str, expected: Revision) -> &mut Self {
+        self.push(|| Ok(RawWrite::Delete { key: Key::new(R::KIND, name), expected }))
     }
 }
 

@@ -52,19 +52,12 @@ async fn run(ipam: Ipam, mut receiver: mpsc::Receiver<Job>) {
     let mut cache = BlockCache::default();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<Request>, Vec<_>) = batch.drain(..).unzip();
+        // Each block's addresses and their handle records are written in one transaction, so
+        // a requester that gives up (drops its future) cannot leave an address without its
+        // handle record.
         let results = ipam.assign_batch(&requests, &mut cache).await;
-        // The handle records are written by a task of their own, so the next batch's block
-        // writes overlap with them, and a requester that gives up (drops its future) cannot
-        // leave an address without its handle record.
-        for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
-            let ipam = ipam.clone();
-            tokio::spawn(async move {
-                let result = match result {
-                    Ok(allocation) => ipam.record_handle(&request.handle, allocation).await,
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
-            });
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 }

@@ -38,6 +38,11 @@ pub fn handle_at(block: &IpamBlock, ordinal: usize) -> Option<&str> {
     block.attributes.get(index)?.handle_id.as_deref()
 }
 
+/// How many addresses of the block `handle` holds.
+pub fn count_of(block: &IpamBlock, handle: &str) -> u32 {
+    (0..block.allocations.len()).filter(|o| handle_at(block, *o) == Some(handle)).count() as u32
+}
+
 /// Hands out the free address that has been free longest (the head of Calico's `unallocated`
 /// FIFO), skipping reservations, so a just-released address is not reused at once.
 pub fn assign(
@@ -47,16 +52,28 @@ pub fn assign(
     reservations: &[IpNetwork],
 ) -> Option<Assigned> {
     let position = block.unallocated.iter().position(|o| !reserved(block, *o, reservations))?;
+    Some(take(block, position, handle, secondary))
+}
+
+/// Hands out the address at `ordinal`, if it is free (re-claiming an address known in use).
+pub fn assign_ordinal(
+    block: &mut IpamBlock,
+    ordinal: usize,
+    handle: &str,
+    secondary: &BTreeMap<String, String>,
+) -> Option<Assigned> {
+    let position = block.unallocated.iter().position(|o| *o as usize == ordinal)?;
+    Some(take(block, position, handle, secondary))
+}
+
+/// Allocates the free ordinal at `position` of `unallocated` to `handle`.
+fn take(block: &mut IpamBlock, position: usize, handle: &str, secondary: &BTreeMap<String, String>) -> Assigned {
     let ordinal = block.unallocated.remove(position);
     block.attributes.push(AllocationAttribute { handle_id: Some(handle.to_string()), secondary: secondary.clone() });
     block.allocations[ordinal as usize] = Some((block.attributes.len() - 1) as u32);
     block.sequence_number += 1;
     block.sequence_number_for_allocation.insert(ordinal.to_string(), block.sequence_number);
-    Some(Assigned {
-        ip: ip_at(&block.cidr, ordinal as usize),
-        ordinal: ordinal as usize,
-        sequence: block.sequence_number,
-    })
+    Assigned { ip: ip_at(&block.cidr, ordinal as usize), ordinal: ordinal as usize, sequence: block.sequence_number }
 }
 
 /// What releasing one address found.

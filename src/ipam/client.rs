@@ -10,8 +10,10 @@ use super::claim::{self, RETRIES};
 use super::error::{IpamError, Result};
 use super::handles;
 use super::pools::usable;
-use crate::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, PoolUse, cidr_name};
-use crate::datastore::{Datastore, DatastoreError, Stored};
+use crate::datastore::resources::{
+    AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse, cidr_name,
+};
+use crate::datastore::{Datastore, DatastoreError, Kind, MAX_TRANSACTION_WRITES, Stored, Transaction};
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -67,6 +69,15 @@ pub struct Allocation {
     pub borrowed: bool,
 }
 
+/// What start-up repair did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Affinities of half-made claims or releases finished or undone.
+    pub claims: usize,
+    /// Handles whose records were rebuilt from the blocks' allocations.
+    pub handles_rebuilt: Vec<String>,
+}
+
 /// The IPAM client of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct Ipam {
@@ -100,9 +111,13 @@ impl Ipam {
         &self.options.node
     }
 
-    /// Finishes or undoes claims and releases this node left half-made (call at start-up).
-    pub async fn repair(&self) -> Result<usize> {
-        claim::repair(&self.store, &self.options.node).await
+    /// Finishes or undoes claims and releases this node left half-made, and rebuilds the
+    /// handle records of its allocations a crash left short (call at start-up, before the
+    /// node allocates).
+    pub async fn repair(&self) -> Result<Repaired> {
+        let claims = claim::repair(&self.store, &self.options.node).await?;
+        let handles_rebuilt = super::repair::rebuild_handles(&self.store, &self.options.node).await?;
+        Ok(Repaired { claims, handles_rebuilt })
     }
 
     /// The IPAM configuration (`default`), or Calico's defaults when there is none.
@@ -121,29 +136,11 @@ impl Ipam {
 
     /// Many addresses; results in request order. Requests sharing a block share its write.
     pub async fn allocate_batch(&self, requests: Vec<Request>) -> Vec<Result<Allocation>> {
-        let assigned = self.assign_batch(&requests, &mut BlockCache::default()).await;
-        let writes = assigned.into_iter().zip(&requests).map(|(result, request)| async move {
-            match result {
-                Ok(a) => self.record_handle(&request.handle, a).await,
-                Err(e) => Err(e),
-            }
-        });
-        futures::future::join_all(writes).await
+        self.assign_batch(&requests, &mut BlockCache::default()).await
     }
 
-    /// Records an address under its handle (the index release-by-handle uses). A failed handle
-    /// write gives the address back, so nothing is left allocated without a handle record.
-    pub(crate) async fn record_handle(&self, handle: &str, allocation: Allocation) -> Result<Allocation> {
-        match handles::add(&self.store, handle, &allocation.block).await {
-            Ok(()) => Ok(allocation),
-            Err(e) => {
-                let _ = self.free_ip(allocation.ip, Some(allocation.sequence)).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// The block half of `allocate_batch`: addresses assigned in blocks, handles not yet recorded.
+    /// Assigns addresses to `requests`, each block's addresses written in one transaction with
+    /// their handle records; `cache` holds the blocks as this node last wrote them.
     pub(crate) async fn assign_batch(&self, requests: &[Request], cache: &mut BlockCache) -> Vec<Result<Allocation>> {
         let mut results: Vec<Option<Result<Allocation>>> = requests.iter().map(|_| None).collect();
         let groups: BTreeSet<(u8, u8)> = requests.iter().map(|r| (r.family, r.purpose as u8)).collect();
@@ -276,7 +273,9 @@ impl Ipam {
         Ok(None)
     }
 
-    /// Assigns as many pending requests as `cidr`'s block has room for, in one compare-and-swap.
+    /// Assigns as many pending requests as `cidr`'s block has room for, and writes the block and
+    /// the requests' handle records in one transaction, so no crash can leave an address without
+    /// its handle record (see `docs/ipam.md`, "Crash safety").
     async fn fill_block(
         &self,
         cidr: IpNetwork,
@@ -288,40 +287,61 @@ impl Ipam {
         let name = cidr_name(&cidr);
         // Own blocks are cached (the `cache`); borrowed ones are not.
         let borrowed = cache.is_none();
+        // Handle records found to exist already (a handle's second address): updated, not created.
+        let mut existing: BTreeMap<String, Stored<IpamHandle>> = BTreeMap::new();
+        // The block as read, kept when only a handle write failed, so the retry need not read it.
+        let mut unchanged: Option<Stored<IpamBlock>> = None;
         for _ in 0..RETRIES {
             // The cached copy saves a read when nobody else wrote the block since our last
             // write; if someone did, the write below conflicts and the next round reads it.
-            let cached = cache.as_mut().and_then(|c| c.blocks.remove(&cidr));
-            let mut block: Stored<IpamBlock> = match cached {
+            let cached = unchanged.take().or_else(|| cache.as_mut().and_then(|c| c.blocks.remove(&cidr)));
+            let original: Stored<IpamBlock> = match cached {
                 Some(block) => block,
                 None => match self.store.get(&name).await {
                     Err(DatastoreError::NotFound { .. }) => return Ok(()),
                     other => other?,
                 },
             };
-            let ours = block.spec.affinity.as_deref() == Some(claim::host_affinity(&self.options.node).as_str());
+            let ours = original.spec.affinity.as_deref() == Some(claim::host_affinity(&self.options.node).as_str());
             // Released and re-claimed by another node since we listed it: no longer ours.
-            if block.spec.deleted || (!borrowed && !ours) {
+            if original.spec.deleted || (!borrowed && !ours) {
                 return Ok(());
             }
+            let mut block = original.spec.clone();
             let mut assigned: Vec<(usize, Assigned)> = Vec::new();
+            // The handles served: one handle record write each, and the block's, per transaction.
+            let mut served: BTreeSet<&str> = BTreeSet::new();
             for i in pending.iter() {
                 let r = &requests[*i];
-                // The allocating node is always recorded: the speaker finds borrowed addresses by it.
+                if !served.contains(r.handle.as_str()) && served.len() + 1 >= MAX_TRANSACTION_WRITES {
+                    break;
+                }
+                // The allocating node is always recorded: the speaker finds borrowed addresses by
+                // it, and start-up repair the node's own allocations.
                 let mut attributes = r.attributes.clone();
                 attributes.insert(super::routes::NODE_ATTRIBUTE.to_string(), self.options.node.clone());
-                match block_ops::assign(&mut block.spec, &r.handle, &attributes, &self.options.reservations) {
-                    Some(a) => assigned.push((*i, a)),
+                match block_ops::assign(&mut block, &r.handle, &attributes, &self.options.reservations) {
+                    Some(a) => {
+                        assigned.push((*i, a));
+                        served.insert(r.handle.as_str());
+                    }
                     None => break,
                 }
             }
             if assigned.is_empty() {
                 return Ok(());
             }
-            match self.store.update(&name, &block.spec, block.revision).await {
-                Ok(written) => {
-                    if let Some(cache) = cache.as_mut() {
-                        cache.blocks.insert(cidr, written);
+            // The block first: a backend without atomic transactions writes in this order, and a
+            // crash after the block leaves allocations whose handle records repair rebuilds.
+            let mut txn = Transaction::new();
+            txn.update(&name, &block, original.revision);
+            for handle in &served {
+                handles::set(&mut txn, handle, existing.get(*handle), &cidr, block_ops::count_of(&block, handle));
+            }
+            match self.store.commit(txn).await {
+                Ok(revisions) => {
+                    if let (Some(cache), Some(revision)) = (cache.as_mut(), revisions.first()) {
+                        cache.blocks.insert(cidr, Stored { name: name.clone(), revision: *revision, spec: block });
                     }
                     for (i, a) in assigned {
                         pending.retain(|p| *p != i);
@@ -336,6 +356,21 @@ impl Ipam {
                     }
                     return Ok(());
                 }
+                Err(
+                    DatastoreError::Conflict { key, .. }
+                    | DatastoreError::NotFound { key }
+                    | DatastoreError::AlreadyExists { key },
+                ) if key.kind == Kind::IpamHandle => {
+                    match handles::get(&self.store, &key.name).await? {
+                        Some(record) => existing.insert(key.name, record),
+                        None => existing.remove(&key.name),
+                    };
+                    // Nothing was written where transactions are atomic; elsewhere the block
+                    // may have been, so it is read again.
+                    if self.store.atomic_transactions() {
+                        unchanged = Some(original);
+                    }
+                }
                 Err(DatastoreError::Conflict { .. }) | Err(DatastoreError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -343,53 +378,46 @@ impl Ipam {
         Err(IpamError::RetriesExhausted { key: format!("IPAMBlock/{name}"), retries: RETRIES })
     }
 
-    /// Releases every address of `handle`; how many were freed. Releasing twice frees nothing
-    /// the second time.
+    /// Releases every address of `handle`; how many were freed. The handle record's deletion
+    /// and the blocks' releases are one transaction. Releasing twice frees nothing the second
+    /// time.
     pub async fn release_handle(&self, handle: &str) -> Result<usize> {
-        let Some(record) = handles::get(&self.store, handle).await? else { return Ok(0) };
-        let mut freed = 0;
-        for cidr in record.spec.block.keys() {
-            let Ok(cidr) = cidr.parse::<IpNetwork>() else { continue };
-            freed += self.update_block(cidr, |b| block_ops::release_handle(b, handle)).await?;
-        }
-        handles::delete(&self.store, handle).await?;
-        Ok(freed)
-    }
-
-    /// Releases `ip`. With `sequence`, only if the address still carries that allocation's
-    /// sequence number (else `StaleSequence`). `false`: it was free already.
-    pub async fn release_ip(&self, ip: IpAddr, sequence: Option<u64>) -> Result<bool> {
-        match self.free_ip(ip, sequence).await? {
-            Released::Freed(Some(handle)) => {
-                let block = self.block_for(ip).await?;
-                handles::remove(&self.store, &handle, &block).await?;
-                Ok(true)
+        // The blocks the record named when last read: where transactions are not atomic, a
+        // transaction that failed after deleting the record leaves them to be released alone.
+        let mut named: Vec<IpNetwork> = Vec::new();
+        for _ in 0..RETRIES {
+            let Some(record) = handles::get(&self.store, handle).await? else {
+                let mut freed = 0;
+                for cidr in named {
+                    freed += self.update_block(cidr, |b| block_ops::release_handle(b, handle)).await?;
+                }
+                return Ok(freed);
+            };
+            named = record.spec.block.keys().filter_map(|c| c.parse().ok()).collect();
+            // The handle record first: a backend without atomic transactions writes in this
+            // order, and a crash after it leaves allocations whose record repair rebuilds (the
+            // release is undone, and the runtime's retried DEL does it again).
+            let mut txn = Transaction::new();
+            txn.delete::<IpamHandle>(handle, record.revision);
+            let mut freed = 0;
+            for cidr in &named {
+                let mut block: Stored<IpamBlock> = match self.store.get(&cidr_name(cidr)).await {
+                    Err(DatastoreError::NotFound { .. }) => continue,
+                    other => other?,
+                };
+                let n = block_ops::release_handle(&mut block.spec, handle);
+                if n > 0 {
+                    txn.update(&block.name, &block.spec, block.revision);
+                    freed += n;
+                }
             }
-            Released::Freed(None) => Ok(true),
-            Released::AlreadyFree => Ok(false),
-            Released::Stale { current } => Err(IpamError::StaleSequence { ip, given: sequence.unwrap_or(0), current }),
+            match self.store.commit(txn).await {
+                Ok(_) => return Ok(freed),
+                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-    }
-
-    async fn block_for(&self, ip: IpAddr) -> Result<IpNetwork> {
-        let pools = self.store.list::<IpPool>().await?.items;
-        pools
-            .iter()
-            .find(|p| p.spec.cidr.contains(ip))
-            .and_then(|p| block_of(ip, p.spec.block_size))
-            .ok_or(IpamError::NotInPool { ip })
-    }
-
-    /// Frees `ip` in its block without touching the handle record.
-    async fn free_ip(&self, ip: IpAddr, sequence: Option<u64>) -> Result<Released> {
-        let cidr = self.block_for(ip).await?;
-        let mut outcome = Released::AlreadyFree;
-        self.update_block(cidr, |b| {
-            outcome = block_ops::release_ip(b, ip, sequence);
-            usize::from(matches!(outcome, Released::Freed(_)))
-        })
-        .await?;
-        Ok(outcome)
+        Err(IpamError::RetriesExhausted { key: format!("IPAMHandle/{handle}"), retries: RETRIES })
     }
 
     /// Applies `change` to the block with compare-and-swap retries; writes only when `change`
@@ -412,6 +440,50 @@ impl Ipam {
             }
         }
         Err(IpamError::RetriesExhausted { key: format!("IPAMBlock/{name}"), retries: RETRIES })
+    }
+
+    /// Releases `ip`. With `sequence`, only if the address still carries that allocation's
+    /// sequence number (else `StaleSequence`). `false`: it was free already. The block and the
+    /// handle record are written in one transaction.
+    pub async fn release_ip(&self, ip: IpAddr, sequence: Option<u64>) -> Result<bool> {
+        let cidr = self.block_for(ip).await?;
+        let name = cidr_name(&cidr);
+        for _ in 0..RETRIES {
+            let mut block: Stored<IpamBlock> = match self.store.get(&name).await {
+                Err(DatastoreError::NotFound { .. }) => return Ok(false),
+                other => other?,
+            };
+            let handle = match block_ops::release_ip(&mut block.spec, ip, sequence) {
+                Released::Freed(handle) => handle,
+                Released::AlreadyFree => return Ok(false),
+                Released::Stale { current } => {
+                    return Err(IpamError::StaleSequence { ip, given: sequence.unwrap_or(0), current });
+                }
+            };
+            // The handle record first, as in `release_handle`.
+            let mut txn = Transaction::new();
+            if let Some(handle) = handle
+                && let Some(record) = handles::get(&self.store, &handle).await?
+            {
+                handles::set(&mut txn, &handle, Some(&record), &cidr, block_ops::count_of(&block.spec, &handle));
+            }
+            txn.update(&name, &block.spec, block.revision);
+            match self.store.commit(txn).await {
+                Ok(_) => return Ok(true),
+                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IpamError::RetriesExhausted { key: format!("IPAMBlock/{name}"), retries: RETRIES })
+    }
+
+    async fn block_for(&self, ip: IpAddr) -> Result<IpNetwork> {
+        let pools = self.store.list::<IpPool>().await?.items;
+        pools
+            .iter()
+            .find(|p| p.spec.cidr.contains(ip))
+            .and_then(|p| block_of(ip, p.spec.block_size))
+            .ok_or(IpamError::NotInPool { ip })
     }
 
     /// The node's tunnel address of `fam` from a pool allowing tunnel use, allocated once under

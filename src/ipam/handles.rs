@@ -1,10 +1,10 @@
 //! IpamHandle records: per handle, how many addresses it holds in which block, so release by
-//! handle visits only those blocks (Calico's O(1) handle index).
+//! handle visits only those blocks (Calico's O(1) handle index). A handle record is only ever
+//! written in the same transaction as the block whose addresses it counts.
 
-use super::claim::RETRIES;
-use super::error::{IpamError, Result};
+use super::error::Result;
 use crate::datastore::resources::IpamHandle;
-use crate::datastore::{Datastore, DatastoreError, Stored};
+use crate::datastore::{Datastore, DatastoreError, Stored, Transaction};
 use ipnetwork::IpNetwork;
 
 /// The handle record, if there is one.
@@ -16,76 +16,30 @@ pub async fn get(store: &Datastore, handle: &str) -> Result<Option<Stored<IpamHa
     }
 }
 
-fn exhausted(handle: &str) -> IpamError {
-    IpamError::RetriesExhausted { key: format!("IPAMHandle/{handle}"), retries: RETRIES }
-}
-
-/// Counts one more address of `handle` in `block`. Tries the create first: a new handle (a new
-/// pod) is the common case, and this saves a read per allocation.
-pub async fn add(store: &Datastore, handle: &str, block: &IpNetwork) -> Result<()> {
-    let mut record = IpamHandle { handle_id: handle.to_string(), ..IpamHandle::default() };
-    record.block.insert(block.to_string(), 1);
-    match store.create(handle, &record).await {
-        Err(DatastoreError::AlreadyExists { .. }) => {}
-        other => return other.map(|_| ()).map_err(Into::into),
+/// Adds to `txn` the write recording that `handle` holds `count` addresses in `block` (the
+/// block's state in the same transaction): a creation when there is no record yet, an update of
+/// `existing`, or its deletion when it then holds nothing. Setting the count the block shows,
+/// rather than adding or subtracting, makes a retried write idempotent.
+pub fn set(txn: &mut Transaction, handle: &str, existing: Option<&Stored<IpamHandle>>, block: &IpNetwork, count: u32) {
+    let mut spec = match existing {
+        Some(record) => record.spec.clone(),
+        None => IpamHandle { handle_id: handle.to_string(), ..IpamHandle::default() },
+    };
+    if count > 0 {
+        spec.block.insert(block.to_string(), count);
+    } else {
+        spec.block.remove(&block.to_string());
     }
-    for _ in 0..RETRIES {
-        match get(store, handle).await? {
-            None => {
-                let mut record = IpamHandle { handle_id: handle.to_string(), ..IpamHandle::default() };
-                record.block.insert(block.to_string(), 1);
-                match store.create(handle, &record).await {
-                    Err(DatastoreError::AlreadyExists { .. }) => continue,
-                    other => return other.map(|_| ()).map_err(Into::into),
-                }
-            }
-            Some(mut record) => {
-                *record.spec.block.entry(block.to_string()).or_insert(0) += 1;
-                match store.update(handle, &record.spec, record.revision).await {
-                    Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => continue,
-                    other => return other.map(|_| ()).map_err(Into::into),
-                }
-            }
+    match existing {
+        Some(record) if spec.block.is_empty() => {
+            txn.delete::<IpamHandle>(handle, record.revision);
         }
+        Some(record) => {
+            txn.update(handle, &spec, record.revision);
+        }
+        None if count > 0 => {
+            txn.create(handle, &spec);
+        }
+        None => {}
     }
-    Err(exhausted(handle))
-}
-
-/// Counts one address of `handle` in `block` less; deletes the record when it holds nothing.
-pub async fn remove(store: &Datastore, handle: &str, block: &IpNetwork) -> Result<()> {
-    for _ in 0..RETRIES {
-        let Some(mut record) = get(store, handle).await? else { return Ok(()) };
-        let key = block.to_string();
-        match record.spec.block.get_mut(&key) {
-            Some(n) if *n > 1 => *n -= 1,
-            Some(_) => {
-                record.spec.block.remove(&key);
-            }
-            None => return Ok(()),
-        }
-        let outcome = if record.spec.block.is_empty() {
-            store.delete::<IpamHandle>(handle, record.revision).await
-        } else {
-            store.update(handle, &record.spec, record.revision).await.map(|_| ())
-        };
-        match outcome {
-            Err(DatastoreError::Conflict { .. }) => continue,
-            Ok(()) | Err(DatastoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(exhausted(handle))
-}
-
-/// Deletes the record whatever it holds (after its addresses were released).
-pub async fn delete(store: &Datastore, handle: &str) -> Result<()> {
-    for _ in 0..RETRIES {
-        let Some(record) = get(store, handle).await? else { return Ok(()) };
-        match store.delete::<IpamHandle>(handle, record.revision).await {
-            Err(DatastoreError::Conflict { .. }) => continue,
-            Ok(()) | Err(DatastoreError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(exhausted(handle))
 }

@@ -4,10 +4,12 @@
 //!
 //! - [`pools`]: pool rules (overlap refused, selectors, allowed uses).
 //! - [`block_math`], [`block_ops`]: address arithmetic and in-memory block changes.
-//! - [`claim`]: the two-step block claim and its repair after a crash.
+//! - [`claim`]: the two-step block claim and its repair after a crash; `repair`: handle records
+//!   rebuilt from the node's allocations.
 //! - [`Ipam`]: allocate / release / tunnel addresses for one node.
 //! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
 //! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
+//! - `reclaim`: addresses found in use that the datastore lost, allocated again.
 //! - [`routes`]: own blocks and borrowed /32s, for the speaker to announce.
 //!
 //! See `docs/ipam.md`.
@@ -22,10 +24,13 @@ mod error;
 pub mod gc;
 pub mod handles;
 pub mod pools;
+mod reclaim;
+mod repair;
 pub mod routes;
 
 pub use allocator::Allocator;
 pub use check::{CheckReport, check};
-pub use client::{Allocation, DEFAULT_MAX_BLOCKS_PER_HOST, Ipam, IpamOptions, Request, family_of};
+pub use client::{Allocation, DEFAULT_MAX_BLOCKS_PER_HOST, Ipam, IpamOptions, Repaired, Request, family_of};
 pub use error::{IpamError, Result};
 pub use pools::create_pool;
+pub use reclaim::Reclaim;

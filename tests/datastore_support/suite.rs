@@ -4,7 +4,7 @@ use super::harness::Harness;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tortie::datastore::resources::{IpPool, IpamBlock, IpamHandle, Node, NodeBgp};
-use tortie::datastore::{Datastore, DatastoreError, Revision, Stored, WatchEvent, WatchStream};
+use tortie::datastore::{Datastore, DatastoreError, Revision, Stored, Transaction, WatchEvent, WatchStream};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -123,6 +123,104 @@ pub async fn concurrent_writers_lose_no_update(h: &impl Harness) {
         conflicts += task.await.expect("writer task");
     }
     assert_eq!(count(h.store(), "counter").await, TASKS * EACH, "after {conflicts} conflicts");
+}
+
+/// A transaction applies all its writes, each with its own revision, or — when one write's
+/// condition fails — none, with the error naming that write's key.
+pub async fn transaction_applies_all_writes_or_none(h: &impl Harness) {
+    let store = h.store();
+    let a = store.create("a", &handle("a", 1)).await.expect("create a");
+    let b = store.create("b", &handle("b", 1)).await.expect("create b");
+    let mut watch = store.watch::<IpamHandle>(Some(b.revision)).await.expect("watch");
+    let mut txn = Transaction::new();
+    txn.update("a", &handle("a", 2), a.revision).create("c", &handle("c", 1)).delete::<IpamHandle>("b", b.revision);
+    let revisions = store.commit(txn).await.expect("commit");
+    assert_eq!(revisions.len(), 3);
+    assert!(revisions[0] > b.revision, "{revisions:?}");
+    let (a2, c) = (store.get::<IpamHandle>("a").await.unwrap(), store.get::<IpamHandle>("c").await.unwrap());
+    assert_eq!((a2.revision, a2.spec.block["count"]), (revisions[0], 2));
+    assert_eq!((c.revision, c.spec.block["count"]), (revisions[1], 1));
+    assert!(matches!(store.get::<IpamHandle>("b").await, Err(DatastoreError::NotFound { .. })));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match next_event(&mut watch).await {
+            WatchEvent::Added(s) | WatchEvent::Modified(s) => seen.push(s.name),
+            WatchEvent::Deleted { name, .. } => seen.push(name),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Resync(l) => panic!("unexpected resync: {l:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "c"], "the watch sees every write of the transaction");
+
+    // One stale write: nothing is applied, and the error names it.
+    let mut stale = Transaction::new();
+    stale.update("a", &handle("a", 3), a2.revision).update("c", &handle("c", 3), a.revision);
+    match store.commit(stale).await {
+        Err(DatastoreError::Conflict { key, .. }) => assert_eq!(key.to_string(), "IPAMHandle/c"),
+        other => panic!("a stale write must fail the transaction, got {other:?}"),
+    }
+    let mut exists = Transaction::new();
+    exists.update("a", &handle("a", 3), a2.revision).create("c", &handle("c", 3));
+    match store.commit(exists).await {
+        Err(DatastoreError::AlreadyExists { key }) => assert_eq!(key.to_string(), "IPAMHandle/c"),
+        other => panic!("creating an existing record must fail the transaction, got {other:?}"),
+    }
+    let mut missing = Transaction::new();
+    missing.update("a", &handle("a", 3), a2.revision).delete::<IpamHandle>("b", b.revision);
+    match store.commit(missing).await {
+        Err(DatastoreError::NotFound { key }) => assert_eq!(key.to_string(), "IPAMHandle/b"),
+        other => panic!("deleting a missing record must fail the transaction, got {other:?}"),
+    }
+    let mut twice = Transaction::new();
+    twice.update("a", &handle("a", 3), a2.revision).update("a", &handle("a", 4), a2.revision);
+    assert!(matches!(store.commit(twice).await, Err(DatastoreError::InvalidData { .. })), "a key written twice");
+    let mut invalid = Transaction::new();
+    invalid.update("a", &handle("a", 3), a2.revision).create("d", &handle("", 1));
+    match store.commit(invalid).await {
+        Err(DatastoreError::InvalidData { key, .. }) => assert_eq!(key, "IPAMHandle/d"),
+        other => panic!("an invalid record must fail the transaction, got {other:?}"),
+    }
+    assert_eq!(store.get::<IpamHandle>("a").await.unwrap(), a2, "no failed transaction changed a");
+    assert_eq!(count(store, "c").await, 1);
+    assert!(matches!(store.get::<IpamHandle>("d").await, Err(DatastoreError::NotFound { .. })));
+    assert_eq!(store.commit(Transaction::new()).await.expect("an empty transaction"), Vec::<Revision>::new());
+}
+
+/// Tasks with their own clients each add one to two records in one transaction, retrying on
+/// conflicts: no update is lost and the records never drift apart (atomic backends only).
+pub async fn concurrent_transactions_keep_records_in_step(h: &impl Harness) {
+    const TASKS: u32 = 6;
+    const EACH: u32 = 15;
+    assert!(h.store().atomic_transactions());
+    h.store().create("x", &handle("x", 0)).await.expect("create x");
+    h.store().create("y", &handle("y", 0)).await.expect("create y");
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let client = h.another_client().await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..EACH {
+                loop {
+                    let (x, y) = (client.get::<IpamHandle>("x").await, client.get::<IpamHandle>("y").await);
+                    let (Ok(x), Ok(y)) = (x, y) else { continue };
+                    let mut txn = Transaction::new();
+                    txn.update("x", &handle("x", x.spec.block["count"] + 1), x.revision);
+                    txn.update("y", &handle("y", y.spec.block["count"] + 1), y.revision);
+                    match client.commit(txn).await {
+                        Ok(_) => break,
+                        Err(DatastoreError::Conflict { .. }) => {}
+                        Err(e) if e.is_retryable() => {}
+                        Err(e) => panic!("commit: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    assert_eq!(count(h.store(), "x").await, TASKS * EACH);
+    assert_eq!(count(h.store(), "y").await, TASKS * EACH);
 }
 
 /// A change the watch test makes, and the event it must see.

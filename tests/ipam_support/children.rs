@@ -14,6 +14,8 @@ pub const CHILD_ENV: &str = "TORTIE_IPAM_CHILD";
 pub const HELD: &str = "HELD ";
 /// The line a claiming child prints when it has reached its stage and waits to be killed.
 pub const STAGE_REACHED: &str = "CLAIM-STAGE-REACHED";
+/// The line an allocating child prints after each address it got, with how many it has got.
+pub const ALLOCATED: &str = "ALLOCATED ";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Role {
@@ -21,6 +23,9 @@ pub enum Role {
     Churn { target: ChildTarget, node: String, allocations: u32, concurrency: usize },
     /// Stage 1: write the pending affinity; stage 2: also create the block. Then wait forever.
     Claim { target: ChildTarget, node: String, cidr: IpNetwork, stage: u8 },
+    /// Repair, then allocate without end (handles `<prefix>-<i>`), `concurrency` at a time,
+    /// until killed.
+    Allocate { target: ChildTarget, node: String, prefix: String, concurrency: usize },
 }
 
 pub async fn run(spec: &str) {
@@ -49,6 +54,27 @@ pub async fn run(spec: &str) {
                 .collect()
                 .await;
             println!("{HELD}{}", serde_json::to_string(&held).unwrap());
+        }
+        Role::Allocate { target, node, prefix, concurrency } => {
+            let ipam = Ipam::new(target.connect().await, IpamOptions { node: node.clone(), ..Default::default() });
+            ipam.repair().await.expect("repair");
+            let allocator = Allocator::spawn(ipam);
+            let mut got = 0u64;
+            let mut allocations = futures::stream::iter(0u64..)
+                .map(|i| {
+                    let (allocator, node) = (allocator.clone(), node.clone());
+                    let handle = format!("{prefix}-{i}");
+                    async move {
+                        let request = Request::workload(&handle, 4, &handle, "crash", &node);
+                        allocator.allocate(request).await.unwrap_or_else(|e| panic!("{handle}: {e}"))
+                    }
+                })
+                .buffer_unordered(concurrency);
+            // Killed by the parent somewhere in here, with `concurrency` allocations in flight.
+            while allocations.next().await.is_some() {
+                got += 1;
+                println!("{ALLOCATED}{got}");
+            }
         }
         Role::Claim { target, node, cidr, stage } => {
             let store = target.connect().await;

@@ -5,7 +5,7 @@
 
 mod watch;
 
-use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
 use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
@@ -141,7 +141,81 @@ impl Backend for EtcdBackend {
         self.guarded(key, compares, TxnOp::delete(path, None), expected).await.map(|_| ())
     }
 
+    /// One etcd transaction: every write's compares, then every write; when a compare fails, a
+    /// read of every key tells which write failed and why.
+    async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>> {
+        check_transaction(&writes)?;
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let mut reads = Vec::new();
+        for write in &writes {
+            let path = self.path(write.key());
+            match write {
+                RawWrite::Create { value, .. } => {
+                    compares.push(Compare::version(path.clone(), CompareOp::Equal, 0));
+                    ops.push(TxnOp::put(path.clone(), value.clone(), None));
+                }
+                RawWrite::Update { value, expected, .. } => {
+                    compares.push(Compare::version(path.clone(), CompareOp::Greater, 0));
+                    compares.push(Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64));
+                    ops.push(TxnOp::put(path.clone(), value.clone(), None));
+                }
+                RawWrite::Delete { expected, .. } => {
+                    compares.push(Compare::version(path.clone(), CompareOp::Greater, 0));
+                    compares.push(Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64));
+                    ops.push(TxnOp::delete(path.clone(), None));
+                }
+            }
+            reads.push(TxnOp::get(path, None));
+        }
+        let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
+        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        if response.succeeded() {
+            let revision = Revision(response.header().map(|h| h.revision()).unwrap_or_default().max(0) as u64);
+            return Ok(vec![revision; writes.len()]);
+        }
+        let found: Vec<Option<Revision>> = response
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| Revision(kv.mod_revision().max(0) as u64)),
+                _ => None,
+            })
+            .collect();
+        Err(first_failure(&writes, &found))
+    }
+
+    fn atomic_transactions(&self) -> bool {
+        true
+    }
+
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
         Ok(watch::spawn(self.client.clone(), self.kind_dir(kind), kind, from))
+    }
+}
+
+/// The error of the first write whose condition `found` (each key's revision, `None` when
+/// absent) breaks. If none does (the keys changed again since), a `Conflict` on the first key:
+/// the caller re-reads and retries either way.
+fn first_failure(writes: &[RawWrite], found: &[Option<Revision>]) -> DatastoreError {
+    for (write, found) in writes.iter().zip(found) {
+        let key = write.key().clone();
+        match (write, found) {
+            (RawWrite::Create { .. }, Some(_)) => return DatastoreError::AlreadyExists { key },
+            (RawWrite::Update { .. } | RawWrite::Delete { .. }, None) => return DatastoreError::NotFound { key },
+            (RawWrite::Update { expected, .. } | RawWrite::Delete { expected, .. }, Some(actual))
+                if actual != expected =>
+            {
+                return DatastoreError::Conflict { key, expected: *expected };
+            }
+            _ => {}
+        }
+    }
+    match writes.first() {
+        Some(RawWrite::Update { key, expected, .. } | RawWrite::Delete { key, expected }) => {
+            DatastoreError::Conflict { key: key.clone(), expected: *expected }
+        }
+        Some(RawWrite::Create { key, .. }) => DatastoreError::AlreadyExists { key: key.clone() },
+        None => DatastoreError::unavailable("an empty etcd transaction failed"),
     }
 }

@@ -11,7 +11,7 @@ mod watch;
 
 pub use crds::{crds, crds_yaml};
 
-use super::backend::{Backend, RawList, RawObject, RawWatch};
+use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
 use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
@@ -146,6 +146,50 @@ impl Backend for KubeBackend {
             .preconditions(Preconditions { resource_version: Some(expected.to_string()), uid: None });
         self.api(key.kind).delete(&key.name, &params).await.map_err(|e| api_error(key, expected, e))?;
         Ok(())
+    }
+
+    /// The API has no multi-object transactions: every write's condition is checked first (so a
+    /// stale transaction usually changes nothing), then the writes are applied in order, each a
+    /// compare-and-swap, stopping at the first that fails. A concurrent writer or a crash can
+    /// leave a prefix applied.
+    async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>> {
+        check_transaction(&writes)?;
+        for write in &writes {
+            let found = match self.get(write.key()).await {
+                Ok(object) => Some(object.revision),
+                Err(DatastoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            let key = write.key().clone();
+            match (write, found) {
+                (RawWrite::Create { .. }, Some(_)) => return Err(DatastoreError::AlreadyExists { key }),
+                (RawWrite::Update { .. } | RawWrite::Delete { .. }, None) => {
+                    return Err(DatastoreError::NotFound { key });
+                }
+                (RawWrite::Update { expected, .. } | RawWrite::Delete { expected, .. }, Some(actual))
+                    if actual != *expected =>
+                {
+                    return Err(DatastoreError::Conflict { key, expected: *expected });
+                }
+                _ => {}
+            }
+        }
+        let mut revisions = Vec::with_capacity(writes.len());
+        for write in writes {
+            revisions.push(match write {
+                RawWrite::Create { key, value } => self.create(&key, value).await?,
+                RawWrite::Update { key, value, expected } => self.update(&key, value, expected).await?,
+                RawWrite::Delete { key, expected } => {
+                    self.delete(&key, expected).await?;
+                    expected
+                }
+            });
+        }
+        Ok(revisions)
+    }
+
+    fn atomic_transactions(&self) -> bool {
+        false
     }
 
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {

@@ -11,8 +11,8 @@ mod ops;
 mod watch;
 mod worker;
 
-use super::backend::{Backend, RawList, RawObject, RawWatch};
-use super::{Key, Kind, Result, Revision};
+use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
+use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +52,16 @@ pub struct SqliteBackend {
     options: SqliteOptions,
     /// The latest revision this process wrote, to wake this process's watches.
     written: latest::Receiver<u64>,
+    /// Device and inode of the file opened: a file deleted or replaced under this process must
+    /// not be written to (nobody would read it again).
+    identity: (u64, u64),
+}
+
+/// The device and inode of `path`, or why it has none.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl SqliteBackend {
@@ -60,7 +70,9 @@ impl SqliteBackend {
         let path = path.as_ref().to_path_buf();
         let (written_tx, written) = latest::channel(0);
         let worker = Worker::start(path.clone(), options.clone(), written_tx).await?;
-        Ok(SqliteBackend { worker, path, options, written })
+        let identity = file_identity(&path)
+            .map_err(|e| DatastoreError::unavailable(format!("cannot read the sqlite file {}: {e}", path.display())))?;
+        Ok(SqliteBackend { worker, path, options, written, identity })
     }
 
     /// Drops the change log up to and including `upto` (as automatic trimming does); watches
@@ -87,22 +99,60 @@ impl Backend for SqliteBackend {
     }
 
     async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
+        self.check()?;
         let key = key.clone();
         let retained = self.options.changes_retained;
         self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Create(value), retained)).await
     }
 
     async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
+        self.check()?;
         let key = key.clone();
         let retained = self.options.changes_retained;
         self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Update(value, expected.0), retained)).await
     }
 
     async fn delete(&self, key: &Key, expected: Revision) -> Result<()> {
+        self.check()?;
         let key = key.clone();
         let retained = self.options.changes_retained;
         self.worker.write(move |conn| ops::write(conn, &key, ops::Write::Delete(expected.0), retained)).await?;
         Ok(())
+    }
+
+    async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>> {
+        self.check()?;
+        check_transaction(&writes)?;
+        let retained = self.options.changes_retained;
+        let writes: Vec<(Key, ops::Write)> = writes
+            .into_iter()
+            .map(|w| match w {
+                RawWrite::Create { key, value } => (key, ops::Write::Create(value)),
+                RawWrite::Update { key, value, expected } => (key, ops::Write::Update(value, expected.0)),
+                RawWrite::Delete { key, expected } => (key, ops::Write::Delete(expected.0)),
+            })
+            .collect();
+        let revisions = self.worker.write_many(move |conn| ops::transact(conn, &writes, retained)).await?;
+        Ok(revisions.into_iter().map(Revision).collect())
+    }
+
+    fn atomic_transactions(&self) -> bool {
+        true
+    }
+
+    /// The file at the path still the one opened (checked before every write).
+    fn check(&self) -> Result<()> {
+        let path = self.path.display();
+        match file_identity(&self.path) {
+            Ok(now) if now == self.identity => Ok(()),
+            Ok(_) => Err(DatastoreError::unavailable(format!(
+                "the sqlite file {path} was replaced by another file since this process opened it; restart to use the new one"
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DatastoreError::unavailable(format!(
+                "the sqlite file {path} was deleted since this process opened it; restart to create a new one"
+            ))),
+            Err(e) => Err(DatastoreError::unavailable(format!("cannot read the sqlite file {path}: {e}"))),
+        }
     }
 
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {

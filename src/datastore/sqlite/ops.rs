@@ -17,6 +17,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
 ";
 
+/// The change log is trimmed once per this many revisions: batches keep the common write at
+/// one extra row.
+const TRIM_EVERY: u64 = 64;
+
 fn unavailable(e: rusqlite::Error) -> DatastoreError {
     DatastoreError::unavailable(e)
 }
@@ -114,6 +118,36 @@ pub(super) enum Write {
 /// Applies `write` under the write lock; returns the new store revision.
 pub(super) fn write(conn: &mut Connection, key: &Key, write: Write, retained: u64) -> Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+    let revision = apply(&tx, key, &write)?;
+    finish(tx, revision, revision, retained)?;
+    Ok(revision)
+}
+
+/// Applies every write in one transaction (each gets its own revision, in order), or none:
+/// returning early drops the transaction, which rolls it back.
+pub(super) fn transact(conn: &mut Connection, writes: &[(Key, Write)], retained: u64) -> Result<Vec<u64>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+    let mut revisions = Vec::with_capacity(writes.len());
+    for (key, write) in writes {
+        revisions.push(apply(&tx, key, write)?);
+    }
+    if let (Some(first), Some(last)) = (revisions.first(), revisions.last()) {
+        finish(tx, *first, *last, retained)?;
+    }
+    Ok(revisions)
+}
+
+/// Trims the change log when the revisions `first..=last` passed a multiple of
+/// [`TRIM_EVERY`], and commits.
+fn finish(tx: rusqlite::Transaction<'_>, first: u64, last: u64, retained: u64) -> Result<()> {
+    if last / TRIM_EVERY > (first - 1) / TRIM_EVERY && last > retained {
+        trim(&tx, last - retained)?;
+    }
+    tx.commit().map_err(unavailable)
+}
+
+/// Checks and applies one write inside `tx`; returns its revision.
+fn apply(tx: &Connection, key: &Key, write: &Write) -> Result<u64> {
     let current = {
         let mut stmt =
             tx.prepare_cached("SELECT revision FROM objects WHERE kind = ?1 AND name = ?2").map_err(unavailable)?;
@@ -123,7 +157,7 @@ pub(super) fn write(conn: &mut Connection, key: &Key, write: Write, retained: u6
             None => None,
         }
     };
-    match (&write, current) {
+    match (write, current) {
         (Write::Create(_), Some(_)) => return Err(DatastoreError::AlreadyExists { key: key.clone() }),
         (Write::Update(..) | Write::Delete(_), None) => return Err(DatastoreError::NotFound { key: key.clone() }),
         (Write::Update(_, expected) | Write::Delete(expected), Some(actual)) if *expected != actual => {
@@ -134,7 +168,7 @@ pub(super) fn write(conn: &mut Connection, key: &Key, write: Write, retained: u6
     let revision: i64 = tx
         .query_row("UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value", [], |r| r.get(0))
         .map_err(unavailable)?;
-    let (op, value) = match &write {
+    let (op, value) = match write {
         Write::Create(v) => ("added", Some(v)),
         Write::Update(v, _) => ("modified", Some(v)),
         Write::Delete(_) => ("deleted", None),
@@ -152,13 +186,7 @@ pub(super) fn write(conn: &mut Connection, key: &Key, write: Write, retained: u6
         params![revision, key.kind.plural(), key.name, op, value],
     )
     .map_err(unavailable)?;
-    let revision = revision as u64;
-    // Trimming in batches keeps the common write at one extra row.
-    if revision.is_multiple_of(64) && revision > retained {
-        trim(&tx, revision - retained)?;
-    }
-    tx.commit().map_err(unavailable)?;
-    Ok(revision)
+    Ok(revision as u64)
 }
 
 fn trim(conn: &Connection, upto: u64) -> Result<()> {

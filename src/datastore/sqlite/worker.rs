@@ -75,6 +75,23 @@ impl Worker {
         f: impl FnOnce(&mut Connection) -> Result<u64> + Send + 'static,
     ) -> Result<crate::datastore::Revision> {
         let revision = self.call(f).await?;
+        self.wake(revision);
+        Ok(crate::datastore::Revision(revision))
+    }
+
+    /// Runs a transaction returning each write's revision, then wakes this process's watches.
+    pub(super) async fn write_many(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<Vec<u64>> + Send + 'static,
+    ) -> Result<Vec<u64>> {
+        let revisions = self.call(f).await?;
+        if let Some(last) = revisions.iter().max() {
+            self.wake(*last);
+        }
+        Ok(revisions)
+    }
+
+    fn wake(&self, revision: u64) {
         self.written.send_if_modified(|latest| {
             let newer = revision > *latest;
             if newer {
@@ -82,6 +99,5 @@ impl Worker {
             }
             newer
         });
-        Ok(crate::datastore::Revision(revision))
     }
 }
