@@ -72,3 +72,63 @@ fn kill9_and_restart_cycles_delete_no_route_and_lose_no_ping() {
     assert!(into.transmitted - into.received <= 1, "pings into the restarted node lost: {into:?}");
     assert!(out_of.transmitted - out_of.received <= 1, "pings out of the restarted node lost: {out_of:?}");
 }
+
+/// The userspace tunnel's device (`ipip.userspace_device`'s default).
+const TUNNEL_DEVICE: &str = "tortie-ipip";
+
+#[test]
+fn a_restart_keeps_the_userspace_tunnel_and_its_routes() {
+    let lab = Lab::prepare("cross-subnet", "tu", |_| {});
+    lab.up();
+    for node in ["node1", "node2", "node3"] {
+        wait_ready(&lab, node, 2);
+    }
+    // node3 is in another subnet: node1 reaches its pod through the tunnel.
+    let p3 = lab.pod_ip("node3", "pod1");
+    wait_until("node1/pod1 to reach node3/pod1 through the tunnel", Duration::from_secs(60), || {
+        lab.pod_ping("node1", "pod1", p3).then_some(())
+    })
+    .unwrap();
+    let tunnel_routes = || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &lab.ns("node1"), "route", "show", "dev", TUNNEL_DEVICE, "proto", "116"])
+            .output()
+            .unwrap();
+        // While no process holds the device it has no carrier: the routes stay, marked linkdown.
+        String::from_utf8_lossy(&out.stdout).replace(" linkdown", "")
+    };
+    let before = tunnel_routes();
+    assert!(!before.trim().is_empty(), "node1 routes node3's block through {TUNNEL_DEVICE}");
+    let monitor = RouteMonitor::start(&lab.ns("node1"));
+    let interval = Duration::from_millis(50);
+    let ping = Pinger::start(&lab.pod_ns("node1", "pod1"), p3.into(), interval, "node1/pod1 -> node3/pod1 (tunnel)");
+
+    // SIGTERM, as an init system stops it.
+    let pid = lab.agent_pid("node1");
+    let down = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    wait_until("node1's agent to exit", Duration::from_secs(20), || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.is_empty()).unwrap_or(true).then_some(())
+    })
+    .unwrap();
+    assert_eq!(tunnel_routes(), before, "the device and its routes outlive the agent");
+    lab.up();
+    wait_until("node1/pod1 to reach node3/pod1 again", Duration::from_secs(60), || {
+        lab.pod_ping("node1", "pod1", p3).then_some(())
+    })
+    .unwrap();
+    let down_for = down.elapsed();
+    wait_ready(&lab, "node1", 2);
+    let summary = ping.stop();
+    let lost = summary.transmitted - summary.received;
+    eprintln!(
+        "tunnel traffic across an agent restart: {lost} of {} pings lost ({:?} at {interval:?} apart); agent down to traffic back: {down_for:?}",
+        summary.transmitted,
+        interval * u32::try_from(lost).unwrap_or(u32::MAX),
+    );
+    assert!(monitor.deleted_ours().is_empty(), "no route deleted: {:#?}", monitor.deleted_ours());
+    assert!(
+        interval * u32::try_from(lost).unwrap_or(u32::MAX) <= down_for + interval,
+        "only the time the agent was down is lost: {lost} pings lost, down {down_for:?}"
+    );
+}

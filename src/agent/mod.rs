@@ -139,10 +139,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut tasks = supervise::Supervisor::default();
     {
         if let Some(task) = programmer.take_task() {
-            tasks.adopt("route programmer", task);
+            tasks.adopt_component("route programmer", task);
         }
         let routes = remote.routes.clone();
-        tasks.watch("path selector", async move { routes.closed().await });
+        tasks.watch_component("path selector", async move { routes.closed().await });
     }
     let mut no_peers = None;
     let (peers, peer_set_known, rib, best_paths, bgp_sample) = if config.bgp.enabled {
@@ -153,7 +153,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 .map_err(AgentError::Bgp)?;
         tasks.adopt("BGP peer set", handles.task);
         if let Some(task) = handles.rib.take_task() {
-            tasks.adopt("RIB", task);
+            tasks.adopt_component("RIB", task);
         }
         (handles.peers, handles.peer_set_known, Some(handles.rib), handles.best_paths, Some(handles.sample))
     } else {
@@ -312,6 +312,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     if config.dataplane.cleanup_on_exit {
         programmer.remove_all().await;
         tracing::info!(subsys = "dataplane", "removed tortie's routes (dataplane.cleanup_on_exit)");
+        if let Some(device) = &remote.persistent_device {
+            remove_link(device).await;
+        }
     } else {
         tracing::info!(subsys = "dataplane", "leaving kernel routes in place for graceful restart");
     }
@@ -321,6 +324,20 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     match api_task.await {
         Ok(result) => result.map_err(AgentError::ApiServe),
         Err(join) => Err(AgentError::ApiServe(std::io::Error::other(join))),
+    }
+}
+
+/// Deletes a network device of ours (the persistent TUN device on cleanup).
+async fn remove_link(name: &str) {
+    let result = match crate::cni::link::host() {
+        Ok(h) => crate::cni::link::delete(&h, name).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            tracing::info!(subsys = "ipip", device = name, "removed the tunnel device (dataplane.cleanup_on_exit)")
+        }
+        Err(e) => tracing::warn!(subsys = "ipip", device = name, error = %e, "cannot remove the tunnel device"),
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Supervisor {
     names: std::collections::HashMap<Id, &'static str>,
     /// Tasks allowed to return (one-shot jobs); a panic still counts.
     finite: std::collections::HashSet<Id>,
+    /// Watchers of components that end only when every handle to them is
+    /// dropped (the RIB, the programmer, the selector): not waited for at
+    /// shutdown, since the agent still holds their handles then.
+    components: Vec<tokio::task::AbortHandle>,
 }
 
 impl Supervisor {
@@ -67,32 +71,29 @@ impl Supervisor {
         self.finite.insert(id);
     }
 
-    /// Watches a task spawned elsewhere through a future that resolves when
-    /// it ends (`Rib::ended`, `Programmer::ended`, a `JoinHandle`).
-    pub fn watch(&mut self, name: &'static str, ended: impl Future<Output = ()> + Send + 'static) {
-        self.spawn(name, ended)
+    /// Watches a component that ends only when its handles are dropped,
+    /// through a future that resolves when it ends (a closed channel).
+    pub fn watch_component(&mut self, name: &'static str, ended: impl Future<Output = ()> + Send + 'static) {
+        let abort = self.tasks.spawn(ended);
+        self.names.insert(abort.id(), name);
+        self.components.push(abort);
     }
 
-    /// Watches a task spawned elsewhere by its handle, so its panic message is kept.
+    /// Like [`Supervisor::watch_component`], by the component task's handle,
+    /// so its panic message is kept.
+    pub fn adopt_component(&mut self, name: &'static str, handle: tokio::task::JoinHandle<()>) {
+        self.watch_component(name, rethrow(handle))
+    }
+
+    /// Watches a task spawned elsewhere that stops when the agent does, by
+    /// its handle, so its panic message is kept.
     pub fn adopt(&mut self, name: &'static str, handle: tokio::task::JoinHandle<()>) {
-        self.spawn(name, async move {
-            if let Err(e) = handle.await
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        })
+        self.spawn(name, rethrow(handle))
     }
 
     /// Like [`Supervisor::adopt`] for a job that finishes on its own.
     pub fn adopt_finite(&mut self, name: &'static str, handle: tokio::task::JoinHandle<()>) {
-        self.spawn_finite(name, async move {
-            if let Err(e) = handle.await
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        })
+        self.spawn_finite(name, rethrow(handle))
     }
 
     /// The first supervised task to end unexpectedly, with how it ended.
@@ -140,14 +141,38 @@ impl Supervisor {
     }
 
     /// Waits for every task to finish after the agent asked them to stop;
-    /// those still running after `grace` are aborted.
+    /// those still running after `grace` are named and aborted.
     pub async fn shutdown(mut self, grace: Duration) {
-        let all = async { while self.tasks.join_next().await.is_some() {} };
+        // Only the watchers are aborted; the components end with their handles.
+        for watcher in &self.components {
+            watcher.abort();
+        }
+        let names = &mut self.names;
+        let tasks = &mut self.tasks;
+        let all = async {
+            while let Some(joined) = tasks.join_next_with_id().await {
+                let id = match joined {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                names.remove(&id);
+            }
+        };
         if tokio::time::timeout(grace, all).await.is_err() {
             let left: Vec<_> = self.names.values().collect();
             tracing::warn!(subsys = "agent", tasks = ?left, "tasks still running at shutdown; aborted");
             self.tasks.abort_all();
         }
+    }
+}
+
+/// Awaits a task spawned elsewhere and panics with its panic, so the
+/// supervisor sees the original message.
+async fn rethrow(handle: tokio::task::JoinHandle<()>) {
+    if let Err(e) = handle.await
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 
@@ -249,6 +274,21 @@ mod tests {
         let mut sup = Supervisor::default();
         sup.adopt("selector", tokio::spawn(async { panic!("lost {}", 42) }));
         assert_eq!(sup.first_failure().await, ("selector", Ended::Panicked("lost 42".to_string())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_stopping_tasks_but_not_for_component_watchers() {
+        let mut sup = Supervisor::default();
+        let (stop_tx, mut stop) = watch::channel(false);
+        sup.spawn("follower", async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        // A component that ends only when its handles go: still held here.
+        sup.watch_component("RIB", std::future::pending());
+        stop_tx.send_replace(true);
+        let started = tokio::time::Instant::now();
+        sup.shutdown(Duration::from_secs(10)).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 
     struct Stuck;

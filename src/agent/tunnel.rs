@@ -30,6 +30,9 @@ pub struct RemotePaths {
     /// The path chosen per node (for status: the tunnel mode toward a peer).
     pub paths: watch::Receiver<HashMap<Ipv4Addr, crate::fallback_ipip::path::Path>>,
     pub counters: Option<Arc<TunnelCounters>>,
+    /// The userspace tunnel's persistent TUN device, which outlives the
+    /// agent unless `dataplane.cleanup_on_exit` removes it.
+    pub persistent_device: Option<String>,
     /// Keeps the userspace tunnel's device and tasks alive.
     _tunnel: Option<Arc<UserspaceTunnel>>,
 }
@@ -116,5 +119,6 @@ pub async fn start(
     let outputs = SelectorOutputs { paths: paths_tx, targets: targets_tx };
     tokio::spawn(selector::run(selector_config, programmer, routes_rx, verdict_rx, outputs));
     tracing::info!(subsys = "ipip", mode, tunnel_address = ?tunnel_address, underlay = %underlay.ifname, mtu, "remote paths ready");
-    Ok(RemotePaths { routes: routes_tx, mode, paths: paths_rx, counters, _tunnel: tunnel })
+    let persistent_device = tunnel.as_ref().map(|_| config.ipip.userspace_device.clone());
+    Ok(RemotePaths { routes: routes_tx, mode, paths: paths_rx, counters, persistent_device, _tunnel: tunnel })
 }

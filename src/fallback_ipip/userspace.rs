@@ -57,8 +57,8 @@ impl TunnelCounters {
     }
 }
 
-/// A running userspace tunnel. Dropping it stops both tasks and removes
-/// the TUN device.
+/// A running userspace tunnel. Dropping it stops both tasks; the TUN device
+/// is persistent and stays, with its routes, for the next run to adopt.
 pub struct UserspaceTunnel {
     /// Written by the owner through [`UserspaceTunnel::set_peers`], read per
     /// packet by both data-path tasks: a lock, not a channel, because the
@@ -78,7 +78,14 @@ impl UserspaceTunnel {
         if let Some(addr) = config.address {
             builder = builder.ipv4(addr, 32u8, None);
         }
+        // An existing device of this name is the previous run's (made
+        // persistent below): opening it by name attaches to it, so its
+        // ifindex, and with it every route through it, stays.
+        let existed = std::path::Path::new("/sys/class/net").join(&config.device).exists();
         let device = Arc::new(builder.build_async()?);
+        // Persistent: the device and its routes outlive this process, so a
+        // restart loses only the packets sent while no process reads it.
+        device.persist()?;
         let ifindex = device.if_index()?;
         let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(super::packet::IPPROTO_IPIP))))?;
         raw.set_nonblocking(true)?;
@@ -100,7 +107,13 @@ impl UserspaceTunnel {
             icmp_source,
         ));
         let decap = tokio::spawn(decap_loop(device, raw, table.clone(), counters.clone()));
-        tracing::info!(subsys = "ipip", device = %config.device, mtu, "userspace IP-in-IP tunnel started (the kernel has no ipip)");
+        tracing::info!(
+            subsys = "ipip",
+            device = %config.device,
+            mtu,
+            adopted = existed,
+            "userspace IP-in-IP tunnel started (the kernel has no ipip)"
+        );
         Ok(UserspaceTunnel { table, counters, ifindex, tasks: vec![encap, decap] })
     }
 
