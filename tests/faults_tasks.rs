@@ -65,3 +65,39 @@ fn a_panicking_route_programmer_ends_the_agent_naming_it() {
 fn a_panicking_local_prefix_follower_ends_the_agent_naming_it() {
     agent_with_fault("local-prefixes", "local prefixes");
 }
+
+#[test]
+fn a_datastore_deleted_under_the_agent_ends_it() {
+    let mut t = Topology::new("dslost").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.125.0.5/24")), ("peer", "eth1", Some("10.125.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{name: node-dslost}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\n",
+            db.display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    wait_until("the agent to be ready", Duration::from_secs(30), || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(["status", "--socket", socket.to_str().unwrap()])
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    })
+    .unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let status =
+        wait_until("the agent to exit once its datastore is gone", Duration::from_secs(30), || agent.exit_status());
+    let log = std::fs::read_to_string(agent.log_path()).unwrap_or_default();
+    let status = status.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(!status.success(), "{status}\n{log}");
+    assert!(log.contains("the datastore was lost under the agent"), "{log}");
+    assert!(log.contains("the datastore check task returned"), "{log}");
+}

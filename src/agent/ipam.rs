@@ -33,31 +33,30 @@ pub async fn start(ds: &Datastore, node: &str, config: &Config) -> Result<Alloca
         tracing::info!(subsys = "ipam", handles = ?repaired.handles_rebuilt, "rebuilt handle records a crash left short");
     }
     reclaim_workloads(&ipam, config).await?;
-    tokio::spawn(watch_store(ds.clone()));
     Ok(Allocator::spawn(ipam))
 }
 
 /// How often the datastore is checked for having been replaced under the agent.
 const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Logs, once per change, when the datastore stops being the one opened (a deleted or
-/// replaced sqlite file): its writes fail from then on, and a restart re-claims what the new
-/// one lacks. Runs as long as the agent.
-async fn watch_store(ds: Datastore) {
+/// Returns when the datastore stops being the one opened (a deleted or replaced sqlite
+/// file): its writes fail from then on, and only a start re-claims, from the kernel, what the
+/// new one lacks — so the agent, which supervises this task, stops and is restarted (kernel
+/// routes stay). Runs until then or until `stop`.
+pub async fn watch_store(ds: Datastore, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(STORE_CHECK_INTERVAL);
-    let mut lost = false;
     loop {
-        tick.tick().await;
-        match (ds.backend().check(), lost) {
-            (Err(e), false) => {
-                tracing::error!(subsys = "ipam", error = %e, "the datastore was lost: IPAM writes fail until the agent restarts");
-                lost = true;
-            }
-            (Ok(()), true) => {
-                tracing::info!(subsys = "ipam", "the datastore is reachable again");
-                lost = false;
-            }
-            _ => {}
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = ds.backend().check() {
+            tracing::error!(
+                subsys = "ipam",
+                error = %e,
+                "the datastore was lost under the agent: stopping, so that a restart re-claims this node's addresses"
+            );
+            return;
         }
     }
 }

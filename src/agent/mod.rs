@@ -177,6 +177,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
     tasks.spawn("pool usage", usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone()));
+    tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
