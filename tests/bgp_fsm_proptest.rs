@@ -33,6 +33,7 @@ fn event() -> impl Strategy<Value = Event> {
         }),
         Just(Event::ConnectRetryTimerExpires),
         Just(Event::HoldTimerExpires),
+        Just(Event::SendHoldTimerExpires),
         Just(Event::KeepaliveTimerExpires),
         Just(Event::DelayOpenTimerExpires),
         Just(Event::IdleHoldTimerExpires),

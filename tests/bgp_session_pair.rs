@@ -1,6 +1,7 @@
 //! Two tortie speakers against each other on loopback addresses inside a
 //! test namespace: collision resolution, run-time peer changes, refused
-//! strangers, shutdown communication and the maximum-prefix limit.
+//! strangers, shutdown communication, the maximum-prefix limit, and a peer
+//! that stops reading (hold and send hold timers).
 
 mod support;
 
@@ -11,7 +12,8 @@ use support::bgp::ipv4_update;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tortie::bgp::packet::{
-    Capability, DecodeContext, EncodeContext, Family, GracefulRestartFamily, Message, OpenMessage,
+    Capability, DecodeContext, EncodeContext, Family, GracefulRestartFamily, Message, Nlri, OpenMessage, Prefix,
+    UpdateMessage,
 };
 use tortie::bgp::session::{DownReason, PeerConfig, PeerEvent, PeerStatus, Speaker, State};
 use tortie::netns::{Topology, run_in_namespace};
@@ -458,4 +460,117 @@ fn a_graceful_restart_peer_dialling_again_replaces_its_established_session() {
         let up = state(&mut status, State::Established).await;
         assert_eq!(up.flaps, 1);
     });
+}
+
+/// The receive buffer of a peer that stops reading: small, so that our
+/// writes stall after a few octets.
+const STALLED_RCVBUF: u32 = 1024;
+
+/// A raw session from 127.0.0.2 to 127.0.0.1 offering `hold` seconds, with a
+/// tiny receive buffer; the test never reads from it.
+async fn dial_without_reading(hold: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(STALLED_RCVBUF).unwrap();
+    socket.bind(SocketAddr::new(addr(2), 0)).unwrap();
+    let mut stream = socket.connect(SocketAddr::new(addr(1), 179)).await.unwrap();
+    let open = peer_open(65002, hold, vec![Capability::FourOctetAs(65002)]);
+    let ctx = EncodeContext::default();
+    stream.write_all(&Message::Open(open).to_bytes(&ctx).unwrap()).await.unwrap();
+    stream.write_all(&Message::Keepalive.to_bytes(&ctx).unwrap()).await.unwrap();
+    stream
+}
+
+/// An UPDATE of about 4000 octets: 990 /24s.
+fn big_update() -> UpdateMessage {
+    let mut update = ipv4_update("10.0.0.0/24", Ipv4Addr::new(127, 0, 0, 1), vec![65001], true);
+    for i in 1..990u32 {
+        let prefix = Prefix::new(IpAddr::from(Ipv4Addr::from(0x0a00_0000 | (i << 8))), 24).unwrap();
+        update.nlri.push(Nlri::new(prefix));
+    }
+    update
+}
+
+/// Keeps A's outbound channel to 127.0.0.2 full, as a RIB with a large table would.
+fn flood(speaker: &Speaker) -> tokio::task::JoinHandle<()> {
+    let out = speaker.outbound(addr(2)).unwrap();
+    tokio::spawn(async move { while out.send(big_update()).await.is_ok() {} })
+}
+
+/// A passive A with a session to 127.0.0.2 configured by `tune`.
+async fn passive_a(tune: impl FnOnce(&mut PeerConfig)) -> (Speaker, watch::Receiver<PeerStatus>) {
+    let (mut a, _events) = speaker(1);
+    let mut passive = config(1, 2);
+    passive.passive = true;
+    tune(&mut passive);
+    let status = a.add_peer(passive).await.unwrap();
+    (a, status)
+}
+
+/// Waits until the session that was Established has gone down; returns why.
+async fn down_reason(status: &watch::Receiver<PeerStatus>, what: &str, within: Duration) -> DownReason {
+    wait_until_async(what, within, || {
+        let status = status.borrow().clone();
+        async move { status.last_error.filter(|_| status.state != State::Established) }
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn the_hold_timer_expires_while_writes_to_a_peer_that_stopped_reading_are_stalled() {
+    in_namespace("pairstall", || async {
+        const HOLD: u16 = 3;
+        let (a, mut status) = passive_a(|_| {}).await;
+        let _peer = dial_without_reading(HOLD).await;
+        state(&mut status, State::Established).await;
+        let flood = flood(&a);
+        // The peer sends nothing more either: only the hold timer ends the session.
+        let margin = Duration::from_secs(10);
+        let down = down_reason(&status, "the hold timer to end the session", secs(HOLD) + margin).await;
+        flood.abort();
+        assert!(matches!(down, DownReason::NotificationSent { code: 4, .. }), "{down:?}");
+    });
+}
+
+#[test]
+fn a_peer_that_sends_keepalives_but_never_reads_trips_the_send_hold_timer() {
+    in_namespace("pairsendhold", || async {
+        const HOLD: u16 = 9;
+        let send_hold = Duration::from_secs(3);
+        let (a, mut status) = passive_a(|c| c.send_hold = Some(send_hold)).await;
+        let mut peer = dial_without_reading(HOLD).await;
+        state(&mut status, State::Established).await;
+        let flood = flood(&a);
+        // Nothing piles up in between: with the send queue full the session
+        // takes no more UPDATEs and the RIB's bounded channel fills.
+        let out = a.outbound(addr(2)).unwrap();
+        wait_until_async("the outbound channel to fill", send_hold, || {
+            let full = out.capacity() == 0 && status.borrow().state == State::Established;
+            async move { full.then_some(()) }
+        })
+        .await
+        .unwrap();
+        // The peer stays alive for the hold timer: a KEEPALIVE every second.
+        let keepalives = tokio::spawn(async move {
+            let keepalive = Message::Keepalive.to_bytes(&EncodeContext::default()).unwrap();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if peer.write_all(&keepalive).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let margin = Duration::from_secs(10);
+        let down = down_reason(&status, "the send hold timer to end the session", send_hold + margin).await;
+        flood.abort();
+        keepalives.abort();
+        assert!(matches!(down, DownReason::NotificationSent { code: 8, subcode: 0, .. }), "{down:?}");
+        let counted = status.borrow().notifications.iter().any(|n| n.direction == "sent" && n.code == 8);
+        assert!(counted, "{:?}", status.borrow().notifications);
+    });
+}
+
+fn secs(seconds: u16) -> Duration {
+    Duration::from_secs(u64::from(seconds))
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::bgp::packet::Family;
 
+/// The lower bound of the default send hold time (RFC 9687 section 4).
+pub const MIN_DEFAULT_SEND_HOLD_TIME: Duration = Duration::from_secs(8 * 60);
+
 /// The configuration of one BGP session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -25,6 +28,10 @@ pub struct PeerConfig {
     pub keepalive: Option<u16>,
     /// Accept a peer that offers a hold time of 0.
     pub accept_hold_time_zero: bool,
+    /// RFC 9687 SendHoldTime: how long queued output may make no progress
+    /// before the session ends with Send Hold Timer Expired; `None` means
+    /// the RFC's default, see [`PeerConfig::send_hold_time`].
+    pub send_hold: Option<Duration>,
     pub connect_retry: Duration,
     /// RFC 4271 DelayOpen: wait this long for the peer's OPEN before sending ours.
     pub delay_open: Option<Duration>,
@@ -76,6 +83,7 @@ impl PeerConfig {
             hold_time: 90,
             keepalive: None,
             accept_hold_time_zero: true,
+            send_hold: None,
             connect_retry: Duration::from_secs(30),
             delay_open: None,
             idle_hold: Duration::from_secs(1),
@@ -96,6 +104,14 @@ impl PeerConfig {
             local_addr: None,
             max_prefixes: None,
         }
+    }
+
+    /// The send hold time of a session with this negotiated hold time
+    /// (seconds): by default the longer of 8 minutes and twice the hold
+    /// time, as RFC 9687 suggests.
+    pub fn send_hold_time(&self, negotiated_hold_time: u16) -> Duration {
+        self.send_hold
+            .unwrap_or_else(|| MIN_DEFAULT_SEND_HOLD_TIME.max(Duration::from_secs(u64::from(negotiated_hold_time)) * 2))
     }
 
     /// True for an internal (same-AS) peer.

@@ -120,6 +120,9 @@ pub enum Event {
     UpdateMsgErr(NotificationMessage),
     /// Not in RFC 4271: a ROUTE-REFRESH message (RFC 2918, RFC 7313).
     RouteRefreshMsg(RouteRefreshMessage),
+    /// Event 29 (RFC 9687): SendHoldTimer_Expires -- queued output made no
+    /// progress for the send hold time (reported by the connection's writer).
+    SendHoldTimerExpires,
 }
 
 /// Why an Established session went down, kept for status and metrics.
@@ -425,6 +428,14 @@ impl Fsm {
         self.go_idle(reason, restart_after, out);
     }
 
+    /// RFC 9687 section 4, in OpenSent, OpenConfirm and Established: send
+    /// Send Hold Timer Expired if it can be sent without blocking (the peer
+    /// task only tries), drop the connection, count the failure, go Idle --
+    /// hold timer expiry with another code.
+    fn send_hold_expired(&mut self, out: &mut Vec<Action>) {
+        self.notify_and_idle(NotificationMessage::new(code::SEND_HOLD_TIMER_EXPIRED, 0, Vec::new()), out)
+    }
+
     fn fsm_error(&mut self, out: &mut Vec<Action>) {
         // RFC 6608 section 4: the subcode names the state the unexpected message arrived in.
         let subcode = match self.state {
@@ -598,6 +609,7 @@ impl Fsm {
             Event::HoldTimerExpires => {
                 self.notify_and_idle(NotificationMessage::new(code::HOLD_TIMER_EXPIRED, 0, Vec::new()), out)
             }
+            Event::SendHoldTimerExpires => self.send_hold_expired(out),
             // "If a TcpConnectionFails event (Event 18) is received, the local
             // system: closes the BGP connection, restarts the ConnectRetryTimer,
             // continues to listen for a connection [...], and changes its state to Active."
@@ -653,6 +665,7 @@ impl Fsm {
             Event::HoldTimerExpires => {
                 self.notify_and_idle(NotificationMessage::new(code::HOLD_TIMER_EXPIRED, 0, Vec::new()), out)
             }
+            Event::SendHoldTimerExpires => self.send_hold_expired(out),
             Event::KeepaliveTimerExpires => self.keepalive_due(out),
             Event::TcpConnectionFails | Event::NotifMsgVerErr(_) => {
                 self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
@@ -703,6 +716,7 @@ impl Fsm {
             Event::HoldTimerExpires => {
                 self.notify_and_idle(NotificationMessage::new(code::HOLD_TIMER_EXPIRED, 0, Vec::new()), out)
             }
+            Event::SendHoldTimerExpires => self.send_hold_expired(out),
             Event::KeepaliveTimerExpires => self.keepalive_due(out),
             Event::StableTimerExpires => self.failures = 0,
             Event::TcpConnectionFails | Event::NotifMsgVerErr(_) => {

@@ -122,6 +122,18 @@ fn hold_time_zero_runs_neither_keepalive_nor_hold_timer() {
 }
 
 #[test]
+fn send_hold_timer_expiry_sends_code_eight_drops_the_connection_and_restarts_later() {
+    let mut fsm = established(config());
+    let out = fsm.handle_event(Event::SendHoldTimerExpires);
+    assert_eq!(sent_notification(&out), Some((8, 0)));
+    assert!(out.contains(&Action::DropConnection));
+    assert!(out.iter().any(|a| matches!(a, Action::SessionDown(DownReason::NotificationSent { code: 8, .. }))));
+    assert_eq!(fsm.state(), State::Idle);
+    assert!(fsm.is_running(Timer::IdleHold), "an automatic restart is scheduled");
+    ok(&fsm);
+}
+
+#[test]
 fn hold_timer_expiry_sends_hold_timer_expired_and_reports_the_session_down() {
     let mut fsm = established(config());
     let out = fsm.handle_event(Event::HoldTimerExpires);

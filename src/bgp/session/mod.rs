@@ -2,7 +2,9 @@
 //!
 //! - [`fsm`]: the pure RFC 4271 finite state machine (event in, actions out);
 //! - [`negotiate`]: our OPEN and the checks of the peer's;
-//! - [`peer`]: the per-peer task that owns the FSM, the socket and the timers;
+//! - [`peer`]: the per-peer task that owns the FSM, the connection and the timers;
+//! - [`connection`]: a connection's reader and writer tasks, the send queue
+//!   and the send hold timer;
 //! - [`listener`]: the task that accepts connections for configured peers;
 //! - [`speaker`]: adding, changing and removing peers at run time;
 //! - [`as4`]: AS_TRANS and AS4_PATH toward and from 2-octet peers;
@@ -10,6 +12,7 @@
 
 pub mod as4;
 pub mod config;
+pub mod connection;
 pub mod fsm;
 pub mod listener;
 pub mod negotiate;

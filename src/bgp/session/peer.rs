@@ -1,6 +1,9 @@
-//! The per-peer task: the only owner of one session's FSM, socket, timers
-//! and counters. It turns socket input, timer expiries and commands into FSM
-//! events and carries out the FSM's actions.
+//! The per-peer task: the only owner of one session's FSM, connection,
+//! timers and counters. It turns connection events, timer expiries and
+//! commands into FSM events and carries out the FSM's actions. It never
+//! awaits a socket write: the connection's writer task does (see
+//! [`super::connection`]), so a peer that stops reading cannot stop the
+//! timers.
 
 use std::collections::VecDeque;
 
@@ -11,14 +14,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::config::PeerConfig;
-use super::fsm::{Action, DownReason, Event, Fsm, State, Timer};
+use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent};
+use super::fsm::{Action, DownReason, Event, Fsm, LARGE_HOLD_TIME, State, Timer};
 use super::negotiate::Negotiated;
 use super::status::{NotificationSummary, PeerStatus};
 use super::transport;
@@ -101,7 +105,7 @@ pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHa
         peer: config.remote_addr,
         status: PeerStatus::new(config.remote_addr),
         fsm: Fsm::new(config),
-        stream: None,
+        connection: None,
         stream_outbound: false,
         read_buf: BytesMut::with_capacity(8192),
         contender: None,
@@ -124,7 +128,7 @@ pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHa
 struct Peer {
     peer: IpAddr,
     fsm: Fsm,
-    stream: Option<TcpStream>,
+    connection: Option<Connection>,
     /// The current connection was initiated by us (for collision detection).
     stream_outbound: bool,
     read_buf: BytesMut,
@@ -153,9 +157,9 @@ struct Peer {
     outbound: mpsc::Receiver<UpdateMessage>,
 }
 
-async fn read_some(stream: &mut Option<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
-    match stream {
-        Some(stream) => stream.read_buf(buf).await,
+async fn connection_event(connection: &mut Option<Connection>) -> ConnectionEvent {
+    match connection {
+        Some(connection) => connection.next_event().await,
         None => std::future::pending().await,
     }
 }
@@ -199,11 +203,14 @@ impl Peer {
             self.publish();
             let next_timer = self.deadlines.iter().flatten().min().copied();
             let established = self.fsm.state() == State::Established;
+            // While the connection's send queue is full the RIB's UPDATEs
+            // wait in their bounded channel (and then in the RIB).
+            let room = self.connection.as_ref().is_none_or(Connection::has_room);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(PeerCommand::Abandon) => {
-                        // Dropping the socket sends a FIN and no NOTIFICATION.
-                        self.stream = None;
+                        // Dropping the connection sends a FIN and no NOTIFICATION.
+                        self.connection = None;
                         self.contender = None;
                         return;
                     }
@@ -216,10 +223,7 @@ impl Peer {
                         return;
                     }
                 },
-                read = read_some(&mut self.stream, &mut self.read_buf) => match read {
-                    Ok(0) | Err(_) => self.handle(Event::TcpConnectionFails).await,
-                    Ok(_) => self.decode_input().await,
-                },
+                event = connection_event(&mut self.connection) => self.connection_event(event).await,
                 read = read_contender(&mut self.contender) => match read {
                     Ok(n) if n > 0 => self.resolve_collision().await,
                     _ => self.contender = None,
@@ -232,13 +236,39 @@ impl Peer {
                     }
                 }
                 () = sleep_until(next_timer) => self.fire_timers().await,
-                Some(update) = self.outbound.recv() => {
+                Some(update) = self.outbound.recv(), if room || !established => {
                     if established {
-                        self.send_update(update).await;
+                        self.send_update(update);
                     }
                 }
             }
         }
+    }
+
+    async fn connection_event(&mut self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Received(bytes) => {
+                self.read_buf.extend_from_slice(&bytes);
+                self.decode_input().await;
+            }
+            ConnectionEvent::Sent { message_type, .. } => self.status.messages_out.count(message_type),
+            ConnectionEvent::Failed => self.handle(Event::TcpConnectionFails).await,
+            ConnectionEvent::SendHoldTimerExpired => {
+                tracing::warn!(peer = %self.peer, "the peer has not taken our messages for the send hold time");
+                self.handle(Event::SendHoldTimerExpires).await;
+            }
+        }
+    }
+
+    /// The send hold time of the current connection (RFC 9687): from the
+    /// negotiated hold time, or the large one while waiting for the OPEN.
+    fn send_hold_time(&self) -> Duration {
+        let hold = self.fsm.negotiated().map_or(LARGE_HOLD_TIME.as_secs() as u16, |n| n.hold_time);
+        self.fsm.config().send_hold_time(hold)
+    }
+
+    fn connect(&mut self, stream: TcpStream) {
+        self.connection = Some(Connection::spawn(stream, self.send_hold_time()));
     }
 
     fn publish(&mut self) {
@@ -272,7 +302,7 @@ impl Peer {
             PeerCommand::RequestRefresh(family) => {
                 let negotiated = self.fsm.negotiated().is_some_and(|n| n.route_refresh && n.families.contains(&family));
                 if self.fsm.state() == State::Established && negotiated {
-                    self.write(&Message::RouteRefresh(RouteRefreshMessage::request(family))).await;
+                    self.write(&Message::RouteRefresh(RouteRefreshMessage::request(family)));
                 }
             }
             // Handled by the run loop, which ends the task.
@@ -288,9 +318,9 @@ impl Peer {
     /// Established session closes the new connection, unless the peer offered
     /// graceful restart: then its OPEN decides (see `resolve_collision`).
     async fn offer(&mut self, stream: TcpStream, outbound: bool) {
-        if self.stream.is_none() {
+        if self.connection.is_none() {
             self.connecting = None;
-            self.stream = Some(stream);
+            self.connect(stream);
             self.stream_outbound = outbound;
             self.handle(Event::TcpConnected).await;
             return;
@@ -300,10 +330,10 @@ impl Peer {
         // Only the peer restarts: a connect of ours cannot be its new session.
         let restarted = !outbound && self.fsm.negotiated().is_some_and(|n| n.peer_graceful_restart.is_some());
         if state == State::Established && !restarted {
-            refuse(stream).await;
+            refuse(stream);
         } else if state == State::Established {
             if let Some((old, _)) = self.contender.replace((stream, BytesMut::new())) {
-                refuse(old).await;
+                refuse(old);
             }
         } else if !self.stream_outbound {
             // The peer gave up on its earlier connection and dialled again.
@@ -315,7 +345,7 @@ impl Peer {
             // examine it if it knows the BGP Identifier by means outside of
             // the protocol": here, the contender's own OPEN.
             if let Some((old, _)) = self.contender.replace((stream, BytesMut::new())) {
-                refuse(old).await;
+                refuse(old);
             }
         }
     }
@@ -356,16 +386,16 @@ impl Peer {
 
     async fn drop_contender(&mut self) {
         if let Some((stream, _)) = self.contender.take() {
-            refuse(stream).await;
+            refuse(stream);
         }
     }
 
     /// RFC 4271 6.8 between our connection and the peer's `stream`.
     async fn decide(&mut self, stream: TcpStream, buf: BytesMut, remote: Ipv4Addr) {
-        if self.stream.is_none() || u32::from(self.fsm.config().local_id) < u32::from(remote) {
+        if self.connection.is_none() || u32::from(self.fsm.config().local_id) < u32::from(remote) {
             self.replace_connection(stream, buf).await;
         } else {
-            refuse(stream).await;
+            refuse(stream);
         }
     }
 
@@ -378,10 +408,10 @@ impl Peer {
             _ => Event::TcpConnectionFails,
         };
         self.handle(dump).await;
-        self.stream = Some(stream);
+        self.connect(stream);
         self.stream_outbound = false;
         self.handle(Event::TcpConnected).await;
-        if self.stream.is_some() && !buf.is_empty() {
+        if self.connection.is_some() && !buf.is_empty() {
             self.read_buf = buf;
             self.decode_input().await;
         }
@@ -393,7 +423,7 @@ impl Peer {
 
     /// Decodes every whole message in the read buffer, in order.
     async fn decode_input(&mut self) {
-        while self.stream.is_some() {
+        while self.connection.is_some() {
             let decoded = Message::decode(&self.read_buf, &self.decode_context());
             let event = match decoded {
                 Err(DecodeError::Incomplete { .. }) => return,
@@ -479,7 +509,11 @@ impl Peer {
             // Whatever the FSM no longer knows about goes: a connect in
             // flight, a connection it already dropped.
             self.connecting = None;
-            self.stream = None;
+            self.connection = None;
+        }
+        let send_hold = self.send_hold_time();
+        if let Some(connection) = &self.connection {
+            connection.set_send_hold(send_hold);
         }
     }
 
@@ -490,23 +524,32 @@ impl Peer {
                 self.connecting = Some(Box::pin(async move { transport::connect(&config).await }));
             }
             Action::DropConnection | Action::RefuseConnection => {
-                if let Some(mut stream) = self.stream.take() {
-                    let _ = stream.shutdown().await;
+                if let Some(connection) = self.connection.take() {
+                    connection.close(None);
                 }
                 self.read_buf.clear();
                 self.connecting = None;
             }
-            Action::SendOpen(open) => self.write(&Message::Open(*open)).await,
-            Action::SendKeepalive => self.write(&Message::Keepalive).await,
+            Action::SendOpen(open) => self.write(&Message::Open(*open)),
+            Action::SendKeepalive => self.write(&Message::Keepalive),
             Action::SendNotification(notification) => {
                 self.status.last_notification_sent = Some(NotificationSummary::from(&notification));
                 self.status.count_notification("sent", notification.code, notification.subcode);
-                self.write(&Message::Notification(notification)).await;
+                // A NOTIFICATION ends the connection (RFC 4271 4.5): it goes
+                // out after the message being written, ahead of the queue,
+                // and is counted as handed over, not as written.
+                let message = Message::Notification(notification);
+                if let Some(bytes) = self.encode(&message)
+                    && let Some(connection) = self.connection.take()
+                {
+                    self.status.messages_out.count(MessageType::Notification);
+                    connection.close(Some(bytes));
+                }
             }
             Action::StartTimer(timer, duration) => self.deadlines[timer as usize] = Some(Instant::now() + duration),
             Action::StopTimer(timer) => self.deadlines[timer as usize] = None,
             Action::SessionUp(mut negotiated) => {
-                negotiated.local_addr = self.stream.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.ip());
+                negotiated.local_addr = self.connection.as_ref().and_then(|c| c.local_addr).map(|a| a.ip());
                 // Whatever was queued before the RIB hears of this session
                 // belongs to an earlier one.
                 self.discard_outbound();
@@ -537,7 +580,7 @@ impl Peer {
                         family: message.family,
                         subtype: crate::bgp::packet::route_refresh::subtype::BORR,
                     };
-                    self.write(&Message::RouteRefresh(borr)).await;
+                    self.write(&Message::RouteRefresh(borr));
                     if !self.refreshing.contains(&message.family) {
                         self.refreshing.push(message.family);
                     }
@@ -581,16 +624,16 @@ impl Peer {
         }
     }
 
-    async fn send_update(&mut self, update: UpdateMessage) {
+    fn send_update(&mut self, update: UpdateMessage) {
         if let Some(family) = update.as_end_of_rib()
             && let Some(at) = self.refreshing.iter().position(|f| *f == family)
         {
             self.refreshing.remove(at);
             let eorr = RouteRefreshMessage { family, subtype: crate::bgp::packet::route_refresh::subtype::EORR };
-            self.write(&Message::RouteRefresh(eorr)).await;
+            self.write(&Message::RouteRefresh(eorr));
             return;
         }
-        self.write(&Message::Update(update)).await;
+        self.write(&Message::Update(update));
     }
 
     /// Drops the UPDATEs queued so far.
@@ -598,31 +641,45 @@ impl Peer {
         while self.outbound.try_recv().is_ok() {}
     }
 
-    /// Writes one message; a failed write becomes TcpConnectionFails.
-    async fn write(&mut self, message: &Message) {
-        let Some(stream) = self.stream.as_mut() else { return };
+    fn encode(&self, message: &Message) -> Option<Bytes> {
         let ctx = EncodeContext::from(&self.fsm.negotiated().map(Negotiated::decode_context).unwrap_or_default());
-        let Ok(bytes) = message.to_bytes(&ctx) else {
-            tracing::warn!(peer = %self.peer, "an outbound message does not encode; dropped");
-            return;
-        };
-        if stream.write_all(&bytes).await.is_err() {
-            self.pending.push_back(Event::TcpConnectionFails);
+        match message.to_bytes(&ctx) {
+            Ok(bytes) => Some(bytes),
+            Err(_) => {
+                tracing::warn!(peer = %self.peer, "an outbound message does not encode; dropped");
+                None
+            }
+        }
+    }
+
+    /// Queues one message on the connection; it is counted once written (a
+    /// failed write becomes TcpConnectionFails, a stalled one SendHoldTimer_Expires).
+    fn write(&mut self, message: &Message) {
+        if self.connection.is_none() {
             return;
         }
-        self.status.messages_out.count(message.message_type());
+        let Some(bytes) = self.encode(message) else { return };
+        if let Some(connection) = self.connection.as_mut() {
+            connection.send(message.message_type(), bytes);
+        }
     }
 }
 
-/// Closes a losing connection with Cease / Connection Collision Resolution.
-async fn refuse(mut stream: TcpStream) {
+/// Closes a losing connection with Cease / Connection Collision Resolution,
+/// in a task of its own: the peer task never waits on a socket.
+fn refuse(mut stream: TcpStream) {
     let cease = Message::Notification(NotificationMessage::new(
         code::CEASE,
         code::cease::CONNECTION_COLLISION_RESOLUTION,
         Vec::new(),
     ));
-    if let Ok(bytes) = cease.to_bytes(&EncodeContext::default()) {
-        let _ = stream.write_all(&bytes).await;
-    }
-    let _ = stream.shutdown().await;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            if let Ok(bytes) = cease.to_bytes(&EncodeContext::default()) {
+                stream.write_all(&bytes).await?;
+            }
+            stream.shutdown().await
+        })
+        .await;
+    });
 }
