@@ -80,13 +80,26 @@ impl Node {
     /// configuration's `type` in CNI_PATH (here a symlink `tortie-cni` to the binary); (exit
     /// code, stdout as JSON or Null).
     fn cni(&self, command: &str, id: &str, pod: Option<&str>, conf: &Value) -> (i32, Value) {
-        let netns = pod.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
+        self.cni_sandbox(command, id, id, pod, conf)
+    }
+
+    /// As [`Node::cni`], for sandbox `id` (in namespace `sandbox`) of the Kubernetes pod
+    /// `default/pod_name`: a recreated pod has a new sandbox under the same pod name.
+    fn cni_sandbox(
+        &self,
+        command: &str,
+        id: &str,
+        pod_name: &str,
+        sandbox: Option<&str>,
+        conf: &Value,
+    ) -> (i32, Value) {
+        let netns = sandbox.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
         let env = [
             ("CNI_COMMAND", command.to_string()),
             ("CNI_CONTAINERID", id.to_string()),
             ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0".to_string()),
-            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}")),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod_name}")),
             ("CNI_PATH", format!("{}:/usr/lib/cni", self.plugin_dir().display())),
         ];
         let ns = self.t.ns("n");
@@ -320,6 +333,42 @@ fn fifty_concurrent_adds_get_distinct_addresses_and_fifty_dels_empty_ipam() {
     assert_eq!(node.ipam_handles(), 0);
     let routes = node.exec_json(&["ip", "-j", "route", "show", "proto", "116"]);
     assert!(routes.as_array().unwrap().iter().all(|r| r["type"] == "blackhole"), "only the blocks stay: {routes}");
+    node.stop_agent();
+}
+
+/// A kubelet recreating a sandbox: ADD of the new sandbox before the DEL of the old one, for
+/// the same pod (so the same host interface name). The late DEL removes only what the old
+/// container owned.
+#[test]
+fn a_late_del_of_an_old_sandbox_leaves_the_new_sandbox_wired() {
+    let mut node = Node::new("cnilate");
+    node.t.add_namespace("old").unwrap();
+    node.t.add_namespace("new").unwrap();
+    let conf = node.conf();
+    let (code, r_old) = node.cni_sandbox("ADD", "sandbox-old", "web", Some("old"), &conf);
+    assert_eq!(code, 0, "{r_old}");
+    let (code, r_new) = node.cni_sandbox("ADD", "sandbox-new", "web", Some("new"), &conf);
+    assert_eq!(code, 0, "{r_new}");
+    let (ip_new, veth) = (pod_ip(&r_new), host_interface(&r_new));
+    assert_eq!(veth, host_interface(&r_old), "one pod, one host interface name");
+    assert_ne!(ip_new, pod_ip(&r_old));
+
+    let (code, out) = node.cni_sandbox("DEL", "sandbox-old", "web", Some("old"), &conf);
+    assert_eq!((code, &out), (0, &Value::Null), "the late DEL succeeds");
+
+    let pod_links = node.t.exec_json("new", &["ip", "-j", "addr", "show", "dev", "eth0"]).unwrap();
+    json_subset(&json!([{"ifname": "eth0", "addr_info": [{"local": ip_new, "prefixlen": 32}]}]), &pod_links).unwrap();
+    let routes = node.exec_json(&["ip", "-j", "route", "show", &format!("{ip_new}/32")]);
+    json_subset(&json!([{"dst": ip_new, "dev": veth, "protocol": "116"}]), &routes).unwrap();
+    let held: Vec<Value> = node.workloads().as_array().unwrap().iter().map(|w| w["handle"].clone()).collect();
+    assert_eq!(held, vec![json!("k8s-pod-network.sandbox-new")], "only the old sandbox's address is released");
+    assert!(node.t.ping("new", NODE_ADDR), "the new sandbox still reaches the node");
+
+    // The new sandbox's own DEL removes everything.
+    let (code, _) = node.cni_sandbox("DEL", "sandbox-new", "web", Some("new"), &conf);
+    assert_eq!(code, 0);
+    assert!(!node.links().contains(&veth), "{:?}", node.links());
+    assert_eq!(node.workloads(), json!([]));
     node.stop_agent();
 }
 

@@ -15,6 +15,7 @@ mod datastore;
 mod ipam;
 pub mod kubernetes;
 mod node;
+mod pod_lock;
 mod pools;
 mod routes;
 mod tunnel;

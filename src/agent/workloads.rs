@@ -7,6 +7,7 @@
 //! interface included), so nothing here needs to survive a restart. The only memory is which
 //! handles' routes were handed to the programmer, for the `route_programmed` flag.
 
+use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
@@ -47,6 +48,9 @@ pub struct Workloads {
     underlay_mtu: u32,
     /// Handles whose routes the programmer was given (std mutex: held for a set operation only).
     programmed: Mutex<HashSet<String>>,
+    /// Serialises the requests of one pod (by host interface): sandboxes of a recreated pod
+    /// share it, and a late DEL of the old one must not interleave with the new one's ADD.
+    pods: PodLocks,
 }
 
 /// What [`Workloads::start`] needs from the agent.
@@ -87,6 +91,7 @@ impl Workloads {
             configured_mtu: config.mtu,
             underlay_mtu,
             programmed: Mutex::new(HashSet::new()),
+            pods: PodLocks::default(),
         });
         match service.restore().await {
             Ok(n) if n > 0 => tracing::info!(subsys = "cni", workloads = n, "restored pod routes"),
@@ -318,6 +323,7 @@ fn ipam_error(e: IpamError) -> WorkloadError {
 impl WorkloadService for Workloads {
     async fn allocate(&self, r: AllocateRequest) -> Result<Workload, WorkloadError> {
         self.check_request(&r)?;
+        let _pod = self.pods.lock(&r.host_interface).await;
         let pools = self.pools().await?;
         if let Some(existing) = self.read(&r.handle, &pools).await? {
             return Ok(existing);
@@ -381,6 +387,7 @@ impl WorkloadService for Workloads {
         let Some(mut w) = self.read(handle, &pools).await? else {
             return Err(WorkloadError::NotFound(format!("no workload with handle {handle:?} on this node")));
         };
+        let _pod = self.pods.lock(&w.host_interface).await;
         let Some(ifindex) = self.link_index(&w.host_interface).await? else {
             return Err(WorkloadError::BadRequest(format!(
                 "host_interface {:?} of handle {handle:?} does not exist on this node",
@@ -398,8 +405,13 @@ impl WorkloadService for Workloads {
 
     async fn release(&self, handle: &str) -> Result<Released, WorkloadError> {
         let pools = self.pools().await?;
-        if let Some(w) = self.read(handle, &pools).await? {
-            self.remove_routes(&w).await;
+        let w = self.read(handle, &pools).await?;
+        let _pod = match &w {
+            Some(w) => Some(self.pods.lock(&w.host_interface).await),
+            None => None,
+        };
+        if let Some(w) = &w {
+            self.remove_routes(w).await;
             self.programmer.applied().await;
         }
         let released = self.allocator.release_handle(handle).await.map_err(ipam_error)?;

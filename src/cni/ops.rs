@@ -75,7 +75,7 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
         Ok(result) => Ok(result),
         Err(e) => {
             // Undo: the veth (its pod end goes with it) and the allocation.
-            let _ = link::delete(&host, &host_name).await;
+            let _ = link::delete_owned(&host, &host_name, &env.container_id).await;
             if let Err(undo) = agent::<Released, ()>(conf, "DELETE", &handle_path(&handle), None).await {
                 return Err(e.clone().details(format!("{}; and releasing the address failed: {undo}", e.details)));
             }
@@ -95,6 +95,7 @@ async fn wire(
     // the same pod whose DEL never came.
     link::delete(host, host_name).await?;
     link::create_veth(host, host_name, &env.ifname, &env.netns, w.mtu).await?;
+    link::mark_owner(host, host_name, &env.container_id).await?;
     sysctl::ensure(&sysctl::workload_settings(host_name)).map_err(|e| super::error::kernel("host-side sysctl", e))?;
     let pod = link::in_netns(&env.netns)?;
     let pod_link = link::configure_pod(&pod, &env.ifname, &w.addresses).await?;
@@ -135,13 +136,15 @@ async fn wire(
     Ok(result)
 }
 
-/// DEL: release through the agent, delete the veth; missing pieces are success. An unreachable
-/// agent still gets the veth removed, then code 11 so the runtime retries the release.
+/// DEL: release through the agent, delete the veth if this container owns it; missing pieces
+/// are success. The host interface's name is the pod's: after a sandbox is recreated, the late
+/// DEL of the old one must leave the new one's interface alone. An unreachable agent still gets
+/// the veth removed, then code 11 so the runtime retries the release.
 pub async fn del(conf: &NetConf, env: &Env) -> Result<(), CniError> {
     let handle = env.handle(&conf.name);
     let released = agent::<Released, ()>(conf, "DELETE", &handle_path(&handle), None).await;
     let host = link::host()?;
-    link::delete(&host, &env.host_interface(conf.prefix())).await?;
+    link::delete_owned(&host, &env.host_interface(conf.prefix()), &env.container_id).await?;
     released.map(|_| ())
 }
 
