@@ -29,6 +29,14 @@ impl Node {
     }
 
     fn with_pool(label: &str, pool: Option<&str>) -> Node {
+        let mut node = Node::unstarted(label, pool, None);
+        node.start_agent();
+        node
+    }
+
+    /// The node's namespaces and configuration, with no agent yet; `datastore` replaces the
+    /// sqlite datastore section.
+    fn unstarted(label: &str, pool: Option<&str>, datastore: Option<&str>) -> Node {
         let mut t = Topology::new(label).unwrap();
         t.add_namespace("n").unwrap();
         t.add_namespace("up").unwrap();
@@ -39,32 +47,38 @@ impl Node {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tortie"), dir.join("bin/tortie-cni")).unwrap();
         let (socket, db, config) = (dir.join("api.sock"), dir.join("tortie.db"), dir.join("tortie.yaml"));
         let ipam = pool.map(|p| format!("ipam: {{default_ipv4_pool_cidr: \"{p}\"}}\n")).unwrap_or_default();
+        let datastore = datastore.map(str::to_string).unwrap_or_else(|| format!("{{sqlite_path: {}}}", db.display()));
         std::fs::write(
             &config,
             format!(
-                "node: {{name: cni-node, address: \"{NODE_ADDR}/24\"}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n{ipam}",
-                db.display(),
+                "node: {{name: cni-node, address: \"{NODE_ADDR}/24\"}}\ndatastore: {datastore}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n{ipam}",
                 socket.display()
             ),
         )
         .unwrap();
-        let mut node = Node { t, socket, config, db, agent: 0 };
-        node.start_agent();
-        node
+        Node { t, socket, config, db, agent: 0 }
     }
 
     fn start_agent(&mut self) {
-        let argv = [env!("CARGO_BIN_EXE_tortie"), "node", "--config", self.config.to_str().unwrap()];
-        self.agent = self.t.spawn("n", &argv).unwrap().pid();
-        let socket = self.socket.clone();
-        wait_until("the agent to answer", Duration::from_secs(30), || {
-            let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
-                .args(["status", "--socket", socket.to_str().unwrap(), "-o", "json"])
-                .output()
-                .unwrap();
-            out.status.success().then_some(())
+        self.spawn_agent();
+        wait_until("the agent to be ready", Duration::from_secs(30), || {
+            self.status().filter(|s| s["ready"] == json!(true)).map(|_| ())
         })
         .unwrap();
+    }
+
+    fn spawn_agent(&mut self) {
+        let argv = [env!("CARGO_BIN_EXE_tortie"), "node", "--config", self.config.to_str().unwrap()];
+        self.agent = self.t.spawn("n", &argv).unwrap().pid();
+    }
+
+    /// `tortie status -o json`, if the agent answers (ready or not).
+    fn status(&self) -> Option<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(["status", "--socket", self.socket.to_str().unwrap(), "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).ok()
     }
 
     fn stop_agent(&mut self) {
@@ -420,6 +434,130 @@ fn without_a_pool_add_names_the_missing_pool() {
     json_subset(&json!({"code": 11}), &err).unwrap();
     assert!(err["msg"].as_str().unwrap().contains("ipam.default_ipv4_pool_cidr is not set"), "{err}");
     assert!(!t.links().iter().any(|l| l.starts_with("tt")));
+}
+
+/// etcd inside the node's namespace (the agent's loopback), on fixed ports there.
+const ETCD: &str = "http://127.0.0.1:23790";
+
+fn start_etcd(node: &mut Node) -> u32 {
+    let data = node.t.dir().join("etcd");
+    let peer = "http://127.0.0.1:23800";
+    let argv = [
+        "etcd",
+        "--name",
+        "cni",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen-client-urls",
+        ETCD,
+        "--advertise-client-urls",
+        ETCD,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        &format!("cni={peer}"),
+    ];
+    node.t.spawn("n", &argv).unwrap().pid()
+}
+
+/// The datastore failing under a running agent: an agent started before etcd waits for it and
+/// becomes ready; with etcd gone, ADD is code 11 and the agent says it is not ready and why;
+/// with etcd back, ADD works and the agent is ready again.
+#[test]
+fn the_agent_waits_for_etcd_and_an_unwritable_datastore_is_try_again_later_and_not_ready() {
+    let mut node =
+        Node::unstarted("cnietcd", Some(POOL), Some(&format!("{{type: etcd, etcd_endpoints: [\"{ETCD}\"]}}")));
+    node.t.add_namespace("p1").unwrap();
+    node.t.add_namespace("p2").unwrap();
+    node.spawn_agent();
+    let log = node.t.dir().join("n-tortie.log");
+    wait_until("the agent to retry the datastore twice", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.matches("datastore unreachable; retrying").count() >= 2).then_some(())
+    })
+    .unwrap();
+    let etcd = start_etcd(&mut node);
+    let ready = |node: &Node| node.status().filter(|s| s["ready"] == json!(true));
+    wait_until("the agent to become ready once etcd is up", Duration::from_secs(60), || ready(&node)).unwrap();
+    let conf = node.conf();
+    let (code, r) = node.cni("ADD", "e1", Some("p1"), &conf);
+    assert_eq!(code, 0, "{r}");
+
+    assert!(node.t.terminate(etcd, Duration::from_secs(10)).is_some(), "etcd stops");
+    let mut short = conf.clone();
+    short["timeout_seconds"] = json!(20);
+    let (code, err) = node.cni("ADD", "e2", Some("p2"), &short);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "{err}");
+    let status = wait_until("the agent to say why it is not ready", Duration::from_secs(30), || {
+        node.status().filter(|s| s["ready"] == json!(false))
+    })
+    .unwrap();
+    let reasons = status["not_ready_reasons"].to_string();
+    assert!(reasons.contains("datastore unwritable"), "{status}");
+    assert!(!node.links().iter().any(|l| l.starts_with("tt") && l != &host_interface(&r)), "{:?}", node.links());
+
+    start_etcd(&mut node);
+    wait_until("ADD to succeed with etcd back", Duration::from_secs(60), || {
+        let (code, _) = node.cni("ADD", "e2", Some("p2"), &conf);
+        (code == 0).then_some(())
+    })
+    .unwrap();
+    wait_until("the agent to be ready again", Duration::from_secs(30), || ready(&node)).unwrap();
+    node.stop_agent();
+}
+
+/// A stand-in agent on a socket of its own: each connection gets `answer` (given the request
+/// read so far) and is closed. Returns the socket path.
+fn fake_agent(dir: &std::path::Path, answer: fn(&[u8]) -> Vec<u8>) -> PathBuf {
+    use std::io::Read;
+    let path = dir.join("fake-agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut request = vec![0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let _ = stream.write_all(&answer(&request[..n]));
+        }
+    });
+    path
+}
+
+/// ADD, run by hand (no namespace: CNI_NETNS is the test's own), against the agent at `socket`.
+fn add_against(socket: &std::path::Path) -> (i32, Value) {
+    let env = [
+        ("CNI_COMMAND", "ADD".to_string()),
+        ("CNI_CONTAINERID", "retry1".to_string()),
+        ("CNI_NETNS", "/proc/self/ns/net".to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+    ];
+    let conf = json!({"cniVersion": "1.0.0", "name": "net", "type": "tortie", "api_socket": socket});
+    run(&[env!("CARGO_BIN_EXE_tortie"), "cni"], &env, &conf)
+}
+
+/// Failures that may pass are code 11 (try again later), so the runtime retries the ADD: an
+/// agent that is not there, one that dies mid-answer, one whose datastore fails (500).
+#[test]
+fn an_agent_failing_mid_request_or_internally_is_try_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = add_against(&dir.path().join("nobody.sock"));
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "{err}");
+
+    let cut = fake_agent(dir.path(), |_| b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n{\"handle\"".to_vec());
+    let (code, err) = add_against(&cut);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "cut off mid-answer: {err}");
+    assert!(err["msg"].as_str().unwrap().contains("cannot reach the tortie agent"), "{err}");
+    std::fs::remove_file(&cut).unwrap();
+
+    let failing = fake_agent(dir.path(), |_| {
+        let body = r#"{"error":"IPAM block 10.244.0.0/26: datastore unavailable: connection refused"}"#;
+        format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    });
+    let (code, err) = add_against(&failing);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "an internal failure: {err}");
+    assert!(err["msg"].as_str().unwrap().contains("datastore unavailable"), "{err}");
 }
 
 /// What is wrong, the environment, stdin, the error code expected and a part of its message.

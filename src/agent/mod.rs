@@ -79,7 +79,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let address = node::address(&config).map_err(AgentError::Address)?;
     tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
 
-    let ds = datastore::open(&config).await.map_err(AgentError::Datastore)?;
+    let ds = datastore::connect(&config).await.map_err(AgentError::Datastore)?;
     node::register(&ds, &name, &config, address).await.map_err(AgentError::Datastore)?;
     tracing::info!(subsys = "agent", node = %name, datastore = ?config.datastore.kind, "node registered");
 
@@ -229,6 +229,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.push(tokio::spawn(follow_health(
         programmer.state.clone(),
         peers,
+        workloads.datastore_unwritable(),
         health_tx,
         status_tx,
         started,
@@ -292,6 +293,7 @@ async fn start_workloads(
 async fn follow_health(
     mut dataplane: watch::Receiver<ProgrammerState>,
     mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    mut datastore: watch::Receiver<Option<String>>,
     health: watch::Sender<HealthInput>,
     status: watch::Sender<StatusReport>,
     started: Instant,
@@ -303,6 +305,7 @@ async fn follow_health(
         let input = HealthInput {
             dataplane_synced: dataplane.borrow_and_update().synced,
             peers: peer_list.iter().map(|p| (p.address.clone(), p.state == "established")).collect(),
+            datastore_unwritable: datastore.borrow_and_update().clone(),
         };
         let verdict = readiness(&input, started.elapsed());
         health.send_replace(input);
@@ -314,6 +317,7 @@ async fn follow_health(
         tokio::select! {
             changed = dataplane.changed() => if changed.is_err() { return },
             changed = peers.changed() => if changed.is_err() { return },
+            changed = datastore.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

@@ -48,6 +48,8 @@ pub struct Workloads {
     underlay_mtu: u32,
     /// Handles whose routes the programmer was given (std mutex: held for a set operation only).
     programmed: Mutex<HashSet<String>>,
+    /// Why the last datastore write failed; `None` once one succeeded (readiness shows it).
+    datastore_unwritable: tokio::sync::watch::Sender<Option<String>>,
     /// Serialises the requests of one pod (by host interface): sandboxes of a recreated pod
     /// share it, and a late DEL of the old one must not interleave with the new one's ADD.
     pods: PodLocks,
@@ -63,10 +65,6 @@ pub struct WorkloadsConfig {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn internal(what: &str) -> impl Fn(IpamError) -> WorkloadError + '_ {
-    move |e| WorkloadError::Internal(format!("{what}: {e}"))
 }
 
 impl Workloads {
@@ -92,6 +90,7 @@ impl Workloads {
             underlay_mtu,
             programmed: Mutex::new(HashSet::new()),
             pods: PodLocks::default(),
+            datastore_unwritable: tokio::sync::watch::Sender::new(None),
         });
         match service.restore().await {
             Ok(n) if n > 0 => tracing::info!(subsys = "cni", workloads = n, "restored pod routes"),
@@ -99,6 +98,45 @@ impl Workloads {
             Err(e) => tracing::warn!(subsys = "cni", error = %e, "cannot restore pod routes"),
         }
         Ok(service)
+    }
+
+    /// Why the last datastore write of this service failed, `None` after one succeeded.
+    pub fn datastore_unwritable(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.datastore_unwritable.subscribe()
+    }
+
+    /// Notes the outcome of a datastore write for readiness: a datastore failure (also of a read
+    /// the write needs) sets the reason, a successful write clears it; other failures (no pool,
+    /// a full pool) say nothing about the datastore.
+    fn record_write(&self, failure: Option<&IpamError>) {
+        let reason = match failure {
+            Some(IpamError::Datastore(e)) => Some(e.to_string()),
+            Some(_) => return,
+            None => None,
+        };
+        self.datastore_unwritable.send_if_modified(|current| {
+            let changed = *current != reason;
+            if changed {
+                match &reason {
+                    Some(r) => tracing::warn!(subsys = "cni", reason = %r, "datastore unwritable"),
+                    None => tracing::info!(subsys = "cni", "datastore writable again"),
+                }
+            }
+            *current = reason;
+            changed
+        });
+    }
+
+    /// A datastore failure reading `what`: try again later when the datastore may come back
+    /// (and readiness says so: the write this read is for cannot happen either).
+    fn store_error(&self, what: &str, e: crate::datastore::DatastoreError) -> WorkloadError {
+        if e.is_retryable() {
+            let message = format!("{what}: {e}");
+            self.record_write(Some(&IpamError::Datastore(e)));
+            WorkloadError::Unavailable(message)
+        } else {
+            WorkloadError::Internal(format!("{what}: {e}"))
+        }
     }
 
     async fn restore(&self) -> Result<usize, WorkloadError> {
@@ -121,7 +159,7 @@ impl Workloads {
 
     async fn pools(&self) -> Result<Vec<IpPool>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let pools = store.list::<IpPool>().await.map_err(|e| WorkloadError::Internal(format!("IP pools: {e}")))?;
+        let pools = store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?;
         Ok(pools.items.into_iter().map(|p| p.spec).collect())
     }
 
@@ -153,7 +191,11 @@ impl Workloads {
     /// The workload holding `handle`, read from its handle record and blocks.
     async fn read(&self, handle: &str, pools: &[IpPool]) -> Result<Option<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let Some(record) = handles::get(store, handle).await.map_err(internal("IPAM handle"))? else {
+        let Some(record) = handles::get(store, handle).await.map_err(|e| match e {
+            IpamError::Datastore(d) => self.store_error("IPAM handle", d),
+            other => WorkloadError::Internal(format!("IPAM handle: {other}")),
+        })?
+        else {
             return Ok(None);
         };
         let mut found = Vec::new();
@@ -162,7 +204,7 @@ impl Workloads {
             let block = match store.get::<IpamBlock>(&name).await {
                 Ok(b) => b.spec,
                 Err(crate::datastore::DatastoreError::NotFound { .. }) => continue,
-                Err(e) => return Err(WorkloadError::Internal(format!("IPAM block {cidr}: {e}"))),
+                Err(e) => return Err(self.store_error(&format!("IPAM block {cidr}"), e)),
             };
             found.extend(addresses_of(&block, |h| h == handle));
         }
@@ -172,8 +214,7 @@ impl Workloads {
     /// Every workload of this node, from the blocks' allocation attributes.
     async fn list_node(&self) -> Result<Vec<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let blocks =
-            store.list::<IpamBlock>().await.map_err(|e| WorkloadError::Internal(format!("IPAM blocks: {e}")))?;
+        let blocks = store.list::<IpamBlock>().await.map_err(|e| self.store_error("IPAM blocks", e))?;
         let pools = self.pools().await?;
         let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
         for block in &blocks.items {
@@ -310,6 +351,7 @@ pub fn gc_decision(
 
 fn ipam_error(e: IpamError) -> WorkloadError {
     match e {
+        IpamError::Datastore(d) if d.is_retryable() => WorkloadError::Unavailable(d.to_string()),
         IpamError::NoPool { .. }
         | IpamError::PoolsExhausted { .. }
         | IpamError::BlockLimit { .. }
@@ -352,6 +394,7 @@ impl WorkloadService for Workloads {
             self.allocator.allocate(request)
         });
         let results = futures::future::join_all(requests).await;
+        self.record_write(results.iter().find_map(|r| r.as_ref().err()));
         let mut addresses = Vec::new();
         for result in results {
             match result {
@@ -414,7 +457,9 @@ impl WorkloadService for Workloads {
             self.remove_routes(w).await;
             self.programmer.applied().await;
         }
-        let released = self.allocator.release_handle(handle).await.map_err(ipam_error)?;
+        let released = self.allocator.release_handle(handle).await;
+        self.record_write(released.as_ref().err());
+        let released = released.map_err(ipam_error)?;
         if released > 0 {
             tracing::info!(subsys = "cni", handle, released, "released");
         }

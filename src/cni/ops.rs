@@ -41,7 +41,9 @@ async fn agent<T: DeserializeOwned, B: Serialize>(
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or(body);
-            let code = if status == 503 { TRY_AGAIN_LATER } else { AGENT_REFUSED };
+            // 503: nothing to allocate from now; 500: the agent's datastore or kernel failed.
+            // Both may pass; a refusal of the request itself (4xx) will not.
+            let code = if status >= 500 { TRY_AGAIN_LATER } else { AGENT_REFUSED };
             Err(CniError::new(code, format!("the tortie agent refused {method} {path}: {msg}")))
         }
         Ok(Err(e)) => Err(CniError::new(AGENT_REFUSED, e.to_string())),
