@@ -138,6 +138,31 @@ impl Node {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
+    /// `method path` with `body` on the agent's socket: (HTTP status, JSON answer).
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"]);
+        curl.arg(&self.socket).arg(format!("http://tortie{path}"));
+        if let Some(body) = body {
+            curl.args(["-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        }
+        let out = String::from_utf8(curl.output().unwrap().stdout).unwrap();
+        let (answer, status) = out.rsplit_once('\n').unwrap();
+        (status.parse().unwrap(), serde_json::from_str(answer).unwrap_or(Value::Null))
+    }
+
+    /// An IPAM client of node `node` on this node's datastore (as that node's agent would have).
+    fn ipam_of<T>(&self, node: &str, f: impl AsyncFnOnce(tortie::ipam::Ipam) -> T) -> T {
+        use tortie::datastore::Datastore;
+        use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        use tortie::ipam::{Ipam, IpamOptions};
+        let (db, node) = (self.db.clone(), node.to_string());
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
+            let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+            f(Ipam::new(ds, IpamOptions { node, ..Default::default() })).await
+        })
+    }
+
     fn links(&self) -> Vec<String> {
         let links = self.exec_json(&["ip", "-j", "link", "show"]);
         links.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
@@ -384,6 +409,41 @@ fn a_late_del_of_an_old_sandbox_leaves_the_new_sandbox_wired() {
     assert!(!node.links().contains(&veth), "{:?}", node.links());
     assert_eq!(node.workloads(), json!([]));
     node.stop_agent();
+}
+
+/// The workload API of one node acts on that node's addresses only: another node's tunnel
+/// address or pod cannot be released, routed or taken over through it.
+#[test]
+fn the_workload_api_refuses_another_nodes_addresses() {
+    let node = Node::new("cniscope");
+    let (tunnel, pod) = node.ipam_of("node2", async |ipam| {
+        let tunnel = ipam.tunnel_address(4).await.unwrap();
+        let mut request = tortie::ipam::Request::workload("k8s-pod-network.far", 4, "far", "default", "node2");
+        request.attributes.insert("host_interface".into(), "tt0000000000001".into());
+        (tunnel.ip, ipam.allocate(request).await.unwrap().ip)
+    });
+    let handles = node.ipam_handles();
+    let attempts = [
+        ("DELETE", "/v1/workloads/ipip-tunnel-addr-node2", None, tunnel),
+        ("DELETE", "/v1/workloads/k8s-pod-network.far", None, pod),
+        ("PUT", "/v1/workloads/k8s-pod-network.far/route", None, pod),
+        (
+            "POST",
+            "/v1/workloads",
+            Some(json!({"handle": "k8s-pod-network.far", "container_id": "far", "netns": "/proc/1/ns/net",
+                        "ifname": "eth0", "host_interface": "tt0000000000001"})),
+            pod,
+        ),
+    ];
+    for (method, path, body, ip) in attempts {
+        let (status, answer) = node.api(method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(&ip.to_string()) && message.contains("node2"), "{method} {path}: {answer}");
+    }
+    assert_eq!(node.ipam_handles(), handles, "nothing was released");
+    let still = node.ipam_of("node2", async |ipam| ipam.tunnel_address(4).await.unwrap().ip);
+    assert_eq!(still, tunnel);
 }
 
 #[test]

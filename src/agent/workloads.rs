@@ -13,7 +13,9 @@ use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
+use crate::ipam::claim::host_affinity;
 use crate::ipam::handles;
+use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::ipam::{Allocator, IpamError, Request};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -206,9 +208,48 @@ impl Workloads {
                 Err(crate::datastore::DatastoreError::NotFound { .. }) => continue,
                 Err(e) => return Err(self.store_error(&format!("IPAM block {cidr}"), e)),
             };
-            found.extend(addresses_of(&block, |h| h == handle));
+            let held = addresses_of(&block, |h| h == handle);
+            for (_, ip, attrs) in &held {
+                self.check_own(handle, *ip, attrs, &block)?;
+            }
+            found.extend(held);
         }
         Ok(self.assemble(handle, found, pools))
+    }
+
+    /// Refuses an address that is not a pod's of this node: the node that allocated it (its
+    /// `node` attribute, else the block's affinity) must be this one, and it must be a pod's
+    /// (a tunnel address has no host interface). One node's API never frees another's.
+    fn check_own(
+        &self,
+        handle: &str,
+        ip: IpAddr,
+        attrs: &BTreeMap<String, String>,
+        block: &IpamBlock,
+    ) -> Result<(), WorkloadError> {
+        // Who allocated it; without the attribute, whose block it is (`host:<node>`).
+        let (owner, mine) = match attrs.get(NODE_ATTRIBUTE) {
+            Some(node) => (node.clone(), *node == self.node),
+            None => {
+                let affinity = block.affinity.clone().unwrap_or_default();
+                let mine = affinity == host_affinity(&self.node);
+                (affinity, mine)
+            }
+        };
+        if !mine {
+            return Err(WorkloadError::Forbidden(format!(
+                "handle {handle:?} holds {ip}, an address of node {owner:?}: this agent serves node {} only",
+                self.node
+            )));
+        }
+        if !attrs.contains_key(ATTR_HOST_INTERFACE) {
+            let kind = attrs.get("type").map(String::as_str).unwrap_or("no host_interface");
+            return Err(WorkloadError::Forbidden(format!(
+                "handle {handle:?} holds {ip}, which is not a pod's address ({kind}) of node {}",
+                self.node
+            )));
+        }
+        Ok(())
     }
 
     /// Every workload of this node, from the blocks' allocation attributes.

@@ -9,7 +9,10 @@
 //! | `GET /v1/workloads` | — | `[Workload]`, this node's |
 //! | `POST /v1/workloads/gc` | [`GcRequest`] | [`GcAnswer`] |
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 404 (unknown handle), 503 (no pool,
+//! Every request acts on this node's pods only: a handle holding another node's address or a
+//! tunnel address is refused with 403.
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle), 503 (no pool,
 //! IPAM stopped, datastore unreachable: try again later) or 500; the agent logs each 5xx.
 
 use async_trait::async_trait;
@@ -93,6 +96,10 @@ pub enum WorkloadError {
     /// No such handle on this node (404).
     #[error("{0}")]
     NotFound(String),
+    /// The handle holds addresses that are not this node's pods' (another node's, a tunnel
+    /// address): the API of one node never changes them (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Not possible now: no pool configured, IPAM stopped (503).
     #[error("{0}")]
     Unavailable(String),
@@ -107,6 +114,7 @@ impl WorkloadError {
         match self {
             WorkloadError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkloadError::Forbidden(_) => StatusCode::FORBIDDEN,
             WorkloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
