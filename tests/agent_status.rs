@@ -105,3 +105,99 @@ fn status_without_an_agent_says_where_it_looked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the tortie agent at /nonexistent/tortie.sock"), "{err}");
 }
+
+/// Runs `tortie status` with `args`; its exit code and stderr, or `None` if it did not exit
+/// within `deadline` (then it is killed).
+fn status_within(socket: &std::path::Path, args: &[&str], deadline: Duration) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tortie"))
+        .arg("status")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until("tortie status to exit", deadline, || child.try_wait().unwrap());
+    if exited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    Some((exited.unwrap().code(), err))
+}
+
+#[test]
+fn status_against_an_agent_that_never_answers_exits_1_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Accepts and holds every connection, never answering (a stopped or wedged agent).
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let timeout = tortie::api::client::DEFAULT_TIMEOUT;
+    let outcome = status_within(&socket, &[], timeout * 3);
+    let (code, err) = outcome.expect("tortie status exits by itself");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("did not answer within"), "{err}");
+}
+
+/// More idle and half-sent (slowloris) connections than the API serves at once, and more than
+/// the agent has file descriptors: `tortie status` and `/readyz` still answer.
+#[test]
+fn idle_and_slow_connections_beyond_the_cap_do_not_starve_status() {
+    use std::io::Write;
+    const FD_LIMIT: usize = 256;
+    const METRICS_HERE: &str = "127.0.0.1:19479";
+    let held = (FD_LIMIT + 44).max(tortie::api::connections::MAX_CONNECTIONS + 1);
+    let mut t = Topology::new("apicap").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.124.0.5/24")), ("peer", "eth1", Some("10.124.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let (socket, config) = (dir.join("api.sock"), dir.join("tortie.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{name: node-cap}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{listen: \"{METRICS_HERE}\"}}\nbgp: {{enabled: false}}\n",
+            dir.join("tortie.db").display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let agent =
+        format!("ulimit -n {FD_LIMIT} && exec {} node --config {}", env!("CARGO_BIN_EXE_tortie"), config.display());
+    let pid = t.spawn("n", &["sh", "-c", &agent]).unwrap().pid();
+    wait_until("the agent to answer", Duration::from_secs(30), || {
+        status_within(&socket, &["-o", "json"], Duration::from_secs(20)).filter(|(c, _)| *c == Some(0))
+    })
+    .unwrap();
+
+    let mut connections = Vec::new();
+    for i in 0..held {
+        let mut c = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        if i % 2 == 1 {
+            c.write_all(b"GET /v1/status HTTP/1.1\r\nHost: tortie\r\nX-Slow: ").unwrap();
+        }
+        connections.push(c);
+    }
+    let deadline = Duration::from_secs(60);
+    let outcome = status_within(&socket, &["--timeout", "60"], deadline);
+    let (code, err) = outcome.unwrap_or_else(|| panic!("tortie status did not answer within {deadline:?}"));
+    assert_eq!(code, Some(0), "{err}");
+    let readyz = |t: &Topology| {
+        let script = format!(
+            "import urllib.request; print(urllib.request.urlopen('http://{METRICS_HERE}/readyz', timeout=5).read().decode(), end='')"
+        );
+        t.exec("n", &["python3", "-c", &script]).ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    assert_eq!(readyz(&t).as_deref(), Some("ready\n"));
+    drop(connections);
+    let exit = t.terminate(pid, Duration::from_secs(10));
+    assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
+}

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -20,16 +21,34 @@ pub enum ClientError {
     Malformed(String),
     #[error("the tortie agent answered {status}: {body}")]
     Status { status: u16, body: String },
+    #[error("the tortie agent at {path} did not answer within {after:?} (is it stopped or overloaded?)")]
+    Timeout { path: PathBuf, after: Duration },
 }
 
-/// GETs `path` from the agent on `socket` and decodes the JSON body.
+/// How long a call waits for the agent when the caller names no limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// GETs `path` from the agent on `socket` and decodes the JSON body, within [`DEFAULT_TIMEOUT`].
 pub async fn get_json<T: DeserializeOwned>(socket: &Path, path: &str) -> Result<T, ClientError> {
-    request_json(socket, "GET", path, None::<&()>).await
+    request_json(socket, "GET", path, None::<&()>, DEFAULT_TIMEOUT).await
 }
 
 /// Sends `method path` with `body` as JSON (if any) to the agent on `socket` and decodes the
-/// JSON answer; a status other than 200 is [`ClientError::Status`] with the body.
+/// JSON answer; a status other than 200 is [`ClientError::Status`] with the body. The whole
+/// call (connecting included: a stopped agent's backlog still accepts) takes at most `timeout`.
 pub async fn request_json<T: DeserializeOwned, B: Serialize>(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+    timeout: Duration,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(timeout, exchange(socket, method, path, body))
+        .await
+        .unwrap_or_else(|_| Err(ClientError::Timeout { path: socket.to_path_buf(), after: timeout }))
+}
+
+async fn exchange<T: DeserializeOwned, B: Serialize>(
     socket: &Path,
     method: &str,
     path: &str,

@@ -79,7 +79,7 @@ impl ApiListener {
             app = app.merge(super::workloads::router(workloads));
         }
         let listener = self.listener.take().expect("serve is called once");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        super::connections::serve(listener, app, shutdown).await
     }
 }
 

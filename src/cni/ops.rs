@@ -25,18 +25,18 @@ async fn agent<T: DeserializeOwned, B: Serialize>(
 ) -> Result<T, CniError> {
     let socket = conf.socket();
     let timeout = conf.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
-    match tokio::time::timeout(timeout, request_json(&socket, method, path, body)).await {
-        Err(_) => Err(CniError::new(
+    match request_json(&socket, method, path, body, timeout).await {
+        Err(ClientError::Timeout { .. }) => Err(CniError::new(
             TRY_AGAIN_LATER,
             format!("the tortie agent at {} did not answer {method} {path} within {timeout:?}", socket.display()),
         )),
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e @ (ClientError::Connect { .. } | ClientError::Io { .. }))) => Err(CniError::new(
+        Ok(v) => Ok(v),
+        Err(e @ (ClientError::Connect { .. } | ClientError::Io { .. })) => Err(CniError::new(
             TRY_AGAIN_LATER,
             format!("cannot reach the tortie agent at {} (api_socket)", socket.display()),
         )
         .details(e.to_string())),
-        Ok(Err(ClientError::Status { status, body })) => {
+        Err(ClientError::Status { status, body }) => {
             let msg = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
@@ -46,7 +46,7 @@ async fn agent<T: DeserializeOwned, B: Serialize>(
             let code = if status >= 500 { TRY_AGAIN_LATER } else { AGENT_REFUSED };
             Err(CniError::new(code, format!("the tortie agent refused {method} {path}: {msg}")))
         }
-        Ok(Err(e)) => Err(CniError::new(AGENT_REFUSED, e.to_string())),
+        Err(e) => Err(CniError::new(AGENT_REFUSED, e.to_string())),
     }
 }
 
