@@ -201,3 +201,54 @@ fn idle_and_slow_connections_beyond_the_cap_do_not_starve_status() {
     let exit = t.terminate(pid, Duration::from_secs(10));
     assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
 }
+
+/// Under umask 000 the socket is still 0660 (with the configured group) and the sqlite files
+/// 0600: no other local user may call the API or read the datastore.
+#[test]
+fn the_socket_and_the_sqlite_files_have_their_modes_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let mut t = Topology::new("modes").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.125.0.5/24")), ("peer", "eth1", Some("10.125.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let (socket, db, config) = (dir.join("run/api.sock"), dir.join("lib/tortie.db"), dir.join("tortie.yaml"));
+    let daemon = nix::unistd::Group::from_name("daemon").unwrap().expect("Debian has group daemon");
+    let write_config = |group: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{name: node-modes}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}, socket_group: {group}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n",
+                db.display(),
+                socket.display()
+            ),
+        )
+        .unwrap()
+    };
+    write_config("\"bad group!\"");
+    let check = Command::new(env!("CARGO_BIN_EXE_tortie")).args(["config", "check"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success() && err.contains("api.socket_group") && err.contains("bad group!"), "{err}");
+
+    write_config("daemon");
+    let agent = format!("umask 000 && exec {} node --config {}", env!("CARGO_BIN_EXE_tortie"), config.display());
+    let pid = t.spawn("n", &["sh", "-c", &agent]).unwrap().pid();
+    wait_until("the agent to answer", Duration::from_secs(30), || {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_tortie")).arg("status").arg("--socket").arg(&socket).output().unwrap();
+        out.status.success().then_some(())
+    })
+    .unwrap();
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, daemon.gid.as_raw()), "the socket's mode and group");
+    for file in ["tortie.db", "tortie.db-wal", "tortie.db-shm"] {
+        let mode = std::fs::metadata(dir.join("lib").join(file)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    for created in ["run", "lib"] {
+        let mode = std::fs::metadata(dir.join(created)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{created}: {mode:o}");
+    }
+    let exit = t.terminate(pid, Duration::from_secs(10));
+    assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
+}

@@ -6,6 +6,7 @@ use crate::datastore::kubernetes::KubeBackend;
 use crate::datastore::resources::IpPool;
 use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use crate::datastore::{Datastore, DatastoreError};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 /// The wait before the second attempt to reach the datastore; each further wait doubles.
@@ -55,12 +56,16 @@ async fn open(config: &Config) -> Result<Datastore, OpenError> {
     match d.kind {
         DatastoreType::Sqlite => {
             if let Some(dir) = d.sqlite_path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                std::fs::DirBuilder::new().recursive(true).mode(SQLITE_DIR_MODE).create(dir).map_err(|e| {
                     OpenError::Fatal(format!("cannot create {} for datastore.sqlite_path: {e}", dir.display()))
                 })?;
             }
+            restrict_sqlite_files(&d.sqlite_path)?;
             let backend =
                 SqliteBackend::open(&d.sqlite_path, SqliteOptions::default()).await.map_err(|e| err("sqlite", e))?;
+            // SQLite gives its -wal and -shm files the database file's mode; files of an
+            // earlier run may have had another.
+            restrict_sqlite_files(&d.sqlite_path)?;
             Ok(Datastore::new(backend))
         }
         DatastoreType::Etcd => {
@@ -72,6 +77,30 @@ async fn open(config: &Config) -> Result<Datastore, OpenError> {
             Ok(Datastore::new(KubeBackend::new(kube_client(config).await.map_err(OpenError::Fatal)?)))
         }
     }
+}
+
+/// The sqlite files' mode: the datastore is the agent's alone (invariant 5).
+const SQLITE_MODE: u32 = 0o600;
+/// The mode of a directory the agent creates for the sqlite file.
+const SQLITE_DIR_MODE: u32 = 0o755;
+
+/// Creates the sqlite file `path` with mode [`SQLITE_MODE`] whatever the umask, and sets
+/// that mode on it and on its -wal and -shm files where they exist.
+fn restrict_sqlite_files(path: &std::path::Path) -> Result<(), OpenError> {
+    let fail = |p: &std::path::Path, e: std::io::Error| {
+        OpenError::Fatal(format!("cannot set mode 0600 on {} (datastore.sqlite_path): {e}", p.display()))
+    };
+    std::fs::OpenOptions::new().create(true).append(true).mode(SQLITE_MODE).open(path).map_err(|e| fail(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(SQLITE_MODE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&file, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A client for the Kubernetes API: `datastore.kubeconfig`, else in-cluster or `KUBECONFIG`.

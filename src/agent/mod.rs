@@ -239,7 +239,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
     tasks.extend(k8s.map_err(AgentError::Datastore)?);
     tasks.extend(cni_install::start(&config, status_rx.clone(), stop_rx.clone()));
-    let api = ApiListener::bind(&config.api.socket).await?;
+    let api = ApiListener::bind(&config.api).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
     tasks.push(tokio::spawn(workloads::sweep(workloads.clone(), stop_rx.clone())));
