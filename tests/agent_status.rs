@@ -252,3 +252,48 @@ fn the_socket_and_the_sqlite_files_have_their_modes_whatever_the_umask() {
     let exit = t.terminate(pid, Duration::from_secs(10));
     assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
 }
+
+/// Connections from an address that is no peer: every one counted in the metric, a bounded
+/// number of log lines.
+#[test]
+fn refused_bgp_connections_are_counted_all_and_logged_sparingly() {
+    const CONNECTS: usize = 300;
+    const METRICS_HERE: &str = "127.0.0.1:19480";
+    let mut t = Topology::new("refused").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("scan").unwrap();
+    t.add_veth(("n", "eth1", Some("10.126.0.5/24")), ("scan", "eth1", Some("10.126.0.9/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let config = dir.join("tortie.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{name: node-refused}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{listen: \"{METRICS_HERE}\"}}\nbgp: {{as_number: 64600}}\n",
+            dir.join("tortie.db").display(),
+            dir.join("api.sock").display()
+        ),
+    )
+    .unwrap();
+    let pid =
+        t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap().pid();
+    let metrics = |t: &Topology| {
+        let script = format!(
+            "import urllib.request; print(urllib.request.urlopen('http://{METRICS_HERE}/metrics', timeout=2).read().decode(), end='')"
+        );
+        t.exec("n", &["python3", "-c", &script]).ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    wait_until("metrics", Duration::from_secs(30), || metrics(&t)).unwrap();
+    let scan = format!(
+        "import socket\nfor _ in range({CONNECTS}):\n    s = socket.create_connection(('10.126.0.5', 179), timeout=5)\n    s.close()\n"
+    );
+    t.exec("scan", &["python3", "-c", &scan]).unwrap();
+    let expected = format!("tortie_bgp_refused_connections_total{{reason=\"unknown_peer\"}} {CONNECTS}");
+    let text =
+        wait_until("every refusal counted", Duration::from_secs(30), || metrics(&t).filter(|m| m.contains(&expected)));
+    assert!(text.is_ok(), "{}", metrics(&t).unwrap_or_default());
+    let log = std::fs::read_to_string(dir.join("n-tortie.log")).unwrap();
+    let lines = log.lines().filter(|l| l.contains("refused a BGP connection")).count();
+    assert_eq!(lines, 1, "one line for one source within a minute:\n{log}");
+    let exit = t.terminate(pid, Duration::from_secs(10));
+    assert!(exit.is_some_and(|s| s.success()), "the agent stops cleanly: {exit:?}");
+}
