@@ -29,6 +29,14 @@ impl Node {
     }
 
     fn with_pool(label: &str, pool: Option<&str>) -> Node {
+        let mut node = Node::unstarted(label, pool, None);
+        node.start_agent();
+        node
+    }
+
+    /// The node's namespaces and configuration, with no agent yet; `datastore` replaces the
+    /// sqlite datastore section.
+    fn unstarted(label: &str, pool: Option<&str>, datastore: Option<&str>) -> Node {
         let mut t = Topology::new(label).unwrap();
         t.add_namespace("n").unwrap();
         t.add_namespace("up").unwrap();
@@ -39,32 +47,38 @@ impl Node {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tortie"), dir.join("bin/tortie-cni")).unwrap();
         let (socket, db, config) = (dir.join("api.sock"), dir.join("tortie.db"), dir.join("tortie.yaml"));
         let ipam = pool.map(|p| format!("ipam: {{default_ipv4_pool_cidr: \"{p}\"}}\n")).unwrap_or_default();
+        let datastore = datastore.map(str::to_string).unwrap_or_else(|| format!("{{sqlite_path: {}}}", db.display()));
         std::fs::write(
             &config,
             format!(
-                "node: {{name: cni-node, address: \"{NODE_ADDR}/24\"}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n{ipam}",
-                db.display(),
+                "node: {{name: cni-node, address: \"{NODE_ADDR}/24\"}}\ndatastore: {datastore}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\n{ipam}",
                 socket.display()
             ),
         )
         .unwrap();
-        let mut node = Node { t, socket, config, db, agent: 0 };
-        node.start_agent();
-        node
+        Node { t, socket, config, db, agent: 0 }
     }
 
     fn start_agent(&mut self) {
-        let argv = [env!("CARGO_BIN_EXE_tortie"), "node", "--config", self.config.to_str().unwrap()];
-        self.agent = self.t.spawn("n", &argv).unwrap().pid();
-        let socket = self.socket.clone();
-        wait_until("the agent to answer", Duration::from_secs(30), || {
-            let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
-                .args(["status", "--socket", socket.to_str().unwrap(), "-o", "json"])
-                .output()
-                .unwrap();
-            out.status.success().then_some(())
+        self.spawn_agent();
+        wait_until("the agent to be ready", Duration::from_secs(30), || {
+            self.status().filter(|s| s["ready"] == json!(true)).map(|_| ())
         })
         .unwrap();
+    }
+
+    fn spawn_agent(&mut self) {
+        let argv = [env!("CARGO_BIN_EXE_tortie"), "node", "--config", self.config.to_str().unwrap()];
+        self.agent = self.t.spawn("n", &argv).unwrap().pid();
+    }
+
+    /// `tortie status -o json`, if the agent answers (ready or not).
+    fn status(&self) -> Option<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(["status", "--socket", self.socket.to_str().unwrap(), "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).ok()
     }
 
     fn stop_agent(&mut self) {
@@ -80,13 +94,26 @@ impl Node {
     /// configuration's `type` in CNI_PATH (here a symlink `tortie-cni` to the binary); (exit
     /// code, stdout as JSON or Null).
     fn cni(&self, command: &str, id: &str, pod: Option<&str>, conf: &Value) -> (i32, Value) {
-        let netns = pod.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
+        self.cni_sandbox(command, id, id, pod, conf)
+    }
+
+    /// As [`Node::cni`], for sandbox `id` (in namespace `sandbox`) of the Kubernetes pod
+    /// `default/pod_name`: a recreated pod has a new sandbox under the same pod name.
+    fn cni_sandbox(
+        &self,
+        command: &str,
+        id: &str,
+        pod_name: &str,
+        sandbox: Option<&str>,
+        conf: &Value,
+    ) -> (i32, Value) {
+        let netns = sandbox.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
         let env = [
             ("CNI_COMMAND", command.to_string()),
             ("CNI_CONTAINERID", id.to_string()),
             ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0".to_string()),
-            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={id}")),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod_name}")),
             ("CNI_PATH", format!("{}:/usr/lib/cni", self.plugin_dir().display())),
         ];
         let ns = self.t.ns("n");
@@ -109,6 +136,31 @@ impl Node {
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// `method path` with `body` on the agent's socket: (HTTP status, JSON answer).
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"]);
+        curl.arg(&self.socket).arg(format!("http://tortie{path}"));
+        if let Some(body) = body {
+            curl.args(["-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        }
+        let out = String::from_utf8(curl.output().unwrap().stdout).unwrap();
+        let (answer, status) = out.rsplit_once('\n').unwrap();
+        (status.parse().unwrap(), serde_json::from_str(answer).unwrap_or(Value::Null))
+    }
+
+    /// An IPAM client of node `node` on this node's datastore (as that node's agent would have).
+    fn ipam_of<T>(&self, node: &str, f: impl AsyncFnOnce(tortie::ipam::Ipam) -> T) -> T {
+        use tortie::datastore::Datastore;
+        use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        use tortie::ipam::{Ipam, IpamOptions};
+        let (db, node) = (self.db.clone(), node.to_string());
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
+            let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+            f(Ipam::new(ds, IpamOptions { node, ..Default::default() })).await
+        })
     }
 
     fn links(&self) -> Vec<String> {
@@ -323,6 +375,77 @@ fn fifty_concurrent_adds_get_distinct_addresses_and_fifty_dels_empty_ipam() {
     node.stop_agent();
 }
 
+/// A kubelet recreating a sandbox: ADD of the new sandbox before the DEL of the old one, for
+/// the same pod (so the same host interface name). The late DEL removes only what the old
+/// container owned.
+#[test]
+fn a_late_del_of_an_old_sandbox_leaves_the_new_sandbox_wired() {
+    let mut node = Node::new("cnilate");
+    node.t.add_namespace("old").unwrap();
+    node.t.add_namespace("new").unwrap();
+    let conf = node.conf();
+    let (code, r_old) = node.cni_sandbox("ADD", "sandbox-old", "web", Some("old"), &conf);
+    assert_eq!(code, 0, "{r_old}");
+    let (code, r_new) = node.cni_sandbox("ADD", "sandbox-new", "web", Some("new"), &conf);
+    assert_eq!(code, 0, "{r_new}");
+    let (ip_new, veth) = (pod_ip(&r_new), host_interface(&r_new));
+    assert_eq!(veth, host_interface(&r_old), "one pod, one host interface name");
+    assert_ne!(ip_new, pod_ip(&r_old));
+
+    let (code, out) = node.cni_sandbox("DEL", "sandbox-old", "web", Some("old"), &conf);
+    assert_eq!((code, &out), (0, &Value::Null), "the late DEL succeeds");
+
+    let pod_links = node.t.exec_json("new", &["ip", "-j", "addr", "show", "dev", "eth0"]).unwrap();
+    json_subset(&json!([{"ifname": "eth0", "addr_info": [{"local": ip_new, "prefixlen": 32}]}]), &pod_links).unwrap();
+    let routes = node.exec_json(&["ip", "-j", "route", "show", &format!("{ip_new}/32")]);
+    json_subset(&json!([{"dst": ip_new, "dev": veth, "protocol": "116"}]), &routes).unwrap();
+    let held: Vec<Value> = node.workloads().as_array().unwrap().iter().map(|w| w["handle"].clone()).collect();
+    assert_eq!(held, vec![json!("k8s-pod-network.sandbox-new")], "only the old sandbox's address is released");
+    assert!(node.t.ping("new", NODE_ADDR), "the new sandbox still reaches the node");
+
+    // The new sandbox's own DEL removes everything.
+    let (code, _) = node.cni_sandbox("DEL", "sandbox-new", "web", Some("new"), &conf);
+    assert_eq!(code, 0);
+    assert!(!node.links().contains(&veth), "{:?}", node.links());
+    assert_eq!(node.workloads(), json!([]));
+    node.stop_agent();
+}
+
+/// The workload API of one node acts on that node's addresses only: another node's tunnel
+/// address or pod cannot be released, routed or taken over through it.
+#[test]
+fn the_workload_api_refuses_another_nodes_addresses() {
+    let node = Node::new("cniscope");
+    let (tunnel, pod) = node.ipam_of("node2", async |ipam| {
+        let tunnel = ipam.tunnel_address(4).await.unwrap();
+        let mut request = tortie::ipam::Request::workload("k8s-pod-network.far", 4, "far", "default", "node2");
+        request.attributes.insert("host_interface".into(), "tt0000000000001".into());
+        (tunnel.ip, ipam.allocate(request).await.unwrap().ip)
+    });
+    let handles = node.ipam_handles();
+    let attempts = [
+        ("DELETE", "/v1/workloads/ipip-tunnel-addr-node2", None, tunnel),
+        ("DELETE", "/v1/workloads/k8s-pod-network.far", None, pod),
+        ("PUT", "/v1/workloads/k8s-pod-network.far/route", None, pod),
+        (
+            "POST",
+            "/v1/workloads",
+            Some(json!({"handle": "k8s-pod-network.far", "container_id": "far", "netns": "/proc/1/ns/net",
+                        "ifname": "eth0", "host_interface": "tt0000000000001"})),
+            pod,
+        ),
+    ];
+    for (method, path, body, ip) in attempts {
+        let (status, answer) = node.api(method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(&ip.to_string()) && message.contains("node2"), "{method} {path}: {answer}");
+    }
+    assert_eq!(node.ipam_handles(), handles, "nothing was released");
+    let still = node.ipam_of("node2", async |ipam| ipam.tunnel_address(4).await.unwrap().ip);
+    assert_eq!(still, tunnel);
+}
+
 #[test]
 fn an_add_failing_half_way_leaves_no_address_and_no_veth() {
     let mut t = Node::new("cnihalf");
@@ -371,6 +494,130 @@ fn without_a_pool_add_names_the_missing_pool() {
     json_subset(&json!({"code": 11}), &err).unwrap();
     assert!(err["msg"].as_str().unwrap().contains("ipam.default_ipv4_pool_cidr is not set"), "{err}");
     assert!(!t.links().iter().any(|l| l.starts_with("tt")));
+}
+
+/// etcd inside the node's namespace (the agent's loopback), on fixed ports there.
+const ETCD: &str = "http://127.0.0.1:23790";
+
+fn start_etcd(node: &mut Node) -> u32 {
+    let data = node.t.dir().join("etcd");
+    let peer = "http://127.0.0.1:23800";
+    let argv = [
+        "etcd",
+        "--name",
+        "cni",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen-client-urls",
+        ETCD,
+        "--advertise-client-urls",
+        ETCD,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        &format!("cni={peer}"),
+    ];
+    node.t.spawn("n", &argv).unwrap().pid()
+}
+
+/// The datastore failing under a running agent: an agent started before etcd waits for it and
+/// becomes ready; with etcd gone, ADD is code 11 and the agent says it is not ready and why;
+/// with etcd back, ADD works and the agent is ready again.
+#[test]
+fn the_agent_waits_for_etcd_and_an_unwritable_datastore_is_try_again_later_and_not_ready() {
+    let mut node =
+        Node::unstarted("cnietcd", Some(POOL), Some(&format!("{{type: etcd, etcd_endpoints: [\"{ETCD}\"]}}")));
+    node.t.add_namespace("p1").unwrap();
+    node.t.add_namespace("p2").unwrap();
+    node.spawn_agent();
+    let log = node.t.dir().join("n-tortie.log");
+    wait_until("the agent to retry the datastore twice", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.matches("datastore unreachable; retrying").count() >= 2).then_some(())
+    })
+    .unwrap();
+    let etcd = start_etcd(&mut node);
+    let ready = |node: &Node| node.status().filter(|s| s["ready"] == json!(true));
+    wait_until("the agent to become ready once etcd is up", Duration::from_secs(60), || ready(&node)).unwrap();
+    let conf = node.conf();
+    let (code, r) = node.cni("ADD", "e1", Some("p1"), &conf);
+    assert_eq!(code, 0, "{r}");
+
+    assert!(node.t.terminate(etcd, Duration::from_secs(10)).is_some(), "etcd stops");
+    let mut short = conf.clone();
+    short["timeout_seconds"] = json!(20);
+    let (code, err) = node.cni("ADD", "e2", Some("p2"), &short);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "{err}");
+    let status = wait_until("the agent to say why it is not ready", Duration::from_secs(30), || {
+        node.status().filter(|s| s["ready"] == json!(false))
+    })
+    .unwrap();
+    let reasons = status["not_ready_reasons"].to_string();
+    assert!(reasons.contains("datastore unwritable"), "{status}");
+    assert!(!node.links().iter().any(|l| l.starts_with("tt") && l != &host_interface(&r)), "{:?}", node.links());
+
+    start_etcd(&mut node);
+    wait_until("ADD to succeed with etcd back", Duration::from_secs(60), || {
+        let (code, _) = node.cni("ADD", "e2", Some("p2"), &conf);
+        (code == 0).then_some(())
+    })
+    .unwrap();
+    wait_until("the agent to be ready again", Duration::from_secs(30), || ready(&node)).unwrap();
+    node.stop_agent();
+}
+
+/// A stand-in agent on a socket of its own: each connection gets `answer` (given the request
+/// read so far) and is closed. Returns the socket path.
+fn fake_agent(dir: &std::path::Path, answer: fn(&[u8]) -> Vec<u8>) -> PathBuf {
+    use std::io::Read;
+    let path = dir.join("fake-agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut request = vec![0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let _ = stream.write_all(&answer(&request[..n]));
+        }
+    });
+    path
+}
+
+/// ADD, run by hand (no namespace: CNI_NETNS is the test's own), against the agent at `socket`.
+fn add_against(socket: &std::path::Path) -> (i32, Value) {
+    let env = [
+        ("CNI_COMMAND", "ADD".to_string()),
+        ("CNI_CONTAINERID", "retry1".to_string()),
+        ("CNI_NETNS", "/proc/self/ns/net".to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+    ];
+    let conf = json!({"cniVersion": "1.0.0", "name": "net", "type": "tortie", "api_socket": socket});
+    run(&[env!("CARGO_BIN_EXE_tortie"), "cni"], &env, &conf)
+}
+
+/// Failures that may pass are code 11 (try again later), so the runtime retries the ADD: an
+/// agent that is not there, one that dies mid-answer, one whose datastore fails (500).
+#[test]
+fn an_agent_failing_mid_request_or_internally_is_try_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = add_against(&dir.path().join("nobody.sock"));
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "{err}");
+
+    let cut = fake_agent(dir.path(), |_| b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n{\"handle\"".to_vec());
+    let (code, err) = add_against(&cut);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "cut off mid-answer: {err}");
+    assert!(err["msg"].as_str().unwrap().contains("cannot reach the tortie agent"), "{err}");
+    std::fs::remove_file(&cut).unwrap();
+
+    let failing = fake_agent(dir.path(), |_| {
+        let body = r#"{"error":"IPAM block 10.244.0.0/26: datastore unavailable: connection refused"}"#;
+        format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    });
+    let (code, err) = add_against(&failing);
+    assert_eq!((code, &err["code"]), (1, &json!(11)), "an internal failure: {err}");
+    assert!(err["msg"].as_str().unwrap().contains("datastore unavailable"), "{err}");
 }
 
 /// What is wrong, the environment, stdin, the error code expected and a part of its message.

@@ -66,7 +66,11 @@ fn metrics_are_valid_openmetrics_and_follow_the_dataplane() {
             .await;
             p.flush().await;
             let (_, after) = get(addr, "/metrics").await;
-            health_tx.send_replace(HealthInput { dataplane_synced: true, peers: vec![("192.0.2.7".into(), false)] });
+            health_tx.send_replace(HealthInput {
+                dataplane_synced: true,
+                peers: vec![("192.0.2.7".into(), false)],
+                ..Default::default()
+            });
             let (head, body) = get(addr, "/readyz").await;
             assert!(head.starts_with("HTTP/1.1 503"), "{head}");
             (before, after, body)

@@ -15,6 +15,7 @@ mod datastore;
 mod ipam;
 pub mod kubernetes;
 mod node;
+mod pod_lock;
 mod pools;
 mod routes;
 mod supervise;
@@ -86,7 +87,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let address = node::address(&config).map_err(AgentError::Address)?;
     tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
 
-    let ds = datastore::open(&config).await.map_err(AgentError::Datastore)?;
+    let ds = datastore::connect(&config).await.map_err(AgentError::Datastore)?;
     node::register(&ds, &name, &config, address).await.map_err(AgentError::Datastore)?;
     tracing::info!(subsys = "agent", node = %name, datastore = ?config.datastore.kind, "node registered");
 
@@ -267,7 +268,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     tasks.spawn(
         "health",
-        follow_health(programmer.state.clone(), peers, health_tx, status_tx, started, stop_rx.clone()),
+        follow_health(
+            programmer.state.clone(),
+            peers,
+            workloads.datastore_unwritable(),
+            health_tx,
+            status_tx,
+            started,
+            stop_rx.clone(),
+        ),
     );
 
     let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
@@ -278,7 +287,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     if let Some(install) = cni_install::start(&config, status_rx.clone(), stop_rx.clone()) {
         tasks.adopt_finite("CNI install", install);
     }
-    let api = ApiListener::bind(&config.api.socket).await?;
+    let api = ApiListener::bind(&config.api).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
     tasks.spawn("workload sweep", workloads::sweep(workloads.clone(), stop_rx.clone()));
@@ -367,6 +376,7 @@ async fn start_workloads(
 async fn follow_health(
     mut dataplane: watch::Receiver<ProgrammerState>,
     mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    mut datastore: watch::Receiver<Option<String>>,
     health: watch::Sender<HealthInput>,
     status: watch::Sender<StatusReport>,
     started: Instant,
@@ -378,6 +388,7 @@ async fn follow_health(
         let input = HealthInput {
             dataplane_synced: dataplane.borrow_and_update().synced,
             peers: peer_list.iter().map(|p| (p.address.clone(), p.state == "established")).collect(),
+            datastore_unwritable: datastore.borrow_and_update().clone(),
         };
         let verdict = readiness(&input, started.elapsed());
         health.send_replace(input);
@@ -389,6 +400,7 @@ async fn follow_health(
         tokio::select! {
             changed = dataplane.changed() => if changed.is_err() { return },
             changed = peers.changed() => if changed.is_err() { return },
+            changed = datastore.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

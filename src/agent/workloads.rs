@@ -7,12 +7,15 @@
 //! interface included), so nothing here needs to survive a restart. The only memory is which
 //! handles' routes were handed to the programmer, for the `route_programmed` flag.
 
+use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
+use crate::ipam::claim::host_affinity;
 use crate::ipam::handles;
+use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::ipam::{Allocator, IpamError, Request};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -47,6 +50,11 @@ pub struct Workloads {
     underlay_mtu: u32,
     /// Handles whose routes the programmer was given (std mutex: held for a set operation only).
     programmed: Mutex<HashSet<String>>,
+    /// Why the last datastore write failed; `None` once one succeeded (readiness shows it).
+    datastore_unwritable: tokio::sync::watch::Sender<Option<String>>,
+    /// Serialises the requests of one pod (by host interface): sandboxes of a recreated pod
+    /// share it, and a late DEL of the old one must not interleave with the new one's ADD.
+    pods: PodLocks,
 }
 
 /// What [`Workloads::start`] needs from the agent.
@@ -59,10 +67,6 @@ pub struct WorkloadsConfig {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn internal(what: &str) -> impl Fn(IpamError) -> WorkloadError + '_ {
-    move |e| WorkloadError::Internal(format!("{what}: {e}"))
 }
 
 impl Workloads {
@@ -87,6 +91,8 @@ impl Workloads {
             configured_mtu: config.mtu,
             underlay_mtu,
             programmed: Mutex::new(HashSet::new()),
+            pods: PodLocks::default(),
+            datastore_unwritable: tokio::sync::watch::Sender::new(None),
         });
         match service.restore().await {
             Ok(n) if n > 0 => tracing::info!(subsys = "cni", workloads = n, "restored pod routes"),
@@ -94,6 +100,45 @@ impl Workloads {
             Err(e) => tracing::warn!(subsys = "cni", error = %e, "cannot restore pod routes"),
         }
         Ok(service)
+    }
+
+    /// Why the last datastore write of this service failed, `None` after one succeeded.
+    pub fn datastore_unwritable(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.datastore_unwritable.subscribe()
+    }
+
+    /// Notes the outcome of a datastore write for readiness: a datastore failure (also of a read
+    /// the write needs) sets the reason, a successful write clears it; other failures (no pool,
+    /// a full pool) say nothing about the datastore.
+    fn record_write(&self, failure: Option<&IpamError>) {
+        let reason = match failure {
+            Some(IpamError::Datastore(e)) => Some(e.to_string()),
+            Some(_) => return,
+            None => None,
+        };
+        self.datastore_unwritable.send_if_modified(|current| {
+            let changed = *current != reason;
+            if changed {
+                match &reason {
+                    Some(r) => tracing::warn!(subsys = "cni", reason = %r, "datastore unwritable"),
+                    None => tracing::info!(subsys = "cni", "datastore writable again"),
+                }
+            }
+            *current = reason;
+            changed
+        });
+    }
+
+    /// A datastore failure reading `what`: try again later when the datastore may come back
+    /// (and readiness says so: the write this read is for cannot happen either).
+    fn store_error(&self, what: &str, e: crate::datastore::DatastoreError) -> WorkloadError {
+        if e.is_retryable() {
+            let message = format!("{what}: {e}");
+            self.record_write(Some(&IpamError::Datastore(e)));
+            WorkloadError::Unavailable(message)
+        } else {
+            WorkloadError::Internal(format!("{what}: {e}"))
+        }
     }
 
     async fn restore(&self) -> Result<usize, WorkloadError> {
@@ -116,7 +161,7 @@ impl Workloads {
 
     async fn pools(&self) -> Result<Vec<IpPool>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let pools = store.list::<IpPool>().await.map_err(|e| WorkloadError::Internal(format!("IP pools: {e}")))?;
+        let pools = store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?;
         Ok(pools.items.into_iter().map(|p| p.spec).collect())
     }
 
@@ -148,7 +193,11 @@ impl Workloads {
     /// The workload holding `handle`, read from its handle record and blocks.
     async fn read(&self, handle: &str, pools: &[IpPool]) -> Result<Option<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let Some(record) = handles::get(store, handle).await.map_err(internal("IPAM handle"))? else {
+        let Some(record) = handles::get(store, handle).await.map_err(|e| match e {
+            IpamError::Datastore(d) => self.store_error("IPAM handle", d),
+            other => WorkloadError::Internal(format!("IPAM handle: {other}")),
+        })?
+        else {
             return Ok(None);
         };
         let mut found = Vec::new();
@@ -157,18 +206,56 @@ impl Workloads {
             let block = match store.get::<IpamBlock>(&name).await {
                 Ok(b) => b.spec,
                 Err(crate::datastore::DatastoreError::NotFound { .. }) => continue,
-                Err(e) => return Err(WorkloadError::Internal(format!("IPAM block {cidr}: {e}"))),
+                Err(e) => return Err(self.store_error(&format!("IPAM block {cidr}"), e)),
             };
-            found.extend(addresses_of(&block, |h| h == handle));
+            let held = addresses_of(&block, |h| h == handle);
+            for (_, ip, attrs) in &held {
+                self.check_own(handle, *ip, attrs, &block)?;
+            }
+            found.extend(held);
         }
         Ok(self.assemble(handle, found, pools))
+    }
+
+    /// Refuses an address that is not a pod's of this node: the node that allocated it (its
+    /// `node` attribute, else the block's affinity) must be this one, and it must be a pod's
+    /// (a tunnel address has no host interface). One node's API never frees another's.
+    fn check_own(
+        &self,
+        handle: &str,
+        ip: IpAddr,
+        attrs: &BTreeMap<String, String>,
+        block: &IpamBlock,
+    ) -> Result<(), WorkloadError> {
+        // Who allocated it; without the attribute, whose block it is (`host:<node>`).
+        let (owner, mine) = match attrs.get(NODE_ATTRIBUTE) {
+            Some(node) => (node.clone(), *node == self.node),
+            None => {
+                let affinity = block.affinity.clone().unwrap_or_default();
+                let mine = affinity == host_affinity(&self.node);
+                (affinity, mine)
+            }
+        };
+        if !mine {
+            return Err(WorkloadError::Forbidden(format!(
+                "handle {handle:?} holds {ip}, an address of node {owner:?}: this agent serves node {} only",
+                self.node
+            )));
+        }
+        if !attrs.contains_key(ATTR_HOST_INTERFACE) {
+            let kind = attrs.get("type").map(String::as_str).unwrap_or("no host_interface");
+            return Err(WorkloadError::Forbidden(format!(
+                "handle {handle:?} holds {ip}, which is not a pod's address ({kind}) of node {}",
+                self.node
+            )));
+        }
+        Ok(())
     }
 
     /// Every workload of this node, from the blocks' allocation attributes.
     async fn list_node(&self) -> Result<Vec<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let blocks =
-            store.list::<IpamBlock>().await.map_err(|e| WorkloadError::Internal(format!("IPAM blocks: {e}")))?;
+        let blocks = store.list::<IpamBlock>().await.map_err(|e| self.store_error("IPAM blocks", e))?;
         let pools = self.pools().await?;
         let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
         for block in &blocks.items {
@@ -305,6 +392,7 @@ pub fn gc_decision(
 
 fn ipam_error(e: IpamError) -> WorkloadError {
     match e {
+        IpamError::Datastore(d) if d.is_retryable() => WorkloadError::Unavailable(d.to_string()),
         IpamError::NoPool { .. }
         | IpamError::PoolsExhausted { .. }
         | IpamError::BlockLimit { .. }
@@ -318,6 +406,7 @@ fn ipam_error(e: IpamError) -> WorkloadError {
 impl WorkloadService for Workloads {
     async fn allocate(&self, r: AllocateRequest) -> Result<Workload, WorkloadError> {
         self.check_request(&r)?;
+        let _pod = self.pods.lock(&r.host_interface).await;
         let pools = self.pools().await?;
         if let Some(existing) = self.read(&r.handle, &pools).await? {
             return Ok(existing);
@@ -346,6 +435,7 @@ impl WorkloadService for Workloads {
             self.allocator.allocate(request)
         });
         let results = futures::future::join_all(requests).await;
+        self.record_write(results.iter().find_map(|r| r.as_ref().err()));
         let mut addresses = Vec::new();
         for result in results {
             match result {
@@ -381,6 +471,7 @@ impl WorkloadService for Workloads {
         let Some(mut w) = self.read(handle, &pools).await? else {
             return Err(WorkloadError::NotFound(format!("no workload with handle {handle:?} on this node")));
         };
+        let _pod = self.pods.lock(&w.host_interface).await;
         let Some(ifindex) = self.link_index(&w.host_interface).await? else {
             return Err(WorkloadError::BadRequest(format!(
                 "host_interface {:?} of handle {handle:?} does not exist on this node",
@@ -398,11 +489,18 @@ impl WorkloadService for Workloads {
 
     async fn release(&self, handle: &str) -> Result<Released, WorkloadError> {
         let pools = self.pools().await?;
-        if let Some(w) = self.read(handle, &pools).await? {
-            self.remove_routes(&w).await;
+        let w = self.read(handle, &pools).await?;
+        let _pod = match &w {
+            Some(w) => Some(self.pods.lock(&w.host_interface).await),
+            None => None,
+        };
+        if let Some(w) = &w {
+            self.remove_routes(w).await;
             self.programmer.applied().await;
         }
-        let released = self.allocator.release_handle(handle).await.map_err(ipam_error)?;
+        let released = self.allocator.release_handle(handle).await;
+        self.record_write(released.as_ref().err());
+        let released = released.map_err(ipam_error)?;
         if released > 0 {
             tracing::info!(subsys = "cni", handle, released, "released");
         }

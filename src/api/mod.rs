@@ -6,6 +6,7 @@
 //! Schemas are documented in `docs/status-json.md`.
 
 pub mod client;
+pub mod connections;
 pub mod server;
 pub mod status;
 pub mod workloads;

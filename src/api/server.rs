@@ -2,11 +2,13 @@
 
 use super::status::StatusReport;
 use crate::bgp::rib::{Rib, RibSnapshot, RibStats};
+use crate::config::ApiConfig;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
@@ -19,7 +21,16 @@ pub enum ServeError {
     InUse(PathBuf),
     #[error("cannot listen on api.socket {path}: {source}")]
     Bind { path: PathBuf, source: std::io::Error },
+    #[error("api.socket_group {group:?}: {reason}")]
+    Group { group: String, reason: String },
+    #[error("cannot set the mode or group of api.socket {path}: {source}")]
+    Mode { path: PathBuf, source: std::io::Error },
 }
+
+/// The socket's mode: the agent's user and the socket's group may connect, nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+/// The mode of a directory the agent creates for the socket.
+const DIR_MODE: u32 = 0o755;
 
 /// The services behind the API besides status, one field each; a `None` service's routes are
 /// not served (404).
@@ -38,11 +49,18 @@ pub struct ApiListener {
 }
 
 impl ApiListener {
-    /// Binds the socket, replacing a stale socket file left by a dead agent
-    /// but refusing to steal one that a live agent still answers on.
-    pub async fn bind(path: &Path) -> Result<Self, ServeError> {
+    /// Binds the socket `config.socket` with mode [`SOCKET_MODE`] and group
+    /// `config.socket_group` whatever the umask, replacing a stale socket file left by a dead
+    /// agent but refusing to steal one that a live agent still answers on.
+    pub async fn bind(config: &ApiConfig) -> Result<Self, ServeError> {
+        let path = config.socket.as_path();
+        let gid = config.socket_group.as_deref().map(group_id).transpose()?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| ServeError::Dir { path: path.to_path_buf(), source: e })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(|e| ServeError::Dir { path: path.to_path_buf(), source: e })?;
         }
         if path.exists() {
             if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -50,8 +68,21 @@ impl ApiListener {
             }
             let _ = std::fs::remove_file(path);
         }
+        // Bound under a name of its own, given its mode and group, then renamed into place: no
+        // client ever finds the socket with the umask's mode.
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!(".{}.new", std::process::id()));
+        let staging = PathBuf::from(staging);
+        let _ = std::fs::remove_file(&staging);
         let listener =
-            UnixListener::bind(path).map_err(|e| ServeError::Bind { path: path.to_path_buf(), source: e })?;
+            UnixListener::bind(&staging).map_err(|e| ServeError::Bind { path: path.to_path_buf(), source: e })?;
+        let secured = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(SOCKET_MODE))
+            .and_then(|()| std::os::unix::fs::chown(&staging, None, gid))
+            .and_then(|()| std::fs::rename(&staging, path));
+        if let Err(e) = secured {
+            let _ = std::fs::remove_file(&staging);
+            return Err(ServeError::Mode { path: path.to_path_buf(), source: e });
+        }
         Ok(ApiListener { listener: Some(listener), path: path.to_path_buf() })
     }
 
@@ -79,7 +110,19 @@ impl ApiListener {
             app = app.merge(super::workloads::router(workloads));
         }
         let listener = self.listener.take().expect("serve is called once");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        super::connections::serve(listener, app, shutdown).await
+    }
+}
+
+/// The id of group `group`: a number as is, else looked up by name.
+fn group_id(group: &str) -> Result<u32, ServeError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(ServeError::Group { group: group.to_string(), reason: "no such group on this host".into() }),
+        Err(e) => Err(ServeError::Group { group: group.to_string(), reason: format!("cannot look it up: {e}") }),
     }
 }
 

@@ -9,8 +9,11 @@
 //! | `GET /v1/workloads` | — | `[Workload]`, this node's |
 //! | `POST /v1/workloads/gc` | [`GcRequest`] | [`GcAnswer`] |
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 404 (unknown handle), 503 (no pool,
-//! IPAM stopped: try again later) or 500.
+//! Every request acts on this node's pods only: a handle holding another node's address or a
+//! tunnel address is refused with 403.
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle), 503 (no pool,
+//! IPAM stopped, datastore unreachable: try again later) or 500; the agent logs each 5xx.
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
@@ -93,6 +96,10 @@ pub enum WorkloadError {
     /// No such handle on this node (404).
     #[error("{0}")]
     NotFound(String),
+    /// The handle holds addresses that are not this node's pods' (another node's, a tunnel
+    /// address): the API of one node never changes them (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Not possible now: no pool configured, IPAM stopped (503).
     #[error("{0}")]
     Unavailable(String),
@@ -107,6 +114,7 @@ impl WorkloadError {
         match self {
             WorkloadError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkloadError::Forbidden(_) => StatusCode::FORBIDDEN,
             WorkloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,19 +149,31 @@ pub fn router(service: Service) -> Router {
         .with_state(service)
 }
 
+/// Logs a failure the plugin will retry (5xx: the runtime is told to try again later), so the
+/// operator sees why pods wait; refusals (4xx) are the caller's to report.
+fn logged<'a>(request: &'static str, handle: &'a str) -> impl FnOnce(WorkloadError) -> WorkloadError + 'a {
+    move |e| {
+        if e.status().is_server_error() {
+            tracing::warn!(subsys = "cni", request, handle, status = e.status().as_u16(), error = %e, "workload request failed");
+        }
+        e
+    }
+}
+
 async fn allocate(
     State(s): State<Service>,
     Json(request): Json<AllocateRequest>,
 ) -> Result<Json<Workload>, WorkloadError> {
-    s.allocate(request).await.map(Json)
+    let handle = request.handle.clone();
+    s.allocate(request).await.map(Json).map_err(logged("allocate", &handle))
 }
 
 async fn route(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
-    s.program_route(&handle).await.map(Json)
+    s.program_route(&handle).await.map(Json).map_err(logged("route", &handle))
 }
 
 async fn release(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Released>, WorkloadError> {
-    s.release(&handle).await.map(Json)
+    s.release(&handle).await.map(Json).map_err(logged("release", &handle))
 }
 
 async fn show(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
@@ -169,5 +189,5 @@ async fn list(State(s): State<Service>) -> Result<Json<Vec<Workload>>, WorkloadE
 }
 
 async fn gc(State(s): State<Service>, Json(request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
-    s.gc(request).await.map(Json)
+    s.gc(request).await.map(Json).map_err(logged("gc", ""))
 }

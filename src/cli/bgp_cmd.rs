@@ -14,7 +14,7 @@ fn fetch<T: DeserializeOwned>(args: &ClientArgs, path: &str) -> Result<T, ExitCo
         eprintln!("tortie: cannot start the async runtime: {e}");
         ExitCode::from(1)
     })?;
-    runtime.block_on(client::get_json(&args.socket, path)).map_err(|e| {
+    runtime.block_on(client::request_json(&args.socket, "GET", path, None::<&()>, args.timeout())).map_err(|e| {
         eprintln!("tortie: {e}");
         ExitCode::from(1)
     })

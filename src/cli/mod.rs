@@ -77,6 +77,16 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// How long to wait for the agent's answer, in seconds (then exit 1).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::api::client::DEFAULT_TIMEOUT.as_secs())]
+    pub timeout: u64,
+}
+
+impl ClientArgs {
+    /// `--timeout` as a duration.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout)
+    }
 }
 
 #[derive(Debug, Args)]

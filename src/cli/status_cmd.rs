@@ -17,7 +17,8 @@ pub fn run(args: &ClientArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let report: StatusReport = match runtime.block_on(client::get_json(&args.socket, "/v1/status")) {
+    let fetch = client::request_json(&args.socket, "GET", "/v1/status", None::<&()>, args.timeout());
+    let report: StatusReport = match runtime.block_on(fetch) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tortie: {e}");

@@ -91,6 +91,46 @@ pub async fn delete(h: &Handle, name: &str) -> Result<bool, CniError> {
     }
 }
 
+/// The container a host interface belongs to: the interface alias ADD gives it.
+fn owner(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(alias) => Some(alias.as_str()),
+        _ => None,
+    })
+}
+
+/// Deletes link `name` only if it belongs to `container_id` (its alias, set by
+/// [`mark_owner`]); `false` when there was none or it is another container's. The name is the
+/// pod's, so a newer sandbox of the same pod may hold it; the delete goes by the index that
+/// was checked, so an interface replaced meanwhile is not touched either.
+pub async fn delete_owned(h: &Handle, name: &str, container_id: &str) -> Result<bool, CniError> {
+    let Some(l) = link(h, name).await? else { return Ok(false) };
+    if owner(&l) != Some(container_id) {
+        return Ok(false);
+    }
+    match h.link().del(l.header.index).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if errno(&e) == Some(ENODEV) => Ok(false),
+        Err(e) => Err(kernel(format!("cannot delete interface {name}"), e)),
+    }
+}
+
+/// Records `container_id` as the owner of the host interface `name` (its alias; the kernel
+/// ignores an alias in the request creating a link). A failure deletes the interface: an
+/// unmarked interface is nobody's, and DEL would leave it to the namespace's removal.
+pub async fn mark_owner(h: &Handle, name: &str, container_id: &str) -> Result<(), CniError> {
+    let Some(l) = link(h, name).await? else {
+        return Err(kernel(format!("interface {name}"), "missing after creation"));
+    };
+    let index = l.header.index;
+    let alias = LinkUnspec::new_with_index(index).alias(container_id).build();
+    if let Err(e) = h.link().set(alias).execute().await {
+        let _ = h.link().del(index).execute().await;
+        return Err(kernel(format!("cannot set the alias of {name} to its container id"), e));
+    }
+    Ok(())
+}
+
 /// Creates the veth pair: `host_name` here (up, MAC ee:ee:ee:ee:ee:ee) and `ifname` directly
 /// inside the namespace `netns`, both with `mtu`.
 pub async fn create_veth(h: &Handle, host_name: &str, ifname: &str, netns: &str, mtu: u32) -> Result<(), CniError> {

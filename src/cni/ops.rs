@@ -25,26 +25,28 @@ async fn agent<T: DeserializeOwned, B: Serialize>(
 ) -> Result<T, CniError> {
     let socket = conf.socket();
     let timeout = conf.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
-    match tokio::time::timeout(timeout, request_json(&socket, method, path, body)).await {
-        Err(_) => Err(CniError::new(
+    match request_json(&socket, method, path, body, timeout).await {
+        Err(ClientError::Timeout { .. }) => Err(CniError::new(
             TRY_AGAIN_LATER,
             format!("the tortie agent at {} did not answer {method} {path} within {timeout:?}", socket.display()),
         )),
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e @ (ClientError::Connect { .. } | ClientError::Io { .. }))) => Err(CniError::new(
+        Ok(v) => Ok(v),
+        Err(e @ (ClientError::Connect { .. } | ClientError::Io { .. })) => Err(CniError::new(
             TRY_AGAIN_LATER,
             format!("cannot reach the tortie agent at {} (api_socket)", socket.display()),
         )
         .details(e.to_string())),
-        Ok(Err(ClientError::Status { status, body })) => {
+        Err(ClientError::Status { status, body }) => {
             let msg = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or(body);
-            let code = if status == 503 { TRY_AGAIN_LATER } else { AGENT_REFUSED };
+            // 503: nothing to allocate from now; 500: the agent's datastore or kernel failed.
+            // Both may pass; a refusal of the request itself (4xx) will not.
+            let code = if status >= 500 { TRY_AGAIN_LATER } else { AGENT_REFUSED };
             Err(CniError::new(code, format!("the tortie agent refused {method} {path}: {msg}")))
         }
-        Ok(Err(e)) => Err(CniError::new(AGENT_REFUSED, e.to_string())),
+        Err(e) => Err(CniError::new(AGENT_REFUSED, e.to_string())),
     }
 }
 
@@ -75,7 +77,7 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
         Ok(result) => Ok(result),
         Err(e) => {
             // Undo: the veth (its pod end goes with it) and the allocation.
-            let _ = link::delete(&host, &host_name).await;
+            let _ = link::delete_owned(&host, &host_name, &env.container_id).await;
             if let Err(undo) = agent::<Released, ()>(conf, "DELETE", &handle_path(&handle), None).await {
                 return Err(e.clone().details(format!("{}; and releasing the address failed: {undo}", e.details)));
             }
@@ -95,6 +97,7 @@ async fn wire(
     // the same pod whose DEL never came.
     link::delete(host, host_name).await?;
     link::create_veth(host, host_name, &env.ifname, &env.netns, w.mtu).await?;
+    link::mark_owner(host, host_name, &env.container_id).await?;
     sysctl::ensure(&sysctl::workload_settings(host_name)).map_err(|e| super::error::kernel("host-side sysctl", e))?;
     let pod = link::in_netns(&env.netns)?;
     let pod_link = link::configure_pod(&pod, &env.ifname, &w.addresses).await?;
@@ -135,13 +138,15 @@ async fn wire(
     Ok(result)
 }
 
-/// DEL: release through the agent, delete the veth; missing pieces are success. An unreachable
-/// agent still gets the veth removed, then code 11 so the runtime retries the release.
+/// DEL: release through the agent, delete the veth if this container owns it; missing pieces
+/// are success. The host interface's name is the pod's: after a sandbox is recreated, the late
+/// DEL of the old one must leave the new one's interface alone. An unreachable agent still gets
+/// the veth removed, then code 11 so the runtime retries the release.
 pub async fn del(conf: &NetConf, env: &Env) -> Result<(), CniError> {
     let handle = env.handle(&conf.name);
     let released = agent::<Released, ()>(conf, "DELETE", &handle_path(&handle), None).await;
     let host = link::host()?;
-    link::delete(&host, &env.host_interface(conf.prefix())).await?;
+    link::delete_owned(&host, &env.host_interface(conf.prefix()), &env.container_id).await?;
     released.map(|_| ())
 }
 

@@ -280,8 +280,11 @@ impl Default for IpamConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Unix socket path; never exposed on the network.
+    /// Unix socket path; never exposed on the network. Mode 0660, owned by the agent's user.
     pub socket: PathBuf,
+    /// The group owning the socket (a name or a numeric id): its members may call the API.
+    /// Unset: the agent's own group.
+    pub socket_group: Option<String>,
 }
 
 /// The default path of the agent's unix socket.
@@ -289,7 +292,7 @@ pub const DEFAULT_API_SOCKET: &str = "/run/tortie/tortie.sock";
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { socket: PathBuf::from(DEFAULT_API_SOCKET) }
+        ApiConfig { socket: PathBuf::from(DEFAULT_API_SOCKET), socket_group: None }
     }
 }
 

@@ -217,6 +217,12 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if c.api.socket.as_os_str().is_empty() {
         err("api.socket", "\"\" is empty; the agent needs a socket path".into());
     }
+    if let Some(group) = c.api.socket_group.as_ref().filter(|g| !is_group_name(g)) {
+        err(
+            "api.socket_group",
+            format!("{group:?} is not a group name (1 to 32 letters, digits, '.', '_' or '-') or a numeric id"),
+        );
+    }
     if c.metrics.enabled && c.metrics.listen.port() == 0 {
         err("metrics.listen", format!("\"{}\" has port 0", c.metrics.listen));
     }
@@ -266,4 +272,10 @@ pub(crate) fn check_autodetection(method: &str) -> Result<(), String> {
             .try_for_each(|c| c.trim().parse::<ipnetwork::IpNetwork>().map(|_| ()).map_err(|_| format!("names {c:?}, which is not a CIDR"))),
         _ => Err("is not one of first-found, can-reach=<ip>, interface=<regex>, skip-interface=<regex>, cidr=<cidr>[,<cidr>...]".into()),
     }
+}
+
+/// A POSIX-style group name (what `groupadd` accepts) or a numeric id.
+fn is_group_name(group: &str) -> bool {
+    let portable = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    !group.is_empty() && group.len() <= 32 && !group.starts_with('-') && group.chars().all(portable)
 }

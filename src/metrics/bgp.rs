@@ -117,6 +117,15 @@ impl Collector for BgpCollector {
         for (peer, _, p) in &peers {
             ConstCounter::new(p.session.flaps).encode(flaps.encode_family(&[("peer", peer.as_str())])?)?;
         }
+        let mut refused = encoder.encode_descriptor(
+            "bgp_refused_connections",
+            "BGP connections the listener closed at once, by reason (unknown_peer: not a configured peer)",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in crate::bgp::session::refused::Reason::ALL {
+            ConstCounter::new(reason.count()).encode(refused.encode_family(&[("reason", reason.label())])?)?;
+        }
         for (name, help, pick) in [
             ("bgp_messages_received", "BGP messages received, by type", true),
             ("bgp_messages_sent", "BGP messages sent, by type", false),

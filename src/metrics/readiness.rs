@@ -1,6 +1,7 @@
 //! Readiness, by Calico's rule for BIRD: during a start-up window every
 //! configured peer must be Established; afterwards at least one; with no
-//! peers at all the node is ready. The dataplane must have synced. The
+//! peers at all the node is ready. The dataplane must have synced, and the
+//! last datastore write must have succeeded. The
 //! reasons are returned so `/readyz` can say why, and nobody has to
 //! comment out a probe to find out.
 
@@ -16,6 +17,8 @@ pub struct HealthInput {
     pub dataplane_synced: bool,
     /// Every configured peer: (address, established).
     pub peers: Vec<(String, bool)>,
+    /// Why the last datastore write failed; `None` once one succeeded.
+    pub datastore_unwritable: Option<String>,
 }
 
 /// `Ok` when ready; otherwise every reason it is not.
@@ -36,6 +39,9 @@ pub fn readiness(input: &HealthInput, uptime: Duration) -> Result<(), Vec<String
             reasons.push(format!("no BGP peer is established: {}", down.join(", ")));
         }
     }
+    if let Some(reason) = &input.datastore_unwritable {
+        reasons.push(format!("datastore unwritable (the last write failed): {reason}"));
+    }
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
 }
 
@@ -44,7 +50,22 @@ mod tests {
     use super::*;
 
     fn input(synced: bool, peers: &[(&str, bool)]) -> HealthInput {
-        HealthInput { dataplane_synced: synced, peers: peers.iter().map(|(a, u)| (a.to_string(), *u)).collect() }
+        HealthInput {
+            dataplane_synced: synced,
+            peers: peers.iter().map(|(a, u)| (a.to_string(), *u)).collect(),
+            datastore_unwritable: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_datastore_write_is_not_ready_with_its_cause() {
+        let mut failed = input(true, &[]);
+        failed.datastore_unwritable = Some("datastore unavailable: connection refused".into());
+        let err = readiness(&failed, Duration::from_secs(60)).unwrap_err();
+        assert_eq!(
+            err,
+            vec!["datastore unwritable (the last write failed): datastore unavailable: connection refused"]
+        );
     }
 
     #[test]

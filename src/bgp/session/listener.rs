@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::PeerConfig;
 use super::peer::PeerCommand;
+use super::refused::{Reason, RefusedLog};
 use super::transport;
 
 /// Capacity of the listener's control channel: peer set changes are rare.
@@ -91,6 +92,7 @@ fn set_min_ttl(listener: &TcpListener, peers: &HashMap<IpAddr, (PeerConfig, mpsc
 
 async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
     let mut peers: HashMap<IpAddr, (PeerConfig, mpsc::Sender<PeerCommand>)> = HashMap::new();
+    let mut refused = RefusedLog::default();
     loop {
         tokio::select! {
             message = control.recv() => match message {
@@ -120,7 +122,7 @@ async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let Some((config, commands)) = peers.get(&canonical(remote.ip())) else {
-                    tracing::info!(%remote, "refused a BGP connection from an address that is not a configured peer");
+                    refused.refused(remote, Reason::UnknownPeer);
                     continue;
                 };
                 if transport::apply_ttl(SockRef::from(&stream), config).is_err() || stream.set_nodelay(true).is_err() {

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod negotiate;
 pub mod peer;
 pub mod received;
+pub mod refused;
 pub mod sockopt;
 pub mod speaker;
 pub mod status;
