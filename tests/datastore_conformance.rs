@@ -44,6 +44,7 @@ conformance!(
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
         transaction_applies_all_writes_or_none,
+        a_transaction_of_the_maximum_size_commits,
         concurrent_transactions_keep_records_in_step,
     ]
 );
@@ -62,6 +63,7 @@ conformance!(
         node_bgp_fields_round_trip,
         processes_writing_one_record_lose_no_update,
         transaction_applies_all_writes_or_none,
+        a_transaction_of_the_maximum_size_commits,
         concurrent_transactions_keep_records_in_step,
     ]
 );
@@ -79,6 +81,7 @@ conformance!(
         corrupt_record_is_invalid_data_naming_the_key,
         node_bgp_fields_round_trip,
         transaction_applies_all_writes_or_none,
+        a_transaction_of_the_maximum_size_commits,
     ]
 );
 

@@ -127,6 +127,30 @@ pub async fn concurrent_writers_lose_no_update(h: &impl Harness) {
 
 /// A transaction applies all its writes, each with its own revision, or — when one write's
 /// condition fails — none, with the error naming that write's key.
+/// A transaction of the largest size the datastore takes commits whatever its writes are (etcd
+/// counts each compare against its limit of 128 operations per transaction).
+pub async fn a_transaction_of_the_maximum_size_commits(h: &impl Harness) {
+    let store = h.store();
+    let max = tortie::datastore::MAX_TRANSACTION_WRITES;
+    let names: Vec<String> = (0..max).map(|i| format!("max-{i}")).collect();
+    let mut creates = Transaction::new();
+    for name in &names {
+        creates.create(name, &handle(name, 1));
+    }
+    let created = store.commit(creates).await.expect("a full transaction of creates");
+    let mut updates = Transaction::new();
+    for (name, revision) in names.iter().zip(&created) {
+        updates.update(name, &handle(name, 2), *revision);
+    }
+    let updated = store.commit(updates).await.expect("a full transaction of updates");
+    let mut deletes = Transaction::new();
+    for (name, revision) in names.iter().zip(&updated) {
+        deletes.delete::<IpamHandle>(name, *revision);
+    }
+    store.commit(deletes).await.expect("a full transaction of deletes");
+    assert!(store.list::<IpamHandle>().await.unwrap().items.iter().all(|s| !s.name.starts_with("max-")));
+}
+
 pub async fn transaction_applies_all_writes_or_none(h: &impl Harness) {
     let store = h.store();
     let a = store.create("a", &handle("a", 1)).await.expect("create a");

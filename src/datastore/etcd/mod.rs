@@ -155,13 +155,13 @@ impl Backend for EtcdBackend {
                     compares.push(Compare::version(path.clone(), CompareOp::Equal, 0));
                     ops.push(TxnOp::put(path.clone(), value.clone(), None));
                 }
+                // One compare per write: etcd counts compares against its limit of operations
+                // per transaction. A missing key's mod revision is 0, never an expected one.
                 RawWrite::Update { value, expected, .. } => {
-                    compares.push(Compare::version(path.clone(), CompareOp::Greater, 0));
                     compares.push(Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64));
                     ops.push(TxnOp::put(path.clone(), value.clone(), None));
                 }
                 RawWrite::Delete { expected, .. } => {
-                    compares.push(Compare::version(path.clone(), CompareOp::Greater, 0));
                     compares.push(Compare::mod_revision(path.clone(), CompareOp::Equal, expected.0 as i64));
                     ops.push(TxnOp::delete(path.clone(), None));
                 }
