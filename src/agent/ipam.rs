@@ -77,7 +77,15 @@ async fn reclaim_workloads(ipam: &Ipam, config: &Config) -> Result<(), String> {
             Ok(Reclaim::NotInPool) => {
                 tracing::warn!(subsys = "ipam", ip = %ip, interface = %interface, "a workload address is in no IP pool")
             }
-            Err(e) => return Err(format!("cannot re-claim {ip} (in use on {interface}) in IPAM: {e}")),
+            // Without the datastore nothing can be made consistent: the start fails (and is retried).
+            Err(crate::ipam::IpamError::Datastore(e)) if e.is_retryable() => {
+                return Err(format!("cannot re-claim {ip} (in use on {interface}) in IPAM: {e}"));
+            }
+            // One address that cannot be re-claimed (a damaged block, endless conflicts) must not
+            // keep the node from starting on every try: it is named, and the rest go on.
+            Err(e) => {
+                tracing::error!(subsys = "ipam", ip = %ip, interface = %interface, error = %e, "cannot re-claim a workload address in use on this node")
+            }
         }
     }
     if !reclaimed.is_empty() {
@@ -114,7 +122,14 @@ async fn workload_addresses(config: &Config) -> Result<Vec<(IpAddr, String)>, St
         if route.dst.prefix() != if route.dst.is_ipv4() { 32 } else { 128 } {
             continue;
         }
-        let Ok(Some(link)) = links.link().get().match_index(ifindex).execute().try_next().await else { continue };
+        let link = match links.link().get().match_index(ifindex).execute().try_next().await {
+            Ok(Some(link)) => link,
+            // The interface went between the route dump and this lookup: nothing in use there.
+            Ok(None) => continue,
+            Err(rtnetlink::Error::NetlinkError(e)) if e.code.map(|c| c.get()) == Some(-libc::ENODEV) => continue,
+            // Anything else might hide an address in use: re-claiming must not skip it silently.
+            Err(e) => return Err(format!("cannot look up interface {ifindex} of the route to {}: {e}", route.dst)),
+        };
         let name = link.attributes.iter().find_map(|a| match a {
             netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
             _ => None,

@@ -280,9 +280,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     );
 
     let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
-    // One of them (the NetworkUnavailable condition) ends once it is set.
     for task in k8s.map_err(AgentError::Datastore)? {
-        tasks.adopt_finite("Kubernetes", task);
+        if task.finite {
+            tasks.adopt_finite(task.name, task.handle);
+        } else {
+            tasks.adopt(task.name, task.handle);
+        }
     }
     if let Some(install) = cni_install::start(&config, status_rx.clone(), stop_rx.clone()) {
         tasks.adopt_finite("CNI install", install);

@@ -212,20 +212,25 @@ pub async fn probe_liveness<P: Probe>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_answer = tokio::time::Instant::now();
+    // At most one probe is outstanding: a slow component is not handed a new request every
+    // interval (they would queue behind its work, ahead of real ones).
+    let mut outstanding = None;
     loop {
-        let probe = async { tokio::time::timeout(PROBE_INTERVAL, component.answer()).await.is_ok() };
-        let answered = tokio::select! {
+        let probe = outstanding.get_or_insert_with(|| Box::pin(component.answer()));
+        let interval = tokio::time::sleep(PROBE_INTERVAL);
+        tokio::pin!(interval);
+        tokio::select! {
             _ = stop.changed() => return,
-            answered = probe => answered,
-        };
-        let now = tokio::time::Instant::now();
-        if answered {
-            last_answer = now;
-            // An answer that came fast leaves the rest of the interval to wait.
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(PROBE_INTERVAL.saturating_sub(now.elapsed())) => {}
+            () = probe => {
+                outstanding = None;
+                last_answer = tokio::time::Instant::now();
+                // An answer that came fast leaves the rest of the interval to wait.
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = &mut interval => {}
+                }
             }
+            _ = &mut interval => {}
         }
         let silent = last_answer.elapsed();
         stalled.send_if_modified(|map| {
@@ -291,9 +296,13 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 
-    struct Stuck;
+    #[derive(Default)]
+    struct Stuck {
+        asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
     impl Probe for Stuck {
         async fn answer(&self) {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::future::pending::<()>().await
         }
     }
@@ -308,10 +317,13 @@ mod tests {
         let (tx, mut rx) = watch::channel(Default::default());
         let (_stop_tx, stop) = watch::channel(false);
         tokio::spawn(probe_liveness("quick", Quick, tx.clone(), stop.clone()));
-        tokio::spawn(probe_liveness("stuck", Stuck, tx, stop));
+        let stuck = Stuck::default();
+        let asked = stuck.asked.clone();
+        tokio::spawn(probe_liveness("stuck", stuck, tx, stop));
         tokio::time::sleep(STALL_LIMIT - PROBE_INTERVAL).await;
         assert!(rx.borrow_and_update().is_empty(), "nothing stalled yet");
         let stalled = rx.wait_for(|m| !m.is_empty()).await.unwrap().clone();
         assert_eq!(stalled.keys().copied().collect::<Vec<_>>(), vec!["stuck"]);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "one outstanding probe, not one per interval");
     }
 }

@@ -76,6 +76,14 @@ where
     }
 }
 
+/// A task of Kubernetes mode, for the agent's supervisor.
+pub struct KubernetesTask {
+    pub name: &'static str,
+    /// Ends on its own once done (a task that is not must run until the agent stops).
+    pub finite: bool,
+    pub handle: JoinHandle<()>,
+}
+
 /// Starts Kubernetes mode when `config.datastore.type` is `kubernetes` (else does nothing):
 /// creates the default pool now (a bad `*_IPV4POOL_*` variable stops the agent, as in Calico),
 /// and returns the tasks that publish the tunnel address, set the Node condition once
@@ -86,7 +94,7 @@ pub async fn start(
     node: &str,
     mut dataplane: watch::Receiver<ProgrammerState>,
     stop: watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, String> {
+) -> Result<Vec<KubernetesTask>, String> {
     if config.datastore.kind != DatastoreType::Kubernetes {
         return Ok(Vec::new());
     }
@@ -96,10 +104,14 @@ pub async fn start(
     let client = super::datastore::kube_client(config).await?;
     let mut tasks = Vec::new();
 
-    tasks.push(tokio::spawn(follow_pools_for_tunnel(ds.clone(), node.to_string(), stop.clone())));
+    tasks.push(KubernetesTask {
+        name: "Kubernetes tunnel address",
+        finite: false,
+        handle: tokio::spawn(follow_pools_for_tunnel(ds.clone(), node.to_string(), stop.clone())),
+    });
 
     let (kube, name, mut stopped) = (client.clone(), node.to_string(), stop.clone());
-    tasks.push(tokio::spawn(async move {
+    let condition = tokio::spawn(async move {
         tokio::select! {
             synced = dataplane.wait_for(|s| s.synced) => if synced.is_err() { return },
             _ = stopped.wait_for(|s| *s) => return,
@@ -113,13 +125,14 @@ pub async fn start(
             }
         })
         .await;
-    }));
+    });
+    tasks.push(KubernetesTask { name: "Kubernetes NetworkUnavailable condition", finite: true, handle: condition });
 
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
     let interval = Duration::from_secs(u64::from(config.kubernetes.pod_gc_interval_seconds));
     let grace = Duration::from_secs(u64::from(config.kubernetes.pod_gc_grace_seconds));
     let mut stopped = stop.clone();
-    tasks.push(tokio::spawn(async move {
+    let gc = tokio::spawn(async move {
         let mut gc = pod_gc::PodGc::new(grace);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,6 +145,7 @@ pub async fn start(
                 tracing::warn!(subsys = "ipam", error = %e, "pod address collection failed; trying again next round");
             }
         }
-    }));
+    });
+    tasks.push(KubernetesTask { name: "Kubernetes pod address GC", finite: false, handle: gc });
     Ok(tasks)
 }
