@@ -168,8 +168,17 @@ impl Writer {
                 Written::Failed => ConnectionEvent::Failed,
             };
             let whole = matches!(event, ConnectionEvent::Sent { .. });
-            if self.events.send(event).await.is_err() {
-                return;
+            // The events channel is shared with the reader and may be full; the close
+            // (with the NOTIFICATION to send last) may come meanwhile and must not be lost.
+            let sent = tokio::select! {
+                biased;
+                last = &mut self.close => return self.finish(&[], last.ok().flatten()).await,
+                sent = self.events.send(event) => sent,
+            };
+            if sent.is_err() {
+                // The connection was dropped: its last message, if any, was handed over first.
+                let last = self.close.try_recv().ok().flatten();
+                return self.finish(&[], last).await;
             }
             if !whole {
                 return self.give_up(offset == 0 || offset == bytes.len()).await;

@@ -379,7 +379,9 @@ impl Fsm {
         if self.state == State::Established {
             out.push(Action::SessionDown(reason));
         }
-        if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+        // A stop with its own restart time (a configuration change, a prefix-limit hold-down)
+        // is not a flap: it must not lengthen the back-off of the next real failure.
+        if restart_after.is_none() && matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
             self.failures = self.failures.saturating_add(1);
         }
         self.negotiated = None;

@@ -208,6 +208,25 @@ fn the_idle_hold_time_doubles_for_a_flapping_peer_up_to_the_maximum() {
 }
 
 #[test]
+fn a_configuration_change_does_not_lengthen_the_next_back_off() {
+    let mut c = config();
+    c.idle_hold = Duration::from_secs(1);
+    c.idle_hold_max = Duration::from_secs(60);
+    let mut fsm = established(c);
+    for _ in 0..3 {
+        let n = NotificationMessage::new(6, 6, Vec::new());
+        fsm.handle_event(Event::AutomaticStop { notification: n, restart_after: Some(Duration::ZERO) });
+        fsm.handle_event(Event::IdleHoldTimerExpires);
+        fsm.handle_event(Event::TcpConnected);
+        fsm.handle_event(Event::BgpOpen(peer_open(9)));
+        fsm.handle_event(Event::KeepAliveMsg);
+        assert_eq!(fsm.state(), State::Established);
+    }
+    let out = fsm.handle_event(Event::HoldTimerExpires);
+    assert!(out.contains(&Action::StartTimer(Timer::IdleHold, Duration::from_secs(1))), "{out:?}");
+}
+
+#[test]
 fn a_failed_connect_waits_for_the_connect_retry_timer_not_in_idle() {
     let mut fsm = Fsm::new(config());
     fsm.handle_event(Event::ManualStart);
