@@ -462,6 +462,28 @@ fn a_graceful_restart_peer_dialling_again_replaces_its_established_session() {
     });
 }
 
+#[test]
+fn a_late_open_of_a_simultaneous_open_does_not_replace_a_fresh_session() {
+    in_namespace("pairso", || async {
+        let (mut a, _events) = speaker(1);
+        let mut passive = config(1, 2);
+        passive.passive = true;
+        let mut status = a.add_peer(passive).await.unwrap();
+        let _first = dial_with_graceful_restart(0).await;
+        state(&mut status, State::Established).await;
+        // The peer's other connection of a simultaneous open, its OPEN late: no Restart State.
+        let mut late = dial_with_graceful_restart(0).await;
+        let mut buf = Vec::new();
+        let answer = next_message(&mut late, &mut buf).await;
+        assert!(
+            matches!(&answer, Message::Notification(n) if (n.code, n.subcode) == (6, 7)),
+            "A answered the late connection with {answer:?}"
+        );
+        assert_eq!(status.borrow().state, State::Established, "the session stays");
+        assert_eq!(status.borrow().flaps, 0);
+    });
+}
+
 /// The receive buffer of a peer that stops reading: small, so that our
 /// writes stall after a few octets.
 const STALLED_RCVBUF: u32 = 1024;

@@ -38,6 +38,12 @@ pub const COMMAND_CAPACITY: usize = 16;
 /// keeps what it has not sent (it never waits on one peer).
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
+/// The Restart State bit of the graceful-restart capability's flags (RFC 4724 section 3).
+const RESTART_STATE: u8 = 0x8;
+/// How late the peer's OPEN of a simultaneous open can come after our own connection reached
+/// Established (a SYN retransmitted after the initial 1 s timeout, twice).
+const SIMULTANEOUS_OPEN_RACE: Duration = Duration::from_secs(3);
+
 /// What the owner of a peer can ask of it.
 #[derive(Debug)]
 pub enum PeerCommand {
@@ -356,7 +362,11 @@ impl Peer {
         let (remote, graceful_restart) = match Message::decode(buf, &DecodeContext::default()) {
             Ok((decoded, _)) => match decoded.message {
                 Message::Open(open) => {
-                    (open.bgp_identifier, open.capabilities().any(|c| matches!(c, Capability::GracefulRestart { .. })))
+                    let restart_flags = open.capabilities().find_map(|c| match c {
+                        Capability::GracefulRestart { restart_flags, .. } => Some(*restart_flags),
+                        _ => None,
+                    });
+                    (open.bgp_identifier, restart_flags)
                 }
                 _ => return self.drop_contender().await,
             },
@@ -369,7 +379,14 @@ impl Peer {
             // ends as if its connection had failed (its routes stay, stale)
             // and the new connection carries the next one. A peer without the
             // capability in its new OPEN gets the RFC 4271 6.8 answer.
-            if !graceful_restart {
+            // A late OPEN of a simultaneous open also arrives while Established: it is a
+            // restart only if the peer says so (Restart State) or our session is older than
+            // any such race.
+            let established_for =
+                self.status.established_since.and_then(|since| since.elapsed().ok()).unwrap_or_default();
+            let restarted = graceful_restart
+                .is_some_and(|flags| flags & RESTART_STATE != 0 || established_for > SIMULTANEOUS_OPEN_RACE);
+            if !restarted {
                 return self.drop_contender().await;
             }
             if let Some((stream, buf)) = self.contender.take() {
