@@ -205,7 +205,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         "first route reconcile",
         routes::initial_sync(programmer.clone(), peers.clone(), peer_set_known, learned_rx, stop_rx.clone()),
     );
-    if config.dataplane.install_learned_routes {
+    if rib.is_none() {
+        // No BGP, nothing learned: the change stream is closed, and a follower would end at once.
+        drop((best_paths, pools_rx, learned_tx));
+    } else if config.dataplane.install_learned_routes {
         tasks.spawn(
             "learned routes",
             routes::follow_learned(

@@ -110,8 +110,10 @@ impl Supervisor {
         tokio::pin!(window);
         loop {
             tokio::select! {
-                _ = &mut window => return first,
+                // A panic already in beats a window that ran out meanwhile.
+                biased;
                 other = self.next_failure() => if matches!(other.1, Ended::Panicked(_)) { return other },
+                _ = &mut window => return first,
             }
         }
     }
