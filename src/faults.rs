@@ -1,12 +1,14 @@
 //! Fault injection points, for the fault-injection tests (`tests/faults_*.rs`).
 //!
 //! `TORTIE_FAULTS` holds a comma-separated list of `ACTION:POINT`; code
-//! marks a point with [`point`]. The one action today is `panic`: the task
-//! that reaches the point panics, as a bug would. Unset (production), a
+//! marks a point with [`point`]. The actions: `panic` (the task that reaches
+//! the point panics, as a bug would) and `stall` (it never leaves the point
+//! and holds its thread, as a livelocked loop would). Unset (production), a
 //! point costs one load of an initialised `OnceLock`.
 //!
 //! ```text
-//! TORTIE_FAULTS=panic:rib tortie node ...      # the RIB task panics at its first event
+//! TORTIE_FAULTS=panic:rib tortie node ...      # the RIB task panics at its first command
+//! TORTIE_FAULTS=stall:rib tortie node ...      # the RIB task hangs at its first command
 //! ```
 //!
 //! The points, by name (a test that arms one checks what the agent does):
@@ -26,6 +28,7 @@ pub const VARIABLE: &str = "TORTIE_FAULTS";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Panic,
+    Stall,
 }
 
 fn armed() -> &'static [(Action, String)] {
@@ -33,7 +36,7 @@ fn armed() -> &'static [(Action, String)] {
     ARMED.get_or_init(|| std::env::var(VARIABLE).map(|v| parse(&v)).unwrap_or_default())
 }
 
-/// `panic:rib,panic:programmer` → the armed points; unknown actions are ignored
+/// `panic:rib,stall:programmer` → the armed points; unknown actions are ignored
 /// with a warning (this is a test hook, not configuration).
 fn parse(value: &str) -> Vec<(Action, String)> {
     value
@@ -42,8 +45,13 @@ fn parse(value: &str) -> Vec<(Action, String)> {
         .filter(|s| !s.is_empty())
         .filter_map(|entry| match entry.split_once(':') {
             Some(("panic", point)) => Some((Action::Panic, point.to_string())),
+            Some(("stall", point)) => Some((Action::Stall, point.to_string())),
             _ => {
-                tracing::warn!(variable = VARIABLE, entry, "unknown fault injection entry (use panic:POINT)");
+                tracing::warn!(
+                    variable = VARIABLE,
+                    entry,
+                    "unknown fault injection entry (use panic:POINT or stall:POINT)"
+                );
                 None
             }
         })
@@ -56,6 +64,12 @@ pub fn point(name: &str) {
         if point == name {
             match action {
                 Action::Panic => panic!("fault injected at {name} ({VARIABLE})"),
+                Action::Stall => {
+                    tracing::warn!(point = name, variable = VARIABLE, "fault injected: stalling here for good");
+                    loop {
+                        std::thread::park();
+                    }
+                }
             }
         }
     }
@@ -68,8 +82,8 @@ mod tests {
     #[test]
     fn entries_are_parsed_and_unknown_ones_dropped() {
         assert_eq!(
-            parse("panic:rib, panic:programmer,,stall:rib"),
-            vec![(Action::Panic, "rib".to_string()), (Action::Panic, "programmer".to_string())]
+            parse("panic:rib, stall:programmer,,hang:rib"),
+            vec![(Action::Panic, "rib".to_string()), (Action::Stall, "programmer".to_string())]
         );
         assert!(parse("").is_empty());
     }

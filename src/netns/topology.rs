@@ -127,6 +127,11 @@ impl Topology {
         self.processes.iter_mut().find(|p| p.pid() == pid)?.terminate(grace)
     }
 
+    /// The process `pid` started by [`Topology::spawn`].
+    pub fn process(&mut self, pid: u32) -> Option<&mut Process> {
+        self.processes.iter_mut().find(|p| p.pid() == pid)
+    }
+
     /// Full names of the namespaces created so far.
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
