@@ -116,26 +116,27 @@ async fn workload_addresses(config: &Config) -> Result<Vec<(IpAddr, String)>, St
         .map_err(|e| format!("cannot read the kernel's workload routes: {e}"))?;
     let (connection, links, _) = rtnetlink::new_connection().map_err(|e| format!("cannot open rtnetlink: {e}"))?;
     let connection = tokio::spawn(connection);
+    // One dump of the interfaces, not a lookup per route: a failed dump fails the start, since
+    // a skipped interface could hide an address in use.
+    let mut names = std::collections::HashMap::new();
+    let mut dump = links.link().get().execute();
+    while let Some(link) = dump.try_next().await.map_err(|e| format!("cannot list the interfaces: {e}"))? {
+        let name = link.attributes.iter().find_map(|a| match a {
+            netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        if let Some(name) = name.filter(|n| n.starts_with(&config.dataplane.workload_interface_prefix)) {
+            names.insert(link.header.index, name);
+        }
+    }
     let mut found = Vec::new();
     for route in routes {
         let RouteTarget::Device { ifindex } = route.target else { continue };
         if route.dst.prefix() != if route.dst.is_ipv4() { 32 } else { 128 } {
             continue;
         }
-        let link = match links.link().get().match_index(ifindex).execute().try_next().await {
-            Ok(Some(link)) => link,
-            // The interface went between the route dump and this lookup: nothing in use there.
-            Ok(None) => continue,
-            Err(rtnetlink::Error::NetlinkError(e)) if e.code.map(|c| c.get()) == Some(-libc::ENODEV) => continue,
-            // Anything else might hide an address in use: re-claiming must not skip it silently.
-            Err(e) => return Err(format!("cannot look up interface {ifindex} of the route to {}: {e}", route.dst)),
-        };
-        let name = link.attributes.iter().find_map(|a| match a {
-            netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        });
-        if let Some(name) = name.filter(|n| n.starts_with(&config.dataplane.workload_interface_prefix)) {
-            found.push((route.dst.ip(), name));
+        if let Some(name) = names.get(&ifindex) {
+            found.push((route.dst.ip(), name.clone()));
         }
     }
     connection.abort();
