@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::faults::{Pinger, RouteMonitor, kill9};
+use support::faults::{Pinger, RouteMonitor, kill9, signal_and_wait};
 use support::lab::Lab;
 use tortie::testing::wait_until;
 
@@ -104,13 +104,8 @@ fn a_restart_keeps_the_userspace_tunnel_and_its_routes() {
     let ping = Pinger::start(&lab.pod_ns("node1", "pod1"), p3.into(), interval, "node1/pod1 -> node3/pod1 (tunnel)");
 
     // SIGTERM, as an init system stops it.
-    let pid = lab.agent_pid("node1");
     let down = Instant::now();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
-    wait_until("node1's agent to exit", Duration::from_secs(20), || {
-        std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.is_empty()).unwrap_or(true).then_some(())
-    })
-    .unwrap();
+    signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(20));
     assert_eq!(tunnel_routes(), before, "the device and its routes outlive the agent");
     lab.up();
     wait_until("node1/pod1 to reach node3/pod1 again", Duration::from_secs(60), || {

@@ -99,14 +99,7 @@ fn quickstart_pods_talk_survive_an_agent_restart_and_new_pods_are_reachable() {
         .spawn()
         .unwrap();
     let ping_started = Instant::now();
-    let pid = lab.agent_pid("node2");
-    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
-    wait_until("the killed agent to be gone", Duration::from_secs(10), || {
-        (!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
-            || std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.is_empty()).unwrap_or(true))
-        .then_some(())
-    })
-    .unwrap();
+    support::faults::kill9(lab.agent_pid("node2"));
     lab.up(); // restarts what is not running
     wait_ready(&lab, "node2", 2);
     // Both sides have re-sent their tables (End-of-RIB) once node1's view is what it was.

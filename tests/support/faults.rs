@@ -6,7 +6,7 @@
 //!   routes of tortie's protocol that were deleted.
 //! - [`Pinger`]: a continuous ping from a namespace, stopped with SIGINT so
 //!   ping prints its own summary.
-//! - [`kill9`]: SIGKILL to one pid (never by name), waiting until it is gone.
+//! - [`kill9`], [`signal_and_wait`]: a signal to one pid (never by name), waiting until it is gone.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -133,8 +133,15 @@ impl Drop for Pinger {
 
 /// SIGKILL to `pid`, then waits until the process is gone (or a zombie).
 pub fn kill9(pid: u32) {
-    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success(), "kill -9 {pid}");
-    wait_until(&format!("process {pid} to be gone"), Duration::from_secs(10), || {
+    signal_and_wait(pid, "KILL", Duration::from_secs(10));
+}
+
+/// Sends `signal` (`KILL`, `TERM`, …) to `pid`, then waits up to `limit` until the process is
+/// gone (or a zombie).
+pub fn signal_and_wait(pid: u32, signal: &str, limit: Duration) {
+    let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+    wait_until(&format!("process {pid} to be gone after SIG{signal}"), limit, || {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"));
         cmdline.map(|c| c.is_empty()).unwrap_or(true).then_some(())
     })
