@@ -22,7 +22,7 @@ fn main() {
         let p = Programmer::start(ProgrammerConfig::default()).await.expect("programmer starts");
         p.set(DesiredRoute {
             route: Route { dst: block.into(), target: RouteTarget::Device { ifindex: tunnel.ifindex() }, mtu: None },
-            kind: RouteKind::RemoteTunnel,
+            kind: RouteKind::RemoteIpip,
         })
         .await;
         p.flush().await;

@@ -39,6 +39,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netns;
 pub mod prefix_map;
+pub mod remote_routes;
 pub mod testing;
 
 /// The version string printed by `tortie version` and exported as build info.

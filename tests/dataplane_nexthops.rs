@@ -74,7 +74,7 @@ fn the_routes(eth1: u32) -> Vec<DesiredRoute> {
     let mut r: Vec<DesiredRoute> = (1..=3)
         .map(|i| route_to(&format!("10.244.{i}.0/26"), via("192.168.7.2", eth1, false), RouteKind::RemoteDirect))
         .collect();
-    r.push(route_to("10.244.9.0/26", via("172.31.9.9", eth1, true), RouteKind::RemoteTunnel));
+    r.push(route_to("10.244.9.0/26", via("172.31.9.9", eth1, true), RouteKind::RemoteIpip));
     r.push(route_to("10.244.0.5/32", RouteTarget::Device { ifindex: eth1 }, RouteKind::LocalWorkload));
     r.push(route_to("10.244.0.0/26", RouteTarget::Blackhole, RouteKind::Blackhole));
     let hop = |gw: &str| NextHop { gateway: gw.parse().unwrap(), ifindex: Some(eth1), onlink: false };

@@ -61,11 +61,18 @@ fn without_kernel_ipip_auto_falls_back_to_userspace_and_kernel_is_refused() {
         let mut socket = RouteSocket::open().unwrap();
         let detected = tortie::fallback_ipip::detect_mode(IpipImplementation::Auto, &mut socket);
         let detected_kernel = tortie::fallback_ipip::detect_mode(IpipImplementation::Kernel, &mut socket);
-        let auto = choose_mode(IpipImplementation::Auto, &mut socket, 1480, None);
-        let kernel = choose_mode(IpipImplementation::Kernel, &mut socket, 1480, None);
+        let underlay = tortie::dataplane::underlay::Underlay {
+            ifindex: 1,
+            ifname: "lo".into(),
+            mtu: 1500,
+            v4: "127.0.0.1/8".parse().unwrap(),
+            v6: None,
+        };
+        let auto = choose_mode(IpipImplementation::Auto, &mut socket, &underlay, None);
+        let kernel = choose_mode(IpipImplementation::Kernel, &mut socket, &underlay, None);
         assert!(detected.is_ok(), "{detected:?}");
         if !std::path::Path::new("/sys/module/ipip").exists() {
-            assert_eq!(detected, Ok("ipip-userspace"), "detection without side effects agrees with the real attempt");
+            assert_eq!(detected, Ok(tortie::remote_routes::PathKind::IpipUserspace), "detection without side effects agrees with the real attempt");
             assert!(detected_kernel.is_err());
         }
         (auto.map_err(|e| e.to_string()), kernel.map_err(|e| e.to_string()))

@@ -52,7 +52,7 @@ fn the_routes(eth1: u32) -> Vec<DesiredRoute> {
         desired("10.244.0.0/26", RouteTarget::Blackhole, RouteKind::Blackhole),
         desired("10.244.0.5/32", RouteTarget::Device { ifindex: eth1 }, RouteKind::LocalWorkload),
         desired("10.244.1.0/26", RouteTarget::Via(via("192.168.7.2", eth1, false)), RouteKind::RemoteDirect),
-        desired("10.244.2.0/26", RouteTarget::Via(via("172.31.9.9", eth1, true)), RouteKind::RemoteTunnel),
+        desired("10.244.2.0/26", RouteTarget::Via(via("172.31.9.9", eth1, true)), RouteKind::RemoteIpip),
         desired(
             "10.244.3.0/26",
             RouteTarget::from_next_hops(vec![via("192.168.7.2", eth1, false), via("192.168.7.3", eth1, false)])
@@ -236,7 +236,7 @@ fn streamed_changes_mixing_small_and_bulk_batches_all_land() {
             );
             (d.route.dst, Some(d))
         };
-        let kinds = vec![RouteKind::RemoteDirect, RouteKind::RemoteTunnel];
+        let kinds = vec![RouteKind::RemoteDirect, RouteKind::RemoteIpip];
         let mut next = 0u32;
         for _ in 0..4 {
             let small: Vec<_> = (next..next + 8_000).map(route).collect();
@@ -287,7 +287,7 @@ fn commands_sent_while_a_large_batch_is_written_are_taken_at_once_and_land() {
             p.set(desired(
                 &host(0x6450_0000, i),
                 RouteTarget::Via(via("192.168.7.3", eth1, false)),
-                RouteKind::RemoteTunnel,
+                RouteKind::RemoteIpip,
             ))
             .await;
         }
@@ -298,7 +298,7 @@ fn commands_sent_while_a_large_batch_is_written_are_taken_at_once_and_land() {
         assert_eq!(p.stats.failures.load(Ordering::Relaxed), 0);
         let by_kind = p.state.borrow().routes_by_kind.clone();
         assert_eq!(by_kind.get(&RouteKind::RemoteDirect), Some(&100_000));
-        assert_eq!(by_kind.get(&RouteKind::RemoteTunnel), Some(&6_000));
+        assert_eq!(by_kind.get(&RouteKind::RemoteIpip), Some(&6_000));
     });
     let count = t.exec("node", &["sh", "-c", &format!("ip route show proto {PROTO} | wc -l")]).unwrap();
     assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "106000");

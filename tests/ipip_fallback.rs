@@ -7,12 +7,15 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tortie::config::IpipMode;
+use tortie::bgp::rib::BestPathChange;
 use tortie::dataplane::{Programmer, ProgrammerConfig};
-use tortie::fallback_ipip::liveness::{self, ProbeConfig};
-use tortie::fallback_ipip::selector::{self, RemoteBlock, SelectorConfig, TunnelHandle};
+use tortie::datastore::resources::{EncapMode, IpPool};
+use tortie::fallback_ipip::encap::UserspaceIpip;
 use tortie::fallback_ipip::{TunnelCounters, UserspaceConfig, UserspaceTunnel};
 use tortie::netns::{NamespaceThread, Topology, spawn_in_namespace};
+use tortie::remote_routes::liveness::{self, ProbeConfig};
+use tortie::remote_routes::stage::{self, StageConfig, StageInputs, StageOutputs};
+use tortie::remote_routes::{EncapKind, Encapsulations, LearnedSource};
 use tortie::testing::wait_until;
 
 struct Node {
@@ -20,11 +23,25 @@ struct Node {
     counters: Arc<TunnelCounters>,
 }
 
-fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: RemoteBlock) -> Node {
+/// The learned routes are fixed: nothing to send again.
+struct Fixed;
+
+impl LearnedSource for Fixed {
+    async fn resend_learned(&self) {}
+}
+
+/// One node: the userspace tunnel, the prober and the remote-routes stage
+/// with one learned block of the other node, in a CrossSubnet pool.
+fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, block: &str, node: &str) -> Node {
     let underlay =
         t.exec_json(ns, &["ip", "-j", "link", "show", "eth1"]).unwrap()[0]["ifindex"].as_u64().unwrap() as u32;
     let local = local.parse().unwrap();
     let tunnel_addr = tunnel_addr.parse().unwrap();
+    let learned = vec![BestPathChange {
+        prefix: block.parse().unwrap(),
+        next_hops: [node.parse().unwrap()].into_iter().collect(),
+        peers: [node.parse().unwrap()].into_iter().collect(),
+    }];
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = spawn_in_namespace(&t.ns(ns), move |stop| async move {
         let tunnel = Arc::new(
@@ -36,21 +53,37 @@ fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, remote: Re
             .expect("tunnel"),
         );
         let programmer = Programmer::start(ProgrammerConfig::default()).await.expect("programmer");
-        let blocks = vec![remote];
-        let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(1);
-        blocks_tx.try_send(selector::RemoteRoutes::from(blocks.clone()).into()).unwrap();
-        let (targets_tx, targets_rx) = tokio::sync::watch::channel(selector::probe_targets(local, &blocks));
-        let (verdict_tx, verdict_rx) = tokio::sync::watch::channel(HashMap::new());
-        let (paths_tx, _paths_rx) = tokio::sync::watch::channel(HashMap::new());
+        let (learned_tx, learned_rx) = tokio::sync::mpsc::channel(1);
+        learned_tx.try_send(learned).unwrap();
+        let mut pool = IpPool::new("10.244.0.0/16".parse().unwrap());
+        pool.ipip_mode = EncapMode::CrossSubnet;
+        let (_pools_tx, pools) = tokio::sync::watch::channel(vec![pool]);
+        let (_local_tx, local_rx) = tokio::sync::watch::channel(Default::default());
+        let (_remotes_tx, remotes) = tokio::sync::watch::channel(Default::default());
+        let (targets_tx, targets_rx) = tokio::sync::watch::channel(Vec::new());
+        let (verdict_tx, verdicts) = tokio::sync::watch::channel(HashMap::new());
+        let (paths, _paths_rx) = tokio::sync::watch::channel(HashMap::new());
+        let (generation, _generation_rx) = tokio::sync::watch::channel(0);
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let fast = ProbeConfig { interval: Duration::from_millis(100), down_after: 3, up_after: 3 };
         tokio::spawn(liveness::run(tunnel_addr, fast, targets_rx, verdict_tx));
-        let config =
-            SelectorConfig { local, underlay_ifindex: underlay, tunnel: Some(TunnelHandle::Userspace(tunnel.clone())) };
-        let outputs = selector::SelectorOutputs { paths: paths_tx, targets: targets_tx };
-        tokio::spawn(selector::run(config, programmer.clone(), blocks_rx, verdict_rx, outputs));
+        let mut encaps = Encapsulations::default();
+        encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip(tunnel.clone())));
+        let config = StageConfig { local_v4: local, local_v6: None, underlay_ifindex: underlay, encaps };
+        let inputs = StageInputs {
+            learned: learned_rx,
+            source: Fixed,
+            pools,
+            local: local_rx,
+            remotes,
+            verdicts,
+            stop: stop_rx,
+        };
+        let outputs = StageOutputs { paths, targets: targets_tx, generation, latency: None };
+        tokio::spawn(stage::run(config, programmer.clone(), inputs, outputs));
         tx.send(tunnel.counters.clone()).unwrap();
         let _ = stop.await;
-        drop(blocks_tx);
+        drop(learned_tx);
     })
     .unwrap();
     Node { _thread: thread, counters: rx.recv_timeout(Duration::from_secs(20)).unwrap() }
@@ -68,13 +101,8 @@ fn same_subnet_is_direct_and_a_cut_direct_path_falls_back_to_the_tunnel() {
     t.add_veth(("a", "eth1", Some("10.0.0.2/24")), ("b", "eth1", Some("10.0.0.3/24"))).unwrap();
     support::pods::add_pod(&mut t, "a", "pa", "ttpa", "10.244.1.5").unwrap();
     support::pods::add_pod(&mut t, "b", "pb", "ttpb", "10.244.2.7").unwrap();
-    let block = |b: &str, n: &str| RemoteBlock {
-        block: b.parse().unwrap(),
-        node: n.parse().unwrap(),
-        mode: IpipMode::CrossSubnet,
-    };
-    let a = start_node(&t, "a", "10.0.0.2/24", "10.244.1.1", block("10.244.2.0/26", "10.0.0.3"));
-    let _b = start_node(&t, "b", "10.0.0.3/24", "10.244.2.1", block("10.244.1.0/26", "10.0.0.2"));
+    let a = start_node(&t, "a", "10.0.0.2/24", "10.244.1.1", "10.244.2.0/26", "10.0.0.3");
+    let _b = start_node(&t, "b", "10.0.0.3/24", "10.244.2.1", "10.244.1.0/26", "10.0.0.2");
 
     // Same subnet: direct routes, ping and TCP.
     let direct = serde_json::json!([{"dst": "10.244.2.0/26", "gateway": "10.0.0.3", "dev": "eth1"}]);

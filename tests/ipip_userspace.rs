@@ -34,7 +34,7 @@ fn start_node(t: &Topology, node: &str, tunnel_addr: &str, block: &str, peer: &s
                     target: RouteTarget::Device { ifindex: tunnel.ifindex() },
                     mtu: None,
                 },
-                kind: RouteKind::RemoteTunnel,
+                kind: RouteKind::RemoteIpip,
             })
             .await;
         programmer.flush().await;

@@ -19,8 +19,8 @@ use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
 use crate::datastore::resources::{BgpPeer, IpPool, Node};
 use crate::datastore::{Datastore, WatchEvent};
-use crate::fallback_ipip::path::Path;
 use crate::metrics::bgp::{BgpSample, PeerSample};
+use crate::remote_routes::PathKind;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -48,10 +48,8 @@ pub struct BgpInputs {
     /// On stop, leave the sessions without a NOTIFICATION so peers keep our
     /// routes while we restart (false when our kernel routes are removed on exit).
     pub abandon_on_stop: bool,
-    /// The path the dataplane chose per node, for each peer's `tunnel_mode`.
-    pub paths: watch::Receiver<HashMap<Ipv4Addr, Path>>,
-    /// `ipip-kernel` or `ipip-userspace` (what a tunnelled peer shows).
-    pub tunnel_mode: &'static str,
+    /// The path the remote-routes stage chose per node, for each peer's `tunnel_mode`.
+    pub paths: watch::Receiver<HashMap<IpAddr, PathKind>>,
 }
 
 /// What [`start`] hands the agent.
@@ -315,7 +313,7 @@ async fn follow_peers(
         }
         let stats = rib.stats().await;
         let paths = inputs.paths.borrow().clone();
-        publish(&current, &stats.per_peer, &paths, inputs.tunnel_mode, &mut changes, &out.peers);
+        publish(&current, &stats.per_peer, &paths, &mut changes, &out.peers);
         if !resync {
             out.known.send_if_modified(|k| !std::mem::replace(k, true));
         }
@@ -404,8 +402,7 @@ fn sample(current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>, sta
 fn publish(
     current: &BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)>,
     rib: &BTreeMap<IpAddr, crate::bgp::rib::PeerRibStats>,
-    paths: &HashMap<Ipv4Addr, Path>,
-    tunnel_mode: &str,
+    paths: &HashMap<IpAddr, PathKind>,
     changes: &mut BTreeMap<IpAddr, (State, u64)>,
     tx: &watch::Sender<Vec<ApiPeer>>,
 ) {
@@ -433,10 +430,7 @@ fn publish(
                 // a peer with a maximum-prefix limit.
                 prefixes_received: rib.get(addr).map_or(s.prefixes_received, |r| r.received),
                 prefixes_advertised: rib.get(addr).map_or(0, |s| s.advertised),
-                tunnel_mode: match addr {
-                    IpAddr::V4(a) if paths.get(a) == Some(&Path::Tunnel) => tunnel_mode.to_string(),
-                    _ => "direct".to_string(),
-                },
+                tunnel_mode: paths.get(addr).copied().unwrap_or(PathKind::Direct).as_str().to_string(),
                 hold_time: s.negotiated.as_ref().map(|n| n.hold_time),
                 keepalive: s.negotiated.as_ref().map(|n| n.keepalive),
                 established_at: s.established_since.map(unix),

@@ -17,9 +17,9 @@ pub mod kubernetes;
 mod node;
 mod pod_lock;
 mod pools;
+mod remote_routes;
 mod routes;
 mod supervise;
-mod tunnel;
 mod usage;
 pub mod workloads;
 
@@ -97,11 +97,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         Err(e) => tracing::warn!(subsys = "dataplane", error = %e, "cannot set a sysctl; forwarding may not work"),
     }
 
-    let ipip_mode = crate::dataplane::netlink::RouteSocket::open()
+    let ipip_detected = crate::dataplane::netlink::RouteSocket::open()
         .map_err(|e| e.to_string())
         .and_then(|mut s| crate::fallback_ipip::detect_mode(config.ipip.implementation, &mut s))
         .map_err(AgentError::Ipip)?;
-    tracing::info!(subsys = "ipip", mode = ipip_mode, implementation = ?config.ipip.implementation, "IP-in-IP mode");
+    tracing::info!(subsys = "ipip", mode = ipip_detected.as_str(), implementation = ?config.ipip.implementation, "IP-in-IP mode");
 
     let programmer = Programmer::start(ProgrammerConfig {
         table: config.dataplane.route_table,
@@ -111,12 +111,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     })
     .await?;
 
+    let underlay = crate::dataplane::netlink::RouteSocket::open()
+        .map_err(|e| format!("cannot open a netlink socket: {e}"))
+        .and_then(|mut s| crate::dataplane::underlay::Underlay::find(&mut s, address, config.node.ipv6_address))
+        .map_err(AgentError::Ipip)?;
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
-    let remote =
-        tunnel::start(&config, &ds, &name, address, programmer.clone(), &pools).await.map_err(AgentError::Ipip)?;
+    let encaps = remote_routes::setup(&config, &ds, &name, &underlay, &pools).await.map_err(AgentError::Ipip)?;
 
     // Pod routes are restored before the first full reconcile (routes::initial_sync), which would delete them.
-    let workloads = start_workloads(&config, &ds, &name, address.ip().into(), &programmer).await?;
+    let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
 
@@ -127,29 +130,28 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         started_at,
         ready: false,
         not_ready_reasons: vec!["starting".to_string()],
-        ipip_mode: if remote.mode == "none" { ipip_mode.to_string() } else { remote.mode.to_string() },
+        ipip_mode: crate::fallback_ipip::implementation_label(Some(encaps.ipip.unwrap_or(ipip_detected))).to_string(),
         peers: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The path the stage chose per node, for status and metrics.
+    let (paths_tx, paths_rx) = watch::channel(std::collections::HashMap::new());
     let inputs = |paths| bgp::BgpInputs {
         restarted: programmer.adopted > 0,
         abandon_on_stop: !config.dataplane.cleanup_on_exit,
         paths,
-        tunnel_mode: if remote.mode == "none" { ipip_mode } else { remote.mode },
     };
     let mut tasks = supervise::Supervisor::default();
     {
         if let Some(task) = programmer.take_task() {
             tasks.adopt_component("route programmer", task);
         }
-        let routes = remote.routes.clone();
-        tasks.watch_component("path selector", async move { routes.closed().await });
     }
     let mut no_peers = None;
     let (peers, peer_set_known, rib, best_paths, bgp_sample) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
         let handles =
-            bgp::start(&config, ds.clone(), name.clone(), router_id, inputs(remote.paths.clone()), stop_rx.clone())
+            bgp::start(&config, ds.clone(), name.clone(), router_id, inputs(paths_rx.clone()), stop_rx.clone())
                 .await
                 .map_err(AgentError::Bgp)?;
         tasks.adopt("BGP peer set", handles.task);
@@ -184,10 +186,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
     );
-    let latency = routes::Latency { programmer: programmer.clone(), histogram: programming_latency.clone() };
+    let latency =
+        crate::remote_routes::stage::Latency { programmer: programmer.clone(), histogram: programming_latency.clone() };
     // Counts the bursts of learned-route changes: the first reconcile waits for them to settle.
     let (learned_tx, learned_rx) = watch::channel(0u64);
-    let (local_tx, _local_rx) = watch::channel(routes::LocalPrefixes::default());
+    let (local_tx, local_rx) = watch::channel(routes::LocalPrefixes::default());
     tasks.spawn(
         "local prefixes",
         routes::follow_local_prefixes(
@@ -205,26 +208,34 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         "first route reconcile",
         routes::initial_sync(programmer.clone(), peers.clone(), peer_set_known, learned_rx, stop_rx.clone()),
     );
-    if rib.is_none() {
-        // No BGP, nothing learned: the change stream is closed, and a follower would end at once.
-        drop((best_paths, pools_rx, learned_tx));
-    } else if config.dataplane.install_learned_routes {
-        tasks.spawn(
-            "learned routes",
-            routes::follow_learned(
-                best_paths,
-                rib.clone(),
-                pools_rx,
-                remote.routes.clone(),
-                learned_tx,
-                Some(latency),
-                stop_rx.clone(),
-            ),
-        );
-    } else {
-        // A dedicated route reflector: the RIB discards its change stream.
-        drop(best_paths);
-        tracing::info!(subsys = "dataplane", "learned routes are not installed (dataplane.install_learned_routes)");
+    match rib.clone() {
+        Some(rib) if config.dataplane.install_learned_routes => {
+            // Remote nodes' VTEPs: none published yet.
+            let (_remotes_tx, remotes_rx) = watch::channel(crate::remote_routes::RemoteNodes::default());
+            let wiring = remote_routes::StageWiring {
+                learned: best_paths,
+                source: rib,
+                pools: pools_rx,
+                local: local_rx,
+                remotes: remotes_rx,
+                paths: paths_tx,
+                generation: learned_tx,
+                latency: Some(latency),
+                stop: stop_rx.clone(),
+            };
+            let running = remote_routes::start(&encaps, &underlay, programmer.clone(), wiring);
+            tasks.adopt("remote routes", running.stage);
+            if let Some(prober) = running.prober {
+                tasks.adopt_finite("liveness prober", prober);
+            }
+        }
+        Some(_) => {
+            // A dedicated route reflector: the RIB discards its change stream.
+            drop(best_paths);
+            tracing::info!(subsys = "dataplane", "learned routes are not installed (dataplane.install_learned_routes)");
+        }
+        // No BGP, nothing learned: the change stream is closed.
+        None => drop((best_paths, pools_rx, learned_tx, local_rx, paths_tx)),
     }
     // Components that stopped answering, for /livez.
     let (stalled_tx, stalled_rx) = watch::channel(std::collections::BTreeMap::new());
@@ -241,15 +252,16 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             table: config.dataplane.route_table,
             stats: programmer.stats.clone(),
             state: programmer.state.clone(),
-            tunnel: remote.counters.clone(),
+            tunnel: encaps.counters.clone(),
         }));
         let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
         if let Some(sample) = bgp_sample.clone() {
             metrics.tortie().register_collector(Box::new(crate::metrics::bgp::BgpCollector { sample }));
         }
         metrics.tortie().register_collector(Box::new(crate::metrics::dataplane::PathCollector {
-            paths: remote.paths.clone(),
-            mode: remote.mode,
+            paths: paths_rx.clone(),
+            encapsulations: encaps.encaps.paths(),
+            ipip: encaps.ipip,
         }));
         metrics.tortie().register(
             "route_programming_latency_seconds",
@@ -328,7 +340,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     if config.dataplane.cleanup_on_exit {
         programmer.remove_all().await;
         tracing::info!(subsys = "dataplane", "removed tortie's routes (dataplane.cleanup_on_exit)");
-        if let Some(device) = &remote.persistent_device {
+        for device in &encaps.persistent_devices {
             remove_link(device).await;
         }
     } else {
@@ -362,13 +374,13 @@ async fn start_workloads(
     config: &Config,
     ds: &crate::datastore::Datastore,
     name: &str,
-    address: std::net::IpAddr,
+    underlay_mtu: u32,
     programmer: &Programmer,
 ) -> Result<Arc<workloads::Workloads>, AgentError> {
     let allocator = ipam::start(ds, name, config).await.map_err(AgentError::Datastore)?;
     let settings = workloads::WorkloadsConfig {
         node: name.to_string(),
-        node_address: address,
+        underlay_mtu,
         interface_prefix: config.dataplane.workload_interface_prefix.clone(),
         mtu: config.dataplane.mtu,
     };

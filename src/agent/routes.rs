@@ -1,34 +1,23 @@
-//! The agent's two route producers around the RIB:
+//! The agent's local-prefix producer and the waits around the RIB:
 //!
 //! - **local prefixes**: the node's own IPAM blocks and the /32s it borrowed
 //!   from other nodes' blocks are originated in BGP; its own blocks also get
 //!   a blackhole route, so traffic to an unallocated address dies here
 //!   instead of looping back to the default route (Calico does the same).
-//! - **learned prefixes**: every best-path change from the RIB becomes either
-//!   a pool block of another node, whose path (direct or IP-in-IP) the path
-//!   selector chooses by the pool's `ipipMode`, or a plain direct route
-//!   (prefixes outside the pools, or with several next hops: ECMP).
+//!   They are recomputed from the whole state on every event, so a missed
+//!   event is repaired by the next one or by the periodic resync.
+//! - **the pools**, followed for the remote-routes stage.
+//! - **the first full reconcile**, held until BGP has settled.
 //!
-//! Local prefixes are recomputed from the whole state on every event, so a
-//! missed event is repaired by the next one or by the periodic resync.
-//! Learned prefixes are passed on as changes: a table of a million routes
-//! arrives in many bursts, and each burst costs only its own prefixes. The
-//! follower keeps no copy of them: when the pools change, the RIB sends
-//! every learned set again.
+//! Learned routes go through the remote-routes stage (`crate::remote_routes`).
 
-use crate::bgp::rib::{Addrs, BestPathChange};
-use crate::config::IpipMode;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
-use crate::datastore::resources::{EncapMode, IpPool, IpamBlock};
+use crate::datastore::resources::{IpPool, IpamBlock};
 use crate::datastore::{Datastore, WatchEvent};
-use crate::fallback_ipip::selector::{Remote, RemoteBatch, RemoteBlock};
 use ipnetwork::IpNetwork;
-use std::collections::BTreeSet;
 use std::future::Future;
-use std::net::IpAddr;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
 
 /// How often the local prefixes are recomputed even without a datastore event.
 const LOCAL_RESYNC: Duration = Duration::from_secs(30);
@@ -128,18 +117,7 @@ async fn bgp_settled(
     while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, learned.changed()).await {}
 }
 
-/// What this node announces: its blocks and its borrowed addresses.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LocalPrefixes {
-    pub blocks: BTreeSet<IpNetwork>,
-    pub borrowed: BTreeSet<IpNetwork>,
-}
-
-impl LocalPrefixes {
-    fn all(&self) -> BTreeSet<IpNetwork> {
-        self.blocks.union(&self.borrowed).copied().collect()
-    }
-}
+pub use crate::remote_routes::LocalPrefixes;
 
 async fn read_local(ds: &Datastore, node: &str) -> crate::ipam::Result<LocalPrefixes> {
     let blocks = crate::ipam::routes::own_blocks(ds, node).await?.into_iter().collect();
@@ -246,290 +224,9 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
     }
 }
 
-fn mode(encap: EncapMode) -> IpipMode {
-    match encap {
-        EncapMode::Never => IpipMode::Never,
-        EncapMode::Always => IpipMode::Always,
-        EncapMode::CrossSubnet => IpipMode::CrossSubnet,
-    }
-}
-
-/// How a learned prefix is routed: a prefix inside a pool with exactly one
-/// IPv4 next hop is a remote block (its path chosen by the selector); ECMP,
-/// IPv6 and prefixes outside every pool go direct. `None` without next hops.
-/// Takes the next hops by value: a direct route keeps them.
-pub fn classify(prefix: IpNetwork, hops: Addrs, pools: &[IpPool]) -> Option<Remote> {
-    if hops.is_empty() {
-        return None;
-    }
-    let pool = pools.iter().find(|p| p.cidr.contains(prefix.network()) && p.cidr.prefix() <= prefix.prefix());
-    Some(match (prefix, hops.as_slice(), pool) {
-        (IpNetwork::V4(block), [IpAddr::V4(node)], Some(pool)) => {
-            Remote::Block(RemoteBlock { block, node: *node, mode: mode(pool.ipip_mode) })
-        }
-        _ => Remote::Direct(hops.into_vec()),
-    })
-}
-
-/// Where the learned routes come from (the RIB): asked to send every
-/// learned best-path set again when the pools change, since the follower
-/// keeps no copy of the table.
-pub trait LearnedSource: Send + Sync + 'static {
-    fn resend_learned(&self) -> impl Future<Output = ()> + Send;
-}
-
-impl LearnedSource for crate::bgp::rib::Rib {
-    async fn resend_learned(&self) {
-        crate::bgp::rib::Rib::resend_learned(self).await
-    }
-}
-
-/// Without BGP nothing is learned.
-impl<S: LearnedSource> LearnedSource for Option<S> {
-    async fn resend_learned(&self) {
-        if let Some(s) = self {
-            s.resend_learned().await
-        }
-    }
-}
-
-/// Best-path changes handed on about this many at a time (whole batches from
-/// the RIB, so up to 255 more), so the first routes reach the kernel while
-/// the rest of a large table is still coming.
-const BURST_MAX: usize = 16_384;
-
-/// Follows the RIB's best-path changes and the pools; sends the selector
-/// the changed prefixes, classified by the current pools, and counts the
-/// bursts on `generation` (for [`initial_sync`]). Changes already queued
-/// when a burst starts go in one batch. It keeps no per-prefix state: when
-/// the pools change it asks `source` to send every learned set again, and
-/// those come back as ordinary changes, classified by the new pools. The
-/// selector's channel is bounded, so while the selector or the kernel is
-/// busy this waits and the RIB's change queue coalesces per prefix.
-pub async fn follow_learned<S: LearnedSource>(
-    mut changes: mpsc::Receiver<Vec<BestPathChange>>,
-    source: S,
-    mut pools: watch::Receiver<Vec<IpPool>>,
-    out: mpsc::Sender<RemoteBatch>,
-    generation: watch::Sender<u64>,
-    latency: Option<Latency>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut current_pools = pools.borrow_and_update().clone();
-    let observer = latency.map(|l| {
-        // Bounded: when measurements pile up, some bursts go unmeasured.
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(l.run(rx));
-        tx
-    });
-    loop {
-        let mut batch = RemoteBatch::default();
-        let arrived;
-        tokio::select! {
-            _ = stop.changed() => return,
-            changed = pools.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let now = pools.borrow_and_update().clone();
-                if now != current_pools {
-                    current_pools = now;
-                    // Whatever arrives from here on is classified by the new pools.
-                    source.resend_learned().await;
-                }
-                continue;
-            }
-            received = changes.recv() => {
-                let Some(first) = received else { return };
-                arrived = Instant::now();
-                let mut next = Some(first);
-                while let Some(received) = next {
-                    batch.changes.extend(
-                        received.into_iter().map(|c| (c.prefix, classify(c.prefix, c.next_hops, &current_pools))),
-                    );
-                    next = if batch.changes.len() < BURST_MAX { changes.try_recv().ok() } else { None };
-                }
-            }
-        }
-        let measured = observer.as_ref().map(|observer| {
-            let (tx, rx) = oneshot::channel();
-            batch.queued = Some(tx);
-            (observer, rx)
-        });
-        if out.send(batch).await.is_err() {
-            return;
-        }
-        generation.send_modify(|g| *g += 1);
-        if let Some((observer, rx)) = measured {
-            let _ = observer.try_send((arrived, rx));
-        }
-    }
-}
-
-/// Measures the time from a best-path change reaching the agent to its
-/// kernel route written: the selector says when it has queued the routes
-/// at the programmer, and [`Programmer::applied`] returns once the
-/// programmer wrote them.
-pub struct Latency {
-    pub programmer: Programmer,
-    pub histogram: prometheus_client::metrics::histogram::Histogram,
-}
-
-impl Latency {
-    async fn run(self, mut bursts: mpsc::Receiver<(Instant, oneshot::Receiver<()>)>) {
-        while let Some((since, queued)) = bursts.recv().await {
-            if queued.await.is_ok() {
-                self.programmer.applied().await;
-                self.histogram.observe(since.elapsed().as_secs_f64());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pool(cidr: &str, ipip: EncapMode) -> IpPool {
-        let mut p = IpPool::new(cidr.parse().unwrap());
-        p.ipip_mode = ipip;
-        p
-    }
-
-    fn classified(prefix: &str, hops: &[&str], pools: &[IpPool]) -> Option<Remote> {
-        let hops: Addrs = hops.iter().map(|h| h.parse().unwrap()).collect();
-        classify(prefix.parse().unwrap(), hops, pools)
-    }
-
-    #[test]
-    fn a_pool_block_with_one_next_hop_is_a_remote_block_with_the_pools_mode() {
-        let pools = [pool("10.244.0.0/16", EncapMode::CrossSubnet)];
-        assert_eq!(
-            classified("10.244.1.0/26", &["10.0.0.2"], &pools),
-            Some(Remote::Block(RemoteBlock {
-                block: "10.244.1.0/26".parse().unwrap(),
-                node: "10.0.0.2".parse().unwrap(),
-                mode: IpipMode::CrossSubnet
-            }))
-        );
-    }
-
-    #[test]
-    fn ecmp_outside_pools_and_ipv6_go_direct() {
-        let pools = [pool("10.244.0.0/16", EncapMode::Always)];
-        for (prefix, hops) in [
-            ("10.244.2.0/26", &["10.0.0.2", "10.0.0.3"][..]),
-            ("192.0.2.0/24", &["10.0.0.1"]),
-            ("fd00::/64", &["fe80::1"]),
-        ] {
-            let hops_ip: Vec<IpAddr> = hops.iter().map(|h| h.parse().unwrap()).collect();
-            assert_eq!(classified(prefix, hops, &pools), Some(Remote::Direct(hops_ip)), "{prefix}");
-        }
-    }
-
-    #[test]
-    fn a_prefix_wider_than_the_pool_is_not_a_block_of_it() {
-        let pools = [pool("10.244.0.0/16", EncapMode::Always)];
-        assert!(matches!(classified("10.0.0.0/8", &["10.0.0.1"], &pools), Some(Remote::Direct(_))));
-    }
-
-    #[test]
-    fn no_next_hop_is_no_route() {
-        let pools = [pool("10.244.0.0/16", EncapMode::Always)];
-        assert_eq!(classified("10.244.1.0/26", &[], &pools), None);
-    }
-
-    /// A RIB stand-in: its learned sets, sent again on the change stream on request.
-    #[derive(Clone)]
-    struct FakeRib {
-        learned: Vec<BestPathChange>,
-        changes: mpsc::Sender<Vec<BestPathChange>>,
-        resends: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl LearnedSource for FakeRib {
-        async fn resend_learned(&self) {
-            self.resends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.changes.send(self.learned.clone()).await.unwrap();
-        }
-    }
-
-    fn change(prefix: &str, hops: &[&str]) -> BestPathChange {
-        let hops: Addrs = hops.iter().map(|h| h.parse().unwrap()).collect();
-        BestPathChange { prefix: prefix.parse().unwrap(), next_hops: hops.clone(), peers: hops }
-    }
-
-    async fn next_changes(rx: &mut mpsc::Receiver<RemoteBatch>, n: usize) -> Vec<(IpNetwork, Option<Remote>)> {
-        let mut got = Vec::new();
-        while got.len() < n {
-            let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("a batch").expect("open");
-            got.extend(batch.changes);
-        }
-        got
-    }
-
-    #[tokio::test]
-    async fn changes_pass_classified_and_a_pool_change_asks_the_rib_for_everything_again() {
-        let (changes_tx, changes_rx) = mpsc::channel(16);
-        let (pools_tx, pools_rx) = watch::channel(vec![pool("10.244.0.0/16", EncapMode::CrossSubnet)]);
-        let (out_tx, mut out_rx) = mpsc::channel(2);
-        let (generation_tx, generation_rx) = watch::channel(0u64);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let learned = vec![
-            change("10.244.1.0/26", &["10.0.0.2"]),
-            change("10.244.2.0/26", &["10.0.0.3"]),
-            change("192.0.2.0/24", &["10.0.0.1"]),
-        ];
-        let rib = FakeRib { learned: learned.clone(), changes: changes_tx.clone(), resends: Default::default() };
-        let resends = rib.resends.clone();
-        tokio::spawn(follow_learned(changes_rx, rib, pools_rx, out_tx, generation_tx, None, stop_rx));
-
-        for c in &learned {
-            changes_tx.send(vec![c.clone()]).await.unwrap();
-        }
-        let got = next_changes(&mut out_rx, 3).await;
-        let modes = |got: &[(IpNetwork, Option<Remote>)]| -> Vec<(String, Option<IpipMode>)> {
-            got.iter()
-                .map(|(p, r)| {
-                    let mode = match r {
-                        Some(Remote::Block(b)) => Some(b.mode),
-                        _ => None,
-                    };
-                    (p.to_string(), mode)
-                })
-                .collect()
-        };
-        assert_eq!(
-            modes(&got),
-            [
-                ("10.244.1.0/26".to_string(), Some(IpipMode::CrossSubnet)),
-                ("10.244.2.0/26".to_string(), Some(IpipMode::CrossSubnet)),
-                ("192.0.2.0/24".to_string(), None),
-            ]
-        );
-        assert!(*generation_rx.borrow() >= 1, "bursts are counted");
-        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 0);
-
-        // The pool turns Never: the follower has no copy, so it asks the RIB
-        // for every learned set, and each comes back under the new mode.
-        pools_tx.send_replace(vec![pool("10.244.0.0/16", EncapMode::Never)]);
-        let got = next_changes(&mut out_rx, 3).await;
-        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(
-            modes(&got),
-            [
-                ("10.244.1.0/26".to_string(), Some(IpipMode::Never)),
-                ("10.244.2.0/26".to_string(), Some(IpipMode::Never)),
-                ("192.0.2.0/24".to_string(), None),
-            ]
-        );
-
-        // The same pools again (a resync listing): nothing is asked for.
-        pools_tx.send_replace(vec![pool("10.244.0.0/16", EncapMode::Never)]);
-        changes_tx.send(vec![change("10.244.1.0/26", &[])]).await.unwrap();
-        assert_eq!(next_changes(&mut out_rx, 1).await, [("10.244.1.0/26".parse().unwrap(), None)], "a withdrawal");
-        assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
 
     fn peer(state: &str) -> crate::api::PeerStatus {
         crate::api::PeerStatus {

@@ -36,9 +36,6 @@ pub(crate) const ATTR_ALLOCATED_AT: &str = "allocated_at";
 pub const GC_GRACE: Duration = Duration::from_secs(60);
 /// How often the agent looks for workloads whose host veth has gone.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-/// IP-in-IP adds an outer IPv4 header.
-const IPIP_OVERHEAD: u32 = 20;
-
 /// The workload service of one node.
 pub struct Workloads {
     allocator: Allocator,
@@ -60,7 +57,8 @@ pub struct Workloads {
 /// What [`Workloads::start`] needs from the agent.
 pub struct WorkloadsConfig {
     pub node: String,
-    pub node_address: IpAddr,
+    /// The underlay interface's MTU (see `dataplane::underlay`).
+    pub underlay_mtu: u32,
     pub interface_prefix: String,
     pub mtu: Option<u32>,
 }
@@ -70,8 +68,7 @@ fn now_secs() -> u64 {
 }
 
 impl Workloads {
-    /// Opens a netlink connection (in the agent's namespace), detects the underlay MTU (of the
-    /// interface holding the node address; 1500 if none does), and restores the host routes
+    /// Opens a netlink connection (in the agent's namespace) and restores the host routes
     /// of this node's workloads whose host interface exists — before the programmer's first
     /// full reconcile, so an agent restart never removes a pod route.
     pub async fn start(
@@ -81,7 +78,6 @@ impl Workloads {
     ) -> std::io::Result<std::sync::Arc<Workloads>> {
         let (connection, links, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        let underlay_mtu = underlay_mtu(&links, config.node_address).await.unwrap_or(1500);
         let service = std::sync::Arc::new(Workloads {
             allocator,
             programmer,
@@ -89,7 +85,7 @@ impl Workloads {
             node: config.node,
             interface_prefix: config.interface_prefix,
             configured_mtu: config.mtu,
-            underlay_mtu,
+            underlay_mtu: config.underlay_mtu,
             programmed: Mutex::new(HashSet::new()),
             pods: PodLocks::default(),
             datastore_unwritable: tokio::sync::watch::Sender::new(None),
@@ -152,11 +148,9 @@ impl Workloads {
         Ok(restored)
     }
 
-    /// The MTU pods get: `dataplane.mtu`, else the underlay's minus 20 when a pool uses IP-in-IP.
+    /// The MTU pods get (`remote_routes::encap::pod_mtu`).
     fn mtu(&self, pools: &[IpPool]) -> u32 {
-        use crate::datastore::resources::EncapMode;
-        let ipip = pools.iter().any(|p| !p.disabled && p.ipip_mode != EncapMode::Never);
-        self.configured_mtu.unwrap_or(if ipip { self.underlay_mtu - IPIP_OVERHEAD } else { self.underlay_mtu })
+        crate::remote_routes::encap::pod_mtu(self.configured_mtu, self.underlay_mtu, pools)
     }
 
     async fn pools(&self) -> Result<Vec<IpPool>, WorkloadError> {
@@ -345,28 +339,6 @@ fn addresses_of(block: &IpamBlock, keep: impl Fn(&str) -> bool) -> Vec<(String, 
         out.push((handle.to_string(), ip_at(&block.cidr, ordinal), attrs));
     }
     out
-}
-
-/// The MTU of the interface holding `address`.
-async fn underlay_mtu(links: &rtnetlink::Handle, address: IpAddr) -> Option<u32> {
-    use netlink_packet_route::address::AddressAttribute;
-    use netlink_packet_route::link::LinkAttribute;
-    let mut addresses = links.address().get().set_address_filter(address).execute();
-    let mut ifindex = None;
-    while let Ok(Some(a)) = addresses.try_next().await {
-        if a.attributes
-            .iter()
-            .any(|x| matches!(x, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == address))
-        {
-            ifindex = Some(a.header.index);
-        }
-    }
-    let mut link = links.link().get().match_index(ifindex?).execute();
-    let link = link.try_next().await.ok()??;
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Mtu(m) => Some(*m),
-        _ => None,
-    })
 }
 
 /// What a CNI GC does with this node's handles of `network`: release those not in `valid` that

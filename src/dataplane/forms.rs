@@ -265,7 +265,7 @@ mod tests {
     fn a_desired_form_keeps_its_kernel_twin_alive_until_collected() {
         let mut f = Forms::default();
         let d1 = f.acquire_desired(form(RouteKind::RemoteDirect, via("192.168.0.2", Some(3))));
-        let d2 = f.acquire_desired(form(RouteKind::RemoteTunnel, via("192.168.0.2", Some(3))));
+        let d2 = f.acquire_desired(form(RouteKind::RemoteIpip, via("192.168.0.2", Some(3))));
         assert_ne!(d1, d2, "the kind is part of the desired form");
         assert_eq!(f.kernel.len(), 1, "but both write the same kernel form");
         let k = f.acquire_twin(d1);

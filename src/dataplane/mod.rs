@@ -18,6 +18,7 @@ mod route_bytes;
 mod snapshot;
 pub mod sysctl;
 mod table;
+pub mod underlay;
 
 pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
 pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};

@@ -416,6 +416,24 @@ impl RouteSocket {
         index.ok_or_else(|| io::Error::other(format!("no link {name} in the answer")))
     }
 
+    /// The MTU of link `ifindex`.
+    pub fn link_mtu(&mut self, ifindex: u32) -> io::Result<u32> {
+        use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        let mut mtu = None;
+        self.transact(RouteNetlinkMessage::GetLink(msg), 0, |m| {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                mtu = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Mtu(m) => Some(*m),
+                    _ => None,
+                });
+            }
+            mtu.is_some()
+        })?;
+        mtu.ok_or_else(|| io::Error::other(format!("no MTU for link {ifindex} in the answer")))
+    }
+
     /// Sends one request with an ACK and waits for it (for rare, single changes).
     pub fn request_ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.transact(msg, NLM_F_ACK | flags, |_| false)

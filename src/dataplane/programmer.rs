@@ -400,7 +400,7 @@ const BULK_OPS: usize = 10_000;
 /// kernel busy, small enough that commands are read between chunks and a
 /// chunk's routes (about 80 bytes each, two chunks at a time) stay a few
 /// megabytes.
-const CHUNK_OPS: usize = 32_768;
+pub const CHUNK_OPS: usize = 32_768;
 /// Commands (or events) taken per wake-up before looking at the kernel again.
 const BURST: usize = 64;
 /// How long after a bulk run its verification dump runs (and the monitor

@@ -12,8 +12,10 @@ pub enum RouteKind {
     LocalWorkload,
     /// Another node's block via its address on the underlay.
     RemoteDirect,
-    /// Another node's block through the IP-in-IP tunnel.
-    RemoteTunnel,
+    /// Another node's block through IP-in-IP.
+    RemoteIpip,
+    /// Another node's block through VXLAN.
+    RemoteVxlan,
     /// The node's own block, so unallocated addresses are dropped here.
     Blackhole,
 }
@@ -24,7 +26,8 @@ impl RouteKind {
         match self {
             RouteKind::LocalWorkload => "local_workload",
             RouteKind::RemoteDirect => "remote_direct",
-            RouteKind::RemoteTunnel => "remote_ipip",
+            RouteKind::RemoteIpip => "remote_ipip",
+            RouteKind::RemoteVxlan => "remote_vxlan",
             RouteKind::Blackhole => "blackhole",
         }
     }

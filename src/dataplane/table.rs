@@ -655,7 +655,7 @@ mod tests {
     fn several_kinds_on_one_prefix_the_lowest_wins_and_moves_are_replaces() {
         let mut t = Table::default();
         let p = "10.0.1.0/26";
-        t.set(want(p, via("192.168.0.2"), RouteKind::RemoteTunnel));
+        t.set(want(p, via("192.168.0.2"), RouteKind::RemoteIpip));
         write(&mut t, true, true);
         t.set(want(p, RouteTarget::Device { ifindex: 9 }, RouteKind::LocalWorkload));
         assert!(entry(&t, p).unwrap().has(MULTI));
@@ -670,15 +670,15 @@ mod tests {
         t.remove(net(p), RouteKind::LocalWorkload);
         assert!(!entry(&t, p).unwrap().has(MULTI), "one kind left: back in the table alone");
         assert!(t.st.multi.is_empty());
-        assert_eq!(t.by_kind(), &BTreeMap::from([(RouteKind::RemoteTunnel, 1)]));
+        assert_eq!(t.by_kind(), &BTreeMap::from([(RouteKind::RemoteIpip, 1)]));
         assert_eq!(
             write(&mut t, true, true),
-            vec![RouteOp::Replace(want(p, via("192.168.0.2"), RouteKind::RemoteTunnel).route)]
+            vec![RouteOp::Replace(want(p, via("192.168.0.2"), RouteKind::RemoteIpip).route)]
         );
 
         // Moving between two kinds in one update never deletes.
         t.update(
-            &[RouteKind::RemoteDirect, RouteKind::RemoteTunnel],
+            &[RouteKind::RemoteDirect, RouteKind::RemoteIpip],
             net(p),
             Some(want(p, via("192.168.0.3"), RouteKind::RemoteDirect)),
         );
@@ -710,9 +710,9 @@ mod tests {
         assert_eq!(t.st.forms.desired.len(), 0);
 
         // Host bits are ignored, in the side map too.
-        t.set(want("10.0.7.1/24", via("192.168.0.2"), RouteKind::RemoteTunnel));
+        t.set(want("10.0.7.1/24", via("192.168.0.2"), RouteKind::RemoteIpip));
         t.set(want("10.0.7.0/24", RouteTarget::Blackhole, RouteKind::Blackhole));
-        t.replace_kind(RouteKind::RemoteTunnel, Vec::new());
+        t.replace_kind(RouteKind::RemoteIpip, Vec::new());
         assert_eq!(t.by_kind(), &BTreeMap::from([(RouteKind::Blackhole, 1)]));
         assert!(t.st.multi.is_empty());
     }
@@ -881,7 +881,7 @@ mod tests {
                 let mut t = Table::default();
                 // Some history: another desired set, written, then replaced.
                 for (p, tg, v6) in before {
-                    t.set(DesiredRoute { route: route(p, tg, v6), kind: RouteKind::RemoteTunnel });
+                    t.set(DesiredRoute { route: route(p, tg, v6), kind: RouteKind::RemoteIpip });
                 }
                 write(&mut t, true, true);
                 let mut reference = FxHashMap::default();
@@ -892,7 +892,7 @@ mod tests {
                 for d in &desired {
                     reference.insert(d.route.dst, d.clone());
                 }
-                t.replace_kind(RouteKind::RemoteTunnel, Vec::new());
+                t.replace_kind(RouteKind::RemoteIpip, Vec::new());
                 t.replace_kind(RouteKind::RemoteDirect, desired);
                 let kernel: Vec<Route> = dump.into_iter().map(|(p, tg, v6)| route(p, tg, v6)).collect();
                 // The dump lists IPv4 first; so does the snapshot, keeping order within a family.

@@ -1,15 +1,13 @@
-//! IP-in-IP toward peers that cannot be reached directly.
+//! IP-in-IP, one of the remote-routes stage's encapsulations ([`encap`]).
 //!
 //! The kernel's `tunl0` when the kernel has ipip ([`kernel`]); otherwise —
 //! creating the device fails with EOPNOTSUPP, as on kernels built without
 //! ipip and without modules — a userspace encapsulator ([`userspace`]) on
 //! the same wire format. [`choose_mode`] decides once at start and says why.
 
+pub mod encap;
 pub mod kernel;
-pub mod liveness;
 pub mod packet;
-pub mod path;
-pub mod selector;
 pub mod table;
 pub mod userspace;
 
@@ -18,6 +16,8 @@ pub use userspace::{TunnelCounters, UserspaceConfig, UserspaceTunnel};
 
 use crate::config::IpipImplementation;
 use crate::dataplane::netlink::RouteSocket;
+use crate::dataplane::underlay::Underlay;
+use crate::remote_routes::PathKind;
 use std::net::Ipv4Addr;
 
 /// How this node encapsulates.
@@ -29,24 +29,24 @@ pub enum TunnelMode {
     Userspace,
 }
 
-impl TunnelMode {
-    /// The value shown in status (`tunnel_mode`) and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TunnelMode::Kernel { .. } => "ipip-kernel",
-            TunnelMode::Userspace => "ipip-userspace",
-        }
+/// The IP-in-IP implementation as status (`ipip_mode`) and metrics name
+/// it: `ipip-kernel`, `ipip-userspace`, or `none`.
+pub fn implementation_label(path: Option<PathKind>) -> &'static str {
+    match path {
+        Some(PathKind::Ipip) => "ipip-kernel",
+        Some(PathKind::IpipUserspace) => "ipip-userspace",
+        _ => "none",
     }
 }
 
 /// The mode `implementation` would get on this kernel, found without
 /// changing anything: where the kernel has ipip, every network namespace
 /// has the `tunl0` fallback device.
-pub fn detect_mode(implementation: IpipImplementation, socket: &mut RouteSocket) -> Result<&'static str, String> {
+pub fn detect_mode(implementation: IpipImplementation, socket: &mut RouteSocket) -> Result<PathKind, String> {
     let kernel_has_ipip = socket.link_index(kernel::TUNL0).is_ok();
     match (implementation, kernel_has_ipip) {
-        (IpipImplementation::Userspace, _) | (IpipImplementation::Auto, false) => Ok("ipip-userspace"),
-        (_, true) => Ok("ipip-kernel"),
+        (IpipImplementation::Userspace, _) | (IpipImplementation::Auto, false) => Ok(PathKind::IpipUserspace),
+        (_, true) => Ok(PathKind::Ipip),
         (IpipImplementation::Kernel, false) => {
             Err("ipip.implementation is kernel, but the kernel has no ipip (no tunl0 device)".to_string())
         }
@@ -67,7 +67,7 @@ pub enum ChooseError {
 pub fn choose_mode(
     implementation: IpipImplementation,
     socket: &mut RouteSocket,
-    tunnel_mtu: u32,
+    underlay: &Underlay,
     address: Option<Ipv4Addr>,
 ) -> Result<TunnelMode, ChooseError> {
     if implementation == IpipImplementation::Userspace {
@@ -79,7 +79,7 @@ pub fn choose_mode(
         );
         return Ok(TunnelMode::Userspace);
     }
-    match kernel::ensure_tunl0(socket, tunnel_mtu, address) {
+    match kernel::ensure_tunl0(socket, underlay.inner_mtu(packet::OVERHEAD as u32), address) {
         Ok(ifindex) => {
             tracing::info!(subsys = "ipip", mode = "ipip-kernel", ifindex, "tunnel mode chosen");
             Ok(TunnelMode::Kernel { ifindex })

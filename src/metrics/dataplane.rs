@@ -4,6 +4,7 @@
 use crate::dataplane::{ProgrammerState, ProgrammerStats, RouteKind};
 use crate::fallback_ipip::TunnelCounters;
 use crate::fallback_ipip::packet::DropReason;
+use crate::remote_routes::PathKind;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -23,8 +24,13 @@ pub struct DataplaneCollector {
     pub tunnel: Option<Arc<TunnelCounters>>,
 }
 
-const KINDS: [RouteKind; 4] =
-    [RouteKind::LocalWorkload, RouteKind::RemoteDirect, RouteKind::RemoteTunnel, RouteKind::Blackhole];
+const KINDS: [RouteKind; 5] = [
+    RouteKind::LocalWorkload,
+    RouteKind::RemoteDirect,
+    RouteKind::RemoteIpip,
+    RouteKind::RemoteVxlan,
+    RouteKind::Blackhole,
+];
 
 impl Collector for DataplaneCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -116,34 +122,38 @@ impl Collector for DataplaneCollector {
     }
 }
 
-/// The path chosen toward each node whose blocks can be tunnelled (the
-/// selector's `paths`: blocks of Always or CrossSubnet pools, with a
-/// tunnel): direct or through the IP-in-IP tunnel (one series per node and
-/// path, 1 for the current one), so a cut direct path shows up as
-/// `path="ipip"`. Other nodes have no series: they are reached directly.
+/// The path chosen toward each node whose blocks can be encapsulated (the
+/// remote-routes stage's `paths`: blocks of pools that encapsulate, on a
+/// node with that encapsulation): one series per node and path — direct and
+/// each encapsulation of this node — 1 for the current one, so a cut direct
+/// path shows up as `path="ipip"` or `path="vxlan"`. Other nodes have no
+/// series: they are reached directly.
 #[derive(Debug)]
 pub struct PathCollector {
-    pub paths: watch::Receiver<std::collections::HashMap<std::net::Ipv4Addr, crate::fallback_ipip::path::Path>>,
-    /// `ipip-kernel`, `ipip-userspace` or `none`.
-    pub mode: &'static str,
+    pub paths: watch::Receiver<std::collections::HashMap<std::net::IpAddr, PathKind>>,
+    /// The encapsulations of this node.
+    pub encapsulations: Vec<PathKind>,
+    /// The IP-in-IP implementation in use, if any.
+    pub ipip: Option<PathKind>,
 }
 
 impl Collector for PathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use crate::fallback_ipip::path::Path;
         let mut paths: Vec<_> = self.paths.borrow().iter().map(|(n, p)| (*n, *p)).collect();
         paths.sort_by_key(|(n, _)| *n);
         let mut family = encoder.encode_descriptor(
             "dataplane_node_path",
-            "The path to each remote node's blocks: direct on the underlay or through the tunnel",
+            "The path to each remote node's blocks: direct on the underlay or through an encapsulation",
             None,
             MetricType::Gauge,
         )?;
+        let labels: Vec<PathKind> =
+            std::iter::once(PathKind::Direct).chain(self.encapsulations.iter().copied()).collect();
         for (node, path) in paths {
             let node = node.to_string();
-            for (label, p) in [("direct", Path::Direct), ("ipip", Path::Tunnel)] {
-                let labels = [("node", node.as_str()), ("path", label)];
-                ConstGauge::new(i64::from(path == p)).encode(family.encode_family(&labels)?)?;
+            for p in &labels {
+                let l = [("node", node.as_str()), ("path", p.as_str())];
+                ConstGauge::new(i64::from(path == *p)).encode(family.encode_family(&l)?)?;
             }
         }
         let mut mode = encoder.encode_descriptor(
@@ -152,8 +162,9 @@ impl Collector for PathCollector {
             None,
             MetricType::Gauge,
         )?;
+        let current = crate::fallback_ipip::implementation_label(self.ipip);
         for m in ["ipip-kernel", "ipip-userspace", "none"] {
-            ConstGauge::new(i64::from(self.mode == m)).encode(mode.encode_family(&[("mode", m)])?)?;
+            ConstGauge::new(i64::from(current == m)).encode(mode.encode_family(&[("mode", m)])?)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! drops pod sources). The reply comes back to the tunnel address either
 //! way, so the verdict is about the path from us to the peer.
 
-use super::packet::{checksum, parse_ipv4};
+use crate::fallback_ipip::packet::{checksum, parse_ipv4};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
