@@ -101,9 +101,9 @@ fn link_details(t: &Topology, ns: &str, dev: &str) -> Value {
 }
 
 /// Our permanent neighbours on `dev`: (address, MAC).
-fn neighbours(t: &Topology, ns: &str, dev: &str) -> Vec<(String, String)> {
+fn neighbours(t: &Topology, ns: &str, dev: &str) -> Pairs {
     let all = t.exec_json(ns, &["ip", "-j", "neigh", "show", "dev", dev, "nud", "permanent"]).unwrap();
-    let mut out: Vec<(String, String)> = all
+    let mut out: Pairs = all
         .as_array()
         .unwrap()
         .iter()
@@ -114,9 +114,9 @@ fn neighbours(t: &Topology, ns: &str, dev: &str) -> Vec<(String, String)> {
 }
 
 /// The FDB entries of `dev` itself: (MAC, destination).
-fn fdb(t: &Topology, ns: &str, dev: &str) -> Vec<(String, String)> {
+fn fdb(t: &Topology, ns: &str, dev: &str) -> Pairs {
     let all = t.exec_json(ns, &["bridge", "-j", "fdb", "show", "dev", dev]).unwrap();
-    let mut out: Vec<(String, String)> = all
+    let mut out: Pairs = all
         .as_array()
         .unwrap()
         .iter()
@@ -215,7 +215,11 @@ fn vtep(i: u8) -> Vtep {
     }
 }
 
-fn ours(vteps: &[Vtep]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// Entries as `ip neigh` / `bridge fdb` print them: (key, value) pairs.
+type Pairs = Vec<(String, String)>;
+
+/// The (neighbours, FDB entries) `vteps` need.
+fn ours(vteps: &[Vtep]) -> (Pairs, Pairs) {
     let mut n: Vec<_> = vteps.iter().map(|v| (v.tunnel.to_string(), mac_text(&v.mac))).collect();
     let mut f: Vec<_> = vteps.iter().map(|v| (mac_text(&v.mac), v.underlay.to_string())).collect();
     n.sort();
