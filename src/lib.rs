@@ -22,6 +22,7 @@
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
 //! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
 //! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
+//! | [`vxlan`]         | the kernel VXLAN device and its remote VTEPs (neighbours, FDB)     |
 
 pub mod agent;
 pub mod api;
@@ -41,6 +42,7 @@ pub mod netns;
 pub mod prefix_map;
 pub mod remote_routes;
 pub mod testing;
+pub mod vxlan;
 
 /// The version string printed by `tortie version` and exported as build info.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -434,6 +434,36 @@ impl RouteSocket {
         mtu.ok_or_else(|| io::Error::other(format!("no MTU for link {ifindex} in the answer")))
     }
 
+    /// Link `name` as the kernel reports it; `None` when there is none.
+    pub fn get_link(&mut self, name: &str) -> io::Result<Option<netlink_packet_route::link::LinkMessage>> {
+        let mut msg = netlink_packet_route::link::LinkMessage::default();
+        msg.attributes.push(netlink_packet_route::link::LinkAttribute::IfName(name.to_string()));
+        let mut link = None;
+        let asked = self.transact(RouteNetlinkMessage::GetLink(msg), 0, |m| {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                link = Some(l);
+            }
+            link.is_some()
+        });
+        match asked {
+            Ok(()) => Ok(link),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every message a dump request (`GetNeighbour`, `GetAddress`, …) answers
+    /// with, parsed; for small tables only (a device's neighbours or
+    /// addresses), as it holds them all.
+    pub fn dump_messages(&mut self, request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        self.transact(request, NLM_F_DUMP, |m| {
+            out.push(m);
+            false
+        })?;
+        Ok(out)
+    }
+
     /// Sends one request with an ACK and waits for it (for rare, single changes).
     pub fn request_ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.transact(msg, NLM_F_ACK | flags, |_| false)
