@@ -72,7 +72,11 @@ fn without_kernel_ipip_auto_falls_back_to_userspace_and_kernel_is_refused() {
         let kernel = choose_mode(IpipImplementation::Kernel, &mut socket, &underlay, None);
         assert!(detected.is_ok(), "{detected:?}");
         if !std::path::Path::new("/sys/module/ipip").exists() {
-            assert_eq!(detected, Ok(tortie::remote_routes::PathKind::IpipUserspace), "detection without side effects agrees with the real attempt");
+            assert_eq!(
+                detected,
+                Ok(tortie::remote_routes::PathKind::IpipUserspace),
+                "detection without side effects agrees with the real attempt"
+            );
             assert!(detected_kernel.is_err());
         }
         (auto.map_err(|e| e.to_string()), kernel.map_err(|e| e.to_string()))

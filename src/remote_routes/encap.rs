@@ -44,14 +44,11 @@ impl PoolEncap {
     pub fn overhead(self, ipv6: bool) -> u32 {
         match (self.kind, ipv6) {
             (EncapKind::Ipip, _) => crate::fallback_ipip::packet::OVERHEAD as u32,
-            (EncapKind::Vxlan, false) => VXLAN_OVERHEAD_V4,
-            (EncapKind::Vxlan, true) => VXLAN_OVERHEAD_V6,
+            (EncapKind::Vxlan, false) => crate::vxlan::OVERHEAD_V4,
+            (EncapKind::Vxlan, true) => crate::vxlan::OVERHEAD_V6,
         }
     }
 }
-
-const VXLAN_OVERHEAD_V4: u32 = 50;
-const VXLAN_OVERHEAD_V6: u32 = 70;
 
 /// The MTU pods get: the underlay's minus the largest overhead of an
 /// encapsulation some enabled pool uses (Calico's rule), unless configured.

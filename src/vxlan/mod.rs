@@ -10,6 +10,7 @@
 //! wanted are never rewritten.
 
 mod device;
+pub mod encap;
 mod task;
 mod vteps;
 mod vteps_kernel;

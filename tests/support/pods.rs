@@ -22,3 +22,15 @@ pub fn add_pod(t: &mut Topology, node: &str, pod: &str, host_if: &str, addr: &st
     t.exec(pod, &["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])?;
     Ok(())
 }
+
+/// Adds IPv6 address `addr` to pod `pod` (made by [`add_pod`]): the host
+/// side answers as `fe80::1`, the pod's default route, and routes
+/// `<addr>/128 dev <host_if>` (no duplicate address detection: usable at once).
+pub fn add_pod_v6(t: &Topology, node: &str, pod: &str, host_if: &str, addr: &str) -> Result<(), CommandError> {
+    t.exec(node, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+    t.exec(node, &["ip", "addr", "add", "fe80::1/64", "dev", host_if, "nodad"])?;
+    t.exec(node, &["ip", "-6", "route", "add", &format!("{addr}/128"), "dev", host_if])?;
+    t.exec(pod, &["ip", "addr", "add", &format!("{addr}/128"), "dev", "eth0", "nodad"])?;
+    t.exec(pod, &["ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"])?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! VXLAN as an [`Encapsulation`] of the remote-routes stage: routes
+//! `<block> via <node's tunnel address> dev vxlan.tortie onlink`, and for
+//! every node that may send to us and has published its VTEP (tunnel
+//! address and MAC on its Node record), a permanent neighbour and an FDB
+//! entry, kept by the [`super::spawn`]ed task. A node without a published
+//! VTEP cannot be reached through VXLAN: its blocks go direct until it has one.
+
+use super::Vtep;
+use crate::dataplane::{NextHop, RouteKind, RouteTarget};
+use crate::remote_routes::{Encapsulation, PathKind, RemoteNode, RemoteNodes};
+use ipnetwork::IpNetwork;
+use std::net::IpAddr;
+use tokio::sync::watch;
+
+/// One VXLAN device (IPv4 or IPv6 underlay) and the VTEPs wanted on it.
+pub struct VxlanEncap {
+    ifindex: u32,
+    /// The underlay family: only nodes (and tunnel addresses) of it.
+    ipv6: bool,
+    vteps: watch::Sender<Vec<Vtep>>,
+}
+
+impl VxlanEncap {
+    /// `vteps` feeds the device's VTEP task.
+    pub fn new(ifindex: u32, ipv6: bool, vteps: watch::Sender<Vec<Vtep>>) -> VxlanEncap {
+        VxlanEncap { ifindex, ipv6, vteps }
+    }
+
+    fn vtep(&self, node: IpAddr, remote: Option<&RemoteNode>) -> Option<Vtep> {
+        let remote = remote?;
+        let tunnel = remote.vxlan_tunnel?;
+        (node.is_ipv6() == self.ipv6 && tunnel.is_ipv6() == self.ipv6).then_some(Vtep {
+            underlay: node,
+            tunnel,
+            mac: remote.vxlan_mac?,
+        })
+    }
+}
+
+impl Encapsulation for VxlanEncap {
+    fn path(&self) -> PathKind {
+        PathKind::Vxlan
+    }
+    fn route_kind(&self) -> RouteKind {
+        RouteKind::RemoteVxlan
+    }
+    fn target(&self, node: IpAddr, remote: Option<&RemoteNode>) -> Option<RouteTarget> {
+        let vtep = self.vtep(node, remote)?;
+        Some(RouteTarget::Via(NextHop { gateway: vtep.tunnel, ifindex: Some(self.ifindex), onlink: true }))
+    }
+    /// Every sender with a VTEP gets its entries, also one reached directly
+    /// now: a path that moves into VXLAN then finds them in place.
+    fn set_peers(&self, _tunnelled: &[(IpNetwork, IpAddr)], senders: &[IpAddr], remotes: &RemoteNodes) {
+        let mut vteps: Vec<Vtep> = senders.iter().filter_map(|n| self.vtep(*n, remotes.get(n))).collect();
+        vteps.sort_by_key(|v| (v.underlay, v.tunnel));
+        self.vteps.send_if_modified(|old| {
+            let changed = *old != vteps;
+            if changed {
+                *old = vteps;
+            }
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(a: &str) -> IpAddr {
+        a.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_go_via_the_nodes_tunnel_address_once_its_vtep_is_known() {
+        let (tx, rx) = watch::channel(Vec::new());
+        let encap = VxlanEncap::new(9, false, tx);
+        let node = addr("10.0.0.6");
+        assert_eq!(encap.target(node, None), None);
+        let partial = RemoteNode { vxlan_tunnel: Some(addr("10.244.1.0")), vxlan_mac: None };
+        assert_eq!(encap.target(node, Some(&partial)), None, "no MAC, no neighbour entry");
+        let full = RemoteNode { vxlan_mac: Some([2, 0, 0, 0, 0, 6]), ..partial };
+        assert_eq!(
+            encap.target(node, Some(&full)),
+            Some(RouteTarget::Via(NextHop { gateway: addr("10.244.1.0"), ifindex: Some(9), onlink: true }))
+        );
+        let remotes: RemoteNodes = [(node, full), (addr("10.0.0.7"), RemoteNode::default())].into();
+        encap.set_peers(&[], &[node, addr("10.0.0.7"), addr("fd00::8")], &remotes);
+        assert_eq!(
+            *rx.borrow(),
+            [Vtep { underlay: node, tunnel: addr("10.244.1.0"), mac: [2, 0, 0, 0, 0, 6] }],
+            "only senders of our family with a VTEP"
+        );
+    }
+}
