@@ -137,8 +137,8 @@ ts("Failures and drift repairs",
    [target(f"sum by (op) (rate(tortie_dataplane_failures_total{{{NODE}}}[$__rate_interval]))", "failed {{op}}", ref="A"),
     target(f"sum(rate(tortie_dataplane_drift_repairs_total{{{NODE}}}[$__rate_interval]))", "drift repaired", ref="B")],
    unit="ops")
-ts("Path to nodes (1 = through the tunnel)",
-   [target(f"tortie_dataplane_node_path{{{NODE},path=\"ipip\"}}", "{{instance}} → {{node}}")])
+ts("Path to nodes (1 = encapsulated)",
+   [target(f"tortie_dataplane_node_path{{{NODE},path!=\"direct\"}}", "{{instance}} → {{node}} ({{path}})")])
 ts("Userspace tunnel traffic",
    [target(f"sum by (direction) (rate(tortie_ipip_bytes_total{{{NODE}}}[$__rate_interval]))", "{{direction}}", ref="A"),
     target(f"sum by (reason) (rate(tortie_ipip_dropped_packets_total{{{NODE}}}[$__rate_interval]))", "dropped {{reason}}",

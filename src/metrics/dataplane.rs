@@ -152,7 +152,7 @@ impl Collector for PathCollector {
         for (node, path) in paths {
             let node = node.to_string();
             for p in &labels {
-                let l = [("node", node.as_str()), ("path", p.as_str())];
+                let l = [("node", node.as_str()), ("path", p.metric_label())];
                 ConstGauge::new(i64::from(path == *p)).encode(family.encode_family(&l)?)?;
             }
         }

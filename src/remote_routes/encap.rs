@@ -83,6 +83,16 @@ impl PathKind {
             PathKind::Vxlan => "vxlan",
         }
     }
+
+    /// The metrics' `path` label: the encapsulation, whatever implements it
+    /// (`tortie_ipip_mode` says which IP-in-IP does).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Ipip | PathKind::IpipUserspace => "ipip",
+            PathKind::Vxlan => "vxlan",
+        }
+    }
 }
 
 /// What a remote node publishes for encapsulations beyond its underlay
