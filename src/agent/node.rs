@@ -44,7 +44,9 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
                 node.bgp = Some(merged);
                 ds.update(name, &node, current.revision).await.map(|_| ())
             }
-            Err(DatastoreError::NotFound { .. }) => ds.create(name, &Node { bgp: Some(bgp.clone()) }).await.map(|_| ()),
+            Err(DatastoreError::NotFound { .. }) => {
+                ds.create(name, &Node { bgp: Some(bgp.clone()), ..Node::default() }).await.map(|_| ())
+            }
             Err(e) => Err(e),
         };
         match result {
