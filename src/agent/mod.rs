@@ -21,6 +21,7 @@ mod routes;
 mod supervise;
 mod tunnel;
 mod usage;
+pub mod vtep;
 pub mod workloads;
 
 use crate::api::StatusReport;
