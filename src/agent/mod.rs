@@ -22,6 +22,7 @@ mod supervise;
 mod tunnel;
 mod usage;
 pub mod vtep;
+pub mod vteps;
 pub mod workloads;
 
 use crate::api::StatusReport;
