@@ -98,13 +98,13 @@ async fn watch_from_a_version_the_server_forgot_gets_gone_and_resyncs() {
 async fn kubelet_heartbeats_conflict_with_stale_node_writes_but_are_not_node_events() {
     let (standin, store) = setup().await;
     standin.add_node("n1");
-    let node = Node { bgp: Some(NodeBgp { as_number: Some(64512), ..Default::default() }) };
+    let node = Node { bgp: Some(NodeBgp { as_number: Some(64512), ..Default::default() }), ..Node::default() };
     let created = store.create("n1", &node).await.unwrap();
     let mut watch = store.watch::<Node>(None).await.unwrap();
     assert!(matches!(next(&mut watch).await, WatchEvent::Resync(l) if l.items.len() == 1));
 
     standin.heartbeat("n1");
-    let changed = Node { bgp: Some(NodeBgp { as_number: Some(65000), ..Default::default() }) };
+    let changed = Node { bgp: Some(NodeBgp { as_number: Some(65000), ..Default::default() }), ..Node::default() };
     assert!(matches!(store.update("n1", &changed, created.revision).await, Err(DatastoreError::Conflict { .. })));
     let fresh = store.get::<Node>("n1").await.unwrap();
     store.update("n1", &changed, fresh.revision).await.unwrap();

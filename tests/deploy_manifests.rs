@@ -212,7 +212,7 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     // Registration, as agent::node::register: get, then create (the annotations).
     assert!(matches!(ds.get::<Node>("n1").await, Err(DatastoreError::NotFound { .. })));
     let bgp = NodeBgp { ipv4_address: "10.0.0.1/24".parse().ok(), as_number: Some(64512), ..NodeBgp::default() };
-    ds.create("n1", &Node { bgp: Some(bgp) }).await.unwrap();
+    ds.create("n1", &Node { bgp: Some(bgp), ..Node::default() }).await.unwrap();
     let mut nodes = ds.watch::<Node>(None).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(20), nodes.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(first, WatchEvent::Resync(_)), "{first:?}");

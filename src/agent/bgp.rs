@@ -460,6 +460,7 @@ mod tests {
                 route_reflector_cluster_id: cluster,
                 ..NodeBgp::default()
             }),
+            ..Node::default()
         }
     }
 

@@ -130,7 +130,10 @@ mod tests {
     use crate::datastore::resources::NodeBgp;
 
     fn node(addr: &str, asn: u32) -> Node {
-        Node { bgp: Some(NodeBgp { ipv4_address: addr.parse().ok(), as_number: Some(asn), ..NodeBgp::default() }) }
+        Node {
+            bgp: Some(NodeBgp { ipv4_address: addr.parse().ok(), as_number: Some(asn), ..NodeBgp::default() }),
+            ..Node::default()
+        }
     }
 
     #[test]

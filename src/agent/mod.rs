@@ -21,6 +21,8 @@ mod remote_routes;
 mod routes;
 mod supervise;
 mod usage;
+pub mod vtep;
+pub mod vteps;
 pub mod workloads;
 
 use crate::api::StatusReport;

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::dataplane::address::{DetectError, kernel_route_source, select};
 use crate::dataplane::netlink::RouteSocket;
-use crate::datastore::resources::{EncapMode, IpPool, Node, NodeBgp};
+use crate::datastore::resources::{EncapMode, IpPool, Node, NodeBgp, PoolUse};
 use crate::datastore::{Datastore, DatastoreError};
 use crate::ipam::{Ipam, IpamOptions};
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -44,7 +44,9 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
                 node.bgp = Some(merged);
                 ds.update(name, &node, current.revision).await.map(|_| ())
             }
-            Err(DatastoreError::NotFound { .. }) => ds.create(name, &Node { bgp: Some(bgp.clone()) }).await.map(|_| ()),
+            Err(DatastoreError::NotFound { .. }) => {
+                ds.create(name, &Node { bgp: Some(bgp.clone()), ..Node::default() }).await.map(|_| ())
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -61,24 +63,53 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
 /// no pool needs one.
 pub async fn publish_tunnel_address(ds: &Datastore, node: &str) -> Result<Option<std::net::IpAddr>, String> {
     let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
-    if !pools.items.iter().any(|p| p.spec.cidr.is_ipv4() && p.spec.ipip_mode != EncapMode::Never && !p.spec.disabled) {
+    let pools: Vec<IpPool> = pools.items.into_iter().map(|p| p.spec).collect();
+    if tunnel_pools(&pools, 4, |p| p.ipip_mode).is_empty() {
         return Ok(None);
     }
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..IpamOptions::default() });
     let address = ipam.tunnel_address(4).await.map_err(|e| format!("cannot allocate the tunnel address: {e}"))?.ip;
-    for _ in 0..5 {
-        let current = ds.get::<Node>(node).await.map_err(|e| format!("cannot read node {node}: {e}"))?;
-        let mut spec = current.spec.clone();
+    update_node(ds, node, "the tunnel address", |spec| {
         let bgp = spec.bgp.get_or_insert_with(Default::default);
-        if bgp.ipv4_ipip_tunnel_addr == Some(address) {
-            return Ok(Some(address));
-        }
+        let changed = bgp.ipv4_ipip_tunnel_addr != Some(address);
         bgp.ipv4_ipip_tunnel_addr = Some(address);
-        match ds.update(node, &spec, current.revision).await {
-            Ok(_) => return Ok(Some(address)),
+        changed
+    })
+    .await?;
+    Ok(Some(address))
+}
+
+/// The enabled pools of `family` (4 or 6) whose encapsulation `mode` is on and that allow tunnel
+/// addresses: where a tunnel device's address comes from.
+pub(super) fn tunnel_pools(pools: &[IpPool], family: u8, mode: impl Fn(&IpPool) -> EncapMode) -> Vec<IpNetwork> {
+    pools
+        .iter()
+        .filter(|p| p.cidr.is_ipv4() == (family == 4) && !p.disabled && mode(p) != EncapMode::Never)
+        .filter(|p| p.allowed_uses.contains(&PoolUse::Tunnel))
+        .map(|p| p.cidr)
+        .collect()
+}
+
+/// Applies `change` to node `name`'s record by compare-and-swap, re-read and retried when the
+/// record changed under us; writes only when `change` reports a difference. `what` names the
+/// change in errors.
+pub(super) async fn update_node(
+    ds: &Datastore,
+    name: &str,
+    what: &str,
+    mut change: impl FnMut(&mut Node) -> bool,
+) -> Result<(), String> {
+    for _ in 0..5 {
+        let current = ds.get::<Node>(name).await.map_err(|e| format!("cannot read node {name}: {e}"))?;
+        let mut spec = current.spec.clone();
+        if !change(&mut spec) {
+            return Ok(());
+        }
+        match ds.update(name, &spec, current.revision).await {
+            Ok(_) => return Ok(()),
             Err(DatastoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(format!("cannot record the tunnel address on node {node}: {e}")),
+            Err(e) => return Err(format!("cannot record {what} on node {name}: {e}")),
         }
     }
-    Err(format!("cannot record the tunnel address on node {node}: the record kept changing"))
+    Err(format!("cannot record {what} on node {name}: the record kept changing"))
 }

@@ -24,6 +24,7 @@ pub struct Config {
     pub bgp: BgpConfig,
     pub dataplane: DataplaneConfig,
     pub ipip: IpipConfig,
+    pub vxlan: VxlanConfig,
     pub ipam: IpamConfig,
     pub api: ApiConfig,
     pub metrics: MetricsConfig,
@@ -238,6 +239,37 @@ impl Default for IpipConfig {
     }
 }
 
+/// The largest VXLAN network identifier: the field is 24 bits wide (RFC 7348).
+pub const MAX_VXLAN_VNI: u32 = (1 << 24) - 1;
+
+/// The longest interface name the kernel takes (`IFNAMSIZ` less the terminating NUL).
+pub const MAX_INTERFACE_NAME_LEN: usize = 15;
+
+/// The VXLAN devices, as Felix's `vxlanVNI`, `vxlanPort` (the MTU comes from the underlay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VxlanConfig {
+    /// VXLAN network identifier, 1 to 16777215 (Calico's 4096).
+    pub vni: u32,
+    /// UDP destination port (Calico's and the IANA port 4789).
+    pub port: u16,
+    /// Name of the IPv4 VXLAN device.
+    pub device: String,
+    /// Name of the IPv6 VXLAN device.
+    pub device_v6: String,
+}
+
+impl Default for VxlanConfig {
+    fn default() -> Self {
+        VxlanConfig {
+            vni: 4096,
+            port: 4789,
+            device: "vxlan.tortie".to_string(),
+            device_v6: "vxlan-v6.tortie".to_string(),
+        }
+    }
+}
+
 /// Per-pool encapsulation, as Calico's `ipipMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum IpipMode {
@@ -254,6 +286,9 @@ pub struct IpamConfig {
     pub default_ipv4_pool_cidr: Option<ipnetwork::Ipv4Network>,
     pub default_ipv4_block_size: u8,
     pub default_ipv4_ipip_mode: IpipMode,
+    /// The default pool's `vxlanMode` (Calico's `CALICO_IPV4POOL_VXLAN`); at most one of this and
+    /// `default_ipv4_ipip_mode` may be other than `Never`.
+    pub default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode,
     pub default_ipv6_pool_cidr: Option<ipnetwork::Ipv6Network>,
     pub default_ipv6_block_size: u8,
     /// Never borrow addresses from other nodes' blocks.
@@ -268,6 +303,7 @@ impl Default for IpamConfig {
             default_ipv4_pool_cidr: None,
             default_ipv4_block_size: 26,
             default_ipv4_ipip_mode: IpipMode::Never,
+            default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode::Never,
             default_ipv6_pool_cidr: None,
             default_ipv6_block_size: 122,
             strict_affinity: false,

@@ -3,6 +3,7 @@
 
 use super::error::FieldError;
 use super::model::*;
+use crate::datastore::resources::EncapMode;
 use std::collections::HashSet;
 
 /// Route protocol numbers owned by other software: writing ours with one of
@@ -163,12 +164,29 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
         );
     }
 
-    let dev = &c.ipip.userspace_device;
-    if dev.is_empty() || dev.len() > 15 || dev.contains(['/', ' ', '\t', '\n']) || dev == "." || dev == ".." {
-        err(
-            "ipip.userspace_device",
-            format!("{dev:?} is not a valid interface name (1 to 15 characters, no '/' or spaces)"),
-        );
+    for (path, dev) in [
+        ("ipip.userspace_device", &c.ipip.userspace_device),
+        ("vxlan.device", &c.vxlan.device),
+        ("vxlan.device_v6", &c.vxlan.device_v6),
+    ] {
+        if !is_interface_name(dev) {
+            err(
+                path,
+                format!(
+                    "{dev:?} is not a valid interface name (1 to {MAX_INTERFACE_NAME_LEN} bytes, no '/' or spaces)"
+                ),
+            );
+        }
+    }
+    let vxlan = &c.vxlan;
+    if !(1..=MAX_VXLAN_VNI).contains(&vxlan.vni) {
+        err("vxlan.vni", format!("{} is not a VXLAN network identifier (1 to {MAX_VXLAN_VNI})", vxlan.vni));
+    }
+    if vxlan.port == 0 {
+        err("vxlan.port", "0 is not a usable port".into());
+    }
+    if vxlan.device == vxlan.device_v6 {
+        err("vxlan.device_v6", format!("{:?} is also vxlan.device; each family needs its own device", vxlan.device_v6));
     }
 
     let ipam = &c.ipam;
@@ -210,6 +228,15 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             );
         }
     }
+    if ipam.default_ipv4_ipip_mode != IpipMode::Never && ipam.default_ipv4_vxlan_mode != EncapMode::Never {
+        err(
+            "ipam.default_ipv4_vxlan_mode",
+            format!(
+                "{:?} cannot be combined with default_ipv4_ipip_mode {:?}: a pool has at most one encapsulation",
+                ipam.default_ipv4_vxlan_mode, ipam.default_ipv4_ipip_mode
+            ),
+        );
+    }
     if ipam.max_blocks_per_node == Some(0) {
         err("ipam.max_blocks_per_node", "0 would allow no addresses; omit the field for no limit".into());
     }
@@ -245,6 +272,15 @@ fn check_keepalive(section: &str, hold: u16, keepalive: Option<u16>, err: &mut i
     }
 }
 
+/// A name the kernel takes for an interface.
+fn is_interface_name(dev: &str) -> bool {
+    !dev.is_empty()
+        && dev.len() <= MAX_INTERFACE_NAME_LEN
+        && !dev.contains(['/', ' ', '\t', '\n'])
+        && dev != "."
+        && dev != ".."
+}
+
 /// A DNS-1123 subdomain, as Kubernetes node names are.
 fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
@@ -278,4 +314,74 @@ pub(crate) fn check_autodetection(method: &str) -> Result<(), String> {
 fn is_group_name(group: &str) -> bool {
     let portable = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
     !group.is_empty() && group.len() <= 32 && !group.starts_with('-') && group.chars().all(portable)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, load_from_str};
+    use crate::datastore::resources::EncapMode;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn problems(text: &str, env: &[(&str, &str)]) -> String {
+        match load_from_str(text, "test.yaml", &vars(env)) {
+            Err(ConfigError::Invalid { errors, .. }) => {
+                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            }
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vxlan_defaults_are_calicos_and_env_overrides_them() {
+        let loaded = load_from_str("", "test.yaml", &[]).unwrap();
+        let vxlan = &loaded.config.vxlan;
+        assert_eq!(
+            (vxlan.vni, vxlan.port, vxlan.device.as_str(), vxlan.device_v6.as_str()),
+            (4096, 4789, "vxlan.tortie", "vxlan-v6.tortie")
+        );
+        assert_eq!(loaded.config.ipam.default_ipv4_vxlan_mode, EncapMode::Never);
+        let env = [
+            ("TORTIE_VXLAN_VNI", "7"),
+            ("TORTIE_VXLAN_PORT", "8472"),
+            ("TORTIE_VXLAN_DEVICE", "vx4"),
+            ("TORTIE_VXLAN_DEVICE_V6", "vx6"),
+            ("TORTIE_IPAM_DEFAULT_IPV4_VXLAN_MODE", "CrossSubnet"),
+        ];
+        let loaded = load_from_str("", "test.yaml", &vars(&env)).unwrap();
+        let vxlan = &loaded.config.vxlan;
+        assert_eq!((vxlan.vni, vxlan.port, vxlan.device.as_str(), vxlan.device_v6.as_str()), (7, 8472, "vx4", "vx6"));
+        assert_eq!(loaded.config.ipam.default_ipv4_vxlan_mode, EncapMode::CrossSubnet);
+    }
+
+    #[test]
+    fn bad_vxlan_fields_are_named_with_their_values() {
+        let text = "vxlan:\n  vni: 16777216\n  port: 0\n  device: vxlan.tortie.too.long\n  device_v6: \"\"\n";
+        let all = problems(text, &[]);
+        for expected in [
+            "vxlan.vni: 16777216 is not a VXLAN network identifier (1 to 16777215)",
+            "vxlan.port: 0 is not a usable port",
+            "vxlan.device: \"vxlan.tortie.too.long\" is not a valid interface name",
+            "vxlan.device_v6: \"\" is not a valid interface name",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        let all = problems("vxlan:\n  vni: 0\n  device: same\n  device_v6: same\n", &[]);
+        assert!(all.contains("vxlan.vni: 0 is not a VXLAN network identifier"), "{all}");
+        assert!(all.contains("vxlan.device_v6: \"same\" is also vxlan.device"), "{all}");
+    }
+
+    #[test]
+    fn default_pool_with_both_encapsulations_is_refused() {
+        let text = "ipam:\n  default_ipv4_ipip_mode: Always\n  default_ipv4_vxlan_mode: CrossSubnet\n";
+        let all = problems(text, &[]);
+        assert!(
+            all.contains(
+                "ipam.default_ipv4_vxlan_mode: CrossSubnet cannot be combined with default_ipv4_ipip_mode Always"
+            ),
+            "{all}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use super::claim::{self, RETRIES};
 use super::error::{IpamError, Result};
 use super::handles;
 use super::pools::usable;
+use super::tunnel::TunnelDevice;
 use crate::datastore::resources::{
     AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse, cidr_name,
 };
@@ -42,6 +43,9 @@ pub struct Request {
     /// Owner attributes (pod, namespace), stored with the address; `node` is always set to the
     /// allocating node.
     pub attributes: BTreeMap<String, String>,
+    /// Only from these pools (by CIDR), as Calico's `IPv4Pools` argument; empty: every pool the
+    /// purpose may use.
+    pub pools: Vec<IpNetwork>,
 }
 
 impl Request {
@@ -52,7 +56,7 @@ impl Request {
             ("namespace".to_string(), namespace.to_string()),
             ("node".to_string(), node.to_string()),
         ]);
-        Request { handle: handle.to_string(), family, purpose: PoolUse::Workload, attributes }
+        Request { handle: handle.to_string(), family, purpose: PoolUse::Workload, attributes, pools: Vec::new() }
     }
 }
 
@@ -143,11 +147,10 @@ impl Ipam {
     /// their handle records; `cache` holds the blocks as this node last wrote them.
     pub(crate) async fn assign_batch(&self, requests: &[Request], cache: &mut BlockCache) -> Vec<Result<Allocation>> {
         let mut results: Vec<Option<Result<Allocation>>> = requests.iter().map(|_| None).collect();
-        let groups: BTreeSet<(u8, u8)> = requests.iter().map(|r| (r.family, r.purpose as u8)).collect();
-        for (fam, purpose) in groups {
-            let members: Vec<usize> = (0..requests.len())
-                .filter(|i| (requests[*i].family, requests[*i].purpose as u8) == (fam, purpose))
-                .collect();
+        let group_of = |r: &Request| (r.family, r.purpose as u8, r.pools.clone());
+        let groups: BTreeSet<(u8, u8, Vec<IpNetwork>)> = requests.iter().map(group_of).collect();
+        for group in groups {
+            let members: Vec<usize> = (0..requests.len()).filter(|i| group_of(&requests[*i]) == group).collect();
             match self.allocate_group(requests, members.clone(), cache).await {
                 Ok(done) => {
                     for (i, result) in done {
@@ -165,10 +168,14 @@ impl Ipam {
         results.into_iter().map(|r| r.unwrap_or(Err(IpamError::Stopped))).collect()
     }
 
-    async fn context(&self, fam: u8, purpose: PoolUse) -> Result<Context> {
+    async fn context(&self, fam: u8, purpose: PoolUse, only: &[IpNetwork]) -> Result<Context> {
         let config = self.config().await?;
         let pools = self.store.list::<IpPool>().await?.items;
-        let pools: Vec<_> = pools.into_iter().filter(|p| usable(&p.spec, fam, purpose, &self.options.labels)).collect();
+        let pools: Vec<_> = pools
+            .into_iter()
+            .filter(|p| usable(&p.spec, fam, purpose, &self.options.labels))
+            .filter(|p| only.is_empty() || only.contains(&p.spec.cidr))
+            .collect();
         if pools.is_empty() {
             let purpose = if purpose == PoolUse::Tunnel { "tunnel" } else { "workload" };
             return Err(IpamError::NoPool { family: fam, purpose });
@@ -195,7 +202,7 @@ impl Ipam {
         cache: &mut BlockCache,
     ) -> Result<Vec<(usize, Result<Allocation>)>> {
         let first = &requests[members[0]];
-        let ctx = self.context(first.family, first.purpose).await?;
+        let ctx = self.context(first.family, first.purpose, &first.pools).await?;
         let mut pending: VecDeque<usize> = members.into();
         let mut done = Vec::new();
         let own = self.own_blocks(&ctx.pools).await?;
@@ -490,30 +497,8 @@ impl Ipam {
     /// Calico's handle name (`ipip-tunnel-addr-<node>`; `ipv6-tunnel-addr-<node>` for IPv6) and
     /// returned as is on later calls.
     pub async fn tunnel_address(&self, fam: u8) -> Result<Allocation> {
-        let node = &self.options.node;
-        let handle = if fam == 4 { format!("ipip-tunnel-addr-{node}") } else { format!("ipv6-tunnel-addr-{node}") };
-        if let Some(record) = handles::get(&self.store, &handle).await? {
-            for cidr in record.spec.block.keys().filter_map(|c| c.parse::<IpNetwork>().ok()) {
-                let block: Stored<IpamBlock> = match self.store.get(&cidr_name(&cidr)).await {
-                    Err(DatastoreError::NotFound { .. }) => continue,
-                    other => other?,
-                };
-                if let Some(ordinal) =
-                    (0..block.spec.allocations.len()).find(|o| block_ops::handle_at(&block.spec, *o) == Some(&handle))
-                {
-                    let sequence =
-                        block.spec.sequence_number_for_allocation.get(&ordinal.to_string()).copied().unwrap_or(0);
-                    let borrowed = block.spec.affinity.as_deref() != Some(claim::host_affinity(node).as_str());
-                    let ip = super::block_math::ip_at(&cidr, ordinal);
-                    return Ok(Allocation { handle, ip, block: cidr, sequence, borrowed });
-                }
-            }
-        }
-        let attributes = BTreeMap::from([
-            ("type".to_string(), if fam == 4 { "ipipTunnelAddress" } else { "ipv6TunnelAddress" }.to_string()),
-            ("node".to_string(), node.clone()),
-        ]);
-        self.allocate(Request { handle, family: fam, purpose: PoolUse::Tunnel, attributes }).await
+        let device = if fam == 4 { TunnelDevice::Ipip } else { TunnelDevice::Ipv6 };
+        self.tunnel_address_for(device, &[]).await
     }
 }
 

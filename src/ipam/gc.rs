@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Handles of node tunnel addresses: validated against node existence, not workloads.
-pub fn is_tunnel_handle(handle: &str) -> bool {
-    handle.starts_with("ipip-tunnel-addr-") || handle.starts_with("ipv6-tunnel-addr-")
-}
+pub use super::tunnel::is_tunnel_handle;
 
 /// The collector of one node's agent (or of a cluster-wide controller for leaks).
 pub struct Gc {
@@ -112,5 +110,19 @@ async fn release_block(ipam: &Ipam, block: &Stored<IpamBlock>) -> Result<bool> {
             Ok(false)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tunnel_handle_is_a_tunnel_not_a_leak() {
+        for handle in ["ipip-tunnel-addr-n1", "ipv6-tunnel-addr-n1", "vxlan-tunnel-addr-n1", "vxlan-v6-tunnel-addr-n1"]
+        {
+            assert!(is_tunnel_handle(handle), "{handle}");
+        }
+        assert!(!is_tunnel_handle("k8s-pod-network.0123"));
     }
 }

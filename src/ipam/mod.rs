@@ -6,7 +6,7 @@
 //! - [`block_math`], [`block_ops`]: address arithmetic and in-memory block changes.
 //! - [`claim`]: the two-step block claim and its repair after a crash; `repair`: handle records
 //!   rebuilt from the node's allocations.
-//! - [`Ipam`]: allocate / release / tunnel addresses for one node.
+//! - [`Ipam`]: allocate / release for one node; [`tunnel`]: its tunnel addresses by device.
 //! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
 //! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
 //! - `reclaim`: addresses found in use that the datastore lost, allocated again.
@@ -27,6 +27,7 @@ pub mod pools;
 mod reclaim;
 mod repair;
 pub mod routes;
+pub mod tunnel;
 
 pub use allocator::Allocator;
 pub use check::{CheckReport, check};

@@ -459,6 +459,10 @@ pub async fn node_bgp_fields_round_trip(h: &impl Harness) {
             route_reflector_cluster_id: Some("224.0.0.1".parse().unwrap()),
             ipv4_ipip_tunnel_addr: Some("10.64.0.1".parse().unwrap()),
         }),
+        ipv4_vxlan_tunnel_addr: Some("10.64.0.2".parse().unwrap()),
+        vxlan_tunnel_mac_addr: Some("66:0a:bb:00:ee:ff".parse().unwrap()),
+        ipv6_vxlan_tunnel_addr: Some("fd00:64::2".parse().unwrap()),
+        vxlan_tunnel_mac_addr_v6: Some("66:0a:bb:00:ee:01".parse().unwrap()),
     };
     let created = store.create("node-a", &node).await.expect("create node");
     assert!(matches!(store.create("node-a", &node).await, Err(DatastoreError::AlreadyExists { .. })));

@@ -1,6 +1,6 @@
 //! The default IP pool, created at start-up when the cluster has none, from the variables
 //! Calico users know: `TORTIE_IPV4POOL_*`, else `CALICO_IPV4POOL_*` (`CIDR`, `BLOCK_SIZE`, `IPIP`,
-//! `NAT_OUTGOING`, `NODE_SELECTOR`, `DISABLE_BGP_EXPORT`), over the `ipam.default_ipv4_*` fields.
+//! `VXLAN`, `NAT_OUTGOING`, `NODE_SELECTOR`, `DISABLE_BGP_EXPORT`), over the `ipam.default_ipv4_*` fields.
 
 use crate::config::{IpamConfig, IpipMode};
 use crate::datastore::resources::{EncapMode, IpPool};
@@ -25,6 +25,27 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
         "false" | "0" | "no" => Ok(false),
         _ => Err(format!("{name}={value:?} is not a boolean (true or false)")),
     }
+}
+
+/// The encapsulation mode variable `suffix` names, else `configured` (field path, value); with
+/// where it came from. A malformed value is reported and taken as `Never`.
+fn encap_mode(
+    vars: &[(String, String)],
+    suffix: &str,
+    configured: (&str, EncapMode),
+    errors: &mut Vec<String>,
+) -> (String, EncapMode) {
+    let Some((name, v)) = lookup(vars, suffix) else { return (configured.0.to_string(), configured.1) };
+    let mode = match v.to_ascii_lowercase().as_str() {
+        "always" => EncapMode::Always,
+        "crosssubnet" => EncapMode::CrossSubnet,
+        "never" | "off" => EncapMode::Never,
+        _ => {
+            errors.push(format!("{name}={v:?} is not one of Always, CrossSubnet, Never"));
+            EncapMode::Never
+        }
+    };
+    (name, mode)
 }
 
 /// The default pool `ipam` and the environment `vars` describe; `None` without a CIDR. Every
@@ -56,22 +77,21 @@ pub fn pool_from_env(ipam: &IpamConfig, vars: &[(String, String)]) -> Result<Opt
         }),
         None => ipam.default_ipv4_block_size,
     };
-    let ipip_mode = match lookup(vars, "IPIP") {
-        Some((name, v)) => match v.to_ascii_lowercase().as_str() {
-            "always" => EncapMode::Always,
-            "crosssubnet" => EncapMode::CrossSubnet,
-            "never" | "off" => EncapMode::Never,
-            _ => {
-                errors.push(format!("{name}={v:?} is not one of Always, CrossSubnet, Never"));
-                EncapMode::Never
-            }
-        },
-        None => match ipam.default_ipv4_ipip_mode {
-            IpipMode::Always => EncapMode::Always,
-            IpipMode::CrossSubnet => EncapMode::CrossSubnet,
-            IpipMode::Never => EncapMode::Never,
-        },
+    let configured_ipip = match ipam.default_ipv4_ipip_mode {
+        IpipMode::Always => EncapMode::Always,
+        IpipMode::CrossSubnet => EncapMode::CrossSubnet,
+        IpipMode::Never => EncapMode::Never,
     };
+    let (ipip_source, ipip_mode) =
+        encap_mode(vars, "IPIP", ("ipam.default_ipv4_ipip_mode", configured_ipip), &mut errors);
+    let (vxlan_source, vxlan_mode) =
+        encap_mode(vars, "VXLAN", ("ipam.default_ipv4_vxlan_mode", ipam.default_ipv4_vxlan_mode), &mut errors);
+    if ipip_mode != EncapMode::Never && vxlan_mode != EncapMode::Never {
+        errors.push(format!(
+            "{ipip_source}={ipip_mode:?} and {vxlan_source}={vxlan_mode:?}: a pool has at most one encapsulation; \
+             set one of them to Never"
+        ));
+    }
     // Calico's default is to masquerade traffic leaving the pool.
     let nat_outgoing = lookup(vars, "NAT_OUTGOING")
         .map(|(name, v)| parse_bool(&name, v).map_err(|e| errors.push(e)).unwrap_or(true))
@@ -87,6 +107,7 @@ pub fn pool_from_env(ipam: &IpamConfig, vars: &[(String, String)]) -> Result<Opt
     let mut pool = IpPool::new(IpNetwork::V4(cidr));
     pool.block_size = block_size;
     pool.ipip_mode = ipip_mode;
+    pool.vxlan_mode = vxlan_mode;
     pool.nat_outgoing = nat_outgoing;
     pool.disable_bgp_export = disable_bgp_export;
     if let Some(selector) = node_selector.filter(|s| !s.is_empty()) {
@@ -138,6 +159,26 @@ mod tests {
     }
 
     #[test]
+    fn vxlan_mode_comes_from_the_variables_or_the_config() {
+        let ipam = IpamConfig {
+            default_ipv4_pool_cidr: "10.1.0.0/16".parse().ok(),
+            default_ipv4_vxlan_mode: EncapMode::Always,
+            ..IpamConfig::default()
+        };
+        let pool = pool_from_env(&ipam, &[]).unwrap().unwrap();
+        assert_eq!((pool.ipip_mode, pool.vxlan_mode), (EncapMode::Never, EncapMode::Always));
+        let env = vars(&[("CALICO_IPV4POOL_VXLAN", "CrossSubnet"), ("TORTIE_IPV4POOL_VXLAN", "Never")]);
+        let pool = pool_from_env(&ipam, &env).unwrap().unwrap();
+        assert_eq!(pool.vxlan_mode, EncapMode::Never);
+        let plain = IpamConfig { default_ipv4_pool_cidr: ipam.default_ipv4_pool_cidr, ..IpamConfig::default() };
+        let env = vars(&[("CALICO_IPV4POOL_VXLAN", "CrossSubnet"), ("CALICO_IPV4POOL_IPIP", "Never")]);
+        let pool = pool_from_env(&plain, &env).unwrap().unwrap();
+        assert_eq!((pool.ipip_mode, pool.vxlan_mode), (EncapMode::Never, EncapMode::CrossSubnet));
+        let err = pool_from_env(&ipam, &vars(&[("TORTIE_IPV4POOL_VXLAN", "sometimes")])).unwrap_err();
+        assert!(err.contains("TORTIE_IPV4POOL_VXLAN=\"sometimes\" is not one of Always, CrossSubnet, Never"), "{err}");
+    }
+
+    #[test]
     fn without_a_cidr_there_is_no_pool_and_the_config_is_the_fallback() {
         assert_eq!(pool_from_env(&IpamConfig::default(), &[]).unwrap(), None);
         let ipam = IpamConfig { default_ipv4_pool_cidr: "10.1.0.0/16".parse().ok(), ..IpamConfig::default() };
@@ -162,6 +203,15 @@ mod tests {
         ] {
             assert!(err.contains(part), "{part} in {err}");
         }
+        let both = vars(&[("TORTIE_IPV4POOL_CIDR", "10.0.0.0/16"), ("CALICO_IPV4POOL_VXLAN", "always")]);
+        let ipam = IpamConfig { default_ipv4_ipip_mode: IpipMode::CrossSubnet, ..IpamConfig::default() };
+        let err = pool_from_env(&ipam, &both).unwrap_err();
+        assert!(
+            err.contains(
+                "ipam.default_ipv4_ipip_mode=CrossSubnet and CALICO_IPV4POOL_VXLAN=Always: a pool has at most one"
+            ),
+            "{err}"
+        );
         let small = vars(&[("TORTIE_IPV4POOL_CIDR", "10.0.0.0/28"), ("TORTIE_IPV4POOL_BLOCK_SIZE", "26")]);
         let err = pool_from_env(&IpamConfig::default(), &small).unwrap_err();
         assert!(err.contains("blockSize: 26 is larger than the pool 10.0.0.0/28"), "{err}");

@@ -13,13 +13,18 @@ use std::collections::BTreeMap;
 /// Marks a Kubernetes Node as registered with tortie, whatever else is set.
 const REGISTERED: &str = "tortie.io/registered";
 
-/// (annotation suffix, field of `bgp`, whether the value is a number).
-const FIELDS: [(&str, &str, bool); 5] = [
-    ("IPv4Address", "ipv4Address", false),
-    ("IPv6Address", "ipv6Address", false),
-    ("ASNumber", "asNumber", true),
-    ("RouteReflectorClusterID", "routeReflectorClusterID", false),
-    ("IPv4IPIPTunnelAddr", "ipv4IPIPTunnelAddr", false),
+/// (annotation suffix, field of the Node document as `section/field` or `field`, whether the
+/// value is a number). Calico's annotation names, under our prefix.
+const FIELDS: [(&str, &str, bool); 9] = [
+    ("IPv4Address", "bgp/ipv4Address", false),
+    ("IPv6Address", "bgp/ipv6Address", false),
+    ("ASNumber", "bgp/asNumber", true),
+    ("RouteReflectorClusterID", "bgp/routeReflectorClusterID", false),
+    ("IPv4IPIPTunnelAddr", "bgp/ipv4IPIPTunnelAddr", false),
+    ("IPv4VXLANTunnelAddr", "ipv4VXLANTunnelAddr", false),
+    ("VXLANTunnelMACAddr", "vxlanTunnelMACAddr", false),
+    ("IPv6VXLANTunnelAddr", "ipv6VXLANTunnelAddr", false),
+    ("VXLANTunnelMACAddrV6", "vxlanTunnelMACAddrV6", false),
 ];
 
 fn node_resource() -> ApiResource {
@@ -34,18 +39,28 @@ pub(super) fn api(client: &kube::Client) -> Api<DynamicObject> {
 /// annotation is passed through as a string, so decoding fails naming the field.
 pub(super) fn value_of(annotations: &BTreeMap<String, String>) -> Option<Vec<u8>> {
     annotations.get(REGISTERED)?;
-    let mut bgp = Map::new();
+    let mut document = Map::new();
     for (suffix, field, numeric) in FIELDS {
         if let Some(text) = annotations.get(&format!("{ANNOTATION_PREFIX}{suffix}")) {
             let value = match text.parse::<u64>() {
                 Ok(n) if numeric => json!(n),
                 _ => json!(text),
             };
-            bgp.insert(field.to_string(), value);
+            let (section, name) = match field.split_once('/') {
+                Some((section, name)) => (Some(section), name),
+                None => (None, field),
+            };
+            let map = match section {
+                Some(section) => match document.entry(section).or_insert_with(|| json!({})) {
+                    Value::Object(map) => map,
+                    _ => continue,
+                },
+                None => &mut document,
+            };
+            map.insert(name.to_string(), value);
         }
     }
-    let document = if bgp.is_empty() { json!({}) } else { json!({ "bgp": bgp }) };
-    serde_json::to_vec(&document).ok()
+    serde_json::to_vec(&Value::Object(document)).ok()
 }
 
 /// Replaces the tortie annotations with those for `value` (`None` removes them).
@@ -56,7 +71,7 @@ fn set_annotations(key: &Key, object: &mut DynamicObject, value: Option<&[u8]>) 
     let document: Value = serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(key, e.to_string()))?;
     annotations.insert(REGISTERED.to_string(), "true".to_string());
     for (suffix, field, _) in FIELDS {
-        match document.pointer(&format!("/bgp/{field}")) {
+        match document.pointer(&format!("/{field}")) {
             Some(Value::String(s)) => annotations.insert(format!("{ANNOTATION_PREFIX}{suffix}"), s.clone()),
             Some(Value::Null) | None => None,
             Some(other) => annotations.insert(format!("{ANNOTATION_PREFIX}{suffix}"), other.to_string()),
@@ -140,4 +155,25 @@ pub(super) async fn update(client: &kube::Client, key: &Key, value: &[u8], expec
 
 pub(super) async fn delete(client: &kube::Client, key: &Key, expected: Revision) -> Result<()> {
     guarded(client, key, None, expected).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_field_survives_the_annotations() {
+        let key = Key::new(Kind::Node, "n1");
+        let document = json!({
+            "bgp": {"ipv4Address": "10.0.0.5/24", "asNumber": 64512, "ipv4IPIPTunnelAddr": "192.168.0.1"},
+            "ipv4VXLANTunnelAddr": "192.168.0.7", "vxlanTunnelMACAddr": "66:0a:bb:00:ee:ff",
+            "ipv6VXLANTunnelAddr": "fd00::7", "vxlanTunnelMACAddrV6": "66:0a:bb:00:ee:01",
+        });
+        let mut object = DynamicObject::new("n1", &node_resource());
+        set_annotations(&key, &mut object, Some(&serde_json::to_vec(&document).unwrap())).unwrap();
+        let annotations = object.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations[&format!("{ANNOTATION_PREFIX}VXLANTunnelMACAddr")], "66:0a:bb:00:ee:ff");
+        let back: Value = serde_json::from_slice(&value_of(&annotations).unwrap()).unwrap();
+        assert_eq!(back, document);
+    }
 }

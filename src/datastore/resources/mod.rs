@@ -4,6 +4,7 @@
 
 mod bgp;
 mod ipam;
+mod mac;
 mod node;
 
 pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
@@ -11,6 +12,7 @@ pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
     cidr_name,
 };
+pub use mac::MacAddress;
 pub use node::{Node, NodeBgp};
 
 use super::Kind;

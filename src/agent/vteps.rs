@@ -1,0 +1,188 @@
+//! The other nodes' VXLAN tunnel endpoints, as the VXLAN device's neighbour and FDB entries need
+//! them: followed from the Node records (watch, and a periodic relist in case a watch event is
+//! lost) and published whole whenever one changes.
+
+use super::routes::next_event;
+use crate::datastore::Datastore;
+use crate::datastore::resources::Node;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the Nodes are listed again without a watch event.
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// One other node's endpoint: where its VXLAN packets go (the underlay, `bgp.ipv4Address` /
+/// `ipv6Address`) and its device's address and MAC, per family.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NodeVtep {
+    pub name: String,
+    pub underlay_v4: Option<Ipv4Addr>,
+    pub underlay_v6: Option<Ipv6Addr>,
+    pub tunnel_v4: Option<Ipv4Addr>,
+    pub tunnel_v6: Option<Ipv6Addr>,
+    pub mac_v4: Option<[u8; 6]>,
+    pub mac_v6: Option<[u8; 6]>,
+}
+
+impl NodeVtep {
+    fn of(name: &str, node: &Node) -> NodeVtep {
+        let bgp = node.bgp.as_ref();
+        NodeVtep {
+            name: name.to_string(),
+            underlay_v4: bgp.and_then(|b| b.ipv4_address).and_then(|a| v4(a.ip())),
+            underlay_v6: bgp.and_then(|b| b.ipv6_address).and_then(|a| v6(a.ip())),
+            tunnel_v4: node.ipv4_vxlan_tunnel_addr.and_then(v4),
+            tunnel_v6: node.ipv6_vxlan_tunnel_addr.and_then(v6),
+            mac_v4: node.vxlan_tunnel_mac_addr.map(|m| m.octets()),
+            mac_v6: node.vxlan_tunnel_mac_addr_v6.map(|m| m.octets()),
+        }
+    }
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6(a: IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The endpoints of every node but `me`, sorted by name.
+pub fn vteps_of<'a>(me: &str, nodes: impl IntoIterator<Item = (&'a str, &'a Node)>) -> Vec<NodeVtep> {
+    let mut out: Vec<NodeVtep> =
+        nodes.into_iter().filter(|(name, _)| *name != me).map(|(name, node)| NodeVtep::of(name, node)).collect();
+    out.sort();
+    out
+}
+
+/// Publishes on `out` the endpoints of every node but `node_name` whenever they change, until
+/// `stop` changes. A failed list keeps the last endpoints (logged).
+pub async fn follow_vteps(
+    ds: Datastore,
+    node_name: String,
+    out: watch::Sender<Vec<NodeVtep>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
+    let mut tick = tokio::time::interval(RESYNC);
+    loop {
+        match ds.list::<Node>().await {
+            Ok(listing) => {
+                let vteps = vteps_of(&node_name, listing.items.iter().map(|s| (s.name.as_str(), &s.spec)));
+                out.send_if_modified(|old| {
+                    let changed = *old != vteps;
+                    if changed {
+                        *old = vteps;
+                    }
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(subsys = "vxlan", error = %e, "cannot list nodes; keeping the last endpoints"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+            ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::resources::{MacAddress, NodeBgp};
+    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+    use crate::testing::wait_until_async;
+
+    fn node(underlay: &str, tunnel: Option<&str>, mac: Option<[u8; 6]>) -> Node {
+        Node {
+            bgp: Some(NodeBgp { ipv4_address: underlay.parse().ok(), ..NodeBgp::default() }),
+            ipv4_vxlan_tunnel_addr: tunnel.map(|t| t.parse().unwrap()),
+            vxlan_tunnel_mac_addr: mac.map(MacAddress),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn every_other_node_sorted_with_its_underlay_tunnel_and_mac() {
+        let b = node("10.0.0.2/24", Some("192.168.1.0"), Some([2; 6]));
+        let mut a = node("10.0.0.1/24", None, None);
+        a.bgp.as_mut().unwrap().ipv6_address = "fd00::1/64".parse().ok();
+        a.ipv6_vxlan_tunnel_addr = "fd00:20::1".parse().ok();
+        a.vxlan_tunnel_mac_addr_v6 = Some(MacAddress([6; 6]));
+        let me = node("10.0.0.3/24", Some("192.168.2.0"), Some([3; 6]));
+        let vteps = vteps_of("me", [("b", &b), ("me", &me), ("a", &a)]);
+        assert_eq!(
+            vteps,
+            vec![
+                NodeVtep {
+                    name: "a".into(),
+                    underlay_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                    underlay_v6: "fd00::1".parse().ok(),
+                    tunnel_v4: None,
+                    tunnel_v6: "fd00:20::1".parse().ok(),
+                    mac_v4: None,
+                    mac_v6: Some([6; 6]),
+                },
+                NodeVtep {
+                    name: "b".into(),
+                    underlay_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                    underlay_v6: None,
+                    tunnel_v4: Some(Ipv4Addr::new(192, 168, 1, 0)),
+                    tunnel_v6: None,
+                    mac_v4: Some([2; 6]),
+                    mac_v6: None,
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn follows_other_nodes_appearing_changing_and_leaving() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        ds.create("me", &node("10.0.0.1/24", Some("192.168.0.0"), Some([1; 6]))).await.unwrap();
+        let (tx, rx) = watch::channel(Vec::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(follow_vteps(ds.clone(), "me".into(), tx, stop_rx));
+        let deadline = Duration::from_secs(10);
+        let wait_for = |want: Vec<(&'static str, Option<&'static str>)>| {
+            let rx = rx.clone();
+            async move {
+                let what = format!("endpoints {want:?}");
+                wait_until_async(&what, deadline, || {
+                    let now: Vec<(String, Option<Ipv4Addr>)> =
+                        rx.borrow().iter().map(|v| (v.name.clone(), v.tunnel_v4)).collect();
+                    let want: Vec<(String, Option<Ipv4Addr>)> =
+                        want.iter().map(|(n, t)| (n.to_string(), t.map(|t| t.parse().unwrap()))).collect();
+                    std::future::ready((now == want).then_some(()))
+                })
+                .await
+                .unwrap()
+            }
+        };
+
+        let created = ds.create("b", &node("10.0.0.2/24", None, None)).await.unwrap();
+        wait_for(vec![("b", None)]).await;
+        ds.update("b", &node("10.0.0.2/24", Some("192.168.1.0"), Some([2; 6])), created.revision).await.unwrap();
+        wait_for(vec![("b", Some("192.168.1.0"))]).await;
+        // A change of this node's own record is no change of the others' endpoints.
+        let me = ds.get::<Node>("me").await.unwrap();
+        ds.update("me", &node("10.0.0.1/24", Some("192.168.9.0"), Some([9; 6])), me.revision).await.unwrap();
+        let b = ds.get::<Node>("b").await.unwrap();
+        ds.delete::<Node>("b", b.revision).await.unwrap();
+        wait_for(vec![]).await;
+        ds.create("c", &node("10.0.0.4/24", None, None)).await.unwrap();
+        wait_for(vec![("c", None)]).await;
+
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(deadline, task).await.unwrap().unwrap();
+    }
+}
