@@ -118,7 +118,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         .and_then(|mut s| crate::dataplane::underlay::Underlay::find(&mut s, address, config.node.ipv6_address))
         .map_err(AgentError::Ipip)?;
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
-    let encaps = remote_routes::setup(&config, &ds, &name, &underlay, &pools).await.map_err(AgentError::Ipip)?;
+    let mut encaps = remote_routes::setup(&config, &ds, &name, &underlay, &pools).await.map_err(AgentError::Ipip)?;
 
     // Pod routes are restored before the first full reconcile (routes::initial_sync), which would delete them.
     let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
@@ -147,6 +147,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     {
         if let Some(task) = programmer.take_task() {
             tasks.adopt_component("route programmer", task);
+        }
+        for task in encaps.vtep_tasks.drain(..) {
+            tasks.adopt("VXLAN VTEP entries", task);
         }
     }
     let mut no_peers = None;
@@ -212,8 +215,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     );
     match rib.clone() {
         Some(rib) if config.dataplane.install_learned_routes => {
-            // Remote nodes' VTEPs: none published yet.
-            let (_remotes_tx, remotes_rx) = watch::channel(crate::remote_routes::RemoteNodes::default());
+            let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &ds, &name, &stop_rx);
             let wiring = remote_routes::StageWiring {
                 learned: best_paths,
                 source: rib,
@@ -355,6 +357,27 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         Ok(result) => result.map_err(AgentError::ApiServe),
         Err(join) => Err(AgentError::ApiServe(std::io::Error::other(join))),
     }
+}
+
+/// The other nodes' VTEPs for the remote-routes stage, followed from the
+/// Node records when this node has a VXLAN device (else never any).
+fn follow_remote_nodes(
+    tasks: &mut supervise::Supervisor,
+    encaps: &remote_routes::Encaps,
+    ds: &crate::datastore::Datastore,
+    name: &str,
+    stop: &watch::Receiver<bool>,
+) -> watch::Receiver<crate::remote_routes::RemoteNodes> {
+    let (remotes_tx, remotes_rx) = watch::channel(crate::remote_routes::RemoteNodes::default());
+    if encaps.encaps.paths().contains(&crate::remote_routes::PathKind::Vxlan) {
+        let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
+        let follow = vteps::follow_vteps(ds.clone(), name.to_string(), vteps_tx, stop.clone());
+        let publish = vteps::publish_remote_nodes(vteps_rx, remotes_tx);
+        tasks.spawn("VXLAN endpoints", async move {
+            tokio::join!(follow, publish);
+        });
+    }
+    remotes_rx
 }
 
 /// Deletes a network device of ours (the persistent TUN device on cleanup).

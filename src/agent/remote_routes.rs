@@ -1,7 +1,8 @@
 //! The agent's side of the remote-routes stage: the encapsulations the
 //! pools ask for, set up once at start — IP-in-IP (the kernel's `tunl0`
-//! where the kernel has ipip, else the userspace encapsulator) — the
-//! liveness prober, and the stage task itself.
+//! where the kernel has ipip, else the userspace encapsulator) and VXLAN
+//! (a kernel device per underlay family, its VTEP published on the Node) —
+//! the liveness prober, and the stage task itself.
 //!
 //! An encapsulation is set up from the pools that exist at start; a pool
 //! that starts using one later takes effect at the next agent start (until
@@ -34,10 +35,16 @@ pub struct Encaps {
     /// Devices that outlive the agent unless `dataplane.cleanup_on_exit`
     /// removes them (the userspace tunnel's persistent TUN device).
     pub persistent_devices: Vec<String>,
-    /// Where liveness probes come from: the IP-in-IP tunnel address (a
-    /// pod-range source, filtered as pod traffic is), else the node's address.
+    /// Where liveness probes come from: a tunnel address (a pod-range
+    /// source, filtered as pod traffic is), else the node's address.
     pub probe_source: Ipv4Addr,
+    /// The VXLAN devices' VTEP tasks (supervised: one ending ends the agent).
+    pub vtep_tasks: Vec<JoinHandle<()>>,
 }
+
+/// How often the VXLAN devices' neighbour and FDB entries are compared
+/// with the kernel even without a change (drift repair).
+const VTEP_RESYNC: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which encapsulations the pools ask for: (kind, IPv6 blocks).
 fn wanted(pools: &[IpPool]) -> Vec<(EncapKind, bool)> {
@@ -66,18 +73,13 @@ pub async fn setup(
         counters: None,
         persistent_devices: Vec::new(),
         probe_source: underlay.v4.ip(),
+        vtep_tasks: Vec::new(),
     };
     for (kind, ipv6) in wanted(pools) {
         match (kind, ipv6) {
             (EncapKind::Ipip, false) => setup_ipip(config, ds, node, underlay, &mut socket, &mut out).await?,
             (EncapKind::Ipip, true) => {}
-            (EncapKind::Vxlan, _) => {
-                tracing::warn!(
-                    subsys = "routes",
-                    ipv6,
-                    "a pool uses VXLAN, which this node cannot set up; its blocks are routed direct"
-                )
-            }
+            (EncapKind::Vxlan, ipv6) => setup_vxlan(config, ds, node, underlay, &mut socket, ipv6, &mut out).await?,
         }
     }
     tracing::info!(
@@ -130,6 +132,55 @@ async fn setup_ipip(
     if let Some(a) = tunnel_address {
         out.probe_source = a;
     }
+    Ok(())
+}
+
+async fn setup_vxlan(
+    config: &Config,
+    ds: &Datastore,
+    node: &str,
+    underlay: &Underlay,
+    socket: &mut RouteSocket,
+    ipv6: bool,
+    out: &mut Encaps,
+) -> Result<(), String> {
+    let (name, local, family) = match (ipv6, underlay.v6) {
+        (false, _) => (&config.vxlan.device, IpAddr::V4(underlay.v4.ip()), 4),
+        (true, Some(v6)) => (&config.vxlan.device_v6, IpAddr::V6(v6.ip()), 6),
+        (true, None) => {
+            tracing::warn!(
+                subsys = "vxlan",
+                "an IPv6 pool uses VXLAN but node.ipv6_address is not set: its blocks are routed direct"
+            );
+            return Ok(());
+        }
+    };
+    let mut device = crate::vxlan::DeviceConfig {
+        name: name.clone(),
+        vni: config.vxlan.vni,
+        port: config.vxlan.port,
+        parent_ifindex: underlay.ifindex,
+        local,
+        mtu: underlay.inner_mtu(crate::vxlan::overhead(&local)),
+        address: None,
+    };
+    // The MAC first (an adopted device keeps its own), then the address
+    // published with it, then the address on the device.
+    let created = crate::vxlan::ensure_device(socket, &device).map_err(|e| e.to_string())?;
+    let mac = crate::datastore::resources::MacAddress(created.mac);
+    let address = super::vtep::publish_vtep(ds, node, family, mac).await?;
+    device.address = address;
+    let ready = crate::vxlan::ensure_device(socket, &device).map_err(|e| e.to_string())?;
+    let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
+    let task = crate::vxlan::spawn(ready.ifindex, vteps_rx, VTEP_RESYNC)
+        .map_err(|e| format!("cannot start the VTEP task of {name}: {e}"))?;
+    out.vtep_tasks.push(task);
+    out.encaps.set(EncapKind::Vxlan, ipv6, Arc::new(crate::vxlan::encap::VxlanEncap::new(ready.ifindex, ipv6, vteps_tx)));
+    out.persistent_devices.push(name.clone());
+    if let Some(IpAddr::V4(a)) = address {
+        out.probe_source = a;
+    }
+    tracing::info!(subsys = "vxlan", device = %name, ifindex = ready.ifindex, tunnel_address = ?address, mtu = device.mtu, "VXLAN ready");
     Ok(())
 }
 

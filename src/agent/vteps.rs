@@ -5,6 +5,7 @@
 use super::routes::next_event;
 use crate::datastore::Datastore;
 use crate::datastore::resources::Node;
+use crate::remote_routes::{RemoteNode, RemoteNodes};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -60,6 +61,40 @@ pub fn vteps_of<'a>(me: &str, nodes: impl IntoIterator<Item = (&'a str, &'a Node
         nodes.into_iter().filter(|(name, _)| *name != me).map(|(name, node)| NodeVtep::of(name, node)).collect();
     out.sort();
     out
+}
+
+/// The endpoints as the remote-routes stage reads them: by underlay address, one entry per
+/// family a node has an underlay address of.
+pub fn remote_nodes(vteps: &[NodeVtep]) -> RemoteNodes {
+    let mut out = RemoteNodes::new();
+    for v in vteps {
+        if let Some(u) = v.underlay_v4 {
+            let node = RemoteNode { vxlan_tunnel: v.tunnel_v4.map(IpAddr::V4), vxlan_mac: v.mac_v4 };
+            out.insert(IpAddr::V4(u), node);
+        }
+        if let Some(u) = v.underlay_v6 {
+            let node = RemoteNode { vxlan_tunnel: v.tunnel_v6.map(IpAddr::V6), vxlan_mac: v.mac_v6 };
+            out.insert(IpAddr::V6(u), node);
+        }
+    }
+    out
+}
+
+/// Keeps `out` equal to [`remote_nodes`] of `vteps`, until `vteps` closes.
+pub async fn publish_remote_nodes(mut vteps: watch::Receiver<Vec<NodeVtep>>, out: watch::Sender<RemoteNodes>) {
+    loop {
+        let now = remote_nodes(&vteps.borrow_and_update());
+        out.send_if_modified(|old| {
+            let changed = *old != now;
+            if changed {
+                *old = now;
+            }
+            changed
+        });
+        if vteps.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Publishes on `out` the endpoints of every node but `node_name` whenever they change, until

@@ -26,7 +26,8 @@ pub struct DeviceConfig {
     /// Our underlay address, the outer source of every packet.
     pub local: IpAddr,
     pub mtu: u32,
-    /// The node's tunnel address, put on the device as a host address.
+    /// The node's tunnel address, put on the device as a host address;
+    /// `None` leaves the device's addresses alone.
     pub address: Option<IpAddr>,
 }
 
@@ -137,7 +138,7 @@ fn mtu_of(link: &LinkMessage) -> Option<u32> {
 
 /// Creates or adopts the device `cfg` describes and gives it its MTU, up
 /// state and tunnel address (other addresses on it, but IPv6 link-local
-/// ones, are removed: the device is ours).
+/// ones, are then removed: the device is ours).
 pub fn ensure_device(socket: &mut RouteSocket, cfg: &DeviceConfig) -> Result<Device, VxlanError> {
     validate(cfg)?;
     let failed = |what| move |source| VxlanError::Netlink { what, device: cfg.name.clone(), source };
@@ -264,9 +265,12 @@ fn device_addresses(socket: &mut RouteSocket, ifindex: u32) -> std::io::Result<V
 }
 
 /// Makes `address` (as a host address) the device's only address but
-/// IPv6 link-local ones.
+/// IPv6 link-local ones; `None` leaves the addresses as they are (the
+/// agent reads the MAC before it knows the address, and a restart must not
+/// take the address away meanwhile).
 fn ensure_address(socket: &mut RouteSocket, ifindex: u32, address: Option<IpAddr>) -> std::io::Result<()> {
-    let wanted = address.map(|ip| (ip, host_prefix(&ip)));
+    let Some(ip) = address else { return Ok(()) };
+    let wanted = Some((ip, host_prefix(&ip)));
     let present = device_addresses(socket, ifindex)?;
     for &stale in present.iter().filter(|a| Some(**a) != wanted) {
         tracing::info!(subsys = "vxlan", address = %stale.0, prefix_len = stale.1, "removing an address that is not our tunnel address");
