@@ -10,6 +10,7 @@
 
 mod bgp;
 mod bgp_peers;
+pub mod block_routes;
 pub mod cni_install;
 mod datastore;
 mod ipam;
