@@ -4,13 +4,14 @@
 //! via that node as a /32 (/128); nothing for this node's own blocks or addresses. They leave
 //! as the RIB's best-path changes do, so the same remote-routes stage takes either.
 
-use super::routes::{LearnedSource, next_event};
+use super::routes::next_event;
 use crate::bgp::rib::{Addrs, BEST_PATH_BATCH, BestPathChange};
 use crate::datastore::Datastore;
 use crate::datastore::resources::{IpamBlock, Node};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
 use crate::ipam::routes::NODE_ATTRIBUTE;
+use crate::remote_routes::LearnedSource;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

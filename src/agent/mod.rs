@@ -167,7 +167,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         (handles.peers, handles.peer_set_known, Some(handles.rib), handles.best_paths, Some(handles.sample))
     } else {
         // No BGP: no peers (a channel whose sender lives as long as the agent), nothing
-        // learned (a closed channel) and nothing announced.
+        // learned from the RIB (a closed channel; the block routes come from the
+        // datastore below) and nothing announced.
         let (tx, rx) = watch::channel(Vec::new());
         let (known_tx, known_rx) = watch::channel(true);
         no_peers = Some((tx, known_tx));
@@ -214,33 +215,41 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         "first route reconcile",
         routes::initial_sync(programmer.clone(), peers.clone(), peer_set_known, learned_rx, stop_rx.clone()),
     );
-    match rib.clone() {
+    let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &ds, &name, &stop_rx);
+    let wiring = remote_routes::StageWiring {
+        pools: pools_rx,
+        local: local_rx,
+        remotes: remotes_rx,
+        paths: paths_tx,
+        generation: learned_tx,
+        latency: Some(latency),
+        stop: stop_rx.clone(),
+    };
+    let running = match rib.clone() {
         Some(rib) if config.dataplane.install_learned_routes => {
-            let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &ds, &name, &stop_rx);
-            let wiring = remote_routes::StageWiring {
-                learned: best_paths,
-                source: rib,
-                pools: pools_rx,
-                local: local_rx,
-                remotes: remotes_rx,
-                paths: paths_tx,
-                generation: learned_tx,
-                latency: Some(latency),
-                stop: stop_rx.clone(),
-            };
-            let running = remote_routes::start(&encaps, &underlay, programmer.clone(), wiring);
-            tasks.adopt("remote routes", running.stage);
-            if let Some(prober) = running.prober {
-                tasks.adopt_finite("liveness prober", prober);
-            }
+            Some(remote_routes::start(&encaps, &underlay, programmer.clone(), (best_paths, rib), wiring))
         }
         Some(_) => {
             // A dedicated route reflector: the RIB discards its change stream.
-            drop(best_paths);
+            drop((best_paths, wiring));
             tracing::info!(subsys = "dataplane", "learned routes are not installed (dataplane.install_learned_routes)");
+            None
         }
-        // No BGP, nothing learned: the change stream is closed.
-        None => drop((best_paths, pools_rx, learned_tx, local_rx, paths_tx)),
+        None => {
+            // No BGP: the other nodes' blocks come from the datastore (Calico's VXLAN-only mode).
+            drop(best_paths);
+            let capacity = crate::bgp::rib::BEST_PATH_CAPACITY / crate::bgp::rib::BEST_PATH_BATCH;
+            let (changes_tx, changes_rx) = tokio::sync::mpsc::channel(capacity);
+            let (source, follow) = block_routes::block_routes(ds.clone(), name.clone(), changes_tx, stop_rx.clone());
+            tasks.spawn("block routes", follow);
+            Some(remote_routes::start(&encaps, &underlay, programmer.clone(), (changes_rx, source), wiring))
+        }
+    };
+    if let Some(running) = running {
+        tasks.adopt("remote routes", running.stage);
+        if let Some(prober) = running.prober {
+            tasks.adopt_finite("liveness prober", prober);
+        }
     }
     // Components that stopped answering, for /livez.
     let (stalled_tx, stalled_rx) = watch::channel(std::collections::BTreeMap::new());

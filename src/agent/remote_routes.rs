@@ -175,7 +175,11 @@ async fn setup_vxlan(
     let task = crate::vxlan::spawn(ready.ifindex, vteps_rx, VTEP_RESYNC)
         .map_err(|e| format!("cannot start the VTEP task of {name}: {e}"))?;
     out.vtep_tasks.push(task);
-    out.encaps.set(EncapKind::Vxlan, ipv6, Arc::new(crate::vxlan::encap::VxlanEncap::new(ready.ifindex, ipv6, vteps_tx)));
+    out.encaps.set(
+        EncapKind::Vxlan,
+        ipv6,
+        Arc::new(crate::vxlan::encap::VxlanEncap::new(ready.ifindex, ipv6, vteps_tx)),
+    );
     out.persistent_devices.push(name.clone());
     if let Some(IpAddr::V4(a)) = address {
         out.probe_source = a;
@@ -184,10 +188,8 @@ async fn setup_vxlan(
     Ok(())
 }
 
-/// What the stage follows besides the learned routes.
-pub struct StageWiring<L> {
-    pub learned: mpsc::Receiver<Vec<BestPathChange>>,
-    pub source: L,
+/// What the stage follows besides the learned routes, and where it publishes.
+pub struct StageWiring {
     pub pools: watch::Receiver<Vec<IpPool>>,
     pub local: watch::Receiver<LocalPrefixes>,
     pub remotes: watch::Receiver<RemoteNodes>,
@@ -211,7 +213,8 @@ pub fn start<L: LearnedSource>(
     encaps: &Encaps,
     underlay: &Underlay,
     programmer: Programmer,
-    wiring: StageWiring<L>,
+    (learned, source): (mpsc::Receiver<Vec<BestPathChange>>, L),
+    wiring: StageWiring,
 ) -> Running {
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
     let (verdict_tx, verdict_rx) = watch::channel(HashMap::new());
@@ -230,8 +233,8 @@ pub fn start<L: LearnedSource>(
         encaps: encaps.encaps.clone(),
     };
     let inputs = StageInputs {
-        learned: wiring.learned,
-        source: wiring.source,
+        learned,
+        source,
         pools: wiring.pools,
         local: wiring.local,
         remotes: wiring.remotes,
