@@ -304,10 +304,17 @@ fn the_task_follows_the_desired_vteps_and_repairs_drift() {
     };
     run_in_namespace(&t.ns("n1"), || {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            let (tx, rx) = tokio::sync::watch::channel(vec![vtep(1)]);
+            // Entries of a previous run stay while the wanted ones are not known.
+            let mut socket = RouteSocket::open().unwrap();
+            vxlan::reconcile(&mut socket, dev.ifindex, &[vtep(1)]).unwrap();
+            let (tx, rx) = tokio::sync::watch::channel(None);
             let task = vxlan::spawn(dev.ifindex, rx, Duration::from_millis(200)).unwrap();
+            // No event to wait for when nothing happens: several resync periods pass.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!((neighbours(&t, "n1", DEVICE_V4), fdb(&t, "n1", DEVICE_V4)), ours(&[vtep(1)]));
+            tx.send_replace(Some(vec![vtep(1)]));
             follows(&[vtep(1)]).await;
-            tx.send_replace(vec![vtep(2), vtep(3)]);
+            tx.send_replace(Some(vec![vtep(2), vtep(3)]));
             follows(&[vtep(2), vtep(3)]).await;
             // Drift: an entry deleted by hand comes back at the next resync.
             t.exec("n1", &["bridge", "fdb", "del", "66:74:00:00:00:03", "dev", DEVICE_V4, "self"]).unwrap();

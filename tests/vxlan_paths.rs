@@ -74,7 +74,7 @@ fn ifindex(t: &Topology, ns: &str, dev: &str) -> u32 {
 
 /// Starts the node's devices, programmer, prober and stage; its remote
 /// nodes (the other node's VTEPs) come through `remotes` once known.
-fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<RemoteNodes>) -> Running {
+fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<RemoteNodes>>) -> Running {
     let underlay = ifindex(t, spec.ns, "eth1");
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = spawn_in_namespace(&t.ns(spec.ns), move |stop| async move {
@@ -107,7 +107,7 @@ fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<RemoteNodes>) ->
                 address: Some(tunnel.parse().unwrap()),
             };
             let d = tortie::vxlan::ensure_device(&mut socket, &cfg).unwrap();
-            let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
+            let (vteps_tx, vteps_rx) = watch::channel(None);
             keep.push(tortie::vxlan::spawn(d.ifindex, vteps_rx, Duration::from_secs(1)).unwrap());
             (d, vteps_tx)
         };
@@ -207,8 +207,8 @@ fn ipv4_and_ipv6_pods_cross_a_router_over_vxlan_beside_an_ipip_pool() {
             pool("fd00:245::/48", EncapMode::Never, EncapMode::Always),
         ]
     };
-    let (a_remotes_tx, a_remotes) = watch::channel(RemoteNodes::new());
-    let (b_remotes_tx, b_remotes) = watch::channel(RemoteNodes::new());
+    let (a_remotes_tx, a_remotes) = watch::channel(None);
+    let (b_remotes_tx, b_remotes) = watch::channel(None);
     let a = start(
         &t,
         NodeSpec {
@@ -246,25 +246,22 @@ fn ipv4_and_ipv6_pods_cross_a_router_over_vxlan_beside_an_ipip_pool() {
         b_remotes,
     );
 
-    // Before the VTEPs are known the VXLAN blocks cannot go through VXLAN
-    // (they get a direct route, which the kernel refuses across subnets).
-    wait_route(&t, "a", "10.244.2.0/26", serde_json::json!([{"dev": "ttipip0"}]));
-    assert_eq!(route_to(&t, "a", "10.245.2.0/26"), serde_json::json!([]));
-
-    a_remotes_tx.send_replace(
+    // The learned routes wait for the remote nodes' VTEPs (as the agent reads them from the Nodes).
+    a_remotes_tx.send_replace(Some(
         [
             ("10.2.0.2".parse().unwrap(), vtep("10.245.2.0", b.macs.0)),
             ("fd02::2".parse().unwrap(), vtep("fd00:245:0:2::", b.macs.1)),
         ]
         .into(),
-    );
-    b_remotes_tx.send_replace(
+    ));
+    b_remotes_tx.send_replace(Some(
         [
             ("10.1.0.2".parse().unwrap(), vtep("10.245.1.0", a.macs.0)),
             ("fd01::2".parse().unwrap(), vtep("fd00:245:0:1::", a.macs.1)),
         ]
         .into(),
-    );
+    ));
+    wait_route(&t, "a", "10.244.2.0/26", serde_json::json!([{"dev": "ttipip0"}]));
     wait_route(
         &t,
         "a",
@@ -298,8 +295,8 @@ fn a_same_subnet_node_whose_direct_path_drops_pod_traffic_is_reached_over_vxlan_
     support::pods::add_pod(&mut t, "a", "pa", "ttpa", "10.245.1.5").unwrap();
     support::pods::add_pod(&mut t, "b", "pb", "ttpb", "10.245.2.7").unwrap();
     let pools = || vec![pool("10.245.0.0/16", EncapMode::Never, EncapMode::CrossSubnet)];
-    let (a_remotes_tx, a_remotes) = watch::channel(RemoteNodes::new());
-    let (b_remotes_tx, b_remotes) = watch::channel(RemoteNodes::new());
+    let (a_remotes_tx, a_remotes) = watch::channel(None);
+    let (b_remotes_tx, b_remotes) = watch::channel(None);
     let spec = |ns, local, tunnel, block, node| NodeSpec {
         ns,
         local_v4: local,
@@ -312,8 +309,8 @@ fn a_same_subnet_node_whose_direct_path_drops_pod_traffic_is_reached_over_vxlan_
     };
     let a = start(&t, spec("a", "10.0.0.2/24", "10.245.1.0", "10.245.2.0/26", "10.0.0.3"), a_remotes);
     let b = start(&t, spec("b", "10.0.0.3/24", "10.245.2.0", "10.245.1.0/26", "10.0.0.2"), b_remotes);
-    a_remotes_tx.send_replace([("10.0.0.3".parse().unwrap(), vtep("10.245.2.0", b.macs.0))].into());
-    b_remotes_tx.send_replace([("10.0.0.2".parse().unwrap(), vtep("10.245.1.0", a.macs.0))].into());
+    a_remotes_tx.send_replace(Some([("10.0.0.3".parse().unwrap(), vtep("10.245.2.0", b.macs.0))].into()));
+    b_remotes_tx.send_replace(Some([("10.0.0.2".parse().unwrap(), vtep("10.245.1.0", a.macs.0))].into()));
 
     let direct = serde_json::json!([{"gateway": "10.0.0.3", "dev": "eth1"}]);
     wait_route(&t, "a", "10.245.2.0/26", direct.clone());

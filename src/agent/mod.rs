@@ -377,8 +377,8 @@ fn follow_remote_nodes(
     ds: &crate::datastore::Datastore,
     name: &str,
     stop: &watch::Receiver<bool>,
-) -> watch::Receiver<crate::remote_routes::RemoteNodes> {
-    let (remotes_tx, remotes_rx) = watch::channel(crate::remote_routes::RemoteNodes::default());
+) -> watch::Receiver<Option<crate::remote_routes::RemoteNodes>> {
+    let (remotes_tx, remotes_rx) = watch::channel(None);
     if encaps.encaps.paths().contains(&crate::remote_routes::PathKind::Vxlan) {
         let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
         let follow = vteps::follow_vteps(ds.clone(), name.to_string(), vteps_tx, stop.clone());

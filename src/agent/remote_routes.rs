@@ -171,7 +171,7 @@ async fn setup_vxlan(
     let address = super::vtep::publish_vtep(ds, node, family, mac).await?;
     device.address = address;
     let ready = crate::vxlan::ensure_device(socket, &device).map_err(|e| e.to_string())?;
-    let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
+    let (vteps_tx, vteps_rx) = watch::channel(None);
     let task = crate::vxlan::spawn(ready.ifindex, vteps_rx, VTEP_RESYNC)
         .map_err(|e| format!("cannot start the VTEP task of {name}: {e}"))?;
     out.vtep_tasks.push(task);
@@ -192,7 +192,7 @@ async fn setup_vxlan(
 pub struct StageWiring {
     pub pools: watch::Receiver<Vec<IpPool>>,
     pub local: watch::Receiver<LocalPrefixes>,
-    pub remotes: watch::Receiver<RemoteNodes>,
+    pub remotes: watch::Receiver<Option<RemoteNodes>>,
     pub paths: watch::Sender<HashMap<IpAddr, PathKind>>,
     pub generation: watch::Sender<u64>,
     pub latency: Option<Latency>,

@@ -80,10 +80,15 @@ pub fn remote_nodes(vteps: &[NodeVtep]) -> RemoteNodes {
     out
 }
 
-/// Keeps `out` equal to [`remote_nodes`] of `vteps`, until `vteps` closes.
-pub async fn publish_remote_nodes(mut vteps: watch::Receiver<Vec<NodeVtep>>, out: watch::Sender<RemoteNodes>) {
+/// Keeps `out` equal to [`remote_nodes`] of `vteps` from its first
+/// value on (before, `out` stays `None`: the nodes are not read yet), until
+/// `vteps` closes.
+pub async fn publish_remote_nodes(mut vteps: watch::Receiver<Vec<NodeVtep>>, out: watch::Sender<Option<RemoteNodes>>) {
+    if vteps.changed().await.is_err() {
+        return;
+    }
     loop {
-        let now = remote_nodes(&vteps.borrow_and_update());
+        let now = Some(remote_nodes(&vteps.borrow_and_update()));
         out.send_if_modified(|old| {
             let changed = *old != now;
             if changed {
@@ -97,8 +102,8 @@ pub async fn publish_remote_nodes(mut vteps: watch::Receiver<Vec<NodeVtep>>, out
     }
 }
 
-/// Publishes on `out` the endpoints of every node but `node_name` whenever they change, until
-/// `stop` changes. A failed list keeps the last endpoints (logged).
+/// Publishes on `out` the endpoints of every node but `node_name` once read and then whenever
+/// they change, until `stop` changes. A failed list keeps the last endpoints (logged).
 pub async fn follow_vteps(
     ds: Datastore,
     node_name: String,
@@ -107,12 +112,15 @@ pub async fn follow_vteps(
 ) {
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     let mut tick = tokio::time::interval(RESYNC);
+    let mut listed = false;
     loop {
         match ds.list::<Node>().await {
             Ok(listing) => {
                 let vteps = vteps_of(&node_name, listing.items.iter().map(|s| (s.name.as_str(), &s.spec)));
+                // The first listing is announced even when empty: the endpoints are known now.
+                let first = !std::mem::replace(&mut listed, true);
                 out.send_if_modified(|old| {
-                    let changed = *old != vteps;
+                    let changed = first || *old != vteps;
                     if changed {
                         *old = vteps;
                     }

@@ -117,9 +117,15 @@ pub trait Encapsulation: Send + Sync + 'static {
     /// lacks what this encapsulation needs of it (VXLAN: a published VTEP),
     /// and the node's blocks go direct meanwhile.
     fn target(&self, node: IpAddr, remote: Option<&RemoteNode>) -> Option<RouteTarget>;
-    /// The blocks it carries now (with their nodes) and every node that
-    /// announced a block (it may send to us). Called before the routes
-    /// that use them reach the programmer.
+    /// True when it needs the remote nodes' records ([`RemoteNode`]): the
+    /// stage then routes nothing learned before it has read them.
+    fn needs_remote_nodes(&self) -> bool {
+        false
+    }
+    /// The blocks it carries now (with their nodes), every node that
+    /// announced a block (it may send to us) and the remote nodes' records
+    /// (read, when it needs them). Called before the routes that use them
+    /// reach the programmer.
     fn set_peers(&self, tunnelled: &[(IpNetwork, IpAddr)], senders: &[IpAddr], remotes: &RemoteNodes);
 }
 
@@ -157,6 +163,11 @@ impl Encapsulations {
 
     pub fn is_empty(&self) -> bool {
         self.slots.iter().all(Option::is_none)
+    }
+
+    /// True when one of them needs the remote nodes' records.
+    pub fn need_remote_nodes(&self) -> bool {
+        self.slots.iter().flatten().any(|e| e.needs_remote_nodes())
     }
 
     /// The paths of the encapsulations present (for the metrics' labels).

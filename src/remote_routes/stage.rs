@@ -84,7 +84,10 @@ pub struct StageInputs<L> {
     pub source: L,
     pub pools: watch::Receiver<Vec<IpPool>>,
     pub local: watch::Receiver<LocalPrefixes>,
-    pub remotes: watch::Receiver<RemoteNodes>,
+    /// The other nodes' VTEPs; `None` until read (learned routes wait for
+    /// them when an encapsulation needs them: see
+    /// [`Encapsulations::need_remote_nodes`]).
+    pub remotes: watch::Receiver<Option<RemoteNodes>>,
     /// The liveness probe's verdicts: is the direct path to a node alive.
     pub verdicts: watch::Receiver<HashMap<Ipv4Addr, bool>>,
     pub stop: watch::Receiver<bool>,
@@ -339,7 +342,12 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
     };
     let mut stage = Stage { classifier: classifier(&pools, &local), blocks: Blocks::default() };
     let mut alive = verdicts.as_mut().map(|v| v.borrow_and_update().clone()).unwrap_or_default();
-    let mut nodes = remotes.as_mut().map(|r| r.borrow_and_update().clone()).unwrap_or_default();
+    // Until the remote nodes are read, an encapsulation that needs them
+    // would route their blocks direct and then move them: learned routes
+    // wait (in the source's coalescing queue) instead.
+    let wait_for_remotes = config.encaps.need_remote_nodes();
+    let mut known = remotes.as_mut().and_then(|r| r.borrow_and_update().clone());
+    let mut nodes = known.clone().unwrap_or_default();
     let mut outbox = Outbox::new(sink);
     let latency = out.latency.take().map(Latency::start);
     loop {
@@ -347,7 +355,7 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
         let mut arrived = None;
         tokio::select! {
             _ = stop.changed() => return,
-            received = learned.recv() => {
+            received = learned.recv(), if !wait_for_remotes || known.is_some() => {
                 let Some(first) = received else { return };
                 arrived = Some(Instant::now());
                 let view = View { config: &config, alive: &alive, remotes: &nodes };
@@ -373,7 +381,8 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
             }
             c = changed(&mut remotes) => {
                 let Some(rx) = remotes.as_mut().filter(|_| c.is_some()) else { remotes = None; continue };
-                let now = rx.borrow_and_update().clone();
+                known = rx.borrow_and_update().clone();
+                let now = known.clone().unwrap_or_default();
                 let moved = stage.moved(
                     &View { config: &config, alive: &alive, remotes: &nodes },
                     &View { config: &config, alive: &alive, remotes: &now },
@@ -397,7 +406,7 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
         }
         let view = View { config: &config, alive: &alive, remotes: &nodes };
         // The encapsulations' own state first, then the routes that use it.
-        if turn.peers_changed {
+        if turn.peers_changed && (known.is_some() || !wait_for_remotes) {
             stage.set_peers(&view);
         }
         outbox.send(turn.routes).await;

@@ -355,7 +355,7 @@ async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it(
     };
     let (pools_tx, pools) = watch::channel(vec![pool(EncapMode::Always)]);
     let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(RemoteNodes::new());
+    let (_remotes_tx, remotes) = watch::channel(None);
     let (_verdicts_tx, verdicts) = watch::channel(HashMap::new());
     let (_stop_tx, stop) = watch::channel(false);
     let (paths, paths_rx) = watch::channel(HashMap::new());
@@ -468,7 +468,7 @@ async fn the_stage_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
     }
     let (_pools_tx, pools) = watch::channel(Vec::new());
     let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(RemoteNodes::new());
+    let (_remotes_tx, remotes) = watch::channel(None);
     let (_verdicts_tx, verdicts) = watch::channel(HashMap::new());
     let (_stop_tx, stop) = watch::channel(false);
     let (paths, paths_rx) = watch::channel(HashMap::new());
@@ -532,7 +532,7 @@ async fn only_nodes_with_blocks_whose_path_can_change_get_a_published_path_and_p
     let pool_b = IpPool::new("10.246.0.0/16".parse().unwrap());
     let (_pools_tx, pools) = watch::channel(vec![pool_a, pool_b]);
     let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(RemoteNodes::new());
+    let (_remotes_tx, remotes) = watch::channel(None);
     let (verdicts_tx, verdicts) = watch::channel(HashMap::new());
     let (_stop_tx, stop) = watch::channel(false);
     let (paths, mut paths_rx) = watch::channel(HashMap::new());

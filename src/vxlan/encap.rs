@@ -1,7 +1,7 @@
 //! VXLAN as an [`Encapsulation`] of the remote-routes stage: routes
 //! `<block> via <node's tunnel address> dev vxlan.tortie onlink`, and for
-//! every node that may send to us and has published its VTEP (tunnel
-//! address and MAC on its Node record), a permanent neighbour and an FDB
+//! every remote node that has published its VTEP (tunnel address and MAC
+//! on its Node record), as Calico does, a permanent neighbour and an FDB
 //! entry, kept by the [`super::spawn`]ed task. A node without a published
 //! VTEP cannot be reached through VXLAN: its blocks go direct until it has one.
 
@@ -17,12 +17,14 @@ pub struct VxlanEncap {
     ifindex: u32,
     /// The underlay family: only nodes (and tunnel addresses) of it.
     ipv6: bool,
-    vteps: watch::Sender<Vec<Vtep>>,
+    /// `None` until the remote nodes are read: the task touches nothing
+    /// before (a restart must not delete the entries it will want again).
+    vteps: watch::Sender<Option<Vec<Vtep>>>,
 }
 
 impl VxlanEncap {
     /// `vteps` feeds the device's VTEP task.
-    pub fn new(ifindex: u32, ipv6: bool, vteps: watch::Sender<Vec<Vtep>>) -> VxlanEncap {
+    pub fn new(ifindex: u32, ipv6: bool, vteps: watch::Sender<Option<Vec<Vtep>>>) -> VxlanEncap {
         VxlanEncap { ifindex, ipv6, vteps }
     }
 
@@ -48,11 +50,15 @@ impl Encapsulation for VxlanEncap {
         let vtep = self.vtep(node, remote)?;
         Some(RouteTarget::Via(NextHop { gateway: vtep.tunnel, ifindex: Some(self.ifindex), onlink: true }))
     }
-    /// Every sender with a VTEP gets its entries, also one reached directly
-    /// now: a path that moves into VXLAN then finds them in place.
-    fn set_peers(&self, _tunnelled: &[(IpNetwork, IpAddr)], senders: &[IpAddr], remotes: &RemoteNodes) {
-        let mut vteps: Vec<Vtep> = senders.iter().filter_map(|n| self.vtep(*n, remotes.get(n))).collect();
+    fn needs_remote_nodes(&self) -> bool {
+        true
+    }
+    /// Every remote node with a VTEP gets its entries, also one reached
+    /// directly now: a path that moves into VXLAN then finds them in place.
+    fn set_peers(&self, _tunnelled: &[(IpNetwork, IpAddr)], _senders: &[IpAddr], remotes: &RemoteNodes) {
+        let mut vteps: Vec<Vtep> = remotes.iter().filter_map(|(n, r)| self.vtep(*n, Some(r))).collect();
         vteps.sort_by_key(|v| (v.underlay, v.tunnel));
+        let vteps = Some(vteps);
         self.vteps.send_if_modified(|old| {
             let changed = *old != vteps;
             if changed {
@@ -73,7 +79,7 @@ mod tests {
 
     #[test]
     fn routes_go_via_the_nodes_tunnel_address_once_its_vtep_is_known() {
-        let (tx, rx) = watch::channel(Vec::new());
+        let (tx, rx) = watch::channel(None);
         let encap = VxlanEncap::new(9, false, tx);
         let node = addr("10.0.0.6");
         assert_eq!(encap.target(node, None), None);
@@ -84,12 +90,14 @@ mod tests {
             encap.target(node, Some(&full)),
             Some(RouteTarget::Via(NextHop { gateway: addr("10.244.1.0"), ifindex: Some(9), onlink: true }))
         );
-        let remotes: RemoteNodes = [(node, full), (addr("10.0.0.7"), RemoteNode::default())].into();
-        encap.set_peers(&[], &[node, addr("10.0.0.7"), addr("fd00::8")], &remotes);
+        let v6 = RemoteNode { vxlan_tunnel: Some(addr("fd00:244::")), vxlan_mac: Some([2, 0, 0, 0, 0, 8]) };
+        let remotes: RemoteNodes =
+            [(node, full), (addr("10.0.0.7"), RemoteNode::default()), (addr("fd00::8"), v6)].into();
+        encap.set_peers(&[], &[], &remotes);
         assert_eq!(
             *rx.borrow(),
-            [Vtep { underlay: node, tunnel: addr("10.244.1.0"), mac: [2, 0, 0, 0, 0, 6] }],
-            "only senders of our family with a VTEP"
+            Some(vec![Vtep { underlay: node, tunnel: addr("10.244.1.0"), mac: [2, 0, 0, 0, 0, 6] }]),
+            "only nodes of our family with a VTEP"
         );
     }
 }

@@ -10,14 +10,21 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Starts the task for device `ifindex` in the caller's network namespace
-/// (its socket is opened here). It ends when `desired`'s sender is
-/// dropped; failures are logged and retried at the next change or resync.
-pub fn spawn(ifindex: u32, desired: watch::Receiver<Vec<Vtep>>, resync: Duration) -> std::io::Result<JoinHandle<()>> {
+/// (its socket is opened here). While `desired` is `None` (the remote nodes
+/// are not read yet) it touches nothing: entries left by a previous run
+/// stay until it is known which are still wanted. It ends when `desired`'s
+/// sender is dropped; failures are logged and retried at the next change
+/// or resync.
+pub fn spawn(
+    ifindex: u32,
+    desired: watch::Receiver<Option<Vec<Vtep>>>,
+    resync: Duration,
+) -> std::io::Result<JoinHandle<()>> {
     let socket = RouteSocket::open()?;
     Ok(tokio::spawn(run(socket, ifindex, desired, resync)))
 }
 
-async fn run(mut socket: RouteSocket, ifindex: u32, mut desired: watch::Receiver<Vec<Vtep>>, resync: Duration) {
+async fn run(mut socket: RouteSocket, ifindex: u32, mut desired: watch::Receiver<Option<Vec<Vtep>>>, resync: Duration) {
     let mut timer = tokio::time::interval(resync);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -29,7 +36,7 @@ async fn run(mut socket: RouteSocket, ifindex: u32, mut desired: watch::Receiver
             },
             _ = timer.tick() => {}
         }
-        let vteps = desired.borrow_and_update().clone();
+        let Some(vteps) = desired.borrow_and_update().clone() else { continue };
         let worked = tokio::task::spawn_blocking(move || {
             let result = reconcile(&mut socket, ifindex, &vteps);
             (socket, result, vteps.len())

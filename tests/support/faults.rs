@@ -17,7 +17,7 @@ use tortie::testing::wait_until;
 /// tortie's route protocol in the lab and the default config.
 pub const TORTIE_PROTOCOL: &str = "116";
 
-/// `ip monitor route` in one namespace, collecting every line it prints.
+/// `ip monitor route` (and other objects) in one namespace, collecting every line it prints.
 pub struct RouteMonitor {
     ns: String,
     child: Child,
@@ -28,9 +28,16 @@ impl RouteMonitor {
     /// Starts the monitor and returns once it is seen to report (a canary
     /// route of another protocol is added, seen and removed).
     pub fn start(ns: &str) -> RouteMonitor {
+        Self::start_objects(ns, &["route"])
+    }
+
+    /// [`RouteMonitor::start`] for more objects of `ip monitor` (`route`
+    /// must be one: the canary is a route), e.g. `neigh` (also FDB entries).
+    pub fn start_objects(ns: &str, objects: &[&str]) -> RouteMonitor {
         // ip's stdout is block-buffered into a pipe: line-buffer it, or events wait for 4 KB.
         let mut child = Command::new("stdbuf")
-            .args(["-oL", "ip", "-ts", "-n", ns, "monitor", "route"])
+            .args(["-oL", "ip", "-ts", "-n", ns, "monitor"])
+            .args(objects)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

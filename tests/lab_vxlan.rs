@@ -1,0 +1,130 @@
+//! containerlab/vxlan.clab.yml through the lab runner: three nodes without
+//! BGP (Calico's VXLAN-only mode) in two subnets behind a router that knows
+//! no pod routes. Every node learns the others' blocks from the datastore;
+//! same-subnet pods talk directly, the others through the kernel VXLAN
+//! device. A restarted agent writes nothing when nothing changed, and
+//! neighbour and FDB entries that are not tortie's stay untouched.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+use support::faults::RouteMonitor;
+use support::lab::{Lab, tcp_echo};
+use tortie::testing::{json_subset, wait_until};
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+fn wait_ready(lab: &Lab, node: &str) {
+    wait_until(&format!("{node} ready"), Duration::from_secs(90), || (lab.status(node)["ready"] == true).then_some(()))
+        .unwrap();
+}
+
+/// The block route on `on` whose destination holds `pod_ip`.
+fn route_to_pod(lab: &Lab, on: &str, pod_ip: std::net::Ipv4Addr) -> Option<serde_json::Value> {
+    lab.routes(on).into_iter().find(|r| {
+        r["dst"]
+            .as_str()
+            .and_then(|d| d.parse::<ipnetwork::Ipv4Network>().ok())
+            .is_some_and(|n| n.contains(pod_ip) && n.prefix() < 32)
+    })
+}
+
+fn lines(lab: &Lab, node: &str, argv: &[&str]) -> BTreeSet<String> {
+    let out = lab.exec(node, argv);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The value of `series` (name and labels as printed) in `node`'s /metrics.
+fn metric(lab: &Lab, node: &str, series: &str) -> Option<f64> {
+    let script = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9478/metrics', timeout=2).read().decode())";
+    let out = lab.exec(node, &["python3", "-c", script]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
+    let lab = Lab::prepare("vxlan", "tv", |_| {});
+    lab.up();
+    for node in NODES {
+        wait_ready(&lab, node);
+    }
+    let ips: Vec<_> = NODES.iter().map(|n| (*n, lab.pod_ip(n, "pod1"))).collect();
+    for (a, _) in &ips {
+        for (b, ip) in ips.iter().filter(|(b, _)| b != a) {
+            wait_until(&format!("{a}/pod1 to ping {b}/pod1 ({ip})"), Duration::from_secs(60), || {
+                lab.pod_ping(a, "pod1", *ip).then_some(())
+            })
+            .unwrap();
+            tcp_echo(&lab.pod_ns(b, "pod1"), *ip, &lab.pod_ns(a, "pod1"))
+                .unwrap_or_else(|e| panic!("TCP from {a}/pod1 to {b}/pod1 ({ip}): {e}"));
+        }
+    }
+
+    // Same subnet: direct. The other subnet: VXLAN, via node3's tunnel address.
+    let (p2, p3) = (lab.pod_ip("node2", "pod1"), lab.pod_ip("node3", "pod1"));
+    let direct = route_to_pod(&lab, "node1", p2).expect("node1 routes node2's block");
+    json_subset(&serde_json::json!({"gateway": "10.40.1.12", "dev": "eth1"}), &direct).unwrap();
+    let vxlan = route_to_pod(&lab, "node1", p3).expect("node1 routes node3's block");
+    json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
+    let node3 = lab.exec_json("node3", &["ip", "-j", "addr", "show", "dev", "vxlan.tortie"]);
+    let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's tunnel address").to_string();
+    assert_eq!(vxlan["gateway"], tunnel3.as_str(), "{vxlan}");
+    let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "route"]).output().unwrap();
+    let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
+    assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with("10.245.")), "{router:?}");
+    wait_until("node1's metrics to show the VXLAN path to node3", Duration::from_secs(30), || {
+        let v = metric(&lab, "node1", "tortie_dataplane_node_path{node=\"10.40.2.13\",path=\"vxlan\"}")?;
+        (v == 1.0 && metric(&lab, "node1", "tortie_dataplane_routes{table=\"254\",kind=\"remote_vxlan\"}")? >= 1.0)
+            .then_some(())
+    })
+    .unwrap();
+
+    // Entries that are not tortie's: a neighbour on the underlay and a
+    // foreign VXLAN device with its own FDB entry.
+    let foreign = [
+        "ip neigh add 10.40.1.99 lladdr 02:00:00:00:00:99 dev eth1 nud permanent",
+        "ip link add ttforeign type vxlan id 77 dstport 4790 local 10.40.1.11 nolearning",
+        "bridge fdb append 00:00:00:00:00:00 dev ttforeign dst 10.40.1.98",
+        "ip neigh add 10.77.0.1 lladdr 02:00:00:00:00:77 dev ttforeign nud permanent",
+    ];
+    for cmd in foreign {
+        let argv: Vec<&str> = cmd.split(' ').collect();
+        assert!(lab.exec("node1", &argv).status.success(), "{cmd}");
+    }
+    let neigh_before = lines(&lab, "node1", &["ip", "neigh", "show"]);
+    let fdb_before = lines(&lab, "node1", &["bridge", "fdb", "show"]);
+    let routes_before = lines(&lab, "node1", &["ip", "route", "show", "proto", "116"]);
+
+    // Restart node1's agent with nothing changed: it adopts everything.
+    let monitor = RouteMonitor::start_objects(&lab.ns("node1"), &["route", "neigh", "nexthop", "link"]);
+    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
+    lab.up();
+    wait_ready(&lab, "node1");
+    // Its first full reconcile (after the learned routes settle) is where stale routes would go.
+    wait_until("node1's first reconcile", Duration::from_secs(40), || {
+        (metric(&lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
+    })
+    .unwrap();
+    lab.pod_ping("node1", "pod1", p3).then_some(()).expect("pods still talk over VXLAN");
+    let ours: Vec<String> = monitor
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("proto 116") || l.contains("vxlan.tortie") || l.contains("nhid"))
+        .collect();
+    assert!(ours.is_empty(), "the restart wrote: {ours:#?}");
+    assert_eq!(lines(&lab, "node1", &["ip", "route", "show", "proto", "116"]), routes_before);
+    let neigh_after = lines(&lab, "node1", &["ip", "neigh", "show"]);
+    let fdb_after = lines(&lab, "node1", &["bridge", "fdb", "show"]);
+    for l in neigh_before
+        .iter()
+        .filter(|l| l.contains("10.40.1.99") || l.contains("ttforeign") || l.contains("vxlan.tortie"))
+    {
+        assert!(neigh_after.contains(l), "neighbour entry gone or changed: {l}");
+    }
+    for l in fdb_before.iter().filter(|l| l.contains("ttforeign") || l.contains("vxlan.tortie")) {
+        assert!(fdb_after.contains(l), "FDB entry gone or changed: {l}");
+    }
+}
