@@ -6,11 +6,12 @@
 
 use super::routes::{LearnedSource, next_event};
 use crate::bgp::rib::{Addrs, BEST_PATH_BATCH, BestPathChange};
-use crate::datastore::Datastore;
 use crate::datastore::resources::{IpamBlock, Node};
+use crate::datastore::{Datastore, Resource, WatchStream};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
 use crate::ipam::routes::NODE_ATTRIBUTE;
+use futures::FutureExt;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -58,7 +59,8 @@ async fn follow(
 ) {
     let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    let mut tick = tokio::time::interval(RESYNC);
+    // The first list is the one before the loop waits, so the first tick comes a period later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {
@@ -80,6 +82,23 @@ async fn follow(
             asked = resend.recv() => if asked.is_some() { send_all = true },
             ev = next_event(&mut blocks_watch) => if ev.is_none() { blocks_watch = None },
             ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
+        }
+        // A burst of writes (pods starting everywhere) is one list, not one per event.
+        drain(&mut blocks_watch);
+        drain(&mut nodes_watch);
+    }
+}
+
+/// Takes every event `w` has ready without waiting; an ended stream becomes `None`.
+fn drain<T: Resource>(w: &mut Option<WatchStream<T>>) {
+    loop {
+        match next_event(w).now_or_never() {
+            None => return,
+            Some(None) => {
+                *w = None;
+                return;
+            }
+            Some(Some(_)) => {}
         }
     }
 }
