@@ -10,6 +10,7 @@ use crate::datastore::resources::{IpamBlock, Node};
 use crate::datastore::{Datastore, Resource, WatchStream};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
+use crate::ipam::claim::HOST_AFFINITY_PREFIX;
 use crate::ipam::routes::NODE_ATTRIBUTE;
 use futures::FutureExt;
 use ipnetwork::IpNetwork;
@@ -21,9 +22,6 @@ use tokio::sync::{mpsc, watch};
 
 /// How often blocks and Nodes are listed again without a watch event.
 const RESYNC: Duration = Duration::from_secs(30);
-
-/// The affinity prefix of a block claimed by a host.
-const HOST_AFFINITY: &str = "host:";
 
 /// Asks the block-routes task to send its whole current set again.
 #[derive(Clone)]
@@ -149,7 +147,7 @@ impl Routes {
         };
         let mut wanted = BTreeMap::new();
         for block in blocks {
-            let affine = block.affinity.as_deref().and_then(|a| a.strip_prefix(HOST_AFFINITY));
+            let affine = block.affinity.as_deref().and_then(|a| a.strip_prefix(HOST_AFFINITY_PREFIX));
             let v4 = block.cidr.is_ipv4();
             if let Some(owner) = affine.filter(|owner| *owner != self.me)
                 && let Some(hop) = via(owner, v4)
