@@ -140,3 +140,20 @@ fn crds_prints_one_definition_per_resource() {
     }
     assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
 }
+
+#[test]
+fn config_check_shows_the_vxlan_section_and_names_its_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "vxlan.yaml", "vxlan:\n  port: 8472\n");
+    let (code, out, err) = tortie(&["config", "check", "--print", &file], &[("TORTIE_VXLAN_VNI", "5000")]);
+    assert_eq!(code, 0, "{err}");
+    for expected in ["vxlan:", "vni: 5000", "port: 8472", "device: vxlan.tortie", "device_v6: vxlan-v6.tortie"] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let (code, _, err) = tortie(&["config", "check", &file], &[("TORTIE_VXLAN_VNI", "0")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("vxlan.vni: 0 is not a VXLAN network identifier (1 to 16777215) (from environment variable TORTIE_VXLAN_VNI)"),
+        "{err}"
+    );
+}

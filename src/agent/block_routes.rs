@@ -6,12 +6,14 @@
 
 use super::routes::next_event;
 use crate::bgp::rib::{Addrs, BEST_PATH_BATCH, BestPathChange};
-use crate::datastore::Datastore;
 use crate::datastore::resources::{IpamBlock, Node};
+use crate::datastore::{Datastore, Resource, WatchStream};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
+use crate::ipam::claim::HOST_AFFINITY_PREFIX;
 use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::remote_routes::LearnedSource;
+use futures::FutureExt;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -21,9 +23,6 @@ use tokio::sync::{mpsc, watch};
 
 /// How often blocks and Nodes are listed again without a watch event.
 const RESYNC: Duration = Duration::from_secs(30);
-
-/// The affinity prefix of a block claimed by a host.
-const HOST_AFFINITY: &str = "host:";
 
 /// Asks the block-routes task to send its whole current set again.
 #[derive(Clone)]
@@ -59,7 +58,8 @@ async fn follow(
 ) {
     let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    let mut tick = tokio::time::interval(RESYNC);
+    // The first list is the one before the loop waits, so the first tick comes a period later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {
@@ -81,6 +81,23 @@ async fn follow(
             asked = resend.recv() => if asked.is_some() { send_all = true },
             ev = next_event(&mut blocks_watch) => if ev.is_none() { blocks_watch = None },
             ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
+        }
+        // A burst of writes (pods starting everywhere) is one list, not one per event.
+        drain(&mut blocks_watch);
+        drain(&mut nodes_watch);
+    }
+}
+
+/// Takes every event `w` has ready without waiting; an ended stream becomes `None`.
+fn drain<T: Resource>(w: &mut Option<WatchStream<T>>) {
+    loop {
+        match next_event(w).now_or_never() {
+            None => return,
+            Some(None) => {
+                *w = None;
+                return;
+            }
+            Some(Some(_)) => {}
         }
     }
 }
@@ -131,7 +148,7 @@ impl Routes {
         };
         let mut wanted = BTreeMap::new();
         for block in blocks {
-            let affine = block.affinity.as_deref().and_then(|a| a.strip_prefix(HOST_AFFINITY));
+            let affine = block.affinity.as_deref().and_then(|a| a.strip_prefix(HOST_AFFINITY_PREFIX));
             let v4 = block.cidr.is_ipv4();
             if let Some(owner) = affine.filter(|owner| *owner != self.me)
                 && let Some(hop) = via(owner, v4)

@@ -111,7 +111,8 @@ pub async fn follow_vteps(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    let mut tick = tokio::time::interval(RESYNC);
+    // The first list is the one before the loop waits, so the first tick comes a period later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
     let mut listed = false;
     loop {
         match ds.list::<Node>().await {

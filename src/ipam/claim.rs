@@ -20,9 +20,12 @@ pub fn affinity_name(node: &str, cidr: &IpNetwork) -> String {
     format!("{node}-{}", cidr_name(cidr))
 }
 
+/// What the `affinity` field of a block affine to a host starts with; the node name follows.
+pub const HOST_AFFINITY_PREFIX: &str = "host:";
+
 /// The `affinity` field of a block affine to `node`.
 pub fn host_affinity(node: &str) -> String {
-    format!("host:{node}")
+    format!("{HOST_AFFINITY_PREFIX}{node}")
 }
 
 /// Seconds since the Unix epoch as RFC 3339 UTC (`affinityClaimTime`).
