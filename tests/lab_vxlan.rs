@@ -128,3 +128,40 @@ fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
         assert!(fdb_after.contains(l), "FDB entry gone or changed: {l}");
     }
 }
+
+#[test]
+fn with_bgp_the_vxlan_path_shows_per_peer_in_status() {
+    let lab = Lab::prepare("vxlan", "tw", |dir| {
+        let conf = dir.join("vxlan/node.yaml");
+        let text = std::fs::read_to_string(&conf).unwrap().replace("  enabled: false\n", "  as_number: 64512\n");
+        std::fs::write(conf, text).unwrap();
+    });
+    lab.up();
+    let status = wait_until("node1 ready with both peers established", Duration::from_secs(90), || {
+        let s = lab.status("node1");
+        let up = s["peers"].as_array()?.iter().filter(|p| p["state"] == "established").count();
+        (s["ready"] == true && up == 2).then_some(s)
+    })
+    .unwrap();
+    let p3 = lab.pod_ip("node3", "pod1");
+    wait_until("node1/pod1 to ping node3/pod1 over VXLAN", Duration::from_secs(60), || {
+        lab.pod_ping("node1", "pod1", p3).then_some(())
+    })
+    .unwrap();
+    let modes = |s: &serde_json::Value| -> BTreeSet<(String, String)> {
+        s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["address"].as_str().unwrap().to_string(), p["tunnel_mode"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let want: BTreeSet<(String, String)> =
+        [("10.40.1.12".into(), "direct".into()), ("10.40.2.13".into(), "vxlan".into())].into();
+    wait_until("node1's status to show the path per peer", Duration::from_secs(30), || {
+        (modes(&lab.status("node1")) == want).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", modes(&status)));
+    let vxlan = route_to_pod(&lab, "node1", p3).expect("node1 routes node3's block");
+    json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
+}

@@ -6,7 +6,7 @@
 //!
 //! An encapsulation is set up from the pools that exist at start; a pool
 //! that starts using one later takes effect at the next agent start (until
-//! then its blocks are routed direct, and a warning says so).
+//! then its blocks are routed direct, and the stage logs a warning).
 
 use crate::bgp::rib::BestPathChange;
 use crate::config::Config;

@@ -270,22 +270,14 @@ impl Default for VxlanConfig {
     }
 }
 
-/// Per-pool encapsulation, as Calico's `ipipMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum IpipMode {
-    Always,
-    CrossSubnet,
-    #[default]
-    Never,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IpamConfig {
     /// Pool created when the datastore holds none (Calico's `CALICO_IPV4POOL_CIDR`).
     pub default_ipv4_pool_cidr: Option<ipnetwork::Ipv4Network>,
     pub default_ipv4_block_size: u8,
-    pub default_ipv4_ipip_mode: IpipMode,
+    /// The default pool's `ipipMode` (Calico's `CALICO_IPV4POOL_IPIP`).
+    pub default_ipv4_ipip_mode: crate::datastore::resources::EncapMode,
     /// The default pool's `vxlanMode` (Calico's `CALICO_IPV4POOL_VXLAN`); at most one of this and
     /// `default_ipv4_ipip_mode` may be other than `Never`.
     pub default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode,
@@ -302,7 +294,7 @@ impl Default for IpamConfig {
         IpamConfig {
             default_ipv4_pool_cidr: None,
             default_ipv4_block_size: 26,
-            default_ipv4_ipip_mode: IpipMode::Never,
+            default_ipv4_ipip_mode: crate::datastore::resources::EncapMode::Never,
             default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode::Never,
             default_ipv6_pool_cidr: None,
             default_ipv6_block_size: 122,

@@ -228,7 +228,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             );
         }
     }
-    if ipam.default_ipv4_ipip_mode != IpipMode::Never && ipam.default_ipv4_vxlan_mode != EncapMode::Never {
+    if ipam.default_ipv4_ipip_mode != EncapMode::Never && ipam.default_ipv4_vxlan_mode != EncapMode::Never {
         err(
             "ipam.default_ipv4_vxlan_mode",
             format!(

@@ -341,6 +341,10 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
         Classifier::new(&p, &l)
     };
     let mut stage = Stage { classifier: classifier(&pools, &local), blocks: Blocks::default() };
+    let mut warned = FxHashSet::default();
+    if let Some(p) = &pools {
+        warn_unserved(&config, &p.borrow(), &mut warned);
+    }
     let mut alive = verdicts.as_mut().map(|v| v.borrow_and_update().clone()).unwrap_or_default();
     // Until the remote nodes are read, an encapsulation that needs them
     // would route their blocks direct and then move them: learned routes
@@ -371,6 +375,9 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
             }
             c = changed(&mut pools) => {
                 if c.is_none() { pools = None; continue }
+                if let Some(p) = &pools {
+                    warn_unserved(&config, &p.borrow(), &mut warned);
+                }
                 reclassify(&mut stage, classifier(&pools, &local), &source).await;
                 continue;
             }
@@ -418,6 +425,25 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
         }
         if turn.peers_changed {
             stage.publish(&view, &out);
+        }
+    }
+}
+
+/// Logs, once per pool, a pool whose encapsulation this node does not have:
+/// encapsulations are set up at start, so a pool that starts using one
+/// later is routed direct until the agent restarts.
+fn warn_unserved(config: &StageConfig, pools: &[IpPool], warned: &mut FxHashSet<IpNetwork>) {
+    for pool in pools.iter().filter(|p| !p.disabled) {
+        let Some(encap) = super::encap::PoolEncap::of(pool) else { continue };
+        let served = super::encap::slot(encap.kind, pool.cidr.is_ipv6()).and_then(|s| config.encaps.get(s)).is_some();
+        if !served && warned.insert(pool.cidr) {
+            tracing::warn!(
+                subsys = "routes",
+                pool = %pool.cidr,
+                encapsulation = ?encap.kind,
+                mode = ?encap.mode,
+                "this node has no such encapsulation (they are set up at start): the pool's blocks are routed direct until the agent restarts"
+            );
         }
     }
 }

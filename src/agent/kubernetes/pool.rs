@@ -2,7 +2,7 @@
 //! Calico users know: `TORTIE_IPV4POOL_*`, else `CALICO_IPV4POOL_*` (`CIDR`, `BLOCK_SIZE`, `IPIP`,
 //! `VXLAN`, `NAT_OUTGOING`, `NODE_SELECTOR`, `DISABLE_BGP_EXPORT`), over the `ipam.default_ipv4_*` fields.
 
-use crate::config::{IpamConfig, IpipMode};
+use crate::config::IpamConfig;
 use crate::datastore::resources::{EncapMode, IpPool};
 use crate::datastore::{Datastore, DatastoreError};
 use crate::ipam::{IpamError, create_pool};
@@ -77,13 +77,8 @@ pub fn pool_from_env(ipam: &IpamConfig, vars: &[(String, String)]) -> Result<Opt
         }),
         None => ipam.default_ipv4_block_size,
     };
-    let configured_ipip = match ipam.default_ipv4_ipip_mode {
-        IpipMode::Always => EncapMode::Always,
-        IpipMode::CrossSubnet => EncapMode::CrossSubnet,
-        IpipMode::Never => EncapMode::Never,
-    };
     let (ipip_source, ipip_mode) =
-        encap_mode(vars, "IPIP", ("ipam.default_ipv4_ipip_mode", configured_ipip), &mut errors);
+        encap_mode(vars, "IPIP", ("ipam.default_ipv4_ipip_mode", ipam.default_ipv4_ipip_mode), &mut errors);
     let (vxlan_source, vxlan_mode) =
         encap_mode(vars, "VXLAN", ("ipam.default_ipv4_vxlan_mode", ipam.default_ipv4_vxlan_mode), &mut errors);
     if ipip_mode != EncapMode::Never && vxlan_mode != EncapMode::Never {
@@ -204,7 +199,7 @@ mod tests {
             assert!(err.contains(part), "{part} in {err}");
         }
         let both = vars(&[("TORTIE_IPV4POOL_CIDR", "10.0.0.0/16"), ("CALICO_IPV4POOL_VXLAN", "always")]);
-        let ipam = IpamConfig { default_ipv4_ipip_mode: IpipMode::CrossSubnet, ..IpamConfig::default() };
+        let ipam = IpamConfig { default_ipv4_ipip_mode: EncapMode::CrossSubnet, ..IpamConfig::default() };
         let err = pool_from_env(&ipam, &both).unwrap_err();
         assert!(
             err.contains(
