@@ -297,7 +297,7 @@ dut_gobgp_rib() {
     grep -o '"accepted":[0-9]*' | head -1 | cut -d: -f2 | grep . || echo 0
 }
 
-# ---- tortie (`tortie node`: RIB + path selector + route programmer) ----
+# ---- tortie (`tortie node`: RIB + remote-routes stage + route programmer) ----
 # The feeder is a configured eBGP peer (the agent gives those an accept-all import policy, as
 # Calico's `import all`); no node-to-node mesh; a sqlite datastore in the work directory.
 TORTIE_BIN=${TORTIE_BIN:-$(cd "$HERE/.." && pwd)/target/release/tortie}

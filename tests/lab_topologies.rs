@@ -10,22 +10,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::lab::{Lab, tcp_echo};
+use support::lab::Lab;
 use tortie::testing::{json_subset, wait_until};
-
-fn all_pods_reach_each_other(lab: &Lab, nodes: &[&str]) {
-    let ips: Vec<_> = nodes.iter().map(|n| (*n, lab.pod_ip(n, "pod1"))).collect();
-    for (a, _) in &ips {
-        for (b, ip) in ips.iter().filter(|(b, _)| b != a) {
-            wait_until(&format!("{a}/pod1 to ping {b}/pod1 ({ip})"), Duration::from_secs(60), || {
-                lab.pod_ping(a, "pod1", *ip).then_some(())
-            })
-            .unwrap();
-            tcp_echo(&lab.pod_ns(b, "pod1"), *ip, &lab.pod_ns(a, "pod1"))
-                .unwrap_or_else(|e| panic!("TCP from {a}/pod1 to {b}/pod1 ({ip}): {e}"));
-        }
-    }
-}
 
 fn wait_ready(lab: &Lab, node: &str, peers: usize) -> serde_json::Value {
     wait_until(&format!("{node} ready with {peers} established peers"), Duration::from_secs(90), || {
@@ -52,16 +38,6 @@ fn route_set(routes: &[serde_json::Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The block route of `node`'s pod as seen on `on`: the route whose destination contains the pod.
-fn route_to_pod(lab: &Lab, on: &str, pod_ip: std::net::Ipv4Addr) -> Option<serde_json::Value> {
-    lab.routes(on).into_iter().find(|r| {
-        r["dst"]
-            .as_str()
-            .and_then(|d| d.parse::<ipnetwork::Ipv4Network>().ok())
-            .is_some_and(|n| n.contains(pod_ip) && n.prefix() < 32)
-    })
-}
-
 #[test]
 fn quickstart_pods_talk_survive_an_agent_restart_and_new_pods_are_reachable() {
     let lab = Lab::prepare("quickstart", "tq", |_| {});
@@ -74,7 +50,7 @@ fn quickstart_pods_talk_survive_an_agent_restart_and_new_pods_are_reachable() {
         )
         .unwrap();
     }
-    all_pods_reach_each_other(&lab, &["node1", "node2", "node3"]);
+    lab.all_pods_reach_each_other(&["node1", "node2", "node3"]);
 
     // A new pod on node3 is reachable from node1's pod soon after CNI ADD returns.
     let add = lab.exec("node3", &[env!("CARGO_BIN_EXE_tortie"), "lab", "pod", "add", "pod2"]);
@@ -139,13 +115,13 @@ fn cross_subnet_tunnels_only_between_subnets_and_a_removed_node_is_withdrawn() {
     for node in ["node1", "node2", "node3"] {
         wait_ready(&lab, node, 2);
     }
-    all_pods_reach_each_other(&lab, &["node1", "node2", "node3"]);
+    lab.all_pods_reach_each_other(&["node1", "node2", "node3"]);
 
     let p2 = lab.pod_ip("node2", "pod1");
     let p3 = lab.pod_ip("node3", "pod1");
-    let direct = route_to_pod(&lab, "node1", p2).expect("node1 routes node2's block");
+    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's block");
     json_subset(&serde_json::json!({"gateway": "10.30.1.12", "dev": "eth1"}), &direct).unwrap();
-    let tunnel = route_to_pod(&lab, "node1", p3).expect("node1 routes node3's block");
+    let tunnel = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
     assert_ne!(tunnel["dev"], "eth1", "another subnet goes through the tunnel: {tunnel}");
     let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "route"]).output().unwrap();
     let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
@@ -166,11 +142,11 @@ fn cross_subnet_tunnels_only_between_subnets_and_a_removed_node_is_withdrawn() {
     Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     let gone = Instant::now();
     wait_until("node3's block to leave node1's routes", Duration::from_secs(30), || {
-        route_to_pod(&lab, "node1", p3).is_none().then_some(())
+        lab.route_to_pod("node1", p3).is_none().then_some(())
     })
     .unwrap();
     eprintln!("a vanished node's routes withdrawn after {:?} (hold time 9 s)", gone.elapsed());
-    assert!(route_to_pod(&lab, "node1", p2).is_some(), "node2's block stays");
+    assert!(lab.route_to_pod("node1", p2).is_some(), "node2's block stays");
 }
 
 #[test]
@@ -189,7 +165,7 @@ fn tor_racks_learn_every_block_and_reflectors_carry_the_cluster() {
             "clients are not meshed: {status}"
         );
     }
-    all_pods_reach_each_other(&lab, &nodes);
+    lab.all_pods_reach_each_other(&nodes);
 
     let blocks: BTreeSet<String> = nodes
         .iter()

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 use support::faults::RouteMonitor;
-use support::lab::{Lab, tcp_echo};
+use support::lab::Lab;
 use tortie::testing::{json_subset, wait_until};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -19,16 +19,6 @@ const NODES: [&str; 3] = ["node1", "node2", "node3"];
 fn wait_ready(lab: &Lab, node: &str) {
     wait_until(&format!("{node} ready"), Duration::from_secs(90), || (lab.status(node)["ready"] == true).then_some(()))
         .unwrap();
-}
-
-/// The block route on `on` whose destination holds `pod_ip`.
-fn route_to_pod(lab: &Lab, on: &str, pod_ip: std::net::Ipv4Addr) -> Option<serde_json::Value> {
-    lab.routes(on).into_iter().find(|r| {
-        r["dst"]
-            .as_str()
-            .and_then(|d| d.parse::<ipnetwork::Ipv4Network>().ok())
-            .is_some_and(|n| n.contains(pod_ip) && n.prefix() < 32)
-    })
 }
 
 fn lines(lab: &Lab, node: &str, argv: &[&str]) -> BTreeSet<String> {
@@ -51,23 +41,13 @@ fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
     for node in NODES {
         wait_ready(&lab, node);
     }
-    let ips: Vec<_> = NODES.iter().map(|n| (*n, lab.pod_ip(n, "pod1"))).collect();
-    for (a, _) in &ips {
-        for (b, ip) in ips.iter().filter(|(b, _)| b != a) {
-            wait_until(&format!("{a}/pod1 to ping {b}/pod1 ({ip})"), Duration::from_secs(60), || {
-                lab.pod_ping(a, "pod1", *ip).then_some(())
-            })
-            .unwrap();
-            tcp_echo(&lab.pod_ns(b, "pod1"), *ip, &lab.pod_ns(a, "pod1"))
-                .unwrap_or_else(|e| panic!("TCP from {a}/pod1 to {b}/pod1 ({ip}): {e}"));
-        }
-    }
+    lab.all_pods_reach_each_other(&NODES);
 
     // Same subnet: direct. The other subnet: VXLAN, via node3's tunnel address.
     let (p2, p3) = (lab.pod_ip("node2", "pod1"), lab.pod_ip("node3", "pod1"));
-    let direct = route_to_pod(&lab, "node1", p2).expect("node1 routes node2's block");
+    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's block");
     json_subset(&serde_json::json!({"gateway": "10.40.1.12", "dev": "eth1"}), &direct).unwrap();
-    let vxlan = route_to_pod(&lab, "node1", p3).expect("node1 routes node3's block");
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
     json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
     let node3 = lab.exec_json("node3", &["ip", "-j", "addr", "show", "dev", "vxlan.tortie"]);
     let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's tunnel address").to_string();
@@ -162,6 +142,6 @@ fn with_bgp_the_vxlan_path_shows_per_peer_in_status() {
         (modes(&lab.status("node1")) == want).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", modes(&status)));
-    let vxlan = route_to_pod(&lab, "node1", p3).expect("node1 routes node3's block");
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
     json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
 }

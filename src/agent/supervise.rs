@@ -51,7 +51,7 @@ pub struct Supervisor {
     /// Tasks allowed to return (one-shot jobs); a panic still counts.
     finite: std::collections::HashSet<Id>,
     /// Watchers of components that end only when every handle to them is
-    /// dropped (the RIB, the programmer, the selector): not waited for at
+    /// dropped (the RIB, the programmer, the remote-routes stage): not waited for at
     /// shutdown, since the agent still holds their handles then.
     components: Vec<tokio::task::AbortHandle>,
 }

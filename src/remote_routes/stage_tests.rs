@@ -325,6 +325,49 @@ fn ipv6_blocks_take_the_ipv6_vxlan_device_and_cross_subnet_reads_the_ipv6_prefix
     );
 }
 
+/// A running stage with a fake programmer, and the ends of its channels.
+struct Harness {
+    sink: FakeSink,
+    pools: watch::Sender<Vec<IpPool>>,
+    verdicts: watch::Sender<HashMap<Ipv4Addr, bool>>,
+    paths: watch::Receiver<HashMap<IpAddr, PathKind>>,
+    targets: watch::Receiver<Vec<Ipv4Addr>>,
+    generation: watch::Receiver<u64>,
+    _keep: (watch::Sender<LocalPrefixes>, watch::Sender<Option<RemoteNodes>>, watch::Sender<bool>),
+}
+
+/// A source whose routes are fixed: nothing to send again.
+struct NoSource;
+
+impl LearnedSource for NoSource {
+    async fn resend_learned(&self) {}
+}
+
+/// Starts the stage (with IP-in-IP) on `learned` from `source` under `pools`.
+fn spawn_stage<L: LearnedSource>(learned: mpsc::Receiver<Vec<BestPathChange>>, source: L, pools: Vec<IpPool>) -> Harness {
+    let sink = FakeSink::default();
+    let (pools_tx, pools) = watch::channel(pools);
+    let (local_tx, local) = watch::channel(LocalPrefixes::default());
+    let (remotes_tx, remotes) = watch::channel(None);
+    let (verdicts_tx, verdicts) = watch::channel(HashMap::new());
+    let (stop_tx, stop) = watch::channel(false);
+    let (paths, paths_rx) = watch::channel(HashMap::new());
+    let (targets, targets_rx) = watch::channel(Vec::new());
+    let (generation, generation_rx) = watch::channel(0);
+    let inputs = StageInputs { learned, source, pools, local, remotes, verdicts, stop };
+    let outputs = StageOutputs { paths, targets, generation, latency: None };
+    tokio::spawn(run(config(true), sink.clone(), inputs, outputs));
+    Harness {
+        sink,
+        pools: pools_tx,
+        verdicts: verdicts_tx,
+        paths: paths_rx,
+        targets: targets_rx,
+        generation: generation_rx,
+        _keep: (local_tx, remotes_tx, stop_tx),
+    }
+}
+
 #[tokio::test]
 async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it() {
     #[derive(Clone)]
@@ -353,18 +396,8 @@ async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it(
         p.ipip_mode = mode;
         p
     };
-    let (pools_tx, pools) = watch::channel(vec![pool(EncapMode::Always)]);
-    let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(None);
-    let (_verdicts_tx, verdicts) = watch::channel(HashMap::new());
-    let (_stop_tx, stop) = watch::channel(false);
-    let (paths, paths_rx) = watch::channel(HashMap::new());
-    let (targets, _targets_rx) = watch::channel(Vec::new());
-    let (generation, generation_rx) = watch::channel(0);
-    let sink = FakeSink::default();
-    let inputs = StageInputs { learned: changes_rx, source, pools, local, remotes, verdicts, stop };
-    let outputs = StageOutputs { paths, targets, generation, latency: None };
-    tokio::spawn(run(config(true), sink.clone(), inputs, outputs));
+    let h = spawn_stage(changes_rx, source, vec![pool(EncapMode::Always)]);
+    let (sink, pools_tx, paths_rx, generation_rx) = (&h.sink, &h.pools, h.paths.clone(), &h.generation);
 
     changes_tx.send(learned).await.unwrap();
     sent_at_least(&sink, 2).await;
@@ -460,23 +493,9 @@ async fn sent_after_a_while(sink: &FakeSink) -> Vec<usize> {
 #[tokio::test]
 async fn the_stage_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
     use super::super::outbox::{ACK_EVERY, IN_FLIGHT_ROUTES};
-    let sink = FakeSink::default();
     let (tx, learned) = mpsc::channel(4);
-    struct NoSource;
-    impl LearnedSource for NoSource {
-        async fn resend_learned(&self) {}
-    }
-    let (_pools_tx, pools) = watch::channel(Vec::new());
-    let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(None);
-    let (_verdicts_tx, verdicts) = watch::channel(HashMap::new());
-    let (_stop_tx, stop) = watch::channel(false);
-    let (paths, paths_rx) = watch::channel(HashMap::new());
-    let (targets, _targets_rx) = watch::channel(Vec::new());
-    let (generation, _generation_rx) = watch::channel(0);
-    let inputs = StageInputs { learned, source: NoSource, pools, local, remotes, verdicts, stop };
-    let outputs = StageOutputs { paths, targets, generation, latency: None };
-    tokio::spawn(run(config(true), sink.clone(), inputs, outputs));
+    let h = spawn_stage(learned, NoSource, Vec::new());
+    let (sink, paths_rx) = (&h.sink, &h.paths);
 
     // Small turns go on without confirmation.
     tx.send(direct_batch(0, 10)).await.unwrap();
@@ -521,26 +540,12 @@ async fn the_stage_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
 
 #[tokio::test]
 async fn only_nodes_with_blocks_whose_path_can_change_get_a_published_path_and_probe() {
-    let sink = FakeSink::default();
     let (tx, learned) = mpsc::channel(4);
-    struct NoSource;
-    impl LearnedSource for NoSource {
-        async fn resend_learned(&self) {}
-    }
     let mut pool_a = IpPool::new("10.244.0.0/16".parse().unwrap());
     pool_a.ipip_mode = EncapMode::CrossSubnet;
     let pool_b = IpPool::new("10.246.0.0/16".parse().unwrap());
-    let (_pools_tx, pools) = watch::channel(vec![pool_a, pool_b]);
-    let (_local_tx, local) = watch::channel(LocalPrefixes::default());
-    let (_remotes_tx, remotes) = watch::channel(None);
-    let (verdicts_tx, verdicts) = watch::channel(HashMap::new());
-    let (_stop_tx, stop) = watch::channel(false);
-    let (paths, mut paths_rx) = watch::channel(HashMap::new());
-    let (targets, mut targets_rx) = watch::channel(Vec::new());
-    let (generation, _generation_rx) = watch::channel(0);
-    let inputs = StageInputs { learned, source: NoSource, pools, local, remotes, verdicts, stop };
-    let outputs = StageOutputs { paths, targets, generation, latency: None };
-    tokio::spawn(run(config(true), sink.clone(), inputs, outputs));
+    let h = spawn_stage(learned, NoSource, vec![pool_a, pool_b]);
+    let (mut paths_rx, mut targets_rx, verdicts_tx) = (h.paths.clone(), h.targets.clone(), &h.verdicts);
     let change = |p: &str, hop: &str| BestPathChange {
         prefix: p.parse().unwrap(),
         next_hops: [addr(hop)].into_iter().collect(),

@@ -109,6 +109,33 @@ impl Lab {
             .unwrap_or(false)
     }
 
+    /// Every node's `pod1` pings and opens TCP to every other's (polled, a minute each).
+    pub fn all_pods_reach_each_other(&self, nodes: &[&str]) {
+        let ips: Vec<_> = nodes.iter().map(|n| (*n, self.pod_ip(n, "pod1"))).collect();
+        for (a, _) in &ips {
+            for (b, ip) in ips.iter().filter(|(b, _)| b != a) {
+                tortie::testing::wait_until(
+                    &format!("{a}/pod1 to ping {b}/pod1 ({ip})"),
+                    Duration::from_secs(60),
+                    || self.pod_ping(a, "pod1", *ip).then_some(()),
+                )
+                .unwrap();
+                tcp_echo(&self.pod_ns(b, "pod1"), *ip, &self.pod_ns(a, "pod1"))
+                    .unwrap_or_else(|e| panic!("TCP from {a}/pod1 to {b}/pod1 ({ip}): {e}"));
+            }
+        }
+    }
+
+    /// The block route (not a /32) on `on` whose destination holds `pod_ip`.
+    pub fn route_to_pod(&self, on: &str, pod_ip: Ipv4Addr) -> Option<serde_json::Value> {
+        self.routes(on).into_iter().find(|r| {
+            r["dst"]
+                .as_str()
+                .and_then(|d| d.parse::<ipnetwork::Ipv4Network>().ok())
+                .is_some_and(|n| n.contains(pod_ip) && n.prefix() < 32)
+        })
+    }
+
     /// Kernel routes of tortie's protocol in a node, as `ip -j route` prints them.
     pub fn routes(&self, node: &str) -> Vec<serde_json::Value> {
         let out =
