@@ -5,13 +5,18 @@
 //! ipip and without modules — a userspace encapsulator ([`userspace`]) on
 //! the same wire format. [`choose_mode`] decides once at start and says why.
 
+pub mod gro;
+pub mod gso;
 pub mod kernel;
 pub mod liveness;
 pub mod packet;
 pub mod path;
 pub mod selector;
 pub mod table;
+#[cfg(test)]
+mod test_packets;
 pub mod userspace;
+pub mod virtio;
 
 pub use table::TunnelPeer;
 pub use userspace::{TunnelCounters, UserspaceConfig, UserspaceTunnel};
