@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod packet;
 pub mod path;
 pub mod selector;
+mod sys;
 pub mod table;
 #[cfg(test)]
 mod test_packets;
