@@ -12,7 +12,9 @@
 //! number, flags ACK (PSH closes the super-packet), and no longer than the
 //! first segment's payload (a shorter one closes it). Its checksum must
 //! verify, because the kernel recomputes the coalesced one and would
-//! otherwise hide corruption. Everything else is passed on as it came.
+//! otherwise hide corruption. Everything else is passed on as it came,
+//! except a TCP packet longer than the device's MTU: the underlay's GRO
+//! joined it, and it is handed over for segmentation at that MTU.
 
 use super::gso::{IPPROTO_TCP, TCP_ACK, TCP_PSH};
 use super::packet::{checksum, fold, ones_sum, pseudo_header_sum};
@@ -51,11 +53,13 @@ struct Open {
 pub struct Coalescer {
     buf: Vec<u8>,
     open: Option<Open>,
+    /// The device's MTU: the largest packet the kernel may forward unsegmented.
+    mtu: usize,
 }
 
-impl Default for Coalescer {
-    fn default() -> Self {
-        Coalescer { buf: vec![0; MAX_PACKET], open: None }
+impl Coalescer {
+    pub fn new(mtu: usize) -> Self {
+        Coalescer { buf: vec![0; MAX_PACKET], open: None, mtu }
     }
 }
 
@@ -69,16 +73,21 @@ struct Candidate {
     psh: bool,
 }
 
-fn candidate(p: &[u8]) -> Option<Candidate> {
-    // Option-less IPv4 header (parsed and length-checked by the caller's
-    // decapsulation), TCP, not a fragment.
+/// The header lengths (IP, IP + TCP) of an option-less IPv4 TCP packet
+/// that is not a fragment (parsed and length-checked by decapsulation).
+fn tcp_headers(p: &[u8]) -> Option<(usize, usize)> {
     if p.len() < 40 || p[0] != 0x45 || p[9] != IPPROTO_TCP || u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0 {
         return None;
     }
     let ip_len = 20;
     let hdr_len = ip_len + usize::from(p[ip_len + 12] >> 4) * 4;
+    (hdr_len >= ip_len + 20 && hdr_len < p.len()).then_some((ip_len, hdr_len))
+}
+
+fn candidate(p: &[u8]) -> Option<Candidate> {
+    let (ip_len, hdr_len) = tcp_headers(p)?;
     let flags = p[ip_len + 13];
-    if hdr_len < ip_len + 20 || hdr_len >= p.len() || flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
+    if flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
         return None;
     }
     if fold(ones_sum(&p[ip_len..], pseudo_header_sum(p, IPPROTO_TCP, p.len() - ip_len))) != 0xffff {
@@ -92,6 +101,29 @@ impl Coalescer {
     /// Takes the next packet (a complete IPv4 packet); emits whatever can
     /// no longer grow, in arrival order.
     pub fn push(&mut self, packet: &[u8], emit: &mut impl FnMut(Emitted<'_>)) {
+        if packet.len() > self.mtu
+            && let Some((ip_len, hdr_len)) = tcp_headers(packet)
+            && hdr_len < self.mtu
+        {
+            // Coalesced by the underlay's GRO, which verified every
+            // segment's checksum and left the pseudo-header sum in the
+            // field: too big to forward whole, so it goes to the kernel for
+            // segmentation at the largest size the device's MTU allows.
+            self.flush(emit);
+            self.buf[..packet.len()].copy_from_slice(packet);
+            self.open = Some(Open {
+                len: packet.len(),
+                ip_len,
+                hdr_len,
+                gso_size: self.mtu - hdr_len,
+                next_seq: 0,
+                segments: 1,
+                wire_bytes: packet.len() as u64,
+                closed: true,
+            });
+            self.flush(emit);
+            return;
+        }
         let Some(c) = candidate(packet) else {
             self.flush(emit);
             emit(Emitted { vnet: [0; VNET_HDR_LEN], packet, segments: 1, wire_bytes: packet.len() as u64 });
@@ -131,7 +163,7 @@ impl Coalescer {
     pub fn flush(&mut self, emit: &mut impl FnMut(Emitted<'_>)) {
         let Some(open) = self.open.take() else { return };
         let p = &mut self.buf[..open.len];
-        if open.segments == 1 {
+        if open.segments == 1 && open.len <= self.mtu {
             // Unchanged, checksums verified: no offload to ask for.
             emit(Emitted { vnet: [0; VNET_HDR_LEN], packet: p, segments: 1, wire_bytes: open.wire_bytes });
             return;

@@ -8,7 +8,11 @@ const HDR: usize = 20 + TCP_HDR_LEN;
 
 /// Frames emitted: (virtio header, packet, segments, wire bytes).
 fn run(packets: &[Vec<u8>]) -> Vec<(VirtioNetHdr, Vec<u8>, u64, u64)> {
-    let mut c = Coalescer::default();
+    run_with_mtu(MAX_PACKET, packets)
+}
+
+fn run_with_mtu(mtu: usize, packets: &[Vec<u8>]) -> Vec<(VirtioNetHdr, Vec<u8>, u64, u64)> {
+    let mut c = Coalescer::new(mtu);
     let mut out = Vec::new();
     let mut emit = |e: Emitted<'_>| {
         out.push((VirtioNetHdr::parse(&e.vnet).unwrap(), e.packet.to_vec(), e.segments, e.wire_bytes));
@@ -90,6 +94,33 @@ fn a_non_tcp_or_truncated_packet_is_passed_on_not_panicked_on() {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, &t[..cut]);
     }
+}
+
+#[test]
+fn a_packet_the_underlay_coalesced_beyond_the_mtu_is_handed_over_for_segmentation() {
+    // A NIC's GRO joins IP-in-IP segments (the kernel's ipip_gro_receive
+    // needs no ipip module), and the raw socket then delivers one packet of
+    // up to 64 KiB whose TCP checksum field holds the pseudo-header sum.
+    let (_, big) = tso(1, TCP_ACK, 9, &[5; 20_000], 0);
+    let mtu = 1480;
+    let out = run_with_mtu(mtu, &[tcp(0, TCP_ACK, 8, &[4; 1]), big.clone(), tcp(20_001, TCP_ACK, 10, &[6; 1])]);
+    assert_eq!(out.len(), 3);
+    let (vnet, p, n, bytes) = &out[1];
+    assert_eq!((*n, *bytes), (1, big.len() as u64), "one packet on the wire");
+    assert_eq!(
+        *vnet,
+        VirtioNetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: HDR as u16,
+            gso_size: (mtu - HDR) as u16,
+            csum_start: 20,
+            csum_offset: TCP_CSUM_OFFSET
+        }
+    );
+    assert_eq!(p, &big, "the packet itself is unchanged");
+    assert_eq!(out[0].0.gso_type, GSO_NONE);
+    assert_eq!(out[2].0.gso_type, GSO_NONE);
 }
 
 proptest! {

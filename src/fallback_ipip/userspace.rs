@@ -294,7 +294,7 @@ fn decap_loop(s: &Shared) {
     let mut arena = vec![0u8; BATCH * slot];
     let mut lens = [0usize; BATCH];
     let mut scratch = MmsgScratch::new(BATCH);
-    let mut coalescer = Coalescer::default();
+    let mut coalescer = Coalescer::new(s.underlay_mtu - OVERHEAD);
     let mut write = |e: Emitted<'_>| match s.device.send_vectored(&[IoSlice::new(&e.vnet), IoSlice::new(e.packet)]) {
         Ok(_) => {
             s.counters.decap_packets.fetch_add(e.segments, Ordering::Relaxed);
