@@ -13,8 +13,10 @@ BIN=$PWD/target/release/examples/ipip_tunnel
 P=tt-tb$$
 A=$P-a; R=$P-r; B=$P-b; PA=$P-pa; PB=$P-pb
 pids=()
+IPERF_PID=$(mktemp)  # the daemonised iperf3 server, stopped on exit
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -s "$IPERF_PID" ] && kill "$(cat "$IPERF_PID")" 2>/dev/null; rm -f "$IPERF_PID"
   for n in $PA $PB $A $B $R; do ip netns del $n 2>/dev/null || true; done
 }
 trap cleanup EXIT
@@ -35,7 +37,7 @@ pod() { # node pod hostif addr
   ip -n $2 route add 169.254.1.1 dev eth0 scope link; ip -n $2 route add default via 169.254.1.1 dev eth0
 }
 pod $A $PA ttpa 10.244.1.5; pod $B $PB ttpb 10.244.2.7
-ip netns exec $PB iperf3 -s -D -B 10.244.2.7 -p 5301 --logfile /dev/null
+ip netns exec $PB iperf3 -s -D -B 10.244.2.7 -p 5301 --logfile /dev/null -I "$IPERF_PID"
 sleep_until() { for _ in $(seq 1 100); do eval "$1" && return 0; sleep 0.1; done; return 1; }
 
 run() { # label -> prints "label gbps cpu_seconds"

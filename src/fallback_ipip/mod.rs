@@ -6,10 +6,16 @@
 //! the same wire format. [`choose_mode`] decides once at start and says why.
 
 pub mod encap;
+pub mod gro;
+pub mod gso;
 pub mod kernel;
 pub mod packet;
+mod sys;
 pub mod table;
+#[cfg(test)]
+mod test_packets;
 pub mod userspace;
+pub mod virtio;
 
 pub use table::TunnelPeer;
 pub use userspace::{TunnelCounters, UserspaceConfig, UserspaceTunnel};

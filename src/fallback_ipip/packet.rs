@@ -98,18 +98,40 @@ pub fn decapsulate(outer: &[u8]) -> Result<(Ipv4Addr, &[u8]), DropReason> {
 
 /// The Internet checksum (RFC 1071).
 pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    !fold(ones_sum(data, 0))
+}
+
+/// Adds `data`, as big-endian 16-bit words, to the one's-complement sum
+/// `acc` with carries deferred (RFC 1071 section 2): 32-bit words at a time,
+/// which folds to the same 16-bit sum because 2^16 = 1 modulo 0xffff.
+/// `data` must start at an even offset of the summed region.
+pub fn ones_sum(data: &[u8], mut acc: u64) -> u64 {
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
+    let mut pairs = words.remainder().chunks_exact(2);
+    for c in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
     }
-    !(sum as u16)
+    acc
+}
+
+/// Folds a deferred-carry sum to 16 bits (not complemented).
+pub fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The sum of the IPv4 pseudo-header of a TCP or UDP segment of `len`
+/// bytes (RFC 793 section 3.1), for `ip` an IPv4 header.
+pub fn pseudo_header_sum(ip: &[u8], protocol: u8, len: usize) -> u64 {
+    ones_sum(&ip[12..20], u64::from(protocol) + len as u64)
 }
 
 /// An ICMP "fragmentation needed and DF set" (type 3 code 4, RFC 1191)

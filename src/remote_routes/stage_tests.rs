@@ -344,7 +344,11 @@ impl LearnedSource for NoSource {
 }
 
 /// Starts the stage (with IP-in-IP) on `learned` from `source` under `pools`.
-fn spawn_stage<L: LearnedSource>(learned: mpsc::Receiver<Vec<BestPathChange>>, source: L, pools: Vec<IpPool>) -> Harness {
+fn spawn_stage<L: LearnedSource>(
+    learned: mpsc::Receiver<Vec<BestPathChange>>,
+    source: L,
+    pools: Vec<IpPool>,
+) -> Harness {
     let sink = FakeSink::default();
     let (pools_tx, pools) = watch::channel(pools);
     let (local_tx, local) = watch::channel(LocalPrefixes::default());
@@ -400,7 +404,7 @@ async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it(
     let (sink, pools_tx, paths_rx, generation_rx) = (&h.sink, &h.pools, h.paths.clone(), &h.generation);
 
     changes_tx.send(learned).await.unwrap();
-    sent_at_least(&sink, 2).await;
+    sent_at_least(sink, 2).await;
     assert_eq!(*paths_rx.borrow(), HashMap::from([(addr("10.9.0.2"), PathKind::Ipip)]));
     assert!(*generation_rx.borrow() >= 1, "turns are counted");
     assert_eq!(sink.kinds_of("10.244.1.0/26"), [RouteKind::RemoteIpip]);
@@ -408,7 +412,7 @@ async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it(
     // The pool turns Never: the stage has no copy, so it asks the source
     // for every learned set, and each comes back under the new mode.
     pools_tx.send_replace(vec![pool(EncapMode::Never)]);
-    sent_at_least(&sink, 4).await;
+    sent_at_least(sink, 4).await;
     assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(sink.kinds_of("10.244.1.0/26"), [RouteKind::RemoteIpip, RouteKind::RemoteDirect]);
     let mut paths_rx = paths_rx;
@@ -421,7 +425,7 @@ async fn a_pool_change_asks_the_source_for_everything_again_and_reclassifies_it(
         .send(vec![BestPathChange { next_hops: Addrs::new(), ..change("10.244.1.0/26", "10.9.0.2") }])
         .await
         .unwrap();
-    sent_at_least(&sink, 6).await;
+    sent_at_least(sink, 6).await;
     assert_eq!(resends.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -500,7 +504,7 @@ async fn the_stage_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
     // Small turns go on without confirmation.
     tx.send(direct_batch(0, 10)).await.unwrap();
     tx.send(direct_batch(10, 10)).await.unwrap();
-    let sent = sent_at_least(&sink, 20).await;
+    let sent = sent_at_least(sink, 20).await;
     assert_eq!(sent.iter().sum::<usize>(), 20, "{sent:?}");
 
     // Larger ones ask for confirmation each; the budget is in routes, so
@@ -509,32 +513,32 @@ async fn the_stage_waits_for_the_programmer_once_two_chunks_are_unconfirmed() {
     for k in 0..3 {
         tx.send(direct_batch(1000 + k * 10_000, ACK_EVERY as u32 + 1000)).await.unwrap();
         total += ACK_EVERY + 1000;
-        assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total, "request {k} open");
+        assert_eq!(sent_at_least(sink, total).await.iter().sum::<usize>(), total, "request {k} open");
     }
     // They go on until the open requests cover two chunks' worth...
     let half = (IN_FLIGHT_ROUTES / 2) as u32;
     for k in 0..2 {
         tx.send(direct_batch(100_000 + k * 100_000, half)).await.unwrap();
         total += half as usize;
-        assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
+        assert_eq!(sent_at_least(sink, total).await.iter().sum::<usize>(), total);
     }
     // ...then nothing more until enough of the oldest are answered.
     tx.send(direct_batch(300_000, 7)).await.unwrap();
-    assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), total, "held back");
+    assert_eq!(sent_after_a_while(sink).await.iter().sum::<usize>(), total, "held back");
     sink.permits.add_permits(1);
-    assert_eq!(sent_after_a_while(&sink).await.iter().sum::<usize>(), total, "still over the budget");
+    assert_eq!(sent_after_a_while(sink).await.iter().sum::<usize>(), total, "still over the budget");
     sink.permits.add_permits(3);
     total += 7;
-    assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
+    assert_eq!(sent_at_least(sink, total).await.iter().sum::<usize>(), total);
 
     // A turn beyond TURN_MAX goes out in pieces, each waiting its turn:
     // the first brings the open requests to two chunks again.
     tx.send(direct_batch(400_000, TURN_MAX as u32 + 1000)).await.unwrap();
-    let sent = sent_after_a_while(&sink).await;
+    let sent = sent_after_a_while(sink).await;
     assert!(sent.iter().all(|n| *n <= TURN_MAX), "{sent:?}");
     sink.permits.add_permits(8);
     total += TURN_MAX + 1000;
-    assert_eq!(sent_at_least(&sink, total).await.iter().sum::<usize>(), total);
+    assert_eq!(sent_at_least(sink, total).await.iter().sum::<usize>(), total);
     assert!(paths_rx.borrow().is_empty(), "no node has blocks whose path can change");
 }
 
