@@ -4,7 +4,7 @@
 # router is given routes to the pod blocks, so pod traffic is routed
 # natively. "vxlan": those routes are removed and each node gets the kernel
 # VXLAN device exactly as tortie sets it up (vxlan.tortie, VNI 4096, port
-# 4789, learning off, MTU underlay - 50, the tunnel address as a /32, the
+# 4789, learning off, no outer UDP checksum, MTU underlay - 50, the tunnel address as a /32, the
 # other node's permanent neighbour and FDB entries, the block routed
 # `via <tunnel address> dev vxlan.tortie onlink`), and the pods get the MTU
 # tortie gives them (1450). iperf3 TCP, 5 s each, 3 runs per mode,
@@ -38,7 +38,7 @@ sleep_until() { for _ in $(seq 1 100); do eval "$1" && return 0; sleep 0.1; done
 busy() { awk '/^cpu /{print ($2+$3+$4+$7+$8)/100}' /proc/stat; }  # user nice system irq softirq, s
 
 vxlan_node() { # ns local tunnel mac peer_underlay peer_tunnel peer_mac peer_block
-  ip -n $1 link add vxlan.tortie address $4 type vxlan id 4096 dstport 4789 local $2 dev eth1 nolearning
+  ip -n $1 link add vxlan.tortie address $4 type vxlan id 4096 dstport 4789 local $2 dev eth1 nolearning noudpcsum
   ip -n $1 link set vxlan.tortie mtu 1450 up
   ip -n $1 addr add $3/32 dev vxlan.tortie
   ip -n $1 neigh add $6 lladdr $7 dev vxlan.tortie nud permanent

@@ -153,6 +153,8 @@ fn pods_talk_across(plan: Plan) {
         );
         if plan.v6 {
             assert_eq!(info["udp_zero_csum6_tx"], true, "{info}");
+        } else {
+            assert_eq!(info["udp_csum"], false, "no outer UDP checksum over IPv4: {info}");
         }
         let addrs = t.exec_json(&ns, &["ip", "-j", "addr", "show", "dev", plan.device(), "scope", "global"]).unwrap();
         assert_eq!(addrs[0]["addr_info"][0]["local"], plan.tunnel(i).as_str(), "{addrs}");

@@ -62,7 +62,11 @@ fn validate(cfg: &DeviceConfig) -> Result<(), VxlanError> {
 
 /// The vxlan parameters of `cfg`, as a creation request carries them.
 fn vxlan_params(cfg: &DeviceConfig) -> Vec<InfoVxlan> {
-    let mut params = vec![InfoVxlan::Id(cfg.vni), InfoVxlan::Port(cfg.port), InfoVxlan::Learning(false)];
+    // No outer UDP checksum over IPv4 (RFC 7348: it SHOULD be zero; the
+    // inner packet carries its own), as Felix's device; the kernel's
+    // default computes one for every packet.
+    let mut params =
+        vec![InfoVxlan::Id(cfg.vni), InfoVxlan::Port(cfg.port), InfoVxlan::Learning(false), InfoVxlan::UDPCsum(false)];
     if cfg.parent_ifindex != 0 {
         params.push(InfoVxlan::Link(cfg.parent_ifindex));
     }
@@ -84,7 +88,7 @@ fn compared(params: &[InfoVxlan]) -> Vec<InfoVxlan> {
     params
         .iter()
         .filter(|p| match p {
-            InfoVxlan::Id(_) | InfoVxlan::Port(_) => true,
+            InfoVxlan::Id(_) | InfoVxlan::Port(_) | InfoVxlan::UDPCsum(_) => true,
             InfoVxlan::Link(i) => *i != 0,
             InfoVxlan::Learning(on) | InfoVxlan::UDPZeroCsumTX(on) | InfoVxlan::UDPZeroCsumRX(on) => *on,
             InfoVxlan::Local(a) | InfoVxlan::Group(a) => !a.is_unspecified(),
@@ -314,7 +318,7 @@ mod tests {
             InfoVxlan::Port(cfg.port),
             InfoVxlan::Learning(false),
             InfoVxlan::Ttl(0),
-            InfoVxlan::UDPCsum(true),
+            InfoVxlan::UDPCsum(false),
             InfoVxlan::Ageing(300),
         ];
         match cfg.local {
@@ -350,6 +354,19 @@ mod tests {
         );
         assert!(difference(&reported(&c, 4096), &DeviceConfig { parent_ifindex: 3, ..c.clone() }).is_some());
         assert!(difference(&reported(&c, 4096), &DeviceConfig { port: 8472, ..c.clone() }).is_some());
+        // One made with the kernel's default outer UDP checksum is replaced.
+        let mut checksummed = reported(&c, 4096);
+        for a in &mut checksummed.attributes {
+            if let LinkAttribute::LinkInfo(info) = a {
+                for i in info {
+                    if let LinkInfo::Data(InfoData::Vxlan(d)) = i {
+                        d.retain(|p| !matches!(p, InfoVxlan::UDPCsum(_)));
+                        d.push(InfoVxlan::UDPCsum(true));
+                    }
+                }
+            }
+        }
+        assert!(difference(&checksummed, &c).is_some());
         let mut bridge = LinkMessage::default();
         bridge.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         assert!(difference(&bridge, &c).unwrap().contains("not vxlan"));
