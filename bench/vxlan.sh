@@ -7,7 +7,7 @@
 # 4789, learning off, no outer UDP checksum, MTU underlay - 50, the tunnel address as a /32, the
 # other node's permanent neighbour and FDB entries, the block routed
 # `via <tunnel address> dev vxlan.tortie onlink`), and the pods get the MTU
-# tortie gives them (1450). iperf3 TCP, 5 s each, 3 runs per mode,
+# tortie gives them (1450). iperf3 TCP, 5 s each, REPS (5) runs per mode,
 # interleaved. Prints Gbit/s per mode, the ratio, and the CPU seconds per
 # Gbit of the whole machine (VXLAN runs in softirq, not in a process).
 # Usage (root): bash bench/vxlan.sh
@@ -62,7 +62,7 @@ set_mode() {
   sleep_until "ip netns exec $PA ping -c1 -W1 -q 10.245.2.7 >/dev/null"
 }
 out=$(mktemp)
-for i in 1 2 3; do
+for i in $(seq 1 "${REPS:-5}"); do
   for mode in direct vxlan; do
     set_mode $mode
     c0=$(busy)
