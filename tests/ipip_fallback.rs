@@ -79,7 +79,13 @@ fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, block: &st
             verdicts,
             stop: stop_rx,
         };
-        let outputs = StageOutputs { paths, targets: targets_tx, generation, latency: None };
+        let outputs = StageOutputs {
+            paths,
+            targets: targets_tx,
+            generation,
+            holding: tokio::sync::watch::channel(false).0,
+            latency: None,
+        };
         tokio::spawn(stage::run(config, programmer.clone(), inputs, outputs));
         tx.send(tunnel.counters.clone()).unwrap();
         let _ = stop.await;

@@ -142,7 +142,8 @@ fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<RemoteNod
             encaps,
         };
         let inputs = StageInputs { learned: learned_rx, source: Fixed, pools, local, remotes, verdicts, stop: stop_rx };
-        let outputs = StageOutputs { paths, targets: targets_tx, generation, latency: None };
+        let outputs =
+            StageOutputs { paths, targets: targets_tx, generation, holding: watch::channel(false).0, latency: None };
         tokio::spawn(stage::run(config, programmer.clone(), inputs, outputs));
         tx.send(macs).unwrap();
         let _ = stop.await;

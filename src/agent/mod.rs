@@ -197,6 +197,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         crate::remote_routes::stage::Latency { programmer: programmer.clone(), histogram: programming_latency.clone() };
     // Counts the bursts of learned-route changes: the first reconcile waits for them to settle.
     let (learned_tx, learned_rx) = watch::channel(0u64);
+    // Whether the stage holds learned routes until the VTEPs are read (see routes::initial_sync).
+    let (holding_tx, holding_rx) = watch::channel(encaps.encaps.need_remote_nodes());
     let (local_tx, local_rx) = watch::channel(routes::LocalPrefixes::default());
     tasks.spawn(
         "local prefixes",
@@ -213,7 +215,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // until BGP has had its chance to relearn them (see routes::initial_sync).
     tasks.spawn_finite(
         "first route reconcile",
-        routes::initial_sync(programmer.clone(), peers.clone(), peer_set_known, learned_rx, stop_rx.clone()),
+        routes::initial_sync(
+            programmer.clone(),
+            peers.clone(),
+            peer_set_known,
+            learned_rx,
+            holding_rx,
+            stop_rx.clone(),
+        ),
     );
     let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &ds, &name, &stop_rx);
     let wiring = remote_routes::StageWiring {
@@ -222,6 +231,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         remotes: remotes_rx,
         paths: paths_tx,
         generation: learned_tx,
+        holding: holding_tx,
         latency: Some(latency),
         stop: stop_rx.clone(),
     };

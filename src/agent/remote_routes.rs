@@ -195,6 +195,7 @@ pub struct StageWiring {
     pub remotes: watch::Receiver<Option<RemoteNodes>>,
     pub paths: watch::Sender<HashMap<IpAddr, PathKind>>,
     pub generation: watch::Sender<u64>,
+    pub holding: watch::Sender<bool>,
     pub latency: Option<Latency>,
     pub stop: watch::Receiver<bool>,
 }
@@ -245,6 +246,7 @@ pub fn start<L: LearnedSource>(
         paths: wiring.paths,
         targets: targets_tx,
         generation: wiring.generation,
+        holding: wiring.holding,
         latency: wiring.latency,
     };
     Running { stage: tokio::spawn(stage::run(config, programmer, inputs, outputs)), prober }

@@ -77,11 +77,12 @@ pub async fn initial_sync(
     peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
     peer_set_known: watch::Receiver<bool>,
     learned: watch::Receiver<u64>,
+    holding: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settled = tokio::select! {
         _ = stop.changed() => return,
-        r = tokio::time::timeout(INITIAL_SYNC_MAX, bgp_settled(peers, peer_set_known, learned)) => r.is_ok(),
+        r = tokio::time::timeout(INITIAL_SYNC_MAX, bgp_settled(peers, peer_set_known, learned, holding)) => r.is_ok(),
     };
     programmer.flush().await;
     if settled {
@@ -96,8 +97,9 @@ pub async fn initial_sync(
 }
 
 /// Resolves once the peer set has been read from the datastore, every peer
-/// in it is Established, and the learned routes have been unchanged for
-/// [`INITIAL_QUIET`]. An empty peer list counts only once it is known to be
+/// in it is Established, the remote-routes stage is not holding learned
+/// routes back (it waits for the remote nodes' VTEPs when VXLAN is in use),
+/// and the learned routes have been unchanged for [`INITIAL_QUIET`]. An empty peer list counts only once it is known to be
 /// the peer set: before the first read it means nothing, and taking it for
 /// "all peers up" would delete the previous run's learned routes while no
 /// session is up yet.
@@ -105,6 +107,7 @@ async fn bgp_settled(
     mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
     mut peer_set_known: watch::Receiver<bool>,
     mut learned: watch::Receiver<u64>,
+    mut holding: watch::Receiver<bool>,
 ) {
     if peer_set_known.wait_for(|known| *known).await.is_err() {
         // The peer set will never be known: only the time limit ends the wait.
@@ -113,6 +116,8 @@ async fn bgp_settled(
     if peers.wait_for(|p| p.iter().all(|p| p.state == "established")).await.is_err() {
         return std::future::pending().await;
     }
+    // A closed channel: no stage (nothing is learned), nothing held.
+    let _ = holding.wait_for(|held| !*held).await;
     learned.borrow_and_update();
     while let Ok(Ok(())) = tokio::time::timeout(INITIAL_QUIET, learned.changed()).await {}
 }
@@ -256,7 +261,7 @@ mod tests {
         let (_peers_tx, peers) = watch::channel(Vec::new());
         let (_known_tx, known) = watch::channel(false);
         let (_learned_tx, learned) = watch::channel(0u64);
-        assert!(!settled_within(bgp_settled(peers, known, learned), INITIAL_SYNC_MAX).await);
+        assert!(!settled_within(bgp_settled(peers, known, learned, watch::channel(false).1), INITIAL_SYNC_MAX).await);
     }
 
     #[tokio::test(start_paused = true)]
@@ -264,7 +269,20 @@ mod tests {
         let (_peers_tx, peers) = watch::channel(Vec::new());
         let (_known_tx, known) = watch::channel(true);
         let (_learned_tx, learned) = watch::channel(0u64);
-        assert!(settled_within(bgp_settled(peers, known, learned), INITIAL_QUIET * 2).await);
+        assert!(settled_within(bgp_settled(peers, known, learned, watch::channel(false).1), INITIAL_QUIET * 2).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routes_held_for_the_vteps_are_not_settled_routes() {
+        let (_peers_tx, peers) = watch::channel(Vec::new());
+        let (_known_tx, known) = watch::channel(true);
+        let (_learned_tx, learned) = watch::channel(0u64);
+        let (holding_tx, holding) = watch::channel(true);
+        let settled = tokio::spawn(bgp_settled(peers, known, learned, holding));
+        tokio::time::sleep(INITIAL_SYNC_MAX).await;
+        assert!(!settled.is_finished(), "the stage still holds the learned routes");
+        holding_tx.send_replace(false);
+        tokio::time::timeout(INITIAL_QUIET * 2, settled).await.expect("settled once released").unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -272,7 +290,7 @@ mod tests {
         let (peers_tx, peers) = watch::channel(vec![peer("active"), peer("established")]);
         let (_known_tx, known) = watch::channel(true);
         let (learned_tx, learned) = watch::channel(0u64);
-        let settled = tokio::spawn(bgp_settled(peers, known, learned));
+        let settled = tokio::spawn(bgp_settled(peers, known, learned, watch::channel(false).1));
         tokio::time::sleep(INITIAL_SYNC_MAX).await;
         assert!(!settled.is_finished(), "a peer is still down");
         peers_tx.send_replace(vec![peer("established"), peer("established")]);

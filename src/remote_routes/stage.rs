@@ -102,6 +102,9 @@ pub struct StageOutputs {
     pub targets: watch::Sender<Vec<Ipv4Addr>>,
     /// Counts the turns of learned changes (the first reconcile waits for them to settle).
     pub generation: watch::Sender<u64>,
+    /// True while learned routes wait for the remote nodes' records: the
+    /// first full reconcile must not take their silence for settled routes.
+    pub holding: watch::Sender<bool>,
     pub latency: Option<Latency>,
 }
 
@@ -352,6 +355,7 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
     let wait_for_remotes = config.encaps.need_remote_nodes();
     let mut known = remotes.as_mut().and_then(|r| r.borrow_and_update().clone());
     let mut nodes = known.clone().unwrap_or_default();
+    out.holding.send_replace(wait_for_remotes && known.is_none());
     let mut outbox = Outbox::new(sink);
     let latency = out.latency.take().map(Latency::start);
     loop {
@@ -389,6 +393,7 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
             c = changed(&mut remotes) => {
                 let Some(rx) = remotes.as_mut().filter(|_| c.is_some()) else { remotes = None; continue };
                 known = rx.borrow_and_update().clone();
+                out.holding.send_replace(wait_for_remotes && known.is_none());
                 let now = known.clone().unwrap_or_default();
                 let moved = stage.moved(
                     &View { config: &config, alive: &alive, remotes: &nodes },

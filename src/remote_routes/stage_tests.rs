@@ -359,7 +359,7 @@ fn spawn_stage<L: LearnedSource>(
     let (targets, targets_rx) = watch::channel(Vec::new());
     let (generation, generation_rx) = watch::channel(0);
     let inputs = StageInputs { learned, source, pools, local, remotes, verdicts, stop };
-    let outputs = StageOutputs { paths, targets, generation, latency: None };
+    let outputs = StageOutputs { paths, targets, generation, holding: watch::channel(false).0, latency: None };
     tokio::spawn(run(config(true), sink.clone(), inputs, outputs));
     Harness {
         sink,
