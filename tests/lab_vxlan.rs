@@ -207,3 +207,20 @@ fn ipv6_pods_talk_across_subnets_over_vxlan_v6_without_bgp() {
     assert!(ours.is_empty(), "the restart wrote: {ours:#?}");
     assert_eq!(lines(&lab, "node1", &["ip", "-6", "route", "show", "proto", "116"]), routes_before);
 }
+
+#[test]
+fn with_bgp_ipv6_pods_talk_across_subnets_over_vxlan_v6() {
+    let lab = Lab::prepare("vxlan-v6", "tb6", |dir| {
+        let conf = dir.join("vxlan-v6/node.yaml");
+        let text = std::fs::read_to_string(&conf).unwrap().replace("  enabled: false\n", "  as_number: 64512\n");
+        std::fs::write(conf, text).unwrap();
+    });
+    lab.up();
+    for node in NODES {
+        wait_ready(&lab, node);
+    }
+    lab.all_pods_reach_each_other_v6(&NODES);
+    let p3 = lab.pod_ip6("node3", "pod1");
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's IPv6 block");
+    json_subset(&serde_json::json!({"dev": "vxlan-v6.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
+}
