@@ -4,6 +4,8 @@
 //! same-subnet pods talk directly, the others through the kernel VXLAN
 //! device. A restarted agent writes nothing when nothing changed, and
 //! neighbour and FDB entries that are not tortie's stay untouched.
+//! containerlab/vxlan-v6.clab.yml: the same with a dual-stack underlay, IPv6
+//! pods across the subnets going through `vxlan-v6.tortie`.
 
 mod support;
 
@@ -144,4 +146,81 @@ fn with_bgp_the_vxlan_path_shows_per_peer_in_status() {
     .unwrap_or_else(|e| panic!("{e}: {:?}", modes(&status)));
     let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
     json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
+}
+
+#[test]
+fn ipv6_pods_talk_across_subnets_over_vxlan_v6_without_bgp() {
+    let lab = Lab::prepare("vxlan-v6", "tv6", |_| {});
+    lab.up();
+    for node in NODES {
+        wait_ready(&lab, node);
+    }
+    lab.all_pods_reach_each_other_v6(&NODES);
+
+    // Same subnet: direct via node2's IPv6 address. The other subnet: VXLAN over
+    // IPv6, via node3's IPv6 tunnel address, which its Node publishes with the MAC.
+    let (p2, p3) = (lab.pod_ip6("node2", "pod1"), lab.pod_ip6("node3", "pod1"));
+    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's IPv6 block");
+    json_subset(&serde_json::json!({"gateway": "fd40:1::12", "dev": "eth1"}), &direct).unwrap();
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's IPv6 block");
+    json_subset(&serde_json::json!({"dev": "vxlan-v6.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
+    let node3 =
+        lab.exec_json("node3", &["ip", "-j", "-6", "addr", "show", "dev", "vxlan-v6.tortie", "scope", "global"]);
+    let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's IPv6 tunnel address").to_string();
+    assert!(tunnel3.starts_with("fd00:245:"), "{tunnel3} is from the IPv6 pool");
+    assert_eq!(vxlan["gateway"], tunnel3.as_str(), "{vxlan}");
+    let link = lab.exec_json("node3", &["ip", "-j", "-d", "link", "show", "dev", "vxlan-v6.tortie"]);
+    assert_eq!(link[0]["linkinfo"]["info_data"]["local6"], "fd40:2::13", "{link}");
+    // node1's device knows node3's endpoint: tunnel address → MAC → IPv6 underlay.
+    let mac3 = lab.exec_json("node3", &["ip", "-j", "link", "show", "dev", "vxlan-v6.tortie"])[0]["address"]
+        .as_str()
+        .expect("node3's device MAC")
+        .to_string();
+    let neigh = lines(&lab, "node1", &["ip", "-6", "neigh", "show", "dev", "vxlan-v6.tortie"]);
+    assert!(neigh.iter().any(|l| l.starts_with(&format!("{tunnel3} lladdr {mac3} PERMANENT"))), "{neigh:?}");
+    let fdb = lines(&lab, "node1", &["bridge", "fdb", "show", "dev", "vxlan-v6.tortie"]);
+    assert!(fdb.iter().any(|l| l.starts_with(&format!("{mac3} dst fd40:2::13 "))), "{fdb:?}");
+    let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "-6", "route"]).output().unwrap();
+    let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
+    assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with("fd00:245:")), "{router:?}");
+    // The IPv4 pods still take their own device.
+    let vxlan4 = lab.route_to_pod("node1", lab.pod_ip("node3", "pod1")).expect("node1 routes node3's IPv4 block");
+    json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan4).unwrap();
+    // Pods fit the larger overhead: VXLAN over IPv6 (70 bytes) under the lab's 9500.
+    let pod = Command::new("ip").args(["-n", &lab.pod_ns("node1", "pod1"), "-j", "link", "show", "eth0"]).output();
+    let pod: serde_json::Value = serde_json::from_slice(&pod.unwrap().stdout).unwrap();
+    assert_eq!(pod[0]["mtu"], 9430, "{pod}");
+
+    // A restart with nothing changed adopts the IPv6 device, its entries and routes.
+    let routes_before = lines(&lab, "node1", &["ip", "-6", "route", "show", "proto", "116"]);
+    let monitor = RouteMonitor::start_objects(&lab.ns("node1"), &["route", "neigh", "link"]);
+    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
+    lab.up();
+    wait_ready(&lab, "node1");
+    wait_until("node1's first reconcile", Duration::from_secs(40), || {
+        (metric(&lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
+    })
+    .unwrap();
+    assert!(lab.pod_ping("node1", "pod1", p3), "IPv6 pods still talk over VXLAN");
+    let ours: Vec<String> =
+        monitor.all().into_iter().filter(|l| l.contains("proto 116") || l.contains("vxlan-v6.tortie")).collect();
+    assert!(ours.is_empty(), "the restart wrote: {ours:#?}");
+    assert_eq!(lines(&lab, "node1", &["ip", "-6", "route", "show", "proto", "116"]), routes_before);
+}
+
+#[test]
+fn with_bgp_ipv6_pods_talk_across_subnets_over_vxlan_v6() {
+    let lab = Lab::prepare("vxlan-v6", "tb6", |dir| {
+        let conf = dir.join("vxlan-v6/node.yaml");
+        let text = std::fs::read_to_string(&conf).unwrap().replace("  enabled: false\n", "  as_number: 64512\n");
+        std::fs::write(conf, text).unwrap();
+    });
+    lab.up();
+    for node in NODES {
+        wait_ready(&lab, node);
+    }
+    lab.all_pods_reach_each_other_v6(&NODES);
+    let p3 = lab.pod_ip6("node3", "pod1");
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's IPv6 block");
+    json_subset(&serde_json::json!({"dev": "vxlan-v6.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
 }

@@ -89,7 +89,7 @@ pub async fn start(
     let mut rib_config = RibConfig::new(config.bgp.as_number.0, router_id);
     rib_config.cluster_id = config.bgp.route_reflector_cluster_id;
     rib_config.pools = list_pools(&ds).await;
-    rib_config.local_addresses = vec![IpAddr::V4(router_id)];
+    rib_config.local_addresses = local_addresses(config, router_id);
     // Our blocks come from the datastore (routes::follow_local_prefixes),
     // which says when they are in; End-of-RIB waits for them.
     rib_config.hold_end_of_rib = true;
@@ -101,6 +101,12 @@ pub async fn start(
     let task =
         tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
     Ok(BgpHandles { sample: sample_rx, peers: peers_rx, peer_set_known: known_rx, rib, best_paths, task })
+}
+
+/// Our next hops for routes we originate, one per family: the router id and `node.ipv6_address`.
+/// Without an IPv6 one, our IPv6 blocks could not be sent over the (IPv4) mesh sessions.
+fn local_addresses(config: &Config, router_id: Ipv4Addr) -> Vec<IpAddr> {
+    std::iter::once(IpAddr::V4(router_id)).chain(config.node.ipv6_address.map(|a| IpAddr::V6(a.ip()))).collect()
 }
 
 /// The IP pools at start: what the RIB imports from nodes and exports to external peers.
@@ -462,6 +468,15 @@ mod tests {
             }),
             ..Node::default()
         }
+    }
+
+    #[test]
+    fn our_next_hops_are_the_router_id_and_the_ipv6_address() {
+        let mut config = Config::default();
+        let id = Ipv4Addr::new(10, 40, 1, 11);
+        assert_eq!(local_addresses(&config, id), vec![IpAddr::V4(id)]);
+        config.node.ipv6_address = "fd40:1::11/64".parse().ok();
+        assert_eq!(local_addresses(&config, id), vec![IpAddr::V4(id), "fd40:1::11".parse().unwrap()]);
     }
 
     /// (peer, role, add_path_send, add_path_receive) of every wanted session of `me`.

@@ -1,6 +1,7 @@
 //! Default pools: when the datastore holds no pool of a family, the agent
 //! creates the one the configuration names (`ipam.default_ipv4_pool_cidr`,
-//! Calico's `CALICO_IPV4POOL_CIDR`), as calico-node does on start. Several
+//! Calico's `CALICO_IPV4POOL_CIDR`; `ipam.default_ipv6_pool_cidr` with its
+//! `default_ipv6_vxlan_mode`), as calico-node does on start. Several
 //! nodes starting at once race for the same name: exactly one create wins,
 //! the others see it exists, which is fine.
 
@@ -28,6 +29,7 @@ pub async fn ensure_default(ds: &Datastore, config: &Config) -> Result<Vec<IpPoo
     if let Some(cidr) = config.ipam.default_ipv6_pool_cidr.filter(|_| !has(false)) {
         let mut pool = IpPool::new(IpNetwork::V6(cidr));
         pool.block_size = config.ipam.default_ipv6_block_size;
+        pool.vxlan_mode = config.ipam.default_ipv6_vxlan_mode;
         wanted.push((DEFAULT_IPV6_POOL, pool));
     }
     for (name, pool) in wanted {
@@ -39,4 +41,27 @@ pub async fn ensure_default(ds: &Datastore, config: &Config) -> Result<Vec<IpPoo
     }
     let pools = ds.list::<IpPool>().await.map_err(|e| format!("cannot list IP pools: {e}"))?;
     Ok(pools.items.into_iter().map(|s| s.spec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::resources::EncapMode;
+    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+
+    #[tokio::test]
+    async fn the_default_ipv6_pool_takes_the_configured_vxlan_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
+        let ds = Datastore::new(backend);
+        let text = "ipam:\n  default_ipv6_pool_cidr: fd00:245::/64\n  default_ipv6_vxlan_mode: CrossSubnet\n";
+        let config = crate::config::load_from_str(text, "test.yaml", &[]).unwrap().config;
+        let pools = ensure_default(&ds, &config).await.unwrap();
+        let v6: Vec<(String, EncapMode, EncapMode)> = pools
+            .iter()
+            .filter(|p| p.cidr.is_ipv6())
+            .map(|p| (p.cidr.to_string(), p.vxlan_mode, p.ipip_mode))
+            .collect();
+        assert_eq!(v6, vec![("fd00:245::/64".to_string(), EncapMode::CrossSubnet, EncapMode::Never)]);
+    }
 }

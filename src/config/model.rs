@@ -281,8 +281,12 @@ pub struct IpamConfig {
     /// The default pool's `vxlanMode` (Calico's `CALICO_IPV4POOL_VXLAN`); at most one of this and
     /// `default_ipv4_ipip_mode` may be other than `Never`.
     pub default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode,
+    /// Pool created when the datastore holds no IPv6 pool (Calico's `CALICO_IPV6POOL_CIDR`).
     pub default_ipv6_pool_cidr: Option<ipnetwork::Ipv6Network>,
     pub default_ipv6_block_size: u8,
+    /// The default IPv6 pool's `vxlanMode` (Calico's `CALICO_IPV6POOL_VXLAN`); its blocks go
+    /// through `vxlan.device_v6` over the IPv6 underlay (`node.ipv6_address`).
+    pub default_ipv6_vxlan_mode: crate::datastore::resources::EncapMode,
     /// Never borrow addresses from other nodes' blocks.
     pub strict_affinity: bool,
     /// Most blocks one node may claim; absent = no limit.
@@ -298,6 +302,7 @@ impl Default for IpamConfig {
             default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode::Never,
             default_ipv6_pool_cidr: None,
             default_ipv6_block_size: 122,
+            default_ipv6_vxlan_mode: crate::datastore::resources::EncapMode::Never,
             strict_affinity: false,
             max_blocks_per_node: None,
         }

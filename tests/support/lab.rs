@@ -2,7 +2,7 @@
 //! unique lab name, and looking into its nodes and pods.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -91,9 +91,19 @@ impl Lab {
 
     /// The address of a pod's eth0.
     pub fn pod_ip(&self, node: &str, pod: &str) -> Ipv4Addr {
+        self.pod_address(node, pod, "-4")
+    }
+
+    /// The global IPv6 address of a pod's eth0.
+    pub fn pod_ip6(&self, node: &str, pod: &str) -> Ipv6Addr {
+        self.pod_address(node, pod, "-6")
+    }
+
+    fn pod_address<A: std::str::FromStr>(&self, node: &str, pod: &str, family: &str) -> A {
         let ns = self.pod_ns(node, pod);
-        let v = wait_until(&format!("{node}/{pod} to have an address"), Duration::from_secs(30), || {
-            let out = Command::new("ip").args(["-n", &ns, "-j", "-4", "addr", "show", "dev", "eth0"]).output().ok()?;
+        let v = wait_until(&format!("{node}/{pod} to have an {family} address"), Duration::from_secs(30), || {
+            let argv = ["-n", &ns, "-j", family, "addr", "show", "dev", "eth0", "scope", "global"];
+            let out = Command::new("ip").args(argv).output().ok()?;
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
             v[0]["addr_info"][0]["local"].as_str()?.parse().ok()
         });
@@ -101,17 +111,26 @@ impl Lab {
     }
 
     /// Pings `dst` once from a pod; true when it answered.
-    pub fn pod_ping(&self, node: &str, pod: &str, dst: Ipv4Addr) -> bool {
+    pub fn pod_ping(&self, node: &str, pod: &str, dst: impl Into<IpAddr>) -> bool {
         Command::new("ip")
-            .args(["netns", "exec", &self.pod_ns(node, pod), "ping", "-c1", "-W1", &dst.to_string()])
+            .args(["netns", "exec", &self.pod_ns(node, pod), "ping", "-c1", "-W1", &dst.into().to_string()])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
     }
 
-    /// Every node's `pod1` pings and opens TCP to every other's (polled, a minute each).
+    /// Every node's `pod1` pings and opens TCP to every other's IPv4 address (polled, a minute each).
     pub fn all_pods_reach_each_other(&self, nodes: &[&str]) {
-        let ips: Vec<_> = nodes.iter().map(|n| (*n, self.pod_ip(n, "pod1"))).collect();
+        self.all_pods_reach_each_other_at(nodes, |n| self.pod_ip(n, "pod1").into())
+    }
+
+    /// As [`Lab::all_pods_reach_each_other`], over the pods' IPv6 addresses.
+    pub fn all_pods_reach_each_other_v6(&self, nodes: &[&str]) {
+        self.all_pods_reach_each_other_at(nodes, |n| self.pod_ip6(n, "pod1").into())
+    }
+
+    fn all_pods_reach_each_other_at(&self, nodes: &[&str], ip_of: impl Fn(&str) -> IpAddr) {
+        let ips: Vec<_> = nodes.iter().map(|n| (*n, ip_of(n))).collect();
         for (a, _) in &ips {
             for (b, ip) in ips.iter().filter(|(b, _)| b != a) {
                 tortie::testing::wait_until(
@@ -126,20 +145,31 @@ impl Lab {
         }
     }
 
-    /// The block route (not a /32) on `on` whose destination holds `pod_ip`.
-    pub fn route_to_pod(&self, on: &str, pod_ip: Ipv4Addr) -> Option<serde_json::Value> {
-        self.routes(on).into_iter().find(|r| {
+    /// The block route (not a host route) on `on` whose destination holds `pod_ip`.
+    pub fn route_to_pod(&self, on: &str, pod_ip: impl Into<IpAddr>) -> Option<serde_json::Value> {
+        let pod_ip = pod_ip.into();
+        let routes = if pod_ip.is_ipv4() { self.routes(on) } else { self.routes_v6(on) };
+        routes.into_iter().find(|r| {
             r["dst"]
                 .as_str()
-                .and_then(|d| d.parse::<ipnetwork::Ipv4Network>().ok())
-                .is_some_and(|n| n.contains(pod_ip) && n.prefix() < 32)
+                .and_then(|d| d.parse::<ipnetwork::IpNetwork>().ok())
+                .is_some_and(|n| n.contains(pod_ip) && n.prefix() < if pod_ip.is_ipv4() { 32 } else { 128 })
         })
     }
 
     /// Kernel routes of tortie's protocol in a node, as `ip -j route` prints them.
     pub fn routes(&self, node: &str) -> Vec<serde_json::Value> {
-        let out =
-            Command::new("ip").args(["-n", &self.ns(node), "-j", "route", "show", "proto", "116"]).output().unwrap();
+        self.routes_of(node, "-4")
+    }
+
+    /// Kernel IPv6 routes of tortie's protocol in a node, as `ip -j -6 route` prints them.
+    pub fn routes_v6(&self, node: &str) -> Vec<serde_json::Value> {
+        self.routes_of(node, "-6")
+    }
+
+    fn routes_of(&self, node: &str, family: &str) -> Vec<serde_json::Value> {
+        let argv = ["-n", &self.ns(node), "-j", family, "route", "show", "proto", "116"];
+        let out = Command::new("ip").args(argv).output().unwrap();
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_default()
     }
 }
@@ -151,7 +181,7 @@ impl Drop for Lab {
 }
 
 /// A TCP echo across pods: listens in `server_ns`, connects from `client_ns`.
-pub fn tcp_echo(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str) -> Result<(), String> {
+pub fn tcp_echo(server_ns: &str, server_ip: IpAddr, client_ns: &str) -> Result<(), String> {
     let listener = tortie::netns::run_in_namespace(server_ns, || TcpListener::bind((server_ip, 0)))
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
