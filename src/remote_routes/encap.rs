@@ -114,8 +114,9 @@ pub trait Encapsulation: Send + Sync + 'static {
     /// The kind its routes carry at the programmer.
     fn route_kind(&self) -> RouteKind;
     /// The route target toward `node` through it; `None` while the node
-    /// lacks what this encapsulation needs of it (VXLAN: a published VTEP),
-    /// and the node's blocks go direct meanwhile.
+    /// lacks what this encapsulation needs of it (VXLAN: a published VTEP);
+    /// meanwhile the node's blocks go direct in our subnet and get no route
+    /// beyond it.
     fn target(&self, node: IpAddr, remote: Option<&RemoteNode>) -> Option<RouteTarget>;
     /// True when it needs the remote nodes' records ([`RemoteNode`]): the
     /// stage then routes nothing learned before it has read them.

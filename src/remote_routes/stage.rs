@@ -171,16 +171,25 @@ impl View<'_> {
         Some((target, encap.route_kind(), encap.path()))
     }
 
-    fn block_route(&self, dst: IpNetwork, node: IpAddr, kept: Option<Kept>) -> DesiredRoute {
-        if let Some(k) = kept
-            && let Some((target, kind, _)) = self.encapsulated(k.slot, k.mode, node)
-        {
-            return DesiredRoute { route: Route { dst, target, mtu: None }, kind };
+    /// A block's route: through its encapsulation when the mode says so and
+    /// the node has what it needs, else direct — except toward a node in
+    /// another subnet whose encapsulation is not ready yet (no VTEP): no
+    /// direct route can reach it (the kernel refuses the gateway), so it
+    /// gets none until it is ready.
+    fn block_route(&self, dst: IpNetwork, node: IpAddr, kept: Option<Kept>) -> Option<DesiredRoute> {
+        if let Some(k) = kept {
+            if let Some((target, kind, _)) = self.encapsulated(k.slot, k.mode, node) {
+                return Some(DesiredRoute { route: Route { dst, target, mtu: None }, kind });
+            }
+            let wanted = path::choose(k.mode, self.same_subnet(node), self.alive(node)) == Path::Encapsulated;
+            if wanted && !self.same_subnet(node) {
+                return None;
+            }
         }
         // IPv4 nodes on the underlay interface; IPv6 next hops resolved by the kernel.
         let ifindex = node.is_ipv4().then_some(self.config.underlay_ifindex);
         let target = RouteTarget::Via(NextHop { gateway: node, ifindex, onlink: false });
-        DesiredRoute { route: Route { dst, target, mtu: None }, kind: RouteKind::RemoteDirect }
+        Some(DesiredRoute { route: Route { dst, target, mtu: None }, kind: RouteKind::RemoteDirect })
     }
 
     fn node_path(&self, node: &super::state::NodeBlocks) -> PathKind {
@@ -236,7 +245,7 @@ impl Stage {
         let wanted = match remote {
             None => None,
             Some(Remote::Direct(hops)) => plain_direct(dst, &hops),
-            Some(Remote::Block { node, .. }) => Some(view.block_route(dst, node, kept)),
+            Some(Remote::Block { node, .. }) => view.block_route(dst, node, kept),
         };
         turn.routes.push((dst, wanted));
     }
@@ -250,7 +259,7 @@ impl Stage {
         for (dst, kept) in self.blocks.iter() {
             if nodes.contains(&kept.node) {
                 let node = self.blocks.nodes[kept.node as usize].address;
-                turn.routes.push((dst, Some(view.block_route(dst, node, Some(kept)))));
+                turn.routes.push((dst, view.block_route(dst, node, Some(kept))));
             }
         }
     }

@@ -276,7 +276,7 @@ fn a_withdrawn_or_ecmp_block_frees_its_state() {
 }
 
 #[test]
-fn a_vxlan_block_goes_direct_until_its_node_publishes_a_vtep_then_through_vxlan() {
+fn a_vxlan_block_waits_for_its_nodes_vtep_then_goes_through_vxlan() {
     let mut c = config(true);
     let vx = Fake::vxlan(VXLAN);
     c.encaps.set(EncapKind::Vxlan, false, vx.clone());
@@ -287,9 +287,12 @@ fn a_vxlan_block_goes_direct_until_its_node_publishes_a_vtep_then_through_vxlan(
     ]);
     assert_eq!(
         routes(&turn),
-        [("10.244.1.0/26".into(), tunnel("10.9.0.6")), ("10.245.1.0/26".into(), direct("10.9.0.6"))],
-        "one pool per encapsulation; no VTEP yet"
+        [("10.244.1.0/26".into(), tunnel("10.9.0.6")), ("10.245.1.0/26".into(), None)],
+        "one pool per encapsulation; no VTEP yet, and no direct route reaches another subnet"
     );
+    // In our subnet a node without a VTEP is reached directly meanwhile.
+    let turn = f.apply(vec![("10.245.2.0/26", block("10.0.0.7", EncapKind::Vxlan, EncapMode::Always))]);
+    assert_eq!(routes(&turn), [("10.245.2.0/26".into(), direct("10.0.0.7"))]);
     let node = RemoteNode { vxlan_tunnel: Some(addr("10.245.1.0")), vxlan_mac: Some([2, 0, 0, 0, 0, 6]) };
     let turn = f.remotes([(addr("10.9.0.6"), node)].into());
     let r = routes(&turn);

@@ -3,7 +3,8 @@
 //! every remote node that has published its VTEP (tunnel address and MAC
 //! on its Node record), as Calico does, a permanent neighbour and an FDB
 //! entry, kept by the [`super::spawn`]ed task. A node without a published
-//! VTEP cannot be reached through VXLAN: its blocks go direct until it has one.
+//! VTEP cannot be reached through VXLAN: until it has one, its blocks go
+//! direct in our subnet and get no route beyond it.
 
 use super::Vtep;
 use crate::dataplane::{NextHop, RouteKind, RouteTarget};
