@@ -57,6 +57,13 @@ fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
     let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "route"]).output().unwrap();
     let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
     assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with("10.245.")), "{router:?}");
+    wait_until("node1's status to show the paths without BGP", Duration::from_secs(30), || {
+        let paths = lab.status("node1")["paths"].clone();
+        (paths
+            == serde_json::json!([{"node": "10.40.1.12", "path": "direct"}, {"node": "10.40.2.13", "path": "vxlan"}]))
+        .then_some(())
+    })
+    .unwrap();
     wait_until("node1's metrics to show the VXLAN path to node3", Duration::from_secs(30), || {
         let v = metric(&lab, "node1", "tortie_dataplane_node_path{node=\"10.40.2.13\",path=\"vxlan\"}")?;
         (v == 1.0 && metric(&lab, "node1", "tortie_dataplane_routes{table=\"254\",kind=\"remote_vxlan\"}")? >= 1.0)

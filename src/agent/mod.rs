@@ -135,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         not_ready_reasons: vec!["starting".to_string()],
         ipip_mode: crate::fallback_ipip::implementation_label(Some(encaps.ipip.unwrap_or(ipip_detected))).to_string(),
         peers: Vec::new(),
+        paths: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // The path the stage chose per node, for status and metrics.
@@ -308,9 +309,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn(
         "health",
         follow_health(
-            programmer.state.clone(),
-            peers,
-            workloads.datastore_unwritable(),
+            Followed {
+                dataplane: programmer.state.clone(),
+                peers,
+                datastore: workloads.datastore_unwritable(),
+                paths: paths_rx.clone(),
+            },
             health_tx,
             status_tx,
             started,
@@ -434,17 +438,24 @@ async fn start_workloads(
         .map_err(|e| AgentError::Datastore(format!("cannot start the workload service: {e}")))
 }
 
+/// What the health and status follower reads.
+struct Followed {
+    dataplane: watch::Receiver<ProgrammerState>,
+    peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
+    datastore: watch::Receiver<Option<String>>,
+    paths: watch::Receiver<std::collections::HashMap<std::net::IpAddr, crate::remote_routes::PathKind>>,
+}
+
 /// Keeps the health input and the status report in step with the
 /// components' states (and re-evaluates readiness as the start-up window passes).
 async fn follow_health(
-    mut dataplane: watch::Receiver<ProgrammerState>,
-    mut peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
-    mut datastore: watch::Receiver<Option<String>>,
+    followed: Followed,
     health: watch::Sender<HealthInput>,
     status: watch::Sender<StatusReport>,
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Followed { mut dataplane, mut peers, mut datastore, paths } = followed;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let peer_list = peers.borrow_and_update().clone();
@@ -455,10 +466,19 @@ async fn follow_health(
         };
         let verdict = readiness(&input, started.elapsed());
         health.send_replace(input);
+        // Read each turn (at least every second), not waited on: without a
+        // remote-routes stage nobody sends on it.
+        let mut node_paths: Vec<(std::net::IpAddr, crate::remote_routes::PathKind)> =
+            paths.borrow().iter().map(|(n, p)| (*n, *p)).collect();
+        node_paths.sort();
         status.send_modify(|s| {
             s.ready = verdict.is_ok();
             s.not_ready_reasons = verdict.err().unwrap_or_default();
             s.peers = peer_list;
+            s.paths = node_paths
+                .iter()
+                .map(|(node, path)| crate::api::status::NodePath { node: node.to_string(), path: path.as_str().into() })
+                .collect();
         });
         tokio::select! {
             changed = dataplane.changed() => if changed.is_err() { return },

@@ -17,6 +17,18 @@ pub struct StatusReport {
     /// `ipip-userspace` (the kernel has no ipip).
     pub ipip_mode: String,
     pub peers: Vec<PeerStatus>,
+    /// The path toward each remote node whose blocks can be encapsulated
+    /// (with or without BGP), by node address; other nodes are reached directly.
+    #[serde(default)]
+    pub paths: Vec<NodePath>,
+}
+
+/// The path toward one remote node's blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePath {
+    pub node: String,
+    /// `direct`, `ipip`, `ipip-userspace` or `vxlan`.
+    pub path: String,
 }
 
 /// One BGP peer, with Calico's `calicoctl node status` columns and more.
@@ -35,7 +47,7 @@ pub struct PeerStatus {
     pub info: String,
     pub prefixes_received: u64,
     pub prefixes_advertised: u64,
-    /// `direct`, `ipip-kernel` or `ipip-userspace`.
+    /// `direct`, `ipip`, `ipip-userspace` or `vxlan`: the path toward the peer node's blocks.
     pub tunnel_mode: String,
     /// Negotiated hold time and keepalive interval (seconds); absent until Established.
     #[serde(default)]

@@ -92,6 +92,11 @@ pub fn render(r: &StatusReport, now: u64) -> String {
             out.push_str(&table::render(&["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], &rows));
         }
     }
+    if !r.paths.is_empty() {
+        let rows: Vec<Vec<String>> = r.paths.iter().map(|p| vec![p.node.clone(), p.path.clone()]).collect();
+        out.push_str("\nPaths to nodes whose blocks can be encapsulated\n");
+        out.push_str(&table::render(&["NODE ADDRESS", "PATH"], &rows));
+    }
     out
 }
 
@@ -127,6 +132,7 @@ mod tests {
             not_ready_reasons: vec![],
             ipip_mode: "ipip-userspace".into(),
             peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
+            paths: vec![],
         };
         let text = render(&r, 1065);
         assert!(
@@ -140,5 +146,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("IPv6 BGP status\nNo IPv6 peers found.\n"), "{text}");
+        assert!(!text.contains("Paths to nodes"), "no section without encapsulated blocks: {text}");
+    }
+
+    #[test]
+    fn shows_the_path_to_each_node_without_bgp_peers_too() {
+        let r = StatusReport {
+            node: "node-a".into(),
+            version: "0.1.0".into(),
+            started_at: 1000,
+            ready: true,
+            not_ready_reasons: vec![],
+            ipip_mode: "ipip-userspace".into(),
+            peers: vec![],
+            paths: vec![
+                crate::api::status::NodePath { node: "10.40.1.12".into(), path: "direct".into() },
+                crate::api::status::NodePath { node: "10.40.2.13".into(), path: "vxlan".into() },
+            ],
+        };
+        let text = render(&r, 1065);
+        assert!(text.contains("No IPv4 peers found."), "{text}");
+        assert!(text.contains("| 10.40.2.13   | vxlan  |"), "{text}");
+        assert!(text.contains("| 10.40.1.12   | direct |"), "{text}");
     }
 }
