@@ -10,6 +10,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 use support::faults::RouteMonitor;
@@ -36,27 +37,76 @@ fn metric(lab: &Lab, node: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
+/// What differs between the IPv4 and the IPv6 VXLAN lab.
+struct Family {
+    /// `ip`'s family flag.
+    flag: &'static str,
+    device: &'static str,
+    /// node2's underlay address: node1 reaches node2's block directly through it.
+    node2: &'static str,
+    /// The start of the pool's addresses (the router must know none of them).
+    pool: &'static str,
+}
+
+const V4: Family = Family { flag: "-4", device: "vxlan.tortie", node2: "10.40.1.12", pool: "10.245." };
+const V6: Family = Family { flag: "-6", device: "vxlan-v6.tortie", node2: "fd40:1::12", pool: "fd00:245:" };
+
+/// Starts the lab and waits until every node is ready and every pod reaches every other.
+fn up_and_talking(lab: &Lab, family: &Family) {
+    lab.up();
+    for node in NODES {
+        wait_ready(lab, node);
+    }
+    if family.flag == "-6" {
+        lab.all_pods_reach_each_other_v6(&NODES);
+    } else {
+        lab.all_pods_reach_each_other(&NODES);
+    }
+}
+
+/// node1 reaches node2's pod (`p2`, same subnet) directly and node3's (`p3`,
+/// the other subnet) through the family's VXLAN device via node3's tunnel
+/// address; the router knows no pod route. Returns node3's tunnel address.
+fn paths_are_direct_and_vxlan(lab: &Lab, family: &Family, p2: IpAddr, p3: IpAddr) -> String {
+    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's block");
+    json_subset(&serde_json::json!({"gateway": family.node2, "dev": "eth1"}), &direct).unwrap();
+    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
+    json_subset(&serde_json::json!({"dev": family.device, "flags": ["onlink"]}), &vxlan).unwrap();
+    let node3 =
+        lab.exec_json("node3", &["ip", "-j", family.flag, "addr", "show", "dev", family.device, "scope", "global"]);
+    let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's tunnel address").to_string();
+    assert!(tunnel3.starts_with(family.pool), "{tunnel3} is from the pool");
+    assert_eq!(vxlan["gateway"], tunnel3.as_str(), "{vxlan}");
+    let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", family.flag, "route"]).output().unwrap();
+    let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
+    assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with(family.pool)), "{router:?}");
+    tunnel3
+}
+
+/// Restarts node1's agent with nothing changed and returns what `ip monitor`
+/// saw of `objects` meanwhile, once the agent is ready, has done its first
+/// full reconcile and its pod still reaches `p3`.
+fn restart_node1(lab: &Lab, objects: &[&str], p3: IpAddr) -> Vec<String> {
+    let monitor = RouteMonitor::start_objects(&lab.ns("node1"), objects);
+    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
+    lab.up();
+    wait_ready(lab, "node1");
+    // Its first full reconcile (after the learned routes settle) is where stale routes would go.
+    wait_until("node1's first reconcile", Duration::from_secs(40), || {
+        (metric(lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
+    })
+    .unwrap();
+    assert!(lab.pod_ping("node1", "pod1", p3), "pods still talk over VXLAN");
+    monitor.all()
+}
+
 #[test]
 fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
     let lab = Lab::prepare("vxlan", "tv", |_| {});
-    lab.up();
-    for node in NODES {
-        wait_ready(&lab, node);
-    }
-    lab.all_pods_reach_each_other(&NODES);
-
+    up_and_talking(&lab, &V4);
     // Same subnet: direct. The other subnet: VXLAN, via node3's tunnel address.
-    let (p2, p3) = (lab.pod_ip("node2", "pod1"), lab.pod_ip("node3", "pod1"));
-    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's block");
-    json_subset(&serde_json::json!({"gateway": "10.40.1.12", "dev": "eth1"}), &direct).unwrap();
-    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's block");
-    json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
-    let node3 = lab.exec_json("node3", &["ip", "-j", "addr", "show", "dev", "vxlan.tortie"]);
-    let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's tunnel address").to_string();
-    assert_eq!(vxlan["gateway"], tunnel3.as_str(), "{vxlan}");
-    let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "route"]).output().unwrap();
-    let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
-    assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with("10.245.")), "{router:?}");
+    let (p2, p3) = (lab.pod_ip("node2", "pod1").into(), lab.pod_ip("node3", "pod1").into());
+    paths_are_direct_and_vxlan(&lab, &V4, p2, p3);
     wait_until("node1's status to show the paths without BGP", Duration::from_secs(30), || {
         let paths = lab.status("node1")["paths"].clone();
         (paths
@@ -88,18 +138,7 @@ fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
     let routes_before = lines(&lab, "node1", &["ip", "route", "show", "proto", "116"]);
 
     // Restart node1's agent with nothing changed: it adopts everything.
-    let monitor = RouteMonitor::start_objects(&lab.ns("node1"), &["route", "neigh", "nexthop", "link"]);
-    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
-    lab.up();
-    wait_ready(&lab, "node1");
-    // Its first full reconcile (after the learned routes settle) is where stale routes would go.
-    wait_until("node1's first reconcile", Duration::from_secs(40), || {
-        (metric(&lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
-    })
-    .unwrap();
-    lab.pod_ping("node1", "pod1", p3).then_some(()).expect("pods still talk over VXLAN");
-    let ours: Vec<String> = monitor
-        .all()
+    let ours: Vec<String> = restart_node1(&lab, &["route", "neigh", "nexthop", "link"], p3)
         .into_iter()
         .filter(|l| l.contains("proto 116") || l.contains("vxlan.tortie") || l.contains("nhid"))
         .collect();
@@ -158,24 +197,11 @@ fn with_bgp_the_vxlan_path_shows_per_peer_in_status() {
 #[test]
 fn ipv6_pods_talk_across_subnets_over_vxlan_v6_without_bgp() {
     let lab = Lab::prepare("vxlan-v6", "tv6", |_| {});
-    lab.up();
-    for node in NODES {
-        wait_ready(&lab, node);
-    }
-    lab.all_pods_reach_each_other_v6(&NODES);
-
+    up_and_talking(&lab, &V6);
     // Same subnet: direct via node2's IPv6 address. The other subnet: VXLAN over
     // IPv6, via node3's IPv6 tunnel address, which its Node publishes with the MAC.
-    let (p2, p3) = (lab.pod_ip6("node2", "pod1"), lab.pod_ip6("node3", "pod1"));
-    let direct = lab.route_to_pod("node1", p2).expect("node1 routes node2's IPv6 block");
-    json_subset(&serde_json::json!({"gateway": "fd40:1::12", "dev": "eth1"}), &direct).unwrap();
-    let vxlan = lab.route_to_pod("node1", p3).expect("node1 routes node3's IPv6 block");
-    json_subset(&serde_json::json!({"dev": "vxlan-v6.tortie", "flags": ["onlink"]}), &vxlan).unwrap();
-    let node3 =
-        lab.exec_json("node3", &["ip", "-j", "-6", "addr", "show", "dev", "vxlan-v6.tortie", "scope", "global"]);
-    let tunnel3 = node3[0]["addr_info"][0]["local"].as_str().expect("node3's IPv6 tunnel address").to_string();
-    assert!(tunnel3.starts_with("fd00:245:"), "{tunnel3} is from the IPv6 pool");
-    assert_eq!(vxlan["gateway"], tunnel3.as_str(), "{vxlan}");
+    let (p2, p3) = (lab.pod_ip6("node2", "pod1").into(), lab.pod_ip6("node3", "pod1").into());
+    let tunnel3 = paths_are_direct_and_vxlan(&lab, &V6, p2, p3);
     let link = lab.exec_json("node3", &["ip", "-j", "-d", "link", "show", "dev", "vxlan-v6.tortie"]);
     assert_eq!(link[0]["linkinfo"]["info_data"]["local6"], "fd40:2::13", "{link}");
     // node1's device knows node3's endpoint: tunnel address → MAC → IPv6 underlay.
@@ -187,9 +213,6 @@ fn ipv6_pods_talk_across_subnets_over_vxlan_v6_without_bgp() {
     assert!(neigh.iter().any(|l| l.starts_with(&format!("{tunnel3} lladdr {mac3} PERMANENT"))), "{neigh:?}");
     let fdb = lines(&lab, "node1", &["bridge", "fdb", "show", "dev", "vxlan-v6.tortie"]);
     assert!(fdb.iter().any(|l| l.starts_with(&format!("{mac3} dst fd40:2::13 "))), "{fdb:?}");
-    let router = Command::new("ip").args(["-n", &lab.ns("router"), "-j", "-6", "route"]).output().unwrap();
-    let router: Vec<serde_json::Value> = serde_json::from_slice(&router.stdout).unwrap();
-    assert!(router.iter().all(|r| !r["dst"].as_str().unwrap_or("").starts_with("fd00:245:")), "{router:?}");
     // The IPv4 pods still take their own device.
     let vxlan4 = lab.route_to_pod("node1", lab.pod_ip("node3", "pod1")).expect("node1 routes node3's IPv4 block");
     json_subset(&serde_json::json!({"dev": "vxlan.tortie", "flags": ["onlink"]}), &vxlan4).unwrap();
@@ -200,17 +223,10 @@ fn ipv6_pods_talk_across_subnets_over_vxlan_v6_without_bgp() {
 
     // A restart with nothing changed adopts the IPv6 device, its entries and routes.
     let routes_before = lines(&lab, "node1", &["ip", "-6", "route", "show", "proto", "116"]);
-    let monitor = RouteMonitor::start_objects(&lab.ns("node1"), &["route", "neigh", "link"]);
-    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
-    lab.up();
-    wait_ready(&lab, "node1");
-    wait_until("node1's first reconcile", Duration::from_secs(40), || {
-        (metric(&lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
-    })
-    .unwrap();
-    assert!(lab.pod_ping("node1", "pod1", p3), "IPv6 pods still talk over VXLAN");
-    let ours: Vec<String> =
-        monitor.all().into_iter().filter(|l| l.contains("proto 116") || l.contains("vxlan-v6.tortie")).collect();
+    let ours: Vec<String> = restart_node1(&lab, &["route", "neigh", "link"], p3)
+        .into_iter()
+        .filter(|l| l.contains("proto 116") || l.contains("vxlan-v6.tortie"))
+        .collect();
     assert!(ours.is_empty(), "the restart wrote: {ours:#?}");
     assert_eq!(lines(&lab, "node1", &["ip", "-6", "route", "show", "proto", "116"]), routes_before);
 }
