@@ -4,95 +4,34 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
-use tortie::bgp::rib::BestPathChange;
-use tortie::dataplane::{Programmer, ProgrammerConfig};
-use tortie::datastore::resources::{EncapMode, IpPool};
-use tortie::fallback_ipip::encap::UserspaceIpip;
-use tortie::fallback_ipip::{TunnelCounters, UserspaceConfig, UserspaceTunnel};
-use tortie::netns::{NamespaceThread, Topology, spawn_in_namespace};
-use tortie::remote_routes::liveness::{self, ProbeConfig};
-use tortie::remote_routes::stage::{self, StageConfig, StageInputs, StageOutputs};
-use tortie::remote_routes::{EncapKind, Encapsulations, LearnedSource};
+use support::stage::{NodeSpec, learned, pool, start};
+use tortie::datastore::resources::EncapMode;
+use tortie::netns::Topology;
 use tortie::testing::wait_until;
 
-struct Node {
-    _thread: NamespaceThread,
-    counters: Arc<TunnelCounters>,
-}
-
-/// The learned routes are fixed: nothing to send again.
-struct Fixed;
-
-impl LearnedSource for Fixed {
-    async fn resend_learned(&self) {}
-}
-
-/// One node: the userspace tunnel, the prober and the remote-routes stage
-/// with one learned block of the other node, in a CrossSubnet pool.
-fn start_node(t: &Topology, ns: &str, local: &str, tunnel_addr: &str, block: &str, node: &str) -> Node {
-    let underlay =
-        t.exec_json(ns, &["ip", "-j", "link", "show", "eth1"]).unwrap()[0]["ifindex"].as_u64().unwrap() as u32;
-    let local = local.parse().unwrap();
-    let tunnel_addr = tunnel_addr.parse().unwrap();
-    let learned = vec![BestPathChange {
-        prefix: block.parse().unwrap(),
-        next_hops: [node.parse().unwrap()].into_iter().collect(),
-        peers: [node.parse().unwrap()].into_iter().collect(),
-    }];
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = spawn_in_namespace(&t.ns(ns), move |stop| async move {
-        let tunnel = Arc::new(
-            UserspaceTunnel::start(&UserspaceConfig {
-                device: "ttipip0".into(),
-                underlay_mtu: 1500,
-                address: Some(tunnel_addr),
-            })
-            .expect("tunnel"),
-        );
-        let programmer = Programmer::start(ProgrammerConfig::default()).await.expect("programmer");
-        let (learned_tx, learned_rx) = tokio::sync::mpsc::channel(1);
-        learned_tx.try_send(learned).unwrap();
-        let mut pool = IpPool::new("10.244.0.0/16".parse().unwrap());
-        pool.ipip_mode = EncapMode::CrossSubnet;
-        let (_pools_tx, pools) = tokio::sync::watch::channel(vec![pool]);
-        let (_local_tx, local_rx) = tokio::sync::watch::channel(Default::default());
-        let (_remotes_tx, remotes) = tokio::sync::watch::channel(Default::default());
-        let (targets_tx, targets_rx) = tokio::sync::watch::channel(Vec::new());
-        let (verdict_tx, verdicts) = tokio::sync::watch::channel(HashMap::new());
-        let (paths, _paths_rx) = tokio::sync::watch::channel(HashMap::new());
-        let (generation, _generation_rx) = tokio::sync::watch::channel(0);
-        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let fast = ProbeConfig { interval: Duration::from_millis(100), down_after: 3, up_after: 3 };
-        tokio::spawn(liveness::run(tunnel_addr, fast, targets_rx, verdict_tx));
-        let mut encaps = Encapsulations::default();
-        encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip(tunnel.clone())));
-        let config = StageConfig { local_v4: local, local_v6: None, underlay_ifindex: underlay, encaps };
-        let inputs = StageInputs {
-            learned: learned_rx,
-            source: Fixed,
-            pools,
-            local: local_rx,
-            remotes,
-            verdicts,
-            stop: stop_rx,
-        };
-        let outputs = StageOutputs {
-            paths,
-            targets: targets_tx,
-            generation,
-            holding: tokio::sync::watch::channel(false).0,
-            latency: None,
-        };
-        tokio::spawn(stage::run(config, programmer.clone(), inputs, outputs));
-        tx.send(tunnel.counters.clone()).unwrap();
-        let _ = stop.await;
-        drop(learned_tx);
-    })
-    .unwrap();
-    Node { _thread: thread, counters: rx.recv_timeout(Duration::from_secs(20)).unwrap() }
+/// One node with the userspace tunnel and one learned block of the other
+/// node, in a CrossSubnet IP-in-IP pool.
+fn start_node(
+    t: &Topology,
+    ns: &'static str,
+    local: &'static str,
+    tunnel: &'static str,
+    block: &str,
+    node: &str,
+) -> support::stage::Running {
+    let spec = NodeSpec {
+        ns,
+        local_v4: local,
+        local_v6: None,
+        ipip: Some(tunnel),
+        vxlan_v4: None,
+        vxlan_v6: None,
+        pools: vec![pool("10.244.0.0/16", EncapMode::CrossSubnet, EncapMode::Never)],
+        learned: vec![learned(block, node)],
+    };
+    // No VXLAN: the remote nodes' records are not needed.
+    start(t, spec, tokio::sync::watch::channel(None).1)
 }
 
 fn route_to(t: &Topology, ns: &str, dst: &str) -> serde_json::Value {
@@ -125,7 +64,7 @@ fn same_subnet_is_direct_and_a_cut_direct_path_falls_back_to_the_tunnel() {
         (r["end"]["sum_received"]["bytes"].as_u64()? > 0).then_some(())
     };
     wait_until("TCP over the direct path", Duration::from_secs(20), tcp_ok).unwrap();
-    let encap_before = a.counters.encap_packets.load(std::sync::atomic::Ordering::Relaxed);
+    let encap_before = a.counters.as_ref().unwrap().encap_packets.load(std::sync::atomic::Ordering::Relaxed);
 
     // b starts dropping pod-sourced packets that arrive unencapsulated.
     t.exec("b", &["nft", "add table inet ttcut; add chain inet ttcut pre { type filter hook prerouting priority -300; }; add rule inet ttcut pre iifname eth1 ip saddr 10.244.0.0/16 drop"])
@@ -144,7 +83,7 @@ fn same_subnet_is_direct_and_a_cut_direct_path_falls_back_to_the_tunnel() {
     .unwrap();
     wait_until("TCP through the tunnel", Duration::from_secs(20), tcp_ok).unwrap();
     assert!(
-        a.counters.encap_packets.load(std::sync::atomic::Ordering::Relaxed) > encap_before,
+        a.counters.as_ref().unwrap().encap_packets.load(std::sync::atomic::Ordering::Relaxed) > encap_before,
         "traffic was encapsulated"
     );
 

@@ -7,3 +7,4 @@ pub mod faults;
 pub mod lab;
 pub mod pods;
 pub mod rib;
+pub mod stage;
