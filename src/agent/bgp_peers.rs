@@ -12,7 +12,7 @@
 //! matched against no labels: `all()` matches, anything asking for a label
 //! does not (and is logged once per resync).
 
-use crate::datastore::resources::{BgpPeer, NextHopMode, Node};
+use crate::datastore::resources::{BgpPeer, GoDuration, NextHopMode, Node};
 use crate::ipam::pools::selector_matches;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,31 +36,6 @@ pub struct ResourcePeer {
     pub restart_time: Option<u16>,
     /// `global` or `node specific`.
     pub peer_type: &'static str,
-}
-
-/// Parses Go-style durations Calico writes (`20s`, `2m`, `1m30s`, `120`).
-fn seconds(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Ok(s) = text.parse::<u64>() {
-        return Some(s);
-    }
-    let (mut total, mut number) = (0u64, String::new());
-    for c in text.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'h' | 'm' | 's' => {
-                let n: u64 = number.parse().ok()?;
-                total += n * match c {
-                    'h' => 3600,
-                    'm' => 60,
-                    _ => 1,
-                };
-                number.clear();
-            }
-            _ => return None,
-        }
-    }
-    number.is_empty().then_some(total)
 }
 
 fn applies_to(peer: &BgpPeer, node: &str) -> bool {
@@ -87,8 +62,8 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
                 Some(NextHopMode::Keep) => Some(false),
                 Some(NextHopMode::Auto) | None => None,
             },
-            keepalive: p.keepalive_time.as_deref().and_then(seconds).and_then(|s| u16::try_from(s).ok()),
-            restart_time: p.max_restart_time.as_deref().and_then(seconds).and_then(|s| u16::try_from(s).ok()),
+            keepalive: p.keepalive_time.as_ref().and_then(GoDuration::seconds_u16),
+            restart_time: p.max_restart_time.as_ref().and_then(GoDuration::seconds_u16),
             peer_type,
         };
         match (&p.peer_ip, &p.peer_selector) {
@@ -144,7 +119,7 @@ mod tests {
                 BgpPeer {
                     peer_ip: Some("10.0.0.1".into()),
                     as_number: Some(65001),
-                    keepalive_time: Some("20s".into()),
+                    keepalive_time: "20s".parse().ok(),
                     ..BgpPeer::default()
                 },
             ),
@@ -184,14 +159,5 @@ mod tests {
         let b = sessions(&peers, "b", &nodes);
         let only_b = b.iter().find(|p| p.resource == "only-b").unwrap();
         assert_eq!((only_b.port, only_b.peer_type, only_b.next_hop_self), (1179, NODE_SPECIFIC, Some(true)));
-    }
-
-    #[test]
-    fn durations_in_calico_spelling() {
-        assert_eq!(seconds("20s"), Some(20));
-        assert_eq!(seconds("2m"), Some(120));
-        assert_eq!(seconds("1m30s"), Some(90));
-        assert_eq!(seconds("120"), Some(120));
-        assert_eq!(seconds("soon"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! BGP resources: BGPPeer and BGPConfiguration (Calico §1.6).
 
+use super::GoDuration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -44,11 +45,10 @@ pub struct BgpPeer {
     pub next_hop_mode: Option<NextHopMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<SourceAddress>,
-    /// A duration such as `20s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalive_time: Option<String>,
+    pub keepalive_time: Option<GoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_restart_time: Option<String>,
+    pub max_restart_time: Option<GoDuration>,
 }
 
 impl BgpPeer {

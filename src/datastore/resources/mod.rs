@@ -3,17 +3,21 @@
 //! spelled as Calico spells them (`disableBGPExport`, `routeReflectorClusterID`, `handle_id`).
 
 mod bgp;
+mod duration;
 mod ipam;
 mod mac;
 mod node;
+mod secret;
 
 pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
+pub use duration::GoDuration;
 pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
     cidr_name,
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp};
+pub use secret::{SecretKeyRef, SecretSource};
 
 use super::Kind;
 use schemars::JsonSchema;
