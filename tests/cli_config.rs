@@ -85,6 +85,20 @@ fn config_check_accepts_a_good_file_and_applies_environment_overrides() {
 }
 
 #[test]
+fn environment_values_are_read_by_the_field_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "empty.yaml", "");
+    for name in ["12345", "true", "0x1f", "null"] {
+        let (code, out, err) = tortie(&["config", "check", "--print", &file], &[("TORTIE_NODE_NAME", name)]);
+        assert_eq!(code, 0, "TORTIE_NODE_NAME={name}: {err}");
+        assert!(out.contains(&format!("name: '{name}'")), "TORTIE_NODE_NAME={name} must be the name:\n{out}");
+    }
+    let (code, _, err) = tortie(&["config", "check", &file], &[("TORTIE_BGP_LISTEN_PORT", "http")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bgp.listen_port: \"http\"") && err.contains("TORTIE_BGP_LISTEN_PORT"), "{err}");
+}
+
+#[test]
 fn secrets_are_never_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(

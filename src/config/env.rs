@@ -1,7 +1,14 @@
 //! `TORTIE_<PATH>` environment overrides, applied to the YAML tree before it
 //! is deserialised so that they are validated exactly like file values.
+//!
+//! A variable's text is read by the type of the field it sets (from the configuration's JSON
+//! schema), not as YAML: `TORTIE_NODE_NAME=12345`, `=true` or `=null` name a node, a number field
+//! takes a number, a list or section takes YAML flow syntax. An empty value unsets an optional
+//! field.
 
+use serde_json::Value as Json;
 use serde_norway::{Mapping, Value};
+use std::collections::BTreeSet;
 
 /// Environment variables with the `TORTIE_` prefix that are not config fields.
 const NOT_CONFIG_FIELDS: &[&str] = &["TORTIE_CONFIG"];
@@ -49,6 +56,7 @@ pub fn var_name(path: &str) -> String {
 /// Applies every `TORTIE_*` variable in `vars` to `tree`.
 pub fn apply(tree: &mut Value, defaults: &Value, vars: &[(String, String)]) -> EnvOverrides {
     let paths = field_paths(defaults);
+    let schema = config_schema();
     let mut result = EnvOverrides::default();
     for (name, raw) in vars {
         if !name.starts_with("TORTIE_")
@@ -61,13 +69,99 @@ pub fn apply(tree: &mut Value, defaults: &Value, vars: &[(String, String)]) -> E
             result.unknown.push(name.clone());
             continue;
         };
-        // A value that is not valid YAML is taken as a plain string, so
-        // `TORTIE_NODE_NAME=a: b` still means what it says.
-        let value = serde_norway::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.clone()));
+        let value = typed_value(raw, &field_types(&schema, path));
         set_path(tree, path, value);
         result.applied.push((path.clone(), name.clone()));
     }
     result
+}
+
+/// The configuration's JSON schema with every sub-schema inlined, so a path is a walk through
+/// `properties`.
+fn config_schema() -> Json {
+    let generator =
+        schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator();
+    generator.into_root_schema_for::<crate::config::Config>().to_value()
+}
+
+/// The JSON types (`string`, `integer`, `number`, `boolean`, `array`, `object`, `null`) the
+/// field at `path` takes.
+fn field_types(schema: &Json, path: &str) -> BTreeSet<String> {
+    let mut nodes = vec![schema];
+    for part in path.split('.') {
+        nodes = nodes.iter().flat_map(|n| alternatives(n)).filter_map(|n| n.get("properties")?.get(part)).collect();
+    }
+    let mut types = BTreeSet::new();
+    for node in nodes.iter().flat_map(|n| alternatives(n)) {
+        match node.get("type") {
+            Some(Json::String(t)) => {
+                types.insert(t.clone());
+            }
+            Some(Json::Array(ts)) => types.extend(ts.iter().filter_map(Json::as_str).map(str::to_string)),
+            _ => {}
+        }
+        let constants = node.get("enum").and_then(Json::as_array).into_iter().flatten().chain(node.get("const"));
+        for c in constants {
+            types.insert(json_type(c).to_string());
+        }
+    }
+    types
+}
+
+/// A schema and the branches of its `anyOf` / `oneOf`, recursively.
+fn alternatives(node: &Json) -> Vec<&Json> {
+    let mut out = vec![node];
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for branch in node.get(key).and_then(Json::as_array).into_iter().flatten() {
+            out.extend(alternatives(branch));
+        }
+    }
+    out
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_f64() => "number",
+        Json::Number(_) => "integer",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+/// Reads `raw` as the field's type. Text a type does not take is passed on as a string, so
+/// deserialisation refuses it naming the field and the value.
+fn typed_value(raw: &str, types: &BTreeSet<String>) -> Value {
+    let takes = |t: &str| types.contains(t);
+    if raw.is_empty() && takes("null") {
+        return Value::Null;
+    }
+    if takes("integer") || takes("number") {
+        if let Ok(n) = raw.parse::<u64>() {
+            return Value::Number(n.into());
+        }
+        if let Ok(n) = raw.parse::<i64>() {
+            return Value::Number(n.into());
+        }
+        if takes("number")
+            && let Ok(n) = raw.parse::<f64>()
+        {
+            return Value::Number(n.into());
+        }
+    }
+    if takes("boolean") {
+        match raw {
+            "true" => return Value::Bool(true),
+            "false" => return Value::Bool(false),
+            _ => {}
+        }
+    }
+    if (takes("array") || takes("object")) && !takes("string") {
+        return serde_norway::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    }
+    Value::String(raw.to_string())
 }
 
 fn set_path(tree: &mut Value, path: &str, value: Value) {
@@ -95,6 +189,44 @@ mod tests {
     fn var_names_follow_the_field_path() {
         assert_eq!(var_name("bgp.as_number"), "TORTIE_BGP_AS_NUMBER");
         assert_eq!(var_name("log.level"), "TORTIE_LOG_LEVEL");
+    }
+
+    fn applied(vars: &[(&str, &str)]) -> Value {
+        let defaults = serde_norway::to_value(crate::config::Config::default()).unwrap();
+        let mut tree = Value::Mapping(Mapping::new());
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        apply(&mut tree, &defaults, &vars);
+        tree
+    }
+
+    #[test]
+    fn a_text_field_takes_the_text_whatever_it_looks_like() {
+        for name in ["12345", "true", "0x1f", "null", "~", "a: b", "[x]", "1.5"] {
+            let tree = applied(&[("TORTIE_NODE_NAME", name)]);
+            assert_eq!(tree["node"]["name"], Value::String(name.to_string()), "{name}");
+        }
+        // An enum is text too.
+        let tree = applied(&[("TORTIE_IPAM_DEFAULT_IPV4_IPIP_MODE", "Always")]);
+        assert_eq!(tree["ipam"]["default_ipv4_ipip_mode"], Value::String("Always".into()));
+    }
+
+    #[test]
+    fn numbers_booleans_lists_and_empty_values_by_the_field_type() {
+        let tree = applied(&[
+            ("TORTIE_BGP_LISTEN_PORT", "1790"),
+            ("TORTIE_BGP_ENABLED", "false"),
+            ("TORTIE_DATAPLANE_MTU", ""),
+            ("TORTIE_DATASTORE_ETCD_ENDPOINTS", "[http://10.0.0.1:2379, http://10.0.0.2:2379]"),
+            ("TORTIE_BGP_AS_NUMBER", "1.10"),
+        ]);
+        assert_eq!(tree["bgp"]["listen_port"].as_u64(), Some(1790));
+        assert_eq!(tree["bgp"]["enabled"], Value::Bool(false));
+        assert_eq!(tree["dataplane"]["mtu"], Value::Null);
+        assert_eq!(tree["datastore"]["etcd_endpoints"].as_sequence().map(Vec::len), Some(2));
+        assert_eq!(tree["bgp"]["as_number"], Value::String("1.10".into()));
+        // A number field given text keeps the text, so deserialisation names field and value.
+        let tree = applied(&[("TORTIE_BGP_LISTEN_PORT", "http")]);
+        assert_eq!(tree["bgp"]["listen_port"], Value::String("http".into()));
     }
 
     #[test]

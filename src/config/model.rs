@@ -16,7 +16,7 @@ pub const DEFAULT_ROUTE_PROTOCOL: u8 = 116;
 pub const DEFAULT_METRICS_PORT: u16 = 9478;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -33,14 +33,16 @@ pub struct Config {
 }
 
 /// This node's identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Node name; defaults to the host name.
     pub name: Option<String>,
     /// The node's IPv4 address with prefix length (e.g. `10.0.0.5/24`); absent = autodetect.
+    #[schemars(with = "Option<String>")]
     pub address: Option<ipnetwork::Ipv4Network>,
     /// The node's IPv6 address with prefix length; absent = none.
+    #[schemars(with = "Option<String>")]
     pub ipv6_address: Option<ipnetwork::Ipv6Network>,
     /// How to find the address when it is not given, as Calico's
     /// `IP_AUTODETECTION_METHOD`: `first-found`, `can-reach=<ip>`,
@@ -55,7 +57,7 @@ impl Default for NodeConfig {
 }
 
 /// Which datastore backend holds the cluster's shared state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DatastoreType {
     /// An embedded SQLite file: one host or the lab.
@@ -67,7 +69,7 @@ pub enum DatastoreType {
     Kubernetes,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatastoreConfig {
     #[serde(rename = "type")]
@@ -95,7 +97,7 @@ impl Default for DatastoreConfig {
 }
 
 /// The BGP speaker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BgpConfig {
     pub enabled: bool,
@@ -139,7 +141,7 @@ impl Default for BgpConfig {
 }
 
 /// One statically configured BGP peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     pub address: IpAddr,
@@ -170,7 +172,7 @@ pub struct PeerConfig {
 }
 
 /// The kernel route programmer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataplaneConfig {
     /// Route protocol number on every route tortie owns; tortie never
@@ -215,7 +217,7 @@ impl Default for DataplaneConfig {
 }
 
 /// How IP-in-IP is implemented on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IpipImplementation {
     /// The kernel's `tunl0` when the kernel has ipip, else userspace.
@@ -225,7 +227,7 @@ pub enum IpipImplementation {
     Userspace,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IpipConfig {
     pub implementation: IpipImplementation,
@@ -246,7 +248,7 @@ pub const MAX_VXLAN_VNI: u32 = (1 << 24) - 1;
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
 
 /// The VXLAN devices, as Felix's `vxlanVNI`, `vxlanPort` (the MTU comes from the underlay).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VxlanConfig {
     /// VXLAN network identifier, 1 to 16777215 (Calico's 4096).
@@ -270,10 +272,11 @@ impl Default for VxlanConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IpamConfig {
     /// Pool created when the datastore holds none (Calico's `CALICO_IPV4POOL_CIDR`).
+    #[schemars(with = "Option<String>")]
     pub default_ipv4_pool_cidr: Option<ipnetwork::Ipv4Network>,
     pub default_ipv4_block_size: u8,
     /// The default pool's `ipipMode` (Calico's `CALICO_IPV4POOL_IPIP`).
@@ -282,6 +285,7 @@ pub struct IpamConfig {
     /// `default_ipv4_ipip_mode` may be other than `Never`.
     pub default_ipv4_vxlan_mode: crate::datastore::resources::EncapMode,
     /// Pool created when the datastore holds no IPv6 pool (Calico's `CALICO_IPV6POOL_CIDR`).
+    #[schemars(with = "Option<String>")]
     pub default_ipv6_pool_cidr: Option<ipnetwork::Ipv6Network>,
     pub default_ipv6_block_size: u8,
     /// The default IPv6 pool's `vxlanMode` (Calico's `CALICO_IPV6POOL_VXLAN`); its blocks go
@@ -310,7 +314,7 @@ impl Default for IpamConfig {
 }
 
 /// The local API used by the CLI and the CNI plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Unix socket path; never exposed on the network. Mode 0660, owned by the agent's user.
@@ -329,7 +333,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     pub enabled: bool,
@@ -344,7 +348,7 @@ impl Default for MetricsConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable text with key=value fields.
@@ -354,7 +358,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, or per module `info,tortie::bgp=debug`.

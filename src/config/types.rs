@@ -120,3 +120,38 @@ pub(crate) fn show(v: &serde_norway::Value) -> String {
             .unwrap_or_else(|_| "<unprintable>".to_string()),
     }
 }
+
+/// Schemas for the environment overrides (`config::env`), which parse a variable by the type of
+/// the field it sets: an AS number is a number or asdot text, a hold time a number, a secret text.
+mod schemas {
+    use super::{AsNumber, HoldTime, Secret};
+    use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+    use std::borrow::Cow;
+
+    impl JsonSchema for AsNumber {
+        fn schema_name() -> Cow<'static, str> {
+            "AsNumber".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({"anyOf": [{"type": "integer", "minimum": 1, "maximum": u32::MAX}, {"type": "string"}]})
+        }
+    }
+
+    impl JsonSchema for HoldTime {
+        fn schema_name() -> Cow<'static, str> {
+            "HoldTime".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({"type": "integer", "minimum": 0, "maximum": u16::MAX})
+        }
+    }
+
+    impl JsonSchema for Secret {
+        fn schema_name() -> Cow<'static, str> {
+            "Secret".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({"type": "string", "writeOnly": true})
+        }
+    }
+}
