@@ -79,6 +79,9 @@ fn kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     path
 }
 
+/// Debian's portmap plugin (containernetworking-plugins, installed by .ci/setup).
+const PORTMAP: &str = "/usr/lib/cni/portmap";
+
 /// The agent configuration of one lab node in Kubernetes mode, with the CNI directories and a
 /// fast pod collector.
 fn node_config(dir: &std::path::Path, name: &str, address: &str, kubeconfig: &std::path::Path) -> std::path::PathBuf {
@@ -86,6 +89,8 @@ fn node_config(dir: &std::path::Path, name: &str, address: &str, kubeconfig: &st
     for sub in ["bin", "net.d"] {
         std::fs::create_dir_all(own.join(sub)).unwrap();
     }
+    // The plugin the conflist chains after tortie's, as a node's CNI directory holds it.
+    std::fs::copy(PORTMAP, own.join("bin/portmap")).unwrap();
     let path = own.join("tortie.yaml");
     std::fs::write(
         &path,
@@ -148,6 +153,8 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
     let kubeconfig = kubeconfig(&dir, &standin.url());
     let config_a = node_config(&dir, "node-a", "10.124.1.1/24", &kubeconfig);
     let config_b = node_config(&dir, "node-b", "10.124.1.2/24", &kubeconfig);
+    // node-a's host lacks portmap at first: not ready, saying so, and no conflist written.
+    std::fs::remove_file(dir.join("node-a/bin/portmap")).unwrap();
     let tortie = env!("CARGO_BIN_EXE_tortie");
     t.spawn(
         "a",
@@ -187,6 +194,20 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
         assert!(tunnel.octets()[..2] == [10, 250], "tunnel address {tunnel} from the pool");
     }
 
+    let socket_a = dir.join("node-a/api.sock");
+    // Once its peer is up and its routes synced, portmap is the one reason left.
+    wait_until("node-a not ready for lack of portmap alone", deadline, || {
+        let s = status(&socket_a)?;
+        let reasons = s["not_ready_reasons"].as_array()?;
+        (s["peers"][0]["state"] == "established"
+            && reasons.len() == 1
+            && reasons[0].as_str()?.contains("node-a/bin/portmap"))
+        .then_some(())
+    })
+    .unwrap();
+    assert!(!dir.join("node-a/net.d/10-tortie.conflist").exists(), "no conflist chaining a missing plugin");
+    std::fs::copy(PORTMAP, dir.join("node-a/bin/portmap")).unwrap();
+
     // The mesh, from the Kubernetes Nodes: each agent has the other Established.
     for (node, peer) in [("node-a", "10.124.1.2"), ("node-b", "10.124.1.1")] {
         let socket = dir.join(node).join("api.sock");
@@ -213,6 +234,7 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
         wait_until("node-a's conflist", deadline, || std::fs::read(dir.join("node-a/net.d/10-tortie.conflist")).ok())
             .unwrap();
     let conflist: serde_json::Value = serde_json::from_slice(&conflist).unwrap();
+    // Debian 12's portmap speaks CNI up to 1.0.0, so the chain does too.
     assert_eq!(conflist["cniVersion"], "1.0.0");
     assert_eq!(
         (conflist["plugins"][0]["type"].as_str(), conflist["plugins"][1]["type"].as_str()),

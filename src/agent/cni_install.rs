@@ -4,6 +4,11 @@
 //! never executes a half-copied plugin nor reads a half-written conflist. The conflist goes last
 //! and only when ready: kubelet reports the node's network ready as soon as a conflist exists
 //! (Cilium's `write-cni-conf-when-ready`), and pods scheduled before tortie can serve them fail.
+//!
+//! The conflist's `cniVersion` is the highest version tortie and every chained plugin support,
+//! asked of each plugin with the CNI `VERSION` command (1.1.0 brings GC and STATUS to runtimes
+//! that speak it; Debian 12's portmap stops at 1.0.0). A chained plugin missing from the bin
+//! directory keeps the agent not ready, saying which: a conflist naming it would fail every pod.
 
 use crate::api::StatusReport;
 use crate::config::Config;
@@ -11,6 +16,12 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
+
+/// The plugins the conflist chains after tortie's own.
+pub const CHAINED_PLUGINS: &[&str] = &["portmap"];
+
+/// The version written when a plugin cannot be asked: the highest every CNI 1.x runtime takes.
+const FALLBACK_VERSION: &str = "1.0.0";
 
 /// What to install where.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,17 +55,38 @@ impl CniInstall {
         }))
     }
 
-    /// The conflist: CNI 1.0.0, tortie then portmap (which only sees `portMappings` because it
-    /// declares the capability). The agent's socket is named only when it is not the default,
+    /// The chained plugins absent from the bin directory (tortie's own is installed by us).
+    pub fn missing_plugins(&self) -> Vec<&'static str> {
+        CHAINED_PLUGINS.iter().copied().filter(|p| !self.bin_dir.join(p).is_file()).collect()
+    }
+
+    /// The highest CNI version tortie and every chained plugin support.
+    pub fn conflist_version(&self) -> String {
+        let mut common: Vec<&str> = crate::cni::spec::SUPPORTED_VERSIONS.to_vec();
+        for plugin in CHAINED_PLUGINS {
+            match plugin_versions(&self.bin_dir.join(plugin)) {
+                Ok(theirs) => common.retain(|v| theirs.iter().any(|t| t == v)),
+                Err(e) => {
+                    tracing::warn!(subsys = "cni", plugin, error = %e, version = FALLBACK_VERSION, "cannot ask a chained plugin its CNI versions");
+                    return FALLBACK_VERSION.to_string();
+                }
+            }
+        }
+        // SUPPORTED_VERSIONS is in ascending order.
+        common.last().map_or(FALLBACK_VERSION, |v| v).to_string()
+    }
+
+    /// The conflist: tortie then portmap (which only sees `portMappings` because it declares the
+    /// capability), in `version`. The agent's socket is named only when it is not the default,
     /// so the plugin's own default applies otherwise.
-    pub fn conflist(&self) -> Value {
+    pub fn conflist(&self, version: &str) -> Value {
         let mut tortie = json!({"type": self.plugin_name});
         if self.api_socket != Path::new(crate::config::DEFAULT_API_SOCKET) {
             tortie["api_socket"] = json!(self.api_socket);
         }
         json!({
             "name": self.network_name,
-            "cniVersion": "1.0.0",
+            "cniVersion": version,
             "plugins": [tortie, {"type": "portmap", "snat": true, "capabilities": {"portMappings": true}}],
         })
     }
@@ -65,12 +97,37 @@ impl CniInstall {
         let bytes = std::fs::read(&self.source).map_err(|e| format!("cannot read {}: {e}", self.source.display()))?;
         write_atomically(&binary, &bytes, 0o755)?;
         let conflist = self.net_dir.join(&self.conf_name);
-        let mut text = serde_json::to_string_pretty(&self.conflist()).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&self.conflist(&self.conflist_version())).unwrap_or_default();
         text.push('\n');
         write_atomically(&conflist, text.as_bytes(), 0o644)?;
         Ok((binary, conflist))
     }
 }
+
+/// The `supportedVersions` a CNI plugin reports for the `VERSION` command.
+fn plugin_versions(binary: &Path) -> Result<Vec<String>, String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary)
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // The request's own version only selects the answer's format.
+        let _ = stdin.write_all(FALLBACK_VERSION_REQUEST);
+    }
+    let out = child.wait_with_output().map_err(|e| format!("{}: {e}", binary.display()))?;
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} answered VERSION with no JSON ({e})", binary.display()))?;
+    let versions = answer["supportedVersions"]
+        .as_array()
+        .ok_or_else(|| format!("{} answered VERSION without supportedVersions", binary.display()))?;
+    Ok(versions.iter().filter_map(Value::as_str).map(str::to_string).collect())
+}
+
+const FALLBACK_VERSION_REQUEST: &[u8] = br#"{"cniVersion":"1.0.0"}"#;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory (so the rename is
 /// atomic: same filesystem), synced before the rename so a crash leaves the old file or the new.
@@ -178,6 +235,7 @@ mod tests {
         assert_eq!(std::fs::read(&binary).unwrap(), std::fs::read(&job.source).unwrap());
         assert_eq!(std::fs::metadata(&binary).unwrap().permissions().mode() & 0o777, 0o755);
         let written: Value = serde_json::from_slice(&std::fs::read(&conflist).unwrap()).unwrap();
+        // No portmap in this bin directory: it cannot be asked, the version every runtime takes.
         assert_eq!(written["cniVersion"], "1.0.0");
         let types: Vec<&str> =
             written["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
@@ -189,6 +247,30 @@ mod tests {
                 .collect();
             assert_eq!(names.len(), 1, "no temporary file left in {sub}: {names:?}");
         }
+    }
+
+    fn fake_plugin(dir: &Path, name: &str, versions: &str) {
+        let path = dir.join("bin").join(name);
+        let script = format!(
+            "#!/bin/sh\n[ \"$CNI_COMMAND\" = VERSION ] || exit 1\necho '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":{versions}}}'\n"
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn the_conflist_takes_the_highest_version_every_chained_plugin_supports() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = install(dir.path());
+        assert_eq!(job.missing_plugins(), vec!["portmap"]);
+        fake_plugin(dir.path(), "portmap", r#"["0.3.1","0.4.0","1.0.0","1.1.0"]"#);
+        assert!(job.missing_plugins().is_empty());
+        assert_eq!(job.conflist_version(), "1.1.0");
+        fake_plugin(dir.path(), "portmap", r#"["0.3.0","0.3.1","0.4.0","1.0.0"]"#);
+        assert_eq!(job.conflist_version(), "1.0.0");
+        let (_, conflist) = job.install().unwrap();
+        let written: Value = serde_json::from_slice(&std::fs::read(&conflist).unwrap()).unwrap();
+        assert_eq!(written["cniVersion"], "1.0.0");
     }
 
     #[test]

@@ -314,6 +314,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 peers,
                 datastore: workloads.datastore_unwritable(),
                 paths: paths_rx.clone(),
+                cni: cni_install::CniInstall::from_config(&config).ok().flatten(),
             },
             health_tx,
             status_tx,
@@ -444,6 +445,8 @@ struct Followed {
     peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
     datastore: watch::Receiver<Option<String>>,
     paths: watch::Receiver<std::collections::HashMap<std::net::IpAddr, crate::remote_routes::PathKind>>,
+    /// The CNI installation, whose chained plugins must be present.
+    cni: Option<cni_install::CniInstall>,
 }
 
 /// Keeps the health input and the status report in step with the
@@ -455,7 +458,7 @@ async fn follow_health(
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Followed { mut dataplane, mut peers, mut datastore, paths } = followed;
+    let Followed { mut dataplane, mut peers, mut datastore, paths, cni } = followed;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let peer_list = peers.borrow_and_update().clone();
@@ -463,6 +466,10 @@ async fn follow_health(
             dataplane_synced: dataplane.borrow_and_update().synced,
             peers: peer_list.iter().map(|p| (p.address.clone(), p.state == "established")).collect(),
             datastore_unwritable: datastore.borrow_and_update().clone(),
+            // A stat per plugin each turn: an operator installing portmap is seen within a second.
+            missing_cni_plugins: cni.as_ref().map_or_else(Vec::new, |c| {
+                c.missing_plugins().iter().map(|p| c.bin_dir.join(p).display().to_string()).collect()
+            }),
         };
         let verdict = readiness(&input, started.elapsed());
         health.send_replace(input);

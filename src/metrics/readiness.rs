@@ -19,6 +19,8 @@ pub struct HealthInput {
     pub peers: Vec<(String, bool)>,
     /// Why the last datastore write failed; `None` once one succeeded.
     pub datastore_unwritable: Option<String>,
+    /// Plugins the CNI conflist chains that are absent from the CNI bin directory (full paths).
+    pub missing_cni_plugins: Vec<String>,
 }
 
 /// `Ok` when ready; otherwise every reason it is not.
@@ -42,6 +44,12 @@ pub fn readiness(input: &HealthInput, uptime: Duration) -> Result<(), Vec<String
     if let Some(reason) = &input.datastore_unwritable {
         reasons.push(format!("datastore unwritable (the last write failed): {reason}"));
     }
+    if !input.missing_cni_plugins.is_empty() {
+        reasons.push(format!(
+            "CNI plugins the conflist chains are missing (pods would fail to start): {}",
+            input.missing_cni_plugins.join(", ")
+        ));
+    }
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
 }
 
@@ -54,7 +62,19 @@ mod tests {
             dataplane_synced: synced,
             peers: peers.iter().map(|(a, u)| (a.to_string(), *u)).collect(),
             datastore_unwritable: None,
+            missing_cni_plugins: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_missing_chained_cni_plugin_is_not_ready_naming_it() {
+        let mut missing = input(true, &[]);
+        missing.missing_cni_plugins = vec!["/opt/cni/bin/portmap".into()];
+        let err = readiness(&missing, Duration::from_secs(60)).unwrap_err();
+        assert_eq!(
+            err,
+            vec!["CNI plugins the conflist chains are missing (pods would fail to start): /opt/cni/bin/portmap"]
+        );
     }
 
     #[test]
