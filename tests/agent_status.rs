@@ -39,6 +39,20 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
+    // Records as a Calico cluster may hold them: a pool with a field tortie does not know, and a
+    // block with Calico's deprecated strictAffinity. Neither may pass unnoticed.
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use tortie::datastore::resources::IpamBlock;
+        use tortie::datastore::{Backend, Key, Kind};
+        let backend = SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap();
+        let pool = br#"{"cidr": "10.250.0.0/16", "blockSize": 26, "awsSubnetID": "subnet-0abc"}"#.to_vec();
+        backend.create(&Key::new(Kind::IpPool, "legacy"), pool).await.unwrap();
+        let block = IpamBlock::empty("10.250.3.0/26".parse().unwrap(), Some("host:elsewhere".into()));
+        let mut block = serde_json::to_value(block).unwrap();
+        block["strictAffinity"] = serde_json::json!(true);
+        let key = Key::new(Kind::IpamBlock, "10-250-3-0-26");
+        backend.create(&key, serde_json::to_vec(&block).unwrap()).await.unwrap();
+    });
     let agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
     let pid = agent.pid();
 
@@ -65,6 +79,18 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
     let text = String::from_utf8_lossy(&status(&[]).stdout).into_owned();
     assert!(text.starts_with("tortie process is running (node node-status-test"), "{text}");
     assert!(text.contains("No IPv4 peers found."), "{text}");
+    // Fields without effect: in the status (JSON and table), and (below) in the metrics.
+    let unsupported = serde_json::json!({"unsupported_fields": [
+        {"kind": "IPPool", "name": "legacy", "field": "awsSubnetID", "reason": "not a field tortie knows; it has no effect"},
+        {"kind": "IPAMBlock", "name": "10-250-3-0-26", "field": "strictAffinity", "reason": "*"},
+    ]});
+    wait_until("the fields without effect in the status", Duration::from_secs(10), || {
+        let json: serde_json::Value = serde_json::from_slice(&status(&["-o", "json"]).stdout).ok()?;
+        json_subset(&unsupported, &json).ok()
+    })
+    .unwrap();
+    let text = String::from_utf8_lossy(&status(&[]).stdout).into_owned();
+    assert!(text.contains("| IPPool/legacy") && text.contains("| awsSubnetID"), "{text}");
 
     // Registered with the detected address and its prefix length.
     let node = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -87,6 +113,7 @@ fn the_agent_registers_serves_status_and_metrics_and_stops_on_sigterm() {
     // Metrics from the running agent pass promtool; readiness says ready.
     let metrics = wait_until("metrics", Duration::from_secs(10), || fetch(&t, "/metrics")).unwrap();
     assert!(metrics.contains("tortie_dataplane_synced 1"), "{metrics}");
+    assert!(metrics.contains(r#"tortie_unsupported_fields{kind="IPPool",field="awsSubnetID"} 1"#), "{metrics}");
     tortie::testing::promtool_check_metrics(&metrics).unwrap();
     assert_eq!(fetch(&t, "/readyz").as_deref(), Some("ready\n"));
 

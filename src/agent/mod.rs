@@ -136,6 +136,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         ipip_mode: crate::fallback_ipip::implementation_label(Some(encaps.ipip.unwrap_or(ipip_detected))).to_string(),
         peers: Vec::new(),
         paths: Vec::new(),
+        unsupported_fields: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // The path the stage chose per node, for status and metrics.
@@ -485,6 +486,15 @@ async fn follow_health(
             s.paths = node_paths
                 .iter()
                 .map(|(node, path)| crate::api::status::NodePath { node: node.to_string(), path: path.as_str().into() })
+                .collect();
+            s.unsupported_fields = crate::datastore::unsupported::snapshot()
+                .into_iter()
+                .map(|f| crate::api::status::UnsupportedField {
+                    kind: f.kind.as_str().into(),
+                    name: f.name,
+                    field: f.field,
+                    reason: f.reason,
+                })
                 .collect();
         });
         tokio::select! {

@@ -21,6 +21,19 @@ pub struct StatusReport {
     /// (with or without BGP), by node address; other nodes are reached directly.
     #[serde(default)]
     pub paths: Vec<NodePath>,
+    /// Fields of stored resources that have no effect in tortie (`datastore::unsupported`).
+    #[serde(default)]
+    pub unsupported_fields: Vec<UnsupportedField>,
+}
+
+/// One field of one stored resource that has no effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsupportedField {
+    /// Calico's kind name: `BGPConfiguration`, `IPPool`, ...
+    pub kind: String,
+    pub name: String,
+    pub field: String,
+    pub reason: String,
 }
 
 /// The path toward one remote node's blocks.

@@ -97,6 +97,15 @@ pub fn render(r: &StatusReport, now: u64) -> String {
         out.push_str("\nPaths to nodes whose blocks can be encapsulated\n");
         out.push_str(&table::render(&["NODE ADDRESS", "PATH"], &rows));
     }
+    if !r.unsupported_fields.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .unsupported_fields
+            .iter()
+            .map(|u| vec![format!("{}/{}", u.kind, u.name), u.field.clone(), u.reason.clone()])
+            .collect();
+        out.push_str("\nResource fields without effect\n");
+        out.push_str(&table::render(&["RESOURCE", "FIELD", "WHY"], &rows));
+    }
     out
 }
 
@@ -133,6 +142,7 @@ mod tests {
             ipip_mode: "ipip-userspace".into(),
             peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
             paths: vec![],
+            unsupported_fields: vec![],
         };
         let text = render(&r, 1065);
         assert!(
@@ -163,10 +173,22 @@ mod tests {
                 crate::api::status::NodePath { node: "10.40.1.12".into(), path: "direct".into() },
                 crate::api::status::NodePath { node: "10.40.2.13".into(), path: "vxlan".into() },
             ],
+            unsupported_fields: vec![crate::api::status::UnsupportedField {
+                kind: "BGPConfiguration".into(),
+                name: "default".into(),
+                field: "serviceClusterIPs[].cidr".into(),
+                reason: "service addresses are not advertised".into(),
+            }],
         };
         let text = render(&r, 1065);
         assert!(text.contains("No IPv4 peers found."), "{text}");
         assert!(text.contains("| 10.40.2.13   | vxlan  |"), "{text}");
         assert!(text.contains("| 10.40.1.12   | direct |"), "{text}");
+        assert!(
+            text.contains(
+                "| BGPConfiguration/default | serviceClusterIPs[].cidr | service addresses are not advertised |"
+            ),
+            "{text}"
+        );
     }
 }

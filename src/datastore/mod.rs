@@ -15,6 +15,7 @@ mod error;
 mod key;
 mod revision;
 mod store;
+pub mod unsupported;
 mod watch;
 
 pub mod etcd;

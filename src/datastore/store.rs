@@ -161,16 +161,36 @@ fn encode<R: Resource>(key: &Key, spec: &R) -> Result<Vec<u8>> {
 }
 
 /// Decodes one stored record, naming the key and the field path of whatever is wrong.
+/// Fields that have no effect are reported ([`super::unsupported`]).
 pub(crate) fn decode<R: Resource>(raw: RawObject) -> Result<Stored<R>> {
     let mut de = serde_json::Deserializer::from_slice(&raw.value);
-    let spec: R = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let tracked = serde_ignored::Deserializer::new(&mut de, &mut note);
+    let spec: R = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let path = e.path().to_string();
         let reason = if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
         DatastoreError::invalid(&raw.key, reason)
     })?;
     de.end().map_err(|e| DatastoreError::invalid(&raw.key, e.to_string()))?;
     spec.validate().map_err(|reason| DatastoreError::invalid(&raw.key, reason))?;
+    report_unsupported::<R>(&raw, unknown);
     Ok(Stored { name: raw.key.name, revision: raw.revision, spec })
+}
+
+fn report_unsupported<R: Resource>(raw: &RawObject, unknown: Vec<String>) {
+    use super::unsupported::{Finding, UNKNOWN_FIELD, declared_in, record};
+    let finding = |field: String, reason: String| Finding { kind: R::KIND, name: raw.key.name.clone(), field, reason };
+    let mut findings: Vec<Finding> = unknown.into_iter().map(|field| finding(field, UNKNOWN_FIELD.into())).collect();
+    let declared = super::resources::coverage::unsupported(R::KIND);
+    // Parsed a second time only for kinds with declared-unsupported fields (never the IPAM ones
+    // on the allocation path).
+    if !declared.is_empty()
+        && let Ok(document) = serde_json::from_slice::<serde_json::Value>(&raw.value)
+    {
+        findings.extend(declared_in(&document, &declared).into_iter().map(|(f, r)| finding(f, r)));
+    }
+    record(R::KIND, &raw.key.name, findings);
 }
 
 pub(crate) fn decode_list<R: Resource>(raw: RawList) -> Listing<R> {

@@ -43,7 +43,10 @@ impl<R: Resource> WatchStream<R> {
         Some(match event {
             RawEvent::Added(raw) => decode(raw).map(WatchEvent::Added),
             RawEvent::Modified(raw) => decode(raw).map(WatchEvent::Modified),
-            RawEvent::Deleted { key, revision } => Ok(WatchEvent::Deleted { name: key.name, revision }),
+            RawEvent::Deleted { key, revision } => {
+                super::unsupported::forget(key.kind, &key.name);
+                Ok(WatchEvent::Deleted { name: key.name, revision })
+            }
             RawEvent::Resync(list) => Ok(WatchEvent::Resync(decode_list(list))),
             RawEvent::Bookmark(revision) => Ok(WatchEvent::Bookmark(revision)),
         })

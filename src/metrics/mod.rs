@@ -13,6 +13,7 @@ pub mod ipam;
 pub mod process;
 pub mod readiness;
 pub mod server;
+pub mod unsupported;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -36,6 +37,9 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(process::ProcessCollector));
         registry.sub_registry_with_prefix("tortie").register_collector(Box::new(BuildInfo));
+        registry
+            .sub_registry_with_prefix("tortie")
+            .register_collector(Box::new(unsupported::UnsupportedFieldsCollector));
         Metrics { registry }
     }
 

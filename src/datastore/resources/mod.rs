@@ -3,6 +3,7 @@
 //! spelled as Calico spells them (`disableBGPExport`, `routeReflectorClusterID`, `handle_id`).
 
 mod bgp;
+pub mod coverage;
 mod duration;
 mod ipam;
 mod mac;

@@ -1,0 +1,231 @@
+//! Every field of every resource, and what becomes of it: it takes effect (in the file named,
+//! which a test checks reads it), or it is accepted and reported as unsupported (with the reason;
+//! see [`crate::datastore::unsupported`]). Invalid values are refused by the type or its `check`.
+//! A field added to a resource without a line here fails `every_field_is_classified`, so none
+//! can be accepted and silently ignored.
+
+use super::super::Kind;
+
+/// What becomes of one field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coverage {
+    /// It takes effect; the source file that reads it.
+    Effect(&'static str),
+    /// Accepted, and reported as having no effect, for this reason.
+    Unsupported(&'static str),
+}
+
+use Coverage::{Effect, Unsupported};
+
+/// (kind, field path in the spec with `[]` for list elements, coverage). An `Effect` file may
+/// name the Rust field after a `#` when it is not the snake-case form of the last path step.
+pub const FIELDS: &[(Kind, &str, Coverage)] = &[
+    (Kind::IpPool, "cidr", Effect("src/ipam/pools.rs")),
+    (Kind::IpPool, "blockSize", Effect("src/ipam/client.rs")),
+    (Kind::IpPool, "ipipMode", Effect("src/agent/pools.rs")),
+    (Kind::IpPool, "vxlanMode", Effect("src/agent/pools.rs")),
+    (
+        Kind::IpPool,
+        "natOutgoing",
+        Unsupported(
+            "no masquerade rule is written: pods reach outside the cluster only where the network routes pod addresses",
+        ),
+    ),
+    (Kind::IpPool, "disabled", Effect("src/ipam/pools.rs")),
+    (Kind::IpPool, "disableBGPExport", Effect("src/agent/bgp.rs")),
+    (Kind::IpPool, "nodeSelector", Effect("src/ipam/pools.rs")),
+    (Kind::IpPool, "allowedUses[]", Effect("src/ipam/pools.rs")),
+    (Kind::IpamBlock, "cidr", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "affinity", Effect("src/ipam/claim.rs")),
+    (Kind::IpamBlock, "affinityClaimTime", Effect("src/ipam/claim.rs")),
+    (Kind::IpamBlock, "allocations[]", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "unallocated[]", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "attributes[].handle_id", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "attributes[].secondary", Effect("src/agent/kubernetes/pod_gc.rs")),
+    (Kind::IpamBlock, "sequenceNumber", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "sequenceNumberForAllocation", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamBlock, "deleted", Effect("src/ipam/client.rs")),
+    (
+        Kind::IpamBlock,
+        "strictAffinity",
+        Unsupported("deprecated on the block in Calico; IPAMConfig strictAffinity decides"),
+    ),
+    (Kind::BlockAffinity, "cidr", Effect("src/ipam/check.rs")),
+    (Kind::BlockAffinity, "node", Effect("src/ipam/claim.rs")),
+    (Kind::BlockAffinity, "state", Effect("src/ipam/check.rs")),
+    (Kind::BlockAffinity, "type", Unsupported("every affinity is a host's: virtual affinities are not used")),
+    (Kind::BlockAffinity, "deleted", Unsupported("Calico's soft-delete marker: tortie deletes affinities outright")),
+    (Kind::IpamHandle, "handleID", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamHandle, "block", Effect("src/ipam/block_ops.rs")),
+    (Kind::IpamHandle, "deleted", Unsupported("Calico's soft-delete marker: tortie deletes handles outright")),
+    (Kind::IpamConfig, "strictAffinity", Effect("src/ipam/client.rs")),
+    (Kind::IpamConfig, "autoAllocateBlocks", Effect("src/ipam/client.rs")),
+    (Kind::IpamConfig, "maxBlocksPerHost", Effect("src/ipam/client.rs")),
+    (Kind::Node, "bgp.ipv4Address", Effect("src/agent/bgp.rs")),
+    (Kind::Node, "bgp.ipv6Address", Effect("src/agent/vteps.rs")),
+    (Kind::Node, "bgp.asNumber", Effect("src/agent/bgp.rs")),
+    (Kind::Node, "bgp.routeReflectorClusterID", Effect("src/agent/bgp.rs")),
+    (Kind::Node, "bgp.ipv4IPIPTunnelAddr", Effect("src/agent/node.rs")),
+    (Kind::Node, "ipv4VXLANTunnelAddr", Effect("src/agent/vteps.rs")),
+    (Kind::Node, "vxlanTunnelMACAddr", Effect("src/agent/vteps.rs")),
+    (Kind::Node, "ipv6VXLANTunnelAddr", Effect("src/agent/vteps.rs")),
+    (Kind::Node, "vxlanTunnelMACAddrV6", Effect("src/agent/vteps.rs")),
+    (Kind::BgpPeer, "node", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "nodeSelector", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "peerIP", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "peerSelector", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "asNumber", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "localASNumber", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "nextHopMode", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "sourceAddress", Unsupported("sessions leave from the address the kernel picks")),
+    (Kind::BgpPeer, "keepaliveTime", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "maxRestartTime", Effect("src/agent/bgp_peers.rs")),
+    (
+        Kind::BgpConfiguration,
+        "logSeverityScreen",
+        Unsupported("BGPConfiguration is not read: the node's configuration file decides"),
+    ),
+    (
+        Kind::BgpConfiguration,
+        "nodeToNodeMeshEnabled",
+        Unsupported("BGPConfiguration is not read: the node's configuration file decides"),
+    ),
+    (
+        Kind::BgpConfiguration,
+        "asNumber",
+        Unsupported("BGPConfiguration is not read: the node's configuration file decides"),
+    ),
+    (
+        Kind::BgpConfiguration,
+        "listenPort",
+        Unsupported("BGPConfiguration is not read: the node's configuration file decides"),
+    ),
+    (Kind::BgpConfiguration, "serviceClusterIPs[].cidr", Unsupported("service addresses are not advertised")),
+    (Kind::BgpConfiguration, "serviceExternalIPs[].cidr", Unsupported("service addresses are not advertised")),
+    (Kind::BgpConfiguration, "serviceLoadBalancerIPs[].cidr", Unsupported("service addresses are not advertised")),
+];
+
+/// The fields of `kind` that are accepted without effect: (path, reason).
+pub fn unsupported(kind: Kind) -> Vec<(&'static str, &'static str)> {
+    FIELDS
+        .iter()
+        .filter_map(|(k, path, c)| match c {
+            Unsupported(reason) if *k == kind => Some((*path, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The leaf field paths of a JSON schema (sub-schemas inlined): objects are walked through
+/// `properties`, lists get `[]`, maps with free keys and scalars are leaves.
+pub fn schema_leaves(schema: &serde_json::Value) -> Vec<String> {
+    fn walk(node: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        let branches: Vec<&serde_json::Value> = ["anyOf", "oneOf", "allOf"]
+            .iter()
+            .filter_map(|k| node.get(*k)?.as_array())
+            .flatten()
+            .filter(|b| b.get("type").and_then(|t| t.as_str()) != Some("null"))
+            .collect();
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in props {
+                let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+                walk(child, &path, out);
+            }
+        } else if let Some(items) = node.get("items") {
+            walk(items, &format!("{prefix}[]"), out);
+        } else if !branches.is_empty() && branches.iter().any(|b| b.get("properties").is_some()) {
+            for b in branches {
+                walk(b, prefix, out);
+            }
+        } else if !prefix.is_empty() && !out.iter().any(|p| p == prefix) {
+            out.push(prefix.to_string());
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, "", &mut out);
+    out
+}
+
+/// `R`'s JSON schema with every sub-schema inlined.
+pub fn schema_of<R: schemars::JsonSchema>() -> serde_json::Value {
+    let generator =
+        schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator();
+    generator.into_root_schema_for::<R>().to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::resources::*;
+
+    /// Every kind's schema leaves.
+    fn leaves() -> Vec<(Kind, String)> {
+        let mut out = Vec::new();
+        let mut add = |kind: Kind, schema: serde_json::Value| {
+            out.extend(schema_leaves(&schema).into_iter().map(|p| (kind, p)));
+        };
+        add(Kind::IpPool, schema_of::<IpPool>());
+        add(Kind::IpamBlock, schema_of::<IpamBlock>());
+        add(Kind::BlockAffinity, schema_of::<BlockAffinity>());
+        add(Kind::IpamHandle, schema_of::<IpamHandle>());
+        add(Kind::IpamConfig, schema_of::<IpamConfig>());
+        add(Kind::Node, schema_of::<Node>());
+        add(Kind::BgpPeer, schema_of::<BgpPeer>());
+        add(Kind::BgpConfiguration, schema_of::<BgpConfiguration>());
+        out
+    }
+
+    /// The Rust field name of a wire name: snake case, acronyms kept whole (`peerIP` → `peer_ip`).
+    fn snake(wire: &str) -> String {
+        let chars: Vec<char> = wire.chars().collect();
+        let mut out = String::new();
+        for (i, c) in chars.iter().enumerate() {
+            if c.is_ascii_uppercase() {
+                let prev = if i > 0 { chars[i - 1] } else { ' ' };
+                let next = chars.get(i + 1).copied().unwrap_or(' ');
+                if i > 0
+                    && (prev.is_ascii_lowercase()
+                        || prev.is_ascii_digit()
+                        || (prev.is_ascii_uppercase() && next.is_ascii_lowercase()))
+                {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(*c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_effect_is_in_a_file_that_reads_the_field() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut wrong = Vec::new();
+        for (kind, path, coverage) in FIELDS {
+            let Effect(file) = coverage else { continue };
+            let (file, ident) = match file.split_once('#') {
+                Some((f, i)) => (f, i.to_string()),
+                None => (*file, snake(path.rsplit('.').next().unwrap_or(path).trim_end_matches("[]"))),
+            };
+            let text = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+            let reads = text
+                .match_indices(&format!(".{ident}"))
+                .any(|(at, m)| !text[at + m.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+            if !reads {
+                wrong.push(format!("{kind:?} {path}: {file} does not read .{ident}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn every_field_is_classified() {
+        let missing: Vec<String> = leaves()
+            .into_iter()
+            .filter(|(k, p)| !FIELDS.iter().any(|(fk, fp, _)| fk == k && fp == p))
+            .map(|(k, p)| format!("    (Kind::{k:?}, \"{p}\", Effect(\"\")),"))
+            .collect();
+        assert!(missing.is_empty(), "fields without a line in FIELDS:\n{}", missing.join("\n"));
+    }
+}
