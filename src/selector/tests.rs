@@ -229,6 +229,32 @@ fn check_field_names_field_value_and_column() {
     );
 }
 
+#[test]
+fn pools_and_bgp_peers_refuse_bad_selectors_naming_field_value_and_column() {
+    use crate::datastore::resources::{BgpPeer, IpPool, Resource};
+    let mut pool = IpPool::new("10.0.0.0/16".parse().unwrap());
+    pool.node_selector = "zone in {'a' 'b'}".into();
+    assert_eq!(
+        pool.validate().unwrap_err(),
+        "nodeSelector: \"zone in {'a' 'b'}\" is not a valid selector: column 14: expected , or }, found string \"b\""
+    );
+    pool.node_selector = "global()".into();
+    assert!(pool.validate().unwrap_err().contains("uses global(), which is not valid in a node selector"));
+    pool.node_selector = "zone in {'a', 'b'} && !has(gpu)".into();
+    assert_eq!(pool.validate(), Ok(()));
+
+    let peer = |node_selector: &str, peer_selector: &str| BgpPeer {
+        node_selector: Some(node_selector.into()),
+        peer_selector: Some(peer_selector.into()),
+        ..BgpPeer::default()
+    };
+    assert_eq!(peer("all()", "route-reflector == 'true'").validate(), Ok(()));
+    let err = peer("rack = 'r1'", "all()").validate().unwrap_err();
+    assert_eq!(err, "nodeSelector: \"rack = 'r1'\" is not a valid selector: column 6: expected ==");
+    let err = peer("all()", "has(rr").validate().unwrap_err();
+    assert!(err.starts_with("peerSelector: \"has(rr\" is not a valid selector: column 7:"), "{err}");
+}
+
 const KEYS: [&str; 4] = ["a", "b", "projectcalico.org/namespace", "x-y_z.9"];
 const VALUES: [&str; 6] = ["", "a", "ab", "b'", "\"q", "ba"];
 
