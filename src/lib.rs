@@ -21,6 +21,7 @@
 //! | [`lab`]           | the network-namespace runner for containerlab topologies          |
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
 //! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
+//! | [`selector`]      | Calico's selector language: parsing, matching, canonical text     |
 //! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
 //! | [`vxlan`]         | the kernel VXLAN device and its remote VTEPs (neighbours, FDB)     |
 
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod netns;
 pub mod prefix_map;
 pub mod remote_routes;
+pub mod selector;
 pub mod testing;
 pub mod vxlan;
 

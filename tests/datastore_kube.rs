@@ -1,6 +1,6 @@
 //! Kubernetes-backend behaviour beyond the shared suite, through the real kube client against
 //! the in-process stand-in API server: bookmarks, a lost watch that must relist (410 Gone),
-//! node annotations next to kubelet heartbeats, and malformed annotations.
+//! node annotations next to kubelet heartbeats, node labels, and malformed annotations.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -139,4 +139,35 @@ async fn malformed_node_annotation_is_invalid_data_naming_node_and_field() {
         other => panic!("expected InvalidData, got {other:?}"),
     }
     assert!(matches!(store.create("n3", &Node::default()).await, Err(DatastoreError::NotFound { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_labels_are_the_kubernetes_nodes_kept_by_registration_and_a_relabel_is_an_event() {
+    let (standin, store) = setup().await;
+    standin.add_node("n4");
+    let mut object = standin.get_raw("core/nodes", "n4").unwrap();
+    object["metadata"]["labels"] = serde_json::json!({"kubernetes.io/hostname": "n4"});
+    standin.put_raw("core/nodes", "n4", object);
+    let registration = Node { labels: BTreeMap::from([("rack".into(), "r1".into())]), ..Node::default() };
+    store.create("n4", &registration).await.unwrap();
+    let read = store.get::<Node>("n4").await.unwrap();
+    let both = BTreeMap::from([("kubernetes.io/hostname".into(), "n4".into()), ("rack".into(), "r1".into())]);
+    assert_eq!(read.spec.labels, both);
+
+    let mut watch = store.watch::<Node>(None).await.unwrap();
+    assert!(matches!(next(&mut watch).await, WatchEvent::Resync(l) if l.items.len() == 1));
+    // `kubectl label node n4 route-reflector=true`
+    let mut object = standin.get_raw("core/nodes", "n4").unwrap();
+    object["metadata"]["labels"]["route-reflector"] = serde_json::json!("true");
+    standin.put_raw("core/nodes", "n4", object);
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Modified(s) => {
+                assert_eq!(s.spec.labels.get("route-reflector").map(String::as_str), Some("true"));
+                break;
+            }
+            other => panic!("expected the relabel, got {other:?}"),
+        }
+    }
 }

@@ -8,13 +8,14 @@
 //! `sourceAddress` is not honoured yet: sessions leave from the address the
 //! kernel picks (for a peer on the node's subnet, the node's address).
 //!
-//! Node labels are not part of tortie's Node records yet, so selectors are
-//! matched against no labels: `all()` matches, anything asking for a label
-//! does not (and is logged once per resync).
+//! Selectors are Calico's (`crate::selector`), matched against the labels of
+//! the Node records, so a relabelled node changes the sessions at the next
+//! resync (which every Node watch event starts). A selector that does not
+//! parse (a record written before selectors were checked on write) selects
+//! no node.
 
 use crate::datastore::resources::{BgpPeer, GoDuration, NextHopMode, Node};
-use crate::ipam::pools::selector_matches;
-use std::collections::BTreeMap;
+use crate::selector::{NoLabels, Selector};
 use std::net::{IpAddr, SocketAddr};
 
 /// Calico's peer type for a peer of one node.
@@ -38,10 +39,25 @@ pub struct ResourcePeer {
     pub peer_type: &'static str,
 }
 
-fn applies_to(peer: &BgpPeer, node: &str) -> bool {
+/// `selector` (field `field` of BGPPeer `name`) parsed; `None`, logged, when it does not parse.
+fn parsed(name: &str, field: &str, selector: &str) -> Option<Selector> {
+    Selector::parse(selector)
+        .map_err(|e| {
+            tracing::warn!(subsys = "bgp", bgppeer = %name, field, selector, error = %e, "BGPPeer selector is not valid; it selects no node");
+        })
+        .ok()
+}
+
+fn applies_to(name: &str, peer: &BgpPeer, node: &str, nodes: &[(String, Node)]) -> bool {
     match (&peer.node, &peer.node_selector) {
         (Some(n), _) => n == node,
-        (None, Some(selector)) => selector_matches(selector, &BTreeMap::new()),
+        (None, Some(selector)) => {
+            let Some(selector) = parsed(name, "nodeSelector", selector) else { return false };
+            match nodes.iter().find(|(n, _)| n == node) {
+                Some((_, record)) => selector.matches(&record.labels),
+                None => selector.matches(&NoLabels),
+            }
+        }
         (None, None) => true,
     }
 }
@@ -49,7 +65,7 @@ fn applies_to(peer: &BgpPeer, node: &str) -> bool {
 /// The sessions `peers` ask of `node`, given every node's record.
 pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)]) -> Vec<ResourcePeer> {
     let mut out = Vec::new();
-    for (name, p) in peers.iter().filter(|(_, p)| applies_to(p, node)) {
+    for (name, p) in peers.iter().filter(|(name, p)| applies_to(name, p, node, nodes)) {
         let peer_type = if p.node.is_some() { NODE_SPECIFIC } else { crate::agent::bgp::GLOBAL };
         let template = |address: IpAddr, port: u16, peer_as: u32| ResourcePeer {
             resource: name.clone(),
@@ -82,10 +98,11 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
                 out.push(template(address, port, peer_as));
             }
             (None, Some(selector)) => {
+                let Some(selector) = parsed(name, "peerSelector", selector) else { continue };
                 for (other, n) in nodes.iter().filter(|(other, _)| other != node) {
                     let Some(bgp) = &n.bgp else { continue };
                     let Some(addr) = bgp.ipv4_address else { continue };
-                    if !selector_matches(selector, &BTreeMap::new()) {
+                    if !selector.matches(&n.labels) {
                         tracing::debug!(subsys = "bgp", bgppeer = %name, node = %other, "peerSelector does not match");
                         continue;
                     }
@@ -159,5 +176,45 @@ mod tests {
         let b = sessions(&peers, "b", &nodes);
         let only_b = b.iter().find(|p| p.resource == "only-b").unwrap();
         assert_eq!((only_b.port, only_b.peer_type, only_b.next_hop_self), (1179, NODE_SPECIFIC, Some(true)));
+    }
+
+    #[test]
+    fn node_and_peer_selectors_match_the_node_records_labels() {
+        let labelled = |addr: &str, labels: &[(&str, &str)]| Node {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..node(addr, 64512)
+        };
+        let nodes = vec![
+            ("rr".to_string(), labelled("10.1.0.1/24", &[("route-reflector", "true")])),
+            ("b".to_string(), labelled("10.1.0.2/24", &[("rack", "r1")])),
+            ("c".to_string(), labelled("10.1.0.3/24", &[])),
+        ];
+        let peers = vec![
+            (
+                "to-reflectors".to_string(),
+                BgpPeer {
+                    node_selector: Some("all()".into()),
+                    peer_selector: Some("route-reflector == 'true'".into()),
+                    ..BgpPeer::default()
+                },
+            ),
+            (
+                "rack-tor".to_string(),
+                BgpPeer {
+                    node_selector: Some("rack in {'r1', 'r2'}".into()),
+                    peer_ip: Some("10.0.0.7".into()),
+                    as_number: Some(65007),
+                    ..BgpPeer::default()
+                },
+            ),
+        ];
+        let summary = |me: &str| -> Vec<(String, IpAddr)> {
+            sessions(&peers, me, &nodes).into_iter().map(|p| (p.resource, p.address)).collect()
+        };
+        let rr: IpAddr = "10.1.0.1".parse().unwrap();
+        let tor: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(summary("b"), vec![("to-reflectors".into(), rr), ("rack-tor".into(), tor)]);
+        assert_eq!(summary("c"), vec![("to-reflectors".into(), rr)]);
+        assert_eq!(summary("rr"), vec![]);
     }
 }

@@ -38,14 +38,20 @@ pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4
                 merged.ipv6_address = bgp.ipv6_address;
                 merged.as_number = bgp.as_number;
                 merged.route_reflector_cluster_id = bgp.route_reflector_cluster_id;
-                if node.bgp.as_ref() == Some(&merged) {
+                // The configured labels are set; labels set by others (an operator, the kubelet)
+                // stay.
+                let mut labels = node.labels.clone();
+                labels.extend(config.node.labels.clone());
+                if node.bgp.as_ref() == Some(&merged) && node.labels == labels {
                     return Ok(());
                 }
                 node.bgp = Some(merged);
+                node.labels = labels;
                 ds.update(name, &node, current.revision).await.map(|_| ())
             }
             Err(DatastoreError::NotFound { .. }) => {
-                ds.create(name, &Node { bgp: Some(bgp.clone()), ..Node::default() }).await.map(|_| ())
+                let node = Node { bgp: Some(bgp.clone()), labels: config.node.labels.clone(), ..Node::default() };
+                ds.create(name, &node).await.map(|_| ())
             }
             Err(e) => Err(e),
         };

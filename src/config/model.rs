@@ -3,6 +3,7 @@
 
 use super::types::{AsNumber, HoldTime, Secret};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -48,11 +49,22 @@ pub struct NodeConfig {
     /// `IP_AUTODETECTION_METHOD`: `first-found`, `can-reach=<ip>`,
     /// `interface=<regex>`, `skip-interface=<regex>`, `cidr=<cidr>[,<cidr>...]`.
     pub address_autodetection: String,
+    /// Labels set on this node's record at start (Calico Node `metadata.labels`), for pools' and
+    /// BGP peers' selectors; labels the record has and this map does not name are kept (on the
+    /// Kubernetes datastore they are the Kubernetes Node's labels).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { name: None, address: None, ipv6_address: None, address_autodetection: "first-found".to_string() }
+        NodeConfig {
+            name: None,
+            address: None,
+            ipv6_address: None,
+            address_autodetection: "first-found".to_string(),
+            labels: BTreeMap::new(),
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if let Err(why) = check_autodetection(&c.node.address_autodetection) {
         err("node.address_autodetection", format!("{:?} {why}", c.node.address_autodetection));
     }
+    if let Err(why) = crate::datastore::resources::check_labels(&c.node.labels) {
+        err("node.labels", why);
+    }
 
     match c.datastore.kind {
         DatastoreType::Sqlite if c.datastore.sqlite_path.as_os_str().is_empty() => {
@@ -332,6 +335,14 @@ mod tests {
             }
             other => panic!("expected field errors, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn node_labels_are_read_and_a_key_no_selector_can_name_is_refused() {
+        let loaded = load_from_str("node: {labels: {route-reflector: 'true'}}", "test.yaml", &[]).unwrap();
+        assert_eq!(loaded.config.node.labels["route-reflector"], "true");
+        let text = problems("node: {labels: {'rack 1': a}}", &[]);
+        assert!(text.contains("node.labels") && text.contains("\"rack 1\" is not a label key"), "{text}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::handles;
 use super::pools::usable;
 use super::tunnel::TunnelDevice;
 use crate::datastore::resources::{
-    AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse, cidr_name,
+    AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node, PoolUse, cidr_name,
 };
 use crate::datastore::{Datastore, DatastoreError, Kind, MAX_TRANSACTION_WRITES, Stored, Transaction};
 use ipnetwork::IpNetwork;
@@ -26,7 +26,8 @@ pub const DEFAULT_MAX_BLOCKS_PER_HOST: u32 = 20;
 #[derive(Clone, Debug, Default)]
 pub struct IpamOptions {
     pub node: String,
-    /// The node's labels, for pools' `nodeSelector`.
+    /// The node's labels, for pools' `nodeSelector`, when the datastore has no Node record for
+    /// `node` (tools, tests); a recorded node's labels are read from its record.
     pub labels: BTreeMap<String, String>,
     /// Addresses never handed out (Calico's IPReservation `reservedCIDRs`).
     pub reservations: Vec<IpNetwork>,
@@ -170,10 +171,11 @@ impl Ipam {
 
     async fn context(&self, fam: u8, purpose: PoolUse, only: &[IpNetwork]) -> Result<Context> {
         let config = self.config().await?;
+        let labels = self.node_labels().await?;
         let pools = self.store.list::<IpPool>().await?.items;
         let pools: Vec<_> = pools
             .into_iter()
-            .filter(|p| usable(&p.spec, fam, purpose, &self.options.labels))
+            .filter(|p| usable(&p.spec, fam, purpose, &labels))
             .filter(|p| only.is_empty() || only.contains(&p.spec.cidr))
             .collect();
         if pools.is_empty() {
@@ -181,6 +183,16 @@ impl Ipam {
             return Err(IpamError::NoPool { family: fam, purpose });
         }
         Ok(Context { config, pools })
+    }
+
+    /// The node's labels as its record has them now, so a relabelled node picks pools by its new
+    /// labels at its next block claim; `options.labels` when it has no record.
+    async fn node_labels(&self) -> Result<BTreeMap<String, String>> {
+        match self.store.get::<Node>(&self.options.node).await {
+            Ok(node) => Ok(node.spec.labels),
+            Err(DatastoreError::NotFound { .. }) => Ok(self.options.labels.clone()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The CIDRs of this node's confirmed blocks inside `pools`.

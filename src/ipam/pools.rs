@@ -5,6 +5,7 @@ use super::block_math::overlaps;
 use super::error::{IpamError, Result};
 use crate::datastore::resources::{IpPool, PoolUse, Resource};
 use crate::datastore::{Datastore, Stored};
+use crate::selector::Selector;
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 
@@ -47,38 +48,14 @@ pub fn usable(pool: &IpPool, family: u8, purpose: PoolUse, labels: &BTreeMap<Str
     pool_family == family
         && !pool.disabled
         && pool.allowed_uses.contains(&purpose)
-        && selector_matches(&pool.node_selector, labels)
+        && node_selector_matches(&pool.node_selector, labels)
 }
 
-/// The subset of Calico's selector language pools use in practice: `all()`, `has(k)`, `!has(k)`,
-/// `k == 'v'`, `k != 'v'`, joined by `&&`. Anything else matches no node, so a pool with a
-/// selector we cannot read is never used by mistake.
-pub fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
-    let selector = selector.trim();
-    if selector.is_empty() {
-        return true;
-    }
-    selector.split("&&").all(|term| term_matches(term.trim(), labels))
-}
-
-fn term_matches(term: &str, labels: &BTreeMap<String, String>) -> bool {
-    let unquote = |v: &str| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string();
-    if term == "all()" {
-        return true;
-    }
-    if let Some(key) = term.strip_prefix("!has(").and_then(|t| t.strip_suffix(')')) {
-        return !labels.contains_key(key.trim());
-    }
-    if let Some(key) = term.strip_prefix("has(").and_then(|t| t.strip_suffix(')')) {
-        return labels.contains_key(key.trim());
-    }
-    if let Some((key, value)) = term.split_once("!=") {
-        return labels.get(key.trim()) != Some(&unquote(value));
-    }
-    if let Some((key, value)) = term.split_once("==") {
-        return labels.get(key.trim()) == Some(&unquote(value));
-    }
-    false
+/// Whether a pool's `nodeSelector` selects a node with `labels`. A selector that does not parse
+/// (only a record written before selectors were checked on write) selects no node, so such a pool
+/// is never used by mistake.
+fn node_selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+    Selector::parse(selector).is_ok_and(|s| s.matches(labels))
 }
 
 #[cfg(test)]
@@ -129,6 +106,36 @@ mod tests {
         assert!(usable(&pool, 4, PoolUse::Tunnel, &labels));
         pool.disabled = true;
         assert!(!usable(&pool, 4, PoolUse::Tunnel, &labels));
-        assert!(!selector_matches("global()", &labels));
+        pool.disabled = false;
+        pool.node_selector = "zone in {'a', 'c'} || zone starts with 'x'".into();
+        assert!(usable(&pool, 4, PoolUse::Tunnel, &labels));
+        pool.node_selector = "zone ==".into();
+        assert!(!usable(&pool, 4, PoolUse::Tunnel, &labels));
+    }
+
+    /// A pool's `nodeSelector` is matched against the node's record as it is at the claim: a node
+    /// labelled after its agent started claims from the pool its new labels select.
+    #[tokio::test]
+    async fn block_claims_pick_pools_by_the_node_records_current_labels() {
+        use crate::datastore::resources::Node;
+        use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        use crate::ipam::{Ipam, IpamOptions, Request};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        let mut rack = IpPool::new("10.20.0.0/24".parse().unwrap());
+        rack.node_selector = "rack == 'r1'".into();
+        create_pool(&store, "rack", &rack).await.unwrap();
+        let mut others = IpPool::new("10.30.0.0/24".parse().unwrap());
+        others.node_selector = "!has(rack)".into();
+        create_pool(&store, "others", &others).await.unwrap();
+        let created = store.create("n1", &Node::default()).await.unwrap();
+        let ipam = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
+        let first = ipam.allocate(Request::workload("h1", 4, "p1", "default", "n1")).await.unwrap();
+        assert!(others.cidr.contains(first.ip), "{first:?}");
+        let relabelled = Node { labels: BTreeMap::from([("rack".into(), "r1".into())]), ..Node::default() };
+        store.update("n1", &relabelled, created.revision).await.unwrap();
+        let second = ipam.allocate(Request::workload("h2", 4, "p2", "default", "n1")).await.unwrap();
+        assert!(rack.cidr.contains(second.ip), "{second:?}");
     }
 }

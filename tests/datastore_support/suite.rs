@@ -463,6 +463,10 @@ pub async fn node_bgp_fields_round_trip(h: &impl Harness) {
         vxlan_tunnel_mac_addr: Some("66:0a:bb:00:ee:ff".parse().unwrap()),
         ipv6_vxlan_tunnel_addr: Some("fd00:64::2".parse().unwrap()),
         vxlan_tunnel_mac_addr_v6: Some("66:0a:bb:00:ee:01".parse().unwrap()),
+        labels: BTreeMap::from([
+            ("route-reflector".into(), "true".into()),
+            ("topology.kubernetes.io/zone".into(), "a".into()),
+        ]),
     };
     let created = store.create("node-a", &node).await.expect("create node");
     assert!(matches!(store.create("node-a", &node).await, Err(DatastoreError::AlreadyExists { .. })));
@@ -470,6 +474,7 @@ pub async fn node_bgp_fields_round_trip(h: &impl Harness) {
     assert_eq!(got.spec, node);
     let mut changed = node.clone();
     changed.bgp.as_mut().unwrap().as_number = Some(65001);
+    changed.labels.remove("route-reflector");
     let updated = store.update("node-a", &changed, got.revision).await.expect("update node");
     assert!(matches!(store.update("node-a", &node, created.revision).await, Err(DatastoreError::Conflict { .. })));
     assert_eq!(store.get::<Node>("node-a").await.expect("get node").spec, changed);

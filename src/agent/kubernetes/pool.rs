@@ -94,7 +94,12 @@ pub fn pool_from_env(ipam: &IpamConfig, vars: &[(String, String)]) -> Result<Opt
     let disable_bgp_export = lookup(vars, "DISABLE_BGP_EXPORT")
         .map(|(name, v)| parse_bool(&name, v).map_err(|e| errors.push(e)).unwrap_or(false))
         .unwrap_or(false);
-    let node_selector = lookup(vars, "NODE_SELECTOR").map(|(_, v)| v.to_string());
+    let node_selector = lookup(vars, "NODE_SELECTOR").map(|(name, v)| {
+        if let Err(e) = crate::selector::check_node_selector(&name, v) {
+            errors.push(e);
+        }
+        v.to_string()
+    });
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
@@ -188,9 +193,11 @@ mod tests {
             ("TORTIE_IPV4POOL_BLOCK_SIZE", "33"),
             ("CALICO_IPV4POOL_IPIP", "sometimes"),
             ("TORTIE_IPV4POOL_NAT_OUTGOING", "maybe"),
+            ("CALICO_IPV4POOL_NODE_SELECTOR", "zone = 'a'"),
         ]);
         let err = pool_from_env(&IpamConfig::default(), &env).unwrap_err();
         for part in [
+            "CALICO_IPV4POOL_NODE_SELECTOR: \"zone = 'a'\" is not a valid selector: column 6: expected ==",
             "TORTIE_IPV4POOL_CIDR=\"10.0.0.1/16\" has host bits set",
             "TORTIE_IPV4POOL_BLOCK_SIZE=\"33\"",
             "CALICO_IPV4POOL_IPIP=\"sometimes\"",

@@ -2,6 +2,11 @@
 //! `projectcalico.org/IPv4Address` …): tortie never creates or deletes Kubernetes Nodes (the
 //! kubelet does); "create" adds the annotations, "delete" removes them. The Kubernetes Node's
 //! resourceVersion guards every change, so a kubelet status update in between is a `Conflict`.
+//!
+//! The Node's `labels` are the Kubernetes Node's own labels. An update sets them as given (the
+//! writer read them, and the resourceVersion guard proves nobody changed them since); a
+//! registration adds the given ones to those the Node has, so the kubelet's and the operator's
+//! labels survive the agent registering.
 
 use super::{ANNOTATION_PREFIX, api_error, revision_of};
 use crate::datastore::backend::{RawList, RawObject};
@@ -80,8 +85,40 @@ fn set_annotations(key: &Key, object: &mut DynamicObject, value: Option<&[u8]>) 
     Ok(())
 }
 
+/// How a write treats the labels already on the Kubernetes Node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Labels {
+    /// Registration: the given labels are added to the Node's.
+    Add,
+    /// Update: the Node's labels become the given ones.
+    Replace,
+}
+
+/// Sets the Kubernetes Node's labels from the Node document `value`.
+fn set_labels(key: &Key, object: &mut DynamicObject, value: &[u8], how: Labels) -> Result<()> {
+    let document: Value = serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(key, e.to_string()))?;
+    let given: BTreeMap<String, String> = match document.get("labels") {
+        Some(labels) => {
+            serde_json::from_value(labels.clone()).map_err(|e| DatastoreError::invalid(key, format!("labels: {e}")))?
+        }
+        None => BTreeMap::new(),
+    };
+    let labels = object.metadata.labels.get_or_insert_with(BTreeMap::new);
+    if how == Labels::Replace {
+        labels.clear();
+    }
+    labels.extend(given);
+    Ok(())
+}
+
+/// The Node document of a registered Kubernetes Node: its annotations and its labels.
 fn registered(object: &DynamicObject) -> Option<Vec<u8>> {
-    value_of(object.metadata.annotations.as_ref()?)
+    let value = value_of(object.metadata.annotations.as_ref()?)?;
+    let labels = object.metadata.labels.as_ref().filter(|l| !l.is_empty());
+    let Some(labels) = labels else { return Some(value) };
+    let mut document: Map<String, Value> = serde_json::from_slice(&value).ok()?;
+    document.insert("labels".to_string(), json!(labels));
+    serde_json::to_vec(&Value::Object(document)).ok()
 }
 
 pub(super) fn object_of(object: &DynamicObject) -> Result<Option<RawObject>> {
@@ -129,6 +166,7 @@ pub(super) async fn create(client: &kube::Client, key: &Key, value: &[u8]) -> Re
         }
         let current = revision_of(key, object.metadata.resource_version.as_deref())?;
         set_annotations(key, &mut object, Some(value))?;
+        set_labels(key, &mut object, value, Labels::Add)?;
         match replace(client, key, &object, current).await {
             Err(e @ DatastoreError::Conflict { .. }) => last = Some(e),
             other => return other,
@@ -146,6 +184,9 @@ async fn guarded(client: &kube::Client, key: &Key, value: Option<&[u8]>, expecte
         return Err(DatastoreError::Conflict { key: key.clone(), expected });
     }
     set_annotations(key, &mut object, value)?;
+    if let Some(value) = value {
+        set_labels(key, &mut object, value, Labels::Replace)?;
+    }
     replace(client, key, &object, expected).await
 }
 
@@ -175,5 +216,27 @@ mod tests {
         assert_eq!(annotations[&format!("{ANNOTATION_PREFIX}VXLANTunnelMACAddr")], "66:0a:bb:00:ee:ff");
         let back: Value = serde_json::from_slice(&value_of(&annotations).unwrap()).unwrap();
         assert_eq!(back, document);
+    }
+
+    #[test]
+    fn labels_are_the_kubernetes_nodes_and_registration_keeps_the_ones_it_did_not_set() {
+        let key = Key::new(Kind::Node, "n1");
+        let mut object = DynamicObject::new("n1", &node_resource());
+        let kubelet = BTreeMap::from([("kubernetes.io/hostname".to_string(), "n1".to_string())]);
+        object.metadata.labels = Some(kubelet);
+        let registration = serde_json::to_vec(&json!({"bgp": {"asNumber": 64512}, "labels": {"rr": "true"}})).unwrap();
+        set_annotations(&key, &mut object, Some(&registration)).unwrap();
+        set_labels(&key, &mut object, &registration, Labels::Add).unwrap();
+        let read: Value = serde_json::from_slice(&registered(&object).unwrap()).unwrap();
+        assert_eq!(read["labels"], json!({"kubernetes.io/hostname": "n1", "rr": "true"}));
+        // An update carries the labels it read; one it dropped is removed.
+        let update = serde_json::to_vec(&json!({"bgp": {"asNumber": 64512}, "labels": {"rr": "true"}})).unwrap();
+        set_labels(&key, &mut object, &update, Labels::Replace).unwrap();
+        let read: Value = serde_json::from_slice(&registered(&object).unwrap()).unwrap();
+        assert_eq!(read["labels"], json!({"rr": "true"}));
+        // Unregistering leaves the labels alone.
+        set_annotations(&key, &mut object, None).unwrap();
+        assert_eq!(object.metadata.labels.as_ref().map(BTreeMap::len), Some(1));
+        assert!(registered(&object).is_none());
     }
 }

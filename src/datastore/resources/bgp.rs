@@ -72,6 +72,11 @@ impl BgpPeer {
         if self.as_number == Some(0) || self.local_as_number == Some(0) {
             return Err("asNumber: 0 is not a valid AS number".to_string());
         }
+        for (field, selector) in [("nodeSelector", &self.node_selector), ("peerSelector", &self.peer_selector)] {
+            if let Some(text) = selector {
+                crate::selector::check_field(field, text)?;
+            }
+        }
         Ok(())
     }
 }

@@ -88,6 +88,7 @@ impl IpPool {
         if self.ipip_mode != EncapMode::Never && self.vxlan_mode != EncapMode::Never {
             return Err("vxlanMode: cannot be combined with ipipMode".to_string());
         }
+        crate::selector::check_node_selector("nodeSelector", &self.node_selector)?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ pub use ipam::{
     cidr_name,
 };
 pub use mac::MacAddress;
-pub use node::{Node, NodeBgp};
+pub use node::{Node, NodeBgp, check_labels};
 pub use secret::{SecretKeyRef, SecretSource};
 
 use super::Kind;

@@ -1,11 +1,17 @@
-//! The Node resource: a node's BGP identity (Calico `NodeBGPSpec`, §5.2) and its VXLAN tunnel
-//! endpoint (Calico `NodeSpec`'s `ipv4VXLANTunnelAddr`, `vxlanTunnelMACAddr` and their IPv6 twins).
+//! The Node resource: a node's BGP identity (Calico `NodeBGPSpec`, §5.2), its VXLAN tunnel
+//! endpoint (Calico `NodeSpec`'s `ipv4VXLANTunnelAddr`, `vxlanTunnelMACAddr` and their IPv6 twins)
+//! and its labels (Calico Node's `metadata.labels`; on the Kubernetes backend the Kubernetes Node's
+//! own labels), which pools' and BGP peers' selectors match.
 
 use super::MacAddress;
 use ipnetwork::IpNetwork;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+
+/// Longest label key Kubernetes accepts: a DNS subdomain prefix (253), `/`, a name (63).
+pub const MAX_LABEL_KEY_LEN: usize = 253 + 1 + 63;
 
 /// A node as the datastore knows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -26,6 +32,9 @@ pub struct Node {
     #[serde(rename = "vxlanTunnelMACAddrV6", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub vxlan_tunnel_mac_addr_v6: Option<MacAddress>,
+    /// The node's labels, for `nodeSelector` and `peerSelector`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A node's BGP fields.
@@ -51,6 +60,7 @@ pub struct NodeBgp {
 
 impl Node {
     pub(super) fn check(&self) -> Result<(), String> {
+        check_labels(&self.labels).map_err(|e| format!("labels: {e}"))?;
         if let Some(a) = self.ipv4_vxlan_tunnel_addr.filter(|a| !a.is_ipv4()) {
             return Err(format!("ipv4VXLANTunnelAddr: {a} is not an IPv4 address"));
         }
@@ -72,6 +82,18 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Label keys a selector can name (Kubernetes' keys all are); values are free text, as a
+/// selector's quoted strings are.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    for key in labels.keys() {
+        let named = !key.is_empty() && key.bytes().all(crate::selector::is_label_byte);
+        if !named || key.len() > MAX_LABEL_KEY_LEN {
+            return Err(format!("{key:?} is not a label key (1 to {MAX_LABEL_KEY_LEN} of A-Z a-z 0-9 _ . / -)"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -99,6 +121,20 @@ mod tests {
         assert_eq!(node.vxlan_tunnel_mac_addr_v6.unwrap().octets(), [0x66, 0x0a, 0xbb, 0, 0xee, 0x01]);
         assert_eq!(serde_json::to_value(&node).unwrap(), wire);
         assert_eq!(node.check(), Ok(()));
+    }
+
+    #[test]
+    fn labels_are_a_map_and_keys_a_selector_cannot_name_are_refused() {
+        let wire = json!({"labels": {"route-reflector": "true", "topology.kubernetes.io/zone": "a"}});
+        let node: Node = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(node.labels["route-reflector"], "true");
+        assert_eq!(serde_json::to_value(&node).unwrap(), wire);
+        assert_eq!(node.check(), Ok(()));
+        let bad: Node = serde_json::from_value(json!({"labels": {"rack 1": "a"}})).unwrap();
+        assert_eq!(
+            bad.check(),
+            Err("labels: \"rack 1\" is not a label key (1 to 317 of A-Z a-z 0-9 _ . / -)".to_string())
+        );
     }
 
     #[test]
