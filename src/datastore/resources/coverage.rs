@@ -61,6 +61,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::IpamConfig, "strictAffinity", Effect("src/ipam/client.rs")),
     (Kind::IpamConfig, "autoAllocateBlocks", Effect("src/ipam/client.rs")),
     (Kind::IpamConfig, "maxBlocksPerHost", Effect("src/ipam/client.rs")),
+    (Kind::Node, "labels", Effect("src/agent/bgp_peers.rs")),
     (Kind::Node, "bgp.ipv4Address", Effect("src/agent/bgp.rs")),
     (Kind::Node, "bgp.ipv6Address", Effect("src/agent/vteps.rs")),
     (Kind::Node, "bgp.asNumber", Effect("src/agent/bgp.rs")),
