@@ -162,3 +162,13 @@ async fn delete_one(store: &Datastore, key: &Key) -> Result<(), DatastoreError> 
     let current = store.backend().get(key).await?;
     store.backend().delete(key, current.revision).await
 }
+
+/// Documents as YAML, separated by `---`.
+pub fn documents_yaml(objects: &[Object]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&serde_norway::to_string(&object.to_document())?);
+    }
+    Ok(text)
+}

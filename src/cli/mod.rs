@@ -6,6 +6,7 @@ mod bgp_cmd;
 mod config_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
+mod migrate_cmd;
 mod status_cmd;
 pub mod table;
 
@@ -77,6 +78,9 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Move another network plugin's resources to tortie.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Print the CustomResourceDefinitions of tortie's resources (for `kubectl apply -f -`).
     Crds,
     /// Print the version.
@@ -88,6 +92,26 @@ pub enum Command {
 pub enum ResourceFormat {
     Yaml,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Convert Calico's resources (kubectl or calicoctl exports) and write them; the report of
+    /// every field changed or not carried goes to standard error.
+    FromCalico {
+        /// The exports (`-` for standard input); give the IPAM and the Node exports together so
+        /// that tunnel addresses are checked against the blocks.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the converted resources as YAML instead of writing them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace existing resources that differ (else they are refused and nothing is written).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +330,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Delete { file, kind_and_name, store } => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             apply_cmd::run_blocking(apply_cmd::delete(file.as_deref(), &kind_and_name, store.config.as_deref()))
+        }
+        Command::Migrate(MigrateCommand::FromCalico { files, dry_run, force, store }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(migrate_cmd::from_calico(&files, dry_run, force, store.config.as_deref()))
         }
         Command::Cni => crate::cni::main(),
         Command::Lab(cmd) => lab_cmd::run(&cmd),
