@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use tortie::datastore::Datastore;
+use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::resources::{IpamBlock, IpamHandle};
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
 
@@ -47,10 +49,15 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::with_datastore(|dir| format!("type: sqlite\n  sqlite_path: {}", dir.join("tortie.db").display()))
+    }
+
+    /// A configuration whose `datastore` section is `section(dir)` (indented by two).
+    fn with_datastore(section: impl FnOnce(&Path) -> String) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("tortie.db");
         let config = dir.path().join("tortie.yaml");
-        std::fs::write(&config, format!("datastore:\n  type: sqlite\n  sqlite_path: {}\n", db.display())).unwrap();
+        std::fs::write(&config, format!("datastore:\n  {}\n", section(dir.path()))).unwrap();
         Site { config: config.display().to_string(), db, _dir: dir }
     }
 
@@ -171,7 +178,7 @@ const NOT_CARRIED: &[&str] = &[
     "Node/node-b: field spec.addresses not carried: tortie's Node has no such field",
     "Node/node-b: field spec.labels not carried: tortie's Node has no such field",
     "Node/node-b: field spec.orchRefs not carried: tortie's Node has no such field",
-    "Secret calico-system/bgp-passwords: not carried: secret values are never copied; copy the Secret in Calico's namespace into tortie's namespace yourself (keys: tor-rack-1)",
+    "Secret calico-system/bgp-passwords: not carried: secret values are never copied; copy the Secret from Calico's namespace into tortie's namespace yourself (keys: tor-rack-1)",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,4 +280,44 @@ fn bad_calico_input_is_refused_naming_document_and_field_before_any_write() {
         site.run(&["migrate", "from-calico", "-"], Some("apiVersion: projectcalico.org/v3\nkind: IPPool\nspec: [\n"));
     assert_eq!(r.code, 2);
     assert!(r.err.contains("-: document 1: not valid YAML or JSON"), "{}", r.err);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calico_exports_migrate_into_the_kubernetes_datastore() {
+    let standin = StandIn::start(Duration::from_millis(200)).await.unwrap();
+    for node in ["node-a", "node-b"] {
+        standin.add_node(node);
+    }
+    let url = standin.url();
+    let site = Site::with_datastore(|dir| {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: s, cluster: {{server: \"{url}\"}}}}]\n\
+                 contexts: [{{name: s, context: {{cluster: s, user: u}}}}]\ncurrent-context: s\nusers: [{{name: u, user: {{}}}}]\n"
+            ),
+        )
+        .unwrap();
+        format!("type: kubernetes\n  kubeconfig: {}", kubeconfig.display())
+    });
+    // The CLI blocks this worker; the stand-in serves from the other.
+    let run = |args: &[&str]| tokio::task::block_in_place(|| site.run(args, None));
+
+    let migrated = run(&["migrate", "from-calico", KDD_EXPORT, CALICOCTL_EXPORT]);
+    assert_eq!(migrated.code, 0, "{}{}", migrated.out, migrated.err);
+    assert!(migrated.out.contains("IPAMBlock/10-244-10-0-26 created"), "{}", migrated.out);
+    let check = run(&["ipam", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.out, check.err);
+    assert!(check.out.contains("Found 2 IP pools, 2 blocks, 8 allocations."), "{}", check.out);
+    assert!(check.out.contains("No problems found"), "{}", check.out);
+
+    let node = run(&["get", "node", "node-a", "-o", "json"]);
+    assert_eq!(node.code, 0, "{}", node.err);
+    let node: serde_json::Value = serde_json::from_str(&node.out).unwrap();
+    assert_eq!(node["spec"]["bgp"]["ipv4IPIPTunnelAddr"], "10.244.10.0");
+
+    let again = run(&["migrate", "from-calico", KDD_EXPORT, CALICOCTL_EXPORT]);
+    assert_eq!(again.code, 0, "{}", again.err);
+    assert!(again.out.lines().all(|l| l.ends_with(" unchanged")), "{}", again.out);
 }

@@ -364,11 +364,11 @@ fn secret(doc: &Document, report: &mut Vec<String>) {
         .and_then(Value::as_object)
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    let whose = if CALICO_NAMESPACES.contains(&namespace) { "in Calico's namespace" } else { "" };
+    let from = if CALICO_NAMESPACES.contains(&namespace) { " from Calico's namespace" } else { "" };
     report.push(format!(
-        "Secret {namespace}/{name}: not carried: secret values are never copied; copy the Secret {whose} into tortie's namespace yourself (keys: {})",
+        "Secret {namespace}/{name}: not carried: secret values are never copied; copy the Secret{from} into tortie's namespace yourself (keys: {})",
         keys.join(", ")
-    ).replace("  ", " "));
+    ));
 }
 
 #[cfg(test)]
