@@ -18,6 +18,7 @@
 //! | [`faults`]        | fault injection points for the fault-injection tests              |
 //! | [`cni`]           | the CNI plugin entry point                                        |
 //! | [`metrics`]       | Prometheus metrics and health endpoints                           |
+//! | [`migrate`]       | resources as documents: apply/get/delete, migration from Calico   |
 //! | [`lab`]           | the network-namespace runner for containerlab topologies          |
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
 //! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
@@ -39,6 +40,7 @@ pub mod ipam;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod netns;
 pub mod prefix_map;
 pub mod remote_routes;

@@ -1,10 +1,12 @@
 //! The `tortie` command line. Each subcommand's handler lives in its own
 //! module; this file only declares the commands and dispatches.
 
+mod apply_cmd;
 mod bgp_cmd;
 mod config_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
+mod migrate_cmd;
 mod status_cmd;
 pub mod table;
 
@@ -49,10 +51,67 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Create or replace resources from YAML or JSON documents (like `calicoctl apply -f`).
+    Apply {
+        /// The documents (`-` for standard input); `kind: List` and `<Kind>List` are unwrapped.
+        #[arg(long, short)]
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the resources of a kind, or one of them, as documents `apply` reads.
+    Get {
+        /// IPPool, IPAMBlock, BlockAffinity, IPAMHandle, IPAMConfig, Node, BGPPeer, BGPConfiguration (any case, or plural).
+        kind: String,
+        name: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = ResourceFormat::Yaml)]
+        output: ResourceFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete the resources named in documents (`-f`), or by kind and name.
+    Delete {
+        #[arg(long, short, conflicts_with = "kind_and_name")]
+        file: Option<PathBuf>,
+        /// KIND NAME...
+        kind_and_name: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Move another network plugin's resources to tortie.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Print the CustomResourceDefinitions of tortie's resources (for `kubectl apply -f -`).
     Crds,
     /// Print the version.
     Version,
+}
+
+/// Output formats of resource documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResourceFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Convert Calico's resources (kubectl or calicoctl exports) and write them; the report of
+    /// every field changed or not carried goes to standard error.
+    FromCalico {
+        /// The exports (`-` for standard input); give the IPAM and the Node exports together so
+        /// that tunnel addresses are checked against the blocks.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the converted resources as YAML instead of writing them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace existing resources that differ (else they are refused and nothing is written).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +318,22 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ipam(cmd) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             ipam_cmd::run(&cmd)
+        }
+        Command::Apply { file, store } => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(apply_cmd::apply(&file, store.config.as_deref()))
+        }
+        Command::Get { kind, name, output, store } => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(apply_cmd::get(&kind, name.as_deref(), output, store.config.as_deref()))
+        }
+        Command::Delete { file, kind_and_name, store } => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(apply_cmd::delete(file.as_deref(), &kind_and_name, store.config.as_deref()))
+        }
+        Command::Migrate(MigrateCommand::FromCalico { files, dry_run, force, store }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(migrate_cmd::from_calico(&files, dry_run, force, store.config.as_deref()))
         }
         Command::Cni => crate::cni::main(),
         Command::Lab(cmd) => lab_cmd::run(&cmd),

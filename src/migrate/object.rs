@@ -1,0 +1,168 @@
+//! tortie's resources as documents (`apiVersion: crd.tortie.io/v1`, `kind`, `metadata.name`,
+//! `spec`), and the check of a spec against its resource type: decoded strictly, validated, and
+//! the fields the type does not know listed rather than silently dropped.
+
+use super::Document;
+use crate::datastore::kubernetes::{GROUP, VERSION};
+use crate::datastore::resources::{
+    BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node,
+};
+use crate::datastore::{Key, Kind, Resource};
+use serde_json::{Value, json};
+
+/// tortie's `apiVersion`.
+pub fn api_version() -> String {
+    format!("{GROUP}/{VERSION}")
+}
+
+/// One tortie resource: what `apply` writes and `get` prints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub kind: Kind,
+    pub name: String,
+    pub spec: Value,
+}
+
+impl Object {
+    pub fn key(&self) -> Key {
+        Key::new(self.kind, self.name.clone())
+    }
+
+    /// The document form, as `apply -f` reads it.
+    pub fn to_document(&self) -> Value {
+        json!({"apiVersion": api_version(), "kind": self.kind.as_str(), "metadata": {"name": self.name}, "spec": self.spec})
+    }
+
+    /// Reads a tortie document; the error names the document and the field.
+    pub fn from_document(doc: &Document) -> Result<Object, String> {
+        let at = &doc.position;
+        let expected = api_version();
+        match doc.text("apiVersion") {
+            Some(v) if v == expected => {}
+            other => {
+                return Err(format!(
+                    "{at}: apiVersion: {other:?} is not {expected:?} (Calico's resources: use `tortie migrate from-calico`)"
+                ));
+            }
+        }
+        let kind_text = doc.text("kind").ok_or_else(|| format!("{at}: kind: is required"))?;
+        let kind =
+            kind_named(kind_text).ok_or_else(|| format!("{at}: kind: {kind_text:?} is not a tortie resource"))?;
+        let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
+        if let Some(problem) = Key::name_problem(name) {
+            return Err(format!("{at} ({kind}): metadata.name: {problem}"));
+        }
+        if let Some(field) = doc
+            .value
+            .as_object()
+            .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "spec")))
+        {
+            return Err(format!("{at} ({kind}/{name}): {field}: unknown field"));
+        }
+        let spec = doc.value.get("spec").cloned().unwrap_or(json!({}));
+        Ok(Object { kind, name: name.to_string(), spec })
+    }
+
+    /// [`check_spec`] for this object; an error names kind, name and field.
+    pub fn check(&self) -> Result<Checked, String> {
+        check_spec(self.kind, &self.spec).map_err(|e| format!("{}: {e}", self.key()))
+    }
+}
+
+/// The tortie kind spelled `text` (its Calico spelling, any case; or its plural).
+pub fn kind_named(text: &str) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(text) || k.plural().eq_ignore_ascii_case(text))
+}
+
+/// A spec that decodes and validates as its resource type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The spec as tortie stores it (defaults filled in, fields in tortie's spelling).
+    pub spec: Value,
+    /// Paths (`spec.foo`, `spec.bgp.bar`) of input fields the type does not have.
+    pub unknown_fields: Vec<String>,
+}
+
+/// Decodes `spec` as `kind`'s type, validates it and lists the fields the type ignored. The
+/// error starts with the path of the offending field (`spec.blockSize: …`).
+pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
+    match kind {
+        Kind::IpPool => check_as::<IpPool>(spec),
+        Kind::IpamBlock => check_as::<IpamBlock>(spec),
+        Kind::BlockAffinity => check_as::<BlockAffinity>(spec),
+        Kind::IpamHandle => check_as::<IpamHandle>(spec),
+        Kind::IpamConfig => check_as::<IpamConfig>(spec),
+        Kind::Node => check_as::<Node>(spec),
+        Kind::BgpPeer => check_as::<BgpPeer>(spec),
+        Kind::BgpConfiguration => check_as::<BgpConfiguration>(spec),
+    }
+}
+
+fn check_as<R: Resource>(spec: &Value) -> Result<Checked, String> {
+    let typed: R = serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." { format!("spec: {}", e.inner()) } else { format!("spec.{path}: {}", e.inner()) }
+    })?;
+    typed.validate().map_err(|reason| format!("spec.{reason}"))?;
+    let mut unknown_fields = Vec::new();
+    let _: R = serde_ignored::deserialize(spec.clone(), |path| unknown_fields.push(field_path(&path)))
+        .map_err(|e| format!("spec: {e}"))?;
+    let spec = serde_json::to_value(&typed).map_err(|e| format!("spec: {e}"))?;
+    Ok(Checked { spec, unknown_fields })
+}
+
+/// `spec.bgp.foo`, `spec.attributes[2].bar`: where an ignored field was.
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => "spec".to_string(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => format!("{}.{key}", field_path(parent)),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::read_documents;
+
+    fn object(text: &str) -> Result<Object, String> {
+        Object::from_document(&read_documents(text).unwrap()[0])
+    }
+
+    #[test]
+    fn a_tortie_document_is_read_and_written_back() {
+        let obj = object("apiVersion: crd.tortie.io/v1\nkind: ippool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: 26}\n").unwrap();
+        assert_eq!(obj.kind, Kind::IpPool);
+        let checked = obj.check().unwrap();
+        assert_eq!(checked.spec["ipipMode"], "Never");
+        assert!(checked.unknown_fields.is_empty());
+        let again = Object::from_document(&Document { position: "x".into(), value: obj.to_document() }).unwrap();
+        assert_eq!(again, obj);
+    }
+
+    #[test]
+    fn errors_name_document_kind_name_field_and_value() {
+        let err = object("apiVersion: projectcalico.org/v3\nkind: IPPool\n").unwrap_err();
+        assert!(err.starts_with("document 1: apiVersion: Some(\"projectcalico.org/v3\")"), "{err}");
+        let err = object("apiVersion: crd.tortie.io/v1\nkind: Pod\n").unwrap_err();
+        assert!(err.contains("kind: \"Pod\" is not a tortie resource"), "{err}");
+        let bad = object("apiVersion: crd.tortie.io/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: 40}\n").unwrap();
+        let err = bad.check().unwrap_err();
+        assert!(err.starts_with("IPPool/p: spec.blockSize: 40 is outside"), "{err}");
+        let bad = object("apiVersion: crd.tortie.io/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: x}\n").unwrap();
+        assert!(bad.check().unwrap_err().starts_with("IPPool/p: spec.blockSize: invalid type: string \"x\""));
+    }
+
+    #[test]
+    fn fields_the_type_does_not_have_are_listed_with_their_path() {
+        let spec = json!({"bgp": {"asNumber": 65001, "colour": "red"}, "size": 3});
+        let checked = check_spec(Kind::Node, &spec).unwrap();
+        assert_eq!(checked.unknown_fields, vec!["spec.bgp.colour", "spec.size"]);
+        let block = json!({"cidr": "10.0.0.0/31", "allocations": [0, null], "unallocated": [1],
+            "attributes": [{"handle_id": "h", "releasedAt": "2026-01-01T00:00:00Z"}]});
+        let checked = check_spec(Kind::IpamBlock, &block).unwrap();
+        assert_eq!(checked.unknown_fields, vec!["spec.attributes[0].releasedAt"]);
+    }
+}
