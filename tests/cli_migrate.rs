@@ -173,10 +173,8 @@ const NOT_CARRIED: &[&str] = &[
     "IPReservation/gateway-addresses: not carried: kind IPReservation unknown to tortie",
     "Node/node-a: field status not carried: tortie keeps no status ({\"podCIDRs\":[\"10.244.10.0/24\"]})",
     "Node/node-a: field spec.addresses not carried: tortie's Node has no such field",
-    "Node/node-a: field spec.labels not carried: tortie's Node has no such field",
     "Node/node-a: field spec.orchRefs not carried: tortie's Node has no such field",
     "Node/node-b: field spec.addresses not carried: tortie's Node has no such field",
-    "Node/node-b: field spec.labels not carried: tortie's Node has no such field",
     "Node/node-b: field spec.orchRefs not carried: tortie's Node has no such field",
     "Secret calico-system/bgp-passwords: not carried: secret values are never copied; copy the Secret from Calico's namespace into tortie's namespace yourself (keys: tor-rack-1)",
 ];
