@@ -9,6 +9,7 @@
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
+mod bgp_config;
 mod bgp_peers;
 pub mod block_routes;
 pub mod cni_install;
@@ -91,7 +92,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
 
     let ds = datastore::connect(&config).await.map_err(AgentError::Datastore)?;
-    node::register(&ds, &name, &config, address).await.map_err(AgentError::Datastore)?;
+    // The AS the Node record announces to the other nodes: BGPConfiguration `default` may set it.
+    let local_as = match bgp_config::read(&ds, &name).await {
+        Ok(resources) => resources.effective(&config.bgp, address.ip().into()).as_number,
+        Err(_) => config.bgp.as_number.0,
+    };
+    node::register(&ds, &name, &config, address, local_as).await.map_err(AgentError::Datastore)?;
     tracing::info!(subsys = "agent", node = %name, datastore = ?config.datastore.kind, "node registered");
 
     match sysctl::ensure(&sysctl::node_settings(config.node.ipv6_address.is_some())) {
@@ -136,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         ipip_mode: crate::fallback_ipip::implementation_label(Some(encaps.ipip.unwrap_or(ipip_detected))).to_string(),
         peers: Vec::new(),
         paths: Vec::new(),
+        unsupported: Vec::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // The path the stage chose per node, for status and metrics.
@@ -144,6 +151,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         restarted: programmer.adopted > 0,
         abandon_on_stop: !config.dataplane.cleanup_on_exit,
         paths,
+        node_address: address.ip().into(),
     };
     let mut tasks = supervise::Supervisor::default();
     {
@@ -155,6 +163,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }
     }
     let mut no_peers = None;
+    // Without BGP nothing reads BGPConfiguration: nothing to report.
+    let mut unsupported = watch::channel(Vec::new()).1;
     let (peers, peer_set_known, rib, best_paths, bgp_sample) = if config.bgp.enabled {
         let router_id = config.bgp.router_id.unwrap_or(address.ip());
         let handles =
@@ -162,6 +172,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 .await
                 .map_err(AgentError::Bgp)?;
         tasks.adopt("BGP peer set", handles.task);
+        unsupported = handles.unsupported;
         if let Some(task) = handles.rib.take_task() {
             tasks.adopt_component("RIB", task);
         }
@@ -314,6 +325,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 peers,
                 datastore: workloads.datastore_unwritable(),
                 paths: paths_rx.clone(),
+                unsupported,
             },
             health_tx,
             status_tx,
@@ -444,6 +456,8 @@ struct Followed {
     peers: watch::Receiver<Vec<crate::api::PeerStatus>>,
     datastore: watch::Receiver<Option<String>>,
     paths: watch::Receiver<std::collections::HashMap<std::net::IpAddr, crate::remote_routes::PathKind>>,
+    /// BGPConfiguration fields set but not acted on.
+    unsupported: watch::Receiver<Vec<bgp_config::Unsupported>>,
 }
 
 /// Keeps the health input and the status report in step with the
@@ -455,7 +469,7 @@ async fn follow_health(
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Followed { mut dataplane, mut peers, mut datastore, paths } = followed;
+    let Followed { mut dataplane, mut peers, mut datastore, paths, unsupported } = followed;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let peer_list = peers.borrow_and_update().clone();
@@ -475,6 +489,8 @@ async fn follow_health(
             s.ready = verdict.is_ok();
             s.not_ready_reasons = verdict.err().unwrap_or_default();
             s.peers = peer_list;
+            s.unsupported =
+                unsupported.borrow().iter().map(|u| format!("{} {}: {}", u.resource, u.field, u.reason)).collect();
             s.paths = node_paths
                 .iter()
                 .map(|(node, path)| crate::api::status::NodePath { node: node.to_string(), path: path.as_str().into() })

@@ -21,6 +21,10 @@ pub struct StatusReport {
     /// (with or without BGP), by node address; other nodes are reached directly.
     #[serde(default)]
     pub paths: Vec<NodePath>,
+    /// Settings that are set but not acted on, one line each (`BGPConfiguration/default
+    /// serviceClusterIPs: …`).
+    #[serde(default)]
+    pub unsupported: Vec<String>,
 }
 
 /// The path toward one remote node's blocks.

@@ -97,6 +97,12 @@ pub fn render(r: &StatusReport, now: u64) -> String {
         out.push_str("\nPaths to nodes whose blocks can be encapsulated\n");
         out.push_str(&table::render(&["NODE ADDRESS", "PATH"], &rows));
     }
+    if !r.unsupported.is_empty() {
+        out.push_str("\nSettings not supported (ignored)\n");
+        for line in &r.unsupported {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out
 }
 
@@ -125,6 +131,7 @@ mod tests {
     #[test]
     fn renders_like_calicoctl_node_status() {
         let r = StatusReport {
+            unsupported: vec![],
             node: "node-a".into(),
             version: "0.1.0".into(),
             started_at: 1000,
@@ -152,6 +159,7 @@ mod tests {
     #[test]
     fn shows_the_path_to_each_node_without_bgp_peers_too() {
         let r = StatusReport {
+            unsupported: vec![],
             node: "node-a".into(),
             version: "0.1.0".into(),
             started_at: 1000,

@@ -35,6 +35,8 @@ pub struct BgpSample {
     pub peers: Vec<PeerSample>,
     /// `(afi, table, routes)` with table `loc`, `adj_in` or `adj_out`.
     pub rib: Vec<(&'static str, &'static str, u64)>,
+    /// `(resource, field)` of every BGPConfiguration field set but not acted on.
+    pub unsupported: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug)]
@@ -198,6 +200,16 @@ impl Collector for BgpCollector {
         for (afi, table, n) in &sample.rib {
             ConstGauge::new(*n as i64).encode(rib.encode_family(&[("afi", *afi), ("table", *table)])?)?;
         }
+        let mut unsupported = encoder.encode_descriptor(
+            "bgp_unsupported_setting",
+            "BGPConfiguration fields that are set but not acted on (1 each)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (resource, field) in &sample.unsupported {
+            let labels = [("resource", resource.as_str()), ("field", *field)];
+            ConstGauge::new(1).encode(unsupported.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -235,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_configured_peer_has_its_series_before_it_is_up() {
-        let text = scrape(BgpSample { peers: vec![peer(State::Active)], rib: vec![] });
+        let text = scrape(BgpSample { peers: vec![peer(State::Active)], ..BgpSample::default() });
         assert!(
             text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 0"#),
             "{text}"
@@ -247,7 +259,14 @@ mod tests {
 
     #[test]
     fn counters_carry_the_session_and_rib_figures() {
-        let text = scrape(BgpSample { peers: vec![peer(State::Established)], rib: vec![("ipv4", "loc", 9)] });
+        let text = scrape(BgpSample {
+            peers: vec![peer(State::Established)],
+            rib: vec![("ipv4", "loc", 9)],
+            unsupported: vec![("BGPConfiguration/default".into(), "serviceClusterIPs")],
+        });
+        assert!(text.contains(
+            r#"tortie_bgp_unsupported_setting{resource="BGPConfiguration/default",field="serviceClusterIPs"} 1"#
+        ));
         assert!(text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 1"#));
         assert!(text.contains(r#"tortie_bgp_session_flaps_total{peer="10.0.0.2"} 3"#), "{text}");
         assert!(text.contains(r#"tortie_bgp_messages_received_total{peer="10.0.0.2",message_type="update"} 7"#));
