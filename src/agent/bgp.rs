@@ -117,7 +117,9 @@ pub async fn start(
     let (known_tx, known_rx) = watch::channel(false);
     let (unsupported_tx, unsupported_rx) = watch::channel(Vec::new());
     let out = Outputs { peers: peers_tx, known: known_tx, sample: sample_tx, unsupported: unsupported_tx };
-    let applied = Applied { resources, settings: settings.clone() };
+    // The log level and the unsupported fields are left to the first resync, which logs and
+    // publishes what differs from this.
+    let applied = Applied { resources, settings: Effective { log_level: None, unsupported: Vec::new(), ..settings } };
     let task = tokio::spawn(follow_peers(
         config.clone(),
         ds,
