@@ -441,9 +441,10 @@ async fn apply_settings(
     let mut complete = true;
     match bgp_config::read(ds, node).await {
         Ok(resources) => applied.resources = resources,
+        // Not retried every second: a record that breaks the schema stays broken until it is
+        // written again, which the watch reports (its periodic relist covers an outage).
         Err(e) => {
-            tracing::warn!(subsys = "bgp", error = %e, "cannot read BGPConfiguration; keeping the current settings");
-            complete = false;
+            tracing::warn!(subsys = "bgp", error = %e, "cannot read BGPConfiguration; keeping the current settings")
         }
     }
     let want = applied.resources.effective(&config.bgp, inputs.node_address);
