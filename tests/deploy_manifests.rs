@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tortie::agent::kubernetes::{condition, pod_gc::PodGc, pool, publish_tunnel_address};
 use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::kubernetes::KubeBackend;
-use tortie::datastore::resources::{IpamHandle, Node, NodeBgp};
+use tortie::datastore::resources::{BgpConfiguration, IpamHandle, Node, NodeBgp};
 use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
 use tortie::ipam::{Ipam, IpamOptions, Request};
 
@@ -233,6 +233,13 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let _ = ds.list::<tortie::datastore::resources::BgpPeer>().await.unwrap();
     let mut bgp_peers = ds.watch::<tortie::datastore::resources::BgpPeer>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), bgp_peers.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
+    // And the BGPConfigurations: `default` and the node's own, read and then watched.
+    for name in ["default", "node.n1"] {
+        assert!(matches!(ds.get::<BgpConfiguration>(name).await, Err(DatastoreError::NotFound { .. })));
+    }
+    let mut configs = ds.watch::<BgpConfiguration>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), configs.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     // The local-prefix announcer and the pool-usage metrics follow the blocks.
     let mut blocks = ds.watch::<tortie::datastore::resources::IpamBlock>(None).await.unwrap();

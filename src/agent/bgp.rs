@@ -12,17 +12,24 @@
 //! receive it, so reflected routes keep their ECMP paths.
 //!
 //! The speaker's events feed the RIB ([`crate::bgp::rib`]).
+//!
+//! The BGPConfiguration resources are followed too ([`super::bgp_config`] combines them with the
+//! file): a changed mesh switch, restart time or AS re-makes the sessions it concerns (an AS
+//! change every session, the RIB's AS and this node's Node record with it), a changed listen
+//! address moves the listener, communities re-announce the node's blocks, and the log level is
+//! set on the running subscriber.
 
+use super::bgp_config::{self, Effective, Unsupported};
 use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
-use crate::datastore::resources::{BgpPeer, IpPool, Node};
+use crate::datastore::resources::{BgpConfiguration, BgpPeer, IpPool, Node};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::metrics::bgp::{BgpSample, PeerSample};
 use crate::remote_routes::PathKind;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
@@ -50,6 +57,8 @@ pub struct BgpInputs {
     pub abandon_on_stop: bool,
     /// The path the remote-routes stage chose per node, for each peer's `tunnel_mode`.
     pub paths: watch::Receiver<HashMap<IpAddr, PathKind>>,
+    /// The node's IPv4 address (BGPConfiguration `bindMode: NodeIP`).
+    pub node_address: IpAddr,
 }
 
 /// What [`start`] hands the agent.
@@ -83,10 +92,16 @@ pub async fn start(
     // memory. A decoded UPDATE of ~800 prefixes is ~23 KB (its wire form 4 KB,
     // which the TCP buffers hold instead): 64 of them keep the RIB busy.
     let (events_tx, events_rx) = mpsc::channel(64);
-    let listen = SocketAddr::new(config.bgp.listen_address, config.bgp.listen_port);
+    // The resources as they are now, so that the first sessions already use them.
+    let resources = bgp_config::read(&ds, &node).await.unwrap_or_else(|e| {
+        tracing::warn!(subsys = "bgp", error = %e, "cannot read BGPConfiguration; using the configuration file");
+        bgp_config::Resources::default()
+    });
+    let settings = resources.effective(&config.bgp, inputs.node_address);
+    let listen = settings.listen;
     let speaker = Speaker::new(Some(listen), events_tx)?;
-    tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, "BGP speaker listening");
-    let mut rib_config = RibConfig::new(config.bgp.as_number.0, router_id);
+    tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, local_as = settings.as_number, "BGP speaker listening");
+    let mut rib_config = RibConfig::new(settings.as_number, router_id);
     rib_config.cluster_id = config.bgp.route_reflector_cluster_id;
     rib_config.pools = list_pools(&ds).await;
     rib_config.local_addresses = local_addresses(config, router_id);
@@ -94,12 +109,24 @@ pub async fn start(
     // which says when they are in; End-of-RIB waits for them.
     rib_config.hold_end_of_rib = true;
     let (rib, best_paths) = Rib::spawn(rib_config, events_rx);
+    rib.set_communities(settings.communities.clone()).await;
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let (sample_tx, sample_rx) = watch::channel(BgpSample::default());
     let (known_tx, known_rx) = watch::channel(false);
     let out = Outputs { peers: peers_tx, known: known_tx, sample: sample_tx };
-    let task =
-        tokio::spawn(follow_peers(config.clone(), ds, (node, router_id), speaker, rib.clone(), inputs, out, stop));
+    // The log level and the unsupported fields are left to the first resync, which applies and
+    // reports what differs from this.
+    let applied = Applied { resources, settings: Effective { log_level: None, unsupported: Vec::new(), ..settings } };
+    let task = tokio::spawn(follow_peers(
+        config.clone(),
+        ds,
+        (node, router_id),
+        (speaker, applied),
+        rib.clone(),
+        inputs,
+        out,
+        stop,
+    ));
     Ok(BgpHandles { sample: sample_rx, peers: peers_rx, peer_set_known: known_rx, rib, best_paths, task })
 }
 
@@ -121,8 +148,8 @@ async fn list_pools(ds: &Datastore) -> Vec<ipnetwork::IpNetwork> {
     }
 }
 
-fn session(config: &Config, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -> PeerConfig {
-    let mut c = PeerConfig::new(remote, peer_as, config.bgp.as_number.0, router_id);
+fn session(config: &Config, settings: &Effective, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -> PeerConfig {
+    let mut c = PeerConfig::new(remote, peer_as, settings.as_number, router_id);
     c.hold_time = config.bgp.hold_time_seconds.0;
     c.keepalive = config.bgp.keepalive_seconds;
     c.connect_retry = Duration::from_secs(u64::from(config.bgp.connect_retry_seconds));
@@ -133,13 +160,14 @@ fn session(config: &Config, remote: IpAddr, peer_as: u32, router_id: Ipv4Addr) -
 /// The sessions this node wants, by peer address.
 fn wanted(
     config: &Config,
+    settings: &Effective,
     node: &str,
     router_id: Ipv4Addr,
     nodes: &[(String, Node)],
     resources: &[(String, BgpPeer)],
 ) -> BTreeMap<IpAddr, Wanted> {
     let mut out = BTreeMap::new();
-    let local_as = config.bgp.as_number.0;
+    let local_as = settings.as_number;
     let cluster_of = |name: &str, n: &Node| {
         if name == node {
             config.bgp.route_reflector_cluster_id.or(n.bgp.as_ref().and_then(|b| b.route_reflector_cluster_id))
@@ -158,7 +186,7 @@ fn wanted(
         // Calico: with reflectors, non-reflectors peer only with reflectors;
         // reflectors peer with everyone. Without any, the full mesh (if on).
         let (role, peer_type) = match (any_reflector, me_reflector, reflector) {
-            (false, _, _) if config.bgp.node_to_node_mesh => (PeerRole::Mesh, MESH),
+            (false, _, _) if settings.mesh => (PeerRole::Mesh, MESH),
             (false, _, _) => continue,
             (true, false, true) => (PeerRole::RrServer, RR_SERVER),
             (true, false, false) => continue,
@@ -171,7 +199,12 @@ fn wanted(
             // Other nodes in another AS: their blocks come in, ours go out.
             setup.import = Some(Policy::accept_all());
         }
-        let mut c = session(config, addr.ip(), peer_as, router_id);
+        let mut c = session(config, settings, addr.ip(), peer_as, router_id);
+        // Calico's listen port is the cluster's: the other nodes listen where we do.
+        c.remote_port = settings.listen.port();
+        if peer_type == MESH {
+            c.graceful_restart = Some(settings.mesh_restart_time);
+        }
         // ADD-PATH (RFC 7911) between a reflector and its clients: a reflector
         // sends every path of an ECMP set, not only its best, so clients keep
         // the ECMP paths of what it reflects.
@@ -180,7 +213,7 @@ fn wanted(
         out.insert(addr.ip(), Wanted { config: c, peer_type, setup });
     }
     for p in &config.bgp.peers {
-        let mut c = session(config, p.address, p.as_number.0, router_id);
+        let mut c = session(config, settings, p.address, p.as_number.0, router_id);
         c.passive = p.passive;
         if let Some(h) = p.hold_time_seconds {
             c.hold_time = h.0;
@@ -207,7 +240,7 @@ fn wanted(
         {
             continue;
         }
-        let mut c = session(config, r.address, r.peer_as, router_id);
+        let mut c = session(config, settings, r.address, r.peer_as, router_id);
         c.remote_port = r.port;
         if let Some(local) = r.local_as {
             c.local_as = local;
@@ -230,6 +263,26 @@ fn wanted(
         out.insert(r.address, Wanted { config: c, peer_type: r.peer_type, setup });
     }
     out
+}
+
+/// Hands the settings' fields without effect to the shared report (`datastore::unsupported`),
+/// per resource, so one that no longer has any is cleared.
+fn report_unsupported(node: &str, unsupported: &[Unsupported]) {
+    use crate::datastore::Kind;
+    use crate::datastore::unsupported::{Finding, Source, record_from};
+    for name in [bgp_config::DEFAULT.to_string(), bgp_config::node_resource(node)] {
+        let findings = unsupported
+            .iter()
+            .filter(|u| u.name == name)
+            .map(|u| Finding {
+                kind: Kind::BgpConfiguration,
+                name: name.clone(),
+                field: u.field.to_string(),
+                reason: u.reason.to_string(),
+            })
+            .collect();
+        record_from(Source::BgpSettings, Kind::BgpConfiguration, &name, findings);
+    }
 }
 
 /// The node records, or `None` when they cannot be read: the caller keeps
@@ -257,12 +310,18 @@ struct Outputs {
     sample: watch::Sender<BgpSample>,
 }
 
+/// The BGPConfiguration state the speaker and RIB run with.
+struct Applied {
+    resources: bgp_config::Resources,
+    settings: Effective,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn follow_peers(
     config: Config,
     ds: Datastore,
     (node, router_id): (String, Ipv4Addr),
-    mut speaker: Speaker,
+    (mut speaker, mut applied): (Speaker, Applied),
     rib: Rib,
     inputs: BgpInputs,
     out: Outputs,
@@ -272,13 +331,18 @@ async fn follow_peers(
     let mut changes: BTreeMap<IpAddr, (State, u64)> = BTreeMap::new();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     let mut peers_watch = ds.watch::<BgpPeer>(None).await.ok();
+    let mut configs_watch = ds.watch::<BgpConfiguration>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
     loop {
         let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
         if let (Some(nodes), Some(resources)) = listed {
             resync = false;
-            let mut want = wanted(&config, &node, router_id, &nodes, &resources);
+            if !apply_settings(&config, &ds, &node, &nodes, &mut speaker, &rib, &inputs, &mut applied).await {
+                // Retried on the next tick.
+                resync = true;
+            }
+            let mut want = wanted(&config, &applied.settings, &node, router_id, &nodes, &resources);
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -341,11 +405,14 @@ async fn follow_peers(
                 // A BGPPeer added, changed or removed: recompute.
                 if ev.is_some() { resync = true } else { peers_watch = None }
             }
+            ev = super::routes::next_event(&mut configs_watch) => {
+                // A BGPConfiguration (ours or another node's: cheap to tell apart on resync).
+                if ev.is_some() { resync = true } else { configs_watch = None }
+            }
         }
     }
 }
 
-/// The BGPPeer resources (an empty list when they cannot be read: configured peers and the mesh stay).
 /// The BGPPeer resources, or `None` when they cannot be read (see [`list_nodes`]).
 async fn list_bgp_peers(ds: &Datastore) -> Option<Vec<(String, BgpPeer)>> {
     match ds.list::<BgpPeer>().await {
@@ -360,6 +427,91 @@ async fn list_bgp_peers(ds: &Datastore) -> Option<Vec<(String, BgpPeer)>> {
             None
         }
     }
+}
+
+/// Reads the BGPConfigurations and applies what changed to the listener, the RIB, the log level
+/// and this node's Node record (the sessions follow through [`wanted`]). False when something
+/// could not be done and should be retried.
+#[allow(clippy::too_many_arguments)]
+async fn apply_settings(
+    config: &Config,
+    ds: &Datastore,
+    node: &str,
+    nodes: &[(String, Node)],
+    speaker: &mut Speaker,
+    rib: &Rib,
+    inputs: &BgpInputs,
+    applied: &mut Applied,
+) -> bool {
+    let mut complete = true;
+    match bgp_config::read(ds, node).await {
+        Ok(resources) => applied.resources = resources,
+        // Not retried every second: a record that breaks the schema stays broken until it is
+        // written again, which the watch reports (its periodic relist covers an outage).
+        Err(e) => {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot read BGPConfiguration; keeping the current settings")
+        }
+    }
+    let want = applied.resources.effective(&config.bgp, inputs.node_address);
+    let have = &mut applied.settings;
+    if want.log_level != have.log_level {
+        match crate::logging::set_level(want.log_level.as_deref()) {
+            Ok(_) => {
+                tracing::info!(subsys = "bgp", level = ?want.log_level, "log level set by BGPConfiguration logSeverityScreen")
+            }
+            Err(e) => tracing::warn!(subsys = "bgp", error = %e, "cannot set the log level"),
+        }
+        have.log_level = want.log_level.clone();
+    }
+    if want.listen != have.listen {
+        match speaker.relisten(want.listen).await {
+            Ok(bound) => {
+                tracing::info!(subsys = "bgp", listen = %bound, "BGP speaker listening");
+                have.listen = want.listen;
+            }
+            Err(e) => {
+                tracing::warn!(subsys = "bgp", listen = %want.listen, error = %e, "cannot listen on the BGPConfiguration listenPort/bindMode address; still on the old one");
+                complete = false;
+            }
+        }
+    }
+    if want.as_number != have.as_number {
+        tracing::info!(
+            subsys = "bgp",
+            from = have.as_number,
+            to = want.as_number,
+            "local AS changed: sessions are re-made"
+        );
+        rib.set_local_as(want.as_number).await;
+        have.as_number = want.as_number;
+    }
+    if want.communities != have.communities {
+        rib.set_communities(want.communities.clone()).await;
+        have.communities = want.communities.clone();
+    }
+    have.mesh = want.mesh;
+    have.mesh_restart_time = want.mesh_restart_time;
+    if want.unsupported != have.unsupported {
+        report_unsupported(node, &want.unsupported);
+        have.unsupported = want.unsupported.clone();
+    }
+    // The other nodes read our AS from our Node record.
+    let recorded = nodes.iter().find(|(n, _)| n == node).map(|(_, n)| n.bgp.as_ref().and_then(|b| b.as_number));
+    if recorded.is_some_and(|a| a != Some(have.as_number)) {
+        let local_as = have.as_number;
+        let result = super::node::update_node(ds, node, "the AS number", |spec| {
+            let bgp = spec.bgp.get_or_insert_with(Default::default);
+            let changed = bgp.as_number != Some(local_as);
+            bgp.as_number = Some(local_as);
+            changed
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot record the AS number on the Node");
+            complete = false;
+        }
+    }
+    complete
 }
 
 async fn next_node_event(
@@ -482,7 +634,8 @@ mod tests {
     /// (peer, role, add_path_send, add_path_receive) of every wanted session of `me`.
     fn sessions(me: &str, nodes: &[(String, Node)]) -> Vec<(IpAddr, PeerRole, bool, bool)> {
         let config = Config::default();
-        wanted(&config, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[])
+        let settings = bgp_config::effective(&config.bgp, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), None, None);
+        wanted(&config, &settings, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[])
             .into_iter()
             .map(|(a, w)| (a, w.setup.role, w.config.add_path_send, w.config.add_path_receive))
             .collect()

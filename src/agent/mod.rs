@@ -9,6 +9,7 @@
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
+mod bgp_config;
 mod bgp_peers;
 pub mod block_routes;
 pub mod cni_install;
@@ -91,7 +92,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
 
     let ds = datastore::connect(&config).await.map_err(AgentError::Datastore)?;
-    node::register(&ds, &name, &config, address).await.map_err(AgentError::Datastore)?;
+    // The AS the Node record announces to the other nodes: BGPConfiguration `default` may set it.
+    let local_as = match bgp_config::read(&ds, &name).await {
+        Ok(resources) => resources.effective(&config.bgp, address.ip().into()).as_number,
+        Err(_) => config.bgp.as_number.0,
+    };
+    node::register(&ds, &name, &config, address, local_as).await.map_err(AgentError::Datastore)?;
     tracing::info!(subsys = "agent", node = %name, datastore = ?config.datastore.kind, "node registered");
 
     match sysctl::ensure(&sysctl::node_settings(config.node.ipv6_address.is_some())) {
@@ -145,6 +151,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         restarted: programmer.adopted > 0,
         abandon_on_stop: !config.dataplane.cleanup_on_exit,
         paths,
+        node_address: address.ip().into(),
     };
     let mut tasks = supervise::Supervisor::default();
     {

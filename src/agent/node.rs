@@ -20,12 +20,19 @@ pub fn address(config: &Config) -> Result<Ipv4Network, String> {
     select(&config.node.address_autodetection, &addresses, kernel_route_source).map_err(|e: DetectError| e.to_string())
 }
 
-/// Creates or updates this node's record; retries a stale revision a few times.
-pub async fn register(ds: &Datastore, name: &str, config: &Config, address: Ipv4Network) -> Result<(), String> {
+/// Creates or updates this node's record (with its AS, `local_as`); retries a stale revision a
+/// few times.
+pub async fn register(
+    ds: &Datastore,
+    name: &str,
+    config: &Config,
+    address: Ipv4Network,
+    local_as: u32,
+) -> Result<(), String> {
     let bgp = NodeBgp {
         ipv4_address: Some(IpNetwork::V4(address)),
         ipv6_address: config.node.ipv6_address.map(IpNetwork::V6),
-        as_number: Some(config.bgp.as_number.0),
+        as_number: Some(local_as),
         route_reflector_cluster_id: config.bgp.route_reflector_cluster_id,
         ipv4_ipip_tunnel_addr: None,
     };

@@ -25,12 +25,25 @@ pub struct Finding {
 /// The reason given for a field tortie's schema does not know.
 pub const UNKNOWN_FIELD: &str = "not a field tortie knows; it has no effect";
 
-static FINDINGS: Mutex<BTreeMap<(Kind, String), Vec<Finding>>> = Mutex::new(BTreeMap::new());
+/// Who found a field without effect: decoding (fields unknown or declared unsupported) or a
+/// component that knows more (a cluster-wide BGPConfiguration field on a node's own resource).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    Decode,
+    BgpSettings,
+}
+
+static FINDINGS: Mutex<BTreeMap<(Kind, String, Source), Vec<Finding>>> = Mutex::new(BTreeMap::new());
 
 /// What `name` of `kind` carries now, replacing what it carried before; new findings are logged.
 pub fn record(kind: Kind, name: &str, findings: Vec<Finding>) {
+    record_from(Source::Decode, kind, name, findings);
+}
+
+/// As [`record`], for what `source` found; each source's findings replace only its own.
+pub fn record_from(source: Source, kind: Kind, name: &str, findings: Vec<Finding>) {
     let mut table = FINDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (kind, name.to_string());
+    let key = (kind, name.to_string(), source);
     if findings.is_empty() {
         table.remove(&key);
         return;
@@ -51,7 +64,7 @@ pub fn record(kind: Kind, name: &str, findings: Vec<Finding>) {
 
 /// The object is gone: so are its findings.
 pub fn forget(kind: Kind, name: &str) {
-    FINDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&(kind, name.to_string()));
+    FINDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(k, n, _), _| !(*k == kind && n == name));
 }
 
 /// Every current finding, ordered by kind, name and field.
@@ -59,6 +72,7 @@ pub fn snapshot() -> Vec<Finding> {
     let table = FINDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut all: Vec<Finding> = table.values().flatten().cloned().collect();
     all.sort();
+    all.dedup();
     all
 }
 

@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_configured_peer_has_its_series_before_it_is_up() {
-        let text = scrape(BgpSample { peers: vec![peer(State::Active)], rib: vec![] });
+        let text = scrape(BgpSample { peers: vec![peer(State::Active)], ..BgpSample::default() });
         assert!(
             text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 0"#),
             "{text}"

@@ -163,6 +163,16 @@ pub(crate) enum Command {
     ResendLearned,
     Snapshot(oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
+    SetLocalAs(u32),
+    SetCommunities(Vec<CommunityRule>),
+}
+
+/// Communities attached to our own prefixes that fall within `within`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommunityRule {
+    pub within: IpNetwork,
+    pub communities: Vec<crate::bgp::packet::community::Community>,
+    pub large: Vec<crate::bgp::packet::community::LargeCommunity>,
 }
 
 /// The handle to the RIB task. Cloning is cheap; the task ends when every
@@ -227,6 +237,19 @@ impl Rib {
     /// it, e.g. after the pools changed).
     pub async fn resend_learned(&self) {
         self.send(Command::ResendLearned).await
+    }
+
+    /// Changes our AS. The sessions must be re-made with it (the caller changes every peer's
+    /// session config, which restarts it); routes learned meanwhile keep their graceful-restart
+    /// treatment, and what each peer is sent is recomputed when it is changed or comes up again.
+    pub async fn set_local_as(&self, local_as: u32) {
+        self.send(Command::SetLocalAs(local_as)).await
+    }
+
+    /// Replaces the community rules of our own prefixes: each originated prefix carries the
+    /// communities of every rule it falls within (re-announced when that changes).
+    pub async fn set_communities(&self, rules: Vec<CommunityRule>) {
+        self.send(Command::SetCommunities(rules)).await
     }
 
     /// Every route with its best/ECMP state and the reason each loser lost.

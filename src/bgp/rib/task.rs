@@ -28,12 +28,12 @@ use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
 use super::best::{Candidate, decide, tie_break_reason};
 use super::export::{Origin, Target, export_route};
 use super::import::{Rejected, base_attrs, import_attrs, import_prefix, next_hop};
-use super::net::{family, network, normalize};
+use super::net::{family, network, normalize, within};
 use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
 use super::table::{Dest, Fast, LocRib, Path, Slot, learned};
-use super::{BEST_PATH_BATCH, BestPathChange, Command, PeerRole, RibConfig, pack};
+use super::{BEST_PATH_BATCH, BestPathChange, Command, CommunityRule, PeerRole, RibConfig, pack};
 use crate::bgp::packet::route_refresh::subtype;
 use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
 use crate::bgp::session::{DownReason, Negotiated, PeerEvent};
@@ -58,6 +58,8 @@ pub struct RibTask {
     local: FxHashSet<IpNetwork>,
     /// The attributes of our own prefixes (kept referenced for the task's life).
     local_attr: AttrId,
+    /// Communities our own prefixes carry, by the range they fall within.
+    community_rules: Vec<CommunityRule>,
     /// Our own addresses: a next hop among them is unusable.
     own: FxHashSet<IpAddr>,
     best_tx: mpsc::Sender<Vec<BestPathChange>>,
@@ -171,6 +173,7 @@ impl RibTask {
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
             local_attr,
+            community_rules: Vec::new(),
             own,
             best_tx,
             facts: FxHashMap::default(),
@@ -270,8 +273,7 @@ impl RibTask {
             Command::Originate(net) => {
                 let net = normalize(net);
                 if self.local.insert(net) {
-                    let attrs = self.loc.attrs.get(self.local_attr).clone();
-                    let path = Path { source: None, path_id: 0, attrs, attr: self.local_attr, stale: false };
+                    let path = self.local_path(&net);
                     self.modify(net, |dest| dest.upsert(path));
                 }
             }
@@ -295,7 +297,34 @@ impl RibTask {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Command::SetLocalAs(local_as) => self.config.local_as = local_as,
+            Command::SetCommunities(rules) => {
+                self.community_rules = rules;
+                for net in self.local.iter().copied().collect::<Vec<_>>() {
+                    let path = self.local_path(&net);
+                    self.modify(net, |dest| dest.upsert(path));
+                }
+            }
         }
+    }
+
+    /// The path of our own prefix `net`: the local attributes plus the communities of every
+    /// rule `net` falls within.
+    fn local_path(&mut self, net: &IpNetwork) -> Path {
+        let rules: Vec<&CommunityRule> = self.community_rules.iter().filter(|r| within(net, &r.within)).collect();
+        let (attr, attrs) = if rules.is_empty() {
+            (self.local_attr, self.loc.attrs.get(self.local_attr).clone())
+        } else {
+            let mut attrs = PathAttrs::local();
+            attrs.communities = rules.iter().flat_map(|r| r.communities.iter().copied()).collect();
+            attrs.large_communities = rules.iter().flat_map(|r| r.large.iter().copied()).collect();
+            attrs.communities.sort_unstable();
+            attrs.communities.dedup();
+            attrs.large_communities.sort_unstable();
+            attrs.large_communities.dedup();
+            self.loc.attrs.intern(attrs)
+        };
+        Path { source: None, path_id: 0, attrs, attr, stale: false }
     }
 
     fn change_peer(&mut self, addr: IpAddr, setup: super::PeerSetup) {

@@ -51,6 +51,12 @@ impl ListenerHandle {
         self.local_addr
     }
 
+    /// Stops the task and waits until its socket is closed.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// Accepts connections from `config.remote_addr` from now on (setting its
     /// TCP-MD5 key on the listening socket first).
     pub async fn add(&self, config: PeerConfig, commands: mpsc::Sender<PeerCommand>) -> io::Result<()> {

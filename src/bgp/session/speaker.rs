@@ -29,6 +29,8 @@ pub enum SpeakerError {
 /// The BGP speaker's peers.
 pub struct Speaker {
     peers: HashMap<IpAddr, PeerHandle>,
+    /// Each peer's configuration, for a new listener ([`Speaker::relisten`]).
+    configs: HashMap<IpAddr, PeerConfig>,
     listener: Option<ListenerHandle>,
     events: mpsc::Sender<PeerEvent>,
 }
@@ -38,7 +40,7 @@ impl Speaker {
     /// Every peer reports to `events`.
     pub fn new(listen: Option<SocketAddr>, events: mpsc::Sender<PeerEvent>) -> io::Result<Self> {
         let listener = listen.map(ListenerHandle::start).transpose()?;
-        Ok(Speaker { peers: HashMap::new(), listener, events })
+        Ok(Speaker { peers: HashMap::new(), configs: HashMap::new(), listener, events })
     }
 
     /// The bound listening address (with the port the system chose for port 0).
@@ -54,8 +56,9 @@ impl Speaker {
         }
         let handle = spawn_peer(config.clone(), self.events.clone());
         if let Some(listener) = &self.listener {
-            listener.add(config, handle.commands.clone()).await?;
+            listener.add(config.clone(), handle.commands.clone()).await?;
         }
+        self.configs.insert(addr, config);
         handle.commands.send(PeerCommand::Start).await.map_err(|_| SpeakerError::Gone(addr))?;
         let status = handle.status.clone();
         self.peers.insert(addr, handle);
@@ -69,12 +72,14 @@ impl Speaker {
         if let Some(listener) = &self.listener {
             listener.add(config.clone(), handle.commands.clone()).await?;
         }
+        self.configs.insert(addr, config.clone());
         self.command(addr, PeerCommand::Reconfigure(Box::new(config))).await
     }
 
     /// Removes a peer: its session ends with Cease / Peer De-configured.
     pub async fn remove_peer(&mut self, addr: IpAddr) -> Result<(), SpeakerError> {
         let handle = self.peers.remove(&addr).ok_or(SpeakerError::Unknown(addr))?;
+        self.configs.remove(&addr);
         if let Some(listener) = &self.listener {
             listener.remove(addr).await;
         }
@@ -103,12 +108,47 @@ impl Speaker {
                 listener.remove(*addr).await;
             }
         }
+        self.configs.clear();
         for (_, handle) in self.peers.drain() {
             let PeerHandle { commands, task, .. } = handle;
             if commands.send(PeerCommand::Abandon).await.is_ok() {
                 let _ = task.await;
             }
         }
+    }
+
+    /// Moves the listening socket to `listen`, knowing every peer (and its TCP-MD5 key). The
+    /// old socket closes first, so the same port on another address (a bind mode change) can be
+    /// bound; when the new address cannot be, the old one is bound again and the error returned.
+    /// Established sessions are not affected.
+    pub async fn relisten(&mut self, listen: SocketAddr) -> Result<SocketAddr, SpeakerError> {
+        let old = self.listener.take();
+        let old_addr = old.as_ref().map(ListenerHandle::local_addr);
+        if let Some(old) = old {
+            old.stop().await;
+        }
+        let listener = match ListenerHandle::start(listen) {
+            Ok(listener) => listener,
+            Err(e) => {
+                self.listener = old_addr.and_then(|a| ListenerHandle::start(a).ok());
+                self.register_all().await?;
+                return Err(e.into());
+            }
+        };
+        self.listener = Some(listener);
+        self.register_all().await?;
+        Ok(self.listen_addr().unwrap_or(listen))
+    }
+
+    /// Tells the listener about every peer.
+    async fn register_all(&self) -> Result<(), SpeakerError> {
+        let Some(listener) = &self.listener else { return Ok(()) };
+        for (addr, handle) in &self.peers {
+            if let Some(config) = self.configs.get(addr) {
+                listener.add(config.clone(), handle.commands.clone()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Asks the peer to resend a family (route refresh).

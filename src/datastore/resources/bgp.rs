@@ -1,4 +1,4 @@
-//! BGP resources: BGPPeer and BGPConfiguration (Calico §1.6).
+//! BGP resources: BGPPeer (Calico §1.6); BGPConfiguration is in `bgp_configuration.rs`.
 
 use super::GoDuration;
 use schemars::JsonSchema;
@@ -76,47 +76,6 @@ impl BgpPeer {
             if let Some(text) = selector {
                 crate::selector::check_field(field, text)?;
             }
-        }
-        Ok(())
-    }
-}
-
-/// A CIDR advertised for services.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ServiceIpBlock {
-    pub cidr: String,
-}
-
-/// Cluster-wide BGP settings; `default` applies to every node, `node.<name>` overrides for one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BgpConfiguration {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_severity_screen: Option<String>,
-    /// Full mesh between nodes; true when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_to_node_mesh_enabled: Option<bool>,
-    /// The cluster's default AS; 64512 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_number: Option<u32>,
-    /// 179 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen_port: Option<u16>,
-    #[serde(rename = "serviceClusterIPs", default, skip_serializing_if = "Vec::is_empty")]
-    pub service_cluster_ips: Vec<ServiceIpBlock>,
-    #[serde(rename = "serviceExternalIPs", default, skip_serializing_if = "Vec::is_empty")]
-    pub service_external_ips: Vec<ServiceIpBlock>,
-    #[serde(rename = "serviceLoadBalancerIPs", default, skip_serializing_if = "Vec::is_empty")]
-    pub service_load_balancer_ips: Vec<ServiceIpBlock>,
-}
-
-impl BgpConfiguration {
-    pub(super) fn check(&self) -> Result<(), String> {
-        if self.as_number == Some(0) {
-            return Err("asNumber: 0 is not a valid AS number".to_string());
-        }
-        if self.listen_port == Some(0) {
-            return Err("listenPort: 0 is not a port".to_string());
         }
         Ok(())
     }

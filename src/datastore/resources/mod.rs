@@ -3,6 +3,7 @@
 //! spelled as Calico spells them (`disableBGPExport`, `routeReflectorClusterID`, `handle_id`).
 
 mod bgp;
+mod bgp_configuration;
 pub mod coverage;
 mod duration;
 mod ipam;
@@ -10,7 +11,10 @@ mod mac;
 mod node;
 mod secret;
 
-pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
+pub use bgp::{BgpPeer, NextHopMode, SourceAddress};
+pub use bgp_configuration::{
+    BgpConfiguration, BindMode, CommunityName, CommunityValue, PrefixAdvertisement, ServiceIpBlock, parse_community,
+};
 pub use duration::GoDuration;
 pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
