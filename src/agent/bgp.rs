@@ -17,7 +17,7 @@ use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
-use crate::datastore::resources::{BgpPeer, IpPool, Node};
+use crate::datastore::resources::{BgpPeer, IpPool, Node, Secret};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::metrics::bgp::{BgpSample, PeerSample};
 use crate::remote_routes::PathKind;
@@ -137,6 +137,7 @@ fn wanted(
     router_id: Ipv4Addr,
     nodes: &[(String, Node)],
     resources: &[(String, BgpPeer)],
+    passwords: &super::bgp_peers::Passwords,
 ) -> BTreeMap<IpAddr, Wanted> {
     let mut out = BTreeMap::new();
     let local_as = config.bgp.as_number.0;
@@ -207,8 +208,10 @@ fn wanted(
         {
             continue;
         }
+        let Ok(md5_key) = super::bgp_peers::md5_key(&r, passwords) else { continue };
         let mut c = session(config, r.address, r.peer_as, router_id);
         c.remote_port = r.port;
+        c.md5_key = md5_key;
         if let Some(local) = r.local_as {
             c.local_as = local;
         }
@@ -272,13 +275,18 @@ async fn follow_peers(
     let mut changes: BTreeMap<IpAddr, (State, u64)> = BTreeMap::new();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     let mut peers_watch = ds.watch::<BgpPeer>(None).await.ok();
+    let mut secrets_watch = ds.watch::<Secret>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
     loop {
         let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
-        if let (Some(nodes), Some(resources)) = listed {
+        let passwords = match &listed.1 {
+            Some(resources) => super::bgp_peers::passwords(&ds, resources).await,
+            None => None,
+        };
+        if let ((Some(nodes), Some(resources)), Some(passwords)) = (listed, passwords) {
             resync = false;
-            let mut want = wanted(&config, &node, router_id, &nodes, &resources);
+            let mut want = wanted(&config, &node, router_id, &nodes, &resources, &passwords);
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -340,6 +348,10 @@ async fn follow_peers(
             ev = super::routes::next_event(&mut peers_watch) => {
                 // A BGPPeer added, changed or removed: recompute.
                 if ev.is_some() { resync = true } else { peers_watch = None }
+            }
+            ev = super::routes::next_event(&mut secrets_watch) => {
+                // A password may have changed (or appeared): recompute.
+                if ev.is_some() { resync = true } else { secrets_watch = None }
             }
         }
     }
@@ -482,10 +494,39 @@ mod tests {
     /// (peer, role, add_path_send, add_path_receive) of every wanted session of `me`.
     fn sessions(me: &str, nodes: &[(String, Node)]) -> Vec<(IpAddr, PeerRole, bool, bool)> {
         let config = Config::default();
-        wanted(&config, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[])
+        wanted(&config, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[], &Default::default())
             .into_iter()
             .map(|(a, w)| (a, w.setup.role, w.config.add_path_send, w.config.add_path_receive))
             .collect()
+    }
+
+    #[test]
+    fn a_bgppeer_password_is_the_md5_key_and_a_missing_secret_starts_no_session() {
+        use crate::agent::secrets::SecretError;
+        use crate::datastore::resources::{SecretKeyRef, SecretSource};
+        let peer = |ip: &str, secret: &str| BgpPeer {
+            peer_ip: Some(ip.into()),
+            as_number: Some(65001),
+            password: Some(SecretSource {
+                secret_key_ref: SecretKeyRef { name: secret.into(), key: "password".into(), optional: false },
+            }),
+            ..BgpPeer::default()
+        };
+        let resources = vec![
+            ("tor".to_string(), peer("10.0.0.1", "tor-secret")),
+            ("tor-missing".to_string(), peer("10.0.0.2", "gone")),
+            ("tor-optional".to_string(), peer("10.0.0.3", "gone")),
+        ];
+        let passwords: super::super::bgp_peers::Passwords = [
+            ("tor".to_string(), Ok(Some(b"s3cr3t".to_vec()))),
+            ("tor-missing".to_string(), Err(SecretError::NoSecret { name: "gone".into() })),
+            ("tor-optional".to_string(), Ok(None)),
+        ]
+        .into();
+        let want = wanted(&Config::default(), "a", Ipv4Addr::new(10, 1, 0, 1), &[], &resources, &passwords);
+        let keys: Vec<(IpAddr, Option<Vec<u8>>)> = want.iter().map(|(a, w)| (*a, w.config.md5_key.clone())).collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(keys, vec![(ip("10.0.0.1"), Some(b"s3cr3t".to_vec())), (ip("10.0.0.3"), None)]);
     }
 
     #[test]

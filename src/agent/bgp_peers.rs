@@ -5,6 +5,11 @@
 //! `nodeSelector` matches. It peers with `peerIP` (with its `asNumber`), or
 //! with every node `peerSelector` matches (each with its own AS).
 //!
+//! A peer with a `password` gets its secret's value as the session's TCP MD5 key; when the secret
+//! or key is missing (and the reference is not `optional`) the session is not started and a
+//! warning names the BGPPeer, secret and key: a ToR requiring MD5 would refuse it anyway, and a
+//! session without the key the operator asked for must not come up.
+//!
 //! `sourceAddress` is not honoured yet: sessions leave from the address the
 //! kernel picks (for a peer on the node's subnet, the node's address).
 //!
@@ -12,7 +17,9 @@
 //! matched against no labels: `all()` matches, anything asking for a label
 //! does not (and is logged once per resync).
 
-use crate::datastore::resources::{BgpPeer, GoDuration, NextHopMode, Node};
+use crate::agent::secrets::{self, SecretError};
+use crate::datastore::Datastore;
+use crate::datastore::resources::{BgpPeer, GoDuration, NextHopMode, Node, SecretKeyRef};
 use crate::ipam::pools::selector_matches;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,6 +43,46 @@ pub struct ResourcePeer {
     pub restart_time: Option<u16>,
     /// `global` or `node specific`.
     pub peer_type: &'static str,
+    /// Where the session's MD5 key is.
+    pub password: Option<SecretKeyRef>,
+}
+
+/// Each BGPPeer's MD5 key by resource name (`Ok(None)`: an optional secret that is absent).
+pub type Passwords = BTreeMap<String, Result<Option<Vec<u8>>, SecretError>>;
+
+/// Reads the secret of every BGPPeer with a `password`; `None` when one cannot be read for a
+/// reason that may pass (the datastore is unreachable), so the caller keeps its current peers.
+pub async fn passwords(ds: &Datastore, peers: &[(String, BgpPeer)]) -> Option<Passwords> {
+    let mut out = Passwords::new();
+    for (name, peer) in peers {
+        let Some(password) = &peer.password else { continue };
+        let value = secrets::read(ds, &password.secret_key_ref).await;
+        if let Err(e) = &value
+            && e.is_transient()
+        {
+            tracing::warn!(subsys = "bgp", bgppeer = %name, error = %e, "cannot read a BGPPeer password; keeping the current peers");
+            return None;
+        }
+        out.insert(name.clone(), value);
+    }
+    Some(out)
+}
+
+/// The MD5 key of `peer`, or `Err` (logged, naming BGPPeer, secret and key) when its session must
+/// not start.
+pub fn md5_key(peer: &ResourcePeer, passwords: &Passwords) -> Result<Option<Vec<u8>>, ()> {
+    let Some(reference) = &peer.password else { return Ok(None) };
+    let error = match passwords.get(&peer.resource) {
+        Some(Ok(value)) => return Ok(value.clone()),
+        Some(Err(e)) => e.to_string(),
+        None => "not read".to_string(),
+    };
+    tracing::warn!(
+        subsys = "bgp", bgppeer = %peer.resource, peer = %peer.address, secret = %reference.name,
+        key = %reference.key, error = %error,
+        "the BGPPeer's password is unavailable: the session is not started"
+    );
+    Err(())
 }
 
 fn applies_to(peer: &BgpPeer, node: &str) -> bool {
@@ -65,6 +112,7 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
             keepalive: p.keepalive_time.as_ref().and_then(GoDuration::seconds_u16),
             restart_time: p.max_restart_time.as_ref().and_then(GoDuration::seconds_u16),
             peer_type,
+            password: p.password.as_ref().map(|s| s.secret_key_ref.clone()),
         };
         match (&p.peer_ip, &p.peer_selector) {
             (Some(ip), _) => {

@@ -20,6 +20,7 @@ mod pod_lock;
 mod pools;
 mod remote_routes;
 mod routes;
+pub mod secrets;
 mod supervise;
 mod usage;
 pub mod vtep;

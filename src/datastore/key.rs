@@ -13,11 +13,13 @@ pub enum Kind {
     Node,
     BgpPeer,
     BgpConfiguration,
+    /// Passwords (BGP MD5 keys); a Kubernetes Secret in the agent's namespace on Kubernetes.
+    Secret,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -26,6 +28,7 @@ impl Kind {
         Kind::Node,
         Kind::BgpPeer,
         Kind::BgpConfiguration,
+        Kind::Secret,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::BgpPeer => "BGPPeer",
             Kind::BgpConfiguration => "BGPConfiguration",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -53,6 +57,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::BgpPeer => "bgppeers",
             Kind::BgpConfiguration => "bgpconfigurations",
+            Kind::Secret => "secrets",
         }
     }
 

@@ -1,6 +1,6 @@
 //! BGP resources: BGPPeer and BGPConfiguration (Calico §1.6).
 
-use super::GoDuration;
+use super::{GoDuration, SecretSource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +49,9 @@ pub struct BgpPeer {
     pub keepalive_time: Option<GoDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restart_time: Option<GoDuration>,
+    /// The session's TCP MD5 key (RFC 2385), from a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretSource>,
 }
 
 impl BgpPeer {
@@ -71,6 +74,9 @@ impl BgpPeer {
         }
         if self.as_number == Some(0) || self.local_as_number == Some(0) {
             return Err("asNumber: 0 is not a valid AS number".to_string());
+        }
+        if let Some(password) = &self.password {
+            password.secret_key_ref.check("password")?;
         }
         Ok(())
     }

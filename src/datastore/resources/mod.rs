@@ -17,7 +17,7 @@ pub use ipam::{
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp};
-pub use secret::{SecretKeyRef, SecretSource};
+pub use secret::{Secret, SecretKeyRef, SecretSource, SecretValue};
 
 use super::Kind;
 use schemars::JsonSchema;
@@ -57,3 +57,4 @@ resource!(IpamConfig, Kind::IpamConfig);
 resource!(Node, Kind::Node);
 resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
+resource!(Secret, Kind::Secret);
