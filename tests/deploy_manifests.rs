@@ -246,6 +246,11 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let mut bgp_peers = ds.watch::<tortie::datastore::resources::BgpPeer>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), bgp_peers.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
+    // The BGPFilters BGPPeers name, followed with them.
+    let _ = ds.list::<tortie::datastore::resources::BgpFilter>().await.unwrap();
+    let mut filters = ds.watch::<tortie::datastore::resources::BgpFilter>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), filters.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     // BGPPeer passwords: Secrets in the agent's namespace, read and followed.
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "bgp-passwords", "namespace": agent_namespace()}, "data": {"tor": "czNjcjN0"}});

@@ -9,6 +9,7 @@
 //! `dataplane.cleanup_on_exit` is set.
 
 mod bgp;
+mod bgp_filters;
 mod bgp_peers;
 pub mod block_routes;
 pub mod cni_install;

@@ -15,11 +15,12 @@ pub enum Kind {
     BgpConfiguration,
     /// Passwords (BGP MD5 keys); a Kubernetes Secret in the agent's namespace on Kubernetes.
     Secret,
+    BgpFilter,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -29,6 +30,7 @@ impl Kind {
         Kind::BgpPeer,
         Kind::BgpConfiguration,
         Kind::Secret,
+        Kind::BgpFilter,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -43,6 +45,7 @@ impl Kind {
             Kind::BgpPeer => "BGPPeer",
             Kind::BgpConfiguration => "BGPConfiguration",
             Kind::Secret => "Secret",
+            Kind::BgpFilter => "BGPFilter",
         }
     }
 
@@ -58,6 +61,7 @@ impl Kind {
             Kind::BgpPeer => "bgppeers",
             Kind::BgpConfiguration => "bgpconfigurations",
             Kind::Secret => "secrets",
+            Kind::BgpFilter => "bgpfilters",
         }
     }
 

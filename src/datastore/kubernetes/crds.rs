@@ -4,7 +4,7 @@
 use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Resource,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -57,6 +57,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             ("Mesh", "boolean", ".spec.nodeToNodeMeshEnabled"),
             ("AS", "integer", ".spec.asNumber"),
         ]),
+        crd::<BgpFilter>(&[]),
     ]
 }
 

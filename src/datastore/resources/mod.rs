@@ -3,13 +3,17 @@
 //! spelled as Calico spells them (`disableBGPExport`, `routeReflectorClusterID`, `handle_id`).
 
 mod bgp;
+mod bgp_filter;
 mod duration;
 mod ipam;
 mod mac;
 mod node;
 mod secret;
 
-pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
+pub use bgp::{
+    BgpConfiguration, BgpPeer, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, ServiceIpBlock, SourceAddress,
+};
+pub use bgp_filter::{BgpFilter, FilterAction, FilterRule, MatchOperator, MatchSource, PrefixLength};
 pub use duration::GoDuration;
 pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
@@ -58,3 +62,4 @@ resource!(Node, Kind::Node);
 resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
 resource!(Secret, Kind::Secret);
+resource!(BgpFilter, Kind::BgpFilter);
