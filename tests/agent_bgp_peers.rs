@@ -1,6 +1,10 @@
 //! BGPPeer resources drive a running agent's peers: a global BGPPeer
 //! created in the datastore brings up a session with a real BIRD, which
-//! learns the node's block; deleting the resource removes the session.
+//! learns the node's block; deleting the resource removes the session. A
+//! BGPPeer's password comes from a Secret record: a BIRD that requires MD5
+//! establishes the session once the Secret exists, and drops it when the
+//! Secret changes to another key. A BGPFilter keeps one of the node's blocks
+//! from BIRD and one of BIRD's routes from the node's RIB, and is followed live.
 
 mod support;
 
@@ -8,8 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 use support::daemons::{birdc, start_bird};
 use tortie::datastore::Datastore;
-use tortie::datastore::resources::BgpPeer;
+use tortie::datastore::resources::{BgpFilter, BgpPeer, IpPool, Secret, SecretKeyRef, SecretSource, SecretValue};
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
+use tortie::ipam::{Ipam, IpamOptions, Request};
 use tortie::netns::Topology;
 use tortie::testing::{json_subset, wait_until};
 
@@ -66,6 +71,171 @@ fn a_bgppeer_resource_adds_and_removes_a_session_live() {
     });
     wait_until("the session to go with the resource", Duration::from_secs(30), || {
         status()["peers"].as_array().is_some_and(|p| p.is_empty()).then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_bgppeer_password_from_a_secret_is_the_md5_key_and_follows_the_secret() {
+    let mut t = Topology::new("bgpmd5").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("tor").unwrap();
+    t.add_veth(("n", "eth1", Some("10.127.0.5/24")), ("tor", "eth1", Some("10.127.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
+             metrics: {{listen: \"127.0.0.1:19482\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n\
+             ipam: {{default_ipv4_pool_cidr: 10.252.0.0/16}}\n",
+            db.display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let ctl = start_bird(
+        &mut t,
+        "tor",
+        "router id 10.127.0.1;\nprotocol device {}\nprotocol bgp n1 {\n  local 10.127.0.1 as 65001;\n  neighbor 10.127.0.5 as 64512;\n  password \"s3cr3t\";\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export none; };\n}\n",
+    );
+    let _agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    let status = || -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(["status", "-o", "json", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    wait_until("the agent to answer", Duration::from_secs(30), || status()["node"].as_str().map(|_| ())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ds = rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+    let reference = SecretKeyRef { name: "tor-md5".into(), key: "password".into(), optional: false };
+    let peer = BgpPeer {
+        peer_ip: Some("10.127.0.1".into()),
+        as_number: Some(65001),
+        password: Some(SecretSource { secret_key_ref: reference }),
+        ..BgpPeer::default()
+    };
+    rt.block_on(ds.create("tor1", &peer)).unwrap();
+    let secret = |value: &[u8]| Secret { data: [("password".to_string(), SecretValue(value.to_vec()))].into() };
+    rt.block_on(ds.create("tor-md5", &secret(b"s3cr3t"))).unwrap();
+
+    let established = serde_json::json!({"peers": [{"address": "10.127.0.1", "state": "established"}]});
+    wait_until("the MD5 session to come up", Duration::from_secs(40), || json_subset(&established, &status()).ok())
+        .unwrap();
+    wait_until("BIRD to see the session established", Duration::from_secs(30), || {
+        birdc(&t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
+    })
+    .unwrap();
+
+    // Another key in the Secret: the session restarts with it, and BIRD no longer accepts it.
+    rt.block_on(async {
+        let stored = ds.get::<Secret>("tor-md5").await.unwrap();
+        ds.update("tor-md5", &secret(b"wrong"), stored.revision).await.unwrap();
+    });
+    wait_until("the session to end with the changed key", Duration::from_secs(40), || {
+        (!birdc(&t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established")).then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_bgpfilter_rejects_an_export_and_an_import_and_is_followed_live() {
+    let mut t = Topology::new("bgpfilter").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("tor").unwrap();
+    t.add_veth(("n", "eth1", Some("10.128.0.5/24")), ("tor", "eth1", Some("10.128.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
+             metrics: {{listen: \"127.0.0.1:19483\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n",
+            db.display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ds = rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+    // Two pools, so the node has a block in each to announce; the RIB reads the pools at start.
+    let (kept, filtered) = ("10.253.0.0/16", "10.254.0.0/16");
+    rt.block_on(async {
+        for (name, cidr) in [("kept", kept), ("filtered", filtered)] {
+            ds.create(name, &IpPool { block_size: 26, ..IpPool::new(cidr.parse().unwrap()) }).await.unwrap();
+        }
+    });
+    let filter = |import_rule: bool| -> BgpFilter {
+        let import = if import_rule {
+            serde_json::json!([{"action": "Reject", "cidr": "10.98.0.0/24", "matchOperator": "Equal"}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "exportV4": [{"action": "Reject", "cidr": filtered, "matchOperator": "In"}],
+            "importV4": import,
+        }))
+        .unwrap()
+    };
+    rt.block_on(ds.create("tor-filter", &filter(true))).unwrap();
+    let ctl = start_bird(
+        &mut t,
+        "tor",
+        "router id 10.128.0.1;\nprotocol device {}\nprotocol static { ipv4; route 10.98.0.0/24 blackhole; route 10.99.0.0/24 blackhole; }\n\
+         protocol bgp n1 {\n  local 10.128.0.1 as 65001;\n  neighbor 10.128.0.5 as 64512;\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export all; };\n}\n",
+    );
+    let _agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    let tortie = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_tortie")).args(args).arg("--socket").arg(&socket).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = || serde_json::from_str::<serde_json::Value>(&tortie(&["status", "-o", "json"])).unwrap_or_default();
+    wait_until("the agent to answer", Duration::from_secs(30), || status()["node"].as_str().map(|_| ())).unwrap();
+    let peer = BgpPeer {
+        peer_ip: Some("10.128.0.1".into()),
+        as_number: Some(65001),
+        filters: vec!["tor-filter".into()],
+        ..BgpPeer::default()
+    };
+    rt.block_on(ds.create("tor1", &peer)).unwrap();
+    // A block in each pool, the filtered one first.
+    rt.block_on(async {
+        let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
+        for (handle, pool) in [("h-filtered", filtered), ("h-kept", kept)] {
+            let mut request = Request::workload(handle, 4, handle, "default", "n1");
+            request.pools = vec![pool.parse().unwrap()];
+            ipam.allocate(request).await.unwrap();
+        }
+    });
+
+    let bird_routes = || birdc(&t, "tor", &ctl, &["show", "route", "protocol", "n1"]);
+    let rib = || tortie(&["bgp", "routes", "-o", "json"]);
+    wait_until("BIRD to learn the block of the kept pool", Duration::from_secs(40), || {
+        bird_routes().contains("10.253.").then_some(())
+    })
+    .unwrap();
+    wait_until("the node's RIB to hold both blocks and BIRD's accepted route", Duration::from_secs(30), || {
+        let r = rib();
+        (r.contains("10.253.") && r.contains("10.254.") && r.contains("10.99.0.0/24")).then_some(())
+    })
+    .unwrap();
+    let advertised = serde_json::json!({"peers": [{"address": "10.128.0.1", "prefixes_advertised": 1}]});
+    wait_until("one prefix advertised", Duration::from_secs(30), || json_subset(&advertised, &status()).ok()).unwrap();
+    let learned = bird_routes();
+    assert!(!learned.contains("10.254."), "the export filter keeps the filtered pool's block from BIRD: {learned}");
+    let r = rib();
+    assert!(!r.contains("10.98.0.0/24"), "the import filter keeps 10.98.0.0/24 out of the RIB: {r}");
+
+    // Without the import rule, the route comes in.
+    rt.block_on(async {
+        let stored = ds.get::<BgpFilter>("tor-filter").await.unwrap();
+        ds.update("tor-filter", &filter(false), stored.revision).await.unwrap();
+    });
+    wait_until("10.98.0.0/24 in the RIB once the rule is gone", Duration::from_secs(40), || {
+        rib().contains("10.98.0.0/24").then_some(())
     })
     .unwrap();
 }

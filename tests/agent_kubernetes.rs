@@ -66,13 +66,15 @@ fn the_agent_registers_on_its_kubernetes_node() {
 
 mod deploy_support;
 
-/// A kubeconfig for the stand-in at `url`, without credentials (the stand-in checks none).
+/// A kubeconfig for the stand-in at `url`, without credentials (the stand-in checks none), in the
+/// agent's namespace as its service account would be.
 fn kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
+    let namespace = deploy_support::agent_namespace();
     std::fs::write(
         &path,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: s, cluster: {{server: \"{url}\"}}}}]\ncontexts: [{{name: s, context: {{cluster: s, user: u}}}}]\ncurrent-context: s\nusers: [{{name: u, user: {{}}}}]\n"
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: s, cluster: {{server: \"{url}\"}}}}]\ncontexts: [{{name: s, context: {{cluster: s, user: u, namespace: {namespace}}}}}]\ncurrent-context: s\nusers: [{{name: u, user: {{}}}}]\n"
         ),
     )
     .unwrap();
@@ -269,6 +271,6 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
     assert!(standin.get_raw("crd.tortie.io/ipamhandles", "h-web").is_some(), "the live pod keeps its address");
 
     let calls = standin.calls();
-    let denied = deploy_support::denied(&deploy_support::cluster_role(), &calls);
+    let denied = deploy_support::denied(&deploy_support::cluster_role(), &deploy_support::roles(), &calls);
     assert!(denied.is_empty(), "calls the shipped ClusterRole does not allow: {denied:#?}");
 }

@@ -1,12 +1,13 @@
 //! Kubernetes-backend behaviour beyond the shared suite, through the real kube client against
 //! the in-process stand-in API server: bookmarks, a lost watch that must relist (410 Gone),
-//! node annotations next to kubelet heartbeats, node labels, and malformed annotations.
+//! node annotations next to kubelet heartbeats, node labels, malformed annotations, and Secret
+//! records as Kubernetes Secrets in the client's namespace.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::kubernetes::KubeBackend;
-use tortie::datastore::resources::{IpamHandle, Node, NodeBgp};
+use tortie::datastore::resources::{IpamHandle, Node, NodeBgp, Secret, SecretValue};
 use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -168,6 +169,30 @@ async fn node_labels_are_the_kubernetes_nodes_kept_by_registration_and_a_relabel
                 break;
             }
             other => panic!("expected the relabel, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_records_are_kubernetes_secrets_in_the_clients_namespace() {
+    let standin = StandIn::start(Duration::from_millis(100)).await.expect("start the stand-in");
+    let store = Datastore::new(KubeBackend::new(standin.client_in("tortie-system")));
+    let secret = Secret { data: BTreeMap::from([("password".to_string(), SecretValue(b"s3cr3t".to_vec()))]) };
+    let created = store.create("bgp", &secret).await.unwrap();
+    let raw = standin.get_raw("core/secrets", "tortie-system/bgp").expect("a Secret in tortie-system");
+    assert_eq!((raw["kind"].as_str(), raw["data"]["password"].as_str()), (Some("Secret"), Some("czNjcjN0")), "{raw}");
+    assert!(standin.get_raw("core/secrets", "default/bgp").is_none());
+    let read = store.get::<Secret>("bgp").await.unwrap();
+    assert_eq!(read.spec, secret);
+    assert!(!format!("{read:?}").contains("s3cr3t"));
+    let mut watch = store.watch::<Secret>(Some(created.revision)).await.unwrap();
+    let changed = Secret { data: BTreeMap::from([("password".to_string(), SecretValue(b"other".to_vec()))]) };
+    store.update("bgp", &changed, read.revision).await.unwrap();
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Modified(s) => break assert_eq!(s.spec, changed),
+            other => panic!("expected the change, got {other:?}"),
         }
     }
 }

@@ -8,15 +8,16 @@ mod deploy_support;
 use deploy_support::*;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tortie::agent::kubernetes::{condition, pod_gc::PodGc, pool, publish_tunnel_address};
+use tortie::agent::secrets;
 use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::kubernetes::KubeBackend;
-use tortie::datastore::resources::{BgpConfiguration, IpamHandle, Node, NodeBgp};
+use tortie::datastore::resources::{BgpConfiguration, IpamHandle, Node, NodeBgp, Secret, SecretKeyRef};
 use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
 use tortie::ipam::{Ipam, IpamOptions, Request};
 
@@ -39,6 +40,8 @@ fn every_document_is_strictly_an_object_of_its_kind() {
             "ServiceAccount" => round_trip::<ServiceAccount>(doc),
             "ClusterRole" => round_trip::<ClusterRole>(doc),
             "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(doc),
+            "Role" => round_trip::<Role>(doc),
+            "RoleBinding" => round_trip::<RoleBinding>(doc),
             "ConfigMap" => round_trip::<ConfigMap>(doc),
             "DaemonSet" => round_trip::<DaemonSet>(doc),
             "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
@@ -49,7 +52,15 @@ fn every_document_is_strictly_an_object_of_its_kind() {
         }
         kinds.insert(kind);
     }
-    let expected = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet"];
+    let expected = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "CustomResourceDefinition",
+        "DaemonSet",
+        "Role",
+        "RoleBinding",
+    ];
     for kind in expected.into_iter().chain(["Namespace", "ServiceAccount"]) {
         assert!(kinds.contains(kind), "a {kind} in deploy/parts: {kinds:?}");
     }
@@ -206,7 +217,8 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
 async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let standin = StandIn::start(Duration::from_millis(100)).await.unwrap();
     standin.add_node("n1");
-    let client = standin.client();
+    // In a pod the client's namespace is its service account's.
+    let client = standin.client_in(&agent_namespace());
     let ds = Datastore::new(KubeBackend::new(client.clone()));
 
     // Registration, as agent::node::register: get, then create (the annotations).
@@ -241,6 +253,20 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let mut configs = ds.watch::<BgpConfiguration>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), configs.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
+    // The BGPFilters BGPPeers name, followed with them.
+    let _ = ds.list::<tortie::datastore::resources::BgpFilter>().await.unwrap();
+    let mut filters = ds.watch::<tortie::datastore::resources::BgpFilter>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), filters.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
+    // BGPPeer passwords: Secrets in the agent's namespace, read and followed.
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bgp-passwords", "namespace": agent_namespace()}, "data": {"tor": "czNjcjN0"}});
+    standin.put_raw("core/secrets", &format!("{}/bgp-passwords", agent_namespace()), secret);
+    let reference = SecretKeyRef { name: "bgp-passwords".into(), key: "tor".into(), optional: false };
+    assert_eq!(secrets::read(&ds, &reference).await.unwrap(), Some(b"s3cr3t".to_vec()));
+    let mut secret_watch = ds.watch::<Secret>(None).await.unwrap();
+    let listed = tokio::time::timeout(Duration::from_secs(20), secret_watch.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     // The local-prefix announcer and the pool-usage metrics follow the blocks.
     let mut blocks = ds.watch::<tortie::datastore::resources::IpamBlock>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), blocks.next()).await.unwrap().unwrap().unwrap();
@@ -270,11 +296,12 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
 
     let calls = standin.calls();
     let role = cluster_role();
-    let denied = denied(&role, &calls);
+    let roles = roles();
+    let denied = denied(&role, &roles, &calls);
     assert!(denied.is_empty(), "calls the ClusterRole does not allow: {denied:#?}");
     let used: BTreeSet<(String, String, String)> =
         calls.iter().map(|c| (c.group.clone(), rbac_resource(c), c.verb.clone())).collect();
-    let unused: Vec<_> = grants(&role)
+    let unused: Vec<_> = grants(&role, &roles)
         .into_iter()
         .filter(|g| !used.contains(g))
         .filter(|(g, r, v)| {

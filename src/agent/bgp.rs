@@ -24,7 +24,7 @@ use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
-use crate::datastore::resources::{BgpConfiguration, BgpPeer, IpPool, Node};
+use crate::datastore::resources::{BgpConfiguration, BgpFilter, BgpPeer, IpPool, Node, Secret};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::metrics::bgp::{BgpSample, PeerSample};
 use crate::remote_routes::PathKind;
@@ -165,6 +165,7 @@ fn wanted(
     router_id: Ipv4Addr,
     nodes: &[(String, Node)],
     resources: &[(String, BgpPeer)],
+    referenced: &super::bgp_peers::Referenced,
 ) -> BTreeMap<IpAddr, Wanted> {
     let mut out = BTreeMap::new();
     let local_as = settings.as_number;
@@ -240,8 +241,15 @@ fn wanted(
         {
             continue;
         }
+        let Ok(md5_key) = super::bgp_peers::md5_key(&r, &referenced.passwords) else { continue };
+        let Ok((import, export)) = super::bgp_peers::filter_policies(&r, &referenced.filters) else { continue };
         let mut c = session(config, settings, r.address, r.peer_as, router_id);
         c.remote_port = r.port;
+        c.md5_key = md5_key;
+        c.ttl_security = r.ttl_security;
+        if r.use_node_ip {
+            c.local_addr = node_address(nodes, node, r.address);
+        }
         if let Some(local) = r.local_as {
             c.local_as = local;
         }
@@ -254,12 +262,18 @@ fn wanted(
         let role = if r.peer_as == c.local_as { PeerRole::Mesh } else { PeerRole::External };
         let mut setup = PeerSetup::new(role, r.peer_as);
         setup.local_as = r.local_as;
+        setup.allow_as_in = r.allow_local_as;
         if let Some(nhs) = r.next_hop_self {
             setup.next_hop_self = nhs;
         }
         if role == PeerRole::External {
             setup.import = Some(Policy::accept_all());
         }
+        // BGPFilters: their rules, then what the role does without them (their default accepts).
+        if import.is_some() {
+            setup.import = import;
+        }
+        setup.export = export;
         out.insert(r.address, Wanted { config: c, peer_type: r.peer_type, setup });
     }
     out
@@ -282,6 +296,15 @@ fn report_unsupported(node: &str, unsupported: &[Unsupported]) {
             })
             .collect();
         record_from(Source::BgpSettings, Kind::BgpConfiguration, &name, findings);
+    }
+}
+
+/// `node`'s own address of `peer`'s family, from its Node record: the source of a `UseNodeIP` session.
+fn node_address(nodes: &[(String, Node)], node: &str, peer: IpAddr) -> Option<IpAddr> {
+    let bgp = nodes.iter().find(|(name, _)| name == node)?.1.bgp.as_ref()?;
+    match peer {
+        IpAddr::V4(_) => bgp.ipv4_address.map(|a| a.ip()),
+        IpAddr::V6(_) => bgp.ipv6_address.map(|a| a.ip()),
     }
 }
 
@@ -332,17 +355,23 @@ async fn follow_peers(
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     let mut peers_watch = ds.watch::<BgpPeer>(None).await.ok();
     let mut configs_watch = ds.watch::<BgpConfiguration>(None).await.ok();
+    let mut secrets_watch = ds.watch::<Secret>(None).await.ok();
+    let mut filters_watch = ds.watch::<BgpFilter>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
     loop {
         let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
-        if let (Some(nodes), Some(resources)) = listed {
+        let referenced = match &listed.1 {
+            Some(resources) => super::bgp_peers::referenced(&ds, resources).await,
+            None => None,
+        };
+        if let ((Some(nodes), Some(resources)), Some(referenced)) = (listed, referenced) {
             resync = false;
             if !apply_settings(&config, &ds, &node, &nodes, &mut speaker, &rib, &inputs, &mut applied).await {
                 // Retried on the next tick.
                 resync = true;
             }
-            let mut want = wanted(&config, &applied.settings, &node, router_id, &nodes, &resources);
+            let mut want = wanted(&config, &applied.settings, &node, router_id, &nodes, &resources, &referenced);
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -408,6 +437,14 @@ async fn follow_peers(
             ev = super::routes::next_event(&mut configs_watch) => {
                 // A BGPConfiguration (ours or another node's: cheap to tell apart on resync).
                 if ev.is_some() { resync = true } else { configs_watch = None }
+            }
+            ev = super::routes::next_event(&mut secrets_watch) => {
+                // A password may have changed (or appeared): recompute.
+                if ev.is_some() { resync = true } else { secrets_watch = None }
+            }
+            ev = super::routes::next_event(&mut filters_watch) => {
+                // A BGPFilter changed: the policies of the peers naming it.
+                if ev.is_some() { resync = true } else { filters_watch = None }
             }
         }
     }
@@ -622,6 +659,11 @@ mod tests {
         }
     }
 
+    /// The settings of a node with the default configuration and no BGPConfiguration.
+    fn default_settings() -> Effective {
+        bgp_config::effective(&Config::default().bgp, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), None, None)
+    }
+
     #[test]
     fn our_next_hops_are_the_router_id_and_the_ipv6_address() {
         let mut config = Config::default();
@@ -635,10 +677,159 @@ mod tests {
     fn sessions(me: &str, nodes: &[(String, Node)]) -> Vec<(IpAddr, PeerRole, bool, bool)> {
         let config = Config::default();
         let settings = bgp_config::effective(&config.bgp, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), None, None);
-        wanted(&config, &settings, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[])
+        wanted(&config, &settings, me, Ipv4Addr::new(10, 1, 0, 1), nodes, &[], &Default::default())
             .into_iter()
             .map(|(a, w)| (a, w.setup.role, w.config.add_path_send, w.config.add_path_receive))
             .collect()
+    }
+
+    #[test]
+    fn a_bgppeer_password_is_the_md5_key_and_a_missing_secret_starts_no_session() {
+        use crate::agent::secrets::SecretError;
+        use crate::datastore::resources::{SecretKeyRef, SecretSource};
+        let peer = |ip: &str, secret: &str| BgpPeer {
+            peer_ip: Some(ip.into()),
+            as_number: Some(65001),
+            password: Some(SecretSource {
+                secret_key_ref: SecretKeyRef { name: secret.into(), key: "password".into(), optional: false },
+            }),
+            ..BgpPeer::default()
+        };
+        let resources = vec![
+            ("tor".to_string(), peer("10.0.0.1", "tor-secret")),
+            ("tor-missing".to_string(), peer("10.0.0.2", "gone")),
+            ("tor-optional".to_string(), peer("10.0.0.3", "gone")),
+        ];
+        let passwords: super::super::bgp_peers::Passwords = [
+            ("tor".to_string(), Ok(Some(b"s3cr3t".to_vec()))),
+            ("tor-missing".to_string(), Err(SecretError::NoSecret { name: "gone".into() })),
+            ("tor-optional".to_string(), Ok(None)),
+        ]
+        .into();
+        let referenced = super::super::bgp_peers::Referenced { passwords, ..Default::default() };
+        let want = wanted(
+            &Config::default(),
+            &default_settings(),
+            "a",
+            Ipv4Addr::new(10, 1, 0, 1),
+            &[],
+            &resources,
+            &referenced,
+        );
+        let keys: Vec<(IpAddr, Option<Vec<u8>>)> = want.iter().map(|(a, w)| (*a, w.config.md5_key.clone())).collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(keys, vec![(ip("10.0.0.1"), Some(b"s3cr3t".to_vec())), (ip("10.0.0.3"), None)]);
+    }
+
+    #[test]
+    fn bgppeer_session_fields_reach_the_session_and_the_rib() {
+        use crate::datastore::resources::SourceAddress;
+        let nodes = vec![(
+            "a".to_string(),
+            Node {
+                bgp: Some(NodeBgp {
+                    ipv4_address: "10.1.0.1/24".parse().ok(),
+                    ipv6_address: "fd00::1/64".parse().ok(),
+                    ..NodeBgp::default()
+                }),
+                ..Node::default()
+            },
+        )];
+        let resources = vec![
+            (
+                "tor".to_string(),
+                BgpPeer {
+                    peer_ip: Some("10.0.0.1".into()),
+                    as_number: Some(65001),
+                    keep_original_next_hop: true,
+                    ttl_security: Some(1),
+                    num_allowed_local_as_numbers: Some(2),
+                    keepalive_time: "500ms".parse().ok(),
+                    max_restart_time: "1.5m".parse().ok(),
+                    ..BgpPeer::default()
+                },
+            ),
+            (
+                "tor6".to_string(),
+                BgpPeer { peer_ip: Some("[fd00::fe]:179".into()), as_number: Some(65001), ..BgpPeer::default() },
+            ),
+            (
+                "kernel-picks".to_string(),
+                BgpPeer {
+                    peer_ip: Some("10.0.0.2".into()),
+                    as_number: Some(65001),
+                    source_address: Some(SourceAddress::None),
+                    ..BgpPeer::default()
+                },
+            ),
+        ];
+        let want = wanted(
+            &Config::default(),
+            &default_settings(),
+            "a",
+            Ipv4Addr::new(10, 1, 0, 1),
+            &nodes,
+            &resources,
+            &Default::default(),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let tor = &want[&ip("10.0.0.1")];
+        assert_eq!(
+            (tor.setup.next_hop_self, tor.config.ttl_security, tor.setup.allow_as_in),
+            (false, Some(1), 2),
+            "keepOriginalNextHop, ttlSecurity, numAllowedLocalASNumbers"
+        );
+        assert_eq!(
+            (tor.config.keepalive, tor.config.graceful_restart),
+            (Some(1), Some(90)),
+            "whole seconds, rounded up"
+        );
+        assert_eq!(tor.config.local_addr, Some(ip("10.1.0.1")), "UseNodeIP is the default");
+        let resource = super::super::bgp_peers::sessions(&resources, "a", &nodes);
+        assert_eq!(resource[0].next_hop_self, Some(false), "keepOriginalNextHop is nextHopMode: Keep");
+        assert_eq!(want[&ip("fd00::fe")].config.local_addr, Some(ip("fd00::1")), "the node's IPv6 address");
+        assert_eq!(want[&ip("10.0.0.2")].config.local_addr, None, "sourceAddress: None");
+    }
+
+    #[test]
+    fn bgppeer_filters_become_policies_and_a_missing_filter_starts_no_session() {
+        let with = |ip: &str, filters: &[&str]| BgpPeer {
+            peer_ip: Some(ip.into()),
+            as_number: Some(65001),
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            ..BgpPeer::default()
+        };
+        let resources =
+            vec![("tor".to_string(), with("10.0.0.1", &["no-10"])), ("tor2".to_string(), with("10.0.0.2", &["gone"]))];
+        let no_10: BgpFilter = serde_json::from_value(serde_json::json!({
+            "exportV4": [{"action": "Reject", "cidr": "10.0.0.0/8", "matchOperator": "In"}],
+            "importV4": [{"action": "Reject", "cidr": "10.0.0.0/8", "matchOperator": "In"}],
+        }))
+        .unwrap();
+        let referenced = super::super::bgp_peers::Referenced {
+            filters: [("no-10".to_string(), no_10)].into(),
+            ..Default::default()
+        };
+        let want = wanted(
+            &Config::default(),
+            &default_settings(),
+            "a",
+            Ipv4Addr::new(10, 1, 0, 1),
+            &[],
+            &resources,
+            &referenced,
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(want.keys().copied().collect::<Vec<_>>(), vec![ip("10.0.0.1")], "tor2 names a missing filter");
+        let setup = &want[&ip("10.0.0.1")].setup;
+        let route = crate::bgp::rib::attrs::PathAttrs::local();
+        let rejects = |p: &Option<Policy>| {
+            p.as_ref()
+                .unwrap()
+                .apply(&"10.2.0.0/16".parse().unwrap(), crate::bgp::rib::policy::PeerType::Ebgp, route.clone())
+                .is_none()
+        };
+        assert!(rejects(&setup.import) && rejects(&setup.export));
     }
 
     #[test]

@@ -5,8 +5,18 @@
 //! `nodeSelector` matches. It peers with `peerIP` (with its `asNumber`), or
 //! with every node `peerSelector` matches (each with its own AS).
 //!
-//! `sourceAddress` is not honoured yet: sessions leave from the address the
-//! kernel picks (for a peer on the node's subnet, the node's address).
+//! A peer with a `password` gets its secret's value as the session's TCP MD5 key; when the secret
+//! or key is missing (and the reference is not `optional`) the session is not started and a
+//! warning names the BGPPeer, secret and key: a ToR requiring MD5 would refuse it anyway, and a
+//! session without the key the operator asked for must not come up.
+//!
+//! Sessions leave from the node's address of the peer's family (Calico's default
+//! `sourceAddress: UseNodeIP`), or from the address the kernel picks with `sourceAddress: None`.
+//! `ttlSecurity` is GTSM, `numAllowedLocalASNumbers` lets our AS appear that many times in a
+//! received path, `keepOriginalNextHop` is `nextHopMode: Keep`; `reachableBy`,
+//! `localWorkloadSelector` and `reversePeering: Manual` are refused when the BGPPeer is read.
+//! `filters` name BGPFilters (`agent::bgp_filters`), which become the peer's import and export
+//! policy; a peer naming one that does not exist is not started, with a warning.
 //!
 //! Selectors are Calico's (`crate::selector`), matched against the labels of
 //! the Node records, so a relabelled node changes the sessions at the next
@@ -14,8 +24,13 @@
 //! parse (a record written before selectors were checked on write) selects
 //! no node.
 
-use crate::datastore::resources::{BgpPeer, GoDuration, NextHopMode, Node};
+use super::bgp_filters::{self, Direction};
+use crate::agent::secrets::{self, SecretError};
+use crate::bgp::rib::Policy;
+use crate::datastore::Datastore;
+use crate::datastore::resources::{BgpFilter, BgpPeer, GoDuration, NextHopMode, Node, SecretKeyRef, SourceAddress};
 use crate::selector::{NoLabels, Selector};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// Calico's peer type for a peer of one node.
@@ -37,6 +52,105 @@ pub struct ResourcePeer {
     pub restart_time: Option<u16>,
     /// `global` or `node specific`.
     pub peer_type: &'static str,
+    /// Where the session's MD5 key is.
+    pub password: Option<SecretKeyRef>,
+    /// GTSM hops (`None`: off).
+    pub ttl_security: Option<u8>,
+    /// How many times our AS may appear in a received path.
+    pub allow_local_as: u8,
+    /// Bind the node's address as the session's source (Calico's default `UseNodeIP`).
+    pub use_node_ip: bool,
+    /// BGPFilter names, in order.
+    pub filters: Vec<String>,
+}
+
+/// Each BGPPeer's MD5 key by resource name (`Ok(None)`: an optional secret that is absent).
+pub type Passwords = BTreeMap<String, Result<Option<Vec<u8>>, SecretError>>;
+
+/// What BGPPeers refer to by name: their passwords' values and the BGPFilters.
+#[derive(Debug, Default)]
+pub struct Referenced {
+    pub passwords: Passwords,
+    pub filters: BTreeMap<String, BgpFilter>,
+}
+
+/// Reads what `peers` refer to; `None` when something cannot be read for a reason that may pass
+/// (the datastore is unreachable), so the caller keeps its current peers.
+pub async fn referenced(ds: &Datastore, peers: &[(String, BgpPeer)]) -> Option<Referenced> {
+    let passwords = passwords(ds, peers).await?;
+    let filters = match ds.list::<BgpFilter>().await {
+        Ok(listing) => {
+            for bad in &listing.invalid {
+                tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid BGPFilter; peers naming it do not start");
+            }
+            listing.items.into_iter().map(|s| (s.name, s.spec)).collect()
+        }
+        Err(e) => {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot list BGPFilters; keeping the current peers");
+            return None;
+        }
+    };
+    Some(Referenced { passwords, filters })
+}
+
+/// The import and export policies of `peer`'s filters (`None`: no filters), or `Err` (logged,
+/// naming the BGPPeer and the filter) when one is missing: its session must not start with routes
+/// the filter was meant to stop.
+pub fn filter_policies(
+    peer: &ResourcePeer,
+    filters: &BTreeMap<String, BgpFilter>,
+) -> Result<(Option<Policy>, Option<Policy>), ()> {
+    let compiled = bgp_filters::compile(&peer.filters, filters, Direction::Import)
+        .and_then(|import| Ok((import, bgp_filters::compile(&peer.filters, filters, Direction::Export)?)));
+    compiled.map_err(|missing| {
+        tracing::warn!(
+            subsys = "bgp", bgppeer = %peer.resource, peer = %peer.address, bgpfilter = %missing,
+            "the BGPPeer names a BGPFilter that does not exist or is invalid: the session is not started"
+        );
+    })
+}
+
+/// Reads the secret of every BGPPeer with a `password`; `None` when one cannot be read for a
+/// reason that may pass (the datastore is unreachable).
+async fn passwords(ds: &Datastore, peers: &[(String, BgpPeer)]) -> Option<Passwords> {
+    let mut out = Passwords::new();
+    for (name, peer) in peers {
+        let Some(password) = &peer.password else { continue };
+        let value = secrets::read(ds, &password.secret_key_ref).await;
+        if let Err(e) = &value
+            && e.is_transient()
+        {
+            tracing::warn!(subsys = "bgp", bgppeer = %name, error = %e, "cannot read a BGPPeer password; keeping the current peers");
+            return None;
+        }
+        out.insert(name.clone(), value);
+    }
+    Some(out)
+}
+
+/// The MD5 key of `peer`, or `Err` (logged, naming BGPPeer, secret and key) when its session must
+/// not start.
+pub fn md5_key(peer: &ResourcePeer, passwords: &Passwords) -> Result<Option<Vec<u8>>, ()> {
+    let Some(reference) = &peer.password else { return Ok(None) };
+    let error = match passwords.get(&peer.resource) {
+        Some(Ok(value)) => return Ok(value.clone()),
+        Some(Err(e)) => e.to_string(),
+        None => "not read".to_string(),
+    };
+    tracing::warn!(
+        subsys = "bgp", bgppeer = %peer.resource, peer = %peer.address, secret = %reference.name,
+        key = %reference.key, error = %error,
+        "the BGPPeer's password is unavailable: the session is not started"
+    );
+    Err(())
+}
+
+/// A BGP timer in whole seconds, a fraction rounded up (`500ms` is 1 s, never 0, which would
+/// turn keepalives off); `None` beyond `u16` (refused when the BGPPeer is validated).
+fn whole_seconds(d: &GoDuration) -> Option<u16> {
+    let d = d.get();
+    let seconds = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u16::try_from(seconds).ok()
 }
 
 /// `selector` (field `field` of BGPPeer `name`) parsed; `None`, logged, when it does not parse.
@@ -73,14 +187,19 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
             port,
             peer_as,
             local_as: p.local_as_number,
-            next_hop_self: match p.next_hop_mode {
-                Some(NextHopMode::SelfHop) => Some(true),
-                Some(NextHopMode::Keep) => Some(false),
-                Some(NextHopMode::Auto) | None => None,
+            next_hop_self: match (p.next_hop_mode, p.keep_original_next_hop) {
+                (Some(NextHopMode::SelfHop), _) => Some(true),
+                (Some(NextHopMode::Keep), _) | (None, true) => Some(false),
+                (Some(NextHopMode::Auto), _) | (None, false) => None,
             },
-            keepalive: p.keepalive_time.as_ref().and_then(GoDuration::seconds_u16),
-            restart_time: p.max_restart_time.as_ref().and_then(GoDuration::seconds_u16),
+            keepalive: p.keepalive_time.as_ref().and_then(whole_seconds),
+            restart_time: p.max_restart_time.as_ref().and_then(whole_seconds),
             peer_type,
+            password: p.password.as_ref().map(|s| s.secret_key_ref.clone()),
+            ttl_security: p.ttl_security.and_then(|h| u8::try_from(h).ok()).filter(|h| *h > 0),
+            allow_local_as: p.num_allowed_local_as_numbers.and_then(|n| u8::try_from(n).ok()).unwrap_or(0),
+            use_node_ip: p.source_address != Some(SourceAddress::None),
+            filters: p.filters.clone(),
         };
         match (&p.peer_ip, &p.peer_selector) {
             (Some(ip), _) => {

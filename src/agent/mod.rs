@@ -10,6 +10,7 @@
 
 mod bgp;
 mod bgp_config;
+mod bgp_filters;
 mod bgp_peers;
 pub mod block_routes;
 pub mod cni_install;
@@ -21,6 +22,7 @@ mod pod_lock;
 mod pools;
 mod remote_routes;
 mod routes;
+pub mod secrets;
 mod supervise;
 mod usage;
 pub mod vtep;

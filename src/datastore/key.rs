@@ -13,11 +13,14 @@ pub enum Kind {
     Node,
     BgpPeer,
     BgpConfiguration,
+    /// Passwords (BGP MD5 keys); a Kubernetes Secret in the agent's namespace on Kubernetes.
+    Secret,
+    BgpFilter,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -26,6 +29,8 @@ impl Kind {
         Kind::Node,
         Kind::BgpPeer,
         Kind::BgpConfiguration,
+        Kind::Secret,
+        Kind::BgpFilter,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -39,6 +44,8 @@ impl Kind {
             Kind::Node => "Node",
             Kind::BgpPeer => "BGPPeer",
             Kind::BgpConfiguration => "BGPConfiguration",
+            Kind::Secret => "Secret",
+            Kind::BgpFilter => "BGPFilter",
         }
     }
 
@@ -53,6 +60,8 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::BgpPeer => "bgppeers",
             Kind::BgpConfiguration => "bgpconfigurations",
+            Kind::Secret => "secrets",
+            Kind::BgpFilter => "bgpfilters",
         }
     }
 

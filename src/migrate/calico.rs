@@ -191,7 +191,8 @@ impl Converting<'_> {
                     }
                 }
             }
-            Kind::IpamConfig => {}
+            // BGPFilter carries over as it is; Secrets are Kubernetes objects, not Calico's.
+            Kind::IpamConfig | Kind::BgpFilter | Kind::Secret => {}
         }
         Ok(())
     }

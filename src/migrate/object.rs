@@ -5,7 +5,7 @@
 use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
 use crate::datastore::resources::{
-    BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node, Secret,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -95,6 +95,8 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::Node => check_as::<Node>(spec),
         Kind::BgpPeer => check_as::<BgpPeer>(spec),
         Kind::BgpConfiguration => check_as::<BgpConfiguration>(spec),
+        Kind::BgpFilter => check_as::<BgpFilter>(spec),
+        Kind::Secret => check_as::<Secret>(spec),
     }
 }
 

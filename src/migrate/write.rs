@@ -17,8 +17,11 @@ fn write_rank(kind: Kind) -> u8 {
         Kind::IpamHandle => 3,
         Kind::BlockAffinity => 4,
         Kind::Node => 5,
-        Kind::BgpConfiguration => 6,
-        Kind::BgpPeer => 7,
+        // The BGP resources after what they refer to: passwords and filters before the peers.
+        Kind::Secret => 6,
+        Kind::BgpFilter => 7,
+        Kind::BgpConfiguration => 8,
+        Kind::BgpPeer => 9,
     }
 }
 

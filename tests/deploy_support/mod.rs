@@ -1,7 +1,7 @@
 //! Reading the manifests in `deploy/` and checking API calls against their ClusterRole.
 #![allow(dead_code)]
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -70,19 +70,47 @@ pub fn rule_allows(rule: &PolicyRule, call: &ApiCall) -> bool {
         && (names.is_empty() || names.contains(&call.name))
 }
 
-/// The calls no rule of `role` allows.
-pub fn denied(role: &ClusterRole, calls: &[ApiCall]) -> Vec<ApiCall> {
+/// The namespace of the agent's ServiceAccount: in a pod, its client's default namespace.
+pub fn agent_namespace() -> String {
+    let account = all_documents().into_iter().map(|(_, d)| d).find(|d| d["kind"] == "ServiceAccount");
+    account
+        .and_then(|a| a["metadata"]["namespace"].as_str().map(str::to_string))
+        .expect("the ServiceAccount's namespace")
+}
+
+/// The agent's namespaced Roles (each grants only within its own namespace).
+pub fn roles() -> Vec<Role> {
+    all_documents()
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"] == "Role")
+        .map(|d| serde_json::from_value(d).expect("a Role"))
+        .collect()
+}
+
+/// Whether one of `roles` allows `call` in the call's namespace.
+fn roles_allow(roles: &[Role], call: &ApiCall) -> bool {
+    roles.iter().any(|role| {
+        role.metadata.namespace.as_deref() == Some(call.namespace.as_str())
+            && role.rules.as_deref().unwrap_or_default().iter().any(|r| rule_allows(r, call))
+    })
+}
+
+/// The calls no rule of `role` (nor of `roles`, in their namespaces) allows.
+pub fn denied(role: &ClusterRole, roles: &[Role], calls: &[ApiCall]) -> Vec<ApiCall> {
     let rules = role.rules.as_deref().unwrap_or_default();
-    let mut out: Vec<ApiCall> = calls.iter().filter(|c| !rules.iter().any(|r| rule_allows(r, c))).cloned().collect();
+    let mut out: Vec<ApiCall> =
+        calls.iter().filter(|c| !rules.iter().any(|r| rule_allows(r, c)) && !roles_allow(roles, c)).cloned().collect();
     out.sort();
     out.dedup();
     out
 }
 
-/// Every (group, resource, verb) `role` grants.
-pub fn grants(role: &ClusterRole) -> Vec<(String, String, String)> {
+/// Every (group, resource, verb) `role` and `roles` grant.
+pub fn grants(role: &ClusterRole, roles: &[Role]) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for rule in role.rules.as_deref().unwrap_or_default() {
+    let rules = role.rules.iter().chain(roles.iter().flat_map(|r| r.rules.iter())).flatten();
+    for rule in rules {
         for group in rule.api_groups.as_deref().unwrap_or_default() {
             for resource in rule.resources.as_deref().unwrap_or_default() {
                 for verb in &rule.verbs {

@@ -103,7 +103,7 @@ pub fn export_route(
     }
     let peer_type = if to == PeerRole::External { PeerType::Ebgp } else { PeerType::Ibgp };
     match &target.setup.export {
-        Some(policy) => policy.apply(prefix, peer_type, out),
+        Some(policy) => policy.apply_to(prefix, peer_type, !local, out),
         None => Some(out),
     }
 }

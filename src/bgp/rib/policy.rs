@@ -41,6 +41,10 @@ pub enum Match {
     AsPathContains(u32),
     /// The peer the route comes from (import) or goes to (export).
     PeerType(PeerType),
+    /// The route was learned from a BGP peer (not originated by this node): always on import.
+    Learned,
+    /// The inner match does not hold.
+    Not(Box<Match>),
 }
 
 /// One action on a route.
@@ -98,9 +102,20 @@ impl Policy {
 
     /// Evaluates the policy on a route; `Some` with the (possibly changed)
     /// attributes when accepted.
-    pub fn apply(&self, prefix: &IpNetwork, peer_type: PeerType, mut attrs: PathAttrs) -> Option<PathAttrs> {
+    pub fn apply(&self, prefix: &IpNetwork, peer_type: PeerType, attrs: PathAttrs) -> Option<PathAttrs> {
+        self.apply_to(prefix, peer_type, true, attrs)
+    }
+
+    /// [`Policy::apply`] for a route that is `learned` from a peer or originated here (export).
+    pub fn apply_to(
+        &self,
+        prefix: &IpNetwork,
+        peer_type: PeerType,
+        learned: bool,
+        mut attrs: PathAttrs,
+    ) -> Option<PathAttrs> {
         for rule in &self.rules {
-            if !rule.matches.iter().all(|m| m.holds(prefix, peer_type, &attrs)) {
+            if !rule.matches.iter().all(|m| m.holds(prefix, peer_type, learned, &attrs)) {
                 continue;
             }
             for action in &rule.actions {
@@ -131,7 +146,7 @@ impl Policy {
 }
 
 impl Match {
-    fn holds(&self, prefix: &IpNetwork, peer_type: PeerType, attrs: &PathAttrs) -> bool {
+    fn holds(&self, prefix: &IpNetwork, peer_type: PeerType, learned: bool, attrs: &PathAttrs) -> bool {
         match self {
             Match::Prefix { prefix: outer, ge, le } => {
                 let max = if prefix.is_ipv4() { 32 } else { 128 };
@@ -145,6 +160,8 @@ impl Match {
             Match::LargeCommunity(c) => attrs.large_communities.contains(c),
             Match::AsPathContains(asn) => attrs.count_as(*asn) > 0,
             Match::PeerType(t) => *t == peer_type,
+            Match::Learned => learned,
+            Match::Not(inner) => !inner.holds(prefix, peer_type, learned, attrs),
         }
     }
 }
@@ -201,6 +218,23 @@ mod tests {
         assert!(!accepts(&only(Match::AsPathContains(65003)), "10.0.0.0/8"));
         assert!(accepts(&only(Match::PeerType(PeerType::Ebgp)), "10.0.0.0/8"));
         assert!(!accepts(&only(Match::PeerType(PeerType::Ibgp)), "10.0.0.0/8"));
+    }
+
+    #[test]
+    fn negation_and_learned_routes() {
+        let policy = Policy {
+            rules: vec![Rule {
+                matches: vec![
+                    Match::Learned,
+                    Match::Not(Box::new(Match::Prefix { prefix: net("10.0.0.0/8"), ge: Some(8), le: Some(32) })),
+                ],
+                actions: vec![Action::Reject],
+            }],
+            default: Verdict::Accept,
+        };
+        assert!(policy.apply_to(&net("11.0.0.0/8"), PeerType::Ebgp, true, route()).is_none());
+        assert!(policy.apply_to(&net("11.0.0.0/8"), PeerType::Ebgp, false, route()).is_some(), "originated");
+        assert!(policy.apply_to(&net("10.1.0.0/16"), PeerType::Ebgp, true, route()).is_some());
     }
 
     #[test]

@@ -60,9 +60,16 @@ impl StandIn {
 
     /// A kube client for this server.
     pub fn client(&self) -> kube::Client {
+        self.client_in("default")
+    }
+
+    /// A client whose default namespace is `namespace`, as a pod's service account has its own.
+    pub fn client_in(&self, namespace: &str) -> kube::Client {
         // The URL is ours and well-formed, and building a plain-HTTP client cannot fail.
         let url = self.url().parse().expect("loopback URL");
-        kube::Client::try_from(kube::Config::new(url)).expect("kube client for the stand-in")
+        let mut config = kube::Config::new(url);
+        config.default_namespace = namespace.to_string();
+        kube::Client::try_from(config).expect("kube client for the stand-in")
     }
 
     /// Forgets all history up to now: watches from older resourceVersions get 410 Gone.

@@ -4,7 +4,7 @@
 use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Resource,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -56,6 +56,10 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         crd::<BgpConfiguration>(&[
             ("Mesh", "boolean", ".spec.nodeToNodeMeshEnabled"),
             ("AS", "integer", ".spec.asNumber"),
+        ]),
+        crd::<BgpFilter>(&[
+            ("Export V4", "string", ".spec.exportV4[*].cidr"),
+            ("Import V4", "string", ".spec.importV4[*].cidr"),
         ]),
     ]
 }
@@ -141,7 +145,9 @@ mod tests {
     #[test]
     fn every_custom_kind_has_a_structural_crd_with_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 7);
+        // Node and Secret are Kubernetes' own kinds.
+        let custom = Kind::ALL.iter().filter(|k| !matches!(k, Kind::Node | Kind::Secret)).count();
+        assert_eq!(crds.len(), custom);
         for crd in &crds {
             let version = &crd.spec.versions[0];
             let schema = version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();

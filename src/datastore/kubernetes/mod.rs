@@ -1,12 +1,14 @@
 //! The Kubernetes backend: each kind but Node is a cluster-scoped custom resource in the
 //! `crd.tortie.io/v1` group (CRDs generated from the Rust types, see [`crds_yaml`]); a Node's BGP
-//! fields are annotations on the Kubernetes Node (see `node.rs`). Compare-and-swap is
+//! fields are annotations on the Kubernetes Node (see `node.rs`); a Secret is a Kubernetes Secret
+//! in the agent's namespace (see `secret.rs`). Compare-and-swap is
 //! Kubernetes' own: `metadata.resourceVersion` on replace, preconditions on delete, 409 on a
 //! mismatch. Revisions are resourceVersions read as numbers (what every etcd-backed API server
 //! hands out); a non-numeric one is `InvalidData`.
 
 mod crds;
 mod node;
+mod secret;
 mod watch;
 
 pub use crds::{crds, crds_yaml};
@@ -46,6 +48,9 @@ impl KubeBackend {
     }
 
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
+        if kind == Kind::Secret {
+            return secret::api(&self.client);
+        }
         Api::all_with(self.client.clone(), &api_resource(kind))
     }
 }
@@ -58,12 +63,16 @@ pub(crate) fn revision_of(key: &dyn std::fmt::Display, rv: Option<&str>) -> Resu
         .map_err(|_| DatastoreError::invalid(key, format!("resourceVersion {rv:?} is not a number")))
 }
 
-/// The stored form of a custom resource: its `spec`, as JSON bytes.
+/// The stored form of a custom resource: its `spec`, as JSON bytes (a Secret: its `data`).
 pub(crate) fn object_of(kind: Kind, object: &DynamicObject) -> Result<RawObject> {
     let key = Key::new(kind, object.metadata.name.clone().unwrap_or_default());
     let revision = revision_of(&key, object.metadata.resource_version.as_deref())?;
-    let spec = object.data.get("spec").unwrap_or(&serde_json::Value::Null);
-    let value = serde_json::to_vec(spec).map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
+    let value = if kind == Kind::Secret {
+        serde_json::to_vec(&secret::value_of(object))
+    } else {
+        serde_json::to_vec(object.data.get("spec").unwrap_or(&serde_json::Value::Null))
+    };
+    let value = value.map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
     Ok(RawObject { key, revision, value })
 }
 
@@ -86,7 +95,11 @@ fn document(kind: Kind, name: &str, value: &[u8], revision: Option<Revision>) ->
     let key = Key::new(kind, name);
     let spec: serde_json::Value =
         serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
-    let mut object = DynamicObject::new(name, &api_resource(kind)).data(serde_json::json!({ "spec": spec }));
+    let mut object = if kind == Kind::Secret {
+        secret::document(name, spec)
+    } else {
+        DynamicObject::new(name, &api_resource(kind)).data(serde_json::json!({ "spec": spec }))
+    };
     object.metadata.resource_version = revision.map(|r| r.to_string());
     Ok(object)
 }

@@ -4,6 +4,7 @@
 
 mod bgp;
 mod bgp_configuration;
+mod bgp_filter;
 pub mod coverage;
 mod duration;
 mod ipam;
@@ -11,10 +12,11 @@ mod mac;
 mod node;
 mod secret;
 
-pub use bgp::{BgpPeer, NextHopMode, SourceAddress};
+pub use bgp::{BgpPeer, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, SourceAddress};
 pub use bgp_configuration::{
     BgpConfiguration, BindMode, CommunityName, CommunityValue, PrefixAdvertisement, ServiceIpBlock, parse_community,
 };
+pub use bgp_filter::{BgpFilter, FilterAction, FilterRule, MatchOperator, MatchSource, PrefixLength};
 pub use duration::GoDuration;
 pub use ipam::{
     AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
@@ -22,7 +24,7 @@ pub use ipam::{
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp, check_labels};
-pub use secret::{SecretKeyRef, SecretSource};
+pub use secret::{Secret, SecretKeyRef, SecretSource, SecretValue};
 
 use super::Kind;
 use schemars::JsonSchema;
@@ -62,3 +64,5 @@ resource!(IpamConfig, Kind::IpamConfig);
 resource!(Node, Kind::Node);
 resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
+resource!(Secret, Kind::Secret);
+resource!(BgpFilter, Kind::BgpFilter);
