@@ -31,13 +31,17 @@ fn default_allowed_uses() -> Vec<PoolUse> {
 }
 
 /// A range pods get addresses from, cut into blocks of `blockSize`.
+// `remote = "Self"`: the derived (de)serialisers become inherent functions that the trait impls
+// below wrap, so a missing `blockSize` can default by the CIDR's family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
+#[schemars(transform = block_size_optional)]
 pub struct IpPool {
     /// Strictly masked; immutable.
     #[schemars(with = "String")]
     pub cidr: IpNetwork,
-    /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6 (Calico's defaults 26 / 122).
+    /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6; when absent Calico's
+    /// default for the family, [`DEFAULT_BLOCK_SIZE_V4`] / [`DEFAULT_BLOCK_SIZE_V6`].
     pub block_size: u8,
     #[serde(default)]
     pub ipip_mode: EncapMode,
@@ -57,12 +61,58 @@ pub struct IpPool {
     pub allowed_uses: Vec<PoolUse>,
 }
 
+/// Calico's block size for an IPv4 pool that names none.
+pub const DEFAULT_BLOCK_SIZE_V4: u8 = 26;
+/// Calico's block size for an IPv6 pool that names none.
+pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
+
+/// Calico's default block size for a pool of `cidr`'s family.
+pub fn default_block_size(cidr: &IpNetwork) -> u8 {
+    if cidr.is_ipv4() { DEFAULT_BLOCK_SIZE_V4 } else { DEFAULT_BLOCK_SIZE_V6 }
+}
+
+impl<'de> Deserialize<'de> for IpPool {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpPool, D::Error> {
+        use serde::de::Error;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(fields) = value.as_object_mut()
+            && !fields.contains_key("blockSize")
+        {
+            // A CIDR that does not parse is reported by the derived deserialiser below.
+            let cidr = fields.get("cidr").and_then(|c| c.as_str()).and_then(|c| c.parse::<IpNetwork>().ok());
+            if let Some(cidr) = cidr {
+                fields.insert("blockSize".to_string(), default_block_size(&cidr).into());
+            }
+        }
+        // The derived (inherent) deserialiser; the field path is kept in the message, as the
+        // outer reader sees only this one value.
+        let mut track = serde_path_to_error::Track::new();
+        IpPool::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(|e| {
+            let path = track.path().to_string();
+            if path == "." { D::Error::custom(e) } else { D::Error::custom(format!("{path}: {e}")) }
+        })
+    }
+}
+
+impl Serialize for IpPool {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        IpPool::serialize(self, serializer)
+    }
+}
+
+/// The schema's side of the family default: `blockSize` is not required.
+fn block_size_optional(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|field| field != "blockSize");
+    }
+}
+
 impl IpPool {
-    /// A pool with Calico's defaults: block size 26 (IPv4) or 122 (IPv6), no encapsulation.
+    /// A pool with Calico's defaults: the family's block size, no encapsulation.
     pub fn new(cidr: IpNetwork) -> IpPool {
         IpPool {
             cidr,
-            block_size: if cidr.is_ipv4() { 26 } else { 122 },
+            block_size: default_block_size(&cidr),
             ipip_mode: EncapMode::Never,
             vxlan_mode: EncapMode::Never,
             nat_outgoing: false,
@@ -302,6 +352,21 @@ mod tests {
         let wire = serde_json::to_value(&pool).unwrap();
         assert_eq!(wire["disableBGPExport"], json!(false));
         assert_eq!(wire["ipipMode"], json!("Never"));
+    }
+
+    #[test]
+    fn pool_without_block_size_gets_calico_default_per_family() {
+        let v4: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16"})).unwrap();
+        assert_eq!(v4.block_size, 26);
+        let v6: IpPool = serde_json::from_value(json!({"cidr": "fd00::/48"})).unwrap();
+        assert_eq!(v6.block_size, 122);
+        let explicit: IpPool = serde_json::from_value(json!({"cidr": "fd00::/48", "blockSize": 116})).unwrap();
+        assert_eq!(explicit.block_size, 116);
+        assert_eq!(serde_json::to_value(&v4).unwrap()["blockSize"], json!(26));
+        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "blockSize": "x"})).unwrap_err();
+        assert!(bad.to_string().starts_with("blockSize: "), "{bad}");
+        let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
+        assert!(!schema["required"].as_array().unwrap().contains(&json!("blockSize")), "{schema}");
     }
 
     #[test]
