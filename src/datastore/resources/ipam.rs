@@ -41,7 +41,7 @@ pub struct IpPool {
     #[schemars(with = "String")]
     pub cidr: IpNetwork,
     /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6; when absent Calico's
-    /// default for the family, [`DEFAULT_BLOCK_SIZE_V4`] / [`DEFAULT_BLOCK_SIZE_V6`].
+    /// default for the family, 26 or 122.
     pub block_size: u8,
     #[serde(default)]
     pub ipip_mode: EncapMode,
@@ -163,6 +163,13 @@ pub struct AllocationAttribute {
     /// Owner attributes: pod, namespace, node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secondary: BTreeMap<String, String>,
+    /// Calico's previous or potential owner (a live migration's other pod); kept as read.
+    #[serde(default, rename = "alternateOwnerAttrs", skip_serializing_if = "BTreeMap::is_empty")]
+    pub alternate_owner_attrs: BTreeMap<String, String>,
+    /// RFC 3339 time Calico released the address into its cool-down; the address stays
+    /// allocated, as it does in Calico until the cool-down ends.
+    #[serde(default, rename = "releasedAt", skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
 }
 
 /// A block of addresses, usually affine to one host.
@@ -264,8 +271,28 @@ pub struct BlockAffinity {
     pub affinity_type: String,
     #[schemars(with = "String")]
     pub cidr: IpNetwork,
-    #[serde(default)]
+    /// A boolean; read also as Calico's `crd.projectcalico.org/v1` string (`"false"`).
+    #[serde(default, deserialize_with = "bool_or_string")]
     pub deleted: bool,
+}
+
+/// A boolean, or a string Go's `strconv.ParseBool` accepts (as Calico's v1 CRDs store some).
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bool(bool),
+        Text(String),
+    }
+    match Either::deserialize(deserializer)? {
+        Either::Bool(b) => Ok(b),
+        Either::Text(text) => match text.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            _ => Err(D::Error::custom(format!("{text:?} is neither true nor false"))),
+        },
+    }
 }
 
 fn default_affinity_type() -> String {
@@ -367,6 +394,54 @@ mod tests {
         assert!(bad.to_string().starts_with("blockSize: "), "{bad}");
         let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
         assert!(!schema["required"].as_array().unwrap().contains(&json!("blockSize")), "{schema}");
+    }
+
+    #[test]
+    fn affinity_deleted_reads_calico_string_and_boolean() {
+        // crd.projectcalico.org/v1 as Calico writes it: `deleted` a string, no `type`.
+        let v1: BlockAffinity = serde_json::from_value(
+            json!({"state": "confirmed", "node": "n1", "cidr": "10.0.0.0/26", "deleted": "false"}),
+        )
+        .unwrap();
+        assert!(!v1.deleted);
+        assert_eq!(v1.affinity_type, "host");
+        let v3: BlockAffinity =
+            serde_json::from_value(json!({"state": "pending", "node": "n1", "cidr": "10.0.0.0/26", "deleted": true}))
+                .unwrap();
+        assert!(v3.deleted);
+        let yes: BlockAffinity =
+            serde_json::from_value(json!({"state": "pending", "node": "n", "cidr": "10.0.0.0/26", "deleted": "true"}))
+                .unwrap();
+        assert!(yes.deleted);
+        // Written back in tortie's canonical form.
+        assert_eq!(serde_json::to_value(&v1).unwrap()["deleted"], json!(false));
+        let bad = serde_json::from_value::<BlockAffinity>(
+            json!({"state": "pending", "node": "n", "cidr": "10.0.0.0/26", "deleted": "maybe"}),
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("maybe"), "{bad}");
+    }
+
+    #[test]
+    fn calico_block_attributes_survive_a_round_trip() {
+        let calico = json!({
+            "cidr": "10.0.0.0/30",
+            "affinity": "host:n1",
+            "allocations": [0, null, null, null],
+            "unallocated": [1, 2, 3],
+            "attributes": [{
+                "handle_id": "k8s-pod-network.abc",
+                "secondary": {"pod": "p", "namespace": "default", "node": "n1"},
+                "alternateOwnerAttrs": {"pod": "p-target", "namespace": "default"},
+                "releasedAt": "2026-12-06T10:00:00Z"
+            }],
+            "sequenceNumber": 1,
+            "sequenceNumberForAllocation": {"0": 1}
+        });
+        let block: IpamBlock = serde_json::from_value(calico.clone()).unwrap();
+        assert!(!block.deleted && !block.strict_affinity);
+        let wire = serde_json::to_value(&block).unwrap();
+        assert_eq!(wire["attributes"], calico["attributes"]);
     }
 
     #[test]
