@@ -12,7 +12,7 @@ use super::handles;
 use super::pools::usable;
 use super::tunnel::TunnelDevice;
 use crate::datastore::resources::{
-    AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse, cidr_name,
+    AffinityState, AssignmentMode, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse, cidr_name,
 };
 use crate::datastore::{Datastore, DatastoreError, Kind, MAX_TRANSACTION_WRITES, Stored, Transaction};
 use ipnetwork::IpNetwork;
@@ -174,7 +174,11 @@ impl Ipam {
         let pools: Vec<_> = pools
             .into_iter()
             .filter(|p| usable(&p.spec, fam, purpose, &self.options.labels))
-            .filter(|p| only.is_empty() || only.contains(&p.spec.cidr))
+            // A Manual pool serves only requests that name it.
+            .filter(|p| match only.is_empty() {
+                true => p.spec.assignment_mode == AssignmentMode::Automatic,
+                false => only.contains(&p.spec.cidr),
+            })
             .collect();
         if pools.is_empty() {
             let purpose = if purpose == PoolUse::Tunnel { "tunnel" } else { "workload" };

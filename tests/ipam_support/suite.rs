@@ -349,3 +349,54 @@ pub async fn group_commit_serves_a_burst(h: &impl Harness) {
     assert!(writes < 150, "{writes} writes for 100 allocations: block writes were not shared");
     clean(store).await;
 }
+
+/// A pool as Calico's JSON spells it (fields tortie may not know are kept in the JSON).
+fn pool_from_json(spec: serde_json::Value) -> IpPool {
+    serde_json::from_value(spec).expect("a pool")
+}
+
+pub async fn manual_pools_only_when_named_and_load_balancer_pools_never_for_pods(h: &impl Harness) {
+    let store = h.store();
+    let manual = pool_from_json(serde_json::json!({"cidr": "10.19.0.0/24", "assignmentMode": "Manual"}));
+    create_pool(store, "manual", &manual).await.unwrap();
+    let lb = pool_from_json(serde_json::json!({"cidr": "10.20.0.0/24", "allowedUses": ["LoadBalancer"]}));
+    create_pool(store, "lb", &lb).await.unwrap();
+    let node = ipam(store, "n1");
+    match node.allocate(req("auto", 4)).await {
+        Err(IpamError::NoPool { family: 4, .. }) => {}
+        other => panic!("a Manual pool is never chosen automatically: {other:?}"),
+    }
+    assert!(matches!(node.tunnel_address(4).await, Err(IpamError::NoPool { .. })), "nor for a tunnel");
+    let named = Request { pools: vec![manual.cidr], ..req("named", 4) };
+    let got = node.allocate(named).await.unwrap();
+    assert!(manual.cidr.contains(got.ip), "{} from the Manual pool named", got.ip);
+    let lb_named = Request { pools: vec![lb.cidr], ..req("lb", 4) };
+    assert!(matches!(node.allocate(lb_named).await, Err(IpamError::NoPool { .. })), "LoadBalancer pools serve no pod");
+    let auto = pool_from_json(serde_json::json!({"cidr": "10.21.0.0/24"}));
+    create_pool(store, "auto", &auto).await.unwrap();
+    assert!(auto.cidr.contains(node.allocate(req("auto", 4)).await.unwrap().ip));
+    assert!(auto.cidr.contains(node.tunnel_address(4).await.unwrap().ip));
+    clean(store).await;
+}
+
+pub async fn load_balancer_pools_follow_calico_rules(h: &impl Harness) {
+    let store = h.store();
+    let lb = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"cidr": "10.22.0.0/24", "allowedUses": ["LoadBalancer"]});
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        pool_from_json(spec)
+    };
+    for (extra, field) in [
+        (serde_json::json!({"ipipMode": "Always"}), "ipipMode"),
+        (serde_json::json!({"vxlanMode": "CrossSubnet"}), "vxlanMode"),
+        (serde_json::json!({"disableBGPExport": true}), "disableBGPExport"),
+        (serde_json::json!({"nodeSelector": "zone == 'a'"}), "nodeSelector"),
+        (serde_json::json!({"allowedUses": ["LoadBalancer", "Workload"]}), "allowedUses"),
+    ] {
+        match create_pool(store, "lb", &lb(extra.clone())).await {
+            Err(IpamError::InvalidPool { reason, .. }) => assert!(reason.starts_with(field), "{extra}: {reason}"),
+            other => panic!("{extra} must be refused naming {field}: {other:?}"),
+        }
+    }
+    create_pool(store, "lb", &lb(serde_json::json!({}))).await.unwrap();
+}

@@ -22,6 +22,16 @@ pub enum PoolUse {
     LoadBalancer,
 }
 
+/// Whether a pool serves requests that name no pool (`assignmentMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AssignmentMode {
+    /// Chosen for any request its uses and selectors allow.
+    #[default]
+    Automatic,
+    /// Only for requests that name it (the `cni.projectcalico.org/ipv4pools` annotation).
+    Manual,
+}
+
 fn default_node_selector() -> String {
     "all()".to_string()
 }
@@ -57,8 +67,11 @@ pub struct IpPool {
     pub disable_bgp_export: bool,
     #[serde(default = "default_node_selector")]
     pub node_selector: String,
+    /// Empty or absent: Workload and Tunnel. LoadBalancer combines with neither.
     #[serde(default = "default_allowed_uses")]
     pub allowed_uses: Vec<PoolUse>,
+    #[serde(default)]
+    pub assignment_mode: AssignmentMode,
 }
 
 /// Calico's block size for an IPv4 pool that names none.
@@ -75,6 +88,15 @@ impl<'de> Deserialize<'de> for IpPool {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpPool, D::Error> {
         use serde::de::Error;
         let mut value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(fields) = value.as_object_mut() {
+            // Calico reads an empty `allowedUses` as absent, and a `blockSize` of 0 too.
+            if fields.get("allowedUses").and_then(|u| u.as_array()).is_some_and(Vec::is_empty) {
+                fields.remove("allowedUses");
+            }
+            if fields.get("blockSize").and_then(|b| b.as_u64()) == Some(0) {
+                fields.remove("blockSize");
+            }
+        }
         if let Some(fields) = value.as_object_mut()
             && !fields.contains_key("blockSize")
         {
@@ -120,6 +142,7 @@ impl IpPool {
             disable_bgp_export: false,
             node_selector: default_node_selector(),
             allowed_uses: default_allowed_uses(),
+            assignment_mode: AssignmentMode::Automatic,
         }
     }
 
@@ -137,6 +160,29 @@ impl IpPool {
         }
         if self.ipip_mode != EncapMode::Never && self.vxlan_mode != EncapMode::Never {
             return Err("vxlanMode: cannot be combined with ipipMode".to_string());
+        }
+        if self.allowed_uses.contains(&PoolUse::LoadBalancer) {
+            self.check_load_balancer()?;
+        }
+        Ok(())
+    }
+
+    /// Calico's rules for a LoadBalancer pool: its addresses are announced from every node.
+    fn check_load_balancer(&self) -> Result<(), String> {
+        if let Some(other) = self.allowed_uses.iter().find(|u| **u != PoolUse::LoadBalancer) {
+            return Err(format!("allowedUses: LoadBalancer cannot be combined with {other:?}"));
+        }
+        if self.ipip_mode != EncapMode::Never {
+            return Err(format!("ipipMode: {:?} is not possible for a LoadBalancer pool", self.ipip_mode));
+        }
+        if self.vxlan_mode != EncapMode::Never {
+            return Err(format!("vxlanMode: {:?} is not possible for a LoadBalancer pool", self.vxlan_mode));
+        }
+        if self.disable_bgp_export {
+            return Err("disableBGPExport: true is not possible for a LoadBalancer pool".to_string());
+        }
+        if self.node_selector.trim() != "all()" {
+            return Err(format!("nodeSelector: {:?} must be all() for a LoadBalancer pool", self.node_selector));
         }
         Ok(())
     }
@@ -390,6 +436,8 @@ mod tests {
         let explicit: IpPool = serde_json::from_value(json!({"cidr": "fd00::/48", "blockSize": 116})).unwrap();
         assert_eq!(explicit.block_size, 116);
         assert_eq!(serde_json::to_value(&v4).unwrap()["blockSize"], json!(26));
+        let zero: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16", "blockSize": 0})).unwrap();
+        assert_eq!(zero.block_size, 26);
         let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "blockSize": "x"})).unwrap_err();
         assert!(bad.to_string().starts_with("blockSize: "), "{bad}");
         let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
@@ -442,6 +490,18 @@ mod tests {
         assert!(!block.deleted && !block.strict_affinity);
         let wire = serde_json::to_value(&block).unwrap();
         assert_eq!(wire["attributes"], calico["attributes"]);
+    }
+
+    #[test]
+    fn pool_reads_assignment_mode_and_empty_allowed_uses_as_calico_does() {
+        let manual: IpPool =
+            serde_json::from_value(json!({"cidr": "10.0.0.0/16", "assignmentMode": "Manual", "allowedUses": []}))
+                .unwrap();
+        assert_eq!(manual.assignment_mode, AssignmentMode::Manual);
+        assert_eq!(manual.allowed_uses, default_allowed_uses());
+        assert_eq!(IpPool::new(manual.cidr).assignment_mode, AssignmentMode::Automatic);
+        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "assignmentMode": "Sometimes"}));
+        assert!(bad.unwrap_err().to_string().starts_with("assignmentMode: "));
     }
 
     #[test]

@@ -12,8 +12,8 @@ mod secret;
 pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
 pub use duration::GoDuration;
 pub use ipam::{
-    AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
-    cidr_name,
+    AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig,
+    IpamHandle, PoolUse, cidr_name,
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp};
