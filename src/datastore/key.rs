@@ -10,6 +10,7 @@ pub enum Kind {
     BlockAffinity,
     IpamHandle,
     IpamConfig,
+    IpReservation,
     Node,
     BgpPeer,
     BgpConfiguration,
@@ -17,12 +18,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
         Kind::IpamHandle,
         Kind::IpamConfig,
+        Kind::IpReservation,
         Kind::Node,
         Kind::BgpPeer,
         Kind::BgpConfiguration,
@@ -36,6 +38,7 @@ impl Kind {
             Kind::BlockAffinity => "BlockAffinity",
             Kind::IpamHandle => "IPAMHandle",
             Kind::IpamConfig => "IPAMConfig",
+            Kind::IpReservation => "IPReservation",
             Kind::Node => "Node",
             Kind::BgpPeer => "BGPPeer",
             Kind::BgpConfiguration => "BGPConfiguration",
@@ -50,6 +53,7 @@ impl Kind {
             Kind::BlockAffinity => "blockaffinities",
             Kind::IpamHandle => "ipamhandles",
             Kind::IpamConfig => "ipamconfigs",
+            Kind::IpReservation => "ipreservations",
             Kind::Node => "nodes",
             Kind::BgpPeer => "bgppeers",
             Kind::BgpConfiguration => "bgpconfigurations",

@@ -4,7 +4,9 @@ use crate::datastore_support::harness::Harness;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use tortie::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse};
+use tortie::datastore::resources::{
+    AffinityState, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle, PoolUse,
+};
 use tortie::datastore::{Datastore, Key, Kind, Stored};
 use tortie::ipam::check::CheckInput;
 use tortie::ipam::gc::Gc;
@@ -399,4 +401,28 @@ pub async fn load_balancer_pools_follow_calico_rules(h: &impl Harness) {
         }
     }
     create_pool(store, "lb", &lb(serde_json::json!({}))).await.unwrap();
+}
+
+pub async fn ip_reservations_in_the_datastore_are_never_handed_out(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.23.0.0/28", 29).await;
+    // The first block wholly reserved (never claimed), half of the second one.
+    let spec = serde_json::json!({"reservedCIDRs": ["10.23.0.0/29", "10.23.0.8/30"]});
+    let reservation: IpReservation = serde_json::from_value(spec).unwrap();
+    store.create("reserved", &reservation).await.unwrap();
+    let node = ipam(store, "n1");
+    let mut got = Vec::new();
+    for i in 0..4 {
+        got.push(node.allocate(req(&format!("h{i}"), 4)).await.unwrap().ip);
+    }
+    let expected: Vec<IpAddr> = (12..16).map(|o| format!("10.23.0.{o}").parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, expected, "only the unreserved addresses");
+    assert!(matches!(node.allocate(req("h4", 4)).await, Err(IpamError::PoolsExhausted { .. })));
+    let own = tortie::ipam::routes::own_blocks(store, "n1").await.unwrap();
+    assert_eq!(own, vec!["10.23.0.8/29".parse().unwrap()], "the reserved block is never claimed");
+    // `ipam check` counts them without being told.
+    let report = check(store, &CheckInput::default()).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!((report.pools[0].in_use, report.pools[0].reserved, report.pools[0].free), (4, 12, 0));
 }

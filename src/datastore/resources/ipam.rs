@@ -377,6 +377,22 @@ impl IpamHandle {
     }
 }
 
+/// Addresses IPAM never hands out (Calico's IPReservation): whole blocks are never claimed,
+/// single addresses skipped. Addresses already allocated stay so.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpReservation {
+    #[serde(default, rename = "reservedCIDRs")]
+    #[schemars(with = "Vec<String>")]
+    pub reserved_cidrs: Vec<IpNetwork>,
+}
+
+impl IpReservation {
+    pub(super) fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 fn default_true() -> bool {
     true
 }

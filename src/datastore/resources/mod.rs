@@ -12,8 +12,8 @@ mod secret;
 pub use bgp::{BgpConfiguration, BgpPeer, NextHopMode, ServiceIpBlock, SourceAddress};
 pub use duration::GoDuration;
 pub use ipam::{
-    AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig,
-    IpamHandle, PoolUse, cidr_name,
+    AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpReservation, IpamBlock,
+    IpamConfig, IpamHandle, PoolUse, cidr_name,
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp};
@@ -54,6 +54,7 @@ resource!(IpamBlock, Kind::IpamBlock);
 resource!(BlockAffinity, Kind::BlockAffinity);
 resource!(IpamHandle, Kind::IpamHandle);
 resource!(IpamConfig, Kind::IpamConfig);
+resource!(IpReservation, Kind::IpReservation);
 resource!(Node, Kind::Node);
 resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
