@@ -48,7 +48,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             ("Strict Affinity", "boolean", ".spec.strictAffinity"),
             ("Max Blocks Per Host", "integer", ".spec.maxBlocksPerHost"),
         ]),
-        crd::<IpReservation>(&[]),
+        crd::<IpReservation>(&[("Reserved CIDRs", "string", ".spec.reservedCIDRs")]),
         crd::<BgpPeer>(&[
             ("Peer IP", "string", ".spec.peerIP"),
             ("AS", "integer", ".spec.asNumber"),
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn every_custom_kind_has_a_structural_crd_with_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 7);
+        assert_eq!(crds.len(), 8);
         for crd in &crds {
             let version = &crd.spec.versions[0];
             let schema = version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
