@@ -1,7 +1,8 @@
 //! `Ipam`: allocation and release by handle for one node, on the `Datastore` interface so every
 //! backend works. Follows Calico's `autoAssign` (reference §2.3): the node's own blocks first,
-//! then a newly claimed block (up to the per-host block limit), then — unless strict affinity is
-//! set — borrowing from other nodes' blocks. Every block write is a compare-and-swap with
+//! then a newly claimed block (unless `autoAllocateBlocks` is off, up to the per-host block
+//! limit), then — unless strict affinity is set or the node is at its block limit — borrowing
+//! from other nodes' blocks. Every block write is a compare-and-swap with
 //! bounded retries; a batch of requests shares one write per block (group commit).
 
 use super::block_math::{block_count, block_of, family, nth_block, overlaps, start_index};
@@ -240,7 +241,8 @@ impl Ipam {
                 self.fill_block(cidr, &ctx, requests, &mut pending, &mut done, Some(&mut *cache)).await?;
             }
         }
-        if !pending.is_empty() && !ctx.config.strict_affinity {
+        // A host at its block limit does not borrow either (Calico's `ErrBlockLimit`).
+        if !pending.is_empty() && !ctx.config.strict_affinity && !limited {
             // Borrowing (reference §2.3 step 4): any block of the pools with room, whoever owns it.
             let me = claim::host_affinity(&self.options.node);
             let blocks = self.store.list::<IpamBlock>().await?.items;
@@ -256,7 +258,7 @@ impl Ipam {
             }
         }
         for i in pending {
-            let error = if limited && ctx.config.strict_affinity {
+            let error = if limited {
                 IpamError::BlockLimit { node: self.options.node.clone(), limit }
             } else {
                 IpamError::PoolsExhausted { pools: ctx.pools.iter().map(|p| p.name.clone()).collect() }

@@ -426,3 +426,30 @@ pub async fn ip_reservations_in_the_datastore_are_never_handed_out(h: &impl Harn
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!((report.pools[0].in_use, report.pools[0].reserved, report.pools[0].free), (4, 12, 0));
 }
+
+pub async fn ipam_configuration_limits_blocks_and_automatic_claims(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.24.0.0/24", 29).await;
+    let other = ipam(store, "other");
+    other.allocate(req("other0", 4)).await.unwrap();
+    // Without a configuration Calico allows 20 blocks per host, and a host at its limit does
+    // not borrow: the request fails with the limit, strict affinity or not.
+    let node = ipam(store, "n1");
+    for i in 0..20 * 8 {
+        assert!(!node.allocate(req(&format!("h{i}"), 4)).await.unwrap().borrowed);
+    }
+    match node.allocate(req("h-over", 4)).await {
+        Err(IpamError::BlockLimit { limit: 20, .. }) => {}
+        other => panic!("expected the default block limit of 20, got {other:?}"),
+    }
+    // autoAllocateBlocks false: no new block, even below the limit.
+    let config = IpamConfig { strict_affinity: true, auto_allocate_blocks: false, max_blocks_per_host: 0 };
+    store.create("default", &config).await.unwrap();
+    let fresh = ipam(store, "fresh");
+    assert!(fresh.allocate(req("fresh0", 4)).await.is_err(), "no block is claimed automatically");
+    assert!(tortie::ipam::routes::own_blocks(store, "fresh").await.unwrap().is_empty());
+    // Both off is refused, as Calico's SetIPAMConfig does.
+    let both_off = IpamConfig { strict_affinity: false, auto_allocate_blocks: false, max_blocks_per_host: 0 };
+    let refused = store.create("refused", &both_off).await.unwrap_err().to_string();
+    assert!(refused.contains("autoAllocateBlocks"), "{refused}");
+}
