@@ -37,6 +37,10 @@ macro_rules! ipam_suite {
                 corrupt_block_is_reported_by_key,
                 leaks_and_empty_blocks_are_collected,
                 group_commit_serves_a_burst,
+                manual_pools_only_when_named_and_load_balancer_pools_never_for_pods,
+                load_balancer_pools_follow_calico_rules,
+                ip_reservations_in_the_datastore_are_never_handed_out,
+                ipam_configuration_limits_blocks_and_automatic_claims,
             ]);
         }
     };

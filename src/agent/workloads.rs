@@ -10,7 +10,7 @@
 use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
-use crate::datastore::resources::{IpPool, IpamBlock, PoolUse};
+use crate::datastore::resources::{AssignmentMode, IpPool, IpamBlock, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
 use crate::ipam::claim::host_affinity;
@@ -384,7 +384,12 @@ impl WorkloadService for Workloads {
             return Ok(existing);
         }
         let usable = |v6: bool| {
-            pools.iter().any(|p| !p.disabled && p.cidr.is_ipv6() == v6 && p.allowed_uses.contains(&PoolUse::Workload))
+            pools.iter().any(|p| {
+                !p.disabled
+                    && p.cidr.is_ipv6() == v6
+                    && p.allowed_uses.contains(&PoolUse::Workload)
+                    && p.assignment_mode == AssignmentMode::Automatic
+            })
         };
         let families: Vec<u8> =
             [(4, usable(false)), (6, usable(true))].into_iter().filter(|f| f.1).map(|f| f.0).collect();

@@ -10,6 +10,7 @@ pub enum Kind {
     BlockAffinity,
     IpamHandle,
     IpamConfig,
+    IpReservation,
     Node,
     BgpPeer,
     BgpConfiguration,
@@ -20,12 +21,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
         Kind::IpamHandle,
         Kind::IpamConfig,
+        Kind::IpReservation,
         Kind::Node,
         Kind::BgpPeer,
         Kind::BgpConfiguration,
@@ -41,6 +43,7 @@ impl Kind {
             Kind::BlockAffinity => "BlockAffinity",
             Kind::IpamHandle => "IPAMHandle",
             Kind::IpamConfig => "IPAMConfig",
+            Kind::IpReservation => "IPReservation",
             Kind::Node => "Node",
             Kind::BgpPeer => "BGPPeer",
             Kind::BgpConfiguration => "BGPConfiguration",
@@ -57,6 +60,7 @@ impl Kind {
             Kind::BlockAffinity => "blockaffinities",
             Kind::IpamHandle => "ipamhandles",
             Kind::IpamConfig => "ipamconfigs",
+            Kind::IpReservation => "ipreservations",
             Kind::Node => "nodes",
             Kind::BgpPeer => "bgppeers",
             Kind::BgpConfiguration => "bgpconfigurations",

@@ -183,8 +183,7 @@ fn report_unsupported<R: Resource>(raw: &RawObject, unknown: Vec<String>) {
     let finding = |field: String, reason: String| Finding { kind: R::KIND, name: raw.key.name.clone(), field, reason };
     let mut findings: Vec<Finding> = unknown.into_iter().map(|field| finding(field, UNKNOWN_FIELD.into())).collect();
     let declared = super::resources::coverage::unsupported(R::KIND);
-    // Parsed a second time only for kinds with declared-unsupported fields (never the IPAM ones
-    // on the allocation path).
+    // Parsed a second time only for kinds with declared-unsupported fields.
     if !declared.is_empty()
         && let Ok(document) = serde_json::from_slice::<serde_json::Value>(&raw.value)
     {

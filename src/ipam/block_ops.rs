@@ -69,7 +69,11 @@ pub fn assign_ordinal(
 /// Allocates the free ordinal at `position` of `unallocated` to `handle`.
 fn take(block: &mut IpamBlock, position: usize, handle: &str, secondary: &BTreeMap<String, String>) -> Assigned {
     let ordinal = block.unallocated.remove(position);
-    block.attributes.push(AllocationAttribute { handle_id: Some(handle.to_string()), secondary: secondary.clone() });
+    block.attributes.push(AllocationAttribute {
+        handle_id: Some(handle.to_string()),
+        secondary: secondary.clone(),
+        ..AllocationAttribute::default()
+    });
     block.allocations[ordinal as usize] = Some((block.attributes.len() - 1) as u32);
     block.sequence_number += 1;
     block.sequence_number_for_allocation.insert(ordinal.to_string(), block.sequence_number);

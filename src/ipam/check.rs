@@ -5,7 +5,7 @@
 
 use super::block_math::{ip_at, overlaps, size};
 use super::block_ops;
-use crate::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamHandle};
+use crate::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamHandle};
 use crate::datastore::{Datastore, Result};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -20,7 +20,7 @@ pub struct CheckInput {
     pub alive_handles: Option<BTreeSet<String>>,
     /// Addresses seen in use on nodes (workload interfaces), to find ones not allocated.
     pub in_use: Vec<IpAddr>,
-    /// Reserved ranges, counted in the usage table.
+    /// Reserved ranges besides the datastore's IPReservations, counted in the usage table.
     pub reservations: Vec<IpNetwork>,
 }
 
@@ -105,10 +105,18 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
     let blocks = store.list::<IpamBlock>().await?;
     let affinities = store.list::<BlockAffinity>().await?;
     let handles = store.list::<IpamHandle>().await?;
+    let reservations = store.list::<IpReservation>().await?;
     let mut report = CheckReport::default();
     for invalid in pools.invalid.iter().chain(&blocks.invalid).chain(&affinities.invalid).chain(&handles.invalid) {
         report.invalid_records.push(invalid.to_string());
     }
+    report.invalid_records.extend(reservations.invalid.iter().map(|i| i.to_string()));
+    let reserved_cidrs: Vec<IpNetwork> = input
+        .reservations
+        .iter()
+        .copied()
+        .chain(reservations.items.iter().flat_map(|r| r.spec.reserved_cidrs.iter().copied()))
+        .collect();
 
     let confirmed: BTreeMap<IpNetwork, &str> = affinities
         .items
@@ -169,9 +177,7 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
             }
         }
         let reserved = (0..b.spec.allocations.len())
-            .filter(|o| {
-                b.spec.allocations[*o].is_none() && input.reservations.iter().any(|r| r.contains(ip_at(&cidr, *o)))
-            })
+            .filter(|o| b.spec.allocations[*o].is_none() && reserved_cidrs.iter().any(|r| r.contains(ip_at(&cidr, *o))))
             .count() as u128;
         let in_use = block_ops::in_use(&b.spec) as u128;
         let total = b.spec.allocations.len() as u128;
@@ -210,8 +216,7 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
         let (in_use, reserved_in_blocks) = inside.fold((0, 0), |(u, r), b| (u + b.in_use, r + b.reserved));
         let total = size(&p.spec.cidr);
         // Reservations outside any block still count against the pool.
-        let reserved = input
-            .reservations
+        let reserved = reserved_cidrs
             .iter()
             .filter(|r| p.spec.cidr.contains(r.network()))
             .map(size)

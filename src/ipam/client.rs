@@ -1,10 +1,11 @@
 //! `Ipam`: allocation and release by handle for one node, on the `Datastore` interface so every
 //! backend works. Follows Calico's `autoAssign` (reference §2.3): the node's own blocks first,
-//! then a newly claimed block (up to the per-host block limit), then — unless strict affinity is
-//! set — borrowing from other nodes' blocks. Every block write is a compare-and-swap with
+//! then a newly claimed block (unless `autoAllocateBlocks` is off, up to the per-host block
+//! limit), then — unless strict affinity is set or the node is at its block limit — borrowing
+//! from other nodes' blocks. Every block write is a compare-and-swap with
 //! bounded retries; a batch of requests shares one write per block (group commit).
 
-use super::block_math::{block_count, block_of, family, nth_block, start_index};
+use super::block_math::{block_count, block_of, family, nth_block, overlaps, start_index};
 use super::block_ops::{self, Assigned, Released};
 use super::claim::{self, RETRIES};
 use super::error::{IpamError, Result};
@@ -12,7 +13,8 @@ use super::handles;
 use super::pools::usable;
 use super::tunnel::TunnelDevice;
 use crate::datastore::resources::{
-    AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node, PoolUse, cidr_name,
+    AffinityState, AssignmentMode, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle, Node,
+    PoolUse, cidr_name,
 };
 use crate::datastore::{Datastore, DatastoreError, Kind, MAX_TRANSACTION_WRITES, Stored, Transaction};
 use ipnetwork::IpNetwork;
@@ -29,7 +31,7 @@ pub struct IpamOptions {
     /// The node's labels, for pools' `nodeSelector`, when the datastore has no Node record for
     /// `node` (tools, tests); a recorded node's labels are read from its record.
     pub labels: BTreeMap<String, String>,
-    /// Addresses never handed out (Calico's IPReservation `reservedCIDRs`).
+    /// Addresses never handed out, besides the datastore's IPReservations.
     pub reservations: Vec<IpNetwork>,
 }
 
@@ -101,6 +103,8 @@ pub struct BlockCache {
 struct Context {
     config: IpamConfig,
     pools: Vec<Stored<IpPool>>,
+    /// The IPReservations' CIDRs and `IpamOptions::reservations`.
+    reservations: Vec<IpNetwork>,
 }
 
 impl Ipam {
@@ -176,13 +180,21 @@ impl Ipam {
         let pools: Vec<_> = pools
             .into_iter()
             .filter(|p| usable(&p.spec, fam, purpose, &labels))
-            .filter(|p| only.is_empty() || only.contains(&p.spec.cidr))
+            // A Manual pool serves only requests that name it.
+            .filter(|p| match only.is_empty() {
+                true => p.spec.assignment_mode == AssignmentMode::Automatic,
+                false => only.contains(&p.spec.cidr),
+            })
             .collect();
         if pools.is_empty() {
             let purpose = if purpose == PoolUse::Tunnel { "tunnel" } else { "workload" };
             return Err(IpamError::NoPool { family: fam, purpose });
         }
-        Ok(Context { config, pools })
+        let mut reservations = self.options.reservations.clone();
+        for r in self.store.list::<IpReservation>().await?.items {
+            reservations.extend(r.spec.reserved_cidrs);
+        }
+        Ok(Context { config, pools, reservations })
     }
 
     /// The node's labels as its record has them now, so a relabelled node picks pools by its new
@@ -222,7 +234,7 @@ impl Ipam {
             if pending.is_empty() {
                 break;
             }
-            skip_broken(self.fill_block(*cidr, requests, &mut pending, &mut done, Some(&mut *cache)).await)?;
+            skip_broken(self.fill_block(*cidr, &ctx, requests, &mut pending, &mut done, Some(&mut *cache)).await)?;
         }
         let limit = match ctx.config.max_blocks_per_host {
             0 => DEFAULT_MAX_BLOCKS_PER_HOST,
@@ -235,13 +247,14 @@ impl Ipam {
                 limited = true;
                 break;
             }
-            let Some(cidr) = self.find_free_cidr(&ctx.pools).await? else { break };
+            let Some(cidr) = self.find_free_cidr(&ctx).await? else { break };
             if claim::claim(&self.store, &self.options.node, cidr).await?.is_some() {
                 owned += 1;
-                self.fill_block(cidr, requests, &mut pending, &mut done, Some(&mut *cache)).await?;
+                self.fill_block(cidr, &ctx, requests, &mut pending, &mut done, Some(&mut *cache)).await?;
             }
         }
-        if !pending.is_empty() && !ctx.config.strict_affinity {
+        // A host at its block limit does not borrow either (Calico's `ErrBlockLimit`).
+        if !pending.is_empty() && !ctx.config.strict_affinity && !limited {
             // Borrowing (reference §2.3 step 4): any block of the pools with room, whoever owns it.
             let me = claim::host_affinity(&self.options.node);
             let blocks = self.store.list::<IpamBlock>().await?.items;
@@ -251,13 +264,13 @@ impl Ipam {
                 }
                 let in_pool = ctx.pools.iter().any(|p| p.spec.cidr.contains(block.spec.cidr.network()));
                 let mine = block.spec.affinity.as_deref() == Some(me.as_str());
-                if in_pool && !mine && block_ops::free_count(&block.spec, &self.options.reservations) > 0 {
-                    skip_broken(self.fill_block(block.spec.cidr, requests, &mut pending, &mut done, None).await)?;
+                if in_pool && !mine && block_ops::free_count(&block.spec, &ctx.reservations) > 0 {
+                    skip_broken(self.fill_block(block.spec.cidr, &ctx, requests, &mut pending, &mut done, None).await)?;
                 }
             }
         }
         for i in pending {
-            let error = if limited && ctx.config.strict_affinity {
+            let error = if limited {
                 IpamError::BlockLimit { node: self.options.node.clone(), limit }
             } else {
                 IpamError::PoolsExhausted { pools: ctx.pools.iter().map(|p| p.name.clone()).collect() }
@@ -269,21 +282,29 @@ impl Ipam {
 
     /// A block CIDR of `pools` that has no block yet, walking each pool from this node's start
     /// index (so nodes spread out) and wrapping around.
-    async fn find_free_cidr(&self, pools: &[Stored<IpPool>]) -> Result<Option<IpNetwork>> {
+    async fn find_free_cidr(&self, ctx: &Context) -> Result<Option<IpNetwork>> {
         // A CIDR is taken if it has a block, or an affinity of any node in any state (a claim in
         // flight, or a block whose record does not decode).
         let mut taken: BTreeSet<IpNetwork> =
             self.store.list::<IpamBlock>().await?.items.iter().map(|b| b.spec.cidr).collect();
         taken.extend(self.store.list::<BlockAffinity>().await?.items.iter().map(|a| a.spec.cidr));
-        for pool in pools {
+        for pool in &ctx.pools {
             let count = block_count(&pool.spec.cidr, pool.spec.block_size);
             let start = start_index(&self.options.node, count);
-            // At most `taken` blocks are used, so a free one is within taken + 1 steps.
-            let steps = count.min(taken.len() as u128 + 1);
+            // At most `taken` blocks are used and `reserved_blocks` wholly reserved, so a free
+            // one is within that many steps plus one.
+            let reserved_blocks: u128 = ctx
+                .reservations
+                .iter()
+                .filter(|r| r.prefix() <= pool.spec.block_size && overlaps(r, &pool.spec.cidr))
+                .map(|r| 1u128.checked_shl(u32::from(pool.spec.block_size - r.prefix())).unwrap_or(u128::MAX))
+                .fold(0u128, u128::saturating_add);
+            let steps = count.min((taken.len() as u128).saturating_add(reserved_blocks).saturating_add(1));
             for step in 0..steps {
                 let cidr = nth_block(&pool.spec.cidr, pool.spec.block_size, (start + step) % count);
+                // A block wholly reserved is never claimed (Calico's `MatchesWholeCIDR`).
                 let reserved =
-                    self.options.reservations.iter().any(|r| r.contains(cidr.network()) && r.prefix() <= cidr.prefix());
+                    ctx.reservations.iter().any(|r| r.contains(cidr.network()) && r.prefix() <= cidr.prefix());
                 if !taken.contains(&cidr) && !reserved {
                     return Ok(Some(cidr));
                 }
@@ -298,6 +319,7 @@ impl Ipam {
     async fn fill_block(
         &self,
         cidr: IpNetwork,
+        ctx: &Context,
         requests: &[Request],
         pending: &mut VecDeque<usize>,
         done: &mut Vec<(usize, Result<Allocation>)>,
@@ -339,7 +361,7 @@ impl Ipam {
                 // it, and start-up repair the node's own allocations.
                 let mut attributes = r.attributes.clone();
                 attributes.insert(super::routes::NODE_ATTRIBUTE.to_string(), self.options.node.clone());
-                match block_ops::assign(&mut block, &r.handle, &attributes, &self.options.reservations) {
+                match block_ops::assign(&mut block, &r.handle, &attributes, &ctx.reservations) {
                     Some(a) => {
                         assigned.push((*i, a));
                         served.insert(r.handle.as_str());

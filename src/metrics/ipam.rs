@@ -143,6 +143,7 @@ mod tests {
             attributes.push(AllocationAttribute {
                 handle_id: Some(format!("h{i}")),
                 secondary: BTreeMap::from([("node".to_string(), node.to_string())]),
+                ..AllocationAttribute::default()
             });
         }
         IpamBlock {

@@ -192,7 +192,7 @@ impl Converting<'_> {
                 }
             }
             // BGPFilter carries over as it is; Secrets are Kubernetes objects, not Calico's.
-            Kind::IpamConfig | Kind::BgpFilter | Kind::Secret => {}
+            Kind::IpamConfig | Kind::IpReservation | Kind::BgpFilter | Kind::Secret => {}
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Node, Secret,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle,
+    Node, Secret,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -92,6 +93,7 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::BlockAffinity => check_as::<BlockAffinity>(spec),
         Kind::IpamHandle => check_as::<IpamHandle>(spec),
         Kind::IpamConfig => check_as::<IpamConfig>(spec),
+        Kind::IpReservation => check_as::<IpReservation>(spec),
         Kind::Node => check_as::<Node>(spec),
         Kind::BgpPeer => check_as::<BgpPeer>(spec),
         Kind::BgpConfiguration => check_as::<BgpConfiguration>(spec),

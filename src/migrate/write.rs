@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 /// Where a kind's objects go in the write order.
 fn write_rank(kind: Kind) -> u8 {
     match kind {
-        Kind::IpamConfig => 0,
+        // Reservations before the pools whose addresses they keep out of use.
+        Kind::IpamConfig | Kind::IpReservation => 0,
         Kind::IpPool => 1,
         Kind::IpamBlock => 2,
         Kind::IpamHandle => 3,

@@ -4,7 +4,9 @@ use crate::datastore_support::harness::Harness;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use tortie::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse};
+use tortie::datastore::resources::{
+    AffinityState, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle, PoolUse,
+};
 use tortie::datastore::{Datastore, Key, Kind, Stored};
 use tortie::ipam::check::CheckInput;
 use tortie::ipam::gc::Gc;
@@ -348,4 +350,106 @@ pub async fn group_commit_serves_a_burst(h: &impl Harness) {
     let writes = store.list::<IpPool>().await.unwrap().revision.0 - before.0;
     assert!(writes < 150, "{writes} writes for 100 allocations: block writes were not shared");
     clean(store).await;
+}
+
+/// A pool as Calico's JSON spells it (fields tortie may not know are kept in the JSON).
+fn pool_from_json(spec: serde_json::Value) -> IpPool {
+    serde_json::from_value(spec).expect("a pool")
+}
+
+pub async fn manual_pools_only_when_named_and_load_balancer_pools_never_for_pods(h: &impl Harness) {
+    let store = h.store();
+    let manual = pool_from_json(serde_json::json!({"cidr": "10.19.0.0/24", "assignmentMode": "Manual"}));
+    create_pool(store, "manual", &manual).await.unwrap();
+    let lb = pool_from_json(serde_json::json!({"cidr": "10.20.0.0/24", "allowedUses": ["LoadBalancer"]}));
+    create_pool(store, "lb", &lb).await.unwrap();
+    let node = ipam(store, "n1");
+    match node.allocate(req("auto", 4)).await {
+        Err(IpamError::NoPool { family: 4, .. }) => {}
+        other => panic!("a Manual pool is never chosen automatically: {other:?}"),
+    }
+    assert!(matches!(node.tunnel_address(4).await, Err(IpamError::NoPool { .. })), "nor for a tunnel");
+    let named = Request { pools: vec![manual.cidr], ..req("named", 4) };
+    let got = node.allocate(named).await.unwrap();
+    assert!(manual.cidr.contains(got.ip), "{} from the Manual pool named", got.ip);
+    let lb_named = Request { pools: vec![lb.cidr], ..req("lb", 4) };
+    assert!(matches!(node.allocate(lb_named).await, Err(IpamError::NoPool { .. })), "LoadBalancer pools serve no pod");
+    let auto = pool_from_json(serde_json::json!({"cidr": "10.21.0.0/24"}));
+    create_pool(store, "auto", &auto).await.unwrap();
+    assert!(auto.cidr.contains(node.allocate(req("auto", 4)).await.unwrap().ip));
+    assert!(auto.cidr.contains(node.tunnel_address(4).await.unwrap().ip));
+    clean(store).await;
+}
+
+pub async fn load_balancer_pools_follow_calico_rules(h: &impl Harness) {
+    let store = h.store();
+    let lb = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"cidr": "10.22.0.0/24", "allowedUses": ["LoadBalancer"]});
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        pool_from_json(spec)
+    };
+    for (extra, field) in [
+        (serde_json::json!({"ipipMode": "Always"}), "ipipMode"),
+        (serde_json::json!({"vxlanMode": "CrossSubnet"}), "vxlanMode"),
+        (serde_json::json!({"disableBGPExport": true}), "disableBGPExport"),
+        (serde_json::json!({"nodeSelector": "zone == 'a'"}), "nodeSelector"),
+        (serde_json::json!({"allowedUses": ["LoadBalancer", "Workload"]}), "allowedUses"),
+    ] {
+        match create_pool(store, "lb", &lb(extra.clone())).await {
+            Err(IpamError::InvalidPool { reason, .. }) => assert!(reason.starts_with(field), "{extra}: {reason}"),
+            other => panic!("{extra} must be refused naming {field}: {other:?}"),
+        }
+    }
+    create_pool(store, "lb", &lb(serde_json::json!({}))).await.unwrap();
+}
+
+pub async fn ip_reservations_in_the_datastore_are_never_handed_out(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.23.0.0/28", 29).await;
+    // The first block wholly reserved (never claimed), half of the second one.
+    let spec = serde_json::json!({"reservedCIDRs": ["10.23.0.0/29", "10.23.0.8/30"]});
+    let reservation: IpReservation = serde_json::from_value(spec).unwrap();
+    store.create("reserved", &reservation).await.unwrap();
+    let node = ipam(store, "n1");
+    let mut got = Vec::new();
+    for i in 0..4 {
+        got.push(node.allocate(req(&format!("h{i}"), 4)).await.unwrap().ip);
+    }
+    let expected: Vec<IpAddr> = (12..16).map(|o| format!("10.23.0.{o}").parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, expected, "only the unreserved addresses");
+    assert!(matches!(node.allocate(req("h4", 4)).await, Err(IpamError::PoolsExhausted { .. })));
+    let own = tortie::ipam::routes::own_blocks(store, "n1").await.unwrap();
+    assert_eq!(own, vec!["10.23.0.8/29".parse().unwrap()], "the reserved block is never claimed");
+    // `ipam check` counts them without being told.
+    let report = check(store, &CheckInput::default()).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!((report.pools[0].in_use, report.pools[0].reserved, report.pools[0].free), (4, 12, 0));
+}
+
+pub async fn ipam_configuration_limits_blocks_and_automatic_claims(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.24.0.0/24", 29).await;
+    let other = ipam(store, "other");
+    other.allocate(req("other0", 4)).await.unwrap();
+    // Without a configuration Calico allows 20 blocks per host, and a host at its limit does
+    // not borrow: the request fails with the limit, strict affinity or not.
+    let node = ipam(store, "n1");
+    for i in 0..20 * 8 {
+        assert!(!node.allocate(req(&format!("h{i}"), 4)).await.unwrap().borrowed);
+    }
+    match node.allocate(req("h-over", 4)).await {
+        Err(IpamError::BlockLimit { limit: 20, .. }) => {}
+        other => panic!("expected the default block limit of 20, got {other:?}"),
+    }
+    // autoAllocateBlocks false: no new block, even below the limit.
+    let config = IpamConfig { strict_affinity: true, auto_allocate_blocks: false, max_blocks_per_host: 0 };
+    store.create("default", &config).await.unwrap();
+    let fresh = ipam(store, "fresh");
+    assert!(fresh.allocate(req("fresh0", 4)).await.is_err(), "no block is claimed automatically");
+    assert!(tortie::ipam::routes::own_blocks(store, "fresh").await.unwrap().is_empty());
+    // Both off is refused, as Calico's SetIPAMConfig does.
+    let both_off = IpamConfig { strict_affinity: false, auto_allocate_blocks: false, max_blocks_per_host: 0 };
+    let refused = store.create("refused", &both_off).await.unwrap_err().to_string();
+    assert!(refused.contains("autoAllocateBlocks"), "{refused}");
 }

@@ -30,6 +30,7 @@ fn allocate(block: &mut IpamBlock, ordinal: u32, node: &str, handle: &str) {
     block.attributes.push(AllocationAttribute {
         handle_id: Some(handle.to_string()),
         secondary: BTreeMap::from([(NODE_ATTRIBUTE.to_string(), node.to_string())]),
+        ..AllocationAttribute::default()
     });
     block.allocations[ordinal as usize] = Some(block.attributes.len() as u32 - 1);
     block.unallocated.retain(|o| *o != ordinal);

@@ -7,6 +7,7 @@
 
 pub mod condition;
 pub mod pod_gc;
+pub mod pod_ipam;
 pub mod pool;
 
 use crate::config::{Config, DatastoreType};

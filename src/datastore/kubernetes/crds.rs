@@ -4,7 +4,8 @@
 use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, Resource,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle,
+    Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -48,6 +49,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             ("Strict Affinity", "boolean", ".spec.strictAffinity"),
             ("Max Blocks Per Host", "integer", ".spec.maxBlocksPerHost"),
         ]),
+        crd::<IpReservation>(&[("Reserved CIDRs", "string", ".spec.reservedCIDRs")]),
         crd::<BgpPeer>(&[
             ("Peer IP", "string", ".spec.peerIP"),
             ("AS", "integer", ".spec.asNumber"),

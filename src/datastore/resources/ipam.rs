@@ -22,6 +22,16 @@ pub enum PoolUse {
     LoadBalancer,
 }
 
+/// Whether a pool serves requests that name no pool (`assignmentMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AssignmentMode {
+    /// Chosen for any request its uses and selectors allow.
+    #[default]
+    Automatic,
+    /// Only for requests that name it (the `cni.projectcalico.org/ipv4pools` annotation).
+    Manual,
+}
+
 fn default_node_selector() -> String {
     "all()".to_string()
 }
@@ -31,13 +41,17 @@ fn default_allowed_uses() -> Vec<PoolUse> {
 }
 
 /// A range pods get addresses from, cut into blocks of `blockSize`.
+// `remote = "Self"`: the derived (de)serialisers become inherent functions that the trait impls
+// below wrap, so a missing `blockSize` can default by the CIDR's family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
+#[schemars(transform = block_size_optional)]
 pub struct IpPool {
     /// Strictly masked; immutable.
     #[schemars(with = "String")]
     pub cidr: IpNetwork,
-    /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6 (Calico's defaults 26 / 122).
+    /// Prefix length of the blocks: 20–32 for IPv4, 116–128 for IPv6; when absent Calico's
+    /// default for the family, 26 or 122.
     pub block_size: u8,
     #[serde(default)]
     pub ipip_mode: EncapMode,
@@ -53,16 +67,74 @@ pub struct IpPool {
     pub disable_bgp_export: bool,
     #[serde(default = "default_node_selector")]
     pub node_selector: String,
+    /// Empty or absent: Workload and Tunnel. LoadBalancer combines with neither.
     #[serde(default = "default_allowed_uses")]
     pub allowed_uses: Vec<PoolUse>,
+    #[serde(default)]
+    pub assignment_mode: AssignmentMode,
+}
+
+/// Calico's block size for an IPv4 pool that names none.
+pub const DEFAULT_BLOCK_SIZE_V4: u8 = 26;
+/// Calico's block size for an IPv6 pool that names none.
+pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
+
+/// Calico's default block size for a pool of `cidr`'s family.
+pub fn default_block_size(cidr: &IpNetwork) -> u8 {
+    if cidr.is_ipv4() { DEFAULT_BLOCK_SIZE_V4 } else { DEFAULT_BLOCK_SIZE_V6 }
+}
+
+impl<'de> Deserialize<'de> for IpPool {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpPool, D::Error> {
+        use serde::de::Error;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(fields) = value.as_object_mut() {
+            // Calico reads an empty `allowedUses` as absent, and a `blockSize` of 0 too.
+            if fields.get("allowedUses").and_then(|u| u.as_array()).is_some_and(Vec::is_empty) {
+                fields.remove("allowedUses");
+            }
+            if fields.get("blockSize").and_then(|b| b.as_u64()) == Some(0) {
+                fields.remove("blockSize");
+            }
+        }
+        if let Some(fields) = value.as_object_mut()
+            && !fields.contains_key("blockSize")
+        {
+            // A CIDR that does not parse is reported by the derived deserialiser below.
+            let cidr = fields.get("cidr").and_then(|c| c.as_str()).and_then(|c| c.parse::<IpNetwork>().ok());
+            if let Some(cidr) = cidr {
+                fields.insert("blockSize".to_string(), default_block_size(&cidr).into());
+            }
+        }
+        // The derived (inherent) deserialiser; the field path is kept in the message, as the
+        // outer reader sees only this one value.
+        let mut track = serde_path_to_error::Track::new();
+        IpPool::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(|e| {
+            let path = track.path().to_string();
+            if path == "." { D::Error::custom(e) } else { D::Error::custom(format!("{path}: {e}")) }
+        })
+    }
+}
+
+impl Serialize for IpPool {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        IpPool::serialize(self, serializer)
+    }
+}
+
+/// The schema's side of the family default: `blockSize` is not required.
+fn block_size_optional(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|field| field != "blockSize");
+    }
 }
 
 impl IpPool {
-    /// A pool with Calico's defaults: block size 26 (IPv4) or 122 (IPv6), no encapsulation.
+    /// A pool with Calico's defaults: the family's block size, no encapsulation.
     pub fn new(cidr: IpNetwork) -> IpPool {
         IpPool {
             cidr,
-            block_size: if cidr.is_ipv4() { 26 } else { 122 },
+            block_size: default_block_size(&cidr),
             ipip_mode: EncapMode::Never,
             vxlan_mode: EncapMode::Never,
             nat_outgoing: false,
@@ -70,6 +142,7 @@ impl IpPool {
             disable_bgp_export: false,
             node_selector: default_node_selector(),
             allowed_uses: default_allowed_uses(),
+            assignment_mode: AssignmentMode::Automatic,
         }
     }
 
@@ -89,6 +162,29 @@ impl IpPool {
             return Err("vxlanMode: cannot be combined with ipipMode".to_string());
         }
         crate::selector::check_node_selector("nodeSelector", &self.node_selector)?;
+        if self.allowed_uses.contains(&PoolUse::LoadBalancer) {
+            self.check_load_balancer()?;
+        }
+        Ok(())
+    }
+
+    /// Calico's rules for a LoadBalancer pool: its addresses are announced from every node.
+    fn check_load_balancer(&self) -> Result<(), String> {
+        if let Some(other) = self.allowed_uses.iter().find(|u| **u != PoolUse::LoadBalancer) {
+            return Err(format!("allowedUses: LoadBalancer cannot be combined with {other:?}"));
+        }
+        if self.ipip_mode != EncapMode::Never {
+            return Err(format!("ipipMode: {:?} is not possible for a LoadBalancer pool", self.ipip_mode));
+        }
+        if self.vxlan_mode != EncapMode::Never {
+            return Err(format!("vxlanMode: {:?} is not possible for a LoadBalancer pool", self.vxlan_mode));
+        }
+        if self.disable_bgp_export {
+            return Err("disableBGPExport: true is not possible for a LoadBalancer pool".to_string());
+        }
+        if self.node_selector.trim() != "all()" {
+            return Err(format!("nodeSelector: {:?} must be all() for a LoadBalancer pool", self.node_selector));
+        }
         Ok(())
     }
 }
@@ -114,6 +210,13 @@ pub struct AllocationAttribute {
     /// Owner attributes: pod, namespace, node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secondary: BTreeMap<String, String>,
+    /// Calico's previous or potential owner (a live migration's other pod); kept as read.
+    #[serde(default, rename = "alternateOwnerAttrs", skip_serializing_if = "BTreeMap::is_empty")]
+    pub alternate_owner_attrs: BTreeMap<String, String>,
+    /// RFC 3339 time Calico released the address into its cool-down; the address stays
+    /// allocated, as it does in Calico until the cool-down ends.
+    #[serde(default, rename = "releasedAt", skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
 }
 
 /// A block of addresses, usually affine to one host.
@@ -215,8 +318,28 @@ pub struct BlockAffinity {
     pub affinity_type: String,
     #[schemars(with = "String")]
     pub cidr: IpNetwork,
-    #[serde(default)]
+    /// A boolean; read also as Calico's `crd.projectcalico.org/v1` string (`"false"`).
+    #[serde(default, deserialize_with = "bool_or_string")]
     pub deleted: bool,
+}
+
+/// A boolean, or a string Go's `strconv.ParseBool` accepts (as Calico's v1 CRDs store some).
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bool(bool),
+        Text(String),
+    }
+    match Either::deserialize(deserializer)? {
+        Either::Bool(b) => Ok(b),
+        Either::Text(text) => match text.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            _ => Err(D::Error::custom(format!("{text:?} is neither true nor false"))),
+        },
+    }
 }
 
 fn default_affinity_type() -> String {
@@ -251,6 +374,22 @@ impl IpamHandle {
         if self.handle_id.is_empty() {
             return Err("handleID: is required".to_string());
         }
+        Ok(())
+    }
+}
+
+/// Addresses IPAM never hands out (Calico's IPReservation): whole blocks are never claimed,
+/// single addresses skipped. Addresses already allocated stay so.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpReservation {
+    #[serde(default, rename = "reservedCIDRs")]
+    #[schemars(with = "Vec<String>")]
+    pub reserved_cidrs: Vec<IpNetwork>,
+}
+
+impl IpReservation {
+    pub(super) fn check(&self) -> Result<(), String> {
         Ok(())
     }
 }
@@ -303,6 +442,83 @@ mod tests {
         let wire = serde_json::to_value(&pool).unwrap();
         assert_eq!(wire["disableBGPExport"], json!(false));
         assert_eq!(wire["ipipMode"], json!("Never"));
+    }
+
+    #[test]
+    fn pool_without_block_size_gets_calico_default_per_family() {
+        let v4: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16"})).unwrap();
+        assert_eq!(v4.block_size, 26);
+        let v6: IpPool = serde_json::from_value(json!({"cidr": "fd00::/48"})).unwrap();
+        assert_eq!(v6.block_size, 122);
+        let explicit: IpPool = serde_json::from_value(json!({"cidr": "fd00::/48", "blockSize": 116})).unwrap();
+        assert_eq!(explicit.block_size, 116);
+        assert_eq!(serde_json::to_value(&v4).unwrap()["blockSize"], json!(26));
+        let zero: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16", "blockSize": 0})).unwrap();
+        assert_eq!(zero.block_size, 26);
+        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "blockSize": "x"})).unwrap_err();
+        assert!(bad.to_string().starts_with("blockSize: "), "{bad}");
+        let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
+        assert!(!schema["required"].as_array().unwrap().contains(&json!("blockSize")), "{schema}");
+    }
+
+    #[test]
+    fn affinity_deleted_reads_calico_string_and_boolean() {
+        // crd.projectcalico.org/v1 as Calico writes it: `deleted` a string, no `type`.
+        let v1: BlockAffinity = serde_json::from_value(
+            json!({"state": "confirmed", "node": "n1", "cidr": "10.0.0.0/26", "deleted": "false"}),
+        )
+        .unwrap();
+        assert!(!v1.deleted);
+        assert_eq!(v1.affinity_type, "host");
+        let v3: BlockAffinity =
+            serde_json::from_value(json!({"state": "pending", "node": "n1", "cidr": "10.0.0.0/26", "deleted": true}))
+                .unwrap();
+        assert!(v3.deleted);
+        let yes: BlockAffinity =
+            serde_json::from_value(json!({"state": "pending", "node": "n", "cidr": "10.0.0.0/26", "deleted": "true"}))
+                .unwrap();
+        assert!(yes.deleted);
+        // Written back in tortie's canonical form.
+        assert_eq!(serde_json::to_value(&v1).unwrap()["deleted"], json!(false));
+        let bad = serde_json::from_value::<BlockAffinity>(
+            json!({"state": "pending", "node": "n", "cidr": "10.0.0.0/26", "deleted": "maybe"}),
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("maybe"), "{bad}");
+    }
+
+    #[test]
+    fn calico_block_attributes_survive_a_round_trip() {
+        let calico = json!({
+            "cidr": "10.0.0.0/30",
+            "affinity": "host:n1",
+            "allocations": [0, null, null, null],
+            "unallocated": [1, 2, 3],
+            "attributes": [{
+                "handle_id": "k8s-pod-network.abc",
+                "secondary": {"pod": "p", "namespace": "default", "node": "n1"},
+                "alternateOwnerAttrs": {"pod": "p-target", "namespace": "default"},
+                "releasedAt": "2026-12-06T10:00:00Z"
+            }],
+            "sequenceNumber": 1,
+            "sequenceNumberForAllocation": {"0": 1}
+        });
+        let block: IpamBlock = serde_json::from_value(calico.clone()).unwrap();
+        assert!(!block.deleted && !block.strict_affinity);
+        let wire = serde_json::to_value(&block).unwrap();
+        assert_eq!(wire["attributes"], calico["attributes"]);
+    }
+
+    #[test]
+    fn pool_reads_assignment_mode_and_empty_allowed_uses_as_calico_does() {
+        let manual: IpPool =
+            serde_json::from_value(json!({"cidr": "10.0.0.0/16", "assignmentMode": "Manual", "allowedUses": []}))
+                .unwrap();
+        assert_eq!(manual.assignment_mode, AssignmentMode::Manual);
+        assert_eq!(manual.allowed_uses, default_allowed_uses());
+        assert_eq!(IpPool::new(manual.cidr).assignment_mode, AssignmentMode::Automatic);
+        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "assignmentMode": "Sometimes"}));
+        assert!(bad.unwrap_err().to_string().starts_with("assignmentMode: "));
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub use bgp_configuration::{
 pub use bgp_filter::{BgpFilter, FilterAction, FilterRule, MatchOperator, MatchSource, PrefixLength};
 pub use duration::GoDuration;
 pub use ipam::{
-    AffinityState, AllocationAttribute, BlockAffinity, EncapMode, IpPool, IpamBlock, IpamConfig, IpamHandle, PoolUse,
-    cidr_name,
+    AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpReservation, IpamBlock,
+    IpamConfig, IpamHandle, PoolUse, cidr_name,
 };
 pub use mac::MacAddress;
 pub use node::{Node, NodeBgp, check_labels};
@@ -61,6 +61,7 @@ resource!(IpamBlock, Kind::IpamBlock);
 resource!(BlockAffinity, Kind::BlockAffinity);
 resource!(IpamHandle, Kind::IpamHandle);
 resource!(IpamConfig, Kind::IpamConfig);
+resource!(IpReservation, Kind::IpReservation);
 resource!(Node, Kind::Node);
 resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
