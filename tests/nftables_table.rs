@@ -113,6 +113,13 @@ async fn the_table_is_written_refilled_repaired_and_removed_leaving_other_tables
     assert!(table.stats.repairs.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(table.stats.apply_errors.load(std::sync::atomic::Ordering::Relaxed), 0);
 
+    // NAT off and on again: the set empties and refills.
+    for (nat, want) in [(false, 0), (true, 1)] {
+        table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", nat)], &["192.0.2.1"]))).await;
+        assert!(table.probe().await);
+        assert_eq!(elements(&t, "nat-masq-ipam-pools-v4").len(), want, "natOutgoing {nat}");
+    }
+
     table.remove().await.unwrap();
     assert!(t.exec("n", &["nft", "list", "table", "inet", TABLE_NAME]).is_err(), "our table is gone");
     assert_eq!(other_table(&t), other, "someone else's table is untouched");

@@ -21,6 +21,12 @@ pub struct StatusReport {
     /// (with or without BGP), by node address; other nodes are reached directly.
     #[serde(default)]
     pub paths: Vec<NodePath>,
+    /// The CIDRs of the pools whose pods' traffic leaving the cluster is masqueraded.
+    #[serde(default)]
+    pub nat_outgoing_pools: Vec<String>,
+    /// Why tortie's nftables table could not be written, until it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables_error: Option<String>,
 }
 
 /// The path toward one remote node's blocks.
