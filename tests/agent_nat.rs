@@ -129,6 +129,13 @@ fn a_pod_reaches_an_outside_host_without_a_route_back_only_through_nat_outgoing(
     assert!(!t.ping("pod", "192.0.2.2"), "without NAT the outside host cannot answer the pod");
     assert!(!t.ping("pod", "2001:db8:5::2"), "without NAT the outside host cannot answer the pod (IPv6)");
 
+    // And on again, live (the test's datastore connection closing after its write must not
+    // leave the agent reading a removed WAL).
+    set_nat(&db, true);
+    if wait_until("the pod reaching out again", WAIT, || t.ping("pod", "192.0.2.2").then_some(())).is_err() {
+        fail("NAT not restored");
+    }
+
     let exit = t.terminate(pid, Duration::from_secs(10));
     assert!(exit.is_some_and(|s| s.success()), "SIGTERM stops the agent cleanly: {exit:?}");
     assert!(t.exec("n", &["nft", "list", "table", "inet", "tortie"]).is_err(), "the table goes with cleanup_on_exit");
