@@ -60,11 +60,15 @@ async fn open(config: &Config) -> Result<Datastore, OpenError> {
                     OpenError::Fatal(format!("cannot create {} for datastore.sqlite_path: {e}", dir.display()))
                 })?;
             }
+            create_sqlite_file(&d.sqlite_path)?;
             restrict_sqlite_files(&d.sqlite_path)?;
             let backend =
                 SqliteBackend::open(&d.sqlite_path, SqliteOptions::default()).await.map_err(|e| err("sqlite", e))?;
             // SQLite gives its -wal and -shm files the database file's mode; files of an
-            // earlier run may have had another.
+            // earlier run may have had another. By path only: closing any descriptor of the
+            // database file would drop this process's POSIX locks on it, so another process
+            // closing its connection would think itself the last one and remove the WAL this
+            // process still reads (it would never see that process's later writes).
             restrict_sqlite_files(&d.sqlite_path)?;
             Ok(Datastore::new(backend))
         }
@@ -84,19 +88,31 @@ const SQLITE_MODE: u32 = 0o600;
 /// The mode of a directory the agent creates for the sqlite file.
 const SQLITE_DIR_MODE: u32 = 0o755;
 
-/// Creates the sqlite file `path` with mode [`SQLITE_MODE`] whatever the umask, and sets
-/// that mode on it and on its -wal and -shm files where they exist.
+fn mode_error(p: &std::path::Path, e: std::io::Error) -> OpenError {
+    OpenError::Fatal(format!("cannot set mode 0600 on {} (datastore.sqlite_path): {e}", p.display()))
+}
+
+/// Creates the sqlite file `path` with mode [`SQLITE_MODE`] whatever the umask (before
+/// SQLite opens it: see [`restrict_sqlite_files`]).
+fn create_sqlite_file(path: &std::path::Path) -> Result<(), OpenError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(SQLITE_MODE)
+        .open(path)
+        .map_err(|e| mode_error(path, e))?;
+    Ok(())
+}
+
+/// Sets mode [`SQLITE_MODE`] on the sqlite file `path` and on its -wal and -shm files where
+/// they exist, by path (chmod), never opening them.
 fn restrict_sqlite_files(path: &std::path::Path) -> Result<(), OpenError> {
-    let fail = |p: &std::path::Path, e: std::io::Error| {
-        OpenError::Fatal(format!("cannot set mode 0600 on {} (datastore.sqlite_path): {e}", p.display()))
-    };
-    std::fs::OpenOptions::new().create(true).append(true).mode(SQLITE_MODE).open(path).map_err(|e| fail(path, e))?;
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let file = std::path::PathBuf::from(file);
         match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(SQLITE_MODE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&file, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(mode_error(&file, e)),
             _ => {}
         }
     }

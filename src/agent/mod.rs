@@ -17,6 +17,7 @@ pub mod cni_install;
 mod datastore;
 mod ipam;
 pub mod kubernetes;
+pub mod nat;
 mod node;
 mod pod_lock;
 mod pools;
@@ -32,6 +33,7 @@ pub mod workloads;
 use crate::api::StatusReport;
 use crate::api::server::{ApiListener, ApiServices, ServeError};
 use crate::config::Config;
+use crate::dataplane::nftables::{self, NftTable, NftTableConfig};
 use crate::dataplane::{Programmer, ProgrammerConfig, ProgrammerState, sysctl};
 use crate::metrics::Metrics;
 use crate::metrics::dataplane::DataplaneCollector;
@@ -133,6 +135,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
+    // tortie's nftables table (its only one); NAT outgoing is its one user so far.
+    let (nft, nft_task) = NftTable::start(NftTableConfig {
+        name: nftables::TABLE_NAME.to_string(),
+        users: vec![nftables::nat::USER],
+        resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
+        command: nftables::NftCommand::default(),
+    });
+    let (nat_pools_tx, nat_pools_rx) = watch::channel(Vec::new());
 
     let (health_tx, health_rx) = watch::channel(HealthInput::default());
     let (status_tx, status_rx) = watch::channel(StatusReport {
@@ -145,6 +155,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         peers: Vec::new(),
         paths: Vec::new(),
         unsupported_fields: Vec::new(),
+        nat_outgoing_pools: Vec::new(),
+        nftables_error: None,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // The path the stage chose per node, for status and metrics.
@@ -160,6 +172,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         if let Some(task) = programmer.take_task() {
             tasks.adopt_component("route programmer", task);
         }
+        tasks.adopt("nftables table", nft_task);
         for task in encaps.vtep_tasks.drain(..) {
             tasks.adopt("VXLAN VTEP entries", task);
         }
@@ -200,6 +213,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn("pool usage", usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone()));
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
+    tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
@@ -289,6 +303,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             state: programmer.state.clone(),
             tunnel: encaps.counters.clone(),
         }));
+        metrics.tortie().register_collector(Box::new(crate::metrics::nftables::NftCollector {
+            stats: nft.stats.clone(),
+            state: nft.state.clone(),
+        }));
         let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
         if let Some(sample) = bgp_sample.clone() {
             metrics.tortie().register_collector(Box::new(crate::metrics::bgp::BgpCollector { sample }));
@@ -325,6 +343,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 datastore: workloads.datastore_unwritable(),
                 paths: paths_rx.clone(),
                 cni: cni_install::CniInstall::from_config(&config).ok().flatten(),
+                nat_pools: nat_pools_rx,
+                nftables: nft.state.clone(),
             },
             health_tx,
             status_tx,
@@ -373,12 +393,19 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     if let Some(e) = failure {
         // The routes stay: whoever restarts the agent finds them and adopts them.
         let _ = stop_tx.send(true);
+        drop(nft);
         tasks.shutdown(FAILURE_GRACE).await;
         return Err(e);
     }
     if config.dataplane.cleanup_on_exit {
         programmer.remove_all().await;
         tracing::info!(subsys = "dataplane", "removed tortie's routes (dataplane.cleanup_on_exit)");
+        match nft.remove().await {
+            Ok(()) => {
+                tracing::info!(subsys = "nftables", "removed tortie's nftables table (dataplane.cleanup_on_exit)")
+            }
+            Err(e) => tracing::warn!(subsys = "nftables", error = %e, "cannot remove tortie's nftables table"),
+        }
         for device in &encaps.persistent_devices {
             remove_link(device).await;
         }
@@ -387,6 +414,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     let _ = stop_tx.send(true);
     drop(no_peers);
+    // The table's owner ends once its last handle (this and the NAT follower's) is gone.
+    drop(nft);
     tasks.shutdown(SHUTDOWN_GRACE).await;
     match api_task.await {
         Ok(result) => result.map_err(AgentError::ApiServe),
@@ -457,6 +486,9 @@ struct Followed {
     paths: watch::Receiver<std::collections::HashMap<std::net::IpAddr, crate::remote_routes::PathKind>>,
     /// The CNI installation, whose chained plugins must be present.
     cni: Option<cni_install::CniInstall>,
+    /// The pools with NAT outgoing.
+    nat_pools: watch::Receiver<Vec<String>>,
+    nftables: watch::Receiver<nftables::NftState>,
 }
 
 /// Keeps the health input and the status report in step with the
@@ -468,7 +500,7 @@ async fn follow_health(
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Followed { mut dataplane, mut peers, mut datastore, paths, cni } = followed;
+    let Followed { mut dataplane, mut peers, mut datastore, paths, cni, mut nat_pools, mut nftables } = followed;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let peer_list = peers.borrow_and_update().clone();
@@ -488,7 +520,11 @@ async fn follow_health(
         let mut node_paths: Vec<(std::net::IpAddr, crate::remote_routes::PathKind)> =
             paths.borrow().iter().map(|(n, p)| (*n, *p)).collect();
         node_paths.sort();
+        let nat = nat_pools.borrow_and_update().clone();
+        let nft_error = nftables.borrow_and_update().last_error.clone();
         status.send_modify(|s| {
+            s.nat_outgoing_pools = nat;
+            s.nftables_error = nft_error;
             s.ready = verdict.is_ok();
             s.not_ready_reasons = verdict.err().unwrap_or_default();
             s.peers = peer_list;
@@ -510,6 +546,8 @@ async fn follow_health(
             changed = dataplane.changed() => if changed.is_err() { return },
             changed = peers.changed() => if changed.is_err() { return },
             changed = datastore.changed() => if changed.is_err() { return },
+            changed = nat_pools.changed() => if changed.is_err() { return },
+            changed = nftables.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

@@ -24,6 +24,12 @@ pub struct StatusReport {
     /// Fields of stored resources that have no effect in tortie (`datastore::unsupported`).
     #[serde(default)]
     pub unsupported_fields: Vec<UnsupportedField>,
+    /// The CIDRs of the pools whose pods' traffic leaving the cluster is masqueraded.
+    #[serde(default)]
+    pub nat_outgoing_pools: Vec<String>,
+    /// Why tortie's nftables table could not be written, until it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables_error: Option<String>,
 }
 
 /// One field of one stored resource that has no effect.

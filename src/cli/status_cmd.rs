@@ -97,6 +97,12 @@ pub fn render(r: &StatusReport, now: u64) -> String {
         out.push_str("\nPaths to nodes whose blocks can be encapsulated\n");
         out.push_str(&table::render(&["NODE ADDRESS", "PATH"], &rows));
     }
+    if !r.nat_outgoing_pools.is_empty() {
+        out.push_str(&format!("\nNAT outgoing for pools: {}\n", r.nat_outgoing_pools.join(", ")));
+    }
+    if let Some(e) = &r.nftables_error {
+        out.push_str(&format!("\nnftables table not written: {e}\n"));
+    }
     if !r.unsupported_fields.is_empty() {
         let rows: Vec<Vec<String>> = r
             .unsupported_fields
@@ -143,6 +149,8 @@ mod tests {
             peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
             paths: vec![],
             unsupported_fields: vec![],
+            nat_outgoing_pools: vec![],
+            nftables_error: None,
         };
         let text = render(&r, 1065);
         assert!(
@@ -169,6 +177,8 @@ mod tests {
             not_ready_reasons: vec![],
             ipip_mode: "ipip-userspace".into(),
             peers: vec![],
+            nat_outgoing_pools: vec!["10.244.0.0/16".into()],
+            nftables_error: None,
             paths: vec![
                 crate::api::status::NodePath { node: "10.40.1.12".into(), path: "direct".into() },
                 crate::api::status::NodePath { node: "10.40.2.13".into(), path: "vxlan".into() },
@@ -190,5 +200,6 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("\nNAT outgoing for pools: 10.244.0.0/16\n"), "{text}");
     }
 }

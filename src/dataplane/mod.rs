@@ -11,6 +11,7 @@ mod forms;
 mod monitor;
 pub mod netlink;
 mod nexthops;
+pub mod nftables;
 pub mod programmer;
 pub mod reconcile;
 pub mod route;

@@ -10,6 +10,7 @@
 pub mod bgp;
 pub mod dataplane;
 pub mod ipam;
+pub mod nftables;
 pub mod process;
 pub mod readiness;
 pub mod server;

@@ -31,13 +31,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::IpPool, "blockSize", Effect("src/ipam/client.rs")),
     (Kind::IpPool, "ipipMode", Effect("src/agent/pools.rs")),
     (Kind::IpPool, "vxlanMode", Effect("src/agent/pools.rs")),
-    (
-        Kind::IpPool,
-        "natOutgoing",
-        Unsupported(
-            "no masquerade rule is written: pods reach outside the cluster only where the network routes pod addresses",
-        ),
-    ),
+    (Kind::IpPool, "natOutgoing", Effect("src/agent/nat.rs")),
     (Kind::IpPool, "disabled", Effect("src/ipam/pools.rs")),
     (Kind::IpPool, "disableBGPExport", Effect("src/agent/bgp.rs")),
     (Kind::IpPool, "nodeSelector", Effect("src/ipam/pools.rs")),

@@ -1,0 +1,141 @@
+//! Running `nft`: a batch in, our table's listing out. The command line
+//! is configurable so tests can run it inside a namespace
+//! (`ip netns exec NAME nft`).
+
+use nftables::schema::Nftables;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How long one `nft` run may take before it is killed and counted as failed.
+const NFT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an `nft` run failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run {program}: {reason} (is the nftables package installed?)")]
+    Spawn { program: String, reason: String },
+    #[error("{program} {action} failed: {stderr}")]
+    Failed { program: String, action: &'static str, stderr: String },
+    #[error("{program} {action} took longer than {NFT_TIMEOUT:?}")]
+    Timeout { program: String, action: &'static str },
+    #[error("{program} listed the table as JSON it does not parse: {0}", program = "nft")]
+    BadJson(String),
+}
+
+/// The command that runs `nft` (its arguments follow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftCommand {
+    pub argv: Vec<String>,
+}
+
+impl Default for NftCommand {
+    fn default() -> Self {
+        NftCommand { argv: vec!["nft".to_string()] }
+    }
+}
+
+impl NftCommand {
+    /// `nft` run inside the named network namespace.
+    pub fn in_namespace(name: &str) -> NftCommand {
+        NftCommand { argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec() }
+    }
+
+    /// Writes `batch` in one transaction (`nft -j -f -`): all of it or nothing.
+    pub async fn apply(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
+        let json = serde_json::to_string(batch).map_err(|e| NftError::BadJson(e.to_string()))?;
+        self.run("-f", &["-j", "-f", "-"], Some(json)).await.map(|_| ())
+    }
+
+    /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
+    pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
+        match self.run("list table", &["-j", "list", "table", "inet", name], None).await {
+            Ok(out) => serde_json::from_str(&out).map(Some).map_err(|e| NftError::BadJson(e.to_string())),
+            Err(NftError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run(&self, action: &'static str, args: &[&str], stdin: Option<String>) -> Result<String, NftError> {
+        let program = self.argv.join(" ");
+        let (first, rest) = self
+            .argv
+            .split_first()
+            .ok_or_else(|| NftError::Spawn { program: program.clone(), reason: "empty command".to_string() })?;
+        let mut child = tokio::process::Command::new(first)
+            .args(rest)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| NftError::Spawn { program: program.clone(), reason: e.to_string() })?;
+        let work = async {
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                // A write error shows as nft's own failure below.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+            child.wait_with_output().await
+        };
+        let output = tokio::time::timeout(NFT_TIMEOUT, work)
+            .await
+            .map_err(|_| NftError::Timeout { program: program.clone(), action })?
+            .map_err(|e| NftError::Spawn { program: program.clone(), reason: e.to_string() })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            Err(NftError::Failed { program, action, stderr })
+        }
+    }
+}
+
+/// A listing reduced to what we wrote: without the `metainfo` object,
+/// the kernel's handles and counter values, so that two listings of the
+/// same table compare equal.
+pub fn normalize(listing: &Value) -> Value {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != "handle")
+                    .map(|(k, v)| match (k.as_str(), v) {
+                        ("counter", Value::Object(c)) if c.contains_key("packets") => {
+                            (k.clone(), serde_json::json!({"packets": 0, "bytes": 0}))
+                        }
+                        _ => (k.clone(), strip(v)),
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    let objects = listing.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default();
+    Value::Array(objects.iter().filter(|o| o.get("metainfo").is_none()).map(strip).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn normalize_drops_metainfo_handles_and_counter_values() {
+        let a = json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "tortie", "handle": 7}},
+            {"rule": {"chain": "c", "handle": 3, "expr": [{"counter": {"packets": 9, "bytes": 900}}, {"masquerade": null}]}}
+        ]});
+        let b = json!({"nftables": [
+            {"metainfo": {"version": "1.0.9"}},
+            {"table": {"family": "inet", "name": "tortie", "handle": 12}},
+            {"rule": {"chain": "c", "handle": 5, "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"masquerade": null}]}}
+        ]});
+        assert_eq!(normalize(&a), normalize(&b));
+        let c = json!({"nftables": [{"table": {"family": "inet", "name": "tortie", "handle": 7}}]});
+        assert_ne!(normalize(&a), normalize(&c));
+    }
+}

@@ -1,0 +1,35 @@
+//! tortie's nftables table: one table (`inet tortie`) that tortie alone owns
+//! and several users fill with sections of their own (NAT outgoing now,
+//! network policy later). No other table is ever read, changed or deleted,
+//! and the ruleset is never flushed.
+//!
+//! The owner task ([`NftTable`]) keeps the kernel's table equal to the union
+//! of the users' sections: each change is one `nft -f` transaction — the
+//! whole table deleted and recreated, or, when only set elements changed,
+//! those sets flushed and refilled — so no packet sees a half-applied
+//! table. After each write it reads the table back; on a timer it reads it
+//! again and rewrites it whole if anything differs (drift repair). An
+//! existing table is adopted: it stays as it is until every user has
+//! given its first section. On `dataplane.cleanup_on_exit` it is deleted.
+//!
+//! Rendering ([`render`]) is pure; talking to the kernel is in
+//! [`command`]. The JSON schema comes from the `nftables` crate, which
+//! writes the `nft` binary's JSON, the way Kubernetes' knftables (used by
+//! kube-proxy and Calico) drives nft. Chosen over `rustables` (netlink
+//! directly) because that crate is GPL-3.0 (tortie is Apache-2.0) and
+//! because `nft` does the expression encoding, set-interval handling and
+//! the atomic batch for us; the price is the `nft` binary at run time
+//! (the image installs the `nftables` package).
+
+pub mod command;
+pub mod nat;
+pub mod render;
+mod task;
+
+pub use command::{NftCommand, NftError};
+pub use render::{AddressSet, BaseChain, ChainSpec, RenderError, Section};
+pub use task::{NftState, NftStats, NftTable, NftTableConfig};
+
+/// The table's name (family `inet`: one table for IPv4 and IPv6, NAT
+/// included since Linux 5.2).
+pub const TABLE_NAME: &str = "tortie";

@@ -1,0 +1,227 @@
+//! The owner task of tortie's nftables table: it alone writes the table;
+//! users send their sections through [`NftTable`].
+
+use super::command::{NftCommand, normalize};
+use super::render::{self, Desired, Section};
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Sections waiting for the owner; a full queue makes the user wait.
+const COMMAND_CAPACITY: usize = 64;
+/// How often a write is repeated when the table read back right after it
+/// is already changed by someone else.
+const WRITE_ATTEMPTS: usize = 3;
+/// How soon a failed write is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// How the table is kept.
+#[derive(Debug, Clone)]
+pub struct NftTableConfig {
+    /// The table's name (family `inet`).
+    pub name: String,
+    /// Every user that will send a section; the table is first written once
+    /// all of them have (until then an existing table is left as it is).
+    pub users: Vec<&'static str>,
+    /// How often the table is read back and repaired.
+    pub resync_interval: Duration,
+    pub command: NftCommand,
+}
+
+/// Counters, read at scrape time.
+#[derive(Debug, Default)]
+pub struct NftStats {
+    /// Transactions written (whole table or set elements).
+    pub applies: AtomicU64,
+    /// `nft` runs that failed (writing or reading back).
+    pub apply_errors: AtomicU64,
+    /// Whole rewrites after the table was found changed by someone else.
+    pub repairs: AtomicU64,
+}
+
+/// The table's state, for status and readiness.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NftState {
+    /// True once the kernel's table is the desired one.
+    pub synced: bool,
+    /// The last failure, until a write succeeds.
+    pub last_error: Option<String>,
+}
+
+enum Command {
+    Section(&'static str, Section),
+    Remove(oneshot::Sender<Result<(), String>>),
+    /// Answered once everything sent before it has been handled (written or not).
+    Probe(oneshot::Sender<()>),
+}
+
+/// The handle to the table's owner task.
+#[derive(Clone)]
+pub struct NftTable {
+    commands: mpsc::Sender<Command>,
+    pub stats: Arc<NftStats>,
+    pub state: watch::Receiver<NftState>,
+}
+
+impl NftTable {
+    /// Starts the owner task; it ends when every handle is dropped.
+    pub fn start(config: NftTableConfig) -> (NftTable, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let stats = Arc::new(NftStats::default());
+        let (state_tx, state_rx) = watch::channel(NftState::default());
+        let owner = Owner { config, desired: Desired::new(), written: None, stats: stats.clone(), state: state_tx };
+        let task = tokio::spawn(owner.run(rx));
+        (NftTable { commands: tx, stats, state: state_rx }, task)
+    }
+
+    /// Replaces `user`'s section (written at once when every user has sent one).
+    pub async fn set_section(&self, user: &'static str, section: Section) {
+        // The owner is gone only when the agent stops.
+        let _ = self.commands.send(Command::Section(user, section)).await;
+    }
+
+    /// Returns once the owner has handled everything sent before (for
+    /// tests and liveness); false when it has stopped.
+    pub async fn probe(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Probe(tx)).await.is_ok() && rx.await.is_ok()
+    }
+
+    /// Deletes the table and stops writing it (for `dataplane.cleanup_on_exit`).
+    pub async fn remove(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Remove(tx)).await.map_err(|_| "the nftables owner has stopped".to_string())?;
+        rx.await.map_err(|_| "the nftables owner has stopped".to_string())?
+    }
+}
+
+/// Answers probes (a probe whose sender gave up needs no answer).
+fn answer(probes: Vec<oneshot::Sender<()>>) {
+    for probe in probes {
+        let _ = probe.send(());
+    }
+}
+
+/// What the owner last wrote: the desired state and the table as the
+/// kernel listed it right after.
+struct Written {
+    desired: Desired,
+    listing: Value,
+}
+
+struct Owner {
+    config: NftTableConfig,
+    desired: Desired,
+    written: Option<Written>,
+    stats: Arc<NftStats>,
+    state: watch::Sender<NftState>,
+}
+
+impl Owner {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let interval = self.config.resync_interval;
+        let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry: Option<tokio::time::Instant> = None;
+        let mut removed = false;
+        loop {
+            let mut check = false;
+            let mut probes = Vec::new();
+            let retry_at = retry.unwrap_or_else(|| tokio::time::Instant::now() + interval);
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(mut command) = command else { return };
+                    loop {
+                        match command {
+                            Command::Section(user, section) => { self.desired.insert(user, section); }
+                            Command::Remove(reply) => {
+                                removed = true;
+                                let _ = reply.send(self.remove().await);
+                            }
+                            Command::Probe(reply) => probes.push(reply),
+                        }
+                        match commands.try_recv() {
+                            Ok(next) => command = next,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = resync.tick() => check = true,
+                _ = tokio::time::sleep_until(retry_at), if retry.is_some() => retry = None,
+            }
+            if removed || !self.config.users.iter().all(|u| self.desired.contains_key(u)) {
+                answer(probes);
+                continue;
+            }
+            let result = if check { self.repair().await } else { self.write().await };
+            answer(probes);
+            retry = match result {
+                Ok(()) => None,
+                Err(e) => {
+                    self.stats.apply_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(subsys = "nftables", table = %self.config.name, error = %e, "cannot write the nftables table; trying again");
+                    self.written = None;
+                    self.state.send_replace(NftState { synced: false, last_error: Some(e) });
+                    Some(tokio::time::Instant::now() + RETRY_AFTER)
+                }
+            };
+        }
+    }
+
+    /// Brings the kernel to the desired table: only the changed sets when
+    /// that is the only difference from what was written, else the whole
+    /// table. The table read back is kept as the reference for drift; if it
+    /// already differs from the write, the whole table is written again.
+    async fn write(&mut self) -> Result<(), String> {
+        let name = self.config.name.clone();
+        for _ in 0..WRITE_ATTEMPTS {
+            let batch = match &self.written {
+                Some(w) if w.desired == self.desired => return Ok(()),
+                Some(w) => render::update_sets(&name, &w.desired, &self.desired).map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let batch = match batch {
+                Some(b) => b,
+                None => render::replace_table(&name, &self.desired).map_err(|e| e.to_string())?,
+            };
+            if !render::is_empty(&batch) {
+                self.config.command.apply(&batch).await.map_err(|e| e.to_string())?;
+                self.stats.applies.fetch_add(1, Relaxed);
+            }
+            let listing = self.config.command.list_table(&name).await.map_err(|e| e.to_string())?;
+            match listing {
+                Some(listing) if render::shape_matches(&self.desired, &listing) => {
+                    self.written = Some(Written { desired: self.desired.clone(), listing: normalize(&listing) });
+                    self.state.send_replace(NftState { synced: true, last_error: None });
+                    return Ok(());
+                }
+                _ => {
+                    tracing::warn!(subsys = "nftables", table = %name, "the nftables table changed right after it was written; writing it again");
+                    self.written = None;
+                }
+            }
+        }
+        Err(format!("the table inet {name} keeps changing while it is written"))
+    }
+
+    /// Reads the table back and rewrites it whole if it is not what was written.
+    async fn repair(&mut self) -> Result<(), String> {
+        let Some(written) = &self.written else { return self.write().await };
+        let now = self.config.command.list_table(&self.config.name).await.map_err(|e| e.to_string())?;
+        if now.as_ref().map(normalize).as_ref() == Some(&written.listing) {
+            return Ok(());
+        }
+        tracing::warn!(subsys = "nftables", table = %self.config.name, "the nftables table was changed by someone else; rewriting it");
+        self.stats.repairs.fetch_add(1, Relaxed);
+        self.written = None;
+        self.write().await
+    }
+
+    async fn remove(&mut self) -> Result<(), String> {
+        self.written = None;
+        self.state.send_replace(NftState::default());
+        self.config.command.apply(&render::delete_table(&self.config.name)).await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,155 @@
+//! tortie's nftables table in a namespace of its own: written whole with
+//! the users' sections, its sets refilled in place, repaired after someone
+//! deletes a rule, deleted on cleanup — and another table in the same
+//! namespace never touched.
+
+use std::time::Duration;
+use tortie::dataplane::nftables::nat::{self, NatInput};
+use tortie::dataplane::nftables::{NftCommand, NftTable, NftTableConfig, TABLE_NAME};
+use tortie::netns::Topology;
+use tortie::testing::wait_until_async;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Someone else's table, as `nft -f` reads it.
+const OTHER_TABLE: &str = "table inet other {\n set keep { type ipv4_addr; elements = { 198.51.100.7 } }\n chain post { type nat hook postrouting priority 200; policy accept; ip daddr @keep counter accept; }\n}\n";
+
+fn nft(t: &Topology, args: &[&str]) -> Result<String, String> {
+    let mut argv = vec!["nft"];
+    argv.extend_from_slice(args);
+    t.exec("n", &argv).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).map_err(|e| e.to_string())
+}
+
+/// The table's objects of one kind (`rule`, `set`, …) as `nft -j` lists them; empty when it is missing.
+fn listed(t: &Topology, table: &str, kind: &str) -> Vec<serde_json::Value> {
+    let Ok(json) = t.exec_json("n", &["nft", "-j", "list", "table", "inet", table]) else { return Vec::new() };
+    json["nftables"].as_array().unwrap().iter().filter_map(|o| o.get(kind).cloned()).collect()
+}
+
+fn elements(t: &Topology, set: &str) -> Vec<serde_json::Value> {
+    let sets = listed(t, TABLE_NAME, "set");
+    let set = sets.iter().find(|s| s["name"] == set).unwrap_or_else(|| panic!("no set {set} in {sets:?}"));
+    set.get("elem").and_then(|e| e.as_array()).cloned().unwrap_or_default()
+}
+
+fn other_table(t: &Topology) -> String {
+    nft(t, &["list", "table", "inet", "other"]).unwrap()
+}
+
+fn input(pools: &[(&str, bool)], hosts: &[&str]) -> NatInput {
+    NatInput {
+        pools: pools.iter().map(|(c, n)| (c.parse().unwrap(), *n)).collect(),
+        hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
+    }
+}
+
+fn start(t: &Topology, users: Vec<&'static str>) -> NftTable {
+    let (table, _task) = NftTable::start(NftTableConfig {
+        name: TABLE_NAME.to_string(),
+        users,
+        resync_interval: Duration::from_millis(200),
+        command: NftCommand::in_namespace(&t.ns("n")),
+    });
+    table
+}
+
+#[tokio::test]
+async fn the_table_is_written_refilled_repaired_and_removed_leaving_other_tables_alone() {
+    let mut t = Topology::new("nft").unwrap();
+    t.add_namespace("n").unwrap();
+    let file = t.dir().join("other.nft");
+    std::fs::write(&file, OTHER_TABLE).unwrap();
+    nft(&t, &["-f", file.to_str().unwrap()]).unwrap();
+    let other = other_table(&t);
+
+    let table = start(&t, vec![nat::USER]);
+    table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", true)], &["192.0.2.1"]))).await;
+    let rules = wait_until_async("the NAT rules", WAIT, || async {
+        let rules = listed(&t, TABLE_NAME, "rule");
+        (rules.len() == 2).then_some(rules)
+    })
+    .await
+    .unwrap();
+    let v4 = rules[0]["expr"].to_string();
+    for part in ["@nat-masq-ipam-pools-v4", "@nat-all-ipam-pools-v4", "@nat-all-hosts-v4", "fully-random"] {
+        assert!(v4.contains(part), "{part} in {v4}");
+    }
+    assert!(rules[1]["expr"].to_string().contains("@nat-masq-ipam-pools-v6"), "{rules:?}");
+    let chain = listed(&t, TABLE_NAME, "chain").remove(0);
+    assert_eq!(
+        (chain["hook"].as_str(), chain["type"].as_str(), chain["prio"].as_i64()),
+        (Some("postrouting"), Some("nat"), Some(100))
+    );
+    assert_eq!(
+        elements(&t, "nat-masq-ipam-pools-v4"),
+        vec![serde_json::json!({"prefix": {"addr": "10.244.0.0", "len": 16}})]
+    );
+    assert_eq!(elements(&t, "nat-all-hosts-v4"), vec![serde_json::json!("192.0.2.1")]);
+
+    // A pool and a node later: the sets change in place, the rules keep their handles.
+    let handles = |rules: &[serde_json::Value]| rules.iter().map(|r| r["handle"].clone()).collect::<Vec<_>>();
+    let section =
+        nat::section(&input(&[("10.244.0.0/16", true), ("10.99.0.0/16", false)], &["192.0.2.1", "192.0.2.9"]));
+    table.set_section(nat::USER, section).await;
+    wait_until_async("the new node in its set", WAIT, || async {
+        (elements(&t, "nat-all-hosts-v4").len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(elements(&t, "nat-all-ipam-pools-v4").len(), 2);
+    assert_eq!(handles(&listed(&t, TABLE_NAME, "rule")), handles(&rules), "set changes leave the rules alone");
+
+    // Someone deletes our rule and an element (after the owner has read its write back): the
+    // next resync writes them back.
+    assert!(table.probe().await);
+    let handle = rules[0]["handle"].to_string();
+    nft(&t, &["delete", "rule", "inet", TABLE_NAME, nat::CHAIN, "handle", &handle]).unwrap();
+    nft(&t, &["delete", "element", "inet", TABLE_NAME, "nat-all-hosts-v4", "{ 192.0.2.9 }"]).unwrap();
+    wait_until_async("the table repaired", WAIT, || async {
+        (listed(&t, TABLE_NAME, "rule").len() == 2 && elements(&t, "nat-all-hosts-v4").len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(table.stats.repairs.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(table.stats.apply_errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // NAT off and on again: the set empties and refills.
+    for (nat, want) in [(false, 0), (true, 1)] {
+        table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", nat)], &["192.0.2.1"]))).await;
+        assert!(table.probe().await);
+        assert_eq!(elements(&t, "nat-masq-ipam-pools-v4").len(), want, "natOutgoing {nat}");
+    }
+
+    table.remove().await.unwrap();
+    assert!(t.exec("n", &["nft", "list", "table", "inet", TABLE_NAME]).is_err(), "our table is gone");
+    assert_eq!(other_table(&t), other, "someone else's table is untouched");
+}
+
+#[tokio::test]
+async fn an_existing_table_is_kept_until_every_user_has_given_its_section() {
+    let mut t = Topology::new("nft-adopt").unwrap();
+    t.add_namespace("n").unwrap();
+    // The previous run's table, with a set a second user (not NAT) owns.
+    let file = t.dir().join("previous.nft");
+    std::fs::write(
+        &file,
+        format!("table inet {TABLE_NAME} {{\n set policy-pods {{ type ipv4_addr; elements = {{ 10.244.1.5 }} }}\n}}\n"),
+    )
+    .unwrap();
+    nft(&t, &["-f", file.to_str().unwrap()]).unwrap();
+
+    let table = start(&t, vec![nat::USER, "policy"]);
+    table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", true)], &[]))).await;
+    // The owner has the NAT section but waits for the policy one: nothing changes meanwhile.
+    assert!(table.probe().await);
+    assert_eq!(listed(&t, TABLE_NAME, "set").len(), 1, "the previous table stays as it was");
+    assert!(!table.state.borrow().synced);
+
+    table.set_section("policy", tortie::dataplane::nftables::Section::default()).await;
+    wait_until_async("both sections written", WAIT, || async {
+        (listed(&t, TABLE_NAME, "rule").len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(listed(&t, TABLE_NAME, "set").iter().all(|s| s["name"] != "policy-pods"), "replaced whole");
+}
