@@ -40,11 +40,10 @@ fn default_allowed_uses() -> Vec<PoolUse> {
     vec![PoolUse::Workload, PoolUse::Tunnel]
 }
 
-/// A range pods get addresses from, cut into blocks of `blockSize`.
-// `remote = "Self"`: the derived (de)serialisers become inherent functions that the trait impls
-// below wrap, so a missing `blockSize` can default by the CIDR's family.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", remote = "Self")]
+/// A range pods get addresses from, cut into blocks of `blockSize`. Read through [`IpPoolWire`],
+/// so a missing `blockSize` defaults by the CIDR's family.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 #[schemars(transform = block_size_optional)]
 pub struct IpPool {
     /// Strictly masked; immutable.
@@ -84,41 +83,48 @@ pub fn default_block_size(cidr: &IpNetwork) -> u8 {
     if cidr.is_ipv4() { DEFAULT_BLOCK_SIZE_V4 } else { DEFAULT_BLOCK_SIZE_V6 }
 }
 
-impl<'de> Deserialize<'de> for IpPool {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpPool, D::Error> {
-        use serde::de::Error;
-        let mut value = serde_json::Value::deserialize(deserializer)?;
-        if let Some(fields) = value.as_object_mut() {
-            // Calico reads an empty `allowedUses` as absent, and a `blockSize` of 0 too.
-            if fields.get("allowedUses").and_then(|u| u.as_array()).is_some_and(Vec::is_empty) {
-                fields.remove("allowedUses");
-            }
-            if fields.get("blockSize").and_then(|b| b.as_u64()) == Some(0) {
-                fields.remove("blockSize");
-            }
-        }
-        if let Some(fields) = value.as_object_mut()
-            && !fields.contains_key("blockSize")
-        {
-            // A CIDR that does not parse is reported by the derived deserialiser below.
-            let cidr = fields.get("cidr").and_then(|c| c.as_str()).and_then(|c| c.parse::<IpNetwork>().ok());
-            if let Some(cidr) = cidr {
-                fields.insert("blockSize".to_string(), default_block_size(&cidr).into());
-            }
-        }
-        // The derived (inherent) deserialiser; the field path is kept in the message, as the
-        // outer reader sees only this one value.
-        let mut track = serde_path_to_error::Track::new();
-        IpPool::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(|e| {
-            let path = track.path().to_string();
-            if path == "." { D::Error::custom(e) } else { D::Error::custom(format!("{path}: {e}")) }
-        })
-    }
+/// An IPPool as written: `blockSize` may be absent or 0 and `allowedUses` empty (Calico's
+/// defaults then apply). Read straight from the caller's deserialiser, so fields it does not know
+/// are seen by whoever tracks them (`datastore::unsupported`, `tortie apply`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IpPoolWire {
+    cidr: IpNetwork,
+    #[serde(default)]
+    block_size: Option<u8>,
+    #[serde(default)]
+    ipip_mode: EncapMode,
+    #[serde(default)]
+    vxlan_mode: EncapMode,
+    #[serde(default)]
+    nat_outgoing: bool,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default, rename = "disableBGPExport")]
+    disable_bgp_export: bool,
+    #[serde(default = "default_node_selector")]
+    node_selector: String,
+    #[serde(default)]
+    allowed_uses: Vec<PoolUse>,
+    #[serde(default)]
+    assignment_mode: AssignmentMode,
 }
 
-impl Serialize for IpPool {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        IpPool::serialize(self, serializer)
+impl<'de> Deserialize<'de> for IpPool {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpPool, D::Error> {
+        let w = IpPoolWire::deserialize(deserializer)?;
+        Ok(IpPool {
+            block_size: w.block_size.filter(|b| *b != 0).unwrap_or_else(|| default_block_size(&w.cidr)),
+            allowed_uses: if w.allowed_uses.is_empty() { default_allowed_uses() } else { w.allowed_uses },
+            cidr: w.cidr,
+            ipip_mode: w.ipip_mode,
+            vxlan_mode: w.vxlan_mode,
+            nat_outgoing: w.nat_outgoing,
+            disabled: w.disabled,
+            disable_bgp_export: w.disable_bgp_export,
+            node_selector: w.node_selector,
+            assignment_mode: w.assignment_mode,
+        })
     }
 }
 
@@ -455,8 +461,9 @@ mod tests {
         assert_eq!(serde_json::to_value(&v4).unwrap()["blockSize"], json!(26));
         let zero: IpPool = serde_json::from_value(json!({"cidr": "10.0.0.0/16", "blockSize": 0})).unwrap();
         assert_eq!(zero.block_size, 26);
-        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "blockSize": "x"})).unwrap_err();
-        assert!(bad.to_string().starts_with("blockSize: "), "{bad}");
+        let bad = serde_path_to_error::deserialize::<_, IpPool>(json!({"cidr": "10.0.0.0/16", "blockSize": "x"}))
+            .unwrap_err();
+        assert_eq!(bad.path().to_string(), "blockSize", "{bad}");
         let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
         assert!(!schema["required"].as_array().unwrap().contains(&json!("blockSize")), "{schema}");
     }
@@ -517,8 +524,10 @@ mod tests {
         assert_eq!(manual.assignment_mode, AssignmentMode::Manual);
         assert_eq!(manual.allowed_uses, default_allowed_uses());
         assert_eq!(IpPool::new(manual.cidr).assignment_mode, AssignmentMode::Automatic);
-        let bad = serde_json::from_value::<IpPool>(json!({"cidr": "10.0.0.0/16", "assignmentMode": "Sometimes"}));
-        assert!(bad.unwrap_err().to_string().starts_with("assignmentMode: "));
+        let bad = serde_path_to_error::deserialize::<_, IpPool>(
+            json!({"cidr": "10.0.0.0/16", "assignmentMode": "Sometimes"}),
+        );
+        assert_eq!(bad.unwrap_err().path().to_string(), "assignmentMode");
     }
 
     #[test]
