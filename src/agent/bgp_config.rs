@@ -12,7 +12,8 @@
 //!   `default` one whole, as Calico's.
 //!
 //! Fields tortie does not act on are listed in [`Effective::unsupported`] (logged, in
-//! `tortie status`, and the `tortie_bgp_unsupported_setting` metric): never silently accepted.
+//! `tortie status`, and the `tortie_unsupported_fields` metric, through `datastore::unsupported`):
+//! never silently accepted.
 
 use crate::bgp::packet::community::{Community, LargeCommunity};
 use crate::bgp::rib::CommunityRule;

@@ -165,8 +165,8 @@ mod tests {
         let checked = check_spec(Kind::Node, &spec).unwrap();
         assert_eq!(checked.unknown_fields, vec!["spec.bgp.colour", "spec.size"]);
         let block = json!({"cidr": "10.0.0.0/31", "allocations": [0, null], "unallocated": [1],
-            "attributes": [{"handle_id": "h", "releasedAt": "2026-01-01T00:00:00Z"}]});
+            "attributes": [{"handle_id": "h", "releasedAt": "2026-01-01T00:00:00Z", "colour": "red"}]});
         let checked = check_spec(Kind::IpamBlock, &block).unwrap();
-        assert_eq!(checked.unknown_fields, vec!["spec.attributes[0].releasedAt"]);
+        assert_eq!(checked.unknown_fields, vec!["spec.attributes[0].colour"]);
     }
 }
