@@ -40,8 +40,8 @@ fn default_allowed_uses() -> Vec<PoolUse> {
     vec![PoolUse::Workload, PoolUse::Tunnel]
 }
 
-/// A range pods get addresses from, cut into blocks of `blockSize`. Read through [`IpPoolWire`],
-/// so a missing `blockSize` defaults by the CIDR's family.
+/// A range pods get addresses from, cut into blocks of `blockSize`.
+// Read through `IpPoolWire`, so a missing `blockSize` defaults by the CIDR's family.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = block_size_optional)]
