@@ -18,42 +18,73 @@ use tortie::ipam::{Ipam, IpamOptions, Request};
 use tortie::netns::Topology;
 use tortie::testing::{json_subset, wait_until};
 
+/// A node `n` (10.`net`.0.5) and a ToR namespace `tor` (10.`net`.0.1) on one link, the agent's
+/// configuration (metrics on `metrics_port`, `extra` YAML appended) and the datastore beside it.
+struct Site {
+    t: Topology,
+    socket: std::path::PathBuf,
+    config: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
+    ds: Datastore,
+}
+
+impl Site {
+    fn new(name: &str, net: u8, metrics_port: u16, extra: &str) -> Site {
+        let mut t = Topology::new(name).unwrap();
+        t.add_namespace("n").unwrap();
+        t.add_namespace("tor").unwrap();
+        let (node, tor) = (format!("10.{net}.0.5/24"), format!("10.{net}.0.1/24"));
+        t.add_veth(("n", "eth1", Some(&node)), ("tor", "eth1", Some(&tor))).unwrap();
+        let dir = t.dir().to_path_buf();
+        let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
+                 metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n{extra}",
+                db.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ds =
+            rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+        Site { t, socket, config, rt, ds }
+    }
+
+    /// Starts the agent and waits until it answers on its socket.
+    /// The topology owns the process and ends it when dropped.
+    fn start_agent(&mut self) {
+        let config = self.config.to_str().unwrap().to_string();
+        self.t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", &config]).unwrap();
+        wait_until("the agent to answer", Duration::from_secs(30), || self.status()["node"].as_str().map(|_| ()))
+            .unwrap();
+    }
+
+    /// `tortie ARGS --socket <the agent's>`, its standard output.
+    fn tortie(&self, args: &[&str]) -> String {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_tortie")).args(args).arg("--socket").arg(&self.socket).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.tortie(&["status", "-o", "json"])).unwrap_or_default()
+    }
+}
+
 #[test]
 fn a_bgppeer_resource_adds_and_removes_a_session_live() {
-    let mut t = Topology::new("bgppeers").unwrap();
-    t.add_namespace("n").unwrap();
-    t.add_namespace("tor").unwrap();
-    t.add_veth(("n", "eth1", Some("10.126.0.5/24")), ("tor", "eth1", Some("10.126.0.1/24"))).unwrap();
-    let dir = t.dir().to_path_buf();
-    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
-             metrics: {{listen: \"127.0.0.1:19481\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n\
-             ipam: {{default_ipv4_pool_cidr: 10.251.0.0/16}}\n",
-            db.display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let mut site = Site::new("bgppeers", 126, 19481, "ipam: {default_ipv4_pool_cidr: 10.251.0.0/16}\n");
     let ctl = start_bird(
-        &mut t,
+        &mut site.t,
         "tor",
         "router id 10.126.0.1;\nprotocol device {}\nprotocol bgp n1 {\n  local 10.126.0.1 as 65001;\n  neighbor 10.126.0.5 as 64512;\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export none; };\n}\n",
     );
-    let _agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
-    let status = || -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
-            .args(["status", "-o", "json", "--socket"])
-            .arg(&socket)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
-    wait_until("the agent to answer", Duration::from_secs(30), || status()["node"].as_str().map(|_| ())).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ds = rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+    site.start_agent();
+    let (t, rt, ds) = (&site.t, &site.rt, &site.ds);
+    let status = || site.status();
     let peer = BgpPeer { peer_ip: Some("10.126.0.1".into()), as_number: Some(65001), ..BgpPeer::default() };
     rt.block_on(ds.create("tor1", &peer)).unwrap();
 
@@ -61,7 +92,7 @@ fn a_bgppeer_resource_adds_and_removes_a_session_live() {
     wait_until("the BGPPeer's session to come up", Duration::from_secs(30), || json_subset(&expected, &status()).ok())
         .unwrap();
     wait_until("BIRD to see the session established", Duration::from_secs(30), || {
-        birdc(&t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
+        birdc(t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
     })
     .unwrap();
 
@@ -77,40 +108,15 @@ fn a_bgppeer_resource_adds_and_removes_a_session_live() {
 
 #[test]
 fn a_bgppeer_password_from_a_secret_is_the_md5_key_and_follows_the_secret() {
-    let mut t = Topology::new("bgpmd5").unwrap();
-    t.add_namespace("n").unwrap();
-    t.add_namespace("tor").unwrap();
-    t.add_veth(("n", "eth1", Some("10.127.0.5/24")), ("tor", "eth1", Some("10.127.0.1/24"))).unwrap();
-    let dir = t.dir().to_path_buf();
-    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
-             metrics: {{listen: \"127.0.0.1:19482\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n\
-             ipam: {{default_ipv4_pool_cidr: 10.252.0.0/16}}\n",
-            db.display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let mut site = Site::new("bgpmd5", 127, 19482, "ipam: {default_ipv4_pool_cidr: 10.252.0.0/16}\n");
     let ctl = start_bird(
-        &mut t,
+        &mut site.t,
         "tor",
         "router id 10.127.0.1;\nprotocol device {}\nprotocol bgp n1 {\n  local 10.127.0.1 as 65001;\n  neighbor 10.127.0.5 as 64512;\n  password \"s3cr3t\";\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export none; };\n}\n",
     );
-    let _agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
-    let status = || -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
-            .args(["status", "-o", "json", "--socket"])
-            .arg(&socket)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
-    wait_until("the agent to answer", Duration::from_secs(30), || status()["node"].as_str().map(|_| ())).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ds = rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+    site.start_agent();
+    let (t, rt, ds) = (&site.t, &site.rt, &site.ds);
+    let status = || site.status();
     let reference = SecretKeyRef { name: "tor-md5".into(), key: "password".into(), optional: false };
     let peer = BgpPeer {
         peer_ip: Some("10.127.0.1".into()),
@@ -126,7 +132,7 @@ fn a_bgppeer_password_from_a_secret_is_the_md5_key_and_follows_the_secret() {
     wait_until("the MD5 session to come up", Duration::from_secs(40), || json_subset(&established, &status()).ok())
         .unwrap();
     wait_until("BIRD to see the session established", Duration::from_secs(30), || {
-        birdc(&t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
+        birdc(t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
     })
     .unwrap();
 
@@ -136,31 +142,15 @@ fn a_bgppeer_password_from_a_secret_is_the_md5_key_and_follows_the_secret() {
         ds.update("tor-md5", &secret(b"wrong"), stored.revision).await.unwrap();
     });
     wait_until("the session to end with the changed key", Duration::from_secs(40), || {
-        (!birdc(&t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established")).then_some(())
+        (!birdc(t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established")).then_some(())
     })
     .unwrap();
 }
 
 #[test]
 fn a_bgpfilter_rejects_an_export_and_an_import_and_is_followed_live() {
-    let mut t = Topology::new("bgpfilter").unwrap();
-    t.add_namespace("n").unwrap();
-    t.add_namespace("tor").unwrap();
-    t.add_veth(("n", "eth1", Some("10.128.0.5/24")), ("tor", "eth1", Some("10.128.0.1/24"))).unwrap();
-    let dir = t.dir().to_path_buf();
-    let (db, socket, config) = (dir.join("tortie.db"), dir.join("api.sock"), dir.join("tortie.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "node: {{name: n1, address_autodetection: interface=eth1}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\n\
-             metrics: {{listen: \"127.0.0.1:19483\"}}\nbgp: {{as_number: 64512, hold_time_seconds: 9}}\n",
-            db.display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ds = rt.block_on(async { Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap()) });
+    let mut site = Site::new("bgpfilter", 128, 19483, "");
+    let (rt, ds) = (&site.rt, &site.ds);
     // Two pools, so the node has a block in each to announce; the RIB reads the pools at start.
     let (kept, filtered) = ("10.253.0.0/16", "10.254.0.0/16");
     rt.block_on(async {
@@ -182,18 +172,15 @@ fn a_bgpfilter_rejects_an_export_and_an_import_and_is_followed_live() {
     };
     rt.block_on(ds.create("tor-filter", &filter(true))).unwrap();
     let ctl = start_bird(
-        &mut t,
+        &mut site.t,
         "tor",
         "router id 10.128.0.1;\nprotocol device {}\nprotocol static { ipv4; route 10.98.0.0/24 blackhole; route 10.99.0.0/24 blackhole; }\n\
          protocol bgp n1 {\n  local 10.128.0.1 as 65001;\n  neighbor 10.128.0.5 as 64512;\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export all; };\n}\n",
     );
-    let _agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
-    let tortie = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_tortie")).args(args).arg("--socket").arg(&socket).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let status = || serde_json::from_str::<serde_json::Value>(&tortie(&["status", "-o", "json"])).unwrap_or_default();
-    wait_until("the agent to answer", Duration::from_secs(30), || status()["node"].as_str().map(|_| ())).unwrap();
+    site.start_agent();
+    let (t, rt, ds) = (&site.t, &site.rt, &site.ds);
+    let tortie = |args: &[&str]| site.tortie(args);
+    let status = || site.status();
     let peer = BgpPeer {
         peer_ip: Some("10.128.0.1".into()),
         as_number: Some(65001),
@@ -211,7 +198,7 @@ fn a_bgpfilter_rejects_an_export_and_an_import_and_is_followed_live() {
         }
     });
 
-    let bird_routes = || birdc(&t, "tor", &ctl, &["show", "route", "protocol", "n1"]);
+    let bird_routes = || birdc(t, "tor", &ctl, &["show", "route", "protocol", "n1"]);
     let rib = || tortie(&["bgp", "routes", "-o", "json"]);
     wait_until("BIRD to learn the block of the kept pool", Duration::from_secs(40), || {
         bird_routes().contains("10.253.").then_some(())

@@ -664,6 +664,15 @@ mod tests {
         bgp_config::effective(&Config::default().bgp, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), None, None)
     }
 
+    /// The sessions node `a` (10.1.0.1, default configuration) wants.
+    fn wanted_by_a(
+        nodes: &[(String, Node)],
+        resources: &[(String, BgpPeer)],
+        referenced: &super::super::bgp_peers::Referenced,
+    ) -> BTreeMap<IpAddr, Wanted> {
+        wanted(&Config::default(), &default_settings(), "a", Ipv4Addr::new(10, 1, 0, 1), nodes, resources, referenced)
+    }
+
     #[test]
     fn our_next_hops_are_the_router_id_and_the_ipv6_address() {
         let mut config = Config::default();
@@ -707,15 +716,7 @@ mod tests {
         ]
         .into();
         let referenced = super::super::bgp_peers::Referenced { passwords, ..Default::default() };
-        let want = wanted(
-            &Config::default(),
-            &default_settings(),
-            "a",
-            Ipv4Addr::new(10, 1, 0, 1),
-            &[],
-            &resources,
-            &referenced,
-        );
+        let want = wanted_by_a(&[], &resources, &referenced);
         let keys: Vec<(IpAddr, Option<Vec<u8>>)> = want.iter().map(|(a, w)| (*a, w.config.md5_key.clone())).collect();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(keys, vec![(ip("10.0.0.1"), Some(b"s3cr3t".to_vec())), (ip("10.0.0.3"), None)]);
@@ -763,15 +764,7 @@ mod tests {
                 },
             ),
         ];
-        let want = wanted(
-            &Config::default(),
-            &default_settings(),
-            "a",
-            Ipv4Addr::new(10, 1, 0, 1),
-            &nodes,
-            &resources,
-            &Default::default(),
-        );
+        let want = wanted_by_a(&nodes, &resources, &Default::default());
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let tor = &want[&ip("10.0.0.1")];
         assert_eq!(
@@ -810,15 +803,7 @@ mod tests {
             filters: [("no-10".to_string(), no_10)].into(),
             ..Default::default()
         };
-        let want = wanted(
-            &Config::default(),
-            &default_settings(),
-            "a",
-            Ipv4Addr::new(10, 1, 0, 1),
-            &[],
-            &resources,
-            &referenced,
-        );
+        let want = wanted_by_a(&[], &resources, &referenced);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(want.keys().copied().collect::<Vec<_>>(), vec![ip("10.0.0.1")], "tor2 names a missing filter");
         let setup = &want[&ip("10.0.0.1")].setup;
