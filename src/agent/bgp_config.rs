@@ -18,7 +18,7 @@
 use crate::bgp::packet::community::{Community, LargeCommunity};
 use crate::bgp::rib::CommunityRule;
 use crate::config::BgpConfig;
-use crate::datastore::resources::{BgpConfiguration, BindMode, CommunityValue};
+use crate::datastore::resources::{BgpConfiguration, BindMode, CommunityValue, GoDuration};
 use crate::datastore::{Datastore, DatastoreError};
 use std::net::{IpAddr, SocketAddr};
 
@@ -156,7 +156,7 @@ pub fn effective(
         mesh: default.and_then(|d| d.node_to_node_mesh_enabled).unwrap_or(file.node_to_node_mesh),
         mesh_restart_time: default
             .and_then(|d| d.node_mesh_max_restart_time.as_ref())
-            .and_then(|t| t.seconds_u16())
+            .and_then(GoDuration::timer_seconds)
             .unwrap_or(file.graceful_restart_seconds),
         listen: SocketAddr::new(address, port),
         log_level,

@@ -145,14 +145,6 @@ pub fn md5_key(peer: &ResourcePeer, passwords: &Passwords) -> Result<Option<Vec<
     Err(())
 }
 
-/// A BGP timer in whole seconds, a fraction rounded up (`500ms` is 1 s, never 0, which would
-/// turn keepalives off); `None` beyond `u16` (refused when the BGPPeer is validated).
-fn whole_seconds(d: &GoDuration) -> Option<u16> {
-    let d = d.get();
-    let seconds = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    u16::try_from(seconds).ok()
-}
-
 /// `selector` (field `field` of BGPPeer `name`) parsed; `None`, logged, when it does not parse.
 fn parsed(name: &str, field: &str, selector: &str) -> Option<Selector> {
     Selector::parse(selector)
@@ -192,8 +184,8 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
                 (Some(NextHopMode::Keep), _) | (None, true) => Some(false),
                 (Some(NextHopMode::Auto), _) | (None, false) => None,
             },
-            keepalive: p.keepalive_time.as_ref().and_then(whole_seconds),
-            restart_time: p.max_restart_time.as_ref().and_then(whole_seconds),
+            keepalive: p.keepalive_time.as_ref().and_then(GoDuration::timer_seconds),
+            restart_time: p.max_restart_time.as_ref().and_then(GoDuration::timer_seconds),
             peer_type,
             password: p.password.as_ref().map(|s| s.secret_key_ref.clone()),
             ttl_security: p.ttl_security.and_then(|h| u8::try_from(h).ok()).filter(|h| *h > 0),

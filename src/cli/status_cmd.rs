@@ -137,20 +137,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn renders_like_calicoctl_node_status() {
-        let r = StatusReport {
+    /// A ready node-a, up 65 s at time 1065, with nothing else to show.
+    fn report() -> StatusReport {
+        StatusReport {
             node: "node-a".into(),
             version: "0.1.0".into(),
             started_at: 1000,
             ready: true,
             not_ready_reasons: vec![],
             ipip_mode: "ipip-userspace".into(),
-            peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
+            peers: vec![],
             paths: vec![],
             unsupported_fields: vec![],
             nat_outgoing_pools: vec![],
             nftables_error: None,
+        }
+    }
+
+    #[test]
+    fn renders_like_calicoctl_node_status() {
+        let r = StatusReport {
+            peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
+            ..report()
         };
         let text = render(&r, 1065);
         assert!(
@@ -170,15 +178,7 @@ mod tests {
     #[test]
     fn shows_the_path_to_each_node_without_bgp_peers_too() {
         let r = StatusReport {
-            node: "node-a".into(),
-            version: "0.1.0".into(),
-            started_at: 1000,
-            ready: true,
-            not_ready_reasons: vec![],
-            ipip_mode: "ipip-userspace".into(),
-            peers: vec![],
             nat_outgoing_pools: vec!["10.244.0.0/16".into()],
-            nftables_error: None,
             paths: vec![
                 crate::api::status::NodePath { node: "10.40.1.12".into(), path: "direct".into() },
                 crate::api::status::NodePath { node: "10.40.2.13".into(), path: "vxlan".into() },
@@ -189,6 +189,7 @@ mod tests {
                 field: "serviceClusterIPs[].cidr".into(),
                 reason: "service addresses are not advertised".into(),
             }],
+            ..report()
         };
         let text = render(&r, 1065);
         assert!(text.contains("No IPv4 peers found."), "{text}");

@@ -171,7 +171,7 @@ impl BgpConfiguration {
             password.secret_key_ref.check("nodeMeshPassword")?;
         }
         if let Some(t) = &self.node_mesh_max_restart_time
-            && t.seconds_u16().is_none()
+            && t.timer_seconds().is_none()
         {
             return Err(format!("nodeMeshMaxRestartTime: {t} is longer than 65535 s"));
         }

@@ -20,15 +20,11 @@ impl GoDuration {
         self.value
     }
 
-    /// Whole seconds, rounded down; `None` when they do not fit `u16` (BGP timers).
-    pub fn seconds_u16(&self) -> Option<u16> {
-        u16::try_from(self.value.as_secs()).ok()
-    }
-}
-
-impl From<Duration> for GoDuration {
-    fn from(value: Duration) -> GoDuration {
-        GoDuration { value, text: format!("{}ms", value.as_millis()) }
+    /// As a BGP timer: whole seconds, a fraction rounded up (`500ms` is 1 s, never 0, which
+    /// would turn a timer off); `None` beyond `u16`.
+    pub fn timer_seconds(&self) -> Option<u16> {
+        let seconds = self.value.as_secs() + u64::from(self.value.subsec_nanos() > 0);
+        u16::try_from(seconds).ok()
     }
 }
 
@@ -119,7 +115,8 @@ mod tests {
         assert_eq!(ms("1h2m3.5s"), Ok(3_723_500));
         assert_eq!(ms("0"), Ok(0));
         assert_eq!(ms("1500us"), Ok(1));
-        assert_eq!("2m".parse::<GoDuration>().unwrap().seconds_u16(), Some(120));
+        assert_eq!("2m".parse::<GoDuration>().unwrap().timer_seconds(), Some(120));
+        assert_eq!("500ms".parse::<GoDuration>().unwrap().timer_seconds(), Some(1));
     }
 
     #[test]
