@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::faults::{Pinger, RouteMonitor, kill9, signal_and_wait};
+use support::faults::{Pinger, RouteMonitor, kill9};
 use support::lab::Lab;
 use tortie::testing::wait_until;
 
@@ -105,7 +105,7 @@ fn a_restart_keeps_the_userspace_tunnel_and_its_routes() {
 
     // SIGTERM, as an init system stops it.
     let down = Instant::now();
-    signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(20));
+    lab.stop_agent("node1", Duration::from_secs(20));
     assert_eq!(tunnel_routes(), before, "the device and its routes outlive the agent");
     lab.up();
     wait_until("node1/pod1 to reach node3/pod1 again", Duration::from_secs(60), || {

@@ -88,7 +88,7 @@ fn paths_are_direct_and_vxlan(lab: &Lab, family: &Family, p2: IpAddr, p3: IpAddr
 /// full reconcile and its pod still reaches `p3`.
 fn restart_node1(lab: &Lab, objects: &[&str], p3: IpAddr) -> Vec<String> {
     let monitor = RouteMonitor::start_objects(&lab.ns("node1"), objects);
-    support::faults::signal_and_wait(lab.agent_pid("node1"), "TERM", Duration::from_secs(10));
+    lab.stop_agent("node1", Duration::from_secs(10));
     lab.up();
     wait_ready(lab, "node1");
     // Its first full reconcile (after the learned routes settle) is where stale routes would go.

@@ -310,7 +310,8 @@ fn the_task_follows_the_desired_vteps_and_repairs_drift() {
             let mut socket = RouteSocket::open().unwrap();
             vxlan::reconcile(&mut socket, dev.ifindex, &[vtep(1)]).unwrap();
             let (tx, rx) = tokio::sync::watch::channel(None);
-            let task = vxlan::spawn(dev.ifindex, rx, Duration::from_millis(200)).unwrap();
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let task = vxlan::spawn(dev.ifindex, rx, Duration::from_millis(200), stop_rx).unwrap();
             // No event to wait for when nothing happens: several resync periods pass.
             tokio::time::sleep(Duration::from_secs(1)).await;
             assert_eq!((neighbours(&t, "n1", DEVICE_V4), fdb(&t, "n1", DEVICE_V4)), ours(&[vtep(1)]));
@@ -322,6 +323,12 @@ fn the_task_follows_the_desired_vteps_and_repairs_drift() {
             t.exec("n1", &["bridge", "fdb", "del", "66:74:00:00:00:03", "dev", DEVICE_V4, "self"]).unwrap();
             t.exec("n1", &["ip", "neigh", "del", "10.244.102.0", "dev", DEVICE_V4]).unwrap();
             follows(&[vtep(2), vtep(3)]).await;
+            // Stopping ends it while the desired set's sender still lives (the
+            // agent's encapsulation holds that sender until the agent returns).
+            stop_tx.send_replace(true);
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("the task ends on stop").unwrap();
+            let (_running, not_stopped) = tokio::sync::watch::channel(false);
+            let task = vxlan::spawn(dev.ifindex, tx.subscribe(), Duration::from_millis(200), not_stopped).unwrap();
             drop(tx);
             tokio::time::timeout(Duration::from_secs(10), task).await.expect("the task ends with its watch").unwrap();
         })

@@ -129,7 +129,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         .and_then(|mut s| crate::dataplane::underlay::Underlay::find(&mut s, address, config.node.ipv6_address))
         .map_err(AgentError::Ipip)?;
     let pools = pools::ensure_default(&ds, &config).await.map_err(AgentError::Datastore)?;
-    let mut encaps = remote_routes::setup(&config, &ds, &name, &underlay, &pools).await.map_err(AgentError::Ipip)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut encaps =
+        remote_routes::setup(&config, &ds, &name, &underlay, &pools, &stop_rx).await.map_err(AgentError::Ipip)?;
 
     // Pod routes are restored before the first full reconcile (routes::initial_sync), which would delete them.
     let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
@@ -158,7 +160,6 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         nat_outgoing_pools: Vec::new(),
         nftables_error: None,
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
     // The path the stage chose per node, for status and metrics.
     let (paths_tx, paths_rx) = watch::channel(std::collections::HashMap::new());
     let inputs = |paths| bgp::BgpInputs {

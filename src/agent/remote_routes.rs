@@ -65,6 +65,7 @@ pub async fn setup(
     node: &str,
     underlay: &Underlay,
     pools: &[IpPool],
+    stop: &watch::Receiver<bool>,
 ) -> Result<Encaps, String> {
     let mut socket = RouteSocket::open().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
     let mut out = Encaps {
@@ -75,11 +76,12 @@ pub async fn setup(
         probe_source: underlay.v4.ip(),
         vtep_tasks: Vec::new(),
     };
+    let site = Site { config, ds, node, underlay, stop };
     for (kind, ipv6) in wanted(pools) {
         match (kind, ipv6) {
-            (EncapKind::Ipip, false) => setup_ipip(config, ds, node, underlay, &mut socket, &mut out).await?,
+            (EncapKind::Ipip, false) => setup_ipip(&site, &mut socket, &mut out).await?,
             (EncapKind::Ipip, true) => {}
-            (EncapKind::Vxlan, ipv6) => setup_vxlan(config, ds, node, underlay, &mut socket, ipv6, &mut out).await?,
+            (EncapKind::Vxlan, ipv6) => setup_vxlan(&site, &mut socket, ipv6, &mut out).await?,
         }
     }
     tracing::info!(
@@ -92,14 +94,18 @@ pub async fn setup(
     Ok(out)
 }
 
-async fn setup_ipip(
-    config: &Config,
-    ds: &Datastore,
-    node: &str,
-    underlay: &Underlay,
-    socket: &mut RouteSocket,
-    out: &mut Encaps,
-) -> Result<(), String> {
+/// What the encapsulations are set up for: this node, its underlay, and the
+/// agent's stop for the tasks they start.
+struct Site<'a> {
+    config: &'a Config,
+    ds: &'a Datastore,
+    node: &'a str,
+    underlay: &'a Underlay,
+    stop: &'a watch::Receiver<bool>,
+}
+
+async fn setup_ipip(site: &Site<'_>, socket: &mut RouteSocket, out: &mut Encaps) -> Result<(), String> {
+    let Site { config, ds, node, underlay, .. } = *site;
     // Allocated once (Calico's handle name) and recorded in the node's record.
     let tunnel_address = match super::node::publish_tunnel_address(ds, node).await {
         Ok(Some(IpAddr::V4(v4))) => Some(v4),
@@ -135,15 +141,8 @@ async fn setup_ipip(
     Ok(())
 }
 
-async fn setup_vxlan(
-    config: &Config,
-    ds: &Datastore,
-    node: &str,
-    underlay: &Underlay,
-    socket: &mut RouteSocket,
-    ipv6: bool,
-    out: &mut Encaps,
-) -> Result<(), String> {
+async fn setup_vxlan(site: &Site<'_>, socket: &mut RouteSocket, ipv6: bool, out: &mut Encaps) -> Result<(), String> {
+    let Site { config, ds, node, underlay, stop } = *site;
     let (name, local, family) = match (ipv6, underlay.v6) {
         (false, _) => (&config.vxlan.device, IpAddr::V4(underlay.v4.ip()), 4),
         (true, Some(v6)) => (&config.vxlan.device_v6, IpAddr::V6(v6.ip()), 6),
@@ -172,7 +171,7 @@ async fn setup_vxlan(
     device.address = address;
     let ready = crate::vxlan::ensure_device(socket, &device).map_err(|e| e.to_string())?;
     let (vteps_tx, vteps_rx) = watch::channel(None);
-    let task = crate::vxlan::spawn(ready.ifindex, vteps_rx, VTEP_RESYNC)
+    let task = crate::vxlan::spawn(ready.ifindex, vteps_rx, VTEP_RESYNC, stop.clone())
         .map_err(|e| format!("cannot start the VTEP task of {name}: {e}"))?;
     out.vtep_tasks.push(task);
     out.encaps.set(

@@ -12,19 +12,26 @@ use tokio::task::JoinHandle;
 /// Starts the task for device `ifindex` in the caller's network namespace
 /// (its socket is opened here). While `desired` is `None` (the remote nodes
 /// are not read yet) it touches nothing: entries left by a previous run
-/// stay until it is known which are still wanted. It ends when `desired`'s
-/// sender is dropped; failures are logged and retried at the next change
-/// or resync.
+/// stay until it is known which are still wanted. It ends when `stop` turns
+/// true or either sender is dropped (the entries stay, for the next run to
+/// adopt); failures are logged and retried at the next change or resync.
 pub fn spawn(
     ifindex: u32,
     desired: watch::Receiver<Option<Vec<Vtep>>>,
     resync: Duration,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let socket = RouteSocket::open()?;
-    Ok(tokio::spawn(run(socket, ifindex, desired, resync)))
+    Ok(tokio::spawn(run(socket, ifindex, desired, resync, stop)))
 }
 
-async fn run(mut socket: RouteSocket, ifindex: u32, mut desired: watch::Receiver<Option<Vec<Vtep>>>, resync: Duration) {
+async fn run(
+    mut socket: RouteSocket,
+    ifindex: u32,
+    mut desired: watch::Receiver<Option<Vec<Vtep>>>,
+    resync: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut timer = tokio::time::interval(resync);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,6 +42,12 @@ async fn run(mut socket: RouteSocket, ifindex: u32, mut desired: watch::Receiver
                 return;
             },
             _ = timer.tick() => {}
+            // The sender of `desired` lives as long as the encapsulation, which
+            // outlives the agent's tasks: stopping must not wait for it.
+            _ = stop.wait_for(|stop| *stop) => {
+                tracing::debug!(subsys = "vxlan", ifindex, "stopping");
+                return;
+            }
         }
         let Some(vteps) = desired.borrow_and_update().clone() else { continue };
         let worked = tokio::task::spawn_blocking(move || {

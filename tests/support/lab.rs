@@ -67,6 +67,26 @@ impl Lab {
         std::fs::read_to_string(self.dir().join(node).join("process-0.pid")).unwrap().trim().parse().unwrap()
     }
 
+    /// Sends SIGTERM to a node's agent and waits until it is gone; fails with
+    /// the end of the agent's log (which names the tasks that did not stop) if
+    /// it is not gone within `limit` or had to abort tasks.
+    pub fn stop_agent(&self, node: &str, limit: Duration) {
+        let pid = self.agent_pid(node);
+        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let gone = wait_until(&format!("{node}'s agent ({pid}) to stop after SIGTERM"), limit, || {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"));
+            cmdline.map(|c| c.is_empty()).unwrap_or(true).then_some(())
+        });
+        let log = self.agent_log(node);
+        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        if let Err(e) = gone {
+            panic!("{e}; the end of its log:\n{}", tail.join("\n"));
+        }
+        // A task that ignores the stop holds the agent for its whole shutdown grace.
+        assert!(!log.contains("still running at shutdown"), "{node}'s agent stopped late:\n{}", tail.join("\n"));
+    }
+
     /// The log of a node's first process (the agent on a tortie node).
     pub fn agent_log(&self, node: &str) -> String {
         std::fs::read_to_string(self.dir().join(node).join("process-0.log")).unwrap_or_default()

@@ -79,6 +79,7 @@ pub fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<Remot
         let mut socket = RouteSocket::open().unwrap();
         let mut encaps = Encapsulations::default();
         let mut keep = Vec::new();
+        let (_stop_tx, stop_rx) = watch::channel(false);
         let local_v4: ipnetwork::Ipv4Network = spec.local_v4.parse().unwrap();
         let mut probe_source = local_v4.ip();
         let mut counters = None;
@@ -108,7 +109,7 @@ pub fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<Remot
             };
             let d = tortie::vxlan::ensure_device(&mut socket, &cfg).unwrap();
             let (vteps_tx, vteps_rx) = watch::channel(None);
-            keep.push(tortie::vxlan::spawn(d.ifindex, vteps_rx, Duration::from_secs(1)).unwrap());
+            keep.push(tortie::vxlan::spawn(d.ifindex, vteps_rx, Duration::from_secs(1), stop_rx.clone()).unwrap());
             (d, vteps_tx)
         };
         if let Some(tunnel) = spec.vxlan_v4 {
@@ -132,7 +133,6 @@ pub fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<Remot
         let (verdict_tx, verdicts) = watch::channel(HashMap::new());
         let (paths, _paths_rx) = watch::channel(HashMap::new());
         let (generation, _generation_rx) = watch::channel(0);
-        let (_stop_tx, stop_rx) = watch::channel(false);
         let fast = ProbeConfig { interval: Duration::from_millis(100), down_after: 3, up_after: 3 };
         tokio::spawn(liveness::run(probe_source, fast, targets_rx, verdict_tx));
         let config = StageConfig {
