@@ -22,7 +22,9 @@ pub fn init(level: &str, format: LogFormat) {
     let _ = FROM_ENV.set(from_env.is_ok());
     let _ = INITIAL.set(level.to_string());
     let filter = from_env.or_else(|_| EnvFilter::try_new(level)).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log file or collector gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     // A second init (tests calling into the CLI twice) is harmless: keep the first.
     let (handle, result): (Reload, _) = match format {
         LogFormat::Text => {

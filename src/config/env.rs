@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 /// Environment variables with the `TORTIE_` prefix that are not config fields.
 const NOT_CONFIG_FIELDS: &[&str] = &["TORTIE_CONFIG"];
 /// Prefixes of `TORTIE_` variables read elsewhere: the default pool's settings, as Calico's
-/// `CALICO_IPV4POOL_*` (`src/agent/kubernetes/pool.rs`).
-const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_"];
+/// `CALICO_IPV4POOL_*` (`src/agent/kubernetes/pool.rs`); the lab's, which a topology sets on a
+/// node for the runner (`src/lab/runner.rs`) and the node image's entrypoint, and the agent
+/// inherits.
+const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_", "TORTIE_LAB_"];
 
 /// What applying the environment did.
 #[derive(Debug, Default)]

@@ -60,7 +60,7 @@ impl Collector for BuildInfo {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family =
             encoder.encode_descriptor("build_info", "tortie build information", None, MetricType::Gauge)?;
-        let labels = [("version", crate::VERSION), ("rustc_version", env!("TORTIE_RUSTC_VERSION"))];
+        let labels = [("version", crate::VERSION), ("rustc_version", env!("BUILD_INFO_RUSTC_VERSION"))];
         ConstGauge::new(1i64).encode(family.encode_family(&labels)?)
     }
 }

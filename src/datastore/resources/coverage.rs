@@ -66,7 +66,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::BlockAffinity, "cidr", Effect("src/ipam/check.rs")),
     (Kind::BlockAffinity, "node", Effect("src/ipam/claim.rs")),
     (Kind::BlockAffinity, "state", Effect("src/ipam/check.rs")),
-    (Kind::BlockAffinity, "type", Unsupported("every affinity is a host's: virtual affinities are not used")),
+    (Kind::BlockAffinity, "type", Refused("src/datastore/resources/ipam.rs#affinity_type")),
     (Kind::BlockAffinity, "deleted", Unsupported("Calico's soft-delete marker: tortie deletes affinities outright")),
     (Kind::IpamHandle, "handleID", Effect("src/ipam/block_ops.rs")),
     (Kind::IpamHandle, "block", Effect("src/ipam/block_ops.rs")),

@@ -358,6 +358,10 @@ impl BlockAffinity {
         if self.node.is_empty() {
             return Err("node: is required".to_string());
         }
+        // Calico's `virtual` affinities hold its load-balancer blocks, which tortie does not manage.
+        if self.affinity_type != "host" {
+            return Err(format!("type: {:?} is not supported: only host affinities are", self.affinity_type));
+        }
         Ok(())
     }
 }
@@ -466,6 +470,19 @@ mod tests {
         assert_eq!(bad.path().to_string(), "blockSize", "{bad}");
         let schema = serde_json::to_value(schemars::schema_for!(IpPool)).unwrap();
         assert!(!schema["required"].as_array().unwrap().contains(&json!("blockSize")), "{schema}");
+    }
+
+    #[test]
+    fn only_host_affinities_are_accepted() {
+        let of = |t: &str| -> BlockAffinity {
+            serde_json::from_value(json!({"state": "confirmed", "node": "n1", "cidr": "10.0.0.0/26", "type": t}))
+                .unwrap()
+        };
+        assert_eq!(of("host").check(), Ok(()));
+        assert_eq!(
+            of("virtual").check(),
+            Err("type: \"virtual\" is not supported: only host affinities are".to_string())
+        );
     }
 
     #[test]
