@@ -34,13 +34,7 @@ fn three_agents_come_up_register_and_report_ready() {
             .unwrap();
         assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "exactly the two other nodes: {status}");
     }
-    // A lab run as shipped has nothing to warn about, and its log files carry no colour codes.
-    for (node, _) in addresses {
-        let log = lab.agent_log(node);
-        assert!(!log.contains('\x1b'), "{node}'s log has terminal escape codes:\n{log}");
-        let loud: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
-        assert!(loud.is_empty(), "{node}'s agent warned:\n{}", loud.join("\n"));
-    }
+    lab.assert_agents_quiet(&addresses.map(|(node, _)| node));
     let ping = lab.run(&["exec", "node1", "--", "ping", "-c1", "-W2", "10.10.0.13"]);
     assert!(ping.status.success(), "nodes reach each other across the lab bridge");
 

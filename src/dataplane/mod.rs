@@ -14,6 +14,7 @@ mod nexthops;
 pub mod nftables;
 pub mod programmer;
 pub mod reconcile;
+mod refusals;
 pub mod route;
 mod route_bytes;
 mod snapshot;

@@ -229,6 +229,7 @@ impl Programmer {
             done: 0,
             stash: Vec::new(),
             waiters: VecDeque::new(),
+            refusals: Default::default(),
         };
         let task = tokio::spawn(async move {
             task.run(rx, ev_rx).await;
@@ -392,6 +393,8 @@ struct Task {
     /// results (in the order the kernel sent them, as if received later).
     stash: Vec<KernelEvent>,
     waiters: VecDeque<Waiter>,
+    /// Destinations the kernel refused, each logged once.
+    refusals: super::refusals::Refusals,
 }
 
 /// A run of chunks this long is written with the monitor paused.
@@ -793,7 +796,7 @@ impl Task {
             let ok = match failed.next_if(|e| e.index == i) {
                 Some(OpError { error: e, .. }) => {
                     self.stats.failed(op_index(op), 1);
-                    tracing::warn!(subsys = "dataplane", op = op.name(), prefix = %op.route().dst, error = %e, "kernel refused a route change");
+                    self.refusals.refused(op, &e);
                     false
                 }
                 None => {
@@ -803,6 +806,7 @@ impl Task {
                         RouteOp::Delete(_) => &self.stats.deletes,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    self.refusals.accepted(&op.route().dst);
                     true
                 }
             };

@@ -87,6 +87,17 @@ impl Lab {
         assert!(!log.contains("still running at shutdown"), "{node}'s agent stopped late:\n{}", tail.join("\n"));
     }
 
+    /// Fails if an agent's log has a warning, an error or a terminal escape
+    /// code: a lab as shipped has nothing to warn about.
+    pub fn assert_agents_quiet(&self, nodes: &[&str]) {
+        for node in nodes {
+            let log = self.agent_log(node);
+            assert!(!log.contains('\x1b'), "{node}'s log has terminal escape codes:\n{log}");
+            let loud: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+            assert!(loud.is_empty(), "{node}'s agent warned:\n{}", loud.join("\n"));
+        }
+    }
+
     /// The log of a node's first process (the agent on a tortie node).
     pub fn agent_log(&self, node: &str) -> String {
         std::fs::read_to_string(self.dir().join(node).join("process-0.log")).unwrap_or_default()
