@@ -26,7 +26,7 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 fn help_lists_every_subcommand() {
     let (code, out, _) = tortie(&["--help"], &[]);
     assert_eq!(code, 0);
-    for sub in ["node", "status", "ipam", "bgp", "cni", "lab", "config", "crds", "version"] {
+    for sub in ["node", "status", "ipam", "bgp", "cni", "lab", "config", "crds", "completion", "man", "version"] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(sub)), "`{sub}` missing from:\n{out}");
     }
     let (_, bgp, _) = tortie(&["bgp", "--help"], &[]);

@@ -4,6 +4,7 @@
 mod apply_cmd;
 mod bgp_cmd;
 mod config_cmd;
+mod docs_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
 mod migrate_cmd;
@@ -83,6 +84,17 @@ pub enum Command {
     Migrate(MigrateCommand),
     /// Print the CustomResourceDefinitions of tortie's resources (for `kubectl apply -f -`).
     Crds,
+    /// Print a shell completion script (`source <(tortie completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (one per command and subcommand) into a directory.
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -337,6 +349,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Cni => crate::cni::main(),
         Command::Lab(cmd) => lab_cmd::run(&cmd),
+        Command::Completion { shell } => docs_cmd::completion(shell),
+        Command::Man { dir } => docs_cmd::man(&dir),
         Command::Crds => {
             print!("{}", crate::datastore::crds_yaml());
             ExitCode::SUCCESS
