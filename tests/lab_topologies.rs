@@ -191,7 +191,14 @@ fn tor_racks_learn_every_block_and_reflectors_carry_the_cluster() {
         blocks.iter().all(|b| text.contains(&format!("{b}/26"))).then_some(())
     })
     .unwrap();
-    // tor2 (BIRD) advertises rack2's subnet, which node3 and node4 route on-link already:
-    // the refused route is news at INFO, not a warning.
+    // The ToRs advertise their racks' subnets, which the nodes there route on-link already:
+    // tortie's route is shadowed by the kernel's, news at INFO, not a warning or a failure.
+    wait_until("node3 to count rack2's subnet as shadowed", Duration::from_secs(30), || {
+        (lab.metric("node3", "tortie_dataplane_routes_shadowed")? >= 1.0).then_some(())
+    })
+    .unwrap();
+    for node in nodes {
+        assert_eq!(lab.metric(node, "tortie_dataplane_failures_total{op=\"add\"}"), Some(0.0), "{node}");
+    }
     lab.assert_agents_quiet(&nodes);
 }

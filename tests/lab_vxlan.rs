@@ -29,14 +29,6 @@ fn lines(lab: &Lab, node: &str, argv: &[&str]) -> BTreeSet<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
-/// The value of `series` (name and labels as printed) in `node`'s /metrics.
-fn metric(lab: &Lab, node: &str, series: &str) -> Option<f64> {
-    let script = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9478/metrics', timeout=2).read().decode())";
-    let out = lab.exec(node, &["python3", "-c", script]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 /// What differs between the IPv4 and the IPv6 VXLAN lab.
 struct Family {
     /// `ip`'s family flag.
@@ -93,7 +85,7 @@ fn restart_node1(lab: &Lab, objects: &[&str], p3: IpAddr) -> Vec<String> {
     wait_ready(lab, "node1");
     // Its first full reconcile (after the learned routes settle) is where stale routes would go.
     wait_until("node1's first reconcile", Duration::from_secs(40), || {
-        (metric(lab, "node1", "tortie_dataplane_synced")? == 1.0).then_some(())
+        (lab.metric("node1", "tortie_dataplane_synced")? == 1.0).then_some(())
     })
     .unwrap();
     assert!(lab.pod_ping("node1", "pod1", p3), "pods still talk over VXLAN");
@@ -115,8 +107,8 @@ fn pods_talk_over_vxlan_without_bgp_and_a_restart_writes_nothing() {
     })
     .unwrap();
     wait_until("node1's metrics to show the VXLAN path to node3", Duration::from_secs(30), || {
-        let v = metric(&lab, "node1", "tortie_dataplane_node_path{node=\"10.40.2.13\",path=\"vxlan\"}")?;
-        (v == 1.0 && metric(&lab, "node1", "tortie_dataplane_routes{table=\"254\",kind=\"remote_vxlan\"}")? >= 1.0)
+        let v = lab.metric("node1", "tortie_dataplane_node_path{node=\"10.40.2.13\",path=\"vxlan\"}")?;
+        (v == 1.0 && lab.metric("node1", "tortie_dataplane_routes{table=\"254\",kind=\"remote_vxlan\"}")? >= 1.0)
             .then_some(())
     })
     .unwrap();

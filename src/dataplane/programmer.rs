@@ -99,6 +99,8 @@ pub struct ProgrammerStats {
     pub failures_by_op: [AtomicU64; 4],
     pub drift_repairs: AtomicU64,
     pub resyncs: AtomicU64,
+    /// Wanted routes not installed because another owner's route holds the destination.
+    pub shadowed: AtomicU64,
     /// Seconds each full dump-diff-replace reconcile took.
     pub resync_duration: prometheus_client::metrics::histogram::Histogram,
 }
@@ -116,6 +118,7 @@ impl Default for ProgrammerStats {
             failures_by_op: Default::default(),
             drift_repairs: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            shadowed: AtomicU64::new(0),
             // 1 ms … ~16 s
             resync_duration: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
@@ -795,7 +798,9 @@ impl Task {
             while failed.next_if(|e| e.index < i).is_some() {}
             let ok = match failed.next_if(|e| e.index == i) {
                 Some(OpError { error: e, .. }) => {
-                    self.stats.failed(op_index(op), 1);
+                    if !super::refusals::is_shadowed(op, &e) {
+                        self.stats.failed(op_index(op), 1);
+                    }
                     self.refusals.refused(op, &e);
                     false
                 }
@@ -812,6 +817,7 @@ impl Task {
             };
             self.table.acknowledge(op, *m, ok);
         }
+        self.stats.shadowed.store(self.refusals.shadowed() as u64, Ordering::Relaxed);
     }
 
     async fn monitor_control(&self, make: fn(oneshot::Sender<()>) -> MonitorControl) {

@@ -52,6 +52,12 @@ impl Collector for DataplaneCollector {
             None,
             MetricType::Gauge,
         )?)?;
+        ConstGauge::new(self.stats.shadowed.load(Relaxed) as i64).encode(encoder.encode_descriptor(
+            "dataplane_routes_shadowed",
+            "Wanted routes not installed because a route of another owner holds the destination",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let mut ops = encoder.encode_descriptor(
             "dataplane_route_operations",
             "Route changes written to the kernel",

@@ -98,6 +98,14 @@ impl Lab {
         }
     }
 
+    /// The value of `series` (name and labels as printed) in a node's agent's /metrics.
+    pub fn metric(&self, node: &str, series: &str) -> Option<f64> {
+        let script = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9478/metrics', timeout=2).read().decode())";
+        let out = self.exec(node, &["python3", "-c", script]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
     /// The log of a node's first process (the agent on a tortie node).
     pub fn agent_log(&self, node: &str) -> String {
         std::fs::read_to_string(self.dir().join(node).join("process-0.log")).unwrap_or_default()
