@@ -67,6 +67,61 @@ fn promtool_accepts_the_alert_rules() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
+fn yaml_documents(path: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(repo(path)).unwrap();
+    serde_norway::Deserializer::from_str(&text).map(|d| serde_json::Value::deserialize(d).unwrap()).collect()
+}
+
+#[test]
+fn the_prometheus_operator_objects_carry_the_same_rules_and_scrape_the_daemonsets_port() {
+    let rules = &yaml_documents("monitoring/prometheus-rules.yaml")[0];
+    let objects = yaml_documents("deploy/monitoring.yaml");
+    let of = |kind: &str| objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+    assert!(
+        of("PrometheusRule")["spec"]["groups"] == rules["groups"],
+        "deploy/monitoring.yaml is stale: run scripts/gen-deploy.sh"
+    );
+    let daemonset = yaml_documents("deploy/tortie.yaml").into_iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    let pod = &daemonset["spec"]["template"];
+    let monitor = &of("PodMonitor")["spec"];
+    for (key, value) in monitor["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][key], value, "the PodMonitor selects the agent's pods");
+    }
+    let ports: Vec<&serde_json::Value> =
+        pod["spec"]["containers"].as_array().unwrap().iter().flat_map(|c| c["ports"].as_array().unwrap()).collect();
+    for endpoint in monitor["podMetricsEndpoints"].as_array().unwrap() {
+        assert!(ports.iter().any(|p| p["name"] == endpoint["port"]), "{endpoint} names a port of the agent");
+    }
+}
+
+#[test]
+fn every_alert_has_a_runbook_section_in_the_operator_guide() {
+    let rules = &yaml_documents("monitoring/prometheus-rules.yaml")[0];
+    let guide = std::fs::read_to_string(repo("docs/operator-guide.md")).unwrap();
+    // GitHub's anchors: the heading lower-cased, spaces to dashes, punctuation dropped.
+    let anchors: BTreeSet<String> = guide
+        .lines()
+        .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .collect::<String>()
+                .replace(' ', "-")
+        })
+        .collect();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let alert = rule["alert"].as_str().unwrap();
+            let url =
+                rule["annotations"]["runbook_url"].as_str().unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+            let anchor = url.strip_prefix("docs/operator-guide.md#").unwrap_or_else(|| panic!("{alert}: {url}"));
+            assert!(anchors.contains(anchor), "{alert}: no section #{anchor} in docs/operator-guide.md");
+        }
+    }
+}
+
 #[test]
 fn the_dashboard_is_current_with_its_generator() {
     let dir = tempfile::tempdir().unwrap();
