@@ -68,7 +68,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = self.tortie(&["down"]);
+        let _ = self.tortie(&["down", "--cleanup"]);
     }
 }
 
@@ -82,7 +82,7 @@ fn ping(ns: &str, addr: &str) -> bool {
 }
 
 #[test]
-fn up_builds_the_lab_idempotently_and_down_removes_everything() {
+fn up_builds_the_lab_idempotently_and_down_removes_everything_but_the_logs() {
     let lab = Lab::new();
     let out = lab.tortie(&["up"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -126,7 +126,23 @@ fn up_builds_the_lab_idempotently_and_down_removes_everything() {
         assert!(!netns_exists(&lab.ns(node)), "{node} removed");
     }
     assert!(!Path::new(&format!("/proc/{bird_pid}")).exists() || zombie(bird_pid), "BIRD stopped");
-    assert!(!lab.lab_dir().exists(), "lab directory removed");
+    // The logs stay to be read; pid files, sockets and the rest go.
+    let left = files_under(&lab.lab_dir());
+    assert!(left.iter().any(|f| f.ends_with("rr/process-0.log")), "{left:?}");
+    assert!(left.iter().all(|f| f.extension().is_some_and(|e| e == "log")), "only logs stay: {left:?}");
+    assert!(String::from_utf8_lossy(&down.stderr).contains("logs kept in"));
+    let cleanup = lab.tortie(&["down", "--cleanup"]);
+    assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
+    assert!(!lab.lab_dir().exists(), "lab directory removed with --cleanup");
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
 }
 
 fn zombie(pid: u32) -> bool {

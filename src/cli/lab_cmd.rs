@@ -20,8 +20,8 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
             Ok(p) => lab::up(&p, &mut progress).map(|_| 0),
             Err(code) => return code,
         },
-        LabCommand::Down(args) => match plan(args) {
-            Ok(p) => lab::down(&p, &mut progress).map(|_| 0),
+        LabCommand::Down { lab: args, cleanup } => match plan(args) {
+            Ok(p) => lab::down(&p, *cleanup, &mut progress).map(|_| 0),
             Err(code) => return code,
         },
         LabCommand::Exec { lab: args, node, command } => match plan(args) {

@@ -233,8 +233,15 @@ pub enum BgpCommand {
 pub enum LabCommand {
     /// Build a topology (idempotent: what exists is kept).
     Up(LabArgs),
-    /// Stop every process and remove every namespace, link and bridge of a topology.
-    Down(LabArgs),
+    /// Stop every process and remove every namespace, link and bridge of a topology; the
+    /// processes' logs stay in the lab directory unless `--cleanup`.
+    Down {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Remove the lab directory with the logs.
+        #[arg(long)]
+        cleanup: bool,
+    },
     /// Run a command inside a lab node, with the node's environment.
     Exec {
         #[command(flatten)]

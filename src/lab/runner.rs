@@ -230,8 +230,11 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
     Ok(())
 }
 
-/// Stops every process and removes every namespace, link and bridge of the lab.
-pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
+/// Stops every process and removes every namespace, link and bridge of the lab. The lab's
+/// directory goes too with `cleanup`; else only its processes' logs stay (containerlab's
+/// `destroy` without `--cleanup` keeps the lab directory likewise), so a failed run can be read
+/// after it is taken down. A later `up` appends to them.
+pub fn down(plan: &LabPlan, cleanup: bool, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
     for n in &plan.nodes {
         for i in 0..n.processes.len() {
             let pid_file = n.dir.join(format!("process-{i}.pid"));
@@ -262,10 +265,36 @@ pub fn down(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabE
         }
     }
     if plan.dir.exists() {
-        fs::remove_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
+        if cleanup {
+            fs::remove_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
+        } else if !keep_only_logs(&plan.dir)? {
+            fs::remove_dir(&plan.dir).map_err(io_err(&plan.dir))?;
+        } else {
+            progress(format!("lab {}: logs kept in {} (--cleanup removes them)", plan.name, plan.dir.display()));
+        }
     }
     progress(format!("lab {}: down", plan.name));
     Ok(())
+}
+
+/// Removes everything under `dir` but `*.log` files (and the directories holding them): the
+/// datastore, pid files and sockets of a lab that is down mean nothing to its next `up`.
+fn keep_only_logs(dir: &Path) -> Result<bool, LabError> {
+    let mut kept = false;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let is_dir = fs::symlink_metadata(&path).map_err(io_err(&path))?.is_dir();
+        if is_dir && keep_only_logs(&path)? {
+            kept = true;
+        } else if is_dir {
+            fs::remove_dir(&path).map_err(io_err(&path))?;
+        } else if path.extension().is_some_and(|e| e == "log") {
+            kept = true;
+        } else {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(kept)
 }
 
 /// A command to run in a node's network namespace — and only that: unlike

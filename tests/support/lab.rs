@@ -215,7 +215,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = self.run(&["down"]);
+        let _ = self.run(&["down", "--cleanup"]);
     }
 }
 
