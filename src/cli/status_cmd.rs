@@ -80,7 +80,7 @@ pub fn render(r: &StatusReport, now: u64) -> String {
                     p.address.clone(),
                     p.peer_type.clone(),
                     short_state(&p.state).into(),
-                    table::clock(p.since),
+                    table::since(p.since, now),
                     info(p),
                 ]
             })
@@ -125,7 +125,7 @@ mod tests {
             as_number: 64512,
             peer_type: "node-to-node mesh".into(),
             state: state.into(),
-            since: 84_604,
+            since: 1_030,
             info: info.into(),
             prefixes_received: 1,
             prefixes_advertised: 1,
@@ -166,9 +166,9 @@ mod tests {
                 "tortie process is running (node node-a, version 0.1.0, up 1m5s, ipip-userspace, ready).\n"
             )
         );
-        assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established"), "{text}");
+        assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 00:17:10 | Established"), "{text}");
         assert!(
-            text.contains("| 172.17.8.103 | node-to-node mesh | start | 23:30:04 | Active Connection refused"),
+            text.contains("| 172.17.8.103 | node-to-node mesh | start | 00:17:10 | Active Connection refused"),
             "{text}"
         );
         assert!(text.contains("IPv6 BGP status\nNo IPv6 peers found.\n"), "{text}");

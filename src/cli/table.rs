@@ -32,6 +32,28 @@ pub fn clock(unix: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
+/// A SINCE column's cell: the time (UTC) when `unix` is on the same day as `now`, else the date
+/// (`YYYY-MM-DD`), as BIRD's `show protocols` does: a bare clock time from another day reads as
+/// today's.
+pub fn since(unix: u64, now: u64) -> String {
+    if unix / 86_400 == now / 86_400 { clock(unix) } else { date(unix) }
+}
+
+/// `YYYY-MM-DD` (UTC) of a unix time (the proleptic Gregorian calendar, Howard Hinnant's
+/// days-to-civil algorithm).
+pub fn date(unix: u64) -> String {
+    let z = unix / 86_400 + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// A duration like `1h2m3s`, `4m5s` or `6s`.
 pub fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, (secs / 3600) % 24, (secs / 60) % 60, secs % 60);
@@ -67,5 +89,16 @@ mod tests {
         assert_eq!(duration(3725), "1h2m5s");
         assert_eq!(duration(90_061), "1d1h1m");
         assert_eq!(clock(86_400 + 3600 + 61), "01:01:01");
+    }
+
+    #[test]
+    fn since_is_a_time_today_and_a_date_before() {
+        // 2026-12-06T14:10:40Z and the day before.
+        let now = 1_796_566_240;
+        assert_eq!(since(now - 3600, now), "13:10:40");
+        assert_eq!(since(now - 86_400, now), "2026-12-05");
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(4_107_542_400), "2100-03-01");
     }
 }
