@@ -99,6 +99,14 @@ fn quickstart_pods_talk_survive_an_agent_restart_and_new_pods_are_reachable() {
     let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
     assert!(nums.len() >= 2 && nums[0] == 300, "{summary}");
     assert_eq!(nums[0], nums[1], "no pod packet lost across the agent restart: {summary}");
+    // node1's log tells the story at INFO: node2's session went down, and why, and came back.
+    let log = lab.agent_log("node1");
+    let about_node2: Vec<&str> = log.lines().filter(|l| l.contains("peer=10.10.0.12")).collect();
+    let down = about_node2
+        .iter()
+        .position(|l| l.contains(" INFO ") && l.contains("BGP session down") && l.contains("reason="));
+    let up = about_node2.iter().rposition(|l| l.contains(" INFO ") && l.contains("BGP session established"));
+    assert!(matches!((down, up), (Some(d), Some(u)) if d < u), "node1's log about node2:\n{}", about_node2.join("\n"));
 }
 
 #[test]

@@ -137,6 +137,20 @@ pub enum DownReason {
     ConnectionLost,
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::NotificationSent { code, subcode, message } => {
+                write!(f, "NOTIFICATION sent ({code}/{subcode} {message})")
+            }
+            DownReason::NotificationReceived { code, subcode, message } => {
+                write!(f, "NOTIFICATION received ({code}/{subcode} {message})")
+            }
+            DownReason::ConnectionLost => write!(f, "connection lost without a NOTIFICATION"),
+        }
+    }
+}
+
 impl DownReason {
     fn from_notification(n: &NotificationMessage, sent: bool) -> Self {
         let message = match n.shutdown_communication() {

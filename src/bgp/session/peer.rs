@@ -573,10 +573,20 @@ impl Peer {
                 self.refreshing.clear();
                 self.status.established_since = Some(SystemTime::now());
                 self.status.negotiated = Some((*negotiated).clone());
+                tracing::info!(
+                    subsys = "bgp",
+                    peer = %self.peer,
+                    peer_as = negotiated.peer_as,
+                    router_id = %negotiated.peer_id,
+                    hold_time = negotiated.hold_time,
+                    graceful_restart = negotiated.peer_graceful_restart.is_some(),
+                    "BGP session established"
+                );
                 self.publish();
                 let _ = self.events.send(PeerEvent::SessionUp { peer: self.peer, negotiated }).await;
             }
             Action::SessionDown(reason) => {
+                tracing::info!(subsys = "bgp", peer = %self.peer, reason = %reason, "BGP session down");
                 self.status.flaps = self.status.flaps.saturating_add(1);
                 self.status.established_since = None;
                 self.status.negotiated = None;
