@@ -12,7 +12,8 @@
 //! Every request acts on this node's pods only: a handle holding another node's address or a
 //! tunnel address is refused with 403.
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle), 503 (no pool,
+//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle),
+//! 409 (the address asked for is in use), 503 (no pool,
 //! IPAM stopped, datastore unreachable: try again later) or 500; the agent logs each 5xx.
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the plugin asks for at ADD.
@@ -40,6 +42,10 @@ pub struct AllocateRequest {
     pub ifname: String,
     /// The host side of the pod's veth pair (which the plugin creates after this answer).
     pub host_interface: String,
+    /// Calico's pod IPAM annotations (`cni.projectcalico.org/ipAddrs`, `ipv4pools`, `ipv6pools`)
+    /// as the runtime passed them in CNI_ARGS; in Kubernetes mode the Pod's own win.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A pod's addresses and where they are routed.
@@ -100,6 +106,9 @@ pub enum WorkloadError {
     /// address): the API of one node never changes them (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The address asked for is another pod's (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Not possible now: no pool configured, IPAM stopped (503).
     #[error("{0}")]
     Unavailable(String),
@@ -115,6 +124,7 @@ impl WorkloadError {
             WorkloadError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
             WorkloadError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WorkloadError::Conflict(_) => StatusCode::CONFLICT,
             WorkloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

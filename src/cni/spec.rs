@@ -19,6 +19,9 @@ pub const HOST_MAC: [u8; 6] = [0xee; 6];
 /// The link-local address of a veth with [`HOST_MAC`].
 pub const GATEWAY_V6: &str = "fe80::ecee:eeff:feee:eeee";
 
+/// The prefix of Calico's pod annotations, taken from CNI_ARGS.
+pub const CALICO_ANNOTATION_PREFIX: &str = "cni.projectcalico.org/";
+
 /// One attachment named by the runtime in a GC request.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Attachment {
@@ -169,6 +172,16 @@ impl Env {
     pub fn pod(&self) -> (String, String) {
         let arg = |k: &str| self.args.get(k).cloned().unwrap_or_default();
         (arg("K8S_POD_NAME"), arg("K8S_POD_NAMESPACE"))
+    }
+
+    /// The CNI_ARGS that are Calico's pod annotations (`cni.projectcalico.org/…`), passed to the
+    /// agent as the pod's: how a runtime outside Kubernetes (or the lab) asks for an address.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.args
+            .iter()
+            .filter(|(k, _)| k.starts_with(CALICO_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The IPAM handle: `<network>.<container id>` (as Calico's `k8s-pod-network.<id>`), so two
