@@ -64,14 +64,56 @@ pub struct ResourcePeer {
     pub filters: Vec<String>,
 }
 
-/// Each BGPPeer's MD5 key by resource name (`Ok(None)`: an optional secret that is absent).
-pub type Passwords = BTreeMap<String, Result<Option<Vec<u8>>, SecretError>>;
+/// A password's value as read (`Ok(None)`: an optional secret that is absent).
+pub type PasswordValue = Result<Option<Vec<u8>>, SecretError>;
 
-/// What BGPPeers refer to by name: their passwords' values and the BGPFilters.
+/// Each BGPPeer's MD5 key by resource name.
+pub type Passwords = BTreeMap<String, PasswordValue>;
+
+/// What BGPPeers refer to by name: their passwords' values and the BGPFilters; and the mesh
+/// password's value (BGPConfiguration `nodeMeshPassword`).
 #[derive(Debug, Default)]
 pub struct Referenced {
     pub passwords: Passwords,
     pub filters: BTreeMap<String, BgpFilter>,
+    /// The `nodeMeshPassword` reference and what reading it gave; `None` without one.
+    pub mesh_password: Option<(SecretKeyRef, PasswordValue)>,
+}
+
+impl Referenced {
+    /// Reads the mesh password `reference` points to; false (logged) when it cannot be read for a
+    /// reason that may pass, so the caller keeps its current peers.
+    pub async fn read_mesh_password(&mut self, ds: &Datastore, reference: Option<&SecretKeyRef>) -> bool {
+        let Some(reference) = reference else {
+            self.mesh_password = None;
+            return true;
+        };
+        let value = secrets::read(ds, reference).await;
+        if let Err(e) = &value
+            && e.is_transient()
+        {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot read the nodeMeshPassword secret; keeping the current peers");
+            return false;
+        }
+        self.mesh_password = Some((reference.clone(), value));
+        true
+    }
+
+    /// The TCP-MD5 key of the session to node address `peer`, or `Err` (logged, naming secret and
+    /// key) when the mesh password is unavailable: the session must not start without it.
+    pub fn mesh_md5_key(&self, peer: IpAddr) -> Result<Option<Vec<u8>>, ()> {
+        match &self.mesh_password {
+            None => Ok(None),
+            Some((_, Ok(value))) => Ok(value.clone()),
+            Some((reference, Err(e))) => {
+                tracing::warn!(
+                    subsys = "bgp", peer = %peer, secret = %reference.name, key = %reference.key, error = %e,
+                    "the BGPConfiguration's nodeMeshPassword is unavailable: the session to this node is not started"
+                );
+                Err(())
+            }
+        }
+    }
 }
 
 /// Reads what `peers` refer to; `None` when something cannot be read for a reason that may pass
@@ -90,7 +132,7 @@ pub async fn referenced(ds: &Datastore, peers: &[(String, BgpPeer)]) -> Option<R
             return None;
         }
     };
-    Some(Referenced { passwords, filters })
+    Some(Referenced { passwords, filters, mesh_password: None })
 }
 
 /// The import and export policies of `peer`'s filters (`None`: no filters), or `Err` (logged,
