@@ -568,6 +568,26 @@ fn calico_ipam_annotations_choose_the_address_or_the_pool() {
     node.stop_agent();
 }
 
+/// Container ids name handles whatever their case, as Calico's handles (whose records it names
+/// in lower case): an upper-case id gets its address, and a DEL naming it in another case
+/// releases it and removes its veth.
+#[test]
+fn a_del_naming_the_container_in_another_case_releases_it() {
+    let mut node = Node::new("cnicase");
+    node.t.add_namespace("p").unwrap();
+    let conf = node.conf();
+    let (code, r) = node.cni_sandbox("ADD", "CafeBABE01", "web", Some("p"), &conf);
+    assert_eq!(code, 0, "{r}");
+    let held: Vec<Value> = node.workloads().as_array().unwrap().iter().map(|w| w["handle"].clone()).collect();
+    assert_eq!(held, vec![json!("k8s-pod-network.cafebabe01")]);
+    let (code, out) = node.cni_sandbox("DEL", "cafebabe01", "web", Some("p"), &conf);
+    assert_eq!((code, &out), (0, &Value::Null));
+    assert_eq!(node.workloads(), json!([]));
+    assert_eq!(node.ipam_handles(), 0);
+    assert!(!node.links().contains(&host_interface(&r)), "{:?}", node.links());
+    node.stop_agent();
+}
+
 /// The host interface name the plugin gives pod `default/<pod>`.
 fn host_interface_of(pod: &str) -> String {
     tortie::cni::spec::host_interface_name("tt", &format!("default.{pod}"))

@@ -9,6 +9,8 @@
 //! | `GET /v1/workloads` | — | `[Workload]`, this node's |
 //! | `POST /v1/workloads/gc` | [`GcRequest`] | [`GcAnswer`] |
 //!
+//! Handles are case-insensitive: the API lower-cases them ([`handle_key`]).
+//!
 //! Every request acts on this node's pods only: a handle holding another node's address or a
 //! tunnel address is refused with 403.
 //!
@@ -170,23 +172,33 @@ fn logged<'a>(request: &'static str, handle: &'a str) -> impl FnOnce(WorkloadErr
     }
 }
 
+/// The handle as stored: handles are case-insensitive, lower-cased as Calico names its handle
+/// records, so a DEL naming the container in another case than its ADD finds its addresses.
+pub fn handle_key(handle: &str) -> String {
+    handle.to_ascii_lowercase()
+}
+
 async fn allocate(
     State(s): State<Service>,
-    Json(request): Json<AllocateRequest>,
+    Json(mut request): Json<AllocateRequest>,
 ) -> Result<Json<Workload>, WorkloadError> {
+    request.handle = handle_key(&request.handle);
     let handle = request.handle.clone();
     s.allocate(request).await.map(Json).map_err(logged("allocate", &handle))
 }
 
 async fn route(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    let handle = handle_key(&handle);
     s.program_route(&handle).await.map(Json).map_err(logged("route", &handle))
 }
 
 async fn release(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Released>, WorkloadError> {
+    let handle = handle_key(&handle);
     s.release(&handle).await.map(Json).map_err(logged("release", &handle))
 }
 
 async fn show(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    let handle = handle_key(&handle);
     let all = s.list().await?;
     all.into_iter()
         .find(|w| w.handle == handle)
@@ -198,6 +210,8 @@ async fn list(State(s): State<Service>) -> Result<Json<Vec<Workload>>, WorkloadE
     s.list().await.map(Json)
 }
 
-async fn gc(State(s): State<Service>, Json(request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
+async fn gc(State(s): State<Service>, Json(mut request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
+    request.network = handle_key(&request.network);
+    request.valid_handles = request.valid_handles.iter().map(|h| handle_key(h)).collect();
     s.gc(request).await.map(Json).map_err(logged("gc", ""))
 }

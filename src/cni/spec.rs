@@ -191,10 +191,11 @@ impl Env {
     }
 
     /// The host-side veth name: `prefix` + a hash of `<namespace>.<pod>` (or of the container
-    /// id outside Kubernetes), 15 characters — deterministic, so DEL finds it without the agent.
+    /// id in lower case outside Kubernetes), 15 characters — deterministic, so DEL finds it without the agent.
     pub fn host_interface(&self, prefix: &str) -> String {
         let (pod, namespace) = self.pod();
-        let key = if pod.is_empty() { self.container_id.clone() } else { format!("{namespace}.{pod}") };
+        // The container id in lower case, as its handle: a DEL naming it in another case finds it.
+        let key = if pod.is_empty() { self.container_id.to_ascii_lowercase() } else { format!("{namespace}.{pod}") };
         host_interface_name(prefix, &key)
     }
 }
