@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 
 /// Environment variables with the `TORTIE_` prefix that are not config fields.
 const NOT_CONFIG_FIELDS: &[&str] = &["TORTIE_CONFIG"];
-/// Prefixes of `TORTIE_` variables read elsewhere: the default pool's settings, as Calico's
-/// `CALICO_IPV4POOL_*` (`src/agent/kubernetes/pool.rs`).
-const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_"];
+/// Prefixes of `TORTIE_` variables read elsewhere: the default pools' settings, as Calico's
+/// `CALICO_IPV4POOL_*` and `CALICO_IPV6POOL_*` (`src/agent/kubernetes/pool.rs`).
+const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_", "TORTIE_IPV6POOL_"];
 
 /// What applying the environment did.
 #[derive(Debug, Default)]
@@ -237,6 +237,9 @@ mod tests {
             ("TORTIE_BGP_AS_NUMBER".to_string(), "65001".to_string()),
             ("TORTIE_NO_SUCH_FIELD".to_string(), "1".to_string()),
             ("HOME".to_string(), "/root".to_string()),
+            // The default pools' variables are read by the pool code, not reported here.
+            ("TORTIE_IPV4POOL_CIDR".to_string(), "10.0.0.0/16".to_string()),
+            ("TORTIE_IPV6POOL_CIDR".to_string(), "fd00::/64".to_string()),
         ];
         let r = apply(&mut tree, &defaults, &vars);
         assert_eq!(r.applied, vec![("bgp.as_number".to_string(), "TORTIE_BGP_AS_NUMBER".to_string())]);
