@@ -55,8 +55,13 @@ pub fn var_name(path: &str) -> String {
 
 /// Applies every `TORTIE_*` variable in `vars` to `tree`.
 pub fn apply(tree: &mut Value, defaults: &Value, vars: &[(String, String)]) -> EnvOverrides {
-    let paths = field_paths(defaults);
     let schema = config_schema();
+    let mut paths = field_paths(defaults);
+    // Fields the default tree leaves out (a map empty by default, as `node.labels`): one field
+    // each, taking a YAML flow value.
+    let known = |p: &String, paths: &[String]| paths.iter().any(|q| q == p || q.starts_with(&format!("{p}.")));
+    let missing: Vec<String> = schema_paths(&schema).into_iter().filter(|p| !known(p, &paths)).collect();
+    paths.extend(missing);
     let mut result = EnvOverrides::default();
     for (name, raw) in vars {
         if !name.starts_with("TORTIE_")
@@ -82,6 +87,26 @@ fn config_schema() -> Json {
     let generator =
         schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator();
     generator.into_root_schema_for::<crate::config::Config>().to_value()
+}
+
+/// Every field path of the schema: sections (schemas with `properties`) are walked, anything
+/// else is a field.
+fn schema_paths(schema: &Json) -> Vec<String> {
+    fn walk(node: &Json, prefix: &str, out: &mut Vec<String>) {
+        let sections: Vec<&serde_json::Map<String, Json>> =
+            alternatives(node).into_iter().filter_map(|n| n.get("properties")?.as_object()).collect();
+        if sections.is_empty() {
+            out.push(prefix.to_string());
+            return;
+        }
+        for (name, child) in sections.into_iter().flatten() {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            walk(child, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, "", &mut out);
+    out
 }
 
 /// The JSON types (`string`, `integer`, `number`, `boolean`, `array`, `object`, `null`) the
@@ -227,6 +252,21 @@ mod tests {
         // A number field given text keeps the text, so deserialisation names field and value.
         let tree = applied(&[("TORTIE_BGP_LISTEN_PORT", "http")]);
         assert_eq!(tree["bgp"]["listen_port"], Value::String("http".into()));
+    }
+
+    /// A map field whose default is empty (`node.labels`) is one field: its variable takes a YAML
+    /// flow map, as Calico's node labels are set per node.
+    #[test]
+    fn node_labels_take_a_flow_map() {
+        let defaults = serde_norway::to_value(crate::config::Config::default()).unwrap();
+        let mut tree = Value::Mapping(Mapping::new());
+        let vars = vec![("TORTIE_NODE_LABELS".to_string(), "{rack: r1, zone: '12'}".to_string())];
+        let r = apply(&mut tree, &defaults, &vars);
+        assert_eq!((r.applied.len(), r.unknown), (1, Vec::<String>::new()));
+        assert_eq!(
+            (tree["node"]["labels"]["rack"].as_str(), tree["node"]["labels"]["zone"].as_str()),
+            (Some("r1"), Some("12"))
+        );
     }
 
     #[test]
