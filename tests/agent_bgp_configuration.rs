@@ -1,7 +1,8 @@
 //! BGPConfiguration drives a running agent: a real BIRD stands for another node (its Node
 //! record in the datastore) and sees the mesh session follow `nodeToNodeMeshEnabled`, the
 //! session re-made with a new `asNumber`, the node's block carry the `prefixAdvertisements`
-//! communities, and the agent listen and dial on a new `listenPort`.
+//! communities, and the agent listen and dial on a new `listenPort`; and three agents mesh
+//! with `nodeMeshPassword` as TCP-MD5, a node holding another password left out.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use support::daemons::{birdc, start_bird};
-use tortie::datastore::resources::{BgpConfiguration, Node, NodeBgp};
+use tortie::datastore::resources::{BgpConfiguration, Node, NodeBgp, Secret, SecretValue};
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use tortie::datastore::{Datastore, DatastoreError};
 use tortie::ipam::{Ipam, IpamOptions, Request};
@@ -188,4 +189,102 @@ fn a_new_listen_port_moves_the_listener_and_unsupported_fields_are_reported() {
         tortie::testing::json_subset(&expected, &lab.status()).ok()
     })
     .unwrap_or_else(|e| panic!("{e}: {}", lab.status()));
+}
+
+/// `nodeMeshPassword`: nodes `a` and `b` (one datastore) mesh with TCP-MD5 keyed by the Secret
+/// it names. Node `c` has its own datastore, recording `a` and `b` as they record it, whose
+/// Secret holds another value: its SYNs fail the MD5 check on `a` (the kernel counts them) and
+/// its sessions never come up, until its Secret holds the same value (re-keyed live).
+#[test]
+fn mesh_sessions_use_the_node_mesh_password() {
+    const NODES: [(&str, &str); 3] = [("a", "10.129.0.1/24"), ("b", "10.129.0.2/24"), ("c", "10.129.0.3/24")];
+    let mut t = Topology::new("meshmd5").unwrap();
+    t.add_namespace("sw").unwrap();
+    t.add_bridge("sw", "br0").unwrap();
+    for (i, (name, addr)) in NODES.iter().enumerate() {
+        t.add_namespace(name).unwrap();
+        let port = format!("p{i}");
+        t.add_veth((name, "eth0", Some(addr)), ("sw", &port, None)).unwrap();
+        t.exec("sw", &["ip", "link", "set", &port, "master", "br0"]).unwrap();
+    }
+    let dir = t.dir().to_path_buf();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let open = |db: &str| {
+        let path = dir.join(db);
+        rt.block_on(async { Datastore::new(SqliteBackend::open(path, SqliteOptions::default()).await.unwrap()) })
+    };
+    let (shared, own) = (open("ab.db"), open("c.db"));
+    let secret =
+        |value: &str| Secret { data: [("password".to_string(), SecretValue(value.as_bytes().to_vec()))].into() };
+    let node = |addr: &str| Node {
+        bgp: Some(NodeBgp { ipv4_address: addr.parse().ok(), ..NodeBgp::default() }),
+        ..Node::default()
+    };
+    let default: BgpConfiguration = serde_json::from_value(
+        serde_json::json!({"nodeMeshPassword": {"secretKeyRef": {"name": "mesh", "key": "password"}}}),
+    )
+    .unwrap();
+    rt.block_on(async {
+        shared.create("mesh", &secret("right-one")).await.unwrap();
+        shared.create("default", &default).await.unwrap();
+        shared.create("c", &node(NODES[2].1)).await.unwrap();
+        own.create("mesh", &secret("wrong-one")).await.unwrap();
+        own.create("default", &default).await.unwrap();
+        own.create("a", &node(NODES[0].1)).await.unwrap();
+        own.create("b", &node(NODES[1].1)).await.unwrap();
+    });
+    for (name, _) in NODES {
+        let db = if name == "c" { "c.db" } else { "ab.db" };
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{name: {name}, address_autodetection: interface=eth0}}\ndatastore: {{sqlite_path: {}}}\n\
+                 api: {{socket: {}}}\nmetrics: {{enabled: false}}\n\
+                 bgp: {{as_number: 64512, hold_time_seconds: 9, connect_retry_seconds: 1}}\n",
+                dir.join(db).display(),
+                dir.join(format!("{name}.sock")).display(),
+            ),
+        )
+        .unwrap();
+        t.spawn(name, &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    }
+    let peers = |name: &str| -> Vec<(String, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(["status", "-o", "json", "--socket"])
+            .arg(dir.join(format!("{name}.sock")))
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut peers: Vec<(String, String)> = status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (p["address"].as_str().unwrap_or("").to_string(), p["state"].as_str().unwrap_or("").to_string()))
+            .collect();
+        peers.sort();
+        peers
+    };
+    let up = |name: &str, addr: &str| peers(name).iter().any(|(a, s)| a == addr && s == "established");
+    let (a, b, c) = ("10.129.0.1", "10.129.0.2", "10.129.0.3");
+    wait_until("a and b to mesh with the password", WAIT, || (up("a", b) && up("b", a)).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; a: {:?}; b: {:?}", peers("a"), peers("b")));
+    // c's SYNs carry another key: a's kernel drops them, counting each.
+    let md5_failures = || {
+        let out = t.exec("a", &["nstat", "-az", "TcpExtTCPMD5Failure"]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = text.split_whitespace().skip_while(|w| *w != "TcpExtTCPMD5Failure").skip(1);
+        words.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+    };
+    wait_until("a to drop c's SYNs for a wrong MD5 signature", WAIT, || (md5_failures() > 0).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; a: {:?}; c: {:?}", peers("a"), peers("c")));
+    assert!(!up("a", c) && !up("c", a) && !up("c", b), "a: {:?}; c: {:?}", peers("a"), peers("c"));
+
+    // The right value in c's Secret: c's sessions are re-keyed and come up.
+    rt.block_on(async {
+        let stored = own.get::<Secret>("mesh").await.unwrap();
+        own.update("mesh", &secret("right-one"), stored.revision).await.unwrap();
+    });
+    wait_until("c to mesh with a and b", WAIT, || (up("c", a) && up("c", b) && up("a", c)).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; a: {:?}; c: {:?}", peers("a"), peers("c")));
 }

@@ -270,6 +270,23 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
     .unwrap();
     assert!(standin.get_raw("crd.tortie.io/ipamhandles", "h-web").is_some(), "the live pod keeps its address");
 
+    // A pod annotated with Calico's ipAddrs gets that address: the agent reads its Pod at ADD
+    // (here the workload API call the CNI plugin makes, with no annotation in the request).
+    let annotations = std::collections::BTreeMap::from([(
+        "cni.projectcalico.org/ipAddrs".to_string(),
+        "[\"10.250.77.7\"]".to_string(),
+    )]);
+    standin.add_annotated_pod("default", "fixed", "node-a", &annotations);
+    let request = serde_json::json!({"handle": "k8s-pod-network.fixed", "container_id": "fixed", "pod": "fixed",
+        "namespace": "default", "netns": "/proc/1/ns/net", "ifname": "eth0", "host_interface": "tt0000000000f1x"});
+    let answer = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket", socket_a.to_str().unwrap(), "-H", "Content-Type: application/json"])
+        .args(["-d", &request.to_string(), "http://tortie/v1/workloads"])
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap_or_default();
+    assert_eq!(answer["addresses"], serde_json::json!(["10.250.77.7/32"]), "{answer}");
+
     let calls = standin.calls();
     let denied = deploy_support::denied(&deploy_support::cluster_role(), &deploy_support::roles(), &calls);
     assert!(denied.is_empty(), "calls the shipped ClusterRole does not allow: {denied:#?}");

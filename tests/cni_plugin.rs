@@ -107,13 +107,26 @@ impl Node {
         sandbox: Option<&str>,
         conf: &Value,
     ) -> (i32, Value) {
+        self.cni_args(command, id, pod_name, sandbox, "", conf)
+    }
+
+    /// As [`Node::cni_sandbox`], with `extra` (`;KEY=VALUE…`) appended to CNI_ARGS.
+    fn cni_args(
+        &self,
+        command: &str,
+        id: &str,
+        pod_name: &str,
+        sandbox: Option<&str>,
+        extra: &str,
+        conf: &Value,
+    ) -> (i32, Value) {
         let netns = sandbox.map(|p| format!("/run/netns/{}", self.t.ns(p))).unwrap_or_default();
         let env = [
             ("CNI_COMMAND", command.to_string()),
             ("CNI_CONTAINERID", id.to_string()),
             ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0".to_string()),
-            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod_name}")),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod_name}{extra}")),
             ("CNI_PATH", format!("{}:/usr/lib/cni", self.plugin_dir().display())),
         ];
         let ns = self.t.ns("n");
@@ -494,6 +507,90 @@ fn without_a_pool_add_names_the_missing_pool() {
     json_subset(&json!({"code": 11}), &err).unwrap();
     assert!(err["msg"].as_str().unwrap().contains("ipam.default_ipv4_pool_cidr is not set"), "{err}");
     assert!(!t.links().iter().any(|l| l.starts_with("tt")));
+}
+
+/// Calico's pod IPAM annotations, given as CNI_ARGS outside Kubernetes: a fixed address is
+/// that pod's; one outside every pool, one in use or a malformed one is refused (code 100, the
+/// annotation and value named) and leaves nothing behind; a pool named by name or CIDR (here a
+/// Manual pool, which only serves pods naming it) is where the address comes from.
+#[test]
+fn calico_ipam_annotations_choose_the_address_or_the_pool() {
+    const FIXED: &str = "10.244.3.7";
+    const BLUE: &str = "10.245.0.0/24";
+    let mut node = Node::new("cniannot");
+    node.ipam_of("cni-node", async |ipam| {
+        let mut blue = tortie::datastore::resources::IpPool::new(BLUE.parse().unwrap());
+        blue.assignment_mode = tortie::datastore::resources::AssignmentMode::Manual;
+        tortie::ipam::create_pool(ipam.store(), "blue", &blue).await.unwrap();
+    });
+    for pod in ["fixed", "byname", "bycidr", "plain", "taken", "outside", "badjson", "nopool", "noipam", "again"] {
+        node.t.add_namespace(pod).unwrap();
+    }
+    let conf = node.conf();
+    let add = |pod: &str, annotation: &str, value: &str| {
+        node.cni_args("ADD", pod, pod, Some(pod), &format!(";cni.projectcalico.org/{annotation}={value}"), &conf)
+    };
+    let (code, fixed) = add("fixed", "ipAddrs", &format!("[\"{FIXED}\"]"));
+    assert_eq!((code, pod_ip(&fixed).as_str()), (0, FIXED), "{fixed}");
+    assert!(node.t.ping("fixed", NODE_ADDR), "the pod with the fixed address reaches the node");
+
+    let blue: ipnetwork::IpNetwork = BLUE.parse().unwrap();
+    for (pod, value) in [("byname", "[\"blue\"]"), ("bycidr", &format!("[\"{BLUE}\"]"))] {
+        let (code, r) = add(pod, "ipv4pools", value);
+        assert_eq!(code, 0, "{r}");
+        assert!(blue.contains(pod_ip(&r).parse().unwrap()), "{pod}: {r}");
+    }
+    let (code, plain) = add("plain", "unrelated", "x");
+    assert_eq!(code, 0, "{plain}");
+    assert!(!blue.contains(pod_ip(&plain).parse().unwrap()), "a Manual pool serves only pods naming it: {plain}");
+
+    let workloads = node.workloads().as_array().unwrap().len();
+    for (pod, annotation, value, why) in [
+        ("taken", "ipAddrs", format!("[\"{FIXED}\"]"), "in use"),
+        ("outside", "ipAddrs", "[\"10.99.0.1\"]".to_string(), "in no enabled IP pool"),
+        ("badjson", "ipAddrs", "10.244.3.8".to_string(), "not a JSON list"),
+        ("nopool", "ipv4pools", "[\"red\"]".to_string(), "does not exist"),
+        ("noipam", "ipAddrsNoIpam", "[\"10.99.0.2\"]".to_string(), "not supported"),
+    ] {
+        let (code, err) = add(pod, annotation, &value);
+        assert_eq!(code, 1, "{pod}: {err}");
+        let msg = err["msg"].as_str().unwrap_or_default();
+        assert!(err["code"] == 100 && msg.contains(annotation) && msg.contains(why), "{pod}: {err}");
+    }
+    assert_eq!(node.workloads().as_array().unwrap().len(), workloads, "refused pods hold nothing");
+    assert!(!node.links().iter().any(|l| l == &host_interface_of("taken")), "{:?}", node.links());
+
+    // Released by DEL, the fixed address is free for the next pod asking for it.
+    let (code, _) = node.cni_sandbox("DEL", "fixed", "fixed", Some("fixed"), &conf);
+    assert_eq!(code, 0);
+    let (code, again) = add("again", "ipAddrs", &format!("[\"{FIXED}\"]"));
+    assert_eq!((code, pod_ip(&again).as_str()), (0, FIXED), "{again}");
+    node.stop_agent();
+}
+
+/// Container ids name handles whatever their case, as Calico's handles (whose records it names
+/// in lower case): an upper-case id gets its address, and a DEL naming it in another case
+/// releases it and removes its veth.
+#[test]
+fn a_del_naming_the_container_in_another_case_releases_it() {
+    let mut node = Node::new("cnicase");
+    node.t.add_namespace("p").unwrap();
+    let conf = node.conf();
+    let (code, r) = node.cni_sandbox("ADD", "CafeBABE01", "web", Some("p"), &conf);
+    assert_eq!(code, 0, "{r}");
+    let held: Vec<Value> = node.workloads().as_array().unwrap().iter().map(|w| w["handle"].clone()).collect();
+    assert_eq!(held, vec![json!("k8s-pod-network.cafebabe01")]);
+    let (code, out) = node.cni_sandbox("DEL", "cafebabe01", "web", Some("p"), &conf);
+    assert_eq!((code, &out), (0, &Value::Null));
+    assert_eq!(node.workloads(), json!([]));
+    assert_eq!(node.ipam_handles(), 0);
+    assert!(!node.links().contains(&host_interface(&r)), "{:?}", node.links());
+    node.stop_agent();
+}
+
+/// The host interface name the plugin gives pod `default/<pod>`.
+fn host_interface_of(pod: &str) -> String {
+    tortie::cni::spec::host_interface_name("tt", &format!("default.{pod}"))
 }
 
 /// etcd inside the node's namespace (the agent's loopback), on fixed ports there.

@@ -64,3 +64,30 @@ fn three_agents_come_up_register_and_report_ready() {
         "every node registered its address with the prefix length in the shared datastore"
     );
 }
+
+/// containerlab/dual-stack.clab.yml: IPv4 and IPv6 pools, BGP without encapsulation. Every pod
+/// has an address of each family; each node learns the others' IPv6 blocks over the (IPv4) mesh
+/// with the owner's IPv6 address as next hop, and pods reach each other over both families.
+#[test]
+fn dual_stack_pods_reach_each_other_over_bgp() {
+    const NODES: [&str; 3] = ["node1", "node2", "node3"];
+    let lab = Lab::prepare("dual-stack", "ttd", |_| {});
+    lab.up();
+    for node in NODES {
+        wait_until(&format!("{node} ready"), Duration::from_secs(90), || {
+            (lab.status(node)["ready"] == true).then_some(())
+        })
+        .unwrap();
+    }
+    for (node, next_hop) in [("node2", "fd10::12"), ("node3", "fd10::13")] {
+        let pod = lab.pod_ip6(node, "pod1");
+        assert!(pod.segments()[..4] == [0xfd00, 0x246, 0, 0], "{node}/pod1 has {pod}, from the IPv6 pool");
+        let route = wait_until(&format!("node1 to route {node}'s IPv6 block"), Duration::from_secs(60), || {
+            lab.route_to_pod("node1", pod)
+        })
+        .unwrap();
+        tortie::testing::json_subset(&serde_json::json!({"gateway": next_hop, "dev": "eth1"}), &route).unwrap();
+    }
+    lab.all_pods_reach_each_other(&NODES);
+    lab.all_pods_reach_each_other_v6(&NODES);
+}

@@ -200,9 +200,11 @@ fn wanted(
             // Other nodes in another AS: their blocks come in, ours go out.
             setup.import = Some(Policy::accept_all());
         }
+        let Ok(md5_key) = referenced.mesh_md5_key(addr.ip()) else { continue };
         let mut c = session(config, settings, addr.ip(), peer_as, router_id);
         // Calico's listen port is the cluster's: the other nodes listen where we do.
         c.remote_port = settings.listen.port();
+        c.md5_key = md5_key;
         if peer_type == MESH {
             c.graceful_restart = Some(settings.mesh_restart_time);
         }
@@ -365,13 +367,20 @@ async fn follow_peers(
             Some(resources) => super::bgp_peers::referenced(&ds, resources).await,
             None => None,
         };
-        if let ((Some(nodes), Some(resources)), Some(referenced)) = (listed, referenced) {
+        if let ((Some(nodes), Some(resources)), Some(mut referenced)) = (listed, referenced) {
             resync = false;
             if !apply_settings(&config, &ds, &node, &nodes, &mut speaker, &rib, &inputs, &mut applied).await {
                 // Retried on the next tick.
                 resync = true;
             }
-            let mut want = wanted(&config, &applied.settings, &node, router_id, &nodes, &resources, &referenced);
+            // A mesh password that cannot be read now: the current peers stay, retried next tick.
+            let mesh_password = applied.settings.mesh_password.as_ref();
+            let want = match referenced.read_mesh_password(&ds, mesh_password).await {
+                true => Some(wanted(&config, &applied.settings, &node, router_id, &nodes, &resources, &referenced)),
+                false => None,
+            };
+            resync |= want.is_none();
+            let mut want = want.unwrap_or_else(|| current.iter().map(|(a, (w, _))| (*a, w.clone())).collect());
             for w in want.values_mut() {
                 w.config.restarting = inputs.restarted;
                 w.config.forwarding_preserved = inputs.restarted;
@@ -528,6 +537,7 @@ async fn apply_settings(
     }
     have.mesh = want.mesh;
     have.mesh_restart_time = want.mesh_restart_time;
+    have.mesh_password = want.mesh_password.clone();
     if want.unsupported != have.unsupported {
         report_unsupported(node, &want.unsupported);
         have.unsupported = want.unsupported.clone();

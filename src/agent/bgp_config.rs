@@ -4,7 +4,8 @@
 //!
 //! - cluster-wide fields — `asNumber`, `nodeToNodeMeshEnabled`, `nodeMeshMaxRestartTime`: the
 //!   `default` resource, then the file (`bgp.as_number`, `bgp.node_to_node_mesh`,
-//!   `bgp.graceful_restart_seconds`). Calico reads them from `default` only; set on a
+//!   `bgp.graceful_restart_seconds`); `nodeMeshPassword` (the TCP-MD5 key of the sessions to
+//!   other nodes) from `default` only. Calico reads them from `default` only; set on a
 //!   `node.<name>` resource they are reported unsupported.
 //! - per-node fields — `listenPort`, `bindMode`, `logSeverityScreen`, `prefixAdvertisements`:
 //!   `node.<name>`, then `default`, then the file (`bgp.listen_port`, `bgp.listen_address`,
@@ -18,7 +19,7 @@
 use crate::bgp::packet::community::{Community, LargeCommunity};
 use crate::bgp::rib::CommunityRule;
 use crate::config::BgpConfig;
-use crate::datastore::resources::{BgpConfiguration, BindMode, CommunityValue, GoDuration};
+use crate::datastore::resources::{BgpConfiguration, BindMode, CommunityValue, GoDuration, SecretKeyRef};
 use crate::datastore::{Datastore, DatastoreError};
 use std::net::{IpAddr, SocketAddr};
 
@@ -47,6 +48,8 @@ pub struct Effective {
     pub mesh: bool,
     /// Graceful restart time announced on mesh sessions (seconds).
     pub mesh_restart_time: u16,
+    /// The secret holding the TCP-MD5 key of the sessions to other nodes.
+    pub mesh_password: Option<SecretKeyRef>,
     /// Where the listener binds; mesh peers dial the same port (Calico's is cluster-wide).
     pub listen: SocketAddr,
     /// The `tracing` level a resource asks for; `None`: the level given at start.
@@ -105,6 +108,7 @@ fn unsupported_fields(r: &BgpConfiguration, node_specific: bool) -> Vec<(&'stati
         add(r.as_number.is_some(), "asNumber", DEFAULT_ONLY);
         add(r.node_to_node_mesh_enabled.is_some(), "nodeToNodeMeshEnabled", DEFAULT_ONLY);
         add(r.node_mesh_max_restart_time.is_some(), "nodeMeshMaxRestartTime", DEFAULT_ONLY);
+        add(r.node_mesh_password.is_some(), "nodeMeshPassword", DEFAULT_ONLY);
     }
     out
 }
@@ -158,6 +162,7 @@ pub fn effective(
             .and_then(|d| d.node_mesh_max_restart_time.as_ref())
             .and_then(GoDuration::timer_seconds)
             .unwrap_or(file.graceful_restart_seconds),
+        mesh_password: default.and_then(|d| d.node_mesh_password.as_ref()).map(|p| p.secret_key_ref.clone()),
         listen: SocketAddr::new(address, port),
         log_level,
         communities,
@@ -262,10 +267,13 @@ mod tests {
         let declared = crate::datastore::resources::coverage::unsupported(crate::datastore::Kind::BgpConfiguration);
         let fields: Vec<String> =
             crate::datastore::unsupported::declared_in(&document, &declared).into_iter().map(|(f, _)| f).collect();
-        assert_eq!(
-            fields,
-            vec!["nodeMeshPassword", "ignoredInterfaces[]", "programClusterRoutes", "serviceClusterIPs[].cidr"]
-        );
+        assert_eq!(fields, vec!["ignoredInterfaces[]", "programClusterRoutes", "serviceClusterIPs[].cidr"]);
         assert_eq!(e.mesh_restart_time, 90);
+        let key = SecretKeyRef { name: "s".into(), key: "k".into(), optional: false };
+        assert_eq!(e.mesh_password, Some(key));
+        // On a node's own resource the mesh password is Calico's cluster-wide field: reported.
+        let node = resource(r#"{"nodeMeshPassword": {"secretKeyRef": {"name": "s", "key": "k"}}}"#);
+        let e = effective(&BgpConfig::default(), NODE_IP, None, Some(("node.a", &node)));
+        assert_eq!((e.mesh_password, e.unsupported[0].field), (None, "nodeMeshPassword"));
     }
 }

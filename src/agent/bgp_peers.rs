@@ -64,14 +64,56 @@ pub struct ResourcePeer {
     pub filters: Vec<String>,
 }
 
-/// Each BGPPeer's MD5 key by resource name (`Ok(None)`: an optional secret that is absent).
-pub type Passwords = BTreeMap<String, Result<Option<Vec<u8>>, SecretError>>;
+/// A password's value as read (`Ok(None)`: an optional secret that is absent).
+pub type PasswordValue = Result<Option<Vec<u8>>, SecretError>;
 
-/// What BGPPeers refer to by name: their passwords' values and the BGPFilters.
+/// Each BGPPeer's MD5 key by resource name.
+pub type Passwords = BTreeMap<String, PasswordValue>;
+
+/// What BGPPeers refer to by name: their passwords' values and the BGPFilters; and the mesh
+/// password's value (BGPConfiguration `nodeMeshPassword`).
 #[derive(Debug, Default)]
 pub struct Referenced {
     pub passwords: Passwords,
     pub filters: BTreeMap<String, BgpFilter>,
+    /// The `nodeMeshPassword` reference and what reading it gave; `None` without one.
+    pub mesh_password: Option<(SecretKeyRef, PasswordValue)>,
+}
+
+impl Referenced {
+    /// Reads the mesh password `reference` points to; false (logged) when it cannot be read for a
+    /// reason that may pass, so the caller keeps its current peers.
+    pub async fn read_mesh_password(&mut self, ds: &Datastore, reference: Option<&SecretKeyRef>) -> bool {
+        let Some(reference) = reference else {
+            self.mesh_password = None;
+            return true;
+        };
+        let value = secrets::read(ds, reference).await;
+        if let Err(e) = &value
+            && e.is_transient()
+        {
+            tracing::warn!(subsys = "bgp", error = %e, "cannot read the nodeMeshPassword secret; keeping the current peers");
+            return false;
+        }
+        self.mesh_password = Some((reference.clone(), value));
+        true
+    }
+
+    /// The TCP-MD5 key of the session to node address `peer`, or `Err` (logged, naming secret and
+    /// key) when the mesh password is unavailable: the session must not start without it.
+    pub fn mesh_md5_key(&self, peer: IpAddr) -> Result<Option<Vec<u8>>, ()> {
+        match &self.mesh_password {
+            None => Ok(None),
+            Some((_, Ok(value))) => Ok(value.clone()),
+            Some((reference, Err(e))) => {
+                tracing::warn!(
+                    subsys = "bgp", peer = %peer, secret = %reference.name, key = %reference.key, error = %e,
+                    "the BGPConfiguration's nodeMeshPassword is unavailable: the session to this node is not started"
+                );
+                Err(())
+            }
+        }
+    }
 }
 
 /// Reads what `peers` refer to; `None` when something cannot be read for a reason that may pass
@@ -90,7 +132,7 @@ pub async fn referenced(ds: &Datastore, peers: &[(String, BgpPeer)]) -> Option<R
             return None;
         }
     };
-    Some(Referenced { passwords, filters })
+    Some(Referenced { passwords, filters, mesh_password: None })
 }
 
 /// The import and export policies of `peer`'s filters (`None`: no filters), or `Err` (logged,
@@ -168,31 +210,37 @@ fn applies_to(name: &str, peer: &BgpPeer, node: &str, nodes: &[(String, Node)]) 
     }
 }
 
-/// The sessions `peers` ask of `node`, given every node's record.
+/// The session BGPPeer `name` (`p`) asks for with `address`.
+fn resource_peer(name: &str, p: &BgpPeer, address: IpAddr, port: u16, peer_as: u32) -> ResourcePeer {
+    ResourcePeer {
+        resource: name.to_string(),
+        address,
+        port,
+        peer_as,
+        local_as: p.local_as_number,
+        next_hop_self: match (p.next_hop_mode, p.keep_original_next_hop) {
+            (Some(NextHopMode::SelfHop), _) => Some(true),
+            (Some(NextHopMode::Keep), _) | (None, true) => Some(false),
+            (Some(NextHopMode::Auto), _) | (None, false) => None,
+        },
+        keepalive: p.keepalive_time.as_ref().and_then(GoDuration::timer_seconds),
+        restart_time: p.max_restart_time.as_ref().and_then(GoDuration::timer_seconds),
+        peer_type: if p.node.is_some() { NODE_SPECIFIC } else { crate::agent::bgp::GLOBAL },
+        password: p.password.as_ref().map(|s| s.secret_key_ref.clone()),
+        ttl_security: p.ttl_security.and_then(|h| u8::try_from(h).ok()).filter(|h| *h > 0),
+        allow_local_as: p.num_allowed_local_as_numbers.and_then(|n| u8::try_from(n).ok()).unwrap_or(0),
+        use_node_ip: p.source_address != Some(SourceAddress::None),
+        filters: p.filters.clone(),
+    }
+}
+
+/// The sessions `peers` ask of `node`, given every node's record: those of the BGPPeers that
+/// apply to it, and (Calico's automatic reverse peering) those of the BGPPeers whose
+/// `peerSelector` selects it, to each node they apply to — so a reflector chosen by label peers
+/// back with the nodes that peer with it.
 pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)]) -> Vec<ResourcePeer> {
     let mut out = Vec::new();
     for (name, p) in peers.iter().filter(|(name, p)| applies_to(name, p, node, nodes)) {
-        let peer_type = if p.node.is_some() { NODE_SPECIFIC } else { crate::agent::bgp::GLOBAL };
-        let template = |address: IpAddr, port: u16, peer_as: u32| ResourcePeer {
-            resource: name.clone(),
-            address,
-            port,
-            peer_as,
-            local_as: p.local_as_number,
-            next_hop_self: match (p.next_hop_mode, p.keep_original_next_hop) {
-                (Some(NextHopMode::SelfHop), _) => Some(true),
-                (Some(NextHopMode::Keep), _) | (None, true) => Some(false),
-                (Some(NextHopMode::Auto), _) | (None, false) => None,
-            },
-            keepalive: p.keepalive_time.as_ref().and_then(GoDuration::timer_seconds),
-            restart_time: p.max_restart_time.as_ref().and_then(GoDuration::timer_seconds),
-            peer_type,
-            password: p.password.as_ref().map(|s| s.secret_key_ref.clone()),
-            ttl_security: p.ttl_security.and_then(|h| u8::try_from(h).ok()).filter(|h| *h > 0),
-            allow_local_as: p.num_allowed_local_as_numbers.and_then(|n| u8::try_from(n).ok()).unwrap_or(0),
-            use_node_ip: p.source_address != Some(SourceAddress::None),
-            filters: p.filters.clone(),
-        };
         match (&p.peer_ip, &p.peer_selector) {
             (Some(ip), _) => {
                 let (address, port) = match ip.parse::<SocketAddr>() {
@@ -206,7 +254,7 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
                     },
                 };
                 let Some(peer_as) = p.as_number else { continue };
-                out.push(template(address, port, peer_as));
+                out.push(resource_peer(name, p, address, port, peer_as));
             }
             (None, Some(selector)) => {
                 let Some(selector) = parsed(name, "peerSelector", selector) else { continue };
@@ -217,10 +265,26 @@ pub fn sessions(peers: &[(String, BgpPeer)], node: &str, nodes: &[(String, Node)
                         tracing::debug!(subsys = "bgp", bgppeer = %name, node = %other, "peerSelector does not match");
                         continue;
                     }
-                    out.push(template(addr.ip(), 179, bgp.as_number.or(p.as_number).unwrap_or(0)));
+                    out.push(resource_peer(name, p, addr.ip(), 179, bgp.as_number.or(p.as_number).unwrap_or(0)));
                 }
             }
             (None, None) => {}
+        }
+    }
+    let labels = nodes.iter().find(|(n, _)| n == node).map(|(_, record)| record.labels.clone()).unwrap_or_default();
+    for (name, p) in peers {
+        let Some(selector) = p.peer_selector.as_deref() else { continue };
+        if !parsed(name, "peerSelector", selector).is_some_and(|s| s.matches(&labels)) {
+            continue;
+        }
+        for (other, n) in nodes.iter().filter(|(other, _)| other != node && applies_to(name, p, other, nodes)) {
+            let Some(bgp) = &n.bgp else { continue };
+            let Some(addr) = bgp.ipv4_address else { continue };
+            if out.iter().any(|o| o.address == addr.ip()) {
+                continue;
+            }
+            tracing::debug!(subsys = "bgp", bgppeer = %name, node = %other, "reverse peering");
+            out.push(resource_peer(name, p, addr.ip(), 179, bgp.as_number.or(p.as_number).unwrap_or(0)));
         }
     }
     out.retain(|p| p.peer_as != 0);
@@ -326,6 +390,8 @@ mod tests {
         let tor: IpAddr = "10.0.0.7".parse().unwrap();
         assert_eq!(summary("b"), vec![("to-reflectors".into(), rr), ("rack-tor".into(), tor)]);
         assert_eq!(summary("c"), vec![("to-reflectors".into(), rr)]);
-        assert_eq!(summary("rr"), vec![]);
+        // Calico's automatic reverse peering: the reflector peers back with the nodes peering with it.
+        let (b, c): (IpAddr, IpAddr) = ("10.1.0.2".parse().unwrap(), "10.1.0.3".parse().unwrap());
+        assert_eq!(summary("rr"), vec![("to-reflectors".into(), b), ("to-reflectors".into(), c)]);
     }
 }

@@ -19,6 +19,7 @@ mod ipam;
 pub mod kubernetes;
 pub mod nat;
 mod node;
+pub mod pod_ipam;
 mod pod_lock;
 mod pools;
 mod remote_routes;
@@ -468,11 +469,19 @@ async fn start_workloads(
     programmer: &Programmer,
 ) -> Result<Arc<workloads::Workloads>, AgentError> {
     let allocator = ipam::start(ds, name, config).await.map_err(AgentError::Datastore)?;
+    // Kubernetes mode reads each pod's IPAM annotations from its Pod.
+    let kube = match config.datastore.kind {
+        crate::config::DatastoreType::Kubernetes => {
+            Some(datastore::kube_client(config).await.map_err(AgentError::Datastore)?)
+        }
+        _ => None,
+    };
     let settings = workloads::WorkloadsConfig {
         node: name.to_string(),
         underlay_mtu,
         interface_prefix: config.dataplane.workload_interface_prefix.clone(),
         mtu: config.dataplane.mtu,
+        kube,
     };
     workloads::Workloads::start(settings, allocator, programmer.clone())
         .await

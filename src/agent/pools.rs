@@ -1,19 +1,18 @@
 //! Default pools: when the datastore holds no pool of a family, the agent
 //! creates the one the configuration names (`ipam.default_ipv4_pool_cidr`,
 //! Calico's `CALICO_IPV4POOL_CIDR`; `ipam.default_ipv6_pool_cidr` with its
-//! `default_ipv6_vxlan_mode`), as calico-node does on start. Several
+//! `default_ipv6_vxlan_mode`, Calico's `CALICO_IPV6POOL_CIDR`), as calico-node does on start. Several
 //! nodes starting at once race for the same name: exactly one create wins,
 //! the others see it exists, which is fine.
 
-use super::kubernetes::pool::{DEFAULT_POOL_NAME as DEFAULT_IPV4_POOL, pool_from_env};
+use super::kubernetes::pool::{
+    DEFAULT_IPV6_POOL_NAME as DEFAULT_IPV6_POOL, DEFAULT_POOL_NAME as DEFAULT_IPV4_POOL, ipv6_pool_from_env,
+    pool_from_env,
+};
 use crate::config::Config;
 use crate::datastore::resources::IpPool;
 use crate::datastore::{Datastore, DatastoreError};
 use crate::ipam::IpamError;
-use ipnetwork::IpNetwork;
-
-/// Calico's name for the default IPv6 pool.
-pub const DEFAULT_IPV6_POOL: &str = "default-ipv6-ippool";
 
 /// Creates the configured default pools of the families that have none;
 /// returns every pool stored afterwards.
@@ -26,10 +25,8 @@ pub async fn ensure_default(ds: &Datastore, config: &Config) -> Result<Vec<IpPoo
     if let Some(pool) = pool_from_env(&config.ipam, &env)?.filter(|_| !has(true)) {
         wanted.push((DEFAULT_IPV4_POOL, pool));
     }
-    if let Some(cidr) = config.ipam.default_ipv6_pool_cidr.filter(|_| !has(false)) {
-        let mut pool = IpPool::new(IpNetwork::V6(cidr));
-        pool.block_size = config.ipam.default_ipv6_block_size;
-        pool.vxlan_mode = config.ipam.default_ipv6_vxlan_mode;
+    // TORTIE_IPV6POOL_* / CALICO_IPV6POOL_* over ipam.default_ipv6_*.
+    if let Some(pool) = ipv6_pool_from_env(&config.ipam, &env)?.filter(|_| !has(false)) {
         wanted.push((DEFAULT_IPV6_POOL, pool));
     }
     for (name, pool) in wanted {

@@ -7,9 +7,11 @@
 //! interface included), so nothing here needs to survive a restart. The only memory is which
 //! handles' routes were handed to the programmer, for the `route_programmed` flag.
 
+use super::pod_ipam;
 use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
+use crate::datastore::Stored;
 use crate::datastore::resources::{AssignmentMode, IpPool, IpamBlock, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
@@ -52,6 +54,8 @@ pub struct Workloads {
     /// Serialises the requests of one pod (by host interface): sandboxes of a recreated pod
     /// share it, and a late DEL of the old one must not interleave with the new one's ADD.
     pods: PodLocks,
+    /// Kubernetes mode: where the Pod's IPAM annotations are read.
+    kube: Option<kube::Client>,
 }
 
 /// What [`Workloads::start`] needs from the agent.
@@ -61,6 +65,8 @@ pub struct WorkloadsConfig {
     pub underlay_mtu: u32,
     pub interface_prefix: String,
     pub mtu: Option<u32>,
+    /// Kubernetes mode: the client the Pods' annotations are read with.
+    pub kube: Option<kube::Client>,
 }
 
 fn now_secs() -> u64 {
@@ -88,6 +94,7 @@ impl Workloads {
             underlay_mtu: config.underlay_mtu,
             programmed: Mutex::new(HashSet::new()),
             pods: PodLocks::default(),
+            kube: config.kube,
             datastore_unwritable: tokio::sync::watch::Sender::new(None),
         });
         match service.restore().await {
@@ -154,9 +161,27 @@ impl Workloads {
     }
 
     async fn pools(&self) -> Result<Vec<IpPool>, WorkloadError> {
+        Ok(self.stored_pools().await?.into_iter().map(|p| p.spec).collect())
+    }
+
+    async fn stored_pools(&self) -> Result<Vec<Stored<IpPool>>, WorkloadError> {
         let store = self.allocator.ipam().store();
-        let pools = store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?;
-        Ok(pools.items.into_iter().map(|p| p.spec).collect())
+        Ok(store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?.items)
+    }
+
+    /// Calico's IPAM annotations of the pod `r` is for: the Pod's own in Kubernetes mode (over
+    /// those the runtime passed), else the runtime's.
+    async fn annotations(&self, r: &AllocateRequest) -> Result<BTreeMap<String, String>, WorkloadError> {
+        let mut annotations = r.annotations.clone();
+        if let Some(kube) = self.kube.as_ref().filter(|_| !r.pod.is_empty()) {
+            use super::kubernetes::pod_annotations::{PodReadError, pod_annotations};
+            match pod_annotations(kube, &r.namespace, &r.pod).await {
+                Ok(pod) => annotations.extend(pod),
+                Err(e @ PodReadError::NotFound { .. }) => return Err(WorkloadError::NotFound(e.to_string())),
+                Err(e @ PodReadError::Api { .. }) => return Err(WorkloadError::Unavailable(e.to_string())),
+            }
+        }
+        Ok(annotations)
     }
 
     async fn link_index(&self, name: &str) -> Result<Option<u32>, WorkloadError> {
@@ -374,15 +399,29 @@ fn ipam_error(e: IpamError) -> WorkloadError {
     }
 }
 
+/// A failure to give the address an `ipAddrs` annotation (of `value`) asks for: the request's
+/// own fault (in no enabled pool: 400; in use: 409) names the annotation and its value.
+fn annotation_error(value: &str, e: IpamError) -> WorkloadError {
+    let named = |e: &IpamError| format!("annotation {} {value:?}: {e}", pod_ipam::IP_ADDRS);
+    match e {
+        IpamError::NotInEnabledPool { .. } => WorkloadError::BadRequest(named(&e)),
+        IpamError::InUse { .. } => WorkloadError::Conflict(named(&e)),
+        other => ipam_error(other),
+    }
+}
+
 #[async_trait]
 impl WorkloadService for Workloads {
     async fn allocate(&self, r: AllocateRequest) -> Result<Workload, WorkloadError> {
         self.check_request(&r)?;
         let _pod = self.pods.lock(&r.host_interface).await;
-        let pools = self.pools().await?;
+        let stored = self.stored_pools().await?;
+        let pools: Vec<IpPool> = stored.iter().map(|p| p.spec.clone()).collect();
         if let Some(existing) = self.read(&r.handle, &pools).await? {
             return Ok(existing);
         }
+        let annotations = self.annotations(&r).await?;
+        let wanted = pod_ipam::parse(&annotations, &BTreeMap::new(), &stored).map_err(WorkloadError::BadRequest)?;
         let usable = |v6: bool| {
             pools.iter().any(|p| {
                 !p.disabled
@@ -391,15 +430,20 @@ impl WorkloadService for Workloads {
                     && p.assignment_mode == AssignmentMode::Automatic
             })
         };
-        let families: Vec<u8> =
-            [(4, usable(false)), (6, usable(true))].into_iter().filter(|f| f.1).map(|f| f.0).collect();
-        if families.is_empty() {
+        // A family is served from the pools the pod names, else from every automatic pool.
+        let families: Vec<(u8, Vec<IpNetwork>)> =
+            [(4, wanted.ipv4_pools.clone(), usable(false)), (6, wanted.ipv6_pools.clone(), usable(true))]
+                .into_iter()
+                .filter(|(_, named, usable)| !named.is_empty() || *usable)
+                .map(|(family, named, _)| (family, named))
+                .collect();
+        if families.is_empty() && wanted.addresses.is_empty() {
             return Err(WorkloadError::Unavailable(
                 "no IP pool to allocate pod addresses from: the datastore holds no enabled IPPool allowing Workload use and ipam.default_ipv4_pool_cidr is not set".into(),
             ));
         }
-        let requests = families.iter().map(|family| {
-            let mut request = Request::workload(&r.handle, *family, &r.pod, &r.namespace, &self.node);
+        let request_for = |family: u8| {
+            let mut request = Request::workload(&r.handle, family, &r.pod, &r.namespace, &self.node);
             for (k, v) in [
                 (ATTR_CONTAINER, r.container_id.clone()),
                 (ATTR_NETNS, r.netns.clone()),
@@ -409,20 +453,40 @@ impl WorkloadService for Workloads {
             ] {
                 request.attributes.insert(k.to_string(), v);
             }
-            self.allocator.allocate(request)
-        });
-        let results = futures::future::join_all(requests).await;
-        self.record_write(results.iter().find_map(|r| r.as_ref().err()));
+            request
+        };
+        // Exactly the addresses asked for (`ipAddrs`: no other family is added), else one per
+        // family from its pools.
+        let results: Vec<Result<IpAddr, WorkloadError>> = if wanted.addresses.is_empty() {
+            let requests = families.iter().map(|(family, named)| {
+                let mut request = request_for(*family);
+                request.pools = named.clone();
+                self.allocator.allocate(request)
+            });
+            let results = futures::future::join_all(requests).await;
+            self.record_write(results.iter().find_map(|r| r.as_ref().err()));
+            results.into_iter().map(|r| r.map(|a| a.ip).map_err(ipam_error)).collect()
+        } else {
+            let ipam = self.allocator.ipam();
+            let value = annotations.get(pod_ipam::IP_ADDRS).cloned().unwrap_or_default();
+            let requests = wanted.addresses.iter().map(|ip| {
+                let request = request_for(if ip.is_ipv4() { 4 } else { 6 });
+                async move { ipam.assign_ip(*ip, &request.handle, &request.attributes).await }
+            });
+            let results = futures::future::join_all(requests).await;
+            self.record_write(results.iter().find_map(|r| r.as_ref().err()));
+            results.into_iter().map(|r| r.map(|a| a.ip).map_err(|e| annotation_error(&value, e))).collect()
+        };
         let mut addresses = Vec::new();
         for result in results {
             match result {
-                Ok(a) => addresses.push(host_network(a.ip)),
+                Ok(ip) => addresses.push(host_network(ip)),
                 Err(e) => {
                     // A pod with one family of two is a failed pod (Calico's dual-stack rule).
                     if let Err(undo) = self.allocator.release_handle(&r.handle).await {
                         tracing::warn!(subsys = "cni", handle = %r.handle, error = %undo, "cannot release a half allocation");
                     }
-                    return Err(ipam_error(e));
+                    return Err(e);
                 }
             }
         }

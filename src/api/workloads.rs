@@ -9,10 +9,13 @@
 //! | `GET /v1/workloads` | — | `[Workload]`, this node's |
 //! | `POST /v1/workloads/gc` | [`GcRequest`] | [`GcAnswer`] |
 //!
+//! Handles are case-insensitive: the API lower-cases them ([`handle_key`]).
+//!
 //! Every request acts on this node's pods only: a handle holding another node's address or a
 //! tunnel address is refused with 403.
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle), 503 (no pool,
+//! Errors are `{"error": "..."}` with 400 (bad request), 403 (not this node's pod), 404 (unknown handle),
+//! 409 (the address asked for is in use), 503 (no pool,
 //! IPAM stopped, datastore unreachable: try again later) or 500; the agent logs each 5xx.
 
 use async_trait::async_trait;
@@ -23,6 +26,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the plugin asks for at ADD.
@@ -40,6 +44,10 @@ pub struct AllocateRequest {
     pub ifname: String,
     /// The host side of the pod's veth pair (which the plugin creates after this answer).
     pub host_interface: String,
+    /// Calico's pod IPAM annotations (`cni.projectcalico.org/ipAddrs`, `ipv4pools`, `ipv6pools`)
+    /// as the runtime passed them in CNI_ARGS; in Kubernetes mode the Pod's own win.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A pod's addresses and where they are routed.
@@ -100,6 +108,9 @@ pub enum WorkloadError {
     /// address): the API of one node never changes them (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The address asked for is another pod's (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Not possible now: no pool configured, IPAM stopped (503).
     #[error("{0}")]
     Unavailable(String),
@@ -115,6 +126,7 @@ impl WorkloadError {
             WorkloadError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
             WorkloadError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WorkloadError::Conflict(_) => StatusCode::CONFLICT,
             WorkloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,23 +172,33 @@ fn logged<'a>(request: &'static str, handle: &'a str) -> impl FnOnce(WorkloadErr
     }
 }
 
+/// The handle as stored: handles are case-insensitive, lower-cased as Calico names its handle
+/// records, so a DEL naming the container in another case than its ADD finds its addresses.
+pub fn handle_key(handle: &str) -> String {
+    handle.to_ascii_lowercase()
+}
+
 async fn allocate(
     State(s): State<Service>,
-    Json(request): Json<AllocateRequest>,
+    Json(mut request): Json<AllocateRequest>,
 ) -> Result<Json<Workload>, WorkloadError> {
+    request.handle = handle_key(&request.handle);
     let handle = request.handle.clone();
     s.allocate(request).await.map(Json).map_err(logged("allocate", &handle))
 }
 
 async fn route(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    let handle = handle_key(&handle);
     s.program_route(&handle).await.map(Json).map_err(logged("route", &handle))
 }
 
 async fn release(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Released>, WorkloadError> {
+    let handle = handle_key(&handle);
     s.release(&handle).await.map(Json).map_err(logged("release", &handle))
 }
 
 async fn show(State(s): State<Service>, Path(handle): Path<String>) -> Result<Json<Workload>, WorkloadError> {
+    let handle = handle_key(&handle);
     let all = s.list().await?;
     all.into_iter()
         .find(|w| w.handle == handle)
@@ -188,6 +210,8 @@ async fn list(State(s): State<Service>) -> Result<Json<Vec<Workload>>, WorkloadE
     s.list().await.map(Json)
 }
 
-async fn gc(State(s): State<Service>, Json(request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
+async fn gc(State(s): State<Service>, Json(mut request): Json<GcRequest>) -> Result<Json<GcAnswer>, WorkloadError> {
+    request.network = handle_key(&request.network);
+    request.valid_handles = request.valid_handles.iter().map(|h| handle_key(h)).collect();
     s.gc(request).await.map(Json).map_err(logged("gc", ""))
 }

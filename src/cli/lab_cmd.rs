@@ -41,11 +41,12 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 
 fn pod(cmd: &PodCommand) -> ExitCode {
     let result = match cmd {
-        PodCommand::Add { name, wait_seconds } => lab::pod::add(name, std::time::Duration::from_secs(*wait_seconds))
-            .map(|out| {
+        PodCommand::Add { name, annotations, wait_seconds } => {
+            lab::pod::add(name, annotations, std::time::Duration::from_secs(*wait_seconds)).map(|out| {
                 print!("{out}");
                 0
-            }),
+            })
+        }
         PodCommand::Del { name } => lab::pod::del(name).map(|_| 0),
         PodCommand::List => {
             for p in lab::pod::list() {

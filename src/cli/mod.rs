@@ -262,6 +262,10 @@ pub enum PodCommand {
     /// Create a pod: a network namespace, then the CNI plugin's ADD; prints the CNI result.
     Add {
         name: String,
+        /// A pod annotation, `KEY=VALUE` (repeatable): Calico's IPAM ones, e.g.
+        /// `cni.projectcalico.org/ipAddrs=["10.244.0.7"]`, reach the agent in CNI_ARGS.
+        #[arg(long = "annotation", value_name = "KEY=VALUE")]
+        annotations: Vec<String>,
         /// How long to keep retrying while the node's agent is not ready.
         #[arg(long, default_value_t = 60)]
         wait_seconds: u64,

@@ -105,7 +105,8 @@ fn owner(link: &LinkMessage) -> Option<&str> {
 /// was checked, so an interface replaced meanwhile is not touched either.
 pub async fn delete_owned(h: &Handle, name: &str, container_id: &str) -> Result<bool, CniError> {
     let Some(l) = link(h, name).await? else { return Ok(false) };
-    if owner(&l) != Some(container_id) {
+    // Container ids are compared as handles are: whatever their case.
+    if !owner(&l).is_some_and(|o| o.eq_ignore_ascii_case(container_id)) {
         return Ok(false);
     }
     match h.link().del(l.header.index).execute().await {

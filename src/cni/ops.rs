@@ -70,6 +70,7 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
         netns: env.netns.clone(),
         ifname: env.ifname.clone(),
         host_interface: host_name.clone(),
+        annotations: env.annotations(),
     };
     let workload: Workload = agent(conf, "POST", "/v1/workloads", Some(&request)).await?;
     let host = link::host()?;

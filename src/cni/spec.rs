@@ -19,6 +19,9 @@ pub const HOST_MAC: [u8; 6] = [0xee; 6];
 /// The link-local address of a veth with [`HOST_MAC`].
 pub const GATEWAY_V6: &str = "fe80::ecee:eeff:feee:eeee";
 
+/// The prefix of Calico's pod annotations, taken from CNI_ARGS.
+pub const CALICO_ANNOTATION_PREFIX: &str = "cni.projectcalico.org/";
+
 /// One attachment named by the runtime in a GC request.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Attachment {
@@ -171,6 +174,16 @@ impl Env {
         (arg("K8S_POD_NAME"), arg("K8S_POD_NAMESPACE"))
     }
 
+    /// The CNI_ARGS that are Calico's pod annotations (`cni.projectcalico.org/…`), passed to the
+    /// agent as the pod's: how a runtime outside Kubernetes (or the lab) asks for an address.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.args
+            .iter()
+            .filter(|(k, _)| k.starts_with(CALICO_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The IPAM handle: `<network>.<container id>` (as Calico's `k8s-pod-network.<id>`), so two
     /// networks' GCs never touch each other's handles.
     pub fn handle(&self, network: &str) -> String {
@@ -178,10 +191,11 @@ impl Env {
     }
 
     /// The host-side veth name: `prefix` + a hash of `<namespace>.<pod>` (or of the container
-    /// id outside Kubernetes), 15 characters — deterministic, so DEL finds it without the agent.
+    /// id in lower case outside Kubernetes), 15 characters — deterministic, so DEL finds it without the agent.
     pub fn host_interface(&self, prefix: &str) -> String {
         let (pod, namespace) = self.pod();
-        let key = if pod.is_empty() { self.container_id.clone() } else { format!("{namespace}.{pod}") };
+        // The container id in lower case, as its handle: a DEL naming it in another case finds it.
+        let key = if pod.is_empty() { self.container_id.to_ascii_lowercase() } else { format!("{namespace}.{pod}") };
         host_interface_name(prefix, &key)
     }
 }

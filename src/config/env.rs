@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 
 /// Environment variables with the `TORTIE_` prefix that are not config fields.
 const NOT_CONFIG_FIELDS: &[&str] = &["TORTIE_CONFIG"];
-/// Prefixes of `TORTIE_` variables read elsewhere: the default pool's settings, as Calico's
-/// `CALICO_IPV4POOL_*` (`src/agent/kubernetes/pool.rs`); the lab's, which a topology sets on a
-/// node for the runner (`src/lab/runner.rs`) and the node image's entrypoint, and the agent
-/// inherits.
-const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_", "TORTIE_LAB_"];
+/// Prefixes of `TORTIE_` variables read elsewhere: the default pools' settings, as Calico's
+/// `CALICO_IPV4POOL_*` and `CALICO_IPV6POOL_*` (`src/agent/kubernetes/pool.rs`); the lab's,
+/// which a topology sets on a node for the runner (`src/lab/runner.rs`) and the node image's
+/// entrypoint, and the agent inherits.
+const NOT_CONFIG_PREFIXES: &[&str] = &["TORTIE_IPV4POOL_", "TORTIE_IPV6POOL_", "TORTIE_LAB_"];
 
 /// What applying the environment did.
 #[derive(Debug, Default)]
@@ -57,8 +57,13 @@ pub fn var_name(path: &str) -> String {
 
 /// Applies every `TORTIE_*` variable in `vars` to `tree`.
 pub fn apply(tree: &mut Value, defaults: &Value, vars: &[(String, String)]) -> EnvOverrides {
-    let paths = field_paths(defaults);
     let schema = config_schema();
+    let mut paths = field_paths(defaults);
+    // Fields the default tree leaves out (a map empty by default, as `node.labels`): one field
+    // each, taking a YAML flow value.
+    let known = |p: &String, paths: &[String]| paths.iter().any(|q| q == p || q.starts_with(&format!("{p}.")));
+    let missing: Vec<String> = schema_paths(&schema).into_iter().filter(|p| !known(p, &paths)).collect();
+    paths.extend(missing);
     let mut result = EnvOverrides::default();
     for (name, raw) in vars {
         if !name.starts_with("TORTIE_")
@@ -84,6 +89,26 @@ fn config_schema() -> Json {
     let generator =
         schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator();
     generator.into_root_schema_for::<crate::config::Config>().to_value()
+}
+
+/// Every field path of the schema: sections (schemas with `properties`) are walked, anything
+/// else is a field.
+fn schema_paths(schema: &Json) -> Vec<String> {
+    fn walk(node: &Json, prefix: &str, out: &mut Vec<String>) {
+        let sections: Vec<&serde_json::Map<String, Json>> =
+            alternatives(node).into_iter().filter_map(|n| n.get("properties")?.as_object()).collect();
+        if sections.is_empty() {
+            out.push(prefix.to_string());
+            return;
+        }
+        for (name, child) in sections.into_iter().flatten() {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            walk(child, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, "", &mut out);
+    out
 }
 
 /// The JSON types (`string`, `integer`, `number`, `boolean`, `array`, `object`, `null`) the
@@ -231,6 +256,21 @@ mod tests {
         assert_eq!(tree["bgp"]["listen_port"], Value::String("http".into()));
     }
 
+    /// A map field whose default is empty (`node.labels`) is one field: its variable takes a YAML
+    /// flow map, as Calico's node labels are set per node.
+    #[test]
+    fn node_labels_take_a_flow_map() {
+        let defaults = serde_norway::to_value(crate::config::Config::default()).unwrap();
+        let mut tree = Value::Mapping(Mapping::new());
+        let vars = vec![("TORTIE_NODE_LABELS".to_string(), "{rack: r1, zone: '12'}".to_string())];
+        let r = apply(&mut tree, &defaults, &vars);
+        assert_eq!((r.applied.len(), r.unknown), (1, Vec::<String>::new()));
+        assert_eq!(
+            (tree["node"]["labels"]["rack"].as_str(), tree["node"]["labels"]["zone"].as_str()),
+            (Some("r1"), Some("12"))
+        );
+    }
+
     #[test]
     fn override_creates_missing_sections_and_parses_yaml_scalars() {
         let defaults = serde_norway::to_value(crate::config::Config::default()).unwrap();
@@ -239,6 +279,9 @@ mod tests {
             ("TORTIE_BGP_AS_NUMBER".to_string(), "65001".to_string()),
             ("TORTIE_NO_SUCH_FIELD".to_string(), "1".to_string()),
             ("HOME".to_string(), "/root".to_string()),
+            // The default pools' variables are read by the pool code, not reported here.
+            ("TORTIE_IPV4POOL_CIDR".to_string(), "10.0.0.0/16".to_string()),
+            ("TORTIE_IPV6POOL_CIDR".to_string(), "fd00::/64".to_string()),
         ];
         let r = apply(&mut tree, &defaults, &vars);
         assert_eq!(r.applied, vec![("bgp.as_number".to_string(), "TORTIE_BGP_AS_NUMBER".to_string())]);

@@ -35,6 +35,12 @@ pub enum IpamError {
     /// The address is in no pool.
     #[error("{ip} is in no IP pool")]
     NotInPool { ip: IpAddr },
+    /// The address asked for is in no enabled pool (Calico's AssignIP refuses it too).
+    #[error("{ip} is in no enabled IP pool")]
+    NotInEnabledPool { ip: IpAddr },
+    /// The address asked for is allocated already (to `handle`).
+    #[error("{ip} is in use (handle {handle:?})")]
+    InUse { ip: IpAddr, handle: String },
     /// The allocator task is gone (the agent is shutting down).
     #[error("the IPAM allocator has stopped")]
     Stopped,

@@ -22,6 +22,8 @@ const TRY_AGAIN_LATER: u64 = 11;
 pub enum PodError {
     #[error("pod name {0:?}: use 1-40 characters of a-z, 0-9 and '-'")]
     BadName(String),
+    #[error("--annotation {0:?}: use KEY=VALUE, without ';' (they travel in CNI_ARGS)")]
+    BadAnnotation(String),
     #[error("{0}")]
     Command(#[from] crate::netns::CommandError),
     #[error("the CNI plugin failed for pod {pod}: {detail}")]
@@ -67,8 +69,22 @@ fn netconf() -> String {
     conf.to_string()
 }
 
-/// Calls the plugin once; `Ok(stdout)` on success, `Err((code, text))` on a CNI error.
-fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64, String)>, PodError> {
+/// The `KEY=VALUE` annotations as CNI_ARGS items (`;KEY=VALUE…`): how a runtime outside
+/// Kubernetes gives the plugin Calico's pod IPAM annotations.
+pub fn annotation_args(annotations: &[String]) -> Result<String, PodError> {
+    let mut out = String::new();
+    for a in annotations {
+        match a.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !a.contains(';') => out.push_str(&format!(";{a}")),
+            _ => return Err(PodError::BadAnnotation(a.clone())),
+        }
+    }
+    Ok(out)
+}
+
+/// Calls the plugin once; `Ok(stdout)` on success, `Err((code, text))` on a CNI error. `extra`
+/// is appended to CNI_ARGS.
+fn call_plugin(command: &str, pod: &str, ns: &str, extra: &str) -> Result<Result<String, (u64, String)>, PodError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("cni")
@@ -76,7 +92,7 @@ fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64
         .env("CNI_CONTAINERID", ns)
         .env("CNI_NETNS", format!("/run/netns/{ns}"))
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"))
+        .env("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}{extra}"))
         .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -97,10 +113,11 @@ fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64
     Ok(Err((code, text)))
 }
 
-/// Creates the pod and returns the plugin's result JSON. Retries while the
-/// agent is not ready yet (CNI code 11), up to `wait`.
-pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
+/// Creates the pod (with `annotations`, `KEY=VALUE` each) and returns the plugin's result
+/// JSON. Retries while the agent is not ready yet (CNI code 11), up to `wait`.
+pub fn add(pod: &str, annotations: &[String], wait: Duration) -> Result<String, PodError> {
     check_name(pod)?;
+    let extra = annotation_args(annotations)?;
     let ns = namespace(pod);
     if !Path::new("/run/netns").join(&ns).exists() {
         crate::netns::run_output(&["ip", "netns", "add", &ns])?;
@@ -108,12 +125,12 @@ pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
     }
     let deadline = Instant::now() + wait;
     loop {
-        match call_plugin("ADD", pod, &ns)? {
+        match call_plugin("ADD", pod, &ns, &extra)? {
             Ok(result) => return Ok(result),
             Err((TRY_AGAIN_LATER, _)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             Err((code, detail)) => {
                 // Leave nothing behind: the runtime deletes what failed.
-                let _ = call_plugin("DEL", pod, &ns);
+                let _ = call_plugin("DEL", pod, &ns, "");
                 let _ = crate::netns::run_output(&["ip", "netns", "del", &ns]);
                 return Err(PodError::Cni { pod: pod.to_string(), detail: format!("code {code}: {detail}") });
             }
@@ -125,7 +142,7 @@ pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
 pub fn del(pod: &str) -> Result<(), PodError> {
     check_name(pod)?;
     let ns = namespace(pod);
-    if let Err((code, detail)) = call_plugin("DEL", pod, &ns)? {
+    if let Err((code, detail)) = call_plugin("DEL", pod, &ns, "")? {
         return Err(PodError::Cni { pod: pod.to_string(), detail: format!("code {code}: {detail}") });
     }
     if Path::new("/run/netns").join(&ns).exists() {
@@ -155,4 +172,19 @@ pub fn exec_argv(pod: &str, argv: &[String]) -> Result<Vec<String>, PodError> {
     let mut full = vec!["ip".to_string(), "netns".to_string(), "exec".to_string(), namespace(pod)];
     full.extend(argv.iter().cloned());
     Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_become_cni_args_items_and_bad_ones_are_named() {
+        let given = ["cni.projectcalico.org/ipAddrs=[\"10.0.0.7\"]".to_string(), "a=b=c".to_string()];
+        assert_eq!(annotation_args(&given).unwrap(), ";cni.projectcalico.org/ipAddrs=[\"10.0.0.7\"];a=b=c");
+        for bad in ["novalue", "=x", "k=a;b"] {
+            let err = annotation_args(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
 }

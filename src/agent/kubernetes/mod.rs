@@ -6,8 +6,8 @@
 //! keeps a Node's fields as `tortie.io/*` annotations on the Kubernetes Node).
 
 pub mod condition;
+pub mod pod_annotations;
 pub mod pod_gc;
-pub mod pod_ipam;
 pub mod pool;
 
 use crate::config::{Config, DatastoreType};

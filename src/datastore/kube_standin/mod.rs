@@ -17,6 +17,7 @@ pub use audit::{ApiCall, attributes};
 
 use serde_json::Value;
 use state::Shared;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,8 +106,14 @@ impl StandIn {
 
     /// Creates a Pod scheduled to `node`, as the scheduler's binding would leave it.
     pub fn add_pod(&self, namespace: &str, name: &str, node: &str) {
+        self.add_annotated_pod(namespace, name, node, &BTreeMap::new());
+    }
+
+    /// As [`StandIn::add_pod`], with `annotations`.
+    pub fn add_annotated_pod(&self, namespace: &str, name: &str, node: &str, annotations: &BTreeMap<String, String>) {
         let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}")},
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+                "annotations": annotations},
             "spec": {"nodeName": node, "containers": [{"name": "main", "image": "pause"}]}, "status": {}});
         self.shared.put_raw("core/pods", &format!("{namespace}/{name}"), pod);
     }

@@ -21,7 +21,6 @@ pub enum Coverage {
 use Coverage::{Effect, Refused, Unsupported};
 
 const SERVICES: &str = "service addresses are not advertised";
-const MESH_PASSWORD: &str = "the mesh password is not read: mesh sessions run without TCP-MD5";
 
 /// (kind, field path in the spec with `[]` for list elements, coverage); a line for an object
 /// covers its parts. An `Effect` file may name the Rust field after a `#` when it is not the
@@ -114,7 +113,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::BgpConfiguration, "asNumber", Effect("src/agent/bgp_config.rs")),
     (Kind::BgpConfiguration, "nodeToNodeMeshEnabled", Effect("src/agent/bgp_config.rs")),
     (Kind::BgpConfiguration, "nodeMeshMaxRestartTime", Effect("src/agent/bgp_config.rs")),
-    (Kind::BgpConfiguration, "nodeMeshPassword", Unsupported(MESH_PASSWORD)),
+    (Kind::BgpConfiguration, "nodeMeshPassword", Effect("src/agent/bgp_config.rs")),
     (Kind::BgpConfiguration, "listenPort", Effect("src/agent/bgp_config.rs")),
     (Kind::BgpConfiguration, "bindMode", Effect("src/agent/bgp_config.rs")),
     (Kind::BgpConfiguration, "logSeverityScreen", Effect("src/agent/bgp_config.rs")),

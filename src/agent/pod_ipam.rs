@@ -1,7 +1,9 @@
 //! Calico's per-pod IPAM annotations: `cni.projectcalico.org/ipAddrs` (the exact addresses, a
 //! JSON list, at most one per family) and `cni.projectcalico.org/ipv4pools` / `ipv6pools` (a
 //! JSON list of pool names or CIDRs; the pod's annotation wins over its namespace's). Parsed
-//! here against the pools; every error names the annotation and its value.
+//! here against the pools; every error names the annotation and its value. The workload service
+//! applies them at CNI ADD (`agent::workloads`), reading them from the Pod in Kubernetes mode
+//! (`agent::kubernetes::pod_annotations`), else from the runtime's CNI_ARGS.
 
 use crate::datastore::Stored;
 use crate::datastore::resources::IpPool;
@@ -12,6 +14,9 @@ use std::net::IpAddr;
 pub const IP_ADDRS: &str = "cni.projectcalico.org/ipAddrs";
 pub const IPV4_POOLS: &str = "cni.projectcalico.org/ipv4pools";
 pub const IPV6_POOLS: &str = "cni.projectcalico.org/ipv6pools";
+/// Addresses used without IPAM: refused, since every pod address of tortie's is in its IPAM
+/// (where routes, release and GC find it).
+pub const IP_ADDRS_NO_IPAM: &str = "cni.projectcalico.org/ipAddrsNoIpam";
 
 /// What a pod's annotations ask of IPAM. Empty lists: no constraint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +36,13 @@ pub fn parse(
 ) -> Result<PodIpam, String> {
     let pick = |key: &str| pod.get(key).filter(|v| !v.is_empty()).or_else(|| namespace.get(key));
     let mut out = PodIpam::default();
+    if let Some(value) = pod.get(IP_ADDRS_NO_IPAM) {
+        return Err(bad(
+            IP_ADDRS_NO_IPAM,
+            value,
+            format!("is not supported: tortie gives every pod address through its IPAM (use {IP_ADDRS})"),
+        ));
+    }
     if let Some(value) = pod.get(IP_ADDRS) {
         out.addresses = addresses(value)?;
     }
@@ -127,6 +139,7 @@ mod tests {
             (IPV4_POOLS, r#"["red"]"#, "does not exist"),
             (IPV4_POOLS, r#"["six"]"#, "is not IPv4"),
             (IPV6_POOLS, r#"["10.1.0.0/16"]"#, "is not IPv6"),
+            (IP_ADDRS_NO_IPAM, r#"["10.9.0.1"]"#, "is not supported"),
         ] {
             let err = parse(&map(&[(key, value)]), &BTreeMap::new(), &pools()).unwrap_err();
             assert!(err.starts_with(&format!("annotation {key} {value:?}: ")) && err.contains(why), "{err}");
