@@ -211,6 +211,7 @@ fn wanted(
         // the ECMP paths of what it reflects.
         c.add_path_send = role == PeerRole::RrClient;
         c.add_path_receive = role == PeerRole::RrServer;
+        c.bfd = config.bgp.mesh_bfd.peer_bfd();
         out.insert(addr.ip(), Wanted { config: c, peer_type, setup });
     }
     for p in &config.bgp.peers {
@@ -224,6 +225,7 @@ fn wanted(
         c.ttl_security = p.ttl_security_hops;
         c.multihop_ttl = p.ebgp_multihop;
         c.max_prefixes = p.max_prefixes.map(|m| (m, Duration::from_secs(60)));
+        c.bfd = p.bfd.and_then(|b| b.peer_bfd());
         let role = if p.as_number.0 == local_as { PeerRole::Mesh } else { PeerRole::External };
         let mut setup = PeerSetup::new(role, p.as_number.0);
         if role == PeerRole::External {
