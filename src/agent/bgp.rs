@@ -249,6 +249,7 @@ fn wanted(
         c.remote_port = r.port;
         c.md5_key = md5_key;
         c.ttl_security = r.ttl_security;
+        c.bfd = r.bfd;
         if r.use_node_ip {
             c.local_addr = node_address(nodes, node, r.address);
         }
