@@ -623,7 +623,11 @@ fn publish(
                 peer_type: w.peer_type.to_string(),
                 state: format!("{:?}", s.state).to_lowercase(),
                 since,
-                info: s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
+                // While BFD holds the session down, that is why it is not up.
+                info: match s.bfd.as_ref().and_then(|b| b.holding()) {
+                    Some(held) => held,
+                    None => s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
+                },
                 // The RIB counts every peer's routes; the session only those of
                 // a peer with a maximum-prefix limit.
                 prefixes_received: rib.get(addr).map_or(s.prefixes_received, |r| r.received),
@@ -633,6 +637,7 @@ fn publish(
                 keepalive: s.negotiated.as_ref().map(|n| n.keepalive),
                 established_at: s.established_since.map(unix),
                 flaps: s.flaps,
+                bfd: s.bfd.as_ref().map(|b| b.state.name().to_lowercase()),
             }
         })
         .collect();
