@@ -369,7 +369,12 @@ impl Peer {
     fn bfd_status(&self) -> Option<PeerBfdStatus> {
         self.bfd.as_ref().map(|b| {
             let s = b.borrow();
-            PeerBfdStatus { state: s.state, diagnostic: s.diagnostic.clone() }
+            PeerBfdStatus {
+                state: s.state,
+                diagnostic: s.diagnostic.clone(),
+                transitions: s.transitions,
+                detection_time_us: (s.detection_time_ms * 1000.0).round() as u64,
+            }
         })
     }
 

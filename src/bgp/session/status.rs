@@ -96,6 +96,10 @@ pub struct PeerBfdStatus {
     pub state: crate::bfd::SessionState,
     /// RFC 5880's name of the diagnostic of its last change.
     pub diagnostic: String,
+    /// State changes since the session started.
+    pub transitions: u64,
+    /// The detection time in effect, µs (0 before the peer was heard).
+    pub detection_time_us: u64,
 }
 
 impl PeerBfdStatus {
