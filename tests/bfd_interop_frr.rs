@@ -149,3 +149,27 @@ fn a_multihop_session_comes_up_on_port_4784() {
     let frr = wait_frr(&topo, &dir, "192.0.2.1", "up", UP);
     assert_eq!(frr["multihop"], true);
 }
+
+#[test]
+fn new_intervals_are_negotiated_by_a_poll_sequence_without_a_flap() {
+    let mut topo = lab("bfdpoll");
+    let dir = start_bfdd(&mut topo, &[("192.0.2.1", "192.0.2.2", "")]);
+    let tortie = TortieBfd::start(&topo.ns("t"), vec![spec("192.0.2.2", Hops::Single, false)]);
+    tortie.wait_state(0, SessionState::Up, UP).unwrap();
+    wait_until("300 ms in effect", UP, || (tortie.status(0).transmit_interval_ms == 300.0).then_some(())).unwrap();
+    let before = tortie.status(0).transitions;
+    let slower = Intervals::new(Duration::from_millis(600), Duration::from_millis(500), 3);
+    tortie.command(0, tortie::bfd::SessionCommand::SetIntervals(slower));
+    wait_until("bfdd sees tortie's new intervals", UP, || {
+        frr_peer(&topo, &dir, "192.0.2.1")
+            .filter(|p| p["remote-transmit-interval"] == 600 && p["remote-receive-interval"] == 500)
+    })
+    .unwrap();
+    let status = wait_until("tortie's Poll Sequence ended", UP, || {
+        let s = tortie.status(0);
+        (s.transmit_interval_ms == 600.0 && s.detection_time_ms == 1500.0).then_some(s)
+    })
+    .unwrap();
+    assert_eq!((status.state, status.transitions), (SessionState::Up, before), "no flap: {status:?}");
+    assert_eq!(frr_peer(&topo, &dir, "192.0.2.1").unwrap()["status"], "up");
+}
