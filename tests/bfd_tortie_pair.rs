@@ -59,3 +59,24 @@ fn two_torties_come_up_over_both_families_and_each_detects_a_cut() {
         b.wait_state(session, SessionState::Up, UP).unwrap();
     }
 }
+
+#[test]
+fn a_session_dropped_and_added_again_at_once_is_taken() {
+    let topo = {
+        let mut topo = Topology::new("bfdreadd").unwrap();
+        topo.add_namespace("a").unwrap();
+        topo
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _thread = tortie::netns::spawn_in_namespace(&topo.ns("a"), move |_stop| async move {
+        let bfd = tortie::bfd::Bfd::start().expect("BFD listens");
+        let first = bfd.add(spec("127.0.0.2", false)).await.expect("the first session");
+        drop(first);
+        // As the speaker does when a peer's BFD settings change.
+        let again = bfd.add(spec("127.0.0.2", false)).await.map(|_| ()).map_err(|e| e.to_string());
+        tx.send(again).unwrap();
+    })
+    .unwrap();
+    let again = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(again, Ok(()));
+}

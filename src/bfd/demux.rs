@@ -136,6 +136,8 @@ struct Entry {
     peer: IpAddr,
     hops: Hops,
     packets: mpsc::Sender<ControlPacket>,
+    /// The owner's command sender: gone once the owner dropped the session.
+    owner: mpsc::WeakSender<SessionCommand>,
 }
 
 struct Demux {
@@ -171,6 +173,13 @@ impl Demux {
     }
 
     fn add(&mut self, spec: SessionSpec) -> io::Result<BfdSession> {
+        // A session whose owner has dropped it ends on its own (and removes
+        // itself later): a new session for the same peer takes its place now.
+        if let Some(old) = self.by_peer.get(&(spec.peer, spec.hops)).copied()
+            && self.by_discr.get(&old).is_some_and(|e| e.owner.upgrade().is_none())
+        {
+            self.remove(old);
+        }
         if self.by_peer.contains_key(&(spec.peer, spec.hops)) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -198,13 +207,15 @@ impl Demux {
                 let _ = requests.send(Request::Remove(discr)).await;
             }
         });
-        self.by_discr.insert(discr, Entry { peer, hops, packets });
+        self.by_discr.insert(discr, Entry { peer, hops, packets, owner: commands.downgrade() });
         self.by_peer.insert((peer, hops), discr);
         Ok(BfdSession { status, commands })
     }
 
     fn remove(&mut self, discr: u32) {
-        if let Some(entry) = self.by_discr.remove(&discr) {
+        if let Some(entry) = self.by_discr.remove(&discr)
+            && self.by_peer.get(&(entry.peer, entry.hops)) == Some(&discr)
+        {
             self.by_peer.remove(&(entry.peer, entry.hops));
         }
     }
