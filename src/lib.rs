@@ -10,6 +10,7 @@
 //! | [`logging`]       | the tracing subscriber (text or JSON)                             |
 //! | [`api`]           | the agent's local HTTP API on a unix socket, and its client       |
 //! | [`agent`]         | `tortie node`: starts and supervises the agent's tasks            |
+//! | [`bfd`]           | BFD: Control packet codec and the session state machine           |
 //! | [`bgp`]           | the BGP speaker: wire codec, sessions, RIB                        |
 //! | [`ipam`]          | per-node blocks and per-pod addresses                             |
 //! | [`datastore`]     | the shared datastore interface and its backends                   |
@@ -28,6 +29,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub mod cni;

@@ -146,13 +146,13 @@ fn every_metric_the_rules_and_dashboard_use_is_served_by_a_running_agent() {
     t.add_veth(("n", "eth1", Some("10.124.0.5/24")), ("peer", "eth1", Some("10.124.0.1/24"))).unwrap();
     let dir = t.dir().to_path_buf();
     let config = dir.join("tortie.yaml");
-    // One configured peer (never up) so the per-peer BGP series exist; a pool
+    // One configured peer (never up) with BFD so the per-peer BGP and BFD series exist; a pool
     // with IP-in-IP so the tunnel series exist too.
     std::fs::write(
         &config,
         format!(
             "node: {{name: mon}}\ndatastore: {{sqlite_path: {db}}}\napi: {{socket: {sock}}}\nmetrics: {{listen: \"{METRICS}\"}}\n\
-             bgp: {{as_number: 64600, peers: [{{address: 10.124.0.1, as_number: 65001}}]}}\n\
+             bgp: {{as_number: 64600, peers: [{{address: 10.124.0.1, as_number: 65001, bfd: {{enabled: true}}}}]}}\n\
              ipam: {{default_ipv4_pool_cidr: 10.250.0.0/16, default_ipv4_ipip_mode: Always}}\n\
              ipip: {{implementation: userspace, userspace_device: ttmon0}}\n",
             db = dir.join("tortie.db").display(),

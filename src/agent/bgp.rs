@@ -213,6 +213,7 @@ fn wanted(
         // the ECMP paths of what it reflects.
         c.add_path_send = role == PeerRole::RrClient;
         c.add_path_receive = role == PeerRole::RrServer;
+        c.bfd = config.bgp.mesh_bfd.peer_bfd();
         out.insert(addr.ip(), Wanted { config: c, peer_type, setup });
     }
     for p in &config.bgp.peers {
@@ -226,6 +227,7 @@ fn wanted(
         c.ttl_security = p.ttl_security_hops;
         c.multihop_ttl = p.ebgp_multihop;
         c.max_prefixes = p.max_prefixes.map(|m| (m, Duration::from_secs(60)));
+        c.bfd = p.bfd.and_then(|b| b.peer_bfd());
         let role = if p.as_number.0 == local_as { PeerRole::Mesh } else { PeerRole::External };
         let mut setup = PeerSetup::new(role, p.as_number.0);
         if role == PeerRole::External {
@@ -249,6 +251,7 @@ fn wanted(
         c.remote_port = r.port;
         c.md5_key = md5_key;
         c.ttl_security = r.ttl_security;
+        c.bfd = r.bfd;
         if r.use_node_ip {
             c.local_addr = node_address(nodes, node, r.address);
         }
@@ -630,7 +633,11 @@ fn publish(
                 peer_type: w.peer_type.to_string(),
                 state: format!("{:?}", s.state).to_lowercase(),
                 since,
-                info: s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
+                // While BFD holds the session down, that is why it is not up.
+                info: match s.bfd.as_ref().and_then(|b| b.holding()) {
+                    Some(held) => held,
+                    None => s.last_error.as_ref().map(|e| format!("{e:?}")).unwrap_or_default(),
+                },
                 // The RIB counts every peer's routes; the session only those of
                 // a peer with a maximum-prefix limit.
                 prefixes_received: rib.get(addr).map_or(s.prefixes_received, |r| r.received),
@@ -640,6 +647,7 @@ fn publish(
                 keepalive: s.negotiated.as_ref().map(|n| n.keepalive),
                 established_at: s.established_since.map(unix),
                 flaps: s.flaps,
+                bfd: s.bfd.as_ref().map(|b| b.state.name().to_lowercase()),
             }
         })
         .collect();

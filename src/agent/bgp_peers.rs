@@ -16,7 +16,9 @@
 //! received path, `keepOriginalNextHop` is `nextHopMode: Keep`; `reachableBy`,
 //! `localWorkloadSelector` and `reversePeering: Manual` are refused when the BGPPeer is read.
 //! `filters` name BGPFilters (`agent::bgp_filters`), which become the peer's import and export
-//! policy; a peer naming one that does not exist is not started, with a warning.
+//! policy; a peer naming one that does not exist is not started, with a warning. `bfd` (a tortie
+//! extension) runs a BFD session beside the BGP session, its unset fields taking the
+//! configuration file's defaults.
 //!
 //! Selectors are Calico's (`crate::selector`), matched against the labels of
 //! the Node records, so a relabelled node changes the sessions at the next
@@ -27,7 +29,10 @@
 use super::bgp_filters::{self, Direction};
 use crate::agent::secrets::{self, SecretError};
 use crate::bgp::rib::Policy;
+use crate::bgp::session::config::PeerBfd;
+use crate::config::{BFD_MAX_INTERVAL_MS, BfdConfig};
 use crate::datastore::Datastore;
+use crate::datastore::resources::BgpPeerBfd;
 use crate::datastore::resources::{BgpFilter, BgpPeer, GoDuration, NextHopMode, Node, SecretKeyRef, SourceAddress};
 use crate::selector::{NoLabels, Selector};
 use std::collections::BTreeMap;
@@ -62,6 +67,24 @@ pub struct ResourcePeer {
     pub use_node_ip: bool,
     /// BGPFilter names, in order.
     pub filters: Vec<String>,
+    /// The BFD session beside the BGP session (`None`: off).
+    pub bfd: Option<PeerBfd>,
+}
+
+/// A BGPPeer's `bfd`, its unset fields from [`BfdConfig::default`].
+fn peer_bfd(bfd: &BgpPeerBfd) -> Option<PeerBfd> {
+    let defaults = BfdConfig::default();
+    let ms = |d: &Option<GoDuration>, default: u32| {
+        d.as_ref().map_or(default, |d| u32::try_from(d.get().as_millis()).unwrap_or(BFD_MAX_INTERVAL_MS))
+    };
+    BfdConfig {
+        enabled: bfd.enabled,
+        min_tx_ms: ms(&bfd.min_tx_interval, defaults.min_tx_ms),
+        min_rx_ms: ms(&bfd.min_rx_interval, defaults.min_rx_ms),
+        multiplier: bfd.multiplier.unwrap_or(defaults.multiplier),
+        multihop: bfd.multihop,
+    }
+    .peer_bfd()
 }
 
 /// A password's value as read (`Ok(None)`: an optional secret that is absent).
@@ -231,6 +254,7 @@ fn resource_peer(name: &str, p: &BgpPeer, address: IpAddr, port: u16, peer_as: u
         allow_local_as: p.num_allowed_local_as_numbers.and_then(|n| u8::try_from(n).ok()).unwrap_or(0),
         use_node_ip: p.source_address != Some(SourceAddress::None),
         filters: p.filters.clone(),
+        bfd: p.bfd.as_ref().and_then(peer_bfd),
     }
 }
 
@@ -351,6 +375,45 @@ mod tests {
         let b = sessions(&peers, "b", &nodes);
         let only_b = b.iter().find(|p| p.resource == "only-b").unwrap();
         assert_eq!((only_b.port, only_b.peer_type, only_b.next_hop_self), (1179, NODE_SPECIFIC, Some(true)));
+    }
+
+    #[test]
+    fn a_peers_bfd_takes_the_file_defaults_for_what_it_leaves_out() {
+        let tor = |bfd: BgpPeerBfd| {
+            let peer = BgpPeer {
+                peer_ip: Some("10.0.0.1".into()),
+                as_number: Some(65001),
+                bfd: Some(bfd),
+                ..BgpPeer::default()
+            };
+            crate::datastore::resources::Resource::validate(&peer).unwrap();
+            sessions(&[("tor".to_string(), peer)], "a", &[("a".to_string(), node("10.1.0.1/24", 64512))])[0].bfd
+        };
+        let on = tor(BgpPeerBfd { enabled: true, ..BgpPeerBfd::default() }).expect("BFD on");
+        assert_eq!(
+            (on.intervals.desired_min_tx_us, on.intervals.required_min_rx_us, on.intervals.detect_mult, on.multihop),
+            (300_000, 300_000, 3, false)
+        );
+        let fast = BgpPeerBfd {
+            enabled: true,
+            min_tx_interval: "100ms".parse().ok(),
+            multiplier: Some(5),
+            multihop: true,
+            ..BgpPeerBfd::default()
+        };
+        let fast = tor(fast).unwrap();
+        assert_eq!((fast.intervals.desired_min_tx_us, fast.intervals.detect_mult, fast.multihop), (100_000, 5, true));
+        assert_eq!(tor(BgpPeerBfd { min_tx_interval: "100ms".parse().ok(), ..BgpPeerBfd::default() }), None);
+        let zero = BgpPeer {
+            peer_ip: Some("10.0.0.1".into()),
+            as_number: Some(65001),
+            bfd: Some(BgpPeerBfd { enabled: true, multiplier: Some(0), ..BgpPeerBfd::default() }),
+            ..BgpPeer::default()
+        };
+        assert_eq!(
+            crate::datastore::resources::Resource::validate(&zero).unwrap_err(),
+            "bfd.multiplier: 0 would never detect a failure; 3 is usual"
+        );
     }
 
     #[test]

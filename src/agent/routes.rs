@@ -248,6 +248,7 @@ mod tests {
             keepalive: None,
             established_at: None,
             flaps: 0,
+            bfd: None,
         }
     }
 

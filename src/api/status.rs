@@ -79,4 +79,8 @@ pub struct PeerStatus {
     /// Established sessions that went down.
     #[serde(default)]
     pub flaps: u64,
+    /// The peer's BFD session state in lower case (admindown, down, init,
+    /// up); absent when the peer has no BFD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
 }

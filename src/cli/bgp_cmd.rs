@@ -56,11 +56,12 @@ pub fn peers(args: &ClientArgs) -> ExitCode {
                         p.state.clone(),
                         p.prefixes_received.to_string(),
                         p.prefixes_advertised.to_string(),
+                        p.bfd.clone().unwrap_or_else(|| "-".into()),
                         p.info.clone(),
                     ]
                 })
                 .collect();
-            table::render(&["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "RECEIVED", "ADVERTISED", "INFO"], &rows)
+            table::render(&["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "RECEIVED", "ADVERTISED", "BFD", "INFO"], &rows)
         }),
         Err(code) => code,
     }

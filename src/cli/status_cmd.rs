@@ -134,6 +134,7 @@ mod tests {
             keepalive: Some(30),
             established_at: Some(84_604),
             flaps: 0,
+            bfd: None,
         }
     }
 

@@ -131,6 +131,8 @@ pub struct BgpConfig {
     pub route_reflector_cluster_id: Option<Ipv4Addr>,
     /// Statically configured peers (routers); more come from the datastore.
     pub peers: Vec<PeerConfig>,
+    /// BFD for the sessions with other nodes (mesh and route reflection).
+    pub mesh_bfd: BfdConfig,
 }
 
 impl Default for BgpConfig {
@@ -148,6 +150,7 @@ impl Default for BgpConfig {
             graceful_restart_seconds: 120,
             route_reflector_cluster_id: None,
             peers: Vec::new(),
+            mesh_bfd: BfdConfig::default(),
         }
     }
 }
@@ -181,6 +184,48 @@ pub struct PeerConfig {
     /// Only accept connections from the peer; never connect.
     #[serde(default)]
     pub passive: bool,
+    /// BFD for this session (off when absent).
+    #[serde(default)]
+    pub bfd: Option<BfdConfig>,
+}
+
+/// A BFD session (RFC 5880) beside a BGP session: the BGP session comes up
+/// only while BFD is Up and goes down as soon as BFD does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BfdConfig {
+    pub enabled: bool,
+    /// Desired Min TX Interval: how often we send, at most.
+    pub min_tx_ms: u32,
+    /// Required Min RX Interval: how often the peer may send, at most.
+    pub min_rx_ms: u32,
+    /// Detect Mult: packets missed before the session is down.
+    pub multiplier: u8,
+    /// RFC 5883 multihop (UDP 4784) instead of single hop (RFC 5881, 3784).
+    pub multihop: bool,
+}
+
+/// The largest interval the protocol carries: 2^32 - 1 microseconds.
+pub const BFD_MAX_INTERVAL_MS: u32 = u32::MAX / 1000;
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        BfdConfig { enabled: false, min_tx_ms: 300, min_rx_ms: 300, multiplier: 3, multihop: false }
+    }
+}
+
+impl BfdConfig {
+    /// The BGP session's BFD settings, when enabled.
+    pub fn peer_bfd(&self) -> Option<crate::bgp::session::config::PeerBfd> {
+        self.enabled.then(|| crate::bgp::session::config::PeerBfd {
+            intervals: crate::bfd::Intervals::new(
+                std::time::Duration::from_millis(u64::from(self.min_tx_ms)),
+                std::time::Duration::from_millis(u64::from(self.min_rx_ms)),
+                self.multiplier,
+            ),
+            multihop: self.multihop,
+        })
+    }
 }
 
 /// The kernel route programmer.

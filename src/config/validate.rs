@@ -80,8 +80,12 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if bgp.connect_retry_seconds == 0 {
         err("bgp.connect_retry_seconds", "0 is too short; use at least 1 second".into());
     }
+    check_bfd("bgp.mesh_bfd", &bgp.mesh_bfd, &mut err);
     let mut seen = HashSet::new();
     for (i, p) in bgp.peers.iter().enumerate() {
+        if let Some(bfd) = &p.bfd {
+            check_bfd(&format!("bgp.peers[{i}].bfd"), bfd, &mut err);
+        }
         let at = |f: &str| format!("bgp.peers[{i}].{f}");
         if !seen.insert(p.address) {
             err(&at("address"), format!("\"{}\" is configured twice", p.address));
@@ -275,6 +279,18 @@ fn check_keepalive(section: &str, hold: u16, keepalive: Option<u16>, err: &mut i
     }
 }
 
+/// BFD intervals the protocol can carry and a multiplier that detects.
+fn check_bfd(section: &str, bfd: &BfdConfig, err: &mut impl FnMut(&str, String)) {
+    for (field, value) in [("min_tx_ms", bfd.min_tx_ms), ("min_rx_ms", bfd.min_rx_ms)] {
+        if value == 0 || value > BFD_MAX_INTERVAL_MS {
+            err(&format!("{section}.{field}"), format!("{value} must be between 1 and {BFD_MAX_INTERVAL_MS}"));
+        }
+    }
+    if bfd.multiplier == 0 {
+        err(&format!("{section}.multiplier"), "0 would never detect a failure; 3 is usual".into());
+    }
+}
+
 /// A name the kernel takes for an interface.
 fn is_interface_name(dev: &str) -> bool {
     !dev.is_empty()
@@ -394,5 +410,35 @@ mod tests {
             ),
             "{all}"
         );
+    }
+
+    #[test]
+    fn bfd_defaults_to_off_at_300_ms_times_3_and_is_read_per_peer_and_for_the_mesh() {
+        let loaded = load_from_str("", "test.yaml", &[]).unwrap();
+        assert_eq!(loaded.config.bgp.mesh_bfd, super::BfdConfig::default());
+        assert_eq!(loaded.config.bgp.mesh_bfd.peer_bfd(), None);
+        let text = "bgp:\n  mesh_bfd: {enabled: true}\n  peers:\n    - {address: 10.0.0.254, as_number: 65000, bfd: {enabled: true, min_tx_ms: 100, multihop: true}}\n";
+        let loaded = load_from_str(text, "test.yaml", &[]).unwrap();
+        let mesh = loaded.config.bgp.mesh_bfd.peer_bfd().unwrap();
+        assert_eq!(
+            (mesh.intervals.desired_min_tx_us, mesh.intervals.required_min_rx_us, mesh.intervals.detect_mult),
+            (300_000, 300_000, 3)
+        );
+        let peer = loaded.config.bgp.peers[0].bfd.unwrap().peer_bfd().unwrap();
+        assert_eq!((peer.intervals.desired_min_tx_us, peer.multihop), (100_000, true));
+    }
+
+    #[test]
+    fn bad_bfd_fields_are_named_with_their_values() {
+        let text = "bgp:\n  mesh_bfd: {min_tx_ms: 0, multiplier: 0}\n  peers:\n    - {address: 10.0.0.254, as_number: 65000, bfd: {min_rx_ms: 5000000}}\n";
+        let all = problems(text, &[]);
+        for expected in [
+            "bgp.mesh_bfd.min_tx_ms: 0 must be between 1 and 4294967",
+            "bgp.mesh_bfd.multiplier: 0 would never detect a failure",
+            "bgp.peers[0].bfd.min_rx_ms: 5000000 must be between 1 and 4294967",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert!(problems("bgp: {mesh_bfd: {min_tx: 3}}", &[]).contains("min_tx"));
     }
 }

@@ -117,6 +117,42 @@ impl Collector for BgpCollector {
         for (peer, _, p) in &peers {
             ConstCounter::new(p.session.flaps).encode(flaps.encode_family(&[("peer", peer.as_str())])?)?;
         }
+        let mut bfd_up = encoder.encode_descriptor(
+            "bfd_session_up",
+            "1 when the peer's BFD session is Up (only peers with BFD)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                let up = i64::from(bfd.state == crate::bfd::SessionState::Up);
+                ConstGauge::new(up).encode(bfd_up.encode_family(&[("peer", peer.as_str())])?)?;
+            }
+        }
+        let mut bfd_transitions = encoder.encode_descriptor(
+            "bfd_session_transitions",
+            "State changes of the peer's BFD session",
+            None,
+            MetricType::Counter,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                ConstCounter::new(bfd.transitions)
+                    .encode(bfd_transitions.encode_family(&[("peer", peer.as_str())])?)?;
+            }
+        }
+        let mut bfd_detection = encoder.encode_descriptor(
+            "bfd_detection_time_seconds",
+            "The BFD detection time in effect (0 before the peer was heard)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                ConstGauge::new(bfd.detection_time_us as f64 / 1e6)
+                    .encode(bfd_detection.encode_family(&[("peer", peer.as_str())])?)?;
+            }
+        }
         let mut refused = encoder.encode_descriptor(
             "bgp_refused_connections",
             "BGP connections the listener closed at once, by reason (unknown_peer: not a configured peer)",
@@ -221,6 +257,12 @@ mod tests {
         let mut session = PeerStatus::new("10.0.0.2".parse().unwrap());
         session.state = state;
         session.flaps = 3;
+        session.bfd = Some(crate::bgp::session::status::PeerBfdStatus {
+            state: crate::bfd::SessionState::Up,
+            diagnostic: "no diagnostic".into(),
+            transitions: 2,
+            detection_time_us: 900_000,
+        });
         session.messages_in.update = 7;
         session.count_notification("received", 6, 4);
         session.count_notification("received", 6, 4);
@@ -250,6 +292,9 @@ mod tests {
         let text = scrape(BgpSample { peers: vec![peer(State::Established)], rib: vec![("ipv4", "loc", 9)] });
         assert!(text.contains(r#"tortie_bgp_session_up{peer="10.0.0.2",peer_asn="64512",peer_type="mesh"} 1"#));
         assert!(text.contains(r#"tortie_bgp_session_flaps_total{peer="10.0.0.2"} 3"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_session_up{peer="10.0.0.2"} 1"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_session_transitions_total{peer="10.0.0.2"} 2"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_detection_time_seconds{peer="10.0.0.2"} 0.9"#), "{text}");
         assert!(text.contains(r#"tortie_bgp_messages_received_total{peer="10.0.0.2",message_type="update"} 7"#));
         assert!(text.contains(
             r#"tortie_bgp_notifications_total{peer="10.0.0.2",direction="received",code="6",subcode="4"} 2"#

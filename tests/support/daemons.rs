@@ -65,3 +65,36 @@ pub fn vtysh(topo: &Topology, ns: &str, dir: &Path, command: &str) -> String {
 pub fn vtysh_json(topo: &Topology, ns: &str, dir: &Path, command: &str) -> serde_json::Value {
     serde_json::from_str(&vtysh(topo, ns, dir, command)).unwrap_or(serde_json::Value::Null)
 }
+
+/// Starts FRR's bfdd in `ns` with `config`; returns its vty directory.
+/// bfdd drops its privileges to the `frr` user, which must own the
+/// directory holding its pid file and sockets.
+pub fn start_bfdd(topo: &mut Topology, ns: &str, config: &str) -> PathBuf {
+    let dir = topo.dir().join(format!("{ns}-bfdd"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("bfdd.conf");
+    std::fs::write(&conf, config).unwrap();
+    let frr = nix::unistd::User::from_name("frr").unwrap().expect("the frr user exists");
+    for path in [&dir, &conf] {
+        std::os::unix::fs::chown(path, Some(frr.uid.as_raw()), Some(frr.gid.as_raw())).unwrap();
+    }
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let argv = [
+        "/usr/lib/frr/bfdd".to_string(),
+        "-f".into(),
+        file("bfdd.conf"),
+        "-i".into(),
+        file("bfdd.pid"),
+        "--vty_socket".into(),
+        dir.to_str().unwrap().into(),
+        "--bfdctl".into(),
+        file("bfdd.sock"),
+        "-z".into(),
+        file("zserv.api"),
+        "-P".into(),
+        "0".into(),
+    ];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    topo.spawn(ns, &argv).unwrap();
+    dir
+}

@@ -1,6 +1,7 @@
 //! Shared scaffolding of the integration tests.
 #![allow(dead_code)]
 
+pub mod bfd;
 pub mod bgp;
 pub mod daemons;
 pub mod faults;

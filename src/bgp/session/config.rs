@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::bfd::Intervals;
 use crate::bgp::packet::Family;
 
 /// The lower bound of the default send hold time (RFC 9687 section 4).
@@ -68,6 +69,17 @@ pub struct PeerConfig {
     pub local_addr: Option<IpAddr>,
     /// Maximum number of prefixes accepted before Cease/1, and how long to wait before restarting.
     pub max_prefixes: Option<(u32, Duration)>,
+    /// A BFD session to the peer: the BGP session comes up only while it is
+    /// Up and goes down with Cease / BFD Down (RFC 9384) when it goes down.
+    pub bfd: Option<PeerBfd>,
+}
+
+/// The BFD session a BGP peer asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerBfd {
+    pub intervals: Intervals,
+    /// RFC 5883 multihop (port 4784) instead of single hop (RFC 5881).
+    pub multihop: bool,
 }
 
 impl PeerConfig {
@@ -103,6 +115,7 @@ impl PeerConfig {
             multihop_ttl: None,
             local_addr: None,
             max_prefixes: None,
+            bfd: None,
         }
     }
 

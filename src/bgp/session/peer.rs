@@ -24,8 +24,9 @@ use super::config::PeerConfig;
 use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent};
 use super::fsm::{Action, DownReason, Event, Fsm, LARGE_HOLD_TIME, State, Timer};
 use super::negotiate::Negotiated;
-use super::status::{NotificationSummary, PeerStatus};
+use super::status::{NotificationSummary, PeerBfdStatus, PeerStatus};
 use super::transport;
+use crate::bfd::SessionStatus as BfdStatus;
 use crate::bgp::packet::notification::code;
 use crate::bgp::packet::{
     Capability, DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType,
@@ -61,6 +62,8 @@ pub enum PeerCommand {
     /// side): close the connection without a NOTIFICATION and end the task, so
     /// the peer keeps our routes as stale (RFC 4724 section 4.2).
     Abandon,
+    /// The BFD session the BGP session follows from now on (`None`: none).
+    SetBfd(Option<watch::Receiver<BfdStatus>>),
 }
 
 /// What a peer reports to the RIB.
@@ -102,12 +105,17 @@ pub struct PeerHandle {
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
 /// Spawns the task of one peer; `events` is shared by all peers and bounded,
-/// so a slow RIB slows the peers down instead of growing memory.
-pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHandle {
+/// so a slow RIB slows the peers down instead of growing memory. With `bfd`
+/// the session comes up only while that BFD session is Up.
+pub fn spawn_peer(
+    config: PeerConfig,
+    events: mpsc::Sender<PeerEvent>,
+    bfd: Option<watch::Receiver<BfdStatus>>,
+) -> PeerHandle {
     let (command_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (outbound_tx, outbound) = mpsc::channel(OUTBOUND_CAPACITY);
     let (status_tx, status) = watch::channel(PeerStatus::new(config.remote_addr));
-    let peer = Peer {
+    let mut peer = Peer {
         peer: config.remote_addr,
         status: PeerStatus::new(config.remote_addr),
         fsm: Fsm::new(config),
@@ -126,7 +134,11 @@ pub fn spawn_peer(config: PeerConfig, events: mpsc::Sender<PeerEvent>) -> PeerHa
         events,
         commands,
         outbound,
+        bfd: None,
+        bfd_up: false,
+        deferred_start: None,
     };
+    peer.set_bfd(bfd);
     let task = tokio::spawn(peer.run());
     PeerHandle { commands: command_tx, status, outbound: outbound_tx, task }
 }
@@ -161,6 +173,20 @@ struct Peer {
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<PeerCommand>,
     outbound: mpsc::Receiver<UpdateMessage>,
+    /// The BFD session this session follows, if any.
+    bfd: Option<watch::Receiver<BfdStatus>>,
+    /// Whether that BFD session was Up when last looked at.
+    bfd_up: bool,
+    /// A start (manual, automatic, IdleHold expiry) held back while the BFD
+    /// session is not Up; fed to the FSM when it comes Up.
+    deferred_start: Option<Event>,
+}
+
+async fn bfd_changed(bfd: &mut Option<watch::Receiver<BfdStatus>>) -> Result<(), watch::error::RecvError> {
+    match bfd {
+        Some(bfd) => bfd.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn connection_event(connection: &mut Option<Connection>) -> ConnectionEvent {
@@ -242,6 +268,13 @@ impl Peer {
                     }
                 }
                 () = sleep_until(next_timer) => self.fire_timers().await,
+                changed = bfd_changed(&mut self.bfd) => {
+                    if changed.is_err() {
+                        // The BFD session was removed with its configuration.
+                        self.set_bfd(None);
+                    }
+                    self.follow_bfd().await;
+                }
                 Some(update) = self.outbound.recv(), if room || !established => {
                     if established {
                         self.send_update(update);
@@ -304,6 +337,8 @@ impl Peer {
                     self.handle(Event::AutomaticStop { notification, restart_after: Some(Duration::ZERO) }).await;
                 }
             }
+            // Refused while BFD holds the session down.
+            PeerCommand::Incoming(_) if self.held_by_bfd() => {}
             PeerCommand::Incoming(stream) => self.offer(stream, false).await,
             PeerCommand::RequestRefresh(family) => {
                 let negotiated = self.fsm.negotiated().is_some_and(|n| n.route_refresh && n.families.contains(&family));
@@ -313,6 +348,59 @@ impl Peer {
             }
             // Handled by the run loop, which ends the task.
             PeerCommand::Abandon => {}
+            PeerCommand::SetBfd(bfd) => {
+                self.set_bfd(bfd);
+                self.follow_bfd().await;
+            }
+        }
+    }
+
+    fn set_bfd(&mut self, bfd: Option<watch::Receiver<BfdStatus>>) {
+        self.bfd = bfd;
+        self.bfd_up = self.bfd.as_ref().is_some_and(|b| b.borrow().is_up());
+        self.status.bfd = self.bfd_status();
+        if self.bfd.is_none()
+            && let Some(start) = self.deferred_start.take()
+        {
+            self.pending.push_back(start);
+        }
+    }
+
+    fn bfd_status(&self) -> Option<PeerBfdStatus> {
+        self.bfd.as_ref().map(|b| {
+            let s = b.borrow();
+            PeerBfdStatus {
+                state: s.state,
+                diagnostic: s.diagnostic.clone(),
+                transitions: s.transitions,
+                detection_time_us: (s.detection_time_ms * 1000.0).round() as u64,
+            }
+        })
+    }
+
+    /// True while a BFD session is configured and not Up: the BGP session
+    /// must not come up (RFC 5882 section 4.3: BFD down means the peer is).
+    fn held_by_bfd(&self) -> bool {
+        self.bfd.is_some() && !self.bfd_up
+    }
+
+    /// Follows the BFD session: down takes the BGP session down at once with
+    /// Cease / BFD Down (RFC 9384), up lets a held-back start through.
+    async fn follow_bfd(&mut self) {
+        let up = self.bfd.as_mut().is_some_and(|b| b.borrow_and_update().is_up());
+        self.status.bfd = self.bfd_status();
+        if self.bfd.is_none() {
+            return;
+        }
+        self.bfd_up = up;
+        if up {
+            if let Some(start) = self.deferred_start.take() {
+                self.handle(start).await;
+            }
+        } else if self.fsm.state() != State::Idle {
+            tracing::warn!(peer = %self.peer, "BFD session down: BGP session closed");
+            let notification = NotificationMessage::new(code::CEASE, code::cease::BFD_DOWN, Vec::new());
+            self.handle(Event::AutomaticStop { notification, restart_after: None }).await;
         }
     }
 
@@ -518,6 +606,22 @@ impl Peer {
     }
 
     async fn handle(&mut self, event: Event) {
+        if self.held_by_bfd() {
+            match event {
+                Event::ManualStart => {
+                    self.deferred_start = Some(event);
+                    return;
+                }
+                Event::AutomaticStart | Event::IdleHoldTimerExpires => {
+                    if self.deferred_start.is_none() {
+                        self.deferred_start = Some(event);
+                    }
+                    return;
+                }
+                Event::ManualStop { .. } => self.deferred_start = None,
+                _ => {}
+            }
+        }
         let actions = self.fsm.handle_event(event);
         for action in actions {
             self.act(action).await;

@@ -7,10 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::sync::{mpsc, watch};
 
-use super::config::PeerConfig;
+use super::config::{PeerBfd, PeerConfig};
 use super::listener::ListenerHandle;
 use super::peer::{PeerCommand, PeerEvent, PeerHandle, spawn_peer};
 use super::status::PeerStatus;
+use crate::bfd::{Bfd, BfdSession, Hops, SessionSpec};
 use crate::bgp::packet::{Family, UpdateMessage};
 
 /// Why a speaker operation failed.
@@ -33,6 +34,10 @@ pub struct Speaker {
     configs: HashMap<IpAddr, PeerConfig>,
     listener: Option<ListenerHandle>,
     events: mpsc::Sender<PeerEvent>,
+    /// The BFD service, started with the first peer that asks for BFD.
+    bfd: Option<Bfd>,
+    /// The BFD sessions of the peers that ask for one.
+    bfd_sessions: HashMap<IpAddr, BfdSession>,
 }
 
 impl Speaker {
@@ -40,7 +45,14 @@ impl Speaker {
     /// Every peer reports to `events`.
     pub fn new(listen: Option<SocketAddr>, events: mpsc::Sender<PeerEvent>) -> io::Result<Self> {
         let listener = listen.map(ListenerHandle::start).transpose()?;
-        Ok(Speaker { peers: HashMap::new(), configs: HashMap::new(), listener, events })
+        Ok(Speaker {
+            peers: HashMap::new(),
+            configs: HashMap::new(),
+            listener,
+            events,
+            bfd: None,
+            bfd_sessions: HashMap::new(),
+        })
     }
 
     /// The bound listening address (with the port the system chose for port 0).
@@ -54,7 +66,11 @@ impl Speaker {
         if self.peers.contains_key(&addr) {
             return Err(SpeakerError::Duplicate(addr));
         }
-        let handle = spawn_peer(config.clone(), self.events.clone());
+        let bfd = match config.bfd {
+            Some(settings) => Some(self.start_bfd(&config, settings).await?),
+            None => None,
+        };
+        let handle = spawn_peer(config.clone(), self.events.clone(), bfd);
         if let Some(listener) = &self.listener {
             listener.add(config.clone(), handle.commands.clone()).await?;
         }
@@ -72,14 +88,64 @@ impl Speaker {
         if let Some(listener) = &self.listener {
             listener.add(config.clone(), handle.commands.clone()).await?;
         }
-        self.configs.insert(addr, config.clone());
+        let old = self.configs.insert(addr, config.clone());
+        let old_bfd = old.as_ref().and_then(|c| c.bfd);
+        // A change of BFD alone leaves the BGP session as it is.
+        let bgp_changed = old.is_none_or(|mut old| {
+            old.bfd = config.bfd;
+            old != config
+        });
+        match (old_bfd, config.bfd) {
+            (Some(old), Some(new)) if old.multihop == new.multihop => {
+                // New intervals go through a Poll Sequence: no flap.
+                if let Some(session) = self.bfd_sessions.get(&addr) {
+                    session.set_intervals(new.intervals).await;
+                }
+            }
+            (old, new) if old != new => {
+                self.bfd_sessions.remove(&addr);
+                let bfd = match new {
+                    Some(settings) => Some(self.start_bfd(&config, settings).await?),
+                    None => None,
+                };
+                self.command(addr, PeerCommand::SetBfd(bfd)).await?;
+            }
+            _ => {}
+        }
+        if !bgp_changed {
+            return Ok(());
+        }
         self.command(addr, PeerCommand::Reconfigure(Box::new(config))).await
+    }
+
+    /// Starts the BFD session of a peer (and the BFD service, the first time).
+    async fn start_bfd(
+        &mut self,
+        config: &PeerConfig,
+        settings: PeerBfd,
+    ) -> Result<tokio::sync::watch::Receiver<crate::bfd::SessionStatus>, SpeakerError> {
+        let bfd = match &self.bfd {
+            Some(bfd) => bfd.clone(),
+            None => self.bfd.insert(Bfd::start()?).clone(),
+        };
+        let spec = SessionSpec {
+            peer: config.remote_addr,
+            local: config.local_addr,
+            hops: if settings.multihop { Hops::Multi } else { Hops::Single },
+            intervals: settings.intervals,
+            passive: false,
+        };
+        let session = bfd.add(spec).await?;
+        let status = session.status();
+        self.bfd_sessions.insert(config.remote_addr, session);
+        Ok(status)
     }
 
     /// Removes a peer: its session ends with Cease / Peer De-configured.
     pub async fn remove_peer(&mut self, addr: IpAddr) -> Result<(), SpeakerError> {
         let handle = self.peers.remove(&addr).ok_or(SpeakerError::Unknown(addr))?;
         self.configs.remove(&addr);
+        self.bfd_sessions.remove(&addr);
         if let Some(listener) = &self.listener {
             listener.remove(addr).await;
         }

@@ -86,6 +86,28 @@ pub struct PeerStatus {
     pub connect_retry_counter: u32,
     /// Prefixes currently received from the peer (for the maximum-prefix limit).
     pub prefixes_received: u64,
+    /// The peer's BFD session, when one is configured.
+    pub bfd: Option<PeerBfdStatus>,
+}
+
+/// A BGP peer's BFD session as its status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerBfdStatus {
+    pub state: crate::bfd::SessionState,
+    /// RFC 5880's name of the diagnostic of its last change.
+    pub diagnostic: String,
+    /// State changes since the session started.
+    pub transitions: u64,
+    /// The detection time in effect, µs (0 before the peer was heard).
+    pub detection_time_us: u64,
+}
+
+impl PeerBfdStatus {
+    /// Why the BGP session is held down, while it is.
+    pub fn holding(&self) -> Option<String> {
+        (self.state != crate::bfd::SessionState::Up)
+            .then(|| format!("BFD session {} ({}): BGP waits for it", self.state.name(), self.diagnostic))
+    }
 }
 
 impl PeerStatus {
@@ -113,6 +135,7 @@ impl PeerStatus {
             negotiated: None,
             connect_retry_counter: 0,
             prefixes_received: 0,
+            bfd: None,
         }
     }
 }

@@ -83,6 +83,47 @@ pub struct BgpPeer {
     /// BGPFilter names, applied in this order to what the peer sends and is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<String>,
+    /// tortie extension (Calico has no BFD): a BFD session beside the BGP session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BgpPeerBfd>,
+}
+
+/// A BGPPeer's BFD session (RFC 5880); unset fields take the configuration
+/// file's defaults (300ms, 300ms, 3, single hop).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeerBfd {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enabled: bool,
+    /// Desired Min TX Interval (Go syntax: `300ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tx_interval: Option<GoDuration>,
+    /// Required Min RX Interval (Go syntax: `300ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rx_interval: Option<GoDuration>,
+    /// Detect Mult: packets missed before the session is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<u8>,
+    /// RFC 5883 multihop (UDP 4784) instead of single hop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multihop: bool,
+}
+
+impl BgpPeerBfd {
+    fn check(&self) -> Result<(), String> {
+        let most = std::time::Duration::from_micros(u64::from(u32::MAX));
+        for (field, value) in [("minTxInterval", &self.min_tx_interval), ("minRxInterval", &self.min_rx_interval)] {
+            if let Some(d) = value
+                && (d.get() < std::time::Duration::from_millis(1) || d.get() > most)
+            {
+                return Err(format!("bfd.{field}: {d} is not between 1ms and {}ms", most.as_millis()));
+            }
+        }
+        if self.multiplier == Some(0) {
+            return Err("bfd.multiplier: 0 would never detect a failure; 3 is usual".to_string());
+        }
+        Ok(())
+    }
 }
 
 impl BgpPeer {
@@ -136,6 +177,9 @@ impl BgpPeer {
             && d.get().as_secs() > u64::from(u16::MAX)
         {
             return Err(format!("keepaliveTime: {d} is more than the {}s a BGP timer holds", u16::MAX));
+        }
+        if let Some(bfd) = &self.bfd {
+            bfd.check()?;
         }
         if let Some(gateway) = &self.reachable_by {
             return Err(format!(

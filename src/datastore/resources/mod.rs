@@ -12,7 +12,7 @@ mod mac;
 mod node;
 mod secret;
 
-pub use bgp::{BgpPeer, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, SourceAddress};
+pub use bgp::{BgpPeer, BgpPeerBfd, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, SourceAddress};
 pub use bgp_configuration::{
     BgpConfiguration, BindMode, CommunityName, CommunityValue, PrefixAdvertisement, ServiceIpBlock, parse_community,
 };
