@@ -23,6 +23,7 @@
 
 pub mod command;
 pub mod nat;
+pub mod policy;
 pub mod render;
 mod task;
 
