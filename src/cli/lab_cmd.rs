@@ -41,11 +41,16 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 
 fn pod(cmd: &PodCommand) -> ExitCode {
     let result = match cmd {
-        PodCommand::Add { name, wait_seconds } => lab::pod::add(name, std::time::Duration::from_secs(*wait_seconds))
-            .map(|out| {
-                print!("{out}");
-                0
-            }),
+        PodCommand::Add { name, wait_seconds, namespace, labels, ports, service_account } => {
+            match lab::pod::Identity::new(namespace, labels, ports, service_account) {
+                Ok(identity) => lab::pod::add(name, &identity, std::time::Duration::from_secs(*wait_seconds)),
+                Err(e) => Err(e),
+            }
+        }
+        .map(|out| {
+            print!("{out}");
+            0
+        }),
         PodCommand::Del { name } => lab::pod::del(name).map(|_| 0),
         PodCommand::List => {
             for p in lab::pod::list() {

@@ -246,6 +246,18 @@ pub enum PodCommand {
         /// How long to keep retrying while the node's agent is not ready.
         #[arg(long, default_value_t = 60)]
         wait_seconds: u64,
+        /// The pod's Kubernetes namespace (network policy's namespace).
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// A label `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A named port `name:protocol:number`, as `http:tcp:80` (repeatable).
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// The pod's service account.
+        #[arg(long, default_value = "")]
+        service_account: String,
     },
     /// Delete a pod: the CNI plugin's DEL, then its namespace.
     Del { name: String },

@@ -20,6 +20,8 @@ const TRY_AGAIN_LATER: u64 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
+    #[error("{0}")]
+    BadIdentity(String),
     #[error("pod name {0:?}: use 1-40 characters of a-z, 0-9 and '-'")]
     BadName(String),
     #[error("{0}")]
@@ -67,8 +69,96 @@ fn netconf() -> String {
     conf.to_string()
 }
 
+/// What network policy sees of a pod: its namespace, labels, named ports, service account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identity {
+    pub namespace: String,
+    pub labels: Vec<(String, String)>,
+    pub ports: Vec<crate::api::workloads::WorkloadPort>,
+    pub service_account: String,
+}
+
+impl Identity {
+    /// Reads `--namespace`, `--label k=v`, `--port name:proto:number`, `--service-account`;
+    /// the error names the flag and value.
+    pub fn new(
+        namespace: &str,
+        labels: &[String],
+        ports: &[String],
+        service_account: &str,
+    ) -> Result<Identity, PodError> {
+        let bad = |e: String| PodError::BadIdentity(e);
+        if let Some(problem) = crate::datastore::Key::namespace_problem(namespace) {
+            return Err(bad(format!("--namespace: {problem}")));
+        }
+        // CNI_ARGS separates with ';' and our lists with ','.
+        let plain = |t: &str| !t.contains([';', ',']);
+        let mut parsed = Vec::new();
+        for label in labels {
+            match label.split_once('=') {
+                Some((k, v)) if plain(v) => parsed.push((k.to_string(), v.to_string())),
+                _ => return Err(bad(format!("--label {label:?}: write key=value (no ',' or ';')"))),
+            }
+        }
+        let map = parsed.iter().cloned().collect();
+        crate::datastore::resources::check_labels(&map).map_err(|e| bad(format!("--label: {e}")))?;
+        let ports = ports
+            .iter()
+            .map(|p| crate::api::workloads::WorkloadPort::parse(p).map_err(|e| bad(format!("--port: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !plain(service_account) || service_account.contains('=') {
+            return Err(bad(format!("--service-account {service_account:?}: no ',', ';' or '='")));
+        }
+        Ok(Identity {
+            namespace: namespace.to_string(),
+            labels: parsed,
+            ports,
+            service_account: service_account.into(),
+        })
+    }
+
+    /// The identity for CNI_ARGS, after the pod's name.
+    fn cni_args(&self, pod: &str) -> String {
+        let mut args = format!("K8S_POD_NAMESPACE={};K8S_POD_NAME={pod}", self.namespace);
+        if !self.labels.is_empty() {
+            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            args.push_str(&format!(";TORTIE_LABELS={}", labels.join(",")));
+        }
+        if !self.ports.is_empty() {
+            let ports: Vec<String> =
+                self.ports.iter().map(|p| format!("{}:{}:{}", p.name, p.protocol, p.port)).collect();
+            args.push_str(&format!(";TORTIE_PORTS={}", ports.join(",")));
+        }
+        if !self.service_account.is_empty() {
+            args.push_str(&format!(";TORTIE_SERVICE_ACCOUNT={}", self.service_account));
+        }
+        args
+    }
+}
+
+/// The `tortie lab pod add` arguments of a `TORTIE_LAB_PODS` entry: `name` then
+/// `,namespace=NS`, `,label=k=v`, `,port=name:proto:number`, `,service-account=SA` items.
+pub fn entry_args(entry: &str) -> Result<Vec<String>, PodError> {
+    let mut items = entry.split(',');
+    let mut args = vec![items.next().unwrap_or_default().to_string()];
+    for item in items {
+        match item.split_once('=') {
+            Some((key @ ("namespace" | "label" | "port" | "service-account"), value)) => {
+                args.push(format!("--{key}"));
+                args.push(value.to_string());
+            }
+            _ => {
+                return Err(PodError::BadIdentity(format!(
+                    "TORTIE_LAB_PODS entry {entry:?}: {item:?} is not namespace=, label=, port= or service-account="
+                )));
+            }
+        }
+    }
+    Ok(args)
+}
+
 /// Calls the plugin once; `Ok(stdout)` on success, `Err((code, text))` on a CNI error.
-fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64, String)>, PodError> {
+fn call_plugin(command: &str, ns: &str, args: &str) -> Result<Result<String, (u64, String)>, PodError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("cni")
@@ -76,7 +166,7 @@ fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64
         .env("CNI_CONTAINERID", ns)
         .env("CNI_NETNS", format!("/run/netns/{ns}"))
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}"))
+        .env("CNI_ARGS", args)
         .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -99,8 +189,9 @@ fn call_plugin(command: &str, pod: &str, ns: &str) -> Result<Result<String, (u64
 
 /// Creates the pod and returns the plugin's result JSON. Retries while the
 /// agent is not ready yet (CNI code 11), up to `wait`.
-pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
+pub fn add(pod: &str, identity: &Identity, wait: Duration) -> Result<String, PodError> {
     check_name(pod)?;
+    let args = identity.cni_args(pod);
     let ns = namespace(pod);
     if !Path::new("/run/netns").join(&ns).exists() {
         crate::netns::run_output(&["ip", "netns", "add", &ns])?;
@@ -108,12 +199,12 @@ pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
     }
     let deadline = Instant::now() + wait;
     loop {
-        match call_plugin("ADD", pod, &ns)? {
+        match call_plugin("ADD", &ns, &args)? {
             Ok(result) => return Ok(result),
             Err((TRY_AGAIN_LATER, _)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             Err((code, detail)) => {
                 // Leave nothing behind: the runtime deletes what failed.
-                let _ = call_plugin("DEL", pod, &ns);
+                let _ = call_plugin("DEL", &ns, &args);
                 let _ = crate::netns::run_output(&["ip", "netns", "del", &ns]);
                 return Err(PodError::Cni { pod: pod.to_string(), detail: format!("code {code}: {detail}") });
             }
@@ -125,7 +216,7 @@ pub fn add(pod: &str, wait: Duration) -> Result<String, PodError> {
 pub fn del(pod: &str) -> Result<(), PodError> {
     check_name(pod)?;
     let ns = namespace(pod);
-    if let Err((code, detail)) = call_plugin("DEL", pod, &ns)? {
+    if let Err((code, detail)) = call_plugin("DEL", &ns, &format!("K8S_POD_NAME={pod}"))? {
         return Err(PodError::Cni { pod: pod.to_string(), detail: format!("code {code}: {detail}") });
     }
     if Path::new("/run/netns").join(&ns).exists() {
@@ -155,4 +246,35 @@ pub fn exec_argv(pod: &str, argv: &[String]) -> Result<Vec<String>, PodError> {
     let mut full = vec!["ip".to_string(), "netns".to_string(), "exec".to_string(), namespace(pod)];
     full.extend(argv.iter().cloned());
     Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_flags_become_cni_args_and_bad_ones_are_named() {
+        let id = Identity::new("prod", &["app=web".into()], &["http:tcp:8080".into()], "sa1").unwrap();
+        assert_eq!(
+            id.cni_args("web"),
+            "K8S_POD_NAMESPACE=prod;K8S_POD_NAME=web;TORTIE_LABELS=app=web;TORTIE_PORTS=http:TCP:8080;TORTIE_SERVICE_ACCOUNT=sa1"
+        );
+        let err = |r: Result<Identity, PodError>| r.unwrap_err().to_string();
+        assert!(err(Identity::new("Prod", &[], &[], "")).starts_with("--namespace: "));
+        assert!(err(Identity::new("p", &["app".into()], &[], "")).starts_with("--label \"app\""));
+        assert!(
+            err(Identity::new("p", &[], &["http:icmp:80".into()], "")).contains("\"ICMP\" is not TCP, UDP or SCTP")
+        );
+        assert!(err(Identity::new("p", &[], &["http:tcp:x".into()], "")).contains("\"x\" is not a port number"));
+    }
+
+    #[test]
+    fn lab_pods_entries_carry_the_same_keys() {
+        assert_eq!(
+            entry_args("db,namespace=prod,label=app=db,port=http:tcp:8080").unwrap(),
+            ["db", "--namespace", "prod", "--label", "app=db", "--port", "http:tcp:8080"]
+        );
+        assert_eq!(entry_args("web").unwrap(), ["web"]);
+        assert!(entry_args("web,colour=red").unwrap_err().to_string().contains("\"colour=red\""));
+    }
 }
