@@ -42,8 +42,8 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 fn pod(cmd: &PodCommand) -> ExitCode {
     let result = match cmd {
         PodCommand::Add { name, wait_seconds, namespace, labels, ports, service_account } => {
-            match lab::pod::Identity::new(namespace, labels, ports, service_account) {
-                Ok(identity) => lab::pod::add(name, &identity, std::time::Duration::from_secs(*wait_seconds)),
+            match lab::pod::parse_entry(name, namespace, labels, ports, service_account) {
+                Ok((name, identity)) => lab::pod::add(&name, &identity, std::time::Duration::from_secs(*wait_seconds)),
                 Err(e) => Err(e),
             }
         }

@@ -242,6 +242,8 @@ pub enum LabCommand {
 pub enum PodCommand {
     /// Create a pod: a network namespace, then the CNI plugin's ADD; prints the CNI result.
     Add {
+        /// The pod's name, optionally followed by `,namespace=NS`, `,label=k=v`,
+        /// `,port=name:proto:number`, `,service-account=SA` items (a `TORTIE_LAB_PODS` entry).
         name: String,
         /// How long to keep retrying while the node's agent is not ready.
         #[arg(long, default_value_t = 60)]

@@ -136,25 +136,34 @@ impl Identity {
     }
 }
 
-/// The `tortie lab pod add` arguments of a `TORTIE_LAB_PODS` entry: `name` then
-/// `,namespace=NS`, `,label=k=v`, `,port=name:proto:number`, `,service-account=SA` items.
-pub fn entry_args(entry: &str) -> Result<Vec<String>, PodError> {
+/// A `TORTIE_LAB_PODS` entry (also accepted as `tortie lab pod add`'s NAME): the pod's name
+/// then `,namespace=NS`, `,label=k=v`, `,port=name:proto:number`, `,service-account=SA`
+/// items, added to the flags given.
+pub fn parse_entry(
+    entry: &str,
+    namespace: &str,
+    labels: &[String],
+    ports: &[String],
+    service_account: &str,
+) -> Result<(String, Identity), PodError> {
     let mut items = entry.split(',');
-    let mut args = vec![items.next().unwrap_or_default().to_string()];
+    let name = items.next().unwrap_or_default().to_string();
+    let (mut namespace, mut labels, mut ports, mut service_account) =
+        (namespace.to_string(), labels.to_vec(), ports.to_vec(), service_account.to_string());
     for item in items {
         match item.split_once('=') {
-            Some((key @ ("namespace" | "label" | "port" | "service-account"), value)) => {
-                args.push(format!("--{key}"));
-                args.push(value.to_string());
-            }
+            Some(("namespace", v)) => namespace = v.to_string(),
+            Some(("label", v)) => labels.push(v.to_string()),
+            Some(("port", v)) => ports.push(v.to_string()),
+            Some(("service-account", v)) => service_account = v.to_string(),
             _ => {
                 return Err(PodError::BadIdentity(format!(
-                    "TORTIE_LAB_PODS entry {entry:?}: {item:?} is not namespace=, label=, port= or service-account="
+                    "pod {entry:?}: {item:?} is not namespace=, label=, port= or service-account="
                 )));
             }
         }
     }
-    Ok(args)
+    Ok((name, Identity::new(&namespace, &labels, &ports, &service_account)?))
 }
 
 /// Calls the plugin once; `Ok(stdout)` on success, `Err((code, text))` on a CNI error.
@@ -270,11 +279,12 @@ mod tests {
 
     #[test]
     fn lab_pods_entries_carry_the_same_keys() {
-        assert_eq!(
-            entry_args("db,namespace=prod,label=app=db,port=http:tcp:8080").unwrap(),
-            ["db", "--namespace", "prod", "--label", "app=db", "--port", "http:tcp:8080"]
-        );
-        assert_eq!(entry_args("web").unwrap(), ["web"]);
-        assert!(entry_args("web,colour=red").unwrap_err().to_string().contains("\"colour=red\""));
+        let (name, id) =
+            parse_entry("db,namespace=prod,label=app=db,port=http:tcp:8080", "default", &[], &[], "").unwrap();
+        assert_eq!(name, "db");
+        assert_eq!(id, Identity::new("prod", &["app=db".into()], &["http:tcp:8080".into()], "").unwrap());
+        assert_eq!(parse_entry("web", "default", &[], &[], "").unwrap().1.namespace, "default");
+        let e = parse_entry("web,colour=red", "default", &[], &[], "").unwrap_err();
+        assert!(e.to_string().contains("\"colour=red\""), "{e}");
     }
 }

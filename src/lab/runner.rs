@@ -200,12 +200,7 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
     let Some(pods) = n.env.get("TORTIE_LAB_PODS") else { return Ok(()) };
     let tortie = std::env::current_exe().map_err(|e| LabError::Io { path: "tortie".into(), source: e })?;
     for entry in pods.split_whitespace() {
-        let args = crate::lab::pod::entry_args(entry).map_err(|e| LabError::Exec {
-            node: n.name.clone(),
-            command: "TORTIE_LAB_PODS".into(),
-            detail: e.to_string(),
-        })?;
-        let pod = args[0].as_str();
+        let pod = entry.split(',').next().unwrap_or_default();
         // `up` keeps what exists: a pod made by an earlier `up` is left alone (a second
         // CNI ADD would rewire a pod whose traffic is flowing).
         if Path::new("/run/netns").join(format!("{}-{pod}", n.ns)).exists() {
@@ -214,8 +209,7 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
         }
         let out = node_command(&n.ns)
             .arg(&tortie)
-            .args(["lab", "pod", "add"])
-            .args(&args)
+            .args(["lab", "pod", "add", entry])
             .envs(&n.env)
             .stdin(Stdio::null())
             .output()
