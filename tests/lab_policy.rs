@@ -64,9 +64,13 @@ fn policies_of_every_kind_hold_across_nodes() {
     });
     check("pod selector and named port", &[("web", 8080, true), ("web", 80, false), ("dev", 8080, false)]);
 
-    // The dev namespace labelled and let in on any port by a namespace selector.
+    // The dev namespace labelled (by the lab's command, inside a node) and let in on any port
+    // by a namespace selector.
+    let labelled =
+        lab.exec("node1", &[env!("CARGO_BIN_EXE_tortie"), "lab", "namespace", "add", "dev", "--label", "env=dev"]);
+    assert!(labelled.status.success(), "{}", String::from_utf8_lossy(&labelled.stderr));
     write(&lab, async |ds| {
-        ds.create("dev", &Namespace { labels: [("env".to_string(), "dev".to_string())].into() }).await.unwrap();
+        assert_eq!(ds.get::<Namespace>("dev").await.unwrap().spec.labels["env"], "dev");
         let p: KubeNetworkPolicy = serde_json::from_value(json!({"podSelector": {"matchLabels": {"app": "db"}},
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"env": "dev"}}}]}]}))
         .unwrap();

@@ -236,6 +236,23 @@ pub enum LabCommand {
     /// Pods on this node, made as a container runtime would (run inside a lab node).
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Namespaces' labels for network policy, in the datastore of the node's configuration.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Create a namespace record, or replace its labels.
+    Add {
+        name: String,
+        /// A label `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The configuration file naming the datastore (TORTIE_* overrides apply).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
