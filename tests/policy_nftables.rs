@@ -212,3 +212,24 @@ async fn kubernetes_and_calico_policies_hold_for_real_connections() {
     assert!(!c.pings("dev", "db"));
     assert!(c.pings("db", "dev"));
 }
+
+#[tokio::test]
+async fn every_kind_of_match_is_accepted_by_nft() {
+    let c = Cluster::new();
+    let every_match = cnp(
+        "prod",
+        "everything",
+        json!({"order": 1, "ingress": [
+            {"action": "Log", "protocol": "ICMP", "notICMP": {"type": 8, "code": 0}},
+            {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 0, "code": 0}},
+            {"action": "Deny", "ipVersion": 6, "protocol": "ICMPv6", "icmp": {"type": 128}},
+            {"action": "Allow", "protocol": "UDP", "notProtocol": "TCP",
+             "source": {"nets": ["10.0.0.0/8", "fd00::/64"], "notNets": ["10.9.0.0/16"], "notSelector": "app == 'x'",
+                        "ports": ["1000:2000"], "notPorts": [1500]},
+             "destination": {"selector": "has(app)", "namespaceSelector": "global()", "ports": [53, "http"]}},
+            {"action": "Pass", "protocol": 132, "destination": {"ports": ["8000:8100"]}}]}),
+    );
+    c.enforce(std::slice::from_ref(&every_match)).await;
+    // The log rule goes on: web still reaches db.
+    c.expect(&[("web", "db", 80, false)]);
+}

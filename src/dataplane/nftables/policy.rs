@@ -172,9 +172,10 @@ fn rule_statements(rule: &IrRule, family: Option<bool>, policy: &str) -> Result<
                         out.push(statement(json!({"match": {"op": "==", "left": field("type"), "right": icmp_type}}))?);
                         json!({"match": {"op": "==", "left": field("code"), "right": code}})
                     }
-                    // Not (type and code): the pair as one 16-bit value.
+                    // Not (type and code): the pair against a set of one concatenation.
                     (Some(code), true) => json!({"match": {"op": "!=",
-                        "left": {"concat": [field("type"), field("code")]}, "right": {"concat": [icmp_type, code]}}}),
+                        "left": {"concat": [field("type"), field("code")]},
+                        "right": {"set": [{"concat": [icmp_type, code]}]}}}),
                 }
             }
             Match::Address { side, set, negated } => {
