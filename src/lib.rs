@@ -44,6 +44,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migrate;
 pub mod netns;
+pub mod policy;
 pub mod prefix_map;
 pub mod remote_routes;
 pub mod selector;

@@ -1,13 +1,16 @@
 //! Kubernetes-backend behaviour beyond the shared suite, through the real kube client against
 //! the in-process stand-in API server: bookmarks, a lost watch that must relist (410 Gone),
 //! node annotations next to kubelet heartbeats, node labels, malformed annotations, and Secret
-//! records as Kubernetes Secrets in the client's namespace.
+//! records as Kubernetes Secrets in the client's namespace; policies and namespaces as the API
+//! server's own objects (namespaced where Kubernetes puts them).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::kubernetes::KubeBackend;
-use tortie::datastore::resources::{IpamHandle, Node, NodeBgp, Secret, SecretValue};
+use tortie::datastore::resources::{
+    IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, NodeBgp, Secret, SecretValue,
+};
 use tortie::datastore::{Datastore, DatastoreError, WatchEvent};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -193,6 +196,40 @@ async fn secret_records_are_kubernetes_secrets_in_the_clients_namespace() {
             WatchEvent::Bookmark(_) => continue,
             WatchEvent::Modified(s) => break assert_eq!(s.spec, changed),
             other => panic!("expected the change, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_namespaces_are_kubernetes_objects_in_their_namespaces() {
+    let (standin, store) = setup().await;
+    let kube: KubeNetworkPolicy =
+        serde_json::from_value(serde_json::json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]}))
+            .unwrap();
+    store.create("prod/allow-all", &kube).await.unwrap();
+    let raw = standin.get_raw("networking.k8s.io/networkpolicies", "prod/allow-all").expect("in namespace prod");
+    assert_eq!(raw["spec"]["podSelector"]["matchLabels"]["app"], "db", "{raw}");
+    assert_eq!(store.get::<KubeNetworkPolicy>("prod/allow-all").await.unwrap().spec, kube);
+    let listed = store.list::<KubeNetworkPolicy>().await.unwrap();
+    assert_eq!(listed.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["prod/allow-all"]);
+
+    let calico = NetworkPolicy { order: Some(10.0), ..NetworkPolicy::default() };
+    store.create("prod/first", &calico).await.unwrap();
+    assert!(standin.get_raw("crd.tortie.io/networkpolicies", "prod/first").is_some());
+    assert!(store.create("no-namespace", &calico).await.is_err());
+
+    let namespace = Namespace { labels: BTreeMap::from([("env".to_string(), "prod".to_string())]) };
+    let created = store.create("prod", &namespace).await.unwrap();
+    let raw = standin.get_raw("core/namespaces", "prod").expect("a Namespace");
+    assert_eq!(raw["metadata"]["labels"]["env"], "prod", "{raw}");
+    let mut watch = store.watch::<Namespace>(Some(created.revision)).await.unwrap();
+    let relabelled = Namespace { labels: BTreeMap::from([("env".to_string(), "dev".to_string())]) };
+    store.update("prod", &relabelled, created.revision).await.unwrap();
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Modified(s) => break assert_eq!((s.name.as_str(), &s.spec), ("prod", &relabelled)),
+            other => panic!("expected the relabel, got {other:?}"),
         }
     }
 }

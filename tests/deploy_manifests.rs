@@ -271,6 +271,32 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let mut blocks = ds.watch::<tortie::datastore::resources::IpamBlock>(None).await.unwrap();
     let listed = tokio::time::timeout(Duration::from_secs(20), blocks.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
+    // Network policy: the policies of all three kinds and the namespaces, read and followed.
+    tortie::agent::policy::read(&ds, "n1").await.unwrap();
+    use tortie::datastore::resources::{GlobalNetworkPolicy, KubeNetworkPolicy, Namespace, NetworkPolicy};
+    let mut policy_watches = (
+        ds.watch::<NetworkPolicy>(None).await.unwrap(),
+        ds.watch::<GlobalNetworkPolicy>(None).await.unwrap(),
+        ds.watch::<KubeNetworkPolicy>(None).await.unwrap(),
+        ds.watch::<Namespace>(None).await.unwrap(),
+    );
+    let wait = Duration::from_secs(20);
+    assert!(matches!(
+        tokio::time::timeout(wait, policy_watches.0.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(wait, policy_watches.1.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(wait, policy_watches.2.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(wait, policy_watches.3.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
 
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();

@@ -15,12 +15,14 @@ mod bgp_peers;
 pub mod block_routes;
 pub mod cni_install;
 mod datastore;
+pub mod endpoint_attrs;
 mod ipam;
 pub mod kubernetes;
 pub mod nat;
 mod node;
 pub mod pod_ipam;
 mod pod_lock;
+pub mod policy;
 mod pools;
 mod remote_routes;
 mod routes;
@@ -138,10 +140,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
-    // tortie's nftables table (its only one); NAT outgoing is its one user so far.
+    // tortie's nftables table (its only one): NAT outgoing and network policy fill it.
     let (nft, nft_task) = NftTable::start(NftTableConfig {
         name: nftables::TABLE_NAME.to_string(),
-        users: vec![nftables::nat::USER],
+        users: vec![nftables::nat::USER, nftables::policy::USER],
         resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
         command: nftables::NftCommand::default(),
     });
@@ -216,6 +218,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
+    tasks.spawn("network policy", policy::follow(ds.clone(), name.clone(), nft.clone(), stop_rx.clone()));
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),

@@ -294,7 +294,11 @@ impl Workloads {
         let attrs = found.first()?.2.clone();
         let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
         let programmed = self.programmed.lock().expect("not poisoned").contains(handle);
+        let (labels, service_account, ports) = super::endpoint_attrs::read(&attrs);
         Some(Workload {
+            labels,
+            service_account,
+            ports,
             handle: handle.to_string(),
             container_id: attr(ATTR_CONTAINER),
             pod: attr("pod"),
@@ -327,6 +331,7 @@ impl Workloads {
             );
         }
         check_interface("ifname", &r.ifname)?;
+        super::endpoint_attrs::check(r).map_err(WorkloadError::BadRequest)?;
         if r.netns.is_empty() {
             return bad("netns", &r.netns, "is required");
         }
@@ -352,7 +357,10 @@ fn host_network(ip: IpAddr) -> IpNetwork {
 }
 
 /// The allocated addresses of `block` whose handle passes `keep`, with their attributes.
-fn addresses_of(block: &IpamBlock, keep: impl Fn(&str) -> bool) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
+pub(crate) fn addresses_of(
+    block: &IpamBlock,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
     let mut out = Vec::new();
     for (ordinal, slot) in block.allocations.iter().enumerate() {
         let Some(index) = slot else { continue };
@@ -450,7 +458,10 @@ impl WorkloadService for Workloads {
                 (ATTR_IFNAME, r.ifname.clone()),
                 (ATTR_HOST_INTERFACE, r.host_interface.clone()),
                 (ATTR_ALLOCATED_AT, now_secs().to_string()),
-            ] {
+            ]
+            .into_iter()
+            .chain(super::endpoint_attrs::attributes(&r))
+            {
                 request.attributes.insert(k.to_string(), v);
             }
             request
@@ -504,6 +515,9 @@ impl WorkloadService for Workloads {
             mtu: self.mtu(&pools),
             allocated_at: now_secs(),
             route_programmed: false,
+            labels: r.labels,
+            service_account: r.service_account,
+            ports: r.ports,
         })
     }
 
@@ -630,6 +644,9 @@ mod tests {
             mtu: 1500,
             allocated_at,
             route_programmed: true,
+            labels: BTreeMap::new(),
+            service_account: String::new(),
+            ports: Vec::new(),
         }
     }
 

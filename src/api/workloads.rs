@@ -48,6 +48,67 @@ pub struct AllocateRequest {
     /// as the runtime passed them in CNI_ARGS; in Kubernetes mode the Pod's own win.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The pod's labels, service account and named ports, which network policy matches
+    /// (from CNI_ARGS `TORTIE_LABELS`, `TORTIE_SERVICE_ACCOUNT`, `TORTIE_PORTS`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<WorkloadPort>,
+}
+
+/// A pod's labels, service account and named ports.
+pub type PodIdentity = (BTreeMap<String, String>, String, Vec<WorkloadPort>);
+
+/// A port the pod names (a container port), as `name:protocol:number` on command lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadPort {
+    pub name: String,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    pub port: u16,
+}
+
+impl WorkloadPort {
+    /// Reads `name:protocol:number` (protocol in any case); the error names the text.
+    pub fn parse(text: &str) -> Result<WorkloadPort, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [name, protocol, number] = parts[..] else {
+            return Err(format!("port {text:?}: write name:protocol:number, as http:tcp:80"));
+        };
+        let port = WorkloadPort {
+            name: name.to_string(),
+            protocol: protocol.to_ascii_uppercase(),
+            port: number.parse().map_err(|_| format!("port {text:?}: {number:?} is not a port number"))?,
+        };
+        port.check().map(|()| port)
+    }
+
+    /// Whether the port can be named in a policy; the error names the field and value.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::datastore::resources::policy_rule::is_port_name;
+        if !is_port_name(&self.name) {
+            return Err(format!("port name {:?}: use 1-15 of a-z, 0-9 and '-', with a letter", self.name));
+        }
+        if !matches!(self.protocol.as_str(), "TCP" | "UDP" | "SCTP") {
+            return Err(format!("port {:?}: protocol {:?} is not TCP, UDP or SCTP", self.name, self.protocol));
+        }
+        if self.port == 0 {
+            return Err(format!("port {:?}: 0 is not a port number", self.name));
+        }
+        Ok(())
+    }
+
+    /// The IANA protocol number (checked by [`WorkloadPort::check`]).
+    pub fn protocol_number(&self) -> u8 {
+        use crate::datastore::resources::policy_rule::{SCTP, TCP, UDP};
+        match self.protocol.as_str() {
+            "UDP" => UDP,
+            "SCTP" => SCTP,
+            _ => TCP,
+        }
+    }
 }
 
 /// A pod's addresses and where they are routed.
@@ -68,6 +129,12 @@ pub struct Workload {
     pub allocated_at: u64,
     /// The host routes are in the kernel (through the route programmer).
     pub route_programmed: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<WorkloadPort>,
 }
 
 /// The answer to a release.

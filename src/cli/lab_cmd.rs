@@ -1,6 +1,6 @@
 //! `tortie lab up | down | exec`.
 
-use super::{EXIT_CONFIG, LabArgs, LabCommand, PodCommand};
+use super::{EXIT_CONFIG, LabArgs, LabCommand, NamespaceCommand, PodCommand};
 use crate::lab;
 use std::process::ExitCode;
 
@@ -29,6 +29,9 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
             Err(code) => return code,
         },
         LabCommand::Pod(cmd) => return pod(cmd),
+        LabCommand::Namespace(NamespaceCommand::Add { name, labels, config }) => {
+            return super::apply_cmd::run_blocking(namespace_add(name, labels, config.as_deref()));
+        }
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -41,12 +44,18 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 
 fn pod(cmd: &PodCommand) -> ExitCode {
     let result = match cmd {
-        PodCommand::Add { name, annotations, wait_seconds } => {
-            lab::pod::add(name, annotations, std::time::Duration::from_secs(*wait_seconds)).map(|out| {
-                print!("{out}");
-                0
-            })
+        PodCommand::Add { name, annotations, wait_seconds, namespace, labels, ports, service_account } => {
+            match lab::pod::parse_entry(name, namespace, labels, ports, service_account) {
+                Ok((name, identity)) => {
+                    lab::pod::add(&name, &identity, annotations, std::time::Duration::from_secs(*wait_seconds))
+                }
+                Err(e) => Err(e),
+            }
         }
+        .map(|out| {
+            print!("{out}");
+            0
+        }),
         PodCommand::Del { name } => lab::pod::del(name).map(|_| 0),
         PodCommand::List => {
             for p in lab::pod::list() {
@@ -64,6 +73,39 @@ fn pod(cmd: &PodCommand) -> ExitCode {
         Err(e) => {
             eprintln!("tortie lab pod: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes namespace `name` with `labels` (created, or its labels replaced), compare-and-swap.
+async fn namespace_add(
+    name: &str,
+    labels: &[String],
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode, super::apply_cmd::Failure> {
+    use crate::datastore::resources::Namespace;
+    use crate::datastore::{DatastoreError, Key, Kind};
+    let input = |e: String| super::apply_cmd::Failure::Input(vec![e]);
+    if let Some(problem) = Key::problem_of(Kind::Namespace, name) {
+        return Err(input(problem));
+    }
+    let mut spec = Namespace::default();
+    for label in labels {
+        let (k, v) = label.split_once('=').ok_or_else(|| input(format!("--label {label:?}: write key=value")))?;
+        spec.labels.insert(k.to_string(), v.to_string());
+    }
+    crate::datastore::resources::check_labels(&spec.labels).map_err(|e| input(format!("--label: {e}")))?;
+    let store = super::ipam_cmd::open(config).await?;
+    loop {
+        let written = match store.get::<Namespace>(name).await {
+            Ok(found) => store.update(name, &spec, found.revision).await.map(|_| ()),
+            Err(DatastoreError::NotFound { .. }) => store.create(name, &spec).await.map(|_| ()),
+            Err(e) => return Err(e.into()),
+        };
+        match written {
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

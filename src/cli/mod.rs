@@ -255,12 +255,31 @@ pub enum LabCommand {
     /// Pods on this node, made as a container runtime would (run inside a lab node).
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Namespaces' labels for network policy, in the datastore of the node's configuration.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Create a namespace record, or replace its labels.
+    Add {
+        name: String,
+        /// A label `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The configuration file naming the datastore (TORTIE_* overrides apply).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PodCommand {
     /// Create a pod: a network namespace, then the CNI plugin's ADD; prints the CNI result.
     Add {
+        /// The pod's name, optionally followed by `,namespace=NS`, `,label=k=v`,
+        /// `,port=name:proto:number`, `,service-account=SA` items (a `TORTIE_LAB_PODS` entry).
         name: String,
         /// A pod annotation, `KEY=VALUE` (repeatable): Calico's IPAM ones, e.g.
         /// `cni.projectcalico.org/ipAddrs=["10.244.0.7"]`, reach the agent in CNI_ARGS.
@@ -269,6 +288,18 @@ pub enum PodCommand {
         /// How long to keep retrying while the node's agent is not ready.
         #[arg(long, default_value_t = 60)]
         wait_seconds: u64,
+        /// The pod's Kubernetes namespace (network policy's namespace).
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// A label `key=value` (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A named port `name:protocol:number`, as `http:tcp:80` (repeatable).
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// The pod's service account.
+        #[arg(long, default_value = "")]
+        service_account: String,
     },
     /// Delete a pod: the CNI plugin's DEL, then its namespace.
     Del { name: String },

@@ -60,9 +60,13 @@ pub async fn add(conf: &NetConf, env: &Env) -> Result<CniResult, CniError> {
         return Err(CniError::new(INVALID_ENV, format!("CNI_NETNS={:?} does not exist", env.netns)));
     }
     let (pod, namespace) = env.pod();
+    let (labels, service_account, ports) = env.endpoint()?;
     let handle = env.handle(&conf.name);
     let host_name = env.host_interface(conf.prefix());
     let request = AllocateRequest {
+        labels,
+        service_account,
+        ports,
         handle: handle.clone(),
         container_id: env.container_id.clone(),
         pod,

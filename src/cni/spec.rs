@@ -3,6 +3,7 @@
 //! and 0.4.0 add `version` to each IP and have no GC/STATUS).
 
 use super::error::{CniError, DECODE, INCOMPATIBLE_VERSION, INVALID_ENV, INVALID_NETCONF};
+use crate::api::workloads::{PodIdentity, WorkloadPort};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -184,6 +185,28 @@ impl Env {
             .collect()
     }
 
+    /// The pod's labels (`TORTIE_LABELS=k=v,k2=v2`), service account
+    /// (`TORTIE_SERVICE_ACCOUNT`) and named ports (`TORTIE_PORTS=http:tcp:80,...`) from
+    /// CNI_ARGS; an error names the argument and value (code 4).
+    pub fn endpoint(&self) -> Result<PodIdentity, CniError> {
+        let arg = |k: &str| self.args.get(k).cloned().unwrap_or_default();
+        let bad = |k: &str, e: String| CniError::new(INVALID_ENV, format!("CNI_ARGS {k}: {e}"));
+        let mut labels = BTreeMap::new();
+        for item in arg("TORTIE_LABELS").split(',').filter(|s| !s.is_empty()) {
+            let (k, v) =
+                item.split_once('=').ok_or_else(|| bad("TORTIE_LABELS", format!("{item:?} is not key=value")))?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        crate::datastore::resources::check_labels(&labels).map_err(|e| bad("TORTIE_LABELS", e))?;
+        let ports = arg("TORTIE_PORTS")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(WorkloadPort::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("TORTIE_PORTS", e))?;
+        Ok((labels, arg("TORTIE_SERVICE_ACCOUNT"), ports))
+    }
+
     /// The IPAM handle: `<network>.<container id>` (as Calico's `k8s-pod-network.<id>`), so two
     /// networks' GCs never touch each other's handles.
     pub fn handle(&self, network: &str) -> String {
@@ -295,6 +318,26 @@ pub fn render(result: &CniResult, version: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_pods_identity_comes_from_cni_args() {
+        let env = |args: &str| {
+            let vars = [
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", "/x"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_ARGS", args),
+            ];
+            parse_env(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+        };
+        let (labels, sa, ports) =
+            env("TORTIE_LABELS=app=web,tier=1;TORTIE_PORTS=http:tcp:80;TORTIE_SERVICE_ACCOUNT=sa").endpoint().unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!((sa.as_str(), ports[0].port), ("sa", 80));
+        let e = env("TORTIE_PORTS=http:tcp:0").endpoint().unwrap_err();
+        assert!(e.to_string().contains("TORTIE_PORTS"), "{e}");
+    }
+
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> Result<Env, CniError> {

@@ -17,11 +17,19 @@ pub enum Kind {
     /// Passwords (BGP MD5 keys); a Kubernetes Secret in the agent's namespace on Kubernetes.
     Secret,
     BgpFilter,
+    /// Calico's namespaced NetworkPolicy; named `namespace/name`.
+    NetworkPolicy,
+    GlobalNetworkPolicy,
+    /// Kubernetes' `networking.k8s.io/v1` NetworkPolicy (the API server's own object on
+    /// Kubernetes); named `namespace/name`.
+    KubeNetworkPolicy,
+    /// A namespace's labels (the Kubernetes Namespace on Kubernetes).
+    Namespace,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -33,6 +41,10 @@ impl Kind {
         Kind::BgpConfiguration,
         Kind::Secret,
         Kind::BgpFilter,
+        Kind::NetworkPolicy,
+        Kind::GlobalNetworkPolicy,
+        Kind::KubeNetworkPolicy,
+        Kind::Namespace,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -49,6 +61,10 @@ impl Kind {
             Kind::BgpConfiguration => "BGPConfiguration",
             Kind::Secret => "Secret",
             Kind::BgpFilter => "BGPFilter",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Kind::KubeNetworkPolicy => "KubernetesNetworkPolicy",
+            Kind::Namespace => "Namespace",
         }
     }
 
@@ -66,7 +82,16 @@ impl Kind {
             Kind::BgpConfiguration => "bgpconfigurations",
             Kind::Secret => "secrets",
             Kind::BgpFilter => "bgpfilters",
+            Kind::NetworkPolicy => "networkpolicies",
+            Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
+            Kind::KubeNetworkPolicy => "kubernetesnetworkpolicies",
+            Kind::Namespace => "namespaces",
         }
+    }
+
+    /// Whether its records live in a namespace: their names are `namespace/name`.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Kind::NetworkPolicy | Kind::KubeNetworkPolicy)
     }
 
     /// The kind whose [`Kind::plural`] is `plural`.
@@ -110,6 +135,44 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Why `name` cannot name a record of `kind`, if it cannot: a namespaced kind's names are
+    /// `namespace/name`, a namespace's and a namespace part are DNS-1123 labels.
+    pub fn problem_of(kind: Kind, name: &str) -> Option<String> {
+        if kind == Kind::Namespace {
+            return Key::namespace_problem(name);
+        }
+        if !kind.namespaced() {
+            return Key::name_problem(name);
+        }
+        match name.split_once('/') {
+            Some((namespace, name)) => Key::namespace_problem(namespace).or_else(|| Key::name_problem(name)),
+            None => Some(format!("name {name:?} of a {kind} must be namespace/name")),
+        }
+    }
+
+    /// Why `name` cannot name a namespace (a DNS-1123 label), if it cannot.
+    pub fn namespace_problem(name: &str) -> Option<String> {
+        if name.contains('.') || name.len() > MAX_NAMESPACE_LEN {
+            return Some(format!(
+                "namespace {name:?} must be 1 to {MAX_NAMESPACE_LEN} lower-case letters, digits and '-'"
+            ));
+        }
+        Key::name_problem(name)
+    }
+
+    /// A namespaced record's namespace and name (`None` and the whole name for the others).
+    pub fn split_namespace(&self) -> (Option<&str>, &str) {
+        match self.name.split_once('/') {
+            Some((ns, name)) if self.kind.namespaced() => (Some(ns), name),
+            _ => (None, &self.name),
+        }
+    }
+}
+
+/// The longest namespace name (a DNS-1123 label).
+pub const MAX_NAMESPACE_LEN: usize = 63;
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind, self.name)
@@ -134,5 +197,16 @@ mod tests {
         assert!(Key::name_problem("-x").is_some());
         assert!(Key::name_problem("").is_some());
         assert!(Key::name_problem("a/b").is_some());
+    }
+
+    #[test]
+    fn namespaced_names_are_namespace_slash_name() {
+        assert_eq!(Key::problem_of(Kind::NetworkPolicy, "prod/allow-web"), None);
+        assert!(Key::problem_of(Kind::NetworkPolicy, "allow-web").unwrap().contains("must be namespace/name"));
+        assert!(Key::problem_of(Kind::KubeNetworkPolicy, "a.b/x").is_some());
+        assert!(Key::problem_of(Kind::GlobalNetworkPolicy, "a/x").is_some());
+        assert!(Key::problem_of(Kind::Namespace, "a.b").is_some());
+        let key = Key::new(Kind::NetworkPolicy, "prod/allow-web");
+        assert_eq!(key.split_namespace(), (Some("prod"), "allow-web"));
     }
 }

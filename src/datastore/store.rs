@@ -153,7 +153,7 @@ impl Transaction {
 }
 
 fn encode<R: Resource>(key: &Key, spec: &R) -> Result<Vec<u8>> {
-    if let Some(problem) = Key::name_problem(&key.name) {
+    if let Some(problem) = Key::problem_of(key.kind, &key.name) {
         return Err(DatastoreError::invalid(key, problem));
     }
     spec.validate().map_err(|reason| DatastoreError::invalid(key, reason))?;

@@ -192,13 +192,15 @@ fn start_processes(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(),
     Ok(())
 }
 
-/// The pods a node's `TORTIE_LAB_PODS` (space-separated names) asks for,
+/// The pods a node's `TORTIE_LAB_PODS` (space-separated entries: a name, then optional
+/// `,namespace=`, `,label=k=v`, `,port=name:proto:number` items) asks for,
 /// made by `tortie lab pod add` inside the node once its agent answers;
 /// the tortie image's entrypoint does the same under containerlab.
 fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
     let Some(pods) = n.env.get("TORTIE_LAB_PODS") else { return Ok(()) };
     let tortie = std::env::current_exe().map_err(|e| LabError::Io { path: "tortie".into(), source: e })?;
-    for pod in pods.split_whitespace() {
+    for entry in pods.split_whitespace() {
+        let pod = entry.split(',').next().unwrap_or_default();
         // `up` keeps what exists: a pod made by an earlier `up` is left alone (a second
         // CNI ADD would rewire a pod whose traffic is flowing).
         if Path::new("/run/netns").join(format!("{}-{pod}", n.ns)).exists() {
@@ -207,7 +209,7 @@ fn add_pods(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
         }
         let out = node_command(&n.ns)
             .arg(&tortie)
-            .args(["lab", "pod", "add", pod])
+            .args(["lab", "pod", "add", entry])
             .envs(&n.env)
             .stdin(Stdio::null())
             .output()

@@ -72,7 +72,11 @@ fn convert_document(doc: &Document, out: &mut Migration) -> Result<(), String> {
             };
             let spec = doc.value.get("spec").cloned().unwrap_or_else(|| json!({}));
             let labels = metadata(doc, tortie_kind.as_str(), name, tortie_kind == Kind::Node, &mut out.report);
-            let mut c = Converting { kind: tortie_kind, name: name.to_string(), spec, report: &mut out.report };
+            let name = match doc.value.pointer("/metadata/namespace").and_then(Value::as_str) {
+                Some(namespace) if tortie_kind.namespaced() => format!("{namespace}/{name}"),
+                _ => name.to_string(),
+            };
+            let mut c = Converting { kind: tortie_kind, name, spec, report: &mut out.report };
             if let Some(status) = doc.value.get("status").filter(|s| !is_empty(s)) {
                 c.not_carried("status", &format!("tortie keeps no status ({status})"));
             }
@@ -192,7 +196,15 @@ impl Converting<'_> {
                 }
             }
             // BGPFilter carries over as it is; Secrets are Kubernetes objects, not Calico's.
-            Kind::IpamConfig | Kind::IpReservation | Kind::BgpFilter | Kind::Secret => {}
+            // Policies and namespaces carry over as they are.
+            Kind::IpamConfig
+            | Kind::IpReservation
+            | Kind::BgpFilter
+            | Kind::Secret
+            | Kind::NetworkPolicy
+            | Kind::GlobalNetworkPolicy
+            | Kind::KubeNetworkPolicy
+            | Kind::Namespace => {}
         }
         Ok(())
     }
@@ -236,7 +248,7 @@ impl Converting<'_> {
     /// Checks the result against tortie's type and reports the fields it does not have.
     fn finish(self, at: &str, objects: &mut Vec<Object>) -> Result<(), String> {
         let (kind, name) = (self.kind, self.name);
-        if let Some(problem) = crate::datastore::Key::name_problem(&name) {
+        if let Some(problem) = crate::datastore::Key::problem_of(kind, &name) {
             return Err(format!("{at} ({kind}/{name}): metadata.name: {problem}"));
         }
         let checked = check_spec(kind, &self.spec).map_err(|e| format!("{at} ({kind}/{name}): {e}"))?;

@@ -5,8 +5,8 @@
 use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle,
-    Node, Secret,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
+    IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -29,15 +29,23 @@ impl Object {
         Key::new(self.kind, self.name.clone())
     }
 
-    /// The document form, as `apply -f` reads it.
+    /// The document form, as `apply -f` reads it (a namespaced one with `metadata.namespace`).
     pub fn to_document(&self) -> Value {
-        json!({"apiVersion": api_version(), "kind": self.kind.as_str(), "metadata": {"name": self.name}, "spec": self.spec})
+        let key = self.key();
+        let metadata = match key.split_namespace() {
+            (Some(namespace), name) => json!({"name": name, "namespace": namespace}),
+            (None, name) => json!({"name": name}),
+        };
+        json!({"apiVersion": api_version(), "kind": self.kind.as_str(), "metadata": metadata, "spec": self.spec})
     }
 
     /// Reads a tortie document; the error names the document and the field.
     pub fn from_document(doc: &Document) -> Result<Object, String> {
         let at = &doc.position;
         let expected = api_version();
+        if let Some(object) = Object::from_kubernetes_document(doc)? {
+            return Ok(object);
+        }
         match doc.text("apiVersion") {
             Some(v) if v == expected => {}
             other => {
@@ -53,6 +61,7 @@ impl Object {
         if let Some(problem) = Key::name_problem(name) {
             return Err(format!("{at} ({kind}): metadata.name: {problem}"));
         }
+        let name = namespaced_name(doc, kind, name)?;
         if let Some(field) = doc
             .value
             .as_object()
@@ -61,12 +70,46 @@ impl Object {
             return Err(format!("{at} ({kind}/{name}): {field}: unknown field"));
         }
         let spec = doc.value.get("spec").cloned().unwrap_or(json!({}));
-        Ok(Object { kind, name: name.to_string(), spec })
+        Ok(Object { kind, name, spec })
+    }
+
+    /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy and
+    /// a `v1` Namespace (its `metadata.labels`). `None` for any other document.
+    fn from_kubernetes_document(doc: &Document) -> Result<Option<Object>, String> {
+        let at = &doc.position;
+        let kind = match (doc.text("apiVersion"), doc.text("kind")) {
+            (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => Kind::KubeNetworkPolicy,
+            (Some("v1"), Some("Namespace")) => Kind::Namespace,
+            _ => return Ok(None),
+        };
+        let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
+        let name = namespaced_name(doc, kind, name)?;
+        let spec = if kind == Kind::Namespace {
+            json!({"labels": doc.value.pointer("/metadata/labels").cloned().unwrap_or(json!({}))})
+        } else {
+            doc.value.get("spec").cloned().unwrap_or(json!({}))
+        };
+        Ok(Some(Object { kind, name, spec }))
     }
 
     /// [`check_spec`] for this object; an error names kind, name and field.
     pub fn check(&self) -> Result<Checked, String> {
         check_spec(self.kind, &self.spec).map_err(|e| format!("{}: {e}", self.key()))
+    }
+}
+
+/// The record name of a document: `namespace/name` for a namespaced kind (namespace `default`
+/// when not given), else the name.
+fn namespaced_name(doc: &Document, kind: Kind, name: &str) -> Result<String, String> {
+    let at = &doc.position;
+    let full = if kind.namespaced() {
+        format!("{}/{name}", doc.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"))
+    } else {
+        name.to_string()
+    };
+    match Key::problem_of(kind, &full) {
+        Some(problem) => Err(format!("{at} ({kind}): metadata: {problem}")),
+        None => Ok(full),
     }
 }
 
@@ -99,6 +142,10 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::BgpConfiguration => check_as::<BgpConfiguration>(spec),
         Kind::BgpFilter => check_as::<BgpFilter>(spec),
         Kind::Secret => check_as::<Secret>(spec),
+        Kind::NetworkPolicy => check_as::<NetworkPolicy>(spec),
+        Kind::GlobalNetworkPolicy => check_as::<GlobalNetworkPolicy>(spec),
+        Kind::KubeNetworkPolicy => check_as::<KubeNetworkPolicy>(spec),
+        Kind::Namespace => check_as::<Namespace>(spec),
     }
 }
 
@@ -133,6 +180,21 @@ mod tests {
 
     fn object(text: &str) -> Result<Object, String> {
         Object::from_document(&read_documents(text).unwrap()[0])
+    }
+
+    #[test]
+    fn kubernetes_policies_and_namespaces_are_read_with_their_namespace() {
+        let obj = object("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: prod}\nspec: {podSelector: {}}\n").unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::KubeNetworkPolicy, "prod/deny"));
+        assert_eq!(obj.to_document()["metadata"], json!({"name": "deny", "namespace": "prod"}));
+        let obj = object("apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {env: prod}}\n").unwrap();
+        assert_eq!((obj.kind, obj.spec.clone()), (Kind::Namespace, json!({"labels": {"env": "prod"}})));
+        let obj = object("apiVersion: crd.tortie.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {ingress: [{action: Allow, protocol: TCP, destination: {ports: ['90:80']}}]}\n").unwrap();
+        assert_eq!(obj.name, "default/x");
+        assert_eq!(
+            obj.check().unwrap_err(),
+            "NetworkPolicy/default/x: spec.ingress[0].destination.ports[0]: \"90:80\" is a reversed port range: 90 > 80"
+        );
     }
 
     #[test]

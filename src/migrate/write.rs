@@ -23,6 +23,9 @@ fn write_rank(kind: Kind) -> u8 {
         Kind::BgpFilter => 7,
         Kind::BgpConfiguration => 8,
         Kind::BgpPeer => 9,
+        // Namespaces before the policies whose namespace selectors read their labels.
+        Kind::Namespace => 10,
+        Kind::GlobalNetworkPolicy | Kind::NetworkPolicy | Kind::KubeNetworkPolicy => 11,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Calico's selector language (`has(k) && k in {'a', 'b'} || !all()` …), the one parser and
 //! evaluator every selector in tortie goes through: pools' and BGP peers' `nodeSelector`,
-//! BGP peers' `peerSelector`, and later network policy.
+//! BGP peers' `peerSelector`, and network policy's selectors (`crate::policy`).
 //!
 //! The grammar, its quirks and its error messages are Calico's (see `lexer` and `parser`, and
 //! docs/selectors.md); an error names the 1-based column (in characters) and what was expected.

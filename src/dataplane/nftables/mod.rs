@@ -1,6 +1,6 @@
 //! tortie's nftables table: one table (`inet tortie`) that tortie alone owns
-//! and several users fill with sections of their own (NAT outgoing now,
-//! network policy later). No other table is ever read, changed or deleted,
+//! and several users fill with sections of their own (NAT outgoing and
+//! network policy). No other table is ever read, changed or deleted,
 //! and the ruleset is never flushed.
 //!
 //! The owner task ([`NftTable`]) keeps the kernel's table equal to the union
@@ -23,6 +23,7 @@
 
 pub mod command;
 pub mod nat;
+pub mod policy;
 pub mod render;
 mod task;
 

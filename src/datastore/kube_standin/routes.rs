@@ -27,6 +27,11 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/apis/{group}/{version}/{plural}", get(list_or_watch).post(create))
         .route("/apis/{group}/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
         .route("/apis/{group}/{version}/{plural}/{name}/status", patch(patch_status))
+        .route("/apis/{group}/{version}/namespaces/{namespace}/{plural}", get(list_or_watch).post(create))
+        .route(
+            "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+            get(get_one).put(replace).delete(delete),
+        )
         .route("/api/{version}/{plural}", get(list_or_watch).post(create))
         .route("/api/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
         .route("/api/{version}/{plural}/{name}/status", patch(patch_status))

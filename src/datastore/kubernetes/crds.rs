@@ -4,8 +4,8 @@
 use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle,
-    Resource,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
+    IpamConfig, IpamHandle, NetworkPolicy, Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -24,7 +24,8 @@ pub fn crds_yaml() -> String {
     out
 }
 
-/// Every CRD tortie uses (Node is the Kubernetes Node, so not among them).
+/// Every CRD tortie uses (Node, Secret, Namespace and KubernetesNetworkPolicy are Kubernetes'
+/// own kinds, so not among them).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         crd::<IpPool>(&[
@@ -63,6 +64,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             ("Export V4", "string", ".spec.exportV4[*].cidr"),
             ("Import V4", "string", ".spec.importV4[*].cidr"),
         ]),
+        crd::<NetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
+        crd::<GlobalNetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
     ]
 }
 
@@ -125,7 +128,7 @@ fn crd<R: Resource>(columns: &[(&str, &str, &str)]) -> CustomResourceDefinition 
                 categories: Some(vec!["tortie".into()]),
                 ..Default::default()
             },
-            scope: "Cluster".into(),
+            scope: if kind.namespaced() { "Namespaced" } else { "Cluster" }.into(),
             versions: vec![CustomResourceDefinitionVersion {
                 name: VERSION.into(),
                 served: true,
@@ -147,8 +150,11 @@ mod tests {
     #[test]
     fn every_custom_kind_has_a_structural_crd_with_columns() {
         let crds = crds();
-        // Node and Secret are Kubernetes' own kinds.
-        let custom = Kind::ALL.iter().filter(|k| !matches!(k, Kind::Node | Kind::Secret)).count();
+        // Node, Secret, Namespace and KubernetesNetworkPolicy are Kubernetes' own kinds.
+        let custom = Kind::ALL
+            .iter()
+            .filter(|k| !matches!(k, Kind::Node | Kind::Secret | Kind::Namespace | Kind::KubeNetworkPolicy))
+            .count();
         assert_eq!(crds.len(), custom);
         for crd in &crds {
             let version = &crd.spec.versions[0];

@@ -1,12 +1,16 @@
 //! The Kubernetes backend: each kind but Node is a cluster-scoped custom resource in the
 //! `crd.tortie.io/v1` group (CRDs generated from the Rust types, see [`crds_yaml`]); a Node's BGP
 //! fields are annotations on the Kubernetes Node (see `node.rs`); a Secret is a Kubernetes Secret
-//! in the agent's namespace (see `secret.rs`). Compare-and-swap is
+//! in the agent's namespace (see `secret.rs`); a KubernetesNetworkPolicy is the API server's
+//! `networking.k8s.io/v1` NetworkPolicy and a Namespace record the Kubernetes Namespace's labels
+//! (see `native.rs`). Namespaced kinds (NetworkPolicy, KubernetesNetworkPolicy) live in the
+//! namespace their record's `namespace/name` names. Compare-and-swap is
 //! Kubernetes' own: `metadata.resourceVersion` on replace, preconditions on delete, 409 on a
 //! mismatch. Revisions are resourceVersions read as numbers (what every etcd-backed API server
 //! hands out); a non-numeric one is `InvalidData`.
 
 mod crds;
+mod native;
 mod node;
 mod secret;
 mod watch;
@@ -47,11 +51,31 @@ impl KubeBackend {
         Ok(KubeBackend { client: kube::Client::try_default().await.map_err(DatastoreError::unavailable)? })
     }
 
+    /// The API over every object of `kind` (for lists and watches).
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
         if kind == Kind::Secret {
             return secret::api(&self.client);
         }
-        Api::all_with(self.client.clone(), &api_resource(kind))
+        Api::all_with(self.client.clone(), &resource_of(kind))
+    }
+
+    /// The API holding `key`'s object, and the object's name in it.
+    fn api_for<'k>(&self, key: &'k Key) -> (Api<DynamicObject>, &'k str) {
+        match key.split_namespace() {
+            (Some(namespace), name) => {
+                (Api::namespaced_with(self.client.clone(), namespace, &resource_of(key.kind)), name)
+            }
+            (None, name) => (self.api(key.kind), name),
+        }
+    }
+}
+
+/// The API resource of `kind` (Node's is the Kubernetes Node, handled in `node.rs`).
+fn resource_of(kind: Kind) -> ApiResource {
+    match kind {
+        Kind::Secret => secret::resource(),
+        Kind::KubeNetworkPolicy | Kind::Namespace => native::resource(kind),
+        _ => api_resource(kind),
     }
 }
 
@@ -65,15 +89,26 @@ pub(crate) fn revision_of(key: &dyn std::fmt::Display, rv: Option<&str>) -> Resu
 
 /// The stored form of a custom resource: its `spec`, as JSON bytes (a Secret: its `data`).
 pub(crate) fn object_of(kind: Kind, object: &DynamicObject) -> Result<RawObject> {
-    let key = Key::new(kind, object.metadata.name.clone().unwrap_or_default());
+    let key = key_of(kind, object);
     let revision = revision_of(&key, object.metadata.resource_version.as_deref())?;
     let value = if kind == Kind::Secret {
         serde_json::to_vec(&secret::value_of(object))
+    } else if kind == Kind::Namespace {
+        serde_json::to_vec(&native::namespace_value(object))
     } else {
         serde_json::to_vec(object.data.get("spec").unwrap_or(&serde_json::Value::Null))
     };
     let value = value.map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
     Ok(RawObject { key, revision, value })
+}
+
+/// The key of a Kubernetes object of `kind`: `namespace/name` for a namespaced kind.
+pub(crate) fn key_of(kind: Kind, object: &DynamicObject) -> Key {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    match object.metadata.namespace.as_deref() {
+        Some(namespace) if kind.namespaced() => Key::new(kind, format!("{namespace}/{name}")),
+        _ => Key::new(kind, name),
+    }
 }
 
 /// Maps an API error to the datastore's; `expected` is the revision a write was guarded by.
@@ -91,15 +126,17 @@ pub(crate) fn api_error(key: &Key, expected: Revision, e: kube::Error) -> Datast
     }
 }
 
-fn document(kind: Kind, name: &str, value: &[u8], revision: Option<Revision>) -> Result<DynamicObject> {
-    let key = Key::new(kind, name);
+fn document(key: &Key, value: &[u8], revision: Option<Revision>) -> Result<DynamicObject> {
+    let kind = key.kind;
+    let (namespace, name) = key.split_namespace();
     let spec: serde_json::Value =
-        serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(&key, e.to_string()))?;
-    let mut object = if kind == Kind::Secret {
-        secret::document(name, spec)
-    } else {
-        DynamicObject::new(name, &api_resource(kind)).data(serde_json::json!({ "spec": spec }))
+        serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(key, e.to_string()))?;
+    let mut object = match kind {
+        Kind::Secret => secret::document(name, spec),
+        Kind::Namespace => native::namespace_document(name, &spec),
+        _ => DynamicObject::new(name, &resource_of(kind)).data(serde_json::json!({ "spec": spec })),
     };
+    object.metadata.namespace = namespace.map(str::to_string);
     object.metadata.resource_version = revision.map(|r| r.to_string());
     Ok(object)
 }
@@ -110,7 +147,8 @@ impl Backend for KubeBackend {
         if key.kind == Kind::Node {
             return node::get(&self.client, key).await;
         }
-        let object = self.api(key.kind).get(&key.name).await.map_err(|e| api_error(key, Revision(0), e))?;
+        let (api, name) = self.api_for(key);
+        let object = api.get(name).await.map_err(|e| api_error(key, Revision(0), e))?;
         object_of(key.kind, &object)
     }
 
@@ -129,9 +167,10 @@ impl Backend for KubeBackend {
         if key.kind == Kind::Node {
             return node::create(&self.client, key, &value).await;
         }
-        let object = document(key.kind, &key.name, &value, None)?;
+        let object = document(key, &value, None)?;
         let created = self
-            .api(key.kind)
+            .api_for(key)
+            .0
             .create(&PostParams::default(), &object)
             .await
             .map_err(|e| api_error(key, Revision(0), e))?;
@@ -142,12 +181,10 @@ impl Backend for KubeBackend {
         if key.kind == Kind::Node {
             return node::update(&self.client, key, &value, expected).await;
         }
-        let object = document(key.kind, &key.name, &value, Some(expected))?;
-        let replaced = self
-            .api(key.kind)
-            .replace(&key.name, &PostParams::default(), &object)
-            .await
-            .map_err(|e| api_error(key, expected, e))?;
+        let object = document(key, &value, Some(expected))?;
+        let (api, name) = self.api_for(key);
+        let replaced =
+            api.replace(name, &PostParams::default(), &object).await.map_err(|e| api_error(key, expected, e))?;
         revision_of(key, replaced.metadata.resource_version.as_deref())
     }
 
@@ -157,7 +194,8 @@ impl Backend for KubeBackend {
         }
         let params = DeleteParams::default()
             .preconditions(Preconditions { resource_version: Some(expected.to_string()), uid: None });
-        self.api(key.kind).delete(&key.name, &params).await.map_err(|e| api_error(key, expected, e))?;
+        let (api, name) = self.api_for(key);
+        api.delete(name, &params).await.map_err(|e| api_error(key, expected, e))?;
         Ok(())
     }
 

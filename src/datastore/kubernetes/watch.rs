@@ -3,7 +3,7 @@
 //! loop of kube's `watcher`, written out because that one merges added and modified events and
 //! always starts with a list, where tortie's watches start from a revision.
 
-use super::{node, object_of, revision_of};
+use super::{key_of, node, object_of, revision_of};
 use crate::datastore::backend::{RawEvent, RawList, RawObject, RawWatch, WATCH_CHANNEL_CAPACITY};
 use crate::datastore::{DatastoreError, Key, Kind, Result, Revision};
 use futures::StreamExt;
@@ -43,8 +43,8 @@ impl Projection {
 
     /// The event for a change, if it changes a record (a Node's status heartbeat does not).
     fn changed(&mut self, object: &DynamicObject, deleted: bool, added: bool) -> Result<Option<RawEvent>> {
-        let name = object.metadata.name.clone().unwrap_or_default();
-        let key = Key::new(self.kind, name.clone());
+        let key = key_of(self.kind, object);
+        let name = key.name.clone();
         let revision = revision_of(&key, object.metadata.resource_version.as_deref())?;
         if self.kind != Kind::Node {
             return Ok(Some(match (deleted, added) {

@@ -7,9 +7,14 @@ mod bgp_configuration;
 mod bgp_filter;
 pub mod coverage;
 mod duration;
+mod int_or_string;
 mod ipam;
+mod kube_network_policy;
 mod mac;
+mod namespace;
+mod network_policy;
 mod node;
+pub mod policy_rule;
 mod secret;
 
 pub use bgp::{BgpPeer, BgpPeerBfd, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, SourceAddress};
@@ -18,12 +23,20 @@ pub use bgp_configuration::{
 };
 pub use bgp_filter::{BgpFilter, FilterAction, FilterRule, MatchOperator, MatchSource, PrefixLength};
 pub use duration::GoDuration;
+pub use int_or_string::IntOrString;
 pub use ipam::{
     AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpReservation, IpamBlock,
     IpamConfig, IpamHandle, PoolUse, cidr_name,
 };
+pub use kube_network_policy::{
+    EgressRule, IngressRule, IpBlock, KubeNetworkPolicy, KubePolicyType, LabelOperator, LabelRequirement,
+    LabelSelector, PolicyPeer, PolicyPort,
+};
 pub use mac::MacAddress;
+pub use namespace::Namespace;
+pub use network_policy::{DEFAULT_TIER, GlobalNetworkPolicy, NetworkPolicy, effective_types};
 pub use node::{Node, NodeBgp, check_labels};
+pub use policy_rule::{Action, EntityRule, IcmpFields, PolicyType, Rule};
 pub use secret::{Secret, SecretKeyRef, SecretSource, SecretValue};
 
 use super::Kind;
@@ -67,3 +80,7 @@ resource!(BgpPeer, Kind::BgpPeer);
 resource!(BgpConfiguration, Kind::BgpConfiguration);
 resource!(Secret, Kind::Secret);
 resource!(BgpFilter, Kind::BgpFilter);
+resource!(NetworkPolicy, Kind::NetworkPolicy);
+resource!(GlobalNetworkPolicy, Kind::GlobalNetworkPolicy);
+resource!(KubeNetworkPolicy, Kind::KubeNetworkPolicy);
+resource!(Namespace, Kind::Namespace);
