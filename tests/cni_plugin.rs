@@ -568,6 +568,47 @@ fn calico_ipam_annotations_choose_the_address_or_the_pool() {
     node.stop_agent();
 }
 
+/// Calico's IPPool `namespaceSelector`: a pod gets its automatic address from the pools that
+/// select its namespace's labels; a namespace no pool selects is refused, naming it.
+#[test]
+fn a_pools_namespace_selector_serves_the_pods_of_the_namespaces_it_selects() {
+    use tortie::datastore::resources::{IpPool, Namespace};
+    const PROD: &str = "10.246.0.0/24";
+    let mut node = Node::new("cnins");
+    node.ipam_of("cni-node", async |ipam| {
+        let store = ipam.store();
+        for pool in store.list::<IpPool>().await.unwrap().items {
+            let mut spec = pool.spec.clone();
+            spec.namespace_selector = "env == 'dev'".into();
+            store.update(&pool.name, &spec, pool.revision).await.unwrap();
+        }
+        let prod = IpPool { namespace_selector: "env == 'prod'".into(), ..IpPool::new(PROD.parse().unwrap()) };
+        tortie::ipam::create_pool(store, "prod", &prod).await.unwrap();
+        for (name, env) in [("prod", "prod"), ("dev", "dev")] {
+            let labels = [("env".to_string(), env.to_string())].into();
+            store.create(name, &Namespace { labels }).await.unwrap();
+        }
+    });
+    for pod in ["inprod", "indev", "inother"] {
+        node.t.add_namespace(pod).unwrap();
+    }
+    let conf = node.conf();
+    let add = |pod: &str, namespace: &str| {
+        node.cni_args("ADD", pod, pod, Some(pod), &format!(";K8S_POD_NAMESPACE={namespace}"), &conf)
+    };
+    let (prod, default): (ipnetwork::IpNetwork, ipnetwork::IpNetwork) = (PROD.parse().unwrap(), POOL.parse().unwrap());
+    let (code, r) = add("inprod", "prod");
+    assert_eq!(code, 0, "{r}");
+    assert!(prod.contains(pod_ip(&r).parse().unwrap()), "a pod in prod gets prod's pool: {r}");
+    let (code, r) = add("indev", "dev");
+    assert_eq!(code, 0, "{r}");
+    assert!(default.contains(pod_ip(&r).parse().unwrap()), "a pod in dev gets the default pool: {r}");
+    let (code, err) = add("inother", "other");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(code == 1 && msg.contains("namespace \"other\"") && msg.contains("namespaceSelector"), "{err}");
+    node.stop_agent();
+}
+
 /// Container ids name handles whatever their case, as Calico's handles (whose records it names
 /// in lower case): an upper-case id gets its address, and a DEL naming it in another case
 /// releases it and removes its veth.

@@ -11,12 +11,14 @@ use super::pod_ipam;
 use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
+use crate::datastore::DatastoreError;
 use crate::datastore::Stored;
-use crate::datastore::resources::{AssignmentMode, IpPool, IpamBlock, PoolUse};
+use crate::datastore::resources::{AssignmentMode, IpPool, IpamBlock, Namespace, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
 use crate::ipam::claim::host_affinity;
 use crate::ipam::handles;
+use crate::ipam::pools::namespace_selector_matches;
 use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::ipam::{Allocator, IpamError, Request};
 use async_trait::async_trait;
@@ -167,6 +169,53 @@ impl Workloads {
     async fn stored_pools(&self) -> Result<Vec<Stored<IpPool>>, WorkloadError> {
         let store = self.allocator.ipam().store();
         Ok(store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?.items)
+    }
+
+    /// Calico's IPPool `namespaceSelector`: a family served from the automatic pools (the pod named
+    /// none) is served from those that select the pod's namespace, by the labels of its Namespace
+    /// record (none when it has no record, as Calico evaluates a missing namespace). Untouched when
+    /// no automatic pool of the family has a namespace selector, so the common case reads nothing.
+    async fn select_by_namespace(
+        &self,
+        namespace: &str,
+        families: Vec<(u8, Vec<IpNetwork>)>,
+        pools: &[IpPool],
+    ) -> Result<Vec<(u8, Vec<IpNetwork>)>, WorkloadError> {
+        let automatic = |p: &IpPool, family: u8| {
+            !p.disabled
+                && p.cidr.is_ipv4() == (family == 4)
+                && p.allowed_uses.contains(&PoolUse::Workload)
+                && p.assignment_mode == AssignmentMode::Automatic
+        };
+        let selective = |family: u8| pools.iter().any(|p| automatic(p, family) && !p.namespace_selector.is_empty());
+        if !families.iter().any(|(family, named)| named.is_empty() && selective(*family)) {
+            return Ok(families);
+        }
+        let store = self.allocator.ipam().store();
+        let labels = match store.get::<Namespace>(namespace).await {
+            Ok(ns) => ns.spec.labels,
+            Err(DatastoreError::NotFound { .. }) => BTreeMap::new(),
+            Err(e) => return Err(self.store_error("the pod's namespace", e)),
+        };
+        let mut out = Vec::new();
+        for (family, named) in families {
+            if !named.is_empty() || !selective(family) {
+                out.push((family, named));
+                continue;
+            }
+            let chosen: Vec<IpNetwork> = pools
+                .iter()
+                .filter(|p| automatic(p, family) && namespace_selector_matches(p, &labels))
+                .map(|p| p.cidr)
+                .collect();
+            if chosen.is_empty() {
+                return Err(WorkloadError::BadRequest(format!(
+                    "no IPv{family} pool for namespace {namespace:?}: the namespaceSelector of every automatic pool leaves out its labels {labels:?}"
+                )));
+            }
+            out.push((family, chosen));
+        }
+        Ok(out)
     }
 
     /// Calico's IPAM annotations of the pod `r` is for: the Pod's own in Kubernetes mode (over
@@ -445,6 +494,7 @@ impl WorkloadService for Workloads {
                 .filter(|(_, named, usable)| !named.is_empty() || *usable)
                 .map(|(family, named, _)| (family, named))
                 .collect();
+        let families = self.select_by_namespace(&r.namespace, families, &pools).await?;
         if families.is_empty() && wanted.addresses.is_empty() {
             return Err(WorkloadError::Unavailable(
                 "no IP pool to allocate pod addresses from: the datastore holds no enabled IPPool allowing Workload use and ipam.default_ipv4_pool_cidr is not set".into(),

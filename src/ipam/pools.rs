@@ -51,6 +51,13 @@ pub fn usable(pool: &IpPool, family: u8, purpose: PoolUse, labels: &BTreeMap<Str
         && node_selector_matches(&pool.node_selector, labels)
 }
 
+/// Whether a pool's `namespaceSelector` selects a namespace with `labels` (Calico's
+/// `SelectsNamespace`: an empty selector selects every namespace; a namespace that does not exist
+/// has no labels). A selector that does not parse selects none, as for `nodeSelector`.
+pub fn namespace_selector_matches(pool: &IpPool, labels: &BTreeMap<String, String>) -> bool {
+    pool.namespace_selector.is_empty() || Selector::parse(&pool.namespace_selector).is_ok_and(|s| s.matches(labels))
+}
+
 /// Whether a pool's `nodeSelector` selects a node with `labels`. A selector that does not parse
 /// (only a record written before selectors were checked on write) selects no node, so such a pool
 /// is never used by mistake.

@@ -35,6 +35,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::IpPool, "disabled", Effect("src/ipam/pools.rs")),
     (Kind::IpPool, "disableBGPExport", Effect("src/agent/bgp.rs")),
     (Kind::IpPool, "nodeSelector", Effect("src/ipam/pools.rs")),
+    (Kind::IpPool, "namespaceSelector", Effect("src/ipam/pools.rs")),
     (Kind::IpPool, "allowedUses[]", Effect("src/ipam/pools.rs")),
     (Kind::IpPool, "assignmentMode", Effect("src/ipam/client.rs")),
     (Kind::IpReservation, "reservedCIDRs[]", Effect("src/ipam/client.rs#reserved_cidrs")),

@@ -66,6 +66,10 @@ pub struct IpPool {
     pub disable_bgp_export: bool,
     #[serde(default = "default_node_selector")]
     pub node_selector: String,
+    /// The namespaces whose pods get automatic addresses from the pool (their Namespace's
+    /// labels); empty or absent: every namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_selector: String,
     /// Empty or absent: Workload and Tunnel. LoadBalancer combines with neither.
     #[serde(default = "default_allowed_uses")]
     pub allowed_uses: Vec<PoolUse>,
@@ -105,6 +109,8 @@ struct IpPoolWire {
     #[serde(default = "default_node_selector")]
     node_selector: String,
     #[serde(default)]
+    namespace_selector: String,
+    #[serde(default)]
     allowed_uses: Vec<PoolUse>,
     #[serde(default)]
     assignment_mode: AssignmentMode,
@@ -123,6 +129,7 @@ impl<'de> Deserialize<'de> for IpPool {
             disabled: w.disabled,
             disable_bgp_export: w.disable_bgp_export,
             node_selector: w.node_selector,
+            namespace_selector: w.namespace_selector,
             assignment_mode: w.assignment_mode,
         })
     }
@@ -147,6 +154,7 @@ impl IpPool {
             disabled: false,
             disable_bgp_export: false,
             node_selector: default_node_selector(),
+            namespace_selector: String::new(),
             allowed_uses: default_allowed_uses(),
             assignment_mode: AssignmentMode::Automatic,
         }
@@ -168,6 +176,9 @@ impl IpPool {
             return Err("vxlanMode: cannot be combined with ipipMode".to_string());
         }
         crate::selector::check_node_selector("nodeSelector", &self.node_selector)?;
+        if !self.namespace_selector.is_empty() {
+            crate::selector::check_field("namespaceSelector", &self.namespace_selector)?;
+        }
         if self.allowed_uses.contains(&PoolUse::LoadBalancer) {
             self.check_load_balancer()?;
         }
