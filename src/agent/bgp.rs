@@ -400,6 +400,12 @@ async fn follow_peers(
                         let _ = speaker.change_peer(w.config.clone()).await;
                         rib.change_peer(addr, w.setup.clone()).await;
                         if let Some(entry) = current.get_mut(&addr) {
+                            // The speaker restarts a session whose own configuration changed; one
+                            // whose import policy alone changed restarts here, after the RIB has
+                            // the new policy, so the routes the peer sends again meet it.
+                            if entry.0.config == w.config && entry.0.setup.import != w.setup.import {
+                                let _ = speaker.restart_session(addr).await;
+                            }
                             entry.0 = w.clone();
                         }
                     }

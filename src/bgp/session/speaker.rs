@@ -141,6 +141,13 @@ impl Speaker {
         Ok(status)
     }
 
+    /// Restarts a peer's session (Cease, Other Configuration Change) with its configuration as it
+    /// is, so the peer sends its routes again: what is accepted from it changed.
+    pub async fn restart_session(&self, addr: IpAddr) -> Result<(), SpeakerError> {
+        let config = self.configs.get(&addr).cloned().ok_or(SpeakerError::Unknown(addr))?;
+        self.command(addr, PeerCommand::Reconfigure(Box::new(config))).await
+    }
+
     /// Removes a peer: its session ends with Cease / Peer De-configured.
     pub async fn remove_peer(&mut self, addr: IpAddr) -> Result<(), SpeakerError> {
         let handle = self.peers.remove(&addr).ok_or(SpeakerError::Unknown(addr))?;
