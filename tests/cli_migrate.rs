@@ -161,7 +161,6 @@ fn exported_allocations() -> Vec<(String, String)> {
 /// The report lines of fields and kinds tortie does not carry today; each new field a resource
 /// learns takes its line off this list.
 const NOT_CARRIED: &[&str] = &[
-    "IPPool/default-ipv6-ippool: field spec.namespaceSelector not carried: tortie's IPPool has no such field",
     "Node/node-a: field status not carried: tortie keeps no status ({\"podCIDRs\":[\"10.244.10.0/24\"]})",
     "Node/node-a: field spec.addresses not carried: tortie's Node has no such field",
     "Node/node-a: field spec.orchRefs not carried: tortie's Node has no such field",
@@ -192,6 +191,9 @@ async fn calico_exports_migrate_with_every_address_kept_and_ipam_check_clean() {
     assert_eq!(run.code, 0, "{}{}", run.out, run.err);
     let not_carried: Vec<&str> = run.err.lines().filter(|l| l.contains("not carried")).collect();
     assert_eq!(not_carried, NOT_CARRIED, "{}", run.err);
+    let v6 = site.run(&["get", "ippool", "default-ipv6-ippool", "-o", "json"], None);
+    let v6: serde_json::Value = serde_json::from_str(&v6.out).unwrap();
+    assert_eq!(v6["spec"]["namespaceSelector"], "projectcalico.org/name != 'legacy'", "carried: {v6}");
     for changed in [
         "IPAMHandle/k8s-pod-network.7d4c1e0b9a8f: field spec.handleID changed: \"k8s-pod-network.7D4C1E0B9A8F\" → \"k8s-pod-network.7d4c1e0b9a8f\"",
         "BGPConfiguration/default: field spec.asNumber changed: \"1.10\" → 65546",
