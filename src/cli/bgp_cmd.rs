@@ -3,6 +3,7 @@
 
 use super::table;
 use super::{ClientArgs, OutputFormat};
+use crate::api::status::PeerStatus;
 use crate::api::{StatusReport, client};
 use crate::bgp::rib::RibSnapshot;
 use serde::Serialize;
@@ -45,26 +46,34 @@ pub fn routes(args: &ClientArgs) -> ExitCode {
 /// `tortie bgp peers`.
 pub fn peers(args: &ClientArgs) -> ExitCode {
     match fetch::<StatusReport>(args, "/v1/status") {
-        Ok(report) => print(args, &report.peers, |peers| {
-            let rows: Vec<Vec<String>> = peers
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.address.clone(),
-                        p.as_number.to_string(),
-                        p.peer_type.clone(),
-                        p.state.clone(),
-                        p.prefixes_received.to_string(),
-                        p.prefixes_advertised.to_string(),
-                        p.bfd.clone().unwrap_or_else(|| "-".into()),
-                        p.info.clone(),
-                    ]
-                })
-                .collect();
-            table::render(&["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "RECEIVED", "ADVERTISED", "BFD", "INFO"], &rows)
-        }),
+        Ok(report) => print(args, &report.peers, |peers| render_peers(peers, super::status_cmd::now())),
         Err(code) => code,
     }
+}
+
+/// The peers as a table at unix time `now`: UPTIME is how long an Established session has been
+/// up (`-` for one that is not).
+pub fn render_peers(peers: &[PeerStatus], now: u64) -> String {
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            vec![
+                p.address.clone(),
+                p.as_number.to_string(),
+                p.peer_type.clone(),
+                p.state.clone(),
+                p.established_at.map_or_else(|| "-".into(), |t| table::duration(now.saturating_sub(t))),
+                p.prefixes_received.to_string(),
+                p.prefixes_advertised.to_string(),
+                p.bfd.clone().unwrap_or_else(|| "-".into()),
+                p.info.clone(),
+            ]
+        })
+        .collect();
+    table::render(
+        &["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "UPTIME", "RECEIVED", "ADVERTISED", "BFD", "INFO"],
+        &rows,
+    )
 }
 
 /// The RIB as a table: one row per path; `*` marks the best path, `=` the
@@ -124,6 +133,30 @@ mod tests {
             cluster_list: vec![],
             stale: false,
         }
+    }
+
+    #[test]
+    fn peers_table_shows_how_long_each_session_is_up() {
+        let peer = |address: &str, state: &str, established_at: Option<u64>| PeerStatus {
+            address: address.into(),
+            as_number: 64512,
+            peer_type: "node-to-node mesh".into(),
+            state: state.into(),
+            since: 1_000,
+            info: String::new(),
+            prefixes_received: 3,
+            prefixes_advertised: 1,
+            tunnel_mode: "direct".into(),
+            hold_time: None,
+            keepalive: None,
+            established_at,
+            flaps: 0,
+            bfd: None,
+        };
+        let text =
+            render_peers(&[peer("10.0.0.2", "established", Some(1_000)), peer("10.0.0.3", "active", None)], 4_725);
+        assert!(text.contains("| 10.0.0.2     | 64512 | node-to-node mesh | established | 1h2m5s | 3"), "{text}");
+        assert!(text.contains("| 10.0.0.3     | 64512 | node-to-node mesh | active      | -      | 3"), "{text}");
     }
 
     #[test]

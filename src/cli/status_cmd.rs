@@ -38,7 +38,8 @@ pub fn run(args: &ClientArgs) -> ExitCode {
     if report.ready { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_READY) }
 }
 
-fn now() -> u64 {
+/// The unix time now, in seconds.
+pub(super) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
