@@ -6,27 +6,36 @@ use std::time::Duration;
 use tortie::datastore::kube_standin::StandIn;
 use tortie::netns::{Topology, spawn_in_namespace};
 
-#[test]
-fn the_agent_registers_on_its_kubernetes_node() {
-    let mut t = Topology::new("agentk8s").unwrap();
-    t.add_namespace("n").unwrap();
-    t.add_namespace("peer").unwrap();
-    t.add_veth(("n", "eth1", Some("10.124.0.5/24")), ("peer", "eth1", Some("10.124.0.1/24"))).unwrap();
-    let dir = t.dir().to_path_buf();
+type Annotations = serde_json::Map<String, serde_json::Value>;
 
+/// Runs `tortie node` in namespace `n` of `t` against a stand-in holding Kubernetes Node
+/// `node-k8s` as `node` (with its name set), the agent configured by the YAML flow map `node_yaml`
+/// for its `node` section; returns the Node's annotations once `done` holds for them or after
+/// 30 s.
+fn registered_annotations(
+    t: &mut Topology,
+    node: serde_json::Value,
+    node_yaml: &str,
+    done: impl Fn(&Annotations) -> bool + Send + 'static,
+) -> Annotations {
+    let dir = t.dir().to_path_buf();
     // The stand-in listens on the namespace's loopback, where the agent runs.
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (seen_tx, seen_rx) = std::sync::mpsc::channel();
     let _server = spawn_in_namespace(&t.ns("n"), move |stop| async move {
         let standin = StandIn::start(Duration::from_millis(200)).await.unwrap();
-        standin.add_node("node-k8s");
+        let mut node = node;
+        node["apiVersion"] = "v1".into();
+        node["kind"] = "Node".into();
+        node["metadata"]["name"] = "node-k8s".into();
+        standin.put_raw("core/nodes", "node-k8s", node);
         url_tx.send(standin.url()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut stop = std::pin::pin!(stop);
         loop {
             let node = standin.get_raw("core/nodes", "node-k8s");
             let annotations = node.and_then(|n| n["metadata"]["annotations"].as_object().cloned()).unwrap_or_default();
-            if annotations.values().any(|v| v == "10.124.0.5/24") || tokio::time::Instant::now() > deadline {
+            if done(&annotations) || tokio::time::Instant::now() > deadline {
                 let _ = seen_tx.send(annotations);
                 break;
             }
@@ -51,17 +60,51 @@ fn the_agent_registers_on_its_kubernetes_node() {
     std::fs::write(
         &config,
         format!(
-            "node: {{name: node-k8s}}\ndatastore: {{type: kubernetes, kubeconfig: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{as_number: 64700}}\n",
+            "node: {node_yaml}\ndatastore: {{type: kubernetes, kubeconfig: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{as_number: 64700}}\n",
             kubeconfig.display(),
             dir.join("api.sock").display()
         ),
     )
     .unwrap();
     t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
+    seen_rx.recv_timeout(Duration::from_secs(40)).unwrap()
+}
 
-    let annotations = seen_rx.recv_timeout(Duration::from_secs(40)).unwrap();
+#[test]
+fn the_agent_registers_on_its_kubernetes_node() {
+    let mut t = Topology::new("agentk8s").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.124.0.5/24")), ("peer", "eth1", Some("10.124.0.1/24"))).unwrap();
+
+    let annotations = registered_annotations(&mut t, serde_json::json!({"status": {}}), "{name: node-k8s}", |a| {
+        a.values().any(|v| v == "10.124.0.5/24")
+    });
     assert!(annotations.values().any(|v| v == "10.124.0.5/24"), "address annotation: {annotations:?}");
     assert!(annotations.values().any(|v| v == "64700"), "AS annotation: {annotations:?}");
+}
+
+#[test]
+fn both_addresses_come_from_the_kubernetes_nodes_internal_ips() {
+    let mut t = Topology::new("agentk8sip").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    // first-found would take eth1's addresses; the Node names eth2's.
+    t.add_veth(("n", "eth1", Some("10.124.1.5/24")), ("peer", "eth1", Some("10.124.1.1/24"))).unwrap();
+    t.add_veth(("n", "eth2", Some("10.125.0.7/24")), ("peer", "eth2", Some("10.125.0.1/24"))).unwrap();
+    t.exec("n", &["ip", "-6", "addr", "add", "fd41::5/64", "dev", "eth1", "nodad"]).unwrap();
+    t.exec("n", &["ip", "-6", "addr", "add", "fd42::7/64", "dev", "eth2", "nodad"]).unwrap();
+    let node = serde_json::json!({"status": {"addresses": [
+        {"type": "Hostname", "address": "node-k8s"},
+        {"type": "ExternalIP", "address": "10.124.1.5"},
+        {"type": "InternalIP", "address": "10.125.0.7"},
+        {"type": "InternalIP", "address": "fd42::7"},
+    ]}});
+    let yaml = "{name: node-k8s, address_autodetection: kubernetes-internal-ip, ipv6_address_autodetection: kubernetes-internal-ip}";
+    let annotations = registered_annotations(&mut t, node, yaml, |a| a.values().any(|v| v == "fd42::7/64"));
+    let get = |suffix: &str| annotations.iter().find(|(k, _)| k.ends_with(suffix)).map(|(_, v)| v.clone());
+    assert_eq!(get("/IPv4Address"), Some("10.125.0.7/24".into()), "{annotations:?}");
+    assert_eq!(get("/IPv6Address"), Some("fd42::7/64".into()), "{annotations:?}");
 }
 
 mod deploy_support;

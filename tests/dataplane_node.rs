@@ -3,7 +3,7 @@
 //! userspace one here, where the kernel has no ipip.
 
 use tortie::config::IpipImplementation;
-use tortie::dataplane::address::{kernel_route_source, select};
+use tortie::dataplane::address::{Family, Sources, kernel_route_source, select};
 use tortie::dataplane::netlink::RouteSocket;
 use tortie::dataplane::sysctl;
 use tortie::fallback_ipip::{TunnelMode, choose_mode};
@@ -24,16 +24,42 @@ fn address_detection_reads_the_kernel_and_keeps_the_prefix_length() {
     let t = node();
     let (first, reach, by_cidr) = run_in_namespace(&t.ns("n"), || {
         let addrs = RouteSocket::open().unwrap().ipv4_addresses().unwrap();
+        let sources = Sources { route_source: &kernel_route_source, kubernetes_internal_ips: None };
         (
-            select("first-found", &addrs, kernel_route_source),
-            select("can-reach=203.0.113.9", &addrs, kernel_route_source),
-            select("cidr=10.0.0.0/8", &addrs, kernel_route_source),
+            select("first-found", Family::V4, &addrs, &sources),
+            select("can-reach=203.0.113.9", Family::V4, &addrs, &sources),
+            select("cidr=10.0.0.0/8", Family::V4, &addrs, &sources),
         )
     })
     .unwrap();
     assert_eq!(first, Ok("192.168.60.2/24".parse().unwrap()));
     assert_eq!(reach, Ok("10.30.0.2/16".parse().unwrap()), "the default route leaves through eth2");
     assert_eq!(by_cidr, Ok("10.30.0.2/16".parse().unwrap()));
+}
+
+#[test]
+fn ipv6_address_detection_names_interfaces_and_skips_link_local() {
+    let t = node();
+    t.exec("n", &["ip", "-6", "addr", "add", "fd60::2/64", "dev", "eth1", "nodad"]).unwrap();
+    t.exec("n", &["ip", "-6", "addr", "add", "2001:db8:30::2/48", "dev", "eth2", "nodad"]).unwrap();
+    t.exec("peer", &["ip", "-6", "addr", "add", "2001:db8:30::1/48", "dev", "eth2", "nodad"]).unwrap();
+    t.exec("n", &["ip", "-6", "route", "add", "default", "via", "2001:db8:30::1"]).unwrap();
+    let (addrs, first, reach, by_name) = run_in_namespace(&t.ns("n"), || {
+        let addrs = RouteSocket::open().unwrap().ipv6_addresses().unwrap();
+        let sources = Sources { route_source: &kernel_route_source, kubernetes_internal_ips: None };
+        (
+            addrs.clone(),
+            select("first-found", Family::V6, &addrs, &sources),
+            select("can-reach=2001:db8:ffff::9", Family::V6, &addrs, &sources),
+            select("interface=eth2", Family::V6, &addrs, &sources),
+        )
+    })
+    .unwrap();
+    // The link-local addresses the kernel gives every interface are listed, named, and skipped.
+    assert!(addrs.iter().any(|a| a.ifname == "eth1" && a.address.ip().to_string().starts_with("fe80:")), "{addrs:?}");
+    assert_eq!(first, Ok("fd60::2/64".parse().unwrap()));
+    assert_eq!(reach, Ok("2001:db8:30::2/48".parse().unwrap()), "the default route leaves through eth2");
+    assert_eq!(by_name, Ok("2001:db8:30::2/48".parse().unwrap()));
 }
 
 #[test]

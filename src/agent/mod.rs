@@ -62,7 +62,9 @@ pub enum AgentError {
     ApiServe(std::io::Error),
     #[error("cannot determine the node name: {0} (set node.name or TORTIE_NODE_NAME)")]
     NodeName(std::io::Error),
-    #[error("cannot determine the node address: {0} (set node.address or node.address_autodetection)")]
+    #[error(
+        "cannot determine the node address: {0} (set the address in the configuration or choose another detection method)"
+    )]
     Address(String),
     #[error("{0}")]
     Datastore(String),
@@ -95,8 +97,25 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let started = Instant::now();
     let started_at = unix_now();
     let name = node_name(&config).map_err(AgentError::NodeName)?;
-    let address = node::address(&config).map_err(AgentError::Address)?;
-    tracing::info!(subsys = "agent", node = %name, address = %address, "starting");
+    let kubernetes_internal_ips = if node::wants_kubernetes_internal_ips(&config) {
+        let client = datastore::kube_client(&config).await.map_err(AgentError::Address)?;
+        Some(kubernetes::node_addresses::internal_ips(&client, &name).await.map_err(AgentError::Address)?)
+    } else {
+        None
+    };
+    let (address, ipv6_address) =
+        node::addresses(&config, kubernetes_internal_ips.as_deref()).map_err(AgentError::Address)?;
+    // Everything after this point reads the detected IPv6 address where a configured one would be.
+    let mut config = config;
+    config.node.ipv6_address = ipv6_address;
+    let config = config;
+    tracing::info!(
+        subsys = "agent",
+        node = %name,
+        address = %address,
+        ipv6_address = %ipv6_address.map(|a| a.to_string()).unwrap_or_else(|| "none".into()),
+        "starting"
+    );
 
     let ds = datastore::connect(&config).await.map_err(AgentError::Datastore)?;
     // The AS the Node record announces to the other nodes: BGPConfiguration `default` may set it.

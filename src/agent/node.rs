@@ -2,22 +2,56 @@
 //! prefix length) and its registration in the datastore.
 
 use crate::config::Config;
-use crate::dataplane::address::{DetectError, kernel_route_source, select};
+use crate::config::NO_IPV6_ADDRESS;
+use crate::dataplane::address::{DetectError, Family, KUBERNETES_INTERNAL_IP, Sources, kernel_route_source, select};
 use crate::dataplane::netlink::RouteSocket;
 use crate::datastore::resources::{EncapMode, IpPool, Node, NodeBgp, PoolUse};
 use crate::datastore::{Datastore, DatastoreError};
 use crate::ipam::{Ipam, IpamOptions};
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use std::net::IpAddr;
 
-/// The node's IPv4 address: `node.address` or autodetected.
-pub fn address(config: &Config) -> Result<Ipv4Network, String> {
-    if let Some(a) = config.node.address {
-        return Ok(a);
-    }
-    let addresses = RouteSocket::open()
-        .and_then(|mut s| s.ipv4_addresses())
-        .map_err(|e| format!("cannot list interface addresses: {e}"))?;
-    select(&config.node.address_autodetection, &addresses, kernel_route_source).map_err(|e: DetectError| e.to_string())
+/// The node's addresses: `node.address` or detected by `node.address_autodetection`, and
+/// `node.ipv6_address` or detected by `node.ipv6_address_autodetection` (none by default).
+/// `kubernetes_internal_ips` are the Kubernetes Node's InternalIP addresses, `None` outside
+/// Kubernetes.
+pub fn addresses(
+    config: &Config,
+    kubernetes_internal_ips: Option<&[IpAddr]>,
+) -> Result<(Ipv4Network, Option<Ipv6Network>), String> {
+    let sources = Sources { route_source: &kernel_route_source, kubernetes_internal_ips };
+    let detect = |method: &str, family: Family| -> Result<IpNetwork, String> {
+        let mut socket = RouteSocket::open().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+        let listed = match family {
+            Family::V4 => socket.ipv4_addresses(),
+            Family::V6 => socket.ipv6_addresses(),
+        };
+        let listed = listed.map_err(|e| format!("cannot list interface addresses: {e}"))?;
+        select(method, family, &listed, &sources).map_err(|e: DetectError| e.to_string())
+    };
+    let v4 = match config.node.address {
+        Some(a) => a,
+        None => match detect(&config.node.address_autodetection, Family::V4)? {
+            IpNetwork::V4(a) => a,
+            IpNetwork::V6(a) => return Err(format!("node.address_autodetection found IPv6 address {a}")),
+        },
+    };
+    let v6 = match config.node.ipv6_address {
+        Some(a) => Some(a),
+        None if config.node.ipv6_address_autodetection == NO_IPV6_ADDRESS => None,
+        None => match detect(&config.node.ipv6_address_autodetection, Family::V6)? {
+            IpNetwork::V6(a) => Some(a),
+            IpNetwork::V4(a) => return Err(format!("node.ipv6_address_autodetection found IPv4 address {a}")),
+        },
+    };
+    Ok((v4, v6))
+}
+
+/// Whether either family's address comes from the Kubernetes Node's InternalIP addresses.
+pub fn wants_kubernetes_internal_ips(config: &Config) -> bool {
+    let node = &config.node;
+    (node.address.is_none() && node.address_autodetection == KUBERNETES_INTERNAL_IP)
+        || (node.ipv6_address.is_none() && node.ipv6_address_autodetection == KUBERNETES_INTERNAL_IP)
 }
 
 /// Creates or updates this node's record (with its AS, `local_as`); retries a stale revision a

@@ -33,6 +33,9 @@ pub struct Config {
     pub kubernetes: super::kubernetes::KubernetesConfig,
 }
 
+/// `node.ipv6_address_autodetection` when the node has no IPv6 address.
+pub const NO_IPV6_ADDRESS: &str = "none";
+
 /// This node's identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -42,13 +45,18 @@ pub struct NodeConfig {
     /// The node's IPv4 address with prefix length (e.g. `10.0.0.5/24`); absent = autodetect.
     #[schemars(with = "Option<String>")]
     pub address: Option<ipnetwork::Ipv4Network>,
-    /// The node's IPv6 address with prefix length; absent = none.
+    /// The node's IPv6 address with prefix length; absent = `ipv6_address_autodetection` decides.
     #[schemars(with = "Option<String>")]
     pub ipv6_address: Option<ipnetwork::Ipv6Network>,
-    /// How to find the address when it is not given, as Calico's
+    /// How to find the IPv4 address when it is not given, as Calico's
     /// `IP_AUTODETECTION_METHOD`: `first-found`, `can-reach=<ip>`,
-    /// `interface=<regex>`, `skip-interface=<regex>`, `cidr=<cidr>[,<cidr>...]`.
+    /// `interface=<regex>[,<regex>...]`, `skip-interface=<regex>[,<regex>...]`,
+    /// `cidr=<cidr>[,<cidr>...]`, `kubernetes-internal-ip` (the Kubernetes Node's InternalIP).
     pub address_autodetection: String,
+    /// How to find the IPv6 address when it is not given: `none` (the node has no IPv6 address,
+    /// as Calico's `IP6` defaults to) or one of the methods of `address_autodetection`, as
+    /// Calico's `IP6_AUTODETECTION_METHOD` with `IP6=autodetect`.
+    pub ipv6_address_autodetection: String,
     /// Labels set on this node's record at start (Calico Node `metadata.labels`), for pools' and
     /// BGP peers' selectors; labels the record has and this map does not name are kept (on the
     /// Kubernetes datastore they are the Kubernetes Node's labels).
@@ -63,6 +71,7 @@ impl Default for NodeConfig {
             address: None,
             ipv6_address: None,
             address_autodetection: "first-found".to_string(),
+            ipv6_address_autodetection: NO_IPV6_ADDRESS.to_string(),
             labels: BTreeMap::new(),
         }
     }

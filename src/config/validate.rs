@@ -39,8 +39,14 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             ),
         );
     }
-    if let Err(why) = check_autodetection(&c.node.address_autodetection) {
+    if let Err(why) = check_autodetection(&c.node.address_autodetection, c.datastore.kind) {
         err("node.address_autodetection", format!("{:?} {why}", c.node.address_autodetection));
+    }
+    let v6 = &c.node.ipv6_address_autodetection;
+    if v6 != super::model::NO_IPV6_ADDRESS
+        && let Err(why) = check_autodetection(v6, c.datastore.kind)
+    {
+        err("node.ipv6_address_autodetection", format!("{v6:?} {why}"));
     }
     if let Err(why) = crate::datastore::resources::check_labels(&c.node.labels) {
         err("node.labels", why);
@@ -314,18 +320,26 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// Checks an address autodetection method (Calico's `IP_AUTODETECTION_METHOD` syntax).
-pub(crate) fn check_autodetection(method: &str) -> Result<(), String> {
+pub(crate) fn check_autodetection(method: &str, datastore: super::model::DatastoreType) -> Result<(), String> {
+    use crate::dataplane::address::KUBERNETES_INTERNAL_IP;
+    let list = |text: &str| text.split(',').map(str::trim).map(str::to_string).collect::<Vec<_>>();
     match method.split_once('=') {
         None if method == "first-found" => Ok(()),
+        None if method == KUBERNETES_INTERNAL_IP => match datastore {
+            super::model::DatastoreType::Kubernetes => Ok(()),
+            other => Err(format!("needs datastore.type kubernetes, not {}", format!("{other:?}").to_lowercase())),
+        },
         Some(("can-reach", target)) => target
             .parse::<std::net::IpAddr>()
             .map(|_| ())
             .map_err(|_| format!("names {target:?}, which is not an IP address")),
-        Some(("interface" | "skip-interface", re)) => regex::Regex::new(re).map(|_| ()).map_err(|e| format!("has an invalid regular expression: {e}")),
-        Some(("cidr", list)) => list
-            .split(',')
-            .try_for_each(|c| c.trim().parse::<ipnetwork::IpNetwork>().map(|_| ()).map_err(|_| format!("names {c:?}, which is not a CIDR"))),
-        _ => Err("is not one of first-found, can-reach=<ip>, interface=<regex>, skip-interface=<regex>, cidr=<cidr>[,<cidr>...]".into()),
+        Some(("interface" | "skip-interface", res)) => list(res)
+            .iter()
+            .try_for_each(|re| regex::Regex::new(re).map(|_| ()).map_err(|e| format!("has an invalid regular expression: {e}"))),
+        Some(("cidr", cidrs)) => list(cidrs)
+            .iter()
+            .try_for_each(|c| c.parse::<ipnetwork::IpNetwork>().map(|_| ()).map_err(|_| format!("names {c:?}, which is not a CIDR"))),
+        _ => Err("is not one of first-found, can-reach=<ip>, interface=<regex>[,<regex>...], skip-interface=<regex>[,<regex>...], cidr=<cidr>[,<cidr>...], kubernetes-internal-ip".into()),
     }
 }
 
@@ -359,6 +373,27 @@ mod tests {
         assert_eq!(loaded.config.node.labels["route-reflector"], "true");
         let text = problems("node: {labels: {'rack 1': a}}", &[]);
         assert!(text.contains("node.labels") && text.contains("\"rack 1\" is not a label key"), "{text}");
+    }
+
+    #[test]
+    fn address_detection_methods_are_checked_for_both_families() {
+        let loaded = load_from_str("", "test.yaml", &[]).unwrap();
+        assert_eq!(loaded.config.node.ipv6_address_autodetection, "none");
+        let env = [("TORTIE_NODE_IPV6_ADDRESS_AUTODETECTION", "interface=eth0, ens.*")];
+        let loaded = load_from_str("", "test.yaml", &vars(&env)).unwrap();
+        assert_eq!(loaded.config.node.ipv6_address_autodetection, "interface=eth0, ens.*");
+        let text = problems("node: {ipv6_address_autodetection: nearest}", &[]);
+        assert!(
+            text.contains("node.ipv6_address_autodetection") && text.contains("\"nearest\" is not one of"),
+            "{text}"
+        );
+        let text = problems("node: {address_autodetection: kubernetes-internal-ip}", &[]);
+        assert!(
+            text.contains("node.address_autodetection") && text.contains("needs datastore.type kubernetes, not sqlite"),
+            "{text}"
+        );
+        let k8s = "node: {address_autodetection: kubernetes-internal-ip, ipv6_address_autodetection: kubernetes-internal-ip}\ndatastore: {type: kubernetes}";
+        assert!(load_from_str(k8s, "test.yaml", &[]).is_ok());
     }
 
     #[test]

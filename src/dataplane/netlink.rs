@@ -376,9 +376,31 @@ impl RouteSocket {
 
     /// Every IPv4 address with its interface (index and label).
     pub fn ipv4_addresses(&mut self) -> io::Result<Vec<super::address::InterfaceAddress>> {
+        self.addresses(AddressFamily::Inet)
+    }
+
+    /// Every IPv6 address with its interface (index and label).
+    pub fn ipv6_addresses(&mut self) -> io::Result<Vec<super::address::InterfaceAddress>> {
+        self.addresses(AddressFamily::Inet6)
+    }
+
+    fn addresses(&mut self, family: AddressFamily) -> io::Result<Vec<super::address::InterfaceAddress>> {
         use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+        use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+        // IPv6 addresses carry no label, so interfaces are named from a link dump.
+        let mut names: FxHashMap<u32, String> = FxHashMap::default();
+        self.transact(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, |m| {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                for attr in l.attributes {
+                    if let LinkAttribute::IfName(name) = attr {
+                        names.insert(l.header.index, name);
+                    }
+                }
+            }
+            false
+        })?;
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = family;
         let mut out = Vec::new();
         self.transact(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP, |m| {
             let RouteNetlinkMessage::NewAddress(a) = m else { return false };
@@ -386,15 +408,20 @@ impl RouteSocket {
             let mut label = String::new();
             for attr in &a.attributes {
                 match attr {
-                    AddressAttribute::Local(IpAddr::V4(v4)) => ip = Some(*v4),
-                    AddressAttribute::Address(IpAddr::V4(v4)) if ip.is_none() => ip = Some(*v4),
+                    // IPv4 point-to-point links carry the peer in Address and ours in Local; IPv6
+                    // addresses have Address only.
+                    AddressAttribute::Local(local) => ip = Some(*local),
+                    AddressAttribute::Address(address) if ip.is_none() => ip = Some(*address),
                     AddressAttribute::Label(l) => label = l.clone(),
                     _ => {}
                 }
             }
-            if let Some(Ok(address)) = ip.map(|ip| ipnetwork::Ipv4Network::new(ip, a.header.prefix_len)) {
-                // The label may carry an alias suffix (eth0:1).
-                let ifname = label.split(':').next().unwrap_or_default().to_string();
+            if let Some(Ok(address)) = ip.map(|ip| ipnetwork::IpNetwork::new(ip, a.header.prefix_len)) {
+                // The label may carry an alias suffix (eth0:1); IPv6 addresses have none.
+                let ifname = match label.split(':').next() {
+                    Some(name) if !name.is_empty() => name.to_string(),
+                    _ => names.get(&a.header.index).cloned().unwrap_or_default(),
+                };
                 out.push(super::address::InterfaceAddress { ifindex: a.header.index, ifname, address });
             }
             false

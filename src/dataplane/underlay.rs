@@ -22,7 +22,7 @@ impl Underlay {
             .ipv4_addresses()
             .map_err(|e| format!("cannot list interface addresses: {e}"))?
             .into_iter()
-            .find(|a| a.address.ip() == v4.ip())
+            .find(|a| a.address.ip() == std::net::IpAddr::V4(v4.ip()))
             .ok_or_else(|| format!("node address {v4} is on no interface"))?;
         let mtu =
             socket.link_mtu(address.ifindex).map_err(|e| format!("cannot read the MTU of {}: {e}", address.ifname))?;

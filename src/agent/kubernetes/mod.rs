@@ -6,6 +6,7 @@
 //! keeps a Node's fields as `tortie.io/*` annotations on the Kubernetes Node).
 
 pub mod condition;
+pub mod node_addresses;
 pub mod pod_annotations;
 pub mod pod_gc;
 pub mod pool;
