@@ -133,7 +133,7 @@ fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_ma
     // The dev namespace labelled and let in by a namespace selector.
     with_store(&db, async |ds| {
         let labels = [("env".to_string(), "dev".to_string())].into();
-        ds.create("dev", &Namespace { labels }).await.unwrap();
+        ds.create("dev", &Namespace { labels, ..Namespace::default() }).await.unwrap();
         let policy = kube_policy(serde_json::json!({"podSelector": {"matchLabels": {"app": "db"}},
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"env": "dev"}}}]}]}));
         ds.create("prod/db-from-dev", &policy).await.unwrap();

@@ -586,7 +586,7 @@ fn a_pools_namespace_selector_serves_the_pods_of_the_namespaces_it_selects() {
         tortie::ipam::create_pool(store, "prod", &prod).await.unwrap();
         for (name, env) in [("prod", "prod"), ("dev", "dev")] {
             let labels = [("env".to_string(), env.to_string())].into();
-            store.create(name, &Namespace { labels }).await.unwrap();
+            store.create(name, &Namespace { labels, ..Namespace::default() }).await.unwrap();
         }
     });
     for pod in ["inprod", "indev", "inother"] {
@@ -606,6 +606,45 @@ fn a_pools_namespace_selector_serves_the_pods_of_the_namespaces_it_selects() {
     let (code, err) = add("inother", "other");
     let msg = err["msg"].as_str().unwrap_or_default();
     assert!(code == 1 && msg.contains("namespace \"other\"") && msg.contains("namespaceSelector"), "{err}");
+    node.stop_agent();
+}
+
+/// Calico's namespace annotation `cni.projectcalico.org/ipv4pools` chooses the pool of the pods
+/// of the namespace that name none; a pod's own annotation wins; a namespace naming a pool that
+/// does not exist fails its pods' ADD, naming the namespace's annotation.
+#[test]
+fn a_namespaces_pool_annotation_chooses_the_pool_of_its_pods() {
+    use tortie::datastore::resources::namespace::IPV4_POOLS;
+    use tortie::datastore::resources::{IpPool, Namespace};
+    const GREEN: &str = "10.247.0.0/24";
+    let mut node = Node::new("cninsann");
+    node.ipam_of("cni-node", async |ipam| {
+        let store = ipam.store();
+        tortie::ipam::create_pool(store, "green", &IpPool::new(GREEN.parse().unwrap())).await.unwrap();
+        for (name, pools) in [("pinned", r#"["green"]"#), ("broken", r#"["red"]"#)] {
+            let annotations = [(IPV4_POOLS.to_string(), pools.to_string())].into();
+            store.create(name, &Namespace { annotations, ..Namespace::default() }).await.unwrap();
+        }
+    });
+    for pod in ["first", "own", "lost"] {
+        node.t.add_namespace(pod).unwrap();
+    }
+    let conf = node.conf();
+    let add = |pod: &str, args: &str| node.cni_args("ADD", pod, pod, Some(pod), args, &conf);
+    let (green, default): (ipnetwork::IpNetwork, ipnetwork::IpNetwork) =
+        (GREEN.parse().unwrap(), POOL.parse().unwrap());
+    let (code, r) = add("first", ";K8S_POD_NAMESPACE=pinned");
+    assert_eq!(code, 0, "{r}");
+    assert!(green.contains(pod_ip(&r).parse().unwrap()), "the namespace's pool: {r}");
+    let (code, r) = add("own", &format!(";K8S_POD_NAMESPACE=pinned;{IPV4_POOLS}=[\"{POOL}\"]"));
+    assert_eq!(code, 0, "{r}");
+    assert!(default.contains(pod_ip(&r).parse().unwrap()), "the pod's own annotation wins: {r}");
+    let (code, err) = add("lost", ";K8S_POD_NAMESPACE=broken");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(
+        code == 1 && msg.contains("namespace annotation cni.projectcalico.org/ipv4pools") && msg.contains("\"red\""),
+        "{err}"
+    );
     node.stop_agent();
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tortie::datastore::kube_standin::StandIn;
 use tortie::datastore::kubernetes::KubeBackend;
+use tortie::datastore::resources::namespace::IPV4_POOLS;
 use tortie::datastore::resources::{
     IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, NodeBgp, Secret, SecretValue,
 };
@@ -218,13 +219,18 @@ async fn policies_and_namespaces_are_kubernetes_objects_in_their_namespaces() {
     assert!(standin.get_raw("crd.tortie.io/networkpolicies", "prod/first").is_some());
     assert!(store.create("no-namespace", &calico).await.is_err());
 
-    let namespace = Namespace { labels: BTreeMap::from([("env".to_string(), "prod".to_string())]) };
+    let namespace =
+        Namespace { labels: BTreeMap::from([("env".to_string(), "prod".to_string())]), ..Namespace::default() };
     let created = store.create("prod", &namespace).await.unwrap();
     let raw = standin.get_raw("core/namespaces", "prod").expect("a Namespace");
     assert_eq!(raw["metadata"]["labels"]["env"], "prod", "{raw}");
     let mut watch = store.watch::<Namespace>(Some(created.revision)).await.unwrap();
-    let relabelled = Namespace { labels: BTreeMap::from([("env".to_string(), "dev".to_string())]) };
+    // Calico's pool annotation is carried both ways.
+    let pools = BTreeMap::from([(IPV4_POOLS.to_string(), r#"["blue"]"#.to_string())]);
+    let relabelled = Namespace { labels: BTreeMap::from([("env".to_string(), "dev".to_string())]), annotations: pools };
     store.update("prod", &relabelled, created.revision).await.unwrap();
+    let raw = standin.get_raw("core/namespaces", "prod").expect("a Namespace");
+    assert_eq!(raw["metadata"]["annotations"][IPV4_POOLS], r#"["blue"]"#, "{raw}");
     loop {
         match next(&mut watch).await {
             WatchEvent::Bookmark(_) => continue,

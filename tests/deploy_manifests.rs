@@ -302,9 +302,11 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");
     standin.add_pod("default", "gone", "n1");
-    // CNI ADD reads the pod's IPAM annotations.
+    // CNI ADD reads the pod's IPAM annotations, and its namespace (labels for pools'
+    // namespaceSelector, Calico's pool annotations).
     let annotations = tortie::agent::kubernetes::pod_annotations::pod_annotations(&client, "default", "web");
     assert!(annotations.await.unwrap().is_empty());
+    assert!(matches!(ds.get::<Namespace>("default").await, Err(DatastoreError::NotFound { .. })));
     ipam.allocate(Request::workload("h-web", 4, "web", "default", "n1")).await.unwrap();
     ipam.allocate(Request::workload("h-gone", 4, "gone", "default", "n1")).await.unwrap();
 

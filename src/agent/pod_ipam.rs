@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub const IP_ADDRS: &str = "cni.projectcalico.org/ipAddrs";
-pub const IPV4_POOLS: &str = "cni.projectcalico.org/ipv4pools";
-pub const IPV6_POOLS: &str = "cni.projectcalico.org/ipv6pools";
+pub use crate::datastore::resources::namespace::{IPV4_POOLS, IPV6_POOLS};
 /// Addresses used without IPAM: refused, since every pod address of tortie's is in its IPAM
 /// (where routes, release and GC find it).
 pub const IP_ADDRS_NO_IPAM: &str = "cni.projectcalico.org/ipAddrsNoIpam";
@@ -34,7 +33,13 @@ pub fn parse(
     namespace: &BTreeMap<String, String>,
     pools: &[Stored<IpPool>],
 ) -> Result<PodIpam, String> {
-    let pick = |key: &str| pod.get(key).filter(|v| !v.is_empty()).or_else(|| namespace.get(key));
+    // The pod's own list, else its namespace's (errors then say whose it is).
+    let pick = |key: &str| -> Option<(&String, &'static str)> {
+        pod.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v, ""))
+            .or_else(|| namespace.get(key).map(|v| (v, "namespace ")))
+    };
     let mut out = PodIpam::default();
     if let Some(value) = pod.get(IP_ADDRS_NO_IPAM) {
         return Err(bad(
@@ -46,11 +51,11 @@ pub fn parse(
     if let Some(value) = pod.get(IP_ADDRS) {
         out.addresses = addresses(value)?;
     }
-    if let Some(value) = pick(IPV4_POOLS) {
-        out.ipv4_pools = pool_cidrs(IPV4_POOLS, value, 4, pools)?;
+    if let Some((value, whose)) = pick(IPV4_POOLS) {
+        out.ipv4_pools = pool_cidrs(IPV4_POOLS, value, 4, pools).map_err(|e| format!("{whose}{e}"))?;
     }
-    if let Some(value) = pick(IPV6_POOLS) {
-        out.ipv6_pools = pool_cidrs(IPV6_POOLS, value, 6, pools)?;
+    if let Some((value, whose)) = pick(IPV6_POOLS) {
+        out.ipv6_pools = pool_cidrs(IPV6_POOLS, value, 6, pools).map_err(|e| format!("{whose}{e}"))?;
     }
     Ok(out)
 }

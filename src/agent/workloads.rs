@@ -171,13 +171,26 @@ impl Workloads {
         Ok(store.list::<IpPool>().await.map_err(|e| self.store_error("IP pools", e))?.items)
     }
 
-    /// Calico's IPPool `namespaceSelector`: a family served from the automatic pools (the pod named
-    /// none) is served from those that select the pod's namespace, by the labels of its Namespace
-    /// record (none when it has no record, as Calico evaluates a missing namespace). Untouched when
-    /// no automatic pool of the family has a namespace selector, so the common case reads nothing.
-    async fn select_by_namespace(
-        &self,
+    /// The pod's Namespace record: its labels choose among pools with a namespace selector, its
+    /// pool annotations the pools of a pod that names none. A namespace without a record has
+    /// neither, as Calico evaluates a missing namespace; a pod without a namespace likewise.
+    async fn namespace(&self, name: &str) -> Result<Namespace, WorkloadError> {
+        if name.is_empty() {
+            return Ok(Namespace::default());
+        }
+        match self.allocator.ipam().store().get::<Namespace>(name).await {
+            Ok(ns) => Ok(ns.spec),
+            Err(DatastoreError::NotFound { .. }) => Ok(Namespace::default()),
+            Err(e) => Err(self.store_error("the pod's namespace", e)),
+        }
+    }
+
+    /// A family served from the automatic pools (the pod named none) is served from those that
+    /// select the pod's namespace by its `labels`. Untouched when no automatic pool of the family
+    /// has a namespace selector.
+    fn select_by_namespace(
         namespace: &str,
+        labels: &BTreeMap<String, String>,
         families: Vec<(u8, Vec<IpNetwork>)>,
         pools: &[IpPool],
     ) -> Result<Vec<(u8, Vec<IpNetwork>)>, WorkloadError> {
@@ -191,12 +204,6 @@ impl Workloads {
         if !families.iter().any(|(family, named)| named.is_empty() && selective(*family)) {
             return Ok(families);
         }
-        let store = self.allocator.ipam().store();
-        let labels = match store.get::<Namespace>(namespace).await {
-            Ok(ns) => ns.spec.labels,
-            Err(DatastoreError::NotFound { .. }) => BTreeMap::new(),
-            Err(e) => return Err(self.store_error("the pod's namespace", e)),
-        };
         let mut out = Vec::new();
         for (family, named) in families {
             if !named.is_empty() || !selective(family) {
@@ -205,7 +212,7 @@ impl Workloads {
             }
             let chosen: Vec<IpNetwork> = pools
                 .iter()
-                .filter(|p| automatic(p, family) && namespace_selector_matches(p, &labels))
+                .filter(|p| automatic(p, family) && namespace_selector_matches(p, labels))
                 .map(|p| p.cidr)
                 .collect();
             if chosen.is_empty() {
@@ -478,7 +485,9 @@ impl WorkloadService for Workloads {
             return Ok(existing);
         }
         let annotations = self.annotations(&r).await?;
-        let wanted = pod_ipam::parse(&annotations, &BTreeMap::new(), &stored).map_err(WorkloadError::BadRequest)?;
+        let namespace = self.namespace(&r.namespace).await?;
+        let wanted =
+            pod_ipam::parse(&annotations, &namespace.annotations, &stored).map_err(WorkloadError::BadRequest)?;
         let usable = |v6: bool| {
             pools.iter().any(|p| {
                 !p.disabled
@@ -494,7 +503,7 @@ impl WorkloadService for Workloads {
                 .filter(|(_, named, usable)| !named.is_empty() || *usable)
                 .map(|(family, named, _)| (family, named))
                 .collect();
-        let families = self.select_by_namespace(&r.namespace, families, &pools).await?;
+        let families = Self::select_by_namespace(&r.namespace, &namespace.labels, families, &pools)?;
         if families.is_empty() && wanted.addresses.is_empty() {
             return Err(WorkloadError::Unavailable(
                 "no IP pool to allocate pod addresses from: the datastore holds no enabled IPPool allowing Workload use and ipam.default_ipv4_pool_cidr is not set".into(),

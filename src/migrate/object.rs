@@ -10,6 +10,7 @@ use crate::datastore::resources::{
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// tortie's `apiVersion`.
 pub fn api_version() -> String {
@@ -74,7 +75,7 @@ impl Object {
     }
 
     /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy and
-    /// a `v1` Namespace (its `metadata.labels`). `None` for any other document.
+    /// a `v1` Namespace (its labels and Calico's pool annotations). `None` for any other document.
     fn from_kubernetes_document(doc: &Document) -> Result<Option<Object>, String> {
         let at = &doc.position;
         let kind = match (doc.text("apiVersion"), doc.text("kind")) {
@@ -85,7 +86,11 @@ impl Object {
         let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
         let name = namespaced_name(doc, kind, name)?;
         let spec = if kind == Kind::Namespace {
-            json!({"labels": doc.value.pointer("/metadata/labels").cloned().unwrap_or(json!({}))})
+            let strings = |pointer: &str| -> BTreeMap<String, String> {
+                doc.value.pointer(pointer).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+            };
+            let record = Namespace::from_kubernetes(strings("/metadata/labels"), &strings("/metadata/annotations"));
+            serde_json::to_value(record).map_err(|e| format!("{at} ({kind}): {e}"))?
         } else {
             doc.value.get("spec").cloned().unwrap_or(json!({}))
         };

@@ -1,8 +1,9 @@
 //! Kubernetes' own objects that are tortie records: a `networking.k8s.io/v1` NetworkPolicy is a
-//! KubernetesNetworkPolicy record (its `spec`), a Namespace a Namespace record (its labels; a
-//! write replaces the labels, the API server keeps the rest of the Namespace as it defaults it).
+//! KubernetesNetworkPolicy record (its `spec`), a Namespace a Namespace record (its labels and
+//! Calico's pool annotations; a write replaces the labels and annotations).
 
 use crate::datastore::Kind;
+use crate::datastore::resources::Namespace;
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 
@@ -14,9 +15,12 @@ pub(super) fn resource(kind: Kind) -> ApiResource {
     }
 }
 
-/// The record of a Namespace: `{"labels": …}`.
+/// The record of a Namespace: its labels and the annotations tortie reads.
 pub(super) fn namespace_value(object: &DynamicObject) -> Value {
-    json!({ "labels": object.metadata.labels.clone().unwrap_or_default() })
+    let labels = object.metadata.labels.clone().unwrap_or_default();
+    let record =
+        Namespace::from_kubernetes(labels, object.metadata.annotations.as_ref().unwrap_or(&Default::default()));
+    serde_json::to_value(record).unwrap_or_else(|_| json!({}))
 }
 
 /// The Namespace holding `record`.
@@ -26,5 +30,9 @@ pub(super) fn namespace_document(name: &str, record: &Value) -> DynamicObject {
         .get("labels")
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .filter(|l: &std::collections::BTreeMap<String, String>| !l.is_empty());
+    object.metadata.annotations = record
+        .get("annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .filter(|a: &std::collections::BTreeMap<String, String>| !a.is_empty());
     object
 }

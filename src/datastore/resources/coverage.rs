@@ -311,6 +311,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::KubeNetworkPolicy, "egress[].ports[].endPort", Effect("src/policy/kube.rs")),
     (Kind::KubeNetworkPolicy, "egress[].ports[].protocol", Effect("src/policy/kube.rs#protocol_number")),
     (Kind::Namespace, "labels", Effect("src/policy/model.rs")),
+    (Kind::Namespace, "annotations", Effect("src/agent/workloads.rs")),
 ];
 
 /// The fields of `kind` that are accepted without effect: (path, reason).

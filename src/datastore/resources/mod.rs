@@ -11,7 +11,7 @@ mod int_or_string;
 mod ipam;
 mod kube_network_policy;
 mod mac;
-mod namespace;
+pub mod namespace;
 mod network_policy;
 mod node;
 pub mod policy_rule;
