@@ -106,6 +106,56 @@ fn a_bgppeer_resource_adds_and_removes_a_session_live() {
     .unwrap();
 }
 
+/// A peer the node has no route to (an address on the ToR's loopback) is reached through the
+/// gateway `reachableBy` names: the agent programs the host route (its own protocol), the session
+/// comes up over it, and the route goes with the BGPPeer.
+#[test]
+fn reachable_by_programs_the_host_route_the_session_needs() {
+    let mut site = Site::new("bgpreach", 131, 19484, "ipam: {default_ipv4_pool_cidr: 10.253.0.0/16}\n");
+    site.t.exec("tor", &["ip", "addr", "add", "10.131.9.9/32", "dev", "lo"]).unwrap();
+    // iBGP, so BIRD peers from its loopback address without TTL tricks.
+    let ctl = start_bird(
+        &mut site.t,
+        "tor",
+        "router id 10.131.9.9;\nprotocol device {}\nprotocol bgp n1 {\n  local 10.131.9.9 as 64512;\n  neighbor 10.131.0.5 as 64512;\n  hold time 9;\n  connect retry time 1;\n  ipv4 { import all; export none; };\n}\n",
+    );
+    site.start_agent();
+    let (t, rt, ds) = (&site.t, &site.rt, &site.ds);
+    let status = || site.status();
+    let host_route = || {
+        let out = t.exec("n", &["ip", "-4", "route", "show", "10.131.9.9/32"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let peer = BgpPeer {
+        peer_ip: Some("10.131.9.9".into()),
+        as_number: Some(64512),
+        reachable_by: Some("10.131.0.1".into()),
+        ..BgpPeer::default()
+    };
+    rt.block_on(ds.create("tor-loopback", &peer)).unwrap();
+    wait_until("the host route through the gateway", Duration::from_secs(30), || {
+        let route = host_route();
+        (route.contains("via 10.131.0.1") && route.contains("proto 116")).then_some(())
+    })
+    .unwrap();
+    let expected = serde_json::json!({"peers": [{"address": "10.131.9.9", "state": "established"}]});
+    wait_until("the session over the host route", Duration::from_secs(30), || json_subset(&expected, &status()).ok())
+        .unwrap();
+    wait_until("BIRD to see it established", Duration::from_secs(30), || {
+        birdc(t, "tor", &ctl, &["show", "protocols", "n1"]).contains("Established").then_some(())
+    })
+    .unwrap();
+
+    rt.block_on(async {
+        let stored = ds.get::<BgpPeer>("tor-loopback").await.unwrap();
+        ds.delete::<BgpPeer>("tor-loopback", stored.revision).await.unwrap();
+    });
+    wait_until("the host route to go with the BGPPeer", Duration::from_secs(30), || {
+        host_route().trim().is_empty().then_some(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_bgppeer_password_from_a_secret_is_the_md5_key_and_follows_the_secret() {
     let mut site = Site::new("bgpmd5", 127, 19482, "ipam: {default_ipv4_pool_cidr: 10.252.0.0/16}\n");

@@ -24,6 +24,8 @@ use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
+use crate::dataplane::Programmer;
+use crate::dataplane::route::{DesiredRoute, RouteKind};
 use crate::datastore::resources::{BgpConfiguration, BgpFilter, BgpPeer, IpPool, Node, Secret};
 use crate::datastore::{Datastore, WatchEvent};
 use crate::metrics::bgp::{BgpSample, PeerSample};
@@ -59,6 +61,8 @@ pub struct BgpInputs {
     pub paths: watch::Receiver<HashMap<IpAddr, PathKind>>,
     /// The node's IPv4 address (BGPConfiguration `bindMode: NodeIP`).
     pub node_address: IpAddr,
+    /// Where the host routes to peers (BGPPeer `reachableBy`) are programmed.
+    pub programmer: Programmer,
 }
 
 /// What [`start`] hands the agent.
@@ -364,6 +368,7 @@ async fn follow_peers(
     let mut filters_watch = ds.watch::<BgpFilter>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
+    let mut reachability: Option<Vec<DesiredRoute>> = None;
     loop {
         let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
         let referenced = match &listed.1 {
@@ -372,6 +377,11 @@ async fn follow_peers(
         };
         if let ((Some(nodes), Some(resources)), Some(mut referenced)) = (listed, referenced) {
             resync = false;
+            let routes = super::bgp_peers::reachability_routes(&super::bgp_peers::sessions(&resources, &node, &nodes));
+            if reachability.as_ref() != Some(&routes) {
+                inputs.programmer.replace_kind(RouteKind::PeerReachability, routes.clone()).await;
+                reachability = Some(routes);
+            }
             if !apply_settings(&config, &ds, &node, &nodes, &mut speaker, &rib, &inputs, &mut applied).await {
                 // Retried on the next tick.
                 resync = true;

@@ -13,7 +13,8 @@
 //! Sessions leave from the node's address of the peer's family (Calico's default
 //! `sourceAddress: UseNodeIP`), or from the address the kernel picks with `sourceAddress: None`.
 //! `ttlSecurity` is GTSM, `numAllowedLocalASNumbers` lets our AS appear that many times in a
-//! received path, `keepOriginalNextHop` is `nextHopMode: Keep`; `reachableBy`,
+//! received path, `keepOriginalNextHop` is `nextHopMode: Keep`; `reachableBy` is a host route to the peer
+//! through that gateway, which the agent programs (route kind `peer_reachability`);
 //! `localWorkloadSelector` and `reversePeering: Manual` are refused when the BGPPeer is read.
 //! `filters` name BGPFilters (`agent::bgp_filters`), which become the peer's import and export
 //! policy; a peer naming one that does not exist is not started, with a warning. `bfd` (a tortie
@@ -31,10 +32,12 @@ use crate::agent::secrets::{self, SecretError};
 use crate::bgp::rib::Policy;
 use crate::bgp::session::config::PeerBfd;
 use crate::config::{BFD_MAX_INTERVAL_MS, BfdConfig};
+use crate::dataplane::route::{DesiredRoute, NextHop, Route, RouteKind, RouteTarget};
 use crate::datastore::Datastore;
 use crate::datastore::resources::BgpPeerBfd;
 use crate::datastore::resources::{BgpFilter, BgpPeer, GoDuration, NextHopMode, Node, SecretKeyRef, SourceAddress};
 use crate::selector::{NoLabels, Selector};
+use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -69,6 +72,8 @@ pub struct ResourcePeer {
     pub filters: Vec<String>,
     /// The BFD session beside the BGP session (`None`: off).
     pub bfd: Option<PeerBfd>,
+    /// The gateway of the host route to the peer (`reachableBy`).
+    pub reachable_by: Option<IpAddr>,
 }
 
 /// A BGPPeer's `bfd`, its unset fields from [`BfdConfig::default`].
@@ -255,7 +260,25 @@ fn resource_peer(name: &str, p: &BgpPeer, address: IpAddr, port: u16, peer_as: u
         use_node_ip: p.source_address != Some(SourceAddress::None),
         filters: p.filters.clone(),
         bfd: p.bfd.as_ref().and_then(peer_bfd),
+        reachable_by: p.reachable_by(),
     }
+}
+
+/// The host routes `reachableBy` asks for: each peer through its gateway, so the session's
+/// packets do not follow a route the session itself may withdraw (or a default route elsewhere).
+pub fn reachability_routes(sessions: &[ResourcePeer]) -> Vec<DesiredRoute> {
+    let mut routes: Vec<DesiredRoute> = sessions
+        .iter()
+        .filter_map(|s| {
+            let gateway = s.reachable_by?;
+            let hop = NextHop { gateway, ifindex: None, onlink: false };
+            let route = Route { dst: IpNetwork::from(s.address), target: RouteTarget::Via(hop), mtu: None };
+            Some(DesiredRoute { route, kind: RouteKind::PeerReachability })
+        })
+        .collect();
+    routes.sort_by_key(|r| r.route.dst);
+    routes.dedup_by_key(|r| r.route.dst);
+    routes
 }
 
 /// The sessions `peers` ask of `node`, given every node's record: those of the BGPPeers that

@@ -189,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         abandon_on_stop: !config.dataplane.cleanup_on_exit,
         paths,
         node_address: address.ip().into(),
+        programmer: programmer.clone(),
     };
     let mut tasks = supervise::Supervisor::default();
     {

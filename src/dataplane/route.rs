@@ -10,6 +10,9 @@ use std::net::IpAddr;
 pub enum RouteKind {
     /// `<pod>/32 dev <veth> scope link`.
     LocalWorkload,
+    /// A host route to a BGP peer through the gateway its BGPPeer's `reachableBy` names; it wins
+    /// over a route to the peer learned over BGP, as BIRD's static routes do.
+    PeerReachability,
     /// Another node's block via its address on the underlay.
     RemoteDirect,
     /// Another node's block through IP-in-IP.
@@ -29,6 +32,7 @@ impl RouteKind {
             RouteKind::RemoteIpip => "remote_ipip",
             RouteKind::RemoteVxlan => "remote_vxlan",
             RouteKind::Blackhole => "blackhole",
+            RouteKind::PeerReachability => "peer_reachability",
         }
     }
 }

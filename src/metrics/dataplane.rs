@@ -24,12 +24,13 @@ pub struct DataplaneCollector {
     pub tunnel: Option<Arc<TunnelCounters>>,
 }
 
-const KINDS: [RouteKind; 5] = [
+const KINDS: [RouteKind; 6] = [
     RouteKind::LocalWorkload,
     RouteKind::RemoteDirect,
     RouteKind::RemoteIpip,
     RouteKind::RemoteVxlan,
     RouteKind::Blackhole,
+    RouteKind::PeerReachability,
 ];
 
 impl Collector for DataplaneCollector {

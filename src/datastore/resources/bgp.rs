@@ -71,7 +71,8 @@ pub struct BgpPeer {
     /// How many times our own AS may appear in a received AS path (BIRD's `allow local as`).
     #[serde(rename = "numAllowedLocalASNumbers", default, skip_serializing_if = "Option::is_none")]
     pub num_allowed_local_as_numbers: Option<i64>,
-    /// A gateway for a static route to the peer: refused (tortie does not program one).
+    /// A gateway on the node's network through which `peerIP` is reached: the agent programs a
+    /// host route to the peer through it, so the session does not depend on routes it learns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reachable_by: Option<String>,
     /// Peering with workloads on the node: refused (not supported).
@@ -127,6 +128,17 @@ impl BgpPeerBfd {
 }
 
 impl BgpPeer {
+    /// The address of `peerIP` (given as an address or address:port).
+    pub fn peer_address(&self) -> Option<IpAddr> {
+        let ip = self.peer_ip.as_ref()?;
+        ip.parse::<IpAddr>().ok().or_else(|| ip.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    }
+
+    /// `reachableBy` as an address, when it is one.
+    pub fn reachable_by(&self) -> Option<IpAddr> {
+        self.reachable_by.as_ref()?.parse().ok()
+    }
+
     pub(super) fn check(&self) -> Result<(), String> {
         if self.node.is_some() && self.node_selector.is_some() {
             return Err("nodeSelector: cannot be combined with node".to_string());
@@ -182,9 +194,17 @@ impl BgpPeer {
             bfd.check()?;
         }
         if let Some(gateway) = &self.reachable_by {
-            return Err(format!(
-                "reachableBy: {gateway:?} is not supported: tortie does not program a static route to the peer; add one on the node"
-            ));
+            let Ok(gw) = gateway.parse::<IpAddr>() else {
+                return Err(format!("reachableBy: {gateway:?} is not an IP address"));
+            };
+            let Some(peer) = self.peer_address() else {
+                return Err(format!(
+                    "reachableBy: {gateway:?} needs peerIP (a route to each node a peerSelector picks is not programmed)"
+                ));
+            };
+            if peer.is_ipv4() != gw.is_ipv4() {
+                return Err(format!("reachableBy: {gateway:?} is not of peerIP {peer}'s family"));
+            }
         }
         if let Some(selector) = &self.local_workload_selector {
             return Err(format!(
@@ -229,7 +249,11 @@ mod tests {
             (serde_json::json!({"numAllowedLocalASNumbers": 256}), "numAllowedLocalASNumbers: 256"),
             (serde_json::json!({"maxRestartTime": "2h"}), "maxRestartTime: 2h"),
             (serde_json::json!({"keepaliveTime": "19h"}), "keepaliveTime: 19h"),
-            (serde_json::json!({"reachableBy": "10.0.0.254"}), "reachableBy: \"10.0.0.254\" is not supported"),
+            (serde_json::json!({"reachableBy": "gw"}), "reachableBy: \"gw\" is not an IP address"),
+            (
+                serde_json::json!({"reachableBy": "fd00::1"}),
+                "reachableBy: \"fd00::1\" is not of peerIP 10.0.0.1's family",
+            ),
             (
                 serde_json::json!({"localWorkloadSelector": "all()"}),
                 "localWorkloadSelector: \"all()\" is not supported",
