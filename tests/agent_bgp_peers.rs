@@ -308,12 +308,20 @@ fn calicos_example_resources_migrated_form_their_topology() {
         .output()
         .unwrap();
     assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
-        let password = SecretValue(b"secret-from-the-tor".to_vec());
-        ds.create("bgp-passwords", &Secret { data: [("tor-rack-1".to_string(), password)].into() }).await.unwrap();
-    });
+    // Secret values are never migrated: the operator copies the Secret as Kubernetes prints it.
+    let secret = dir.join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bgp-passwords, namespace: calico-system, uid: 8d9e0f1a}\n\
+         type: Opaque\ndata: {tor-rack-1: c2VjcmV0LWZyb20tdGhlLXRvcg==}\n",
+    )
+    .unwrap();
+    let applied = Command::new(env!("CARGO_BIN_EXE_tortie"))
+        .args(["apply", "-f", secret.to_str().unwrap(), "--config", admin.to_str().unwrap()])
+        .env_remove("TORTIE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
     let ctl = start_bird(
         &mut t,
         "tor",

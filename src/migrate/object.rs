@@ -6,7 +6,7 @@ use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
 use crate::datastore::resources::{
     BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret,
+    IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret, SecretValue,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -75,12 +75,15 @@ impl Object {
     }
 
     /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy and
-    /// a `v1` Namespace (its labels and Calico's pool annotations). `None` for any other document.
+    /// a `v1` Namespace (its labels and Calico's pool annotations) and a `v1` Secret (its `data`
+    /// and `stringData`; the namespace is the agent's, whatever the document names). `None` for
+    /// any other document.
     fn from_kubernetes_document(doc: &Document) -> Result<Option<Object>, String> {
         let at = &doc.position;
         let kind = match (doc.text("apiVersion"), doc.text("kind")) {
             (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => Kind::KubeNetworkPolicy,
             (Some("v1"), Some("Namespace")) => Kind::Namespace,
+            (Some("v1"), Some("Secret")) => Kind::Secret,
             _ => return Ok(None),
         };
         let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
@@ -91,6 +94,8 @@ impl Object {
             };
             let record = Namespace::from_kubernetes(strings("/metadata/labels"), &strings("/metadata/annotations"));
             serde_json::to_value(record).map_err(|e| format!("{at} ({kind}): {e}"))?
+        } else if kind == Kind::Secret {
+            secret_spec(doc).map_err(|e| format!("{at} ({kind}/{name}): {e}"))?
         } else {
             doc.value.get("spec").cloned().unwrap_or(json!({}))
         };
@@ -101,6 +106,21 @@ impl Object {
     pub fn check(&self) -> Result<Checked, String> {
         check_spec(self.kind, &self.spec).map_err(|e| format!("{}: {e}", self.key()))
     }
+}
+
+/// The record of a Kubernetes Secret document: `data` (base64) and `stringData` (text, winning
+/// over `data` for a key in both, as the API server merges them).
+fn secret_spec(doc: &Document) -> Result<Value, String> {
+    let mut data: BTreeMap<String, SecretValue> = match doc.value.get("data") {
+        Some(d) => serde_json::from_value(d.clone()).map_err(|e| format!("data: {e}"))?,
+        None => BTreeMap::new(),
+    };
+    if let Some(text) = doc.value.get("stringData") {
+        let text: BTreeMap<String, String> =
+            serde_json::from_value(text.clone()).map_err(|e| format!("stringData: {e}"))?;
+        data.extend(text.into_iter().map(|(k, v)| (k, SecretValue(v.into_bytes()))));
+    }
+    serde_json::to_value(Secret { data }).map_err(|e| e.to_string())
 }
 
 /// The record name of a document: `namespace/name` for a namespaced kind (namespace `default`
@@ -200,6 +220,22 @@ mod tests {
             obj.check().unwrap_err(),
             "NetworkPolicy/default/x: spec.ingress[0].destination.ports[0]: \"90:80\" is a reversed port range: 90 > 80"
         );
+    }
+
+    #[test]
+    fn a_kubernetes_secret_and_a_namespaces_pool_annotation_are_read() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: bgp, namespace: calico-system}\n\
+                    data: {a: czNjcjN0, b: b2xk}\nstringData: {b: new}\n";
+        let obj = object(text).unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::Secret, "bgp"));
+        // stringData wins over data, as the API server merges them.
+        assert_eq!(obj.spec, json!({"data": {"a": "czNjcjN0", "b": "bmV3"}}));
+        let err = object("apiVersion: v1\nkind: Secret\nmetadata: {name: bgp}\ndata: {a: '!!'}\n").unwrap_err();
+        assert!(err.starts_with("document 1 (Secret/bgp): data:"), "{err}");
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, annotations: \
+                    {cni.projectcalico.org/ipv4pools: '[\"blue\"]', kubectl.kubernetes.io/last-applied-configuration: '{}'}}\n";
+        let obj = object(text).unwrap();
+        assert_eq!(obj.spec, json!({"annotations": {"cni.projectcalico.org/ipv4pools": "[\"blue\"]"}}));
     }
 
     #[test]
