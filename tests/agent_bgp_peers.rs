@@ -322,6 +322,20 @@ fn calicos_example_resources_migrated_form_their_topology() {
         .output()
         .unwrap();
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    // A pod of node-a's from a pool outside the filter's CIDR: its block is announced, and the
+    // filter must keep it from the ToR while node-b still learns it.
+    const OUTSIDE: &str = "10.99.0.0/16";
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+        tortie::ipam::create_pool(&ds, "outside", &IpPool::new(OUTSIDE.parse().unwrap())).await.unwrap();
+        let ipam = Ipam::new(ds, IpamOptions { node: "node-a".into(), ..IpamOptions::default() });
+        let request = Request {
+            pools: vec![OUTSIDE.parse().unwrap()],
+            ..Request::workload("h-out", 4, "out", "default", "node-a")
+        };
+        ipam.allocate(request).await.unwrap();
+    });
     let ctl = start_bird(
         &mut t,
         "tor",
@@ -396,5 +410,18 @@ fn calicos_example_resources_migrated_form_their_topology() {
     assert!(
         !prefixes.is_empty() && prefixes.iter().all(|p| pods.contains(p.ip())),
         "only pod blocks pass export-pods-only: {routes}"
+    );
+    // node-b learns node-a's block outside the pod range (no filter there), so node-a announces
+    // it; BIRD, after the session has sent everything, still holds none of it.
+    let outside: ipnetwork::IpNetwork = OUTSIDE.parse().unwrap();
+    wait_until("node-b to route node-a's block outside the pod range", wait, || {
+        let out = t.exec("node-b", &["ip", "-4", "route", "show", "proto", "116"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("10.99.").then_some(())
+    })
+    .unwrap();
+    let routes = bird(&["show", "route", "protocol", "node_a"]);
+    assert!(
+        !routes.split(' ').filter_map(|w| w.parse::<ipnetwork::IpNetwork>().ok()).any(|p| outside.contains(p.ip())),
+        "export-pods-only drops {OUTSIDE} at the ToR: {routes}"
     );
 }
