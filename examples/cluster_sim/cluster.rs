@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn blocks_past_the_address_space_are_refused() {
-        let e = Cluster::new(1000, "10.0.0.1".parse().unwrap(), "255.255.0.0".parse().unwrap(), 26, 1, 1);
-        assert!(e.err().unwrap().contains("--block-base 255.255.0.0"));
+        let e = Cluster::new(1000, "10.0.0.1".parse().unwrap(), "255.255.255.0".parse().unwrap(), 26, 1, 1);
+        assert!(e.err().unwrap().contains("--block-base 255.255.255.0"));
     }
 }
