@@ -40,6 +40,11 @@ use crate::bgp::session::{DownReason, Negotiated, PeerEvent};
 
 /// Dirty prefixes turned into UPDATEs at a time (one send-queue batch).
 const BATCH: usize = 4096;
+/// UPDATEs one batch may build: a batch ends early when its dirty prefixes
+/// need this many attribute sets (as a reflector's clients' blocks do, each
+/// with its own next hop), so that a peer's UPDATEs are built as it takes
+/// them rather than its whole table at once, held per peer.
+pub(super) const UPDATES_PER_BATCH: usize = 64;
 /// Batches per peer before the task looks at its inputs again.
 const BATCHES_PER_TURN: usize = 8;
 /// Events of a peer not added yet that are kept for it.
@@ -832,7 +837,7 @@ impl RibTask {
         let mut changes: Vec<(IpNetwork, Option<Attrs>)> = Vec::new();
         let mut path_changes: Vec<(IpNetwork, Vec<SentPath>)> = Vec::new();
         let mut taken = 0;
-        while taken < BATCH {
+        while taken < BATCH && announce.len() < UPDATES_PER_BATCH {
             let Some(net) = peer.dirty.pop() else { break };
             taken += 1;
             let f = family(&net);

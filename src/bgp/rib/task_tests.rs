@@ -529,3 +529,41 @@ async fn changes_wait_for_a_slow_dataplane_one_per_prefix() {
     h.update(2, announce(&refs, addr(2), vec![65100])).await;
     assert_eq!(h.rib.stats().await.changes_pending as usize, 5000 - BEST_PATH_CAPACITY);
 }
+
+#[tokio::test]
+async fn a_reflector_builds_few_updates_ahead_of_a_peer_that_is_not_reading() {
+    // A reflector's clients each announce their own block with their own next
+    // hop: every prefix needs an UPDATE of its own. A client that has not read
+    // yet must not get its whole table built ahead (as many UPDATEs as
+    // prefixes, held per client), only a batch of them.
+    const PREFIXES: u32 = 1000;
+    let mut c = config();
+    c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    let h = Harness::new(c);
+    let _client_a = h.peer(2, PeerSetup::new(PeerRole::RrClient, 65000), 64).await;
+    let _stuck = h.peer(3, PeerSetup::new(PeerRole::RrClient, 65000), 1).await;
+    h.up(2, true, false).await;
+    for i in 0..PREFIXES {
+        let prefix = format!("10.244.{}.{}/26", i / 4, (i % 4) * 64);
+        let mut update = announce(&[prefix.as_str()], addr(2), vec![]);
+        update.attributes.push(PathAttribute::new(AttributeValue::MultiExitDisc(i)));
+        h.update(2, update).await;
+    }
+    let deadline = Duration::from_secs(30);
+    crate::testing::wait_until_async("every prefix accepted", deadline, || async {
+        (h.rib.stats().await.per_peer[&addr(2)].accepted == u64::from(PREFIXES)).then_some(())
+    })
+    .await
+    .unwrap();
+    h.up(3, true, false).await;
+    let built = crate::testing::wait_until_async("a first batch for the stuck client", deadline, || async {
+        let advertised = h.rib.stats().await.per_peer[&addr(3)].advertised;
+        (advertised > 0).then_some(advertised)
+    })
+    .await
+    .unwrap();
+    assert!(
+        built <= super::task::UPDATES_PER_BATCH as u64,
+        "{built} UPDATEs built ahead of a client that reads nothing"
+    );
+}

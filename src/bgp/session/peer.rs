@@ -21,12 +21,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::config::PeerConfig;
-use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent};
+use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent, SEND_QUEUE_OCTETS};
 use super::fsm::{Action, DownReason, Event, Fsm, LARGE_HOLD_TIME, State, Timer};
 use super::negotiate::Negotiated;
 use super::status::{NotificationSummary, PeerBfdStatus, PeerStatus};
 use super::transport;
 use crate::bfd::SessionStatus as BfdStatus;
+use crate::bgp::packet::header::MAX_MESSAGE_LEN;
 use crate::bgp::packet::notification::code;
 use crate::bgp::packet::{
     Capability, DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType,
@@ -36,8 +37,11 @@ use crate::bgp::packet::{
 /// Capacity of a peer's command channel: commands are rare.
 pub const COMMAND_CAPACITY: usize = 16;
 /// Capacity of a peer's outbound UPDATE channel: when it is full the RIB
-/// keeps what it has not sent (it never waits on one peer).
-pub const OUTBOUND_CAPACITY: usize = 1024;
+/// keeps what it has not sent (it never waits on one peer). Four send
+/// queues of full-size UPDATEs keep the writer busy; every UPDATE in it is
+/// held decoded, so a reflector holds this many per client at most, not
+/// one per prefix of its table.
+pub const OUTBOUND_CAPACITY: usize = 4 * SEND_QUEUE_OCTETS / MAX_MESSAGE_LEN;
 
 /// The Restart State bit of the graceful-restart capability's flags (RFC 4724 section 3).
 const RESTART_STATE: u8 = 0x8;
