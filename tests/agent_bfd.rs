@@ -1,6 +1,7 @@
 //! A running agent with BFD to a ToR of FRR (bgpd beside bfdd, without
 //! zebra): the route it learns from the ToR is in the kernel, and leaves the
-//! kernel within the detection time once BFD alone is cut.
+//! kernel within the detection time once BFD alone is cut. A passive BFD
+//! session sends nothing until bfdd (active) speaks, then comes up.
 
 mod support;
 
@@ -45,8 +46,18 @@ fn agent_config(dir: &Path, bfd: &str) -> PathBuf {
     config
 }
 
+/// bfdd in `tor`, active (its default), at the test's intervals.
+fn start_bfdd_active(t: &mut Topology) {
+    let bfdd = format!(
+        "bfd\n peer 10.128.0.5 local-address 10.128.0.1\n  receive-interval {INTERVAL_MS}\n  \
+         transmit-interval {INTERVAL_MS}\n  detect-multiplier {MULTIPLIER}\n !\n!\n"
+    );
+    start_bfdd(t, "tor", &bfdd);
+}
+
 impl Site {
-    fn start(name: &str, bfd: &str, bgpd_extra: &str) -> Site {
+    /// FRR's bgpd with `bgpd_extra` lines, bfdd unless `with_bfdd` is false, and the agent.
+    fn start(name: &str, bfd: &str, bgpd_extra: &str, with_bfdd: bool) -> Site {
         let mut t = Topology::new(name).unwrap();
         t.add_namespace("n").unwrap();
         t.add_namespace("tor").unwrap();
@@ -67,11 +78,9 @@ router bgp 65001
 "
         );
         spawn_frr(&mut t, "tor", "10.128.0.1", &bgpd);
-        let bfdd = format!(
-            "bfd\n peer 10.128.0.5 local-address 10.128.0.1\n  receive-interval {INTERVAL_MS}\n  \
-             transmit-interval {INTERVAL_MS}\n  detect-multiplier {MULTIPLIER}\n !\n!\n"
-        );
-        start_bfdd(&mut t, "tor", &bfdd);
+        if with_bfdd {
+            start_bfdd_active(&mut t);
+        }
         let dir = t.dir().to_path_buf();
         let config = agent_config(&dir, bfd);
         t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
@@ -98,6 +107,29 @@ router bgp 65001
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// BFD packets (UDP 3784) that reached `tor` so far, counted by an nft rule of the test's.
+    fn bfd_packets_at_tor(&self) -> u64 {
+        let out = self.t.exec("tor", &["nft", "-j", "list", "chain", "inet", "watch", "input"]).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["rule"]["expr"].as_array())
+            .flatten()
+            .filter_map(|e| e["counter"]["packets"].as_u64())
+            .sum()
+    }
+
+    fn count_bfd_at_tor(&self) {
+        self.t
+            .exec(
+                "tor",
+                &["nft", "add table inet watch; add chain inet watch input { type filter hook input priority 0; }; add rule inet watch input udp dport 3784 counter"],
+            )
+            .unwrap();
+    }
+
     /// Drops BFD (UDP 3784) arriving at the agent; BGP's TCP stays.
     fn cut_bfd(&self) {
         self.t
@@ -109,13 +141,15 @@ router bgp 65001
     }
 }
 
+fn bfd_config(passive: bool) -> String {
+    format!(
+        "{{enabled: true, min_tx_ms: {INTERVAL_MS}, min_rx_ms: {INTERVAL_MS}, multiplier: {MULTIPLIER}, passive: {passive}}}"
+    )
+}
+
 #[test]
 fn the_learned_route_leaves_the_kernel_within_the_detection_time_after_a_bfd_cut() {
-    let site = Site::start(
-        "bfdroute",
-        &format!("{{enabled: true, min_tx_ms: {INTERVAL_MS}, min_rx_ms: {INTERVAL_MS}, multiplier: {MULTIPLIER}}}"),
-        "",
-    );
+    let site = Site::start("bfdroute", &bfd_config(false), "", true);
     wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
 
@@ -126,4 +160,22 @@ fn the_learned_route_leaves_the_kernel_within_the_detection_time_after_a_bfd_cut
     })
     .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
     eprintln!("the route left the kernel {:?} after the cut", cut.elapsed());
+}
+
+#[test]
+fn a_passive_session_is_silent_until_bfdd_speaks_then_brings_bgp_up() {
+    let mut site = Site::start("bfdpassive", &bfd_config(true), "", false);
+    site.count_bfd_at_tor();
+    wait_until("the agent's BFD session to the ToR", UP, || site.status().contains("\"bfd\"").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+    // An active session sends once a second while Down (RFC 5880 6.8.3).
+    let spoke = wait_until("a packet from the passive session", Duration::from_secs(3), || {
+        (site.bfd_packets_at_tor() > 0).then_some(())
+    });
+    assert!(spoke.is_err(), "the passive session sent {} packets to a silent peer", site.bfd_packets_at_tor());
+
+    start_bfdd_active(&mut site.t);
+    wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+    assert!(site.bfd_packets_at_tor() > 0, "the session is up, so it answered bfdd");
 }

@@ -203,6 +203,8 @@ pub struct BfdConfig {
     pub multiplier: u8,
     /// RFC 5883 multihop (UDP 4784) instead of single hop (RFC 5881, 3784).
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
+    pub passive: bool,
 }
 
 /// The largest interval the protocol carries: 2^32 - 1 microseconds.
@@ -210,7 +212,7 @@ pub const BFD_MAX_INTERVAL_MS: u32 = u32::MAX / 1000;
 
 impl Default for BfdConfig {
     fn default() -> Self {
-        BfdConfig { enabled: false, min_tx_ms: 300, min_rx_ms: 300, multiplier: 3, multihop: false }
+        BfdConfig { enabled: false, min_tx_ms: 300, min_rx_ms: 300, multiplier: 3, multihop: false, passive: false }
     }
 }
 
@@ -224,6 +226,7 @@ impl BfdConfig {
                 self.multiplier,
             ),
             multihop: self.multihop,
+            passive: self.passive,
         })
     }
 }

@@ -80,6 +80,8 @@ pub struct PeerBfd {
     pub intervals: Intervals,
     /// RFC 5883 multihop (port 4784) instead of single hop (RFC 5881).
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): silent until the peer's first packet.
+    pub passive: bool,
 }
 
 impl PeerConfig {

@@ -96,7 +96,7 @@ impl Speaker {
             old != config
         });
         match (old_bfd, config.bfd) {
-            (Some(old), Some(new)) if old.multihop == new.multihop => {
+            (Some(old), Some(new)) if (old.multihop, old.passive) == (new.multihop, new.passive) => {
                 // New intervals go through a Poll Sequence: no flap.
                 if let Some(session) = self.bfd_sessions.get(&addr) {
                     session.set_intervals(new.intervals).await;
@@ -133,7 +133,7 @@ impl Speaker {
             local: config.local_addr,
             hops: if settings.multihop { Hops::Multi } else { Hops::Single },
             intervals: settings.intervals,
-            passive: false,
+            passive: settings.passive,
         };
         let session = bfd.add(spec).await?;
         let status = session.status();

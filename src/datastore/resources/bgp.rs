@@ -107,6 +107,9 @@ pub struct BgpPeerBfd {
     /// RFC 5883 multihop (UDP 4784) instead of single hop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
 }
 
 impl BgpPeerBfd {
