@@ -1,7 +1,9 @@
 //! A running agent with BFD to a ToR of FRR (bgpd beside bfdd, without
 //! zebra): the route it learns from the ToR is in the kernel, and leaves the
 //! kernel within the detection time once BFD alone is cut. A passive BFD
-//! session sends nothing until bfdd (active) speaks, then comes up.
+//! session sends nothing until bfdd (active) speaks, then comes up. The
+//! metrics count the session's packets, and those from the ToR's address
+//! that were discarded, by reason.
 
 mod support;
 
@@ -28,13 +30,16 @@ struct Site {
     socket: PathBuf,
 }
 
+/// The agent's metrics, inside its namespace.
+const METRICS: &str = "127.0.0.1:19491";
+
 fn agent_config(dir: &Path, bfd: &str) -> PathBuf {
     let config = dir.join("tortie.yaml");
     std::fs::write(
         &config,
         format!(
             "node: {{name: n1, address_autodetection: interface=eth1}}\n\
-             datastore: {{sqlite_path: {db}}}\napi: {{socket: {sock}}}\nmetrics: {{enabled: false}}\n\
+             datastore: {{sqlite_path: {db}}}\napi: {{socket: {sock}}}\nmetrics: {{listen: \"{METRICS}\"}}\n\
              bgp: {{as_number: 64512, hold_time_seconds: 9, node_to_node_mesh: false, \
                     peers: [{{address: 10.128.0.1, as_number: 65001, bfd: {bfd}}}]}}\n\
              ipam: {{default_ipv4_pool_cidr: 10.251.0.0/16}}\n",
@@ -130,6 +135,12 @@ router bgp 65001
             .unwrap();
     }
 
+    fn metrics(&self) -> String {
+        let url = format!("http://{METRICS}/metrics");
+        let out = self.t.exec("n", &["curl", "-s", &url]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Drops BFD (UDP 3784) arriving at the agent; BGP's TCP stays.
     fn cut_bfd(&self) {
         self.t
@@ -178,4 +189,51 @@ fn a_passive_session_is_silent_until_bfdd_speaks_then_brings_bgp_up() {
     wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
     assert!(site.bfd_packets_at_tor() > 0, "the session is up, so it answered bfdd");
+}
+
+/// Sends BFD datagrams from `tor` to the agent: with TTL 64, malformed, and
+/// well-formed (TTL 255) naming a discriminator nobody has.
+const BAD_PACKETS: &str = r#"
+import socket, struct
+def control(your):
+    # Version 1, state Down, detect mult 3, length 24, my discriminator 7.
+    return struct.pack("!BBBBIIIII", 0x20, 0x40, 3, 24, 7, your, 300000, 300000, 0)
+def send(data, ttl):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("10.128.0.1", 0))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    s.sendto(data, ("10.128.0.5", 3784))
+for _ in range(3):
+    send(control(0), 64)
+for _ in range(2):
+    send(b"\x20\x40\x03", 255)
+send(control(0xdeadbeef), 255)
+"#;
+
+#[test]
+fn bfd_packets_are_counted_per_peer_in_the_metrics_with_the_discarded_by_reason() {
+    let site = Site::start("bfdmetrics", &bfd_config(false), "", true);
+    wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+    site.t.exec("tor", &["python3", "-c", BAD_PACKETS]).unwrap();
+
+    let metric = |text: &str, series: &str| -> Option<u64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    };
+    let peer = "peer=\"10.128.0.1\"";
+    let expected = [
+        (format!("tortie_bfd_packets_dropped_total{{{peer},reason=\"wrong_ttl\"}}"), 3),
+        (format!("tortie_bfd_packets_dropped_total{{{peer},reason=\"malformed\"}}"), 2),
+        (format!("tortie_bfd_packets_dropped_total{{{peer},reason=\"discriminator\"}}"), 1),
+    ];
+    let mut last = String::new();
+    wait_until("the discarded packets in the metrics", UP, || {
+        last = site.metrics();
+        expected.iter().all(|(series, n)| metric(&last, series) == Some(*n)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; metrics: {last}"));
+    for series in ["tortie_bfd_packets_sent_total", "tortie_bfd_packets_received_total"] {
+        let n = metric(&last, &format!("{series}{{{peer}}}"));
+        assert!(n.is_some_and(|n| n > 0), "{series}: {n:?}");
+    }
 }

@@ -374,6 +374,9 @@ impl Peer {
                 diagnostic: s.diagnostic.clone(),
                 transitions: s.transitions,
                 detection_time_us: (s.detection_time_ms * 1000.0).round() as u64,
+                packets_sent: s.packets_sent,
+                packets_received: s.packets_received,
+                packets_dropped: s.packets_dropped,
             }
         })
     }
