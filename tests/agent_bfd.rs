@@ -3,7 +3,9 @@
 //! kernel within the detection time once BFD alone is cut. A passive BFD
 //! session sends nothing until bfdd (active) speaks, then comes up. The
 //! metrics count the session's packets, and those from the ToR's address
-//! that were discarded, by reason.
+//! that were discarded, by reason. A ToR that offered graceful restart and
+//! sends BFD with the C bit clear may be restarting when BFD goes down
+//! (RFC 5882 4.3.2): its route stays for its restart time.
 
 mod support;
 
@@ -236,4 +238,32 @@ fn bfd_packets_are_counted_per_peer_in_the_metrics_with_the_discarded_by_reason(
         let n = metric(&last, &format!("{series}{{{peer}}}"));
         assert!(n.is_some_and(|n| n > 0), "{series}: {n:?}");
     }
+}
+
+#[test]
+fn after_a_bfd_cut_a_graceful_restart_peer_with_a_clear_c_bit_keeps_its_route_for_its_restart_time() {
+    const RESTART_TIME: Duration = Duration::from_secs(6);
+    let gr = format!(" bgp graceful-restart\n bgp graceful-restart restart-time {}\n", RESTART_TIME.as_secs());
+    let site = Site::start("bfdgr", &bfd_config(false), &gr, true);
+    wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+
+    site.cut_bfd();
+    let state = || {
+        let status: serde_json::Value = serde_json::from_str(&site.status()).unwrap_or_default();
+        status["peers"][0]["state"].as_str().unwrap_or_default().to_string()
+    };
+    wait_until("the BGP session to go down with BFD", DETECTION + MARGIN, || (state() != "established").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+    let down = Instant::now();
+    // bfdd's packets carry C = 0 and bgpd offered graceful restart: helper mode.
+    let gone = wait_until("the route to leave while the peer may be restarting", RESTART_TIME / 2, || {
+        (!site.kernel_has(LEARNED)).then_some(())
+    });
+    assert!(gone.is_err(), "the route left at once; status: {}", site.status());
+    // The peer does not come back (BFD stays cut): the stale route goes with the restart time.
+    wait_until("the stale route to leave", RESTART_TIME + MARGIN, || (!site.kernel_has(LEARNED)).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
+    let after = down.elapsed();
+    assert!(after >= RESTART_TIME - MARGIN, "the stale route left after {after:?}");
 }
