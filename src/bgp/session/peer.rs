@@ -410,7 +410,10 @@ impl Peer {
             }
         } else if self.fsm.state() != State::Idle {
             let independent = self.bfd.as_ref().is_some_and(|b| b.borrow().remote_control_plane_independent);
-            let offered = self.fsm.negotiated().is_some_and(|n| n.peer_graceful_restart.is_some());
+            // A capability without families (a helper-only peer) preserves nothing.
+            let offered = self.fsm.negotiated().is_some_and(|n| {
+                n.peer_graceful_restart.as_ref().is_some_and(|(time, families)| *time > 0 && !families.is_empty())
+            });
             self.bfd_possible_restart = super::bfd_down::possible_restart(independent, offered);
             tracing::warn!(
                 peer = %self.peer,
