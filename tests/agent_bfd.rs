@@ -154,15 +154,23 @@ router bgp 65001
     }
 }
 
-fn bfd_config(passive: bool) -> String {
+fn bfd_config(passive: bool, graceful_restart: bool) -> String {
     format!(
-        "{{enabled: true, min_tx_ms: {INTERVAL_MS}, min_rx_ms: {INTERVAL_MS}, multiplier: {MULTIPLIER}, passive: {passive}}}"
+        "{{enabled: true, min_tx_ms: {INTERVAL_MS}, min_rx_ms: {INTERVAL_MS}, multiplier: {MULTIPLIER}, passive: {passive}, graceful_restart: {graceful_restart}}}"
     )
+}
+
+/// bgpd's lines that make it offer graceful restart for its families, with `restart` seconds.
+fn bgpd_graceful_restart(restart: Duration) -> String {
+    format!(" bgp graceful-restart\n bgp graceful-restart restart-time {}\n", restart.as_secs())
 }
 
 #[test]
 fn the_learned_route_leaves_the_kernel_within_the_detection_time_after_a_bfd_cut() {
-    let site = Site::start("bfdroute", &bfd_config(false), "", true);
+    // bgpd offers graceful restart and bfdd's C bit is clear, but the session did not opt in to
+    // treating BFD down as a restart: BFD down is a failure.
+    let gr = bgpd_graceful_restart(Duration::from_secs(60));
+    let site = Site::start("bfdroute", &bfd_config(false, false), &gr, true);
     wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
 
@@ -177,7 +185,7 @@ fn the_learned_route_leaves_the_kernel_within_the_detection_time_after_a_bfd_cut
 
 #[test]
 fn a_passive_session_is_silent_until_bfdd_speaks_then_brings_bgp_up() {
-    let mut site = Site::start("bfdpassive", &bfd_config(true), "", false);
+    let mut site = Site::start("bfdpassive", &bfd_config(true, false), "", false);
     site.count_bfd_at_tor();
     wait_until("the agent's BFD session to the ToR", UP, || site.status().contains("\"bfd\"").then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
@@ -214,7 +222,7 @@ send(control(0xdeadbeef), 255)
 
 #[test]
 fn bfd_packets_are_counted_per_peer_in_the_metrics_with_the_discarded_by_reason() {
-    let site = Site::start("bfdmetrics", &bfd_config(false), "", true);
+    let site = Site::start("bfdmetrics", &bfd_config(false, false), "", true);
     wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
     site.t.exec("tor", &["python3", "-c", BAD_PACKETS]).unwrap();
@@ -243,8 +251,8 @@ fn bfd_packets_are_counted_per_peer_in_the_metrics_with_the_discarded_by_reason(
 #[test]
 fn after_a_bfd_cut_a_graceful_restart_peer_with_a_clear_c_bit_keeps_its_route_for_its_restart_time() {
     const RESTART_TIME: Duration = Duration::from_secs(6);
-    let gr = format!(" bgp graceful-restart\n bgp graceful-restart restart-time {}\n", RESTART_TIME.as_secs());
-    let site = Site::start("bfdgr", &bfd_config(false), &gr, true);
+    let gr = bgpd_graceful_restart(RESTART_TIME);
+    let site = Site::start("bfdgr", &bfd_config(false, true), &gr, true);
     wait_until("the learned route in the kernel", UP, || site.kernel_has(LEARNED).then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
 
@@ -256,7 +264,8 @@ fn after_a_bfd_cut_a_graceful_restart_peer_with_a_clear_c_bit_keeps_its_route_fo
     wait_until("the BGP session to go down with BFD", DETECTION + MARGIN, || (state() != "established").then_some(()))
         .unwrap_or_else(|e| panic!("{e}; status: {}", site.status()));
     let down = Instant::now();
-    // bfdd's packets carry C = 0 and bgpd offered graceful restart: helper mode.
+    // bfdd's packets carry C = 0, bgpd offered graceful restart and the session opted in: helper
+    // mode.
     let gone = wait_until("the route to leave while the peer may be restarting", RESTART_TIME / 2, || {
         (!site.kernel_has(LEARNED)).then_some(())
     });

@@ -66,6 +66,7 @@ fn tortie_config() -> PeerConfig {
         intervals: Intervals::new(Duration::from_millis(300), Duration::from_millis(300), 3),
         multihop: false,
         passive: false,
+        graceful_restart: false,
     });
     config
 }

@@ -84,6 +84,7 @@ fn peer_bfd(bfd: &BgpPeerBfd) -> Option<PeerBfd> {
         multiplier: bfd.multiplier.unwrap_or(defaults.multiplier),
         multihop: bfd.multihop,
         passive: bfd.passive,
+        graceful_restart: bfd.graceful_restart,
     }
     .peer_bfd()
 }

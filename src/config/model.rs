@@ -205,6 +205,9 @@ pub struct BfdConfig {
     pub multihop: bool,
     /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
     pub passive: bool,
+    /// Treat BFD down from a peer with a clear C bit that offered graceful restart as that peer
+    /// restarting: keep its routes stale for its restart time instead of removing them at once.
+    pub graceful_restart: bool,
 }
 
 /// The largest interval the protocol carries: 2^32 - 1 microseconds.
@@ -212,7 +215,15 @@ pub const BFD_MAX_INTERVAL_MS: u32 = u32::MAX / 1000;
 
 impl Default for BfdConfig {
     fn default() -> Self {
-        BfdConfig { enabled: false, min_tx_ms: 300, min_rx_ms: 300, multiplier: 3, multihop: false, passive: false }
+        BfdConfig {
+            enabled: false,
+            min_tx_ms: 300,
+            min_rx_ms: 300,
+            multiplier: 3,
+            multihop: false,
+            passive: false,
+            graceful_restart: false,
+        }
     }
 }
 
@@ -227,6 +238,7 @@ impl BfdConfig {
             ),
             multihop: self.multihop,
             passive: self.passive,
+            graceful_restart: self.graceful_restart,
         })
     }
 }

@@ -13,9 +13,16 @@
 
 /// True when BFD going down is treated as a possible restart of the peer's
 /// control plane (keep its routes stale), false when it means forwarding
-/// failed (remove them).
-pub fn possible_restart(peer_control_plane_independent: bool, peer_offered_graceful_restart: bool) -> bool {
-    !peer_control_plane_independent && peer_offered_graceful_restart
+/// failed (remove them). Only when the session `opted_in`
+/// (`PeerBfd::graceful_restart`): by default BFD down is a failure, as BIRD
+/// and FRR treat it, since a node that dies looks exactly like one whose
+/// agent restarts.
+pub fn possible_restart(
+    opted_in: bool,
+    peer_control_plane_independent: bool,
+    peer_offered_graceful_restart: bool,
+) -> bool {
+    opted_in && !peer_control_plane_independent && peer_offered_graceful_restart
 }
 
 #[cfg(test)]
@@ -25,11 +32,13 @@ mod tests {
     #[test]
     fn only_a_shared_fate_peer_that_offered_graceful_restart_keeps_its_routes() {
         // C bit clear, graceful restart offered: maybe a control-plane restart.
-        assert!(possible_restart(false, true));
+        assert!(possible_restart(true, false, true));
         // C bit set: forwarding failed, whatever graceful restart says.
-        assert!(!possible_restart(true, true));
+        assert!(!possible_restart(true, true, true));
         // No graceful restart: nothing to keep routes for.
-        assert!(!possible_restart(false, false));
-        assert!(!possible_restart(true, false));
+        assert!(!possible_restart(true, false, false));
+        assert!(!possible_restart(true, true, false));
+        // Not asked for: BFD down is a failure.
+        assert!(!possible_restart(false, false, true));
     }
 }

@@ -414,7 +414,8 @@ impl Peer {
             let offered = self.fsm.negotiated().is_some_and(|n| {
                 n.peer_graceful_restart.as_ref().is_some_and(|(time, families)| *time > 0 && !families.is_empty())
             });
-            self.bfd_possible_restart = super::bfd_down::possible_restart(independent, offered);
+            let opted_in = self.fsm.config().bfd.is_some_and(|b| b.graceful_restart);
+            self.bfd_possible_restart = super::bfd_down::possible_restart(opted_in, independent, offered);
             tracing::warn!(
                 peer = %self.peer,
                 keep_routes = self.bfd_possible_restart,

@@ -90,10 +90,13 @@ impl Speaker {
         }
         let old = self.configs.insert(addr, config.clone());
         let old_bfd = old.as_ref().and_then(|c| c.bfd);
-        // A change of BFD alone leaves the BGP session as it is.
+        // A change of BFD alone leaves the BGP session as it is, except a change of what BFD down
+        // does to the peer's routes, which the peer task reads from its configuration.
+        let graceful = |c: &PeerConfig| c.bfd.is_some_and(|b| b.graceful_restart);
         let bgp_changed = old.is_none_or(|mut old| {
+            let graceful_changed = graceful(&old) != graceful(&config);
             old.bfd = config.bfd;
-            old != config
+            old != config || graceful_changed
         });
         match (old_bfd, config.bfd) {
             (Some(old), Some(new)) if (old.multihop, old.passive) == (new.multihop, new.passive) => {

@@ -110,6 +110,10 @@ pub struct BgpPeerBfd {
     /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
+    /// BFD down from a peer with a clear C bit that offered graceful restart keeps its routes
+    /// stale for its restart time (RFC 5882 4.3.2) instead of removing them at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub graceful_restart: bool,
 }
 
 impl BgpPeerBfd {
