@@ -65,6 +65,8 @@ fn tortie_config() -> PeerConfig {
     config.bfd = Some(PeerBfd {
         intervals: Intervals::new(Duration::from_millis(300), Duration::from_millis(300), 3),
         multihop: false,
+        passive: false,
+        graceful_restart: false,
     });
     config
 }

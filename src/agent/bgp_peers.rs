@@ -88,6 +88,8 @@ fn peer_bfd(bfd: &BgpPeerBfd) -> Option<PeerBfd> {
         min_rx_ms: ms(&bfd.min_rx_interval, defaults.min_rx_ms),
         multiplier: bfd.multiplier.unwrap_or(defaults.multiplier),
         multihop: bfd.multihop,
+        passive: bfd.passive,
+        graceful_restart: bfd.graceful_restart,
     }
     .peer_bfd()
 }
@@ -417,6 +419,9 @@ mod tests {
             (on.intervals.desired_min_tx_us, on.intervals.required_min_rx_us, on.intervals.detect_mult, on.multihop),
             (300_000, 300_000, 3, false)
         );
+        assert!(!on.passive, "active unless asked");
+        let passive = tor(BgpPeerBfd { enabled: true, passive: true, ..BgpPeerBfd::default() }).unwrap();
+        assert!(passive.passive);
         let fast = BgpPeerBfd {
             enabled: true,
             min_tx_interval: "100ms".parse().ok(),

@@ -2,7 +2,10 @@
 //! the demultiplexer task that alone owns the table of sessions. A packet
 //! goes to the session its Your Discriminator names or, while that is 0, to
 //! the session of its source address (RFC 5880 section 6.3); a session's
-//! packets must come from its peer, a single-hop one's with TTL 255.
+//! packets must come from its peer, a single-hop one's with TTL 255. A
+//! packet discarded (wrong TTL, malformed, unknown discriminator) is
+//! counted by the session of its source address, or in [`ReceiveStats`]
+//! when it has none.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::packet::ControlPacket;
 use super::session::{Intervals, Session};
-use super::task::{self, COMMANDS_CAPACITY, PACKETS_CAPACITY, SessionCommand, SessionStatus};
+use super::task::{self, COMMANDS_CAPACITY, Delivery, Dropped, PACKETS_CAPACITY, SessionCommand, SessionStatus};
 use super::transport::{self, Hops};
 
 /// Requests to the demultiplexer (adding and removing sessions).
@@ -33,7 +36,7 @@ pub struct SessionSpec {
     pub passive: bool,
 }
 
-/// Packets the readers did not hand to a session, by reason.
+/// Packets discarded that no session's peer sent, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReceiveStats {
     pub malformed: u64,
@@ -80,8 +83,9 @@ enum Request {
     Remove(u32),
 }
 
+/// A datagram a reader received: decoded, or why it was discarded.
 struct Incoming {
-    packet: ControlPacket,
+    packet: Result<ControlPacket, Dropped>,
     from: IpAddr,
     hops: Hops,
 }
@@ -112,7 +116,7 @@ impl Bfd {
         let (stats_tx, stats) = watch::channel(ReceiveStats::default());
         let mut readers = JoinSet::new();
         for (socket, hops) in sockets {
-            readers.spawn(read(socket, hops, incoming.clone(), stats_tx.clone()));
+            readers.spawn(read(socket, hops, incoming.clone()));
         }
         let demux = Demux { requests: requests.downgrade(), by_discr: HashMap::new(), by_peer: HashMap::new() };
         tokio::spawn(demux.run(requests_rx, incoming_rx, readers, stats_tx));
@@ -135,7 +139,7 @@ impl Bfd {
 struct Entry {
     peer: IpAddr,
     hops: Hops,
-    packets: mpsc::Sender<ControlPacket>,
+    packets: mpsc::Sender<Delivery>,
     /// The owner's command sender: gone once the owner dropped the session.
     owner: mpsc::WeakSender<SessionCommand>,
 }
@@ -162,11 +166,12 @@ impl Demux {
                     Some(Request::Add(spec, reply)) => { let _ = reply.send(self.add(spec)); }
                     Some(Request::Remove(discr)) => self.remove(discr),
                 },
-                Some(i) = incoming.recv() => {
-                    if !self.deliver(i) {
-                        stats.send_modify(|s| s.no_session += 1);
-                    }
-                }
+                Some(i) = incoming.recv() => match self.deliver(i) {
+                    Ok(()) => {}
+                    Err(Dropped::WrongTtl) => stats.send_modify(|s| s.wrong_ttl += 1),
+                    Err(Dropped::Malformed) => stats.send_modify(|s| s.malformed += 1),
+                    Err(Dropped::Discriminator) => stats.send_modify(|s| s.no_session += 1),
+                },
             }
         }
         readers.abort_all();
@@ -220,25 +225,43 @@ impl Demux {
         }
     }
 
-    /// Hands a packet to its session; false when it has none.
-    fn deliver(&mut self, i: Incoming) -> bool {
-        let discr = match i.packet.your_discriminator {
-            0 => self.by_peer.get(&(i.from, i.hops)).copied(),
-            discr => Some(discr),
+    /// Hands a packet to its session, or a discarded one's reason to the
+    /// session of its source address; the reason when neither has one.
+    fn deliver(&mut self, i: Incoming) -> Result<(), Dropped> {
+        let delivery = match i.packet {
+            Ok(packet) => {
+                let discr = match packet.your_discriminator {
+                    0 => self.by_peer.get(&(i.from, i.hops)).copied(),
+                    discr => Some(discr),
+                };
+                match discr.and_then(|d| self.by_discr.get(&d)) {
+                    Some(entry) if entry.peer == i.from && entry.hops == i.hops => Delivery::Packet(packet),
+                    _ => Delivery::Dropped(Dropped::Discriminator),
+                }
+            }
+            Err(reason) => Delivery::Dropped(reason),
         };
-        let Some(entry) = discr.and_then(|d| self.by_discr.get(&d)) else { return false };
-        if entry.peer != i.from || entry.hops != i.hops {
-            return false;
-        }
-        // A full queue drops the packet: the session is behind, and a lost
-        // packet is what the detection time allows for.
-        let _ = entry.packets.try_send(i.packet);
-        true
+        let target = match &delivery {
+            Delivery::Packet(p) if p.your_discriminator != 0 => Some(p.your_discriminator),
+            _ => self.by_peer.get(&(i.from, i.hops)).copied(),
+        };
+        let Some(entry) = target.and_then(|d| self.by_discr.get(&d)) else {
+            return match delivery {
+                Delivery::Dropped(reason) => Err(reason),
+                Delivery::Packet(_) => Err(Dropped::Discriminator),
+            };
+        };
+        // A full queue drops the packet (or the count of a discarded one):
+        // the session is behind, and a lost packet is what the detection
+        // time allows for.
+        let _ = entry.packets.try_send(delivery);
+        Ok(())
     }
 }
 
-/// One listening socket's reader: decodes, checks the TTL, passes on.
-async fn read(socket: UdpSocket, hops: Hops, incoming: mpsc::Sender<Incoming>, stats: watch::Sender<ReceiveStats>) {
+/// One listening socket's reader: decodes, checks the TTL, passes on
+/// (also what it discards, for the count).
+async fn read(socket: UdpSocket, hops: Hops, incoming: mpsc::Sender<Incoming>) {
     let mut buf = transport::receive_buffer();
     loop {
         let datagram = match transport::receive(&socket, &mut buf).await {
@@ -248,17 +271,13 @@ async fn read(socket: UdpSocket, hops: Hops, incoming: mpsc::Sender<Incoming>, s
                 continue;
             }
         };
-        if !transport::ttl_acceptable(hops, datagram.ttl) {
-            stats.send_modify(|s| s.wrong_ttl += 1);
-            continue;
-        }
-        let packet = match ControlPacket::decode(&buf[..datagram.len]) {
-            Ok(p) => p,
-            Err(e) => {
+        let packet = if !transport::ttl_acceptable(hops, datagram.ttl) {
+            Err(Dropped::WrongTtl)
+        } else {
+            ControlPacket::decode(&buf[..datagram.len]).map_err(|e| {
                 tracing::debug!(from = %datagram.from, error = %e, "BFD packet discarded");
-                stats.send_modify(|s| s.malformed += 1);
-                continue;
-            }
+                Dropped::Malformed
+            })
         };
         let from = match datagram.from {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),

@@ -24,7 +24,7 @@ pub mod task;
 pub mod transport;
 
 pub use demux::{Bfd, BfdSession, ReceiveStats, SessionSpec};
-pub use task::{SessionCommand, SessionStatus};
+pub use task::{Dropped, DroppedCounts, SessionCommand, SessionStatus};
 pub use transport::Hops;
 
 pub use packet::{ControlPacket, DecodeError, Diagnostic, SessionState};

@@ -18,6 +18,44 @@ use super::transport::Hops;
 pub const PACKETS_CAPACITY: usize = 16;
 pub const COMMANDS_CAPACITY: usize = 16;
 
+/// What the demultiplexer hands a session: a packet for it, or the reason
+/// a packet from its peer was discarded (for the counts).
+#[derive(Debug)]
+pub(super) enum Delivery {
+    Packet(ControlPacket),
+    Dropped(Dropped),
+}
+
+/// Why a received packet was discarded before reaching a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// A single-hop packet without TTL (Hop Limit) 255 (RFC 5881 5).
+    WrongTtl,
+    /// It did not decode as a Control packet (RFC 5880 6.8.6).
+    Malformed,
+    /// Its Your Discriminator names no session of its source (RFC 5880 6.8.6).
+    Discriminator,
+}
+
+/// Packets from the peer discarded, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DroppedCounts {
+    pub wrong_ttl: u64,
+    pub malformed: u64,
+    pub discriminator: u64,
+}
+
+impl DroppedCounts {
+    fn count(&mut self, reason: Dropped) {
+        let n = match reason {
+            Dropped::WrongTtl => &mut self.wrong_ttl,
+            Dropped::Malformed => &mut self.malformed,
+            Dropped::Discriminator => &mut self.discriminator,
+        };
+        *n += 1;
+    }
+}
+
 /// What a session's owner may ask of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCommand {
@@ -45,6 +83,8 @@ pub struct SessionStatus {
     pub transitions: u64,
     pub packets_sent: u64,
     pub packets_received: u64,
+    /// Packets from the peer discarded before they reached the session.
+    pub packets_dropped: DroppedCounts,
     pub send_errors: u64,
 }
 
@@ -65,6 +105,7 @@ impl SessionStatus {
             transitions: 0,
             packets_sent: 0,
             packets_received: 0,
+            packets_dropped: DroppedCounts::default(),
             send_errors: 0,
         }
     }
@@ -81,7 +122,7 @@ fn millis(d: Duration) -> f64 {
 /// A session task's channels: packets from the demultiplexer, commands from
 /// the owner, its status out.
 pub(super) struct Channels {
-    pub packets: mpsc::Receiver<ControlPacket>,
+    pub packets: mpsc::Receiver<Delivery>,
     pub commands: mpsc::Receiver<SessionCommand>,
     pub status: watch::Sender<SessionStatus>,
 }
@@ -100,10 +141,17 @@ pub(super) async fn run(
     execute(first, &socket, &mut timers, &mut counters, peer);
     loop {
         let event = tokio::select! {
-            Some(packet) = packets.recv() => {
-                counters.received += 1;
-                Event::Received(packet)
-            }
+            Some(delivery) = packets.recv() => match delivery {
+                Delivery::Packet(packet) => {
+                    counters.received += 1;
+                    Event::Received(packet)
+                }
+                Delivery::Dropped(reason) => {
+                    counters.dropped.count(reason);
+                    status.send_modify(|s| s.packets_dropped = counters.dropped);
+                    continue;
+                }
+            },
             command = commands.recv() => match command {
                 None => return,
                 Some(SessionCommand::SetIntervals(i)) => Event::SetIntervals(i),
@@ -120,6 +168,7 @@ pub(super) async fn run(
             now.transitions = counters.transitions;
             now.packets_sent = counters.sent;
             now.packets_received = counters.received;
+            now.packets_dropped = counters.dropped;
             now.send_errors = counters.send_errors;
             let changed = *s != now;
             *s = now;
@@ -139,6 +188,7 @@ struct Counters {
     transitions: u64,
     sent: u64,
     received: u64,
+    dropped: DroppedCounts,
     send_errors: u64,
 }
 

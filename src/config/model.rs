@@ -212,6 +212,11 @@ pub struct BfdConfig {
     pub multiplier: u8,
     /// RFC 5883 multihop (UDP 4784) instead of single hop (RFC 5881, 3784).
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
+    pub passive: bool,
+    /// Treat BFD down from a peer with a clear C bit that offered graceful restart as that peer
+    /// restarting: keep its routes stale for its restart time instead of removing them at once.
+    pub graceful_restart: bool,
 }
 
 /// The largest interval the protocol carries: 2^32 - 1 microseconds.
@@ -219,7 +224,15 @@ pub const BFD_MAX_INTERVAL_MS: u32 = u32::MAX / 1000;
 
 impl Default for BfdConfig {
     fn default() -> Self {
-        BfdConfig { enabled: false, min_tx_ms: 300, min_rx_ms: 300, multiplier: 3, multihop: false }
+        BfdConfig {
+            enabled: false,
+            min_tx_ms: 300,
+            min_rx_ms: 300,
+            multiplier: 3,
+            multihop: false,
+            passive: false,
+            graceful_restart: false,
+        }
     }
 }
 
@@ -233,6 +246,8 @@ impl BfdConfig {
                 self.multiplier,
             ),
             multihop: self.multihop,
+            passive: self.passive,
+            graceful_restart: self.graceful_restart,
         })
     }
 }

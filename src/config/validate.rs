@@ -452,7 +452,7 @@ mod tests {
         let loaded = load_from_str("", "test.yaml", &[]).unwrap();
         assert_eq!(loaded.config.bgp.mesh_bfd, super::BfdConfig::default());
         assert_eq!(loaded.config.bgp.mesh_bfd.peer_bfd(), None);
-        let text = "bgp:\n  mesh_bfd: {enabled: true}\n  peers:\n    - {address: 10.0.0.254, as_number: 65000, bfd: {enabled: true, min_tx_ms: 100, multihop: true}}\n";
+        let text = "bgp:\n  mesh_bfd: {enabled: true}\n  peers:\n    - {address: 10.0.0.254, as_number: 65000, bfd: {enabled: true, min_tx_ms: 100, multihop: true, passive: true}}\n";
         let loaded = load_from_str(text, "test.yaml", &[]).unwrap();
         let mesh = loaded.config.bgp.mesh_bfd.peer_bfd().unwrap();
         assert_eq!(
@@ -460,7 +460,8 @@ mod tests {
             (300_000, 300_000, 3)
         );
         let peer = loaded.config.bgp.peers[0].bfd.unwrap().peer_bfd().unwrap();
-        assert_eq!((peer.intervals.desired_min_tx_us, peer.multihop), (100_000, true));
+        assert_eq!((peer.intervals.desired_min_tx_us, peer.multihop, peer.passive), (100_000, true, true));
+        assert!(!mesh.passive, "active unless asked");
     }
 
     #[test]

@@ -153,6 +153,46 @@ impl Collector for BgpCollector {
                     .encode(bfd_detection.encode_family(&[("peer", peer.as_str())])?)?;
             }
         }
+        let mut bfd_sent = encoder.encode_descriptor(
+            "bfd_packets_sent",
+            "BFD Control packets sent to the peer",
+            None,
+            MetricType::Counter,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                ConstCounter::new(bfd.packets_sent).encode(bfd_sent.encode_family(&[("peer", peer.as_str())])?)?;
+            }
+        }
+        let mut bfd_received = encoder.encode_descriptor(
+            "bfd_packets_received",
+            "BFD Control packets from the peer handed to its session",
+            None,
+            MetricType::Counter,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                ConstCounter::new(bfd.packets_received)
+                    .encode(bfd_received.encode_family(&[("peer", peer.as_str())])?)?;
+            }
+        }
+        let mut bfd_dropped = encoder.encode_descriptor(
+            "bfd_packets_dropped",
+            "BFD packets from the peer discarded, by reason (wrong_ttl, malformed, discriminator)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (peer, _, p) in &peers {
+            if let Some(bfd) = &p.session.bfd {
+                let d = bfd.packets_dropped;
+                for (reason, n) in
+                    [("wrong_ttl", d.wrong_ttl), ("malformed", d.malformed), ("discriminator", d.discriminator)]
+                {
+                    ConstCounter::new(n)
+                        .encode(bfd_dropped.encode_family(&[("peer", peer.as_str()), ("reason", reason)])?)?;
+                }
+            }
+        }
         let mut refused = encoder.encode_descriptor(
             "bgp_refused_connections",
             "BGP connections the listener closed at once, by reason (unknown_peer: not a configured peer)",
@@ -262,6 +302,9 @@ mod tests {
             diagnostic: "no diagnostic".into(),
             transitions: 2,
             detection_time_us: 900_000,
+            packets_sent: 40,
+            packets_received: 38,
+            packets_dropped: crate::bfd::DroppedCounts { wrong_ttl: 1, malformed: 0, discriminator: 2 },
         });
         session.messages_in.update = 7;
         session.count_notification("received", 6, 4);
@@ -295,6 +338,11 @@ mod tests {
         assert!(text.contains(r#"tortie_bfd_session_up{peer="10.0.0.2"} 1"#), "{text}");
         assert!(text.contains(r#"tortie_bfd_session_transitions_total{peer="10.0.0.2"} 2"#), "{text}");
         assert!(text.contains(r#"tortie_bfd_detection_time_seconds{peer="10.0.0.2"} 0.9"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_packets_sent_total{peer="10.0.0.2"} 40"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_packets_received_total{peer="10.0.0.2"} 38"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_packets_dropped_total{peer="10.0.0.2",reason="wrong_ttl"} 1"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_packets_dropped_total{peer="10.0.0.2",reason="malformed"} 0"#), "{text}");
+        assert!(text.contains(r#"tortie_bfd_packets_dropped_total{peer="10.0.0.2",reason="discriminator"} 2"#));
         assert!(text.contains(r#"tortie_bgp_messages_received_total{peer="10.0.0.2",message_type="update"} 7"#));
         assert!(text.contains(
             r#"tortie_bgp_notifications_total{peer="10.0.0.2",direction="received",code="6",subcode="4"} 2"#

@@ -363,7 +363,9 @@ impl RibTask {
         }
         match event {
             PeerEvent::SessionUp { peer, negotiated } => self.session_up(peer, *negotiated),
-            PeerEvent::SessionDown { peer, reason } => self.session_down(peer, &reason),
+            PeerEvent::SessionDown { peer, reason, possible_restart } => {
+                self.session_down(peer, &reason, possible_restart)
+            }
             PeerEvent::Update { peer, update, outcome } => self.update(peer, &update, &outcome),
             PeerEvent::RouteRefresh { peer, message } => match message.subtype {
                 subtype::NORMAL => self.refresh(peer, message.family),
@@ -450,19 +452,21 @@ impl RibTask {
         batch
     }
 
-    fn session_down(&mut self, addr: IpAddr, reason: &DownReason) {
+    fn session_down(&mut self, addr: IpAddr, reason: &DownReason, possible_restart: bool) {
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let session = peer.session.take();
         peer.reset_outbound();
         peer.rejected.clear();
         // RFC 4724 4.2: without a NOTIFICATION, a peer that offered graceful
         // restart keeps its routes (stale) for its restart time. We do not
-        // offer the N bit (RFC 8538), so a NOTIFICATION either way drops them.
+        // offer the N bit (RFC 8538), so a NOTIFICATION either way drops them,
+        // except our Cease / BFD Down when BFD's failure may be the peer's
+        // control plane restarting (RFC 5882 4.3.2, `session::bfd_down`).
         let gr = session.as_ref().and_then(|s| {
             let (time, fams) = s.negotiated.peer_graceful_restart.as_ref()?;
             let families: Vec<Family> =
                 fams.iter().map(|f| f.family).filter(|f| s.negotiated.families.contains(f)).collect();
-            (*time > 0 && !families.is_empty() && *reason == DownReason::ConnectionLost)
+            (*time > 0 && !families.is_empty() && (*reason == DownReason::ConnectionLost || possible_restart))
                 .then(|| (families, std::time::Duration::from_secs(u64::from(*time))))
         });
         let kept: Vec<Family> = match gr {

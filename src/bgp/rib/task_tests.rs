@@ -203,7 +203,10 @@ async fn two_external_peers_form_an_ecmp_set_and_losing_one_shrinks_it() {
     let views: Vec<_> = snapshot.routes.iter().filter(|r| r.prefix.to_string() == "172.16.0.0/24").collect();
     assert!(views[0].best && views[0].multipath && views[1].multipath && !views[1].best);
     assert_eq!(views[1].reason.as_deref(), Some("higher-router-id"));
-    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    h.events
+        .send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost, possible_restart: false })
+        .await
+        .unwrap();
     assert_eq!(h.change_for("172.16.0.0/24").await.next_hops.to_vec(), vec![addr(3)]);
 }
 
@@ -248,7 +251,10 @@ async fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
     h.update(2, announce(&["10.244.1.0/26", "10.244.2.0/26"], addr(2), vec![])).await;
     h.change_for("10.244.2.0/26").await;
     // The connection drops without a NOTIFICATION: routes stay, marked stale.
-    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    h.events
+        .send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost, possible_restart: false })
+        .await
+        .unwrap();
     let snapshot = h.rib.snapshot().await;
     assert_eq!(snapshot.routes.len(), 2);
     assert!(snapshot.routes.iter().all(|r| r.stale && r.best));
@@ -264,8 +270,36 @@ async fn graceful_restart_keeps_routes_stale_until_end_of_rib() {
     assert!(!snapshot.routes[0].stale);
     // A NOTIFICATION ends it at once.
     let reason = DownReason::NotificationReceived { code: 6, subcode: 2, message: String::new() };
-    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason }).await.unwrap();
+    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason, possible_restart: false }).await.unwrap();
     assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());
+}
+
+#[tokio::test]
+async fn bfd_down_keeps_routes_stale_only_when_it_may_be_a_control_plane_restart() {
+    let mut h = Harness::new(config());
+    let _a = h.peer(2, PeerSetup::new(PeerRole::Mesh, 65000), 64).await;
+    let bfd_down = |possible_restart| PeerEvent::SessionDown {
+        peer: addr(2),
+        reason: DownReason::NotificationSent { code: 6, subcode: 10, message: "BFD Down".into() },
+        possible_restart,
+    };
+    h.up(2, true, true).await;
+    h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
+    h.change_for("10.244.1.0/26").await;
+    // The peer's C bit was clear and it offered graceful restart: helper mode.
+    h.events.send(bfd_down(true)).await.unwrap();
+    let snapshot = h.rib.snapshot().await;
+    assert_eq!(snapshot.routes.len(), 1, "the routes stay through a possible restart");
+    assert!(snapshot.routes[0].stale && snapshot.routes[0].best);
+    // Back, with its End-of-RIB: the routes are fresh again.
+    h.up(2, true, true).await;
+    h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
+    h.update(2, UpdateMessage::end_of_rib(Family::IPV4_UNICAST)).await;
+    assert!(!h.rib.snapshot().await.routes[0].stale);
+    // Its C bit was set (or it offered no graceful restart): forwarding failed.
+    h.events.send(bfd_down(false)).await.unwrap();
+    assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());
+    assert!(h.rib.snapshot().await.routes.is_empty());
 }
 
 #[tokio::test]
@@ -277,7 +311,10 @@ async fn stale_routes_go_when_the_restart_time_passes() {
     h.events.send(PeerEvent::SessionUp { peer: addr(2), negotiated: Box::new(short) }).await.unwrap();
     h.update(2, announce(&["10.244.1.0/26"], addr(2), vec![])).await;
     h.change_for("10.244.1.0/26").await;
-    h.events.send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost }).await.unwrap();
+    h.events
+        .send(PeerEvent::SessionDown { peer: addr(2), reason: DownReason::ConnectionLost, possible_restart: false })
+        .await
+        .unwrap();
     assert_eq!(h.rib.stats().await.loc_rib_prefixes, 1);
     // The peer does not come back within its 1 s restart time.
     assert!(h.change_for("10.244.1.0/26").await.next_hops.is_empty());

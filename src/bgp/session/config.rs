@@ -80,6 +80,12 @@ pub struct PeerBfd {
     pub intervals: Intervals,
     /// RFC 5883 multihop (port 4784) instead of single hop (RFC 5881).
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): silent until the peer's first packet.
+    pub passive: bool,
+    /// BFD down from a peer whose C bit is clear and that offered graceful restart is handled
+    /// as that peer restarting (its routes kept stale), not as a failure (BIRD's `bfd
+    /// graceful`, FRR's `check-control-plane-failure`); off, BFD down removes them at once.
+    pub graceful_restart: bool,
 }
 
 impl PeerConfig {

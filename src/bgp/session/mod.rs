@@ -3,6 +3,7 @@
 //! - [`fsm`]: the pure RFC 4271 finite state machine (event in, actions out);
 //! - [`negotiate`]: our OPEN and the checks of the peer's;
 //! - [`peer`]: the per-peer task that owns the FSM, the connection and the timers;
+//! - [`bfd_down`]: whether a BFD failure keeps a peer's routes (RFC 5882 4.3.2);
 //! - [`connection`]: a connection's reader and writer tasks, the send queue
 //!   and the send hold timer;
 //! - [`listener`]: the task that accepts connections for configured peers;
@@ -11,6 +12,7 @@
 //! - [`transport`] and [`sockopt`]: sockets with TCP-MD5, TTL and GTSM.
 
 pub mod as4;
+pub mod bfd_down;
 pub mod config;
 pub mod connection;
 pub mod fsm;

@@ -80,6 +80,10 @@ pub enum PeerEvent {
     SessionDown {
         peer: IpAddr,
         reason: DownReason,
+        /// BFD took the session down, and that may be the peer's control
+        /// plane restarting ([`super::bfd_down`]): its routes are kept for
+        /// graceful restart as after a connection lost without a NOTIFICATION.
+        possible_restart: bool,
     },
     /// A decoded UPDATE with its RFC 7606 outcome (never a session reset).
     Update {
@@ -140,6 +144,7 @@ pub fn spawn_peer(
         outbound,
         bfd: None,
         bfd_up: false,
+        bfd_possible_restart: false,
         deferred_start: None,
     };
     peer.set_bfd(bfd);
@@ -181,6 +186,9 @@ struct Peer {
     bfd: Option<watch::Receiver<BfdStatus>>,
     /// Whether that BFD session was Up when last looked at.
     bfd_up: bool,
+    /// The session is being closed because BFD went down, which may be the
+    /// peer's control plane restarting (reported with the session's end).
+    bfd_possible_restart: bool,
     /// A start (manual, automatic, IdleHold expiry) held back while the BFD
     /// session is not Up; fed to the FSM when it comes Up.
     deferred_start: Option<Event>,
@@ -378,6 +386,9 @@ impl Peer {
                 diagnostic: s.diagnostic.clone(),
                 transitions: s.transitions,
                 detection_time_us: (s.detection_time_ms * 1000.0).round() as u64,
+                packets_sent: s.packets_sent,
+                packets_received: s.packets_received,
+                packets_dropped: s.packets_dropped,
             }
         })
     }
@@ -402,7 +413,18 @@ impl Peer {
                 self.handle(start).await;
             }
         } else if self.fsm.state() != State::Idle {
-            tracing::warn!(peer = %self.peer, "BFD session down: BGP session closed");
+            let independent = self.bfd.as_ref().is_some_and(|b| b.borrow().remote_control_plane_independent);
+            // A capability without families (a helper-only peer) preserves nothing.
+            let offered = self.fsm.negotiated().is_some_and(|n| {
+                n.peer_graceful_restart.as_ref().is_some_and(|(time, families)| *time > 0 && !families.is_empty())
+            });
+            let opted_in = self.fsm.config().bfd.is_some_and(|b| b.graceful_restart);
+            self.bfd_possible_restart = super::bfd_down::possible_restart(opted_in, independent, offered);
+            tracing::warn!(
+                peer = %self.peer,
+                keep_routes = self.bfd_possible_restart,
+                "BFD session down: BGP session closed"
+            );
             let notification = NotificationMessage::new(code::CEASE, code::cease::BFD_DOWN, Vec::new());
             self.handle(Event::AutomaticStop { notification, restart_after: None }).await;
         }
@@ -703,7 +725,8 @@ impl Peer {
                 self.refreshing.clear();
                 self.discard_outbound();
                 self.publish();
-                let _ = self.events.send(PeerEvent::SessionDown { peer: self.peer, reason }).await;
+                let possible_restart = std::mem::take(&mut self.bfd_possible_restart);
+                let _ = self.events.send(PeerEvent::SessionDown { peer: self.peer, reason, possible_restart }).await;
             }
             Action::ProcessUpdate => self.process_update().await,
             Action::ProcessRouteRefresh(message) => {

@@ -90,13 +90,16 @@ impl Speaker {
         }
         let old = self.configs.insert(addr, config.clone());
         let old_bfd = old.as_ref().and_then(|c| c.bfd);
-        // A change of BFD alone leaves the BGP session as it is.
+        // A change of BFD alone leaves the BGP session as it is, except a change of what BFD down
+        // does to the peer's routes, which the peer task reads from its configuration.
+        let graceful = |c: &PeerConfig| c.bfd.is_some_and(|b| b.graceful_restart);
         let bgp_changed = old.is_none_or(|mut old| {
+            let graceful_changed = graceful(&old) != graceful(&config);
             old.bfd = config.bfd;
-            old != config
+            old != config || graceful_changed
         });
         match (old_bfd, config.bfd) {
-            (Some(old), Some(new)) if old.multihop == new.multihop => {
+            (Some(old), Some(new)) if (old.multihop, old.passive) == (new.multihop, new.passive) => {
                 // New intervals go through a Poll Sequence: no flap.
                 if let Some(session) = self.bfd_sessions.get(&addr) {
                     session.set_intervals(new.intervals).await;
@@ -133,7 +136,7 @@ impl Speaker {
             local: config.local_addr,
             hops: if settings.multihop { Hops::Multi } else { Hops::Single },
             intervals: settings.intervals,
-            passive: false,
+            passive: settings.passive,
         };
         let session = bfd.add(spec).await?;
         let status = session.status();

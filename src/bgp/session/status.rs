@@ -100,6 +100,10 @@ pub struct PeerBfdStatus {
     pub transitions: u64,
     /// The detection time in effect, µs (0 before the peer was heard).
     pub detection_time_us: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Packets from the peer discarded (wrong TTL, malformed, unknown discriminator).
+    pub packets_dropped: crate::bfd::DroppedCounts,
 }
 
 impl PeerBfdStatus {

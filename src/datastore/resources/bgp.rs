@@ -108,6 +108,13 @@ pub struct BgpPeerBfd {
     /// RFC 5883 multihop (UDP 4784) instead of single hop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub multihop: bool,
+    /// Passive role (RFC 5880 6.1): send nothing until the peer's first packet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
+    /// BFD down from a peer with a clear C bit that offered graceful restart keeps its routes
+    /// stale for its restart time (RFC 5882 4.3.2) instead of removing them at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub graceful_restart: bool,
 }
 
 impl BgpPeerBfd {

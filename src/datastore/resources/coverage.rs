@@ -105,6 +105,8 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::BgpPeer, "bfd.minRxInterval", Effect("src/agent/bgp_peers.rs")),
     (Kind::BgpPeer, "bfd.multiplier", Effect("src/agent/bgp_peers.rs")),
     (Kind::BgpPeer, "bfd.multihop", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "bfd.passive", Effect("src/agent/bgp_peers.rs")),
+    (Kind::BgpPeer, "bfd.gracefulRestart", Effect("src/agent/bgp_peers.rs")),
     (Kind::BgpPeer, "reachableBy", Effect("src/agent/bgp_peers.rs#reachable_by")),
     (Kind::BgpPeer, "localWorkloadSelector", Refused("src/datastore/resources/bgp.rs")),
     (Kind::BgpPeer, "reversePeering", Refused("src/datastore/resources/bgp.rs")),
