@@ -4,9 +4,10 @@
 
 use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
+use crate::datastore::resources::kube_projection;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, EndpointSlice, GlobalNetworkPolicy, IpPool, IpReservation,
+    IpamBlock, IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret, Service,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -73,19 +74,24 @@ impl Object {
         Ok(Object { kind, name, spec })
     }
 
-    /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy and
-    /// a `v1` Namespace (its `metadata.labels`). `None` for any other document.
+    /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy, a
+    /// `v1` Namespace (its `metadata.labels`), a `v1` Service and a `discovery.k8s.io/v1`
+    /// EndpointSlice (the fields tortie reads: `kube_projection`). `None` for any other document.
     fn from_kubernetes_document(doc: &Document) -> Result<Option<Object>, String> {
         let at = &doc.position;
         let kind = match (doc.text("apiVersion"), doc.text("kind")) {
             (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => Kind::KubeNetworkPolicy,
             (Some("v1"), Some("Namespace")) => Kind::Namespace,
+            (Some("v1"), Some("Service")) => Kind::Service,
+            (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) => Kind::EndpointSlice,
             _ => return Ok(None),
         };
         let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
         let name = namespaced_name(doc, kind, name)?;
         let spec = if kind == Kind::Namespace {
             json!({"labels": doc.value.pointer("/metadata/labels").cloned().unwrap_or(json!({}))})
+        } else if let Some(record) = kube_projection::record_of(kind, &doc.value) {
+            record
         } else {
             doc.value.get("spec").cloned().unwrap_or(json!({}))
         };
@@ -146,6 +152,8 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::GlobalNetworkPolicy => check_as::<GlobalNetworkPolicy>(spec),
         Kind::KubeNetworkPolicy => check_as::<KubeNetworkPolicy>(spec),
         Kind::Namespace => check_as::<Namespace>(spec),
+        Kind::Service => check_as::<Service>(spec),
+        Kind::EndpointSlice => check_as::<EndpointSlice>(spec),
     }
 }
 
