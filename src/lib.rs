@@ -48,6 +48,7 @@ pub mod policy;
 pub mod prefix_map;
 pub mod remote_routes;
 pub mod selector;
+pub mod services;
 pub mod testing;
 pub mod vxlan;
 
