@@ -152,21 +152,36 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::GlobalNetworkPolicy => check_as::<GlobalNetworkPolicy>(spec),
         Kind::KubeNetworkPolicy => check_as::<KubeNetworkPolicy>(spec),
         Kind::Namespace => check_as::<Namespace>(spec),
-        Kind::Service => check_as::<Service>(spec),
-        Kind::EndpointSlice => check_as::<EndpointSlice>(spec),
+        // Their records are projections of the whole object: paths start at its root.
+        Kind::Service => check_rooted::<Service>(spec, ""),
+        Kind::EndpointSlice => check_rooted::<EndpointSlice>(spec, ""),
     }
 }
 
 fn check_as<R: Resource>(spec: &Value) -> Result<Checked, String> {
+    check_rooted::<R>(spec, "spec")
+}
+
+/// [`check_as`] for a record found at `root` in its document (`""`: the document itself).
+fn check_rooted<R: Resource>(spec: &Value, root: &str) -> Result<Checked, String> {
+    let under = |path: &str| if root.is_empty() { path.to_string() } else { format!("{root}.{path}") };
+    let at_root = if root.is_empty() { "record" } else { root };
     let typed: R = serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { format!("spec: {}", e.inner()) } else { format!("spec.{path}: {}", e.inner()) }
+        if path == "." { format!("{at_root}: {}", e.inner()) } else { format!("{}: {}", under(&path), e.inner()) }
     })?;
-    typed.validate().map_err(|reason| format!("spec.{reason}"))?;
+    typed.validate().map_err(|reason| under(&reason))?;
     let mut unknown_fields = Vec::new();
-    let _: R = serde_ignored::deserialize(spec.clone(), |path| unknown_fields.push(field_path(&path)))
-        .map_err(|e| format!("spec: {e}"))?;
-    let spec = serde_json::to_value(&typed).map_err(|e| format!("spec: {e}"))?;
+    let _: R = serde_ignored::deserialize(spec.clone(), |path| {
+        let path = field_path(&path);
+        unknown_fields.push(if root.is_empty() {
+            path.trim_start_matches("spec").trim_start_matches('.').to_string()
+        } else {
+            path
+        });
+    })
+    .map_err(|e| format!("{at_root}: {e}"))?;
+    let spec = serde_json::to_value(&typed).map_err(|e| format!("{at_root}: {e}"))?;
     Ok(Checked { spec, unknown_fields })
 }
 
@@ -203,6 +218,26 @@ mod tests {
             obj.check().unwrap_err(),
             "NetworkPolicy/default/x: spec.ingress[0].destination.ports[0]: \"90:80\" is a reversed port range: 90 > 80"
         );
+    }
+
+    #[test]
+    fn kubernetes_services_and_endpoint_slices_are_read_as_what_tortie_uses() {
+        let obj = object("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: prod, annotations: {a: b}}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.10, ports: [{port: 80}], selector: {app: web}, externalTrafficPolicy: Local}\n").unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::Service, "prod/web"));
+        assert_eq!(
+            obj.check().unwrap().spec,
+            json!({"annotations": {"a": "b"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local"}})
+        );
+        let obj =
+            object("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {externalTrafficPolicy: Sometimes}\n")
+                .unwrap();
+        assert_eq!(
+            obj.check().unwrap_err(),
+            "Service/default/web: spec.externalTrafficPolicy: \"Sometimes\" is not one of Cluster, Local"
+        );
+        let obj = object("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\nmetadata: {name: web-1, namespace: prod, labels: {kubernetes.io/service-name: web}}\nendpoints: [{addresses: [10.244.1.5], nodeName: n2, conditions: {ready: true, serving: true}}]\nports: [{port: 80}]\n").unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::EndpointSlice, "prod/web-1"));
+        assert!(obj.check().is_ok());
     }
 
     #[test]

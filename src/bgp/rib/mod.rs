@@ -158,6 +158,8 @@ pub(crate) enum Command {
     ChangePeer(IpAddr, Box<PeerSetup>),
     RemovePeer(IpAddr),
     Originate(IpNetwork),
+    /// Originate `within` itself, with these communities besides the rules'.
+    OriginateWith(CommunityRule),
     Withdraw(IpNetwork),
     LocalLoaded,
     ResendLearned,
@@ -173,6 +175,27 @@ pub struct CommunityRule {
     pub within: IpNetwork,
     pub communities: Vec<crate::bgp::packet::community::Community>,
     pub large: Vec<crate::bgp::packet::community::LargeCommunity>,
+}
+
+impl CommunityRule {
+    /// The rule giving `values` (standard and large, as configured) to prefixes within `within`.
+    pub fn new(
+        within: IpNetwork,
+        values: impl IntoIterator<Item = crate::datastore::resources::CommunityValue>,
+    ) -> Self {
+        use crate::bgp::packet::community::{Community, LargeCommunity};
+        use crate::datastore::resources::CommunityValue;
+        let mut rule = CommunityRule { within, communities: Vec::new(), large: Vec::new() };
+        for value in values {
+            match value {
+                CommunityValue::Standard(a, n) => rule.communities.push(Community((u32::from(a) << 16) | u32::from(n))),
+                CommunityValue::Large(a, n, m) => {
+                    rule.large.push(LargeCommunity { global_admin: a, local_data_1: n, local_data_2: m })
+                }
+            }
+        }
+        rule
+    }
 }
 
 /// The handle to the RIB task. Cloning is cheap; the task ends when every
@@ -219,6 +242,12 @@ impl Rib {
     /// Originates a prefix (idempotent).
     pub async fn originate(&self, prefix: IpNetwork) {
         self.send(Command::Originate(prefix)).await
+    }
+
+    /// Originates `own.within` with `own`'s communities besides those of the prefix
+    /// advertisement rules (idempotent; called again with other communities, it replaces them).
+    pub async fn originate_with(&self, own: CommunityRule) {
+        self.send(Command::OriginateWith(own)).await
     }
 
     /// Stops originating a prefix (idempotent).

@@ -56,6 +56,8 @@ pub struct RibTask {
     loc: LocRib,
     peers: FxHashMap<IpAddr, RibPeer>,
     local: FxHashSet<IpNetwork>,
+    /// The communities of our own prefixes originated with their own (service addresses).
+    local_own: FxHashMap<IpNetwork, CommunityRule>,
     /// The attributes of our own prefixes (kept referenced for the task's life).
     local_attr: AttrId,
     /// Communities our own prefixes carry, by the range they fall within.
@@ -172,6 +174,7 @@ impl RibTask {
             loc,
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
+            local_own: FxHashMap::default(),
             local_attr,
             community_rules: Vec::new(),
             own,
@@ -277,8 +280,22 @@ impl RibTask {
                     self.modify(net, |dest| dest.upsert(path));
                 }
             }
+            Command::OriginateWith(mut own) => {
+                let net = normalize(own.within);
+                own.within = net;
+                let changed = if own.communities.is_empty() && own.large.is_empty() {
+                    self.local_own.remove(&net).is_some()
+                } else {
+                    self.local_own.insert(net, own.clone()).as_ref() != Some(&own)
+                };
+                if self.local.insert(net) || changed {
+                    let path = self.local_path(&net);
+                    self.modify(net, |dest| dest.upsert(path));
+                }
+            }
             Command::Withdraw(net) => {
                 let net = normalize(net);
+                self.local_own.remove(&net);
                 if self.local.remove(&net) {
                     self.remove_path(net, None, 0);
                 }
@@ -311,7 +328,8 @@ impl RibTask {
     /// The path of our own prefix `net`: the local attributes plus the communities of every
     /// rule `net` falls within.
     fn local_path(&mut self, net: &IpNetwork) -> Path {
-        let rules: Vec<&CommunityRule> = self.community_rules.iter().filter(|r| within(net, &r.within)).collect();
+        let rules: Vec<&CommunityRule> =
+            self.community_rules.iter().filter(|r| within(net, &r.within)).chain(self.local_own.get(net)).collect();
         let (attr, attrs) = if rules.is_empty() {
             (self.local_attr, self.loc.attrs.get(self.local_attr).clone())
         } else {
@@ -957,6 +975,7 @@ impl RibTask {
                     originator_id: a.originator_id,
                     cluster_list: a.cluster_list.clone(),
                     stale: path.stale,
+                    origin_of_own: None,
                 });
             }
         }

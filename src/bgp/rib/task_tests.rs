@@ -529,3 +529,32 @@ async fn changes_wait_for_a_slow_dataplane_one_per_prefix() {
     h.update(2, announce(&refs, addr(2), vec![65100])).await;
     assert_eq!(h.rib.stats().await.changes_pending as usize, 5000 - BEST_PATH_CAPACITY);
 }
+
+#[tokio::test]
+async fn own_service_prefixes_reach_an_external_peer_with_their_own_communities() {
+    use crate::bgp::packet::community::Community;
+    use crate::datastore::resources::CommunityValue;
+    let h = Harness::new(config());
+    let mut tor = h.peer(2, ebgp_setup(2), 64).await;
+    h.up(2, false, false).await;
+    let _ = until_end_of_rib(&mut tor).await;
+    // A service CIDR lies outside every pool: still ours to announce (Calico's static routes).
+    let service: IpNetwork = "10.96.0.10/32".parse().unwrap();
+    h.rib.originate_with(CommunityRule::new(service, [CommunityValue::Standard(65000, 7)])).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.nlri.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["10.96.0.10/32"]);
+    assert_eq!(
+        update.attribute(crate::bgp::packet::attribute::type_code::COMMUNITIES),
+        Some(&AttributeValue::Communities(vec![Community((65000 << 16) | 7)]))
+    );
+    // Other communities: sent again with them; none: without.
+    h.rib.originate_with(CommunityRule::new(service, [])).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.attribute(crate::bgp::packet::attribute::type_code::COMMUNITIES), None);
+    h.rib.withdraw(service).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.withdrawn.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["10.96.0.10/32"]);
+    // A learned route outside the pools still goes to no external peer.
+    let snapshot = h.rib.snapshot().await;
+    assert!(snapshot.routes.is_empty(), "{snapshot:?}");
+}
