@@ -143,3 +143,82 @@ fn service_addresses_reach_the_tors_from_the_nodes_that_should_send_them() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("serviceClusterIPs CIDR"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The benchmark behind bench/service_withdraw.sh (ignored in normal runs): 200 times, an
+/// endpoint turns not-ready; measured from the datastore write to the prefix leaving node2's RIB
+/// (tortie's share: the sqlite watch's poll, the follower, the RIB) and from there to FRR on
+/// tor1 deleting its kernel route (`ip monitor`: the UPDATE on the wire, FRR's best path, zebra).
+#[test]
+#[ignore = "a benchmark: bench/service_withdraw.sh runs it"]
+fn bench_endpoint_not_ready_to_withdrawn_at_frr() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    let runs: usize = std::env::var("RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
+    let lab = Lab::prepare("tor", "tb", |_| {});
+    lab.up();
+    let store = Store::open(&lab);
+    store.put::<BgpConfiguration>("default", serde_json::json!({"serviceExternalIPs": [{"cidr": "192.0.2.0/24"}]}));
+    store.put::<Service>(
+        "prod/web",
+        serde_json::json!({"spec": {"externalIPs": ["192.0.2.7"], "externalTrafficPolicy": "Local"}}),
+    );
+    store.put::<EndpointSlice>("prod/web-1", slice("node2", true, false));
+    wait_frr(&lab, "the address from node2", "192.0.2.7/32", &[NODE2]);
+
+    // Kernel route deletions at tor1, as they happen.
+    let mut monitor = Command::new("ip")
+        .args(["-n", &lab.ns("tor1"), "monitor", "route"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let stdout = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    let socket = lab.dir().join("node2/tortie.sock");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let in_rib = || {
+        let snapshot: tortie::bgp::rib::RibSnapshot =
+            rt.block_on(tortie::api::client::get_json(&socket, "/v1/bgp/routes")).unwrap();
+        snapshot.routes.iter().any(|r| r.peer.is_none() && r.prefix.to_string() == "192.0.2.7/32")
+    };
+    let (mut tortie_share, mut frr_share, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        while rx.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        store.put::<EndpointSlice>("prod/web-1", slice("node2", false, false));
+        while in_rib() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t1 = Instant::now();
+        let t2 = loop {
+            let (at, line) = rx.recv_timeout(WAIT).expect("tor1 deletes the route");
+            if line.starts_with("Deleted") && line.contains("192.0.2.7") {
+                break at;
+            }
+        };
+        tortie_share.push(t1 - t0);
+        frr_share.push(t2.saturating_duration_since(t1));
+        total.push(t2 - t0);
+        store.put::<EndpointSlice>("prod/web-1", slice("node2", true, false));
+        wait_frr(&lab, "the address back", "192.0.2.7/32", &[NODE2]);
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let pct = |v: &mut Vec<Duration>, p: usize| {
+        v.sort();
+        v[(v.len() * p / 100).min(v.len() - 1)]
+    };
+    for (what, v) in [
+        ("tortie (write → out of the RIB)", &mut tortie_share),
+        ("FRR (→ kernel route deleted)", &mut frr_share),
+        ("total", &mut total),
+    ] {
+        eprintln!("{what}: p50 {:?} p99 {:?} over {runs}", pct(v, 50), pct(v, 99));
+    }
+}
