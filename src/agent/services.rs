@@ -25,18 +25,27 @@ const DEFAULT: &str = "default";
 struct Mirror<R: Resource> {
     watch: Option<WatchStream<R>>,
     items: BTreeMap<String, R>,
+    /// The last attempt to open the watch failed (warned once, until it opens again).
+    failing: bool,
 }
 
 impl<R: Resource> Mirror<R> {
     fn new() -> Self {
-        Mirror { watch: None, items: BTreeMap::new() }
+        Mirror { watch: None, items: BTreeMap::new(), failing: false }
     }
 
     async fn open(&mut self, ds: &Datastore) {
         if self.watch.is_none() {
             match ds.watch::<R>(None).await {
-                Ok(w) => self.watch = Some(w),
-                Err(e) => tracing::warn!(subsys = "services", kind = %R::KIND, error = %e, "cannot watch; retrying"),
+                Ok(w) => {
+                    self.watch = Some(w);
+                    self.failing = false;
+                }
+                Err(e) if !self.failing => {
+                    self.failing = true;
+                    tracing::warn!(subsys = "services", kind = %R::KIND, error = %e, "cannot watch; retrying every second")
+                }
+                Err(e) => tracing::debug!(subsys = "services", kind = %R::KIND, error = %e, "cannot watch yet"),
             }
         }
     }
@@ -54,10 +63,10 @@ impl<R: Resource> Mirror<R> {
                 self.items = listing.items.into_iter().map(|s| (s.name, s.spec)).collect();
             }
             Some(Ok(WatchEvent::Bookmark(_))) => {}
+            // A record that does not decode: the stream goes on; the record keeps its last
+            // good state (the message names it, its field and value).
             Some(Err(e)) => {
-                tracing::warn!(subsys = "services", kind = %R::KIND, error = %e, "watch failed; reopening");
-                self.watch = None;
-                return false;
+                tracing::warn!(subsys = "services", kind = %R::KIND, error = %e, "record ignored; keeping its last good state")
             }
             None => {
                 self.watch = None;
