@@ -20,18 +20,25 @@ use tokio::sync::watch;
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// The BGPConfiguration whose service fields apply (Calico reads them from `default` only).
 const DEFAULT: &str = "default";
+/// The name the RIB's End-of-RIB hold knows this task's prefixes by.
+pub const RIB_SOURCE: &str = "services";
+/// The longest End-of-RIB waits for the service prefixes after start (when a watch cannot be
+/// opened, for instance without the RBAC for Services): then it goes without them.
+const LOAD_MAX: Duration = Duration::from_secs(10);
 
 /// The records of one kind, as its watch has told them.
 struct Mirror<R: Resource> {
     watch: Option<WatchStream<R>>,
     items: BTreeMap<String, R>,
+    /// A full listing has arrived.
+    listed: bool,
     /// The last attempt to open the watch failed (warned once, until it opens again).
     failing: bool,
 }
 
 impl<R: Resource> Mirror<R> {
     fn new() -> Self {
-        Mirror { watch: None, items: BTreeMap::new(), failing: false }
+        Mirror { watch: None, items: BTreeMap::new(), listed: false, failing: false }
     }
 
     async fn open(&mut self, ds: &Datastore) {
@@ -61,6 +68,7 @@ impl<R: Resource> Mirror<R> {
             }
             Some(Ok(WatchEvent::Resync(listing))) => {
                 self.items = listing.items.into_iter().map(|s| (s.name, s.spec)).collect();
+                self.listed = true;
             }
             Some(Ok(WatchEvent::Bookmark(_))) => {}
             // A record that does not decode: the stream goes on; the record keeps its last
@@ -99,6 +107,14 @@ impl<R: Resource> Mirror<R> {
     }
 }
 
+/// Tells the RIB this task's prefixes are in, once: End-of-RIB may go.
+async fn say_loaded(rib: &Option<Rib>, loaded: &mut bool) {
+    *loaded = true;
+    if let Some(rib) = rib {
+        rib.local_prefixes_loaded_by(RIB_SOURCE).await;
+    }
+}
+
 /// Follows the inputs and keeps the RIB's service prefixes equal to
 /// [`advertisements`] until `stop`. `rib` is `None` without BGP: nothing is originated, the CIDRs
 /// are still published.
@@ -116,9 +132,17 @@ pub async fn follow(
     let mut announced = Advertisements::default();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut reopen = tokio::time::interval(REOPEN_AFTER);
+    // End-of-RIB waits for the first full set of service prefixes, or for LOAD_MAX.
+    let mut loaded = false;
+    let load_deadline = tokio::time::sleep(LOAD_MAX);
+    tokio::pin!(load_deadline);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
+            _ = &mut load_deadline, if !loaded => {
+                tracing::warn!(subsys = "services", waited_s = LOAD_MAX.as_secs(), "service resources not listed in time; End-of-RIB goes without them");
+                say_loaded(&rib, &mut loaded).await;
+            }
             _ = reopen.tick() => {
                 configs.open(&ds).await;
                 services.open(&ds).await;
@@ -137,7 +161,11 @@ pub async fn follow(
             tracing::warn!(subsys = "services", problem = %problem, "service communities ignored");
         }
         reported = wanted.problems.iter().cloned().collect();
+        let all_listed = configs.listed && services.listed && slices.listed;
         if wanted == announced {
+            if all_listed && !loaded {
+                say_loaded(&rib, &mut loaded).await;
+            }
             continue;
         }
         if let Some(rib) = &rib {
@@ -164,5 +192,8 @@ pub async fn follow(
         );
         announced = wanted;
         published.send_replace(announced.clone());
+        if all_listed && !loaded {
+            say_loaded(&rib, &mut loaded).await;
+        }
     }
 }

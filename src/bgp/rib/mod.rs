@@ -75,7 +75,13 @@ pub struct RibConfig {
     /// keeping our routes for a graceful restart sweeps at our End-of-RIB
     /// whatever we have not re-announced by then.
     pub hold_end_of_rib: bool,
+    /// The producers of our own prefixes End-of-RIB waits for, each saying
+    /// [`Rib::local_prefixes_loaded_by`] its name (`blocks`: [`Rib::local_prefixes_loaded`]).
+    pub local_sources: Vec<&'static str>,
 }
+
+/// The source [`Rib::local_prefixes_loaded`] speaks for: the node's blocks and borrowed addresses.
+pub const BLOCKS_SOURCE: &str = "blocks";
 
 impl RibConfig {
     /// Defaults: 4 paths, no pools, 360 s stale routes time, End-of-RIB not held.
@@ -89,6 +95,7 @@ impl RibConfig {
             local_addresses: Vec::new(),
             stale_routes_time: Duration::from_secs(360),
             hold_end_of_rib: false,
+            local_sources: vec![BLOCKS_SOURCE],
         }
     }
 
@@ -161,7 +168,7 @@ pub(crate) enum Command {
     /// Originate `within` itself, with these communities besides the rules'.
     OriginateWith(CommunityRule),
     Withdraw(IpNetwork),
-    LocalLoaded,
+    LocalLoaded(&'static str),
     ResendLearned,
     Snapshot(oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
@@ -258,7 +265,13 @@ impl Rib {
     /// Our own prefixes are all originated: End-of-RIB held by
     /// [`RibConfig::hold_end_of_rib`] may go (idempotent).
     pub async fn local_prefixes_loaded(&self) {
-        self.send(Command::LocalLoaded).await
+        self.local_prefixes_loaded_by(BLOCKS_SOURCE).await
+    }
+
+    /// The prefixes of `source` (one of [`RibConfig::local_sources`]) are all originated;
+    /// End-of-RIB goes once every source has said so (idempotent).
+    pub async fn local_prefixes_loaded_by(&self, source: &'static str) {
+        self.send(Command::LocalLoaded(source)).await
     }
 
     /// Sends every learned best-path set again on the change stream (a

@@ -73,6 +73,8 @@ pub struct RibTask {
     work_left: bool,
     /// End-of-RIB may be sent (our own prefixes are in, or nobody holds it).
     local_loaded: bool,
+    /// The sources of our own prefixes not loaded yet (while End-of-RIB is held).
+    local_waiting: Vec<&'static str>,
 }
 
 /// What best path needs to know about a peer.
@@ -162,6 +164,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl RibTask {
     pub fn new(config: RibConfig, best_tx: mpsc::Sender<Vec<BestPathChange>>) -> Self {
         let local_loaded = !config.hold_end_of_rib;
+        let local_waiting = if local_loaded { Vec::new() } else { config.local_sources.clone() };
         let interner = Interner::default();
         let mut loc = LocRib::new();
         let (local_attr, _) = loc.attrs.intern(PathAttrs::local());
@@ -185,6 +188,7 @@ impl RibTask {
             early_count: 0,
             work_left: false,
             local_loaded,
+            local_waiting,
         }
     }
 
@@ -300,7 +304,10 @@ impl RibTask {
                     self.remove_path(net, None, 0);
                 }
             }
-            Command::LocalLoaded => self.local_loaded = true,
+            Command::LocalLoaded(source) => {
+                self.local_waiting.retain(|s| *s != source);
+                self.local_loaded = self.local_waiting.is_empty();
+            }
             Command::ResendLearned => {
                 for net in self.loc.keys() {
                     if self.loc.get(&net).is_some_and(|d| !learned(d.multipath()).0.is_empty()) {

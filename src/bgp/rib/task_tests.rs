@@ -558,3 +558,24 @@ async fn own_service_prefixes_reach_an_external_peer_with_their_own_communities(
     let snapshot = h.rib.snapshot().await;
     assert!(snapshot.routes.is_empty(), "{snapshot:?}");
 }
+
+#[tokio::test]
+async fn a_held_end_of_rib_waits_for_every_source_of_own_prefixes() {
+    let mut c = config();
+    c.hold_end_of_rib = true;
+    c.local_sources = vec!["blocks", "services"];
+    let h = Harness::new(c);
+    let mut peer = h.peer(2, ebgp_setup(2), 64).await;
+    h.up(2, false, true).await;
+    h.rib.originate("10.244.1.0/26".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded().await;
+    let first = tokio::time::timeout(Duration::from_secs(10), peer.recv()).await.unwrap().unwrap();
+    assert_eq!(first.nlri.len(), 1, "{first:?}");
+    let _ = h.rib.stats().await;
+    // The service addresses are not in yet: a peer sweeping at End-of-RIB would drop them.
+    assert!(peer.try_recv().is_err(), "End-of-RIB before the service prefixes are loaded");
+    h.rib.originate("10.96.0.0/12".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded_by("services").await;
+    let (announced, _, _) = until_end_of_rib(&mut peer).await;
+    assert_eq!(announced, vec!["10.96.0.0/12"]);
+}
