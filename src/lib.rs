@@ -24,6 +24,7 @@
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
 //! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
 //! | [`selector`]      | Calico's selector language: parsing, matching, canonical text     |
+//! | [`services`]      | which service addresses a node advertises over BGP (pure)         |
 //! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
 //! | [`vxlan`]         | the kernel VXLAN device and its remote VTEPs (neighbours, FDB)     |
 
