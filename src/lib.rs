@@ -24,6 +24,7 @@
 //! | [`netns`]         | network namespaces, veth links and processes inside them          |
 //! | [`prefix_map`]    | compact per-prefix tables for the route path (RIB, programmer)    |
 //! | [`selector`]      | Calico's selector language: parsing, matching, canonical text     |
+//! | [`services`]      | which service addresses a node advertises over BGP (pure)         |
 //! | [`testing`]       | helpers for tests: deadlines, JSON subset comparison               |
 //! | [`vxlan`]         | the kernel VXLAN device and its remote VTEPs (neighbours, FDB)     |
 
@@ -48,6 +49,7 @@ pub mod policy;
 pub mod prefix_map;
 pub mod remote_routes;
 pub mod selector;
+pub mod services;
 pub mod testing;
 pub mod vxlan;
 

@@ -170,7 +170,7 @@ fn a_new_listen_port_moves_the_listener_and_unsupported_fields_are_reported() {
     lab.wait_bird("the mesh session to come up", &["show", "protocols", "n1"], "Established");
     assert!(lab.sockets(&["-l"]).contains("0.0.0.0:179 "), "{}", lab.sockets(&["-l"]));
 
-    lab.set_default(serde_json::json!({"listenPort": 1179, "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}));
+    lab.set_default(serde_json::json!({"listenPort": 1179, "programClusterRoutes": "Enabled"}));
     wait_until("the agent to listen on 1179 only", WAIT, || {
         let listening = lab.sockets(&["-l"]);
         (listening.contains("0.0.0.0:1179 ") && !listening.contains(":179 ")).then_some(())
@@ -184,7 +184,7 @@ fn a_new_listen_port_moves_the_listener_and_unsupported_fields_are_reported() {
     lab.wait_bird("BIRD to see it established", &["show", "protocols", "n1"], "Established");
 
     let expected = serde_json::json!({"unsupported_fields": [{"kind": "BGPConfiguration", "name": "default",
-        "field": "serviceClusterIPs[].cidr", "reason": "service addresses are not advertised"}]});
+        "field": "programClusterRoutes", "reason": "tortie always programs the routes to every pool's blocks itself"}]});
     wait_until("the unsupported field in the status", WAIT, || {
         tortie::testing::json_subset(&expected, &lab.status()).ok()
     })

@@ -239,3 +239,54 @@ async fn policies_and_namespaces_are_kubernetes_objects_in_their_namespaces() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_endpoint_slices_are_kubernetes_objects_read_as_what_tortie_uses() {
+    use tortie::datastore::resources::{EndpointSlice, Service};
+    let (standin, store) = setup().await;
+    let mut slices = store.watch::<EndpointSlice>(None).await.unwrap();
+    assert!(matches!(next(&mut slices).await, WatchEvent::Resync(_)));
+    // A Service as the API server holds it: fields of kube-proxy's and the server's own.
+    let service = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "prod", "uid": "u1", "resourceVersion": "1",
+                     "annotations": {"tortie.io/bgp-communities": "65000:1"}},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                 "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "nodePort": 30080}],
+                 "selector": {"app": "web"}, "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000,
+                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.5", "ipMode": "VIP"}]}}});
+    standin.put_raw("core/services", "prod/web", service);
+    let read = store.get::<Service>("prod/web").await.unwrap().spec;
+    assert_eq!(read.spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(read.annotations["tortie.io/bgp-communities"], "65000:1");
+    assert_eq!(read.status.load_balancer.ingress[0].ip.as_deref(), Some("198.51.100.5"));
+    let listed = store.list::<Service>().await.unwrap();
+    assert_eq!(listed.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["prod/web"]);
+
+    let slice = serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-x1", "namespace": "prod", "resourceVersion": "1",
+                     "labels": {"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "x"}},
+        "addressType": "IPv4", "ports": [{"port": 8080}],
+        "endpoints": [{"addresses": ["10.244.2.5"], "nodeName": "node2", "zone": "a",
+                       "conditions": {"ready": true, "serving": true, "terminating": false},
+                       "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "prod"}}]});
+    standin.put_raw("discovery.k8s.io/endpointslices", "prod/web-x1", slice);
+    let added = loop {
+        if let WatchEvent::Added(s) = next(&mut slices).await {
+            break s;
+        }
+    };
+    assert_eq!(added.name, "prod/web-x1");
+    assert_eq!(added.spec.service_name(), Some("web"));
+    assert_eq!(added.spec.endpoints[0].node_name.as_deref(), Some("node2"));
+
+    // Written by `tortie apply`: the record's annotations and labels land in the metadata.
+    let mut own = Service::default();
+    own.spec.cluster_ip = Some("10.96.0.11".into());
+    own.annotations.insert("a".into(), "b".into());
+    store.create("prod/api", &own).await.unwrap();
+    let raw = standin.get_raw("core/services", "prod/api").expect("a Service in namespace prod");
+    assert_eq!(raw["metadata"]["annotations"]["a"], "b", "{raw}");
+    assert_eq!(raw["spec"]["clusterIP"], "10.96.0.11", "{raw}");
+    assert_eq!(store.get::<Service>("prod/api").await.unwrap().spec, own);
+}

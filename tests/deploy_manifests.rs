@@ -298,6 +298,19 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
         Some(Ok(WatchEvent::Resync(_)))
     ));
 
+    // Service advertisement: the Services and EndpointSlices, followed as `agent::services` does.
+    use tortie::datastore::resources::{EndpointSlice, Service};
+    let mut service_watches =
+        (ds.watch::<Service>(None).await.unwrap(), ds.watch::<EndpointSlice>(None).await.unwrap());
+    assert!(matches!(
+        tokio::time::timeout(wait, service_watches.0.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(wait, service_watches.1.next()).await.unwrap(),
+        Some(Ok(WatchEvent::Resync(_)))
+    ));
+
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");

@@ -110,8 +110,10 @@ pub async fn start(
     rib_config.pools = list_pools(&ds).await;
     rib_config.local_addresses = local_addresses(config, router_id);
     // Our blocks come from the datastore (routes::follow_local_prefixes),
-    // which says when they are in; End-of-RIB waits for them.
+    // which says when they are in, and so do the service addresses
+    // (agent::services); End-of-RIB waits for both.
     rib_config.hold_end_of_rib = true;
+    rib_config.local_sources = vec![crate::bgp::rib::BLOCKS_SOURCE, super::services::RIB_SOURCE];
     let (rib, best_paths) = Rib::spawn(rib_config, events_rx);
     rib.set_communities(settings.communities.clone()).await;
     let (peers_tx, peers_rx) = watch::channel(Vec::new());

@@ -16,10 +16,9 @@
 //! `tortie status`, and the `tortie_unsupported_fields` metric, through `datastore::unsupported`):
 //! never silently accepted.
 
-use crate::bgp::packet::community::{Community, LargeCommunity};
 use crate::bgp::rib::CommunityRule;
 use crate::config::BgpConfig;
-use crate::datastore::resources::{BgpConfiguration, BindMode, CommunityValue, GoDuration, SecretKeyRef};
+use crate::datastore::resources::{BgpConfiguration, BindMode, GoDuration, SecretKeyRef};
 use crate::datastore::{Datastore, DatastoreError};
 use std::net::{IpAddr, SocketAddr};
 
@@ -75,21 +74,7 @@ fn rules(resource: &BgpConfiguration) -> Vec<CommunityRule> {
     resource
         .prefix_advertisements
         .iter()
-        .filter_map(|ad| {
-            let within = ad.cidr.parse().ok()?;
-            let mut rule = CommunityRule { within, communities: Vec::new(), large: Vec::new() };
-            for value in resource.advertisement_values(ad) {
-                match value {
-                    CommunityValue::Standard(a, n) => {
-                        rule.communities.push(Community((u32::from(a) << 16) | u32::from(n)))
-                    }
-                    CommunityValue::Large(a, n, m) => {
-                        rule.large.push(LargeCommunity { global_admin: a, local_data_1: n, local_data_2: m })
-                    }
-                }
-            }
-            Some(rule)
-        })
+        .filter_map(|ad| Some(CommunityRule::new(ad.cidr.parse().ok()?, resource.advertisement_values(ad))))
         .collect()
 }
 
@@ -201,6 +186,7 @@ impl Resources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::packet::community::{Community, LargeCommunity};
 
     fn resource(json: &str) -> BgpConfiguration {
         serde_json::from_str(json).unwrap()
@@ -267,7 +253,8 @@ mod tests {
         let declared = crate::datastore::resources::coverage::unsupported(crate::datastore::Kind::BgpConfiguration);
         let fields: Vec<String> =
             crate::datastore::unsupported::declared_in(&document, &declared).into_iter().map(|(f, _)| f).collect();
-        assert_eq!(fields, vec!["ignoredInterfaces[]", "programClusterRoutes", "serviceClusterIPs[].cidr"]);
+        // serviceClusterIPs takes effect (`crate::services`): not among them.
+        assert_eq!(fields, vec!["ignoredInterfaces[]", "programClusterRoutes"]);
         assert_eq!(e.mesh_restart_time, 90);
         let key = SecretKeyRef { name: "s".into(), key: "k".into(), optional: false };
         assert_eq!(e.mesh_password, Some(key));

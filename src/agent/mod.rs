@@ -27,6 +27,7 @@ mod pools;
 mod remote_routes;
 mod routes;
 pub mod secrets;
+pub mod services;
 mod supervise;
 mod usage;
 pub mod vtep;
@@ -250,6 +251,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // Whether the stage holds learned routes until the VTEPs are read (see routes::initial_sync).
     let (holding_tx, holding_rx) = watch::channel(encaps.encaps.need_remote_nodes());
     let (local_tx, local_rx) = watch::channel(routes::LocalPrefixes::default());
+    let (service_cidrs_tx, service_cidrs_rx) = watch::channel(std::collections::BTreeSet::new());
+    let (services_tx, services_rx) = watch::channel(crate::services::Advertisements::default());
+    tasks.spawn(
+        "service addresses",
+        services::follow(ds.clone(), name.clone(), rib.clone(), services_tx, service_cidrs_tx, stop_rx.clone()),
+    );
     tasks.spawn(
         "local prefixes",
         routes::follow_local_prefixes(
@@ -257,7 +264,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             name.clone(),
             programmer.clone(),
             rib.clone(),
-            local_tx,
+            (local_tx, service_cidrs_rx),
             stop_rx.clone(),
         ),
     );
@@ -393,7 +400,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
     tasks.spawn("workload sweep", workloads::sweep(workloads.clone(), stop_rx.clone()));
-    let services = ApiServices { workloads: Some(workloads), rib: rib.clone() };
+    let services =
+        ApiServices { workloads: Some(workloads), rib: rib.clone(), service_prefixes: Some(services_rx.clone()) };
     let mut api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 

@@ -15,6 +15,7 @@ use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock};
 use crate::datastore::{Datastore, WatchEvent};
 use ipnetwork::IpNetwork;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -127,7 +128,7 @@ pub use crate::remote_routes::LocalPrefixes;
 async fn read_local(ds: &Datastore, node: &str) -> crate::ipam::Result<LocalPrefixes> {
     let blocks = crate::ipam::routes::own_blocks(ds, node).await?.into_iter().collect();
     let borrowed = crate::ipam::routes::borrowed_addresses(ds, node).await?.into_iter().collect();
-    Ok(LocalPrefixes { blocks, borrowed })
+    Ok(LocalPrefixes { blocks, borrowed, services: Default::default() })
 }
 
 fn blackhole(dst: IpNetwork) -> DesiredRoute {
@@ -135,22 +136,29 @@ fn blackhole(dst: IpNetwork) -> DesiredRoute {
 }
 
 /// Keeps the originated prefixes and the blackholes in step with IPAM;
-/// publishes the current set on `published` (status, tests). Runs until `stop`.
+/// publishes the current set on `published` (status, tests), with the service CIDRs of
+/// `services` (`agent::services`) for the remote-routes stage. Runs until `stop`.
 pub async fn follow_local_prefixes<O: Originator>(
     ds: Datastore,
     node: String,
     programmer: Programmer,
     originator: O,
-    published: watch::Sender<LocalPrefixes>,
+    (published, mut services): (watch::Sender<LocalPrefixes>, watch::Receiver<BTreeSet<IpNetwork>>),
     mut stop: watch::Receiver<bool>,
 ) {
     let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
     let mut announced = LocalPrefixes::default();
     let mut first = true;
+    // A closed channel keeps its last value; it is only no longer waited on.
+    let mut services_open = true;
     let mut tick = tokio::time::interval(LOCAL_RESYNC);
     loop {
         crate::faults::point("local-prefixes");
-        match read_local(&ds, &node).await {
+        let read = read_local(&ds, &node).await.map(|mut wanted| {
+            wanted.services = services.borrow_and_update().clone();
+            wanted
+        });
+        match read {
             Ok(wanted) if wanted != announced || first => {
                 let (before, after) = (announced.all(), wanted.all());
                 for p in after.difference(&before) {
@@ -185,6 +193,7 @@ pub async fn follow_local_prefixes<O: Originator>(
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
+            c = services.changed(), if services_open => services_open = c.is_ok(),
             ev = next_event(&mut blocks_watch) => {
                 if ev.is_none() {
                     blocks_watch = None;

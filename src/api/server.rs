@@ -40,6 +40,15 @@ pub struct ApiServices {
     pub workloads: Option<std::sync::Arc<dyn super::workloads::WorkloadService>>,
     /// `/v1/bgp/routes`, for `tortie bgp routes` (absent when BGP is off).
     pub rib: Option<Rib>,
+    /// The service prefixes this node advertises: their routes' origin in `/v1/bgp/routes`.
+    pub service_prefixes: Option<watch::Receiver<crate::services::Advertisements>>,
+}
+
+/// What `/v1/bgp/routes` reads.
+#[derive(Clone)]
+struct RoutesState {
+    rib: Option<Rib>,
+    service_prefixes: Option<watch::Receiver<crate::services::Advertisements>>,
 }
 
 /// A bound API socket; dropping it removes the socket file.
@@ -104,7 +113,7 @@ impl ApiListener {
                 Router::new()
                     .route("/v1/bgp/routes", get(get_routes))
                     .route("/v1/bgp/stats", get(get_stats))
-                    .with_state(services.rib),
+                    .with_state(RoutesState { rib: services.rib, service_prefixes: services.service_prefixes }),
             );
         if let Some(workloads) = services.workloads {
             app = app.merge(super::workloads::router(workloads));
@@ -136,17 +145,29 @@ async fn get_status(State(status): State<watch::Receiver<StatusReport>>) -> Json
     Json(status.borrow().clone())
 }
 
-async fn get_routes(State(rib): State<Option<Rib>>) -> Result<Json<RibSnapshot>, (StatusCode, &'static str)> {
-    match rib {
-        Some(rib) => Ok(Json(rib.snapshot().await)),
+async fn get_routes(State(state): State<RoutesState>) -> Result<Json<RibSnapshot>, (StatusCode, &'static str)> {
+    match state.rib {
+        Some(rib) => {
+            let mut snapshot = rib.snapshot().await;
+            if let Some(services) = &state.service_prefixes {
+                let services = services.borrow();
+                for route in snapshot.routes.iter_mut().filter(|r| r.peer.is_none()) {
+                    if let Some(advertised) = services.prefixes.get(&route.prefix) {
+                        let origins: Vec<String> = advertised.origins.iter().map(ToString::to_string).collect();
+                        route.origin_of_own = Some(origins.join("; "));
+                    }
+                }
+            }
+            Ok(Json(snapshot))
+        }
         None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
     }
 }
 
 /// The RIB's counters alone: no route is walked, so pollers (benchmarks,
 /// scripts waiting for a table) do not slow the RIB down.
-async fn get_stats(State(rib): State<Option<Rib>>) -> Result<Json<RibStats>, (StatusCode, &'static str)> {
-    match rib {
+async fn get_stats(State(state): State<RoutesState>) -> Result<Json<RibStats>, (StatusCode, &'static str)> {
+    match state.rib {
         Some(rib) => Ok(Json(rib.stats().await)),
         None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
     }

@@ -99,11 +99,14 @@ pub fn render_routes(snapshot: &RibSnapshot) -> String {
                 r.local_pref.map_or(String::new(), |v| v.to_string()),
                 if r.stale { "stale".to_string() } else { String::new() },
                 r.reason.clone().unwrap_or_default(),
+                r.origin_of_own.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let mut out =
-        table::render(&["", "PREFIX", "NEXT HOP", "PEER", "AS PATH", "LOCAL PREF", "STATE", "REASON LOST"], &rows);
+    let mut out = table::render(
+        &["", "PREFIX", "NEXT HOP", "PEER", "AS PATH", "LOCAL PREF", "STATE", "REASON LOST", "ORIGIN"],
+        &rows,
+    );
     out.push_str(&format!(
         "{} prefixes, {} paths, {} attribute sets\n",
         snapshot.stats.loc_rib_prefixes, snapshot.stats.paths, snapshot.stats.attribute_sets
@@ -132,6 +135,7 @@ mod tests {
             originator_id: None,
             cluster_list: vec![],
             stale: false,
+            origin_of_own: None,
         }
     }
 
@@ -173,5 +177,18 @@ mod tests {
         assert!(text.contains("| * | 10.244.1.0/26 | 192.0.2.2 | 192.0.2.2 | 65002"), "{text}");
         assert!(text.contains("| = | 10.244.1.0/26 | 192.0.2.3"), "{text}");
         assert!(text.contains("longer-as-path"), "{text}");
+    }
+
+    #[test]
+    fn routes_table_shows_where_an_advertised_service_address_comes_from() {
+        let mut own = view("192.0.2.2", true, true, None);
+        (own.prefix, own.peer, own.next_hop) = ("10.96.0.10/32".parse().unwrap(), None, None);
+        own.origin_of_own =
+            Some("service prod/web cluster IP, internalTrafficPolicy=Local, endpoint on this node".into());
+        let text = render_routes(&RibSnapshot { routes: vec![own], stats: Default::default() });
+        assert!(
+            text.contains("| 10.96.0.10/32 | self     | local |") && text.contains("service prod/web cluster IP"),
+            "{text}"
+        );
     }
 }

@@ -188,8 +188,8 @@ mod tests {
             unsupported_fields: vec![crate::api::status::UnsupportedField {
                 kind: "BGPConfiguration".into(),
                 name: "default".into(),
-                field: "serviceClusterIPs[].cidr".into(),
-                reason: "service addresses are not advertised".into(),
+                field: "programClusterRoutes".into(),
+                reason: "tortie always programs the routes itself".into(),
             }],
             ..report()
         };
@@ -199,7 +199,7 @@ mod tests {
         assert!(text.contains("| 10.40.1.12   | direct |"), "{text}");
         assert!(
             text.contains(
-                "| BGPConfiguration/default | serviceClusterIPs[].cidr | service addresses are not advertised |"
+                "| BGPConfiguration/default | programClusterRoutes | tortie always programs the routes itself |"
             ),
             "{text}"
         );

@@ -25,11 +25,17 @@ pub enum Kind {
     KubeNetworkPolicy,
     /// A namespace's labels (the Kubernetes Namespace on Kubernetes).
     Namespace,
+    /// Kubernetes' core/v1 Service, the fields tortie reads (the API server's own object on
+    /// Kubernetes); named `namespace/name`.
+    Service,
+    /// Kubernetes' discovery.k8s.io/v1 EndpointSlice, the fields tortie reads; named
+    /// `namespace/name`.
+    EndpointSlice,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -45,6 +51,8 @@ impl Kind {
         Kind::GlobalNetworkPolicy,
         Kind::KubeNetworkPolicy,
         Kind::Namespace,
+        Kind::Service,
+        Kind::EndpointSlice,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -65,6 +73,8 @@ impl Kind {
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             Kind::KubeNetworkPolicy => "KubernetesNetworkPolicy",
             Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
         }
     }
 
@@ -86,12 +96,14 @@ impl Kind {
             Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
             Kind::KubeNetworkPolicy => "kubernetesnetworkpolicies",
             Kind::Namespace => "namespaces",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
         }
     }
 
     /// Whether its records live in a namespace: their names are `namespace/name`.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::NetworkPolicy | Kind::KubeNetworkPolicy)
+        matches!(self, Kind::NetworkPolicy | Kind::KubeNetworkPolicy | Kind::Service | Kind::EndpointSlice)
     }
 
     /// The kind whose [`Kind::plural`] is `plural`.

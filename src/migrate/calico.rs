@@ -196,7 +196,7 @@ impl Converting<'_> {
                 }
             }
             // BGPFilter carries over as it is; Secrets are Kubernetes objects, not Calico's.
-            // Policies and namespaces carry over as they are.
+            // Policies, namespaces and Kubernetes' service objects carry over as they are.
             Kind::IpamConfig
             | Kind::IpReservation
             | Kind::BgpFilter
@@ -204,7 +204,9 @@ impl Converting<'_> {
             | Kind::NetworkPolicy
             | Kind::GlobalNetworkPolicy
             | Kind::KubeNetworkPolicy
-            | Kind::Namespace => {}
+            | Kind::Namespace
+            | Kind::Service
+            | Kind::EndpointSlice => {}
         }
         Ok(())
     }

@@ -4,9 +4,10 @@
 
 use super::Document;
 use crate::datastore::kubernetes::{GROUP, VERSION};
+use crate::datastore::resources::kube_projection;
 use crate::datastore::resources::{
-    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret, SecretValue,
+    BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, EndpointSlice, GlobalNetworkPolicy, IpPool, IpReservation,
+    IpamBlock, IpamConfig, IpamHandle, KubeNetworkPolicy, Namespace, NetworkPolicy, Node, Secret, SecretValue, Service,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -74,16 +75,19 @@ impl Object {
         Ok(Object { kind, name, spec })
     }
 
-    /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy and
-    /// a `v1` Namespace (its labels and Calico's pool annotations) and a `v1` Secret (its `data`
-    /// and `stringData`; the namespace is the agent's, whatever the document names). `None` for
-    /// any other document.
+    /// Reads Kubernetes' own documents tortie keeps: a `networking.k8s.io/v1` NetworkPolicy, a
+    /// `v1` Namespace (its labels and Calico's pool annotations), a `v1` Secret (its `data` and
+    /// `stringData`; the namespace is the agent's, whatever the document names), a `v1` Service
+    /// and a `discovery.k8s.io/v1` EndpointSlice (the fields tortie reads: `kube_projection`).
+    /// `None` for any other document.
     fn from_kubernetes_document(doc: &Document) -> Result<Option<Object>, String> {
         let at = &doc.position;
         let kind = match (doc.text("apiVersion"), doc.text("kind")) {
             (Some("networking.k8s.io/v1"), Some("NetworkPolicy")) => Kind::KubeNetworkPolicy,
             (Some("v1"), Some("Namespace")) => Kind::Namespace,
             (Some("v1"), Some("Secret")) => Kind::Secret,
+            (Some("v1"), Some("Service")) => Kind::Service,
+            (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) => Kind::EndpointSlice,
             _ => return Ok(None),
         };
         let name = doc.name().ok_or_else(|| format!("{at} ({kind}): metadata.name: is required"))?;
@@ -96,6 +100,8 @@ impl Object {
             serde_json::to_value(record).map_err(|e| format!("{at} ({kind}): {e}"))?
         } else if kind == Kind::Secret {
             secret_spec(doc).map_err(|e| format!("{at} ({kind}/{name}): {e}"))?
+        } else if let Some(record) = kube_projection::record_of(kind, &doc.value) {
+            record
         } else {
             doc.value.get("spec").cloned().unwrap_or(json!({}))
         };
@@ -171,19 +177,36 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::GlobalNetworkPolicy => check_as::<GlobalNetworkPolicy>(spec),
         Kind::KubeNetworkPolicy => check_as::<KubeNetworkPolicy>(spec),
         Kind::Namespace => check_as::<Namespace>(spec),
+        // Their records are projections of the whole object: paths start at its root.
+        Kind::Service => check_rooted::<Service>(spec, ""),
+        Kind::EndpointSlice => check_rooted::<EndpointSlice>(spec, ""),
     }
 }
 
 fn check_as<R: Resource>(spec: &Value) -> Result<Checked, String> {
+    check_rooted::<R>(spec, "spec")
+}
+
+/// [`check_as`] for a record found at `root` in its document (`""`: the document itself).
+fn check_rooted<R: Resource>(spec: &Value, root: &str) -> Result<Checked, String> {
+    let under = |path: &str| if root.is_empty() { path.to_string() } else { format!("{root}.{path}") };
+    let at_root = if root.is_empty() { "record" } else { root };
     let typed: R = serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { format!("spec: {}", e.inner()) } else { format!("spec.{path}: {}", e.inner()) }
+        if path == "." { format!("{at_root}: {}", e.inner()) } else { format!("{}: {}", under(&path), e.inner()) }
     })?;
-    typed.validate().map_err(|reason| format!("spec.{reason}"))?;
+    typed.validate().map_err(|reason| under(&reason))?;
     let mut unknown_fields = Vec::new();
-    let _: R = serde_ignored::deserialize(spec.clone(), |path| unknown_fields.push(field_path(&path)))
-        .map_err(|e| format!("spec: {e}"))?;
-    let spec = serde_json::to_value(&typed).map_err(|e| format!("spec: {e}"))?;
+    let _: R = serde_ignored::deserialize(spec.clone(), |path| {
+        let path = field_path(&path);
+        unknown_fields.push(if root.is_empty() {
+            path.trim_start_matches("spec").trim_start_matches('.').to_string()
+        } else {
+            path
+        });
+    })
+    .map_err(|e| format!("{at_root}: {e}"))?;
+    let spec = serde_json::to_value(&typed).map_err(|e| format!("{at_root}: {e}"))?;
     Ok(Checked { spec, unknown_fields })
 }
 
@@ -236,6 +259,26 @@ mod tests {
                     {cni.projectcalico.org/ipv4pools: '[\"blue\"]', kubectl.kubernetes.io/last-applied-configuration: '{}'}}\n";
         let obj = object(text).unwrap();
         assert_eq!(obj.spec, json!({"annotations": {"cni.projectcalico.org/ipv4pools": "[\"blue\"]"}}));
+    }
+
+    #[test]
+    fn kubernetes_services_and_endpoint_slices_are_read_as_what_tortie_uses() {
+        let obj = object("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: prod, annotations: {a: b}}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.10, ports: [{port: 80}], selector: {app: web}, externalTrafficPolicy: Local}\n").unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::Service, "prod/web"));
+        assert_eq!(
+            obj.check().unwrap().spec,
+            json!({"annotations": {"a": "b"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local"}})
+        );
+        let obj =
+            object("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {externalTrafficPolicy: Sometimes}\n")
+                .unwrap();
+        assert_eq!(
+            obj.check().unwrap_err(),
+            "Service/default/web: spec.externalTrafficPolicy: \"Sometimes\" is not one of Cluster, Local"
+        );
+        let obj = object("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\nmetadata: {name: web-1, namespace: prod, labels: {kubernetes.io/service-name: web}}\nendpoints: [{addresses: [10.244.1.5], nodeName: n2, conditions: {ready: true, serving: true}}]\nports: [{port: 80}]\n").unwrap();
+        assert_eq!((obj.kind, obj.name.as_str()), (Kind::EndpointSlice, "prod/web-1"));
+        assert!(obj.check().is_ok());
     }
 
     #[test]

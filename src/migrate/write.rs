@@ -26,6 +26,9 @@ fn write_rank(kind: Kind) -> u8 {
         // Namespaces before the policies whose namespace selectors read their labels.
         Kind::Namespace => 10,
         Kind::GlobalNetworkPolicy | Kind::NetworkPolicy | Kind::KubeNetworkPolicy => 11,
+        // Services before the endpoint slices that name them.
+        Kind::Service => 12,
+        Kind::EndpointSlice => 13,
     }
 }
 

@@ -11,14 +11,18 @@ use ipnetwork::IpNetwork;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-/// What this node announces: its blocks and its borrowed addresses.
+/// What this node announces: its blocks and its borrowed addresses; and the service CIDRs,
+/// whose learned routes (other nodes' service addresses) never go into the kernel: a node reaches
+/// a service through its own service proxy, and Calico keeps them out too.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LocalPrefixes {
     pub blocks: BTreeSet<IpNetwork>,
     pub borrowed: BTreeSet<IpNetwork>,
+    pub services: BTreeSet<IpNetwork>,
 }
 
 impl LocalPrefixes {
+    /// The blocks and borrowed addresses (the service prefixes are originated elsewhere).
     pub fn all(&self) -> BTreeSet<IpNetwork> {
         self.blocks.union(&self.borrowed).copied().collect()
     }
@@ -39,18 +43,31 @@ pub enum Remote {
 pub struct Classifier {
     pools: Vec<(IpNetwork, Option<PoolEncap>)>,
     own_blocks: BTreeSet<IpNetwork>,
+    services: Vec<IpNetwork>,
 }
 
 impl Classifier {
     pub fn new(pools: &[IpPool], own_blocks: &BTreeSet<IpNetwork>) -> Classifier {
-        Classifier { pools: pools.iter().map(|p| (p.cidr, PoolEncap::of(p))).collect(), own_blocks: own_blocks.clone() }
+        Classifier {
+            pools: pools.iter().map(|p| (p.cidr, PoolEncap::of(p))).collect(),
+            own_blocks: own_blocks.clone(),
+            services: Vec::new(),
+        }
+    }
+
+    /// The classifier that installs nothing within `services` (the service CIDRs).
+    pub fn without_services(mut self, services: &BTreeSet<IpNetwork>) -> Classifier {
+        self.services = services.iter().copied().collect();
+        self
     }
 
     /// How `prefix`, learned with `hops`, is routed; `None`: no route
     /// (withdrawn, or this node's own block). Takes the next hops by value:
     /// a direct route keeps them.
     pub fn classify(&self, prefix: IpNetwork, hops: Addrs) -> Option<Remote> {
-        if hops.is_empty() {
+        if hops.is_empty()
+            || self.services.iter().any(|s| s.contains(prefix.network()) && s.prefix() <= prefix.prefix())
+        {
             return None;
         }
         let pool =
@@ -94,6 +111,18 @@ mod tests {
             pool("10.246.0.0/16", EncapMode::Never, EncapMode::Never),
         ];
         Classifier::new(&pools, &own.iter().map(|p| p.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn service_prefixes_are_never_installed() {
+        let services = ["10.96.0.0/12".parse().unwrap()].into();
+        let c = classifier(&[]).without_services(&services);
+        assert_eq!(classified(&c, "10.96.0.0/12", &["10.0.0.2", "10.0.0.3"]), None);
+        assert_eq!(classified(&c, "10.96.0.10/32", &["10.0.0.2"]), None);
+        assert_eq!(
+            classified(&c, "10.0.0.0/8", &["10.0.0.2"]),
+            Some(Remote::Direct(["10.0.0.2".parse().unwrap()].into()))
+        );
     }
 
     #[test]

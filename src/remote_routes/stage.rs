@@ -349,8 +349,8 @@ pub async fn run<S: RouteSink, L: LearnedSource>(
     let (mut pools, mut local, mut remotes, mut verdicts) = (Some(pools), Some(local), Some(remotes), Some(verdicts));
     let classifier = |pools: &Option<watch::Receiver<Vec<IpPool>>>, local: &Option<watch::Receiver<LocalPrefixes>>| {
         let p = pools.as_ref().map(|p| p.borrow().clone()).unwrap_or_default();
-        let l = local.as_ref().map(|l| l.borrow().blocks.clone()).unwrap_or_default();
-        Classifier::new(&p, &l)
+        let l = local.as_ref().map(|l| l.borrow().clone()).unwrap_or_default();
+        Classifier::new(&p, &l.blocks).without_services(&l.services)
     };
     let mut stage = Stage { classifier: classifier(&pools, &local), blocks: Blocks::default() };
     let mut warned = FxHashSet::default();

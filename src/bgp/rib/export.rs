@@ -68,8 +68,9 @@ pub fn export_route(
     let mut out = attrs.clone();
     let local = origin.peer.is_none();
     if to == PeerRole::External {
-        // Calico: toward external peers only the pools and what lies inside them.
-        if !config.pools.iter().any(|pool| within(prefix, pool)) {
+        // Calico: toward external peers only the pools and what lies inside them, and our own
+        // prefixes (its static routes: service addresses, which lie outside the pools).
+        if !local && !config.pools.iter().any(|pool| within(prefix, pool)) {
             return None;
         }
         out.prepend(target.setup.local_as.unwrap_or(config.local_as), 1);
@@ -189,16 +190,17 @@ mod tests {
         assert_eq!((out.local_pref, out.med), (None, None));
         ext.local_as = Some(64999);
         assert_eq!(send(&config(), &ext, from(None), &PathAttrs::local()).unwrap().as_path_text(), "64999");
-        // Outside the pools: nothing, whatever the policy.
+        // Learned outside the pools: nothing, whatever the policy; our own (service) prefixes go.
         ext.export = Some(Policy::accept_all());
         let target =
             Target { addr: "192.0.2.5".parse().unwrap(), setup: &ext, local_addr: Some("192.0.2.1".parse().unwrap()) };
         let outside: IpNetwork = "192.168.0.0/24".parse().unwrap();
-        assert!(export_route(&config(), &target, &outside, &from(None), &PathAttrs::local()).is_none());
-        // No pools: an external peer gets nothing.
+        assert!(export_route(&config(), &target, &outside, &from(Some(PeerRole::Mesh)), &learned()).is_none());
+        assert!(export_route(&config(), &target, &outside, &from(None), &PathAttrs::local()).is_some());
+        // No pools: an external peer gets nothing learned.
         let mut bare = config();
         bare.pools.clear();
-        assert!(send(&bare, &ext, from(None), &PathAttrs::local()).is_none());
+        assert!(send(&bare, &ext, from(Some(PeerRole::Mesh)), &learned()).is_none());
         ext.export = Some(Policy::reject_all());
         assert!(send(&config(), &ext, from(None), &PathAttrs::local()).is_none());
     }

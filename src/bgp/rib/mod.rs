@@ -75,7 +75,13 @@ pub struct RibConfig {
     /// keeping our routes for a graceful restart sweeps at our End-of-RIB
     /// whatever we have not re-announced by then.
     pub hold_end_of_rib: bool,
+    /// The producers of our own prefixes End-of-RIB waits for, each saying
+    /// [`Rib::local_prefixes_loaded_by`] its name (`blocks`: [`Rib::local_prefixes_loaded`]).
+    pub local_sources: Vec<&'static str>,
 }
+
+/// The source [`Rib::local_prefixes_loaded`] speaks for: the node's blocks and borrowed addresses.
+pub const BLOCKS_SOURCE: &str = "blocks";
 
 impl RibConfig {
     /// Defaults: 4 paths, no pools, 360 s stale routes time, End-of-RIB not held.
@@ -89,6 +95,7 @@ impl RibConfig {
             local_addresses: Vec::new(),
             stale_routes_time: Duration::from_secs(360),
             hold_end_of_rib: false,
+            local_sources: vec![BLOCKS_SOURCE],
         }
     }
 
@@ -158,8 +165,10 @@ pub(crate) enum Command {
     ChangePeer(IpAddr, Box<PeerSetup>),
     RemovePeer(IpAddr),
     Originate(IpNetwork),
+    /// Originate `within` itself, with these communities besides the rules'.
+    OriginateWith(CommunityRule),
     Withdraw(IpNetwork),
-    LocalLoaded,
+    LocalLoaded(&'static str),
     ResendLearned,
     Snapshot(oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
@@ -173,6 +182,27 @@ pub struct CommunityRule {
     pub within: IpNetwork,
     pub communities: Vec<crate::bgp::packet::community::Community>,
     pub large: Vec<crate::bgp::packet::community::LargeCommunity>,
+}
+
+impl CommunityRule {
+    /// The rule giving `values` (standard and large, as configured) to prefixes within `within`.
+    pub fn new(
+        within: IpNetwork,
+        values: impl IntoIterator<Item = crate::datastore::resources::CommunityValue>,
+    ) -> Self {
+        use crate::bgp::packet::community::{Community, LargeCommunity};
+        use crate::datastore::resources::CommunityValue;
+        let mut rule = CommunityRule { within, communities: Vec::new(), large: Vec::new() };
+        for value in values {
+            match value {
+                CommunityValue::Standard(a, n) => rule.communities.push(Community((u32::from(a) << 16) | u32::from(n))),
+                CommunityValue::Large(a, n, m) => {
+                    rule.large.push(LargeCommunity { global_admin: a, local_data_1: n, local_data_2: m })
+                }
+            }
+        }
+        rule
+    }
 }
 
 /// The handle to the RIB task. Cloning is cheap; the task ends when every
@@ -221,6 +251,12 @@ impl Rib {
         self.send(Command::Originate(prefix)).await
     }
 
+    /// Originates `own.within` with `own`'s communities besides those of the prefix
+    /// advertisement rules (idempotent; called again with other communities, it replaces them).
+    pub async fn originate_with(&self, own: CommunityRule) {
+        self.send(Command::OriginateWith(own)).await
+    }
+
     /// Stops originating a prefix (idempotent).
     pub async fn withdraw(&self, prefix: IpNetwork) {
         self.send(Command::Withdraw(prefix)).await
@@ -229,7 +265,13 @@ impl Rib {
     /// Our own prefixes are all originated: End-of-RIB held by
     /// [`RibConfig::hold_end_of_rib`] may go (idempotent).
     pub async fn local_prefixes_loaded(&self) {
-        self.send(Command::LocalLoaded).await
+        self.local_prefixes_loaded_by(BLOCKS_SOURCE).await
+    }
+
+    /// The prefixes of `source` (one of [`RibConfig::local_sources`]) are all originated;
+    /// End-of-RIB goes once every source has said so (idempotent).
+    pub async fn local_prefixes_loaded_by(&self, source: &'static str) {
+        self.send(Command::LocalLoaded(source)).await
     }
 
     /// Sends every learned best-path set again on the change stream (a

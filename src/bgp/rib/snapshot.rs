@@ -33,6 +33,10 @@ pub struct RouteView {
     pub cluster_list: Vec<Ipv4Addr>,
     /// Kept for a restarting peer (RFC 4724) until it sends the route again.
     pub stale: bool,
+    /// Why we originate it, when the agent knows more than "own prefix" (a service address:
+    /// `agent::services`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_of_own: Option<String>,
 }
 
 /// Counters of one peer.

@@ -61,6 +61,8 @@ pub struct RibTask {
     loc: LocRib,
     peers: FxHashMap<IpAddr, RibPeer>,
     local: FxHashSet<IpNetwork>,
+    /// The communities of our own prefixes originated with their own (service addresses).
+    local_own: FxHashMap<IpNetwork, CommunityRule>,
     /// The attributes of our own prefixes (kept referenced for the task's life).
     local_attr: AttrId,
     /// Communities our own prefixes carry, by the range they fall within.
@@ -76,6 +78,8 @@ pub struct RibTask {
     work_left: bool,
     /// End-of-RIB may be sent (our own prefixes are in, or nobody holds it).
     local_loaded: bool,
+    /// The sources of our own prefixes not loaded yet (while End-of-RIB is held).
+    local_waiting: Vec<&'static str>,
 }
 
 /// What best path needs to know about a peer.
@@ -165,6 +169,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl RibTask {
     pub fn new(config: RibConfig, best_tx: mpsc::Sender<Vec<BestPathChange>>) -> Self {
         let local_loaded = !config.hold_end_of_rib;
+        let local_waiting = if local_loaded { Vec::new() } else { config.local_sources.clone() };
         let interner = Interner::default();
         let mut loc = LocRib::new();
         let (local_attr, _) = loc.attrs.intern(PathAttrs::local());
@@ -177,6 +182,7 @@ impl RibTask {
             loc,
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
+            local_own: FxHashMap::default(),
             local_attr,
             community_rules: Vec::new(),
             own,
@@ -187,6 +193,7 @@ impl RibTask {
             early_count: 0,
             work_left: false,
             local_loaded,
+            local_waiting,
         }
     }
 
@@ -282,13 +289,30 @@ impl RibTask {
                     self.modify(net, |dest| dest.upsert(path));
                 }
             }
+            Command::OriginateWith(mut own) => {
+                let net = normalize(own.within);
+                own.within = net;
+                let changed = if own.communities.is_empty() && own.large.is_empty() {
+                    self.local_own.remove(&net).is_some()
+                } else {
+                    self.local_own.insert(net, own.clone()).as_ref() != Some(&own)
+                };
+                if self.local.insert(net) || changed {
+                    let path = self.local_path(&net);
+                    self.modify(net, |dest| dest.upsert(path));
+                }
+            }
             Command::Withdraw(net) => {
                 let net = normalize(net);
+                self.local_own.remove(&net);
                 if self.local.remove(&net) {
                     self.remove_path(net, None, 0);
                 }
             }
-            Command::LocalLoaded => self.local_loaded = true,
+            Command::LocalLoaded(source) => {
+                self.local_waiting.retain(|s| *s != source);
+                self.local_loaded = self.local_waiting.is_empty();
+            }
             Command::ResendLearned => {
                 for net in self.loc.keys() {
                     if self.loc.get(&net).is_some_and(|d| !learned(d.multipath()).0.is_empty()) {
@@ -316,7 +340,8 @@ impl RibTask {
     /// The path of our own prefix `net`: the local attributes plus the communities of every
     /// rule `net` falls within.
     fn local_path(&mut self, net: &IpNetwork) -> Path {
-        let rules: Vec<&CommunityRule> = self.community_rules.iter().filter(|r| within(net, &r.within)).collect();
+        let rules: Vec<&CommunityRule> =
+            self.community_rules.iter().filter(|r| within(net, &r.within)).chain(self.local_own.get(net)).collect();
         let (attr, attrs) = if rules.is_empty() {
             (self.local_attr, self.loc.attrs.get(self.local_attr).clone())
         } else {
@@ -966,6 +991,7 @@ impl RibTask {
                     originator_id: a.originator_id,
                     cluster_list: a.cluster_list.clone(),
                     stale: path.stale,
+                    origin_of_own: None,
                 });
             }
         }

@@ -604,3 +604,53 @@ async fn a_reflector_builds_few_updates_ahead_of_a_peer_that_is_not_reading() {
         "{built} UPDATEs built ahead of a client that reads nothing"
     );
 }
+
+#[tokio::test]
+async fn own_service_prefixes_reach_an_external_peer_with_their_own_communities() {
+    use crate::bgp::packet::community::Community;
+    use crate::datastore::resources::CommunityValue;
+    let h = Harness::new(config());
+    let mut tor = h.peer(2, ebgp_setup(2), 64).await;
+    h.up(2, false, false).await;
+    let _ = until_end_of_rib(&mut tor).await;
+    // A service CIDR lies outside every pool: still ours to announce (Calico's static routes).
+    let service: IpNetwork = "10.96.0.10/32".parse().unwrap();
+    h.rib.originate_with(CommunityRule::new(service, [CommunityValue::Standard(65000, 7)])).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.nlri.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["10.96.0.10/32"]);
+    assert_eq!(
+        update.attribute(crate::bgp::packet::attribute::type_code::COMMUNITIES),
+        Some(&AttributeValue::Communities(vec![Community((65000 << 16) | 7)]))
+    );
+    // Other communities: sent again with them; none: without.
+    h.rib.originate_with(CommunityRule::new(service, [])).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.attribute(crate::bgp::packet::attribute::type_code::COMMUNITIES), None);
+    h.rib.withdraw(service).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), tor.recv()).await.unwrap().unwrap();
+    assert_eq!(update.withdrawn.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["10.96.0.10/32"]);
+    // A learned route outside the pools still goes to no external peer.
+    let snapshot = h.rib.snapshot().await;
+    assert!(snapshot.routes.is_empty(), "{snapshot:?}");
+}
+
+#[tokio::test]
+async fn a_held_end_of_rib_waits_for_every_source_of_own_prefixes() {
+    let mut c = config();
+    c.hold_end_of_rib = true;
+    c.local_sources = vec!["blocks", "services"];
+    let h = Harness::new(c);
+    let mut peer = h.peer(2, ebgp_setup(2), 64).await;
+    h.up(2, false, true).await;
+    h.rib.originate("10.244.1.0/26".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded().await;
+    let first = tokio::time::timeout(Duration::from_secs(10), peer.recv()).await.unwrap().unwrap();
+    assert_eq!(first.nlri.len(), 1, "{first:?}");
+    let _ = h.rib.stats().await;
+    // The service addresses are not in yet: a peer sweeping at End-of-RIB would drop them.
+    assert!(peer.try_recv().is_err(), "End-of-RIB before the service prefixes are loaded");
+    h.rib.originate("10.96.0.0/12".parse().unwrap()).await;
+    h.rib.local_prefixes_loaded_by("services").await;
+    let (announced, _, _) = until_end_of_rib(&mut peer).await;
+    assert_eq!(announced, vec!["10.96.0.0/12"]);
+}

@@ -24,8 +24,8 @@ pub fn crds_yaml() -> String {
     out
 }
 
-/// Every CRD tortie uses (Node, Secret, Namespace and KubernetesNetworkPolicy are Kubernetes'
-/// own kinds, so not among them).
+/// Every CRD tortie uses (Node, Secret, Namespace, KubernetesNetworkPolicy, Service and
+/// EndpointSlice are Kubernetes' own kinds, so not among them).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         crd::<IpPool>(&[
@@ -150,10 +150,21 @@ mod tests {
     #[test]
     fn every_custom_kind_has_a_structural_crd_with_columns() {
         let crds = crds();
-        // Node, Secret, Namespace and KubernetesNetworkPolicy are Kubernetes' own kinds.
+        // Node, Secret, Namespace, KubernetesNetworkPolicy, Service and EndpointSlice are
+        // Kubernetes' own kinds.
         let custom = Kind::ALL
             .iter()
-            .filter(|k| !matches!(k, Kind::Node | Kind::Secret | Kind::Namespace | Kind::KubeNetworkPolicy))
+            .filter(|k| {
+                !matches!(
+                    k,
+                    Kind::Node
+                        | Kind::Secret
+                        | Kind::Namespace
+                        | Kind::KubeNetworkPolicy
+                        | Kind::Service
+                        | Kind::EndpointSlice
+                )
+            })
             .count();
         assert_eq!(crds.len(), custom);
         for crd in &crds {

@@ -74,7 +74,7 @@ impl KubeBackend {
 fn resource_of(kind: Kind) -> ApiResource {
     match kind {
         Kind::Secret => secret::resource(),
-        Kind::KubeNetworkPolicy | Kind::Namespace => native::resource(kind),
+        Kind::KubeNetworkPolicy | Kind::Namespace | Kind::Service | Kind::EndpointSlice => native::resource(kind),
         _ => api_resource(kind),
     }
 }
@@ -95,6 +95,8 @@ pub(crate) fn object_of(kind: Kind, object: &DynamicObject) -> Result<RawObject>
         serde_json::to_vec(&secret::value_of(object))
     } else if kind == Kind::Namespace {
         serde_json::to_vec(&native::namespace_value(object))
+    } else if matches!(kind, Kind::Service | Kind::EndpointSlice) {
+        serde_json::to_vec(&native::projected_value(kind, object))
     } else {
         serde_json::to_vec(object.data.get("spec").unwrap_or(&serde_json::Value::Null))
     };
@@ -134,6 +136,7 @@ fn document(key: &Key, value: &[u8], revision: Option<Revision>) -> Result<Dynam
     let mut object = match kind {
         Kind::Secret => secret::document(name, spec),
         Kind::Namespace => native::namespace_document(name, &spec),
+        Kind::Service | Kind::EndpointSlice => native::projected_document(kind, name, &spec),
         _ => DynamicObject::new(name, &resource_of(kind)).data(serde_json::json!({ "spec": spec })),
     };
     object.metadata.namespace = namespace.map(str::to_string);

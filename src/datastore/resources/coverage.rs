@@ -20,7 +20,9 @@ pub enum Coverage {
 
 use Coverage::{Effect, Refused, Unsupported};
 
-const SERVICES: &str = "service addresses are not advertised";
+/// The file that turns Services, EndpointSlices and the BGPConfiguration's service CIDRs into
+/// the prefixes a node advertises.
+const ADVERTISE: &str = "src/services/advertise.rs";
 const RULE_METADATA: &str = "annotations for people: kept, matching nothing";
 
 /// (kind, field path in the spec with `[]` for list elements, coverage); a line for an object
@@ -148,10 +150,10 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     ),
     (Kind::BgpConfiguration, "ipv4NormalRoutePriority", Unsupported("tortie's routes have no priority")),
     (Kind::BgpConfiguration, "ipv6NormalRoutePriority", Unsupported("tortie's routes have no priority")),
-    (Kind::BgpConfiguration, "serviceClusterIPs[].cidr", Unsupported(SERVICES)),
-    (Kind::BgpConfiguration, "serviceExternalIPs[].cidr", Unsupported(SERVICES)),
-    (Kind::BgpConfiguration, "serviceLoadBalancerIPs[].cidr", Unsupported(SERVICES)),
-    (Kind::BgpConfiguration, "serviceLoadBalancerAggregation", Unsupported(SERVICES)),
+    (Kind::BgpConfiguration, "serviceClusterIPs[].cidr", Effect(ADVERTISE)),
+    (Kind::BgpConfiguration, "serviceExternalIPs[].cidr", Effect(ADVERTISE)),
+    (Kind::BgpConfiguration, "serviceLoadBalancerIPs[].cidr", Effect(ADVERTISE)),
+    (Kind::BgpConfiguration, "serviceLoadBalancerAggregation", Effect(ADVERTISE)),
     (Kind::NetworkPolicy, "ingress[].action", Effect("src/policy/calico.rs")),
     (Kind::NetworkPolicy, "ingress[].ipVersion", Effect("src/policy/calico.rs")),
     (Kind::NetworkPolicy, "ingress[].protocol", Effect("src/policy/calico.rs")),
@@ -314,6 +316,52 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::KubeNetworkPolicy, "egress[].ports[].protocol", Effect("src/policy/kube.rs#protocol_number")),
     (Kind::Namespace, "labels", Effect("src/policy/model.rs")),
     (Kind::Namespace, "annotations", Effect("src/agent/workloads.rs")),
+    (Kind::Service, "annotations", Effect(ADVERTISE)),
+    (Kind::Service, "spec.type", Effect("src/services/advertise.rs#service_type")),
+    (Kind::Service, "spec.clusterIP", Effect("src/services/advertise.rs#cluster_addresses")),
+    (Kind::Service, "spec.clusterIPs[]", Effect("src/services/advertise.rs#cluster_addresses")),
+    (Kind::Service, "spec.externalIPs[]", Effect("src/services/advertise.rs#external_ips")),
+    (
+        Kind::Service,
+        "spec.loadBalancerIP",
+        Unsupported("tortie assigns no load-balancer addresses; it advertises those in status.loadBalancer.ingress"),
+    ),
+    (Kind::Service, "spec.externalTrafficPolicy", Effect("src/services/advertise.rs#external_local")),
+    (Kind::Service, "spec.internalTrafficPolicy", Effect("src/services/advertise.rs#internal_local")),
+    (Kind::Service, "status.loadBalancer.ingress[].ip", Effect(ADVERTISE)),
+    (Kind::EndpointSlice, "labels", Effect("src/services/advertise.rs#service_name")),
+    (Kind::EndpointSlice, "endpoints[].addresses[]", Effect(ADVERTISE)),
+    (Kind::EndpointSlice, "endpoints[].conditions.ready", Effect("src/services/advertise.rs#usable")),
+    (Kind::EndpointSlice, "endpoints[].conditions.terminating", Effect("src/services/advertise.rs#usable")),
+    (Kind::EndpointSlice, "endpoints[].nodeName", Effect(ADVERTISE)),
+];
+
+/// Fields of Kubernetes' own objects that tortie's records of them do not hold, and why: they are
+/// dropped when the object is read (`kube_projection`), neither refused nor reported, because
+/// they configure Kubernetes or another component (the service proxy), not tortie.
+pub const NOT_READ: &[(Kind, &str, &str)] = &[
+    (
+        Kind::Service,
+        "spec.ports, spec.selector, spec.sessionAffinity*",
+        "the service proxy's: tortie routes addresses, not ports",
+    ),
+    (Kind::Service, "spec.ipFamilies, spec.ipFamilyPolicy", "the families follow from the addresses themselves"),
+    (Kind::Service, "spec.externalName", "a DNS name: no address to advertise"),
+    (Kind::Service, "spec.healthCheckNodePort, spec.loadBalancerSourceRanges", "the service proxy's"),
+    (Kind::Service, "spec.loadBalancerClass, spec.allocateLoadBalancerNodePorts", "for load-balancer controllers"),
+    (Kind::Service, "spec.publishNotReadyAddresses, spec.trafficDistribution", "for DNS and the service proxy"),
+    (
+        Kind::Service,
+        "status.loadBalancer.ingress[].hostname, .ipMode, .ports; status.conditions",
+        "no address tortie routes",
+    ),
+    (Kind::EndpointSlice, "addressType, ports", "the addresses' own family; ports are the proxy's"),
+    (
+        Kind::EndpointSlice,
+        "endpoints[].conditions.serving",
+        "ready already means serving and not terminating; a terminating endpoint is not advertised",
+    ),
+    (Kind::EndpointSlice, "endpoints[].hostname, targetRef, zone, hints", "for DNS and topology-aware routing"),
 ];
 
 /// The fields of `kind` that are accepted without effect: (path, reason).
@@ -390,6 +438,8 @@ mod tests {
         add(Kind::GlobalNetworkPolicy, schema_of::<GlobalNetworkPolicy>());
         add(Kind::KubeNetworkPolicy, schema_of::<KubeNetworkPolicy>());
         add(Kind::Namespace, schema_of::<Namespace>());
+        add(Kind::Service, schema_of::<Service>());
+        add(Kind::EndpointSlice, schema_of::<EndpointSlice>());
         out
     }
 

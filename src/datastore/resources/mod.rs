@@ -7,15 +7,18 @@ mod bgp_configuration;
 mod bgp_filter;
 pub mod coverage;
 mod duration;
+mod endpoint_slice;
 mod int_or_string;
 mod ipam;
 mod kube_network_policy;
+pub mod kube_projection;
 mod mac;
 pub mod namespace;
 mod network_policy;
 mod node;
 pub mod policy_rule;
 mod secret;
+mod service;
 
 pub use bgp::{BgpPeer, BgpPeerBfd, MAX_RESTART_SECONDS, NextHopMode, ReversePeering, SourceAddress};
 pub use bgp_configuration::{
@@ -23,6 +26,7 @@ pub use bgp_configuration::{
 };
 pub use bgp_filter::{BgpFilter, FilterAction, FilterRule, MatchOperator, MatchSource, PrefixLength};
 pub use duration::GoDuration;
+pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointSlice, SERVICE_NAME_LABEL};
 pub use int_or_string::IntOrString;
 pub use ipam::{
     AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpReservation, IpamBlock,
@@ -38,6 +42,7 @@ pub use network_policy::{DEFAULT_TIER, GlobalNetworkPolicy, NetworkPolicy, effec
 pub use node::{Node, NodeBgp, check_labels};
 pub use policy_rule::{Action, EntityRule, IcmpFields, PolicyType, Rule};
 pub use secret::{Secret, SecretKeyRef, SecretSource, SecretValue};
+pub use service::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus};
 
 use super::Kind;
 use schemars::JsonSchema;
@@ -84,3 +89,5 @@ resource!(NetworkPolicy, Kind::NetworkPolicy);
 resource!(GlobalNetworkPolicy, Kind::GlobalNetworkPolicy);
 resource!(KubeNetworkPolicy, Kind::KubeNetworkPolicy);
 resource!(Namespace, Kind::Namespace);
+resource!(Service, Kind::Service);
+resource!(EndpointSlice, Kind::EndpointSlice);
