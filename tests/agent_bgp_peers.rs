@@ -322,9 +322,10 @@ fn calicos_example_resources_migrated_form_their_topology() {
         .output()
         .unwrap();
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-    // A pod of node-a's from a pool outside the filter's CIDR: its block is announced, and the
-    // filter must keep it from the ToR while node-b still learns it.
-    const OUTSIDE: &str = "10.99.0.0/16";
+    // A pod of node-a's from a pool outside the filter's CIDR (and outside the service CIDR the
+    // BGPConfiguration names): its block is announced, and the filter must keep it from the ToR
+    // while node-b still learns it.
+    const OUTSIDE: &str = "172.30.0.0/16";
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let ds = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
@@ -416,7 +417,7 @@ fn calicos_example_resources_migrated_form_their_topology() {
     let outside: ipnetwork::IpNetwork = OUTSIDE.parse().unwrap();
     wait_until("node-b to route node-a's block outside the pod range", wait, || {
         let out = t.exec("node-b", &["ip", "-4", "route", "show", "proto", "116"]).unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("10.99.").then_some(())
+        String::from_utf8_lossy(&out.stdout).contains("172.30.").then_some(())
     })
     .unwrap();
     let routes = bird(&["show", "route", "protocol", "node_a"]);
