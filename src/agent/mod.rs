@@ -18,7 +18,7 @@ mod datastore;
 pub mod endpoint_attrs;
 mod ipam;
 pub mod kubernetes;
-mod load_balancers;
+pub mod load_balancers;
 pub mod nat;
 mod node;
 pub mod pod_ipam;
