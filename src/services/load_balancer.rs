@@ -86,8 +86,17 @@ pub fn plan(services: &BTreeMap<String, Service>, held: &BTreeMap<IpAddr, String
         .filter(|(_, s)| s.service_type() == "LoadBalancer")
         .map(|(name, _)| (handle_of(name), name))
         .collect();
+    let no_longer: BTreeMap<String, (&String, &Service)> = services
+        .iter()
+        .filter(|(_, s)| s.service_type() != "LoadBalancer")
+        .map(|(name, s)| (handle_of(name), (name, s)))
+        .collect();
     for handle in by_handle.keys().filter(|h| is_load_balancer_handle(h) && !wanted.contains_key(**h)) {
         out.release.push(handle.to_string());
+        // A Service that stays, no longer LoadBalancer: its status names the address no more.
+        if let Some((name, service)) = no_longer.get(*handle) {
+            set_status(&mut out, name, service, Vec::new());
+        }
     }
     for (handle, name) in wanted {
         let service = &services[name];

@@ -52,6 +52,7 @@ fn a_held_address_is_kept_and_written_to_status_once() {
 fn gone_or_no_longer_load_balancer_services_release_their_handles() {
     let mut now_cluster_ip = lb();
     now_cluster_ip.spec.service_type = Some("ClusterIP".into());
+    now_cluster_ip.status.load_balancer.ingress = vec![LoadBalancerIngress { ip: Some("192.0.2.1".into()) }];
     let services = BTreeMap::from([("default/was".to_string(), now_cluster_ip)]);
     let held = BTreeMap::from([
         (ip("192.0.2.1"), "lb.default.was".to_string()),
@@ -61,6 +62,8 @@ fn gone_or_no_longer_load_balancer_services_release_their_handles() {
     ]);
     let plan = plan(&services, &held, &pools());
     assert_eq!(plan.release, vec!["lb.default.gone".to_string(), "lb.default.was".to_string()]);
+    // The Service that stays loses the released address from its status too.
+    assert_eq!(plan.status, BTreeMap::from([("default/was".to_string(), vec![])]));
 }
 
 #[test]
