@@ -311,6 +311,22 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
         Some(Ok(WatchEvent::Resync(_)))
     ));
 
+    // Load-balancer addresses: the first node's controller gives a LoadBalancer Service an
+    // address and writes its status (the status subresource only: the rest of the Service stays).
+    let mut lb_pool = tortie::datastore::resources::IpPool::new("198.51.100.0/24".parse().unwrap());
+    lb_pool.allowed_uses = vec![tortie::datastore::resources::PoolUse::LoadBalancer];
+    tortie::ipam::create_pool(&ds, "lb", &lb_pool).await.unwrap();
+    let service = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}], "selector": {"app": "web"}}});
+    standin.put_raw("core/services", "default/web", service);
+    assert!(tortie::agent::load_balancers::is_first_node(&ds, "n1").await);
+    let outcome = tortie::services::lb_controller::reconcile(&ds).await.unwrap();
+    assert_eq!((outcome.assigned, outcome.statuses_written), (1, 1), "{outcome:?}");
+    let web = standin.get_raw("core/services", "default/web").unwrap();
+    assert_eq!(web["status"]["loadBalancer"]["ingress"][0]["ip"], "198.51.100.0", "{web}");
+    assert_eq!(web["spec"]["ports"][0]["port"], 80, "the status write keeps the spec: {web}");
+
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");

@@ -147,8 +147,13 @@ impl Routes {
             found
         };
         let mut wanted = BTreeMap::new();
+        // Load-balancer blocks hold service addresses every node advertises: no owner to route to.
+        let load_balancer = crate::services::lb_controller::IPAM_NODE;
         for block in blocks {
             let affine = block.affinity.as_deref().and_then(|a| a.strip_prefix(HOST_AFFINITY_PREFIX));
+            if affine == Some(load_balancer) {
+                continue;
+            }
             let v4 = block.cidr.is_ipv4();
             if let Some(owner) = affine.filter(|owner| *owner != self.me)
                 && let Some(hop) = via(owner, v4)

@@ -169,6 +169,7 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
                     if let Some(alive) = &input.alive_handles
                         && !alive.contains(h)
                         && !super::gc::is_tunnel_handle(h)
+                        && !super::gc::is_load_balancer_handle(h)
                     {
                         report.leaked.push(problem);
                     }

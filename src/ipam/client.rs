@@ -187,7 +187,11 @@ impl Ipam {
             })
             .collect();
         if pools.is_empty() {
-            let purpose = if purpose == PoolUse::Tunnel { "tunnel" } else { "workload" };
+            let purpose = match purpose {
+                PoolUse::Tunnel => "tunnel",
+                PoolUse::LoadBalancer => "load-balancer",
+                _ => "workload",
+            };
             return Err(IpamError::NoPool { family: fam, purpose });
         }
         let mut reservations = self.options.reservations.clone();

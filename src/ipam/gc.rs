@@ -14,6 +14,8 @@ use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+/// Handles of Services' load-balancer addresses: validated against Services, not workloads.
+pub use super::handles::is_load_balancer_handle;
 /// Handles of node tunnel addresses: validated against node existence, not workloads.
 pub use super::tunnel::is_tunnel_handle;
 
@@ -31,11 +33,15 @@ impl Gc {
 
     /// Releases the addresses of handles not in `alive` that were already missing from it at
     /// least `grace` ago. `alive` is what the CNI side and the agent report as running
-    /// workloads. Returns the handles released.
+    /// workloads; tunnel and load-balancer handles are never leaks here. Returns the handles released.
     pub async fn collect_leaks(&mut self, ipam: &Ipam, alive: &BTreeSet<String>, now: Instant) -> Result<Vec<String>> {
         let handles = ipam.store().list::<IpamHandle>().await?;
-        let dead: BTreeSet<String> =
-            handles.items.into_iter().map(|h| h.name).filter(|h| !alive.contains(h) && !is_tunnel_handle(h)).collect();
+        let dead: BTreeSet<String> = handles
+            .items
+            .into_iter()
+            .map(|h| h.name)
+            .filter(|h| !alive.contains(h) && !is_tunnel_handle(h) && !is_load_balancer_handle(h))
+            .collect();
         self.leak_candidates.retain(|h, _| dead.contains(h));
         let mut released = Vec::new();
         for handle in dead {

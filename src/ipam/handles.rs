@@ -7,6 +7,16 @@ use crate::datastore::resources::IpamHandle;
 use crate::datastore::{Datastore, DatastoreError, Stored, Transaction};
 use ipnetwork::IpNetwork;
 
+/// What every load-balancer address's handle starts with (`lb.<namespace>.<name>`, one per
+/// Service, `crate::services::load_balancer`).
+pub const LOAD_BALANCER_PREFIX: &str = "lb.";
+
+/// Whether `handle` holds a Service's load-balancer address: checked against Services by the
+/// load-balancer controller, not against workloads by the leak collector.
+pub fn is_load_balancer_handle(handle: &str) -> bool {
+    handle.starts_with(LOAD_BALANCER_PREFIX)
+}
+
 /// The handle record, if there is one.
 pub async fn get(store: &Datastore, handle: &str) -> Result<Option<Stored<IpamHandle>>> {
     match store.get::<IpamHandle>(handle).await {

@@ -152,3 +152,17 @@ async fn the_task_follows_blocks_and_nodes_and_resends_on_request() {
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
 }
+
+/// Load-balancer blocks belong to the pseudo-node `tortie-load-balancer`: their addresses are
+/// service addresses advertised by every node, so no node routes them to an owner, and no
+/// warning calls the pseudo-node unroutable.
+#[test]
+fn load_balancer_blocks_are_not_routed_to_their_pseudo_node() {
+    let mut routes = Routes::new("a".into());
+    let lb = crate::services::lb_controller::IPAM_NODE;
+    let mut lb_block = block("198.51.100.0/26", Some(lb));
+    allocate(&mut lb_block, 0, lb, "lb.default.web");
+    let changes = routes.update(&[lb_block], &nodes(), false);
+    assert_eq!(routes_of(&changes), vec![]);
+    assert!(routes.unroutable.is_empty(), "{:?}", routes.unroutable);
+}

@@ -32,11 +32,13 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
             get(get_one).put(replace).delete(delete),
         )
+        .route("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status", patch(patch_status))
         .route("/api/{version}/{plural}", get(list_or_watch).post(create))
         .route("/api/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
         .route("/api/{version}/{plural}/{name}/status", patch(patch_status))
         .route("/api/{version}/namespaces/{namespace}/{plural}", get(list_or_watch).post(create))
         .route("/api/{version}/namespaces/{namespace}/{plural}/{name}", get(get_one).put(replace).delete(delete))
+        .route("/api/{version}/namespaces/{namespace}/{plural}/{name}/status", patch(patch_status))
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }

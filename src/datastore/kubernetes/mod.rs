@@ -20,7 +20,9 @@ pub use crds::{crds, crds_yaml};
 use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
 use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::core::GroupVersionKind;
 
 /// The API group of tortie's custom resources.
@@ -67,6 +69,27 @@ impl KubeBackend {
             }
             (None, name) => (self.api(key.kind), name),
         }
+    }
+}
+
+impl KubeBackend {
+    /// A Service is the API server's object, of which the record holds only a projection: an
+    /// update writes only its `status.loadBalancer` (the load-balancer controller's part), to the
+    /// status subresource, guarded by the revision; the spec and the rest stay as they are.
+    async fn update_service_status(&self, key: &Key, value: &[u8], expected: Revision) -> Result<Revision> {
+        let record: serde_json::Value =
+            serde_json::from_slice(value).map_err(|e| DatastoreError::invalid(key, e.to_string()))?;
+        let ingress = record.pointer("/status/loadBalancer/ingress").cloned().unwrap_or(serde_json::Value::Null);
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": expected.to_string()},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        });
+        let (api, name) = self.api_for(key);
+        let patched = api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| api_error(key, expected, e))?;
+        revision_of(key, patched.metadata.resource_version.as_deref())
     }
 }
 
@@ -183,6 +206,9 @@ impl Backend for KubeBackend {
     async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
         if key.kind == Kind::Node {
             return node::update(&self.client, key, &value, expected).await;
+        }
+        if key.kind == Kind::Service {
+            return self.update_service_status(key, &value, expected).await;
         }
         let object = document(key, &value, Some(expected))?;
         let (api, name) = self.api_for(key);
