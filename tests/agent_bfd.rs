@@ -95,14 +95,8 @@ router bgp 65001
     }
 
     fn kernel_has(&self, prefix: &str) -> bool {
-        let out = Command::new("ip")
-            .args(["-n", &self.t.ns("n"), "-j", "route", "show", prefix, "proto", "116"])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().map(|a| !a.is_empty()))
-            .unwrap_or(false)
+        let routes = self.t.exec_json("n", &["ip", "-j", "route", "show", prefix, "proto", "116"]);
+        routes.ok().and_then(|v| v.as_array().map(|a| !a.is_empty())).unwrap_or(false)
     }
 
     fn status(&self) -> String {

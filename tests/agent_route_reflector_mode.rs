@@ -54,14 +54,8 @@ fn a_reflector_without_route_installation_keeps_learned_routes_in_the_rib_only()
     t.spawn("node", &[bin, "node", "--config", node.to_str().unwrap()]).unwrap();
 
     let kernel_has = |ns: &str| {
-        let out = Command::new("ip")
-            .args(["-n", &t.ns(ns), "-j", "route", "show", "198.51.100.0/24", "proto", "116"])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().map(|a| !a.is_empty()))
-            .unwrap_or(false)
+        let routes = t.exec_json(ns, &["ip", "-j", "route", "show", "198.51.100.0/24", "proto", "116"]);
+        routes.ok().and_then(|v| v.as_array().map(|a| !a.is_empty())).unwrap_or(false)
     };
     let rib_has = |name: &str| {
         let out = Command::new(bin)
