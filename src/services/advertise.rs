@@ -2,7 +2,8 @@
 //! `default` BGPConfiguration, the Services, their EndpointSlices and the node's name:
 //!
 //! - every configured CIDR (`serviceClusterIPs`, `serviceExternalIPs`, `serviceLoadBalancerIPs`)
-//!   as an aggregate, from every node;
+//!   as an aggregate, from every node (`serviceLoadBalancerIPs` only while
+//!   `serviceLoadBalancerAggregation` is not `Disabled`);
 //! - a Service's address as a /32 (/128) only from nodes with a usable (ready and not
 //!   terminating) endpoint of it on the node, when its traffic policy for that address is
 //!   `Local`: `internalTrafficPolicy` for cluster IPs, `externalTrafficPolicy` for external and
@@ -206,9 +207,15 @@ pub fn advertisements(
         entry.communities.extend(extra.iter().copied());
     };
     let none = BTreeSet::new();
-    for (use_, list) in
-        [(Use::Cluster, &cidrs.cluster), (Use::External, &cidrs.external), (Use::LoadBalancer, &cidrs.load_balancer)]
-    {
+    // Without aggregation (Calico's rule) the load-balancer CIDRs go unannounced; only the
+    // addresses in use are, below.
+    let aggregated_load_balancers: &[IpNetwork] =
+        if cidrs.aggregate_load_balancers { &cidrs.load_balancer } else { &[] };
+    for (use_, list) in [
+        (Use::Cluster, &cidrs.cluster[..]),
+        (Use::External, &cidrs.external[..]),
+        (Use::LoadBalancer, aggregated_load_balancers),
+    ] {
         for cidr in list {
             add(*cidr, Origin::Cidr(use_), &none);
         }

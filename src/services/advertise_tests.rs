@@ -144,8 +144,15 @@ fn without_aggregation_every_node_advertises_each_load_balancer_address() {
         a.prefixes[&net("198.51.100.9/32")].origins.first().unwrap().to_string(),
         "service prod/lb load-balancer IP, serviceLoadBalancerAggregation=Disabled"
     );
+    // Calico: without aggregation the load-balancer CIDRs themselves are not advertised.
+    let lb_cidrs: Vec<String> = c.service_load_balancer_ips.iter().map(|b| b.cidr.clone()).collect();
+    assert!(!lb_cidrs.is_empty());
+    for cidr in &lb_cidrs {
+        assert!(!a.prefixes.contains_key(&net(cidr)), "{cidr} advertised with aggregation disabled");
+    }
     let aggregated = advertisements(Some(&cidrs()), &services, &BTreeMap::new(), "any-node");
     assert!(!aggregated.prefixes.contains_key(&net("198.51.100.9/32")));
+    assert!(lb_cidrs.iter().all(|cidr| aggregated.prefixes.contains_key(&net(cidr))));
 }
 
 #[test]
