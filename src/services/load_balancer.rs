@@ -83,9 +83,11 @@ pub fn plan(services: &BTreeMap<String, Service>, held: &BTreeMap<IpAddr, String
     }
     let wanted: BTreeMap<String, &String> = services
         .iter()
-        .filter(|(_, s)| s.service_type() == "LoadBalancer")
+        .filter(|(_, s)| s.takes_tortie_load_balancer())
         .map(|(name, _)| (handle_of(name), name))
         .collect();
+    // Services that stay but are no longer LoadBalancer. Not those of another controller's
+    // class: their status is that controller's to write.
     let no_longer: BTreeMap<String, (&String, &Service)> = services
         .iter()
         .filter(|(_, s)| s.service_type() != "LoadBalancer")
@@ -93,7 +95,6 @@ pub fn plan(services: &BTreeMap<String, Service>, held: &BTreeMap<IpAddr, String
         .collect();
     for handle in by_handle.keys().filter(|h| is_load_balancer_handle(h) && !wanted.contains_key(**h)) {
         out.release.push(handle.to_string());
-        // A Service that stays, no longer LoadBalancer: its status names the address no more.
         if let Some((name, service)) = no_longer.get(*handle) {
             set_status(&mut out, name, service, Vec::new());
         }

@@ -137,3 +137,24 @@ fn extra_addresses_from_a_race_are_released_singly_and_no_pool_warns() {
     let no_pool = plan(&services, &BTreeMap::new(), &[]);
     assert!(no_pool.warnings.iter().any(|w| w == "Service a/other: no enabled LoadBalancer pool"), "{no_pool:?}");
 }
+
+#[test]
+fn services_of_another_load_balancer_class_are_left_to_their_controller() {
+    let with_class = |class: &str| {
+        let mut s = lb();
+        s.spec.load_balancer_class = Some(class.into());
+        s
+    };
+    let mut metallb = with_class("metallb.io/metallb");
+    metallb.status.load_balancer.ingress = vec![LoadBalancerIngress { ip: Some("203.0.113.5".into()) }];
+    let services = BTreeMap::from([
+        ("default/calico".to_string(), with_class("calico")),
+        ("default/tortie".to_string(), with_class("tortie")),
+        ("default/metallb".to_string(), metallb),
+    ]);
+    let plan = plan(&services, &BTreeMap::new(), &pools());
+    let assigned: Vec<&str> = plan.assign.iter().map(|a| a.service.as_str()).collect();
+    assert_eq!(assigned, ["default/calico", "default/tortie"]);
+    // The other controller's address stays in its status: no write for that Service.
+    assert!(plan.status.is_empty() && plan.warnings.is_empty(), "{plan:?}");
+}

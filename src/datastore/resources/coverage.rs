@@ -23,6 +23,7 @@ use Coverage::{Effect, Refused, Unsupported};
 /// The file that turns Services, EndpointSlices and the BGPConfiguration's service CIDRs into
 /// the prefixes a node advertises.
 const ADVERTISE: &str = "src/services/advertise.rs";
+const LEASE: &str = "src/agent/lease.rs";
 const RULE_METADATA: &str = "annotations for people: kept, matching nothing";
 
 /// (kind, field path in the spec with `[]` for list elements, coverage); a line for an object
@@ -327,6 +328,7 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::Service, "spec.clusterIPs[]", Effect("src/services/advertise.rs#cluster_addresses")),
     (Kind::Service, "spec.externalIPs[]", Effect("src/services/advertise.rs#external_ips")),
     (Kind::Service, "spec.loadBalancerIP", Effect("src/services/load_balancer.rs")),
+    (Kind::Service, "spec.loadBalancerClass", Effect("src/datastore/resources/service.rs")),
     (Kind::Service, "spec.externalTrafficPolicy", Effect("src/services/advertise.rs#external_local")),
     (Kind::Service, "spec.internalTrafficPolicy", Effect("src/services/advertise.rs#internal_local")),
     (Kind::Service, "status.loadBalancer.ingress[].ip", Effect(ADVERTISE)),
@@ -335,6 +337,11 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::EndpointSlice, "endpoints[].conditions.ready", Effect("src/services/advertise.rs#usable")),
     (Kind::EndpointSlice, "endpoints[].conditions.terminating", Effect("src/services/advertise.rs#usable")),
     (Kind::EndpointSlice, "endpoints[].nodeName", Effect(ADVERTISE)),
+    (Kind::Lease, "holderIdentity", Effect(LEASE)),
+    (Kind::Lease, "leaseDurationSeconds", Effect(LEASE)),
+    (Kind::Lease, "leaseTransitions", Effect(LEASE)),
+    (Kind::Lease, "acquireTime", Effect(LEASE)),
+    (Kind::Lease, "renewTime", Effect(LEASE)),
 ];
 
 /// Fields of Kubernetes' own objects that tortie's records of them do not hold, and why: they are
@@ -349,7 +356,7 @@ pub const NOT_READ: &[(Kind, &str, &str)] = &[
     (Kind::Service, "spec.ipFamilies, spec.ipFamilyPolicy", "the families follow from the addresses themselves"),
     (Kind::Service, "spec.externalName", "a DNS name: no address to advertise"),
     (Kind::Service, "spec.healthCheckNodePort, spec.loadBalancerSourceRanges", "the service proxy's"),
-    (Kind::Service, "spec.loadBalancerClass, spec.allocateLoadBalancerNodePorts", "for load-balancer controllers"),
+    (Kind::Service, "spec.allocateLoadBalancerNodePorts", "for load-balancer controllers"),
     (Kind::Service, "spec.publishNotReadyAddresses, spec.trafficDistribution", "for DNS and the service proxy"),
     (
         Kind::Service,
@@ -441,6 +448,7 @@ mod tests {
         add(Kind::Namespace, schema_of::<Namespace>());
         add(Kind::Service, schema_of::<Service>());
         add(Kind::EndpointSlice, schema_of::<EndpointSlice>());
+        add(Kind::Lease, schema_of::<Lease>());
         out
     }
 

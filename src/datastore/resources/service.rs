@@ -15,6 +15,9 @@ pub const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "
 pub const TRAFFIC_POLICIES: [&str; 2] = ["Cluster", "Local"];
 /// The `clusterIP` of a headless Service: no address.
 pub const HEADLESS: &str = "None";
+/// The `loadBalancerClass` values tortie's controller answers to: Calico's, so Services written
+/// for Calico's controller keep their addresses, and tortie's own.
+pub const LOAD_BALANCER_CLASSES: [&str; 2] = ["calico", "tortie"];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,10 @@ pub struct ServiceSpec {
     pub external_ips: Vec<String>,
     #[serde(rename = "loadBalancerIP", default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_ip: Option<String>,
+    /// The load-balancer implementation meant to give the Service its address: tortie's
+    /// controller takes Services without one and those of [`LOAD_BALANCER_CLASSES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
     /// `Cluster` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_traffic_policy: Option<String>,
@@ -121,6 +128,13 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Whether tortie's load-balancer controller gives this Service its address: type
+    /// LoadBalancer and no `loadBalancerClass`, or one of [`LOAD_BALANCER_CLASSES`].
+    pub fn takes_tortie_load_balancer(&self) -> bool {
+        self.service_type() == "LoadBalancer"
+            && self.spec.load_balancer_class.as_deref().is_none_or(|class| LOAD_BALANCER_CLASSES.contains(&class))
     }
 
     /// The Service's type (`ClusterIP` when not given).
