@@ -90,3 +90,44 @@ fn a_load_balancer_service_gets_an_advertised_address_released_on_delete() {
     let out = check();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// The controller runs on the node holding the lease; when that node stops renewing it (dead but
+/// still registered), another node takes the lease over and new Services get addresses again.
+#[test]
+fn another_node_takes_over_when_the_controllers_node_stops() {
+    use tortie::agent::load_balancers::{LEASE, follow};
+    use tortie::datastore::resources::Lease;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ds = rt.block_on(async {
+        Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap())
+    });
+    let mut pool = IpPool::new(LB_POOL.parse().unwrap());
+    pool.allowed_uses = vec![PoolUse::LoadBalancer];
+    rt.block_on(tortie::ipam::create_pool(&ds, "lb", &pool)).unwrap();
+    let (resync, lease) = (Duration::from_millis(100), Duration::from_secs(1));
+    let mut stops = std::collections::BTreeMap::new();
+    for node in ["node-a", "node-b"] {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        rt.spawn(follow(ds.clone(), node.to_string(), resync, lease, rx));
+        stops.insert(node, tx);
+    }
+    let address_of = |name: &str| -> Option<IpAddr> {
+        let service = rt.block_on(ds.get::<Service>(name)).ok()?;
+        service.spec.status.load_balancer.ingress.first()?.ip.as_deref()?.parse().ok()
+    };
+    let mut service = Service::default();
+    service.spec.service_type = Some("LoadBalancer".into());
+    rt.block_on(ds.create("prod/first", &service)).unwrap();
+    wait_until("the first Service's address", WAIT, || address_of("prod/first")).unwrap();
+    let holder = rt.block_on(ds.get::<Lease>(LEASE)).unwrap().spec.holder_identity.unwrap();
+    // The holder's agent ends without a word: its lease is left to run out.
+    stops[holder.as_str()].send(true).unwrap();
+    rt.block_on(ds.create("prod/second", &service)).unwrap();
+    let second =
+        wait_until("the second Service's address from the other node", WAIT, || address_of("prod/second")).unwrap();
+    assert_ne!(Some(second), address_of("prod/first"));
+    let now = rt.block_on(ds.get::<Lease>(LEASE)).unwrap().spec;
+    assert_ne!(now.holder_identity.as_deref(), Some(holder.as_str()));
+    assert_eq!(now.lease_transitions, 1, "{now:?}");
+}

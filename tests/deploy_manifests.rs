@@ -320,7 +320,13 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
         "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"},
         "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}], "selector": {"app": "web"}}});
     standin.put_raw("core/services", "default/web", service);
-    assert!(tortie::agent::load_balancers::is_first_node(&ds, "n1").await);
+    let mut lease = tortie::agent::lease::Elector::new(
+        tortie::agent::load_balancers::LEASE,
+        "n1",
+        tortie::agent::load_balancers::LEASE_DURATION,
+    );
+    assert!(lease.step(&ds).await, "n1 takes the free load-balancer lease");
+    assert!(lease.step(&ds).await, "n1 renews its lease");
     let outcome = tortie::services::lb_controller::reconcile(&ds).await.unwrap();
     assert_eq!((outcome.assigned, outcome.statuses_written), (1, 1), "{outcome:?}");
     let web = standin.get_raw("core/services", "default/web").unwrap();

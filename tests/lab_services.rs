@@ -8,11 +8,12 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::lab::Lab;
-use tortie::datastore::resources::{BgpConfiguration, EndpointSlice, Service};
+use tortie::datastore::resources::{BgpConfiguration, EndpointSlice, IpPool, PoolUse, Service};
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use tortie::datastore::{Datastore, DatastoreError, Resource};
 use tortie::testing::wait_until;
@@ -142,6 +143,142 @@ fn service_addresses_reach_the_tors_from_the_nodes_that_should_send_them() {
     let out = lab.exec("node2", &[env!("CARGO_BIN_EXE_tortie"), "bgp", "routes"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("serviceClusterIPs CIDR"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The prefixes inside `cidr` FRR on tor1 installed from BGP, each with its next hops.
+fn frr_routes_within(lab: &Lab, cidr: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let vty = lab.dir().join("tor1");
+    let out = Command::new("vtysh")
+        .arg("--vty_socket")
+        .arg(&vty)
+        .args(["-c", &format!("show ip route {cidr} longer-prefixes json")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut found = BTreeMap::new();
+    for (prefix, routes) in v.as_object().into_iter().flatten() {
+        let hops: BTreeSet<String> = routes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["protocol"] == "bgp" && r["selected"] == true)
+            .flat_map(|r| r["nexthops"].as_array().cloned().unwrap_or_default())
+            .filter(|h| h["active"] == true)
+            .filter_map(|h| h["ip"].as_str().map(str::to_string))
+            .collect();
+        if !hops.is_empty() {
+            found.insert(prefix.clone(), hops);
+        }
+    }
+    found
+}
+
+/// The load-balancer addresses every Service of `names` has in its status (`None` while any
+/// has none yet).
+fn ingress_addresses(store: &Store, names: &[String]) -> Option<Vec<IpAddr>> {
+    store.rt.block_on(async {
+        let services = store.ds.list::<Service>().await.ok()?;
+        let by_name: BTreeMap<&str, &Service> = services.items.iter().map(|s| (s.name.as_str(), &s.spec)).collect();
+        names
+            .iter()
+            .map(|n| by_name.get(n.as_str())?.status.load_balancer.ingress.first()?.ip.as_deref()?.parse().ok())
+            .collect()
+    })
+}
+
+/// Load-balancer addresses from the LoadBalancer pool reach both ToRs as /32s from every node
+/// (aggregation disabled) and leave them with their Service; a thousand Services created and
+/// deleted leave no address held and no route at the ToR or in any node's RIB.
+#[test]
+fn load_balancer_addresses_reach_the_tors_and_leave_with_their_services() {
+    const LB_POOL: &str = "198.51.100.0/22";
+    let lab = Lab::prepare("tor", "tl", |_| {});
+    lab.up();
+    let store = Store::open(&lab);
+    let mut pool = IpPool::new(LB_POOL.parse().unwrap());
+    pool.allowed_uses = vec![PoolUse::LoadBalancer];
+    store.rt.block_on(tortie::ipam::create_pool(&store.ds, "load-balancers", &pool)).unwrap();
+    store.put::<BgpConfiguration>(
+        "default",
+        serde_json::json!({"serviceLoadBalancerIPs": [{"cidr": LB_POOL}], "serviceLoadBalancerAggregation": "Disabled"}),
+    );
+    let lb = serde_json::json!({"spec": {"type": "LoadBalancer"}});
+    store.put::<Service>("prod/web", lb.clone());
+    let names = vec!["prod/web".to_string()];
+    let address =
+        wait_until("the Service's load-balancer address", WAIT, || ingress_addresses(&store, &names)).unwrap()[0];
+    assert!(pool.cidr.contains(address), "{address} is outside {LB_POOL}");
+    let host = format!("{address}/32");
+    wait_frr(&lab, "the load-balancer address at tor1 from node1 and node2", &host, &[NODE1, NODE2]);
+    let ctl = lab.dir().join("tor2/bird.ctl");
+    let at_bird = |ip: IpAddr| {
+        let out = Command::new("birdc").arg("-s").arg(&ctl).args(["show", "route", "for", &ip.to_string()]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{ip}/32"))).unwrap_or(false)
+    };
+    wait_until("the load-balancer address at tor2 (BIRD)", WAIT, || at_bird(address).then_some(())).unwrap();
+    store.delete::<Service>("prod/web");
+    wait_frr(&lab, "the load-balancer address withdrawn with its Service", &host, &[]);
+    wait_until("the address withdrawn at tor2 (BIRD)", WAIT, || (!at_bird(address)).then_some(())).unwrap();
+
+    // A thousand at once, then all gone.
+    let names: Vec<String> = (0..1000).map(|i| format!("load/s{i}")).collect();
+    for name in &names {
+        store.put::<Service>(name, lb.clone());
+    }
+    let churn = Duration::from_secs(180);
+    let addresses = wait_until("a thousand load-balancer addresses", churn, || ingress_addresses(&store, &names))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(addresses.iter().collect::<BTreeSet<_>>().len(), 1000, "an address given twice");
+    let expected: BTreeSet<String> = addresses.iter().map(|a| format!("{a}/32")).collect();
+    wait_until("the thousand /32s at tor1", churn, || {
+        (frr_routes_within(&lab, LB_POOL).into_keys().collect::<BTreeSet<_>>() == expected).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let have: BTreeSet<String> = frr_routes_within(&lab, LB_POOL).into_keys().collect();
+        let extra: Vec<_> = have.difference(&expected).take(5).collect();
+        let missing: Vec<_> = expected.difference(&have).take(5).collect();
+        panic!("{e}: tor1 has {} more than expected ({extra:?}) and lacks {missing:?}", extra.len())
+    });
+    for name in &names {
+        store.delete::<Service>(name);
+    }
+    wait_until("no load-balancer route left at tor1", churn, || {
+        frr_routes_within(&lab, LB_POOL).is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!("{e}: tor1 still has {:?}", frr_routes_within(&lab, LB_POOL).keys().take(5).collect::<Vec<_>>())
+    });
+    for node in ["node1", "node2", "node3", "node4"] {
+        let socket = lab.dir().join(format!("{node}/tortie.sock"));
+        let stale = || -> Vec<String> {
+            let snapshot: Option<tortie::bgp::rib::RibSnapshot> =
+                store.rt.block_on(tortie::api::client::get_json(&socket, "/v1/bgp/routes")).ok();
+            snapshot
+                .into_iter()
+                .flat_map(|s| s.routes)
+                .filter(|r| pool.cidr.contains(r.prefix.ip()))
+                .map(|r| r.prefix.to_string())
+                .collect()
+        };
+        wait_until(&format!("no load-balancer route left in {node}'s RIB"), WAIT, || stale().is_empty().then_some(()))
+            .unwrap_or_else(|e| panic!("{e}: {:?}", stale().into_iter().take(5).collect::<Vec<_>>()));
+    }
+    let ipam_show = || lab.exec_json("node1", &[env!("CARGO_BIN_EXE_tortie"), "ipam", "show", "-o", "json"]);
+    wait_until("every load-balancer address released", churn, || {
+        let pools = ipam_show()["pools"].as_array()?.clone();
+        pools.iter().any(|p| p["cidr"] == LB_POOL && p["in_use"] == 0).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let log = lab.agent_log("node1");
+        let controller: Vec<&str> = log.lines().filter(|l| l.contains("load-balancer")).collect();
+        panic!(
+            "{e}: {}\nnode1's load-balancer log:\n{}",
+            ipam_show(),
+            controller[controller.len().saturating_sub(20)..].join("\n")
+        )
+    });
+    let check = lab.exec("node1", &[env!("CARGO_BIN_EXE_tortie"), "ipam", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
 /// The benchmark behind bench/service_withdraw.sh (ignored in normal runs): 200 times, an

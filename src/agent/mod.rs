@@ -18,6 +18,7 @@ mod datastore;
 pub mod endpoint_attrs;
 mod ipam;
 pub mod kubernetes;
+pub mod lease;
 pub mod load_balancers;
 pub mod nat;
 mod node;
@@ -258,7 +259,16 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         "service addresses",
         services::follow(ds.clone(), name.clone(), rib.clone(), services_tx, service_cidrs_tx, stop_rx.clone()),
     );
-    tasks.spawn("load-balancer addresses", load_balancers::follow(ds.clone(), name.clone(), stop_rx.clone()));
+    tasks.spawn(
+        "load-balancer addresses",
+        load_balancers::follow(
+            ds.clone(),
+            name.clone(),
+            load_balancers::RESYNC,
+            load_balancers::LEASE_DURATION,
+            stop_rx.clone(),
+        ),
+    );
     tasks.spawn(
         "local prefixes",
         routes::follow_local_prefixes(

@@ -465,6 +465,76 @@ impl Ipam {
         Err(IpamError::RetriesExhausted { key: format!("IPAMHandle/{handle}"), retries: RETRIES })
     }
 
+    /// Releases every address of each of `handles`; how many were freed. Handles are released
+    /// in batches, each batch's handle records and blocks in one transaction of at most
+    /// [`MAX_TRANSACTION_WRITES`] writes (a thousand one-by-one releases are a thousand commits).
+    /// A batch that keeps conflicting is released handle by handle.
+    pub async fn release_handles(&self, handles: &[String]) -> Result<usize> {
+        let mut freed = 0;
+        let mut rest = handles;
+        while !rest.is_empty() {
+            let (n, taken) = self.release_batch(rest).await?;
+            freed += n;
+            rest = &rest[taken..];
+        }
+        Ok(freed)
+    }
+
+    /// Releases a batch from the front of `handles` in one transaction: (freed, how many
+    /// handles the batch took).
+    async fn release_batch(&self, handles: &[String]) -> Result<(usize, usize)> {
+        for _ in 0..RETRIES {
+            let mut blocks: BTreeMap<IpNetwork, (Stored<IpamBlock>, usize)> = BTreeMap::new();
+            let mut deleted: Vec<(&str, crate::datastore::Revision)> = Vec::new();
+            let mut taken = 0;
+            for handle in handles {
+                let Some(record) = handles::get(&self.store, handle).await? else {
+                    taken += 1;
+                    continue;
+                };
+                let named: Vec<IpNetwork> = record.spec.block.keys().filter_map(|c| c.parse().ok()).collect();
+                let new_blocks = named.iter().filter(|c| !blocks.contains_key(c)).count();
+                if taken > 0 && deleted.len() + blocks.len() + 1 + new_blocks > MAX_TRANSACTION_WRITES {
+                    break;
+                }
+                for cidr in named {
+                    let entry = match blocks.entry(cidr) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            match self.store.get::<IpamBlock>(&cidr_name(&cidr)).await {
+                                Err(DatastoreError::NotFound { .. }) => continue,
+                                other => e.insert((other?, 0)),
+                            }
+                        }
+                    };
+                    entry.1 += block_ops::release_handle(&mut entry.0.spec, handle);
+                }
+                deleted.push((handle, record.revision));
+                taken += 1;
+            }
+            // The handle records first, as in `release_handle`.
+            let mut txn = Transaction::new();
+            for (handle, revision) in &deleted {
+                txn.delete::<IpamHandle>(handle, *revision);
+            }
+            let mut freed = 0;
+            for (block, n) in blocks.values().filter(|(_, n)| *n > 0) {
+                txn.update(&block.name, &block.spec, block.revision);
+                freed += n;
+            }
+            if deleted.is_empty() {
+                return Ok((0, taken));
+            }
+            match self.store.commit(txn).await {
+                Ok(_) => return Ok((freed, taken)),
+                Err(DatastoreError::Conflict { .. } | DatastoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let first = handles.first().map(String::as_str).unwrap_or_default();
+        Ok((self.release_handle(first).await?, 1))
+    }
+
     /// Applies `change` to the block with compare-and-swap retries; writes only when `change`
     /// reports it changed something (non-zero). A missing block changes nothing.
     async fn update_block(&self, cidr: IpNetwork, mut change: impl FnMut(&mut IpamBlock) -> usize) -> Result<usize> {

@@ -196,7 +196,8 @@ impl Converting<'_> {
                 }
             }
             // BGPFilter carries over as it is; Secrets are Kubernetes objects, not Calico's.
-            // Policies, namespaces and Kubernetes' service objects carry over as they are.
+            // Policies, namespaces and Kubernetes' service objects carry over as they are; a
+            // lease is the agents' own state.
             Kind::IpamConfig
             | Kind::IpReservation
             | Kind::BgpFilter
@@ -206,7 +207,8 @@ impl Converting<'_> {
             | Kind::KubeNetworkPolicy
             | Kind::Namespace
             | Kind::Service
-            | Kind::EndpointSlice => {}
+            | Kind::EndpointSlice
+            | Kind::Lease => {}
         }
         Ok(())
     }

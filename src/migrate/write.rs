@@ -29,6 +29,8 @@ fn write_rank(kind: Kind) -> u8 {
         // Services before the endpoint slices that name them.
         Kind::Service => 12,
         Kind::EndpointSlice => 13,
+        // Nothing refers to a lease.
+        Kind::Lease => 14,
     }
 }
 

@@ -70,9 +70,7 @@ async fn held_addresses(store: &Datastore, pools: &[IpNetwork]) -> Result<BTreeM
 async fn carry_out(store: &Datastore, services: &BTreeMap<String, Service>, plan: Plan) -> Result<Outcome> {
     let ipam = Ipam::new(store.clone(), IpamOptions { node: IPAM_NODE.to_string(), ..IpamOptions::default() });
     let mut out = Outcome { warnings: plan.warnings, ..Outcome::default() };
-    for handle in &plan.release {
-        out.released += ipam.release_handle(handle).await?;
-    }
+    out.released += ipam.release_handles(&plan.release).await?;
     for ip in &plan.release_extra {
         out.released += usize::from(ipam.release_ip(*ip, None).await?);
     }

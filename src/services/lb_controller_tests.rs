@@ -133,3 +133,23 @@ async fn a_thousand_services_created_and_deleted_leave_no_address() {
     assert_eq!(reconcile(&store).await.unwrap().released, 1000);
     assert_eq!(clean(&store).await.allocations, 0);
 }
+
+#[tokio::test]
+async fn handles_are_released_in_batches_across_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let ipam = Ipam::new(store.clone(), IpamOptions { node: IPAM_NODE.into(), ..IpamOptions::default() });
+    let handles: Vec<String> = (0..200).map(|i| format!("lb.batch.s{i}")).collect();
+    let requests = handles
+        .iter()
+        .map(|h| request(&Assignment { service: h.clone(), handle: h.clone(), want: Want::Any(4) }))
+        .collect();
+    assert!(ipam.allocate_batch(requests).await.iter().all(Result::is_ok));
+    assert_eq!(clean(&store).await.allocations, 200);
+    // More handles than one transaction holds, spread over every block, and one never held.
+    let mut release = handles.clone();
+    release.insert(100, "lb.batch.never".into());
+    assert_eq!(ipam.release_handles(&release).await.unwrap(), 200);
+    assert_eq!(clean(&store).await.allocations, 0);
+    assert_eq!(ipam.release_handles(&release).await.unwrap(), 0, "releasing twice frees nothing");
+}

@@ -12,6 +12,7 @@ mod int_or_string;
 mod ipam;
 mod kube_network_policy;
 pub mod kube_projection;
+pub mod lease;
 mod mac;
 pub mod namespace;
 mod network_policy;
@@ -36,6 +37,7 @@ pub use kube_network_policy::{
     EgressRule, IngressRule, IpBlock, KubeNetworkPolicy, KubePolicyType, LabelOperator, LabelRequirement,
     LabelSelector, PolicyPeer, PolicyPort,
 };
+pub use lease::Lease;
 pub use mac::MacAddress;
 pub use namespace::Namespace;
 pub use network_policy::{DEFAULT_TIER, GlobalNetworkPolicy, NetworkPolicy, effective_types};
@@ -91,3 +93,4 @@ resource!(KubeNetworkPolicy, Kind::KubeNetworkPolicy);
 resource!(Namespace, Kind::Namespace);
 resource!(Service, Kind::Service);
 resource!(EndpointSlice, Kind::EndpointSlice);
+resource!(Lease, Kind::Lease);
