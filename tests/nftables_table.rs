@@ -49,6 +49,7 @@ fn start(t: &Topology, users: Vec<&'static str>) -> NftTable {
         users,
         resync_interval: Duration::from_millis(200),
         command: NftCommand::in_namespace(&t.ns("n")),
+        fingerprint: None,
     });
     table
 }
