@@ -1,7 +1,8 @@
 //! tortie's nftables table in a namespace of its own: written whole with
 //! the users' sections, its sets refilled in place, repaired after someone
-//! deletes a rule, deleted on cleanup — and another table in the same
-//! namespace never touched.
+//! deletes a rule, deleted on cleanup, adopted untouched by a restarted
+//! owner when it is exactly what that owner would write — and another table
+//! in the same namespace never touched.
 
 use std::time::Duration;
 use tortie::dataplane::nftables::nat::{self, NatInput};
@@ -49,6 +50,7 @@ fn start(t: &Topology, users: Vec<&'static str>) -> NftTable {
         users,
         resync_interval: Duration::from_millis(200),
         command: NftCommand::in_namespace(&t.ns("n")),
+        fingerprint: None,
     });
     table
 }
@@ -152,4 +154,59 @@ async fn an_existing_table_is_kept_until_every_user_has_given_its_section() {
     .await
     .unwrap();
     assert!(listed(&t, TABLE_NAME, "set").iter().all(|s| s["name"] != "policy-pods"), "replaced whole");
+}
+
+/// An owner started on `t` that keeps its fingerprint at `fingerprint`, with the NAT user only.
+fn start_remembering(t: &Topology, fingerprint: &std::path::Path) -> (NftTable, tokio::task::JoinHandle<()>) {
+    NftTable::start(NftTableConfig {
+        name: TABLE_NAME.to_string(),
+        users: vec![nat::USER],
+        resync_interval: Duration::from_secs(60),
+        command: NftCommand::in_namespace(&t.ns("n")),
+        fingerprint: Some(fingerprint.to_path_buf()),
+    })
+}
+
+/// Runs an owner (a run of the agent) until its table is synced; the transactions it made and
+/// the table with handles (counter values aside) as it left it.
+async fn one_run(
+    t: &Topology,
+    fingerprint: &std::path::Path,
+    section: &tortie::dataplane::nftables::Section,
+) -> (u64, String) {
+    let (table, task) = start_remembering(t, fingerprint);
+    table.set_section(nat::USER, section.clone()).await;
+    assert!(table.probe().await);
+    assert!(table.state.borrow().synced, "{:?}", table.state.borrow());
+    let applies = table.stats.applies.load(std::sync::atomic::Ordering::Relaxed);
+    drop(table);
+    task.await.unwrap();
+    let listing = nft(t, &["-a", "list", "table", "inet", TABLE_NAME]).unwrap();
+    (applies, regex::Regex::new(r"packets \d+ bytes \d+").unwrap().replace_all(&listing, "").into_owned())
+}
+
+#[tokio::test]
+async fn a_restarted_owner_adopts_the_identical_table_untouched_and_rewrites_a_changed_one() {
+    let mut t = Topology::new("nft-restart").unwrap();
+    t.add_namespace("n").unwrap();
+    let fingerprint = t.dir().join("nftables-tortie.json");
+    let section = nat::section(&input(&[("10.244.0.0/16", true)], &["192.0.2.1"]));
+
+    let (applies, first) = one_run(&t, &fingerprint, &section).await;
+    assert_eq!(applies, 1, "the first run writes the table");
+    let (applies, second) = one_run(&t, &fingerprint, &section).await;
+    assert_eq!(applies, 0, "a restart with the same sections writes nothing");
+    assert_eq!(second, first, "the rules keep their handles");
+
+    // Someone adds an element while no agent runs: the next run does not adopt that table.
+    let set = listed(&t, TABLE_NAME, "set")[0]["name"].as_str().unwrap().to_string();
+    nft(&t, &["add", "element", "inet", TABLE_NAME, &set, "{ 203.0.113.9 }"]).unwrap();
+    let (applies, _) = one_run(&t, &fingerprint, &section).await;
+    assert_eq!(applies, 1, "a changed table is written again");
+    assert!(!elements(&t, &set).contains(&serde_json::json!("203.0.113.9")), "{:?}", elements(&t, &set));
+
+    // Another desired state (a pool more): written, not adopted.
+    let more = nat::section(&input(&[("10.244.0.0/16", true), ("10.245.0.0/16", true)], &["192.0.2.1"]));
+    let (applies, _) = one_run(&t, &fingerprint, &more).await;
+    assert_eq!(applies, 1, "another desired state is written");
 }

@@ -77,6 +77,7 @@ impl Cluster {
             users: vec![nft_policy::USER],
             resync_interval: Duration::from_secs(60),
             command: NftCommand::in_namespace(&t.ns("n")),
+            fingerprint: None,
         });
         Cluster { t, endpoints, namespaces: Namespaces(labels), table, _listeners: listeners }
     }

@@ -168,6 +168,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         users: vec![nftables::nat::USER, nftables::policy::USER],
         resync_interval: Duration::from_secs(u64::from(config.dataplane.resync_interval_seconds)),
         command: nftables::NftCommand::default(),
+        // Beside the API socket: on the node's runtime filesystem, gone when the kernel's table is.
+        fingerprint: Some(config.api.socket.with_file_name(format!("nftables-{}.json", nftables::TABLE_NAME))),
     });
     let (nat_pools_tx, nat_pools_rx) = watch::channel(Vec::new());
 

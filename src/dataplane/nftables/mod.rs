@@ -10,7 +10,9 @@
 //! table. After each write it reads the table back; on a timer it reads it
 //! again and rewrites it whole if anything differs (drift repair). An
 //! existing table is adopted: it stays as it is until every user has
-//! given its first section. On `dataplane.cleanup_on_exit` it is deleted.
+//! given its first section, and is not written at all when the fingerprint
+//! of the last write (`fingerprint.rs`) shows it is exactly the desired one.
+//! On `dataplane.cleanup_on_exit` it is deleted.
 //!
 //! Rendering ([`render`]) is pure; talking to the kernel is in
 //! [`command`]. The JSON schema comes from the `nftables` crate, which
@@ -22,6 +24,7 @@
 //! (the image installs the `nftables` package).
 
 pub mod command;
+mod fingerprint;
 pub mod nat;
 pub mod policy;
 pub mod render;

@@ -2,8 +2,10 @@
 //! users send their sections through [`NftTable`].
 
 use super::command::{NftCommand, normalize};
+use super::fingerprint::{self, Fingerprint};
 use super::render::{self, Desired, Section};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -28,6 +30,9 @@ pub struct NftTableConfig {
     /// How often the table is read back and repaired.
     pub resync_interval: Duration,
     pub command: NftCommand,
+    /// Where the fingerprint of the last write is kept, so that a restarted owner adopts a
+    /// table that is exactly what it would write without touching it (`None`: always write).
+    pub fingerprint: Option<PathBuf>,
 }
 
 /// Counters, read at scrape time.
@@ -176,6 +181,9 @@ impl Owner {
     /// already differs from the write, the whole table is written again.
     async fn write(&mut self) -> Result<(), String> {
         let name = self.config.name.clone();
+        if self.written.is_none() && self.adopt().await {
+            return Ok(());
+        }
         for _ in 0..WRITE_ATTEMPTS {
             let batch = match &self.written {
                 Some(w) if w.desired == self.desired => return Ok(()),
@@ -195,6 +203,7 @@ impl Owner {
                 Some(listing) if render::shape_matches(&self.desired, &listing) => {
                     self.written = Some(Written { desired: self.desired.clone(), listing: normalize(&listing) });
                     self.state.send_replace(NftState { synced: true, last_error: None });
+                    self.save_fingerprint().await;
                     return Ok(());
                 }
                 _ => {
@@ -204,6 +213,38 @@ impl Owner {
             }
         }
         Err(format!("the table inet {name} keeps changing while it is written"))
+    }
+
+    /// Takes the kernel's table as written when the fingerprint of the last write says it is
+    /// exactly what the desired state renders to (a restarted agent: no transaction, the
+    /// rules keep their handles and counters).
+    async fn adopt(&mut self) -> bool {
+        let Some(path) = &self.config.fingerprint else { return false };
+        let Some(saved) = fingerprint::load(path).await else { return false };
+        let Ok(batch) = render::replace_table(&self.config.name, &self.desired) else { return false };
+        if saved.desired != fingerprint::digest(&batch) {
+            return false;
+        }
+        let Ok(Some(listing)) = self.config.command.list_table(&self.config.name).await else { return false };
+        let listing = normalize(&listing);
+        if saved.listing != fingerprint::digest(&listing) {
+            return false;
+        }
+        tracing::info!(subsys = "nftables", table = %self.config.name, "adopted the table as the last run left it");
+        self.written = Some(Written { desired: self.desired.clone(), listing });
+        self.state.send_replace(NftState { synced: true, last_error: None });
+        true
+    }
+
+    async fn save_fingerprint(&self) {
+        let (Some(path), Some(written)) = (&self.config.fingerprint, &self.written) else { return };
+        let Ok(batch) = render::replace_table(&self.config.name, &written.desired) else { return };
+        let saved =
+            Fingerprint { desired: fingerprint::digest(&batch), listing: fingerprint::digest(&written.listing) };
+        if let Err(e) = fingerprint::save(path, &saved).await {
+            // Only adoption after a restart needs it: without it the table is written once.
+            tracing::debug!(subsys = "nftables", path = %path.display(), error = %e, "cannot save the table's fingerprint");
+        }
     }
 
     /// Reads the table back and rewrites it whole if it is not what was written.
@@ -221,6 +262,9 @@ impl Owner {
 
     async fn remove(&mut self) -> Result<(), String> {
         self.written = None;
+        if let Some(path) = &self.config.fingerprint {
+            fingerprint::remove(path).await;
+        }
         self.state.send_replace(NftState::default());
         self.config.command.apply(&render::delete_table(&self.config.name)).await.map_err(|e| e.to_string())
     }
