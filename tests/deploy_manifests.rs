@@ -327,6 +327,19 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     assert_eq!(web["status"]["loadBalancer"]["ingress"][0]["ip"], "198.51.100.0", "{web}");
     assert_eq!(web["spec"]["ports"][0]["port"], 80, "the status write keeps the spec: {web}");
 
+    // The node's status record: read, created, then replaced as it changes.
+    let mut writer = tortie::agent::node_status::StatusWriter::new(ds.clone(), "n1".into());
+    let mut node_status = tortie::datastore::resources::NodeStatus {
+        agent_version: tortie::VERSION.into(),
+        update_period_seconds: 10,
+        ..Default::default()
+    };
+    writer.write(&node_status).await.unwrap();
+    node_status.ready = true;
+    writer.write(&node_status).await.unwrap();
+    let stored = standin.get_raw("crd.tortie.io/nodestatuses", "n1").unwrap();
+    assert_eq!(stored["spec"]["ready"], true, "{stored}");
+
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");

@@ -21,6 +21,7 @@ pub mod kubernetes;
 pub mod load_balancers;
 pub mod nat;
 mod node;
+pub mod node_status;
 pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
@@ -387,6 +388,18 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         ),
     );
 
+    let own_addresses: Vec<String> =
+        std::iter::once(address.ip().to_string()).chain(config.node.ipv6_address.map(|a| a.ip().to_string())).collect();
+    tasks.spawn(
+        "node status",
+        node_status::publish(
+            node_status::StatusWriter::new(ds.clone(), name.clone()),
+            own_addresses,
+            status_rx.clone(),
+            programmer.state.clone(),
+            stop_rx.clone(),
+        ),
+    );
     let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
     for task in k8s.map_err(AgentError::Datastore)? {
         if task.finite {

@@ -31,11 +31,13 @@ pub enum Kind {
     /// Kubernetes' discovery.k8s.io/v1 EndpointSlice, the fields tortie reads; named
     /// `namespace/name`.
     EndpointSlice,
+    /// A node's own report of its sessions and readiness, written by its agent.
+    NodeStatus,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -53,6 +55,7 @@ impl Kind {
         Kind::Namespace,
         Kind::Service,
         Kind::EndpointSlice,
+        Kind::NodeStatus,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::NodeStatus => "NodeStatus",
         }
     }
 
@@ -98,6 +102,7 @@ impl Kind {
             Kind::Namespace => "namespaces",
             Kind::Service => "services",
             Kind::EndpointSlice => "endpointslices",
+            Kind::NodeStatus => "nodestatuses",
         }
     }
 

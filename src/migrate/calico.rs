@@ -206,7 +206,8 @@ impl Converting<'_> {
             | Kind::KubeNetworkPolicy
             | Kind::Namespace
             | Kind::Service
-            | Kind::EndpointSlice => {}
+            | Kind::EndpointSlice
+            | Kind::NodeStatus => {}
         }
         Ok(())
     }

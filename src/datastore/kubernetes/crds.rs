@@ -5,7 +5,7 @@ use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
     BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, NetworkPolicy, Resource,
+    IpamConfig, IpamHandle, NetworkPolicy, NodeStatus, Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -66,6 +66,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ]),
         crd::<NetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
         crd::<GlobalNetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
+        crd::<NodeStatus>(&[
+            ("Ready", "boolean", ".spec.ready"),
+            ("Version", "string", ".spec.agentVersion"),
+            ("Pod Addresses", "integer", ".spec.podAddresses"),
+        ]),
     ]
 }
 

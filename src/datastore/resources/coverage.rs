@@ -23,6 +23,8 @@ use Coverage::{Effect, Refused, Unsupported};
 /// The file that turns Services, EndpointSlices and the BGPConfiguration's service CIDRs into
 /// the prefixes a node advertises.
 const ADVERTISE: &str = "src/services/advertise.rs";
+/// The file that turns the nodes' NodeStatus records into `tortie cluster status`.
+const CLUSTER_VIEW: &str = "src/cli/cluster_view.rs";
 const RULE_METADATA: &str = "annotations for people: kept, matching nothing";
 
 /// (kind, field path in the spec with `[]` for list elements, coverage); a line for an object
@@ -112,6 +114,16 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::BgpPeer, "reachableBy", Effect("src/agent/bgp_peers.rs#reachable_by")),
     (Kind::BgpPeer, "localWorkloadSelector", Refused("src/datastore/resources/bgp.rs")),
     (Kind::BgpPeer, "reversePeering", Refused("src/datastore/resources/bgp.rs")),
+    // A node's report: read by `tortie cluster status`, which shows every field.
+    (Kind::NodeStatus, "addresses[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "agentVersion", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "ready", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "notReadyReasons[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "updatedAt", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "updatePeriodSeconds", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "sessions[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "routes", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "podAddresses", Effect(CLUSTER_VIEW)),
     (Kind::BgpFilter, "exportV4", Effect("src/agent/bgp_filters.rs")),
     (Kind::BgpFilter, "exportV6", Effect("src/agent/bgp_filters.rs")),
     (Kind::BgpFilter, "importV4", Effect("src/agent/bgp_filters.rs")),
@@ -441,6 +453,7 @@ mod tests {
         add(Kind::Namespace, schema_of::<Namespace>());
         add(Kind::Service, schema_of::<Service>());
         add(Kind::EndpointSlice, schema_of::<EndpointSlice>());
+        add(Kind::NodeStatus, schema_of::<NodeStatus>());
         out
     }
 
