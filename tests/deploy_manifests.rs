@@ -340,6 +340,29 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let stored = standin.get_raw("crd.tortie.io/nodestatuses", "n1").unwrap();
     assert_eq!(stored["spec"]["ready"], true, "{stored}");
 
+    // Events on the Node: created, then a repeat's count patched onto the same Event.
+    use tortie::agent::kubernetes::events::{Aggregator, EventWriter, MIN_PATCH_GAP, NodeEvent, dataplane_event};
+    let events = EventWriter::new(client.clone(), "n1");
+    let failure: NodeEvent = dataplane_event(0, 1).unwrap();
+    let mut aggregator = Aggregator::default();
+    let t0 = Instant::now();
+    aggregator.record(failure.clone(), 1000, t0);
+    aggregator.record(failure.clone(), 1001, t0);
+    for write in aggregator.due("n1", t0) {
+        events.write(&write).await.unwrap();
+    }
+    aggregator.record(failure, 1005, t0);
+    for write in aggregator.due("n1", t0 + MIN_PATCH_GAP) {
+        events.write(&write).await.unwrap();
+    }
+    let written = standin.list_raw("core/events");
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(
+        (&written[0]["count"], &written[0]["involvedObject"]["name"], &written[0]["lastTimestamp"]),
+        (&serde_json::json!(3), &serde_json::json!("n1"), &serde_json::json!("1970-01-01T00:16:45Z")),
+        "{written:?}"
+    );
+
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");

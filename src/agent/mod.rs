@@ -400,7 +400,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             stop_rx.clone(),
         ),
     );
-    let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
+    let event_sources = kubernetes::events::EventSources {
+        status: status_rx.clone(),
+        pools: pool_usage_rx.clone(),
+        stats: programmer.stats.clone(),
+    };
+    let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), event_sources, stop_rx.clone()).await;
     for task in k8s.map_err(AgentError::Datastore)? {
         if task.finite {
             tasks.adopt_finite(task.name, task.handle);
