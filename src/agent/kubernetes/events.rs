@@ -1,14 +1,12 @@
 //! Kubernetes Events on this node's Node (core/v1, in the `default` namespace, as the kubelet
 //! records its own): a BGP session going up or down (with the reason), a pool nearly full, the
-//! kernel refusing route changes. Repeats are aggregated as the kubelet does: the same reason
-//! and message within [`AGGREGATE_WINDOW`] raise the Event's `count` and `lastTimestamp` (one
-//! PATCH at most every [`MIN_PATCH_GAP`]) instead of creating another. Emitting never blocks: a
-//! full queue drops the event.
+//! kernel refusing route changes. Repeats are aggregated as the kubelet does
+//! ([`super::event_aggregator`]). Emitting never blocks: a full queue drops the event.
 
 use crate::api::PeerStatus;
 use crate::metrics::ipam::PoolUsage;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -16,12 +14,10 @@ use tokio::sync::{mpsc, watch};
 pub const NAMESPACE: &str = "default";
 /// The component named as the Events' source.
 pub const COMPONENT: &str = "tortie-node";
+pub use super::event_aggregator::{AGGREGATE_WINDOW, Aggregator, EventWrite, MIN_PATCH_GAP};
+
 /// Events waiting for the writer; beyond this they are dropped.
 pub const QUEUE: usize = 64;
-/// A repeat within this time of the last occurrence counts on the same Event.
-pub const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
-/// The shortest time between two writes of one Event.
-pub const MIN_PATCH_GAP: Duration = Duration::from_secs(10);
 /// A pool is nearly full beyond this share (per mille) of its addresses or blocks in use.
 pub const NEARLY_FULL_PER_MILLE: u128 = 900;
 
@@ -36,7 +32,7 @@ pub struct NodeEvent {
 }
 
 impl NodeEvent {
-    fn warning(reason: &'static str, message: String) -> NodeEvent {
+    pub(super) fn warning(reason: &'static str, message: String) -> NodeEvent {
         NodeEvent { kind: "Warning", reason, message }
     }
 }
@@ -101,110 +97,6 @@ pub fn dataplane_event(failures_before: u64, failures_now: u64) -> Option<NodeEv
             "the kernel refused a route change; tortie retries at each resync (see the agent's log)".into(),
         )
     })
-}
-
-/// One Event as written so far, and what is still to write.
-#[derive(Debug)]
-struct Entry {
-    /// The Event's object name once created.
-    name: Option<String>,
-    count: u32,
-    written_count: u32,
-    first: u64,
-    last: u64,
-    last_seen: Instant,
-    written_at: Option<Instant>,
-}
-
-/// A write the aggregator asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventWrite {
-    Create { name: String, event: NodeEvent, count: u32, first: u64, last: u64 },
-    Patch { name: String, event: NodeEvent, count: u32, last: u64 },
-}
-
-/// Repeats of an event folded into one Event with a count.
-#[derive(Debug, Default)]
-pub struct Aggregator {
-    entries: HashMap<NodeEvent, Entry>,
-    /// Distinguishes the names of Events created in the same second.
-    created: u64,
-}
-
-impl Aggregator {
-    /// Notes one occurrence of `event` at `unix` (seconds) / `at`.
-    pub fn record(&mut self, event: NodeEvent, unix: u64, at: Instant) {
-        let entry = self.entries.entry(event).or_insert(Entry {
-            name: None,
-            count: 0,
-            written_count: 0,
-            first: unix,
-            last: unix,
-            last_seen: at,
-            written_at: None,
-        });
-        if entry.name.is_some() && at.saturating_duration_since(entry.last_seen) > AGGREGATE_WINDOW {
-            // Too long ago: a new Event.
-            *entry = Entry {
-                name: None,
-                count: 0,
-                written_count: 0,
-                first: unix,
-                last: unix,
-                last_seen: at,
-                written_at: None,
-            };
-        }
-        entry.count += 1;
-        entry.last = unix;
-        entry.last_seen = at;
-    }
-
-    /// The writes due at `at` for node `node`: new Events at once, counts of existing ones at
-    /// most every [`MIN_PATCH_GAP`]. Each is taken as done (a failed write is not retried).
-    pub fn due(&mut self, node: &str, at: Instant) -> Vec<EventWrite> {
-        let mut writes = Vec::new();
-        for (event, entry) in &mut self.entries {
-            if entry.count == entry.written_count {
-                continue;
-            }
-            match &entry.name {
-                None => {
-                    self.created += 1;
-                    let name = format!("{node}.{:x}.{:x}", entry.first, self.created);
-                    writes.push(EventWrite::Create {
-                        name: name.clone(),
-                        event: event.clone(),
-                        count: entry.count,
-                        first: entry.first,
-                        last: entry.last,
-                    });
-                    entry.name = Some(name);
-                }
-                Some(name) if entry.written_at.is_none_or(|w| at.saturating_duration_since(w) >= MIN_PATCH_GAP) => {
-                    writes.push(EventWrite::Patch {
-                        name: name.clone(),
-                        event: event.clone(),
-                        count: entry.count,
-                        last: entry.last,
-                    });
-                }
-                Some(_) => continue,
-            }
-            entry.written_count = entry.count;
-            entry.written_at = Some(at);
-        }
-        // Forget what can no longer be aggregated.
-        self.entries.retain(|_, e| at.saturating_duration_since(e.last_seen) <= AGGREGATE_WINDOW);
-        writes.sort_by(|a, b| write_name(a).cmp(write_name(b)));
-        writes
-    }
-}
-
-fn write_name(w: &EventWrite) -> &str {
-    match w {
-        EventWrite::Create { name, .. } | EventWrite::Patch { name, .. } => name,
-    }
 }
 
 /// RFC 3339 time of a unix time (seconds), as Kubernetes' timestamps.
@@ -401,28 +293,6 @@ mod tests {
     fn dataplane_failures_are_an_event_when_the_count_grows() {
         assert_eq!(dataplane_event(3, 3), None);
         assert_eq!(dataplane_event(3, 5).map(|e| e.reason), Some("DataplaneFailure"));
-    }
-
-    #[test]
-    fn repeats_are_counted_on_one_event_patched_at_most_every_gap() {
-        let event = NodeEvent::warning("DataplaneFailure", "refused".into());
-        let t0 = Instant::now();
-        let mut a = Aggregator::default();
-        a.record(event.clone(), 1000, t0);
-        let writes = a.due("n1", t0);
-        let [EventWrite::Create { name, count: 1, first: 1000, .. }] = writes.as_slice() else { panic!("{writes:?}") };
-        let name = name.clone();
-        assert!(a.due("n1", t0).is_empty(), "nothing new");
-        a.record(event.clone(), 1001, t0 + Duration::from_secs(1));
-        a.record(event.clone(), 1002, t0 + Duration::from_secs(2));
-        assert!(a.due("n1", t0 + Duration::from_secs(2)).is_empty(), "within the gap");
-        let writes = a.due("n1", t0 + MIN_PATCH_GAP);
-        assert_eq!(writes, [EventWrite::Patch { name: name.clone(), event: event.clone(), count: 3, last: 1002 }]);
-        // Long after: a new Event.
-        let later = t0 + MIN_PATCH_GAP + AGGREGATE_WINDOW + Duration::from_secs(1);
-        a.record(event.clone(), 5000, later);
-        let writes = a.due("n1", later);
-        assert!(matches!(&writes[..], [EventWrite::Create { name: n, count: 1, .. }] if *n != name), "{writes:?}");
     }
 
     #[test]

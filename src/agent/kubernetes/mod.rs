@@ -6,6 +6,7 @@
 //! keeps a Node's fields as `tortie.io/*` annotations on the Kubernetes Node).
 
 pub mod condition;
+pub mod event_aggregator;
 pub mod events;
 pub mod node_addresses;
 pub mod pod_annotations;
