@@ -264,6 +264,25 @@ fn two_agents_in_kubernetes_mode_register_peer_and_collect_leaked_addresses() {
         .unwrap();
     }
 
+    // Each agent's NodeStatus shows its session up, and an Event on its Node says it came up.
+    for (node, peer) in [("node-a", "10.124.1.2"), ("node-b", "10.124.1.1")] {
+        let expected = serde_json::json!({"spec": {"sessions": [{"peer": peer, "state": "established"}]}});
+        wait_until(&format!("{node}'s NodeStatus"), deadline, || {
+            tortie::testing::json_subset(&expected, &standin.get_raw("crd.tortie.io/nodestatuses", node)?).ok()
+        })
+        .unwrap();
+        let event = wait_until(&format!("{node}'s BGPSessionUp Event"), deadline, || {
+            standin.list_raw("core/events").into_iter().find(|e| {
+                e["involvedObject"]["kind"] == "Node"
+                    && e["involvedObject"]["name"] == node
+                    && e["reason"] == "BGPSessionUp"
+            })
+        })
+        .unwrap();
+        assert!(event["message"].as_str().unwrap_or_default().contains(peer), "{event}");
+        assert_eq!((event["type"].as_str(), event["count"].as_u64()), (Some("Normal"), Some(1)), "{event}");
+    }
+
     // NetworkUnavailable cleared, next to whatever else the Node's status holds.
     for node in ["node-a", "node-b"] {
         let condition = wait_until(&format!("{node}'s NetworkUnavailable condition"), deadline, || {

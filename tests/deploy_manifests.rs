@@ -333,6 +333,42 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     assert_eq!(web["status"]["loadBalancer"]["ingress"][0]["ip"], "198.51.100.0", "{web}");
     assert_eq!(web["spec"]["ports"][0]["port"], 80, "the status write keeps the spec: {web}");
 
+    // The node's status record: read, created, then replaced as it changes.
+    let mut writer = tortie::agent::node_status::StatusWriter::new(ds.clone(), "n1".into());
+    let mut node_status = tortie::datastore::resources::NodeStatus {
+        agent_version: tortie::VERSION.into(),
+        update_period_seconds: 10,
+        ..Default::default()
+    };
+    writer.write(&node_status).await.unwrap();
+    node_status.ready = true;
+    writer.write(&node_status).await.unwrap();
+    let stored = standin.get_raw("crd.tortie.io/nodestatuses", "n1").unwrap();
+    assert_eq!(stored["spec"]["ready"], true, "{stored}");
+
+    // Events on the Node: created, then a repeat's count patched onto the same Event.
+    use tortie::agent::kubernetes::events::{Aggregator, EventWriter, MIN_PATCH_GAP, NodeEvent, dataplane_event};
+    let events = EventWriter::new(client.clone(), "n1");
+    let failure: NodeEvent = dataplane_event(0, 1).unwrap();
+    let mut aggregator = Aggregator::default();
+    let t0 = Instant::now();
+    aggregator.record(failure.clone(), 1000, t0);
+    aggregator.record(failure.clone(), 1001, t0);
+    for write in aggregator.due("n1", t0) {
+        events.write(&write).await.unwrap();
+    }
+    aggregator.record(failure, 1005, t0);
+    for write in aggregator.due("n1", t0 + MIN_PATCH_GAP) {
+        events.write(&write).await.unwrap();
+    }
+    let written = standin.list_raw("core/events");
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(
+        (&written[0]["count"], &written[0]["involvedObject"]["name"], &written[0]["lastTimestamp"]),
+        (&serde_json::json!(3), &serde_json::json!("n1"), &serde_json::json!("1970-01-01T00:16:45Z")),
+        "{written:?}"
+    );
+
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: "n1".into(), ..IpamOptions::default() });
     ipam.repair().await.unwrap();
     standin.add_pod("default", "web", "n1");

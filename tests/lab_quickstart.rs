@@ -91,3 +91,65 @@ fn dual_stack_pods_reach_each_other_over_bgp() {
     lab.all_pods_reach_each_other(&NODES);
     lab.all_pods_reach_each_other_v6(&NODES);
 }
+
+/// `tortie cluster status` (here as the kubectl plugin `kubectl-tortie status`) over the
+/// quickstart lab's datastore: all three nodes ready with 2/2 sessions; then node1 drops whatever
+/// node2 sends (an nftables rule on node1 only) and node2's session to node1 is reset on node2
+/// alone (`ss -K`). node2 sees the session down at once, node1 keeps it Established until its
+/// hold timer (90 s) runs out: the command shows that asymmetry and exits 3.
+#[test]
+fn cluster_status_shows_a_session_cut_on_one_side() {
+    let lab = Lab::prepare("quickstart", "ttc", |_| {});
+    lab.up();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let plugin = plugin_dir.path().join("kubectl-tortie");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tortie"), &plugin).unwrap();
+    let db = lab.dir().join("tortie.db");
+    let cluster_status = |format: &str| {
+        std::process::Command::new(&plugin)
+            .args(["status", "-o", format])
+            .env("TORTIE_DATASTORE_TYPE", "sqlite")
+            .env("TORTIE_DATASTORE_SQLITE_PATH", &db)
+            .env_remove("TORTIE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
+
+    let node = |name: &str| serde_json::json!({"node": name, "ready": true, "sessions_up": 2, "sessions_total": 2, "stale": false});
+    let healthy =
+        serde_json::json!({"nodes": [node("node1"), node("node2"), node("node3")], "asymmetric": [], "stale": []});
+    wait_until("every node ready with its mesh in cluster status", Duration::from_secs(90), || {
+        let out = cluster_status("json");
+        (out.status.code() == Some(0) && tortie::testing::json_subset(&healthy, &json(&out)?).is_ok()).then_some(())
+    })
+    .unwrap();
+
+    let cut = lab.dir().join("cut.nft");
+    std::fs::write(
+        &cut,
+        "table inet ttcut {\n  chain input {\n    type filter hook input priority 0;\n    ip saddr 10.10.0.12 tcp dport 179 drop\n    ip saddr 10.10.0.12 tcp sport 179 drop\n  }\n}\n",
+    )
+    .unwrap();
+    let out = lab.exec("node1", &["nft", "-f", cut.to_str().unwrap()]);
+    assert!(out.status.success(), "nft on node1: {}", String::from_utf8_lossy(&out.stderr));
+    let out = lab.exec("node2", &["ss", "-K", "dst", "10.10.0.11"]);
+    assert!(out.status.success(), "ss -K on node2: {}", String::from_utf8_lossy(&out.stderr));
+
+    let asymmetric = wait_until("cluster status to show node1's one-sided session", Duration::from_secs(60), || {
+        let out = cluster_status("json");
+        let view = json(&out)?;
+        let found = view["asymmetric"].as_array()?.iter().find(|a| a["node"] == "node1")?.clone();
+        Some((out.status.code(), found))
+    })
+    .unwrap();
+    assert_eq!(asymmetric.0, Some(3), "exit 3 while a session is asymmetric");
+    assert_eq!((&asymmetric.1["peer"], &asymmetric.1["peer_node"]), (&"10.10.0.12".into(), &"node2".into()));
+    assert_ne!(asymmetric.1["peer_state"], "established", "{}", asymmetric.1);
+    let table = String::from_utf8_lossy(&cluster_status("table").stdout).to_string();
+    let row = table.lines().find(|l| l.starts_with("| node1") && l.contains("10.10.0.12"));
+    assert!(row.is_some_and(|r| r.contains("node2")), "the asymmetric session in the table:\n{table}");
+    let yaml = cluster_status("yaml");
+    let yaml: serde_json::Value = serde_norway::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(yaml["nodes"].as_array().map(Vec::len), Some(3), "{yaml}");
+}

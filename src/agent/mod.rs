@@ -22,6 +22,7 @@ pub mod lease;
 pub mod load_balancers;
 pub mod nat;
 mod node;
+pub mod node_status;
 pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
@@ -399,7 +400,24 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         ),
     );
 
-    let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), stop_rx.clone()).await;
+    let own_addresses: Vec<String> =
+        std::iter::once(address.ip().to_string()).chain(config.node.ipv6_address.map(|a| a.ip().to_string())).collect();
+    tasks.spawn(
+        "node status",
+        node_status::publish(
+            node_status::StatusWriter::new(ds.clone(), name.clone()),
+            own_addresses,
+            status_rx.clone(),
+            programmer.state.clone(),
+            stop_rx.clone(),
+        ),
+    );
+    let event_sources = kubernetes::events::EventSources {
+        status: status_rx.clone(),
+        pools: pool_usage_rx.clone(),
+        stats: programmer.stats.clone(),
+    };
+    let k8s = kubernetes::start(&config, &ds, &name, programmer.state.clone(), event_sources, stop_rx.clone()).await;
     for task in k8s.map_err(AgentError::Datastore)? {
         if task.finite {
             tasks.adopt_finite(task.name, task.handle);

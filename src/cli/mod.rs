@@ -3,6 +3,8 @@
 
 mod apply_cmd;
 mod bgp_cmd;
+mod cluster_cmd;
+pub mod cluster_view;
 mod config_cmd;
 mod docs_cmd;
 pub mod ipam_cmd;
@@ -30,6 +32,9 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+    /// Run as the kubectl plugin `kubectl-tortie` (set from the binary's file name).
+    #[arg(skip)]
+    pub kubectl_plugin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +43,10 @@ pub enum Command {
     Node(NodeArgs),
     /// Show the state of the agent running on this host (BGP peers, readiness).
     Status(StatusArgs),
+    /// Every node at once, from the status records the agents publish in the datastore (also
+    /// `kubectl tortie …` through a `kubectl-tortie` link to this binary).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// IP address management: show, check and release addresses.
     #[command(subcommand)]
     Ipam(IpamCommand),
@@ -104,6 +113,27 @@ pub enum Command {
 pub enum ResourceFormat {
     Yaml,
     Json,
+}
+
+/// Output formats of list commands: a table, a wider table, or documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// One line per node (ready, version, sessions up/total), the sessions one end sees
+    /// Established and the other does not, and the nodes whose status went stale; exit 3 if any.
+    Status {
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +375,11 @@ pub fn main() -> ExitCode {
     if runtime_call || invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "tortie-cni") {
         return crate::cni::main();
     }
+    if invoked_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == cluster_cmd::KUBECTL_PLUGIN) {
+        let mut cli = Cli::parse_from(cluster_cmd::kubectl_plugin_args(std::env::args_os().collect()));
+        cli.kubectl_plugin = true;
+        return run(cli);
+    }
     let cli = Cli::parse();
     run(cli)
 }
@@ -368,6 +403,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bgp(BgpCommand::Routes { client }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             bgp_cmd::routes(&client)
+        }
+        Command::Cluster(ClusterCommand::Status { output, store }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            apply_cmd::run_blocking(cluster_cmd::status(&store, output, cli.kubectl_plugin))
         }
         Command::Ipam(cmd) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);

@@ -33,11 +33,13 @@ pub enum Kind {
     EndpointSlice,
     /// Which agent holds a cluster-wide duty (the load-balancer controller).
     Lease,
+    /// A node's own report of its sessions and readiness, written by its agent.
+    NodeStatus,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Lease,
+        Kind::NodeStatus,
     ];
 
     /// The kind as Calico spells it (and as the Kubernetes CRD kind).
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Lease => "Lease",
+            Kind::NodeStatus => "NodeStatus",
         }
     }
 
@@ -103,6 +107,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::EndpointSlice => "endpointslices",
             Kind::Lease => "leases",
+            Kind::NodeStatus => "nodestatuses",
         }
     }
 

@@ -25,6 +25,8 @@ pub struct PoolUsage {
     pub size: u128,
     pub in_use: u64,
     pub blocks: u64,
+    /// How many blocks the pool holds (its size over the block size).
+    pub block_slots: u128,
     /// Addresses allocated by a node other than the block's owner.
     pub borrowed: u64,
 }
@@ -34,7 +36,13 @@ pub fn usage(pools: &[IpPool], blocks: &[IpamBlock]) -> Vec<PoolUsage> {
     pools
         .iter()
         .map(|pool| {
-            let mut u = PoolUsage { pool: pool.cidr.to_string(), size: size(&pool.cidr), ..Default::default() };
+            let block_bits = u32::from(pool.block_size.saturating_sub(pool.cidr.prefix()));
+            let mut u = PoolUsage {
+                pool: pool.cidr.to_string(),
+                size: size(&pool.cidr),
+                block_slots: 1u128.checked_shl(block_bits).unwrap_or(u128::MAX),
+                ..Default::default()
+            };
             for b in
                 blocks.iter().filter(|b| pool.cidr.contains(b.cidr.network()) && pool.cidr.prefix() <= b.cidr.prefix())
             {
@@ -164,7 +172,20 @@ mod tests {
         let pools = [IpPool::new("10.244.0.0/16".parse().unwrap()), IpPool::new("10.96.0.0/16".parse().unwrap())];
         let blocks = [block("10.244.1.0/26", "a", &["a", "a", "b"]), block("10.244.2.0/26", "b", &[])];
         let u = usage(&pools, &blocks);
-        assert_eq!(u[0], PoolUsage { pool: "10.244.0.0/16".into(), size: 65536, in_use: 3, blocks: 2, borrowed: 1 });
-        assert_eq!(u[1], PoolUsage { pool: "10.96.0.0/16".into(), size: 65536, ..Default::default() });
+        assert_eq!(
+            u[0],
+            PoolUsage {
+                pool: "10.244.0.0/16".into(),
+                size: 65536,
+                in_use: 3,
+                blocks: 2,
+                block_slots: 1024,
+                borrowed: 1
+            }
+        );
+        assert_eq!(
+            u[1],
+            PoolUsage { pool: "10.96.0.0/16".into(), size: 65536, block_slots: 1024, ..Default::default() }
+        );
     }
 }

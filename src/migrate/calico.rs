@@ -208,7 +208,8 @@ impl Converting<'_> {
             | Kind::Namespace
             | Kind::Service
             | Kind::EndpointSlice
-            | Kind::Lease => {}
+            | Kind::Lease
+            | Kind::NodeStatus => {}
         }
         Ok(())
     }

@@ -7,8 +7,8 @@ use crate::datastore::kubernetes::{GROUP, VERSION};
 use crate::datastore::resources::kube_projection;
 use crate::datastore::resources::{
     BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, EndpointSlice, GlobalNetworkPolicy, IpPool, IpReservation,
-    IpamBlock, IpamConfig, IpamHandle, KubeNetworkPolicy, Lease, Namespace, NetworkPolicy, Node, Secret, SecretValue,
-    Service,
+    IpamBlock, IpamConfig, IpamHandle, KubeNetworkPolicy, Lease, Namespace, NetworkPolicy, Node, NodeStatus, Secret,
+    SecretValue, Service,
 };
 use crate::datastore::{Key, Kind, Resource};
 use serde_json::{Value, json};
@@ -178,6 +178,7 @@ pub fn check_spec(kind: Kind, spec: &Value) -> Result<Checked, String> {
         Kind::GlobalNetworkPolicy => check_as::<GlobalNetworkPolicy>(spec),
         Kind::KubeNetworkPolicy => check_as::<KubeNetworkPolicy>(spec),
         Kind::Namespace => check_as::<Namespace>(spec),
+        Kind::NodeStatus => check_as::<NodeStatus>(spec),
         // Their records are projections of the whole object: paths start at its root.
         Kind::Service => check_rooted::<Service>(spec, ""),
         Kind::EndpointSlice => check_rooted::<EndpointSlice>(spec, ""),

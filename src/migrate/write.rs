@@ -29,8 +29,10 @@ fn write_rank(kind: Kind) -> u8 {
         // Services before the endpoint slices that name them.
         Kind::Service => 12,
         Kind::EndpointSlice => 13,
+        // Written by agents; restored last, as it refers to the nodes.
+        Kind::NodeStatus => 14,
         // Nothing refers to a lease.
-        Kind::Lease => 14,
+        Kind::Lease => 15,
     }
 }
 

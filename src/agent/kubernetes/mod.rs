@@ -6,6 +6,8 @@
 //! keeps a Node's fields as `tortie.io/*` annotations on the Kubernetes Node).
 
 pub mod condition;
+pub mod event_aggregator;
+pub mod events;
 pub mod node_addresses;
 pub mod pod_annotations;
 pub mod pod_gc;
@@ -89,12 +91,13 @@ pub struct KubernetesTask {
 /// Starts Kubernetes mode when `config.datastore.type` is `kubernetes` (else does nothing):
 /// creates the default pool now (a bad `*_IPV4POOL_*` variable stops the agent, as in Calico),
 /// and returns the tasks that publish the tunnel address, set the Node condition once
-/// `dataplane` has synced, and collect leaked pod addresses.
+/// `dataplane` has synced, collect leaked pod addresses, and record Events on the Node.
 pub async fn start(
     config: &Config,
     ds: &Datastore,
     node: &str,
     mut dataplane: watch::Receiver<ProgrammerState>,
+    event_sources: events::EventSources,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<KubernetesTask>, String> {
     if config.datastore.kind != DatastoreType::Kubernetes {
@@ -105,6 +108,19 @@ pub async fn start(
     }
     let client = super::datastore::kube_client(config).await?;
     let mut tasks = Vec::new();
+
+    let (events, queued) = events::Events::channel();
+    let writer = events::EventWriter::new(client.clone(), node);
+    tasks.push(KubernetesTask {
+        name: "Kubernetes Events",
+        finite: false,
+        handle: tokio::spawn(events::write_events(writer, queued, stop.clone())),
+    });
+    tasks.push(KubernetesTask {
+        name: "Kubernetes Event sources",
+        finite: false,
+        handle: tokio::spawn(events::detect(event_sources, events, stop.clone())),
+    });
 
     tasks.push(KubernetesTask {
         name: "Kubernetes tunnel address",

@@ -4,7 +4,8 @@
 //! AlreadyExists, list with the list's resourceVersion, watch from a resourceVersion as a stream
 //! of JSON lines, 410 Gone (an ERROR event) when that version was compacted or the watch fell
 //! behind, and bookmarks; namespaced objects (Pods) with lists filtered by simple field selectors,
-//! and PATCH of the status subresource (strategic merge of `conditions` by `type`). Every request
+//! PATCH of the status subresource (strategic merge of `conditions` by `type`) and merge PATCH of
+//! namespaced objects (Events). Every request
 //! is kept in an audit log ([`StandIn::calls`]) for RBAC checks. For tests and benchmarks, where
 //! no API server is to be had; see `docs/datastore.md` for what it does not prove — it does no
 //! authentication, authorisation, admission or schema validation.
@@ -102,6 +103,11 @@ impl StandIn {
     /// The stored object, if any (namespaced objects are named `<namespace>/<name>`).
     pub fn get_raw(&self, collection: &str, name: &str) -> Option<Value> {
         self.shared.get_raw(collection, name)
+    }
+
+    /// Every stored object of `collection` (`<group>/<plural>`, `core` for the core group).
+    pub fn list_raw(&self, collection: &str) -> Vec<Value> {
+        self.shared.list(collection).0
     }
 
     /// Creates a Pod scheduled to `node`, as the scheduler's binding would leave it.

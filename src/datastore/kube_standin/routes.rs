@@ -30,14 +30,17 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/apis/{group}/{version}/namespaces/{namespace}/{plural}", get(list_or_watch).post(create))
         .route(
             "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
-            get(get_one).put(replace).delete(delete),
+            get(get_one).put(replace).delete(delete).patch(patch_object),
         )
         .route("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status", patch(patch_status))
         .route("/api/{version}/{plural}", get(list_or_watch).post(create))
         .route("/api/{version}/{plural}/{name}", get(get_one).put(replace).delete(delete))
         .route("/api/{version}/{plural}/{name}/status", patch(patch_status))
         .route("/api/{version}/namespaces/{namespace}/{plural}", get(list_or_watch).post(create))
-        .route("/api/{version}/namespaces/{namespace}/{plural}/{name}", get(get_one).put(replace).delete(delete))
+        .route(
+            "/api/{version}/namespaces/{namespace}/{plural}/{name}",
+            get(get_one).put(replace).delete(delete).patch(patch_object),
+        )
         .route("/api/{version}/namespaces/{namespace}/{plural}/{name}/status", patch(patch_status))
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -200,6 +203,34 @@ async fn list_or_watch(State(shared): State<Arc<Shared>>, Path(params): Params, 
     .into_response()
 }
 
+/// The patch type of a request: `Ok(true)` for a strategic merge patch, `Ok(false)` for a JSON
+/// merge patch; JSON patch and server-side apply are refused with 415.
+fn patch_type(headers: &axum::http::HeaderMap) -> Result<bool, Failure> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match content_type.split(';').next().unwrap_or_default().trim() {
+        "application/strategic-merge-patch+json" => Ok(true),
+        "application/merge-patch+json" => Ok(false),
+        other => Err((415, "UnsupportedMediaType", format!("the stand-in does not support patch type {other:?}"))),
+    }
+}
+
+/// PATCH of a namespaced object as a whole (a merge patch; the name and namespace stay).
+async fn patch_object(
+    State(shared): State<Arc<Shared>>,
+    Path(params): Params,
+    headers: axum::http::HeaderMap,
+    Json(patch): Json<Value>,
+) -> Response {
+    let strategic = match patch_type(&headers) {
+        Ok(s) => s,
+        Err(refused) => return failure(refused),
+    };
+    match shared.patch(&collection(&params), &key(&params), &patch, strategic) {
+        Ok(object) => Json(object).into_response(),
+        Err(f) => failure(f),
+    }
+}
+
 /// PATCH of the status subresource: only the patch's `status` is applied. A strategic merge patch
 /// merges `conditions` by `type` (the Node and Pod schemas' merge key) and other lists replace;
 /// a JSON merge patch replaces lists. Preconditions in a patch are not checked; JSON patch and
@@ -210,17 +241,9 @@ async fn patch_status(
     headers: axum::http::HeaderMap,
     Json(patch): Json<Value>,
 ) -> Response {
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let strategic = match content_type.split(';').next().unwrap_or_default().trim() {
-        "application/strategic-merge-patch+json" => true,
-        "application/merge-patch+json" => false,
-        other => {
-            return failure((
-                415,
-                "UnsupportedMediaType",
-                format!("the stand-in does not support patch type {other:?}"),
-            ));
-        }
+    let strategic = match patch_type(&headers) {
+        Ok(s) => s,
+        Err(refused) => return failure(refused),
     };
     let status = patch.get("status").cloned().unwrap_or(json!({}));
     match shared.patch_status(&collection(&params), &key(&params), &status, strategic) {

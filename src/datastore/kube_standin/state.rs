@@ -233,6 +233,24 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A merge patch of the whole object (metadata's name and namespace excepted): what
+    /// `kubectl patch --type merge` and an event recorder's count update send.
+    pub fn patch(&self, collection: &str, name: &str, patch: &Value, strategic: bool) -> Result<Value, Failure> {
+        let mut store = self.lock();
+        let Some(mut object) = store.objects.get(&(collection.to_string(), name.to_string())).cloned() else {
+            return Err((404, "NotFound", format!("{collection} \"{name}\" not found")));
+        };
+        let (kept_name, kept_namespace) = (object["metadata"]["name"].clone(), object["metadata"]["namespace"].clone());
+        merge(&mut object, patch, strategic);
+        object["metadata"]["name"] = kept_name;
+        if !kept_namespace.is_null() {
+            object["metadata"]["namespace"] = kept_namespace;
+        }
+        Ok(self.commit(&mut store, collection, name, "MODIFIED", object))
+    }
+}
+
 /// JSON merge patch (RFC 7386) of `patch` into `target`; with `strategic`, lists named
 /// `conditions` merge their entries by `type` instead of being replaced.
 fn merge(target: &mut Value, patch: &Value, strategic: bool) {

@@ -5,7 +5,7 @@ use super::{GROUP, VERSION};
 use crate::datastore::Kind;
 use crate::datastore::resources::{
     BgpConfiguration, BgpFilter, BgpPeer, BlockAffinity, GlobalNetworkPolicy, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, Lease, NetworkPolicy, Resource,
+    IpamConfig, IpamHandle, Lease, NetworkPolicy, NodeStatus, Resource,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
@@ -67,6 +67,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         crd::<NetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
         crd::<GlobalNetworkPolicy>(&[("Order", "number", ".spec.order"), ("Selector", "string", ".spec.selector")]),
         crd::<Lease>(&[("Holder", "string", ".spec.holderIdentity"), ("Renewed", "string", ".spec.renewTime")]),
+        crd::<NodeStatus>(&[
+            ("Ready", "boolean", ".spec.ready"),
+            ("Version", "string", ".spec.agentVersion"),
+            ("Pod Addresses", "integer", ".spec.podAddresses"),
+        ]),
     ]
 }
 

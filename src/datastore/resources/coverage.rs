@@ -24,6 +24,8 @@ use Coverage::{Effect, Refused, Unsupported};
 /// the prefixes a node advertises.
 const ADVERTISE: &str = "src/services/advertise.rs";
 const LEASE: &str = "src/agent/lease.rs";
+/// The file that turns the nodes' NodeStatus records into `tortie cluster status`.
+const CLUSTER_VIEW: &str = "src/cli/cluster_view.rs";
 const RULE_METADATA: &str = "annotations for people: kept, matching nothing";
 
 /// (kind, field path in the spec with `[]` for list elements, coverage); a line for an object
@@ -113,6 +115,16 @@ pub const FIELDS: &[(Kind, &str, Coverage)] = &[
     (Kind::BgpPeer, "reachableBy", Effect("src/agent/bgp_peers.rs#reachable_by")),
     (Kind::BgpPeer, "localWorkloadSelector", Refused("src/datastore/resources/bgp.rs")),
     (Kind::BgpPeer, "reversePeering", Refused("src/datastore/resources/bgp.rs")),
+    // A node's report: read by `tortie cluster status`, which shows every field.
+    (Kind::NodeStatus, "addresses[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "agentVersion", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "ready", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "notReadyReasons[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "updatedAt", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "updatePeriodSeconds", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "sessions[]", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "routes", Effect(CLUSTER_VIEW)),
+    (Kind::NodeStatus, "podAddresses", Effect(CLUSTER_VIEW)),
     (Kind::BgpFilter, "exportV4", Effect("src/agent/bgp_filters.rs")),
     (Kind::BgpFilter, "exportV6", Effect("src/agent/bgp_filters.rs")),
     (Kind::BgpFilter, "importV4", Effect("src/agent/bgp_filters.rs")),
@@ -449,6 +461,7 @@ mod tests {
         add(Kind::Service, schema_of::<Service>());
         add(Kind::EndpointSlice, schema_of::<EndpointSlice>());
         add(Kind::Lease, schema_of::<Lease>());
+        add(Kind::NodeStatus, schema_of::<NodeStatus>());
         out
     }
 
