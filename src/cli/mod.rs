@@ -8,6 +8,7 @@ mod docs_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
 mod migrate_cmd;
+mod policy_cmd;
 mod status_cmd;
 pub mod table;
 
@@ -44,6 +45,9 @@ pub enum Command {
     /// BGP: inspect peers and routes, decode and encode wire messages.
     #[command(subcommand)]
     Bgp(BgpCommand),
+    /// Network policies as the agent programs them: list, trace a packet.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// The CNI plugin entry point (also run when the binary is invoked as `tortie-cni`).
     Cni,
     /// Run containerlab topologies in network namespaces, without Docker.
@@ -230,6 +234,30 @@ pub enum BgpCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the network policies: kind, name, order, selector, types, rule counts, valid or why not.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Which policy and rule decide a packet, per direction (egress at the source, ingress at
+    /// the destination), from the rules the agent programs.
+    Trace {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The source pod, NAMESPACE/POD.
+        #[arg(long)]
+        from: String,
+        /// The destination: a pod, NAMESPACE/POD, or an address.
+        #[arg(long)]
+        to: String,
+        /// The destination port and protocol: PORT/tcp, PORT/udp or PORT/sctp.
+        #[arg(long, value_name = "PORT/PROTOCOL")]
+        port: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build a topology (idempotent: what exists is kept).
     Up(LabArgs),
@@ -368,6 +396,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bgp(BgpCommand::Routes { client }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             bgp_cmd::routes(&client)
+        }
+        Command::Policy(PolicyCommand::List { client }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            policy_cmd::list(&client)
+        }
+        Command::Policy(PolicyCommand::Trace { client, from, to, port }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            policy_cmd::trace(&client, &from, &to, &port)
         }
         Command::Ipam(cmd) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);

@@ -120,6 +120,10 @@ pub fn section(program: &Program) -> Result<Section, String> {
     for policy in &program.policies {
         for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
             let mut rules = Vec::new();
+            if crate::faults::refuses(&format!("nft-policy:{}", policy.name)) {
+                // A jump to a chain that does not exist: nft refuses the batch.
+                rules.push(vec![statement(json!({"jump": {"target": "tortie-fault-no-such-chain"}}))?]);
+            }
             for rule in ir {
                 for family in families(rule) {
                     rules.push(rule_statements(rule, family, &policy.name)?);
