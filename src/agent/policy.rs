@@ -181,7 +181,8 @@ impl Follower {
         self.refused.retain(|r| inputs.policies.contains(&r.policy));
         inputs.policies.retain(|p| !self.refused.iter().any(|r| r.policy == *p));
         let mut written = self.send(&inputs, table).await;
-        if written == Some(false) {
+        // A write that failed (not one still waiting for the other users' sections).
+        if written == Some(false) && table.state.borrow().last_error.is_some() {
             let found = policy_refused::find(&table.command, &inputs).await;
             if !found.is_empty() {
                 inputs.policies.retain(|p| !found.iter().any(|r| r.policy == *p));
