@@ -201,6 +201,22 @@ fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_ma
         fail("the policy is not enforced");
     }
 
+    // Counters from the kernel: the allowing rule's packets and bytes, db's denied packets.
+    let counted = || {
+        let metrics = node.metrics();
+        let value = |series: &str| -> f64 {
+            metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+        };
+        let rule = "{policy=\"prod/knp.default.db-from-web\",rule=\"0\",direction=\"ingress\"}";
+        let packets = value(&format!("tortie_policy_rule_packets_total{rule}"));
+        let bytes = value(&format!("tortie_policy_rule_bytes_total{rule}"));
+        let denied = value("tortie_policy_denied_packets_total{namespace=\"prod\",pod=\"db\"}");
+        (packets > 0.0 && bytes > packets && denied > 0.0).then_some(())
+    };
+    if wait_until("the policy counters counting", WAIT, counted).is_err() {
+        fail(&format!("the policy counters do not count:\n{}", node.metrics()));
+    }
+
     // The agent's view: the policy listed, and traces that agree with the connections above.
     let list: serde_json::Value = serde_json::from_str(&node.cli(&["policy", "list", "-o", "json"])).unwrap();
     assert_eq!(

@@ -24,6 +24,7 @@ mod node;
 pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
+pub mod policy_counters;
 mod policy_refused;
 mod pools;
 mod remote_routes;
@@ -245,6 +246,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
     tasks.spawn("network policy", policy::follow(ds.clone(), name.clone(), nft.clone(), policy_tx, stop_rx.clone()));
+    let (policy_counters_tx, policy_counters_rx) = watch::channel(policy_counters::PolicyCounters::default());
+    tasks.spawn(
+        "policy counters",
+        policy_counters::follow(nft.clone(), policy_rx.clone(), policy_counters_tx, stop_rx.clone()),
+    );
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
@@ -348,6 +354,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         metrics
             .tortie()
             .register_collector(Box::new(crate::metrics::policy::PolicyCollector { state: policy_rx.clone() }));
+        metrics.tortie().register_collector(Box::new(crate::metrics::policy::PolicyCountersCollector {
+            counters: policy_counters_rx.clone(),
+        }));
         let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
         if let Some(sample) = bgp_sample.clone() {
             metrics.tortie().register_collector(Box::new(crate::metrics::bgp::BgpCollector { sample }));

@@ -42,6 +42,8 @@ pub struct PolicyState {
     /// What the last pass compiled (without the skipped policies): the cluster as this agent
     /// sees it, for `tortie policy list` and `trace`.
     pub inputs: std::sync::Arc<Inputs>,
+    /// The program last given to the nftables owner (for the counters).
+    pub program: std::sync::Arc<crate::policy::Program>,
 }
 
 /// How often everything is read again without a watch event.
@@ -165,8 +167,9 @@ impl Inputs {
 /// The follower's memory between passes.
 #[derive(Default)]
 struct Follower {
-    /// The section last given to the owner.
+    /// The section last given to the owner, and its program.
     sent: Option<Section>,
+    program: std::sync::Arc<crate::policy::Program>,
     /// Policies nft refused, left out while unchanged.
     refused: Vec<Refused>,
     /// The invalid policies already logged.
@@ -205,6 +208,7 @@ impl Follower {
                 s.programmed = programmed;
             }
             s.inputs = inputs;
+            s.program = self.program.clone();
             changed
         });
     }
@@ -232,6 +236,7 @@ impl Follower {
             }
             table.set_section(nft_policy::USER, section.clone()).await;
             self.sent = Some(section);
+            self.program = std::sync::Arc::new(program);
         }
         // Written (or failed) once the owner has handled it.
         table.probe().await;

@@ -30,3 +30,45 @@ impl Collector for PolicyCollector {
         Ok(())
     }
 }
+
+/// `tortie_policy_rule_packets_total` / `_bytes_total{policy, rule, direction}` and
+/// `tortie_policy_denied_packets_total{namespace, pod}`, from the counters the agent reads
+/// from nftables (`agent::policy_counters`).
+#[derive(Debug)]
+pub struct PolicyCountersCollector {
+    pub counters: watch::Receiver<crate::agent::policy_counters::PolicyCounters>,
+}
+
+impl Collector for PolicyCountersCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::ConstCounter;
+        let counters = self.counters.borrow().clone();
+        for (name, help, bytes) in [
+            (
+                "policy_rule_packets",
+                "Packets matched by a network-policy rule, by policy, rule index and direction",
+                false,
+            ),
+            ("policy_rule_bytes", "Bytes matched by a network-policy rule, by policy, rule index and direction", true),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((policy, rule, direction), (packets, octets)) in &counters.rules {
+                let rule = rule.to_string();
+                let labels = [("policy", policy.as_str()), ("rule", rule.as_str()), ("direction", direction)];
+                ConstCounter::new(if bytes { *octets } else { *packets }).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "policy_denied_packets",
+            "Packets a local pod's policy chains dropped because no rule allowed them, by pod",
+            None,
+            MetricType::Counter,
+        )?;
+        for (endpoint, packets) in &counters.denied {
+            let (namespace, pod) = endpoint.split_once('/').unwrap_or(("", endpoint));
+            let labels = [("namespace", namespace), ("pod", pod)];
+            ConstCounter::new(*packets).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
