@@ -31,7 +31,7 @@ fn with_store<T>(db: &Path, f: impl AsyncFnOnce(&Datastore) -> T) -> T {
 struct Pod {
     ns: String,
     ip: IpAddr,
-    _listeners: Vec<TcpListener>,
+    listeners: Vec<TcpListener>,
 }
 
 impl Drop for Pod {
@@ -63,56 +63,127 @@ fn add_pod(t: &Topology, socket: &Path, name: &str, args: &[&str]) -> Pod {
             l
         })
         .collect();
-    Pod { ns, ip, _listeners: listeners }
+    Pod { ns, ip, listeners }
 }
 
 fn connects(from: &Pod, to: &Pod, port: u16) -> bool {
     let target = SocketAddr::new(to.ip, port);
-    tortie::netns::run_in_namespace(&from.ns, move || TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).is_ok())
-        .unwrap()
+    let connected =
+        tortie::netns::run_in_namespace(&from.ns, move || TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).is_ok())
+            .unwrap();
+    // Accepted and closed: a full accept queue would make later connections fail as if denied.
+    for listener in &to.listeners {
+        while listener.accept().is_ok() {}
+    }
+    connected
 }
 
 fn kube_policy(spec: serde_json::Value) -> KubeNetworkPolicy {
     serde_json::from_value(spec).unwrap()
 }
 
-#[test]
-fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_made() {
-    let mut t = Topology::new("apol").unwrap();
-    t.add_namespace("n").unwrap();
-    // The node's own address, on its uplink.
-    t.add_namespace("ext").unwrap();
-    t.add_veth(("n", "eth1", Some("192.0.2.1/24")), ("ext", "eth1", Some("192.0.2.2/24"))).unwrap();
-    let dir = t.dir().to_path_buf();
-    let db = dir.join("tortie.db");
-    with_store(&db, async |ds| {
-        tortie::ipam::create_pool(ds, "v4", &IpPool::new("10.244.0.0/16".parse().unwrap())).await.unwrap();
-    });
-    let config = dir.join("tortie.yaml");
-    let socket = dir.join("api.sock");
-    std::fs::write(
-        &config,
-        format!(
-            "node: {{name: policy-test}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: false}}\nbgp: {{enabled: false}}\ndataplane: {{cleanup_on_exit: true, resync_interval_seconds: 1}}\n",
-            db.display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]).unwrap();
-    let pid = agent.pid();
-    let log = agent.log_path().to_path_buf();
-    let fail = |what: &str| -> ! {
-        let table = t
+/// `tortie node` in namespace `n` of a fresh topology (sqlite datastore, a /16 pool),
+/// with `TORTIE_FAULTS` set to `faults` when given.
+struct Node {
+    t: Topology,
+    db: std::path::PathBuf,
+    socket: std::path::PathBuf,
+    pid: u32,
+    log: std::path::PathBuf,
+}
+
+impl Node {
+    fn start(label: &str, faults: Option<&str>) -> Node {
+        let mut t = Topology::new(label).unwrap();
+        t.add_namespace("n").unwrap();
+        // The node's own address, on its uplink.
+        t.add_namespace("ext").unwrap();
+        t.add_veth(("n", "eth1", Some("192.0.2.1/24")), ("ext", "eth1", Some("192.0.2.2/24"))).unwrap();
+        let dir = t.dir().to_path_buf();
+        let db = dir.join("tortie.db");
+        with_store(&db, async |ds| {
+            tortie::ipam::create_pool(ds, "v4", &IpPool::new("10.244.0.0/16".parse().unwrap())).await.unwrap();
+        });
+        let config = dir.join("tortie.yaml");
+        let socket = dir.join("api.sock");
+        std::fs::write(
+            &config,
+            format!(
+                "node: {{name: policy-test}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nmetrics: {{enabled: true}}\nbgp: {{enabled: false}}\ndataplane: {{cleanup_on_exit: true, resync_interval_seconds: 1}}\n",
+                db.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let fault = faults.map(|f| format!("{}={f}", tortie::faults::VARIABLE));
+        let mut argv = vec!["env"];
+        argv.extend(fault.as_deref());
+        argv.extend([env!("CARGO_BIN_EXE_tortie"), "node", "--config", config.to_str().unwrap()]);
+        let agent = t.spawn("n", &argv).unwrap();
+        let (pid, log) = (agent.pid(), agent.log_path().to_path_buf());
+        Node { t, db, socket, pid, log }
+    }
+
+    fn add_pod(&self, name: &str, args: &[&str]) -> Pod {
+        add_pod(&self.t, &self.socket, name, args)
+    }
+
+    /// Panics with `what`, the table and the agent's log.
+    fn fail(&self, what: &str) -> ! {
+        let table = self
+            .t
             .exec("n", &["nft", "list", "table", "inet", "tortie"])
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         panic!("{what}; table {table:?}; agent log:\n{log}");
-    };
+    }
 
-    let web = add_pod(&t, &socket, "web", &["--namespace", "prod", "--label", "app=web"]);
-    let db_pod = add_pod(&t, &socket, "db", &["--namespace", "prod", "--label", "app=db", "--port", "http:tcp:8080"]);
-    let dev = add_pod(&t, &socket, "dev", &["--namespace", "dev", "--label", "app=web"]);
+    /// `tortie <args> --socket <the agent's>`: its stdout (panics when it prints nothing;
+    /// `status` exits 3 while the agent is not ready).
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tortie"))
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .unwrap();
+        if out.stdout.is_empty() {
+            self.fail(&format!("tortie {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The agent's `/metrics` text (empty when it does not answer).
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        tortie::netns::run_in_namespace(&self.t.ns("n"), || {
+            let mut stream = TcpStream::connect_timeout(&"127.0.0.1:9478".parse().unwrap(), CONNECT_TIMEOUT).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).ok()?;
+            Some(text)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+
+    fn stop(mut self) {
+        let exit = self.t.terminate(self.pid, Duration::from_secs(10));
+        assert!(exit.is_some_and(|s| s.success()), "SIGTERM stops the agent cleanly: {exit:?}");
+    }
+}
+
+#[test]
+fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_made() {
+    let node = Node::start("apol", None);
+    let db = node.db.clone();
+    let fail = |what: &str| node.fail(what);
+
+    let web = node.add_pod("web", &["--namespace", "prod", "--label", "app=web"]);
+    let db_pod = node.add_pod("db", &["--namespace", "prod", "--label", "app=db", "--port", "http:tcp:8080"]);
+    let dev = node.add_pod("dev", &["--namespace", "dev", "--label", "app=web"]);
     if wait_until("pods reaching each other", WAIT, || connects(&web, &db_pod, 80).then_some(())).is_err() {
         fail("web cannot reach db without any policy");
     }
@@ -130,6 +201,56 @@ fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_ma
         fail("the policy is not enforced");
     }
 
+    // Counters from the kernel: the allowing rule's packets and bytes, db's denied packets.
+    let counted = || {
+        let metrics = node.metrics();
+        let value = |series: &str| -> f64 {
+            metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+        };
+        let rule = "{policy=\"prod/knp.default.db-from-web\",rule=\"0\",direction=\"ingress\"}";
+        let packets = value(&format!("tortie_policy_rule_packets_total{rule}"));
+        let bytes = value(&format!("tortie_policy_rule_bytes_total{rule}"));
+        let denied = value("tortie_policy_denied_packets_total{namespace=\"prod\",pod=\"db\"}");
+        (packets > 0.0 && bytes > packets && denied > 0.0).then_some(())
+    };
+    if wait_until("the policy counters counting", WAIT, counted).is_err() {
+        fail(&format!("the policy counters do not count:\n{}", node.metrics()));
+    }
+
+    // The agent's view: the policy listed, and traces that agree with the connections above.
+    let list: serde_json::Value = serde_json::from_str(&node.cli(&["policy", "list", "-o", "json"])).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([{"kind": "KubernetesNetworkPolicy", "name": "prod/db-from-web", "order": 1000.0,
+            "selector": "app == \"db\"", "types": ["Ingress"], "ingress_rules": 1, "egress_rules": 0,
+            "status": "valid"}])
+    );
+    let trace = |from: &str, to: &str, port: &str| -> serde_json::Value {
+        let out = node.cli(&["policy", "trace", "--from", from, "--to", to, "--port", port, "-o", "json"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let allowed = trace("prod/web", "prod/db", "8080/tcp");
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    assert_eq!(allowed["ingress"]["policy"], "prod/knp.default.db-from-web", "{allowed}");
+    assert_eq!(allowed["ingress"]["rule"], 0, "{allowed}");
+    assert_eq!(allowed["egress"]["verdict"], "allow", "{allowed}");
+    let denied = trace("prod/web", &db_pod.ip.to_string(), "80/tcp");
+    assert_eq!(
+        (&denied["allowed"], &denied["to"]),
+        (&serde_json::json!(false), &serde_json::json!("prod/db")),
+        "{denied}"
+    );
+    assert_eq!(denied["ingress"]["reason"], "selected by a policy, and no rule matched", "{denied}");
+    let table = node.cli(&["policy", "trace", "--from", "dev/dev", "--to", "prod/db", "--port", "8080/tcp"]);
+    assert!(table.ends_with("denied\n"), "{table}");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_tortie"))
+        .args(["policy", "trace", "--from", "prod/nope", "--to", "prod/db", "--port", "80/tcp", "--socket"])
+        .arg(&node.socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && stderr.contains("no pod prod/nope in the cluster"), "{stderr}");
+
     // The dev namespace labelled and let in by a namespace selector.
     with_store(&db, async |ds| {
         let labels = [("env".to_string(), "dev".to_string())].into();
@@ -143,6 +264,93 @@ fn policies_and_namespace_labels_in_the_datastore_isolate_pods_the_cni_plugin_ma
     }
     assert!(!connects(&web, &db_pod, 80), "web still only on http");
 
-    let exit = t.terminate(pid, Duration::from_secs(10));
-    assert!(exit.is_some_and(|s| s.success()), "SIGTERM stops the agent cleanly: {exit:?}");
+    node.stop();
+}
+
+/// Each policy change reaches nftables this late (`delay-MS:policy`): without the ADD waiting
+/// for its pod's policy, a new pod would be reachable for that long.
+const POLICY_DELAY_MS: u64 = 3000;
+
+#[test]
+fn a_pod_added_under_a_deny_policy_is_denied_as_soon_as_its_add_returns() {
+    let node = Node::start("apolw", Some(&format!("delay-{POLICY_DELAY_MS}:policy")));
+    // Ingress to app=target denied, before any such pod exists.
+    with_store(&node.db, async |ds| {
+        let policy = kube_policy(serde_json::json!({"podSelector": {"matchLabels": {"app": "target"}},
+            "policyTypes": ["Ingress"]}));
+        ds.create("prod/deny-target", &policy).await.unwrap();
+    });
+    let client = node.add_pod("client", &["--namespace", "prod", "--label", "app=client"]);
+    let open = node.add_pod("open", &["--namespace", "prod", "--label", "app=open"]);
+    // A pod no policy selects is reachable as soon as its ADD returns: its route is in place.
+    if !connects(&client, &open, 80) {
+        node.fail("an unselected pod is not reachable right after its ADD returned");
+    }
+    let target = node.add_pod("target", &["--namespace", "prod", "--label", "app=target"]);
+    if connects(&client, &target, 80) {
+        node.fail("the target pod was reachable right after its ADD returned: its policy was not in place");
+    }
+    node.stop();
+}
+
+#[test]
+fn an_add_whose_policy_is_not_programmed_in_time_is_told_to_try_again_naming_the_pod() {
+    // Longer than the agent's wait (a third of the plugin's 30 s): the ADD cannot succeed.
+    let node = Node::start("apolt", Some("delay-15000:policy"));
+    let listening = || std::os::unix::net::UnixStream::connect(&node.socket).ok().map(drop);
+    if wait_until("the agent's API", WAIT, listening).is_err() {
+        node.fail("the agent's API does not answer");
+    }
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", node.t.ns("n")))
+        .args(["--", env!("CARGO_BIN_EXE_tortie"), "lab", "pod", "add", "late", "--namespace", "prod"])
+        .args(["--wait-seconds", "0"])
+        .env("TORTIE_API_SOCKET", &node.socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the ADD must not succeed: {}", String::from_utf8_lossy(&out.stdout));
+    if !(stderr.contains("code 11") && stderr.contains("prod/late") && stderr.contains("network policy")) {
+        node.fail(&format!("the ADD's error is not code 11 naming the pod: {stderr}"));
+    }
+    node.stop();
+}
+
+#[test]
+fn a_policy_nftables_refuses_is_reported_and_skipped_while_the_others_apply() {
+    // nft refuses the rules of prod/refused (a jump to a chain that does not exist).
+    let node = Node::start("apolr", Some("refuse:nft-policy:prod/knp.default.refused"));
+    let web = node.add_pod("web", &["--namespace", "prod", "--label", "app=web"]);
+    let db = node.add_pod("db", &["--namespace", "prod", "--label", "app=db"]);
+    if wait_until("pods reaching each other", WAIT, || connects(&web, &db, 80).then_some(())).is_err() {
+        node.fail("web cannot reach db without any policy");
+    }
+    with_store(&node.db, async |ds| {
+        let deny = |app: &str| {
+            kube_policy(serde_json::json!({"podSelector": {"matchLabels": {"app": app}}, "policyTypes": ["Ingress"]}))
+        };
+        ds.create("prod/refused", &deny("web")).await.unwrap();
+        ds.create("prod/db-closed", &deny("db")).await.unwrap();
+    });
+    // The refused policy is skipped: web stays open.
+    let applied = || (!connects(&web, &db, 80) && connects(&db, &web, 80)).then_some(());
+    if wait_until("the valid policy enforced", WAIT, applied).is_err() {
+        node.fail("the valid policy is not enforced beside the one nftables refuses");
+    }
+    let status: serde_json::Value = serde_json::from_str(&node.cli(&["status", "-o", "json"])).unwrap();
+    let invalid = status["invalid_policies"].as_array().cloned().unwrap_or_default();
+    let reported = invalid.iter().any(|p| {
+        p["kind"] == "KubernetesNetworkPolicy"
+            && p["name"] == "prod/refused"
+            && p["reason"].as_str().is_some_and(|r| r.contains("nftables refuses its rules"))
+    });
+    if !reported || invalid.len() != 1 {
+        node.fail(&format!("status does not report prod/refused alone as invalid: {invalid:?}"));
+    }
+    let series = "tortie_policy_invalid{kind=\"KubernetesNetworkPolicy\",name=\"prod/refused\"} 1";
+    let metrics = node.metrics();
+    if !metrics.contains(series) {
+        node.fail(&format!("no {series} in the metrics:\n{metrics}"));
+    }
+    node.stop();
 }

@@ -26,6 +26,8 @@ pub mod node_status;
 pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
+pub mod policy_counters;
+mod policy_refused;
 mod pools;
 mod remote_routes;
 mod routes;
@@ -160,7 +162,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         remote_routes::setup(&config, &ds, &name, &underlay, &pools, &stop_rx).await.map_err(AgentError::Ipip)?;
 
     // Pod routes are restored before the first full reconcile (routes::initial_sync), which would delete them.
-    let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer).await?;
+    // What network policy has in place: the CNI ADD waits for its pod's.
+    let (policy_tx, policy_rx) = watch::channel(policy::PolicyState::default());
+    let workloads = start_workloads(&config, &ds, &name, underlay.mtu, &programmer, policy_rx.clone()).await?;
 
     let (pools_tx, pools_rx) = watch::channel(pools);
     // tortie's nftables table (its only one): NAT outgoing and network policy fill it.
@@ -187,6 +191,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         unsupported_fields: Vec::new(),
         nat_outgoing_pools: Vec::new(),
         nftables_error: None,
+        invalid_policies: Vec::new(),
     });
     // The path the stage chose per node, for status and metrics.
     let (paths_tx, paths_rx) = watch::channel(std::collections::HashMap::new());
@@ -244,7 +249,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
-    tasks.spawn("network policy", policy::follow(ds.clone(), name.clone(), nft.clone(), stop_rx.clone()));
+    tasks.spawn("network policy", policy::follow(ds.clone(), name.clone(), nft.clone(), policy_tx, stop_rx.clone()));
+    let (policy_counters_tx, policy_counters_rx) = watch::channel(policy_counters::PolicyCounters::default());
+    tasks.spawn(
+        "policy counters",
+        policy_counters::follow(nft.clone(), policy_rx.clone(), policy_counters_tx, stop_rx.clone()),
+    );
     // 100 µs … ~6.5 s
     let programming_latency = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17),
@@ -354,6 +364,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             stats: nft.stats.clone(),
             state: nft.state.clone(),
         }));
+        metrics
+            .tortie()
+            .register_collector(Box::new(crate::metrics::policy::PolicyCollector { state: policy_rx.clone() }));
+        metrics.tortie().register_collector(Box::new(crate::metrics::policy::PolicyCountersCollector {
+            counters: policy_counters_rx.clone(),
+        }));
         let _ipam_metrics = crate::metrics::ipam::IpamMetrics::register(metrics.tortie(), pool_usage_rx.clone());
         if let Some(sample) = bgp_sample.clone() {
             metrics.tortie().register_collector(Box::new(crate::metrics::bgp::BgpCollector { sample }));
@@ -392,6 +408,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 cni: cni_install::CniInstall::from_config(&config).ok().flatten(),
                 nat_pools: nat_pools_rx,
                 nftables: nft.state.clone(),
+                policy: policy_rx.clone(),
             },
             health_tx,
             status_tx,
@@ -432,8 +449,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
     tasks.spawn("workload sweep", workloads::sweep(workloads.clone(), stop_rx.clone()));
-    let services =
-        ApiServices { workloads: Some(workloads), rib: rib.clone(), service_prefixes: Some(services_rx.clone()) };
+    let services = ApiServices {
+        workloads: Some(workloads),
+        rib: rib.clone(),
+        service_prefixes: Some(services_rx.clone()),
+        policy: Some(policy_rx.clone()),
+    };
     let mut api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
 
@@ -530,6 +551,7 @@ async fn start_workloads(
     name: &str,
     underlay_mtu: u32,
     programmer: &Programmer,
+    policy: watch::Receiver<policy::PolicyState>,
 ) -> Result<Arc<workloads::Workloads>, AgentError> {
     let allocator = ipam::start(ds, name, config).await.map_err(AgentError::Datastore)?;
     // Kubernetes mode reads each pod's IPAM annotations from its Pod.
@@ -545,6 +567,7 @@ async fn start_workloads(
         interface_prefix: config.dataplane.workload_interface_prefix.clone(),
         mtu: config.dataplane.mtu,
         kube,
+        policy: Some(policy),
     };
     workloads::Workloads::start(settings, allocator, programmer.clone())
         .await
@@ -562,6 +585,8 @@ struct Followed {
     /// The pools with NAT outgoing.
     nat_pools: watch::Receiver<Vec<String>>,
     nftables: watch::Receiver<nftables::NftState>,
+    /// What network policy has in place and skips.
+    policy: watch::Receiver<policy::PolicyState>,
 }
 
 /// Keeps the health input and the status report in step with the
@@ -573,7 +598,8 @@ async fn follow_health(
     started: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Followed { mut dataplane, mut peers, mut datastore, paths, cni, mut nat_pools, mut nftables } = followed;
+    let Followed { mut dataplane, mut peers, mut datastore, paths, cni, mut nat_pools, mut nftables, mut policy } =
+        followed;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let peer_list = peers.borrow_and_update().clone();
@@ -595,7 +621,9 @@ async fn follow_health(
         node_paths.sort();
         let nat = nat_pools.borrow_and_update().clone();
         let nft_error = nftables.borrow_and_update().last_error.clone();
+        let invalid_policies = policy.borrow_and_update().invalid.clone();
         status.send_modify(|s| {
+            s.invalid_policies = invalid_policies;
             s.nat_outgoing_pools = nat;
             s.nftables_error = nft_error;
             s.ready = verdict.is_ok();
@@ -621,6 +649,7 @@ async fn follow_health(
             changed = datastore.changed() => if changed.is_err() { return },
             changed = nat_pools.changed() => if changed.is_err() { return },
             changed = nftables.changed() => if changed.is_err() { return },
+            changed = policy.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

@@ -38,6 +38,10 @@ pub(crate) const ATTR_ALLOCATED_AT: &str = "allocated_at";
 
 /// Handles younger than this are never garbage (the runtime may not list a pod it is creating).
 pub const GC_GRACE: Duration = Duration::from_secs(60);
+/// How long an ADD waits for its pod's network policy to be in the kernel before the plugin is
+/// told to try again (a third of the plugin's own timeout, so the agent's answer, naming the
+/// workload, reaches the runtime first).
+pub const POLICY_WAIT: Duration = Duration::from_secs(crate::cni::ops::DEFAULT_TIMEOUT.as_secs() / 3);
 /// How often the agent looks for workloads whose host veth has gone.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// The workload service of one node.
@@ -58,6 +62,8 @@ pub struct Workloads {
     pods: PodLocks,
     /// Kubernetes mode: where the Pod's IPAM annotations are read.
     kube: Option<kube::Client>,
+    /// What network policy has in place (`None`: no policy follower, nothing to wait for).
+    policy: Option<tokio::sync::watch::Receiver<super::policy::PolicyState>>,
 }
 
 /// What [`Workloads::start`] needs from the agent.
@@ -69,6 +75,8 @@ pub struct WorkloadsConfig {
     pub mtu: Option<u32>,
     /// Kubernetes mode: the client the Pods' annotations are read with.
     pub kube: Option<kube::Client>,
+    /// What the policy follower has in place; an ADD returns once its pod's policy is.
+    pub policy: Option<tokio::sync::watch::Receiver<super::policy::PolicyState>>,
 }
 
 fn now_secs() -> u64 {
@@ -97,6 +105,7 @@ impl Workloads {
             programmed: Mutex::new(HashSet::new()),
             pods: PodLocks::default(),
             kube: config.kube,
+            policy: config.policy,
             datastore_unwritable: tokio::sync::watch::Sender::new(None),
         });
         match service.restore().await {
@@ -143,6 +152,26 @@ impl Workloads {
             WorkloadError::Unavailable(message)
         } else {
             WorkloadError::Internal(format!("{what}: {e}"))
+        }
+    }
+
+    /// Waits until the policy follower has programmed `w`'s interface with its addresses;
+    /// after [`POLICY_WAIT`] the runtime is told to try again, naming the workload.
+    async fn wait_for_policy(&self, w: &Workload) -> Result<(), WorkloadError> {
+        let Some(policy) = &self.policy else { return Ok(()) };
+        let mut policy = policy.clone();
+        let programmed = |s: &super::policy::PolicyState| {
+            s.programmed.get(&w.host_interface).is_some_and(|have| w.addresses.iter().all(|a| have.contains(&a.ip())))
+        };
+        let name = format!("{}/{} (handle {}, interface {})", w.namespace, w.pod, w.handle, w.host_interface);
+        match tokio::time::timeout(POLICY_WAIT, policy.wait_for(programmed)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(WorkloadError::Unavailable(format!(
+                "network policy for workload {name} cannot be programmed: the policy follower has stopped"
+            ))),
+            Err(_) => Err(WorkloadError::Unavailable(format!(
+                "network policy for workload {name} is not in the kernel after {POLICY_WAIT:?}; try again"
+            ))),
         }
     }
 
@@ -592,6 +621,8 @@ impl WorkloadService for Workloads {
                 w.host_interface
             )));
         };
+        // Nothing routes to the pod before its policy is in place.
+        self.wait_for_policy(&w).await?;
         self.set_routes(&w, ifindex).await;
         // Answer once the route is in the kernel, so the pod's traffic flows when ADD returns.
         // (`applied`, not `flush`: a flush would complete the first full reconcile early, and

@@ -42,6 +42,8 @@ pub struct ApiServices {
     pub rib: Option<Rib>,
     /// The service prefixes this node advertises: their routes' origin in `/v1/bgp/routes`.
     pub service_prefixes: Option<watch::Receiver<crate::services::Advertisements>>,
+    /// `/v1/policies…`, for `tortie policy`: the network-policy follower's state.
+    pub policy: Option<watch::Receiver<crate::agent::policy::PolicyState>>,
 }
 
 /// What `/v1/bgp/routes` reads.
@@ -117,6 +119,9 @@ impl ApiListener {
             );
         if let Some(workloads) = services.workloads {
             app = app.merge(super::workloads::router(workloads));
+        }
+        if let Some(policy) = services.policy {
+            app = app.merge(super::policy::router(policy));
         }
         let listener = self.listener.take().expect("serve is called once");
         super::connections::serve(listener, app, shutdown).await

@@ -30,6 +30,20 @@ pub struct StatusReport {
     /// Why tortie's nftables table could not be written, until it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nftables_error: Option<String>,
+    /// Network policies the agent skips (the others apply), and why.
+    #[serde(default)]
+    pub invalid_policies: Vec<InvalidPolicy>,
+}
+
+/// A network policy from the datastore that the agent skips: it does not decode, does not
+/// convert to the policy model, or nftables refuses its rules.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InvalidPolicy {
+    /// `NetworkPolicy`, `GlobalNetworkPolicy` or `KubernetesNetworkPolicy`.
+    pub kind: String,
+    /// `namespace/name` for the namespaced kinds.
+    pub name: String,
+    pub reason: String,
 }
 
 /// One field of one stored resource that has no effect.

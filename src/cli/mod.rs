@@ -10,6 +10,7 @@ mod docs_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
 mod migrate_cmd;
+mod policy_cmd;
 mod status_cmd;
 pub mod table;
 
@@ -53,6 +54,9 @@ pub enum Command {
     /// BGP: inspect peers and routes, decode and encode wire messages.
     #[command(subcommand)]
     Bgp(BgpCommand),
+    /// Network policies as the agent programs them: list, trace a packet.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// The CNI plugin entry point (also run when the binary is invoked as `tortie-cni`).
     Cni,
     /// Run containerlab topologies in network namespaces, without Docker.
@@ -260,6 +264,30 @@ pub enum BgpCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the network policies: kind, name, order, selector, types, rule counts, valid or why not.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Which policy and rule decide a packet, per direction (egress at the source, ingress at
+    /// the destination), from the rules the agent programs.
+    Trace {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The source pod, NAMESPACE/POD.
+        #[arg(long)]
+        from: String,
+        /// The destination: a pod, NAMESPACE/POD, or an address.
+        #[arg(long)]
+        to: String,
+        /// The destination port and protocol: PORT/tcp, PORT/udp or PORT/sctp.
+        #[arg(long, value_name = "PORT/PROTOCOL")]
+        port: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build a topology (idempotent: what exists is kept).
     Up(LabArgs),
@@ -407,6 +435,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Cluster(ClusterCommand::Status { output, store }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             apply_cmd::run_blocking(cluster_cmd::status(&store, output, cli.kubectl_plugin))
+        }
+        Command::Policy(PolicyCommand::List { client }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            policy_cmd::list(&client)
+        }
+        Command::Policy(PolicyCommand::Trace { client, from, to, port }) => {
+            crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
+            policy_cmd::trace(&client, &from, &to, &port)
         }
         Command::Ipam(cmd) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);

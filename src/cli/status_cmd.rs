@@ -113,6 +113,12 @@ pub fn render(r: &StatusReport, now: u64) -> String {
         out.push_str("\nResource fields without effect\n");
         out.push_str(&table::render(&["RESOURCE", "FIELD", "WHY"], &rows));
     }
+    if !r.invalid_policies.is_empty() {
+        let rows: Vec<Vec<String>> =
+            r.invalid_policies.iter().map(|p| vec![format!("{}/{}", p.kind, p.name), p.reason.clone()]).collect();
+        out.push_str("\nNetwork policies skipped (the others apply)\n");
+        out.push_str(&table::render(&["POLICY", "WHY"], &rows));
+    }
     out
 }
 
@@ -151,6 +157,7 @@ mod tests {
             peers: vec![],
             paths: vec![],
             unsupported_fields: vec![],
+            invalid_policies: vec![],
             nat_outgoing_pools: vec![],
             nftables_error: None,
         }
@@ -191,6 +198,11 @@ mod tests {
                 field: "programClusterRoutes".into(),
                 reason: "tortie always programs the routes itself".into(),
             }],
+            invalid_policies: vec![crate::api::status::InvalidPolicy {
+                kind: "NetworkPolicy".into(),
+                name: "prod/bad".into(),
+                reason: "nftables refuses its rules: no such chain".into(),
+            }],
             ..report()
         };
         let text = render(&r, 1065);
@@ -204,5 +216,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nNAT outgoing for pools: 10.244.0.0/16\n"), "{text}");
+        assert!(text.contains("| NetworkPolicy/prod/bad | nftables refuses its rules: no such chain |"), "{text}");
     }
 }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// How long the agent may take by default before the runtime is told to try again.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One call to the agent, with the configured timeout; errors become CNI errors.
 async fn agent<T: DeserializeOwned, B: Serialize>(

@@ -11,6 +11,7 @@ pub mod bgp;
 pub mod dataplane;
 pub mod ipam;
 pub mod nftables;
+pub mod policy;
 pub mod process;
 pub mod readiness;
 pub mod server;

@@ -16,6 +16,7 @@ pub mod ir;
 pub mod kube;
 pub mod model;
 pub mod reference;
+pub mod trace;
 
 #[cfg(test)]
 mod differential_tests;

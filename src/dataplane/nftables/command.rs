@@ -48,6 +48,12 @@ impl NftCommand {
         self.run("-f", &["-j", "-f", "-"], Some(json)).await.map(|_| ())
     }
 
+    /// Whether the kernel would take `batch` (`nft -c -j -f -`: checked, nothing applied).
+    pub async fn check(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
+        let json = serde_json::to_string(batch).map_err(|e| NftError::BadJson(e.to_string()))?;
+        self.run("-c -f", &["-c", "-j", "-f", "-"], Some(json)).await.map(|_| ())
+    }
+
     /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
     pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
         match self.run("list table", &["-j", "list", "table", "inet", name], None).await {

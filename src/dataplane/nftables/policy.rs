@@ -16,7 +16,7 @@
 
 use super::render::{AddressSet, BaseChain, ChainSpec, Section};
 use crate::datastore::resources::Action;
-use crate::policy::ir::{IrRule, Match, Program, Side};
+use crate::policy::ir::{IrRule, Match, PolicyChains, Program, Side};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use serde_json::{Value, json};
@@ -120,6 +120,10 @@ pub fn section(program: &Program) -> Result<Section, String> {
     for policy in &program.policies {
         for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
             let mut rules = Vec::new();
+            if crate::faults::refuses(&format!("nft-policy:{}", policy.name)) {
+                // A jump to a chain that does not exist: nft refuses the batch.
+                rules.push(vec![statement(json!({"jump": {"target": "tortie-fault-no-such-chain"}}))?]);
+            }
             for rule in ir {
                 for family in families(rule) {
                     rules.push(rule_statements(rule, family, &policy.name)?);
@@ -129,6 +133,20 @@ pub fn section(program: &Program) -> Result<Section, String> {
         }
     }
     Ok(Section { sets, chains })
+}
+
+/// What each rule of a policy chain counts, by its position in the chain: the index of the
+/// policy rule it comes from (`None` for a rule no policy rule made). `ingress` picks the chain.
+pub fn rule_origins(policy: &PolicyChains, ingress: bool) -> Vec<Option<usize>> {
+    let ir = if ingress { &policy.ingress } else { &policy.egress };
+    let mut out = Vec::new();
+    if crate::faults::refuses(&format!("nft-policy:{}", policy.name)) {
+        out.push(None);
+    }
+    for rule in ir {
+        out.extend(families(rule).iter().map(|_| Some(rule.origin)));
+    }
+    out
 }
 
 /// The families a rule is written for: one when it names one (by version or ICMP kind) or

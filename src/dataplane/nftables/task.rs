@@ -66,6 +66,8 @@ enum Command {
 #[derive(Clone)]
 pub struct NftTable {
     commands: mpsc::Sender<Command>,
+    /// How `nft` is run (users check their rules with it).
+    pub command: NftCommand,
     pub stats: Arc<NftStats>,
     pub state: watch::Receiver<NftState>,
 }
@@ -76,9 +78,10 @@ impl NftTable {
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let stats = Arc::new(NftStats::default());
         let (state_tx, state_rx) = watch::channel(NftState::default());
+        let command = config.command.clone();
         let owner = Owner { config, desired: Desired::new(), written: None, stats: stats.clone(), state: state_tx };
         let task = tokio::spawn(owner.run(rx));
-        (NftTable { commands: tx, stats, state: state_rx }, task)
+        (NftTable { commands: tx, command, stats, state: state_rx }, task)
     }
 
     /// Replaces `user`'s section (written at once when every user has sent one).
@@ -87,8 +90,9 @@ impl NftTable {
         let _ = self.commands.send(Command::Section(user, section)).await;
     }
 
-    /// Returns once the owner has handled everything sent before (for
-    /// tests and liveness); false when it has stopped.
+    /// Returns once the owner has handled everything sent before, its
+    /// [`NftState`] updated (for users, tests and liveness); false when it
+    /// has stopped.
     pub async fn probe(&self) -> bool {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Probe(tx)).await.is_ok() && rx.await.is_ok()
@@ -161,7 +165,6 @@ impl Owner {
                 continue;
             }
             let result = if check { self.repair().await } else { self.write().await };
-            answer(probes);
             retry = match result {
                 Ok(()) => None,
                 Err(e) => {
@@ -172,6 +175,8 @@ impl Owner {
                     Some(tokio::time::Instant::now() + RETRY_AFTER)
                 }
             };
+            // After the state: a prober reads the outcome of what it sent.
+            answer(probes);
         }
     }
 

@@ -1,0 +1,97 @@
+//! Network-policy counters: every `POLL` the nft counters of tortie's table are read and summed
+//! per policy rule and direction (`tortie_policy_rule_packets_total` / `_bytes_total`) and per
+//! local endpoint (`tortie_policy_denied_packets_total`: packets its chain dropped at its end,
+//! because no rule of the policies selecting it allowed them; a Deny rule's drops count on that
+//! rule). Series are bounded by the policies' rules and this node's pods.
+
+use super::policy::PolicyState;
+use crate::dataplane::nftables::policy::{endpoint_chain, policy_chain, rule_origins};
+use crate::dataplane::nftables::{NftTable, TABLE_NAME};
+use crate::policy::Program;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the counters are read.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Packets and bytes.
+pub type Count = (u64, u64);
+
+/// The counters as last read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyCounters {
+    /// (policy, rule index, `ingress`/`egress`) → count.
+    pub rules: BTreeMap<(String, usize, &'static str), Count>,
+    /// `namespace/pod` → packets dropped at the end of its chains.
+    pub denied: BTreeMap<String, u64>,
+}
+
+/// Each chain's counters in rule order.
+fn chain_counters(listing: &Value) -> BTreeMap<String, Vec<Option<Count>>> {
+    let mut out: BTreeMap<String, Vec<Option<Count>>> = BTreeMap::new();
+    for rule in listing.get("nftables").and_then(Value::as_array).into_iter().flatten().filter_map(|o| o.get("rule")) {
+        let Some(chain) = rule.get("chain").and_then(Value::as_str) else { continue };
+        let counter = rule.get("expr").and_then(Value::as_array).and_then(|e| {
+            e.iter().find_map(|x| {
+                let c = x.get("counter")?;
+                Some((c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?))
+            })
+        });
+        out.entry(chain.to_string()).or_default().push(counter);
+    }
+    out
+}
+
+/// The counters of `program` in `listing`.
+pub fn read(program: &Program, listing: &Value) -> PolicyCounters {
+    let chains = chain_counters(listing);
+    let mut out = PolicyCounters::default();
+    for policy in &program.policies {
+        for (ingress, direction) in [(true, "ingress"), (false, "egress")] {
+            let Some(counters) = chains.get(&policy_chain(&policy.id, ingress)) else { continue };
+            for (origin, counter) in rule_origins(policy, ingress).into_iter().zip(counters) {
+                if let (Some(rule), Some((packets, bytes))) = (origin, counter) {
+                    let entry = out.rules.entry((policy.name.clone(), rule, direction)).or_default();
+                    entry.0 += packets;
+                    entry.1 += bytes;
+                }
+            }
+        }
+    }
+    for endpoint in &program.endpoints {
+        for (ingress, list) in [(true, &endpoint.ingress), (false, &endpoint.egress)] {
+            if list.is_none() {
+                continue;
+            }
+            let last = chains.get(&endpoint_chain(&endpoint.interface, ingress)).and_then(|c| c.last().copied());
+            *out.denied.entry(endpoint.endpoint.clone()).or_default() += last.flatten().map_or(0, |c| c.0);
+        }
+    }
+    out
+}
+
+/// Reads the counters every [`POLL`] until `stop` changes.
+pub async fn follow(
+    table: NftTable,
+    state: watch::Receiver<PolicyState>,
+    out: watch::Sender<PolicyCounters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let program = state.borrow().program.clone();
+        match table.command.list_table(TABLE_NAME).await {
+            Ok(Some(listing)) => {
+                out.send_replace(read(&program, &listing));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(subsys = "policy", error = %e, "cannot read the policy counters"),
+        }
+    }
+}
