@@ -16,7 +16,7 @@ use crate::dataplane::underlay::Underlay;
 use crate::datastore::Datastore;
 use crate::datastore::resources::IpPool;
 use crate::fallback_ipip::encap::{KernelIpip, UserspaceIpip};
-use crate::fallback_ipip::lwt_xmit::BpfTransmit;
+use crate::fallback_ipip::lwt_xmit;
 use crate::fallback_ipip::{TunnelCounters, TunnelMode, UserspaceConfig, UserspaceTunnel, choose_mode};
 use crate::remote_routes::liveness::{self, ProbeConfig};
 use crate::remote_routes::stage::{self, Latency, StageConfig, StageInputs, StageOutputs};
@@ -132,7 +132,7 @@ async fn setup_ipip(site: &Site<'_>, socket: &mut RouteSocket, out: &mut Encaps)
             );
             out.counters = Some(t.counters.clone());
             out.persistent_devices.push(config.ipip.userspace_device.clone());
-            let transmit = bpf_transmit(config.ipip.userspace_bpf_transmit, underlay.v4.ip());
+            let transmit = lwt_xmit::choose(config.ipip.userspace_bpf_transmit, underlay.v4.ip());
             out.encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip::new(t, transmit)));
             out.ipip = Some(PathKind::IpipUserspace);
         }
@@ -141,35 +141,6 @@ async fn setup_ipip(site: &Site<'_>, socket: &mut RouteSocket, out: &mut Encaps)
         out.probe_source = a;
     }
     Ok(())
-}
-
-/// The userspace tunnel's in-kernel transmit, when enabled and the kernel
-/// takes its program; logs the choice and why.
-fn bpf_transmit(enabled: bool, source: std::net::Ipv4Addr) -> Option<BpfTransmit> {
-    if !enabled {
-        tracing::info!(
-            subsys = "ipip",
-            transmit = "tun",
-            reason = "ipip.userspace_bpf_transmit is false",
-            "userspace IP-in-IP transmit chosen"
-        );
-        return None;
-    }
-    match BpfTransmit::probe(source) {
-        Ok(t) => {
-            tracing::info!(
-                subsys = "ipip",
-                transmit = "bpf",
-                reason = "the kernel took the lightweight-tunnel BPF program",
-                "userspace IP-in-IP transmit chosen"
-            );
-            Some(t)
-        }
-        Err(e) => {
-            tracing::info!(subsys = "ipip", transmit = "tun", reason = %e, "userspace IP-in-IP transmit chosen: every packet through the TUN device");
-            None
-        }
-    }
 }
 
 async fn setup_vxlan(site: &Site<'_>, socket: &mut RouteSocket, ipv6: bool, out: &mut Encaps) -> Result<(), String> {

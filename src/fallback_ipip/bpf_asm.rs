@@ -12,6 +12,7 @@ pub const R1: Reg = Reg(1);
 pub const R2: Reg = Reg(2);
 pub const R3: Reg = Reg(3);
 pub const R4: Reg = Reg(4);
+pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
 /// The frame pointer: the stack is the 512 bytes below it.
 pub const FP: Reg = Reg(10);
@@ -172,6 +173,11 @@ mod tests {
             assert_eq!(insn.to_bytes(), bytes, "{text}");
         }
         assert_eq!(jmp_imm(Cond::Eq, R2, 0, 3).to_bytes(), [0x15, 0x02, 0x03, 0x00, 0, 0, 0, 0], "if r2 == 0 goto +3");
+        assert_eq!(
+            jmp_imm(Cond::Gt, R2, 65515, 12).to_bytes(),
+            [0x25, 0x02, 0x0c, 0x00, 0xeb, 0xff, 0, 0],
+            "if r2 > 65515 goto +12"
+        );
         assert_eq!(ldx(Size::H, R1, R1, 2).to_bytes()[0], 0x69, "r1 = *(u16 *)(r1 + 2)");
         assert_eq!(ldx(Size::Dw, R1, R1, 0).to_bytes()[0], 0x79, "r1 = *(u64 *)(r1 + 0)");
         assert_eq!(exit().to_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0], "exit");

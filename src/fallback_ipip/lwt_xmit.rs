@@ -7,6 +7,15 @@
 //! tunnel moves 64 KiB per trip through the stack instead of 1480 bytes per
 //! raw-socket send.
 //!
+//! The helper recognises an IPv4 outer header for GSO only with protocol
+//! 0 or 41 (`handle_gso_encap` in net/core/lwt_bpf.c matches `IPPROTO_IP`
+//! and `IPPROTO_IPV6`, not `IPPROTO_IPIP`) and refuses a TCP super-packet
+//! under protocol 4 *after* pushing the header. So the header is pushed
+//! with protocol 41, which gets the packet `SKB_GSO_IPXIP4`, and the byte
+//! is then rewritten to 4 (`bpf_skb_store_bytes`, checksum fixed with
+//! `bpf_l3_csum_replace`); segmentation reads the protocol only later.
+//! Should either fix-up fail, the half-made packet is dropped.
+//!
 //! One program per remote node, the node's address baked in as an
 //! immediate (no map to keep in step), named `tipip` + the node's address in
 //! hex: the route carries that name, so a restarted agent recognises its
@@ -16,7 +25,7 @@
 //! the TUN device, where the userspace encapsulator carries it.
 
 use super::bpf_asm::{
-    Cond, FP, Insn, R0, R1, R2, R3, R4, R6, Size, add64_imm, be16, call, exit, jmp_imm, jmp_reg, ldx, mov64_imm,
+    Cond, FP, Insn, R0, R1, R2, R3, R4, R5, R6, Size, add64_imm, be16, call, exit, jmp_imm, jmp_reg, ldx, mov64_imm,
     mov64_reg, st, stx,
 };
 use super::bpf_load::{BPF_PROG_TYPE_LWT_XMIT, LoadError, load};
@@ -34,12 +43,24 @@ const SKB_LEN: i16 = 0;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 const SKB_GSO_SIZE: i16 = 176;
-/// `BPF_FUNC_lwt_push_encap`.
+/// `BPF_FUNC_lwt_push_encap`, `BPF_FUNC_skb_store_bytes`, `BPF_FUNC_l3_csum_replace`.
 const HELPER_LWT_PUSH_ENCAP: i32 = 73;
+const HELPER_SKB_STORE_BYTES: i32 = 9;
+const HELPER_L3_CSUM_REPLACE: i32 = 10;
+/// The protocol the header is pushed with, for the helper's GSO check.
+const IPPROTO_IPV6: u8 = 41;
+/// IPv4 header: the TTL/protocol word and the checksum.
+const PROTOCOL_OFFSET: i32 = 9;
+const CHECKSUM_OFFSET: i32 = 10;
+/// `bpf_l3_csum_replace` flags: a 2-byte field.
+const CSUM_FIELD_2: i32 = 2;
+/// Where on the stack the protocol byte to store is put.
+const PROTO_BYTE: i16 = HDR - 8;
 /// `BPF_LWT_ENCAP_IP`: the header pushed is an IP header.
 const BPF_LWT_ENCAP_IP: i32 = 2;
 /// Program results: go on to the route's device; route the new packet again.
 const BPF_OK: i32 = 0;
+const BPF_DROP: i32 = 2;
 const BPF_LWT_REROUTE: i32 = 128;
 const IPPROTO_TCP: i32 = 6;
 /// Outer header fields: version 4, 5 words; don't fragment; TTL.
@@ -48,6 +69,11 @@ const FLAG_DF: u8 = 0x40;
 const TTL: u8 = 64;
 /// Where on the stack the outer header is built (8-aligned, below the frame pointer).
 const HDR: i16 = -(OVERHEAD as i16 + 4);
+
+/// A 16-bit field's value as the helpers read it from memory holding `bytes`.
+fn imm16(bytes: [u8; 2]) -> i32 {
+    i32::from(u16::from_ne_bytes(bytes))
+}
 
 /// A 32-bit immediate whose store puts `bytes` in memory in this order.
 fn imm(bytes: [u8; 4]) -> i32 {
@@ -70,12 +96,15 @@ pub fn program(source: Ipv4Addr, node: Ipv4Addr) -> Vec<Insn> {
     let encap = [
         st(Size::W, FP, HDR, imm([VERSION_IHL, 0, 0, 0])),
         st(Size::W, FP, HDR + 4, imm([0, 0, FLAG_DF, 0])),
-        st(Size::W, FP, HDR + 8, imm([TTL, IPPROTO_IPIP, 0, 0])),
+        st(Size::W, FP, HDR + 8, imm([TTL, IPPROTO_IPV6, 0, 0])),
         st(Size::W, FP, HDR + 12, imm(source.octets())),
         st(Size::W, FP, HDR + 16, imm(node.octets())),
         // Total length: the inner packet plus ours (the checksum is left 0:
-        // the helper computes it).
+        // the helper computes it). An inner packet too long for that to fit
+        // 16 bits (one the underlay's GRO merged to 64 KiB) is left to the
+        // TUN device, which segments it.
         ldx(Size::W, R2, R6, SKB_LEN),
+        jmp_imm(Cond::Gt, R2, MAX_INNER, PASS_FROM_LENGTH),
         add64_imm(R2, ihl),
         be16(R2),
         stx(Size::H, FP, R2, HDR + 2),
@@ -85,8 +114,27 @@ pub fn program(source: Ipv4Addr, node: Ipv4Addr) -> Vec<Insn> {
         add64_imm(R3, HDR as i32),
         mov64_imm(R4, ihl),
         call(HELPER_LWT_PUSH_ENCAP),
-        jmp_imm(Cond::Ne, R0, 0, 2),
+        jmp_imm(Cond::Ne, R0, 0, PASS_FROM_PUSH),
+        // Protocol 41 → 4, and the checksum with it (the word TTL|protocol).
+        mov64_reg(R1, R6),
+        mov64_imm(R2, CHECKSUM_OFFSET),
+        mov64_imm(R3, imm16([TTL, IPPROTO_IPV6])),
+        mov64_imm(R4, imm16([TTL, IPPROTO_IPIP])),
+        mov64_imm(R5, CSUM_FIELD_2),
+        call(HELPER_L3_CSUM_REPLACE),
+        jmp_imm(Cond::Ne, R0, 0, DROP_FROM_CSUM),
+        st(Size::B, FP, PROTO_BYTE, i32::from(IPPROTO_IPIP)),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, PROTOCOL_OFFSET),
+        mov64_reg(R3, FP),
+        add64_imm(R3, PROTO_BYTE as i32),
+        mov64_imm(R4, 1),
+        mov64_imm(R5, 0),
+        call(HELPER_SKB_STORE_BYTES),
+        jmp_imm(Cond::Ne, R0, 0, DROP_FROM_STORE),
         mov64_imm(R0, BPF_LWT_REROUTE),
+        exit(),
+        mov64_imm(R0, BPF_DROP),
         exit(),
     ];
     let pass = [mov64_imm(R0, BPF_OK), exit()];
@@ -101,7 +149,17 @@ pub fn program(source: Ipv4Addr, node: Ipv4Addr) -> Vec<Insn> {
 
 /// Instruction counts the jumps skip, checked against the blocks above.
 const GSO_CHECK_LEN: i16 = 7;
-const ENCAP_LEN: i16 = 18;
+const ENCAP_LEN: i16 = 37;
+/// Within the encap block: the push's check (17th), the fix-ups' checks
+/// (24th, 33rd) and the drop (36th).
+const PASS_FROM_PUSH: i16 = ENCAP_LEN - 17;
+const DROP_AT: i16 = 35;
+const DROP_FROM_CSUM: i16 = DROP_AT - 24;
+const DROP_FROM_STORE: i16 = DROP_AT - 33;
+/// From the length check (7th of the encap block) to the pass block.
+const PASS_FROM_LENGTH: i16 = ENCAP_LEN - 7;
+/// The longest inner packet whose outer length fits the 16-bit field.
+const MAX_INNER: i32 = u16::MAX as i32 - OVERHEAD as i32;
 /// From the bounds check (5th of the GSO block) and the protocol check
 /// (7th) to the pass block after the encap block.
 const PASS_FROM_GSO_CHECK: i16 = GSO_CHECK_LEN - 5 + ENCAP_LEN;
@@ -148,6 +206,27 @@ impl BpfTransmit {
     }
 }
 
+/// The in-kernel transmit when `enabled` (`ipip.userspace_bpf_transmit`)
+/// and the kernel takes the program, else `None` (every packet through the
+/// TUN device); logs the choice and why.
+pub fn choose(enabled: bool, source: Ipv4Addr) -> Option<BpfTransmit> {
+    let chosen = |transmit: &str, reason: &dyn std::fmt::Display| tracing::info!(subsys = "ipip", transmit, reason = %reason, "userspace IP-in-IP transmit chosen");
+    if !enabled {
+        chosen("tun", &"ipip.userspace_bpf_transmit is false");
+        return None;
+    }
+    match BpfTransmit::probe(source) {
+        Ok(t) => {
+            chosen("bpf", &"the kernel took the lightweight-tunnel BPF program");
+            Some(t)
+        }
+        Err(e) => {
+            chosen("tun", &e);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,12 +242,23 @@ mod tests {
     fn the_jumps_land_on_the_pass_block() {
         let p = program(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 2, 0, 2));
         let pass = p.len() - 2;
+        let drop = pass - 2;
         assert_eq!(p[pass], mov64_imm(R0, BPF_OK));
+        assert_eq!(p[drop], mov64_imm(R0, BPF_DROP));
+        let mut drops = 0;
         for (i, insn) in p.iter().enumerate() {
-            if matches!(insn.code, 0x15 | 0x55 | 0x2d) && i != 2 {
-                assert_eq!(i as i64 + 1 + i64::from(insn.off), pass as i64, "jump at {i}");
+            if matches!(insn.code, 0x15 | 0x25 | 0x55 | 0x2d) && i != 2 {
+                let to = i as i64 + 1 + i64::from(insn.off);
+                // Only the fix-ups after a successful push drop.
+                if to == drop as i64 {
+                    drops += 1;
+                    assert!(p[..i].contains(&call(HELPER_LWT_PUSH_ENCAP)), "jump at {i}");
+                } else {
+                    assert_eq!(to, pass as i64, "jump at {i}");
+                }
             }
         }
+        assert_eq!(drops, 2);
         assert_eq!(2 + 1 + i64::from(p[2].off), 3 + i64::from(GSO_CHECK_LEN), "no GSO: straight to encap");
     }
 
