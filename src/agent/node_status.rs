@@ -165,6 +165,7 @@ mod tests {
             unsupported_fields: vec![],
             nat_outgoing_pools: vec![],
             nftables_error: None,
+            invalid_policies: vec![],
         }
     }
 
