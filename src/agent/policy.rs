@@ -141,13 +141,20 @@ pub async fn read(ds: &Datastore, node: &str) -> Result<Inputs, String> {
     for e in ignored {
         tracing::warn!(subsys = "policy", kind = %e.kind, name = %e.name, reason = %e.reason, "skipping an invalid object");
     }
+    // This node's pods first. Pods on different nodes can share `namespace/name` outside
+    // Kubernetes (each lab node has a `default/pod1`), and the lookups of a local pod by name
+    // (its chains, whether it is programmed) must find this node's.
+    let mut others = Vec::new();
     for (addresses, attrs) in pods.into_values() {
         let endpoint = super::endpoint_attrs::endpoint(addresses, &attrs);
         if attrs.get(NODE_ATTRIBUTE).map(String::as_str) == Some(node) {
             inputs.local.push(Local { endpoint: endpoint.name.clone(), interface: attrs[ATTR_HOST_INTERFACE].clone() });
+            inputs.endpoints.push(endpoint);
+        } else {
+            others.push(endpoint);
         }
-        inputs.endpoints.push(endpoint);
     }
+    inputs.endpoints.extend(others);
     Ok(inputs)
 }
 
