@@ -48,6 +48,7 @@ async fn hold_lease(
     let mut held = false;
     loop {
         tokio::select! {
+            biased;
             _ = stop.changed() => return,
             _ = ticks.tick() => {}
         }
@@ -77,6 +78,7 @@ async fn run_passes(
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
+            biased;
             _ = stop.changed() => return,
             _ = ticks.tick() => {
                 if services.is_none() {
