@@ -8,7 +8,6 @@
 
 pub mod address;
 mod forms;
-mod lwt_bpf;
 mod monitor;
 pub mod netlink;
 mod nexthops;
@@ -24,4 +23,4 @@ mod table;
 pub mod underlay;
 
 pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
-pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget, XmitProgram};
+pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};

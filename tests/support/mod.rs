@@ -9,4 +9,3 @@ pub mod lab;
 pub mod pods;
 pub mod rib;
 pub mod stage;
-pub mod transfer;
