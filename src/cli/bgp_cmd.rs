@@ -21,7 +21,8 @@ fn fetch<T: DeserializeOwned>(args: &ClientArgs, path: &str) -> Result<T, ExitCo
     })
 }
 
-fn print<T: Serialize>(args: &ClientArgs, value: &T, table: impl FnOnce(&T) -> String) -> ExitCode {
+/// Prints `value` as the client asked: pretty JSON, or the table `table` renders.
+pub(super) fn print<T: Serialize>(args: &ClientArgs, value: &T, table: impl FnOnce(&T) -> String) -> ExitCode {
     match args.output {
         OutputFormat::Json => match serde_json::to_string_pretty(value) {
             Ok(s) => println!("{s}"),

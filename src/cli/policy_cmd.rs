@@ -2,8 +2,9 @@
 //! verdict for one packet, from its API (so they see the agent's view of the cluster), as
 //! tables or JSON.
 
+use super::bgp_cmd::print;
 use super::table;
-use super::{ClientArgs, OutputFormat};
+use super::ClientArgs;
 use crate::api::client::{self, ClientError};
 use crate::api::policy::{PolicyEntry, TraceRequest};
 use crate::policy::trace::{Decision, Trace};
@@ -33,20 +34,6 @@ fn call<T: DeserializeOwned, B: Serialize>(
         eprintln!("tortie: {message}");
         ExitCode::from(1)
     })
-}
-
-fn print<T: Serialize>(args: &ClientArgs, value: &T, table: impl FnOnce(&T) -> String) -> ExitCode {
-    match args.output {
-        OutputFormat::Json => match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("tortie: cannot render JSON: {e}");
-                return ExitCode::from(1);
-            }
-        },
-        OutputFormat::Table => print!("{}", table(value)),
-    }
-    ExitCode::SUCCESS
 }
 
 /// `tortie policy list`.
