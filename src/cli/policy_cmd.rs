@@ -2,9 +2,9 @@
 //! verdict for one packet, from its API (so they see the agent's view of the cluster), as
 //! tables or JSON.
 
+use super::ClientArgs;
 use super::bgp_cmd::print;
 use super::table;
-use super::ClientArgs;
 use crate::api::client::{self, ClientError};
 use crate::api::policy::{PolicyEntry, TraceRequest};
 use crate::policy::trace::{Decision, Trace};

@@ -40,29 +40,20 @@ pub struct Aggregator {
     created: u64,
 }
 
+impl Entry {
+    /// A new Event's entry, first seen at `unix` / `at`, not yet written.
+    fn new(unix: u64, at: Instant) -> Entry {
+        Entry { name: None, count: 0, written_count: 0, first: unix, last: unix, last_seen: at, written_at: None }
+    }
+}
+
 impl Aggregator {
     /// Notes one occurrence of `event` at `unix` (seconds) / `at`.
     pub fn record(&mut self, event: NodeEvent, unix: u64, at: Instant) {
-        let entry = self.entries.entry(event).or_insert(Entry {
-            name: None,
-            count: 0,
-            written_count: 0,
-            first: unix,
-            last: unix,
-            last_seen: at,
-            written_at: None,
-        });
+        let entry = self.entries.entry(event).or_insert_with(|| Entry::new(unix, at));
         if entry.name.is_some() && at.saturating_duration_since(entry.last_seen) > AGGREGATE_WINDOW {
             // Too long ago: a new Event.
-            *entry = Entry {
-                name: None,
-                count: 0,
-                written_count: 0,
-                first: unix,
-                last: unix,
-                last_seen: at,
-                written_at: None,
-            };
+            *entry = Entry::new(unix, at);
         }
         entry.count += 1;
         entry.last = unix;
