@@ -29,6 +29,9 @@
 #                         separates daemon start-up effects from session convergence
 #   --wait-quiet S        before starting, wait up to S s for a 1-s window in which the machine is
 #                         < QUIET_MAX (default 0.25) busy; the machine may run other work
+#   --timeline FILE       write the routes in the FIB over time (from Established, until the withdraw)
+#                         to FILE: `<seconds from Established> <routes>` lines, from the watcher's
+#                         progress every 0.02 s (needs --fib-count watch)
 #   -q, --quiet           no progress on stderr
 # For DUT=cmd (your own binary), set in the environment:
 #   DUT_CMD      command line started inside bb-dut (exec'd by bash -c); it must speak BGP on
@@ -59,7 +62,7 @@ DUT=${DUT:-bird}; N=${N:-10000}; FEEDER=${FEEDER:-py}; PLEN=${PLEN:-32}; START=$
 WITHDRAW=${WITHDRAW:-1}; TIMEOUT=${TIMEOUT:-300}; RIB_POLL=${RIB_POLL:-0.1}; FIB_COUNT=${FIB_COUNT:-watch}
 WATCHER=${WATCHER:-rs}
 KEEP=${KEEP:-0}; QUIET=${QUIET:-0}; FEEDER_MODE=${FEEDER_MODE:-connect}
-WAIT_QUIET=${WAIT_QUIET:-0}; QUIET_MAX=${QUIET_MAX:-0.25}; SETTLE=${SETTLE:-0}
+WAIT_QUIET=${WAIT_QUIET:-0}; QUIET_MAX=${QUIET_MAX:-0.25}; SETTLE=${SETTLE:-0}; TIMELINE=${TIMELINE:-}
 while [[ $# -gt 0 ]]; do
   case $1 in
     -d|--dut) DUT=$2; shift 2;;
@@ -75,6 +78,7 @@ while [[ $# -gt 0 ]]; do
     --keep) KEEP=1; shift;;
     --wait-quiet) WAIT_QUIET=$2; shift 2;;
     --settle) SETTLE=$2; shift 2;;
+    --timeline) TIMELINE=$2; shift 2;;
     -q|--quiet) QUIET=1; shift;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument: $1" >&2; exit 2;;
@@ -503,6 +507,8 @@ WATCH_PID=""
 if [[ -n $PROTO_PRE && $FIB_COUNT == watch ]]; then
   [[ -x ${WATCH_CMD[0]} || ${WATCH_CMD[0]} != /* ]] || {
     echo "no watcher at ${WATCH_CMD[0]} (cargo build --release --example fibwatch, or --watcher py)" >&2; exit 2; }
+  # A timeline needs the watcher's progress events (the last --progress given wins).
+  [[ -n $TIMELINE ]] && FIBWATCH_EXTRA="--progress 0.02 ${FIBWATCH_EXTRA:-}"
   ip netns exec $NS_D "${WATCH_CMD[@]}" --proto "$PROTO_PRE" --target "$N" --events "$WORK/fib.ev" ${FIBWATCH_EXTRA:-} &
   WATCH_PID=$!; STARTED+=($!); disown $!
   for i in $(seq 1 100); do grep -q '^ready' "$WORK/fib.ev" 2>/dev/null && break; sleep 0.05; done
@@ -608,6 +614,15 @@ declare -F "dut_${DUT}_check" >/dev/null && "dut_${DUT}_check"
 OVERRUN=0; [[ -n $WATCH_PID ]] && grep -q '^overrun' "$WORK/fib.ev" && OVERRUN=1
 
 rel() { [[ -z $1 || $1 == NA ]] && echo NA || tdiff "$2" "$1"; }
+if [[ -n $TIMELINE && -n $WATCH_PID && -n $T_EST ]]; then
+  # Route counts from Established until the withdraw was sent.
+  awk -v t0="$T_EST" -v wd="$T_WD" -v dut="$DUT" -v n="$N" '
+    BEGIN { printf "# dut=%s n=%s: seconds from Established, routes in the FIB\n0.000 0\n", dut, n }
+    $1=="progress" || $1=="fib_first" || $1=="fib_full" {
+      if (wd != "" && $2 >= wd) exit
+      c = $3; sub("count=", "", c); if ($2 >= t0) printf "%.3f %d\n", $2 - t0, c
+    }' "$WORK/fib.ev" > "$TIMELINE"
+fi
 EST_S=$(rel "$T_EST" "$T0"); EST_DUT_S=$(rel "$T_EST_DUT" "$T0")
 RIB_EST_S=$( [[ $T_RIB == NA || -z $T_RIB || -z $T_EST ]] && echo NA || tdiff "$T_EST" "$T_RIB" )
 FIB_EST_S=$( [[ -z $T_FIB || -z $T_EST || -z $DUT_PROTO ]] && echo NA || tdiff "$T_EST" "$T_FIB" )

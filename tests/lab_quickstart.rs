@@ -35,6 +35,29 @@ fn three_agents_come_up_register_and_report_ready() {
         assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "exactly the two other nodes: {status}");
     }
     lab.assert_agents_quiet(&addresses.map(|(node, _)| node));
+
+    // inspect finds each node's agent alive and its pod with an address; graph draws the mesh's
+    // sessions green (both ends Established), once per pair.
+    let inspect = lab.run(&["inspect", "-o", "json"]);
+    let found: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    for (node, address) in addresses {
+        let expected = serde_json::json!({"nodes": [{"name": node, "exists": true,
+            "addresses": [format!("eth1 {address}/24")],
+            "processes": [{"program": env!("CARGO_BIN_EXE_tortie"), "alive": true}],
+            "pods": [{"name": "pod1", "namespace": lab.pod_ns(node, "pod1"), "addresses": ["*"]}]}]});
+        tortie::testing::json_subset(&expected, &found).unwrap_or_else(|e| panic!("{node}: {e}: {found:#}"));
+    }
+    let graph = lab.run(&["graph"]);
+    let dot = String::from_utf8_lossy(&graph.stdout);
+    assert!(graph.status.success() && !dot.contains("not running"), "{dot}");
+    for (a, b) in [("node1", "node2"), ("node1", "node3"), ("node2", "node3")] {
+        let edge = format!("\"{a}\" -- \"{b}\" [style=dashed, penwidth=2, constraint=false, color=forestgreen");
+        assert_eq!(dot.matches(&edge).count(), 1, "{a}-{b}: {dot}");
+    }
+    let svg = lab.file.with_extension("svg");
+    let drawn = lab.run(&["graph", "-o", svg.to_str().unwrap()]);
+    assert!(drawn.status.success(), "{}", String::from_utf8_lossy(&drawn.stderr));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("forestgreen"), "the sessions are drawn");
     let ping = lab.run(&["exec", "node1", "--", "ping", "-c1", "-W2", "10.10.0.13"]);
     assert!(ping.status.success(), "nodes reach each other across the lab bridge");
 

@@ -120,6 +120,30 @@ fn up_builds_the_lab_idempotently_and_down_removes_everything_but_the_logs() {
 
     let bird_pid: u32 =
         std::fs::read_to_string(lab.lab_dir().join("rr/process-0.pid")).unwrap().trim().parse().unwrap();
+
+    // inspect: every node's namespace, addresses and processes, as found.
+    let out = lab.tortie(&["inspect", "-o", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    tortie::testing::json_subset(
+        &serde_json::json!({"lab": lab.name, "nodes": [
+            {"name": "br1", "kind": "bridge", "namespace": lab.ns("host"), "exists": true},
+            {"name": "n1", "kind": "linux", "namespace": lab.ns("n1"), "exists": true,
+             "addresses": ["eth1 10.66.0.1/30", "eth2 10.77.0.1/24"], "processes": [], "pods": []},
+            {"name": "n2", "processes": [{"program": "sh", "alive": true}]},
+            {"name": "n3"},
+            {"name": "rr", "addresses": ["eth1 10.88.0.1/30"], "processes": [{"program": "bird", "pid": bird_pid, "alive": true}]},
+        ]}),
+        &found,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {found:#}"));
+    let table = lab.tortie(&["inspect"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let rr = row(&table, "rr");
+    for cell in [lab.ns("rr").as_str(), "running", "eth1 10.88.0.1/30", &format!("bird[{bird_pid}]")] {
+        assert!(rr.contains(&format!(" {cell} ")), "{cell}: {table}");
+    }
+
     let down = lab.tortie(&["down"]);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     for node in ["n1", "n2", "n3", "rr", "host"] {
@@ -131,9 +155,17 @@ fn up_builds_the_lab_idempotently_and_down_removes_everything_but_the_logs() {
     assert!(left.iter().any(|f| f.ends_with("rr/process-0.log")), "{left:?}");
     assert!(left.iter().all(|f| f.extension().is_some_and(|e| e == "log")), "only logs stay: {left:?}");
     assert!(String::from_utf8_lossy(&down.stderr).contains("logs kept in"));
+    let after = lab.tortie(&["inspect"]);
+    let after = String::from_utf8_lossy(&after.stdout);
+    assert!(row(&after, "rr").contains(" down "), "{after}");
     let cleanup = lab.tortie(&["down", "--cleanup"]);
     assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
     assert!(!lab.lab_dir().exists(), "lab directory removed with --cleanup");
+}
+
+/// The line of an `inspect` table for `node`.
+fn row<'a>(table: &'a str, node: &str) -> &'a str {
+    table.lines().find(|l| l.starts_with(&format!("| {node} "))).unwrap_or_else(|| panic!("no row {node}: {table}"))
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -163,4 +195,40 @@ fn a_broken_topology_is_refused_with_the_place_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("link 0 (a:eth1, ghost:eth1): node \"ghost\" is not defined"), "{err}");
     assert!(!netns_exists("clab-bad-a"), "nothing was built");
+}
+
+/// `lab graph` draws every topology of the repo (not running: grey, without sessions) as an
+/// SVG and a PNG that are images.
+#[test]
+fn every_topology_in_the_repo_is_drawn_as_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let labs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containerlab");
+    let mut drawn = 0;
+    for entry in std::fs::read_dir(&labs).unwrap().flatten() {
+        let file = entry.path();
+        let Some(stem) = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".clab.yml")) else {
+            continue;
+        };
+        let svg = dir.path().join(format!("{stem}.svg"));
+        let png = dir.path().join(format!("{stem}.png"));
+        for picture in [&svg, &png] {
+            let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
+                .args(["lab", "graph"])
+                .arg(&file)
+                .args(["--name", &format!("ttg{}", std::process::id()), "-o"])
+                .arg(picture)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{stem}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("<svg") && text.trim_end().ends_with("</svg>"), "{stem}: {text}");
+        assert!(text.contains("(not running)"), "{stem}: a lab that is not up says so");
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{stem}: PNG magic bytes");
+        let kind = Command::new("file").arg("-b").arg(&png).output().unwrap();
+        assert!(String::from_utf8_lossy(&kind.stdout).starts_with("PNG image data"), "{stem}");
+        drawn += 1;
+    }
+    assert!(drawn >= 5, "the repo's topologies were found ({drawn})");
 }

@@ -138,6 +138,36 @@ fn the_dashboard_is_current_with_its_generator() {
     );
 }
 
+/// The width and height a PNG's IHDR chunk states, if `bytes` is a PNG.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.strip_prefix(b"\x89PNG\r\n\x1a\n")?.get(8..16)?;
+    Some((u32::from_be_bytes(ihdr[..4].try_into().ok()?), u32::from_be_bytes(ihdr[4..].try_into().ok()?)))
+}
+
+#[test]
+fn the_dashboard_preview_is_current_with_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("preview.svg");
+    let out = Command::new("python3")
+        .arg(repo("monitoring/render-dashboard.py"))
+        .arg(repo("monitoring/grafana-dashboard.json"))
+        .arg("--svg")
+        .arg(&svg)
+        .args(["--png", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let shipped = std::fs::read_to_string(repo("docs/grafana-dashboard.svg")).unwrap();
+    assert!(drawn == shipped, "docs/grafana-dashboard.svg is stale: run python3 monitoring/render-dashboard.py");
+    let attr = |name: &str| -> u32 {
+        let start = drawn.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        drawn[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let png = std::fs::read(repo("docs/grafana-dashboard.png")).unwrap();
+    assert_eq!(png_size(&png), Some((attr("width"), attr("height"))), "docs/grafana-dashboard.png is the SVG's image");
+}
+
 #[test]
 fn every_metric_the_rules_and_dashboard_use_is_served_by_a_running_agent() {
     let mut t = Topology::new("monassets").unwrap();

@@ -89,7 +89,31 @@ impl StatusWriter {
     }
 }
 
-/// Keeps the node's record up to date until `stop`.
+/// Deletes the records of nodes whose Node is gone and whose agent stopped writing them (stale):
+/// a deleted node's record would otherwise show in `tortie cluster status` for ever. Every agent
+/// does this (compare-and-swap, so two agents deleting at once do no harm); a record whose agent
+/// still writes it stays until that agent stops. Returns the records deleted.
+pub async fn remove_orphans(ds: &Datastore, now: u64) -> Result<Vec<String>, DatastoreError> {
+    use crate::datastore::resources::Node;
+    let nodes: std::collections::BTreeSet<String> =
+        ds.list::<Node>().await?.items.into_iter().map(|n| n.name).collect();
+    let mut removed = Vec::new();
+    for record in ds.list::<NodeStatus>().await?.items {
+        if nodes.contains(&record.name) || !record.spec.is_stale(now) {
+            continue;
+        }
+        match ds.delete::<NodeStatus>(&record.name, record.revision).await {
+            Ok(()) => removed.push(record.name),
+            // Deleted or rewritten meanwhile: another agent's, or its own, and fine either way.
+            Err(DatastoreError::NotFound { .. } | DatastoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// Keeps the node's record up to date until `stop`, and every [`UPDATE_PERIOD`] removes the
+/// records of deleted nodes ([`remove_orphans`]).
 pub async fn publish(
     mut writer: StatusWriter,
     addresses: Vec<String>,
@@ -100,7 +124,21 @@ pub async fn publish(
     let mut last: Option<(NodeStatus, Instant)> = None;
     let mut failed_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
+    let mut orphans_checked: Option<Instant> = None;
     loop {
+        if orphans_checked.is_none_or(|at| at.elapsed() >= UPDATE_PERIOD) {
+            orphans_checked = Some(Instant::now());
+            match remove_orphans(&writer.ds, super::unix_now()).await {
+                Ok(removed) => {
+                    for node in removed {
+                        tracing::info!(subsys = "agent", node = %node, "removed the status record of a deleted node");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(subsys = "agent", error = %e, "cannot look for deleted nodes' status records")
+                }
+            }
+        }
         let next = report(&status.borrow_and_update(), &routes.borrow(), &addresses, super::unix_now());
         let since_write = last.as_ref().map_or(Duration::MAX, |(_, at)| at.elapsed());
         let retry_wait = failed_at.is_some_and(|at| at.elapsed() < MIN_WRITE_GAP);
@@ -202,5 +240,47 @@ mod tests {
         assert!(write_due(Some(&written), &down, just), "a session state change");
         assert!(!write_due(Some(&written), &more, just), "a count change waits");
         assert!(write_due(Some(&written), &more, MIN_WRITE_GAP), "and is written after the gap");
+    }
+
+    /// A deleted node's record goes once its agent stopped writing it; a record whose Node exists,
+    /// or whose agent still writes it, stays (`tortie cluster status` shows the first as stale).
+    #[tokio::test]
+    async fn the_record_of_a_deleted_node_goes_once_stale() {
+        use crate::datastore::resources::Node;
+        use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        let now = crate::agent::unix_now();
+        let old = now - UPDATE_PERIOD.as_secs() * (crate::datastore::resources::STALE_PERIODS + 1);
+        let record = |at: u64| NodeStatus {
+            updated_at: at,
+            update_period_seconds: UPDATE_PERIOD.as_secs() as u32,
+            ..Default::default()
+        };
+        for node in ["n1", "stopped"] {
+            ds.create(node, &Node::default()).await.unwrap();
+        }
+        ds.create("deleted", &record(old)).await.unwrap();
+        ds.create("stopped", &record(old)).await.unwrap();
+        ds.create("unregistered-but-live", &record(now)).await.unwrap();
+
+        let (_status_tx, status_rx) = watch::channel(status(vec![]));
+        let (_routes_tx, routes_rx) = watch::channel(routes());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task =
+            tokio::spawn(publish(StatusWriter::new(ds.clone(), "n1".into()), vec![], status_rx, routes_rx, stop_rx));
+        let names = || async {
+            let mut n: Vec<String> = ds.list::<NodeStatus>().await.unwrap().items.into_iter().map(|s| s.name).collect();
+            n.sort();
+            n
+        };
+        let wanted = vec!["n1".to_string(), "stopped".into(), "unregistered-but-live".into()];
+        crate::testing::wait_until_async("the deleted node's record to go", Duration::from_secs(5), || async {
+            (names().await == wanted).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
     }
 }

@@ -1,6 +1,6 @@
-//! `tortie lab up | down | exec`.
+//! `tortie lab up | down | inspect | graph | exec`.
 
-use super::{EXIT_CONFIG, LabArgs, LabCommand, NamespaceCommand, PodCommand};
+use super::{EXIT_CONFIG, LabArgs, LabCommand, ListFormat, NamespaceCommand, PodCommand};
 use crate::lab;
 use std::process::ExitCode;
 
@@ -15,17 +15,25 @@ fn plan(args: &LabArgs) -> Result<lab::LabPlan, ExitCode> {
 
 pub fn run(cmd: &LabCommand) -> ExitCode {
     let mut progress = |line: String| eprintln!("{line}");
-    let result = match cmd {
+    let result: Result<i32, Box<dyn std::error::Error>> = match cmd {
         LabCommand::Up(args) => match plan(args) {
-            Ok(p) => lab::up(&p, &mut progress).map(|_| 0),
+            Ok(p) => lab::up(&p, &mut progress).map(|_| 0).map_err(Into::into),
             Err(code) => return code,
         },
         LabCommand::Down { lab: args, cleanup } => match plan(args) {
-            Ok(p) => lab::down(&p, *cleanup, &mut progress).map(|_| 0),
+            Ok(p) => lab::down(&p, *cleanup, &mut progress).map(|_| 0).map_err(Into::into),
+            Err(code) => return code,
+        },
+        LabCommand::Inspect { lab: args, output } => match plan(args) {
+            Ok(p) => inspect(&p, *output),
+            Err(code) => return code,
+        },
+        LabCommand::Graph { lab: args, output } => match plan(args) {
+            Ok(p) => graph(&p, output.as_deref()),
             Err(code) => return code,
         },
         LabCommand::Exec { lab: args, node, command } => match plan(args) {
-            Ok(p) => lab::exec(&p, node, command),
+            Ok(p) => lab::exec(&p, node, command).map_err(Into::into),
             Err(code) => return code,
         },
         LabCommand::Pod(cmd) => return pod(cmd),
@@ -40,6 +48,57 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn inspect(plan: &lab::LabPlan, output: ListFormat) -> Result<i32, Box<dyn std::error::Error>> {
+    let found = lab::inspect::inspect(plan);
+    match output {
+        ListFormat::Table => print!("{}", super::lab_view::render(&found, false)),
+        ListFormat::Wide => print!("{}", super::lab_view::render(&found, true)),
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        ListFormat::Yaml => print!("{}", serde_norway::to_string(&found)?),
+    }
+    Ok(0)
+}
+
+/// How long `lab graph` waits for each agent's status.
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The sessions the lab's running tortie agents report (an agent that does not answer adds none).
+fn sessions(plan: &lab::LabPlan, found: &lab::inspect::LabInspection) -> Vec<lab::graph::Session> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    let mut all = Vec::new();
+    for n in &plan.nodes {
+        let running = found.nodes.iter().any(|i| i.name == n.name && i.processes.iter().any(|p| p.alive));
+        let Some(socket) = n.env.get("TORTIE_API_SOCKET").filter(|_| running) else { continue };
+        let status: Result<crate::api::StatusReport, _> = runtime.block_on(crate::api::client::request_json(
+            std::path::Path::new(socket),
+            "GET",
+            "/v1/status",
+            None::<&()>,
+            AGENT_TIMEOUT,
+        ));
+        match status {
+            Ok(status) => all.extend(status.peers.into_iter().map(|p| lab::graph::Session {
+                node: n.name.clone(),
+                peer_address: p.address,
+                state: p.state,
+            })),
+            Err(e) => eprintln!("tortie lab graph: node {}: {e}", n.name),
+        }
+    }
+    all
+}
+
+fn graph(plan: &lab::LabPlan, output: Option<&std::path::Path>) -> Result<i32, Box<dyn std::error::Error>> {
+    let found = lab::inspect::inspect(plan);
+    let sessions = if found.running() { sessions(plan, &found) } else { Vec::new() };
+    let text = lab::graph::dot(plan, Some(&found), &sessions);
+    match output {
+        None => print!("{text}"),
+        Some(path) => lab::graph::draw(&text, path)?,
+    }
+    Ok(0)
 }
 
 fn pod(cmd: &PodCommand) -> ExitCode {

@@ -9,6 +9,7 @@ mod config_cmd;
 mod docs_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
+mod lab_view;
 mod migrate_cmd;
 mod policy_cmd;
 mod status_cmd;
@@ -299,6 +300,24 @@ pub enum LabCommand {
         /// Remove the lab directory with the logs.
         #[arg(long)]
         cleanup: bool,
+    },
+    /// What of a topology exists: each node's namespace, addresses, processes (pid, alive)
+    /// and pods (as `containerlab inspect`).
+    Inspect {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+    },
+    /// Draw the topology with Graphviz: nodes, links and, while the lab runs, the BGP sessions
+    /// its tortie agents report, coloured by state.
+    Graph {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The picture to write, `*.svg` or `*.png` (Graphviz's `dot` draws it); without it the
+        /// DOT text goes to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Run a command inside a lab node, with the node's environment.
     Exec {

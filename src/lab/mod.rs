@@ -10,6 +10,8 @@
 //! - the lab directory `clab-<lab>/` next to the file holds logs, pid
 //!   files and sockets.
 
+pub mod graph;
+pub mod inspect;
 pub mod plan;
 pub mod pod;
 pub mod runner;

@@ -29,7 +29,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
     move |source| LabError::Io { path: path.display().to_string(), source }
 }
 
-fn namespaces() -> Vec<String> {
+/// The names of the machine's network namespaces.
+pub(super) fn namespaces() -> Vec<String> {
     run_output(&["ip", "netns", "list"])
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
@@ -148,14 +149,14 @@ fn configure(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabEr
     fs::write(&marker, "").map_err(io_err(&marker))
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(super) fn pid_alive(pid: u32) -> bool {
     // A zombie is not alive; /proc/<pid>/stat's third field is the state.
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|st| st != "Z"))
         .unwrap_or(false)
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
+pub(super) fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
