@@ -3,7 +3,7 @@
 
 use std::process::Command;
 use tortie::datastore::Datastore;
-use tortie::datastore::resources::IpPool;
+use tortie::datastore::resources::{IpPool, Node};
 use tortie::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use tortie::ipam::{Ipam, IpamOptions, Request, create_pool};
 
@@ -11,6 +11,8 @@ fn tortie(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tortie"))
         .args(args)
         .env_remove("TORTIE_CONFIG")
+        // No agent answers here: the commands act on the datastore themselves.
+        .env("TORTIE_API_SOCKET", "/nonexistent/tortie-cli-ipam.sock")
         .output()
         .expect("tortie runs");
     (
@@ -29,6 +31,7 @@ async fn show_check_and_release_against_the_configured_datastore() {
     let config = config.display().to_string();
     let store = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
     create_pool(&store, "default-ipv4", &IpPool::new("10.50.0.0/24".parse().unwrap())).await.unwrap();
+    store.create("n1", &Node::default()).await.unwrap();
     let ipam = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
     let first = ipam.allocate(Request::workload("k8s-pod-network.abc", 4, "web-0", "shop", "n1")).await.unwrap();
     ipam.allocate(Request::workload("k8s-pod-network.def", 4, "web-1", "shop", "n1")).await.unwrap();
@@ -56,9 +59,9 @@ async fn show_check_and_release_against_the_configured_datastore() {
     assert!(out.contains("No problems found"), "{out}");
 
     let (code, out, _) =
-        tortie(&["ipam", "release", "--config", &config, "--handle", "k8s-pod-network.abc", "-o", "json"]);
+        tortie(&["ipam", "release", "--config", &config, "--handle", "k8s-pod-network.abc", "-o", "json", "--force"]);
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["released"], 1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["released"].as_array().unwrap().len(), 1);
     let (_, out, _) = tortie(&["ipam", "show", "--config", &config, "-o", "json"]);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["pools"][0]["in_use"], 1);
 
@@ -73,4 +76,49 @@ async fn show_check_and_release_against_the_configured_datastore() {
     let (code, out, _) = tortie(&["ipam", "check", "--config", &config]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("allocation without handle"), "{out}");
+}
+
+/// A sqlite datastore named by a configuration file in `dir`, with a pool and node `n1`.
+async fn sqlite_store(dir: &std::path::Path) -> (Datastore, String) {
+    let db = dir.join("tortie.db");
+    let config = dir.join("tortie.yaml");
+    std::fs::write(&config, format!("datastore:\n  type: sqlite\n  sqlite_path: {}\n", db.display())).unwrap();
+    let store = Datastore::new(SqliteBackend::open(&db, SqliteOptions::default()).await.unwrap());
+    create_pool(&store, "default-ipv4", &IpPool::new("10.50.0.0/24".parse().unwrap())).await.unwrap();
+    store.create("n1", &Node::default()).await.unwrap();
+    (store, config.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_refuses_a_live_workloads_address_unless_forced_and_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, config) = sqlite_store(dir.path()).await;
+    let ipam = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
+    let live = ipam.allocate(Request::workload("k8s-pod-network.abc", 4, "web-0", "shop", "n1")).await.unwrap();
+    let ip = live.ip.to_string();
+
+    let (code, out, err) = tortie(&["ipam", "release", "--config", &config, "--ip", &ip]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("shop/web-0") && err.contains("k8s-pod-network.abc") && err.contains("--force"), "{err}");
+    let in_use = |s: &Datastore| {
+        let s = s.clone();
+        async move { tortie::ipam::check::check(&s, &Default::default()).await.unwrap().pools[0].in_use }
+    };
+    assert_eq!(in_use(&store).await, 1, "a refused release writes nothing");
+
+    let (code, out, err) = tortie(&["ipam", "release", "--config", &config, "--ip", &ip, "--force", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&ip) && out.contains("k8s-pod-network.abc") && out.contains("Would release"), "{out}");
+    assert_eq!(in_use(&store).await, 1, "a dry run writes nothing");
+
+    let (code, out, err) = tortie(&["ipam", "release", "--config", &config, "--ip", &ip, "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(in_use(&store).await, 0);
+
+    // An address whose node is gone holds no live workload: released without --force.
+    let elsewhere = Ipam::new(store.clone(), IpamOptions { node: "n9".into(), ..Default::default() });
+    let gone = elsewhere.allocate(Request::workload("k8s-pod-network.old", 4, "web-1", "shop", "n9")).await.unwrap();
+    let (code, out, err) = tortie(&["ipam", "release", "--config", &config, "--ip", &gone.ip.to_string()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(in_use(&store).await, 0);
 }
