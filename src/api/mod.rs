@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod connections;
+pub mod ipam;
 pub mod policy;
 pub mod server;
 pub mod status;
