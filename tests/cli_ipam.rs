@@ -1,6 +1,10 @@
 //! `tortie ipam show|check|release`, run as a user runs them, against a sqlite datastore named
 //! by a configuration file and filled through the library.
 
+#[allow(dead_code)] // kill and restart are for the crash tests
+#[path = "datastore_support/etcd_process.rs"]
+mod etcd_process;
+
 use std::process::Command;
 use tortie::datastore::Datastore;
 use tortie::datastore::resources::{IpPool, Node};
@@ -121,4 +125,85 @@ async fn release_refuses_a_live_workloads_address_unless_forced_and_dry_run_writ
     let (code, out, err) = tortie(&["ipam", "release", "--config", &config, "--ip", &gone.ip.to_string()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(in_use(&store).await, 0);
+}
+
+fn in_use(report: &tortie::ipam::CheckReport) -> u128 {
+    report.pools.iter().map(|p| p.in_use).sum()
+}
+
+/// `check -o FILE` writes the leaked addresses; `release --from-report` frees exactly those,
+/// refuses the whole report once one of them changed hands, and with `--force` frees only the
+/// unchanged ones.
+async fn report_flow(store: &Datastore, config: &str, dir: &std::path::Path) {
+    let n1 = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
+    let n9 = Ipam::new(store.clone(), IpamOptions { node: "n9".into(), ..Default::default() });
+    n1.allocate(Request::workload("k8s-pod-network.live", 4, "web-0", "shop", "n1")).await.unwrap();
+    let old = n9.allocate(Request::workload("k8s-pod-network.old", 4, "web-1", "shop", "n9")).await.unwrap();
+    let old2 = n9.allocate(Request::workload("k8s-pod-network.old2", 4, "web-2", "shop", "n9")).await.unwrap();
+    let report = dir.join("report.json");
+    let report_arg = report.display().to_string();
+
+    let (code, out, err) = tortie(&["ipam", "check", "--config", config, "-o", &report_arg]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("leaked") && out.contains("node n9 no longer exists"), "{out}");
+    assert!(out.contains("affinity of a missing node"), "{out}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let leaked: Vec<&str> = written["leaked"].as_array().unwrap().iter().map(|l| l["ip"].as_str().unwrap()).collect();
+    assert_eq!(leaked.len(), 2, "{written}");
+
+    let (code, out, err) = tortie(&["ipam", "release", "--config", config, "--from-report", &report_arg, "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Would release 2 address(es)"), "{out}");
+    let check = || async { tortie::ipam::check::check(store, &Default::default()).await.unwrap() };
+    assert_eq!(in_use(&check().await), 3);
+
+    // old2's address changes hands after the report: the report is stale.
+    n9.release_ip(old2.ip, None).await.unwrap();
+    n9.assign_ip(old2.ip, "k8s-pod-network.new", &Default::default()).await.unwrap();
+    let (code, out, err) = tortie(&["ipam", "release", "--config", config, "--from-report", &report_arg]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("older than the datastore") && err.contains("k8s-pod-network.new"), "{err}");
+    assert_eq!(in_use(&check().await), 3, "a refused report releases nothing");
+
+    let (code, out, err) = tortie(&["ipam", "release", "--config", config, "--from-report", &report_arg, "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("Released {} (handle k8s-pod-network.old", old.ip)), "{out}");
+    assert!(out.contains(&format!("Skipped {}: changed since the report", old2.ip)), "{out}");
+    assert_eq!(in_use(&check().await), 2);
+
+    let (code, out, err) = tortie(&["ipam", "show", "--config", config, "--show-configuration", "-o", "yaml"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        out,
+        "strictAffinity: false\nautoAllocateBlocks: true\nmaxBlocksPerHost: 0\neffectiveMaxBlocksPerHost: 20\nsource: defaults (no IPAMConfig)\n"
+    );
+    let (code, out, err) = tortie(&["ipam", "show", "--config", config, "--show-blocks", "-o", "wide"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("AFFINITY") && out.contains("host:n1") && out.contains("host:n9"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_report_and_release_from_report_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, config) = sqlite_store(dir.path()).await;
+    report_flow(&store, &config, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_report_and_release_from_report_on_etcd() {
+    use tortie::datastore::etcd::{EtcdBackend, EtcdOptions};
+    let etcd = etcd_process::EtcdProcess::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tortie.yaml");
+    let prefix = "/tortie-cli-ipam";
+    std::fs::write(
+        &config,
+        format!("datastore:\n  type: etcd\n  etcd_endpoints: [\"{}\"]\n  etcd_prefix: {prefix}\n", etcd.endpoint()),
+    )
+    .unwrap();
+    let options = EtcdOptions { prefix: prefix.into(), ..EtcdOptions::new(vec![etcd.endpoint()]) };
+    let store = Datastore::new(EtcdBackend::connect(options).await.unwrap());
+    create_pool(&store, "default-ipv4", &IpPool::new("10.50.0.0/24".parse().unwrap())).await.unwrap();
+    store.create("n1", &Node::default()).await.unwrap();
+    report_flow(&store, &config.display().to_string(), dir.path()).await;
 }
