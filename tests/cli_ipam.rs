@@ -207,3 +207,60 @@ async fn check_report_and_release_from_report_on_etcd() {
     store.create("n1", &Node::default()).await.unwrap();
     report_flow(&store, &config.display().to_string(), dir.path()).await;
 }
+
+/// With an agent answering on `--socket`, the commands go through its API: a live workload's
+/// address is refused there, and a forced release is written by the agent.
+#[test]
+fn the_commands_go_through_a_running_agents_socket() {
+    use std::time::Duration;
+    use tortie::netns::Topology;
+    let mut t = Topology::new("ipamcli").unwrap();
+    t.add_namespace("n").unwrap();
+    t.add_namespace("peer").unwrap();
+    t.add_veth(("n", "eth1", Some("10.124.0.5/24")), ("peer", "eth1", Some("10.124.0.1/24"))).unwrap();
+    let dir = t.dir().to_path_buf();
+    let socket = dir.join("api.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (store, _) = runtime.block_on(sqlite_store(&dir));
+    let live = runtime.block_on(async {
+        let ipam = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
+        ipam.allocate(Request::workload("k8s-pod-network.abc", 4, "web-0", "shop", "n1")).await.unwrap()
+    });
+    let agent_config = dir.join("agent.yaml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "node: {{name: ipam-agent-test}}\ndatastore: {{sqlite_path: {}}}\napi: {{socket: {}}}\nbgp: {{as_number: 64600}}\n",
+            dir.join("tortie.db").display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let agent = t.spawn("n", &[env!("CARGO_BIN_EXE_tortie"), "node", "--config", agent_config.to_str().unwrap()]);
+    let pid = agent.unwrap().pid();
+    let socket_arg = socket.display().to_string();
+    // Through the socket only: the configuration names a datastore that does not exist.
+    let via_agent = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--socket", &socket_arg, "--config", "/nonexistent/tortie.yaml"]);
+        tortie(&all)
+    };
+    let out = tortie::testing::wait_until("the agent to answer ipam check", Duration::from_secs(30), || {
+        let (code, out, err) = via_agent(&["ipam", "check", "-o", "json"]);
+        (code == 0).then_some((out, err))
+    })
+    .unwrap();
+    assert!(!out.1.contains("directly"), "{}", out.1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out.0).unwrap()["allocations"], 1, "{}", out.0);
+
+    let ip = live.ip.to_string();
+    let (code, out, err) = via_agent(&["ipam", "release", "--ip", &ip]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("held by live workload shop/web-0 (handle k8s-pod-network.abc)"), "{err}");
+    let (code, out, err) = via_agent(&["ipam", "release", "--ip", &ip, "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Released 1 address(es)"), "{out}");
+    let left = runtime.block_on(tortie::ipam::check::check(&store, &Default::default())).unwrap();
+    assert_eq!(in_use(&left), 0);
+    t.terminate(pid, Duration::from_secs(10));
+}
