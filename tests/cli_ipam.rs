@@ -264,3 +264,48 @@ fn the_commands_go_through_a_running_agents_socket() {
     assert_eq!(in_use(&left), 0);
     t.terminate(pid, Duration::from_secs(10));
 }
+
+/// On Kubernetes a workload is live only while its Pod exists (the stand-in API server's Pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kubernetes_an_address_is_leaked_once_its_pod_is_gone() {
+    use tortie::datastore::kube_standin::StandIn;
+    use tortie::datastore::kubernetes::KubeBackend;
+    use tortie::ipam::admin::{Admin, AdminError, ReleaseRequest};
+    let standin = StandIn::start(std::time::Duration::from_millis(200)).await.unwrap();
+    let store = Datastore::new(KubeBackend::new(standin.client()));
+    create_pool(&store, "default-ipv4", &IpPool::new("10.50.0.0/24".parse().unwrap())).await.unwrap();
+    standin.add_node("n1");
+    let ipam = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
+    let live = ipam.allocate(Request::workload("k8s-pod-network.a", 4, "web-0", "shop", "n1")).await.unwrap();
+    let gone = ipam.allocate(Request::workload("k8s-pod-network.b", 4, "web-1", "shop", "n1")).await.unwrap();
+    standin.add_pod("shop", "web-0", "n1");
+
+    let admin = Admin::new(store.clone(), Some(standin.client()));
+    let report = admin.check().await.unwrap();
+    assert_eq!(report.leaked.len(), 1, "{:?}", report.leaked);
+    assert_eq!(report.leaked[0].ip, gone.ip);
+    assert_eq!(report.leaked[0].why.as_deref(), Some("pod shop/web-1 no longer exists"));
+
+    let refused = admin.release(&ReleaseRequest { ip: Some(live.ip), ..Default::default() }).await;
+    assert!(matches!(&refused, Err(AdminError::Refused(m)) if m.contains("shop/web-0")), "{refused:?}");
+    let released = admin.release(&ReleaseRequest { ip: Some(gone.ip), ..Default::default() }).await.unwrap();
+    assert_eq!(released.released.len(), 1);
+}
+
+/// `show --show-borrowed` names the block's owner and the node using its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_borrowed_names_both_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, config) = sqlite_store(dir.path()).await;
+    store.create("n2", &Node::default()).await.unwrap();
+    let n1 = Ipam::new(store.clone(), IpamOptions { node: "n1".into(), ..Default::default() });
+    let n2 = Ipam::new(store.clone(), IpamOptions { node: "n2".into(), ..Default::default() });
+    let own = n1.allocate(Request::workload("k8s-pod-network.a", 4, "web-0", "shop", "n1")).await.unwrap();
+    let attributes = std::collections::BTreeMap::from([("node".to_string(), "n2".to_string())]);
+    n2.assign_ip("10.50.0.9".parse().unwrap(), "k8s-pod-network.b", &attributes).await.unwrap();
+
+    let (code, out, err) = tortie(&["ipam", "show", "--config", &config, "--show-borrowed"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row = format!("| {} | n1          | n2             | 1         |", own.block);
+    assert!(out.contains(&row), "{row}\n{out}");
+}

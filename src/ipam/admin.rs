@@ -105,7 +105,7 @@ pub enum AdminError {
     BadRequest(String),
     #[error(transparent)]
     Ipam(#[from] IpamError),
-    #[error("cannot list the Kubernetes Pods: {0}")]
+    #[error("cannot list the Kubernetes Nodes or Pods: {0}")]
     Pods(String),
 }
 
@@ -137,13 +137,18 @@ impl Admin {
         Admin { store, kube }
     }
 
-    /// The Nodes and Pods that exist, and the pods' addresses inside `pools`.
+    /// The nodes and Pods that exist, and the pods' addresses inside `pools`. On Kubernetes the
+    /// nodes are the Kubernetes Nodes (a tortie Node record is only a registered one's
+    /// annotations), elsewhere the Node records.
     async fn liveness(&self, pools: &[IpPool]) -> Result<(Liveness, Vec<IpAddr>), AdminError> {
-        let nodes: BTreeSet<String> = self.store.list::<Node>().await?.items.into_iter().map(|n| n.name).collect();
+        use k8s_openapi::api::core::v1::{Node as KubeNode, Pod};
         let Some(client) = &self.kube else {
+            let nodes = self.store.list::<Node>().await?.items.into_iter().map(|n| n.name).collect();
             return Ok((Liveness { nodes, pods: None }, Vec::new()));
         };
-        use k8s_openapi::api::core::v1::Pod;
+        let kube_nodes: kube::Api<KubeNode> = kube::Api::all(client.clone());
+        let listed = kube_nodes.list(&Default::default()).await.map_err(|e| AdminError::Pods(e.to_string()))?;
+        let nodes: BTreeSet<String> = listed.items.into_iter().filter_map(|n| n.metadata.name).collect();
         let api: kube::Api<Pod> = kube::Api::all(client.clone());
         let list = api.list(&Default::default()).await.map_err(|e| AdminError::Pods(e.to_string()))?;
         let mut pods = BTreeSet::new();

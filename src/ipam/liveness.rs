@@ -4,8 +4,8 @@
 //! tortie keeps no workload record apart from the allocation: the CNI side stores each pod's
 //! attributes on its address (`pod`, `namespace`, `node`, and `host_interface`, `container_id`
 //! when the agent allocated it), so the allocation is its workload's record. That workload is
-//! live while the node named in it exists (a Node record) and, on Kubernetes, while its Pod
-//! exists. Tunnel and load-balancer addresses belong to no workload; their own collectors judge
+//! live while the node named in it exists (its Node record; on Kubernetes its Kubernetes Node)
+//! and, on Kubernetes, while its Pod exists. Tunnel and load-balancer addresses belong to no workload; their own collectors judge
 //! them.
 
 use super::gc::{is_load_balancer_handle, is_tunnel_handle};
@@ -22,7 +22,7 @@ const ATTR_CONTAINER: &str = "container_id";
 /// What exists now, read once.
 #[derive(Clone, Debug, Default)]
 pub struct Liveness {
-    /// The names of the Node records.
+    /// The names of the nodes that exist (Kubernetes Nodes on Kubernetes, else Node records).
     pub nodes: BTreeSet<String>,
     /// (namespace, name) of every Pod, on Kubernetes; `None` elsewhere (no Pods to ask).
     pub pods: Option<BTreeSet<(String, String)>>,
