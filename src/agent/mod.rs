@@ -454,6 +454,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         rib: rib.clone(),
         service_prefixes: Some(services_rx.clone()),
         policy: Some(policy_rx.clone()),
+        ipam: Some(ipam_admin(&config, &ds).await?),
     };
     let mut api_task = tokio::spawn(api.serve(status_rx, services, stopped(stop_rx.clone())));
     tracing::info!(subsys = "agent", node = %name, socket = %config.api.socket.display(), "tortie agent started");
@@ -542,6 +543,20 @@ async fn remove_link(name: &str) {
         }
         Err(e) => tracing::warn!(subsys = "ipip", device = name, error = %e, "cannot remove the tunnel device"),
     }
+}
+
+/// The operator's IPAM commands behind the API; on Kubernetes they judge liveness by the Pods.
+async fn ipam_admin(
+    config: &Config,
+    ds: &crate::datastore::Datastore,
+) -> Result<crate::ipam::admin::Admin, AgentError> {
+    let kube = match config.datastore.kind {
+        crate::config::DatastoreType::Kubernetes => {
+            Some(datastore::kube_client(config).await.map_err(AgentError::Datastore)?)
+        }
+        _ => None,
+    };
+    Ok(crate::ipam::admin::Admin::new(ds.clone(), kube))
 }
 
 /// Starts the node's IPAM allocator and the workload service behind the CNI API.

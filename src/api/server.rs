@@ -44,6 +44,8 @@ pub struct ApiServices {
     pub service_prefixes: Option<watch::Receiver<crate::services::Advertisements>>,
     /// `/v1/policies…`, for `tortie policy`: the network-policy follower's state.
     pub policy: Option<watch::Receiver<crate::agent::policy::PolicyState>>,
+    /// `/v1/ipam…`, for `tortie ipam`.
+    pub ipam: Option<crate::ipam::admin::Admin>,
 }
 
 /// What `/v1/bgp/routes` reads.
@@ -122,6 +124,9 @@ impl ApiListener {
         }
         if let Some(policy) = services.policy {
             app = app.merge(super::policy::router(policy));
+        }
+        if let Some(ipam) = services.ipam {
+            app = app.merge(super::ipam::router(ipam));
         }
         let listener = self.listener.take().expect("serve is called once");
         super::connections::serve(listener, app, shutdown).await

@@ -8,6 +8,7 @@ pub mod cluster_view;
 mod config_cmd;
 mod docs_cmd;
 pub mod ipam_cmd;
+mod ipam_view;
 mod lab_cmd;
 mod lab_view;
 mod migrate_cmd;
@@ -201,7 +202,7 @@ pub struct StatusArgs {
     pub client: ClientArgs,
 }
 
-/// Where the `ipam` commands find the datastore, until the agent serves IPAM over its API.
+/// Where a command finds the datastore (the `ipam` commands: when no agent answers).
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The agent's configuration file; its `datastore` section names the datastore.
@@ -214,35 +215,54 @@ pub enum IpamCommand {
     /// Show pools, blocks and addresses in use.
     Show {
         #[command(flatten)]
-        client: ClientArgs,
+        client: ipam_cmd::IpamClientArgs,
         #[command(flatten)]
         store: StoreArgs,
         /// Also list every block.
         #[arg(long)]
         show_blocks: bool,
+        /// List the blocks whose addresses nodes other than their affine node use.
+        #[arg(long)]
+        show_borrowed: bool,
+        /// Show the IPAM configuration (IPAMConfig `default`, or the defaults).
+        #[arg(long)]
+        show_configuration: bool,
         /// Show who holds this address.
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
     },
-    /// Find leaked addresses, handles without addresses and broken blocks.
+    /// Compare allocations with live workloads (leaked, missing, borrowed, affinities of gone
+    /// nodes) and find broken records; `-o FILE` also writes the report `release --from-report`
+    /// reads. Exit 1 when a problem is found.
     Check {
         #[command(flatten)]
-        client: ClientArgs,
+        client: ipam_cmd::IpamClientArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Release an address, or every address of a handle.
+    /// Release an address, every address of a handle, or a report's leaked addresses; an
+    /// address a live workload holds is refused unless `--force`.
+    #[command(group(clap::ArgGroup::new("what").required(true)))]
     Release {
         #[command(flatten)]
-        client: ClientArgs,
+        client: ipam_cmd::IpamClientArgs,
         #[command(flatten)]
         store: StoreArgs,
         /// The address to release.
-        #[arg(long, conflicts_with = "handle", required_unless_present = "handle")]
+        #[arg(long, group = "what")]
         ip: Option<std::net::IpAddr>,
         /// The handle (container id) whose addresses to release.
-        #[arg(long)]
+        #[arg(long, group = "what")]
         handle: Option<String>,
+        /// The report `ipam check -o FILE` wrote: release exactly its leaked addresses.
+        #[arg(long, value_name = "FILE", group = "what")]
+        from_report: Option<PathBuf>,
+        /// Release addresses live workloads hold; with a report, the addresses unchanged since it.
+        #[arg(long)]
+        force: bool,
+        /// Print what would be released and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

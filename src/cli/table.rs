@@ -26,6 +26,20 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `value` in `format`: the table `table` renders (its flag: wide), or the document.
+pub fn format_as<T: serde::Serialize>(
+    format: super::ListFormat,
+    value: &T,
+    table: impl FnOnce(&T, bool) -> String,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        super::ListFormat::Table => table(value, false),
+        super::ListFormat::Wide => table(value, true),
+        super::ListFormat::Json => serde_json::to_string_pretty(value)? + "\n",
+        super::ListFormat::Yaml => serde_norway::to_string(value)?,
+    })
+}
+
 /// `HH:MM:SS` (UTC) of a unix time, as calicoctl's SINCE column.
 pub fn clock(unix: u64) -> String {
     let s = unix % 86_400;

@@ -5,10 +5,11 @@
 
 use super::block_math::{ip_at, overlaps, size};
 use super::block_ops;
+use super::liveness::{Holder, Liveness};
 use crate::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamHandle};
 use crate::datastore::{Datastore, Result};
 use ipnetwork::IpNetwork;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -18,6 +19,10 @@ pub struct CheckInput {
     /// Handles whose workload still exists (from the CNI side and the agent); `None`: unknown,
     /// so no leak detection.
     pub alive_handles: Option<BTreeSet<String>>,
+    /// The Nodes and Pods that exist: leaks are the addresses no live workload holds
+    /// ([`Liveness::holder`]), and affinities of missing nodes are reported. Wins over
+    /// `alive_handles`.
+    pub liveness: Option<Liveness>,
     /// Addresses seen in use on nodes (workload interfaces), to find ones not allocated.
     pub in_use: Vec<IpAddr>,
     /// Reserved ranges besides the datastore's IPReservations, counted in the usage table.
@@ -25,7 +30,7 @@ pub struct CheckInput {
 }
 
 /// Address counts of one pool or block (calicoctl's `ipam show` columns).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub name: String,
     pub cidr: String,
@@ -34,27 +39,49 @@ pub struct Usage {
     pub reserved: u128,
     pub free: u128,
     /// `host:<node>` for a block.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<String>,
 }
 
 /// An address whose record disagrees with the rest.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddressProblem {
     pub ip: IpAddr,
     pub handle: Option<String>,
     pub block: String,
+    /// The allocation's sequence number when read: `ipam release --from-report` frees the
+    /// address only while it still has it (so never once it is handed out again).
+    #[serde(default, rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<u64>,
+    /// The workload the attributes name (`namespace/pod`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Why a leaked address's workload is taken as gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// A block with addresses used by nodes other than its affine one (Calico's borrowed IPs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BorrowedBlock {
+    pub block: String,
+    /// The node the block is affine to; `None` for a block affine to no host.
+    pub affine_node: Option<String>,
+    /// The node using its addresses.
+    pub used_by: String,
+    pub addresses: u32,
 }
 
 /// A handle record whose counts differ from the addresses blocks hold for it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HandleProblem {
     pub handle: String,
     pub recorded: u32,
     pub actual: u32,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckReport {
     pub pools: Vec<Usage>,
     pub blocks: Vec<Usage>,
@@ -75,8 +102,12 @@ pub struct CheckReport {
     pub handle_mismatches: Vec<HandleProblem>,
     /// Allocated to a handle that is no longer alive.
     pub leaked: Vec<AddressProblem>,
-    /// Seen in use but not allocated.
+    /// Seen in use but not allocated (missing: a workload with no allocation).
     pub in_use_not_allocated: Vec<IpAddr>,
+    /// Confirmed affinities for a node with no Node record (only with [`CheckInput::liveness`]).
+    pub affinities_of_missing_nodes: Vec<String>,
+    /// Blocks whose addresses other nodes use: information, not a problem.
+    pub borrowed: Vec<BorrowedBlock>,
 }
 
 impl CheckReport {
@@ -92,6 +123,7 @@ impl CheckReport {
             + self.handle_mismatches.len()
             + self.leaked.len()
             + self.in_use_not_allocated.len()
+            + self.affinities_of_missing_nodes.len()
     }
 
     pub fn is_clean(&self) -> bool {
@@ -129,6 +161,11 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
             report.unfinished_affinities.push(format!("{} ({:?})", a.name, a.spec.state));
             continue;
         }
+        if let Some(l) = &input.liveness
+            && !l.nodes.contains(&a.spec.node)
+        {
+            report.affinities_of_missing_nodes.push(format!("{} (node {})", a.name, a.spec.node));
+        }
         let owner = format!("host:{}", a.spec.node);
         if !blocks.items.iter().any(|b| b.spec.cidr == a.spec.cidr && b.spec.affinity.as_deref() == Some(&owner)) {
             report.affinities_without_block.push(a.name.clone());
@@ -141,6 +178,8 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
     let mut allocated: BTreeSet<IpAddr> = BTreeSet::new();
     for (i, b) in blocks.items.iter().enumerate() {
         let cidr = b.spec.cidr;
+        let affine_node = b.spec.affinity.as_deref().and_then(|a| a.strip_prefix("host:"));
+        let mut borrowers: BTreeMap<&str, u32> = BTreeMap::new();
         if let Some(host) = b.spec.affinity.as_deref().and_then(|a| a.strip_prefix("host:"))
             && confirmed.get(&cidr) != Some(&host)
         {
@@ -162,11 +201,39 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
             allocated.insert(ip);
             report.allocations += 1;
             let handle = block_ops::handle_at(&b.spec, ordinal).map(str::to_string);
-            let problem = AddressProblem { ip, handle: handle.clone(), block: b.name.clone() };
+            let attributes = b.spec.allocations[ordinal]
+                .and_then(|index| b.spec.attributes.get(index as usize))
+                .map(|a| &a.secondary);
+            if let Some(user) = attributes.and_then(|a| a.get("node"))
+                && affine_node != Some(user.as_str())
+            {
+                *borrowers.entry(user.as_str()).or_insert(0) += 1;
+            }
+            let mut problem = AddressProblem {
+                ip,
+                handle: handle.clone(),
+                block: b.name.clone(),
+                sequence_number: b.spec.sequence_number_for_allocation.get(&ordinal.to_string()).copied(),
+                workload: None,
+                why: None,
+            };
             match &handle {
                 Some(h) if handle_records.contains_key(h.as_str()) => {
                     *actual.entry((h.clone(), cidr.to_string())).or_insert(0) += 1;
-                    if let Some(alive) = &input.alive_handles
+                    if let Some(l) = &input.liveness {
+                        let holder = l.holder(Some(h), attributes.unwrap_or(&BTreeMap::new()));
+                        match holder {
+                            Holder::Gone { workload, why } => {
+                                (problem.workload, problem.why) = (Some(workload), Some(why));
+                                report.leaked.push(problem);
+                            }
+                            Holder::Unowned => {
+                                problem.why = Some("no workload named in its attributes".into());
+                                report.leaked.push(problem);
+                            }
+                            Holder::Live { .. } | Holder::Infrastructure => {}
+                        }
+                    } else if let Some(alive) = &input.alive_handles
                         && !alive.contains(h)
                         && !super::gc::is_tunnel_handle(h)
                         && !super::gc::is_load_balancer_handle(h)
@@ -177,6 +244,12 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
                 _ => report.allocations_without_handle.push(problem),
             }
         }
+        report.borrowed.extend(borrowers.into_iter().map(|(user, addresses)| BorrowedBlock {
+            block: cidr.to_string(),
+            affine_node: affine_node.map(str::to_string),
+            used_by: user.to_string(),
+            addresses,
+        }));
         let reserved = (0..b.spec.allocations.len())
             .filter(|o| b.spec.allocations[*o].is_none() && reserved_cidrs.iter().any(|r| r.contains(ip_at(&cidr, *o))))
             .count() as u128;

@@ -8,12 +8,14 @@
 //!   rebuilt from the node's allocations.
 //! - [`Ipam`]: allocate / release for one node; [`tunnel`]: its tunnel addresses by device.
 //! - [`Allocator`]: the per-node task that batches concurrent requests (group commit).
-//! - [`check`] and [`gc`]: consistency report, leak and empty-block collection.
+//! - [`check`] and [`gc`]: consistency report, leak and empty-block collection; [`liveness`]:
+//!   which allocations a live workload holds; [`admin`]: the operator's show, check and release.
 //! - `reclaim`: addresses found in use that the datastore lost, allocated again.
 //! - [`routes`]: own blocks and borrowed /32s, for the speaker to announce.
 //!
 //! See `docs/ipam.md`.
 
+pub mod admin;
 pub mod allocator;
 pub mod block_math;
 pub mod block_ops;
@@ -23,6 +25,7 @@ mod client;
 mod error;
 pub mod gc;
 pub mod handles;
+pub mod liveness;
 pub mod pools;
 mod reclaim;
 mod repair;
