@@ -10,6 +10,7 @@ mod docs_cmd;
 pub mod ipam_cmd;
 mod lab_cmd;
 mod migrate_cmd;
+pub mod output;
 mod policy_cmd;
 mod status_cmd;
 pub mod table;
@@ -395,6 +396,7 @@ pub enum ConfigCommand {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    output::end_quietly_on_broken_stdout();
     let invoked_as = std::env::args_os().next().map(PathBuf::from);
     // A container runtime runs a CNI plugin by the netconf's `type` from its plugin
     // directory, with no arguments and CNI_COMMAND set: then this binary is the plugin,
