@@ -52,8 +52,9 @@ pub fn peers(args: &ClientArgs) -> ExitCode {
     }
 }
 
-/// The peers as a table at unix time `now`: UPTIME is how long an Established session has been
-/// up (`-` for one that is not).
+/// The peers as a table at unix time `now`: SINCE is when the session's state last changed (the
+/// time today, else the date and minute), UPTIME how long ago that was, as BIRD's `show
+/// protocols`.
 pub fn render_peers(peers: &[PeerStatus], now: u64) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
@@ -63,7 +64,8 @@ pub fn render_peers(peers: &[PeerStatus], now: u64) -> String {
                 p.as_number.to_string(),
                 p.peer_type.clone(),
                 p.state.clone(),
-                p.established_at.map_or_else(|| "-".into(), |t| table::duration(now.saturating_sub(t))),
+                table::since(p.since, now),
+                table::duration(now.saturating_sub(p.since)),
                 p.prefixes_received.to_string(),
                 p.prefixes_advertised.to_string(),
                 p.bfd.clone().unwrap_or_else(|| "-".into()),
@@ -72,7 +74,7 @@ pub fn render_peers(peers: &[PeerStatus], now: u64) -> String {
         })
         .collect();
     table::render(
-        &["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "UPTIME", "RECEIVED", "ADVERTISED", "BFD", "INFO"],
+        &["PEER ADDRESS", "AS", "PEER TYPE", "STATE", "SINCE", "UPTIME", "RECEIVED", "ADVERTISED", "BFD", "INFO"],
         &rows,
     )
 }
@@ -160,8 +162,15 @@ mod tests {
         };
         let text =
             render_peers(&[peer("10.0.0.2", "established", Some(1_000)), peer("10.0.0.3", "active", None)], 4_725);
-        assert!(text.contains("| 10.0.0.2     | 64512 | node-to-node mesh | established | 1h2m5s | 3"), "{text}");
-        assert!(text.contains("| 10.0.0.3     | 64512 | node-to-node mesh | active      | -      | 3"), "{text}");
+        // UPTIME: since the state changed, whatever the state; SINCE: when, today.
+        assert!(
+            text.contains("| 10.0.0.2     | 64512 | node-to-node mesh | established | 00:16:40 | 1h02m  | 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 10.0.0.3     | 64512 | node-to-node mesh | active      | 00:16:40 | 1h02m  | 3"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -172,7 +172,7 @@ mod tests {
         let text = render(&r, 1065);
         assert!(
             text.starts_with(
-                "tortie process is running (node node-a, version 0.1.0, up 1m5s, ipip-userspace, ready).\n"
+                "tortie process is running (node node-a, version 0.1.0, up 1m05s, ipip-userspace, ready).\n"
             )
         );
         assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 00:17:10 | Established"), "{text}");
