@@ -155,3 +155,37 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("10.0.0.2"));
 }
+
+#[test]
+fn every_command_that_prints_data_takes_every_format() {
+    let agent = FakeAgent::typical();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status", "--socket", agent.socket.to_str().unwrap()],
+        vec!["bgp", "peers", "--socket", agent.socket.to_str().unwrap()],
+        vec!["bgp", "routes", "--socket", agent.socket.to_str().unwrap()],
+        vec!["policy", "list", "--socket", agent.socket.to_str().unwrap()],
+        vec!["get", "ippools", "--config", &config],
+    ];
+    for args in commands {
+        let run = |format: &str| {
+            let mut all = args.clone();
+            all.extend(["-o", format]);
+            let out = tortie(&all).output().unwrap();
+            let what = format!("tortie {}", all.join(" "));
+            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let (table, wide) = (run("table"), run("wide"));
+        assert!(!table.is_empty(), "{args:?}: a table");
+        let width = |t: &str| t.lines().map(str::len).max().unwrap_or(0);
+        assert!(width(&wide) >= width(&table), "{args:?}: wide is no narrower:\n{table}{wide}");
+        let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+        let yaml: serde_json::Value = serde_norway::from_str(&run("yaml")).unwrap();
+        assert_eq!(json, yaml, "{args:?}: the same data in JSON and YAML");
+    }
+    let bad = tortie(&["bgp", "peers", "-o", "xml"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("xml"));
+}

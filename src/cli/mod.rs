@@ -79,8 +79,10 @@ pub enum Command {
         /// IPPool, IPAMBlock, BlockAffinity, IPAMHandle, IPAMConfig, Node, BGPPeer, BGPConfiguration (any case, or plural).
         kind: String,
         name: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = ResourceFormat::Yaml)]
-        output: ResourceFormat,
+        /// `table` and `wide` list kind and name (`wide`: and the spec); `yaml` and `json` print
+        /// the documents.
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Yaml)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -113,14 +115,8 @@ pub enum Command {
     Version,
 }
 
-/// Output formats of resource documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ResourceFormat {
-    Yaml,
-    Json,
-}
-
-/// Output formats of list commands: a table, a wider table, or documents.
+/// The output formats of every command that prints data (`-o`): a table, a table with more
+/// columns, or the whole data as JSON or YAML; printed by [`output::print`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
     Table,
@@ -168,13 +164,14 @@ pub struct NodeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Output formats of the status commands.
+/// The `ipam` commands' output formats, until they take [`ListFormat`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
     Json,
 }
 
+/// The `ipam` commands' way to the agent, until they take [`AgentArgs`].
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The agent's API socket.
@@ -195,10 +192,31 @@ impl ClientArgs {
     }
 }
 
+/// How a command asks the agent's API and prints the answer.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's API socket.
+    #[arg(long, env = "TORTIE_API_SOCKET", default_value = crate::config::DEFAULT_API_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format: `wide` adds columns.
+    #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+    pub output: ListFormat,
+    /// How long to wait for the agent's answer, in seconds (then exit 1).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::api::client::DEFAULT_TIMEOUT.as_secs())]
+    pub timeout: u64,
+}
+
+impl AgentArgs {
+    /// `--timeout` as a duration.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub client: ClientArgs,
+    pub client: AgentArgs,
 }
 
 /// Where the `ipam` commands find the datastore, until the agent serves IPAM over its API.
@@ -248,15 +266,15 @@ pub enum IpamCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BgpCommand {
-    /// Show BGP peers with their state, uptime and prefix counts.
+    /// Show BGP peers with their state, since when, uptime and prefix counts.
     Peers {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
     },
     /// Show the routes in the RIB.
     Routes {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
     },
     /// Decode raw BGP messages (as on the wire) into JSON lines.
     Decode(crate::bgp::cli::DecodeArgs),
@@ -269,13 +287,13 @@ pub enum PolicyCommand {
     /// List the network policies: kind, name, order, selector, types, rule counts, valid or why not.
     List {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
     },
     /// Which policy and rule decide a packet, per direction (egress at the source, ingress at
     /// the destination), from the rules the agent programs.
     Trace {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
         /// The source pod, NAMESPACE/POD.
         #[arg(long)]
         from: String,
