@@ -1,11 +1,11 @@
 //! `tortie bgp routes` and `tortie bgp peers`: the RIB and the sessions
 //! from the agent's API, as tables, JSON or YAML.
 
-use super::AgentArgs;
+use super::{AgentArgs, RoutesQueryArgs};
 use super::{output, table};
 use crate::api::status::PeerStatus;
 use crate::api::{StatusReport, client};
-use crate::bgp::rib::RibSnapshot;
+use crate::bgp::rib::{RibSnapshot, RouteQuery};
 use serde::de::DeserializeOwned;
 use std::process::ExitCode;
 
@@ -30,8 +30,13 @@ pub(super) fn print<T: serde::Serialize>(
 }
 
 /// `tortie bgp routes`.
-pub fn routes(args: &AgentArgs) -> ExitCode {
-    match fetch::<RibSnapshot>(args, "/v1/bgp/routes") {
+pub fn routes(args: &AgentArgs, query: &RoutesQueryArgs) -> ExitCode {
+    let query = RouteQuery { prefix: query.prefix, longer: query.longer, peer: query.peer };
+    let path = match query.to_query_string() {
+        q if q.is_empty() => "/v1/bgp/routes".to_string(),
+        q => format!("/v1/bgp/routes?{q}"),
+    };
+    match fetch::<RibSnapshot>(args, &path) {
         Ok(snapshot) => print(args, &snapshot, render_routes),
         Err(code) => code,
     }
@@ -84,6 +89,9 @@ pub fn render_peers(peers: &[PeerStatus], now: u64, wide: bool) -> String {
 /// other members of its ECMP set. `wide` adds the BGP origin, MED, communities, originator and
 /// cluster list.
 pub fn render_routes(snapshot: &RibSnapshot, wide: bool) -> String {
+    // The ADD-PATH identifiers, when some session receives them: one peer's paths of a prefix
+    // differ only by it.
+    let path_ids = snapshot.routes.iter().any(|r| r.path_id.is_some());
     let rows: Vec<Vec<String>> = snapshot
         .routes
         .iter()
@@ -100,9 +108,11 @@ pub fn render_routes(snapshot: &RibSnapshot, wide: bool) -> String {
                 r.prefix.to_string(),
                 r.next_hop.map_or("self".to_string(), |a| a.to_string()),
                 r.peer.map_or("local".to_string(), |a| a.to_string()),
-                r.as_path.clone(),
-                r.local_pref.map_or(String::new(), |v| v.to_string()),
             ];
+            if path_ids {
+                row.push(r.path_id.map_or(String::new(), |id| id.to_string()));
+            }
+            row.extend([r.as_path.clone(), r.local_pref.map_or(String::new(), |v| v.to_string())]);
             if wide {
                 let cluster_list: Vec<String> = r.cluster_list.iter().map(ToString::to_string).collect();
                 row.extend([
@@ -121,7 +131,11 @@ pub fn render_routes(snapshot: &RibSnapshot, wide: bool) -> String {
             row
         })
         .collect();
-    let mut headers = vec!["", "PREFIX", "NEXT HOP", "PEER", "AS PATH", "LOCAL PREF"];
+    let mut headers = vec!["", "PREFIX", "NEXT HOP", "PEER"];
+    if path_ids {
+        headers.push("PATH ID");
+    }
+    headers.extend(["AS PATH", "LOCAL PREF"]);
     if wide {
         headers.extend(["BGP ORIGIN", "MED", "COMMUNITIES", "ORIGINATOR", "CLUSTER LIST"]);
     }
@@ -156,6 +170,7 @@ mod tests {
             cluster_list: vec![],
             stale: false,
             origin_of_own: None,
+            path_id: None,
         }
     }
 
@@ -280,6 +295,23 @@ mod tests {
         assert!(text.contains("| * | 10.244.1.0/26 | 192.0.2.2 | 192.0.2.2 | 65002"), "{text}");
         assert!(text.contains("| = | 10.244.1.0/26 | 192.0.2.3"), "{text}");
         assert!(text.contains("longer-as-path"), "{text}");
+    }
+
+    #[test]
+    fn routes_table_shows_add_path_ids_when_a_session_receives_them() {
+        let mut a = view("10.0.0.9", true, true, None);
+        let mut b = view("10.0.0.9", false, true, Some("higher-router-id"));
+        (a.path_id, b.path_id) = (Some(1), Some(2));
+        let snapshot = RibSnapshot { routes: vec![a, b], stats: Default::default() };
+        let text = render_routes(&snapshot, false);
+        assert!(text.contains("|   PEER   | PATH ID | AS PATH |"), "{text}");
+        assert!(
+            text.contains("| 10.0.0.9 | 1       | 65002 ") && text.contains("| 10.0.0.9 | 2       | 65002 "),
+            "{text}"
+        );
+        output::assert_golden_formats("bgp-routes-add-path", &snapshot, render_routes);
+        let without = render_routes(&routes_fixture(), false);
+        assert!(!without.contains("PATH ID"), "no column without ADD-PATH: {without}");
     }
 
     #[test]

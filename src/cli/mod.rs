@@ -271,15 +271,31 @@ pub enum BgpCommand {
         #[command(flatten)]
         client: AgentArgs,
     },
-    /// Show the routes in the RIB.
+    /// Show the routes in the RIB, or those BIRD's `show route for PREFIX` would.
     Routes {
         #[command(flatten)]
         client: AgentArgs,
+        #[command(flatten)]
+        query: RoutesQueryArgs,
     },
     /// Decode raw BGP messages (as on the wire) into JSON lines.
     Decode(crate::bgp::cli::DecodeArgs),
     /// Encode JSON lines (as `tortie bgp decode` prints them) into raw BGP messages.
     Encode(crate::bgp::cli::EncodeArgs),
+}
+
+/// Which routes `tortie bgp routes` shows.
+#[derive(Debug, Args)]
+pub struct RoutesQueryArgs {
+    /// An address or prefix: the routes of the longest prefix covering it (the prefix itself
+    /// when in the RIB).
+    pub prefix: Option<ipnetwork::IpNetwork>,
+    /// Every prefix within PREFIX instead, PREFIX included.
+    #[arg(long, requires = "prefix")]
+    pub longer: bool,
+    /// Only the paths learned from this peer.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -448,9 +464,9 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             bgp_cmd::peers(&client)
         }
-        Command::Bgp(BgpCommand::Routes { client }) => {
+        Command::Bgp(BgpCommand::Routes { client, query }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
-            bgp_cmd::routes(&client)
+            bgp_cmd::routes(&client, &query)
         }
         Command::Cluster(ClusterCommand::Status { output, store }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
