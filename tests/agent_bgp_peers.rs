@@ -277,6 +277,81 @@ fn a_bgpfilter_rejects_an_export_and_an_import_and_is_followed_live() {
     .unwrap();
 }
 
+/// `tortie bgp routes PREFIX [--longer] [--peer ADDR]` asks the running agent for part of its RIB,
+/// as birdc's `show route for`: two BIRDs (ToRs `tor` and `tor2`) announce the same four prefixes.
+#[test]
+fn bgp_routes_selects_the_longest_match_the_more_specifics_and_one_peers_paths() {
+    let mut site = Site::new("bgproutes", 132, 19485, "");
+    site.t.add_namespace("tor2").unwrap();
+    site.t.add_veth(("n", "eth2", Some("10.133.0.5/24")), ("tor2", "eth1", Some("10.133.0.1/24"))).unwrap();
+    for (ns, local, node) in [("tor", "10.132.0.1", "10.132.0.5"), ("tor2", "10.133.0.1", "10.133.0.5")] {
+        let config = format!(
+            "router id {local};\nprotocol device {{}}\nprotocol static {{ ipv4; route 10.50.0.0/16 blackhole; \
+             route 10.50.1.0/24 blackhole; route 10.50.1.128/25 blackhole; route 10.60.0.0/16 blackhole; }}\n\
+             protocol bgp n1 {{\n  local {local} as 65001;\n  neighbor {node} as 64512;\n  hold time 9;\n  \
+             connect retry time 1;\n  ipv4 {{ import none; export all; }};\n}}\n"
+        );
+        start_bird(&mut site.t, ns, &config);
+    }
+    site.start_agent();
+    for (name, address) in [("tor-a", "10.132.0.1"), ("tor-b", "10.133.0.1")] {
+        let peer = BgpPeer { peer_ip: Some(address.into()), as_number: Some(65001), ..BgpPeer::default() };
+        site.rt.block_on(site.ds.create(name, &peer)).unwrap();
+    }
+    // (prefix, peer) of each path `tortie bgp routes ARGS -o json` prints.
+    let paths = |args: &[&str]| -> Vec<(String, String)> {
+        let mut all = vec!["bgp", "routes", "-o", "json"];
+        all.extend_from_slice(args);
+        let answer: serde_json::Value = serde_json::from_str(&site.tortie(&all)).unwrap_or_default();
+        let routes = answer["routes"].as_array().cloned().unwrap_or_default();
+        let learned = routes.iter().filter(|r| r["peer"].is_string());
+        learned.map(|r| (r["prefix"].as_str().unwrap().into(), r["peer"].as_str().unwrap().into())).collect()
+    };
+    let both = |prefixes: &[&str]| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = prefixes
+            .iter()
+            .flat_map(|p| ["10.132.0.1", "10.133.0.1"].map(|peer| (p.to_string(), peer.to_string())))
+            .collect();
+        out.sort();
+        out
+    };
+    let sorted = |mut v: Vec<(String, String)>| {
+        v.sort();
+        v
+    };
+    wait_until("both sessions' four prefixes in the RIB", Duration::from_secs(40), || {
+        (paths(&[]).len() == 8).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}{}", site.tortie(&["bgp", "peers"]), site.tortie(&["bgp", "routes"])));
+
+    assert_eq!(sorted(paths(&["10.50.1.200"])), both(&["10.50.1.128/25"]), "an address: its longest match");
+    assert_eq!(sorted(paths(&["10.50.1.0/24"])), both(&["10.50.1.0/24"]), "a prefix in the RIB: itself");
+    assert_eq!(sorted(paths(&["10.50.9.0/24"])), both(&["10.50.0.0/16"]), "a prefix not in the RIB: its cover");
+    assert_eq!(
+        sorted(paths(&["10.50.0.0/16", "--longer"])),
+        both(&["10.50.0.0/16", "10.50.1.0/24", "10.50.1.128/25"]),
+        "--longer: every prefix within"
+    );
+    let from_b = sorted(paths(&["10.50.0.0/16", "--longer", "--peer", "10.133.0.1"]));
+    let expected: Vec<(String, String)> = both(&["10.50.0.0/16", "10.50.1.0/24", "10.50.1.128/25"])
+        .into_iter()
+        .filter(|(_, peer)| peer == "10.133.0.1")
+        .collect();
+    assert_eq!(from_b, expected, "--peer: that peer's paths only");
+    assert!(paths(&["192.0.2.1"]).is_empty(), "no covering prefix: no route");
+
+    let table = site.tortie(&["bgp", "routes", "10.60.0.1"]);
+    assert!(table.contains("| 10.60.0.0/16 |") && !table.contains("10.50."), "{table}");
+    // Bad input is refused with the value named, before the agent is asked.
+    let refused = Command::new(env!("CARGO_BIN_EXE_tortie"))
+        .args(["bgp", "routes", "10.50.0.0/99", "--socket"])
+        .arg(&site.socket)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("10.50.0.0/99"), "{refused:?}");
+}
+
 /// Calico's own example resources (`tests/data/calico/calicoctl-export.yaml`: BGPPeers to route
 /// reflectors chosen by label, a ToR peering with MD5 from a Secret, TTL security and a
 /// BGPFilter, a BGPConfiguration in asdot with the mesh off) go through `tortie migrate

@@ -61,3 +61,39 @@ fn man_writes_a_page_per_subcommand() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot write the manual pages"));
 }
+
+#[test]
+fn the_bash_completion_loads_as_a_user_sources_it() {
+    let program = format!("source <('{}' completion bash) && complete -p tortie", env!("CARGO_BIN_EXE_tortie"));
+    let out = Command::new("bash").args(["--norc", "-c", &program]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stderr.is_empty(), "{stdout}{stderr}");
+    assert!(stdout.trim_end().ends_with("-F _tortie tortie"), "bash completes tortie with _tortie: {stdout}");
+}
+
+#[test]
+fn the_generated_man_pages_render_with_man() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(tortie(&["man", "--dir", dir.path().to_str().unwrap()]).status.success());
+    for (page, name_line) in [
+        ("tortie.1", "tortie - Kubernetes node agent"),
+        ("tortie-bgp-routes.1", "tortie-bgp-routes - Show the routes in the RIB"),
+        ("tortie-completion.1", "tortie-completion - Print a shell completion script"),
+    ] {
+        let out = Command::new("man")
+            .arg("-l")
+            .arg(dir.path().join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("man runs");
+        let (text, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && stderr.is_empty(), "man -l {page}: {stderr}");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let name =
+            lines.iter().position(|l| *l == "NAME").unwrap_or_else(|| panic!("{page}: no NAME section:\n{text}"));
+        assert!(lines[name + 1].starts_with(name_line), "{page}: NAME reads {:?}", lines[name + 1]);
+        assert!(lines.contains(&"SYNOPSIS"), "{page}: no SYNOPSIS:\n{text}");
+    }
+}

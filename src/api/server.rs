@@ -1,9 +1,9 @@
 //! Serves the local API on a unix socket.
 
 use super::status::StatusReport;
-use crate::bgp::rib::{Rib, RibSnapshot, RibStats};
+use crate::bgp::rib::{Rib, RibSnapshot, RibStats, RouteQuery};
 use crate::config::ApiConfig;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,7 +38,8 @@ const DIR_MODE: u32 = 0o755;
 pub struct ApiServices {
     /// `/v1/workloads…`, for the CNI plugin.
     pub workloads: Option<std::sync::Arc<dyn super::workloads::WorkloadService>>,
-    /// `/v1/bgp/routes`, for `tortie bgp routes` (absent when BGP is off).
+    /// `/v1/bgp/routes[?prefix=P[&longer=true]][&peer=A]`, for `tortie bgp routes` (absent when
+    /// BGP is off).
     pub rib: Option<Rib>,
     /// The service prefixes this node advertises: their routes' origin in `/v1/bgp/routes`.
     pub service_prefixes: Option<watch::Receiver<crate::services::Advertisements>>,
@@ -155,10 +156,17 @@ async fn get_status(State(status): State<watch::Receiver<StatusReport>>) -> Json
     Json(status.borrow().clone())
 }
 
-async fn get_routes(State(state): State<RoutesState>) -> Result<Json<RibSnapshot>, (StatusCode, &'static str)> {
+/// The routes the query string selects ([`RouteQuery`]; all without one), 400 naming a bad
+/// parameter.
+async fn get_routes(
+    State(state): State<RoutesState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<RibSnapshot>, (StatusCode, String)> {
+    let query = RouteQuery::from_query_string(query.as_deref().unwrap_or_default())
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
     match state.rib {
         Some(rib) => {
-            let mut snapshot = rib.snapshot().await;
+            let mut snapshot = rib.snapshot_matching(query).await;
             if let Some(services) = &state.service_prefixes {
                 let services = services.borrow();
                 for route in snapshot.routes.iter_mut().filter(|r| r.peer.is_none()) {
@@ -170,15 +178,18 @@ async fn get_routes(State(state): State<RoutesState>) -> Result<Json<RibSnapshot
             }
             Ok(Json(snapshot))
         }
-        None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
+        None => Err((StatusCode::NOT_FOUND, BGP_DISABLED.to_string())),
     }
 }
+
+/// The answer of `/v1/bgp/…` when BGP is off.
+const BGP_DISABLED: &str = "BGP is disabled on this node (bgp.enabled: false)\n";
 
 /// The RIB's counters alone: no route is walked, so pollers (benchmarks,
 /// scripts waiting for a table) do not slow the RIB down.
 async fn get_stats(State(state): State<RoutesState>) -> Result<Json<RibStats>, (StatusCode, &'static str)> {
     match state.rib {
         Some(rib) => Ok(Json(rib.stats().await)),
-        None => Err((StatusCode::NOT_FOUND, "BGP is disabled on this node (bgp.enabled: false)\n")),
+        None => Err((StatusCode::NOT_FOUND, BGP_DISABLED)),
     }
 }

@@ -65,6 +65,16 @@ fn read_input(path: Option<&Path>) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The end of `tortie bgp COMMAND` when its output cannot be written: quiet when the reader went
+/// away (`| head`), exit 2 with the reason otherwise.
+fn write_failed(command: &str, error: &io::Error) -> ExitCode {
+    if crate::cli::output::is_broken_pipe(error) {
+        return ExitCode::from(crate::cli::output::EXIT_BROKEN_PIPE);
+    }
+    eprintln!("tortie bgp {command}: cannot write output: {error}");
+    ExitCode::from(2)
+}
+
 /// Runs `tortie bgp decode`.
 pub fn decode_command(args: &DecodeArgs) -> ExitCode {
     let input = match read_input(args.input.as_deref()) {
@@ -85,8 +95,7 @@ pub fn decode_command(args: &DecodeArgs) -> ExitCode {
         }
     });
     if let Some(error) = write_error.or_else(|| out.flush().err()) {
-        eprintln!("tortie bgp decode: cannot write output: {error}");
-        return ExitCode::from(2);
+        return write_failed("decode", &error);
     }
     if let Some((offset, available, needed)) = summary.truncated {
         eprintln!(
@@ -132,8 +141,7 @@ pub fn encode_command(args: &EncodeArgs) -> ExitCode {
         match wire {
             Ok(wire) => {
                 if let Err(error) = out.write_all(&wire) {
-                    eprintln!("tortie bgp encode: cannot write output: {error}");
-                    return ExitCode::from(2);
+                    return write_failed("encode", &error);
                 }
             }
             Err(error) => {
@@ -143,8 +151,7 @@ pub fn encode_command(args: &EncodeArgs) -> ExitCode {
         }
     }
     if let Err(error) = out.flush() {
-        eprintln!("tortie bgp encode: cannot write output: {error}");
-        return ExitCode::from(2);
+        return write_failed("encode", &error);
     }
     ExitCode::SUCCESS
 }

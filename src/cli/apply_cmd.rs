@@ -2,7 +2,7 @@
 //! the datastore the agent's configuration names (as `tortie ipam` reaches it). Input that does
 //! not parse or validate is refused as a whole (exit 2) before anything is written.
 
-use super::{EXIT_CONFIG, ResourceFormat};
+use super::{EXIT_CONFIG, ListFormat};
 use crate::datastore::{Datastore, DatastoreError, Key};
 use crate::migrate::{Object, Outcome, PlanError, execute, in_write_order, kind_named, plan_writes, read_documents};
 use std::io::Read;
@@ -94,7 +94,7 @@ pub async fn apply(file: &Path, config: Option<&Path>) -> Result<ExitCode, Failu
 pub async fn get(
     kind: &str,
     name: Option<&str>,
-    format: ResourceFormat,
+    format: ListFormat,
     config: Option<&Path>,
 ) -> Result<ExitCode, Failure> {
     let kind =
@@ -116,16 +116,37 @@ pub async fn get(
             serde_json::json!({"apiVersion": crate::migrate::object::api_version(), "kind": "List", "items": documents})
         }
     };
-    print_value(&output, format)?;
+    print!("{}", super::output::render(format, &output, render_resources).map_err(anyhow::Error::msg)?);
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_value(value: &serde_json::Value, format: ResourceFormat) -> anyhow::Result<()> {
-    match format {
-        ResourceFormat::Yaml => print!("{}", serde_norway::to_string(value)?),
-        ResourceFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
+/// A resource document, or a `List` of them, as a table: kind and name (`namespace/name` for the
+/// namespaced kinds); `wide` adds the spec on one line.
+pub fn render_resources(value: &serde_json::Value, wide: bool) -> String {
+    let documents = match value["kind"].as_str() {
+        Some("List") => value["items"].as_array().cloned().unwrap_or_default(),
+        _ => vec![value.clone()],
+    };
+    if documents.is_empty() {
+        return "No resources found.\n".to_string();
     }
-    Ok(())
+    let rows: Vec<Vec<String>> = documents
+        .iter()
+        .map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let name = match d["metadata"]["namespace"].as_str() {
+                Some(namespace) => format!("{namespace}/{name}"),
+                None => name.to_string(),
+            };
+            let mut row = vec![d["kind"].as_str().unwrap_or_default().to_string(), name];
+            if wide {
+                row.push(d["spec"].to_string());
+            }
+            row
+        })
+        .collect();
+    let headers: &[&str] = if wide { &["KIND", "NAME", "SPEC"] } else { &["KIND", "NAME"] };
+    super::table::render(headers, &rows)
 }
 
 pub async fn delete(file: Option<&Path>, kind_and_name: &[String], config: Option<&Path>) -> Result<ExitCode, Failure> {
@@ -171,4 +192,31 @@ pub fn documents_yaml(objects: &[Object]) -> anyhow::Result<String> {
         text.push_str(&serde_norway::to_string(&object.to_document())?);
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_resources_in_every_format() {
+        let pool = Object {
+            kind: kind_named("ippool").unwrap(),
+            name: "pool-a".into(),
+            spec: serde_json::json!({"cidr": "10.60.0.0/16", "blockSize": 26, "natOutgoing": true}),
+        };
+        let node = Object {
+            kind: kind_named("node").unwrap(),
+            name: "n1".into(),
+            spec: serde_json::json!({"bgp": {"ipv4Address": "192.0.2.10/24"}}),
+        };
+        let list = serde_json::json!({
+            "apiVersion": crate::migrate::object::api_version(),
+            "kind": "List",
+            "items": [pool.to_document(), node.to_document()],
+        });
+        crate::cli::output::assert_golden_formats("get", &list, render_resources);
+        let empty = serde_json::json!({"kind": "List", "items": []});
+        assert_eq!(render_resources(&empty, false), "No resources found.\n");
+    }
 }

@@ -36,11 +36,8 @@ pub async fn status(store: &StoreArgs, output: ListFormat, kubectl_plugin: bool)
     let unreadable = listing.invalid.iter().map(ToString::to_string).collect();
     let now = now();
     let v = view(&records, unreadable, now);
-    match output {
-        ListFormat::Table => print!("{}", render(&v, now, false)),
-        ListFormat::Wide => print!("{}", render(&v, now, true)),
-        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        ListFormat::Yaml => print!("{}", serde_norway::to_string(&v)?),
+    if !super::output::print(output, &v, |v, wide| render(v, now, wide)) {
+        return Ok(ExitCode::from(1));
     }
     Ok(if v.healthy() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_READY) })
 }

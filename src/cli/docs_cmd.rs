@@ -3,6 +3,7 @@
 
 use super::Cli;
 use clap::CommandFactory;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,8 +11,17 @@ use std::process::ExitCode;
 pub fn completion(shell: clap_complete::Shell) -> ExitCode {
     let mut command = Cli::command();
     let name = command.get_name().to_string();
-    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
-    ExitCode::SUCCESS
+    // Generated into memory: clap_complete panics on a failed write to the writer it is given.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if super::output::is_broken_pipe(&e) => ExitCode::from(super::output::EXIT_BROKEN_PIPE),
+        Err(e) => {
+            eprintln!("tortie completion: cannot write the script: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Writes a manual page per command and subcommand (`tortie.1`,

@@ -172,7 +172,7 @@ fn format_of(output: &IpamOutput) -> Result<ListFormat, Failure> {
 }
 
 fn emit<T: Serialize>(format: ListFormat, value: &T, table: impl FnOnce(&T, bool) -> String) -> Result<(), Failure> {
-    print!("{}", super::table::format_as(format, value, table)?);
+    print!("{}", super::output::render(format, value, table).map_err(Failure)?);
     Ok(())
 }
 

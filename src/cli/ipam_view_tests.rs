@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::cli::ListFormat;
-use crate::cli::table::format_as;
+use crate::cli::output::render as format_as;
 use crate::ipam::admin::{ReleasedAddress, Skipped};
 use crate::ipam::check::AddressProblem;
 

@@ -52,13 +52,7 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 
 fn inspect(plan: &lab::LabPlan, output: ListFormat) -> Result<i32, Box<dyn std::error::Error>> {
     let found = lab::inspect::inspect(plan);
-    match output {
-        ListFormat::Table => print!("{}", super::lab_view::render(&found, false)),
-        ListFormat::Wide => print!("{}", super::lab_view::render(&found, true)),
-        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
-        ListFormat::Yaml => print!("{}", serde_norway::to_string(&found)?),
-    }
-    Ok(0)
+    Ok(if super::output::print(output, &found, |f, wide| super::lab_view::render(f, wide)) { 0 } else { 1 })
 }
 
 /// How long `lab graph` waits for each agent's status.

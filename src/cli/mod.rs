@@ -12,6 +12,7 @@ mod ipam_view;
 mod lab_cmd;
 mod lab_view;
 mod migrate_cmd;
+pub mod output;
 mod policy_cmd;
 mod status_cmd;
 pub mod table;
@@ -80,8 +81,10 @@ pub enum Command {
         /// IPPool, IPAMBlock, BlockAffinity, IPAMHandle, IPAMConfig, Node, BGPPeer, BGPConfiguration (any case, or plural).
         kind: String,
         name: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = ResourceFormat::Yaml)]
-        output: ResourceFormat,
+        /// `table` and `wide` list kind and name (`wide`: and the spec); `yaml` and `json` print
+        /// the documents.
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Yaml)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -114,14 +117,8 @@ pub enum Command {
     Version,
 }
 
-/// Output formats of resource documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ResourceFormat {
-    Yaml,
-    Json,
-}
-
-/// Output formats of list commands: a table, a wider table, or documents.
+/// The output formats of every command that prints data (`-o`): a table, a table with more
+/// columns, or the whole data as JSON or YAML; printed by [`output::print`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
     Table,
@@ -169,27 +166,21 @@ pub struct NodeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Output formats of the status commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-}
-
+/// How a command asks the agent's API and prints the answer.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub struct AgentArgs {
     /// The agent's API socket.
     #[arg(long, env = "TORTIE_API_SOCKET", default_value = crate::config::DEFAULT_API_SOCKET)]
     pub socket: PathBuf,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    /// Output format: `wide` adds columns.
+    #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+    pub output: ListFormat,
     /// How long to wait for the agent's answer, in seconds (then exit 1).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::api::client::DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
 }
 
-impl ClientArgs {
+impl AgentArgs {
     /// `--timeout` as a duration.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.timeout)
@@ -199,7 +190,7 @@ impl ClientArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub client: ClientArgs,
+    pub client: AgentArgs,
 }
 
 /// Where a command finds the datastore (the `ipam` commands: when no agent answers).
@@ -268,15 +259,17 @@ pub enum IpamCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BgpCommand {
-    /// Show BGP peers with their state, uptime and prefix counts.
+    /// Show BGP peers with their state, since when, uptime and prefix counts.
     Peers {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
     },
-    /// Show the routes in the RIB.
+    /// Show the routes in the RIB, or those BIRD's `show route for PREFIX` would.
     Routes {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
+        #[command(flatten)]
+        query: RoutesQueryArgs,
     },
     /// Decode raw BGP messages (as on the wire) into JSON lines.
     Decode(crate::bgp::cli::DecodeArgs),
@@ -284,18 +277,32 @@ pub enum BgpCommand {
     Encode(crate::bgp::cli::EncodeArgs),
 }
 
+/// Which routes `tortie bgp routes` shows.
+#[derive(Debug, Args)]
+pub struct RoutesQueryArgs {
+    /// An address or prefix: the routes of the longest prefix covering it (the prefix itself
+    /// when in the RIB).
+    pub prefix: Option<ipnetwork::IpNetwork>,
+    /// Every prefix within PREFIX instead, PREFIX included.
+    #[arg(long, requires = "prefix")]
+    pub longer: bool,
+    /// Only the paths learned from this peer.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<std::net::IpAddr>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// List the network policies: kind, name, order, selector, types, rule counts, valid or why not.
     List {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
     },
     /// Which policy and rule decide a packet, per direction (egress at the source, ingress at
     /// the destination), from the rules the agent programs.
     Trace {
         #[command(flatten)]
-        client: ClientArgs,
+        client: AgentArgs,
         /// The source pod, NAMESPACE/POD.
         #[arg(long)]
         from: String,
@@ -434,6 +441,7 @@ pub enum ConfigCommand {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    output::end_quietly_on_broken_stdout();
     let invoked_as = std::env::args_os().next().map(PathBuf::from);
     // A container runtime runs a CNI plugin by the netconf's `type` from its plugin
     // directory, with no arguments and CNI_COMMAND set: then this binary is the plugin,
@@ -467,9 +475,9 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
             bgp_cmd::peers(&client)
         }
-        Command::Bgp(BgpCommand::Routes { client }) => {
+        Command::Bgp(BgpCommand::Routes { client, query }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);
-            bgp_cmd::routes(&client)
+            bgp_cmd::routes(&client, &query)
         }
         Command::Cluster(ClusterCommand::Status { output, store }) => {
             crate::logging::init(cli.log_level.as_deref().unwrap_or("warn"), log_format);

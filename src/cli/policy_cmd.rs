@@ -1,8 +1,8 @@
 //! `tortie policy list` and `tortie policy trace`: the agent's network policies and the
 //! verdict for one packet, from its API (so they see the agent's view of the cluster), as
-//! tables or JSON.
+//! tables, JSON or YAML. Every field is in the table already: `wide` is the table.
 
-use super::ClientArgs;
+use super::AgentArgs;
 use super::bgp_cmd::print;
 use super::table;
 use crate::api::client::{self, ClientError};
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 /// One call to the agent; the error printed is the agent's own message when it gives one.
 fn call<T: DeserializeOwned, B: Serialize>(
-    args: &ClientArgs,
+    args: &AgentArgs,
     method: &str,
     path: &str,
     body: Option<&B>,
@@ -37,15 +37,15 @@ fn call<T: DeserializeOwned, B: Serialize>(
 }
 
 /// `tortie policy list`.
-pub fn list(args: &ClientArgs) -> ExitCode {
+pub fn list(args: &AgentArgs) -> ExitCode {
     match call::<Vec<PolicyEntry>, ()>(args, "GET", "/v1/policies", None) {
-        Ok(entries) => print(args, &entries, |e| render_list(e)),
+        Ok(entries) => print(args, &entries, |e, _| render_list(e)),
         Err(code) => code,
     }
 }
 
 /// `tortie policy trace`: `port` is `80/tcp` (`/tcp` may be left out).
-pub fn trace(args: &ClientArgs, from: &str, to: &str, port: &str) -> ExitCode {
+pub fn trace(args: &AgentArgs, from: &str, to: &str, port: &str) -> ExitCode {
     let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
     let Ok(number) = number.parse::<u16>() else {
         eprintln!("tortie: --port {port:?}: write PORT/PROTOCOL, as 80/tcp");
@@ -54,7 +54,7 @@ pub fn trace(args: &ClientArgs, from: &str, to: &str, port: &str) -> ExitCode {
     let request =
         TraceRequest { from: from.to_string(), to: to.to_string(), port: number, protocol: protocol.to_string() };
     match call::<Trace, _>(args, "POST", "/v1/policies/trace", Some(&request)) {
-        Ok(trace) => print(args, &trace, render_trace),
+        Ok(trace) => print(args, &trace, |t, _| render_trace(t)),
         Err(code) => code,
     }
 }

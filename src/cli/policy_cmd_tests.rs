@@ -47,9 +47,9 @@ fn the_list_shows_each_policy_with_its_status() {
     assert_eq!(render_list(&[]), "No network policies.\n");
 }
 
-#[test]
-fn a_trace_shows_each_direction_and_the_outcome() {
-    let t = Trace {
+/// A packet egress allows (no policy) and ingress denies (rule 1 of a global policy).
+fn trace_fixture() -> Trace {
+    Trace {
         from: "prod/web".into(),
         from_address: "10.0.0.2".parse().unwrap(),
         to: Some("prod/db".into()),
@@ -71,8 +71,12 @@ fn a_trace_shows_each_direction_and_the_outcome() {
             reason: "Deny".into(),
         }),
         allowed: false,
-    };
-    let text = render_trace(&t);
+    }
+}
+
+#[test]
+fn a_trace_shows_each_direction_and_the_outcome() {
+    let text = render_trace(&trace_fixture());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "prod/web (10.0.0.2) -> prod/db (10.0.0.1) port 80/tcp", "{text}");
     let columns = |l: &str| l.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect::<Vec<_>>();
@@ -84,4 +88,10 @@ fn a_trace_shows_each_direction_and_the_outcome() {
     );
     assert_eq!(row("ingress"), ["ingress", "prod/db", "deny", "global/deny-db", "1", "Deny"], "{text}");
     assert_eq!(lines.last(), Some(&"denied"), "{text}");
+}
+
+#[test]
+fn golden_list_and_trace_in_every_format() {
+    crate::cli::output::assert_golden_formats("policy-list", &entries(), |e, _| render_list(e));
+    crate::cli::output::assert_golden_formats("policy-trace", &trace_fixture(), |t, _| render_trace(t));
 }

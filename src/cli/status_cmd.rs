@@ -1,7 +1,7 @@
-//! `tortie status`: the agent's state in calicoctl's `node status` layout, or JSON.
+//! `tortie status`: the agent's state in calicoctl's `node status` layout, or JSON or YAML.
 
-use super::table;
-use super::{ClientArgs, OutputFormat};
+use super::AgentArgs;
+use super::{output, table};
 use crate::api::{PeerStatus, StatusReport, client};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Exit code when the agent answers but is not ready.
 pub const EXIT_NOT_READY: u8 = 3;
 
-pub fn run(args: &ClientArgs) -> ExitCode {
+pub fn run(args: &AgentArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,15 +25,8 @@ pub fn run(args: &ClientArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match args.output {
-        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("tortie: cannot render JSON: {e}");
-                return ExitCode::from(1);
-            }
-        },
-        OutputFormat::Table => print!("{}", render(&report, now())),
+    if !output::print(args.output, &report, |r, wide| render(r, now(), wide)) {
+        return ExitCode::from(1);
     }
     if report.ready { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_READY) }
 }
@@ -61,8 +54,9 @@ fn info(p: &PeerStatus) -> String {
     if p.info.is_empty() { state } else { format!("{state} {}", p.info) }
 }
 
-/// Renders the report as `calicoctl node status` does.
-pub fn render(r: &StatusReport, now: u64) -> String {
+/// Renders the report as `calicoctl node status` does; `wide` adds each peer's uptime, AS,
+/// prefix counts, BFD state and path to its node's blocks.
+pub fn render(r: &StatusReport, now: u64, wide: bool) -> String {
     let mut out = format!(
         "tortie process is running (node {}, version {}, up {}, {}, {}).\n",
         r.node,
@@ -77,20 +71,36 @@ pub fn render(r: &StatusReport, now: u64) -> String {
             .iter()
             .filter(|p| p.address.contains(':') == v6)
             .map(|p| {
-                vec![
+                let mut row = vec![
                     p.address.clone(),
                     p.peer_type.clone(),
                     short_state(&p.state).into(),
                     table::since(p.since, now),
-                    info(p),
-                ]
+                ];
+                if wide {
+                    row.extend([
+                        table::duration(now.saturating_sub(p.since)),
+                        p.as_number.to_string(),
+                        p.prefixes_received.to_string(),
+                        p.prefixes_advertised.to_string(),
+                        p.bfd.clone().unwrap_or_else(|| "-".into()),
+                        p.tunnel_mode.clone(),
+                    ]);
+                }
+                row.push(info(p));
+                row
             })
             .collect();
         out.push_str(&format!("\n{family} BGP status\n"));
         if rows.is_empty() {
             out.push_str(&format!("No {family} peers found.\n"));
         } else {
-            out.push_str(&table::render(&["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], &rows));
+            let mut headers = vec!["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE"];
+            if wide {
+                headers.extend(["UPTIME", "AS", "RECEIVED", "ADVERTISED", "BFD", "PATH"]);
+            }
+            headers.push("INFO");
+            out.push_str(&table::render(&headers, &rows));
         }
     }
     if !r.paths.is_empty() {
@@ -169,10 +179,10 @@ mod tests {
             peers: vec![peer("172.17.8.102", "established", ""), peer("172.17.8.103", "active", "Connection refused")],
             ..report()
         };
-        let text = render(&r, 1065);
+        let text = render(&r, 1065, false);
         assert!(
             text.starts_with(
-                "tortie process is running (node node-a, version 0.1.0, up 1m5s, ipip-userspace, ready).\n"
+                "tortie process is running (node node-a, version 0.1.0, up 1m05s, ipip-userspace, ready).\n"
             )
         );
         assert!(text.contains("| 172.17.8.102 | node-to-node mesh | up    | 00:17:10 | Established"), "{text}");
@@ -182,6 +192,24 @@ mod tests {
         );
         assert!(text.contains("IPv6 BGP status\nNo IPv6 peers found.\n"), "{text}");
         assert!(!text.contains("Paths to nodes"), "no section without encapsulated blocks: {text}");
+    }
+
+    #[test]
+    fn golden_status_in_every_format() {
+        // 2026-12-06T14:10:40Z; one peer up since another day, one retrying for 12 minutes.
+        let now = 1_796_566_240;
+        let mut up = peer("172.17.8.102", "established", "");
+        (up.since, up.bfd) = (now - 3 * 86_400, Some("up".into()));
+        let mut retrying = peer("fd00::3", "active", "Connection refused");
+        retrying.since = now - 725;
+        let r = StatusReport {
+            started_at: now - 4 * 86_400,
+            peers: vec![up, retrying],
+            paths: vec![crate::api::status::NodePath { node: "10.40.2.13".into(), path: "vxlan".into() }],
+            nat_outgoing_pools: vec!["10.244.0.0/16".into()],
+            ..report()
+        };
+        output::assert_golden_formats("status", &r, |r, wide| render(r, now, wide));
     }
 
     #[test]
@@ -205,7 +233,7 @@ mod tests {
             }],
             ..report()
         };
-        let text = render(&r, 1065);
+        let text = render(&r, 1065, false);
         assert!(text.contains("No IPv4 peers found."), "{text}");
         assert!(text.contains("| 10.40.2.13   | vxlan  |"), "{text}");
         assert!(text.contains("| 10.40.1.12   | direct |"), "{text}");

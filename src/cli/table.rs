@@ -26,37 +26,32 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `value` in `format`: the table `table` renders (its flag: wide), or the document.
-pub fn format_as<T: serde::Serialize>(
-    format: super::ListFormat,
-    value: &T,
-    table: impl FnOnce(&T, bool) -> String,
-) -> anyhow::Result<String> {
-    Ok(match format {
-        super::ListFormat::Table => table(value, false),
-        super::ListFormat::Wide => table(value, true),
-        super::ListFormat::Json => serde_json::to_string_pretty(value)? + "\n",
-        super::ListFormat::Yaml => serde_norway::to_string(value)?,
-    })
-}
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
 
 /// `HH:MM:SS` (UTC) of a unix time, as calicoctl's SINCE column.
 pub fn clock(unix: u64) -> String {
-    let s = unix % 86_400;
-    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    let s = unix % DAY;
+    format!("{:02}:{:02}:{:02}", s / HOUR, (s / MINUTE) % 60, s % MINUTE)
 }
 
-/// A SINCE column's cell: the time (UTC) when `unix` is on the same day as `now`, else the date
-/// (`YYYY-MM-DD`), as BIRD's `show protocols` does: a bare clock time from another day reads as
-/// today's.
+/// A SINCE column's cell: the time (UTC, `HH:MM:SS`) when `unix` is on the same day as `now`,
+/// else the date and minute (`YYYY-MM-DD HH:MM`): a bare clock time from another day would read
+/// as today's.
 pub fn since(unix: u64, now: u64) -> String {
-    if unix / 86_400 == now / 86_400 { clock(unix) } else { date(unix) }
+    if unix / DAY == now / DAY {
+        clock(unix)
+    } else {
+        let time = clock(unix);
+        format!("{} {}", date(unix), &time[..time.len() - ":SS".len()])
+    }
 }
 
 /// `YYYY-MM-DD` (UTC) of a unix time (the proleptic Gregorian calendar, Howard Hinnant's
 /// days-to-civil algorithm).
 pub fn date(unix: u64) -> String {
-    let z = unix / 86_400 + 719_468;
+    let z = unix / DAY + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -68,14 +63,14 @@ pub fn date(unix: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// A duration like `1h2m3s`, `4m5s` or `6s`.
+/// A duration in its two largest units, as kubectl's AGE: `3d4h`, `1h02m`, `12m05s` or `6s`.
 pub fn duration(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, (secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let (d, h, m, s) = (secs / DAY, (secs / HOUR) % 24, (secs / MINUTE) % 60, secs % MINUTE);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s}s"),
-        (0, _, _) => format!("{h}h{m}m{s}s"),
-        _ => format!("{d}d{h}h{m}m"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h}h"),
     }
 }
 
@@ -97,11 +92,12 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_clock() {
+    fn durations_show_their_two_largest_units() {
         assert_eq!(duration(5), "5s");
-        assert_eq!(duration(125), "2m5s");
-        assert_eq!(duration(3725), "1h2m5s");
-        assert_eq!(duration(90_061), "1d1h1m");
+        assert_eq!(duration(125), "2m05s");
+        assert_eq!(duration(725), "12m05s");
+        assert_eq!(duration(3725), "1h02m");
+        assert_eq!(duration(3 * 86_400 + 4 * 3600 + 5), "3d4h");
         assert_eq!(clock(86_400 + 3600 + 61), "01:01:01");
     }
 
@@ -110,7 +106,8 @@ mod tests {
         // 2026-12-06T14:10:40Z and the day before.
         let now = 1_796_566_240;
         assert_eq!(since(now - 3600, now), "13:10:40");
-        assert_eq!(since(now - 86_400, now), "2026-12-05");
+        assert_eq!(since(now - 86_400, now), "2026-12-05 14:10");
+        assert_eq!(since(now - 14 * 3600 - 641, now), "2026-12-05 23:59", "the last minute of yesterday");
         assert_eq!(date(0), "1970-01-01");
         assert_eq!(date(951_782_400), "2000-02-29");
         assert_eq!(date(4_107_542_400), "2100-03-01");

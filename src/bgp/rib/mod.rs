@@ -26,6 +26,7 @@ pub mod net;
 pub mod pack;
 pub mod peer;
 pub mod policy;
+pub mod query;
 pub mod snapshot;
 pub mod table;
 pub mod task;
@@ -42,6 +43,7 @@ use crate::bgp::session::PeerEvent;
 
 pub use best::LossReason;
 pub use policy::Policy;
+pub use query::RouteQuery;
 pub use snapshot::{PeerRibStats, RibSnapshot, RibStats, RouteView};
 
 /// Best-path changes the channel holds at most (in batches of up to
@@ -170,7 +172,7 @@ pub(crate) enum Command {
     Withdraw(IpNetwork),
     LocalLoaded(&'static str),
     ResendLearned,
-    Snapshot(oneshot::Sender<RibSnapshot>),
+    Snapshot(RouteQuery, oneshot::Sender<RibSnapshot>),
     Stats(oneshot::Sender<RibStats>),
     SetLocalAs(u32),
     SetCommunities(Vec<CommunityRule>),
@@ -296,8 +298,13 @@ impl Rib {
 
     /// Every route with its best/ECMP state and the reason each loser lost.
     pub async fn snapshot(&self) -> RibSnapshot {
+        self.snapshot_matching(RouteQuery::default()).await
+    }
+
+    /// [`Self::snapshot`] of the routes `query` selects (the counters are the whole RIB's).
+    pub async fn snapshot_matching(&self, query: RouteQuery) -> RibSnapshot {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Snapshot(tx)).await;
+        self.send(Command::Snapshot(query, tx)).await;
         rx.await.unwrap_or_default()
     }
 

@@ -37,6 +37,10 @@ pub struct RouteView {
     /// `agent::services`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_of_own: Option<String>,
+    /// The ADD-PATH path identifier (RFC 7911) the peer sent it under; absent when the session
+    /// does not receive ADD-PATH for the family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_id: Option<u32>,
 }
 
 /// Counters of one peer.

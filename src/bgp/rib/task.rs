@@ -31,6 +31,7 @@ use super::import::{Rejected, base_attrs, import_attrs, import_prefix, next_hop}
 use super::net::{family, network, normalize, within};
 use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
+use super::query::RouteQuery;
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
 use super::table::{Dest, Fast, LocRib, Path, Slot, learned};
 use super::{BEST_PATH_BATCH, BestPathChange, Command, CommunityRule, PeerRole, RibConfig, pack};
@@ -320,8 +321,8 @@ impl RibTask {
                     }
                 }
             }
-            Command::Snapshot(reply) => {
-                let _ = reply.send(self.snapshot());
+            Command::Snapshot(query, reply) => {
+                let _ = reply.send(self.snapshot(&query));
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
@@ -957,8 +958,15 @@ impl RibTask {
         }
     }
 
-    fn snapshot(&self) -> RibSnapshot {
-        let mut nets = self.loc.keys();
+    /// Whether paths of `net` from `source` come with ADD-PATH identifiers: its session
+    /// receives ADD-PATH for the family.
+    fn receives_add_path(&self, source: Option<IpAddr>, net: &IpNetwork) -> bool {
+        let session = source.and_then(|s| self.peers.get(&s)).and_then(|p| p.session.as_ref());
+        session.is_some_and(|s| s.negotiated.add_path_receive.contains(&family(net)))
+    }
+
+    fn snapshot(&self, query: &RouteQuery) -> RibSnapshot {
+        let mut nets = query.select(self.loc.keys());
         nets.sort_by_key(|n| (n.is_ipv6(), n.network(), n.prefix()));
         let mut routes = Vec::new();
         for net in nets {
@@ -967,6 +975,9 @@ impl RibTask {
                 dest.paths.iter().map(|p| candidate(p, &self.config, &self.facts, &self.own)).collect();
             let decision = decide(&candidates, self.config.max_paths);
             for (i, path) in dest.paths.iter().enumerate() {
+                if !query.wants_path(path.source) {
+                    continue;
+                }
                 let multipath = i < dest.selected;
                 let reason = if i == 0 && multipath {
                     None
@@ -992,6 +1003,7 @@ impl RibTask {
                     cluster_list: a.cluster_list.clone(),
                     stale: path.stale,
                     origin_of_own: None,
+                    path_id: self.receives_add_path(path.source, &net).then_some(path.path_id),
                 });
             }
         }

@@ -654,3 +654,47 @@ async fn a_held_end_of_rib_waits_for_every_source_of_own_prefixes() {
     let (announced, _, _) = until_end_of_rib(&mut peer).await;
     assert_eq!(announced, vec!["10.96.0.0/12"]);
 }
+
+#[tokio::test]
+async fn a_query_selects_the_longest_match_the_more_specifics_or_one_peers_paths_with_their_ids() {
+    let h = Harness::new(config());
+    let _a = h.peer(2, ebgp_setup(2), 64).await;
+    let _b = h.peer(3, ebgp_setup(3), 64).await;
+    h.up(2, false, false).await;
+    // Peer 3's session receives ADD-PATH: its paths carry their identifiers.
+    let mut add_path = negotiated(3, false, false);
+    add_path.add_path_receive = vec![Family::IPV4_UNICAST];
+    h.events.send(PeerEvent::SessionUp { peer: addr(3), negotiated: Box::new(add_path) }).await.unwrap();
+    let prefixes = ["172.16.0.0/16", "172.16.1.0/24"];
+    h.update(2, announce(&prefixes, addr(2), vec![65100])).await;
+    let mut with_ids = announce(&prefixes, addr(3), vec![65100]);
+    with_ids.nlri.iter_mut().for_each(|n| n.path_id = Some(7));
+    h.update(3, with_ids).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while h.rib.snapshot().await.routes.len() < 4 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("four paths in the RIB");
+
+    let paths = |s: RibSnapshot| -> Vec<(String, IpAddr, Option<u32>)> {
+        s.routes.iter().map(|r| (r.prefix.to_string(), r.peer.unwrap(), r.path_id)).collect()
+    };
+    let query = |prefix: &str, longer: bool, peer: Option<u8>| RouteQuery {
+        prefix: Some(prefix.parse().unwrap()),
+        longer,
+        peer: peer.map(addr),
+    };
+    let (slash24, slash16) = ("172.16.1.0/24".to_string(), "172.16.0.0/16".to_string());
+    assert_eq!(
+        paths(h.rib.snapshot_matching(query("172.16.1.7", false, None)).await),
+        [(slash24.clone(), addr(2), None), (slash24.clone(), addr(3), Some(7))]
+    );
+    assert_eq!(
+        paths(h.rib.snapshot_matching(query("172.16.0.0/16", true, Some(3))).await),
+        [(slash16, addr(3), Some(7)), (slash24, addr(3), Some(7))]
+    );
+    let outside = h.rib.snapshot_matching(query("192.168.0.0/16", true, None)).await;
+    assert!(outside.routes.is_empty() && outside.stats.paths == 4, "the counters stay the whole RIB's");
+}
