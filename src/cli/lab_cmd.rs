@@ -52,7 +52,7 @@ pub fn run(cmd: &LabCommand) -> ExitCode {
 
 fn inspect(plan: &lab::LabPlan, output: ListFormat) -> Result<i32, Box<dyn std::error::Error>> {
     let found = lab::inspect::inspect(plan);
-    Ok(if super::output::print(output, &found, |f, wide| super::lab_view::render(f, wide)) { 0 } else { 1 })
+    Ok(if super::output::print(output, &found, super::lab_view::render) { 0 } else { 1 })
 }
 
 /// How long `lab graph` waits for each agent's status.
