@@ -16,6 +16,7 @@ use crate::dataplane::underlay::Underlay;
 use crate::datastore::Datastore;
 use crate::datastore::resources::IpPool;
 use crate::fallback_ipip::encap::{KernelIpip, UserspaceIpip};
+use crate::fallback_ipip::lwt_xmit;
 use crate::fallback_ipip::{TunnelCounters, TunnelMode, UserspaceConfig, UserspaceTunnel, choose_mode};
 use crate::remote_routes::liveness::{self, ProbeConfig};
 use crate::remote_routes::stage::{self, Latency, StageConfig, StageInputs, StageOutputs};
@@ -131,7 +132,8 @@ async fn setup_ipip(site: &Site<'_>, socket: &mut RouteSocket, out: &mut Encaps)
             );
             out.counters = Some(t.counters.clone());
             out.persistent_devices.push(config.ipip.userspace_device.clone());
-            out.encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip(t)));
+            let transmit = lwt_xmit::choose(config.ipip.userspace_bpf_transmit, underlay.v4.ip());
+            out.encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip::new(t, transmit)));
             out.ipip = Some(PathKind::IpipUserspace);
         }
     }

@@ -314,11 +314,20 @@ pub struct IpipConfig {
     pub implementation: IpipImplementation,
     /// Name of the TUN device of the userspace encapsulator.
     pub userspace_device: String,
+    /// The userspace implementation encapsulates in the kernel with a BPF
+    /// program on each remote block's route when the kernel takes it
+    /// (lightweight-tunnel BPF, CAP_BPF); false: every packet through the
+    /// TUN device.
+    pub userspace_bpf_transmit: bool,
 }
 
 impl Default for IpipConfig {
     fn default() -> Self {
-        IpipConfig { implementation: IpipImplementation::Auto, userspace_device: "tortie-ipip".to_string() }
+        IpipConfig {
+            implementation: IpipImplementation::Auto,
+            userspace_device: "tortie-ipip".to_string(),
+            userspace_bpf_transmit: true,
+        }
     }
 }
 
