@@ -4,7 +4,7 @@
 # router is given routes to the pod blocks, so pod traffic is routed
 # natively. "tun": those routes are removed and tortie's userspace
 # encapsulator carries the traffic, every packet through its TUN device
-# (the route `<block> dev <tun>`; also what `ipip.userspace_bpf_transmit:
+# (the route `<block> dev <tun>`; also what `ipip.userspace_bpf:
 # false` does). "bpf": the same with the in-kernel transmit program on the
 # route (`<block> encap bpf xmit tipip<node> dev <tun>`), as the agent
 # writes it when the kernel takes the program. OLD_BIN (optional): another

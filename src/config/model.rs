@@ -314,11 +314,12 @@ pub struct IpipConfig {
     pub implementation: IpipImplementation,
     /// Name of the TUN device of the userspace encapsulator.
     pub userspace_device: String,
-    /// The userspace implementation encapsulates in the kernel with a BPF
-    /// program on each remote block's route when the kernel takes it
-    /// (lightweight-tunnel BPF, CAP_BPF); false: every packet through the
-    /// TUN device.
-    pub userspace_bpf_transmit: bool,
+    /// The userspace implementation moves packets in the kernel with BPF
+    /// when the kernel takes it (CAP_BPF): a program on each remote block's
+    /// route encapsulates (lightweight-tunnel BPF), one on the underlay
+    /// device's ingress decapsulates (tcx); false: every packet through the
+    /// TUN device and the raw socket.
+    pub userspace_bpf: bool,
 }
 
 impl Default for IpipConfig {
@@ -326,7 +327,7 @@ impl Default for IpipConfig {
         IpipConfig {
             implementation: IpipImplementation::Auto,
             userspace_device: "tortie-ipip".to_string(),
-            userspace_bpf_transmit: true,
+            userspace_bpf: true,
         }
     }
 }

@@ -23,6 +23,7 @@ const CLASS_ST: u8 = 0x02;
 const CLASS_STX: u8 = 0x03;
 const CLASS_ALU: u8 = 0x04;
 const CLASS_JMP: u8 = 0x05;
+const CLASS_JMP32: u8 = 0x06;
 const CLASS_ALU64: u8 = 0x07;
 // Memory access: mode and size.
 const MODE_MEM: u8 = 0x60;
@@ -31,6 +32,7 @@ const SRC_K: u8 = 0x00;
 const SRC_X: u8 = 0x08;
 // ALU operations.
 const ALU_ADD: u8 = 0x00;
+const ALU_AND: u8 = 0x50;
 const ALU_MOV: u8 = 0xb0;
 const ALU_END: u8 = 0xd0;
 /// With `ALU_END`: convert to big endian (the `X` bit reused).
@@ -98,6 +100,19 @@ pub const fn add64_imm(dst: Reg, imm: i32) -> Insn {
     Insn::new(CLASS_ALU64 | ALU_ADD | SRC_K, dst, Reg(0), 0, imm)
 }
 
+/// `dst &= imm` (64 bits, the immediate sign-extended).
+pub const fn and64_imm(dst: Reg, imm: i32) -> Insn {
+    Insn::new(CLASS_ALU64 | ALU_AND | SRC_K, dst, Reg(0), 0, imm)
+}
+
+/// `r = <the map behind descriptor fd>`: two instruction slots, the first
+/// marked `BPF_PSEUDO_MAP_FD` so the kernel swaps the descriptor for the map.
+pub const fn ld_map_fd(dst: Reg, fd: i32) -> [Insn; 2] {
+    const CLASS_LD_IMM_DW: u8 = 0x18;
+    const PSEUDO_MAP_FD: Reg = Reg(1);
+    [Insn::new(CLASS_LD_IMM_DW, dst, PSEUDO_MAP_FD, 0, fd), Insn::new(0, Reg(0), Reg(0), 0, 0)]
+}
+
 /// `dst = htobe16(dst)` (the upper bits cleared).
 pub const fn be16(dst: Reg) -> Insn {
     Insn::new(CLASS_ALU | ALU_END | END_TO_BE, dst, Reg(0), 0, 16)
@@ -121,6 +136,12 @@ pub const fn stx(size: Size, dst: Reg, src: Reg, off: i16) -> Insn {
 /// `if dst <cond> imm goto pc + 1 + off`.
 pub const fn jmp_imm(cond: Cond, dst: Reg, imm: i32, off: i16) -> Insn {
     Insn::new(CLASS_JMP | cond as u8 | SRC_K, dst, Reg(0), off, imm)
+}
+
+/// `if (u32)dst <cond> imm goto pc + 1 + off`: compares the low 32 bits,
+/// so an address with its top bit set is not sign-extended.
+pub const fn jmp32_imm(cond: Cond, dst: Reg, imm: i32, off: i16) -> Insn {
+    Insn::new(CLASS_JMP32 | cond as u8 | SRC_K, dst, Reg(0), off, imm)
 }
 
 /// `if dst <cond> src goto pc + 1 + off`.
@@ -181,6 +202,15 @@ mod tests {
         assert_eq!(ldx(Size::H, R1, R1, 2).to_bytes()[0], 0x69, "r1 = *(u16 *)(r1 + 2)");
         assert_eq!(ldx(Size::Dw, R1, R1, 0).to_bytes()[0], 0x79, "r1 = *(u64 *)(r1 + 0)");
         assert_eq!(exit().to_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0], "exit");
+        assert_eq!(and64_imm(R4, 0xf0).to_bytes(), [0x57, 0x04, 0, 0, 0xf0, 0, 0, 0], "r4 &= 240");
+        assert_eq!(
+            jmp32_imm(Cond::Ne, R4, 7, 3).to_bytes(),
+            [0x56, 0x04, 0x03, 0x00, 7, 0, 0, 0],
+            "if w4 != 7 goto +3"
+        );
+        let [first, second] = ld_map_fd(R1, 5);
+        assert_eq!(first.to_bytes(), [0x18, 0x11, 0, 0, 5, 0, 0, 0], "r1 = map[id:5] ll");
+        assert_eq!(second.to_bytes(), [0; 8]);
         assert_eq!(to_bytes(&[mov64_imm(R0, 0), exit()]).len(), 16);
     }
 }

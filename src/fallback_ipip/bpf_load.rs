@@ -15,6 +15,15 @@ use std::os::fd::{FromRawFd, OwnedFd};
 const BPF_PROG_LOAD: libc::c_int = 5;
 /// `BPF_PROG_TYPE_LWT_XMIT`: runs on a route's transmit (`encap bpf xmit`).
 pub const BPF_PROG_TYPE_LWT_XMIT: u32 = 12;
+/// `BPF_PROG_TYPE_SCHED_CLS`: a tc classifier (here attached with tcx).
+pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+const BPF_LINK_CREATE: libc::c_int = 28;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_TCX_INGRESS`: a device's ingress, before the stack sees the packet.
+const BPF_TCX_INGRESS: u32 = 46;
 /// Verifier log detail when a load is refused: the instruction trace.
 const LOG_LEVEL_VERBOSE: u32 = 1;
 /// Room for the verifier's log of a small program.
@@ -101,6 +110,94 @@ fn prog_load(prog_type: u32, name: &str, program: &[Insn], log: Option<&mut [u8]
     // SAFETY: on success `bpf(BPF_PROG_LOAD)` returns a new descriptor
     // that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
+}
+
+/// `bpf(cmd, attr)` for an attribute struct; the new descriptor on success.
+fn bpf_fd<T>(cmd: libc::c_int, attr: &T) -> io::Result<OwnedFd> {
+    let rc = bpf(cmd, attr)?;
+    // SAFETY: on success these commands return a new descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
+}
+
+fn bpf<T>(cmd: libc::c_int, attr: &T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, initialised `bpf_attr` prefix of the size
+    // passed (the kernel zero-fills the rest); the pointers in it, set by
+    // the callers below, reach buffers that outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>()) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+#[repr(C)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// A hash map of `max_entries` from 4-byte keys to 1-byte values.
+pub fn hash_map_u32(max_entries: u32) -> io::Result<OwnedFd> {
+    bpf_fd(
+        BPF_MAP_CREATE,
+        &MapCreateAttr { map_type: BPF_MAP_TYPE_HASH, key_size: 4, value_size: 1, max_entries, map_flags: 0 },
+    )
+}
+
+/// Sets `key` (its bytes as the program reads them) to `value`.
+pub fn map_set(map: &OwnedFd, key: [u8; 4], value: u8) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value: &value as *const u8 as u64,
+        flags: 0,
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &attr).map(|_| ())
+}
+
+/// Removes `key`; absent is not an error.
+pub fn map_remove(map: &OwnedFd, key: [u8; 4]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MapElemAttr { map_fd: map.as_raw_fd() as u32, _pad: 0, key: key.as_ptr() as u64, value: 0, flags: 0 };
+    match bpf(BPF_MAP_DELETE_ELEM, &attr) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// Attaches `prog` to device `ifindex`'s ingress (tcx); it stays attached
+/// while the returned link descriptor is open.
+pub fn attach_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    bpf_fd(
+        BPF_LINK_CREATE,
+        &LinkCreateAttr {
+            prog_fd: prog.as_raw_fd() as u32,
+            target_ifindex: ifindex,
+            attach_type: BPF_TCX_INGRESS,
+            flags: 0,
+        },
+    )
 }
 
 #[cfg(test)]

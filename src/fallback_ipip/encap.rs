@@ -7,6 +7,7 @@
 //! Needs nothing of the remote node beyond its underlay address.
 
 use super::lwt_xmit::BpfTransmit;
+use super::tc_decap::BpfReceive;
 use super::{TunnelPeer, UserspaceTunnel};
 use crate::dataplane::{NextHop, RouteKind, RouteTarget};
 use crate::remote_routes::{Encapsulation, PathKind, RemoteNode, RemoteNodes};
@@ -32,16 +33,19 @@ impl Encapsulation for KernelIpip {
     fn set_peers(&self, _tunnelled: &[(IpNetwork, IpAddr)], _senders: &[IpAddr], _remotes: &RemoteNodes) {}
 }
 
-/// Userspace IP-in-IP: the transmit programs when loaded, and the TUN device.
+/// Userspace IP-in-IP: the transmit programs and the receive program when
+/// loaded, and the TUN device and raw socket for what they leave.
 pub struct UserspaceIpip {
     tunnel: Arc<UserspaceTunnel>,
     transmit: Option<BpfTransmit>,
+    receive: Option<BpfReceive>,
 }
 
 impl UserspaceIpip {
-    /// `transmit`: the programs' loader when the kernel took the probe.
-    pub fn new(tunnel: Arc<UserspaceTunnel>, transmit: Option<BpfTransmit>) -> Self {
-        UserspaceIpip { tunnel, transmit }
+    /// `transmit`: the programs' loader when the kernel took the probe;
+    /// `receive`: the ingress program when attached.
+    pub fn new(tunnel: Arc<UserspaceTunnel>, transmit: Option<BpfTransmit>, receive: Option<BpfReceive>) -> Self {
+        UserspaceIpip { tunnel, transmit, receive }
     }
 }
 
@@ -81,6 +85,9 @@ impl Encapsulation for UserspaceIpip {
             .collect();
         if let Some(transmit) = &self.transmit {
             transmit.retain(&peers.iter().map(|p| p.node).collect::<Vec<_>>());
+        }
+        if let Some(receive) = &self.receive {
+            receive.set_nodes(&peers.iter().map(|p| p.node).chain(senders.iter().copied()).collect());
         }
         self.tunnel.set_peers(&peers, &senders);
     }

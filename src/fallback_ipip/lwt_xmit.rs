@@ -206,13 +206,13 @@ impl BpfTransmit {
     }
 }
 
-/// The in-kernel transmit when `enabled` (`ipip.userspace_bpf_transmit`)
+/// The in-kernel transmit when `enabled` (`ipip.userspace_bpf`)
 /// and the kernel takes the program, else `None` (every packet through the
 /// TUN device); logs the choice and why.
 pub fn choose(enabled: bool, source: Ipv4Addr) -> Option<BpfTransmit> {
     let chosen = |transmit: &str, reason: &dyn std::fmt::Display| tracing::info!(subsys = "ipip", transmit, reason = %reason, "userspace IP-in-IP transmit chosen");
     if !enabled {
-        chosen("tun", &"ipip.userspace_bpf_transmit is false");
+        chosen("tun", &"ipip.userspace_bpf is false");
         return None;
     }
     match BpfTransmit::probe(source) {

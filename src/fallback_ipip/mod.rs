@@ -15,6 +15,7 @@ pub mod lwt_xmit;
 pub mod packet;
 mod sys;
 pub mod table;
+pub mod tc_decap;
 #[cfg(test)]
 mod test_packets;
 pub mod userspace;
