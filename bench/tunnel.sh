@@ -5,9 +5,11 @@
 # natively. "tun": those routes are removed and tortie's userspace
 # encapsulator carries the traffic, every packet through its TUN device
 # (the route `<block> dev <tun>`; also what `ipip.userspace_bpf:
-# false` does). "bpf": the same with the in-kernel transmit program on the
-# route (`<block> encap bpf xmit tipip<node> dev <tun>`), as the agent
-# writes it when the kernel takes the program. OLD_BIN (optional): another
+# false` does). "tx": the same with the in-kernel transmit program on the
+# route (`<block> encap bpf xmit tipip<node> dev <tun>`), receiving through
+# the raw socket. "bpf": both in-kernel programs, the transmit one and the
+# receive one on the underlay device's ingress, as the agent runs them when
+# the kernel takes them. OLD_BIN (optional): another
 # build of examples/ipip_tunnel (e.g. main's), run as mode "old" the way
 # "tun" runs. iperf3 TCP, 5 s each, REPS (3) rounds of every mode, interleaved.
 # Prints per mode the median Gbit/s, the ratio to direct, the tunnel
@@ -59,9 +61,12 @@ set_mode() {
       local bin=$BIN; [ "$1" = old ] && bin=$OLD_BIN
       ip netns exec $A "$bin" ttipip0 10.244.1.1 10.244.2.0/26 10.2.0.2 >/dev/null & pids+=($!)
       ip netns exec $B "$bin" ttipip0 10.244.2.1 10.244.1.0/26 10.1.0.2 >/dev/null & pids+=($!) ;;
-    bpf)
+    tx)
       ip netns exec $A "$BIN" ttipip0 10.244.1.1 10.244.2.0/26 10.2.0.2 10.1.0.2 >/dev/null & pids+=($!)
       ip netns exec $B "$BIN" ttipip0 10.244.2.1 10.244.1.0/26 10.1.0.2 10.2.0.2 >/dev/null & pids+=($!) ;;
+    bpf)
+      ip netns exec $A "$BIN" ttipip0 10.244.1.1 10.244.2.0/26 10.2.0.2 10.1.0.2 eth1 >/dev/null & pids+=($!)
+      ip netns exec $B "$BIN" ttipip0 10.244.2.1 10.244.1.0/26 10.1.0.2 10.2.0.2 eth1 >/dev/null & pids+=($!) ;;
   esac
   sleep_until "ip netns exec $PA ping -c1 -W1 -q 10.244.2.7 >/dev/null"
 }
@@ -80,7 +85,7 @@ print(f"tunnel_bench mode={mode} run={rnd} gbps={end['sum_received']['bits_per_s
 PY
 }
 
-modes="direct tun bpf"; [ -n "${OLD_BIN:-}" ] && modes="direct old tun bpf"
+modes="direct tun tx bpf"; [ -n "${OLD_BIN:-}" ] && modes="direct old tun tx bpf"
 out=$(mktemp)
 for i in $(seq 1 "$REPS"); do
   for m in $modes; do set_mode $m; run $m $i | tee -a "$out"; done

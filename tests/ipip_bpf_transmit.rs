@@ -13,6 +13,7 @@ use support::faults::RouteMonitor;
 use support::transfer::bulk_transfer;
 use tortie::dataplane::{DesiredRoute, Programmer, ProgrammerConfig, Route, RouteKind};
 use tortie::fallback_ipip::encap::UserspaceIpip;
+use tortie::fallback_ipip::packet::DropReason;
 use tortie::fallback_ipip::{TunnelCounters, UserspaceConfig, UserspaceTunnel, lwt_xmit, tc_decap};
 use tortie::netns::{NamespaceThread, Topology, spawn_in_namespace};
 use tortie::remote_routes::{Encapsulation, RemoteNodes};
@@ -141,6 +142,21 @@ fn pod_traffic_is_encapsulated_in_the_kernel_and_a_restart_writes_nothing() {
     let writes: Vec<String> = monitor.all().into_iter().filter(|l| l.contains("10.244.2.0/26")).collect();
     assert!(writes.is_empty(), "the restart wrote: {writes:?}");
     assert!(route_of(&t, "a", A.block).contains("tipip0a020002"));
+}
+
+#[test]
+fn the_receive_program_leaves_packets_from_unknown_senders_to_be_dropped() {
+    let t = lab();
+    let _a = start_node(&t, A, true);
+    let b = start_node(&t, B, true);
+    // The router (10.2.0.1) is not a node: the program must not hand its
+    // IP-in-IP packets to the tunnel; the userspace decapsulator drops them.
+    support::transfer::send_ipip(&t, "r", "10.2.0.2", "10.244.1.5", "10.244.2.7", 3);
+    wait_until("the spoofed packets to be dropped", Duration::from_secs(10), || {
+        (b.counters.dropped(DropReason::UnknownSource) >= 3).then_some(())
+    })
+    .unwrap();
+    assert_eq!(b.counters.decap_packets.load(Relaxed), 0);
 }
 
 #[test]

@@ -102,22 +102,7 @@ fn encapsulated_packets_from_unknown_sources_are_dropped_and_counted() {
     let b = start_node(&t, "b", "10.244.2.1", "10.244.1.0/26", "10.1.0.2");
     // The router (10.2.0.1) is not a node: its IP-in-IP packet to b must not
     // reach pod b.
-    let script = r#"
-import socket, struct
-def csum(b):
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-payload = b'spoofed'
-hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, 17, 0,
-                  socket.inet_aton('10.244.1.5'), socket.inet_aton('10.244.2.7'))
-hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
-udp = struct.pack('!HHHH', 4000, 4001, 8 + len(payload), 0) + payload
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
-for _ in range(3):
-    s.sendto(hdr + udp, ('10.2.0.2', 0))
-"#;
-    t.exec("r", &["python3", "-c", script]).unwrap();
+    support::transfer::send_ipip(&t, "r", "10.2.0.2", "10.244.1.5", "10.244.2.7", 3);
     wait_until("the spoofed packets to be dropped", Duration::from_secs(10), || {
         (b.counters.dropped(DropReason::UnknownSource) >= 3).then_some(())
     })

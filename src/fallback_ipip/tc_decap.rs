@@ -43,8 +43,10 @@ const ADJ_ROOM_MAC: i32 = 1;
 const ADJ_ROOM_FIXED_GSO: i32 = 1;
 const ADJ_ROOM_DECAP_L3_IPV4: i32 = 1 << 7;
 const BPF_F_INGRESS: i32 = 1;
-/// tc verdict: carry on through the stack.
-const TC_ACT_OK: i32 = 0;
+/// tcx verdict for a packet left alone: on to the next program attached
+/// there (another agent's), or the stack when none (`TCX_NEXT`; `TCX_PASS`
+/// would skip the programs after ours).
+const TCX_NEXT: i32 = -1;
 /// The Ethernet header, then the outer IPv4 header at its offsets.
 const ETH_LEN: i16 = 14;
 const ETH_TYPE: i16 = 12;
@@ -116,7 +118,7 @@ pub fn program(local: Ipv4Addr, tunnel: u32, nodes: i32) -> Vec<Insn> {
         // r0 = TC_ACT_REDIRECT, or TC_ACT_SHOT when the device is gone.
         (call(HELPER_REDIRECT), false),
         (exit(), false),
-        (mov64_imm(R0, TC_ACT_OK), false),
+        (mov64_imm(R0, TCX_NEXT), false),
         (exit(), false),
     ]);
     let pass_at = p.len() - 2;
@@ -213,7 +215,7 @@ mod tests {
     fn every_check_jumps_to_the_pass_block() {
         let p = program(Ipv4Addr::new(10, 1, 0, 2), 7, 3);
         let pass = p.len() - 2;
-        assert_eq!(p[pass], mov64_imm(R0, TC_ACT_OK));
+        assert_eq!(p[pass], mov64_imm(R0, TCX_NEXT));
         let mut jumps = 0;
         for (i, insn) in p.iter().enumerate() {
             // Conditional jumps, 64- and 32-bit, immediate or register.

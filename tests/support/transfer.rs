@@ -44,3 +44,26 @@ pub fn bulk_transfer(t: &mut Topology, from: &str, to: &str, to_addr: &str, byte
         wait_until("the sink's digest", Duration::from_secs(30), || std::fs::read_to_string(&out).ok()).unwrap();
     (sent, received)
 }
+
+/// Sends `count` IP-in-IP packets from namespace `ns` to `to`, each holding
+/// a UDP packet from `inner_src` to `inner_dst` (port 4001).
+pub fn send_ipip(t: &Topology, ns: &str, to: &str, inner_src: &str, inner_dst: &str, count: u32) {
+    let script = r#"
+import socket, struct, sys
+to, src, dst, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+payload = b'spoofed'
+hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, 17, 0,
+                  socket.inet_aton(src), socket.inet_aton(dst))
+hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
+udp = struct.pack('!HHHH', 4000, 4001, 8 + len(payload), 0) + payload
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+for _ in range(count):
+    s.sendto(hdr + udp, (to, 0))
+"#;
+    let count = count.to_string();
+    t.exec(ns, &["python3", "-c", script, to, inner_src, inner_dst, &count]).unwrap();
+}
