@@ -160,7 +160,7 @@ fn the_daemonset_matches_the_configuration() {
     let security = c.security_context.as_ref().unwrap();
     assert_ne!(security.privileged, Some(true));
     let caps = security.capabilities.as_ref().unwrap();
-    assert_eq!(caps.add.as_deref().unwrap(), ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]);
+    assert_eq!(caps.add.as_deref().unwrap(), ["NET_ADMIN", "NET_RAW", "BPF", "NET_BIND_SERVICE"]);
     assert_eq!(caps.drop.as_deref().unwrap(), ["ALL"]);
     // The probes hit the agent's health endpoints on its metrics port.
     let port = config.metrics.listen.port();

@@ -102,68 +102,12 @@ fn encapsulated_packets_from_unknown_sources_are_dropped_and_counted() {
     let b = start_node(&t, "b", "10.244.2.1", "10.244.1.0/26", "10.1.0.2");
     // The router (10.2.0.1) is not a node: its IP-in-IP packet to b must not
     // reach pod b.
-    let script = r#"
-import socket, struct
-def csum(b):
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-payload = b'spoofed'
-hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, 17, 0,
-                  socket.inet_aton('10.244.1.5'), socket.inet_aton('10.244.2.7'))
-hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
-udp = struct.pack('!HHHH', 4000, 4001, 8 + len(payload), 0) + payload
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
-for _ in range(3):
-    s.sendto(hdr + udp, ('10.2.0.2', 0))
-"#;
-    t.exec("r", &["python3", "-c", script]).unwrap();
+    support::transfer::send_ipip(&t, "r", "10.2.0.2", "10.244.1.5", "10.244.2.7", 3);
     wait_until("the spoofed packets to be dropped", Duration::from_secs(10), || {
         (b.counters.dropped(DropReason::UnknownSource) >= 3).then_some(())
     })
     .unwrap();
     assert_eq!(b.counters.decap_packets.load(std::sync::atomic::Ordering::Relaxed), 0);
-}
-
-/// Receives one TCP connection on ADDR:PORT and writes "bytes sha256" of
-/// everything received to OUT once the sender closes.
-const SINK: &str = r#"
-import hashlib, socket, sys
-addr, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((addr, port)); s.listen(1)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    d = c.recv(1 << 16)
-    if not d: break
-    h.update(d); n += len(d)
-open(out + '.tmp', 'w').write(f'{n} {h.hexdigest()}'); __import__('os').rename(out + '.tmp', out)
-"#;
-
-/// Sends BYTES of seeded pseudo-random data to ADDR:PORT; prints "bytes sha256".
-const SOURCE: &str = r#"
-import hashlib, random, socket, sys
-addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = random.Random(21).randbytes(total)
-c = socket.create_connection((addr, port), timeout=30); c.sendall(data); c.close()
-print(len(data), hashlib.sha256(data).hexdigest())
-"#;
-
-/// Sends `bytes` from namespace `from` to a sink at `to_addr` in `to`
-/// and returns what was sent and what arrived, as "bytes sha256".
-fn bulk_transfer(t: &mut Topology, from: &str, to: &str, to_addr: &str, bytes: usize) -> (String, String) {
-    let out = t.dir().join(format!("sink-{to}"));
-    let out_arg = out.to_str().unwrap().to_string();
-    t.spawn(to, &["python3", "-c", SINK, to_addr, "5202", &out_arg]).unwrap();
-    // Connection refused until the sink listens: retry that.
-    let sent = wait_until("the bulk sender to finish", Duration::from_secs(60), || {
-        let o = t.exec(from, &["python3", "-c", SOURCE, to_addr, "5202", &bytes.to_string()]).ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    })
-    .unwrap();
-    let received =
-        wait_until("the sink's digest", Duration::from_secs(30), || std::fs::read_to_string(&out).ok()).unwrap();
-    (sent, received)
 }
 
 #[test]
@@ -176,10 +120,10 @@ fn a_bulk_tcp_transfer_arrives_intact_both_ways() {
     // Large enough for the kernel to hand over TSO super-packets and for
     // the receiving side to coalesce.
     const BYTES: usize = 24 << 20;
-    let (sent, received) = bulk_transfer(&mut t, "pa", "pb", "10.244.2.7", BYTES);
+    let (sent, received) = support::transfer::bulk_transfer(&mut t, "pa", "pb", "10.244.2.7", BYTES);
     assert!(sent.starts_with(&format!("{BYTES} ")), "sent everything: {sent}");
     assert_eq!(received, sent, "pod b received exactly what pod a sent");
-    let (sent, received) = bulk_transfer(&mut t, "pb", "pa", "10.244.1.5", BYTES);
+    let (sent, received) = support::transfer::bulk_transfer(&mut t, "pb", "pa", "10.244.1.5", BYTES);
     assert_eq!(received, sent, "and the other way");
 
     use std::sync::atomic::Ordering::Relaxed;

@@ -17,6 +17,7 @@ use crate::datastore::Datastore;
 use crate::datastore::resources::IpPool;
 use crate::fallback_ipip::encap::{KernelIpip, UserspaceIpip};
 use crate::fallback_ipip::{TunnelCounters, TunnelMode, UserspaceConfig, UserspaceTunnel, choose_mode};
+use crate::fallback_ipip::{lwt_xmit, tc_decap};
 use crate::remote_routes::liveness::{self, ProbeConfig};
 use crate::remote_routes::stage::{self, Latency, StageConfig, StageInputs, StageOutputs};
 use crate::remote_routes::{EncapKind, Encapsulations, LearnedSource, LocalPrefixes, PathKind, PoolEncap, RemoteNodes};
@@ -131,7 +132,9 @@ async fn setup_ipip(site: &Site<'_>, socket: &mut RouteSocket, out: &mut Encaps)
             );
             out.counters = Some(t.counters.clone());
             out.persistent_devices.push(config.ipip.userspace_device.clone());
-            out.encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip(t)));
+            let transmit = lwt_xmit::choose(config.ipip.userspace_bpf, underlay.v4.ip());
+            let receive = tc_decap::choose(config.ipip.userspace_bpf, underlay.v4.ip(), underlay.ifindex, t.ifindex());
+            out.encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip::new(t, transmit, receive)));
             out.ipip = Some(PathKind::IpipUserspace);
         }
     }

@@ -314,11 +314,21 @@ pub struct IpipConfig {
     pub implementation: IpipImplementation,
     /// Name of the TUN device of the userspace encapsulator.
     pub userspace_device: String,
+    /// The userspace implementation moves packets in the kernel with BPF
+    /// when the kernel takes it (CAP_BPF): a program on each remote block's
+    /// route encapsulates (lightweight-tunnel BPF), one on the underlay
+    /// device's ingress decapsulates (tcx); false: every packet through the
+    /// TUN device and the raw socket.
+    pub userspace_bpf: bool,
 }
 
 impl Default for IpipConfig {
     fn default() -> Self {
-        IpipConfig { implementation: IpipImplementation::Auto, userspace_device: "tortie-ipip".to_string() }
+        IpipConfig {
+            implementation: IpipImplementation::Auto,
+            userspace_device: "tortie-ipip".to_string(),
+            userspace_bpf: true,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod address;
 mod forms;
+mod lwt_bpf;
 mod monitor;
 pub mod netlink;
 mod nexthops;
@@ -23,4 +24,4 @@ mod table;
 pub mod underlay;
 
 pub use programmer::{Programmer, ProgrammerConfig, ProgrammerState, ProgrammerStats};
-pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget};
+pub use route::{DesiredRoute, NextHop, Route, RouteKind, RouteOp, RouteTarget, XmitProgram};

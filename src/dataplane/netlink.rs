@@ -10,17 +10,18 @@
 //! sequence number. rtnetlink processes a request inside `sendmsg()`, so
 //! once a chunk is sent every error for it is already queued.
 
+use super::lwt_bpf;
 use super::nexthops::{self, Nexthops};
-use super::route::{NextHop, Route, RouteOp, RouteTarget};
+use super::route::{NextHop, Route, RouteOp, RouteTarget, XmitProgram};
 use super::route_bytes::{self, RouteBytes};
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
-    RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteLwEnCapType, RouteLwTunnelEncap, RouteMessage, RouteMetric,
+    RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -624,7 +625,7 @@ fn encode_fast(
     out: &mut Vec<u8>,
 ) -> bool {
     let (scope, rtype, rflags) = match &route.target {
-        RouteTarget::Device { .. } => (RT_SCOPE_LINK, RTN_UNICAST, 0u32),
+        RouteTarget::Device { .. } | RouteTarget::BpfXmit { .. } => (RT_SCOPE_LINK, RTN_UNICAST, 0u32),
         RouteTarget::Blackhole => (RT_SCOPE_UNIVERSE, RTN_BLACKHOLE, 0),
         RouteTarget::Via(hop) if by == NextHopBy::Itself && hop.onlink => {
             (RT_SCOPE_UNIVERSE, RTN_UNICAST, RTNH_F_ONLINK)
@@ -643,6 +644,11 @@ fn encode_fast(
     }
     match &route.target {
         RouteTarget::Device { ifindex } => put_attr(out, RTA_OIF, &ifindex.to_ne_bytes()),
+        RouteTarget::BpfXmit { ifindex, program } => {
+            put_attr(out, RTA_OIF, &ifindex.to_ne_bytes());
+            put_attr(out, lwt_bpf::RTA_ENCAP_TYPE, &lwt_bpf::LWTUNNEL_ENCAP_BPF.to_ne_bytes());
+            put_attr(out, lwt_bpf::RTA_ENCAP, &lwt_bpf::xmit_payload(program));
+        }
         RouteTarget::Via(hop) => match by {
             NextHopBy::Itself => {
                 put_attr(out, RTA_GATEWAY, &ip_bytes(&hop.gateway));
@@ -743,6 +749,18 @@ pub fn encode(route: &Route, sel: RouteScopeSel) -> RouteMessage {
             msg.header.scope = RouteScope::Link;
             attrs.push(RouteAttribute::Oif(*ifindex));
         }
+        RouteTarget::BpfXmit { ifindex, program } => {
+            msg.header.scope = RouteScope::Link;
+            attrs.push(RouteAttribute::Oif(*ifindex));
+            attrs.push(RouteAttribute::EncapType(RouteLwEnCapType::Bpf));
+            // The payload is one attribute (LWT_BPF_XMIT): carried as is.
+            let payload = lwt_bpf::xmit_payload(program);
+            let kind = u16::from_ne_bytes([payload[2], payload[3]]);
+            attrs.push(RouteAttribute::Encap(vec![RouteLwTunnelEncap::Other(DefaultNla::new(
+                kind,
+                payload[4..].to_vec(),
+            ))]));
+        }
         RouteTarget::Blackhole => msg.header.kind = RouteType::BlackHole,
         RouteTarget::Via(hop) => {
             attrs.push(RouteAttribute::Gateway(RouteAddress::from(hop.gateway)));
@@ -795,8 +813,20 @@ pub fn decode(msg: RouteMessage, sel: RouteScopeSel) -> Option<Route> {
     let mut oif = None;
     let mut multipath = None;
     let mut mtu = None;
+    let mut bpf_encap = false;
+    let mut xmit = None;
     for a in &msg.attributes {
         match a {
+            RouteAttribute::EncapType(t) => bpf_encap = *t == RouteLwEnCapType::Bpf,
+            RouteAttribute::Encap(encaps) => {
+                let mut payload = Vec::new();
+                for e in encaps {
+                    let start = payload.len();
+                    payload.resize(start + e.buffer_len(), 0);
+                    e.emit(&mut payload[start..]);
+                }
+                xmit = lwt_bpf::xmit_name(&payload);
+            }
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(d) => dst = addr(d),
             RouteAttribute::Gateway(g) => gateway = addr(g),
@@ -843,6 +873,8 @@ pub fn decode(msg: RouteMessage, sel: RouteScopeSel) -> Option<Route> {
         RouteTarget::from_next_hops(hops)?
     } else if let Some(gw) = gateway {
         RouteTarget::Via(NextHop { gateway: gw, ifindex: oif, onlink })
+    } else if let (true, Some(name)) = (bpf_encap, xmit) {
+        RouteTarget::BpfXmit { ifindex: oif?, program: XmitProgram { name, fd: None } }
     } else {
         RouteTarget::Device { ifindex: oif? }
     };

@@ -2,7 +2,10 @@
 //! reports back, normalised so the two compare with `==`.
 
 use ipnetwork::IpNetwork;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 /// Why a route exists; for metrics (`tortie_dataplane_routes{kind}`) and
 /// for tie-breaks when two producers want the same prefix.
@@ -59,6 +62,35 @@ pub enum RouteTarget {
     Via(NextHop),
     /// Several next hops (ECMP), kept sorted so equal sets compare equal.
     Multipath(Vec<NextHop>),
+    /// Out of an interface, scope link, after a BPF program on the route's
+    /// transmit hook (`encap bpf xmit <name> dev <if>`), which may take the
+    /// packet elsewhere (the userspace tunnel's routes: the program
+    /// encapsulates, the device is the fallback).
+    BpfXmit { ifindex: u32, program: XmitProgram },
+}
+
+/// A BPF program on a route's transmit hook, known by the name the route
+/// carries: the kernel reports that name back, not the program, so two
+/// compare equal by name. The descriptor is there when we loaded the
+/// program (to write a route with it) and absent when read from the kernel.
+#[derive(Debug, Clone)]
+pub struct XmitProgram {
+    pub name: String,
+    pub fd: Option<Arc<OwnedFd>>,
+}
+
+impl PartialEq for XmitProgram {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for XmitProgram {}
+
+impl Hash for XmitProgram {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
 }
 
 impl RouteTarget {

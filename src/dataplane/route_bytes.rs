@@ -10,11 +10,12 @@
 //! always the generic decoder's (tested below, and against the kernel in
 //! the dataplane tests).
 
+use super::lwt_bpf::{LWTUNNEL_ENCAP_BPF, RTA_ENCAP, RTA_ENCAP_TYPE, xmit_name};
 use super::netlink::{
     RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_NH_ID, RTA_OIF, RTA_TABLE, RTAX_MTU, RTN_BLACKHOLE, RTNH_F_ONLINK,
     RouteScopeSel, attrs,
 };
-use super::route::{NextHop, Route, RouteTarget};
+use super::route::{NextHop, Route, RouteTarget, XmitProgram};
 use ipnetwork::IpNetwork;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -68,6 +69,8 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
     let mut gateway = None;
     let mut oif = None;
     let mut mtu = None;
+    let mut encap_type = None;
+    let mut encap = None;
     for attr in attrs(&msg[NLMSG_HDR + RTMSG..]) {
         let Ok((kind, payload)) = attr else {
             return RouteBytes::Elsewhere;
@@ -80,6 +83,8 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
             RTA_MULTIPATH => return RouteBytes::Generic,
             RTA_METRICS => mtu = metric_mtu(payload),
             RTA_NH_ID => *nhid = u32_of(payload),
+            RTA_ENCAP_TYPE => encap_type = payload.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]])),
+            RTA_ENCAP => encap = Some(payload),
             _ => {}
         }
     }
@@ -100,6 +105,8 @@ fn read_route(msg: &[u8], sel: RouteScopeSel, hops: &FxHashMap<u32, NextHop>, nh
         RouteTarget::Via(NextHop { gateway, ifindex: oif, onlink: flags & RTNH_F_ONLINK != 0 })
     } else if let Some(hop) = nhid.and_then(|id| hops.get(&id)) {
         RouteTarget::Via(hop.clone())
+    } else if let (Some(ifindex), Some(LWTUNNEL_ENCAP_BPF), Some(name)) = (oif, encap_type, encap.and_then(xmit_name)) {
+        RouteTarget::BpfXmit { ifindex, program: XmitProgram { name, fd: None } }
     } else if let Some(ifindex) = oif {
         RouteTarget::Device { ifindex }
     } else {
@@ -164,6 +171,14 @@ mod tests {
             r("10.244.2.0/26", RouteTarget::Via(hop("10.0.0.9", Some(7), true)), Some(1480)),
             r("10.244.3.0/26", RouteTarget::Via(hop("10.0.0.9", None, false)), None),
             r("10.244.0.5/32", RouteTarget::Device { ifindex: 12 }, None),
+            r(
+                "10.244.5.0/26",
+                RouteTarget::BpfXmit {
+                    ifindex: 12,
+                    program: XmitProgram { name: "tipip0a020002".to_string(), fd: None },
+                },
+                None,
+            ),
             r("10.244.0.0/26", RouteTarget::Blackhole, None),
             r("0.0.0.0/0", RouteTarget::Via(hop("10.0.0.1", Some(2), false)), None),
             r("fd00:10::/122", RouteTarget::Via(hop("fe80::1", Some(2), false)), Some(1400)),

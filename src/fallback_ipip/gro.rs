@@ -15,10 +15,54 @@
 //! otherwise hide corruption. Everything else is passed on as it came,
 //! except a TCP packet longer than the device's MTU: the underlay's GRO
 //! joined it, and it is handed over for segmentation at that MTU.
+//!
+//! A TCP or UDP checksum field holding only the pseudo-header sum is one a
+//! sender on the same machine left for the hardware (CHECKSUM_PARTIAL) and
+//! nothing completed, because the in-kernel transmit carried the packet
+//! across veths only: it counts as verified and is handed over with
+//! `NEEDS_CSUM`, so the kernel completes it as the direct path would.
 
-use super::gso::{IPPROTO_TCP, TCP_ACK, TCP_PSH};
+use super::gso::{IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_PSH};
 use super::packet::{checksum, fold, ones_sum, pseudo_header_sum};
-use super::virtio::{F_NEEDS_CSUM, GSO_TCPV4, TCP_CSUM_OFFSET, VNET_HDR_LEN, VirtioNetHdr};
+use super::virtio::{F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, TCP_CSUM_OFFSET, VNET_HDR_LEN, VirtioNetHdr};
+
+/// Where the checksum sits in a UDP header.
+const UDP_CSUM_OFFSET: u16 = 6;
+
+/// The virtio header for one packet handed over unsegmented: asking the
+/// kernel to complete a checksum left partial by a local sender, else none.
+fn single_packet_header(p: &[u8]) -> [u8; VNET_HDR_LEN] {
+    match partial_checksum(p) {
+        Some(csum_offset) => VirtioNetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_NONE,
+            hdr_len: 0,
+            gso_size: 0,
+            csum_start: 20,
+            csum_offset,
+        }
+        .encode(),
+        None => [0; VNET_HDR_LEN],
+    }
+}
+
+/// The offset of the checksum field in the TCP or UDP header of an
+/// unfragmented, option-less IPv4 packet when the field holds exactly the
+/// pseudo-header sum (CHECKSUM_PARTIAL's leftover).
+fn partial_checksum(p: &[u8]) -> Option<u16> {
+    if p.len() < 28 || p[0] != 0x45 || u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let offset = match p[9] {
+        IPPROTO_TCP => TCP_CSUM_OFFSET,
+        IPPROTO_UDP => UDP_CSUM_OFFSET,
+        _ => return None,
+    };
+    let field = 20 + usize::from(offset);
+    let got = p.get(field..field + 2)?;
+    let partial = fold(pseudo_header_sum(p, p[9], p.len() - 20));
+    (u16::from_be_bytes([got[0], got[1]]) == partial).then_some(offset)
+}
 
 /// The largest IPv4 packet.
 pub const MAX_PACKET: usize = 65535;
@@ -90,7 +134,9 @@ fn candidate(p: &[u8]) -> Option<Candidate> {
     if flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
         return None;
     }
-    if fold(ones_sum(&p[ip_len..], pseudo_header_sum(p, IPPROTO_TCP, p.len() - ip_len))) != 0xffff {
+    if fold(ones_sum(&p[ip_len..], pseudo_header_sum(p, IPPROTO_TCP, p.len() - ip_len))) != 0xffff
+        && partial_checksum(p).is_none()
+    {
         return None;
     }
     let seq = u32::from_be_bytes([p[ip_len + 4], p[ip_len + 5], p[ip_len + 6], p[ip_len + 7]]);
@@ -126,7 +172,8 @@ impl Coalescer {
         }
         let Some(c) = candidate(packet) else {
             self.flush(emit);
-            emit(Emitted { vnet: [0; VNET_HDR_LEN], packet, segments: 1, wire_bytes: packet.len() as u64 });
+            let vnet = single_packet_header(packet);
+            emit(Emitted { vnet, packet, segments: 1, wire_bytes: packet.len() as u64 });
             return;
         };
         if let Some(open) = &mut self.open
@@ -164,8 +211,9 @@ impl Coalescer {
         let Some(open) = self.open.take() else { return };
         let p = &mut self.buf[..open.len];
         if open.segments == 1 && open.len <= self.mtu {
-            // Unchanged, checksums verified: no offload to ask for.
-            emit(Emitted { vnet: [0; VNET_HDR_LEN], packet: p, segments: 1, wire_bytes: open.wire_bytes });
+            // Unchanged, checksums verified or left partial by a local sender.
+            let vnet = single_packet_header(p);
+            emit(Emitted { vnet, packet: p, segments: 1, wire_bytes: open.wire_bytes });
             return;
         }
         let ip_len = open.ip_len;

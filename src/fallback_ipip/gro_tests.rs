@@ -159,3 +159,43 @@ proptest! {
         }
     }
 }
+
+/// A packet sent by a stack on this machine through the in-kernel
+/// transmit crosses veths with its TCP/UDP checksum never completed (the
+/// field holds the pseudo-header sum, as CHECKSUM_PARTIAL leaves it): it
+/// is handed over asking the kernel to complete it, not as it came (the
+/// kernel would drop it as corrupt), and such segments still coalesce.
+#[test]
+fn a_packet_whose_checksum_a_local_sender_left_partial_is_handed_over_to_complete() {
+    let partial = |mut p: Vec<u8>| {
+        let l4 = p.len() - 20;
+        let field = if p[9] == IPPROTO_TCP { 36 } else { 26 };
+        let sum = fold(pseudo_header_sum(&p, p[9], l4));
+        p[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+        p
+    };
+    const TCP_SYN: u8 = 0x02;
+    let syn = partial(tcp(100, TCP_SYN, 1, &[]));
+    let udp = crate::fallback_ipip::test_packets::udp_partial(&[5; 100]);
+    let out = run(&[syn.clone(), udp.clone()]);
+    assert_eq!(out.len(), 2);
+    for ((vnet, p, _, _), (sent, offset)) in out.iter().zip([(&syn, TCP_CSUM_OFFSET), (&udp, 6)]) {
+        assert_eq!(p, sent);
+        assert_eq!(
+            (vnet.flags, vnet.gso_type, vnet.csum_start, vnet.csum_offset),
+            (F_NEEDS_CSUM, GSO_NONE, 20, offset),
+            "protocol {}",
+            p[9]
+        );
+    }
+    let segs = [partial(tcp(100, TCP_ACK, 7, &[1; 1000])), partial(tcp(1100, TCP_ACK, 8, &[2; 1000]))];
+    let out = run(&segs);
+    assert_eq!(out.len(), 1, "partial segments coalesce: {out:?}");
+    let (vnet, mut p, n, _) = out.into_iter().next().unwrap();
+    assert_eq!((n, vnet.flags, vnet.gso_type), (2, F_NEEDS_CSUM, GSO_TCPV4));
+    complete_tcp(&mut p);
+    assert!(checksums_verify(&p));
+    let (vnet, p, _, _) = run(&[tcp(100, TCP_ACK, 7, &[1; 1000])]).remove(0);
+    assert_eq!(vnet.flags, 0, "a complete checksum needs nothing");
+    assert!(checksums_verify(&p));
+}

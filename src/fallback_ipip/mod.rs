@@ -5,13 +5,17 @@
 //! ipip and without modules — a userspace encapsulator ([`userspace`]) on
 //! the same wire format. [`choose_mode`] decides once at start and says why.
 
+pub mod bpf_asm;
+pub mod bpf_load;
 pub mod encap;
 pub mod gro;
 pub mod gso;
 pub mod kernel;
+pub mod lwt_xmit;
 pub mod packet;
 mod sys;
 pub mod table;
+pub mod tc_decap;
 #[cfg(test)]
 mod test_packets;
 pub mod userspace;

@@ -101,20 +101,37 @@ struct Shared {
     icmp_source: Option<Ipv4Addr>,
 }
 
+/// Leaves `addr` (/32) as the device's one IPv4 address: added first when
+/// missing, then any other removed, so the device never loses its last
+/// address (and with it the routes through it) on the way.
+fn set_only_address(device: &tun_rs::SyncDevice, addr: Ipv4Addr) -> std::io::Result<()> {
+    let has = device.addresses()?;
+    if !has.contains(&addr.into()) {
+        device.add_address_v4(addr, 32u8)?;
+    }
+    for other in has.into_iter().filter(|a| a.is_ipv4() && *a != std::net::IpAddr::V4(addr)) {
+        device.remove_address(other)?;
+    }
+    Ok(())
+}
+
 impl UserspaceTunnel {
     /// Creates the device and the socket and starts the data path in the
     /// current network namespace.
     pub fn start(config: &UserspaceConfig) -> std::io::Result<Self> {
         let mtu = config.underlay_mtu.saturating_sub(OVERHEAD as u16);
-        let mut builder = tun_rs::DeviceBuilder::new().name(&config.device).mtu(mtu).offload(true);
-        if let Some(addr) = config.address {
-            builder = builder.ipv4(addr, 32u8, None);
-        }
+        // The address is not given to the builder: it replaces the device's
+        // addresses, and removing a device's last IPv4 address makes the
+        // kernel drop every route through it, silently.
+        let builder = tun_rs::DeviceBuilder::new().name(&config.device).mtu(mtu).offload(true);
         // An existing device of this name is the previous run's (made
         // persistent below): opening it by name attaches to it, so its
         // ifindex, and with it every route through it, stays.
         let existed = std::path::Path::new("/sys/class/net").join(&config.device).exists();
         let device = builder.build_sync()?;
+        if let Some(addr) = config.address {
+            set_only_address(&device, addr)?;
+        }
         // Persistent: the device and its routes outlive this process, so a
         // restart loses only the packets sent while no process reads it.
         device.persist()?;

@@ -9,3 +9,4 @@ pub mod lab;
 pub mod pods;
 pub mod rib;
 pub mod stage;
+pub mod transfer;

@@ -93,7 +93,7 @@ pub fn start(t: &Topology, spec: NodeSpec, remotes: watch::Receiver<Option<Remot
                 .unwrap(),
             );
             counters = Some(tunnel.counters.clone());
-            encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip(tunnel)));
+            encaps.set(EncapKind::Ipip, false, Arc::new(UserspaceIpip::new(tunnel, None, None)));
             probe_source = addr.parse().unwrap();
         }
         let mut macs = (None, None);
