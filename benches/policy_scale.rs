@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tortie::dataplane::nftables::policy as nft_policy;
 use tortie::dataplane::nftables::{NftCommand, NftTable, NftTableConfig, TABLE_NAME};
 use tortie::netns::{Topology, run_in_namespace};
+use tortie::policy::incremental::Incremental;
 use tortie::policy::{Program, compile};
 use world::World;
 
@@ -38,10 +39,7 @@ fn count(listing: &Value) -> (usize, usize, usize) {
     let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
     let rules = objects.iter().filter(|o| o.get("rule").is_some()).count();
     let chains = objects.iter().filter(|o| o.get("chain").is_some()).count();
-    let elements = objects
-        .iter()
-        .filter_map(|o| o.get("set")?.get("elem")?.as_array().map(Vec::len))
-        .sum();
+    let elements = objects.iter().filter_map(|o| o.get("set")?.get("elem")?.as_array().map(Vec::len)).sum();
     (rules, chains, elements)
 }
 
@@ -60,6 +58,11 @@ async fn program(table: &NftTable, w: &World) -> (Duration, Duration) {
     let state = table.state.borrow().clone();
     assert!(state.synced, "written: {:?}", state.last_error);
     (compiled, start.elapsed())
+}
+
+/// The app label of pod `pod` at relabel `n`: alternately another app's and its own.
+fn relabel(pod: usize, n: usize) -> usize {
+    if n % 2 == 0 { pod / world::NAMESPACES + 1 } else { pod / world::NAMESPACES }
 }
 
 struct Relabel {
@@ -91,32 +94,67 @@ async fn bench() {
 
     // (a) From scratch.
     let (compiled, total) = program(&table, &w).await;
-    println!(
-        "(a) from scratch: compile+render {:.1} ms, written {:.1} ms in all",
-        ms(compiled),
-        ms(total)
-    );
+    println!("(a) from scratch: compile+render {:.1} ms, written {:.1} ms in all", ms(compiled), ms(total));
     let listing = NftCommand::default().list_table(TABLE_NAME).await.expect("lists").expect("exists");
     let (nft_rules, nft_chains, nft_elements) = count(&listing);
 
-    // (b) One pod relabelled.
-    for case in [Relabel { name: "remote pod", pod: world::PODS - 1 }, Relabel { name: "local pod", pod: 0 }] {
+    // (b) One pod relabelled: the follower's incremental path, and the full recompute it
+    // replaced as the reference.
+    let mut incremental = Incremental::new(w.policies.clone(), w.namespaces.clone(), world::entries(&w));
+    let mut sent = nft_policy::section(incremental.program()).expect("renders");
+    let cases = [Relabel { name: "remote pod", pod: world::PODS - 1 }, Relabel { name: "local pod", pod: 0 }];
+    for case in &cases {
+        let mut times = Vec::new();
+        let mut compute = Vec::new();
+        let mut kinds = Vec::new();
+        for n in 0..RELABELS {
+            let start = Instant::now();
+            let mut entry = incremental.entries()[&world::key(case.pod)].clone();
+            entry.endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n)));
+            let change = incremental.update(&world::key(case.pod), Some(entry));
+            if change.endpoints || change.recompiled {
+                sent = nft_policy::section(incremental.program()).expect("renders");
+            } else {
+                nft_policy::refill_sets(&mut sent, incremental.program(), &change.sets);
+            }
+            compute.push(start.elapsed());
+            kinds.push(if change.recompiled {
+                "recompiled"
+            } else if change.endpoints {
+                "dispatch"
+            } else {
+                "sets"
+            });
+            table.set_section(nft_policy::USER, sent.clone()).await;
+            assert!(table.probe().await && table.state.borrow().synced, "written");
+            times.push(start.elapsed());
+        }
+        kinds.dedup();
+        let worst = times.iter().max().copied().unwrap_or_default();
+        println!(
+            "(b) {} relabelled (incremental, {}): median {:.2} ms (computed in {:.2} ms), worst {:.2} ms",
+            case.name,
+            kinds.join("/"),
+            ms(median(times)),
+            ms(median(compute)),
+            ms(worst)
+        );
+    }
+    for case in &cases {
         let mut times = Vec::new();
         let mut compile_times = Vec::new();
-        for n in 0..RELABELS {
+        for n in 0..RELABELS / 4 {
             let endpoint = w.endpoints.iter_mut().find(|e| e.name == world::pod(case.pod).name).expect("the pod");
-            endpoint.labels.insert("app".into(), world::app(if n % 2 == 0 { case.pod + 1 } else { case.pod }));
+            endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n + 1)));
             let (compiled, total) = program(&table, &w).await;
             times.push(total);
             compile_times.push(compiled);
         }
-        let worst = times.iter().max().copied().unwrap_or_default();
         println!(
-            "(b) {} relabelled (full recompute): median {:.1} ms (compile+render {:.1} ms), worst {:.1} ms",
+            "    {} relabelled (full recompute, the reference): median {:.1} ms (compile+render {:.1} ms)",
             case.name,
             ms(median(times)),
             ms(median(compile_times)),
-            ms(worst)
         );
     }
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use tortie::datastore::resources::{GlobalNetworkPolicy, KubeNetworkPolicy, NetworkPolicy, Resource};
+use tortie::policy::incremental::Entry;
 use tortie::policy::{Endpoint, Local, NamedPort, Namespaces, Policy, calico, kube};
 
 pub const NODES: usize = 200;
@@ -58,7 +59,11 @@ pub fn pod(i: usize) -> Endpoint {
         labels,
         service_account: Some(format!("sa-{}", i % 4)),
         addresses: vec![address(i)],
-        ports: vec![NamedPort { name: "http".into(), protocol: 6, port: if i.is_multiple_of(2) { 8080 } else { 8081 } }],
+        ports: vec![NamedPort {
+            name: "http".into(),
+            protocol: 6,
+            port: if i.is_multiple_of(2) { 8080 } else { 8081 },
+        }],
     }
 }
 
@@ -138,6 +143,23 @@ pub fn policy(i: usize) -> Policy {
     } else {
         gnp(i)
     }
+}
+
+/// Pod `i`'s key (its IPAM handle in the agent).
+pub fn key(i: usize) -> String {
+    format!("h{i:05}")
+}
+
+/// The world's pods as the incremental compiler holds them.
+pub fn entries(w: &World) -> BTreeMap<String, Entry> {
+    w.endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let interface = (i < PODS_PER_NODE).then(|| interface(i));
+            (key(i), Entry { endpoint: e.clone(), interface })
+        })
+        .collect()
 }
 
 pub fn world() -> World {
