@@ -1,8 +1,10 @@
 //! Network policy on this node: follows the policies of all three kinds, the namespaces'
 //! labels and every pod's identity (the IPAM blocks' allocation attributes, cluster-wide),
 //! compiles them for this node's pods and gives the nftables owner the policy section
-//! whenever it changes. When only set membership changed (a pod appeared, left or was
-//! relabelled) the owner refills those sets and rewrites nothing else.
+//! whenever it changes. A policy or namespace change (or the resync) reads and compiles
+//! everything; an IPAM block's change applies only the pods it touched to the compiled
+//! program (`policy::incremental`, `policy_pods`): set members, and a local pod's dispatch,
+//! so the owner deletes and adds those set elements and rewrites nothing else.
 //!
 //! A policy that does not decode or convert is skipped and the others apply; so is one whose
 //! rules nft refuses (`policy_refused`: when a write fails, each policy is checked alone and
