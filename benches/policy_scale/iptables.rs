@@ -111,7 +111,10 @@ fn expand(
                 if !rest.contains(" -p ") {
                     rest.push_str(" -p tcp");
                 }
-                let list: Vec<String> = ranges.iter().map(|(lo, hi)| format!("{lo}:{hi}")).collect();
+                let list: Vec<String> = ranges
+                    .iter()
+                    .map(|(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}:{hi}") })
+                    .collect();
                 let flag = if *side == Side::Source { "--sports" } else { "--dports" };
                 let not = if *negated { "! " } else { "" };
                 let _ = write!(rest, " -m multiport {not}{flag} {}", list.join(","));
