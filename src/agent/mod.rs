@@ -27,6 +27,7 @@ pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
 pub mod policy_counters;
+mod policy_pods;
 mod policy_refused;
 mod pools;
 mod remote_routes;

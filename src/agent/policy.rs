@@ -1,8 +1,10 @@
 //! Network policy on this node: follows the policies of all three kinds, the namespaces'
 //! labels and every pod's identity (the IPAM blocks' allocation attributes, cluster-wide),
 //! compiles them for this node's pods and gives the nftables owner the policy section
-//! whenever it changes. When only set membership changed (a pod appeared, left or was
-//! relabelled) the owner refills those sets and rewrites nothing else.
+//! whenever it changes. A policy or namespace change (or the resync) reads and compiles
+//! everything; an IPAM block's change applies only the pods it touched to the compiled
+//! program (`policy::incremental`, `policy_pods`): set members, and a local pod's dispatch,
+//! so the owner deletes and adds those set elements and rewrites nothing else.
 //!
 //! A policy that does not decode or convert is skipped and the others apply; so is one whose
 //! rules nft refuses (`policy_refused`: when a write fails, each policy is checked alone and
@@ -14,19 +16,20 @@
 //! addresses) have their chains and set memberships in the kernel. The CNI ADD waits on it,
 //! so a pod is never reachable before its policy is in place.
 
+use super::policy_pods::Pods;
 use super::policy_refused::{self, Refused};
 use super::routes::next_event;
-use super::workloads::{ATTR_HOST_INTERFACE, addresses_of};
 use crate::api::status::InvalidPolicy;
 use crate::dataplane::nftables::NftTable;
 use crate::dataplane::nftables::policy as nft_policy;
 use crate::dataplane::nftables::render::Section;
 use crate::datastore::resources::{GlobalNetworkPolicy, IpamBlock, KubeNetworkPolicy, Namespace, NetworkPolicy};
-use crate::datastore::{Datastore, Key, Kind, Listing, Resource};
-use crate::ipam::routes::NODE_ATTRIBUTE;
-use crate::policy::{Endpoint, Local, Namespaces, Policy, calico, compile, kube};
+use crate::datastore::{Datastore, Key, Kind, Listing, Resource, WatchEvent};
+use crate::policy::incremental::{Change, Entry, Incremental};
+use crate::policy::{Endpoint, Local, Namespaces, Policy, calico, kube};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -41,9 +44,9 @@ pub struct PolicyState {
     pub invalid: Vec<InvalidPolicy>,
     /// What the last pass compiled (without the skipped policies): the cluster as this agent
     /// sees it, for `tortie policy list` and `trace`.
-    pub inputs: std::sync::Arc<Inputs>,
+    pub inputs: Arc<Inputs>,
     /// The program last given to the nftables owner (for the counters).
-    pub program: std::sync::Arc<crate::policy::Program>,
+    pub program: Arc<crate::policy::Program>,
 }
 
 /// How often everything is read again without a watch event.
@@ -107,8 +110,8 @@ impl Inputs {
     }
 }
 
-/// Reads the inputs for node `node`.
-pub async fn read(ds: &Datastore, node: &str) -> Result<Inputs, String> {
+/// Reads the inputs for node `node`, and the pods by block they came from.
+pub async fn read(ds: &Datastore, node: &str) -> Result<(Inputs, Pods), String> {
     let mut inputs = Inputs::default();
     let mut invalid = Vec::new();
     for (name, p) in listed::<NetworkPolicy>(ds, &mut invalid).await? {
@@ -128,37 +131,35 @@ pub async fn read(ds: &Datastore, node: &str) -> Result<Inputs, String> {
     let mut ignored = Vec::new();
     let namespaces = listed::<Namespace>(ds, &mut ignored).await?;
     inputs.namespaces = Namespaces(namespaces.into_iter().map(|(name, n)| (name, n.labels)).collect());
-    let mut pods: BTreeMap<String, (Vec<IpAddr>, BTreeMap<String, String>)> = BTreeMap::new();
-    for (_, block) in listed::<IpamBlock>(ds, &mut ignored).await? {
-        for (handle, ip, attrs) in addresses_of(&block, |_| true) {
-            if !attrs.contains_key(ATTR_HOST_INTERFACE) {
-                continue;
-            }
-            let entry = pods.entry(handle).or_insert_with(|| (Vec::new(), attrs));
-            entry.0.push(ip);
-        }
+    let Listing { items: blocks, invalid: bad, .. } =
+        ds.list::<IpamBlock>().await.map_err(|e| format!("listing {}: {e}", Kind::IpamBlock))?;
+    for e in bad {
+        tracing::warn!(subsys = "policy", error = %e, "skipping an invalid object");
+    }
+    let mut pods = Pods::new(node);
+    for block in &blocks {
+        pods.set_block(&block.name, block.revision, Some(&block.spec));
     }
     for e in ignored {
         tracing::warn!(subsys = "policy", kind = %e.kind, name = %e.name, reason = %e.reason, "skipping an invalid object");
     }
-    // This node's pods first. Pods on different nodes can share `namespace/name` outside
-    // Kubernetes (each lab node has a `default/pod1`), and the lookups of a local pod by name
-    // (its chains, whether it is programmed) must find this node's.
-    let mut others = Vec::new();
-    for (addresses, attrs) in pods.into_values() {
-        let endpoint = super::endpoint_attrs::endpoint(addresses, &attrs);
-        if attrs.get(NODE_ATTRIBUTE).map(String::as_str) == Some(node) {
-            inputs.local.push(Local { endpoint: endpoint.name.clone(), interface: attrs[ATTR_HOST_INTERFACE].clone() });
-            inputs.endpoints.push(endpoint);
-        } else {
-            others.push(endpoint);
-        }
-    }
-    inputs.endpoints.extend(others);
-    Ok(inputs)
+    inputs.set_entries(&pods.entries());
+    Ok((inputs, pods))
 }
 
 impl Inputs {
+    /// The endpoints and local pods of `entries`, in the compiler's order
+    /// ([`Incremental::inputs`]: this node's pods first, so that a lookup of a local pod by
+    /// name finds this node's even when another node has a pod of the same name).
+    fn set_entries(&mut self, entries: &BTreeMap<String, Entry>) {
+        let local = entries.values().filter(|e| e.interface.is_some());
+        let remote = entries.values().filter(|e| e.interface.is_none());
+        self.endpoints = local.clone().chain(remote).map(|e| e.endpoint.clone()).collect();
+        self.local = local
+            .map(|e| Local { endpoint: e.endpoint.name.clone(), interface: e.interface.clone().unwrap_or_default() })
+            .collect();
+    }
+
     /// This node's workloads: host interface → addresses.
     fn local_addresses(&self) -> BTreeMap<String, Vec<IpAddr>> {
         self.local
@@ -176,7 +177,9 @@ impl Inputs {
 struct Follower {
     /// The section last given to the owner, and its program.
     sent: Option<Section>,
-    program: std::sync::Arc<crate::policy::Program>,
+    program: Arc<crate::policy::Program>,
+    /// The compiled inputs of the last pass, kept up to date pod by pod between full passes.
+    incremental: Option<Incremental>,
     /// Policies nft refused, left out while unchanged.
     refused: Vec<Refused>,
     /// The invalid policies already logged.
@@ -187,26 +190,89 @@ impl Follower {
     /// One pass: compiles `inputs` without the refused policies, gives the owner the section
     /// if it changed, and when nft refuses it leaves out the policies nft refuses alone and
     /// gives it the rest. Publishes the state.
-    async fn pass(&mut self, mut inputs: Inputs, table: &NftTable, state: &watch::Sender<PolicyState>) {
+    async fn pass(&mut self, mut inputs: Inputs, pods: &Pods, table: &NftTable, state: &watch::Sender<PolicyState>) {
         self.refused.retain(|r| inputs.policies.contains(&r.policy));
         inputs.policies.retain(|p| !self.refused.iter().any(|r| r.policy == *p));
-        let mut written = self.send(&inputs, table).await;
+        let entries = pods.entries();
+        let mut compiled = Incremental::new(inputs.policies.clone(), inputs.namespaces.clone(), entries.clone());
+        let mut written = self.send(compiled.program(), table).await;
         // A write that failed (not one still waiting for the other users' sections).
         if written == Some(false) && table.state.borrow().last_error.is_some() {
             let found = policy_refused::find(&table.command, &inputs).await;
             if !found.is_empty() {
                 inputs.policies.retain(|p| !found.iter().any(|r| r.policy == *p));
                 self.refused.extend(found);
-                written = self.send(&inputs, table).await;
+                compiled = Incremental::new(inputs.policies.clone(), inputs.namespaces.clone(), entries);
+                written = self.send(compiled.program(), table).await;
             }
         }
+        self.incremental = Some(compiled);
         let mut invalid = inputs.invalid.clone();
         invalid.extend(self.refused.iter().map(|r| inputs.invalid(&r.policy, r.reason.clone())));
         invalid.sort();
         invalid.dedup();
         self.log(&invalid);
+        self.publish(Arc::new(inputs), invalid, written, state);
+    }
+
+    /// Applies the pods of `handles` as `pods` now has them to the compiled program and gives
+    /// the owner the change: new set elements only, unless a local pod's dispatch or a rule
+    /// changed. False when there is no compiled program to update or the write failed (a full
+    /// pass is then due).
+    async fn pods_changed(
+        &mut self,
+        pods: &Pods,
+        handles: BTreeSet<String>,
+        table: &NftTable,
+        state: &watch::Sender<PolicyState>,
+    ) -> bool {
+        let Some(mut compiled) = self.incremental.take() else { return false };
+        let mut change = Change::default();
+        for handle in &handles {
+            let c = compiled.update(handle, pods.entry(handle));
+            change.sets.extend(c.sets);
+            change.endpoints |= c.endpoints;
+            change.recompiled |= c.recompiled;
+        }
+        let program = compiled.program().clone();
+        let (endpoints, local) = compiled.inputs();
+        self.incremental = Some(compiled);
+        if change.is_empty() {
+            return true;
+        }
+        let written = match (&self.sent, change.endpoints || change.recompiled) {
+            (Some(sent), false) => {
+                let mut section = sent.clone();
+                nft_policy::refill_sets(&mut section, &program, &change.sets);
+                self.send_section(section, program, table).await
+            }
+            _ => self.send(&program, table).await,
+        };
+        if written != Some(true) {
+            return false;
+        }
+        let previous = state.borrow().inputs.clone();
+        let inputs = Inputs {
+            policies: previous.policies.clone(),
+            endpoints,
+            namespaces: previous.namespaces.clone(),
+            local,
+            origins: previous.origins.clone(),
+            invalid: previous.invalid.clone(),
+        };
+        let invalid = state.borrow().invalid.clone();
+        self.publish(Arc::new(inputs), invalid, written, state);
+        true
+    }
+
+    fn publish(
+        &self,
+        inputs: Arc<Inputs>,
+        invalid: Vec<InvalidPolicy>,
+        written: Option<bool>,
+        state: &watch::Sender<PolicyState>,
+    ) {
         let programmed = (written == Some(true)).then(|| inputs.local_addresses());
-        let inputs = std::sync::Arc::new(inputs);
         state.send_if_modified(|s| {
             let changed =
                 s.invalid != invalid || programmed.as_ref().is_some_and(|p| *p != s.programmed) || *s.inputs != *inputs;
@@ -220,22 +286,31 @@ impl Follower {
         });
     }
 
-    /// Compiles and sends the section if it changed; whether the table is written with it
-    /// (`None`: it does not render).
-    async fn send(&mut self, inputs: &Inputs, table: &NftTable) -> Option<bool> {
-        let program = compile(&inputs.policies, &inputs.endpoints, &inputs.namespaces, &inputs.local);
-        let section = match nft_policy::section(&program) {
+    /// Renders `program` and sends the section if it changed; whether the table is written
+    /// with it (`None`: it does not render).
+    async fn send(&mut self, program: &crate::policy::Program, table: &NftTable) -> Option<bool> {
+        let section = match nft_policy::section(program) {
             Ok(section) => section,
             Err(e) => {
                 tracing::error!(subsys = "policy", error = %e, "cannot render the policy section");
                 return None;
             }
         };
+        self.send_section(section, program.clone(), table).await
+    }
+
+    /// Sends `section` (of `program`) if it changed; whether the table is written with it.
+    async fn send_section(
+        &mut self,
+        section: Section,
+        program: crate::policy::Program,
+        table: &NftTable,
+    ) -> Option<bool> {
         if self.sent.as_ref() != Some(&section) {
             tracing::info!(
                 subsys = "policy",
-                policies = inputs.policies.len(),
-                local = inputs.local.len(),
+                policies = program.policies.len(),
+                local = program.endpoints.len(),
                 "policy changed"
             );
             if let Some(delay) = crate::faults::delay("policy") {
@@ -243,7 +318,7 @@ impl Follower {
             }
             table.set_section(nft_policy::USER, section.clone()).await;
             self.sent = Some(section);
-            self.program = std::sync::Arc::new(program);
+            self.program = Arc::new(program);
         }
         // Written (or failed) once the owner has handled it.
         table.probe().await;
@@ -277,17 +352,40 @@ pub async fn follow(
     let mut kube = ds.watch::<KubeNetworkPolicy>(None).await.ok();
     let mut tick = tokio::time::interval(RESYNC);
     let mut follower = Follower::default();
+    let mut pods: Option<Pods> = None;
+    let mut full = true;
     loop {
-        match read(&ds, &node).await {
-            Ok(inputs) => follower.pass(inputs, &table, &state).await,
-            Err(e) => {
-                tracing::warn!(subsys = "policy", error = %e, "cannot read policy inputs; keeping the last rules")
+        if full {
+            match read(&ds, &node).await {
+                Ok((inputs, read_pods)) => {
+                    follower.pass(inputs, &read_pods, &table, &state).await;
+                    pods = Some(read_pods);
+                }
+                Err(e) => {
+                    tracing::warn!(subsys = "policy", error = %e, "cannot read policy inputs; keeping the last rules")
+                }
             }
         }
+        // Anything but a pod's block changing is read whole again.
+        full = true;
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
-            ev = next_event(&mut blocks) => if ev.is_none() { blocks = None },
+            ev = next_event(&mut blocks) => match (ev, &mut pods) {
+                (None, _) => blocks = None,
+                (Some(Ok(event)), Some(pods)) => {
+                    let handles = match event {
+                        WatchEvent::Added(b) | WatchEvent::Modified(b) => Some(pods.set_block(&b.name, b.revision, Some(&b.spec))),
+                        WatchEvent::Deleted { name, revision } => Some(pods.set_block(&name, revision, None)),
+                        WatchEvent::Bookmark(_) => Some(BTreeSet::new()),
+                        WatchEvent::Resync(_) => None,
+                    };
+                    if let Some(handles) = handles {
+                        full = !follower.pods_changed(pods, handles, &table, &state).await;
+                    }
+                }
+                _ => {}
+            },
             ev = next_event(&mut namespaces) => if ev.is_none() { namespaces = None },
             ev = next_event(&mut calico) => if ev.is_none() { calico = None },
             ev = next_event(&mut global) => if ev.is_none() { global = None },

@@ -4,6 +4,7 @@
 //! endpoints that give the name that number (so a rule needs no per-endpoint copy).
 
 use super::ir::{EndpointChains, IrRule, Match, PolicyChains, Program, Side, stable_id};
+use super::matcher::Matcher;
 use super::model::{Direction, Endpoint, EndpointSelector, Entity, Namespaces, Policy, Rule, sorted};
 use crate::datastore::resources::policy_rule::PortMatch;
 use ipnetwork::IpNetwork;
@@ -16,16 +17,80 @@ pub struct Local {
     pub interface: String,
 }
 
+/// What a set of the program holds, so that one endpoint's change can be applied to the sets
+/// alone (`incremental`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetDef {
+    /// The addresses of the endpoints the selector selects.
+    Selector(EndpointSelector),
+    /// The addresses of the endpoints (those `selector` selects, if any) that give port `name`
+    /// of `protocol` the number `port`.
+    NamedPort { selector: Option<EndpointSelector>, name: String, protocol: u8, port: u16 },
+    /// Fixed networks.
+    Nets,
+}
+
+impl SetDef {
+    /// Whether `endpoint` (whose `selector_labels()` are `labels`) belongs to the set.
+    pub fn holds(
+        &self,
+        endpoint: &Endpoint,
+        labels: &BTreeMap<String, String>,
+        namespaces: &Namespaces,
+        m: &mut Matcher,
+    ) -> bool {
+        match self {
+            SetDef::Selector(s) => m.matches(s, endpoint, labels, namespaces),
+            SetDef::NamedPort { selector, name, protocol, port } => {
+                endpoint.ports.iter().any(|p| p.name == *name && p.protocol == *protocol && p.port == *port)
+                    && selector.as_ref().is_none_or(|s| m.matches(s, endpoint, labels, namespaces))
+            }
+            SetDef::Nets => false,
+        }
+    }
+}
+
+/// What the sets of a program hold, and which named ports its rules use.
+#[derive(Clone, Debug, Default)]
+pub struct SetIndex {
+    pub defs: BTreeMap<String, SetDef>,
+    /// (the side's selector, port name, protocol) of every named port a rule uses, whether
+    /// or not any endpoint gives it a number.
+    pub named_ports: BTreeSet<(Option<EndpointSelector>, String, u8)>,
+}
+
 struct Compiler<'a> {
     endpoints: &'a [Endpoint],
+    /// Each endpoint's `selector_labels()`, built once.
+    labels: Vec<BTreeMap<String, String>>,
     namespaces: &'a Namespaces,
+    matcher: Matcher,
     sets: BTreeMap<String, Vec<IpNetwork>>,
+    index: SetIndex,
 }
 
 /// Compiles `policies` for the `local` endpoints. Named ports in `notPorts` are refused by
 /// the resource check and skipped here.
 pub fn compile(policies: &[Policy], endpoints: &[Endpoint], namespaces: &Namespaces, local: &[Local]) -> Program {
-    let mut c = Compiler { endpoints, namespaces, sets: BTreeMap::new() };
+    compile_indexed(policies, endpoints, namespaces, local).0
+}
+
+/// [`compile`], with what each set holds.
+pub fn compile_indexed(
+    policies: &[Policy],
+    endpoints: &[Endpoint],
+    namespaces: &Namespaces,
+    local: &[Local],
+) -> (Program, SetIndex) {
+    let labels = endpoints.iter().map(Endpoint::selector_labels).collect();
+    let mut c = Compiler {
+        endpoints,
+        labels,
+        namespaces,
+        matcher: Matcher::default(),
+        sets: BTreeMap::new(),
+        index: SetIndex::default(),
+    };
     let ordered = sorted(policies);
     let chains: Vec<PolicyChains> = ordered
         .iter()
@@ -38,69 +103,99 @@ pub fn compile(policies: &[Policy], endpoints: &[Endpoint], namespaces: &Namespa
         .collect();
     let mut out_endpoints = Vec::new();
     for l in local {
-        let Some(endpoint) = endpoints.iter().find(|e| e.name == l.endpoint) else { continue };
-        let applying = |direction: Direction| {
-            let list: Vec<usize> = ordered
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.rules(direction).is_some() && p.selects(endpoint, namespaces))
-                .map(|(i, _)| i)
-                .collect();
-            (!list.is_empty()).then_some(list)
-        };
-        out_endpoints.push(EndpointChains {
-            endpoint: endpoint.name.clone(),
-            interface: l.interface.clone(),
-            addresses: endpoint.addresses.clone(),
-            ingress: applying(Direction::Ingress),
-            egress: applying(Direction::Egress),
-        });
+        let Some(index) = endpoints.iter().position(|e| e.name == l.endpoint) else { continue };
+        let (endpoint, labels) = (&endpoints[index], &c.labels[index]);
+        out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut c.matcher));
     }
-    Program { sets: c.sets, policies: chains, endpoints: out_endpoints }
+    (Program { sets: c.sets, policies: chains, endpoints: out_endpoints }, c.index)
+}
+
+/// The dispatch of local `endpoint` (`labels` its `selector_labels()`) over `ordered` policies.
+pub(super) fn endpoint_chains(
+    ordered: &[&Policy],
+    endpoint: &Endpoint,
+    labels: &BTreeMap<String, String>,
+    interface: &str,
+    namespaces: &Namespaces,
+    m: &mut Matcher,
+) -> EndpointChains {
+    let selected: Vec<bool> = ordered.iter().map(|p| m.selects(p, endpoint, labels, namespaces)).collect();
+    let applying = |direction: Direction| {
+        let list: Vec<usize> = ordered
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.rules(direction).is_some() && selected[*i])
+            .map(|(i, _)| i)
+            .collect();
+        (!list.is_empty()).then_some(list)
+    };
+    EndpointChains {
+        endpoint: endpoint.name.clone(),
+        interface: interface.to_string(),
+        addresses: endpoint.addresses.clone(),
+        ingress: applying(Direction::Ingress),
+        egress: applying(Direction::Egress),
+    }
 }
 
 impl Compiler<'_> {
-    fn set(&mut self, key: &str, elements: Vec<IpNetwork>) -> String {
+    /// The set named for `key`, filled once (a selector or named port used by several rules
+    /// is computed once).
+    fn set(&mut self, key: &str, def: SetDef) -> String {
         let name = format!("pol-{}", stable_id(key));
-        let mut elements = elements;
+        if self.index.defs.contains_key(&name) {
+            return name;
+        }
+        let mut elements: Vec<IpNetwork> = match &def {
+            SetDef::Nets => Vec::new(),
+            _ => self
+                .endpoints
+                .iter()
+                .zip(&self.labels)
+                .filter(|(e, labels)| def.holds(e, labels, self.namespaces, &mut self.matcher))
+                .flat_map(|(e, _)| e.addresses.iter().map(|a| IpNetwork::from(*a)))
+                .collect(),
+        };
         elements.sort();
         elements.dedup();
         self.sets.insert(name.clone(), elements);
+        self.index.defs.insert(name.clone(), def);
         name
     }
 
     fn selector_set(&mut self, selector: &EndpointSelector) -> String {
-        let members = self
-            .endpoints
-            .iter()
-            .filter(|e| selector.matches(e, self.namespaces))
-            .flat_map(|e| e.addresses.iter().map(|a| IpNetwork::from(*a)))
-            .collect();
-        self.set(&format!("sel {selector:?}"), members)
+        self.set(&format!("sel {selector:?}"), SetDef::Selector(selector.clone()))
     }
 
     fn nets_set(&mut self, nets: &[IpNetwork]) -> String {
         let mut sorted = nets.to_vec();
         sorted.sort();
-        self.set(&format!("nets {sorted:?}"), nets.to_vec())
+        let name = self.set(&format!("nets {sorted:?}"), SetDef::Nets);
+        sorted.dedup();
+        self.sets.insert(name.clone(), sorted);
+        name
     }
 
     /// The (set, port) alternatives a named port stands for with `protocol`.
     fn named_port(&mut self, entity: &Entity, name: &str, protocol: u8) -> Vec<(String, u16)> {
-        let mut by_port: BTreeMap<u16, Vec<IpNetwork>> = BTreeMap::new();
-        for e in self.endpoints {
-            if entity.selector.as_ref().is_some_and(|s| !s.matches(e, self.namespaces)) {
+        self.index.named_ports.insert((entity.selector.clone(), name.to_string(), protocol));
+        let mut ports = BTreeSet::new();
+        for (e, labels) in self.endpoints.iter().zip(&self.labels) {
+            if !e.ports.iter().any(|p| p.name == name && p.protocol == protocol) {
                 continue;
             }
-            for p in e.ports.iter().filter(|p| p.name == name && p.protocol == protocol) {
-                by_port.entry(p.port).or_default().extend(e.addresses.iter().map(|a| IpNetwork::from(*a)));
+            if entity.selector.as_ref().is_some_and(|s| !self.matcher.matches(s, e, labels, self.namespaces)) {
+                continue;
             }
+            ports.extend(e.ports.iter().filter(|p| p.name == name && p.protocol == protocol).map(|p| p.port));
         }
-        by_port
+        ports
             .into_iter()
-            .map(|(port, members)| {
+            .map(|port| {
                 let key = format!("port {name} {protocol} {port} {:?}", entity.selector);
-                (self.set(&key, members), port)
+                let def =
+                    SetDef::NamedPort { selector: entity.selector.clone(), name: name.to_string(), protocol, port };
+                (self.set(&key, def), port)
             })
             .collect()
     }

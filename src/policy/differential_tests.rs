@@ -12,19 +12,19 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Picks from option lists with the random numbers proptest gives (and shrinks).
-struct Pick {
-    numbers: Vec<u64>,
-    at: usize,
+pub(super) struct Pick {
+    pub(super) numbers: Vec<u64>,
+    pub(super) at: usize,
 }
 
 impl Pick {
-    fn n(&mut self, below: usize) -> usize {
+    pub(super) fn n(&mut self, below: usize) -> usize {
         let n = self.numbers.get(self.at).copied().unwrap_or(0);
         self.at += 1;
         (n % below as u64) as usize
     }
 
-    fn one<T: Clone>(&mut self, options: &[T]) -> T {
+    pub(super) fn one<T: Clone>(&mut self, options: &[T]) -> T {
         options[self.n(options.len())].clone()
     }
 }
@@ -196,7 +196,7 @@ fn decoded<R: Resource>(spec: Value) -> Option<R> {
     Some(r)
 }
 
-fn policies(p: &mut Pick) -> Vec<Policy> {
+pub(super) fn policies(p: &mut Pick) -> Vec<Policy> {
     let mut out = Vec::new();
     for i in 0..p.n(4) {
         let namespace = p.one(&["a", "b"]);

@@ -11,15 +11,19 @@
 
 pub mod calico;
 pub mod compile;
+pub mod incremental;
 pub mod interpret;
 pub mod ir;
 pub mod kube;
+mod matcher;
 pub mod model;
 pub mod reference;
 pub mod trace;
 
 #[cfg(test)]
 mod differential_tests;
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;
 

@@ -6,8 +6,8 @@
 //! The owner task ([`NftTable`]) keeps the kernel's table equal to the union
 //! of the users' sections: each change is one `nft -f` transaction — the
 //! whole table deleted and recreated, or, when only set elements changed,
-//! those sets flushed and refilled — so no packet sees a half-applied
-//! table. After each write it reads the table back; on a timer it reads it
+//! the elements that went deleted and those that came added — so no packet
+//! sees a half-applied table. After each write it reads the table back; on a timer it reads it
 //! again and rewrites it whole if anything differs (drift repair). An
 //! existing table is adopted: it stays as it is until every user has
 //! given its first section, and is not written at all when the fingerprint

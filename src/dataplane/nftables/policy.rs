@@ -135,6 +135,20 @@ pub fn section(program: &Program) -> Result<Section, String> {
     Ok(Section { sets, chains })
 }
 
+/// Gives `section` (of an earlier program with the same sets and rules) the elements
+/// `program` has for the sets named in `changed`: a pod appearing, leaving or relabelled,
+/// without rendering every rule again.
+pub fn refill_sets(section: &mut Section, program: &Program, changed: &std::collections::BTreeSet<String>) {
+    for set in &mut section.sets {
+        let Some(name) = set.name.strip_suffix(if set.ipv6 { "-v6" } else { "-v4" }) else { continue };
+        if !changed.contains(name) {
+            continue;
+        }
+        let ipv6 = set.ipv6;
+        set.elements = program.sets.get(name).into_iter().flatten().filter(|n| n.is_ipv6() == ipv6).copied().collect();
+    }
+}
+
 /// What each rule of a policy chain counts, by its position in the chain: the index of the
 /// policy rule it comes from (`None` for a rule no policy rule made). `ingress` picks the chain.
 pub fn rule_origins(policy: &PolicyChains, ingress: bool) -> Vec<Option<usize>> {
@@ -239,6 +253,10 @@ mod tests {
     use crate::policy::{Endpoint, Local, Namespaces, compile, kube};
 
     fn section_with(web_labels: &[(&str, &str)]) -> Section {
+        section(&program_with(web_labels)).unwrap()
+    }
+
+    fn program_with(web_labels: &[(&str, &str)]) -> Program {
         let spec = serde_json::json!({"podSelector": {"matchLabels": {"app": "db"}},
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]});
         let r: KubeNetworkPolicy = serde_json::from_value(spec).unwrap();
@@ -253,7 +271,7 @@ mod tests {
         };
         let endpoints = [pod("db", &[("app", "db")], "10.0.0.1"), pod("web", web_labels, "10.0.0.2")];
         let local = [Local { endpoint: "prod/db".into(), interface: "cali-db".into() }];
-        section(&compile(&[policy], &endpoints, &Namespaces::default(), &local)).unwrap()
+        compile(&[policy], &endpoints, &Namespaces::default(), &local)
     }
 
     #[test]
@@ -262,8 +280,19 @@ mod tests {
         let after = section_with(&[("app", "other")]);
         assert_ne!(before, after);
         assert_eq!(before.chains, after.chains);
-        let desired = |s: Section| Desired::from([(USER, s)]);
-        let batch = update_sets("tortie", &desired(before), &desired(after)).unwrap();
+        let desired = |s: Section| Desired::from([(USER, s.clone())]);
+        let batch = update_sets("tortie", &desired(before.clone()), &desired(after.clone())).unwrap();
         assert!(batch.is_some_and(|b| !b.objects.is_empty()), "a set refill, not a table rewrite");
+
+        // The follower refills the changed sets of the section it sent instead of rendering again.
+        let program = |labels: &[(&str, &str)]| {
+            let s = section_with(labels);
+            (s, program_with(labels))
+        };
+        let ((_, old), (_, new)) = (program(&[("app", "web")]), program(&[("app", "other")]));
+        let changed = new.sets.iter().filter(|(n, e)| old.sets.get(*n) != Some(e)).map(|(n, _)| n.clone()).collect();
+        let mut refilled = before;
+        refill_sets(&mut refilled, &new, &changed);
+        assert_eq!(refilled, after);
     }
 }

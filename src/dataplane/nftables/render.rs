@@ -4,9 +4,7 @@
 use ipnetwork::IpNetwork;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, NamedExpression, Prefix};
-use nftables::schema::{
-    Chain, Element, FlushObject, NfCmd, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
-};
+use nftables::schema::{Chain, Element, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -148,11 +146,19 @@ pub fn update_sets(name: &str, old: &Desired, new: &Desired) -> Result<Option<Nf
     let mut batch = Batch::new();
     for (old_section, new_section) in old.values().zip(new.values()) {
         for (old_set, new_set) in old_section.sets.iter().zip(&new_section.sets) {
-            if collapse(&old_set.elements) == collapse(&new_set.elements) {
+            let (before, after) = (collapse(&old_set.elements), collapse(&new_set.elements));
+            if before == after {
                 continue;
             }
-            batch.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set_object(name, new_set)))));
-            if let Some(elements) = elements(name, new_set) {
+            // The elements that go, then those that come: the set never holds two that
+            // overlap (an interval set refuses that), and one element's change costs one
+            // element however large the set.
+            let gone: Vec<IpNetwork> = before.iter().filter(|n| after.binary_search(n).is_err()).copied().collect();
+            let come: Vec<IpNetwork> = after.iter().filter(|n| before.binary_search(n).is_err()).copied().collect();
+            if let Some(elements) = element_list(name, &new_set.name, &gone) {
+                batch.delete(NfListObject::Element(elements));
+            }
+            if let Some(elements) = element_list(name, &new_set.name, &come) {
                 batch.add(NfListObject::Element(elements));
             }
         }
@@ -245,11 +251,16 @@ fn chain_object(table: &str, chain: &ChainSpec) -> Chain<'static> {
 /// The set's elements for an `add element`, `None` when there are none
 /// (nft refuses an empty element list).
 fn elements(table: &str, set: &AddressSet) -> Option<Element<'static>> {
-    let elem: Vec<Expression<'static>> = collapse(&set.elements).into_iter().map(network).collect();
+    element_list(table, &set.name, &collapse(&set.elements))
+}
+
+/// `networks` (collapsed) as the elements of set `set`, `None` when there are none.
+fn element_list(table: &str, set: &str, networks: &[IpNetwork]) -> Option<Element<'static>> {
+    let elem: Vec<Expression<'static>> = networks.iter().copied().map(network).collect();
     (!elem.is_empty()).then(|| Element {
         family: NfFamily::INet,
         table: table.to_string().into(),
-        name: set.name.clone().into(),
+        name: set.to_string().into(),
         elem: elem.into(),
     })
 }

@@ -88,21 +88,28 @@ fn empty_sets_are_created_without_an_element_command() {
 }
 
 #[test]
-fn a_pool_or_node_change_refills_only_the_changed_sets() {
+fn a_pool_or_node_change_adds_and_deletes_only_the_changed_elements() {
     let old = nat_desired(&[("10.244.0.0/16", false)], &["192.0.2.1"]);
     let new = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1"]);
     let batch = update_sets("tortie", &old, &new).unwrap().expect("only set elements differ");
     let c = commands(&batch);
-    assert_eq!(c.len(), 2, "{c:?}");
-    assert_eq!(c[0]["flush"]["set"]["name"], "nat-masq-ipam-pools-v4");
-    assert_eq!(c[1]["add"]["element"]["name"], "nat-masq-ipam-pools-v4");
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["add"]["element"]["name"], "nat-masq-ipam-pools-v4");
 
-    // Emptied: flushed, nothing added.
+    // Emptied: the element deleted, nothing added.
     let c = commands(&update_sets("tortie", &new, &old).unwrap().unwrap());
     assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["flush"]["set"]["name"], "nat-masq-ipam-pools-v4");
+    assert_eq!(c[0]["delete"]["element"]["name"], "nat-masq-ipam-pools-v4");
 
     assert!(is_empty(&update_sets("tortie", &new, &new.clone()).unwrap().unwrap()));
+
+    // One node replaced by another among several: that one element goes, the other comes.
+    let old = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    let new = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.3", "192.0.2.4"]);
+    let c = commands(&update_sets("tortie", &old, &new).unwrap().unwrap());
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[0]["delete"]["element"]["elem"], serde_json::json!(["192.0.2.2"]));
+    assert_eq!(c[1]["add"]["element"]["elem"], serde_json::json!(["192.0.2.4"]));
 }
 
 #[test]

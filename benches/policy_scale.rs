@@ -1,0 +1,222 @@
+//! Network policy at scale: 10 000 pods on 200 nodes (50 on the node programmed here) and
+//! 1 000 policies of all three kinds. In a network namespace of its own it measures
+//! (a) compiling from scratch and writing the table through the nftables owner,
+//! (b) one pod relabelled, remote and local, until the owner has written the change, and
+//! (c) the rules in the kernel against the same policy as kube-router-style per-pod iptables
+//! rules (`iptables-nft-restore` in the same namespace, timed too).
+//! Run as root: `cargo bench --bench policy_scale`; prints a table.
+
+#[path = "policy_scale/iptables.rs"]
+mod iptables;
+#[path = "policy_scale/world.rs"]
+mod world;
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tortie::dataplane::nftables::policy as nft_policy;
+use tortie::dataplane::nftables::{NftCommand, NftTable, NftTableConfig, TABLE_NAME};
+use tortie::netns::{Topology, run_in_namespace};
+use tortie::policy::incremental::Incremental;
+use tortie::policy::{Program, compile};
+use world::World;
+
+/// Relabels measured per case (alternating two values), for the median and the worst.
+const RELABELS: usize = 7;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Rules and set elements in a listing of one table.
+fn count(listing: &Value) -> (usize, usize, usize) {
+    let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
+    let rules = objects.iter().filter(|o| o.get("rule").is_some()).count();
+    let chains = objects.iter().filter(|o| o.get("chain").is_some()).count();
+    let elements = objects.iter().filter_map(|o| o.get("set")?.get("elem")?.as_array().map(Vec::len)).sum();
+    (rules, chains, elements)
+}
+
+fn compile_world(w: &World) -> Program {
+    compile(&w.policies, &w.endpoints, &w.namespaces, &w.local)
+}
+
+/// Compiles, renders and hands the section to the owner; returns once it is written.
+async fn program(table: &NftTable, w: &World) -> (Duration, Duration) {
+    let start = Instant::now();
+    let program = compile_world(w);
+    let section = nft_policy::section(&program).expect("renders");
+    let compiled = start.elapsed();
+    table.set_section(nft_policy::USER, section).await;
+    assert!(table.probe().await, "the owner runs");
+    let state = table.state.borrow().clone();
+    assert!(state.synced, "written: {:?}", state.last_error);
+    (compiled, start.elapsed())
+}
+
+/// The app label of pod `pod` at relabel `n`: alternately another app's and its own.
+fn relabel(pod: usize, n: usize) -> usize {
+    if n.is_multiple_of(2) { pod / world::NAMESPACES + 1 } else { pod / world::NAMESPACES }
+}
+
+struct Relabel {
+    name: &'static str,
+    pod: usize,
+}
+
+async fn bench() {
+    let mut w = world::world();
+    println!(
+        "world: {} pods on {} nodes ({} local), {} namespaces, {} policies ({} Kubernetes, {} Calico, {} global)",
+        world::PODS,
+        world::NODES,
+        world::PODS_PER_NODE,
+        world::NAMESPACES,
+        world::POLICIES,
+        world::KUBERNETES,
+        world::CALICO,
+        world::POLICIES - world::KUBERNETES - world::CALICO
+    );
+    let config = NftTableConfig {
+        name: TABLE_NAME.to_string(),
+        users: vec![nft_policy::USER],
+        resync_interval: Duration::from_secs(3600),
+        command: NftCommand::default(),
+        fingerprint: None,
+    };
+    let (table, _owner) = NftTable::start(config);
+
+    // (a) From scratch.
+    let (compiled, total) = program(&table, &w).await;
+    println!("(a) from scratch: compile+render {:.1} ms, written {:.1} ms in all", ms(compiled), ms(total));
+    let listing = NftCommand::default().list_table(TABLE_NAME).await.expect("lists").expect("exists");
+    let (nft_rules, nft_chains, nft_elements) = count(&listing);
+
+    kube_router(&w, (nft_rules, nft_chains, nft_elements), total);
+
+    // (b) One pod relabelled: the follower's incremental path, and the full recompute it
+    // replaced as the reference.
+    let mut incremental = Incremental::new(w.policies.clone(), w.namespaces.clone(), world::entries(&w));
+    let mut sent = nft_policy::section(incremental.program()).expect("renders");
+    let cases = [Relabel { name: "remote pod", pod: world::PODS - 1 }, Relabel { name: "local pod", pod: 0 }];
+    for case in &cases {
+        let mut times = Vec::new();
+        let mut compute = Vec::new();
+        let mut kinds = Vec::new();
+        for n in 0..RELABELS {
+            let start = Instant::now();
+            let mut entry = incremental.entries()[&world::key(case.pod)].clone();
+            entry.endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n)));
+            let change = incremental.update(&world::key(case.pod), Some(entry));
+            if change.endpoints || change.recompiled {
+                sent = nft_policy::section(incremental.program()).expect("renders");
+            } else {
+                nft_policy::refill_sets(&mut sent, incremental.program(), &change.sets);
+            }
+            compute.push(start.elapsed());
+            kinds.push(if change.recompiled {
+                "recompiled"
+            } else if change.endpoints {
+                "dispatch"
+            } else {
+                "sets"
+            });
+            table.set_section(nft_policy::USER, sent.clone()).await;
+            assert!(table.probe().await && table.state.borrow().synced, "written");
+            times.push(start.elapsed());
+        }
+        kinds.dedup();
+        let worst = times.iter().max().copied().unwrap_or_default();
+        println!(
+            "(b) {} relabelled (incremental, {}): median {:.2} ms (computed in {:.2} ms), worst {:.2} ms",
+            case.name,
+            kinds.join("/"),
+            ms(median(times)),
+            ms(median(compute)),
+            ms(worst)
+        );
+    }
+    for case in &cases {
+        let mut times = Vec::new();
+        let mut compile_times = Vec::new();
+        for n in 0..1 {
+            let endpoint = w.endpoints.iter_mut().find(|e| e.name == world::pod(case.pod).name).expect("the pod");
+            endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n + 1)));
+            let (compiled, total) = program(&table, &w).await;
+            times.push(total);
+            compile_times.push(compiled);
+        }
+        println!(
+            "    {} relabelled (full recompute, the reference): median {:.1} ms (compile+render {:.1} ms)",
+            case.name,
+            ms(median(times)),
+            ms(median(compile_times)),
+        );
+    }
+
+    // Where the owner's time goes: reading the table back after each write.
+    let start = Instant::now();
+    NftCommand::default().list_table(TABLE_NAME).await.expect("lists");
+    println!("    reading the table back (nft -j list table): {:.1} ms", ms(start.elapsed()));
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a plain run of the binary as a test does nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let mut topology = Topology::new("polscale").expect("a topology");
+    let namespace = topology.add_namespace("n").expect("a namespace");
+    run_in_namespace(&namespace, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(bench());
+    })
+    .expect("enters the namespace");
+}
+
+/// (c) kube-router's layout, against tortie's table as written in (a).
+fn kube_router(w: &World, nft: (usize, usize, usize), total: Duration) {
+    let (nft_rules, nft_chains, nft_elements) = nft;
+    let program = compile_world(w);
+    let input = iptables::restore_input(&program);
+    let written = input.lines().filter(|l| l.starts_with("-A ")).count();
+    let start = Instant::now();
+    let mut child = Command::new("iptables-nft-restore")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("iptables-nft-restore runs");
+    // It stops reading at its first error; that error is what matters then.
+    let _ = child.stdin.take().expect("stdin").write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("waits");
+    let restore = start.elapsed();
+    assert!(out.status.success(), "iptables-nft-restore: {}", String::from_utf8_lossy(&out.stderr));
+    let listing = Command::new("nft").args(["-j", "list", "table", "ip", "filter"]).output().expect("nft runs");
+    let listing: Value = serde_json::from_slice(&listing.stdout).expect("nft JSON");
+    let (ipt_rules, ipt_chains, _) = count(&listing);
+    println!("(c) in the kernel:");
+    println!("    {:<34} {:>8} {:>8} {:>12} {:>12}", "", "rules", "chains", "set elements", "written in");
+    println!(
+        "    {:<34} {:>8} {:>8} {:>12} {:>9.1} ms",
+        "tortie (inet tortie)",
+        nft_rules,
+        nft_chains,
+        nft_elements,
+        ms(total)
+    );
+    println!(
+        "    {:<34} {:>8} {:>8} {:>12} {:>9.1} ms",
+        "kube-router style (ip filter)",
+        ipt_rules,
+        ipt_chains,
+        0,
+        ms(restore)
+    );
+    println!("    iptables rules written: {written}; ratio {:.1}x", ipt_rules as f64 / nft_rules.max(1) as f64);
+}

@@ -1,0 +1,240 @@
+//! The compiled program kept up to date one endpoint at a time. A pod appearing, leaving or
+//! relabelled changes the members of the sets whose definition it meets, and, for a pod of
+//! this node, its own dispatch; rules are compiled again only when a change alters them (a
+//! named port gaining a number no pod gave it, or losing its last pod). [`compile`] of
+//! [`Incremental::inputs`] is the reference: `incremental_tests` checks that both agree
+//! after any sequence of changes.
+
+use super::compile::{Local, SetDef, SetIndex, compile_indexed, endpoint_chains};
+use super::ir::Program;
+use super::matcher::Matcher;
+use super::model::{Endpoint, Namespaces, Policy, sorted};
+use ipnetwork::IpNetwork;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An endpoint and, for one of this node's, the host side of its veth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub endpoint: Endpoint,
+    pub interface: Option<String>,
+}
+
+/// What one update changed in the program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Sets whose elements changed.
+    pub sets: BTreeSet<String>,
+    /// The local endpoints' dispatch changed (chains, not only set elements).
+    pub endpoints: bool,
+    /// Everything was compiled again (rules may differ).
+    pub recompiled: bool,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && !self.endpoints && !self.recompiled
+    }
+}
+
+/// Policies, namespaces and endpoints (by a unique key: the IPAM handle), and their program.
+pub struct Incremental {
+    policies: Vec<Policy>,
+    namespaces: Namespaces,
+    entries: BTreeMap<String, Entry>,
+    program: Program,
+    index: SetIndex,
+    matcher: Matcher,
+}
+
+impl Incremental {
+    /// Compiles everything.
+    pub fn new(policies: Vec<Policy>, namespaces: Namespaces, entries: BTreeMap<String, Entry>) -> Incremental {
+        let mut me = Incremental {
+            policies,
+            namespaces,
+            entries,
+            program: Program::default(),
+            index: SetIndex::default(),
+            matcher: Matcher::default(),
+        };
+        me.recompile();
+        me
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
+    }
+
+    /// The compiler's inputs: endpoints with this node's first (a lookup of a local pod by
+    /// name finds this node's even when another node has a pod of the same name), each group
+    /// in key order; and the local endpoints.
+    pub fn inputs(&self) -> (Vec<Endpoint>, Vec<Local>) {
+        let local = self.entries.values().filter(|e| e.interface.is_some());
+        let remote = self.entries.values().filter(|e| e.interface.is_none());
+        let endpoints = local.clone().chain(remote).map(|e| e.endpoint.clone()).collect();
+        let locals = local
+            .map(|e| Local { endpoint: e.endpoint.name.clone(), interface: e.interface.clone().unwrap_or_default() })
+            .collect();
+        (endpoints, locals)
+    }
+
+    fn recompile(&mut self) {
+        let (endpoints, local) = self.inputs();
+        (self.program, self.index) = compile_indexed(&self.policies, &endpoints, &self.namespaces, &local);
+        self.matcher = Matcher::default();
+    }
+
+    /// Replaces the endpoint under `key` (`None` removes it).
+    pub fn update(&mut self, key: &str, entry: Option<Entry>) -> Change {
+        let old = match &entry {
+            Some(e) => self.entries.insert(key.to_string(), e.clone()),
+            None => self.entries.remove(key),
+        };
+        if old == entry {
+            return Change::default();
+        }
+        let mut change = Change::default();
+        let new_labels = entry.as_ref().map(|e| e.endpoint.selector_labels());
+        let old_labels = old.as_ref().map(|e| e.endpoint.selector_labels());
+        // A named port given a number no endpoint gave it needs a rule of its own.
+        if let (Some(new), Some(labels)) = (&entry, &new_labels)
+            && self.new_named_port(&new.endpoint, labels)
+        {
+            self.recompile();
+            return Change { recompiled: true, ..Change::default() };
+        }
+        // Addresses the old endpoint shares with another one stay where that one is a member.
+        let old_addresses: Vec<IpNetwork> =
+            old.iter().flat_map(|o| o.endpoint.addresses.iter().map(|a| IpNetwork::from(*a))).collect();
+        let sharing: Vec<(&Entry, BTreeMap<String, String>)> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| {
+                k.as_str() != key && e.endpoint.addresses.iter().any(|a| old_addresses.contains(&IpNetwork::from(*a)))
+            })
+            .map(|(_, e)| (e, e.endpoint.selector_labels()))
+            .collect();
+        let mut emptied_named_port = false;
+        for (name, def) in &self.index.defs {
+            let was = match (&old, &old_labels) {
+                (Some(o), Some(l)) => def.holds(&o.endpoint, l, &self.namespaces, &mut self.matcher),
+                _ => false,
+            };
+            let is = match (&entry, &new_labels) {
+                (Some(n), Some(l)) => def.holds(&n.endpoint, l, &self.namespaces, &mut self.matcher),
+                _ => false,
+            };
+            let addresses_changed =
+                old.as_ref().map(|o| &o.endpoint.addresses) != entry.as_ref().map(|n| &n.endpoint.addresses);
+            if !was && !is || was && is && !addresses_changed {
+                continue;
+            }
+            let Some(elements) = self.program.sets.get_mut(name) else { continue };
+            let before = elements.clone();
+            if was && let Some(o) = &old {
+                for a in &o.endpoint.addresses {
+                    let kept = sharing.iter().any(|(s, l)| {
+                        s.endpoint.addresses.contains(a)
+                            && def.holds(&s.endpoint, l, &self.namespaces, &mut self.matcher)
+                    });
+                    if !kept && let Ok(i) = elements.binary_search(&IpNetwork::from(*a)) {
+                        elements.remove(i);
+                    }
+                }
+            }
+            if is && let Some(n) = &entry {
+                for a in &n.endpoint.addresses {
+                    if let Err(i) = elements.binary_search(&IpNetwork::from(*a)) {
+                        elements.insert(i, IpNetwork::from(*a));
+                    }
+                }
+            }
+            if *elements != before {
+                // A named port's last endpoint gone: its rule goes too.
+                if elements.is_empty() && matches!(def, SetDef::NamedPort { .. }) {
+                    emptied_named_port = true;
+                    break;
+                }
+                change.sets.insert(name.clone());
+            }
+        }
+        if emptied_named_port {
+            self.recompile();
+            return Change { recompiled: true, ..Change::default() };
+        }
+        if old.as_ref().is_some_and(|o| o.interface.is_some()) || entry.as_ref().is_some_and(|n| n.interface.is_some())
+        {
+            let names: Vec<String> = old.iter().chain(&entry).map(|e| e.endpoint.name.clone()).collect();
+            change.endpoints = self.redispatch(key, &names);
+        }
+        change
+    }
+
+    /// Whether `endpoint` gives a named port that a rule uses a number for which there is no
+    /// set yet.
+    fn new_named_port(&mut self, endpoint: &Endpoint, labels: &BTreeMap<String, String>) -> bool {
+        let SetIndex { defs, named_ports } = &self.index;
+        named_ports.iter().any(|(selector, name, protocol)| {
+            let has_set = |port: u16| {
+                defs.values().any(|d| {
+                    matches!(d, SetDef::NamedPort { selector: s, name: n, protocol: p, port: q }
+                        if s == selector && n == name && p == protocol && *q == port)
+                })
+            };
+            endpoint.ports.iter().any(|p| p.name == *name && p.protocol == *protocol && !has_set(p.port))
+                && selector.as_ref().is_none_or(|s| self.matcher.matches(s, endpoint, labels, &self.namespaces))
+        })
+    }
+
+    /// Computes the local endpoints' dispatch again after the endpoint under `key`, named
+    /// `names` before and after, changed; whether it changed. The others' dispatch is kept,
+    /// except where a name or interface is shared: the compiler finds a local pod by name, so
+    /// two of the same name both get the first one's.
+    fn redispatch(&mut self, key: &str, names: &[String]) -> bool {
+        let ordered = sorted(&self.policies);
+        let (endpoints, local) = self.inputs();
+        let mut interfaces: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in self
+            .program
+            .endpoints
+            .iter()
+            .map(|c| c.interface.as_str())
+            .chain(local.iter().map(|l| l.interface.as_str()))
+        {
+            *interfaces.entry(c).or_default() += 1;
+        }
+        let kept: BTreeMap<&str, &super::ir::EndpointChains> =
+            self.program.endpoints.iter().map(|c| (c.interface.as_str(), c)).collect();
+        let mut out = Vec::new();
+        for (l, (k, _)) in local.iter().zip(self.entries.iter().filter(|(_, e)| e.interface.is_some())) {
+            let unique = interfaces.get(l.interface.as_str()) == Some(&2);
+            if k != key
+                && unique
+                && !names.contains(&l.endpoint)
+                && let Some(chains) = kept.get(l.interface.as_str())
+                && chains.endpoint == l.endpoint
+            {
+                out.push((*chains).clone());
+                continue;
+            }
+            let Some(endpoint) = endpoints.iter().find(|e| e.name == l.endpoint) else { continue };
+            let labels = endpoint.selector_labels();
+            out.push(endpoint_chains(&ordered, endpoint, &labels, &l.interface, &self.namespaces, &mut self.matcher));
+        }
+        let changed = out != self.program.endpoints;
+        self.program.endpoints = out;
+        changed
+    }
+}
