@@ -140,7 +140,7 @@ pub fn resolve(file: &TopologyFile, base: &Path, tortie: &Path) -> Result<LabPla
         };
         let env: BTreeMap<String, String> =
             s.env.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, magic(&v))).collect();
-        let binds = parse_binds(&s, base).map_err(node_err)?;
+        let binds = parse_binds(&s, base, &magic).map_err(node_err)?;
         let processes =
             if kind == NodeKind::Linux { processes(&s, &binds, &dir, tortie).map_err(node_err)? } else { Vec::new() };
         let sysctls = s
@@ -244,12 +244,13 @@ pub struct Bind {
     pub target: String,
 }
 
-fn parse_binds(s: &NodeSpec, base: &Path) -> Result<Vec<Bind>, String> {
+fn parse_binds(s: &NodeSpec, base: &Path, magic: &dyn Fn(&str) -> String) -> Result<Vec<Bind>, String> {
     s.binds
         .clone()
         .unwrap_or_default()
         .iter()
         .map(|b| {
+            let b = magic(b);
             let mut parts = b.splitn(3, ':');
             let (Some(src), Some(target)) = (parts.next(), parts.next()) else {
                 return Err(format!("bind {b:?} is not source:target[:ro]"));
