@@ -564,6 +564,11 @@ impl WorkloadService for Workloads {
             });
             let results = futures::future::join_all(requests).await;
             self.record_write(results.iter().find_map(|r| r.as_ref().err()));
+            for result in &results {
+                if let Err(IpamError::PoolsExhausted { pools }) = result {
+                    tracing::warn!(subsys = "ipam", pools = ?pools, pod = %r.pod, namespace = %r.namespace, "IP pool exhausted: no free address for the pod");
+                }
+            }
             results.into_iter().map(|r| r.map(|a| a.ip).map_err(ipam_error)).collect()
         } else {
             let ipam = self.allocator.ipam();

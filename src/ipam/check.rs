@@ -163,6 +163,7 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
         }
         if let Some(l) = &input.liveness
             && !l.nodes.contains(&a.spec.node)
+            && a.spec.node != super::handles::LOAD_BALANCER_NODE
         {
             report.affinities_of_missing_nodes.push(format!("{} (node {})", a.name, a.spec.node));
         }

@@ -10,6 +10,9 @@ use ipnetwork::IpNetwork;
 /// What every load-balancer address's handle starts with (`lb.<namespace>.<name>`, one per
 /// Service, `crate::services::load_balancer`).
 pub const LOAD_BALANCER_PREFIX: &str = "lb.";
+/// The pseudo-node load-balancer blocks are affine to (Calico's `virtual` affinity): no Node has
+/// this name, and none is missing.
+pub const LOAD_BALANCER_NODE: &str = "tortie-load-balancer";
 
 /// Whether `handle` holds a Service's load-balancer address: checked against Services by the
 /// load-balancer controller, not against workloads by the leak collector.

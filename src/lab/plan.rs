@@ -140,7 +140,7 @@ pub fn resolve(file: &TopologyFile, base: &Path, tortie: &Path) -> Result<LabPla
         };
         let env: BTreeMap<String, String> =
             s.env.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, magic(&v))).collect();
-        let binds = parse_binds(&s, base).map_err(node_err)?;
+        let binds = parse_binds(&s, base, &magic).map_err(node_err)?;
         let processes =
             if kind == NodeKind::Linux { processes(&s, &binds, &dir, tortie).map_err(node_err)? } else { Vec::new() };
         let sysctls = s
@@ -156,8 +156,12 @@ pub fn resolve(file: &TopologyFile, base: &Path, tortie: &Path) -> Result<LabPla
             // own, and one datastore shared by the whole lab.
             env.entry("TORTIE_NODE_NAME".into()).or_insert_with(|| name.clone());
             env.entry("TORTIE_API_SOCKET".into()).or_insert_with(|| dir.join("tortie.sock").display().to_string());
+            // A directory bound where the image keeps its SQLite file is the
+            // shared datastore, as under containerlab.
+            let (data_dir, db_file) = image_datastore();
+            let shared = binds.iter().find(|b| Path::new(&b.target) == data_dir).map(|b| b.source.clone());
             env.entry("TORTIE_DATASTORE_SQLITE_PATH".into())
-                .or_insert_with(|| lab_dir.join("tortie.db").display().to_string());
+                .or_insert_with(|| shared.unwrap_or_else(|| lab_dir.clone()).join(&db_file).display().to_string());
         }
         nodes.push(NodePlan {
             name: name.clone(),
@@ -240,12 +244,13 @@ pub struct Bind {
     pub target: String,
 }
 
-fn parse_binds(s: &NodeSpec, base: &Path) -> Result<Vec<Bind>, String> {
+fn parse_binds(s: &NodeSpec, base: &Path, magic: &dyn Fn(&str) -> String) -> Result<Vec<Bind>, String> {
     s.binds
         .clone()
         .unwrap_or_default()
         .iter()
         .map(|b| {
+            let b = magic(b);
             let mut parts = b.splitn(3, ':');
             let (Some(src), Some(target)) = (parts.next(), parts.next()) else {
                 return Err(format!("bind {b:?} is not source:target[:ro]"));
@@ -260,14 +265,24 @@ fn parse_binds(s: &NodeSpec, base: &Path) -> Result<Vec<Bind>, String> {
         .collect()
 }
 
+/// The directory the tortie image keeps its SQLite datastore in (the
+/// agent's default `datastore.sqlite_path`) and the file's name there.
+fn image_datastore() -> (PathBuf, std::ffi::OsString) {
+    let path = crate::config::Config::default().datastore.sqlite_path;
+    let file = path.file_name().map(|f| f.to_os_string()).unwrap_or_else(|| "tortie.db".into());
+    (path.parent().map(Path::to_path_buf).unwrap_or_default(), file)
+}
+
 /// Binds are mapped, not mounted (there is no container root file system
 /// to mount into): the known images get the bound file's host path where
 /// their program expects the container path. Any other bind is refused.
 fn processes(s: &NodeSpec, binds: &[Bind], dir: &Path, tortie: &Path) -> Result<Vec<Vec<String>>, String> {
     let image = s.image.clone().unwrap_or_default();
     let bound = |target: &str| binds.iter().find(|b| b.target == target).map(|b| b.source.display().to_string());
+    let data_dir = image_datastore().0.display().to_string();
+    let tortie_binds = ["/etc/tortie/tortie.yaml", data_dir.as_str()];
     let known: &[&str] = if image.contains("tortie") {
-        &["/etc/tortie/tortie.yaml"]
+        &tortie_binds
     } else if image.contains("frr") {
         &["/etc/frr/frr.conf", "/etc/frr/daemons"]
     } else if image.contains("bird") {
@@ -382,6 +397,29 @@ mod tests {
         );
         assert_eq!(n.env["TORTIE_NODE_NAME"], "node1");
         assert_eq!(n.env["TORTIE_DATASTORE_SQLITE_PATH"], "/labs/clab-t/tortie.db");
+    }
+
+    /// The way a topology shares the datastore under containerlab too: a directory bound where
+    /// the image keeps its SQLite file.
+    #[test]
+    fn a_directory_bound_at_the_images_datastore_holds_the_shared_datastore() {
+        let p = plan(
+            "name: t
+topology:
+  nodes:
+    node1: {kind: linux, image: tortie:latest, binds: [node1.yaml:/etc/tortie/tortie.yaml, shared:/var/lib/tortie]}
+",
+        )
+        .unwrap();
+        assert_eq!(p.node("node1").unwrap().env["TORTIE_DATASTORE_SQLITE_PATH"], "/labs/shared/tortie.db");
+        let other = plan(
+            "name: t
+topology:
+  nodes:
+    node1: {kind: linux, image: tortie:latest, binds: [x:/var/lib/other]}
+",
+        );
+        assert!(other.is_err(), "any other bind is still refused");
     }
 
     #[test]

@@ -123,6 +123,10 @@ fn make_link(l: &LinkPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabEr
 /// Sysctls every time (cheap, idempotent); `exec` commands once.
 fn configure(n: &NodePlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
     fs::create_dir_all(&n.dir).map_err(io_err(&n.dir))?;
+    // A bound datastore directory may not exist yet (containerlab creates bind sources too).
+    if let Some(dir) = n.env.get("TORTIE_DATASTORE_SQLITE_PATH").and_then(|p| Path::new(p).parent()) {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
     for (k, v) in &n.sysctls {
         run_output(&["ip", "netns", "exec", &n.ns, "sysctl", "-qw", &format!("{k}={v}")])?;
     }

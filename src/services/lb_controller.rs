@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// The node name load-balancer blocks are affine to (`host:tortie-load-balancer`).
-pub const IPAM_NODE: &str = "tortie-load-balancer";
+pub const IPAM_NODE: &str = crate::ipam::handles::LOAD_BALANCER_NODE;
 /// The allocation attribute naming the Service (`namespace/name`) an address is for.
 pub const SERVICE_ATTRIBUTE: &str = "service";
 

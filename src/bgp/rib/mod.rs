@@ -22,6 +22,7 @@ pub mod attrs;
 pub mod best;
 pub mod export;
 pub mod import;
+pub mod malformed_log;
 pub mod net;
 pub mod pack;
 pub mod peer;

@@ -81,6 +81,8 @@ pub struct RibTask {
     local_loaded: bool,
     /// The sources of our own prefixes not loaded yet (while End-of-RIB is held).
     local_waiting: Vec<&'static str>,
+    /// Rate-limits the log lines of UPDATEs kept under RFC 7606.
+    malformed: super::malformed_log::MalformedLog,
 }
 
 /// What best path needs to know about a peer.
@@ -195,6 +197,7 @@ impl RibTask {
             work_left: false,
             local_loaded,
             local_waiting,
+            malformed: Default::default(),
         }
     }
 
@@ -479,6 +482,7 @@ impl RibTask {
     }
 
     fn session_down(&mut self, addr: IpAddr, reason: &DownReason, possible_restart: bool) {
+        self.malformed.forget(&addr);
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let session = peer.session.take();
         peer.reset_outbound();
@@ -602,6 +606,21 @@ impl RibTask {
             Rfc7606Action::TreatAsWithdraw => peer.stats.treat_as_withdraw += 1,
             Rfc7606Action::AttributeDiscard => peer.stats.attribute_discard += 1,
             _ => {}
+        }
+        if !outcome.faults.is_empty()
+            && let Some(line) =
+                self.malformed.note(addr, outcome, update.announced().count(), std::time::Instant::now())
+        {
+            tracing::warn!(
+                subsys = "bgp",
+                peer = %addr,
+                action = line.action.as_str(),
+                attributes = ?line.attributes,
+                prefixes = line.prefixes,
+                suppressed_updates = line.suppressed_updates,
+                suppressed_prefixes = line.suppressed_prefixes,
+                "malformed UPDATE kept under RFC 7606 (logged once a minute per peer)"
+            );
         }
         if let Some(f) = update.as_end_of_rib() {
             self.sweep(addr, f);
