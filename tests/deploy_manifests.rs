@@ -208,6 +208,13 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("crd.tortie.io", "blockaffinities", "delete", "claim repair and the release of empty blocks"),
     ("crd.tortie.io", "ipamhandles", "update", "a handle whose addresses span blocks (dual-stack pods), one released"),
+    (
+        "crd.tortie.io",
+        "nodestatuses",
+        "list",
+        "removing the stale records of deleted nodes, every 10 s (src/agent/node_status.rs, remove_orphans)",
+    ),
+    ("crd.tortie.io", "nodestatuses", "delete", "removing the stale record of a deleted node"),
 ];
 
 /// Drives everything the agent does against the API in Kubernetes mode — node registration and
