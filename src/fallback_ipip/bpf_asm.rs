@@ -62,6 +62,11 @@ pub enum Cond {
     Ne = 0x50,
 }
 
+/// Offsets of the packet's start and end in `struct __sk_buff`, the context
+/// every program here reads (include/uapi/linux/bpf.h).
+pub const SKB_DATA: i16 = 76;
+pub const SKB_DATA_END: i16 = 80;
+
 /// One instruction, as the kernel reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {

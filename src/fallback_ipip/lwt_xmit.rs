@@ -25,8 +25,8 @@
 //! the TUN device, where the userspace encapsulator carries it.
 
 use super::bpf_asm::{
-    Cond, FP, Insn, R0, R1, R2, R3, R4, R5, R6, Size, add64_imm, be16, call, exit, jmp_imm, jmp_reg, ldx, mov64_imm,
-    mov64_reg, st, stx,
+    Cond, FP, Insn, R0, R1, R2, R3, R4, R5, R6, SKB_DATA, SKB_DATA_END, Size, add64_imm, be16, call, exit, jmp_imm,
+    jmp_reg, ldx, mov64_imm, mov64_reg, st, stx,
 };
 use super::bpf_load::{BPF_PROG_TYPE_LWT_XMIT, LoadError, load};
 use super::packet::{IPPROTO_IPIP, OVERHEAD};
@@ -40,8 +40,6 @@ pub const NAME_PREFIX: &str = "tipip";
 
 // `struct __sk_buff` offsets (include/uapi/linux/bpf.h).
 const SKB_LEN: i16 = 0;
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
 const SKB_GSO_SIZE: i16 = 176;
 /// `BPF_FUNC_lwt_push_encap`, `BPF_FUNC_skb_store_bytes`, `BPF_FUNC_l3_csum_replace`.
 const HELPER_LWT_PUSH_ENCAP: i32 = 73;

@@ -15,8 +15,8 @@
 //! decapsulator handles or drops it (and counts why).
 
 use super::bpf_asm::{
-    Cond, FP, Insn, R0, R1, R2, R3, R4, R6, Size, add64_imm, and64_imm, call, exit, jmp_imm, jmp_reg, jmp32_imm,
-    ld_map_fd, ldx, mov64_imm, mov64_reg, stx,
+    Cond, FP, Insn, R0, R1, R2, R3, R4, R6, SKB_DATA, SKB_DATA_END, Size, add64_imm, and64_imm, call, exit, jmp_imm,
+    jmp_reg, jmp32_imm, ld_map_fd, ldx, mov64_imm, mov64_reg, stx,
 };
 use super::bpf_load::{self, BPF_PROG_TYPE_SCHED_CLS, LoadError, load};
 use super::packet::{IPPROTO_IPIP, OVERHEAD};
@@ -30,9 +30,7 @@ pub const PROGRAM_NAME: &str = "tortie_ipip_rx";
 /// Room in the known-node map: a cluster's nodes.
 pub const MAX_NODES: u32 = 65_536;
 
-// `struct __sk_buff` offsets (include/uapi/linux/bpf.h).
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
+/// `BPF_FUNC_map_lookup_elem`, `BPF_FUNC_redirect`, `BPF_FUNC_skb_adjust_room`.
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_REDIRECT: i32 = 23;
 const HELPER_SKB_ADJUST_ROOM: i32 = 50;
