@@ -1,7 +1,9 @@
-//! Running `nft`: a batch in, our table's listing out. The command line
-//! is configurable so tests can run it inside a namespace
-//! (`ip netns exec NAME nft`).
+//! Running `nft`: a batch in, our table's listing out; and set elements
+//! written over nfnetlink ([`super::elements`]). The command line is
+//! configurable so tests can run it inside a namespace (`ip netns exec NAME
+//! nft`); the netlink socket is then opened in that namespace too.
 
+use super::elements::{self, ElementChange};
 use nftables::schema::Nftables;
 use serde_json::Value;
 use std::process::Stdio;
@@ -22,24 +24,44 @@ pub enum NftError {
     Timeout { program: String, action: &'static str },
     #[error("{program} listed the table as JSON it does not parse: {0}", program = "nft")]
     BadJson(String),
+    #[error("writing set elements over nfnetlink failed: {0}")]
+    Elements(String),
 }
 
 /// The command that runs `nft` (its arguments follow).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftCommand {
     pub argv: Vec<String>,
+    /// The network namespace (under /run/netns) the netlink socket is opened in; `None`: ours.
+    pub namespace: Option<String>,
 }
 
 impl Default for NftCommand {
     fn default() -> Self {
-        NftCommand { argv: vec!["nft".to_string()] }
+        NftCommand { argv: vec!["nft".to_string()], namespace: None }
     }
 }
 
 impl NftCommand {
     /// `nft` run inside the named network namespace.
     pub fn in_namespace(name: &str) -> NftCommand {
-        NftCommand { argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec() }
+        NftCommand {
+            argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec(),
+            namespace: Some(name.to_string()),
+        }
+    }
+
+    /// Writes `changes` to table `table` (family inet) in one nfnetlink transaction.
+    pub async fn write_elements(&self, table: &str, changes: Vec<ElementChange>) -> Result<(), NftError> {
+        let (table, namespace) = (table.to_string(), self.namespace.clone());
+        let work = move || match &namespace {
+            Some(ns) => crate::netns::run_in_namespace(ns, || elements::write(&table, &changes)).and_then(|r| r),
+            None => elements::write(&table, &changes),
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| NftError::Elements(e.to_string()))?
+            .map_err(|e| NftError::Elements(e.to_string()))
     }
 
     /// Writes `batch` in one transaction (`nft -j -f -`): all of it or nothing.

@@ -4,11 +4,13 @@
 //! and the ruleset is never flushed.
 //!
 //! The owner task ([`NftTable`]) keeps the kernel's table equal to the union
-//! of the users' sections: each change is one `nft -f` transaction — the
-//! whole table deleted and recreated, or, when only set elements changed,
-//! the elements that went deleted and those that came added — so no packet
-//! sees a half-applied table. After each write it reads the table back; on a timer it reads it
-//! again and rewrites it whole if anything differs (drift repair). An
+//! of the users' sections: each change is one transaction — the whole table
+//! deleted and recreated by `nft -f`, or, when only set elements changed, the
+//! elements that went deleted and those that came added, over nfnetlink
+//! directly ([`elements`]) — so no packet sees a half-applied table. Shortly
+//! after a whole write, off the path of the next change, it reads the table back
+//! (someone may have changed it at once); on a timer it reads it again and
+//! rewrites it whole if anything differs (drift repair). An
 //! existing table is adopted: it stays as it is until every user has
 //! given its first section, and is not written at all when the fingerprint
 //! of the last write (`fingerprint.rs`) shows it is exactly the desired one.
@@ -19,11 +21,14 @@
 //! writes the `nft` binary's JSON, the way Kubernetes' knftables (used by
 //! kube-proxy and Calico) drives nft. Chosen over `rustables` (netlink
 //! directly) because that crate is GPL-3.0 (tortie is Apache-2.0) and
-//! because `nft` does the expression encoding, set-interval handling and
-//! the atomic batch for us; the price is the `nft` binary at run time
-//! (the image installs the `nftables` package).
+//! because `nft` does the expression encoding and the atomic batch for
+//! us; the price is the `nft` binary at run time (the image installs the
+//! `nftables` package). Set elements alone are encoded here, because they
+//! change with every pod and a run of `nft` costs milliseconds to seconds.
 
 pub mod command;
+mod delta;
+pub mod elements;
 mod fingerprint;
 pub mod nat;
 pub mod policy;
@@ -31,7 +36,7 @@ pub mod render;
 mod task;
 
 pub use command::{NftCommand, NftError};
-pub use render::{AddressSet, BaseChain, ChainSpec, RenderError, Section};
+pub use render::{AddressSet, BaseChain, ChainSpec, PortSet, RenderError, Section};
 pub use task::{NftState, NftStats, NftTable, NftTableConfig};
 
 /// The table's name (family `inet`: one table for IPv4 and IPv6, NAT

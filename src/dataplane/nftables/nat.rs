@@ -70,7 +70,7 @@ pub fn section(input: &NatInput) -> Section {
         priority: SRCNAT_PRIORITY,
         policy: NfChainPolicy::Accept,
     };
-    Section { sets, chains: vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules }] }
+    Section { sets, chains: vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules }], ..Section::default() }
 }
 
 /// The pools with NAT outgoing, for status.

@@ -14,12 +14,13 @@
 //!
 //! The node's own traffic to its pods never passes the forward hook, so probes are allowed.
 
-use super::render::{AddressSet, BaseChain, ChainSpec, Section};
+use super::render::{AddressSet, BaseChain, ChainSpec, PortSet, Section, port_range};
 use crate::datastore::resources::Action;
 use crate::policy::ir::{IrRule, Match, PolicyChains, Program, Side};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// The user name of this section.
 pub const USER: &str = "policy";
@@ -41,6 +42,41 @@ pub fn endpoint_chain(interface: &str, ingress: bool) -> String {
 /// The chain of a policy id and direction.
 pub fn policy_chain(id: &str, ingress: bool) -> String {
     format!("{}-{id}", if ingress { "pi" } else { "pe" })
+}
+
+/// The longest port set name made of its ports; longer lists are named by a digest.
+const MAX_PORT_SET_NAME: usize = 64;
+
+/// The name of the port set holding `ranges`: the ports themselves (`ports-80_443_8000-8080`),
+/// so every rule with the same ports shares it and the name is the same in every run.
+pub fn port_set_name(ranges: &[(u16, u16)]) -> String {
+    let text: Vec<String> =
+        ranges.iter().map(|(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect();
+    let name = format!("ports-{}", text.join("_"));
+    if name.len() <= MAX_PORT_SET_NAME {
+        return name;
+    }
+    // FNV-1a: stable across builds, unlike the standard library's hasher.
+    let digest = ranges
+        .iter()
+        .flat_map(|(lo, hi)| [lo.to_be_bytes(), hi.to_be_bytes()])
+        .flatten()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("ports-{digest:016x}")
+}
+
+/// Sorted and with overlapping ranges merged: an interval set refuses overlaps.
+fn disjoint(ranges: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(sorted.len());
+    for (lo, hi) in sorted {
+        match out.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// The address set of a program set and family.
@@ -66,6 +102,7 @@ pub fn section(program: &Program) -> Result<Section, String> {
         }
     }
     let mut chains = Vec::new();
+    let mut port_sets = BTreeMap::new();
     let dispatch = |key: &str, ingress: bool| -> Result<Option<Vec<Statement<'static>>>, String> {
         let entries: Vec<Value> = program
             .endpoints
@@ -126,13 +163,14 @@ pub fn section(program: &Program) -> Result<Section, String> {
             }
             for rule in ir {
                 for family in families(rule) {
-                    rules.push(rule_statements(rule, family, &policy.name)?);
+                    rules.push(rule_statements(rule, family, &policy.name, &mut port_sets)?);
                 }
             }
             chains.push(ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules });
         }
     }
-    Ok(Section { sets, chains })
+    let port_sets = port_sets.into_iter().map(|(ranges, name)| PortSet { name, ranges }).collect();
+    Ok(Section { sets, port_sets, chains })
 }
 
 /// Gives `section` (of an earlier program with the same sets and rules) the elements
@@ -182,7 +220,14 @@ fn families(rule: &IrRule) -> Vec<Option<bool>> {
     }
 }
 
-fn rule_statements(rule: &IrRule, family: Option<bool>, policy: &str) -> Result<Vec<Statement<'static>>, String> {
+/// The statements of one rule; a match on several ports names a port set, added to `port_sets`
+/// (ranges → name) when new.
+fn rule_statements(
+    rule: &IrRule,
+    family: Option<bool>,
+    policy: &str,
+    port_sets: &mut BTreeMap<Vec<(u16, u16)>, String>,
+) -> Result<Vec<Statement<'static>>, String> {
     let mut out = Vec::new();
     let icmp_protocol = if family == Some(true) { "icmpv6" } else { "icmp" };
     if let Some(ipv6) = family {
@@ -219,12 +264,16 @@ fn rule_statements(rule: &IrRule, family: Option<bool>, policy: &str) -> Result<
             }
             Match::Port { side, ranges, negated } => {
                 let field = if *side == Side::Source { "sport" } else { "dport" };
-                let items: Vec<Value> = ranges
-                    .iter()
-                    .map(|(lo, hi)| if lo == hi { json!(lo) } else { json!({"range": [lo, hi]}) })
-                    .collect();
+                let ranges = disjoint(ranges);
+                let right = match ranges[..] {
+                    [(lo, hi)] => serde_json::to_value(port_range(lo, hi)).map_err(|e| e.to_string())?,
+                    _ => {
+                        let name = port_sets.entry(ranges).or_insert_with_key(|r| port_set_name(r));
+                        json!(format!("@{name}"))
+                    }
+                };
                 json!({"match": {"op": if *negated { "!=" } else { "==" },
-                    "left": {"payload": {"protocol": "th", "field": field}}, "right": {"set": items}}})
+                    "left": {"payload": {"protocol": "th", "field": field}}, "right": right}})
             }
         };
         out.push(statement(value)?);
@@ -247,8 +296,34 @@ fn rule_statements(rule: &IrRule, family: Option<bool>, policy: &str) -> Result<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rules_with_the_same_ports_share_one_named_set_and_one_port_needs_none() {
+        use crate::policy::ir::{IrRule, Match, Side};
+        let rule = |ranges: Vec<(u16, u16)>| IrRule {
+            matches: vec![Match::Port { side: Side::Destination, ranges, negated: false }],
+            action: Action::Allow,
+            origin: 0,
+        };
+        let mut sets = BTreeMap::new();
+        let json = |r: IrRule, sets: &mut BTreeMap<_, _>| {
+            serde_json::to_value(rule_statements(&r, None, "p", sets).unwrap()).unwrap()[0]["match"]["right"].clone()
+        };
+        assert_eq!(json(rule(vec![(80, 80)]), &mut sets), serde_json::json!(80));
+        assert_eq!(json(rule(vec![(8000, 8080)]), &mut sets), serde_json::json!({"range": [8000, 8080]}));
+        assert!(sets.is_empty(), "a single port or range is matched inline");
+        let a = json(rule(vec![(443, 443), (80, 80), (8000, 8080)]), &mut sets);
+        let b = json(rule(vec![(80, 80), (443, 443), (8000, 8080), (8001, 8002)]), &mut sets);
+        assert_eq!(a, serde_json::json!("@ports-80_443_8000-8080"));
+        assert_eq!(a, b, "the same ports, sorted and merged, share a set");
+        assert_eq!(sets.len(), 1);
+        let many: Vec<(u16, u16)> = (1..=40).map(|p| (p * 10, p * 10)).collect();
+        let name = port_set_name(&many);
+        assert!(name.len() <= MAX_PORT_SET_NAME && name.starts_with("ports-"), "{name}");
+        assert_eq!(name, port_set_name(&many), "stable");
+    }
+
     use super::*;
-    use crate::dataplane::nftables::render::{Desired, update_sets};
+    use crate::dataplane::nftables::render::{Desired, element_changes};
     use crate::datastore::resources::{KubeNetworkPolicy, Resource};
     use crate::policy::{Endpoint, Local, Namespaces, compile, kube};
 
@@ -281,8 +356,8 @@ mod tests {
         assert_ne!(before, after);
         assert_eq!(before.chains, after.chains);
         let desired = |s: Section| Desired::from([(USER, s.clone())]);
-        let batch = update_sets("tortie", &desired(before.clone()), &desired(after.clone())).unwrap();
-        assert!(batch.is_some_and(|b| !b.objects.is_empty()), "a set refill, not a table rewrite");
+        let changes = element_changes(&desired(before.clone()), &desired(after.clone())).unwrap();
+        assert!(changes.is_some_and(|c| !c.is_empty()), "set elements, not a table rewrite");
 
         // The follower refills the changed sets of the section it sent instead of rendering again.
         let program = |labels: &[(&str, &str)]| {

@@ -1,6 +1,7 @@
 //! The desired table as data, and the `nft` JSON batches that write it:
 //! pure, so every batch is testable without a kernel.
 
+use super::elements::ElementChange;
 use ipnetwork::IpNetwork;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, NamedExpression, Prefix};
@@ -14,7 +15,20 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Section {
     pub sets: Vec<AddressSet>,
+    /// Port sets the rules name (they change only with the rules).
+    pub port_sets: Vec<PortSet>,
     pub chains: Vec<ChainSpec>,
+}
+
+/// A named set of ports (an interval set of `inet_service`): rules that match several ports
+/// name one, shared by every rule with the same ports, instead of each carrying an anonymous
+/// set. `nft` handles each set of a table one by one and each anonymous set is one, so
+/// thousands of them make every run of `nft` take seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortSet {
+    pub name: String,
+    /// Sorted, disjoint, inclusive.
+    pub ranges: Vec<(u16, u16)>,
 }
 
 /// A named set of IPv4 or IPv6 networks (an interval set: prefixes and
@@ -55,7 +69,7 @@ pub enum RenderError {
     WrongFamily { set: String, element: IpNetwork },
 }
 
-fn table(name: &str) -> Table<'static> {
+pub(super) fn table(name: &str) -> Table<'static> {
     Table { family: NfFamily::INet, name: name.to_string().into(), handle: None }
 }
 
@@ -65,6 +79,11 @@ pub fn check(desired: &Desired) -> Result<(), RenderError> {
     let mut sets: BTreeMap<&str, &'static str> = BTreeMap::new();
     let mut chains: BTreeMap<&str, &'static str> = BTreeMap::new();
     for (user, section) in desired {
+        for name in section.port_sets.iter().map(|p| &p.name) {
+            if let Some(first) = sets.insert(name, user) {
+                return Err(RenderError::DuplicateName { kind: "set", name: name.clone(), first, second: user });
+            }
+        }
         for set in &section.sets {
             if let Some(first) = sets.insert(&set.name, user) {
                 return Err(RenderError::DuplicateName { kind: "set", name: set.name.clone(), first, second: user });
@@ -97,6 +116,12 @@ pub fn replace_table(name: &str, desired: &Desired) -> Result<Nftables<'static>,
     batch.delete(NfListObject::Table(table(name)));
     batch.add(NfListObject::Table(table(name)));
     for section in desired.values() {
+        for set in &section.port_sets {
+            batch.add(NfListObject::Set(Box::new(port_set_object(name, set))));
+            if let Some(elements) = port_elements(name, set) {
+                batch.add(NfListObject::Element(elements));
+            }
+        }
         for set in &section.sets {
             batch.add(NfListObject::Set(Box::new(set_object(name, set))));
             if let Some(elements) = elements(name, set) {
@@ -112,58 +137,48 @@ pub fn replace_table(name: &str, desired: &Desired) -> Result<Nftables<'static>,
     for section in desired.values() {
         for chain in &section.chains {
             for statements in &chain.rules {
-                batch.add(NfListObject::Rule(Rule {
-                    family: NfFamily::INet,
-                    table: name.to_string().into(),
-                    chain: chain.name.clone().into(),
-                    expr: statements.clone().into(),
-                    handle: None,
-                    index: None,
-                    comment: None,
-                }));
+                batch.add(NfListObject::Rule(rule_object(name, &chain.name, statements)));
             }
         }
     }
     Ok(batch.to_nftables())
 }
 
-/// The batch that turns `old` (in the kernel) into `new` by refilling the
-/// sets whose elements changed, when that is the only difference (same
-/// chains and rules, same sets by name and family); `None` otherwise. An
-/// empty batch means nothing changed.
-pub fn update_sets(name: &str, old: &Desired, new: &Desired) -> Result<Option<Nftables<'static>>, RenderError> {
+/// The element changes that turn `old` (in the kernel) into `new`, when the address sets'
+/// elements are the only difference (same chains and rules, same sets by name and family, same
+/// port sets); `None` otherwise. Per set the networks that go and those that come, so one
+/// pod's change costs one element however large the set.
+pub fn element_changes(old: &Desired, new: &Desired) -> Result<Option<Vec<ElementChange>>, RenderError> {
     check(new)?;
-    // Everything but the sets' elements.
-    type Shape<'d> = Vec<(&'static str, Vec<(&'d str, bool)>, &'d [ChainSpec])>;
+    // Everything but the address sets' elements.
+    type Shape<'d> = Vec<(&'static str, Vec<(&'d str, bool)>, &'d [PortSet], &'d [ChainSpec])>;
     fn shape(d: &Desired) -> Shape<'_> {
         d.iter()
-            .map(|(user, s)| (*user, s.sets.iter().map(|set| (set.name.as_str(), set.ipv6)).collect(), &s.chains[..]))
+            .map(|(user, s)| {
+                let sets = s.sets.iter().map(|set| (set.name.as_str(), set.ipv6)).collect();
+                (*user, sets, &s.port_sets[..], &s.chains[..])
+            })
             .collect()
     }
     if shape(old) != shape(new) {
         return Ok(None);
     }
-    let mut batch = Batch::new();
+    let mut changes = Vec::new();
     for (old_section, new_section) in old.values().zip(new.values()) {
         for (old_set, new_set) in old_section.sets.iter().zip(&new_section.sets) {
+            if old_set.elements == new_set.elements {
+                continue;
+            }
             let (before, after) = (collapse(&old_set.elements), collapse(&new_set.elements));
             if before == after {
                 continue;
             }
-            // The elements that go, then those that come: the set never holds two that
-            // overlap (an interval set refuses that), and one element's change costs one
-            // element however large the set.
-            let gone: Vec<IpNetwork> = before.iter().filter(|n| after.binary_search(n).is_err()).copied().collect();
-            let come: Vec<IpNetwork> = after.iter().filter(|n| before.binary_search(n).is_err()).copied().collect();
-            if let Some(elements) = element_list(name, &new_set.name, &gone) {
-                batch.delete(NfListObject::Element(elements));
-            }
-            if let Some(elements) = element_list(name, &new_set.name, &come) {
-                batch.add(NfListObject::Element(elements));
-            }
+            let gone = before.iter().filter(|n| after.binary_search(n).is_err()).copied().collect();
+            let come = after.iter().filter(|n| before.binary_search(n).is_err()).copied().collect();
+            changes.push(ElementChange { set: new_set.name.clone(), gone, come });
         }
     }
-    Ok(Some(batch.to_nftables()))
+    Ok(Some(changes))
 }
 
 /// The batch that deletes table `name` if it exists (and nothing else).
@@ -176,8 +191,8 @@ pub fn delete_table(name: &str) -> Nftables<'static> {
 
 /// Whether a listing of the table (`nft -j list table`) has the chains and
 /// sets of `desired`, no others, each chain with its number of rules and
-/// each set with its number of elements: a cheap check that what was read
-/// back right after a write is that write and not already someone's change.
+/// each set with the elements desired: a cheap check that what was read
+/// back after a write is that write and not already someone's change.
 pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
     let objects = listing.get("nftables").and_then(|o| o.as_array()).map(Vec::as_slice).unwrap_or_default();
     fn of_kind<'v>(
@@ -187,13 +202,9 @@ pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
         objects.iter().filter_map(move |o| o.get(kind))
     }
     let mut want_chains: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut want_sets: BTreeMap<&str, usize> = BTreeMap::new();
     for section in desired.values() {
         for chain in &section.chains {
             want_chains.insert(&chain.name, chain.rules.len());
-        }
-        for set in &section.sets {
-            want_sets.insert(&set.name, collapse(&set.elements).len());
         }
     }
     let mut chains: BTreeMap<&str, usize> =
@@ -203,10 +214,101 @@ pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
             *n += 1;
         }
     }
-    let sets: BTreeMap<&str, usize> = of_kind(objects, "set")
-        .filter_map(|s| Some((s.get("name")?.as_str()?, s.get("elem").and_then(|e| e.as_array()).map_or(0, Vec::len))))
-        .collect();
-    chains == want_chains && sets == want_sets
+    chains == want_chains && listed_elements(listing) == desired_elements(desired)
+}
+
+/// Values as sorted, merged inclusive ranges: how a set's content compares whatever the
+/// elements it was written or listed as (addresses, prefixes, ranges, ports).
+type Ranges = Vec<(u128, u128)>;
+
+fn merged(mut ranges: Ranges) -> Ranges {
+    ranges.sort_unstable();
+    let mut out: Ranges = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+fn network_range(n: &IpNetwork) -> (u128, u128) {
+    match n {
+        IpNetwork::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))),
+        IpNetwork::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+/// Every set's content as `desired` has it, by set name.
+pub fn desired_elements(desired: &Desired) -> BTreeMap<String, Ranges> {
+    let mut out = BTreeMap::new();
+    for section in desired.values() {
+        for set in &section.sets {
+            out.insert(set.name.clone(), merged(set.elements.iter().map(network_range).collect()));
+        }
+        for set in &section.port_sets {
+            out.insert(
+                set.name.clone(),
+                merged(set.ranges.iter().map(|(a, b)| (u128::from(*a), u128::from(*b))).collect()),
+            );
+        }
+    }
+    out
+}
+
+/// Every set's content as a listing shows it, by set name; an element it cannot read makes
+/// the set compare unequal.
+pub fn listed_elements(listing: &serde_json::Value) -> BTreeMap<String, Ranges> {
+    use serde_json::Value;
+    fn value(v: &Value) -> Option<u128> {
+        match v {
+            Value::Number(n) => n.as_u64().map(u128::from),
+            Value::String(s) => match s.parse::<std::net::IpAddr>().ok()? {
+                std::net::IpAddr::V4(a) => Some(u128::from(u32::from(a))),
+                std::net::IpAddr::V6(a) => Some(u128::from(a)),
+            },
+            _ => None,
+        }
+    }
+    fn element(v: &Value) -> Option<(u128, u128)> {
+        if let Some(p) = v.get("prefix") {
+            let addr: std::net::IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
+            let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
+            return Some(network_range(&IpNetwork::new(addr, len).ok()?));
+        }
+        if let Some(r) = v.get("range").and_then(Value::as_array) {
+            return Some((value(r.first()?)?, value(r.get(1)?)?));
+        }
+        if let Some(inner) = v.get("elem").and_then(|e| e.get("val")) {
+            return element(inner);
+        }
+        value(v).map(|x| (x, x))
+    }
+    let objects = listing.get("nftables").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    objects
+        .iter()
+        .filter_map(|o| o.get("set"))
+        .filter_map(|s| {
+            let name = s.get("name")?.as_str()?.to_string();
+            let elems = s.get("elem").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            // An unreadable element: a range no desired set has, so the sets differ.
+            let ranges = elems.iter().map(|e| element(e).unwrap_or((u128::MAX, 0))).collect();
+            Some((name, merged(ranges)))
+        })
+        .collect()
+}
+
+/// A listing without its sets' elements (normalized as [`super::command::normalize`]): the
+/// table's rules, chains and sets, which only a whole write changes.
+pub fn skeleton(listing: &serde_json::Value) -> serde_json::Value {
+    let mut normal = super::command::normalize(listing);
+    if let Some(objects) = normal.as_array_mut() {
+        for set in objects.iter_mut().filter_map(|o| o.get_mut("set")).filter_map(|s| s.as_object_mut()) {
+            set.remove("elem");
+        }
+    }
+    normal
 }
 
 /// True when a batch writes nothing.
@@ -214,7 +316,7 @@ pub fn is_empty(batch: &Nftables) -> bool {
     batch.objects.is_empty()
 }
 
-fn set_object(table: &str, set: &AddressSet) -> Set<'static> {
+pub(super) fn set_object(table: &str, set: &AddressSet) -> Set<'static> {
     let kind = if set.ipv6 { SetType::Ipv6Addr } else { SetType::Ipv4Addr };
     Set {
         family: NfFamily::INet,
@@ -232,7 +334,45 @@ fn set_object(table: &str, set: &AddressSet) -> Set<'static> {
     }
 }
 
-fn chain_object(table: &str, chain: &ChainSpec) -> Chain<'static> {
+pub(super) fn port_set_object(table: &str, set: &PortSet) -> Set<'static> {
+    Set {
+        family: NfFamily::INet,
+        table: table.to_string().into(),
+        name: set.name.clone().into(),
+        handle: None,
+        set_type: SetTypeValue::Single(SetType::InetService),
+        policy: None,
+        flags: Some(HashSet::from([SetFlag::Interval])),
+        elem: None,
+        timeout: None,
+        gc_interval: None,
+        size: None,
+        comment: None,
+    }
+}
+
+pub(super) fn port_elements(table: &str, set: &PortSet) -> Option<Element<'static>> {
+    let elem: Vec<Expression<'static>> = set.ranges.iter().map(|&(lo, hi)| port_range(lo, hi)).collect();
+    (!elem.is_empty()).then(|| Element {
+        family: NfFamily::INet,
+        table: table.to_string().into(),
+        name: set.name.clone().into(),
+        elem: elem.into(),
+    })
+}
+
+/// A port, or an inclusive range of ports.
+pub fn port_range(lo: u16, hi: u16) -> Expression<'static> {
+    if lo == hi {
+        Expression::Number(u32::from(lo))
+    } else {
+        Expression::Range(Box::new(nftables::expr::Range {
+            range: [Expression::Number(u32::from(lo)), Expression::Number(u32::from(hi))],
+        }))
+    }
+}
+
+pub(super) fn chain_object(table: &str, chain: &ChainSpec) -> Chain<'static> {
     let base = chain.base.as_ref();
     Chain {
         family: NfFamily::INet,
@@ -248,14 +388,26 @@ fn chain_object(table: &str, chain: &ChainSpec) -> Chain<'static> {
     }
 }
 
+pub(super) fn rule_object(table: &str, chain: &str, statements: &[Statement<'static>]) -> Rule<'static> {
+    Rule {
+        family: NfFamily::INet,
+        table: table.to_string().into(),
+        chain: chain.to_string().into(),
+        expr: statements.to_vec().into(),
+        handle: None,
+        index: None,
+        comment: None,
+    }
+}
+
 /// The set's elements for an `add element`, `None` when there are none
 /// (nft refuses an empty element list).
-fn elements(table: &str, set: &AddressSet) -> Option<Element<'static>> {
+pub(super) fn elements(table: &str, set: &AddressSet) -> Option<Element<'static>> {
     element_list(table, &set.name, &collapse(&set.elements))
 }
 
 /// `networks` (collapsed) as the elements of set `set`, `None` when there are none.
-fn element_list(table: &str, set: &str, networks: &[IpNetwork]) -> Option<Element<'static>> {
+pub(super) fn element_list(table: &str, set: &str, networks: &[IpNetwork]) -> Option<Element<'static>> {
     let elem: Vec<Expression<'static>> = networks.iter().copied().map(network).collect();
     (!elem.is_empty()).then(|| Element {
         family: NfFamily::INet,
@@ -277,15 +429,23 @@ fn network(n: IpNetwork) -> Expression<'static> {
 }
 
 /// The networks masked, sorted, without duplicates and without those
-/// inside another: an interval set refuses overlapping elements.
+/// inside another: an interval set refuses overlapping elements. Sorted by
+/// address and then prefix length, a network inside another comes after it
+/// and before any network past it, so one pass keeps the outermost.
 pub fn collapse(networks: &[IpNetwork]) -> Vec<IpNetwork> {
     let masked: BTreeSet<IpNetwork> =
         networks.iter().filter_map(|n| IpNetwork::new(n.network(), n.prefix()).ok()).collect();
-    masked
-        .iter()
-        .filter(|n| !masked.iter().any(|outer| outer != *n && outer.prefix() < n.prefix() && outer.contains(n.ip())))
-        .copied()
-        .collect()
+    let mut out = Vec::with_capacity(masked.len());
+    let mut covered: Option<(bool, u128)> = None;
+    for n in masked {
+        let (start, end) = network_range(&n);
+        if covered.is_some_and(|(ipv6, last)| ipv6 == n.is_ipv6() && start <= last) {
+            continue;
+        }
+        out.push(n);
+        covered = Some((n.is_ipv6(), end));
+    }
+    out
 }
 
 /// `ip saddr` / `ip6 daddr` …: a field of the network header of the family.

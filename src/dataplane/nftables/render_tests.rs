@@ -1,3 +1,4 @@
+use super::super::elements::ElementChange;
 use super::*;
 use crate::dataplane::nftables::nat::{self, NatInput};
 use serde_json::{Value, json};
@@ -89,38 +90,90 @@ fn empty_sets_are_created_without_an_element_command() {
 
 #[test]
 fn a_pool_or_node_change_adds_and_deletes_only_the_changed_elements() {
+    let n = |s: &str| -> IpNetwork { s.parse().unwrap() };
+    let change = |set: &str, gone: &[&str], come: &[&str]| ElementChange {
+        set: set.to_string(),
+        gone: gone.iter().map(|s| n(s)).collect(),
+        come: come.iter().map(|s| n(s)).collect(),
+    };
     let old = nat_desired(&[("10.244.0.0/16", false)], &["192.0.2.1"]);
     let new = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1"]);
-    let batch = update_sets("tortie", &old, &new).unwrap().expect("only set elements differ");
-    let c = commands(&batch);
-    assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["add"]["element"]["name"], "nat-masq-ipam-pools-v4");
+    let changes = element_changes(&old, &new).unwrap().expect("only set elements differ");
+    assert_eq!(changes, vec![change("nat-masq-ipam-pools-v4", &[], &["10.244.0.0/16"])]);
 
     // Emptied: the element deleted, nothing added.
-    let c = commands(&update_sets("tortie", &new, &old).unwrap().unwrap());
-    assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["delete"]["element"]["name"], "nat-masq-ipam-pools-v4");
+    let changes = element_changes(&new, &old).unwrap().unwrap();
+    assert_eq!(changes, vec![change("nat-masq-ipam-pools-v4", &["10.244.0.0/16"], &[])]);
 
-    assert!(is_empty(&update_sets("tortie", &new, &new.clone()).unwrap().unwrap()));
+    assert_eq!(element_changes(&new, &new.clone()).unwrap(), Some(vec![]));
 
     // One node replaced by another among several: that one element goes, the other comes.
     let old = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
     let new = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.3", "192.0.2.4"]);
-    let c = commands(&update_sets("tortie", &old, &new).unwrap().unwrap());
-    assert_eq!(c.len(), 2, "{c:?}");
-    assert_eq!(c[0]["delete"]["element"]["elem"], serde_json::json!(["192.0.2.2"]));
-    assert_eq!(c[1]["add"]["element"]["elem"], serde_json::json!(["192.0.2.4"]));
+    let changes = element_changes(&old, &new).unwrap().unwrap();
+    assert_eq!(changes, vec![change("nat-all-hosts-v4", &["192.0.2.2/32"], &["192.0.2.4/32"])]);
 }
 
 #[test]
-fn a_changed_chain_or_a_new_section_needs_the_whole_table() {
+fn a_changed_chain_or_port_set_or_a_new_section_needs_the_whole_table() {
     let old = nat_desired(&[("10.244.0.0/16", true)], &[]);
     let mut new = old.clone();
     new.get_mut(nat::USER).unwrap().chains[0].rules.pop();
-    assert_eq!(update_sets("tortie", &old, &new).unwrap(), None);
+    assert_eq!(element_changes(&old, &new).unwrap(), None);
+    let mut new = old.clone();
+    new.get_mut(nat::USER)
+        .unwrap()
+        .port_sets
+        .push(PortSet { name: "ports-80_443".into(), ranges: vec![(80, 80), (443, 443)] });
+    assert_eq!(element_changes(&old, &new).unwrap(), None);
     let mut new = old.clone();
     new.insert("policy", Section::default());
-    assert_eq!(update_sets("tortie", &old, &new).unwrap(), None);
+    assert_eq!(element_changes(&old, &new).unwrap(), None);
+}
+
+#[test]
+fn listed_elements_compare_by_content_whatever_their_form() {
+    let mut desired = nat_desired(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.2"]);
+    desired
+        .get_mut(nat::USER)
+        .unwrap()
+        .port_sets
+        .push(PortSet { name: "ports-80_8000-8080".into(), ranges: vec![(80, 80), (8000, 8080)] });
+    let set = |name: &str, elem: Value| json!({"set": {"name": name, "elem": elem}});
+    let mut objects = vec![
+        set("nat-masq-ipam-pools-v4", json!([{"prefix": {"addr": "10.244.0.0", "len": 16}}])),
+        // The same addresses as one range.
+        set("nat-all-ipam-pools-v4", json!([{"range": ["10.244.0.0", "10.244.255.255"]}])),
+        set("nat-all-hosts-v4", json!(["192.0.2.1", "192.0.2.2"])),
+        json!({"set": {"name": "nat-masq-ipam-pools-v6"}}),
+        json!({"set": {"name": "nat-all-ipam-pools-v6"}}),
+        json!({"set": {"name": "nat-all-hosts-v6"}}),
+        set("ports-80_8000-8080", json!([80, {"range": [8000, 8080]}])),
+    ];
+    let listing = |objects: &[Value]| json!({"nftables": objects});
+    assert_eq!(listed_elements(&listing(&objects)), desired_elements(&desired));
+    objects[2] = set("nat-all-hosts-v4", json!([{"range": ["192.0.2.1", "192.0.2.2"]}]));
+    assert_eq!(listed_elements(&listing(&objects)), desired_elements(&desired), "adjacent addresses as a range");
+    objects[2] = set("nat-all-hosts-v4", json!(["192.0.2.1"]));
+    assert_ne!(listed_elements(&listing(&objects)), desired_elements(&desired), "an element missing");
+    objects[2] = set("nat-all-hosts-v4", json!(["192.0.2.1", {"weird": 1}]));
+    assert_ne!(listed_elements(&listing(&objects)), desired_elements(&desired), "an element not understood");
+}
+
+#[test]
+fn the_skeleton_is_the_listing_without_elements_handles_or_counts() {
+    let a = json!({"nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"set": {"name": "s", "handle": 3, "elem": ["10.0.0.1"]}},
+        {"rule": {"chain": "c", "handle": 4, "expr": [{"counter": {"packets": 9, "bytes": 90}}]}}
+    ]});
+    let b = json!({"nftables": [
+        {"set": {"name": "s", "handle": 8}},
+        {"rule": {"chain": "c", "handle": 9, "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}
+    ]});
+    assert_eq!(skeleton(&a), skeleton(&b));
+    let c = json!({"nftables": [{"set": {"name": "s"}}]});
+    assert_ne!(skeleton(&a), skeleton(&c));
 }
 
 #[test]
@@ -136,7 +189,7 @@ fn two_sections_naming_the_same_object_are_refused() {
         "nat",
         Section {
             sets: vec![AddressSet { name: "s".into(), ipv6: false, elements: vec!["fd00::/64".parse().unwrap()] }],
-            chains: vec![],
+            ..Section::default()
         },
     )]);
     assert!(matches!(check(&wrong), Err(RenderError::WrongFamily { .. })));
@@ -147,6 +200,9 @@ fn collapse_masks_sorts_and_drops_networks_inside_others() {
     let n = |s: &str| -> IpNetwork { s.parse().unwrap() };
     let got = collapse(&[n("10.1.2.3/16"), n("10.1.5.0/24"), n("10.0.0.1/32"), n("10.1.0.0/16"), n("10.2.0.0/16")]);
     assert_eq!(got, vec![n("10.0.0.1/32"), n("10.1.0.0/16"), n("10.2.0.0/16")]);
+    let got =
+        collapse(&[n("fd00::/8"), n("10.0.0.0/8"), n("fd00::1/128"), n("10.9.9.9/32"), n("11.0.0.1/32"), n("::/0")]);
+    assert_eq!(got, vec![n("10.0.0.0/8"), n("11.0.0.1/32"), n("::/0")], "each family on its own");
 }
 
 #[test]

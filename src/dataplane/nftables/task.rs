@@ -1,7 +1,8 @@
 //! The owner task of tortie's nftables table: it alone writes the table;
 //! users send their sections through [`NftTable`].
 
-use super::command::{NftCommand, normalize};
+use super::command::NftCommand;
+use super::delta;
 use super::fingerprint::{self, Fingerprint};
 use super::render::{self, Desired, Section};
 use serde_json::Value;
@@ -18,6 +19,10 @@ const COMMAND_CAPACITY: usize = 64;
 const WRITE_ATTEMPTS: usize = 3;
 /// How soon a failed write is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long after a write its deferred work (reading a whole write back, saving the
+/// fingerprint) waits, so that a burst of changes is written first; changes keep coming in
+/// a steady stream do not put it off longer.
+const DEFER: Duration = Duration::from_millis(200);
 
 /// How the table is kept.
 #[derive(Debug, Clone)]
@@ -40,6 +45,10 @@ pub struct NftTableConfig {
 pub struct NftStats {
     /// Transactions written (whole table or set elements).
     pub applies: AtomicU64,
+    /// Of those, set-element transactions over nfnetlink.
+    pub element_writes: AtomicU64,
+    /// Of those, transactions that changed only the chains and sets that changed.
+    pub partial_writes: AtomicU64,
     /// `nft` runs that failed (writing or reading back).
     pub apply_errors: AtomicU64,
     /// Whole rewrites after the table was found changed by someone else.
@@ -79,7 +88,14 @@ impl NftTable {
         let stats = Arc::new(NftStats::default());
         let (state_tx, state_rx) = watch::channel(NftState::default());
         let command = config.command.clone();
-        let owner = Owner { config, desired: Desired::new(), written: None, stats: stats.clone(), state: state_tx };
+        let owner = Owner {
+            config,
+            desired: Desired::new(),
+            written: None,
+            stats: stats.clone(),
+            state: state_tx,
+            verify_failures: 0,
+        };
         let task = tokio::spawn(owner.run(rx));
         (NftTable { commands: tx, command, stats, state: state_rx }, task)
     }
@@ -114,10 +130,13 @@ fn answer(probes: Vec<oneshot::Sender<()>>) {
 }
 
 /// What the owner last wrote: the desired state and the table as the
-/// kernel listed it right after.
+/// kernel listed it after the last whole write, without set elements
+/// ([`render::skeleton`]); `None` until that write is read back.
 struct Written {
     desired: Desired,
-    listing: Value,
+    skeleton: Option<Value>,
+    /// The fingerprint file is behind `desired`.
+    fingerprint_stale: bool,
 }
 
 struct Owner {
@@ -126,6 +145,8 @@ struct Owner {
     written: Option<Written>,
     stats: Arc<NftStats>,
     state: watch::Sender<NftState>,
+    /// Whole writes read back and found changed in a row.
+    verify_failures: usize,
 }
 
 impl Owner {
@@ -134,14 +155,23 @@ impl Owner {
         let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry: Option<tokio::time::Instant> = None;
+        let mut deferred: Option<tokio::time::Instant> = None;
         let mut removed = false;
         loop {
             let mut check = false;
+            let mut deferred_due = false;
             let mut probes = Vec::new();
             let retry_at = retry.unwrap_or_else(|| tokio::time::Instant::now() + interval);
+            let deferred_at = deferred.unwrap_or_else(|| tokio::time::Instant::now() + interval);
             tokio::select! {
                 command = commands.recv() => {
-                    let Some(mut command) = command else { return };
+                    let Some(mut command) = command else {
+                        // Stopping: what a restart needs to adopt the table is saved first.
+                        if deferred.is_some() && !removed {
+                            let _ = self.deferred().await;
+                        }
+                        return;
+                    };
                     loop {
                         match command {
                             Command::Section(user, section) => { self.desired.insert(user, section); }
@@ -159,12 +189,20 @@ impl Owner {
                 }
                 _ = resync.tick() => check = true,
                 _ = tokio::time::sleep_until(retry_at), if retry.is_some() => retry = None,
+                _ = tokio::time::sleep_until(deferred_at), if deferred.is_some() => deferred_due = true,
             }
             if removed || !self.config.users.iter().all(|u| self.desired.contains_key(u)) {
                 answer(probes);
                 continue;
             }
-            let result = if check { self.repair().await } else { self.write().await };
+            let result = if check {
+                self.repair().await
+            } else if deferred_due {
+                deferred = None;
+                self.deferred().await
+            } else {
+                self.write().await
+            };
             retry = match result {
                 Ok(()) => None,
                 Err(e) => {
@@ -175,49 +213,106 @@ impl Owner {
                     Some(tokio::time::Instant::now() + RETRY_AFTER)
                 }
             };
+            let pending = self.written.as_ref().is_some_and(|w| w.skeleton.is_none() || w.fingerprint_stale);
+            if pending && deferred.is_none() {
+                deferred = Some(tokio::time::Instant::now() + DEFER);
+            }
             // After the state: a prober reads the outcome of what it sent.
             answer(probes);
         }
     }
 
-    /// Brings the kernel to the desired table: only the changed sets when
-    /// that is the only difference from what was written, else the whole
-    /// table. The table read back is kept as the reference for drift; if it
-    /// already differs from the write, the whole table is written again.
+    /// Brings the kernel to the desired table, cheapest first: only the
+    /// changed set elements when that is the only difference from what was
+    /// written (over nfnetlink); else the changed chains and sets (one `nft`
+    /// transaction, [`delta`]); else, or when the kernel refuses either, the
+    /// whole table by `nft`. Reading a whole write back is
+    /// deferred work ([`Self::deferred`]): the kernel took the transaction
+    /// when `nft` returned.
     async fn write(&mut self) -> Result<(), String> {
         let name = self.config.name.clone();
         if self.written.is_none() && self.adopt().await {
             return Ok(());
         }
-        for _ in 0..WRITE_ATTEMPTS {
-            let batch = match &self.written {
-                Some(w) if w.desired == self.desired => return Ok(()),
-                Some(w) => render::update_sets(&name, &w.desired, &self.desired).map_err(|e| e.to_string())?,
-                None => None,
-            };
-            let batch = match batch {
-                Some(b) => b,
-                None => render::replace_table(&name, &self.desired).map_err(|e| e.to_string())?,
-            };
-            if !render::is_empty(&batch) {
-                self.config.command.apply(&batch).await.map_err(|e| e.to_string())?;
-                self.stats.applies.fetch_add(1, Relaxed);
+        if let Some(w) = &mut self.written {
+            if w.desired == self.desired {
+                return Ok(());
             }
-            let listing = self.config.command.list_table(&name).await.map_err(|e| e.to_string())?;
-            match listing {
-                Some(listing) if render::shape_matches(&self.desired, &listing) => {
-                    self.written = Some(Written { desired: self.desired.clone(), listing: normalize(&listing) });
-                    self.state.send_replace(NftState { synced: true, last_error: None });
-                    self.save_fingerprint().await;
-                    return Ok(());
-                }
-                _ => {
-                    tracing::warn!(subsys = "nftables", table = %name, "the nftables table changed right after it was written; writing it again");
-                    self.written = None;
+            if let Some(changes) = render::element_changes(&w.desired, &self.desired).map_err(|e| e.to_string())? {
+                match self.config.command.write_elements(&name, changes).await {
+                    Ok(()) => {
+                        w.desired = self.desired.clone();
+                        w.fingerprint_stale = true;
+                        self.stats.applies.fetch_add(1, Relaxed);
+                        self.stats.element_writes.fetch_add(1, Relaxed);
+                        self.state.send_replace(NftState { synced: true, last_error: None });
+                        return Ok(());
+                    }
+                    // Our idea of the elements in the kernel is wrong (someone changed a set):
+                    // the whole table makes it right.
+                    Err(e) => {
+                        tracing::warn!(subsys = "nftables", table = %name, error = %e, "cannot change set elements; writing the whole table");
+                        self.written = None;
+                    }
                 }
             }
         }
-        Err(format!("the table inet {name} keeps changing while it is written"))
+        if let Some(w) = &mut self.written
+            && let Some(batch) = delta::update_table(&name, &w.desired, &self.desired).map_err(|e| e.to_string())?
+        {
+            match self.config.command.apply(&batch).await {
+                Ok(()) => {
+                    w.desired = self.desired.clone();
+                    // Read back as a whole write is: the reference for drift changed.
+                    w.skeleton = None;
+                    w.fingerprint_stale = true;
+                    self.stats.applies.fetch_add(1, Relaxed);
+                    self.stats.partial_writes.fetch_add(1, Relaxed);
+                    self.state.send_replace(NftState { synced: true, last_error: None });
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(subsys = "nftables", table = %name, error = %e, "cannot change the table in part; writing it whole");
+                }
+            }
+        }
+        let batch = render::replace_table(&name, &self.desired).map_err(|e| e.to_string())?;
+        self.config.command.apply(&batch).await.map_err(|e| e.to_string())?;
+        self.stats.applies.fetch_add(1, Relaxed);
+        self.written = Some(Written { desired: self.desired.clone(), skeleton: None, fingerprint_stale: true });
+        self.state.send_replace(NftState { synced: true, last_error: None });
+        Ok(())
+    }
+
+    /// The work a write leaves for later: reading a whole write back (if the table is already
+    /// not what was written, someone changed it at once: written whole again, up to
+    /// [`WRITE_ATTEMPTS`] times in a row), then saving the fingerprint.
+    async fn deferred(&mut self) -> Result<(), String> {
+        let name = self.config.name.clone();
+        let Some(w) = &self.written else { return Ok(()) };
+        if w.skeleton.is_none() {
+            let listing = self.config.command.list_table(&name).await.map_err(|e| e.to_string())?;
+            let w = self.written.as_mut().expect("checked above");
+            match listing {
+                Some(listing) if render::shape_matches(&w.desired, &listing) => {
+                    w.skeleton = Some(render::skeleton(&listing));
+                    self.verify_failures = 0;
+                }
+                _ => {
+                    self.verify_failures += 1;
+                    if self.verify_failures >= WRITE_ATTEMPTS {
+                        self.verify_failures = 0;
+                        return Err(format!("the table inet {name} keeps changing while it is written"));
+                    }
+                    tracing::warn!(subsys = "nftables", table = %name, "the nftables table changed right after it was written; writing it again");
+                    self.stats.repairs.fetch_add(1, Relaxed);
+                    self.written = None;
+                    return self.write().await;
+                }
+            }
+        }
+        self.save_fingerprint().await;
+        Ok(())
     }
 
     /// Takes the kernel's table as written when the fingerprint of the last write says it is
@@ -231,32 +326,40 @@ impl Owner {
             return false;
         }
         let Ok(Some(listing)) = self.config.command.list_table(&self.config.name).await else { return false };
-        let listing = normalize(&listing);
-        if saved.listing != fingerprint::digest(&listing) {
+        let skeleton = render::skeleton(&listing);
+        if saved.listing != fingerprint::digest(&skeleton) || !render::shape_matches(&self.desired, &listing) {
             return false;
         }
         tracing::info!(subsys = "nftables", table = %self.config.name, "adopted the table as the last run left it");
-        self.written = Some(Written { desired: self.desired.clone(), listing });
+        self.written =
+            Some(Written { desired: self.desired.clone(), skeleton: Some(skeleton), fingerprint_stale: false });
         self.state.send_replace(NftState { synced: true, last_error: None });
         true
     }
 
-    async fn save_fingerprint(&self) {
-        let (Some(path), Some(written)) = (&self.config.fingerprint, &self.written) else { return };
+    async fn save_fingerprint(&mut self) {
+        let Some(written) = &mut self.written else { return };
+        let Some(skeleton) = &written.skeleton else { return };
+        written.fingerprint_stale = false;
+        let Some(path) = &self.config.fingerprint else { return };
         let Ok(batch) = render::replace_table(&self.config.name, &written.desired) else { return };
-        let saved =
-            Fingerprint { desired: fingerprint::digest(&batch), listing: fingerprint::digest(&written.listing) };
+        let saved = Fingerprint { desired: fingerprint::digest(&batch), listing: fingerprint::digest(skeleton) };
         if let Err(e) = fingerprint::save(path, &saved).await {
             // Only adoption after a restart needs it: without it the table is written once.
             tracing::debug!(subsys = "nftables", path = %path.display(), error = %e, "cannot save the table's fingerprint");
         }
     }
 
-    /// Reads the table back and rewrites it whole if it is not what was written.
+    /// Reads the table back and rewrites it whole if it is not what was written: rules,
+    /// chains and sets as listed after the last whole write, elements as desired.
     async fn repair(&mut self) -> Result<(), String> {
         let Some(written) = &self.written else { return self.write().await };
+        let Some(skeleton) = &written.skeleton else { return self.deferred().await };
         let now = self.config.command.list_table(&self.config.name).await.map_err(|e| e.to_string())?;
-        if now.as_ref().map(normalize).as_ref() == Some(&written.listing) {
+        if let Some(now) = now
+            && render::skeleton(&now) == *skeleton
+            && render::listed_elements(&now) == render::desired_elements(&written.desired)
+        {
             return Ok(());
         }
         tracing::warn!(subsys = "nftables", table = %self.config.name, "the nftables table was changed by someone else; rewriting it");
