@@ -414,3 +414,42 @@ async fn a_table_changed_in_part_equals_the_table_written_whole() {
     assert!(applies - elements - partial <= 2, "whole writes: {}", applies - elements - partial);
     assert_eq!(stats.apply_errors.load(Relaxed), 0);
 }
+
+/// Reading the table back never holds a change up: while a slow listing of a whole write is
+/// under way, a pod's change is written and acknowledged.
+#[tokio::test]
+async fn a_change_is_written_while_the_table_is_being_read_back() {
+    let mut t = Topology::new("nft-slow").unwrap();
+    t.add_namespace("n").unwrap();
+    let dir = t.dir().to_path_buf();
+    let script = dir.join("slow-list-nft");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$2\" = list ]; then touch {d}/listing; sleep 3; ip netns exec {ns} nft \"$@\"; rc=$?; touch {d}/listed; exit $rc; fi\nexec ip netns exec {ns} nft \"$@\"\n",
+            d = dir.display(),
+            ns = t.ns("n")
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod").args(["+x", script.to_str().unwrap()]).status().unwrap();
+    let command = NftCommand { argv: vec![script.to_str().unwrap().to_string()], namespace: Some(t.ns("n")) };
+    let (table, _task) = NftTable::start(NftTableConfig {
+        name: TABLE_NAME.to_string(),
+        users: vec![nat::USER],
+        resync_interval: Duration::from_secs(3600),
+        command,
+        fingerprint: None,
+    });
+    table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", true)], &["192.0.2.1"]))).await;
+    assert!(table.probe().await && table.state.borrow().synced);
+    wait_until_async("the write read back", WAIT, || async { dir.join("listing").exists().then_some(()) })
+        .await
+        .unwrap();
+
+    table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", true)], &["192.0.2.1", "192.0.2.7"]))).await;
+    assert!(table.probe().await && table.state.borrow().synced);
+    assert!(!dir.join("listed").exists(), "the change waited for the listing");
+    assert_eq!(elements(&t, "nat-all-hosts-v4"), vec![serde_json::json!("192.0.2.1"), serde_json::json!("192.0.2.7")]);
+    wait_until_async("the listing done", WAIT, || async { dir.join("listed").exists().then_some(()) }).await.unwrap();
+}

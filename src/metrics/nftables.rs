@@ -21,6 +21,16 @@ impl Collector for NftCollector {
         let counters = [
             ("nftables_applies", "Transactions written to tortie's nftables table", &self.stats.applies),
             (
+                "nftables_element_writes",
+                "Of those, set-element changes written over nfnetlink",
+                &self.stats.element_writes,
+            ),
+            (
+                "nftables_partial_writes",
+                "Of those, changes of some chains and sets written by nft without rewriting the table",
+                &self.stats.partial_writes,
+            ),
+            (
                 "nftables_apply_errors",
                 "nft runs on tortie's table that failed (writing or reading back)",
                 &self.stats.apply_errors,

@@ -194,6 +194,12 @@ pub fn delete_table(name: &str) -> Nftables<'static> {
 /// each set with the elements desired: a cheap check that what was read
 /// back after a write is that write and not already someone's change.
 pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
+    structure_matches(desired, listing) && listed_elements(listing) == desired_elements(desired)
+}
+
+/// [`shape_matches`] but for the sets' elements: the chains with their number of rules and
+/// the sets by name.
+pub fn structure_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
     let objects = listing.get("nftables").and_then(|o| o.as_array()).map(Vec::as_slice).unwrap_or_default();
     fn of_kind<'v>(
         objects: &'v [serde_json::Value],
@@ -202,10 +208,13 @@ pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
         objects.iter().filter_map(move |o| o.get(kind))
     }
     let mut want_chains: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut want_sets: BTreeSet<&str> = BTreeSet::new();
     for section in desired.values() {
         for chain in &section.chains {
             want_chains.insert(&chain.name, chain.rules.len());
         }
+        want_sets.extend(section.sets.iter().map(|s| s.name.as_str()));
+        want_sets.extend(section.port_sets.iter().map(|s| s.name.as_str()));
     }
     let mut chains: BTreeMap<&str, usize> =
         of_kind(objects, "chain").filter_map(|c| c.get("name")?.as_str()).map(|name| (name, 0)).collect();
@@ -214,7 +223,8 @@ pub fn shape_matches(desired: &Desired, listing: &serde_json::Value) -> bool {
             *n += 1;
         }
     }
-    chains == want_chains && listed_elements(listing) == desired_elements(desired)
+    let sets: BTreeSet<&str> = of_kind(objects, "set").filter_map(|s| s.get("name")?.as_str()).collect();
+    chains == want_chains && sets == want_sets
 }
 
 /// Values as sorted, merged inclusive ranges: how a set's content compares whatever the

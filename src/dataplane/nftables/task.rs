@@ -1,7 +1,7 @@
 //! The owner task of tortie's nftables table: it alone writes the table;
 //! users send their sections through [`NftTable`].
 
-use super::command::NftCommand;
+use super::command::{NftCommand, NftError};
 use super::delta;
 use super::fingerprint::{self, Fingerprint};
 use super::render::{self, Desired, Section};
@@ -19,10 +19,11 @@ const COMMAND_CAPACITY: usize = 64;
 const WRITE_ATTEMPTS: usize = 3;
 /// How soon a failed write is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// How long after a write its deferred work (reading a whole write back, saving the
-/// fingerprint) waits, so that a burst of changes is written first; changes keep coming in
-/// a steady stream do not put it off longer.
+/// How long after the last of a burst of writes of rules, chains or sets it is read back.
 const DEFER: Duration = Duration::from_millis(200);
+/// How long after the last write the fingerprint is saved: rendering the whole table for its
+/// digest costs about as much as writing it, so not on every pod's change.
+const FINGERPRINT_AFTER: Duration = Duration::from_secs(2);
 
 /// How the table is kept.
 #[derive(Debug, Clone)]
@@ -94,7 +95,11 @@ impl NftTable {
             written: None,
             stats: stats.clone(),
             state: state_tx,
+            structure_writes: 0,
             verify_failures: 0,
+            readback: None,
+            verify_at: None,
+            fingerprint_at: None,
         };
         let task = tokio::spawn(owner.run(rx));
         (NftTable { commands: tx, command, stats, state: state_rx }, task)
@@ -130,13 +135,33 @@ fn answer(probes: Vec<oneshot::Sender<()>>) {
 }
 
 /// What the owner last wrote: the desired state and the table as the
-/// kernel listed it after the last whole write, without set elements
-/// ([`render::skeleton`]); `None` until that write is read back.
+/// kernel listed it after the last write of rules, chains or sets, without
+/// set elements ([`render::skeleton`]); `None` until that write is read back.
 struct Written {
     desired: Desired,
     skeleton: Option<Value>,
     /// The fingerprint file is behind `desired`.
     fingerprint_stale: bool,
+}
+
+/// Why the table is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A write of rules, chains or sets, read back for the drift reference.
+    Verify,
+    /// The periodic check for someone else's changes.
+    Repair,
+}
+
+/// A listing of the table in flight. It runs beside the owner's writes, so
+/// reading a large table never holds a change up; what it shows is judged
+/// against the writes made since it started.
+struct Readback {
+    purpose: Purpose,
+    /// [`Owner::structure_writes`] and the element writes when it started.
+    structure: u64,
+    elements: u64,
+    listing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Value>, NftError>> + Send>>,
 }
 
 struct Owner {
@@ -145,8 +170,15 @@ struct Owner {
     written: Option<Written>,
     stats: Arc<NftStats>,
     state: watch::Sender<NftState>,
-    /// Whole writes read back and found changed in a row.
+    /// Writes of rules, chains or sets (whole or partial) so far.
+    structure_writes: u64,
+    /// Writes read back and found changed in a row.
     verify_failures: usize,
+    readback: Option<Readback>,
+    /// When the write of rules, chains or sets is read back (the last of a burst).
+    verify_at: Option<tokio::time::Instant>,
+    /// When the fingerprint is saved (after the writes stop for a while).
+    fingerprint_at: Option<tokio::time::Instant>,
 }
 
 impl Owner {
@@ -155,20 +187,28 @@ impl Owner {
         let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry: Option<tokio::time::Instant> = None;
-        let mut deferred: Option<tokio::time::Instant> = None;
         let mut removed = false;
+        let never = || tokio::time::Instant::now() + Duration::from_secs(86_400);
         loop {
-            let mut check = false;
-            let mut deferred_due = false;
             let mut probes = Vec::new();
-            let retry_at = retry.unwrap_or_else(|| tokio::time::Instant::now() + interval);
-            let deferred_at = deferred.unwrap_or_else(|| tokio::time::Instant::now() + interval);
-            tokio::select! {
+            let (retry_at, verify_at, fingerprint_at) = (
+                retry.unwrap_or_else(never),
+                self.verify_at.unwrap_or_else(never),
+                self.fingerprint_at.unwrap_or_else(never),
+            );
+            let (ready, verifying, fingerprinting) =
+                (!removed && self.ready(), self.verify_at.is_some(), self.fingerprint_at.is_some());
+            let listed = async {
+                match &mut self.readback {
+                    Some(r) => r.listing.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result = tokio::select! {
                 command = commands.recv() => {
                     let Some(mut command) = command else {
-                        // Stopping: what a restart needs to adopt the table is saved first.
-                        if deferred.is_some() && !removed {
-                            let _ = self.deferred().await;
+                        if !removed {
+                            self.stop().await;
                         }
                         return;
                     };
@@ -186,22 +226,27 @@ impl Owner {
                             Err(_) => break,
                         }
                     }
+                    if removed || !self.ready() { Ok(()) } else { self.write().await }
                 }
-                _ = resync.tick() => check = true,
-                _ = tokio::time::sleep_until(retry_at), if retry.is_some() => retry = None,
-                _ = tokio::time::sleep_until(deferred_at), if deferred.is_some() => deferred_due = true,
-            }
-            if removed || !self.config.users.iter().all(|u| self.desired.contains_key(u)) {
-                answer(probes);
-                continue;
-            }
-            let result = if check {
-                self.repair().await
-            } else if deferred_due {
-                deferred = None;
-                self.deferred().await
-            } else {
-                self.write().await
+                _ = resync.tick(), if ready => self.resync().await,
+                // The outcome below sets `retry` again.
+                _ = tokio::time::sleep_until(retry_at), if retry.is_some() => {
+                    if removed || !self.ready() { Ok(()) } else { self.write().await }
+                }
+                listing = listed => {
+                    let readback = self.readback.take().expect("polled only when present");
+                    self.judge(readback, listing).await
+                }
+                _ = tokio::time::sleep_until(verify_at), if verifying => {
+                    self.verify_at = None;
+                    self.start_readback(Purpose::Verify);
+                    Ok(())
+                }
+                _ = tokio::time::sleep_until(fingerprint_at), if fingerprinting => {
+                    self.fingerprint_at = None;
+                    self.save_fingerprint().await;
+                    Ok(())
+                }
             };
             retry = match result {
                 Ok(()) => None,
@@ -209,17 +254,112 @@ impl Owner {
                     self.stats.apply_errors.fetch_add(1, Relaxed);
                     tracing::warn!(subsys = "nftables", table = %self.config.name, error = %e, "cannot write the nftables table; trying again");
                     self.written = None;
+                    self.readback = None;
                     self.state.send_replace(NftState { synced: false, last_error: Some(e) });
                     Some(tokio::time::Instant::now() + RETRY_AFTER)
                 }
             };
-            let pending = self.written.as_ref().is_some_and(|w| w.skeleton.is_none() || w.fingerprint_stale);
-            if pending && deferred.is_none() {
-                deferred = Some(tokio::time::Instant::now() + DEFER);
-            }
             // After the state: a prober reads the outcome of what it sent.
             answer(probes);
         }
+    }
+
+    /// Whether every user has given its section (until then an existing table stays as it is).
+    fn ready(&self) -> bool {
+        self.config.users.iter().all(|u| self.desired.contains_key(u))
+    }
+
+    /// Starts reading the table, unless a reading is under way.
+    fn start_readback(&mut self, purpose: Purpose) {
+        if self.readback.is_some() || self.written.is_none() {
+            return;
+        }
+        let (command, name) = (self.config.command.clone(), self.config.name.clone());
+        self.readback = Some(Readback {
+            purpose,
+            structure: self.structure_writes,
+            elements: self.stats.element_writes.load(Relaxed),
+            listing: Box::pin(async move { command.list_table(&name).await }),
+        });
+    }
+
+    /// The periodic check: the table read (a write not read back yet is read back first), or
+    /// written when it is not.
+    async fn resync(&mut self) -> Result<(), String> {
+        match &self.written {
+            None => self.write().await,
+            Some(w) if w.skeleton.is_none() => {
+                self.verify_at = None;
+                self.start_readback(Purpose::Verify);
+                Ok(())
+            }
+            Some(_) => {
+                self.start_readback(Purpose::Repair);
+                Ok(())
+            }
+        }
+    }
+
+    /// What a finished reading says. A write of rules, chains or sets since it started makes
+    /// it say nothing (another is started for that write); element writes since make it say
+    /// nothing about elements.
+    async fn judge(&mut self, readback: Readback, listing: Result<Option<Value>, NftError>) -> Result<(), String> {
+        let name = self.config.name.clone();
+        let listing = listing.map_err(|e| e.to_string())?;
+        let Some(w) = &mut self.written else { return Ok(()) };
+        if readback.structure != self.structure_writes {
+            if w.skeleton.is_none() {
+                self.verify_at = Some(tokio::time::Instant::now() + DEFER);
+            }
+            return Ok(());
+        }
+        let elements_settled = readback.elements == self.stats.element_writes.load(Relaxed);
+        let elements_match =
+            |l: &Value| !elements_settled || render::listed_elements(l) == render::desired_elements(&w.desired);
+        let good = match (readback.purpose, &listing, &w.skeleton) {
+            (Purpose::Verify, Some(l), _) => render::structure_matches(&w.desired, l) && elements_match(l),
+            (Purpose::Repair, Some(l), Some(skeleton)) => render::skeleton(l) == *skeleton && elements_match(l),
+            _ => false,
+        };
+        if good {
+            if w.skeleton.is_none() {
+                w.skeleton = listing.as_ref().map(render::skeleton);
+                self.verify_failures = 0;
+                self.fingerprint_at = Some(tokio::time::Instant::now() + DEFER);
+            }
+            return Ok(());
+        }
+        if readback.purpose == Purpose::Verify {
+            self.verify_failures += 1;
+            if self.verify_failures >= WRITE_ATTEMPTS {
+                self.verify_failures = 0;
+                return Err(format!("the table inet {name} keeps changing while it is written"));
+            }
+        }
+        tracing::warn!(subsys = "nftables", table = %name, "the nftables table was changed by someone else; rewriting it");
+        self.stats.repairs.fetch_add(1, Relaxed);
+        self.written = None;
+        self.write().await
+    }
+
+    /// Stopping (every handle dropped): what a restart needs to adopt the table is saved
+    /// first, the write read back if it was not yet.
+    async fn stop(&mut self) {
+        let Some(w) = &self.written else { return };
+        if !w.fingerprint_stale || self.config.fingerprint.is_none() {
+            return;
+        }
+        if w.skeleton.is_none() {
+            self.readback = None;
+            self.start_readback(Purpose::Verify);
+            if let Some(mut r) = self.readback.take() {
+                let listing = r.listing.as_mut().await;
+                if self.judge(r, listing).await.is_err() {
+                    return;
+                }
+            }
+        }
+        self.save_fingerprint().await;
     }
 
     /// Brings the kernel to the desired table, cheapest first: only the
@@ -246,12 +386,16 @@ impl Owner {
                         self.stats.applies.fetch_add(1, Relaxed);
                         self.stats.element_writes.fetch_add(1, Relaxed);
                         self.state.send_replace(NftState { synced: true, last_error: None });
+                        if w.skeleton.is_some() {
+                            self.fingerprint_at = Some(tokio::time::Instant::now() + FINGERPRINT_AFTER);
+                        }
                         return Ok(());
                     }
                     // Our idea of the elements in the kernel is wrong (someone changed a set):
                     // the whole table makes it right.
                     Err(e) => {
                         tracing::warn!(subsys = "nftables", table = %name, error = %e, "cannot change set elements; writing the whole table");
+                        self.stats.repairs.fetch_add(1, Relaxed);
                         self.written = None;
                     }
                 }
@@ -266,9 +410,8 @@ impl Owner {
                     // Read back as a whole write is: the reference for drift changed.
                     w.skeleton = None;
                     w.fingerprint_stale = true;
-                    self.stats.applies.fetch_add(1, Relaxed);
                     self.stats.partial_writes.fetch_add(1, Relaxed);
-                    self.state.send_replace(NftState { synced: true, last_error: None });
+                    self.wrote_structure();
                     return Ok(());
                 }
                 Err(e) => {
@@ -278,41 +421,18 @@ impl Owner {
         }
         let batch = render::replace_table(&name, &self.desired).map_err(|e| e.to_string())?;
         self.config.command.apply(&batch).await.map_err(|e| e.to_string())?;
-        self.stats.applies.fetch_add(1, Relaxed);
         self.written = Some(Written { desired: self.desired.clone(), skeleton: None, fingerprint_stale: true });
-        self.state.send_replace(NftState { synced: true, last_error: None });
+        self.wrote_structure();
         Ok(())
     }
 
-    /// The work a write leaves for later: reading a whole write back (if the table is already
-    /// not what was written, someone changed it at once: written whole again, up to
-    /// [`WRITE_ATTEMPTS`] times in a row), then saving the fingerprint.
-    async fn deferred(&mut self) -> Result<(), String> {
-        let name = self.config.name.clone();
-        let Some(w) = &self.written else { return Ok(()) };
-        if w.skeleton.is_none() {
-            let listing = self.config.command.list_table(&name).await.map_err(|e| e.to_string())?;
-            let w = self.written.as_mut().expect("checked above");
-            match listing {
-                Some(listing) if render::shape_matches(&w.desired, &listing) => {
-                    w.skeleton = Some(render::skeleton(&listing));
-                    self.verify_failures = 0;
-                }
-                _ => {
-                    self.verify_failures += 1;
-                    if self.verify_failures >= WRITE_ATTEMPTS {
-                        self.verify_failures = 0;
-                        return Err(format!("the table inet {name} keeps changing while it is written"));
-                    }
-                    tracing::warn!(subsys = "nftables", table = %name, "the nftables table changed right after it was written; writing it again");
-                    self.stats.repairs.fetch_add(1, Relaxed);
-                    self.written = None;
-                    return self.write().await;
-                }
-            }
-        }
-        self.save_fingerprint().await;
-        Ok(())
+    /// After a write of rules, chains or sets: counted, and read back once a burst of them
+    /// is over.
+    fn wrote_structure(&mut self) {
+        self.structure_writes += 1;
+        self.stats.applies.fetch_add(1, Relaxed);
+        self.verify_at = Some(tokio::time::Instant::now() + DEFER);
+        self.state.send_replace(NftState { synced: true, last_error: None });
     }
 
     /// Takes the kernel's table as written when the fingerprint of the last write says it is
@@ -348,24 +468,6 @@ impl Owner {
             // Only adoption after a restart needs it: without it the table is written once.
             tracing::debug!(subsys = "nftables", path = %path.display(), error = %e, "cannot save the table's fingerprint");
         }
-    }
-
-    /// Reads the table back and rewrites it whole if it is not what was written: rules,
-    /// chains and sets as listed after the last whole write, elements as desired.
-    async fn repair(&mut self) -> Result<(), String> {
-        let Some(written) = &self.written else { return self.write().await };
-        let Some(skeleton) = &written.skeleton else { return self.deferred().await };
-        let now = self.config.command.list_table(&self.config.name).await.map_err(|e| e.to_string())?;
-        if let Some(now) = now
-            && render::skeleton(&now) == *skeleton
-            && render::listed_elements(&now) == render::desired_elements(&written.desired)
-        {
-            return Ok(());
-        }
-        tracing::warn!(subsys = "nftables", table = %self.config.name, "the nftables table was changed by someone else; rewriting it");
-        self.stats.repairs.fetch_add(1, Relaxed);
-        self.written = None;
-        self.write().await
     }
 
     async fn remove(&mut self) -> Result<(), String> {
