@@ -103,7 +103,8 @@ async fn bench() {
     // (b) One pod relabelled: the follower's incremental path, and the full recompute it
     // replaced as the reference.
     let mut incremental = Incremental::new(w.policies.clone(), w.namespaces.clone(), world::entries(&w));
-    let mut sent = nft_policy::section(incremental.program()).expect("renders");
+    let mut renderer = nft_policy::Renderer::default();
+    let mut sent = renderer.section(incremental.program()).expect("renders");
     let cases = [Relabel { name: "remote pod", pod: world::PODS - 1 }, Relabel { name: "local pod", pod: 0 }];
     for case in &cases {
         let mut times = Vec::new();
@@ -115,7 +116,7 @@ async fn bench() {
             entry.endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n)));
             let change = incremental.update(&world::key(case.pod), Some(entry));
             if change.endpoints || change.recompiled {
-                sent = nft_policy::section(incremental.program()).expect("renders");
+                sent = renderer.section(incremental.program()).expect("renders");
             } else {
                 nft_policy::refill_sets(&mut sent, incremental.program(), &change.sets);
             }

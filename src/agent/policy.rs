@@ -184,6 +184,8 @@ struct Follower {
     refused: Vec<Refused>,
     /// The invalid policies already logged.
     logged: BTreeSet<InvalidPolicy>,
+    /// Keeps each policy's rendered chains while the policy is unchanged.
+    renderer: nft_policy::Renderer,
 }
 
 impl Follower {
@@ -289,7 +291,7 @@ impl Follower {
     /// Renders `program` and sends the section if it changed; whether the table is written
     /// with it (`None`: it does not render).
     async fn send(&mut self, program: &crate::policy::Program, table: &NftTable) -> Option<bool> {
-        let section = match nft_policy::section(program) {
+        let section = match self.renderer.section(program) {
             Ok(section) => section,
             Err(e) => {
                 tracing::error!(subsys = "policy", error = %e, "cannot render the policy section");

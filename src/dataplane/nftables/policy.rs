@@ -20,7 +20,7 @@ use crate::policy::ir::{IrRule, Match, PolicyChains, Program, Side};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The user name of this section.
 pub const USER: &str = "policy";
@@ -94,6 +94,98 @@ fn mark() -> Value {
 
 /// The section for `program`.
 pub fn section(program: &Program) -> Result<Section, String> {
+    Renderer::default().section(program)
+}
+
+/// One policy chain as last rendered, and what it was rendered from.
+struct Rendered {
+    name: String,
+    refused: bool,
+    ir: Vec<IrRule>,
+    chain: ChainSpec,
+    /// The port sets its rules name.
+    ports: Vec<Vec<(u16, u16)>>,
+}
+
+/// Renders sections, keeping each policy chain while its policy's compiled rules stay the
+/// same: a pod appearing on this node or relabelled changes the dispatch and its own chains,
+/// and rendering a thousand policies' chains again for that would cost more than writing the
+/// change.
+#[derive(Default)]
+pub struct Renderer {
+    chains: HashMap<(String, bool), Rendered>,
+}
+
+impl Renderer {
+    /// The section for `program`.
+    pub fn section(&mut self, program: &Program) -> Result<Section, String> {
+        let mut port_sets = BTreeMap::new();
+        let mut policy_chains = Vec::with_capacity(program.policies.len() * 2);
+        let mut seen = HashSet::new();
+        for policy in &program.policies {
+            for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
+                let key = (policy.id.clone(), ingress);
+                policy_chains.push(self.policy_chain(policy, ingress, ir, &mut port_sets)?);
+                seen.insert(key);
+            }
+        }
+        self.chains.retain(|key, _| seen.contains(key));
+        render_section(program, policy_chains, port_sets)
+    }
+
+    fn policy_chain(
+        &mut self,
+        policy: &PolicyChains,
+        ingress: bool,
+        ir: &[IrRule],
+        port_sets: &mut BTreeMap<Vec<(u16, u16)>, String>,
+    ) -> Result<ChainSpec, String> {
+        let refused = crate::faults::refuses(&format!("nft-policy:{}", policy.name));
+        let key = (policy.id.clone(), ingress);
+        if let Some(r) = self.chains.get(&key)
+            && r.name == policy.name
+            && r.refused == refused
+            && r.ir == ir
+        {
+            for ranges in &r.ports {
+                port_sets.entry(ranges.clone()).or_insert_with_key(|r| port_set_name(r));
+            }
+            return Ok(r.chain.clone());
+        }
+        let mut rules = Vec::new();
+        if refused {
+            // A jump to a chain that does not exist: nft refuses the batch.
+            rules.push(vec![statement(json!({"jump": {"target": "tortie-fault-no-such-chain"}}))?]);
+        }
+        let mut ports = BTreeMap::new();
+        for rule in ir {
+            for family in families(rule) {
+                rules.push(rule_statements(rule, family, &policy.name, &mut ports)?);
+            }
+        }
+        let chain = ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules };
+        for (ranges, name) in &ports {
+            port_sets.entry(ranges.clone()).or_insert_with(|| name.clone());
+        }
+        let rendered = Rendered {
+            name: policy.name.clone(),
+            refused,
+            ir: ir.to_vec(),
+            chain: chain.clone(),
+            ports: ports.into_keys().collect(),
+        };
+        self.chains.insert(key, rendered);
+        Ok(chain)
+    }
+}
+
+/// The section: `program`'s sets, the dispatch, the endpoint chains, and `policy_chains`
+/// (rendered by [`Renderer`]) naming `port_sets`.
+fn render_section(
+    program: &Program,
+    policy_chains: Vec<ChainSpec>,
+    port_sets: BTreeMap<Vec<(u16, u16)>, String>,
+) -> Result<Section, String> {
     let mut sets = Vec::new();
     for (name, elements) in &program.sets {
         for ipv6 in [false, true] {
@@ -102,7 +194,6 @@ pub fn section(program: &Program) -> Result<Section, String> {
         }
     }
     let mut chains = Vec::new();
-    let mut port_sets = BTreeMap::new();
     let dispatch = |key: &str, ingress: bool| -> Result<Option<Vec<Statement<'static>>>, String> {
         let entries: Vec<Value> = program
             .endpoints
@@ -154,21 +245,7 @@ pub fn section(program: &Program) -> Result<Section, String> {
             chains.push(ChainSpec { name: endpoint_chain(&endpoint.interface, ingress), base: None, rules });
         }
     }
-    for policy in &program.policies {
-        for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
-            let mut rules = Vec::new();
-            if crate::faults::refuses(&format!("nft-policy:{}", policy.name)) {
-                // A jump to a chain that does not exist: nft refuses the batch.
-                rules.push(vec![statement(json!({"jump": {"target": "tortie-fault-no-such-chain"}}))?]);
-            }
-            for rule in ir {
-                for family in families(rule) {
-                    rules.push(rule_statements(rule, family, &policy.name, &mut port_sets)?);
-                }
-            }
-            chains.push(ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules });
-        }
-    }
+    chains.extend(policy_chains);
     let port_sets = port_sets.into_iter().map(|(ranges, name)| PortSet { name, ranges }).collect();
     Ok(Section { sets, port_sets, chains })
 }
@@ -347,6 +424,27 @@ mod tests {
         let endpoints = [pod("db", &[("app", "db")], "10.0.0.1"), pod("web", web_labels, "10.0.0.2")];
         let local = [Local { endpoint: "prod/db".into(), interface: "cali-db".into() }];
         compile(&[policy], &endpoints, &Namespaces::default(), &local)
+    }
+
+    #[test]
+    fn the_renderer_keeps_unchanged_policy_chains_and_renders_as_from_scratch() {
+        let mut renderer = Renderer::default();
+        let web = program_with(&[("app", "web")]);
+        assert_eq!(renderer.section(&web).unwrap(), section(&web).unwrap());
+        assert_eq!(renderer.chains.len(), 2, "ingress and egress of the one policy");
+        // Another pod's labels: the policy's chains come from the cache, the result is the same.
+        let other = program_with(&[("app", "other")]);
+        assert_eq!(renderer.section(&other).unwrap(), section(&other).unwrap());
+        // A changed policy is rendered again; a policy gone leaves the cache.
+        let mut changed = other.clone();
+        changed.policies[0].ingress.clear();
+        assert_eq!(renderer.section(&changed).unwrap(), section(&changed).unwrap());
+        assert!(renderer.chains.values().all(|r| r.ir.is_empty()), "the new rules kept");
+        let mut none = changed.clone();
+        none.policies.clear();
+        none.endpoints.clear();
+        assert_eq!(renderer.section(&none).unwrap(), section(&none).unwrap());
+        assert!(renderer.chains.is_empty());
     }
 
     #[test]
