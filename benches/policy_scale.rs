@@ -110,6 +110,12 @@ async fn bench() {
         let mut times = Vec::new();
         let mut compute = Vec::new();
         let mut kinds = Vec::new();
+        let stats = |t: &NftTable| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &t.stats;
+            (s.applies.load(Relaxed), s.element_writes.load(Relaxed), s.partial_writes.load(Relaxed))
+        };
+        let before = stats(&table);
         for n in 0..RELABELS {
             let start = Instant::now();
             let mut entry = incremental.entries()[&world::key(case.pod)].clone();
@@ -134,8 +140,11 @@ async fn bench() {
         }
         kinds.dedup();
         let worst = times.iter().max().copied().unwrap_or_default();
+        let after = stats(&table);
+        let (elements, partial) = (after.1 - before.1, after.2 - before.2);
+        let whole = after.0 - before.0 - elements - partial;
         println!(
-            "(b) {} relabelled (incremental, {}): median {:.2} ms (computed in {:.2} ms), worst {:.2} ms",
+            "(b) {} relabelled (incremental, {}; written: {elements} as elements, {partial} in part, {whole} whole): median {:.2} ms (computed in {:.2} ms), worst {:.2} ms",
             case.name,
             kinds.join("/"),
             ms(median(times)),

@@ -13,8 +13,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often the counters are read.
+/// How often the counters are read, at most.
 const POLL: Duration = Duration::from_secs(5);
+/// Reading the counters lists the whole table (with a thousand policies about a second of CPU
+/// for `nft` and as much again to parse it): the next read waits this many times as long as
+/// the last one took, so an idle agent spends at most about 1/`READ_SHARE` of a core on it.
+const READ_SHARE: u32 = 50;
 
 /// Packets and bytes.
 pub type Count = (u64, u64);
@@ -72,19 +76,26 @@ pub fn read(program: &Program, listing: &Value) -> PolicyCounters {
     out
 }
 
-/// Reads the counters every [`POLL`] until `stop` changes.
+/// How long to wait after a read that took `took`.
+fn next_read_after(took: Duration) -> Duration {
+    POLL.max(took * READ_SHARE)
+}
+
+/// Reads the counters every [`POLL`], or less often on a large table ([`READ_SHARE`]), until
+/// `stop` changes.
 pub async fn follow(
     table: NftTable,
     state: watch::Receiver<PolicyState>,
     out: watch::Sender<PolicyCounters>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(POLL);
+    let mut wait = POLL;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        let started = tokio::time::Instant::now();
         let program = state.borrow().program.clone();
         match table.command.list_table(TABLE_NAME).await {
             Ok(Some(listing)) => {
@@ -93,5 +104,17 @@ pub async fn follow(
             Ok(None) => {}
             Err(e) => tracing::debug!(subsys = "policy", error = %e, "cannot read the policy counters"),
         }
+        wait = next_read_after(started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_is_slow_to_read_is_read_less_often() {
+        assert_eq!(next_read_after(Duration::from_millis(20)), POLL);
+        assert_eq!(next_read_after(Duration::from_secs(1)), Duration::from_secs(50));
     }
 }
