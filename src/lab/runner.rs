@@ -375,3 +375,43 @@ pub fn exec(plan: &LabPlan, node: &str, argv: &[String]) -> Result<i32, LabError
     })?;
     Ok(status.code().unwrap_or(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn each_runs_every_step_once_a_bounded_number_at_once_and_forwards_their_lines() {
+        let (running, most) = (AtomicU32::new(0), AtomicU32::new(0));
+        let items: Vec<u32> = (0..20).collect();
+        let mut lines = Vec::new();
+        each(&items, 3, &mut |l| lines.push(l), |i, progress| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            running.fetch_sub(1, Ordering::SeqCst);
+            progress(format!("step {i}"));
+            Ok(())
+        })
+        .unwrap();
+        lines.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
+        assert_eq!(lines, items.iter().map(|i| format!("step {i}")).collect::<Vec<_>>());
+        assert!(most.load(Ordering::SeqCst) <= 3, "{} at once", most.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn each_reports_the_first_failed_item_and_starts_nothing_after_a_failure() {
+        let started = AtomicU32::new(0);
+        let items: Vec<u32> = (0..50).collect();
+        let err = each(&items, 2, &mut |_| {}, |i, _| {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            if *i == 3 || *i == 4 { Err(LabError::NoNode(format!("n{i}"))) } else { Ok(()) }
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "no node \"n3\" in the lab");
+        assert!(started.load(Ordering::SeqCst) < 10, "{} started", started.load(Ordering::SeqCst));
+        assert!(each(&[] as &[u32], 8, &mut |_| {}, |_, _| Ok(())).is_ok());
+    }
+}
