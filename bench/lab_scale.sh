@@ -2,20 +2,30 @@
 # Time from `tortie lab up` to every pod reachable, for N nodes on one
 # subnet (a generated quickstart-like topology with a pod per node), and the
 # agents' peak RSS. Usage (root): bash bench/lab_scale.sh [N ...]  (default 3 10 30)
-# Reachability: node1's pod pings every other pod and every pod pings node1's.
+# Reachability: node1's pod pings every other pod and every pod pings node1's;
+# each round pings every pair still failing at once (one second to answer).
+# TORTIE_BIN=path uses that binary (e.g. a debug build) instead of building a release one.
+# The lab's `up` output, each line with its time since the start, goes to
+# $TORTIE_LAB_LOG_DIR/up-N.log when that is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("$@"); [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(3 10 30)
-cargo build --release -q
-BIN=$PWD/target/release/tortie
+if [[ -n "${TORTIE_BIN:-}" ]]; then
+  BIN=$TORTIE_BIN
+else
+  cargo build --release -q
+  BIN=$PWD/target/release/tortie
+fi
 work=$(mktemp -d)
 lab=""
 cleanup() { [[ -n "$lab" ]] && "$BIN" lab down "$work/scale.clab.yml" --name "$lab" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/scale"
 cp containerlab/quickstart/node.yaml "$work/scale/node.yaml"
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 
-printf '%-6s %-22s %-18s %-18s\n' nodes up_to_all_reachable_s rss_mean_mib rss_max_mib
+printf '%-6s %-10s %-22s %-18s %-18s\n' nodes up_s up_to_all_reachable_s rss_mean_mib rss_max_mib
 for n in "${SIZES[@]}"; do
   lab="tts$$n$n"
   {
@@ -31,30 +41,38 @@ for n in "${SIZES[@]}"; do
     echo "  links:"
     for i in $(seq 1 "$n"); do echo "    - endpoints: [node$i:eth1, lan:node$i]"; done
   } > "$work/scale.clab.yml"
-  start=$(date +%s.%N)
-  "$BIN" lab up "$work/scale.clab.yml" --name "$lab" 2>/dev/null
+  start=$(now)
+  log=${TORTIE_LAB_LOG_DIR:+$TORTIE_LAB_LOG_DIR/up-$n.log}
+  "$BIN" lab up "$work/scale.clab.yml" --name "$lab" 2>&1 \
+    | perl -MTime::HiRes=time -ne 'BEGIN { $| = 1; $s = shift } printf "%.2f %s", time - $s, $_' "$start" \
+    > "${log:-/dev/null}"
+  up=$(since "$start")
   ns() { echo "clab-$lab-node$1-pod1"; }
-  ip_of() { ip -n "$(ns "$1")" -j -4 addr show dev eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])'; }
   declare -A ips=()
-  for i in $(seq 1 "$n"); do ips[$i]=$(ip_of "$i"); done
+  for i in $(seq 1 "$n"); do
+    ips[$i]=$(ip -n "$(ns "$i")" -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]; exit}')
+  done
   pending=()
   for i in $(seq 2 "$n"); do pending+=("1:$i" "$i:1"); done
   deadline=$(( $(date +%s) + 300 ))
   while [[ ${#pending[@]} -gt 0 && $(date +%s) -lt $deadline ]]; do
-    left=()
+    pids=()
     for pair in "${pending[@]}"; do
       a=${pair%%:*}; b=${pair##*:}
-      ip netns exec "$(ns "$a")" ping -c1 -W1 "${ips[$b]}" >/dev/null 2>&1 || left+=("$pair")
+      nsenter --net="/run/netns/$(ns "$a")" ping -c1 -W1 "${ips[$b]}" >/dev/null 2>&1 &
+      pids+=($!)
     done
+    left=()
+    for k in "${!pending[@]}"; do wait "${pids[$k]}" || left+=("${pending[$k]}"); done
     pending=("${left[@]+"${left[@]}"}")
   done
-  end=$(date +%s.%N)
+  reachable=$(since "$start")
   [[ ${#pending[@]} -eq 0 ]] || echo "# $n nodes: ${#pending[@]} pairs still unreachable after 300 s" >&2
   rss=$(for i in $(seq 1 "$n"); do
     pid=$(cat "$work/clab-$lab/node$i/process-0.pid")
     awk '/VmHWM/ {print $2}' "/proc/$pid/status"
   done | awk '{s+=$1; if ($1>m) m=$1} END {printf "%.1f %.1f", s/NR/1024, m/1024}')
-  printf '%-6s %-22.2f %-18s %-18s\n' "$n" "$(python3 -c "print($end - $start)")" "${rss% *}" "${rss#* }"
+  printf '%-6s %-10s %-22s %-18s %-18s\n' "$n" "$up" "$reachable" "${rss% *}" "${rss#* }"
   "$BIN" lab down "$work/scale.clab.yml" --name "$lab" >/dev/null 2>&1
   lab=""
   unset ips

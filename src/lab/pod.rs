@@ -223,6 +223,13 @@ pub fn add(pod: &str, identity: &Identity, annotations: &[String], wait: Duratio
         crate::netns::run_output(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
     }
     let deadline = Instant::now() + wait;
+    // Until the agent has made its API socket the plugin could only answer "try again later":
+    // waiting for the file costs a stat, where each plugin call is a process.
+    if let Some(socket) = std::env::var_os("TORTIE_API_SOCKET").map(std::path::PathBuf::from) {
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     loop {
         match call_plugin("ADD", &ns, &args)? {
             Ok(result) => return Ok(result),

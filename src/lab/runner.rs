@@ -10,6 +10,8 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Why a lab operation failed.
@@ -45,13 +47,20 @@ fn link_exists(ns: &str, ifname: &str) -> bool {
     run_output(&["ip", "-n", ns, "link", "show", "dev", ifname]).is_ok()
 }
 
-/// Builds the lab; `progress` hears one line per step.
+/// How many steps of one phase run at once (namespaces, links, node start-up: each a few
+/// short `ip` commands, so more than the cores, to overlap their process start-ups).
+const STEPS_AT_ONCE: usize = 8;
+
+/// How many pods are made at once: each mostly waits for its node's agent to answer.
+const PODS_AT_ONCE: usize = 32;
+
+/// Builds the lab; `progress` hears one line per step. Each phase (namespaces, links, node
+/// start-up, pods) runs its steps concurrently, a bounded number at once; the phases run in
+/// order.
 pub fn up(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
     fs::create_dir_all(&plan.dir).map_err(io_err(&plan.dir))?;
     let existing = namespaces();
-    let mut wanted: Vec<&str> = vec![plan.host_ns.as_str()];
-    wanted.extend(plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).map(|n| n.ns.as_str()));
-    for ns in wanted {
+    let make_namespace = |ns: &&str, progress: &mut dyn FnMut(String)| -> Result<(), LabError> {
         if existing.iter().any(|e| e == ns) {
             progress(format!("namespace {ns}: exists"));
         } else {
@@ -59,7 +68,13 @@ pub fn up(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
             run_output(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
             progress(format!("namespace {ns}: created"));
         }
-    }
+        Ok(())
+    };
+    // The host namespace alone first: the first `ip netns add` on a machine also makes
+    // /run/netns a shared mount, which concurrent first calls would race on.
+    make_namespace(&plan.host_ns.as_str(), progress)?;
+    let nodes: Vec<&str> = plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).map(|n| n.ns.as_str()).collect();
+    each(&nodes, STEPS_AT_ONCE, progress, make_namespace)?;
     for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Bridge) {
         if !link_exists(&plan.host_ns, &n.name) {
             run_output(&["ip", "-n", &plan.host_ns, "link", "add", &n.name, "type", "bridge"])?;
@@ -67,18 +82,54 @@ pub fn up(plan: &LabPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabErr
         }
         run_output(&["ip", "-n", &plan.host_ns, "link", "set", &n.name, "up"])?;
     }
-    for l in &plan.links {
-        make_link(l, progress)?;
-    }
-    for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux) {
+    each(&plan.links, STEPS_AT_ONCE, progress, make_link)?;
+    let linux: Vec<&NodePlan> = plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux).collect();
+    each(&linux, STEPS_AT_ONCE, progress, |n, progress| {
         configure(n, progress)?;
-        start_processes(n, progress)?;
-    }
-    for n in plan.nodes.iter().filter(|n| n.kind == NodeKind::Linux) {
-        add_pods(n, progress)?;
-    }
+        start_processes(n, progress)
+    })?;
+    each(&linux, PODS_AT_ONCE, progress, |n, progress| add_pods(n, progress))?;
     progress(format!("lab {}: up ({} nodes, {} links)", plan.name, plan.nodes.len(), plan.links.len()));
     Ok(())
+}
+
+/// Runs `step` for every item, up to `limit` at once, and hands the lines they report to
+/// `progress` as they come. After a failure no further item starts; the error returned is
+/// that of the first failed item in `items`' order.
+fn each<T: Sync>(
+    items: &[T],
+    limit: usize,
+    progress: &mut dyn FnMut(String),
+    step: impl Fn(&T, &mut dyn FnMut(String)) -> Result<(), LabError> + Sync,
+) -> Result<(), LabError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors = Mutex::new(Vec::new());
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::scope(|scope| {
+        for _ in 0..limit.clamp(1, items.len().max(1)) {
+            let (tx, next, failed, errors, step) = (tx.clone(), &next, &failed, &errors, &step);
+            scope.spawn(move || {
+                let mut say = |line: String| {
+                    let _ = tx.send(line);
+                };
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if let Err(e) = step(item, &mut say) {
+                        failed.store(true, Ordering::Relaxed);
+                        errors.lock().unwrap_or_else(|p| p.into_inner()).push((i, e));
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for line in rx {
+            progress(line);
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.into_iter().min_by_key(|(i, _)| *i).map_or(Ok(()), |(_, e)| Err(e))
 }
 
 fn make_link(l: &LinkPlan, progress: &mut dyn FnMut(String)) -> Result<(), LabError> {
@@ -323,4 +374,44 @@ pub fn exec(plan: &LabPlan, node: &str, argv: &[String]) -> Result<i32, LabError
         detail: e.to_string(),
     })?;
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn each_runs_every_step_once_a_bounded_number_at_once_and_forwards_their_lines() {
+        let (running, most) = (AtomicU32::new(0), AtomicU32::new(0));
+        let items: Vec<u32> = (0..20).collect();
+        let mut lines = Vec::new();
+        each(&items, 3, &mut |l| lines.push(l), |i, progress| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            running.fetch_sub(1, Ordering::SeqCst);
+            progress(format!("step {i}"));
+            Ok(())
+        })
+        .unwrap();
+        lines.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
+        assert_eq!(lines, items.iter().map(|i| format!("step {i}")).collect::<Vec<_>>());
+        assert!(most.load(Ordering::SeqCst) <= 3, "{} at once", most.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn each_reports_the_first_failed_item_and_starts_nothing_after_a_failure() {
+        let started = AtomicU32::new(0);
+        let items: Vec<u32> = (0..50).collect();
+        let err = each(&items, 2, &mut |_| {}, |i, _| {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            if *i == 3 || *i == 4 { Err(LabError::NoNode(format!("n{i}"))) } else { Ok(()) }
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "no node \"n3\" in the lab");
+        assert!(started.load(Ordering::SeqCst) < 10, "{} started", started.load(Ordering::SeqCst));
+        assert!(each(&[] as &[u32], 8, &mut |_| {}, |_, _| Ok(())).is_ok());
+    }
 }

@@ -57,6 +57,10 @@ pub async fn run(
     let mut peers: HashMap<Ipv4Addr, PeerState> = HashMap::new();
     let mut seq: u16 = 0;
     let mut tick = tokio::time::interval(config.interval);
+    // After a stall of this task (a busy machine), one probe round, not a burst of them: a
+    // burst would count the probes of each round lost before the replies waiting in the
+    // socket were read.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
@@ -66,6 +70,10 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
+                // Replies that came while this task did not run are answers, not losses.
+                while let Ok(n) = socket.try_recv(&mut buf) {
+                    take_reply(&buf[..n], ident, &mut peers, config);
+                }
                 let wanted = targets.borrow().clone();
                 peers.retain(|p, _| wanted.contains(p));
                 for target in wanted {
@@ -83,16 +91,24 @@ pub async fn run(
             }
             received = socket.recv(&mut buf) => {
                 let Ok(n) = received else { continue };
-                if let Some((from, id, s)) = parse_echo_reply(&buf[..n])
-                    && let Some(st) = peers.get_mut(&from)
-                        && id == ident && st.outstanding == Some(s) {
-                            st.outstanding = None;
-                            record(st, true, config);
-                            publish(&verdicts, &peers);
-                        }
+                if take_reply(&buf[..n], ident, &mut peers, config) {
+                    publish(&verdicts, &peers);
+                }
             }
         }
     }
+}
+
+/// Records `packet` when it is the reply to a peer's outstanding probe; true if it was.
+fn take_reply(packet: &[u8], ident: u16, peers: &mut HashMap<Ipv4Addr, PeerState>, config: ProbeConfig) -> bool {
+    let Some((from, id, s)) = parse_echo_reply(packet) else { return false };
+    let Some(st) = peers.get_mut(&from) else { return false };
+    if id != ident || st.outstanding != Some(s) {
+        return false;
+    }
+    st.outstanding = None;
+    record(st, true, config);
+    true
 }
 
 fn record(st: &mut PeerState, answered: bool, config: ProbeConfig) {
@@ -169,6 +185,46 @@ mod tests {
         req[20] = 8;
         assert_eq!(parse_echo_reply(&req), None, "a request is not a reply");
         assert_eq!(parse_echo_reply(&req[..25]), None);
+    }
+
+    /// The prober's own stalls (a busy machine: 30 agents on 2 cores) are not lost replies:
+    /// the answers wait in the socket meanwhile. Loopback targets in a namespace of the test's.
+    #[test]
+    fn a_stalled_prober_keeps_every_answered_path_alive() {
+        let mut topology = crate::netns::Topology::new("probe").expect("a topology");
+        let ns = topology.add_namespace("a").expect("a namespace");
+        let (result_tx, result_rx) = std::sync::mpsc::channel();
+        let thread = crate::netns::spawn_in_namespace(&ns, move |_stop| async move {
+            let targets: Vec<Ipv4Addr> = (2..22).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+            let (_targets_tx, targets_rx) = watch::channel(targets.clone());
+            let (verdicts_tx, verdicts_rx) = watch::channel(HashMap::new());
+            let config = ProbeConfig { interval: Duration::from_millis(50), down_after: 3, up_after: 3 };
+            let probe = tokio::spawn(run(Ipv4Addr::LOCALHOST, config, targets_rx, verdicts_tx));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while verdicts_rx.borrow().len() < targets.len() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut dead: Vec<Ipv4Addr> = Vec::new();
+            for _ in 0..4 {
+                // The runtime's one thread stops for ten probe intervals.
+                std::thread::sleep(Duration::from_millis(500));
+                let until = tokio::time::Instant::now() + Duration::from_millis(400);
+                while tokio::time::Instant::now() < until {
+                    dead.extend(verdicts_rx.borrow().iter().filter(|(_, alive)| !**alive).map(|(a, _)| *a));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            let seen = verdicts_rx.borrow().len();
+            probe.abort();
+            let _ = result_tx.send((seen, dead));
+        })
+        .expect("a thread in the namespace");
+        let (seen, mut dead) = result_rx.recv_timeout(Duration::from_secs(30)).expect("the probe test to finish");
+        thread.stop();
+        assert_eq!(seen, 20, "every target has a verdict");
+        dead.sort();
+        dead.dedup();
+        assert!(dead.is_empty(), "declared dead while every probe was answered: {dead:?}");
     }
 
     #[test]
