@@ -352,14 +352,14 @@ fn random_section(pick: &mut impl FnMut(usize) -> usize) -> tortie::dataplane::n
             };
             rules.push(rule);
         }
-        section.chains.push(ChainSpec { name: format!("c{i}"), base: None, rules });
+        section.chains.make_mut().push(ChainSpec { name: format!("c{i}"), base: None, rules });
     }
     let base_rules = chains
         .iter()
         .filter(|_| pick(2) == 0)
         .map(|i| vec![st(serde_json::json!({"jump": {"target": format!("c{i}")}}))])
         .collect();
-    section.chains.push(ChainSpec {
+    section.chains.make_mut().push(ChainSpec {
         name: "base".into(),
         base: Some(BaseChain {
             kind: nftables::types::NfChainType::Filter,

@@ -36,7 +36,7 @@ pub mod render;
 mod task;
 
 pub use command::{NftCommand, NftError};
-pub use render::{AddressSet, BaseChain, ChainSpec, PortSet, RenderError, Section};
+pub use render::{AddressSet, BaseChain, ChainSpec, Chains, PortSet, RenderError, Section};
 pub use task::{NftState, NftStats, NftTable, NftTableConfig};
 
 /// The table's name (family `inet`: one table for IPv4 and IPv6, NAT

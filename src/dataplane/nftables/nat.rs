@@ -70,7 +70,8 @@ pub fn section(input: &NatInput) -> Section {
         priority: SRCNAT_PRIORITY,
         policy: NfChainPolicy::Accept,
     };
-    Section { sets, chains: vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules }], ..Section::default() }
+    let chains = vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules }].into();
+    Section { sets, chains, ..Section::default() }
 }
 
 /// The pools with NAT outgoing, for status.

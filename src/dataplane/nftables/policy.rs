@@ -247,7 +247,7 @@ fn render_section(
     }
     chains.extend(policy_chains);
     let port_sets = port_sets.into_iter().map(|(ranges, name)| PortSet { name, ranges }).collect();
-    Ok(Section { sets, port_sets, chains })
+    Ok(Section { sets, port_sets, chains: chains.into() })
 }
 
 /// Gives `section` (of an earlier program with the same sets and rules) the elements

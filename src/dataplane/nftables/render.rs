@@ -9,6 +9,7 @@ use nftables::schema::{Chain, Element, NfListObject, Nftables, Rule, Set, SetFla
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// One user's part of the table: its sets and chains. Names are the
 /// user's to choose and must not collide with another user's.
@@ -17,7 +18,47 @@ pub struct Section {
     pub sets: Vec<AddressSet>,
     /// Port sets the rules name (they change only with the rules).
     pub port_sets: Vec<PortSet>,
-    pub chains: Vec<ChainSpec>,
+    pub chains: Chains,
+}
+
+/// A section's chains, shared by the copies of it the users and the owner keep: a change of set
+/// elements alone copies, compares and drops a pointer, not every rule of the table (with a
+/// thousand policies that was most of such a change's cost).
+#[derive(Clone, Debug, Default)]
+pub struct Chains(Arc<Vec<ChainSpec>>);
+
+impl PartialEq for Chains {
+    fn eq(&self, other: &Chains) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl std::ops::Deref for Chains {
+    type Target = Vec<ChainSpec>;
+    fn deref(&self) -> &Vec<ChainSpec> {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Chains {
+    type Item = &'a ChainSpec;
+    type IntoIter = std::slice::Iter<'a, ChainSpec>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<ChainSpec>> for Chains {
+    fn from(chains: Vec<ChainSpec>) -> Chains {
+        Chains(Arc::new(chains))
+    }
+}
+
+impl Chains {
+    /// The chains to change (copied first if another section shares them).
+    pub fn make_mut(&mut self) -> &mut Vec<ChainSpec> {
+        Arc::make_mut(&mut self.0)
+    }
 }
 
 /// A named set of ports (an interval set of `inet_service`): rules that match several ports
@@ -151,12 +192,12 @@ pub fn replace_table(name: &str, desired: &Desired) -> Result<Nftables<'static>,
 pub fn element_changes(old: &Desired, new: &Desired) -> Result<Option<Vec<ElementChange>>, RenderError> {
     check(new)?;
     // Everything but the address sets' elements.
-    type Shape<'d> = Vec<(&'static str, Vec<(&'d str, bool)>, &'d [PortSet], &'d [ChainSpec])>;
+    type Shape<'d> = Vec<(&'static str, Vec<(&'d str, bool)>, &'d [PortSet], &'d Chains)>;
     fn shape(d: &Desired) -> Shape<'_> {
         d.iter()
             .map(|(user, s)| {
                 let sets = s.sets.iter().map(|set| (set.name.as_str(), set.ipv6)).collect();
-                (*user, sets, &s.port_sets[..], &s.chains[..])
+                (*user, sets, &s.port_sets[..], &s.chains)
             })
             .collect()
     }
