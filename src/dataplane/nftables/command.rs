@@ -78,8 +78,14 @@ impl NftCommand {
 
     /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
     pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
+        self.list_table_text(name).await?.as_deref().map(parse_listing).transpose()
+    }
+
+    /// [`Self::list_table`] unparsed (a large table's JSON takes long to parse: the caller
+    /// chooses where).
+    pub async fn list_table_text(&self, name: &str) -> Result<Option<String>, NftError> {
         match self.run("list table", &["-j", "list", "table", "inet", name], None).await {
-            Ok(out) => serde_json::from_str(&out).map(Some).map_err(|e| NftError::BadJson(e.to_string())),
+            Ok(out) => Ok(Some(out)),
             Err(NftError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
@@ -118,6 +124,11 @@ impl NftCommand {
             Err(NftError::Failed { program, action, stderr })
         }
     }
+}
+
+/// A listing's JSON parsed.
+pub fn parse_listing(text: &str) -> Result<Value, NftError> {
+    serde_json::from_str(text).map_err(|e| NftError::BadJson(e.to_string()))
 }
 
 /// A listing reduced to what we wrote: without the `metainfo` object,

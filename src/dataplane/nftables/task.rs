@@ -6,6 +6,7 @@ use super::delta;
 use super::fingerprint::{self, Fingerprint};
 use super::render::{self, Desired, Section};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -161,7 +162,23 @@ struct Readback {
     /// [`Owner::structure_writes`] and the element writes when it started.
     structure: u64,
     elements: u64,
-    listing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Value>, NftError>> + Send>>,
+    listing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Listed>, NftError>> + Send>>,
+}
+
+/// A listing with what is compared of it, worked out on a blocking thread: parsing a thousand
+/// policies' table and reducing it takes hundreds of milliseconds the owner's writes need.
+struct Listed {
+    listing: Value,
+    skeleton: Value,
+    elements: BTreeMap<String, Vec<(u128, u128)>>,
+}
+
+impl Listed {
+    fn read(text: String) -> Result<Listed, NftError> {
+        let listing = super::command::parse_listing(&text)?;
+        let (skeleton, elements) = (render::skeleton(&listing), render::listed_elements(&listing));
+        Ok(Listed { listing, skeleton, elements })
+    }
 }
 
 struct Owner {
@@ -279,7 +296,11 @@ impl Owner {
             purpose,
             structure: self.structure_writes,
             elements: self.stats.element_writes.load(Relaxed),
-            listing: Box::pin(async move { command.list_table(&name).await }),
+            listing: Box::pin(async move {
+                let Some(text) = command.list_table_text(&name).await? else { return Ok(None) };
+                let listed = tokio::task::spawn_blocking(move || Listed::read(text));
+                listed.await.map_err(|e| NftError::BadJson(e.to_string()))?.map(Some)
+            }),
         });
     }
 
@@ -303,7 +324,7 @@ impl Owner {
     /// What a finished reading says. A write of rules, chains or sets since it started makes
     /// it say nothing (another is started for that write); element writes since make it say
     /// nothing about elements.
-    async fn judge(&mut self, readback: Readback, listing: Result<Option<Value>, NftError>) -> Result<(), String> {
+    async fn judge(&mut self, readback: Readback, listing: Result<Option<Listed>, NftError>) -> Result<(), String> {
         let name = self.config.name.clone();
         let listing = listing.map_err(|e| e.to_string())?;
         let Some(w) = &mut self.written else { return Ok(()) };
@@ -314,16 +335,15 @@ impl Owner {
             return Ok(());
         }
         let elements_settled = readback.elements == self.stats.element_writes.load(Relaxed);
-        let elements_match =
-            |l: &Value| !elements_settled || render::listed_elements(l) == render::desired_elements(&w.desired);
+        let elements_match = |l: &Listed| !elements_settled || l.elements == render::desired_elements(&w.desired);
         let good = match (readback.purpose, &listing, &w.skeleton) {
-            (Purpose::Verify, Some(l), _) => render::structure_matches(&w.desired, l) && elements_match(l),
-            (Purpose::Repair, Some(l), Some(skeleton)) => render::skeleton(l) == *skeleton && elements_match(l),
+            (Purpose::Verify, Some(l), _) => render::structure_matches(&w.desired, &l.listing) && elements_match(l),
+            (Purpose::Repair, Some(l), Some(skeleton)) => l.skeleton == *skeleton && elements_match(l),
             _ => false,
         };
         if good {
             if w.skeleton.is_none() {
-                w.skeleton = listing.as_ref().map(render::skeleton);
+                w.skeleton = listing.map(|l| l.skeleton);
                 self.verify_failures = 0;
                 self.fingerprint_at = Some(tokio::time::Instant::now() + DEFER);
             }
