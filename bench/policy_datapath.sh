@@ -19,9 +19,10 @@
 #     over namespaces ns-0..ns-99; they select the FILLER (6) pods per node on node1 and node2
 #     (ns-J, app-J, tier web/api/db), not the measured pair, except three that allow it (a
 #     Kubernetes ingress policy on s2, a Calico egress policy on c1, a global one ordered first).
-#     Loaded, it is measured twice: with the agents running, and with the three agents stopped
-#     (SIGSTOP, after their `nft` runs end): the rules in the kernel alone, without the agents'
-#     work in the steady state (reading the counters with `nft -j list table` every 5 s).
+#     Each state is measured twice: with the agents running, and with the three agents (and
+#     any `nft` they run) stopped by SIGSTOP: the rules in the kernel alone, without the
+#     agents' work in the steady state (reading the counters with `nft -j list table` every 5 s).
+#     The agents' CPU seconds (with their children's) during each measurement are printed.
 # Needs iperf3 (.ci/setup installs it). Builds and runs the debug `target/debug/tortie`.
 # Usage (root): [CHANGES=200] [REPS=3] [LATENCY_POLICIES=0] bash bench/policy_datapath.sh [POLICIES ...]
 # Output: key=value lines (`policy_latency ...`, `policy_datapath ...`), then the tables.
@@ -181,12 +182,12 @@ settle() { # from to
   done
   python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')"
 }
-# Stops (STOP) or resumes (CONT) the three agents; stopped, once their `nft` runs have ended.
+# Stops (STOP) or resumes (CONT) the three agents and the `nft` runs they have under way.
 agents() {
-  local p
-  for p in $(cat "$work/clab-$lab"/node{1,2,3}/process-0.pid 2>/dev/null); do
-    kill -"$1" "$p"
-    if [[ $1 == STOP ]]; then for _ in $(seq 300); do pgrep -P "$p" -x nft >/dev/null || break; sleep 0.1; done; fi
+  local f p
+  for f in "$work/clab-$lab"/node{1,2,3}/process-0.pid; do
+    p=$(<"$f")
+    kill -"$1" "$p" $(pgrep -P "$p" -x nft) 2>/dev/null || true
   done
 }
 load() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' /; }
@@ -211,28 +212,43 @@ load_before=$(load)
 echo "policy_latency changes=$CHANGES background_policies=$LATENCY_POLICIES load=$load_before..$(load)" | tee -a "$out"
 python3 - "$work/flips.txt" <<'PY' | tee -a "$out"
 import re, sys, collections
-by = collections.defaultdict(list); worst = collections.defaultdict(float); cmd = []
+by = collections.defaultdict(list); worst = collections.defaultdict(float); cmd = []; verb = {}
 for l in open(sys.argv[1]):
     kv = dict(re.findall(r'(\w+)=(\S+)', l))
     if l.startswith("flip"):
         by[kv["probe"]].append(float(kv["ms"])); worst[kv["change"]] = max(worst[kv["change"]], float(kv["ms"]))
+        verb[kv["change"]] = kv["verb"]
     else:
         cmd.append(float(kv["ms"]))
 def pct(xs, p):
     xs = sorted(xs); return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-for name, xs in sorted(by.items()) + [("every_node", list(worst.values())), ("command", cmd)]:
+rows = sorted(by.items()) + [("every_node", list(worst.values()))]
+rows += [(f"every_node verb={v}", [w for c, w in worst.items() if verb[c] == v]) for v in ("apply", "delete")]
+for name, xs in rows + [("command", cmd)]:
     print(f"policy_latency at={name} n={len(xs)} p50_ms={pct(xs, 50):.1f} p99_ms={pct(xs, 99):.1f} max_ms={max(xs):.1f}")
 PY
 if [[ $LATENCY_POLICIES -gt 0 ]]; then "$BIN" delete -f "$work/bg.yaml" >/dev/null; settle "" "$before" >/dev/null; fi
 
 # --- (2) data path ---------------------------------------------------------------------------
 base_rules="$(rules 1) $(rules 2)"
+# CPU seconds of the three agents and their finished children (their `nft` runs).
+agents_cpu() {
+  local f
+  for f in "$work/clab-$lab"/node{1,2,3}/process-0.pid; do echo "$(<"$f")"; done | python3 -c '
+import os, sys
+hz, t = os.sysconf("SC_CLK_TCK"), 0
+for p in sys.stdin.read().split():
+    f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    t += sum(int(x) for x in f[11:15]) / hz
+print(f"{t:.2f}")'
+}
 measure() { # label count round
-  local g c
+  local g c cpu0
+  cpu0=$(agents_cpu)
   g=$(ip netns exec "$(pod_ns 1 c1)" iperf3 -c "${IP[s2]}" -p 5201 -t "$IPERF_SECONDS" -J |
     python3 -c 'import json,sys; j = json.load(sys.stdin); print("%.3f" % (j["end"]["sum_received"]["bits_per_second"] / 1e9))')
   c=$(ip netns exec "$(pod_ns 1 c1)" "$PROBE" cps --to "${IP[s2]}:80" --seconds "$CPS_SECONDS" | sed 's/^cps //')
-  echo "policy_datapath state=$1 policies=$2 round=$3 gbps=$g $c rules_node1=$(rules 1) rules_node2=$(rules 2) load=$(load)" | tee -a "$out"
+  echo "policy_datapath state=$1 policies=$2 round=$3 gbps=$g $c agents_cpu_s=$(python3 -c "print(f'{$(agents_cpu) - $cpu0:.2f}')") rules_node1=$(rules 1) rules_node2=$(rules 2) load=$(load)" | tee -a "$out"
 }
 for n in "${COUNTS[@]}"; do
   gen_policies "$n" "$work/p$n.yaml"
@@ -256,13 +272,13 @@ d = collections.defaultdict(list)
 for l in open(sys.argv[1]):
     if l.startswith("policy_datapath state="):
         kv = dict(re.findall(r'(\w+)=(\S+)', l)); d[(kv["policies"], kv["state"])].append(kv)
-print("| policies | agents | rounds | Gbit/s none | Gbit/s loaded | ratio | conn/s none | conn/s loaded | ratio | rules node1/node2 loaded |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| policies | agents | rounds | Gbit/s none | Gbit/s loaded | ratio | conn/s none | conn/s loaded | ratio | agents' CPU s none / loaded | rules node1/node2 loaded |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in sorted({k[0] for k in d}, key=int):
     for agents, suffix in (("running", ""), ("stopped", "-agents-stopped")):
         a, b = d[(n, "none" + suffix)], d[(n, "loaded" + suffix)]
         g = lambda ks, k: med(float(x[k]) for x in ks)
         print(f"| {n} | {agents} | {len(a)} | {g(a,'gbps'):.2f} | {g(b,'gbps'):.2f} | {g(b,'gbps')/g(a,'gbps'):.3f} "
               f"| {g(a,'per_second'):.0f} | {g(b,'per_second'):.0f} | {g(b,'per_second')/g(a,'per_second'):.3f} "
-              f"| {b[-1]['rules_node1']}/{b[-1]['rules_node2']} |")
+              f"| {g(a,'agents_cpu_s'):.1f} / {g(b,'agents_cpu_s'):.1f} | {b[-1]['rules_node1']}/{b[-1]['rules_node2']} |")
 PY

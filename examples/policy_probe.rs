@@ -5,7 +5,9 @@
 //!
 //! `cps --to IP:PORT --seconds N`: new TCP connections per second, a connect and close loop
 //! (closed with an RST, `SO_LINGER` 0, so no TIME_WAIT exhausts the ports) on `--threads`
-//! threads for N seconds; prints `cps connections=.. failed=.. seconds=.. per_second=..`.
+//! threads for N seconds, each connect with a `--timeout-ms` (100) timeout; prints
+//! `cps connections=.. failed=.. timeouts=.. failed_s=.. seconds=.. per_second=..` (`failed_s`:
+//! the time the failed attempts took).
 //!
 //! `flips --probe NAME,NETNS,IP:PORT ... --tortie BIN --policy FILE --changes N`: change →
 //! enforced latency. Each change is `BIN apply -f FILE` (the policy denies every probe) or
@@ -44,6 +46,9 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Each connect's timeout.
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
     },
     Flips {
         /// NAME,NETNS,IP:PORT (repeatable).
@@ -69,12 +74,15 @@ enum Cmd {
 
 /// One connect attempt; true when the handshake completed within `timeout`.
 fn connects(to: &SockAddr, timeout: Duration) -> bool {
-    let Ok(s) = Socket::new(Domain::for_address(to.as_socket().expect("an IP address")), Type::STREAM, Some(Protocol::TCP))
-    else {
-        return false;
-    };
-    let _ = s.set_linger(Some(Duration::ZERO));
-    s.connect_timeout(to, timeout).is_ok()
+    attempt(to, timeout).is_ok()
+}
+
+/// One connect attempt, closed with an RST once connected.
+fn attempt(to: &SockAddr, timeout: Duration) -> std::io::Result<()> {
+    let domain = if to.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_linger(Some(Duration::ZERO))?;
+    s.connect_timeout(to, timeout)
 }
 
 fn serve(ports: &[u16]) -> Result<(), String> {
@@ -94,27 +102,42 @@ fn serve(ports: &[u16]) -> Result<(), String> {
     Ok(())
 }
 
-fn cps(to: SocketAddr, seconds: f64, threads: usize) {
+fn cps(to: SocketAddr, seconds: f64, threads: usize, timeout: Duration) {
     let to = SockAddr::from(to);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
-    let (ok, failed) = std::thread::scope(|scope| {
+    let (ok, failed, timeouts, lost) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let to = to.clone();
                 scope.spawn(move || {
-                    let (mut ok, mut failed) = (0u64, 0u64);
+                    let (mut ok, mut failed, mut timeouts, mut lost) = (0u64, 0u64, 0u64, Duration::ZERO);
                     while Instant::now() < end {
-                        if connects(&to, Duration::from_secs(1)) { ok += 1 } else { failed += 1 }
+                        let s = Instant::now();
+                        match attempt(&to, timeout) {
+                            Ok(()) => ok += 1,
+                            Err(e) => {
+                                failed += 1;
+                                timeouts += u64::from(e.kind() == std::io::ErrorKind::TimedOut);
+                                lost += s.elapsed();
+                            }
+                        }
                     }
-                    (ok, failed)
+                    (ok, failed, timeouts, lost)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("a cps thread")).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a cps thread"))
+            .fold((0, 0, 0, Duration::ZERO), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3))
     });
     let secs = start.elapsed().as_secs_f64();
-    println!("cps connections={ok} failed={failed} seconds={secs:.3} per_second={:.1}", ok as f64 / secs);
+    println!(
+        "cps connections={ok} failed={failed} timeouts={timeouts} failed_s={:.3} seconds={secs:.3} per_second={:.1}",
+        lost.as_secs_f64(),
+        ok as f64 / secs
+    );
 }
 
 #[derive(Clone)]
@@ -213,9 +236,14 @@ fn collect(
         seen.push((s, ok));
         run = if ok == want { run + 1 } else { 0 };
     }
+    flip_of(&seen, want).ok_or_else(|| format!("no attempt saw the verdict {}", verdict(want)))
+}
+
+/// The start of the earliest attempt with verdict `want` that no attempt with the other
+/// verdict started after; attempts may arrive in any order.
+fn flip_of(seen: &[(Instant, bool)], want: bool) -> Option<Instant> {
     let last_old = seen.iter().filter(|(_, ok)| *ok != want).map(|(s, _)| *s).max();
-    let flip = seen.iter().filter(|(s, ok)| *ok == want && last_old.is_none_or(|l| *s > l)).map(|(s, _)| *s).min();
-    Ok(flip.expect("a run of the new verdict was seen"))
+    seen.iter().filter(|(s, ok)| *ok == want && last_old.is_none_or(|l| *s > l)).map(|(s, _)| *s).min()
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -271,7 +299,13 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Cmd::Cps { to, seconds, threads } => cps(to, seconds, threads.max(1)),
+        Cmd::Cps { to, seconds, threads, timeout_ms } => {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e6) {
+                eprintln!("policy_probe cps: --seconds {seconds}: expected a positive number of seconds");
+                std::process::exit(2);
+            }
+            cps(to, seconds, threads.max(1), Duration::from_millis(timeout_ms))
+        }
         Cmd::Flips { probes, tortie, policy, changes, interval_ms, workers, timeout_ms, deadline_s } => {
             let t = Timing {
                 interval: Duration::from_millis(interval_ms),
@@ -284,5 +318,33 @@ fn main() {
                 std::process::exit(1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flip_is_the_first_new_verdict_after_the_last_old_one() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        // Denied attempts report late (their timeout), allowed ones at once: arrival order
+        // is not start order. Allowed at 5 ms is an outlier before the denied one at 10 ms.
+        let seen = [(at(5), true), (at(15), true), (at(20), true), (at(10), false), (at(25), true)];
+        assert_eq!(flip_of(&seen, true), Some(at(15)));
+        assert_eq!(flip_of(&seen, false), None);
+        // Only new verdicts: the earliest.
+        assert_eq!(flip_of(&[(at(9), false), (at(3), false)], false), Some(at(3)));
+        assert_eq!(flip_of(&[], true), None);
+    }
+
+    #[test]
+    fn a_malformed_probe_is_an_error_naming_it() {
+        assert!(parse_probe("n2,ns,10.0.0.1:80").is_ok());
+        let e = parse_probe("n2,ns").err().unwrap();
+        assert!(e.contains("\"n2,ns\"") && e.contains("NAME,NETNS,IP:PORT"), "{e}");
+        let e = parse_probe("n2,ns,10.0.0.1").err().unwrap();
+        assert!(e.contains("\"10.0.0.1\""), "{e}");
     }
 }
