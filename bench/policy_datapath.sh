@@ -168,16 +168,23 @@ PY
 # The number of rules in a node's tortie table.
 rules() { ip netns exec "clab-$lab-node$1" nft -j list table inet tortie 2>/dev/null |
   python3 -c 'import json,sys; print(sum("rule" in o for o in json.load(sys.stdin)["nftables"]))' 2>/dev/null || echo 0; }
-# Waits until nodes 1 and 2 have programmed a change: their rule counts ("N1 N2") differ from
-# `from` (when given) and equal `to` (when given), the same three polls in a row; prints seconds.
-settle() { # from to
-  local start last="" now same=0
+# Waits until nodes 1 and 2 have programmed `want` policies: each agent's last `policy changed`
+# log line says `policies=<want>`, neither runs an `nft -f` write, and their rule counts stayed
+# the same over two polls; prints seconds.
+settle() { # want
+  local start last="" now same=0 ok n p
   start=$(date +%s.%N)
   for _ in $(seq 1200); do
+    ok=1
+    for n in 1 2; do
+      p=$(<"$work/clab-$lab/node$n/process-0.pid")
+      [[ $(grep -o 'policy changed.* policies=[0-9]*' "$work/clab-$lab/node$n/process-0.log" | tail -n1) == *" policies=$1" ]] || ok=0
+      pgrep -P "$p" -f 'nft .*-f -' >/dev/null && ok=0
+    done
     now="$(rules 1) $(rules 2)"
-    if [[ "$now" == "$last" ]]; then same=$((same + 1)); else same=0; fi
+    if [[ $ok == 1 && "$now" == "$last" ]]; then same=$((same + 1)); else same=0; fi
     last=$now
-    if [[ $same -ge 2 && "$now" != "$1" && ( -z "$2" || "$now" == "$2" ) ]]; then break; fi
+    [[ $same -ge 2 ]] && break
     sleep 0.5
   done
   python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')"
@@ -196,8 +203,8 @@ echo "policy_datapath commit=$(git rev-parse --short HEAD) build=debug date=$(da
 # --- (1) change -> enforced ------------------------------------------------------------------
 out=$work/out.txt
 if [[ $LATENCY_POLICIES -gt 0 ]]; then
-  before="$(rules 1) $(rules 2)"
-  gen_policies "$LATENCY_POLICIES" "$work/bg.yaml"; "$BIN" apply -f "$work/bg.yaml" >/dev/null; settle "$before" "" >/dev/null
+  gen_policies "$LATENCY_POLICIES" "$work/bg.yaml"; "$BIN" apply -f "$work/bg.yaml" >/dev/null
+  settle $((LATENCY_POLICIES + 3)) >/dev/null
 fi
 cat > "$work/deny.yaml" <<'EOF'
 apiVersion: networking.k8s.io/v1
@@ -227,10 +234,9 @@ rows += [(f"every_node verb={v}", [w for c, w in worst.items() if verb[c] == v])
 for name, xs in rows + [("command", cmd)]:
     print(f"policy_latency at={name} n={len(xs)} p50_ms={pct(xs, 50):.1f} p99_ms={pct(xs, 99):.1f} max_ms={max(xs):.1f}")
 PY
-if [[ $LATENCY_POLICIES -gt 0 ]]; then "$BIN" delete -f "$work/bg.yaml" >/dev/null; settle "" "$before" >/dev/null; fi
+if [[ $LATENCY_POLICIES -gt 0 ]]; then "$BIN" delete -f "$work/bg.yaml" >/dev/null; settle 0 >/dev/null; fi
 
 # --- (2) data path ---------------------------------------------------------------------------
-base_rules="$(rules 1) $(rules 2)"
 # CPU seconds of the three agents and their finished children (their `nft` runs).
 agents_cpu() {
   local f
@@ -257,11 +263,11 @@ for n in "${COUNTS[@]}"; do
     agents STOP; measure none-agents-stopped "$n" "$r"; agents CONT
     t0=$(date +%s.%N); "$BIN" apply -f "$work/p$n.yaml" >/dev/null
     apply_s=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")
-    echo "policy_datapath event=applied policies=$n round=$r apply_s=$apply_s programmed_s=$(settle "$base_rules" "")" | tee -a "$out"
+    echo "policy_datapath event=applied policies=$n round=$r apply_s=$apply_s programmed_s=$(settle $((n + 3)))" | tee -a "$out"
     measure loaded "$n" "$r"
     agents STOP; measure loaded-agents-stopped "$n" "$r"; agents CONT
     "$BIN" delete -f "$work/p$n.yaml" >/dev/null
-    echo "policy_datapath event=deleted policies=$n round=$r programmed_s=$(settle "" "$base_rules")" | tee -a "$out"
+    echo "policy_datapath event=deleted policies=$n round=$r programmed_s=$(settle 0)" | tee -a "$out"
   done
 done
 echo

@@ -86,20 +86,29 @@ fn attempt(to: &SockAddr, timeout: Duration) -> std::io::Result<()> {
 }
 
 fn serve(ports: &[u16]) -> Result<(), String> {
-    let listeners = ports
-        .iter()
-        .map(|&port| TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("--port {port}: bind: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listeners = ports.iter().map(|&port| listen(port).map_err(|e| format!("--port {port}: {e}"))).collect::<Result<Vec<_>, _>>()?;
     std::thread::scope(|scope| {
+        // Two accepting threads per port and a long queue: a client that outruns a starved
+        // acceptor on a loaded machine must not see its handshakes dropped.
         for listener in &listeners {
-            scope.spawn(move || {
-                for conn in listener.incoming() {
-                    drop(conn);
-                }
-            });
+            for _ in 0..2 {
+                scope.spawn(move || {
+                    for conn in listener.incoming() {
+                        drop(conn);
+                    }
+                });
+            }
         }
     });
     Ok(())
+}
+
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    s.listen(4096)?;
+    Ok(s.into())
 }
 
 fn cps(to: SocketAddr, seconds: f64, threads: usize, timeout: Duration) {
