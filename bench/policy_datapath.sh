@@ -23,8 +23,9 @@
 #     any `nft` they run) stopped by SIGSTOP: the rules in the kernel alone, without the
 #     agents' work in the steady state (reading the counters with `nft -j list table` every 5 s).
 #     The agents' CPU seconds (with their children's) during each measurement are printed.
-# Needs iperf3 (.ci/setup installs it). Builds and runs the debug `target/debug/tortie`.
-# Usage (root): [CHANGES=200] [REPS=3] [LATENCY_POLICIES=0] bash bench/policy_datapath.sh [POLICIES ...]
+# Needs iperf3 (.ci/setup installs it). Builds and runs `target/debug/tortie` and the probes
+# (PROFILE=release for the release build).
+# Usage (root): [PROFILE=dev] [CHANGES=200] [REPS=3] [LATENCY_POLICIES=0] bash bench/policy_datapath.sh [POLICIES ...]
 # Output: key=value lines (`policy_latency ...`, `policy_datapath ...`), then the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,9 @@ COUNTS=("$@"); [[ ${#COUNTS[@]} -gt 0 ]] || COUNTS=(1000)
 CHANGES=${CHANGES:-200} REPS=${REPS:-3} FILLER=${FILLER:-6} LATENCY_POLICIES=${LATENCY_POLICIES:-0}
 IPERF_SECONDS=${IPERF_SECONDS:-5} CPS_SECONDS=${CPS_SECONDS:-5}
 command -v iperf3 >/dev/null || { echo "policy_datapath: iperf3 is missing (.ci/setup installs it)" >&2; exit 1; }
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q --bin tortie --example policy_probe
-BIN=$PWD/target/debug/tortie PROBE=$PWD/target/debug/examples/policy_probe
+PROFILE=${PROFILE:-dev} dir=debug; [[ $PROFILE == dev ]] || dir=$PROFILE
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q --profile "$PROFILE" --bin tortie --example policy_probe
+BIN=$PWD/target/$dir/tortie PROBE=$PWD/target/$dir/examples/policy_probe
 work=$(mktemp -d) lab=tpd$$ pids=()
 cleanup() {
   agents CONT 2>/dev/null || true
@@ -198,7 +200,7 @@ agents() {
   done
 }
 load() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' /; }
-echo "policy_datapath commit=$(git rev-parse --short HEAD) build=debug date=$(date -u +%FT%TZ) nproc=$(nproc)"
+echo "policy_datapath commit=$(git rev-parse --short HEAD) build=$PROFILE date=$(date -u +%FT%TZ) nproc=$(nproc)"
 
 # --- (1) change -> enforced ------------------------------------------------------------------
 out=$work/out.txt

@@ -86,7 +86,10 @@ fn attempt(to: &SockAddr, timeout: Duration) -> std::io::Result<()> {
 }
 
 fn serve(ports: &[u16]) -> Result<(), String> {
-    let listeners = ports.iter().map(|&port| listen(port).map_err(|e| format!("--port {port}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+    let listeners = ports
+        .iter()
+        .map(|&port| listen(port).map_err(|e| format!("--port {port}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     std::thread::scope(|scope| {
         // Two accepting threads per port and a long queue: a client that outruns a starved
         // acceptor on a loaded machine must not see its handshakes dropped.
@@ -175,7 +178,13 @@ struct Timing {
 /// attempt with verdict `want` later than every attempt with the other verdict. `ready` is
 /// called once the old verdict has been seen `workers` times in a row; attempts before then
 /// do not count; `t0` (set by the caller once every probe is ready) bounds the result below.
-fn probe_until(p: &Probe, want: bool, t: &Timing, ready: &(dyn Fn() + Sync), t0: &std::sync::OnceLock<Instant>) -> Result<Instant, String> {
+fn probe_until(
+    p: &Probe,
+    want: bool,
+    t: &Timing,
+    ready: &(dyn Fn() + Sync),
+    t0: &std::sync::OnceLock<Instant>,
+) -> Result<Instant, String> {
     let stop = AtomicBool::new(false);
     let result = tortie::netns::run_in_namespace(&p.netns, || {
         let (tx, rx) = mpsc::channel::<(Instant, bool)>();
@@ -269,7 +278,8 @@ fn flips(probes: &[Probe], tortie: &str, policy: &str, changes: usize, t: &Timin
             ready.fetch_add(1, Ordering::SeqCst);
         };
         let (flips, command) = std::thread::scope(|scope| {
-            let handles: Vec<_> = probes.iter().map(|p| scope.spawn(|| probe_until(p, want, t, &on_ready, &t0))).collect();
+            let handles: Vec<_> =
+                probes.iter().map(|p| scope.spawn(|| probe_until(p, want, t, &on_ready, &t0))).collect();
             // Every probe has seen the old verdict: start the clock and the command.
             let waited = Instant::now();
             while ready.load(Ordering::SeqCst) < probes.len() && waited.elapsed() < t.deadline {
