@@ -10,7 +10,14 @@
 #   withdraw_s   node 0 withdraws its block → gone from every session
 #   flap_s       node 0 announces it again → back in every session
 #   restart_s    reflector 1 stopped (SIGTERM) and started again → every session of it full again
-# Usage (root): bash bench/rr_scale.sh [-d "tortie bird"] [N ...]   (default N: 250 500 1000)
+# Usage (root): bash bench/rr_scale.sh [-d "tortie bird"] [-r DIR] [-p PNG] [N ...]
+#   N      simulated nodes, one run per N and DUT (default 250 500 1000)
+#   -r     where the results stay: summary.txt (the lines above) and per run DUT-N.timeline,
+#          the initial convergence every 0.25 s: `<seconds from the simulator's start>
+#          <% of every session's blocks held> <complete sessions>` (default a new
+#          /tmp/rr-scale-results.*)
+#   -p     the picture of those timelines, one panel per N, tortie beside BIRD
+#          (default docs/scale-rr-convergence.png; -p "" for none; bench/plot_rr_scale.sh)
 # TORTIE_BIN / SIM_BIN name the binaries (default target/release/{tortie,examples/cluster_sim},
 # built here when absent).
 #
@@ -19,9 +26,17 @@
 #   ns rr2: eth0 10.100.255.2/24 ─┘                 (one neighbour entry for all nodes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DUTS="tortie bird"
-if [[ ${1:-} == -d ]]; then DUTS=$2; shift 2; fi
+DUTS="tortie bird"; RESULTS=""; PLOT=$PWD/docs/scale-rr-convergence.png
+while getopts "d:r:p:h" opt; do
+  case $opt in
+    d) DUTS=$OPTARG;; r) RESULTS=$OPTARG;; p) PLOT=$OPTARG;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2;;
+  esac
+done
+shift $((OPTIND - 1))
 SIZES=("$@"); [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(250 500 1000)
+[[ -n $RESULTS ]] || RESULTS=$(mktemp -d /tmp/rr-scale-results.XXXXXX)
+mkdir -p "$RESULTS"
 TORTIE_BIN=${TORTIE_BIN:-$PWD/target/release/tortie}
 SIM_BIN=${SIM_BIN:-$PWD/target/release/examples/cluster_sim}
 [[ -x $TORTIE_BIN ]] || cargo build --release -q --bin tortie
@@ -222,6 +237,28 @@ wait_event() {
   echo "no $name within ${DEADLINE_S}s: $(tail -1 "$W/sim.out")" >&2; return 1
 }
 lines() { wc -l <"$W/sim.out"; }
+
+# The simulator's progress lines from its start to its first `converged`, as a timeline:
+# seconds from $2 (unix time), % of the blocks every session should hold, complete sessions.
+timeline() {
+  python3 - "$W/sim.out" "$@" <<'PY'
+import sys
+path, dut, t0, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+rows, sessions = [], 0
+for line in open(path):
+    words = line.split()
+    if len(words) < 2 or words[0] not in ("start", "progress", "converged"):
+        continue
+    kv = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    complete, sessions = (int(x) for x in kv["complete"].split("/"))
+    rows.append(f"{float(words[1]) - t0:.3f} {100 * int(kv['held']) / (sessions * (n - 1)):.2f} {complete}")
+    if words[0] == "converged":
+        break
+print(f"# dut={dut} n={n} sessions={sessions}: seconds from the simulator's start, "
+      "% of every session's blocks held, complete sessions")
+print("\n".join(rows))
+PY
+}
 sim_command() { echo "$1" >&3; }
 
 run_one() {
@@ -238,10 +275,11 @@ run_one() {
   exec 3<>"$W/cmd"
   local t0; t0=$(now)
   ip netns exec "$NS_SIM" "$SIM_BIN" --clients "$n" --first-address $FIRST --reflector "${RR[0]}" \
-    --reflector "${RR[1]}" --as-number $AS <"$W/cmd" >"$W/sim.out" 2>"$W/sim.err" &
+    --reflector "${RR[1]}" --as-number $AS --progress-ms 250 <"$W/cmd" >"$W/sim.out" 2>"$W/sim.err" &
   SIM_PID=$!
   local t_conv; t_conv=$(wait_event converged 0)
   local cpu; cpu=$(python3 -c "print(round($(cpu_of "${RR_PID[0]}") + $(cpu_of "${RR_PID[1]}"), 2))")
+  timeline "$dut" "$t0" "$n" >"$RESULTS/$dut-$n.timeline"
 
   local mark; mark=$(lines)
   sim_command "withdraw 0"
@@ -263,7 +301,7 @@ run_one() {
   echo "dut=$dut n=$n converge_s=$(sub "$t_conv" "$t0") cpu_s=$cpu rss_mib=$rss" \
     "withdraw_s=$(sub "$t_wc" "$t_w") flap_s=$(sub "$t_ac" "$t_a") restart_s=$(sub "$t_rc" "$t_k")" \
     "wrong_next_hops=$(tail -1 "$W/sim.out" | grep -o 'wrong_next_hops=[0-9]*' | cut -d= -f2)" \
-    "load=$(cut -d' ' -f1 /proc/loadavg)"
+    "load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS/summary.txt"
 
   exec 3>&-
   for p in "${RR_PID[@]}" "$SIM_PID"; do kill "$p" 2>/dev/null || true; done
@@ -276,3 +314,9 @@ run_one() {
 for n in "${SIZES[@]}"; do
   for dut in $DUTS; do run_one "$dut" "$n"; done
 done
+echo "results in $RESULTS" >&2
+if [[ -n $PLOT ]]; then
+  timelines=()
+  for n in "${SIZES[@]}"; do for dut in $DUTS; do timelines+=("$RESULTS/$dut-$n.timeline"); done; done
+  bash bench/plot_rr_scale.sh -o "$PLOT" "${timelines[@]}"
+fi

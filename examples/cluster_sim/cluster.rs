@@ -26,6 +26,8 @@ pub struct Cluster {
     /// Sessions holding exactly the announced blocks of the other clients.
     complete: AtomicUsize,
     established: AtomicUsize,
+    /// Blocks held, summed over every session (at convergence: sessions × (announced − 1)).
+    held_blocks: AtomicU64,
     pub wrong_next_hops: AtomicU64,
     pub unexpected_prefixes: AtomicU64,
 }
@@ -34,6 +36,8 @@ pub struct Cluster {
 pub struct Held {
     have: Vec<u64>,
     complete: bool,
+    /// The blocks in `have` when last counted into the cluster's `held_blocks`.
+    counted: u64,
 }
 
 impl Cluster {
@@ -71,6 +75,7 @@ impl Cluster {
             announced: (0..words).map(|_| AtomicU64::new(0)).collect(),
             complete: AtomicUsize::new(0),
             established: AtomicUsize::new(0),
+            held_blocks: AtomicU64::new(0),
             wrong_next_hops: AtomicU64::new(0),
             unexpected_prefixes: AtomicU64::new(0),
         };
@@ -116,7 +121,7 @@ impl Cluster {
     }
 
     pub fn held(&self) -> Held {
-        Held { have: vec![0; self.announced.len()], complete: false }
+        Held { have: vec![0; self.announced.len()], complete: false, counted: 0 }
     }
 
     /// Marks a session up or down.
@@ -131,6 +136,12 @@ impl Cluster {
     /// Compares a session's blocks with what `me` should hold and reports
     /// the moments the whole cluster becomes, or stops being, converged.
     pub fn recheck(&self, me: u32, held: &mut Held) {
+        let count = held.have.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+        if count != held.counted {
+            self.held_blocks.fetch_add(count, Ordering::AcqRel);
+            self.held_blocks.fetch_sub(held.counted, Ordering::AcqRel);
+            held.counted = count;
+        }
         let (my_word, my_bit) = position(me);
         let now = held.have.iter().zip(&self.announced).enumerate().all(|(i, (have, announced))| {
             let mut want = announced.load(Ordering::Acquire);
@@ -158,10 +169,11 @@ impl Cluster {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "{name} {now:.6} complete={}/{} established={} wrong_next_hops={} unexpected={}",
+            "{name} {now:.6} complete={}/{} established={} held={} wrong_next_hops={} unexpected={}",
             self.complete.load(Ordering::Acquire),
             self.sessions,
             self.established.load(Ordering::Acquire),
+            self.held_blocks.load(Ordering::Acquire),
             self.wrong_next_hops.load(Ordering::Acquire),
             self.unexpected_prefixes.load(Ordering::Acquire),
         );
@@ -211,12 +223,16 @@ mod tests {
         (1..70).for_each(|i| held.set(i, true));
         c.recheck(0, &mut held);
         assert!(held.complete);
+        assert_eq!(c.held_blocks.load(Ordering::Acquire), 69, "the blocks this session holds are counted");
         c.set_announced(65, false);
         c.recheck(0, &mut held);
         assert!(!held.complete, "still holds a withdrawn block");
         held.set(65, false);
         c.recheck(0, &mut held);
         assert!(held.complete);
+        held.clear();
+        c.recheck(0, &mut held);
+        assert_eq!(c.held_blocks.load(Ordering::Acquire), 0, "a lost session holds nothing");
     }
 
     #[test]

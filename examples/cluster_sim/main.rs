@@ -11,7 +11,10 @@
 //! blocks of every other node; `diverged` when that stops being true (a
 //! command, a session lost). Commands on standard input, one per line:
 //! `withdraw I` and `announce I` (node I withdraws or announces its block
-//! again on every session), `status` (prints a `status` line).
+//! again on every session), `status` (prints a `status` line). With
+//! `--progress-ms T`, a `progress` line every T ms: `complete` sessions,
+//! `established` sessions and `held`, the blocks held summed over every
+//! session (`sessions × (nodes − 1)` once converged), for plotting.
 //!
 //! Built for a thousand nodes on two cores: the expected state is one shared
 //! bit per node; each session keeps one bit per node and compares whole
@@ -61,6 +64,9 @@ struct Args {
     /// Offer ADD-PATH receive, as a tortie client of a reflector does.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     add_path: bool,
+    /// Print a `progress` line this often (0: never).
+    #[arg(long, default_value_t = 0)]
+    progress_ms: u64,
     /// Runtime worker threads (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -94,6 +100,16 @@ async fn simulate(args: Args) -> anyhow::Result<()> {
         add_path: args.add_path,
     };
     cluster.event("start");
+    if args.progress_ms > 0 {
+        let cluster = cluster.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(args.progress_ms));
+        tokio::spawn(async move {
+            loop {
+                tick.tick().await;
+                cluster.event("progress");
+            }
+        });
+    }
     for &reflector in &args.reflector {
         for client in 0..args.clients {
             tokio::spawn(session::run(cluster.clone(), client, reflector, options, watching.clone()));
