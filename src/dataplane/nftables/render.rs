@@ -368,30 +368,21 @@ pub fn is_empty(batch: &Nftables) -> bool {
 }
 
 pub(super) fn set_object(table: &str, set: &AddressSet) -> Set<'static> {
-    let kind = if set.ipv6 { SetType::Ipv6Addr } else { SetType::Ipv4Addr };
-    Set {
-        family: NfFamily::INet,
-        table: table.to_string().into(),
-        name: set.name.clone().into(),
-        handle: None,
-        set_type: SetTypeValue::Single(kind),
-        policy: None,
-        flags: Some(HashSet::from([SetFlag::Interval])),
-        elem: None,
-        timeout: None,
-        gc_interval: None,
-        size: None,
-        comment: None,
-    }
+    interval_set(table, &set.name, if set.ipv6 { SetType::Ipv6Addr } else { SetType::Ipv4Addr })
 }
 
 pub(super) fn port_set_object(table: &str, set: &PortSet) -> Set<'static> {
+    interval_set(table, &set.name, SetType::InetService)
+}
+
+/// A named interval set of `kind` (every set of the table is one).
+fn interval_set(table: &str, name: &str, kind: SetType) -> Set<'static> {
     Set {
         family: NfFamily::INet,
         table: table.to_string().into(),
-        name: set.name.clone().into(),
+        name: name.to_string().into(),
         handle: None,
-        set_type: SetTypeValue::Single(SetType::InetService),
+        set_type: SetTypeValue::Single(kind),
         policy: None,
         flags: Some(HashSet::from([SetFlag::Interval])),
         elem: None,
