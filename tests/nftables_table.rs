@@ -211,6 +211,15 @@ async fn a_restarted_owner_adopts_the_identical_table_untouched_and_rewrites_a_c
     assert_eq!(applies, 1, "another desired state is written");
 }
 
+/// A small linear congruential generator: `pick(n)` is in 0..n (0 for n = 0), the same
+/// sequence for the same seed every run.
+fn numbers(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % n.max(1)
+    }
+}
+
 /// The element path against the kernel: a long run of random pool and node changes, each
 /// written as set elements over nfnetlink, and after each the kernel's sets (as `nft` lists
 /// them) hold exactly the desired networks — single addresses, adjacent ones, prefixes,
@@ -234,12 +243,7 @@ async fn set_elements_written_over_netlink_always_equal_the_desired_ones() {
         "2001:db8::2",
         "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ];
-    // A small linear congruential generator: the same run every time.
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut pick = |n: usize| {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) as usize % n
-    };
+    let mut pick = numbers(0x2545_f491_4f6c_dd1d);
     let mut pool_on = vec![false; pools.len()];
     let mut host_on = vec![false; hosts.len()];
     let first = nat::section(&input(&[], &[]));
@@ -383,11 +387,7 @@ async fn a_table_changed_in_part_equals_the_table_written_whole() {
     t.add_namespace("m").unwrap();
     let table = start(&t, vec!["policy"]);
     let whole = NftCommand::in_namespace(&t.ns("m"));
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut pick = |n: usize| {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) as usize % n.max(1)
-    };
+    let mut pick = numbers(0x9e37_79b9_7f4a_7c15);
     let mut section = random_section(&mut pick);
     for step in 0..60 {
         // Mostly small changes: elements only, or the section made again.

@@ -66,10 +66,7 @@ struct Element {
 
 /// The elements of an interval holding `n`.
 fn interval(n: IpNetwork) -> Vec<Element> {
-    let (start, last) = match n {
-        IpNetwork::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))),
-        IpNetwork::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
-    };
+    let (start, last) = super::render::network_range(&n);
     let width = if n.is_ipv4() { 4 } else { 16 };
     let bytes = |v: u128| v.to_be_bytes()[16 - width..].to_vec();
     let top = if n.is_ipv4() { u128::from(u32::MAX) } else { u128::MAX };

@@ -284,7 +284,8 @@ fn merged(mut ranges: Ranges) -> Ranges {
     out
 }
 
-fn network_range(n: &IpNetwork) -> (u128, u128) {
+/// A network's first and last address as numbers (IPv4 in the low 32 bits).
+pub(super) fn network_range(n: &IpNetwork) -> (u128, u128) {
     match n {
         IpNetwork::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))),
         IpNetwork::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
