@@ -9,7 +9,8 @@
 #     (examples/policy_probe.rs); a flip is timed from just before `tortie apply|delete` is
 #     spawned to the first attempt with the new verdict after the last with the old one.
 #     Per node and for the slowest node of each change (enforced on every node): p50, p99, max.
-#     LATENCY_POLICIES (0) of the generated policies are loaded during these changes.
+#     LATENCY_POLICIES (0) of the generated policies (without the three that allow the measured
+#     pair) are loaded during these changes.
 # (2) The data path with POLICIES generated policies loaded against none, for each count given
 #     as an argument (default 1000): iperf3 TCP c1 (node1) -> s2 (node2), IPERF_SECONDS (5) s,
 #     and new TCP connections per second (connect, then close with an RST, CPS_SECONDS (5) s),
@@ -98,10 +99,10 @@ for pair in "1 c1 ${IP[s2]}" "2 c2 ${IP[s3]}" "3 c3 ${IP[s1]}"; do
 done
 
 # --- generated policies ----------------------------------------------------------------------
-gen_policies() { # count file
-  python3 - "$1" > "$2" <<'PY'
+gen_policies() { # count file [pair]: with "pair", also the three that allow the measured pair
+  python3 - "$1" "${3:-}" > "$2" <<'PY'
 import json, sys
-n = int(sys.argv[1]); API = "crd.tortie.io/v1"
+n = int(sys.argv[1]); pair = sys.argv[2] == "pair"; API = "crd.tortie.io/v1"
 kube, calico = n * 6 // 10, n * 3 // 10
 TIERS, ENVS, TEAMS = ["web", "api", "db"], ["prod", "dev", "stage"], 20
 ns = lambda i: f"ns-{i % 100}"
@@ -151,7 +152,7 @@ for i in range(n):
                     {"action": "Deny", "protocol": "TCP", "source": {"nets": ["0.0.0.0/0"], "notNets": ["10.0.0.0/8"]}},
                     {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}}]}
         docs.append({"apiVersion": API, "kind": "GlobalNetworkPolicy", "metadata": {"name": f"gnp-{i}"}, "spec": spec})
-if n:
+if n and pair:
     # The three that apply to the measured pair, and allow it.
     docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                  "metadata": {"name": "server-from-client", "namespace": "bench"},
@@ -205,8 +206,9 @@ echo "policy_datapath commit=$(git rev-parse --short HEAD) build=$PROFILE date=$
 # --- (1) change -> enforced ------------------------------------------------------------------
 out=$work/out.txt
 if [[ $LATENCY_POLICIES -gt 0 ]]; then
+  # Without the three that allow the measured pair: the deny below must flip it.
   gen_policies "$LATENCY_POLICIES" "$work/bg.yaml"; "$BIN" apply -f "$work/bg.yaml" >/dev/null
-  settle $((LATENCY_POLICIES + 3)) >/dev/null
+  settle "$LATENCY_POLICIES" >/dev/null
 fi
 cat > "$work/deny.yaml" <<'EOF'
 apiVersion: networking.k8s.io/v1
@@ -259,7 +261,7 @@ measure() { # label count round
   echo "policy_datapath state=$1 policies=$2 round=$3 gbps=$g $c agents_cpu_s=$(python3 -c "print(f'{$(agents_cpu) - $cpu0:.2f}')") rules_node1=$(rules 1) rules_node2=$(rules 2) load=$(load)" | tee -a "$out"
 }
 for n in "${COUNTS[@]}"; do
-  gen_policies "$n" "$work/p$n.yaml"
+  gen_policies "$n" "$work/p$n.yaml" pair
   for r in $(seq 1 "$REPS"); do
     measure none "$n" "$r"
     agents STOP; measure none-agents-stopped "$n" "$r"; agents CONT

@@ -26,6 +26,10 @@ pub enum NftError {
     BadJson(String),
     #[error("writing set elements over nfnetlink failed: {0}")]
     Elements(String),
+    #[error("nf_tables refused the batch: {0}")]
+    Netlink(String),
+    #[error("the batch holds what is not encoded over nfnetlink: {0}")]
+    Unsupported(String),
 }
 
 /// The command that runs `nft` (its arguments follow).
@@ -51,23 +55,61 @@ impl NftCommand {
         }
     }
 
-    /// Writes `changes` to table `table` (family inet) in one nfnetlink transaction.
-    pub async fn write_elements(&self, table: &str, changes: Vec<ElementChange>) -> Result<(), NftError> {
-        let (table, namespace) = (table.to_string(), self.namespace.clone());
-        let work = move || match &namespace {
-            Some(ns) => crate::netns::run_in_namespace(ns, || elements::write(&table, &changes)).and_then(|r| r),
-            None => elements::write(&table, &changes),
+    /// Runs `work` on a blocking thread, in this command's network namespace.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let namespace = self.namespace.clone();
+        let run = move || match &namespace {
+            Some(ns) => crate::netns::run_in_namespace(ns, work).and_then(|r| r),
+            None => work(),
         };
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| NftError::Elements(e.to_string()))?
-            .map_err(|e| NftError::Elements(e.to_string()))
+        tokio::task::spawn_blocking(run).await.map_err(std::io::Error::other)?
     }
 
-    /// Writes `batch` in one transaction (`nft -j -f -`): all of it or nothing.
-    pub async fn apply(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
+    /// Writes `changes` to table `table` (family inet) in one nfnetlink transaction.
+    pub async fn write_elements(&self, table: &str, changes: Vec<ElementChange>) -> Result<(), NftError> {
+        let table = table.to_string();
+        self.blocking(move || elements::write(&table, &changes)).await.map_err(|e| NftError::Elements(e.to_string()))
+    }
+
+    /// Writes `batch` in one transaction, all of it or nothing: over nfnetlink
+    /// ([`super::batch`]) when every object in it is one tortie encodes, else by `nft -j -f -`.
+    pub async fn apply(&self, batch: Nftables<'static>) -> Result<(), NftError> {
+        // Encoded off the runtime too (a whole table is thousands of rules); a batch that is
+        // not encoded comes back for nft.
+        let sent = self
+            .blocking(move || {
+                Ok(match super::batch::encode(&batch) {
+                    Ok(encoded) => Ok(super::wire::send(&encoded.bytes, &encoded.finished)),
+                    Err(reason) => Err((reason, batch)),
+                })
+            })
+            .await
+            .map_err(|e| NftError::Netlink(e.to_string()))?;
+        match sent {
+            Ok(written) => written.map_err(|e| NftError::Netlink(e.to_string())),
+            Err((reason, batch)) => {
+                tracing::debug!(subsys = "nftables", %reason, "writing the batch with nft");
+                self.apply_nft(&batch).await
+            }
+        }
+    }
+
+    /// Writes `batch` by `nft -j -f -`.
+    pub async fn apply_nft(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
         let json = serde_json::to_string(batch).map_err(|e| NftError::BadJson(e.to_string()))?;
         self.run("-f", &["-j", "-f", "-"], Some(json)).await.map(|_| ())
+    }
+
+    /// Writes `batch` over nfnetlink; [`NftError::Unsupported`] when it holds an object or
+    /// statement form that is not encoded here (nothing is written then).
+    pub async fn apply_netlink(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
+        let encoded = super::batch::encode(batch).map_err(|e| NftError::Unsupported(e.0))?;
+        self.blocking(move || super::wire::send(&encoded.bytes, &encoded.finished))
+            .await
+            .map_err(|e| NftError::Netlink(e.to_string()))
     }
 
     /// Whether the kernel would take `batch` (`nft -c -j -f -`: checked, nothing applied).

@@ -21,45 +21,54 @@ pub struct Section {
     pub chains: Chains,
 }
 
-/// A section's chains, shared by the copies of it the users and the owner keep: a change of set
-/// elements alone copies, compares and drops a pointer, not every rule of the table (with a
-/// thousand policies that was most of such a change's cost).
+/// A value shared by the copies of a section the users and the owner keep, compared by
+/// pointer first: a pod's change touches a few sets among thousands, and copying and comparing
+/// every rule and every set's networks was most of the cost of writing it.
 #[derive(Clone, Debug, Default)]
-pub struct Chains(Arc<Vec<ChainSpec>>);
+pub struct Shared<T>(Arc<T>);
 
-impl PartialEq for Chains {
-    fn eq(&self, other: &Chains) -> bool {
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Shared<T>) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
     }
 }
 
-impl std::ops::Deref for Chains {
-    type Target = Vec<ChainSpec>;
-    fn deref(&self) -> &Vec<ChainSpec> {
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         &self.0
     }
 }
 
-impl<'a> IntoIterator for &'a Chains {
-    type Item = &'a ChainSpec;
-    type IntoIter = std::slice::Iter<'a, ChainSpec>;
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// The value to change (copied first if another copy shares it).
+    pub fn make_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Shared<Vec<T>> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
 }
 
-impl From<Vec<ChainSpec>> for Chains {
-    fn from(chains: Vec<ChainSpec>) -> Chains {
-        Chains(Arc::new(chains))
+impl<T> FromIterator<T> for Shared<Vec<T>> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Shared<Vec<T>> {
+        Shared(Arc::new(iter.into_iter().collect()))
     }
 }
 
-impl Chains {
-    /// The chains to change (copied first if another section shares them).
-    pub fn make_mut(&mut self) -> &mut Vec<ChainSpec> {
-        Arc::make_mut(&mut self.0)
-    }
-}
+/// A section's chains.
+pub type Chains = Shared<Vec<ChainSpec>>;
 
 /// A named set of ports (an interval set of `inet_service`): rules that match several ports
 /// name one, shared by every rule with the same ports, instead of each carrying an anonymous
@@ -78,8 +87,11 @@ pub struct PortSet {
 pub struct AddressSet {
     pub name: String,
     pub ipv6: bool,
-    pub elements: Vec<IpNetwork>,
+    pub elements: Networks,
 }
+
+/// A set's networks.
+pub type Networks = Shared<Vec<IpNetwork>>;
 
 /// A chain and its rules, each rule a list of statements.
 #[derive(Clone, Debug, PartialEq)]

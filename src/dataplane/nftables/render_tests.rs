@@ -188,7 +188,11 @@ fn two_sections_naming_the_same_object_are_refused() {
     let wrong = Desired::from([(
         "nat",
         Section {
-            sets: vec![AddressSet { name: "s".into(), ipv6: false, elements: vec!["fd00::/64".parse().unwrap()] }],
+            sets: vec![AddressSet {
+                name: "s".into(),
+                ipv6: false,
+                elements: vec!["fd00::/64".parse().unwrap()].into(),
+            }],
             ..Section::default()
         },
     )]);

@@ -424,7 +424,7 @@ impl Owner {
         if let Some(w) = &mut self.written
             && let Some(batch) = delta::update_table(&name, &w.desired, &self.desired).map_err(|e| e.to_string())?
         {
-            match self.config.command.apply(&batch).await {
+            match self.config.command.apply(batch).await {
                 Ok(()) => {
                     w.desired = self.desired.clone();
                     // Read back as a whole write is: the reference for drift changed.
@@ -440,7 +440,7 @@ impl Owner {
             }
         }
         let batch = render::replace_table(&name, &self.desired).map_err(|e| e.to_string())?;
-        self.config.command.apply(&batch).await.map_err(|e| e.to_string())?;
+        self.config.command.apply(batch).await.map_err(|e| e.to_string())?;
         self.written = Some(Written { desired: self.desired.clone(), skeleton: None, fingerprint_stale: true });
         self.wrote_structure();
         Ok(())
@@ -496,6 +496,6 @@ impl Owner {
             fingerprint::remove(path).await;
         }
         self.state.send_replace(NftState::default());
-        self.config.command.apply(&render::delete_table(&self.config.name)).await.map_err(|e| e.to_string())
+        self.config.command.apply(render::delete_table(&self.config.name)).await.map_err(|e| e.to_string())
     }
 }
