@@ -47,6 +47,9 @@ pub struct PolicyState {
     pub inputs: Arc<Inputs>,
     /// The program last given to the nftables owner (for the counters).
     pub program: Arc<crate::policy::Program>,
+    /// How many times the inputs were read and compiled whole (a pod's block changing is
+    /// applied in place instead).
+    pub full_passes: u64,
 }
 
 /// How often everything is read again without a watch event.
@@ -338,6 +341,21 @@ impl Follower {
     }
 }
 
+/// Takes every event `w` has ready without waiting (a watch that ended becomes `None`); how
+/// many.
+fn drain<T: crate::datastore::Resource>(w: &mut Option<crate::datastore::WatchStream<T>>) -> usize {
+    use futures::FutureExt;
+    let mut n = 0;
+    while let Some(stream) = w {
+        match stream.next().now_or_never() {
+            Some(Some(_)) => n += 1,
+            Some(None) => *w = None,
+            None => break,
+        }
+    }
+    n
+}
+
 /// Keeps the table's policy section equal to the compiled inputs until `stop` changes, and
 /// publishes what is in place through `state`.
 pub async fn follow(
@@ -361,6 +379,7 @@ pub async fn follow(
             match read(&ds, &node).await {
                 Ok((inputs, read_pods)) => {
                     follower.pass(inputs, &read_pods, &table, &state).await;
+                    state.send_modify(|s| s.full_passes += 1);
                     pods = Some(read_pods);
                 }
                 Err(e) => {
@@ -370,11 +389,13 @@ pub async fn follow(
         }
         // Anything but a pod's block changing is read whole again.
         full = true;
-        tokio::select! {
+        let trigger = tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick() => "resync",
             ev = next_event(&mut blocks) => match (ev, &mut pods) {
-                (None, _) => blocks = None,
+                (None, _) => { blocks = None; "blocks watch ended" }
+                (Some(Err(_)), _) => "blocks watch error",
+                (Some(Ok(_)), None) => "blocks before the first read",
                 (Some(Ok(event)), Some(pods)) => {
                     let handles = match event {
                         WatchEvent::Added(b) | WatchEvent::Modified(b) => Some(pods.set_block(&b.name, b.revision, Some(&b.spec))),
@@ -382,16 +403,26 @@ pub async fn follow(
                         WatchEvent::Bookmark(_) => Some(BTreeSet::new()),
                         WatchEvent::Resync(_) => None,
                     };
-                    if let Some(handles) = handles {
-                        full = !follower.pods_changed(pods, handles, &table, &state).await;
+                    match handles {
+                        Some(handles) => { full = !follower.pods_changed(pods, handles, &table, &state).await; "blocks changed" }
+                        None => "blocks resync",
                     }
                 }
-                _ => {}
             },
-            ev = next_event(&mut namespaces) => if ev.is_none() { namespaces = None },
-            ev = next_event(&mut calico) => if ev.is_none() { calico = None },
-            ev = next_event(&mut global) => if ev.is_none() { global = None },
-            ev = next_event(&mut kube) => if ev.is_none() { kube = None },
+            ev = next_event(&mut namespaces) => if ev.is_none() { namespaces = None; "namespaces watch ended" } else { "namespaces" },
+            ev = next_event(&mut calico) => if ev.is_none() { calico = None; "policies watch ended" } else { "policies" },
+            ev = next_event(&mut global) => if ev.is_none() { global = None; "global policies watch ended" } else { "global policies" },
+            ev = next_event(&mut kube) => if ev.is_none() { kube = None; "kubernetes policies watch ended" } else { "kubernetes policies" },
+        };
+        if full {
+            // The read below sees every change already queued: take them now, so a burst (a
+            // thousand policies applied at once) is one pass, not one pass per object.
+            let drained = drain(&mut blocks)
+                + drain(&mut namespaces)
+                + drain(&mut calico)
+                + drain(&mut global)
+                + drain(&mut kube);
+            tracing::debug!(subsys = "policy", trigger, drained, "reading the policy inputs whole");
         }
     }
 }

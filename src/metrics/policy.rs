@@ -1,6 +1,7 @@
 //! Network-policy metrics, read at scrape time from the policy follower's state:
 //! `tortie_policy_invalid{kind, name}` is 1 for each policy the agent skips (it does not decode,
 //! convert, or nft refuses it). Its series are bounded by the number of invalid policies.
+//! `tortie_policy_full_passes_total` counts the times the inputs were read and compiled whole.
 
 use crate::agent::policy::PolicyState;
 use prometheus_client::collector::Collector;
@@ -16,7 +17,17 @@ pub struct PolicyCollector {
 
 impl Collector for PolicyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let invalid = self.state.borrow().invalid.clone();
+        let (invalid, full_passes) = {
+            let state = self.state.borrow();
+            (state.invalid.clone(), state.full_passes)
+        };
+        let family = encoder.encode_descriptor(
+            "policy_full_passes",
+            "Times the policy inputs were read and compiled whole (a burst of changes is one)",
+            None,
+            MetricType::Counter,
+        )?;
+        prometheus_client::metrics::counter::ConstCounter::new(full_passes).encode(family)?;
         let mut family = encoder.encode_descriptor(
             "policy_invalid",
             "1 for each network policy the agent skips (it does not decode or convert, or nftables refuses it)",
