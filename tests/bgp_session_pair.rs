@@ -71,7 +71,7 @@ fn two_active_speakers_resolve_the_collision_and_exchange_routes() {
         state(&mut b_status, State::Established).await;
         a.outbound(addr(2))
             .unwrap()
-            .send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 1), vec![65001], true))
+            .send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 1), vec![65001], true).into())
             .await
             .unwrap();
         let update = tokio::time::timeout(UP, async {
@@ -169,7 +169,7 @@ fn exceeding_the_maximum_prefix_limit_sends_cease_one_and_restarts() {
         state(&mut b_status, State::Established).await;
         let out = b.outbound(addr(1)).unwrap();
         for prefix in ["10.2.0.0/16", "10.3.0.0/16"] {
-            out.send(ipv4_update(prefix, Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+            out.send(ipv4_update(prefix, Ipv4Addr::new(127, 0, 0, 2), vec![65002], true).into()).await.unwrap();
         }
         let cease = wait_until_async("B to receive Cease", UP, || {
             let status = b_status.borrow().clone();
@@ -345,10 +345,10 @@ fn an_update_queued_while_the_session_is_down_is_never_sent() {
         let mut b_status = b.add_peer(config(2, 1)).await.unwrap();
         // B has no session yet: this announcement belongs to no session.
         let out = b.outbound(addr(1)).unwrap();
-        out.send(ipv4_update("10.9.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+        out.send(ipv4_update("10.9.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true).into()).await.unwrap();
         let _a_status = a.add_peer(config(1, 2)).await.unwrap();
         state(&mut b_status, State::Established).await;
-        out.send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true)).await.unwrap();
+        out.send(ipv4_update("10.1.0.0/16", Ipv4Addr::new(127, 0, 0, 2), vec![65002], true).into()).await.unwrap();
         // TCP keeps order: had the stale UPDATE gone out, it would come first.
         let first = tokio::time::timeout(UP, async {
             loop {
@@ -515,7 +515,7 @@ fn big_update() -> UpdateMessage {
 /// Keeps A's outbound channel to 127.0.0.2 full, as a RIB with a large table would.
 fn flood(speaker: &Speaker) -> tokio::task::JoinHandle<()> {
     let out = speaker.outbound(addr(2)).unwrap();
-    tokio::spawn(async move { while out.send(big_update()).await.is_ok() {} })
+    tokio::spawn(async move { while out.send(big_update().into()).await.is_ok() {} })
 }
 
 /// A passive A with a session to 127.0.0.2 configured by `tune`.

@@ -101,9 +101,14 @@ impl Cluster {
     /// The client whose block `prefix` is, if it is one.
     pub fn client_of(&self, prefix: &Prefix) -> Option<u32> {
         let std::net::IpAddr::V4(addr) = prefix.addr() else { return None };
-        let offset = u32::from(addr).checked_sub(u32::from(self.block_base))?;
+        self.client_of_v4(u32::from(addr), prefix.len())
+    }
+
+    /// The client whose block is `addr`/`len`, if it is one.
+    pub fn client_of_v4(&self, addr: u32, len: u8) -> Option<u32> {
+        let offset = addr.checked_sub(u32::from(self.block_base))?;
         let client = offset / self.block_size();
-        (prefix.len() == self.block_len && offset % self.block_size() == 0 && client < self.clients).then_some(client)
+        (len == self.block_len && offset % self.block_size() == 0 && client < self.clients).then_some(client)
     }
 
     pub fn is_announced(&self, client: u32) -> bool {

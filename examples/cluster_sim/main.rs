@@ -25,6 +25,7 @@
 //!  --first-address 10.100.0.1 --reflector 10.100.255.1 --reflector 10.100.255.2`
 
 mod cluster;
+mod scan;
 mod session;
 
 use std::net::Ipv4Addr;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,14 +23,18 @@ use tortie::bgp::packet::{
 };
 
 use crate::cluster::{Cluster, Held};
+use crate::scan::{V4Prefix, scan};
 
 pub const BGP_PORT: u16 = 179;
 /// Connection attempts, and the OPEN exchange, give up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Restart time in our graceful restart capability (Calico's BIRD default).
 const RESTART_TIME_SECONDS: u16 = 120;
-/// Read buffer each session starts with: one full-size BGP message.
-const READ_CHUNK: usize = 4096;
+/// Read buffer each session starts with: a reflector that writes many
+/// UPDATEs at once is read in few calls.
+const READ_CHUNK: usize = 65536;
+/// A BGP message header: marker, length, type.
+const HEADER: usize = 19;
 
 /// Settings shared by every session.
 #[derive(Clone, Copy)]
@@ -134,6 +138,7 @@ async fn established(
     let keepalive_every = if hold.is_zero() { Duration::from_secs(3600) } else { hold / 3 };
     let mut keepalives = interval_at(Instant::now() + keepalive_every, keepalive_every);
     let mut last_heard = Instant::now();
+    let mut scratch = (Vec::new(), Vec::new());
     loop {
         tokio::select! {
             read = reader.read_buf(buf) => {
@@ -141,14 +146,7 @@ async fn established(
                     bail!("the reflector closed the connection");
                 }
                 last_heard = Instant::now();
-                while let Some(Decoded { message, outcome }) = take_message(buf, &ctx, writer).await? {
-                    match message {
-                        Message::Update(update) => learn(cluster, &update, &outcome, held),
-                        Message::Notification(n) => bail!("NOTIFICATION {}/{} received", n.code, n.subcode),
-                        Message::Open(_) => bail!("OPEN on an established session"),
-                        Message::Keepalive | Message::RouteRefresh(_) => {}
-                    }
-                }
+                take_messages(cluster, buf, &ctx, writer, held, &mut scratch).await?;
                 cluster.recheck(client, held);
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
@@ -175,6 +173,78 @@ async fn established(
                     send(writer, &Message::Update(update), &encode).await?;
                 }
                 cluster.recheck(client, held);
+            }
+        }
+    }
+}
+
+/// Handles every whole message in `buf`: an UPDATE of the simple shape read
+/// in place ([`scan`]), any other message decoded by tortie's codec.
+async fn take_messages(
+    cluster: &Cluster,
+    buf: &mut BytesMut,
+    ctx: &DecodeContext,
+    writer: &mut OwnedWriteHalf,
+    held: &mut Held,
+    (withdrawn, announced): &mut (Vec<V4Prefix>, Vec<V4Prefix>),
+) -> anyhow::Result<()> {
+    let add_path = ctx.add_path.contains(Family::IPV4_UNICAST);
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + HEADER) {
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        let Some(message) = buf.get(at..at + len) else { break };
+        let simple = len >= HEADER && header[..16] == [0xff; 16] && header[18] == 2;
+        match simple.then(|| scan(&message[HEADER..], add_path, withdrawn, announced)).flatten() {
+            Some(hop) if hop.is_some() || announced.is_empty() => {
+                learn_scanned(cluster, withdrawn, announced, hop, held)
+            }
+            _ => {
+                buf.advance(at);
+                at = 0;
+                let Some(Decoded { message, outcome }) = take_message(buf, ctx, writer).await? else { break };
+                match message {
+                    Message::Update(update) => learn(cluster, &update, &outcome, held),
+                    Message::Notification(n) => bail!("NOTIFICATION {}/{} received", n.code, n.subcode),
+                    Message::Open(_) => bail!("OPEN on an established session"),
+                    Message::Keepalive | Message::RouteRefresh(_) => {}
+                }
+                continue;
+            }
+        }
+        at += len;
+    }
+    buf.advance(at);
+    Ok(())
+}
+
+/// Applies one UPDATE read by [`scan`]: every announced block must come with its node's address as `hop`.
+fn learn_scanned(
+    cluster: &Cluster,
+    withdrawn: &[V4Prefix],
+    announced: &[V4Prefix],
+    hop: Option<Ipv4Addr>,
+    held: &mut Held,
+) {
+    for &(addr, len) in withdrawn {
+        if let Some(client) = cluster.client_of_v4(addr, len) {
+            held.set(client, false);
+        }
+    }
+    for &(addr, len) in announced {
+        let Some(client) = cluster.client_of_v4(addr, len) else {
+            cluster.unexpected_prefixes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        };
+        if hop == Some(cluster.address(client)) {
+            held.set(client, true);
+        } else {
+            held.set(client, false);
+            if cluster.wrong_next_hops.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                eprintln!(
+                    "{}/{len} arrived with next hop {hop:?}, not {}",
+                    Ipv4Addr::from(addr),
+                    cluster.address(client)
+                );
             }
         }
     }

@@ -106,7 +106,7 @@ pub async fn start(
     let speaker = Speaker::new(Some(listen), events_tx)?;
     tracing::info!(subsys = "bgp", listen = %listen, router_id = %router_id, local_as = settings.as_number, "BGP speaker listening");
     let mut rib_config = RibConfig::new(settings.as_number, router_id);
-    rib_config.cluster_id = config.bgp.route_reflector_cluster_id;
+    rib_config.cluster_id = own_cluster_id(config, &ds, &node).await;
     rib_config.pools = list_pools(&ds).await;
     rib_config.local_addresses = local_addresses(config, router_id);
     // Our blocks come from the datastore (routes::follow_local_prefixes),
@@ -161,6 +161,15 @@ fn session(config: &Config, settings: &Effective, remote: IpAddr, peer_as: u32, 
     c.connect_retry = Duration::from_secs(u64::from(config.bgp.connect_retry_seconds));
     c.graceful_restart = Some(config.bgp.graceful_restart_seconds);
     c
+}
+
+/// This node's route reflector cluster id: the configured one, else its Node record's
+/// `routeReflectorClusterID` (which registration kept), else none.
+async fn own_cluster_id(config: &Config, ds: &Datastore, node: &str) -> Option<Ipv4Addr> {
+    if config.bgp.route_reflector_cluster_id.is_some() {
+        return config.bgp.route_reflector_cluster_id;
+    }
+    ds.get::<Node>(node).await.ok().and_then(|n| n.spec.bgp).and_then(|b| b.route_reflector_cluster_id)
 }
 
 /// The sessions this node wants, by peer address.
@@ -707,6 +716,21 @@ mod tests {
         referenced: &super::super::bgp_peers::Referenced,
     ) -> BTreeMap<IpAddr, Wanted> {
         wanted(&Config::default(), &default_settings(), "a", Ipv4Addr::new(10, 1, 0, 1), nodes, resources, referenced)
+    }
+
+    #[tokio::test]
+    async fn the_reflector_cluster_id_is_the_configured_one_else_the_node_records() {
+        use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        let mut config = Config::default();
+        assert_eq!(own_cluster_id(&config, &ds, "rr1").await, None, "no record yet");
+        ds.create("rr1", &node("10.1.0.1/16", Some(Ipv4Addr::new(244, 0, 0, 1)))).await.unwrap();
+        ds.create("client", &node("10.1.0.2/16", None)).await.unwrap();
+        assert_eq!(own_cluster_id(&config, &ds, "rr1").await, Some(Ipv4Addr::new(244, 0, 0, 1)));
+        assert_eq!(own_cluster_id(&config, &ds, "client").await, None);
+        config.bgp.route_reflector_cluster_id = Some(Ipv4Addr::new(244, 0, 0, 9));
+        assert_eq!(own_cluster_id(&config, &ds, "rr1").await, Some(Ipv4Addr::new(244, 0, 0, 9)));
     }
 
     #[test]

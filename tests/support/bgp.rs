@@ -46,7 +46,7 @@ impl TortieNode {
                     Ok(()) = watch.changed() => *status_out.lock().unwrap() = Some(watch.borrow().clone()),
                     Some(command) = control_rx.recv() => match command {
                         Control::Send(update) => {
-                            let _ = speaker.outbound(addr).expect("the peer").send(update).await;
+                            let _ = speaker.outbound(addr).expect("the peer").send(update.into()).await;
                         }
                         Control::Shutdown(message) => {
                             let _ = speaker.shutdown_peer(addr, &message).await;

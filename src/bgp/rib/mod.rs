@@ -10,7 +10,9 @@
 //! - [`table`]: the Loc-RIB (every peer's Adj-RIB-In) in compact entries,
 //!   with the coalescing best-path change queue;
 //! - [`peer`]: per-peer Adj-RIB-Out, dirty prefixes and send queue;
+//! - [`sent_sets`]: the ADD-PATH Adj-RIB-Out lists of all peers, each distinct one once;
 //! - [`pack`]: UPDATE packing;
+//! - [`wire`]: a batch of UPDATEs encoded into one buffer, attributes encoded once per set;
 //! - [`task`]: the RIB task (events, commands, flushing with back-pressure);
 //! - [`snapshot`]: the views for the API and CLI.
 //!
@@ -28,9 +30,11 @@ pub mod pack;
 pub mod peer;
 pub mod policy;
 pub mod query;
+pub mod sent_sets;
 pub mod snapshot;
 pub mod table;
 pub mod task;
+pub mod wire;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -39,8 +43,7 @@ use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bgp::packet::UpdateMessage;
-use crate::bgp::session::PeerEvent;
+use crate::bgp::session::{Outbound, PeerEvent};
 
 pub use best::LossReason;
 pub use policy::Policy;
@@ -164,7 +167,7 @@ pub type Addrs = smallvec::SmallVec<[IpAddr; 1]>;
 
 /// What the handle asks of the task.
 pub(crate) enum Command {
-    AddPeer(IpAddr, Box<PeerSetup>, mpsc::Sender<UpdateMessage>),
+    AddPeer(IpAddr, Box<PeerSetup>, mpsc::Sender<Outbound>),
     ChangePeer(IpAddr, Box<PeerSetup>),
     RemovePeer(IpAddr),
     Originate(IpNetwork),
@@ -234,7 +237,7 @@ impl Rib {
 
     /// Adds a peer: its routes are accepted once its session is up, and
     /// `outbound` (the speaker's channel for it) receives our UPDATEs.
-    pub async fn add_peer(&self, peer: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<UpdateMessage>) {
+    pub async fn add_peer(&self, peer: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<Outbound>) {
         self.send(Command::AddPeer(peer, Box::new(setup), outbound)).await
     }
 

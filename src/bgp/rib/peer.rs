@@ -1,7 +1,7 @@
 //! What the RIB keeps per peer: its setup and session (its Adj-RIB-In is
 //! its paths in the Loc-RIB), its Adj-RIB-Out, the prefixes whose advertisement must be
 //! recomputed (dirty), and the UPDATEs built but not yet taken by the
-//! session (the send queue, at most one batch).
+//! session (the send queue, at most one encoded batch).
 
 use std::collections::VecDeque;
 
@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::PeerSetup;
-use super::addpath::SentPath;
 use super::attrs::Attrs;
+use super::sent_sets::SentSets;
 use super::snapshot::PeerRibStats;
-use crate::bgp::packet::{Family, UpdateMessage};
-use crate::bgp::session::Negotiated;
+use crate::bgp::packet::Family;
+use crate::bgp::session::{Negotiated, Outbound};
 
 /// An established session as the RIB sees it.
 #[derive(Debug, Clone)]
@@ -58,8 +58,9 @@ impl Dirty {
         let net = self.order.pop()?;
         self.set.remove(&net);
         if self.order.is_empty() {
-            self.set.maybe_shrink();
-            self.order.maybe_shrink();
+            // Drained: hold no memory (a reflector has a thousand peers' sets,
+            // each as large as the table once, empty most of the time).
+            self.clear();
         }
         Some(net)
     }
@@ -83,7 +84,7 @@ impl Dirty {
 pub struct RibPeer {
     pub addr: IpAddr,
     pub setup: PeerSetup,
-    pub outbound: mpsc::Sender<UpdateMessage>,
+    pub outbound: mpsc::Sender<Outbound>,
     pub session: Option<Session>,
     /// The BGP identifier of the last session (for best path of stale routes).
     pub router_id: Ipv4Addr,
@@ -94,10 +95,11 @@ pub struct RibPeer {
     pub rejected: FxHashSet<InKey>,
     /// What the peer was last sent per prefix (families without ADD-PATH send).
     pub adj_out: FxHashMap<IpNetwork, Attrs>,
-    /// What the peer was last sent per prefix, path by path (families with ADD-PATH send).
-    pub adj_out_paths: FxHashMap<IpNetwork, Vec<SentPath>>,
+    /// What the peer was last sent per prefix, path by path (families with
+    /// ADD-PATH send): the id of the list in the RIB's [`SentSets`].
+    pub adj_out_paths: PrefixMap,
     pub dirty: Dirty,
-    pub queue: VecDeque<UpdateMessage>,
+    pub queue: VecDeque<Outbound>,
     /// A capacity reservation is in flight: wait for it before sending.
     pub waiting: bool,
     /// Families whose End-of-RIB follows once the dirty set is empty.
@@ -107,7 +109,15 @@ pub struct RibPeer {
 }
 
 impl RibPeer {
-    pub fn new(addr: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<UpdateMessage>) -> Self {
+    /// Gives back the peer's ADD-PATH Adj-RIB-Out (before it is forgotten or dropped).
+    pub fn release_sent(&mut self, sent: &mut SentSets) {
+        for (_, id) in self.adj_out_paths.iter() {
+            sent.release(id);
+        }
+        self.adj_out_paths = PrefixMap::default();
+    }
+
+    pub fn new(addr: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<Outbound>) -> Self {
         RibPeer {
             addr,
             setup,
@@ -117,7 +127,7 @@ impl RibPeer {
             epoch: 0,
             rejected: FxHashSet::default(),
             adj_out: FxHashMap::default(),
-            adj_out_paths: FxHashMap::default(),
+            adj_out_paths: PrefixMap::default(),
             dirty: Dirty::default(),
             queue: VecDeque::new(),
             waiting: false,
@@ -144,9 +154,9 @@ impl RibPeer {
     }
 
     /// Forgets everything about the outbound side (session down or reset).
-    pub fn reset_outbound(&mut self) {
+    pub fn reset_outbound(&mut self, sent: &mut SentSets) {
         self.adj_out.clear();
-        self.adj_out_paths.clear();
+        self.release_sent(sent);
         self.dirty.clear();
         self.queue.clear();
         self.end_of_rib.clear();

@@ -32,12 +32,15 @@ use super::net::{family, network, normalize, within};
 use super::pack::OutNlri;
 use super::peer::{RibPeer, Session, Stale};
 use super::query::RouteQuery;
+use super::sent_sets::SentSets;
 use super::snapshot::{RibSnapshot, RibStats, RouteView};
 use super::table::{Dest, Fast, LocRib, Path, Slot, learned};
+use super::wire::{AttrBytes, Batch};
 use super::{BEST_PATH_BATCH, BestPathChange, Command, CommunityRule, PeerRole, RibConfig, pack};
+use crate::bgp::packet::EncodeContext;
 use crate::bgp::packet::route_refresh::subtype;
 use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
-use crate::bgp::session::{DownReason, Negotiated, PeerEvent};
+use crate::bgp::session::{DownReason, Negotiated, Outbound, PeerEvent};
 
 /// Dirty prefixes turned into UPDATEs at a time (one send-queue batch).
 const BATCH: usize = 4096;
@@ -53,12 +56,16 @@ const EARLY_EVENTS: usize = 65536;
 /// Events handled before flushing.
 const EVENTS_PER_TURN: usize = 256;
 
-type Reservation = Pin<Box<dyn Future<Output = (IpAddr, u64, Option<OwnedPermit<UpdateMessage>>)> + Send>>;
+type Reservation = Pin<Box<dyn Future<Output = (IpAddr, u64, Option<OwnedPermit<Outbound>>)> + Send>>;
 
 /// The state of the RIB task.
 pub struct RibTask {
     config: RibConfig,
     interner: Interner,
+    /// IPv4 unicast path attributes as encoded, per exported attribute set.
+    wire: AttrBytes,
+    /// Every peer's ADD-PATH Adj-RIB-Out lists, each distinct one stored once.
+    sent: SentSets,
     loc: LocRib,
     peers: FxHashMap<IpAddr, RibPeer>,
     local: FxHashSet<IpNetwork>,
@@ -182,6 +189,8 @@ impl RibTask {
         RibTask {
             config,
             interner,
+            wire: AttrBytes::default(),
+            sent: SentSets::default(),
             loc,
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
@@ -280,7 +289,9 @@ impl RibTask {
                     for (net, path_id) in self.loc.paths_of(addr) {
                         self.remove_path(net, Some(addr), path_id);
                     }
-                    self.peers.remove(&addr);
+                    if let Some(mut peer) = self.peers.remove(&addr) {
+                        peer.release_sent(&mut self.sent);
+                    }
                     self.loc.release_slot(addr);
                     self.refresh_facts();
                     self.loc.maybe_shrink();
@@ -411,7 +422,7 @@ impl RibTask {
         }
         let stale_time = self.config.stale_routes_time;
         let Some(peer) = self.peers.get_mut(&addr) else { return };
-        peer.reset_outbound();
+        peer.reset_outbound(&mut self.sent);
         peer.router_id = negotiated.peer_id;
         let families: Vec<Family> = negotiated.families.iter().copied().filter(|f| f.is_ip_unicast()).collect();
         // RFC 4724 4.2: stale routes of families the restarted peer did not
@@ -485,7 +496,7 @@ impl RibTask {
         self.malformed.forget(&addr);
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let session = peer.session.take();
-        peer.reset_outbound();
+        peer.reset_outbound(&mut self.sent);
         peer.rejected.clear();
         // RFC 4724 4.2: without a NOTIFICATION, a peer that offered graceful
         // restart keeps its routes (stale) for its restart time. We do not
@@ -581,11 +592,16 @@ impl RibTask {
         // Forget what was sent so that all of it goes again.
         peer.adj_out.retain(|net, _| family(net) != refreshed);
         // ADD-PATH: keep the ids (the peer still has them), resend every path under its id.
-        for (_, sent) in peer.adj_out_paths.iter_mut().filter(|(net, _)| family(net) == refreshed) {
-            for path in sent {
-                path.attrs = None;
+        let sets = &mut self.sent;
+        peer.adj_out_paths.retain(|net, id| {
+            if family(&net) != refreshed {
+                return Some(id);
             }
-        }
+            let unsent = sets.get(id).iter().map(|p| SentPath { attrs: None, ..p.clone() }).collect();
+            let again = sets.acquire(unsent);
+            sets.release(id);
+            Some(again)
+        });
         for net in self.loc.keys() {
             if family(&net) == refreshed {
                 peer.dirty.mark(net);
@@ -811,7 +827,7 @@ impl RibTask {
         }
     }
 
-    fn reserved(&mut self, addr: IpAddr, epoch: u64, permit: Option<OwnedPermit<UpdateMessage>>) {
+    fn reserved(&mut self, addr: IpAddr, epoch: u64, permit: Option<OwnedPermit<Outbound>>) {
         let Some(peer) = self.peers.get_mut(&addr).filter(|p| p.epoch == epoch) else { return };
         peer.waiting = false;
         match permit {
@@ -827,7 +843,8 @@ impl RibTask {
     /// Sends what each peer's channel takes, building UPDATEs from dirty prefixes.
     fn flush(&mut self) {
         self.work_left = false;
-        let facts = self.facts.clone();
+        // Flushing never changes the peer facts: lent, not copied (a thousand peers each turn).
+        let facts = std::mem::take(&mut self.facts);
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in addrs {
             for _ in 0..BATCHES_PER_TURN {
@@ -840,6 +857,7 @@ impl RibTask {
                 self.work_left = true;
             }
         }
+        self.facts = facts;
     }
 
     fn flush_peer(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) -> Flushed {
@@ -868,7 +886,7 @@ impl RibTask {
                 return Flushed::Done;
             }
             let eor: Vec<Family> = std::mem::take(&mut peer.end_of_rib);
-            peer.queue.extend(eor.into_iter().map(UpdateMessage::end_of_rib));
+            peer.queue.extend(eor.into_iter().map(|f| Outbound::Update(UpdateMessage::end_of_rib(f))));
             return Flushed::More;
         }
         self.build_batch(addr, facts);
@@ -906,7 +924,7 @@ impl RibTask {
                         Some(WantedPath { source: p.source, source_id: p.path_id, attrs })
                     })
                     .collect();
-                let before = peer.adj_out_paths.get(&net).map(Vec::as_slice).unwrap_or_default();
+                let before = peer.adj_out_paths.get(&net).map(|id| self.sent.get(id)).unwrap_or_default();
                 let diff = addpath::diff(before, want);
                 for id in diff.withdraw {
                     withdraw.entry(f).or_default().push((net, Some(id)));
@@ -936,11 +954,21 @@ impl RibTask {
                 (None, None) => {}
             }
         }
+        // The whole batch encoded into one buffer, for one channel slot and one write.
+        let ctx = EncodeContext::from(&session.negotiated.decode_context());
+        let mut batch = Batch::default();
         for (f, nets) in withdraw {
-            peer.queue.extend(pack::withdraw(f, &nets));
+            batch.push(pack::withdraw(f, &nets), &ctx);
         }
         for ((f, _), (attrs, nets)) in announce {
-            peer.queue.extend(pack::announce(f, &attrs, &nets, four_octet));
+            if f == Family::IPV4_UNICAST {
+                batch.announce_ipv4(&self.wire.get(&attrs, four_octet), &nets);
+            } else {
+                batch.push(pack::announce(f, &attrs, &nets, four_octet), &ctx);
+            }
+        }
+        if batch.updates > 0 {
+            peer.queue.push_back(Outbound::Encoded { bytes: batch.out.freeze(), updates: batch.updates });
         }
         for (net, attrs) in changes {
             match attrs {
@@ -949,10 +977,13 @@ impl RibTask {
             };
         }
         for (net, sent) in path_changes {
-            if sent.is_empty() {
-                peer.adj_out_paths.remove(&net);
+            let replaced = if sent.is_empty() {
+                peer.adj_out_paths.remove(&net)
             } else {
-                peer.adj_out_paths.insert(net, sent);
+                peer.adj_out_paths.insert(net, self.sent.acquire(sent))
+            };
+            if let Some(old) = replaced {
+                self.sent.release(old);
             }
         }
     }

@@ -13,7 +13,68 @@ use crate::bgp::packet::{
     AsPath, AsSegment, AttributeValue, Family, GracefulRestartFamily, Nlri, Origin, PathAttribute, SegmentType,
     UpdateMessage, UpdateOutcome,
 };
-use crate::bgp::session::{DownReason, Negotiated};
+use crate::bgp::session::{DownReason, Negotiated, Outbound};
+
+/// A fake session's end of a peer's outbound channel: the UPDATEs one by
+/// one, encoded batches decoded as the session's peer would decode them.
+struct Out {
+    rx: mpsc::Receiver<Outbound>,
+    ctx: crate::bgp::packet::DecodeContext,
+    pending: std::collections::VecDeque<UpdateMessage>,
+}
+
+impl Out {
+    fn new(rx: mpsc::Receiver<Outbound>) -> Self {
+        let ctx = crate::bgp::packet::DecodeContext { four_octet_as: true, ibgp: true, ..Default::default() };
+        Out { rx, ctx, pending: Default::default() }
+    }
+
+    /// For a peer that receives ADD-PATH identifiers for IPv4.
+    fn add_path(mut self) -> Self {
+        self.ctx.add_path.insert(Family::IPV4_UNICAST);
+        self
+    }
+
+    async fn recv(&mut self) -> Option<UpdateMessage> {
+        loop {
+            if let Some(update) = self.pending.pop_front() {
+                return Some(update);
+            }
+            let outbound = self.rx.recv().await?;
+            self.take(outbound);
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<UpdateMessage, mpsc::error::TryRecvError> {
+        loop {
+            if let Some(update) = self.pending.pop_front() {
+                return Ok(update);
+            }
+            let outbound = self.rx.try_recv()?;
+            self.take(outbound);
+        }
+    }
+
+    fn take(&mut self, outbound: Outbound) {
+        use crate::bgp::packet::Message;
+        match outbound {
+            Outbound::Update(update) => self.pending.push_back(update),
+            Outbound::Encoded { bytes, updates } => {
+                let mut rest = &bytes[..];
+                let mut count = 0;
+                while !rest.is_empty() {
+                    let (decoded, used) = Message::decode(rest, &self.ctx).expect("a whole message");
+                    assert!(decoded.outcome.faults.is_empty(), "{:?}", decoded.outcome);
+                    let Message::Update(update) = decoded.message else { panic!("not an UPDATE") };
+                    self.pending.push_back(update);
+                    rest = &rest[used..];
+                    count += 1;
+                }
+                assert_eq!(count, updates, "the batch counts its UPDATEs");
+            }
+        }
+    }
+}
 
 fn addr(last: u8) -> IpAddr {
     IpAddr::from([192, 0, 2, last])
@@ -100,10 +161,10 @@ impl Harness {
         }
     }
 
-    async fn peer(&self, last: u8, setup: PeerSetup, capacity: usize) -> mpsc::Receiver<UpdateMessage> {
+    async fn peer(&self, last: u8, setup: PeerSetup, capacity: usize) -> Out {
         let (tx, rx) = mpsc::channel(capacity);
         self.rib.add_peer(addr(last), setup, tx).await;
-        rx
+        Out::new(rx)
     }
 
     async fn up(&self, last: u8, ibgp: bool, gr: bool) {
@@ -132,7 +193,7 @@ impl Harness {
 }
 
 /// Receives UPDATEs until an End-of-RIB; the announced and withdrawn prefixes.
-async fn until_end_of_rib(rx: &mut mpsc::Receiver<UpdateMessage>) -> (Vec<String>, Vec<String>, usize) {
+async fn until_end_of_rib(rx: &mut Out) -> (Vec<String>, Vec<String>, usize) {
     let (mut announced, mut withdrawn, mut messages) = (Vec::new(), Vec::new(), 0);
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -385,7 +446,7 @@ async fn a_route_sent_back_with_our_cluster_id_is_dropped() {
 /// Receives one UPDATE, encodes it and decodes it back as a peer that
 /// negotiated ADD-PATH receive for IPv4 would (whole input consumed); the
 /// `prefix#id` announced and withdrawn.
-async fn next_paths(rx: &mut mpsc::Receiver<UpdateMessage>) -> (Vec<String>, Vec<String>) {
+async fn next_paths(rx: &mut Out) -> (Vec<String>, Vec<String>) {
     next_paths_of(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap())
 }
 
@@ -412,7 +473,7 @@ async fn an_add_path_peer_gets_the_ecmp_set_path_by_path() {
     let h = Harness::new(c);
     let client = || PeerSetup::new(PeerRole::RrClient, 65000);
     let (_a, _b) = (h.peer(2, client(), 64).await, h.peer(3, client(), 64).await);
-    let mut with = h.peer(4, client(), 64).await;
+    let mut with = h.peer(4, client(), 64).await.add_path();
     let mut without = h.peer(5, client(), 64).await;
     for peer in [2, 3, 5] {
         h.up(peer, true, false).await;
@@ -599,8 +660,9 @@ async fn a_reflector_builds_few_updates_ahead_of_a_peer_that_is_not_reading() {
     })
     .await
     .unwrap();
+    // One encoded batch in the channel, the next in the RIB's send queue.
     assert!(
-        built <= super::task::UPDATES_PER_BATCH as u64,
+        built <= 2 * super::task::UPDATES_PER_BATCH as u64,
         "{built} UPDATEs built ahead of a client that reads nothing"
     );
 }
@@ -697,4 +759,99 @@ async fn a_query_selects_the_longest_match_the_more_specifics_or_one_peers_paths
     );
     let outside = h.rib.snapshot_matching(query("192.168.0.0/16", true, None)).await;
     assert!(outside.routes.is_empty() && outside.stats.paths == 4, "the counters stay the whole RIB's");
+}
+
+/// What an ADD-PATH receiver holds after applying UPDATEs: per prefix, each path id's next hop.
+type Held = std::collections::BTreeMap<String, std::collections::BTreeMap<u32, Option<Ipv4Addr>>>;
+
+fn hold(held: &mut Held, out: &mut Out) {
+    while let Ok(update) = out.try_recv() {
+        for (_, n) in update.withdrawn_routes() {
+            let paths = held.entry(n.prefix.to_string()).or_default();
+            assert!(paths.remove(&n.path_id.expect("a path id")).is_some(), "{n:?} withdrawn, never announced");
+        }
+        for (_, n) in update.announced() {
+            held.entry(n.prefix.to_string()).or_default().insert(n.path_id.expect("a path id"), update.next_hop());
+        }
+    }
+    held.retain(|_, paths| !paths.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Reflector clients receiving ADD-PATH share their Adj-RIB-Out lists
+    /// (`sent_sets`): each still holds exactly the reference, the Loc-RIB's
+    /// ECMP set of every prefix as exported to it alone, whatever the order of
+    /// announcements and withdrawals, and whenever it came up.
+    #[test]
+    fn add_path_clients_hold_the_ecmp_sets_of_the_loc_rib(
+        steps in prop::collection::vec(step(), 1..50),
+        late_at in 0usize..50,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut c = config();
+            c.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+            let h = Harness::new(c);
+            let client = || PeerSetup::new(PeerRole::RrClient, 65000);
+            let mut announcers = Vec::new();
+            for peer in 2..6u8 {
+                announcers.push(h.peer(peer, client(), 1024).await);
+                h.up(peer, true, false).await;
+            }
+            let mut receivers = Vec::new();
+            for peer in [6u8, 7] {
+                receivers.push((peer, h.peer(peer, client(), 1024).await.add_path(), Held::new()));
+            }
+            let up = |peer: u8| {
+                let mut n = negotiated(peer, true, false);
+                n.add_path_send = vec![Family::IPV4_UNICAST];
+                PeerEvent::SessionUp { peer: addr(peer), negotiated: Box::new(n) }
+            };
+            h.events.send(up(6)).await.unwrap();
+            for (i, s) in steps.iter().enumerate() {
+                if i == late_at {
+                    // The second receiver comes up with routes already in the table.
+                    h.events.send(up(7)).await.unwrap();
+                }
+                let prefix = format!("10.244.{}.0/24", s.prefix);
+                match s.announce {
+                    Some(len) => {
+                        let path = vec![64600; usize::from(len)];
+                        h.update(s.peer, announce(&[&prefix], addr(s.peer), path)).await;
+                    }
+                    None => h.update(s.peer, withdraw(&[&prefix])).await,
+                }
+            }
+            if late_at >= steps.len() {
+                h.events.send(up(7)).await.unwrap();
+            }
+            // Two round trips: every event handled, then a flush.
+            h.rib.stats().await;
+            h.rib.stats().await;
+            let snapshot = h.rib.snapshot().await;
+            let mut want: std::collections::BTreeMap<String, Vec<Option<Ipv4Addr>>> = Default::default();
+            for r in snapshot.routes.iter().filter(|r| r.multipath) {
+                let IpAddr::V4(hop) = r.next_hop.unwrap() else { panic!("IPv4") };
+                want.entry(r.prefix.to_string()).or_default().push(Some(hop));
+            }
+            want.values_mut().for_each(|hops| hops.sort());
+            for (peer, out, held) in &mut receivers {
+                hold(held, out);
+                let got: std::collections::BTreeMap<String, Vec<Option<Ipv4Addr>>> = held
+                    .iter()
+                    .map(|(prefix, paths)| {
+                        let mut hops: Vec<_> = paths.values().copied().collect();
+                        hops.sort();
+                        (prefix.clone(), hops)
+                    })
+                    .collect();
+                assert_eq!(got, want, "receiver {peer}");
+                let advertised = h.rib.stats().await.per_peer[&addr(*peer)].advertised;
+                assert_eq!(advertised as usize, want.len(), "receiver {peer}'s Adj-RIB-Out");
+            }
+            drop(announcers);
+        });
+    }
 }

@@ -15,16 +15,25 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::status::MessageCounts;
 use crate::bgp::packet::MessageType;
 use crate::bgp::packet::header::MAX_MESSAGE_LEN;
 
 /// Octets queued for the writer above which the peer task takes no more
 /// UPDATEs from the RIB (their channel fills and the RIB keeps the rest).
-pub const SEND_QUEUE_OCTETS: usize = 16 * MAX_MESSAGE_LEN;
+pub const SEND_QUEUE_OCTETS: usize = 8 * MAX_MESSAGE_LEN;
 /// How many chunks the reader may be ahead of the peer task; then it stops
 /// reading and TCP slows the peer down.
 const RECEIVED_CAPACITY: usize = 16;
+/// The most a read asks for: while reads fill what they are given, each
+/// gets twice as much, up to this; a read that does not starts again from
+/// one message. A reflector's client sends little, and a thousand of them
+/// each with 64 KiB reserved were 66 MB of a reflector's heap.
 const READ_CHUNK: usize = 16 * MAX_MESSAGE_LEN;
+const FIRST_READ_CHUNK: usize = MAX_MESSAGE_LEN;
+/// Queued messages the writer joins into one write, up to this many octets:
+/// many small UPDATEs go out in few TCP segments and system calls.
+const WRITE_COALESCE: usize = 8 * MAX_MESSAGE_LEN;
 /// The longest a closing connection spends finishing the message being
 /// written and sending the last NOTIFICATION (less if the send hold time is shorter).
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -34,8 +43,8 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 pub enum ConnectionEvent {
     /// Octets from the peer, in order.
     Received(Bytes),
-    /// A queued message went out whole.
-    Sent { message_type: MessageType, len: usize },
+    /// Queued messages went out whole: how many of each type, and their octets.
+    Sent { messages: MessageCounts, len: usize },
     /// The peer closed the connection, or reading or writing failed.
     Failed,
     /// Queued output made no progress for the send hold time (RFC 9687).
@@ -47,7 +56,7 @@ pub enum ConnectionEvent {
 pub struct Connection {
     pub local_addr: Option<SocketAddr>,
     events: mpsc::Receiver<ConnectionEvent>,
-    outgoing: mpsc::UnboundedSender<(MessageType, Bytes)>,
+    outgoing: mpsc::UnboundedSender<(MessageCounts, Bytes)>,
     close: Option<oneshot::Sender<Option<Bytes>>>,
     send_hold: watch::Sender<Duration>,
     /// Octets queued and not yet reported sent.
@@ -72,8 +81,13 @@ impl Connection {
 
     /// Queues one encoded message; never waits.
     pub fn send(&mut self, message_type: MessageType, bytes: Bytes) {
+        self.send_many(MessageCounts::one(message_type), bytes);
+    }
+
+    /// Queues whole encoded messages, `messages` of each type, back to back in `bytes`.
+    pub fn send_many(&mut self, messages: MessageCounts, bytes: Bytes) {
         self.queued = self.queued.saturating_add(bytes.len());
-        let _ = self.outgoing.send((message_type, bytes));
+        let _ = self.outgoing.send((messages, bytes));
     }
 
     /// Whether the queue takes more UPDATEs (control messages always go in:
@@ -114,11 +128,16 @@ impl Drop for Connection {
 
 async fn read_loop(mut half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
     let mut buf = BytesMut::new();
+    let mut chunk = FIRST_READ_CHUNK;
     loop {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(chunk);
+        let room = buf.capacity() - buf.len();
         let event = match half.read_buf(&mut buf).await {
             Ok(0) | Err(_) => ConnectionEvent::Failed,
-            Ok(_) => ConnectionEvent::Received(buf.split().freeze()),
+            Ok(read) => {
+                chunk = if read >= room { (chunk * 2).min(READ_CHUNK) } else { FIRST_READ_CHUNK };
+                ConnectionEvent::Received(buf.split().freeze())
+            }
         };
         let failed = matches!(event, ConnectionEvent::Failed);
         if events.send(event).await.is_err() || failed {
@@ -129,7 +148,7 @@ async fn read_loop(mut half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent
 
 struct Writer {
     half: OwnedWriteHalf,
-    outgoing: mpsc::UnboundedReceiver<(MessageType, Bytes)>,
+    outgoing: mpsc::UnboundedReceiver<(MessageCounts, Bytes)>,
     close: oneshot::Receiver<Option<Bytes>>,
     events: mpsc::Sender<ConnectionEvent>,
     send_hold: watch::Receiver<Duration>,
@@ -150,7 +169,8 @@ impl Writer {
                 last = &mut self.close => return self.finish(&[], last.ok().flatten()).await,
                 next = self.outgoing.recv() => next,
             };
-            let Some((message_type, bytes)) = next else { return };
+            let Some((mut messages, bytes)) = next else { return };
+            let bytes = self.join_queued(&mut messages, bytes);
             let mut offset = 0;
             let send_hold = *self.send_hold.borrow();
             let written = tokio::select! {
@@ -163,7 +183,7 @@ impl Writer {
                 Err(last) => return self.finish(&bytes[offset..], last).await,
             };
             let event = match written {
-                Written::Whole => ConnectionEvent::Sent { message_type, len: bytes.len() },
+                Written::Whole => ConnectionEvent::Sent { messages, len: bytes.len() },
                 Written::Stalled => ConnectionEvent::SendHoldTimerExpired,
                 Written::Failed => ConnectionEvent::Failed,
             };
@@ -184,6 +204,28 @@ impl Writer {
                 return self.give_up(offset == 0 || offset == bytes.len()).await;
             }
         }
+    }
+
+    /// `first` and the messages queued behind it, up to [`WRITE_COALESCE`]
+    /// octets, as one buffer (one write, few segments); `messages` counts them all.
+    fn join_queued(&mut self, messages: &mut MessageCounts, first: Bytes) -> Bytes {
+        if first.len() >= WRITE_COALESCE {
+            return first;
+        }
+        let mut joined: Option<BytesMut> = None;
+        let mut len = first.len();
+        while len < WRITE_COALESCE {
+            let Ok((more, bytes)) = self.outgoing.try_recv() else { break };
+            let out = joined.get_or_insert_with(|| {
+                let mut out = BytesMut::with_capacity(WRITE_COALESCE + MAX_MESSAGE_LEN);
+                out.extend_from_slice(&first);
+                out
+            });
+            out.extend_from_slice(&bytes);
+            messages.add(&more);
+            len += bytes.len();
+        }
+        joined.map_or(first, BytesMut::freeze)
     }
 
     /// The connection is closing: the rest of the current message, then the

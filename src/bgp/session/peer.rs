@@ -21,13 +21,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::config::PeerConfig;
-use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent, SEND_QUEUE_OCTETS};
+use super::connection::{CLOSE_LINGER, Connection, ConnectionEvent};
 use super::fsm::{Action, DownReason, Event, Fsm, LARGE_HOLD_TIME, State, Timer};
 use super::negotiate::Negotiated;
+use super::outbound::Outbound;
+use super::status::MessageCounts;
 use super::status::{NotificationSummary, PeerBfdStatus, PeerStatus};
 use super::transport;
 use crate::bfd::SessionStatus as BfdStatus;
-use crate::bgp::packet::header::MAX_MESSAGE_LEN;
 use crate::bgp::packet::notification::code;
 use crate::bgp::packet::{
     Capability, DecodeContext, DecodeError, EncodeContext, Family, Message, MessageError, MessageType,
@@ -36,12 +37,12 @@ use crate::bgp::packet::{
 
 /// Capacity of a peer's command channel: commands are rare.
 pub const COMMAND_CAPACITY: usize = 16;
-/// Capacity of a peer's outbound UPDATE channel: when it is full the RIB
-/// keeps what it has not sent (it never waits on one peer). Four send
-/// queues of full-size UPDATEs keep the writer busy; every UPDATE in it is
-/// held decoded, so a reflector holds this many per client at most, not
-/// one per prefix of its table.
-pub const OUTBOUND_CAPACITY: usize = 4 * SEND_QUEUE_OCTETS / MAX_MESSAGE_LEN;
+/// Capacity of a peer's outbound channel: when it is full the RIB keeps
+/// what it has not sent (it never waits on one peer). A slot holds one of
+/// the RIB's batches already encoded (a few kilobytes, at most 4 096
+/// prefixes), so two keep the connection's send queue fed while the RIB
+/// builds the next, and a reflector holds little per client.
+pub const OUTBOUND_CAPACITY: usize = 2;
 
 /// The Restart State bit of the graceful-restart capability's flags (RFC 4724 section 3).
 const RESTART_STATE: u8 = 0x8;
@@ -106,7 +107,7 @@ pub struct PeerHandle {
     /// UPDATEs to send while Established; ones that arrive while the session
     /// is not (or was queued for an earlier session) are discarded, so that a
     /// stale announcement never follows the new session's table.
-    pub outbound: mpsc::Sender<UpdateMessage>,
+    pub outbound: mpsc::Sender<Outbound>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -181,7 +182,7 @@ struct Peer {
     status_tx: watch::Sender<PeerStatus>,
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<PeerCommand>,
-    outbound: mpsc::Receiver<UpdateMessage>,
+    outbound: mpsc::Receiver<Outbound>,
     /// The BFD session this session follows, if any.
     bfd: Option<watch::Receiver<BfdStatus>>,
     /// Whether that BFD session was Up when last looked at.
@@ -287,9 +288,9 @@ impl Peer {
                     }
                     self.follow_bfd().await;
                 }
-                Some(update) = self.outbound.recv(), if room || !established => {
+                Some(outbound) = self.outbound.recv(), if room || !established => {
                     if established {
-                        self.send_update(update);
+                        self.send_outbound(outbound);
                     }
                 }
             }
@@ -302,7 +303,7 @@ impl Peer {
                 self.read_buf.extend_from_slice(&bytes);
                 self.decode_input().await;
             }
-            ConnectionEvent::Sent { message_type, .. } => self.status.messages_out.count(message_type),
+            ConnectionEvent::Sent { messages, .. } => self.status.messages_out.add(&messages),
             ConnectionEvent::Failed => self.handle(Event::TcpConnectionFails).await,
             ConnectionEvent::SendHoldTimerExpired => {
                 tracing::warn!(peer = %self.peer, "the peer has not taken our messages for the send hold time");
@@ -779,6 +780,18 @@ impl Peer {
             let notification =
                 NotificationMessage::new(code::CEASE, code::cease::MAXIMUM_NUMBER_OF_PREFIXES_REACHED, data);
             self.pending.push_back(Event::AutomaticStop { notification, restart_after: Some(restart_after) });
+        }
+    }
+
+    fn send_outbound(&mut self, outbound: Outbound) {
+        match outbound {
+            Outbound::Update(update) => self.send_update(update),
+            Outbound::Encoded { bytes, updates } => {
+                if let Some(connection) = self.connection.as_mut() {
+                    let messages = MessageCounts { update: updates, ..MessageCounts::default() };
+                    connection.send_many(messages, bytes);
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use super::listener::ListenerHandle;
 use super::peer::{PeerCommand, PeerEvent, PeerHandle, spawn_peer};
 use super::status::PeerStatus;
 use crate::bfd::{Bfd, BfdSession, Hops, SessionSpec};
-use crate::bgp::packet::{Family, UpdateMessage};
+use crate::bgp::packet::Family;
 
 /// Why a speaker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +237,7 @@ impl Speaker {
     }
 
     /// Where to send UPDATEs for a peer (sent once Established).
-    pub fn outbound(&self, addr: IpAddr) -> Option<mpsc::Sender<UpdateMessage>> {
+    pub fn outbound(&self, addr: IpAddr) -> Option<mpsc::Sender<super::Outbound>> {
         self.peers.get(&addr).map(|handle| handle.outbound.clone())
     }
 

@@ -32,6 +32,21 @@ impl MessageCounts {
         *slot = slot.saturating_add(1);
     }
 
+    /// One message of `message_type`.
+    pub fn one(message_type: MessageType) -> Self {
+        let mut counts = MessageCounts::default();
+        counts.count(message_type);
+        counts
+    }
+
+    pub fn add(&mut self, other: &MessageCounts) {
+        self.open = self.open.saturating_add(other.open);
+        self.update = self.update.saturating_add(other.update);
+        self.notification = self.notification.saturating_add(other.notification);
+        self.keepalive = self.keepalive.saturating_add(other.keepalive);
+        self.route_refresh = self.route_refresh.saturating_add(other.route_refresh);
+    }
+
     pub fn total(&self) -> u64 {
         self.open + self.update + self.notification + self.keepalive + self.route_refresh
     }

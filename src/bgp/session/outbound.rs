@@ -1,0 +1,22 @@
+//! What the RIB hands a session to send: an UPDATE the session encodes, or
+//! UPDATEs the RIB already encoded for it, back to back in one buffer (one
+//! channel slot and one write for a whole batch).
+
+use bytes::Bytes;
+
+use crate::bgp::packet::UpdateMessage;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// One UPDATE, encoded by the session (an End-of-RIB, which becomes an
+    /// Enhanced Route Refresh marker while a refresh is being answered).
+    Update(UpdateMessage),
+    /// `updates` whole UPDATE messages, encoded for this session's negotiated capabilities.
+    Encoded { bytes: Bytes, updates: u64 },
+}
+
+impl From<UpdateMessage> for Outbound {
+    fn from(update: UpdateMessage) -> Self {
+        Outbound::Update(update)
+    }
+}
