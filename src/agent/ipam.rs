@@ -25,7 +25,8 @@ pub const RECLAIMED_HANDLE_PREFIX: &str = "reclaimed.";
 /// error naming the missing pool.
 pub async fn start(ds: &Datastore, node: &str, config: &Config) -> Result<Allocator, String> {
     let ipam = Ipam::new(ds.clone(), IpamOptions { node: node.to_string(), ..Default::default() });
-    let repaired = ipam.repair().await.map_err(|e| format!("cannot repair this node's IPAM records: {e}"))?;
+    let repaired =
+        repair(&ipam, REPAIR_RETRY).await.map_err(|e| format!("cannot repair this node's IPAM records: {e}"))?;
     if repaired.claims > 0 {
         tracing::info!(subsys = "ipam", repaired = repaired.claims, "finished half-made block claims");
     }
@@ -34,6 +35,43 @@ pub async fn start(ds: &Datastore, node: &str, config: &Config) -> Result<Alloca
     }
     reclaim_workloads(&ipam, config).await?;
     Ok(Allocator::spawn(ipam))
+}
+
+/// The wait before the second try of the start-up repair while the datastore is unavailable;
+/// each further wait doubles.
+const REPAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How many times the repair is tried before the start fails (about a minute of waiting).
+const REPAIR_ATTEMPTS: u32 = 7;
+
+/// The start-up repair, tried again while the datastore is unavailable (a sqlite file another
+/// process holds locked past its busy timeout, as 100 agents starting on one file do; etcd not
+/// answering): see [`retry_unavailable`].
+async fn repair(ipam: &Ipam, first_wait: std::time::Duration) -> crate::ipam::Result<crate::ipam::Repaired> {
+    retry_unavailable("repair this node's IPAM records", first_wait, REPAIR_ATTEMPTS, || ipam.repair()).await
+}
+
+/// Runs `step` again while it fails with an unavailable datastore, waiting `first_wait`, then
+/// twice as long each time, up to `attempts` tries; other errors, and the last try's, are
+/// returned. Each retry is logged, naming `what`.
+async fn retry_unavailable<T, F: std::future::Future<Output = crate::ipam::Result<T>>>(
+    what: &str,
+    first_wait: std::time::Duration,
+    attempts: u32,
+    mut step: impl FnMut() -> F,
+) -> crate::ipam::Result<T> {
+    let mut wait = first_wait;
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(crate::ipam::IpamError::Datastore(e)) if e.is_retryable() && attempt < attempts => {
+                tracing::warn!(subsys = "ipam", attempt, retry_in = ?wait, error = %e, "cannot {what} yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// How often the datastore is checked for having been replaced under the agent.
@@ -141,4 +179,46 @@ async fn workload_addresses(config: &Config) -> Result<Vec<(IpAddr, String)>, St
     }
     connection.abort();
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::DatastoreError;
+    use crate::ipam::IpamError;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_start_up_step_is_retried_while_the_datastore_is_unavailable_and_no_longer() {
+        let tries = std::cell::Cell::new(0);
+        let locked_twice = || {
+            tries.set(tries.get() + 1);
+            let result = if tries.get() <= 2 {
+                Err(IpamError::Datastore(DatastoreError::unavailable("database is locked")))
+            } else {
+                Ok(tries.get())
+            };
+            std::future::ready(result)
+        };
+        let wait = Duration::from_millis(1);
+        assert_eq!(retry_unavailable("test", wait, 5, locked_twice).await.unwrap(), 3);
+
+        tries.set(0);
+        let always_locked = || {
+            tries.set(tries.get() + 1);
+            std::future::ready(Err::<(), _>(IpamError::Datastore(DatastoreError::unavailable("database is locked"))))
+        };
+        let err = retry_unavailable("test", wait, 4, always_locked).await.unwrap_err();
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        assert_eq!(tries.get(), 4);
+
+        // An error a retry cannot fix is returned at once.
+        tries.set(0);
+        let stopped = || {
+            tries.set(tries.get() + 1);
+            std::future::ready(Err::<(), _>(IpamError::Stopped))
+        };
+        assert!(retry_unavailable("test", wait, 4, stopped).await.is_err());
+        assert_eq!(tries.get(), 1);
+    }
 }

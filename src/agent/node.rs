@@ -54,8 +54,16 @@ pub fn wants_kubernetes_internal_ips(config: &Config) -> bool {
         || (node.ipv6_address.is_none() && node.ipv6_address_autodetection == KUBERNETES_INTERNAL_IP)
 }
 
+/// The wait before registration is tried again while the datastore is unavailable; each
+/// further wait doubles.
+const REGISTER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How many times registration is tried while the datastore is unavailable.
+const REGISTER_ATTEMPTS: u32 = 7;
+
 /// Creates or updates this node's record (with its AS, `local_as`); retries a stale revision a
-/// few times.
+/// few times, and an unavailable datastore up to [`REGISTER_ATTEMPTS`] times with growing waits.
+/// `bgp.route_reflector_cluster_id`, when configured, replaces the record's
+/// `routeReflectorClusterID`; else the record keeps its own.
 pub async fn register(
     ds: &Datastore,
     name: &str,
@@ -70,7 +78,8 @@ pub async fn register(
         route_reflector_cluster_id: config.bgp.route_reflector_cluster_id,
         ipv4_ipip_tunnel_addr: None,
     };
-    for _ in 0..5 {
+    let (mut conflicts, mut unavailable, mut wait) = (0, 1, REGISTER_RETRY);
+    while conflicts < 5 {
         let result = match ds.get::<Node>(name).await {
             Ok(current) => {
                 let mut node = current.spec.clone();
@@ -78,7 +87,10 @@ pub async fn register(
                 merged.ipv4_address = bgp.ipv4_address;
                 merged.ipv6_address = bgp.ipv6_address;
                 merged.as_number = bgp.as_number;
-                merged.route_reflector_cluster_id = bgp.route_reflector_cluster_id;
+                // The configured cluster id is written; without one, the record's stays: an
+                // operator makes a node a reflector on its Node record, as with Calico.
+                merged.route_reflector_cluster_id =
+                    bgp.route_reflector_cluster_id.or(merged.route_reflector_cluster_id);
                 // The configured labels are set; labels set by others (an operator, the kubelet)
                 // stay.
                 let mut labels = node.labels.clone();
@@ -98,7 +110,15 @@ pub async fn register(
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }) => continue,
+            Err(DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }) => conflicts += 1,
+            // A sqlite file other processes hold locked past the busy timeout (a hundred agents
+            // starting on one file), etcd not answering: wait and try again, as opening does.
+            Err(e) if e.is_retryable() && unavailable < REGISTER_ATTEMPTS => {
+                tracing::warn!(subsys = "agent", node = %name, attempt = unavailable, retry_in = ?wait, error = %e, "cannot register the node yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                unavailable += 1;
+            }
             Err(e) => return Err(format!("cannot register node {name}: {e}")),
         }
     }
@@ -159,4 +179,65 @@ pub(super) async fn update_node(
         }
     }
     Err(format!("cannot record {what} on node {name}: the record kept changing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+    use std::net::Ipv4Addr;
+
+    fn cluster_id(ds_node: &crate::datastore::Stored<Node>) -> Option<Ipv4Addr> {
+        ds_node.spec.bgp.as_ref().and_then(|b| b.route_reflector_cluster_id)
+    }
+
+    #[tokio::test]
+    async fn registration_keeps_the_records_reflector_cluster_id_unless_one_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        let address: Ipv4Network = "10.10.0.2/16".parse().unwrap();
+        let set_by_operator = Ipv4Addr::new(244, 0, 0, 1);
+        let record = Node {
+            bgp: Some(NodeBgp { route_reflector_cluster_id: Some(set_by_operator), ..NodeBgp::default() }),
+            ..Node::default()
+        };
+        ds.create("rr1", &record).await.unwrap();
+
+        register(&ds, "rr1", &Config::default(), address, 64512).await.unwrap();
+        let stored = ds.get::<Node>("rr1").await.unwrap();
+        assert_eq!(cluster_id(&stored), Some(set_by_operator), "{stored:?}");
+        assert_eq!(stored.spec.bgp.as_ref().and_then(|b| b.ipv4_address), Some(IpNetwork::V4(address)));
+
+        let mut config = Config::default();
+        let configured = Ipv4Addr::new(244, 0, 0, 2);
+        config.bgp.route_reflector_cluster_id = Some(configured);
+        register(&ds, "rr1", &config, address, 64512).await.unwrap();
+        assert_eq!(cluster_id(&ds.get::<Node>("rr1").await.unwrap()), Some(configured));
+
+        register(&ds, "client", &Config::default(), "10.10.0.3/16".parse().unwrap(), 64512).await.unwrap();
+        assert_eq!(cluster_id(&ds.get::<Node>("client").await.unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn registration_waits_out_a_datastore_another_process_holds_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ds.db");
+        let options = SqliteOptions { busy_timeout: std::time::Duration::from_millis(50), ..SqliteOptions::default() };
+        let ds = Datastore::new(SqliteBackend::open(&path, options).await.unwrap());
+        // Another process's write lock, held past the busy timeout.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let address: Ipv4Network = "10.10.0.2/16".parse().unwrap();
+        register(&ds, "n1", &Config::default(), address, 64512).await.unwrap();
+        holder.join().unwrap();
+        let stored = ds.get::<Node>("n1").await.unwrap();
+        assert_eq!(stored.spec.bgp.and_then(|b| b.ipv4_address), Some(IpNetwork::V4(address)));
+    }
 }

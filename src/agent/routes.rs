@@ -4,8 +4,10 @@
 //!   from other nodes' blocks are originated in BGP; its own blocks also get
 //!   a blackhole route, so traffic to an unallocated address dies here
 //!   instead of looping back to the default route (Calico does the same).
-//!   They are recomputed from the whole state on every event, so a missed
-//!   event is repaired by the next one or by the periodic resync.
+//!   They are recomputed on every event from the blocks as the follower
+//!   knows them: listed at start and at every periodic resync, kept current
+//!   from the watch in between (a block change costs its event, not a
+//!   listing of every block on every node).
 //! - **the pools**, followed for the remote-routes stage.
 //! - **the first full reconcile**, held until BGP has settled.
 //!
@@ -13,9 +15,9 @@
 
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::resources::{IpPool, IpamBlock};
-use crate::datastore::{Datastore, WatchEvent};
+use crate::datastore::{Datastore, Stored, WatchEvent};
 use ipnetwork::IpNetwork;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -125,10 +127,52 @@ async fn bgp_settled(
 
 pub use crate::remote_routes::LocalPrefixes;
 
-async fn read_local(ds: &Datastore, node: &str) -> crate::ipam::Result<LocalPrefixes> {
-    let blocks = crate::ipam::routes::own_blocks(ds, node).await?.into_iter().collect();
-    let borrowed = crate::ipam::routes::borrowed_addresses(ds, node).await?.into_iter().collect();
-    Ok(LocalPrefixes { blocks, borrowed, services: Default::default() })
+/// The IPAM blocks as the local-prefix follower knows them: listed at start and at every
+/// resync, kept current from its watch in between, so a block change costs the decoded event
+/// and not a listing of every block.
+#[derive(Default)]
+struct KnownBlocks {
+    blocks: BTreeMap<String, Stored<IpamBlock>>,
+}
+
+impl KnownBlocks {
+    async fn list(ds: &Datastore) -> crate::datastore::Result<KnownBlocks> {
+        let listing = ds.list::<IpamBlock>().await?;
+        Ok(KnownBlocks::from_listing(listing.items))
+    }
+
+    fn from_listing(items: Vec<Stored<IpamBlock>>) -> KnownBlocks {
+        KnownBlocks { blocks: items.into_iter().map(|b| (b.name.clone(), b)).collect() }
+    }
+
+    /// Applies a watch event; one older than what is known (a listing read after it was
+    /// queued) is skipped.
+    fn apply(&mut self, event: WatchEvent<IpamBlock>) {
+        let newer = |known: Option<&Stored<IpamBlock>>, revision| known.is_none_or(|k| k.revision < revision);
+        match event {
+            WatchEvent::Added(b) | WatchEvent::Modified(b) => {
+                if newer(self.blocks.get(&b.name), b.revision) {
+                    self.blocks.insert(b.name.clone(), b);
+                }
+            }
+            WatchEvent::Deleted { name, revision } => {
+                if newer(self.blocks.get(&name), revision) {
+                    self.blocks.remove(&name);
+                }
+            }
+            WatchEvent::Resync(listing) => *self = KnownBlocks::from_listing(listing.items),
+            WatchEvent::Bookmark(_) => {}
+        }
+    }
+
+    fn local(&self, node: &str) -> LocalPrefixes {
+        let specs = || self.blocks.values().map(|b| &b.spec);
+        LocalPrefixes {
+            blocks: crate::ipam::routes::own_blocks_in(specs(), node).into_iter().collect(),
+            borrowed: crate::ipam::routes::borrowed_addresses_in(specs(), node).into_iter().collect(),
+            services: Default::default(),
+        }
+    }
 }
 
 fn blackhole(dst: IpNetwork) -> DesiredRoute {
@@ -152,14 +196,22 @@ pub async fn follow_local_prefixes<O: Originator>(
     // A closed channel keeps its last value; it is only no longer waited on.
     let mut services_open = true;
     let mut tick = tokio::time::interval(LOCAL_RESYNC);
+    // `None`: list the blocks (at start, at every resync, after a failed listing).
+    let mut known: Option<KnownBlocks> = None;
     loop {
         crate::faults::point("local-prefixes");
-        let read = read_local(&ds, &node).await.map(|mut wanted| {
+        if known.is_none() {
+            match KnownBlocks::list(&ds).await {
+                Ok(listed) => known = Some(listed),
+                Err(e) => {
+                    tracing::warn!(subsys = "routes", error = %e, "cannot read this node's blocks; keeping the announced set")
+                }
+            }
+        }
+        if let Some(blocks) = &known {
+            let mut wanted = blocks.local(&node);
             wanted.services = services.borrow_and_update().clone();
-            wanted
-        });
-        match read {
-            Ok(wanted) if wanted != announced || first => {
+            if wanted != announced || first {
                 let (before, after) = (announced.all(), wanted.all());
                 for p in after.difference(&before) {
                     originator.originate(*p).await;
@@ -185,19 +237,24 @@ pub async fn follow_local_prefixes<O: Originator>(
                 announced = wanted;
                 published.send_replace(announced.clone());
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(subsys = "routes", error = %e, "cannot read this node's blocks; keeping the announced set")
-            }
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick() => known = None,
             c = services.changed(), if services_open => services_open = c.is_ok(),
-            ev = next_event(&mut blocks_watch) => {
-                if ev.is_none() {
+            ev = next_event(&mut blocks_watch) => match ev {
+                None => {
+                    // The watch ended: from now on only the resyncs list the blocks.
                     blocks_watch = None;
+                    known = None;
                 }
+                Some(Ok(event)) => {
+                    if let Some(blocks) = known.as_mut() {
+                        blocks.apply(event);
+                    }
+                }
+                // An undecodable block or an unreadable store: read the whole state again.
+                Some(Err(_)) => known = None,
             }
         }
     }
@@ -241,6 +298,51 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datastore::Revision;
+    use crate::datastore::resources::AllocationAttribute;
+
+    fn block(cidr: &str, owner: &str, revision: u64) -> Stored<IpamBlock> {
+        let cidr: IpNetwork = cidr.parse().unwrap();
+        Stored {
+            name: cidr.to_string().replace('/', "-"),
+            revision: Revision(revision),
+            spec: IpamBlock::empty(cidr, Some(crate::ipam::claim::host_affinity(owner))),
+        }
+    }
+
+    /// `block` with its first address allocated by `node`.
+    fn lending(mut b: Stored<IpamBlock>, node: &str) -> Stored<IpamBlock> {
+        b.spec.allocations[0] = Some(0);
+        b.spec.unallocated.retain(|o| *o != 0);
+        b.spec.attributes.push(AllocationAttribute {
+            handle_id: Some("h".into()),
+            secondary: [(crate::ipam::routes::NODE_ATTRIBUTE.to_string(), node.to_string())].into(),
+            ..Default::default()
+        });
+        b
+    }
+
+    fn set(prefixes: &[&str]) -> BTreeSet<IpNetwork> {
+        prefixes.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn known_blocks_follow_the_watch_and_skip_events_older_than_what_they_know() {
+        let mut known = KnownBlocks::from_listing(vec![block("10.244.1.0/26", "a", 5)]);
+        assert_eq!(known.local("a").blocks, set(&["10.244.1.0/26"]));
+        known.apply(WatchEvent::Added(block("10.244.2.0/26", "b", 6)));
+        known.apply(WatchEvent::Modified(lending(block("10.244.2.0/26", "b", 7), "a")));
+        let local = known.local("a");
+        assert_eq!((local.blocks, local.borrowed), (set(&["10.244.1.0/26"]), set(&["10.244.2.0/32"])));
+        // Queued before a listing that already holds revision 7: not applied.
+        known.apply(WatchEvent::Modified(block("10.244.2.0/26", "b", 6)));
+        known.apply(WatchEvent::Deleted { name: "10.244.1.0-26".into(), revision: Revision(4) });
+        let local = known.local("a");
+        assert_eq!((local.blocks, local.borrowed), (set(&["10.244.1.0/26"]), set(&["10.244.2.0/32"])));
+        known.apply(WatchEvent::Deleted { name: "10.244.1.0-26".into(), revision: Revision(8) });
+        assert_eq!(known.local("a").blocks, set(&[]));
+        assert_eq!(known.local("b").blocks, set(&["10.244.2.0/26"]));
+    }
 
     fn peer(state: &str) -> crate::api::PeerStatus {
         crate::api::PeerStatus {

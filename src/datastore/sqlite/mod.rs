@@ -6,7 +6,11 @@
 //! - Every write bumps one store-wide revision and appends a row to a `changes` log; watches read
 //!   that log, so they see writes from every process. Old changes are trimmed (keeping
 //!   `changes_retained`); a watch whose place was trimmed resyncs.
+//! - One change feed per backend (`feed`) reads the newest revision of each kind every poll
+//!   interval (at once after this process's writes); a watch reads the log only when its kind
+//!   changed.
 
+mod feed;
 mod ops;
 mod watch;
 mod worker;
@@ -26,8 +30,8 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// How many changes the log keeps for watches that fall behind.
     pub changes_retained: u64,
-    /// How often a watch looks for writes made by other processes (writes from this process wake
-    /// it at once).
+    /// How often the change feed looks for writes made by other processes (writes from this
+    /// process wake it at once); the watches read the log when it saw a change of their kind.
     pub poll_interval: Duration,
     /// `synchronous=FULL`: fsync at every commit, so an acknowledged write survives power loss.
     /// `false` uses `NORMAL` (survives a crash of the process, not of the machine).
@@ -50,8 +54,10 @@ pub struct SqliteBackend {
     worker: Worker,
     path: PathBuf,
     options: SqliteOptions,
-    /// The latest revision this process wrote, to wake this process's watches.
+    /// The latest revision this process wrote, to wake the change feed.
     written: latest::Receiver<u64>,
+    /// The change feed, started by the first watch.
+    feed: std::sync::Mutex<Option<latest::Receiver<feed::Newest>>>,
     /// Device and inode of the file opened: a file deleted or replaced under this process must
     /// not be written to (nobody would read it again).
     identity: (u64, u64),
@@ -72,7 +78,7 @@ impl SqliteBackend {
         let worker = Worker::start(path.clone(), options.clone(), written_tx).await?;
         let identity = file_identity(&path)
             .map_err(|e| DatastoreError::unavailable(format!("cannot read the sqlite file {}: {e}", path.display())))?;
-        Ok(SqliteBackend { worker, path, options, written, identity })
+        Ok(SqliteBackend { worker, path, options, written, feed: std::sync::Mutex::new(None), identity })
     }
 
     /// Drops the change log up to and including `upto` (as automatic trimming does); watches
@@ -156,7 +162,17 @@ impl Backend for SqliteBackend {
     }
 
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
+        let feed = {
+            let mut feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
+            match feed.as_ref() {
+                Some(rx) => rx.clone(),
+                None => {
+                    let conn = worker::connect(&self.path, &self.options)?;
+                    feed.insert(feed::spawn(conn, self.options.poll_interval, self.written.clone())).clone()
+                }
+            }
+        };
         let conn = worker::connect(&self.path, &self.options)?;
-        Ok(watch::spawn(conn, kind, from, self.options.poll_interval, self.written.clone()))
+        Ok(watch::spawn(conn, kind, from, self.options.poll_interval, feed))
     }
 }

@@ -54,8 +54,9 @@ fn bytes_at(value: ValueRef<'_>, what: &dyn std::fmt::Display) -> Result<Vec<u8>
 
 fn meta(conn: &Connection, key: &str) -> Result<u64> {
     let what = format!("meta/{key}");
-    let raw: Option<i64> =
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(unavailable)?;
+    // Cached: the watches and the change feed read it many times a second.
+    let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE key = ?1").map_err(unavailable)?;
+    let raw: Option<i64> = stmt.query_row([key], |r| r.get(0)).optional().map_err(unavailable)?;
     match raw {
         Some(v) if v >= 0 => Ok(v as u64),
         other => Err(DatastoreError::invalid(what, format!("holds {other:?}"))),
@@ -238,6 +239,43 @@ pub(super) fn changes_after(conn: &mut Connection, kind: Kind, after: u64, limit
     tx.commit().map_err(unavailable)?;
     let upto = if events.len() == limit { last } else { current };
     Ok(Changes::Events(events, upto))
+}
+
+/// What one read of the change feed found (see `feed`).
+pub(super) struct NewestRead {
+    /// The store's revision.
+    pub revision: u64,
+    /// The log holds no changes at or before this one.
+    pub compacted: u64,
+    /// The newest revision of each kind (plural) changed after the place read from.
+    pub kinds: Vec<(String, u64)>,
+}
+
+/// The newest change of each kind after `after`, read in one snapshot; `None` when the store
+/// has no change after it.
+pub(super) fn newest_after(conn: &mut Connection, after: u64) -> Result<Option<NewestRead>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(unavailable)?;
+    let revision = meta(&tx, "revision")?;
+    if revision == after {
+        return Ok(None);
+    }
+    let compacted = meta(&tx, "compacted")?;
+    let mut kinds = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT kind, MAX(revision) FROM changes WHERE revision > ?1 AND revision <= ?2 GROUP BY kind",
+            )
+            .map_err(unavailable)?;
+        let mut rows = stmt.query(params![after as i64, revision as i64]).map_err(unavailable)?;
+        while let Some(row) = rows.next().map_err(unavailable)? {
+            let kind: String = row.get(0).map_err(unavailable)?;
+            let newest = revision_at(row.get_ref(1).map_err(unavailable)?, &format!("changes/{kind}"))?;
+            kinds.push((kind, newest));
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(Some(NewestRead { revision, compacted, kinds }))
 }
 
 fn change_event(key: Key, revision: u64, op: &str, value: ValueRef<'_>) -> Result<RawEvent> {

@@ -1,6 +1,8 @@
-//! A sqlite watch: a task that reads the change log from its place, on its own connection, and
-//! resyncs when the log was trimmed past that place (it fell behind, or started too far back).
+//! A sqlite watch: a task that reads the change log from its place, on its own connection, when
+//! the change feed saw a change of its kind past that place, and resyncs when the log was
+//! trimmed past that place (it fell behind, or started too far back).
 
+use super::feed::Newest;
 use super::ops::{self, Changes};
 use crate::datastore::backend::{RawEvent, RawWatch, WATCH_CHANNEL_CAPACITY};
 use crate::datastore::{DatastoreError, Kind, Result, Revision};
@@ -17,10 +19,10 @@ pub(super) fn spawn(
     kind: Kind,
     from: Option<Revision>,
     poll: Duration,
-    written: watch::Receiver<u64>,
+    feed: watch::Receiver<Newest>,
 ) -> RawWatch {
     let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-    tokio::spawn(run(conn, kind, from, poll, written, tx));
+    tokio::spawn(run(conn, kind, from, poll, feed, tx));
     rx
 }
 
@@ -41,12 +43,22 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// What a watch waits for before its next read.
+enum Next {
+    /// Read again at once (a batch was full, or a resync is due).
+    Read,
+    /// A change of its kind past its place.
+    Change,
+    /// The poll interval: the last read failed.
+    Retry,
+}
+
 async fn run(
     conn: Connection,
     kind: Kind,
     from: Option<Revision>,
     poll: Duration,
-    mut written: watch::Receiver<u64>,
+    mut feed: watch::Receiver<Newest>,
     tx: mpsc::Sender<Result<RawEvent>>,
 ) {
     let mut conn = Some(conn);
@@ -54,7 +66,6 @@ async fn run(
     let mut place = from.map(|r| r.0);
     loop {
         let Some(c) = conn.take() else { return };
-        written.borrow_and_update();
         let (back, step) = match place {
             None => {
                 let (back, listed) = blocking(c, move |c| ops::list(c, kind)).await;
@@ -72,7 +83,7 @@ async fn run(
             }
         };
         conn = back;
-        let idle = match step {
+        let next = match step {
             Ok((next, events)) => {
                 let idle = events.is_empty() && next == place;
                 place = next;
@@ -81,27 +92,38 @@ async fn run(
                         return;
                     }
                 }
-                idle
+                if idle || place.is_some_and(|p| !feed.borrow().changed_after(kind, p)) {
+                    Next::Change
+                } else {
+                    Next::Read
+                }
             }
             Err(e) => {
                 // A locked or unreadable database: report it and try again at the next poll.
                 if tx.send(Err(e)).await.is_err() {
                     return;
                 }
-                true
+                Next::Retry
             }
         };
-        if idle {
-            tokio::select! {
-                _ = tx.closed() => return,
-                changed = written.changed() => {
-                    if changed.is_err() {
-                        // The backend is gone; other processes may still write, so keep polling.
-                        tokio::time::sleep(poll).await;
-                    }
+        match (next, place) {
+            (Next::Change, Some(after)) => {
+                let ended = tokio::select! {
+                    _ = tx.closed() => return,
+                    fed = feed.wait_for(|newest| newest.changed_after(kind, after)) => fed.is_err(),
+                };
+                if ended {
+                    // The feed ended (its task failed): poll instead.
+                    tokio::time::sleep(poll).await;
                 }
-                _ = tokio::time::sleep(poll) => {}
             }
+            (Next::Retry, _) => {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -69,7 +69,7 @@ impl Worker {
         rx.await.map_err(|_| DatastoreError::unavailable("the sqlite thread dropped a request"))?
     }
 
-    /// Runs a write returning its revision, then wakes this process's watches.
+    /// Runs a write returning its revision, then wakes the change feed.
     pub(super) async fn write(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<u64> + Send + 'static,
@@ -79,7 +79,7 @@ impl Worker {
         Ok(crate::datastore::Revision(revision))
     }
 
-    /// Runs a transaction returning each write's revision, then wakes this process's watches.
+    /// Runs a transaction returning each write's revision, then wakes the change feed.
     pub(super) async fn write_many(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<Vec<u64>> + Send + 'static,
