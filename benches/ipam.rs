@@ -1,7 +1,8 @@
 //! IPAM throughput: allocations per second and p99 latency for one node under 100 concurrent
 //! requests (through the per-node `Allocator`, so group commit applies), on sqlite and on etcd,
-//! and three nodes (each its own client and allocator) contending for one pool. Run with
-//! `cargo bench --bench ipam`; prints one line per case.
+//! and three and ten nodes (each its own client and allocator, as agents have) contending for one
+//! pool. Run with `cargo bench --bench ipam`; prints one line per case. `TORTIE_BENCH_IPAM=etcd`
+//! (or `sqlite`) runs one backend only.
 
 #[path = "../tests/datastore_support/etcd_process.rs"]
 #[allow(dead_code)] // the benchmark never restarts etcd
@@ -30,11 +31,14 @@ struct Figures {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// The slowest node's own rate: its allocations over the time it took.
+    slowest_node: f64,
 }
 
-async fn node_run(store: Datastore, node: String) -> Vec<Duration> {
+async fn node_run(store: Datastore, node: String) -> (Vec<Duration>, Duration) {
+    let start = Instant::now();
     let allocator = Allocator::spawn(Ipam::new(store, IpamOptions { node: node.clone(), ..Default::default() }));
-    futures::stream::iter(0..PER_NODE)
+    let latencies = futures::stream::iter(0..PER_NODE)
         .map(|i| {
             let allocator = allocator.clone();
             let handle = format!("{node}-{i}");
@@ -45,8 +49,9 @@ async fn node_run(store: Datastore, node: String) -> Vec<Duration> {
             }
         })
         .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await
+        .collect::<Vec<_>>()
+        .await;
+    (latencies, start.elapsed())
 }
 
 async fn run_case(connect: &Connect, nodes: usize, tag: &str) -> Figures {
@@ -64,26 +69,40 @@ async fn run_case(connect: &Connect, nodes: usize, tag: &str) -> Figures {
         .enumerate()
         .map(|(n, store)| tokio::spawn(node_run(store, format!("{tag}-{nodes}-node-{n}"))));
     let mut latencies: Vec<Duration> = Vec::new();
+    let mut slowest = Duration::ZERO;
     for run in futures::future::join_all(runs).await {
-        latencies.extend(run.expect("node run"));
+        let (node_latencies, node_elapsed) = run.expect("node run");
+        latencies.extend(node_latencies);
+        slowest = slowest.max(node_elapsed);
     }
     let elapsed = start.elapsed();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Figures { allocations: latencies.len(), elapsed, p50: at(0.50), p99: at(0.99) }
+    let slowest_node = PER_NODE as f64 / slowest.as_secs_f64();
+    Figures { allocations: latencies.len(), elapsed, p50: at(0.50), p99: at(0.99), slowest_node }
 }
 
 fn print(label: &str, nodes: usize, f: &Figures) {
     let total = f.allocations as f64 / f.elapsed.as_secs_f64();
     println!(
-        "{label:<28} {nodes} node(s) x{CONCURRENCY:>4}: {:>6} allocations in {:>6.2}s = {:>8.0}/s total, {:>8.0}/s per node, p50 {:>7.2} ms, p99 {:>7.2} ms",
+        "{label:<8} {nodes:>2} node(s) x{CONCURRENCY:>4}: {:>6} allocations in {:>6.2}s = {:>8.0}/s total, {:>8.0}/s per node (slowest node {:>6.0}/s), p50 {:>7.2} ms, p99 {:>7.2} ms, load {}",
         f.allocations,
         f.elapsed.as_secs_f64(),
         total,
         total / nodes as f64,
+        f.slowest_node,
         f.p50.as_secs_f64() * 1e3,
         f.p99.as_secs_f64() * 1e3,
+        load_average(),
     );
+}
+
+/// The machine's 1-minute load average, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
 }
 
 fn main() {
@@ -109,9 +128,13 @@ fn main() {
                 Datastore::new(EtcdBackend::connect(EtcdOptions::new(vec![endpoint])).await.expect("etcd backend"))
             })
         });
+        let only = std::env::var("TORTIE_BENCH_IPAM").ok();
         println!();
         for (label, connect) in [("sqlite", &sqlite), ("etcd", &etcd_connect)] {
-            for nodes in [1, 3] {
+            if only.as_deref().is_some_and(|o| o != label) {
+                continue;
+            }
+            for nodes in [1, 3, 10] {
                 let figures = run_case(connect, nodes, label).await;
                 print(label, nodes, &figures);
             }

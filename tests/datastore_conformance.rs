@@ -205,3 +205,70 @@ async fn sqlite_file_deleted_under_the_backend_refuses_writes() {
     refused(store.create("g", &datastore_support::suite::handle("g", 1)).await.map(|_| ()), "replaced");
     assert!(store.backend().check().is_err(), "the periodic check sees it too");
 }
+
+/// A listing bigger than gRPC's default message limit (4 MiB): six records of 1 MiB each, read
+/// whole by `list` and by a watch's resync, as the IPAM blocks of a large cluster are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_lists_larger_than_4_mib() {
+    const RECORDS: usize = 6;
+    let harness = EtcdHarness::new().await;
+    let store = harness.store();
+    // About 1 MiB of JSON each: etcd takes requests up to 1.5 MiB.
+    let big = |n: usize| IpamHandle {
+        handle_id: format!("big-{n}"),
+        block: (0..75_000u32).map(|i| (format!("k{i:07}"), i)).collect(),
+        deleted: false,
+    };
+    for n in 0..RECORDS {
+        store.create(&format!("big-{n}"), &big(n)).await.expect("create a 1 MiB record");
+    }
+    let listing = store.list::<IpamHandle>().await.expect("list 6 MiB of records");
+    assert_eq!(listing.items.len(), RECORDS);
+    assert!(listing.invalid.is_empty());
+    let mut watch = store.watch::<IpamHandle>(None).await.expect("watch");
+    match tokio::time::timeout(Duration::from_secs(30), watch.next()).await.expect("the resync in time") {
+        Some(Ok(WatchEvent::Resync(l))) => assert_eq!(l.items.len(), RECORDS),
+        other => panic!("expected the resync listing of {RECORDS} records, got {other:?}"),
+    }
+}
+
+/// The local ports of this machine's established TCP connections to `port`.
+fn connections_to(port: u16) -> std::collections::BTreeSet<String> {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let remote = format!(":{port:04X}");
+    tcp.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2].ends_with(&remote) && f[3] == "01").then(|| f[1].to_string())
+        })
+        .collect()
+}
+
+/// An idle client keeps its connection: its keep-alive pings respect etcd's default
+/// `--grpc-keepalive-min-time` (5 s). Pinging more often makes etcd answer GOAWAY
+/// (`too_many_pings`) after three pings, so every idle agent reconnected (and reopened its watches)
+/// every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_idle_client_keeps_its_connection() {
+    let harness = EtcdHarness::new().await;
+    let port: u16 = harness.etcd.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    let store = harness.store();
+    store
+        .create("idle", &IpamHandle { handle_id: "idle".into(), block: BTreeMap::new(), deleted: false })
+        .await
+        .unwrap();
+    let mut watch = store.watch::<IpamHandle>(None).await.expect("watch");
+    assert!(matches!(watch.next().await, Some(Ok(WatchEvent::Resync(_)))));
+    let before = connections_to(port);
+    assert!(!before.is_empty(), "no connection to etcd on port {port}");
+    // The behaviour under test is what happens while nothing happens: etcd's strike count
+    // reaches its limit on the third ping closer than 5 s to the one before.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let after = connections_to(port);
+    let new: Vec<_> = after.difference(&before).collect();
+    assert!(new.is_empty(), "the idle client reconnected to etcd: new connections {new:?} (before: {before:?})");
+    assert!(!after.is_empty(), "the idle client's connection to etcd is gone");
+    // And the connection works.
+    store.get::<IpamHandle>("idle").await.expect("read after the idle time");
+}

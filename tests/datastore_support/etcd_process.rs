@@ -31,6 +31,13 @@ impl EtcdProcess {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The etcd process's id (0 when it is not running), for benchmarks that read its CPU and
+    /// memory from /proc.
+    #[allow(dead_code)] // only the benchmarks read it
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Kills etcd at once (SIGKILL, like a crash) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -8,7 +8,9 @@ mod watch;
 use super::backend::{Backend, RawList, RawObject, RawWatch, RawWrite, check_transaction};
 use super::{DatastoreError, Key, Kind, Result, Revision};
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient,
+};
 use std::time::Duration;
 
 /// Where and how to reach etcd.
@@ -28,9 +30,27 @@ impl EtcdOptions {
     }
 }
 
+/// The largest response the backend takes from etcd (a listing, a watch message): etcd's own
+/// client's limit (`MaxCallRecvMsgSize`). The gRPC default, 4 MiB, fails every listing of a kind
+/// bigger than that: the IPAM blocks of a few hundred busy nodes.
+pub const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+/// How long the connection may be silent before the client pings etcd. etcd closes a connection
+/// (GOAWAY `too_many_pings`) whose client pings more often than its `--grpc-keepalive-min-time`
+/// (5 s by default) three times in a row, so a shorter interval made every idle client reconnect
+/// and reopen its watches every few seconds.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead (then the client
+/// reconnects and the watches resume).
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A datastore in etcd.
 pub struct EtcdBackend {
     client: Client,
+    /// Reads and writes, taking responses up to [`MAX_RESPONSE_BYTES`].
+    kv: KvClient,
+    /// Watches, taking messages up to [`MAX_RESPONSE_BYTES`].
+    watches: WatchClient,
     prefix: String,
 }
 
@@ -44,10 +64,12 @@ impl EtcdBackend {
         let connect = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(options.request_timeout)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
             .with_keep_alive_while_idle(true);
         let client = Client::connect(&options.endpoints, Some(connect)).await.map_err(unavailable)?;
-        Ok(EtcdBackend { client, prefix: options.prefix.trim_end_matches('/').to_string() })
+        let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let watches = client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(EtcdBackend { client, kv, watches, prefix: options.prefix.trim_end_matches('/').to_string() })
     }
 
     /// The etcd key of `key`.
@@ -70,7 +92,7 @@ impl EtcdBackend {
     async fn guarded(&self, key: &Key, compares: Vec<Compare>, op: TxnOp, expected: Revision) -> Result<Revision> {
         let path = self.path(key);
         let txn = Txn::new().when(compares).and_then(vec![op]).or_else(vec![TxnOp::get(path, None)]);
-        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        let response = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         if response.succeeded() {
             let revision = response.header().map(|h| h.revision()).unwrap_or_default();
             return Ok(Revision(revision.max(0) as u64));
@@ -88,7 +110,7 @@ impl EtcdBackend {
 #[async_trait]
 impl Backend for EtcdBackend {
     async fn get(&self, key: &Key) -> Result<RawObject> {
-        let response = self.client.clone().get(self.path(key), None).await.map_err(unavailable)?;
+        let response = self.kv.clone().get(self.path(key), None).await.map_err(unavailable)?;
         let Some(kv) = response.kvs().first() else {
             return Err(DatastoreError::NotFound { key: key.clone() });
         };
@@ -102,7 +124,7 @@ impl Backend for EtcdBackend {
     async fn list(&self, kind: Kind) -> Result<RawList> {
         let dir = self.kind_dir(kind);
         let response =
-            self.client.clone().get(dir.clone(), Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
+            self.kv.clone().get(dir.clone(), Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         let mut objects = Vec::new();
         for kv in response.kvs() {
@@ -116,7 +138,7 @@ impl Backend for EtcdBackend {
         let txn = Txn::new()
             .when(vec![Compare::version(path.clone(), CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(path, value, None)]);
-        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        let response = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         if !response.succeeded() {
             return Err(DatastoreError::AlreadyExists { key: key.clone() });
         }
@@ -169,7 +191,7 @@ impl Backend for EtcdBackend {
             reads.push(TxnOp::get(path, None));
         }
         let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
-        let response = self.client.clone().txn(txn).await.map_err(unavailable)?;
+        let response = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         if response.succeeded() {
             let revision = Revision(response.header().map(|h| h.revision()).unwrap_or_default().max(0) as u64);
             return Ok(vec![revision; writes.len()]);
@@ -190,7 +212,7 @@ impl Backend for EtcdBackend {
     }
 
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
-        Ok(watch::spawn(self.client.clone(), self.kind_dir(kind), kind, from))
+        Ok(watch::spawn((self.kv.clone(), self.watches.clone()), self.kind_dir(kind), kind, from))
     }
 }
 

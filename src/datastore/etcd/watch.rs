@@ -3,7 +3,7 @@
 
 use crate::datastore::backend::{RawEvent, RawList, RawObject, RawWatch, WATCH_CHANNEL_CAPACITY};
 use crate::datastore::{DatastoreError, Key, Kind, Result, Revision};
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{EventType, GetOptions, KeyValue, KvClient, WatchClient, WatchOptions};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -21,9 +21,12 @@ fn key_of(dir: &str, kind: Kind, raw: &[u8]) -> Result<Key> {
     }
 }
 
-pub(super) fn spawn(client: Client, dir: String, kind: Kind, from: Option<Revision>) -> RawWatch {
+/// The clients a watch task reads its listings and its watch stream with.
+type Clients = (KvClient, WatchClient);
+
+pub(super) fn spawn(clients: Clients, dir: String, kind: Kind, from: Option<Revision>) -> RawWatch {
     let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-    tokio::spawn(run(client, dir, kind, from, tx));
+    tokio::spawn(run(clients, dir, kind, from, tx));
     rx
 }
 
@@ -37,20 +40,20 @@ async fn pause(tx: &Events, delay: Duration) -> bool {
     }
 }
 
-async fn list(client: &mut Client, dir: &str, kind: Kind) -> Result<RawList> {
+async fn list(client: &mut KvClient, dir: &str, kind: Kind) -> Result<RawList> {
     let response = client.get(dir, Some(GetOptions::new().with_prefix())).await.map_err(DatastoreError::unavailable)?;
     let revision = response.header().map(|h| h.revision()).unwrap_or_default().max(0) as u64;
     let objects = response.kvs().iter().map(|kv| object_of(dir, kind, kv)).collect::<Result<Vec<_>>>()?;
     Ok(RawList { objects, revision: Revision(revision) })
 }
 
-async fn run(mut client: Client, dir: String, kind: Kind, from: Option<Revision>, tx: Events) {
+async fn run((mut kv, mut watches): Clients, dir: String, kind: Kind, from: Option<Revision>, tx: Events) {
     // The last revision delivered; `None` means the next step is a resync.
     let mut place = from.map(|r| r.0);
     let mut delay = Duration::from_millis(50);
     loop {
         let Some(after) = place else {
-            match list(&mut client, &dir, kind).await {
+            match list(&mut kv, &dir, kind).await {
                 Ok(listing) => {
                     place = Some(listing.revision.0);
                     if tx.send(Ok(RawEvent::Resync(listing))).await.is_err() {
@@ -68,7 +71,7 @@ async fn run(mut client: Client, dir: String, kind: Kind, from: Option<Revision>
             continue;
         };
         let options = WatchOptions::new().with_prefix().with_start_revision(after as i64 + 1).with_progress_notify();
-        let mut stream = match client.watch(dir.as_bytes(), Some(options)).await {
+        let mut stream = match watches.watch(dir.as_bytes(), Some(options)).await {
             Ok(stream) => stream,
             Err(_) => {
                 // etcd is down or restarting; the client reconnects by itself.
