@@ -1,10 +1,13 @@
 //! Network policy on this node: follows the policies of all three kinds, the namespaces'
 //! labels and every pod's identity (the IPAM blocks' allocation attributes, cluster-wide),
 //! compiles them for this node's pods and gives the nftables owner the policy section
-//! whenever it changes. A policy or namespace change (or the resync) reads and compiles
-//! everything; an IPAM block's change applies only the pods it touched to the compiled
-//! program (`policy::incremental`, `policy_pods`): set members, and a local pod's dispatch,
-//! so the owner deletes and adds those set elements and rewrites nothing else.
+//! whenever it changes. Changes are applied to the compiled program in place
+//! (`policy::incremental`): an IPAM block's change applies only the pods it touched
+//! (`policy_pods`): set members, and a local pod's dispatch, so the owner deletes and adds
+//! those set elements and rewrites nothing else; one policy object's change compiles that
+//! policy alone, and the owner rewrites its chains and the dispatch. A namespace change, a
+//! watch that lost its place, or several changes queued at once (a burst) read and compile
+//! everything, once. The 30 s resync reads everything and compiles only if it differs.
 //!
 //! A policy that does not decode or convert is skipped and the others apply; so is one whose
 //! rules nft refuses (`policy_refused`: when a write fails, each policy is checked alone and
@@ -24,8 +27,9 @@ use crate::dataplane::nftables::NftTable;
 use crate::dataplane::nftables::policy as nft_policy;
 use crate::dataplane::nftables::render::Section;
 use crate::datastore::resources::{GlobalNetworkPolicy, IpamBlock, KubeNetworkPolicy, Namespace, NetworkPolicy};
-use crate::datastore::{Datastore, Key, Kind, Listing, Resource, WatchEvent};
+use crate::datastore::{Datastore, Key, Kind, Listing, Resource, Revision, WatchEvent};
 use crate::policy::incremental::{Change, Entry, Incremental};
+use crate::policy::model::sorted;
 use crate::policy::{Endpoint, Local, Namespaces, Policy, calico, kube};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -47,8 +51,8 @@ pub struct PolicyState {
     pub inputs: Arc<Inputs>,
     /// The program last given to the nftables owner (for the counters).
     pub program: Arc<crate::policy::Program>,
-    /// How many times the inputs were read and compiled whole (a pod's block changing is
-    /// applied in place instead).
+    /// How many times every policy was compiled (a pod's block or one policy changing is
+    /// applied in place instead; a read that finds what is compiled compiles nothing).
     pub full_passes: u64,
 }
 
@@ -66,11 +70,17 @@ pub struct Inputs {
     pub origins: BTreeMap<String, (Kind, String)>,
     /// The policies that do not decode or convert.
     pub invalid: Vec<InvalidPolicy>,
+    /// The revision each policy kind was listed at: a watch event no newer is in the listing.
+    pub listed: BTreeMap<Kind, Revision>,
 }
 
-/// The items of a listing; those that do not decode go to `invalid`.
-async fn listed<R: Resource>(ds: &Datastore, invalid: &mut Vec<InvalidPolicy>) -> Result<Vec<(String, R)>, String> {
-    let Listing { items, invalid: bad, .. } = ds.list::<R>().await.map_err(|e| format!("listing {}: {e}", R::KIND))?;
+/// The items of a listing and its revision; those that do not decode go to `invalid`.
+async fn listed<R: Resource>(
+    ds: &Datastore,
+    invalid: &mut Vec<InvalidPolicy>,
+) -> Result<(Vec<(String, R)>, Revision), String> {
+    let Listing { items, invalid: bad, revision } =
+        ds.list::<R>().await.map_err(|e| format!("listing {}: {e}", R::KIND))?;
     for e in bad {
         let (name, reason) = match &e {
             crate::datastore::DatastoreError::InvalidData { key, reason } => {
@@ -81,7 +91,26 @@ async fn listed<R: Resource>(ds: &Datastore, invalid: &mut Vec<InvalidPolicy>) -
         };
         invalid.push(InvalidPolicy { kind: R::KIND.as_str().to_string(), name, reason });
     }
-    Ok(items.into_iter().map(|s| (s.name, s.spec)).collect())
+    Ok((items.into_iter().map(|s| (s.name, s.spec)).collect(), revision))
+}
+
+/// A Calico NetworkPolicy (datastore name `namespace/name`) in the model.
+fn calico_policy(name: &str, p: &NetworkPolicy) -> Result<Policy, String> {
+    let key = Key::new(Kind::NetworkPolicy, name);
+    let (namespace, short) = key.split_namespace();
+    calico::namespaced(namespace.unwrap_or_default(), short, p)
+}
+
+/// A GlobalNetworkPolicy in the model.
+fn global_policy(name: &str, p: &GlobalNetworkPolicy) -> Result<Policy, String> {
+    calico::global(name, p)
+}
+
+/// A Kubernetes NetworkPolicy (datastore name `namespace/name`) in the model.
+fn kube_policy(name: &str, p: &KubeNetworkPolicy) -> Result<Policy, String> {
+    let key = Key::new(Kind::KubeNetworkPolicy, name);
+    let (namespace, short) = key.split_namespace();
+    kube::policy(namespace.unwrap_or_default(), short, p)
 }
 
 impl Inputs {
@@ -117,22 +146,24 @@ impl Inputs {
 pub async fn read(ds: &Datastore, node: &str) -> Result<(Inputs, Pods), String> {
     let mut inputs = Inputs::default();
     let mut invalid = Vec::new();
-    for (name, p) in listed::<NetworkPolicy>(ds, &mut invalid).await? {
-        let key = Key::new(Kind::NetworkPolicy, name.clone());
-        let (namespace, short) = key.split_namespace();
-        inputs.add(key.kind, &name, calico::namespaced(namespace.unwrap_or_default(), short, &p));
+    let (calico, at) = listed::<NetworkPolicy>(ds, &mut invalid).await?;
+    inputs.listed.insert(Kind::NetworkPolicy, at);
+    for (name, p) in calico {
+        inputs.add(Kind::NetworkPolicy, &name, calico_policy(&name, &p));
     }
-    for (name, p) in listed::<GlobalNetworkPolicy>(ds, &mut invalid).await? {
-        inputs.add(Kind::GlobalNetworkPolicy, &name, calico::global(&name, &p));
+    let (global, at) = listed::<GlobalNetworkPolicy>(ds, &mut invalid).await?;
+    inputs.listed.insert(Kind::GlobalNetworkPolicy, at);
+    for (name, p) in global {
+        inputs.add(Kind::GlobalNetworkPolicy, &name, global_policy(&name, &p));
     }
-    for (name, p) in listed::<KubeNetworkPolicy>(ds, &mut invalid).await? {
-        let key = Key::new(Kind::KubeNetworkPolicy, name.clone());
-        let (namespace, short) = key.split_namespace();
-        inputs.add(key.kind, &name, kube::policy(namespace.unwrap_or_default(), short, &p));
+    let (kube, at) = listed::<KubeNetworkPolicy>(ds, &mut invalid).await?;
+    inputs.listed.insert(Kind::KubeNetworkPolicy, at);
+    for (name, p) in kube {
+        inputs.add(Kind::KubeNetworkPolicy, &name, kube_policy(&name, &p));
     }
     inputs.invalid.extend(invalid);
     let mut ignored = Vec::new();
-    let namespaces = listed::<Namespace>(ds, &mut ignored).await?;
+    let (namespaces, _) = listed::<Namespace>(ds, &mut ignored).await?;
     inputs.namespaces = Namespaces(namespaces.into_iter().map(|(name, n)| (name, n.labels)).collect());
     let Listing { items: blocks, invalid: bad, .. } =
         ds.list::<IpamBlock>().await.map_err(|e| format!("listing {}: {e}", Kind::IpamBlock))?;
@@ -175,6 +206,41 @@ impl Inputs {
     }
 }
 
+/// One policy object's change, as its kind's watch delivered it.
+struct PolicyEvent {
+    kind: Kind,
+    /// The datastore name.
+    name: String,
+    revision: Revision,
+    /// The model policy or why the object does not convert; `None` when it was deleted.
+    policy: Option<Result<Policy, String>>,
+}
+
+/// What a policy watch event asks of the follower.
+enum PolicyUpdate {
+    /// Apply one object's change.
+    One(Box<PolicyEvent>),
+    /// Nothing changed (a bookmark).
+    Nothing,
+    /// Read everything again (the watch lost its place).
+    Whole,
+}
+
+/// A policy watch's `event` for `kind`, each object converted by `convert`.
+fn policy_update<R>(kind: Kind, event: WatchEvent<R>, convert: fn(&str, &R) -> Result<Policy, String>) -> PolicyUpdate {
+    let one =
+        |name: String, revision, policy| PolicyUpdate::One(Box::new(PolicyEvent { kind, name, revision, policy }));
+    match event {
+        WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+            let policy = Some(convert(&o.name, &o.spec));
+            one(o.name, o.revision, policy)
+        }
+        WatchEvent::Deleted { name, revision } => one(name, revision, None),
+        WatchEvent::Bookmark(_) => PolicyUpdate::Nothing,
+        WatchEvent::Resync(_) => PolicyUpdate::Whole,
+    }
+}
+
 /// The follower's memory between passes.
 #[derive(Default)]
 struct Follower {
@@ -192,14 +258,31 @@ struct Follower {
 }
 
 impl Follower {
-    /// One pass: compiles `inputs` without the refused policies, gives the owner the section
-    /// if it changed, and when nft refuses it leaves out the policies nft refuses alone and
-    /// gives it the rest. Publishes the state.
-    async fn pass(&mut self, mut inputs: Inputs, pods: &Pods, table: &NftTable, state: &watch::Sender<PolicyState>) {
+    /// One pass: compiles `inputs` without the refused policies (unless they are what is
+    /// compiled already), gives the owner the section if it changed, and when nft refuses it
+    /// leaves out the policies nft refuses alone and gives it the rest. Publishes the state;
+    /// whether every policy was compiled.
+    async fn pass(
+        &mut self,
+        mut inputs: Inputs,
+        pods: &Pods,
+        table: &NftTable,
+        state: &watch::Sender<PolicyState>,
+    ) -> bool {
         self.refused.retain(|r| inputs.policies.contains(&r.policy));
         inputs.policies.retain(|p| !self.refused.iter().any(|r| r.policy == *p));
         let entries = pods.entries();
-        let mut compiled = Incremental::new(inputs.policies.clone(), inputs.namespaces.clone(), entries.clone());
+        let (mut compiled, mut whole) = match self.incremental.take() {
+            // The read found what is compiled already (a resync, as a rule): nothing to compile.
+            Some(held)
+                if sorted(held.policies()) == sorted(&inputs.policies)
+                    && *held.namespaces() == inputs.namespaces
+                    && *held.entries() == entries =>
+            {
+                (held, false)
+            }
+            _ => (Incremental::new(inputs.policies.clone(), inputs.namespaces.clone(), entries.clone()), true),
+        };
         let mut written = self.send(compiled.program(), table).await;
         // A write that failed (not one still waiting for the other users' sections).
         if written == Some(false) && table.state.borrow().last_error.is_some() {
@@ -208,6 +291,7 @@ impl Follower {
                 inputs.policies.retain(|p| !found.iter().any(|r| r.policy == *p));
                 self.refused.extend(found);
                 compiled = Incremental::new(inputs.policies.clone(), inputs.namespaces.clone(), entries);
+                whole = true;
                 written = self.send(compiled.program(), table).await;
             }
         }
@@ -218,6 +302,7 @@ impl Follower {
         invalid.dedup();
         self.log(&invalid);
         self.publish(Arc::new(inputs), invalid, written, state);
+        whole
     }
 
     /// Applies the pods of `handles` as `pods` now has them to the compiled program and gives
@@ -264,8 +349,77 @@ impl Follower {
             local,
             origins: previous.origins.clone(),
             invalid: previous.invalid.clone(),
+            listed: previous.listed.clone(),
         };
         let invalid = state.borrow().invalid.clone();
+        self.publish(Arc::new(inputs), invalid, written, state);
+        true
+    }
+
+    /// Applies one policy object's change to the compiled program alone and gives the owner
+    /// the section. False when a full pass is due instead: nothing compiled yet, policies
+    /// refused by nft held out (the full pass checks them), two objects under one model name,
+    /// or the write failed.
+    async fn policy_changed(
+        &mut self,
+        event: PolicyEvent,
+        table: &NftTable,
+        state: &watch::Sender<PolicyState>,
+    ) -> bool {
+        if !self.refused.is_empty() {
+            return false;
+        }
+        let Some(mut compiled) = self.incremental.take() else { return false };
+        let previous = state.borrow().inputs.clone();
+        let mut inputs = Inputs {
+            policies: previous.policies.clone(),
+            endpoints: Vec::new(),
+            namespaces: previous.namespaces.clone(),
+            local: Vec::new(),
+            origins: previous.origins.clone(),
+            invalid: previous.invalid.clone(),
+            listed: previous.listed.clone(),
+        };
+        let is_it = |(kind, name): &(Kind, String)| *kind == event.kind && *name == event.name;
+        let held = inputs.origins.iter().find(|(_, o)| is_it(o)).map(|(model, _)| model.clone());
+        let new_name = match &event.policy {
+            Some(Ok(p)) => Some(p.name.clone()),
+            _ => None,
+        };
+        // Another object already stands under the new model name: the full pass reports both.
+        if new_name.as_ref().is_some_and(|n| inputs.origins.get(n).is_some_and(|o| !is_it(o))) {
+            self.incremental = Some(compiled);
+            return false;
+        }
+        if let Some(old) = held.filter(|old| Some(old) != new_name.as_ref()) {
+            inputs.origins.remove(&old);
+            inputs.policies.retain(|p| p.name != old);
+            compiled.set_policy(&old, None);
+        }
+        let kind = event.kind.as_str().to_string();
+        inputs.invalid.retain(|i| !(i.kind == kind && i.name == event.name));
+        match event.policy {
+            Some(Ok(policy)) => {
+                let name = policy.name.clone();
+                inputs.origins.insert(name.clone(), (event.kind, event.name));
+                inputs.policies.retain(|p| p.name != name);
+                inputs.policies.push(policy.clone());
+                compiled.set_policy(&name, Some(policy));
+            }
+            Some(Err(reason)) => inputs.invalid.push(InvalidPolicy { kind, name: event.name, reason }),
+            None => {}
+        }
+        let program = compiled.program().clone();
+        (inputs.endpoints, inputs.local) = compiled.inputs();
+        self.incremental = Some(compiled);
+        let written = self.send(&program, table).await;
+        if written != Some(true) {
+            return false;
+        }
+        inputs.invalid.sort();
+        inputs.invalid.dedup();
+        let invalid = inputs.invalid.clone();
+        self.log(&invalid);
         self.publish(Arc::new(inputs), invalid, written, state);
         true
     }
@@ -374,12 +528,14 @@ pub async fn follow(
     let mut follower = Follower::default();
     let mut pods: Option<Pods> = None;
     let mut full = true;
+    let mut update = PolicyUpdate::Whole;
     loop {
         if full {
             match read(&ds, &node).await {
                 Ok((inputs, read_pods)) => {
-                    follower.pass(inputs, &read_pods, &table, &state).await;
-                    state.send_modify(|s| s.full_passes += 1);
+                    if follower.pass(inputs, &read_pods, &table, &state).await {
+                        state.send_modify(|s| s.full_passes += 1);
+                    }
                     pods = Some(read_pods);
                 }
                 Err(e) => {
@@ -410,10 +566,42 @@ pub async fn follow(
                 }
             },
             ev = next_event(&mut namespaces) => if ev.is_none() { namespaces = None; "namespaces watch ended" } else { "namespaces" },
-            ev = next_event(&mut calico) => if ev.is_none() { calico = None; "policies watch ended" } else { "policies" },
-            ev = next_event(&mut global) => if ev.is_none() { global = None; "global policies watch ended" } else { "global policies" },
-            ev = next_event(&mut kube) => if ev.is_none() { kube = None; "kubernetes policies watch ended" } else { "kubernetes policies" },
+            ev = next_event(&mut calico) => match ev {
+                None => { calico = None; "policies watch ended" }
+                Some(Ok(event)) => { update = policy_update(Kind::NetworkPolicy, event, calico_policy); "policies" }
+                Some(Err(_)) => "policies watch error",
+            },
+            ev = next_event(&mut global) => match ev {
+                None => { global = None; "global policies watch ended" }
+                Some(Ok(event)) => { update = policy_update(Kind::GlobalNetworkPolicy, event, global_policy); "global policies" }
+                Some(Err(_)) => "global policies watch error",
+            },
+            ev = next_event(&mut kube) => match ev {
+                None => { kube = None; "kubernetes policies watch ended" }
+                Some(Ok(event)) => { update = policy_update(Kind::KubeNetworkPolicy, event, kube_policy); "kubernetes policies" }
+                Some(Err(_)) => "kubernetes policies watch error",
+            },
         };
+        // One policy changed and nothing else is queued: compile that policy alone. When more
+        // is queued (a burst), the full pass below takes it all at once.
+        match std::mem::replace(&mut update, PolicyUpdate::Whole) {
+            PolicyUpdate::Whole => {}
+            PolicyUpdate::Nothing => full = false,
+            PolicyUpdate::One(event) => {
+                let queued = drain(&mut blocks)
+                    + drain(&mut namespaces)
+                    + drain(&mut calico)
+                    + drain(&mut global)
+                    + drain(&mut kube);
+                let listed = state.borrow().inputs.listed.get(&event.kind).copied();
+                if queued == 0 && listed.is_some_and(|at| event.revision <= at) {
+                    // Already in the last listing (queued before it was read).
+                    full = false;
+                } else if queued == 0 {
+                    full = !follower.policy_changed(*event, &table, &state).await;
+                }
+            }
+        }
         if full {
             // The read below sees every change already queued: take them now, so a burst (a
             // thousand policies applied at once) is one pass, not one pass per object.

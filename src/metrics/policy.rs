@@ -1,7 +1,7 @@
 //! Network-policy metrics, read at scrape time from the policy follower's state:
 //! `tortie_policy_invalid{kind, name}` is 1 for each policy the agent skips (it does not decode,
 //! convert, or nft refuses it). Its series are bounded by the number of invalid policies.
-//! `tortie_policy_full_passes_total` counts the times the inputs were read and compiled whole.
+//! `tortie_policy_full_passes_total` counts the times every policy was compiled.
 
 use crate::agent::policy::PolicyState;
 use prometheus_client::collector::Collector;

@@ -50,23 +50,60 @@ impl SetDef {
     }
 }
 
+/// A named port as a rule uses it: the side's selector, the port's name and protocol.
+pub type NamedPortUse = (Option<EndpointSelector>, String, u8);
+
+/// What one policy's chains need: the sets it made or shared, and the named ports its rules
+/// use (whether or not any endpoint gives them a number).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub sets: BTreeSet<String>,
+    pub named_ports: BTreeSet<NamedPortUse>,
+}
+
+impl Uses {
+    fn extend(&mut self, other: Uses) {
+        self.sets.extend(other.sets);
+        self.named_ports.extend(other.named_ports);
+    }
+}
+
 /// What the sets of a program hold, and which named ports its rules use.
 #[derive(Clone, Debug, Default)]
 pub struct SetIndex {
     pub defs: BTreeMap<String, SetDef>,
-    /// (the side's selector, port name, protocol) of every named port a rule uses, whether
-    /// or not any endpoint gives it a number.
-    pub named_ports: BTreeSet<(Option<EndpointSelector>, String, u8)>,
+    /// Every named port a rule uses: the union of `uses`' named ports.
+    pub named_ports: BTreeSet<NamedPortUse>,
+    /// By policy name, so that one policy can be compiled again alone (`incremental`).
+    pub uses: BTreeMap<String, Uses>,
 }
 
-struct Compiler<'a> {
-    endpoints: &'a [Endpoint],
-    /// Each endpoint's `selector_labels()`, built once.
+impl SetIndex {
+    /// Forgets the sets and named ports no policy uses any more; the names of the sets gone.
+    pub fn collect_unused(&mut self) -> Vec<String> {
+        let used: BTreeSet<&String> = self.uses.values().flat_map(|u| &u.sets).collect();
+        let gone: Vec<String> = self.defs.keys().filter(|n| !used.contains(n)).cloned().collect();
+        for name in &gone {
+            self.defs.remove(name);
+        }
+        self.named_ports = self.uses.values().flat_map(|u| u.named_ports.iter().cloned()).collect();
+        gone
+    }
+}
+
+/// Compiles policies one at a time into shared sets: the whole program at once
+/// ([`compile_indexed`]) or one changed policy into a program kept up to date
+/// (`incremental`).
+pub(super) struct Compiler<'a> {
+    endpoints: Vec<&'a Endpoint>,
+    /// Each endpoint's `selector_labels()`, built the first time a set is filled.
     labels: Vec<BTreeMap<String, String>>,
     namespaces: &'a Namespaces,
-    matcher: Matcher,
-    sets: BTreeMap<String, Vec<IpNetwork>>,
-    index: SetIndex,
+    matcher: &'a mut Matcher,
+    sets: &'a mut BTreeMap<String, Vec<IpNetwork>>,
+    index: &'a mut SetIndex,
+    /// What the policy being compiled uses.
+    uses: Uses,
 }
 
 /// Compiles `policies` for the `local` endpoints. Named ports in `notPorts` are refused by
@@ -82,32 +119,20 @@ pub fn compile_indexed(
     namespaces: &Namespaces,
     local: &[Local],
 ) -> (Program, SetIndex) {
-    let labels = endpoints.iter().map(Endpoint::selector_labels).collect();
-    let mut c = Compiler {
-        endpoints,
-        labels,
-        namespaces,
-        matcher: Matcher::default(),
-        sets: BTreeMap::new(),
-        index: SetIndex::default(),
-    };
+    let mut matcher = Matcher::default();
+    let mut sets = BTreeMap::new();
+    let mut index = SetIndex::default();
     let ordered = sorted(policies);
-    let chains: Vec<PolicyChains> = ordered
-        .iter()
-        .map(|p| PolicyChains {
-            name: p.name.clone(),
-            id: stable_id(&p.name),
-            ingress: c.rules(p.rules(Direction::Ingress).unwrap_or_default()),
-            egress: c.rules(p.rules(Direction::Egress).unwrap_or_default()),
-        })
-        .collect();
+    let mut c = Compiler::new(endpoints.iter().collect(), namespaces, &mut matcher, &mut sets, &mut index);
+    let chains: Vec<PolicyChains> = ordered.iter().map(|p| c.policy(p)).collect();
+    let labels = c.labels();
     let mut out_endpoints = Vec::new();
     for l in local {
         let Some(index) = endpoints.iter().position(|e| e.name == l.endpoint) else { continue };
-        let (endpoint, labels) = (&endpoints[index], &c.labels[index]);
-        out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut c.matcher));
+        let (endpoint, labels) = (&endpoints[index], &labels[index]);
+        out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut matcher));
     }
-    (Program { sets: c.sets, policies: chains, endpoints: out_endpoints }, c.index)
+    (Program { sets, policies: chains, endpoints: out_endpoints }, index)
 }
 
 /// The dispatch of local `endpoint` (`labels` its `selector_labels()`) over `ordered` policies.
@@ -138,21 +163,62 @@ pub(super) fn endpoint_chains(
     }
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    /// A compiler over `endpoints` (every endpoint of the cluster) that adds what it makes to
+    /// `sets` and `index`.
+    pub(super) fn new(
+        endpoints: Vec<&'a Endpoint>,
+        namespaces: &'a Namespaces,
+        matcher: &'a mut Matcher,
+        sets: &'a mut BTreeMap<String, Vec<IpNetwork>>,
+        index: &'a mut SetIndex,
+    ) -> Compiler<'a> {
+        Compiler { endpoints, labels: Vec::new(), namespaces, matcher, sets, index, uses: Uses::default() }
+    }
+
+    /// Every endpoint's `selector_labels()`, in `endpoints`' order.
+    fn labels(&mut self) -> Vec<BTreeMap<String, String>> {
+        self.fill_labels();
+        std::mem::take(&mut self.labels)
+    }
+
+    fn fill_labels(&mut self) {
+        if self.labels.len() != self.endpoints.len() {
+            self.labels = self.endpoints.iter().map(|e| e.selector_labels()).collect();
+        }
+    }
+
+    /// One policy's chains; what they use goes to the index under its name.
+    pub(super) fn policy(&mut self, p: &Policy) -> PolicyChains {
+        let chains = PolicyChains {
+            name: p.name.clone(),
+            id: stable_id(&p.name),
+            ingress: self.rules(p.rules(Direction::Ingress).unwrap_or_default()),
+            egress: self.rules(p.rules(Direction::Egress).unwrap_or_default()),
+        };
+        let uses = std::mem::take(&mut self.uses);
+        self.index.uses.entry(p.name.clone()).or_default().extend(uses);
+        chains
+    }
+
     /// The set named for `key`, filled once (a selector or named port used by several rules
     /// is computed once).
     fn set(&mut self, key: &str, def: SetDef) -> String {
         let name = format!("pol-{}", stable_id(key));
+        self.uses.sets.insert(name.clone());
         if self.index.defs.contains_key(&name) {
             return name;
         }
+        if !matches!(def, SetDef::Nets) {
+            self.fill_labels();
+        }
+        let Compiler { endpoints, labels, namespaces, matcher, .. } = self;
         let mut elements: Vec<IpNetwork> = match &def {
             SetDef::Nets => Vec::new(),
-            _ => self
-                .endpoints
+            _ => endpoints
                 .iter()
-                .zip(&self.labels)
-                .filter(|(e, labels)| def.holds(e, labels, self.namespaces, &mut self.matcher))
+                .zip(labels.iter())
+                .filter(|(e, labels)| def.holds(e, labels, namespaces, matcher))
                 .flat_map(|(e, _)| e.addresses.iter().map(|a| IpNetwork::from(*a)))
                 .collect(),
         };
@@ -178,7 +244,10 @@ impl Compiler<'_> {
 
     /// The (set, port) alternatives a named port stands for with `protocol`.
     fn named_port(&mut self, entity: &Entity, name: &str, protocol: u8) -> Vec<(String, u16)> {
-        self.index.named_ports.insert((entity.selector.clone(), name.to_string(), protocol));
+        let used = (entity.selector.clone(), name.to_string(), protocol);
+        self.index.named_ports.insert(used.clone());
+        self.uses.named_ports.insert(used);
+        self.fill_labels();
         let mut ports = BTreeSet::new();
         for (e, labels) in self.endpoints.iter().zip(&self.labels) {
             if !e.ports.iter().any(|p| p.name == name && p.protocol == protocol) {

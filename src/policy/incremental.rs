@@ -1,11 +1,13 @@
-//! The compiled program kept up to date one endpoint at a time. A pod appearing, leaving or
-//! relabelled changes the members of the sets whose definition it meets, and, for a pod of
-//! this node, its own dispatch; rules are compiled again only when a change alters them (a
-//! named port gaining a number no pod gave it, or losing its last pod). [`compile`] of
-//! [`Incremental::inputs`] is the reference: `incremental_tests` checks that both agree
-//! after any sequence of changes.
+//! The compiled program kept up to date one endpoint or one policy at a time. A pod
+//! appearing, leaving or relabelled changes the members of the sets whose definition it
+//! meets, and, for a pod of this node, its own dispatch; rules are compiled again only when a
+//! change alters them (a named port gaining a number no pod gave it, or losing its last pod).
+//! A policy added, changed or removed compiles that policy alone: its chains, the sets it
+//! makes, the sets no policy uses any more dropped, and the local endpoints' dispatch.
+//! [`compile`] of [`Incremental::inputs`] is the reference: `incremental_tests` checks that
+//! both agree after any sequence of changes.
 
-use super::compile::{Local, SetDef, SetIndex, compile_indexed, endpoint_chains};
+use super::compile::{Compiler, Local, SetDef, SetIndex, compile_indexed, endpoint_chains};
 use super::ir::Program;
 use super::matcher::Matcher;
 use super::model::{Endpoint, Namespaces, Policy, sorted};
@@ -182,10 +184,79 @@ impl Incremental {
         change
     }
 
+    /// Replaces the policy named `name` (`None` removes it). Only that policy is compiled;
+    /// the change is `recompiled` (its rules and the dispatch may differ).
+    pub fn set_policy(&mut self, name: &str, policy: Option<Policy>) -> Change {
+        let held: Vec<usize> =
+            self.policies.iter().enumerate().filter(|(_, p)| p.name == name).map(|(i, _)| i).collect();
+        match (held.as_slice(), &policy) {
+            ([], None) => return Change::default(),
+            ([i], Some(p)) if self.policies[*i] == *p => return Change::default(),
+            _ => {}
+        }
+        for i in held.iter().rev() {
+            self.policies.remove(*i);
+        }
+        self.program.policies.retain(|c| c.name != name);
+        self.index.uses.remove(name);
+        if let Some(p) = policy {
+            if p.name != name || held.len() > 1 {
+                // Not one policy under one name: the whole program is the only safe answer.
+                self.policies.push(p);
+                self.recompile();
+                return Change { recompiled: true, ..Change::default() };
+            }
+            let endpoints = self.entries.values().map(|e| &e.endpoint).collect();
+            let mut compiler =
+                Compiler::new(endpoints, &self.namespaces, &mut self.matcher, &mut self.program.sets, &mut self.index);
+            let chains = compiler.policy(&p);
+            self.policies.push(p);
+            let at = sorted(&self.policies).iter().position(|q| q.name == name).unwrap_or_default();
+            self.program.policies.insert(at.min(self.program.policies.len()), chains);
+        }
+        for gone in self.index.collect_unused() {
+            self.program.sets.remove(&gone);
+        }
+        self.redispatch_all();
+        Change { recompiled: true, ..Change::default() }
+    }
+
+    /// Replaces every namespace's labels; everything is compiled again if they changed.
+    pub fn set_namespaces(&mut self, namespaces: Namespaces) -> Change {
+        if namespaces == self.namespaces {
+            return Change::default();
+        }
+        self.namespaces = namespaces;
+        self.recompile();
+        Change { recompiled: true, ..Change::default() }
+    }
+
+    /// Every local endpoint's dispatch, as the compiler makes it: a local pod is found by
+    /// name, the first local entry of that name.
+    fn redispatch_all(&mut self) {
+        let ordered = sorted(&self.policies);
+        let locals: Vec<&Entry> = self.entries.values().filter(|e| e.interface.is_some()).collect();
+        let mut out = Vec::with_capacity(locals.len());
+        for l in &locals {
+            let Some(first) = locals.iter().find(|e| e.endpoint.name == l.endpoint.name) else { continue };
+            let labels = first.endpoint.selector_labels();
+            let interface = l.interface.as_deref().unwrap_or_default();
+            out.push(endpoint_chains(
+                &ordered,
+                &first.endpoint,
+                &labels,
+                interface,
+                &self.namespaces,
+                &mut self.matcher,
+            ));
+        }
+        self.program.endpoints = out;
+    }
+
     /// Whether `endpoint` gives a named port that a rule uses a number for which there is no
     /// set yet.
     fn new_named_port(&mut self, endpoint: &Endpoint, labels: &BTreeMap<String, String>) -> bool {
-        let SetIndex { defs, named_ports } = &self.index;
+        let SetIndex { defs, named_ports, .. } = &self.index;
         named_ports.iter().any(|(selector, name, protocol)| {
             let has_set = |port: u16| {
                 defs.values().any(|d| {

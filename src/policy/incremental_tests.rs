@@ -82,3 +82,57 @@ proptest! {
         }
     }
 }
+
+/// A policy change: one of a freshly generated set (its name often one already held, so a
+/// replacement), or the removal of a held name or a name nobody holds.
+fn policy_change(p: &mut Pick, inc: &Incremental) -> (String, Option<super::Policy>) {
+    let fresh = policies(p);
+    if p.n(3) == 0 || fresh.is_empty() {
+        let mut names: Vec<String> = inc.policies().iter().map(|q| q.name.clone()).collect();
+        names.push("global/nobody".to_string());
+        return (p.one(&names), None);
+    }
+    let policy = p.one(&fresh);
+    (policy.name.clone(), Some(policy))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn policy_and_endpoint_changes_equal_the_full_compile(numbers in proptest::collection::vec(any::<u64>(), 1500)) {
+        let mut p = Pick { numbers, at: 0 };
+        let policies = policies(&mut p);
+        let team = |t: &str| BTreeMap::from([("team".to_string(), t.to_string())]);
+        let namespaces = Namespaces(BTreeMap::from([("a".to_string(), team("x")), ("b".to_string(), BTreeMap::new())]));
+        let mut entries = BTreeMap::new();
+        for _ in 0..p.n(5) {
+            entries.insert(format!("h{}", p.n(6)), entry(&mut p));
+        }
+        let mut inc = Incremental::new(policies, namespaces, entries);
+        for step in 0..12 {
+            let before = inc.program().clone();
+            let (what, change) = match p.n(5) {
+                0 | 1 => {
+                    let (name, policy) = policy_change(&mut p, &inc);
+                    (format!("policy {name} := {policy:?}"), inc.set_policy(&name, policy))
+                }
+                2 => {
+                    let labels = if p.n(2) == 0 { team("x") } else { team("y") };
+                    let namespaces = Namespaces(BTreeMap::from([("b".to_string(), labels)]));
+                    (format!("namespaces := {namespaces:?}"), inc.set_namespaces(namespaces))
+                }
+                _ => {
+                    let key = format!("h{}", p.n(6));
+                    let new = if p.n(4) == 0 { None } else { Some(entry(&mut p)) };
+                    (format!("{key} := {new:?}"), inc.update(&key, new))
+                }
+            };
+            let expected = full(&inc);
+            prop_assert_eq!(inc.program(), &expected, "step {}: {}", step, what);
+            if change.is_empty() {
+                prop_assert_eq!(&before, &expected, "step {}: reported no change: {}", step, what);
+            }
+        }
+    }
+}
