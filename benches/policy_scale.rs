@@ -1,7 +1,8 @@
 //! Network policy at scale: 10 000 pods on 200 nodes (50 on the node programmed here) and
 //! 1 000 policies of all three kinds. In a network namespace of its own it measures
 //! (a) compiling from scratch and writing the table through the nftables owner,
-//! (b) one pod relabelled, remote and local, until the owner has written the change, and
+//! (b) one pod relabelled, remote and local, and one policy changed, until the owner has
+//! written the change, and
 //! (c) the rules in the kernel against the same policy as kube-router-style per-pod iptables
 //! rules (`iptables-nft-restore` in the same namespace, timed too).
 //! Run as root: `cargo bench --bench policy_scale`; prints a table.
@@ -81,6 +82,25 @@ async fn program(table: &NftTable, w: &World) -> (Duration, Duration) {
 /// The app label of pod `pod` at relabel `n`: alternately another app's and its own.
 fn relabel(pod: usize, n: usize) -> usize {
     if n.is_multiple_of(2) { pod / world::NAMESPACES + 1 } else { pod / world::NAMESPACES }
+}
+
+/// An ingress rule allowing TCP 9999 from pods labelled `extra=N`, which no other rule uses.
+fn extra_rule(n: usize) -> tortie::policy::model::Rule {
+    use tortie::policy::model::{EndpointSelector, Entity, NamespaceScope, Rule};
+    let selector = EndpointSelector { selector: format!("extra == \"{n}\""), namespaces: NamespaceScope::Any };
+    Rule {
+        action: tortie::datastore::resources::Action::Allow,
+        ip_version: None,
+        protocol: Some(6),
+        not_protocol: None,
+        icmp: None,
+        not_icmp: None,
+        source: Entity { selector: Some(selector), ..Entity::default() },
+        destination: Entity {
+            ports: vec![tortie::datastore::resources::policy_rule::PortMatch::Range(9999, 9999)],
+            ..Entity::default()
+        },
+    }
 }
 
 struct Relabel {
@@ -198,6 +218,31 @@ async fn bench() {
             ms(worst)
         );
     }
+    // (b) One policy changed: alternately given an extra ingress rule from a selector no
+    // policy uses yet (a set filled from every pod) and back.
+    let changed = world::policy(world::POLICIES - 1);
+    let (mut times, mut compute, mut compiled) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 0..RELABELS {
+        let mut policy = changed.clone();
+        if n.is_multiple_of(2) {
+            policy.ingress.get_or_insert_default().push(extra_rule(n));
+        }
+        let start = Instant::now();
+        incremental.set_policy(&changed.name, Some(policy));
+        compiled.push(start.elapsed());
+        sent = renderer.section(incremental.program()).expect("renders");
+        compute.push(start.elapsed());
+        table.set_section(nft_policy::USER, sent.clone()).await;
+        assert!(table.probe().await && table.state.borrow().synced, "written");
+        times.push(start.elapsed());
+    }
+    println!(
+        "(b) one policy changed (compiled alone): median {:.2} ms (computed in {:.2} ms, compiled in {:.2} ms), worst {:.2} ms",
+        ms(median(times.clone())),
+        ms(median(compute)),
+        ms(median(compiled)),
+        ms(times.iter().max().copied().unwrap_or_default())
+    );
     for case in &cases {
         let mut times = Vec::new();
         let mut compile_times = Vec::new();
