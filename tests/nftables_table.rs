@@ -356,7 +356,7 @@ fn random_section(pick: &mut impl FnMut(usize) -> usize) -> tortie::dataplane::n
             };
             rules.push(rule);
         }
-        section.chains.make_mut().push(ChainSpec { name: format!("c{i}"), base: None, rules });
+        section.chains.make_mut().push(ChainSpec { name: format!("c{i}"), base: None, rules: rules.into() });
     }
     let base_rules = chains
         .iter()

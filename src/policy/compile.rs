@@ -10,6 +10,9 @@ use crate::datastore::resources::policy_rule::PortMatch;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// An endpoint's labels as selectors see them (`Endpoint::selector_labels`).
+pub type LabelMap = BTreeMap<String, String>;
+
 /// A local endpoint: its name (`namespace/pod`) and the host side of its veth.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Local {
@@ -95,9 +98,8 @@ impl SetIndex {
 /// ([`compile_indexed`]) or one changed policy into a program kept up to date
 /// (`incremental`).
 pub(super) struct Compiler<'a> {
-    endpoints: Vec<&'a Endpoint>,
-    /// Each endpoint's `selector_labels()`, built the first time a set is filled.
-    labels: Vec<BTreeMap<String, String>>,
+    /// Every endpoint with its `selector_labels()`.
+    endpoints: Vec<(&'a Endpoint, &'a LabelMap)>,
     namespaces: &'a Namespaces,
     matcher: &'a mut Matcher,
     sets: &'a mut BTreeMap<String, Vec<IpNetwork>>,
@@ -123,9 +125,9 @@ pub fn compile_indexed(
     let mut sets = BTreeMap::new();
     let mut index = SetIndex::default();
     let ordered = sorted(policies);
-    let mut c = Compiler::new(endpoints.iter().collect(), namespaces, &mut matcher, &mut sets, &mut index);
+    let labels: Vec<LabelMap> = endpoints.iter().map(Endpoint::selector_labels).collect();
+    let mut c = Compiler::new(endpoints.iter().zip(&labels).collect(), namespaces, &mut matcher, &mut sets, &mut index);
     let chains: Vec<PolicyChains> = ordered.iter().map(|p| c.policy(p)).collect();
-    let labels = c.labels();
     let mut out_endpoints = Vec::new();
     for l in local {
         let Some(index) = endpoints.iter().position(|e| e.name == l.endpoint) else { continue };
@@ -167,25 +169,13 @@ impl<'a> Compiler<'a> {
     /// A compiler over `endpoints` (every endpoint of the cluster) that adds what it makes to
     /// `sets` and `index`.
     pub(super) fn new(
-        endpoints: Vec<&'a Endpoint>,
+        endpoints: Vec<(&'a Endpoint, &'a LabelMap)>,
         namespaces: &'a Namespaces,
         matcher: &'a mut Matcher,
         sets: &'a mut BTreeMap<String, Vec<IpNetwork>>,
         index: &'a mut SetIndex,
     ) -> Compiler<'a> {
-        Compiler { endpoints, labels: Vec::new(), namespaces, matcher, sets, index, uses: Uses::default() }
-    }
-
-    /// Every endpoint's `selector_labels()`, in `endpoints`' order.
-    fn labels(&mut self) -> Vec<BTreeMap<String, String>> {
-        self.fill_labels();
-        std::mem::take(&mut self.labels)
-    }
-
-    fn fill_labels(&mut self) {
-        if self.labels.len() != self.endpoints.len() {
-            self.labels = self.endpoints.iter().map(|e| e.selector_labels()).collect();
-        }
+        Compiler { endpoints, namespaces, matcher, sets, index, uses: Uses::default() }
     }
 
     /// One policy's chains; what they use goes to the index under its name.
@@ -209,15 +199,11 @@ impl<'a> Compiler<'a> {
         if self.index.defs.contains_key(&name) {
             return name;
         }
-        if !matches!(def, SetDef::Nets) {
-            self.fill_labels();
-        }
-        let Compiler { endpoints, labels, namespaces, matcher, .. } = self;
+        let Compiler { endpoints, namespaces, matcher, .. } = self;
         let mut elements: Vec<IpNetwork> = match &def {
             SetDef::Nets => Vec::new(),
             _ => endpoints
                 .iter()
-                .zip(labels.iter())
                 .filter(|(e, labels)| def.holds(e, labels, namespaces, matcher))
                 .flat_map(|(e, _)| e.addresses.iter().map(|a| IpNetwork::from(*a)))
                 .collect(),
@@ -247,9 +233,8 @@ impl<'a> Compiler<'a> {
         let used = (entity.selector.clone(), name.to_string(), protocol);
         self.index.named_ports.insert(used.clone());
         self.uses.named_ports.insert(used);
-        self.fill_labels();
         let mut ports = BTreeSet::new();
-        for (e, labels) in self.endpoints.iter().zip(&self.labels) {
+        for (e, labels) in &self.endpoints {
             if !e.ports.iter().any(|p| p.name == name && p.protocol == protocol) {
                 continue;
             }

@@ -7,7 +7,7 @@
 //! [`compile`] of [`Incremental::inputs`] is the reference: `incremental_tests` checks that
 //! both agree after any sequence of changes.
 
-use super::compile::{Compiler, Local, SetDef, SetIndex, compile_indexed, endpoint_chains};
+use super::compile::{Compiler, LabelMap, Local, SetDef, SetIndex, compile_indexed, endpoint_chains};
 use super::ir::Program;
 use super::matcher::Matcher;
 use super::model::{Endpoint, Namespaces, Policy, sorted};
@@ -43,6 +43,8 @@ pub struct Incremental {
     policies: Vec<Policy>,
     namespaces: Namespaces,
     entries: BTreeMap<String, Entry>,
+    /// Each entry's `selector_labels()`, under the same keys.
+    labels: BTreeMap<String, LabelMap>,
     program: Program,
     index: SetIndex,
     matcher: Matcher,
@@ -51,10 +53,12 @@ pub struct Incremental {
 impl Incremental {
     /// Compiles everything.
     pub fn new(policies: Vec<Policy>, namespaces: Namespaces, entries: BTreeMap<String, Entry>) -> Incremental {
+        let labels = entries.iter().map(|(k, e)| (k.clone(), e.endpoint.selector_labels())).collect();
         let mut me = Incremental {
             policies,
             namespaces,
             entries,
+            labels,
             program: Program::default(),
             index: SetIndex::default(),
             matcher: Matcher::default(),
@@ -109,7 +113,10 @@ impl Incremental {
         }
         let mut change = Change::default();
         let new_labels = entry.as_ref().map(|e| e.endpoint.selector_labels());
-        let old_labels = old.as_ref().map(|e| e.endpoint.selector_labels());
+        let old_labels = match &new_labels {
+            Some(l) => self.labels.insert(key.to_string(), l.clone()),
+            None => self.labels.remove(key),
+        };
         // A named port given a number no endpoint gave it needs a rule of its own.
         if let (Some(new), Some(labels)) = (&entry, &new_labels)
             && self.new_named_port(&new.endpoint, labels)
@@ -206,7 +213,7 @@ impl Incremental {
                 self.recompile();
                 return Change { recompiled: true, ..Change::default() };
             }
-            let endpoints = self.entries.values().map(|e| &e.endpoint).collect();
+            let endpoints = self.entries.values().map(|e| &e.endpoint).zip(self.labels.values()).collect();
             let mut compiler =
                 Compiler::new(endpoints, &self.namespaces, &mut self.matcher, &mut self.program.sets, &mut self.index);
             let chains = compiler.policy(&p);

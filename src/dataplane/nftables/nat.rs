@@ -70,7 +70,7 @@ pub fn section(input: &NatInput) -> Section {
         priority: SRCNAT_PRIORITY,
         policy: NfChainPolicy::Accept,
     };
-    let chains = vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules }].into();
+    let chains = vec![ChainSpec { name: CHAIN.to_string(), base: Some(base), rules: rules.into() }].into();
     Section { sets, chains, ..Section::default() }
 }
 

@@ -163,7 +163,7 @@ impl Renderer {
                 rules.push(rule_statements(rule, family, &policy.name, &mut ports)?);
             }
         }
-        let chain = ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules };
+        let chain = ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules: rules.into() };
         for (ranges, name) in &ports {
             port_sets.entry(ranges.clone()).or_insert_with(|| name.clone());
         }
@@ -224,7 +224,7 @@ fn render_section(
             priority: FILTER_PRIORITY,
             policy: NfChainPolicy::Accept,
         }),
-        rules: base_rules,
+        rules: base_rules.into(),
     });
     for endpoint in &program.endpoints {
         for (ingress, list) in [(true, &endpoint.ingress), (false, &endpoint.egress)] {
@@ -242,7 +242,11 @@ fn render_section(
                 ]);
             }
             rules.push(vec![statement(json!({"counter": null}))?, statement(json!({"drop": null}))?]);
-            chains.push(ChainSpec { name: endpoint_chain(&endpoint.interface, ingress), base: None, rules });
+            chains.push(ChainSpec {
+                name: endpoint_chain(&endpoint.interface, ingress),
+                base: None,
+                rules: rules.into(),
+            });
         }
     }
     chains.extend(policy_chains);

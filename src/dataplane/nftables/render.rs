@@ -99,8 +99,12 @@ pub struct ChainSpec {
     pub name: String,
     /// Present for a chain the kernel calls from a hook.
     pub base: Option<BaseChain>,
-    pub rules: Vec<Vec<Statement<'static>>>,
+    pub rules: Rules,
 }
+
+/// A chain's rules, shared: a policy chain rendered once is handed to every section after it
+/// (and compared with the last one written) without copying its statements.
+pub type Rules = Shared<Vec<Vec<Statement<'static>>>>;
 
 /// Where a base chain hooks in.
 #[derive(Clone, Debug, PartialEq)]

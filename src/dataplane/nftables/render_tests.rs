@@ -118,7 +118,7 @@ fn a_pool_or_node_change_adds_and_deletes_only_the_changed_elements() {
 fn a_changed_chain_or_port_set_or_a_new_section_needs_the_whole_table() {
     let old = nat_desired(&[("10.244.0.0/16", true)], &[]);
     let mut new = old.clone();
-    new.get_mut(nat::USER).unwrap().chains.make_mut()[0].rules.pop();
+    new.get_mut(nat::USER).unwrap().chains.make_mut()[0].rules.make_mut().pop();
     assert_eq!(element_changes(&old, &new).unwrap(), None);
     let mut new = old.clone();
     new.get_mut(nat::USER)
