@@ -14,9 +14,9 @@
 # (2) The data path with POLICIES generated policies loaded against none, for each count given
 #     as an argument (default 1000): iperf3 TCP c1 (node1) -> s2 (node2), IPERF_SECONDS (5) s,
 #     and new TCP connections per second (connect, then close with an RST, CPS_SECONDS (5) s),
-#     REPS (3) rounds of [none, loaded], the policies applied and deleted between them. The
-#     policies are world.rs's kinds (benches/policy_scale/world.rs: 60 % Kubernetes, 30 % Calico
-#     namespaced, 10 % global, pod and namespace selectors, ports, ranges, named ports, nets)
+#     REPS (3) rounds of [none, loaded] (0: the latency phase alone), the policies applied and
+#     deleted between them. The policies are world.rs's kinds (benches/policy_scale/world.rs:
+#     60 % Kubernetes, 30 % Calico namespaced, 10 % global, pod and namespace selectors, ports, ranges, named ports, nets)
 #     over namespaces ns-0..ns-99; they select the FILLER (6) pods per node on node1 and node2
 #     (ns-J, app-J, tier web/api/db), not the measured pair, except three that allow it (a
 #     Kubernetes ingress policy on s2, a Calico egress policy on c1, a global one ordered first).
@@ -239,6 +239,7 @@ for name, xs in rows + [("command", cmd)]:
     print(f"policy_latency at={name} n={len(xs)} p50_ms={pct(xs, 50):.1f} p99_ms={pct(xs, 99):.1f} max_ms={max(xs):.1f}")
 PY
 if [[ $LATENCY_POLICIES -gt 0 ]]; then "$BIN" delete -f "$work/bg.yaml" >/dev/null; settle 0 >/dev/null; fi
+[[ $REPS -gt 0 ]] || exit 0
 
 # --- (2) data path ---------------------------------------------------------------------------
 # CPU seconds of the three agents and their finished children (their `nft` runs).

@@ -20,8 +20,14 @@ const COMMAND_CAPACITY: usize = 64;
 const WRITE_ATTEMPTS: usize = 3;
 /// How soon a failed write is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// How long after the last of a burst of writes of rules, chains or sets it is read back.
+/// How long after the last of a burst of writes of rules, chains or sets it is read back, at
+/// least.
 const DEFER: Duration = Duration::from_millis(200);
+/// A burst is over when no write of rules, chains or sets came for this many times as long as
+/// the last reading took: a reading (`nft` listing a thousand policies' table takes most of a
+/// second of CPU) then costs at most about a fifth of a core however often policies change,
+/// and a write during a reading stops it, since its result would be judged stale.
+const READBACK_SPACING: u32 = 4;
 /// How long after the last write the fingerprint is saved: rendering the whole table for its
 /// digest costs about as much as writing it, so not on every pod's change.
 const FINGERPRINT_AFTER: Duration = Duration::from_secs(2);
@@ -99,6 +105,7 @@ impl NftTable {
             structure_writes: 0,
             verify_failures: 0,
             readback: None,
+            last_reading: Duration::ZERO,
             verify_at: None,
             fingerprint_at: None,
         };
@@ -162,6 +169,7 @@ struct Readback {
     /// [`Owner::structure_writes`] and the element writes when it started.
     structure: u64,
     elements: u64,
+    started: tokio::time::Instant,
     listing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Listed>, NftError>> + Send>>,
 }
 
@@ -192,6 +200,8 @@ struct Owner {
     /// Writes read back and found changed in a row.
     verify_failures: usize,
     readback: Option<Readback>,
+    /// How long the last finished reading took.
+    last_reading: Duration,
     /// When the write of rules, chains or sets is read back (the last of a burst).
     verify_at: Option<tokio::time::Instant>,
     /// When the fingerprint is saved (after the writes stop for a while).
@@ -296,6 +306,7 @@ impl Owner {
             purpose,
             structure: self.structure_writes,
             elements: self.stats.element_writes.load(Relaxed),
+            started: tokio::time::Instant::now(),
             listing: Box::pin(async move {
                 let Some(text) = command.list_table_text(&name).await? else { return Ok(None) };
                 let listed = tokio::task::spawn_blocking(move || Listed::read(text));
@@ -326,11 +337,12 @@ impl Owner {
     /// nothing about elements.
     async fn judge(&mut self, readback: Readback, listing: Result<Option<Listed>, NftError>) -> Result<(), String> {
         let name = self.config.name.clone();
+        self.last_reading = readback.started.elapsed();
         let listing = listing.map_err(|e| e.to_string())?;
         let Some(w) = &mut self.written else { return Ok(()) };
         if readback.structure != self.structure_writes {
             if w.skeleton.is_none() {
-                self.verify_at = Some(tokio::time::Instant::now() + DEFER);
+                self.verify_at = Some(self.verify_time());
             }
             return Ok(());
         }
@@ -451,8 +463,15 @@ impl Owner {
     fn wrote_structure(&mut self) {
         self.structure_writes += 1;
         self.stats.applies.fetch_add(1, Relaxed);
-        self.verify_at = Some(tokio::time::Instant::now() + DEFER);
+        // A reading under way would be judged stale: stopped (its `nft` is killed).
+        self.readback = None;
+        self.verify_at = Some(self.verify_time());
         self.state.send_replace(NftState { synced: true, last_error: None });
+    }
+
+    /// When a write of rules, chains or sets made now is read back, if no other follows.
+    fn verify_time(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + DEFER.max(self.last_reading * READBACK_SPACING)
     }
 
     /// Takes the kernel's table as written when the fingerprint of the last write says it is
