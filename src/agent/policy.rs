@@ -331,7 +331,9 @@ impl Follower {
             return true;
         }
         let written = match (&self.sent, change.endpoints || change.recompiled) {
-            (Some(sent), false) => {
+            // Set elements alone, unless a set gains its first or loses its last address of a
+            // family: rules of that family then come or go.
+            (Some(sent), false) if !nft_policy::families_change(sent, &program, &change.sets) => {
                 let mut section = sent.clone();
                 nft_policy::refill_sets(&mut section, &program, &change.sets);
                 self.send_section(section, program, table).await

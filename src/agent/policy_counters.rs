@@ -5,7 +5,7 @@
 //! rule). Series are bounded by the policies' rules and this node's pods.
 
 use super::policy::PolicyState;
-use crate::dataplane::nftables::policy::{endpoint_chain, policy_chain, rule_origins};
+use crate::dataplane::nftables::policy::{endpoint_chain, policy_chain, present, rule_origins};
 use crate::dataplane::nftables::{NftTable, TABLE_NAME};
 use crate::policy::Program;
 use serde_json::Value;
@@ -51,11 +51,12 @@ fn chain_counters(listing: &Value) -> BTreeMap<String, Vec<Option<Count>>> {
 /// The counters of `program` in `listing`.
 pub fn read(program: &Program, listing: &Value) -> PolicyCounters {
     let chains = chain_counters(listing);
+    let present = present(program);
     let mut out = PolicyCounters::default();
     for policy in &program.policies {
         for (ingress, direction) in [(true, "ingress"), (false, "egress")] {
             let Some(counters) = chains.get(&policy_chain(&policy.id, ingress)) else { continue };
-            for (origin, counter) in rule_origins(policy, ingress).into_iter().zip(counters) {
+            for (origin, counter) in rule_origins(policy, ingress, &present).into_iter().zip(counters) {
                 if let (Some(rule), Some((packets, bytes))) = (origin, counter) {
                     let entry = out.rules.entry((policy.name.clone(), rule, direction)).or_default();
                     entry.0 += packets;

@@ -10,7 +10,11 @@
 //! - per policy and direction a chain of its rules: Allow and Pass set the bit and return,
 //!   Deny drops, Log logs with a prefix naming the policy and goes on; each rule counts;
 //! - per set of the program two address sets (`<name>-v4`, `<name>-v6`), so a pod
-//!   appearing or relabelled changes set elements only.
+//!   appearing or relabelled changes set elements only;
+//! - a rule that reads addresses is written once per family, except in a family where a set
+//!   it must match (not negated) is empty: that copy could never match. In a cluster without
+//!   IPv6 pods that is half the rules; a set gaining its first address of a family brings the
+//!   copies back (the follower renders the chains again when a set's families change).
 //!
 //! The node's own traffic to its pods never passes the forward hook, so probes are allowed.
 
@@ -97,11 +101,41 @@ pub fn section(program: &Program) -> Result<Section, String> {
     Renderer::default().section(program)
 }
 
+/// Which families each set of a program has an address of: (IPv4, IPv6).
+pub type Present<'p> = HashMap<&'p str, (bool, bool)>;
+
+/// The families of addresses each set of `program` holds.
+pub fn present(program: &Program) -> Present<'_> {
+    program
+        .sets
+        .iter()
+        .map(|(name, elements)| {
+            let v6 = elements.iter().any(|n| n.is_ipv6());
+            (name.as_str(), (elements.iter().any(|n| !n.is_ipv6()), v6))
+        })
+        .collect()
+}
+
+/// Whether giving the sets named in `changed` the elements `program` has changes which
+/// families one of them has an address of, against `section` (rendered earlier): then rules
+/// come or go, and set elements alone ([`refill_sets`]) do not say it.
+pub fn families_change(section: &Section, program: &Program, changed: &std::collections::BTreeSet<String>) -> bool {
+    section.sets.iter().any(|set| {
+        let Some(name) = set.name.strip_suffix(if set.ipv6 { "-v6" } else { "-v4" }) else { return false };
+        // Empty before and holding one now, or the other way round.
+        changed.contains(name)
+            && set.elements.is_empty()
+                == program.sets.get(name).is_some_and(|e| e.iter().any(|n| n.is_ipv6() == set.ipv6))
+    })
+}
+
 /// One policy chain as last rendered, and what it was rendered from.
 struct Rendered {
     name: String,
     refused: bool,
     ir: Vec<IrRule>,
+    /// The families each rule was written for.
+    written: Vec<Vec<Option<bool>>>,
     chain: ChainSpec,
     /// The port sets its rules name.
     ports: Vec<Vec<(u16, u16)>>,
@@ -122,10 +156,11 @@ impl Renderer {
         let mut port_sets = BTreeMap::new();
         let mut policy_chains = Vec::with_capacity(program.policies.len() * 2);
         let mut seen = HashSet::new();
+        let present = present(program);
         for policy in &program.policies {
             for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
                 let key = (policy.id.clone(), ingress);
-                policy_chains.push(self.policy_chain(policy, ingress, ir, &mut port_sets)?);
+                policy_chains.push(self.policy_chain(policy, ingress, ir, &present, &mut port_sets)?);
                 seen.insert(key);
             }
         }
@@ -138,14 +173,17 @@ impl Renderer {
         policy: &PolicyChains,
         ingress: bool,
         ir: &[IrRule],
+        present: &Present,
         port_sets: &mut BTreeMap<Vec<(u16, u16)>, String>,
     ) -> Result<ChainSpec, String> {
         let refused = crate::faults::refuses(&format!("nft-policy:{}", policy.name));
         let key = (policy.id.clone(), ingress);
+        let written: Vec<Vec<Option<bool>>> = ir.iter().map(|rule| live_families(rule, present)).collect();
         if let Some(r) = self.chains.get(&key)
             && r.name == policy.name
             && r.refused == refused
             && r.ir == ir
+            && r.written == written
         {
             for ranges in &r.ports {
                 port_sets.entry(ranges.clone()).or_insert_with_key(|r| port_set_name(r));
@@ -158,9 +196,9 @@ impl Renderer {
             rules.push(vec![statement(json!({"jump": {"target": "tortie-fault-no-such-chain"}}))?]);
         }
         let mut ports = BTreeMap::new();
-        for rule in ir {
-            for family in families(rule) {
-                rules.push(rule_statements(rule, family, &policy.name, &mut ports)?);
+        for (rule, families) in ir.iter().zip(&written) {
+            for family in families {
+                rules.push(rule_statements(rule, *family, &policy.name, &mut ports)?);
             }
         }
         let chain = ChainSpec { name: policy_chain(&policy.id, ingress), base: None, rules: rules.into() };
@@ -171,6 +209,7 @@ impl Renderer {
             name: policy.name.clone(),
             refused,
             ir: ir.to_vec(),
+            written,
             chain: chain.clone(),
             ports: ports.into_keys().collect(),
         };
@@ -269,16 +308,33 @@ pub fn refill_sets(section: &mut Section, program: &Program, changed: &std::coll
 }
 
 /// What each rule of a policy chain counts, by its position in the chain: the index of the
-/// policy rule it comes from (`None` for a rule no policy rule made). `ingress` picks the chain.
-pub fn rule_origins(policy: &PolicyChains, ingress: bool) -> Vec<Option<usize>> {
+/// policy rule it comes from (`None` for a rule no policy rule made). `ingress` picks the chain;
+/// `present` is what the program's sets hold ([`present`]), which decides the families written.
+pub fn rule_origins(policy: &PolicyChains, ingress: bool, present: &Present) -> Vec<Option<usize>> {
     let ir = if ingress { &policy.ingress } else { &policy.egress };
     let mut out = Vec::new();
     if crate::faults::refuses(&format!("nft-policy:{}", policy.name)) {
         out.push(None);
     }
     for rule in ir {
-        out.extend(families(rule).iter().map(|_| Some(rule.origin)));
+        out.extend(live_families(rule, present).iter().map(|_| Some(rule.origin)));
     }
+    out
+}
+
+/// [`families`] less those in which a set the rule must match (not negated) has no address:
+/// that copy of the rule could never match.
+fn live_families(rule: &IrRule, present: &Present) -> Vec<Option<bool>> {
+    let mut out = families(rule);
+    out.retain(|family| {
+        let Some(ipv6) = *family else { return true };
+        rule.matches.iter().all(|m| match m {
+            Match::Address { set, negated: false, .. } => {
+                present.get(set.as_str()).is_some_and(|(v4, v6)| if ipv6 { *v6 } else { *v4 })
+            }
+            _ => true,
+        })
+    });
     out
 }
 
@@ -425,9 +481,51 @@ mod tests {
             addresses: vec![address.parse().unwrap()],
             ..Endpoint::default()
         };
-        let endpoints = [pod("db", &[("app", "db")], "10.0.0.1"), pod("web", web_labels, "10.0.0.2")];
+        let endpoints = [
+            pod("db", &[("app", "db")], "10.0.0.1"),
+            pod("web", web_labels, "10.0.0.2"),
+            pod("web2", &[("app", "web")], "10.0.0.3"),
+        ];
         let local = [Local { endpoint: "prod/db".into(), interface: "cali-db".into() }];
         compile(&[policy], &endpoints, &Namespaces::default(), &local)
+    }
+
+    /// The rules of the db policy's ingress chain in `section`.
+    fn ingress_rules(section: &Section) -> usize {
+        section.chains.iter().find(|c| c.name.starts_with("pi-")).map_or(0, |c| c.rules.len())
+    }
+
+    #[test]
+    fn a_rule_is_written_only_for_the_families_its_sets_have_addresses_of() {
+        // "from web" in an IPv4-only cluster: the IPv4 copy alone.
+        let v4 = program_with(&[("app", "web")]);
+        let policy = &v4.policies[0];
+        assert_eq!(policy.ingress.len(), 1);
+        let section_v4 = section(&v4).unwrap();
+        assert_eq!(ingress_rules(&section_v4), 1, "no IPv6 copy of a rule whose set has no IPv6 address");
+        assert_eq!(rule_origins(policy, true, &present(&v4)), vec![Some(0)]);
+        // Its set gains an IPv6 address: both copies, and the change is more than elements.
+        let mut dual = v4.clone();
+        for elements in dual.sets.values_mut().filter(|e| !e.is_empty()) {
+            elements.push("fd00::2/128".parse().unwrap());
+        }
+        let changed = dual.sets.keys().cloned().collect();
+        assert!(families_change(&section_v4, &dual, &changed));
+        assert!(!families_change(&section_v4, &v4, &changed));
+        assert_eq!(ingress_rules(&section(&dual).unwrap()), 2);
+        assert_eq!(rule_origins(&dual.policies[0], true, &present(&dual)), vec![Some(0), Some(0)]);
+        // Its set emptied: no copy can match, none is written.
+        let mut empty = v4.clone();
+        for elements in empty.sets.values_mut() {
+            elements.clear();
+        }
+        assert_eq!(ingress_rules(&section(&empty).unwrap()), 0);
+        assert!(rule_origins(&empty.policies[0], true, &present(&empty)).is_empty());
+        // The renderer's cache follows the families: the same as from scratch each time.
+        let mut renderer = Renderer::default();
+        for program in [&v4, &dual, &empty, &v4] {
+            assert_eq!(renderer.section(program).unwrap(), section(program).unwrap());
+        }
     }
 
     #[test]
