@@ -2,22 +2,25 @@
 # Network policy on a real data path, on a three-node tortie lab (one subnet, BGP, no
 # encapsulation) in namespaces of its own, taken down on exit.
 #
-# (1) Change -> enforced latency on every node: CHANGES (200) changes, alternately `tortie apply`
-#     and `tortie delete` of one Kubernetes policy denying ingress to the pods labelled
-#     role=server (one per node, in namespace bench). Probes c1 -> s2, c2 -> s3 and c3 -> s1
-#     (each node enforces one) start a TCP connect every 5 ms on 8 threads, 40 ms timeout
-#     (examples/policy_probe.rs); a flip is timed from just before `tortie apply|delete` is
-#     spawned to the first attempt with the new verdict after the last with the old one.
+# (1) Change -> enforced latency on every node: CHANGES (200; 0 skips this) changes, alternately
+#     `tortie apply` and `tortie delete` of one Kubernetes policy denying ingress to the pods
+#     labelled role=server (one per node, in namespace bench). Probes c1 -> s2, c2 -> s3 and
+#     c3 -> s1 (each node enforces one) start a TCP connect every 5 ms on 8 threads, 40 ms
+#     timeout (examples/policy_probe.rs); a flip is timed from just before `tortie apply|delete`
+#     is spawned to the first attempt with the new verdict after the last with the old one.
 #     Per node and for the slowest node of each change (enforced on every node): p50, p99, max.
 #     LATENCY_POLICIES (0) of the generated policies (without the three that allow the measured
 #     pair) are loaded during these changes.
 # (2) The data path with POLICIES generated policies loaded against none, for each count given
 #     as an argument (default 1000): iperf3 TCP c1 (node1) -> s2 (node2), IPERF_SECONDS (5) s,
 #     and new TCP connections per second (connect, then close with an RST, CPS_SECONDS (5) s),
-#     REPS (3) rounds of [none, loaded] (0: the latency phase alone), the policies applied and
-#     deleted between them. The policies are world.rs's kinds (benches/policy_scale/world.rs:
-#     60 % Kubernetes, 30 % Calico namespaced, 10 % global, pod and namespace selectors, ports, ranges, named ports, nets)
-#     over namespaces ns-0..ns-99; they select the FILLER (6) pods per node on node1 and node2
+#     REPS (3; 0 skips this) rounds of [none, loaded], the policies applied and deleted between
+#     them; each state measured once the policies are programmed and the agents idle (what an
+#     agent defers after a write, the table read back and its fingerprint, is the cost of
+#     programming, printed as idle_s and idle_cpu_s, not the steady state). The policies are
+#     world.rs's kinds (benches/policy_scale/world.rs: 60 % Kubernetes, 30 % Calico namespaced,
+#     10 % global, pod and namespace selectors, ports, ranges, named ports, nets) over
+#     namespaces ns-0..ns-99; they select the FILLER (6) pods per node on node1 and node2
 #     (ns-J, app-J, tier web/api/db), not the measured pair, except three that allow it (a
 #     Kubernetes ingress policy on s2, a Calico egress policy on c1, a global one ordered first).
 #     Each state is measured twice: with the agents running, and with the three agents (and
@@ -205,6 +208,7 @@ echo "policy_datapath commit=$(git rev-parse --short HEAD) build=$PROFILE date=$
 
 # --- (1) change -> enforced ------------------------------------------------------------------
 out=$work/out.txt
+if [[ $CHANGES -gt 0 ]]; then
 if [[ $LATENCY_POLICIES -gt 0 ]]; then
   # Without the three that allow the measured pair: the deny below must flip it.
   gen_policies "$LATENCY_POLICIES" "$work/bg.yaml"; "$BIN" apply -f "$work/bg.yaml" >/dev/null
@@ -239,6 +243,7 @@ for name, xs in rows + [("command", cmd)]:
     print(f"policy_latency at={name} n={len(xs)} p50_ms={pct(xs, 50):.1f} p99_ms={pct(xs, 99):.1f} max_ms={max(xs):.1f}")
 PY
 if [[ $LATENCY_POLICIES -gt 0 ]]; then "$BIN" delete -f "$work/bg.yaml" >/dev/null; settle 0 >/dev/null; fi
+fi
 [[ $REPS -gt 0 ]] || exit 0
 
 # --- (2) data path ---------------------------------------------------------------------------
@@ -252,6 +257,20 @@ for p in sys.stdin.read().split():
     f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
     t += sum(int(x) for x in f[11:15]) / hz
 print(f"{t:.2f}")'
+}
+# Waits until the three agents are idle (under 0.05 CPU-seconds in a second, at most 60 s): the
+# work an agent defers after a write (the table read back, its fingerprint saved) is the cost
+# of programming, not of the steady state the data path is measured in. Prints the seconds and
+# the agents' CPU seconds until then.
+idle() {
+  local start c0 c1 first
+  start=$(date +%s.%N); first=$(agents_cpu); c0=$first
+  for _ in $(seq 60); do
+    sleep 1; c1=$(agents_cpu)
+    python3 -c "import sys; sys.exit(0 if $c1 - $c0 < 0.05 else 1)" && break
+    c0=$c1
+  done
+  python3 -c "print(f'{$(date +%s.%N) - $start:.1f} idle_cpu_s={$c1 - $first:.2f}')"
 }
 measure() { # label count round
   local g c cpu0
@@ -268,11 +287,11 @@ for n in "${COUNTS[@]}"; do
     agents STOP; measure none-agents-stopped "$n" "$r"; agents CONT
     t0=$(date +%s.%N); "$BIN" apply -f "$work/p$n.yaml" >/dev/null
     apply_s=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")
-    echo "policy_datapath event=applied policies=$n round=$r apply_s=$apply_s programmed_s=$(settle $((n + 3)))" | tee -a "$out"
+    echo "policy_datapath event=applied policies=$n round=$r apply_s=$apply_s programmed_s=$(settle $((n + 3))) idle_s=$(idle)" | tee -a "$out"
     measure loaded "$n" "$r"
     agents STOP; measure loaded-agents-stopped "$n" "$r"; agents CONT
     "$BIN" delete -f "$work/p$n.yaml" >/dev/null
-    echo "policy_datapath event=deleted policies=$n round=$r programmed_s=$(settle 0)" | tee -a "$out"
+    echo "policy_datapath event=deleted policies=$n round=$r programmed_s=$(settle 0) idle_s=$(idle)" | tee -a "$out"
   done
 done
 echo
