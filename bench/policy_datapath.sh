@@ -258,16 +258,18 @@ for p in sys.stdin.read().split():
     t += sum(int(x) for x in f[11:15]) / hz
 print(f"{t:.2f}")'
 }
-# Waits until the three agents are idle (under 0.05 CPU-seconds in a second, at most 60 s): the
-# work an agent defers after a write (the table read back, its fingerprint saved) is the cost
-# of programming, not of the steady state the data path is measured in. Prints the seconds and
-# the agents' CPU seconds until then.
+# Waits until the three agents are idle (under 0.05 CPU-seconds a second for 5 s in a row, at
+# most 60 s): the work an agent defers after a write (the table read back once no write came
+# for four times as long as the last reading took, then its fingerprint saved) is the cost of
+# programming, not of the steady state the data path is measured in. Prints the seconds and the
+# agents' CPU seconds until then.
 idle() {
-  local start c0 c1 first
+  local start c0 c1 first quiet=0
   start=$(date +%s.%N); first=$(agents_cpu); c0=$first
   for _ in $(seq 60); do
     sleep 1; c1=$(agents_cpu)
-    python3 -c "import sys; sys.exit(0 if $c1 - $c0 < 0.05 else 1)" && break
+    if python3 -c "import sys; sys.exit(0 if $c1 - $c0 < 0.05 else 1)"; then quiet=$((quiet + 1)); else quiet=0; fi
+    [[ $quiet -ge 5 ]] && break
     c0=$c1
   done
   python3 -c "print(f'{$(date +%s.%N) - $start:.1f} idle_cpu_s={$c1 - $first:.2f}')"
