@@ -434,7 +434,11 @@ async fn a_change_is_written_while_the_table_is_being_read_back() {
     )
     .unwrap();
     std::process::Command::new("chmod").args(["+x", script.to_str().unwrap()]).status().unwrap();
-    let command = NftCommand { argv: vec![script.to_str().unwrap().to_string()], namespace: Some(t.ns("n")) };
+    let command = NftCommand {
+        argv: vec![script.to_str().unwrap().to_string()],
+        namespace: Some(t.ns("n")),
+        link: Default::default(),
+    };
     let (table, _task) = NftTable::start(NftTableConfig {
         name: TABLE_NAME.to_string(),
         users: vec![nat::USER],

@@ -38,11 +38,13 @@ pub struct NftCommand {
     pub argv: Vec<String>,
     /// The network namespace (under /run/netns) the netlink socket is opened in; `None`: ours.
     pub namespace: Option<String>,
+    /// The netlink socket, kept between writes (shared by the command's clones).
+    pub link: super::wire::Link,
 }
 
 impl Default for NftCommand {
     fn default() -> Self {
-        NftCommand { argv: vec!["nft".to_string()], namespace: None }
+        NftCommand { argv: vec!["nft".to_string()], namespace: None, link: Default::default() }
     }
 }
 
@@ -52,6 +54,7 @@ impl NftCommand {
         NftCommand {
             argv: ["ip", "netns", "exec", name, "nft"].map(String::from).to_vec(),
             namespace: Some(name.to_string()),
+            link: Default::default(),
         }
     }
 
@@ -71,7 +74,10 @@ impl NftCommand {
     /// Writes `changes` to table `table` (family inet) in one nfnetlink transaction.
     pub async fn write_elements(&self, table: &str, changes: Vec<ElementChange>) -> Result<(), NftError> {
         let table = table.to_string();
-        self.blocking(move || elements::write(&table, &changes)).await.map_err(|e| NftError::Elements(e.to_string()))
+        let link = self.link.clone();
+        self.blocking(move || elements::write(&link, &table, &changes))
+            .await
+            .map_err(|e| NftError::Elements(e.to_string()))
     }
 
     /// Writes `batch` in one transaction, all of it or nothing: over nfnetlink
@@ -79,10 +85,11 @@ impl NftCommand {
     pub async fn apply(&self, batch: Nftables<'static>) -> Result<(), NftError> {
         // Encoded off the runtime too (a whole table is thousands of rules); a batch that is
         // not encoded comes back for nft.
+        let link = self.link.clone();
         let sent = self
             .blocking(move || {
                 Ok(match super::batch::encode(&batch) {
-                    Ok(encoded) => Ok(super::wire::send(&encoded.bytes, &encoded.finished)),
+                    Ok(encoded) => Ok(link.send(&encoded.bytes, &encoded.finished)),
                     Err(reason) => Err((reason, batch)),
                 })
             })
@@ -107,7 +114,8 @@ impl NftCommand {
     /// statement form that is not encoded here (nothing is written then).
     pub async fn apply_netlink(&self, batch: &Nftables<'_>) -> Result<(), NftError> {
         let encoded = super::batch::encode(batch).map_err(|e| NftError::Unsupported(e.0))?;
-        self.blocking(move || super::wire::send(&encoded.bytes, &encoded.finished))
+        let link = self.link.clone();
+        self.blocking(move || link.send(&encoded.bytes, &encoded.finished))
             .await
             .map_err(|e| NftError::Netlink(e.to_string()))
     }

@@ -143,14 +143,14 @@ pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> (Vec<u8
     batch.finish()
 }
 
-/// Writes `changes` to table `table` (family inet) in one transaction in the current network
-/// namespace: all of them, or, on any error, none.
-pub fn write(table: &str, changes: &[ElementChange]) -> io::Result<()> {
+/// Writes `changes` to table `table` (family inet) in one transaction over `link`: all of
+/// them, or, on any error, none.
+pub fn write(link: &wire::Link, table: &str, changes: &[ElementChange]) -> io::Result<()> {
     if changes.iter().all(|c| c.gone.is_empty() && c.come.is_empty()) {
         return Ok(());
     }
     let (bytes, finished) = encode(table, changes, 0);
-    wire::send(&bytes, &finished)
+    link.send(&bytes, &finished)
 }
 
 #[cfg(test)]

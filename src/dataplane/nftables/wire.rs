@@ -7,6 +7,7 @@
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// nfnetlink's subsystem of nf_tables (linux/netfilter/nfnetlink.h).
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -213,22 +214,69 @@ pub fn answers(buf: &[u8]) -> Vec<(u32, i32)> {
     out
 }
 
-/// Sends `bytes` (a batch finished as `finished`) in the current network namespace and
-/// waits for its answers: `Ok` when nothing was refused and every acknowledgement asked for
-/// came, else the first refusal with the message it refused.
+/// Sends `bytes` (a batch finished as `finished`) in the current network namespace on a
+/// socket of its own and waits for its answers, as [`Link::send`].
 pub fn send(bytes: &[u8], finished: &Finished) -> io::Result<()> {
+    Link::default().send(bytes, finished)
+}
+
+/// An nfnetlink socket kept open from one batch to the next, in the network namespace it was
+/// opened in (the first send's). Closing a netlink socket can wait for an RCU grace period:
+/// 6–13 ms every other close here, ten times the transaction of a pod's set elements.
+#[derive(Clone, Default)]
+pub struct Link(Arc<Mutex<Option<Socket>>>);
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Link")
+    }
+}
+
+/// A kept socket is not part of what a command is.
+impl PartialEq for Link {
+    fn eq(&self, _: &Link) -> bool {
+        true
+    }
+}
+
+impl Eq for Link {}
+
+impl Link {
+    /// Sends `bytes` (a batch finished as `finished`) and waits for its answers: `Ok` when
+    /// nothing was refused and every acknowledgement asked for came, else the first refusal
+    /// with the message it refused. The socket is kept for the next batch only after a
+    /// complete exchange, so no answer of this batch can be read as the next one's.
+    pub fn send(&self, bytes: &[u8], finished: &Finished) -> io::Result<()> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut socket = match held {
+            Some(socket) => socket,
+            None => {
+                let mut socket = Socket::new(NETLINK_NETFILTER)?;
+                socket.bind_auto()?;
+                socket.connect(&SocketAddr::new(0, 0))?;
+                socket
+            }
+        };
+        let result = exchange(&mut socket, bytes, finished);
+        if result.is_ok() {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(socket);
+        }
+        result
+    }
+}
+
+/// One batch sent on `socket` and every answer to it read.
+fn exchange(socket: &mut Socket, bytes: &[u8], finished: &Finished) -> io::Result<()> {
     let batch = &finished.batch;
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
     // A whole table is megabytes in one message; the default send buffer is 208 KiB. As
     // root the buffer can be forced past wmem_max, as nft does.
     let size = bytes.len().saturating_mul(2).clamp(256 * 1024, i32::MAX as usize);
-    if nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBufForce, &size).is_err() {
-        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBuf, &size);
+    if nix::sys::socket::setsockopt(&*socket, nix::sys::socket::sockopt::SndBufForce, &size).is_err() {
+        let _ = nix::sys::socket::setsockopt(&*socket, nix::sys::socket::sockopt::SndBuf, &size);
     }
     // Every answer is queued when sendmsg() returns: room for an error per message at worst.
     let _ = socket.set_rx_buf_sz((batch.len() * 64).clamp(256 * 1024, 64 * 1024 * 1024));
+    socket.set_non_blocking(false)?;
     socket.send(bytes, 0)?;
     socket.set_non_blocking(true)?;
     let mut waiting = batch.acked.clone();
