@@ -282,34 +282,45 @@ impl Incremental {
     /// two of the same name both get the first one's.
     fn redispatch(&mut self, key: &str, names: &[String]) -> bool {
         let ordered = sorted(&self.policies);
-        let (endpoints, local) = self.inputs();
-        let mut interfaces: BTreeMap<&str, usize> = BTreeMap::new();
+        // This node's entries in key order, as the compiler's local endpoints are.
+        let locals: Vec<(&String, &Entry)> = self.entries.iter().filter(|(_, e)| e.interface.is_some()).collect();
+        let interface_of = |e: &Entry| e.interface.clone().unwrap_or_default();
+        let mut interfaces: BTreeMap<String, usize> = BTreeMap::new();
         for c in self
             .program
             .endpoints
             .iter()
-            .map(|c| c.interface.as_str())
-            .chain(local.iter().map(|l| l.interface.as_str()))
+            .map(|c| c.interface.clone())
+            .chain(locals.iter().map(|(_, e)| interface_of(e)))
         {
             *interfaces.entry(c).or_default() += 1;
         }
         let kept: BTreeMap<&str, &super::ir::EndpointChains> =
             self.program.endpoints.iter().map(|c| (c.interface.as_str(), c)).collect();
         let mut out = Vec::new();
-        for (l, (k, _)) in local.iter().zip(self.entries.iter().filter(|(_, e)| e.interface.is_some())) {
-            let unique = interfaces.get(l.interface.as_str()) == Some(&2);
-            if k != key
+        for (k, l) in &locals {
+            let (interface, name) = (interface_of(l), &l.endpoint.name);
+            let unique = interfaces.get(&interface) == Some(&2);
+            if k.as_str() != key
                 && unique
-                && !names.contains(&l.endpoint)
-                && let Some(chains) = kept.get(l.interface.as_str())
-                && chains.endpoint == l.endpoint
+                && !names.contains(name)
+                && let Some(chains) = kept.get(interface.as_str())
+                && chains.endpoint == *name
             {
                 out.push((*chains).clone());
                 continue;
             }
-            let Some(endpoint) = endpoints.iter().find(|e| e.name == l.endpoint) else { continue };
-            let labels = endpoint.selector_labels();
-            out.push(endpoint_chains(&ordered, endpoint, &labels, &l.interface, &self.namespaces, &mut self.matcher));
+            // The compiler finds a local pod by name: the first local entry of that name.
+            let Some((first_key, first)) = locals.iter().find(|(_, e)| e.endpoint.name == *name) else { continue };
+            let Some(labels) = self.labels.get(*first_key) else { continue };
+            out.push(endpoint_chains(
+                &ordered,
+                &first.endpoint,
+                labels,
+                &interface,
+                &self.namespaces,
+                &mut self.matcher,
+            ));
         }
         let changed = out != self.program.endpoints;
         self.program.endpoints = out;
