@@ -242,16 +242,18 @@ impl Incremental {
     /// name, the first local entry of that name.
     fn redispatch_all(&mut self) {
         let ordered = sorted(&self.policies);
-        let locals: Vec<&Entry> = self.entries.values().filter(|e| e.interface.is_some()).collect();
+        let locals: Vec<(&String, &Entry)> = self.entries.iter().filter(|(_, e)| e.interface.is_some()).collect();
         let mut out = Vec::with_capacity(locals.len());
-        for l in &locals {
-            let Some(first) = locals.iter().find(|e| e.endpoint.name == l.endpoint.name) else { continue };
-            let labels = first.endpoint.selector_labels();
+        for (_, l) in &locals {
+            let Some((first_key, first)) = locals.iter().find(|(_, e)| e.endpoint.name == l.endpoint.name) else {
+                continue;
+            };
+            let Some(labels) = self.labels.get(*first_key) else { continue };
             let interface = l.interface.as_deref().unwrap_or_default();
             out.push(endpoint_chains(
                 &ordered,
                 &first.endpoint,
-                &labels,
+                labels,
                 interface,
                 &self.namespaces,
                 &mut self.matcher,

@@ -214,12 +214,6 @@ pub fn answers(buf: &[u8]) -> Vec<(u32, i32)> {
     out
 }
 
-/// Sends `bytes` (a batch finished as `finished`) in the current network namespace on a
-/// socket of its own and waits for its answers, as [`Link::send`].
-pub fn send(bytes: &[u8], finished: &Finished) -> io::Result<()> {
-    Link::default().send(bytes, finished)
-}
-
 /// An nfnetlink socket kept open from one batch to the next, in the network namespace it was
 /// opened in (the first send's). Closing a netlink socket can wait for an RCU grace period:
 /// 6–13 ms every other close here, ten times the transaction of a pod's set elements.
