@@ -8,7 +8,7 @@ use nftables::expr::{Expression, NamedExpression, Prefix};
 use nftables::schema::{Chain, Element, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// One user's part of the table: its sets and chains. Names are the
@@ -133,8 +133,8 @@ pub(super) fn table(name: &str) -> Table<'static> {
 /// Checks that no two sections name the same set or chain and that every
 /// element matches its set's family.
 pub fn check(desired: &Desired) -> Result<(), RenderError> {
-    let mut sets: BTreeMap<&str, &'static str> = BTreeMap::new();
-    let mut chains: BTreeMap<&str, &'static str> = BTreeMap::new();
+    let mut sets: HashMap<&str, &'static str> = HashMap::new();
+    let mut chains: HashMap<&str, &'static str> = HashMap::new();
     for (user, section) in desired {
         for name in section.port_sets.iter().map(|p| &p.name) {
             if let Some(first) = sets.insert(name, user) {
