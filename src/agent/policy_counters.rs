@@ -53,7 +53,7 @@ pub fn read(program: &Program, listing: &Value) -> PolicyCounters {
     let chains = chain_counters(listing);
     let present = present(program);
     let mut out = PolicyCounters::default();
-    for policy in &program.policies {
+    for policy in program.policies.iter() {
         for (ingress, direction) in [(true, "ingress"), (false, "egress")] {
             let Some(counters) = chains.get(&policy_chain(&policy.id, ingress)) else { continue };
             for (origin, counter) in rule_origins(policy, ingress, &present).into_iter().zip(counters) {

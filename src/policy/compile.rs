@@ -9,6 +9,7 @@ use super::model::{Direction, Endpoint, EndpointSelector, Entity, Namespaces, Po
 use crate::datastore::resources::policy_rule::PortMatch;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// An endpoint's labels as selectors see them (`Endpoint::selector_labels`).
 pub type LabelMap = BTreeMap<String, String>;
@@ -134,7 +135,7 @@ pub fn compile_indexed(
         let (endpoint, labels) = (&endpoints[index], &labels[index]);
         out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut matcher));
     }
-    (Program { sets, policies: chains, endpoints: out_endpoints }, index)
+    (Program { sets, policies: Arc::new(chains), endpoints: out_endpoints }, index)
 }
 
 /// The dispatch of local `endpoint` (`labels` its `selector_labels()`) over `ordered` policies.

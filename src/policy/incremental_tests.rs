@@ -1,10 +1,13 @@
 //! The incremental program equals the full compile of the same inputs after any sequence of
 //! endpoint changes, and a change it reports as set elements only leaves the rules as they were.
+//! One renderer kept across the changes (it reuses what did not change) renders each program
+//! as a renderer from scratch does.
 
 use super::compile::compile;
 use super::differential_tests::{Pick, policies};
 use super::incremental::{Entry, Incremental};
 use super::model::{Endpoint, NamedPort, Namespaces};
+use crate::dataplane::nftables::policy::{Renderer, section};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,6 +68,7 @@ proptest! {
         }
         let mut inc = Incremental::new(policies, namespaces, entries);
         prop_assert_eq!(inc.program(), &full(&inc));
+        let mut renderer = Renderer::default();
         for step in 0..12 {
             let key = format!("h{}", p.n(6));
             let new = if p.n(4) == 0 { None } else { Some(entry(&mut p)) };
@@ -72,6 +76,7 @@ proptest! {
             let change = inc.update(&key, new.clone());
             let expected = full(&inc);
             prop_assert_eq!(inc.program(), &expected, "step {}: {} := {:?}", step, key, new);
+            prop_assert_eq!(renderer.section(inc.program()), section(&expected), "step {}: rendered", step);
             if !change.recompiled {
                 prop_assert_eq!(&before.policies, &expected.policies, "rules changed without a recompile");
                 prop_assert_eq!(change.endpoints, before.endpoints != expected.endpoints);
@@ -110,6 +115,7 @@ proptest! {
             entries.insert(format!("h{}", p.n(6)), entry(&mut p));
         }
         let mut inc = Incremental::new(policies, namespaces, entries);
+        let mut renderer = Renderer::default();
         for step in 0..12 {
             let before = inc.program().clone();
             let (what, change) = match p.n(5) {
@@ -130,6 +136,7 @@ proptest! {
             };
             let expected = full(&inc);
             prop_assert_eq!(inc.program(), &expected, "step {}: {}", step, what);
+            prop_assert_eq!(renderer.section(inc.program()), section(&expected), "step {}: rendered", step);
             if change.is_empty() {
                 prop_assert_eq!(&before, &expected, "step {}: reported no change: {}", step, what);
             }

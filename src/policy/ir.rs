@@ -8,6 +8,7 @@ use crate::datastore::resources::Action;
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Which address or port of the packet a match reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,8 +82,9 @@ pub struct EndpointChains {
 pub struct Program {
     /// Address sets by name (both families mixed; the renderer splits them).
     pub sets: BTreeMap<String, Vec<IpNetwork>>,
-    /// In the order they apply.
-    pub policies: Vec<PolicyChains>,
+    /// In the order they apply; shared, so that a renderer can tell unchanged policies by
+    /// pointer (a pod's change leaves them alone).
+    pub policies: Arc<Vec<PolicyChains>>,
     pub endpoints: Vec<EndpointChains>,
 }
 

@@ -21,10 +21,12 @@
 use super::render::{AddressSet, BaseChain, ChainSpec, PortSet, Section, port_range};
 use crate::datastore::resources::Action;
 use crate::policy::ir::{IrRule, Match, PolicyChains, Program, Side};
+use ipnetwork::IpNetwork;
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The user name of this section.
 pub const USER: &str = "policy";
@@ -141,31 +143,170 @@ struct Rendered {
     ports: Vec<Vec<(u16, u16)>>,
 }
 
-/// Renders sections, keeping each policy chain while its policy's compiled rules stay the
-/// same: a pod appearing on this node or relabelled changes the dispatch and its own chains,
-/// and rendering a thousand policies' chains again for that would cost more than writing the
-/// change.
+/// A local endpoint's chain of one direction as last rendered, and the policies it jumps to.
+struct RenderedEndpoint {
+    policies: Vec<String>,
+    chain: ChainSpec,
+}
+
+/// A program set's two address sets as last rendered, and the elements they came from.
+struct RenderedSet {
+    elements: Vec<IpNetwork>,
+    families: [AddressSet; 2],
+}
+
+/// Renders sections, keeping what did not change since the last one: each policy chain while
+/// its policy's compiled rules stay the same, each local endpoint's chain while the policies
+/// it jumps to do, each set's elements, and the dispatch. A pod appearing on this node or
+/// relabelled changes the dispatch and its own chains; rendering a thousand policies' chains,
+/// a hundred endpoint chains and every set again for that cost more than writing the change.
 #[derive(Default)]
 pub struct Renderer {
     chains: HashMap<(String, bool), Rendered>,
+    endpoints: HashMap<(String, bool), RenderedEndpoint>,
+    sets: HashMap<String, RenderedSet>,
+    /// The forward base chain and the dispatch entries it was rendered from.
+    base: Option<(Vec<DispatchEntry>, ChainSpec)>,
+    /// Every policy chain as last rendered.
+    policies: Option<RenderedPolicies>,
 }
+
+/// Every policy's chains and port sets as last rendered, and what they were rendered from.
+struct RenderedPolicies {
+    policies: Arc<Vec<PolicyChains>>,
+    set_names: Vec<String>,
+    /// Per set (in name order), whether it holds an IPv4 and an IPv6 address.
+    families: Vec<(bool, bool)>,
+    chains: Vec<ChainSpec>,
+    port_sets: Vec<PortSet>,
+}
+
+/// One local endpoint in the dispatch: its interface and whether it has an ingress and an
+/// egress chain.
+type DispatchEntry = (String, bool, bool);
 
 impl Renderer {
     /// The section for `program`.
     pub fn section(&mut self, program: &Program) -> Result<Section, String> {
+        let present = present(program);
+        let families: Vec<(bool, bool)> = program.sets.keys().map(|name| present[name.as_str()]).collect();
+        let (policy_chains, port_sets) = match &self.policies {
+            // The same policies (by pointer: a pod's change leaves them alone) and every set
+            // holding the same families of addresses: the same chains.
+            Some(last)
+                if Arc::ptr_eq(&last.policies, &program.policies)
+                    && last.families == families
+                    && program.sets.keys().eq(&last.set_names) =>
+            {
+                (last.chains.clone(), last.port_sets.clone())
+            }
+            _ => {
+                let (chains, port_sets) = self.policy_chains(program, &present)?;
+                self.policies = Some(RenderedPolicies {
+                    policies: program.policies.clone(),
+                    set_names: program.sets.keys().cloned().collect(),
+                    families,
+                    chains: chains.clone(),
+                    port_sets: port_sets.clone(),
+                });
+                (chains, port_sets)
+            }
+        };
+        let sets = self.address_sets(program);
+        let mut chains = Vec::with_capacity(1 + program.endpoints.len() * 2 + policy_chains.len());
+        chains.push(self.base_chain(program)?);
+        self.endpoint_chains(program, &mut chains)?;
+        chains.extend(policy_chains);
+        Ok(Section { sets, port_sets, chains: chains.into() })
+    }
+
+    /// Every policy's chains, each from the cache while its rules and their families stay the
+    /// same, and the port sets they name.
+    fn policy_chains(
+        &mut self,
+        program: &Program,
+        present: &Present,
+    ) -> Result<(Vec<ChainSpec>, Vec<PortSet>), String> {
         let mut port_sets = BTreeMap::new();
         let mut policy_chains = Vec::with_capacity(program.policies.len() * 2);
         let mut seen = HashSet::new();
-        let present = present(program);
-        for policy in &program.policies {
+        for policy in program.policies.iter() {
             for (ingress, ir) in [(true, &policy.ingress), (false, &policy.egress)] {
                 let key = (policy.id.clone(), ingress);
-                policy_chains.push(self.policy_chain(policy, ingress, ir, &present, &mut port_sets)?);
+                policy_chains.push(self.policy_chain(policy, ingress, ir, present, &mut port_sets)?);
                 seen.insert(key);
             }
         }
         self.chains.retain(|key, _| seen.contains(key));
-        render_section(program, policy_chains, port_sets)
+        let port_sets = port_sets.into_iter().map(|(ranges, name)| PortSet { name, ranges }).collect();
+        Ok((policy_chains, port_sets))
+    }
+
+    /// Each program set as an IPv4 and an IPv6 address set, the ones whose elements did not
+    /// change as rendered before (shared, so the owner compares them by pointer).
+    fn address_sets(&mut self, program: &Program) -> Vec<AddressSet> {
+        let mut out = Vec::with_capacity(program.sets.len() * 2);
+        for (name, elements) in &program.sets {
+            let cached = self.sets.get(name).filter(|r| r.elements == *elements);
+            let families = match cached {
+                Some(r) => r.families.clone(),
+                None => {
+                    let family = |ipv6: bool| AddressSet {
+                        name: family_set(name, ipv6),
+                        ipv6,
+                        elements: elements.iter().filter(|n| n.is_ipv6() == ipv6).copied().collect(),
+                    };
+                    let families = [family(false), family(true)];
+                    let rendered = RenderedSet { elements: elements.clone(), families: families.clone() };
+                    self.sets.insert(name.clone(), rendered);
+                    families
+                }
+            };
+            out.extend(families);
+        }
+        if self.sets.len() > program.sets.len() {
+            self.sets.retain(|name, _| program.sets.contains_key(name));
+        }
+        out
+    }
+
+    /// The forward base chain: return traffic accepted, then the dispatch to the local
+    /// endpoints' chains.
+    fn base_chain(&mut self, program: &Program) -> Result<ChainSpec, String> {
+        let entries: Vec<DispatchEntry> =
+            program.endpoints.iter().map(|e| (e.interface.clone(), e.ingress.is_some(), e.egress.is_some())).collect();
+        if let Some((cached, chain)) = &self.base
+            && *cached == entries
+        {
+            return Ok(chain.clone());
+        }
+        let chain = base_chain(&entries)?;
+        self.base = Some((entries, chain.clone()));
+        Ok(chain)
+    }
+
+    /// Each local endpoint's chains, in the program's order, onto `chains`.
+    fn endpoint_chains(&mut self, program: &Program, chains: &mut Vec<ChainSpec>) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        for endpoint in &program.endpoints {
+            for (ingress, list) in [(true, &endpoint.ingress), (false, &endpoint.egress)] {
+                let Some(list) = list else { continue };
+                let policies: Vec<String> = list.iter().map(|&i| program.policies[i].id.clone()).collect();
+                let key = (endpoint.interface.clone(), ingress);
+                let chain = match self.endpoints.get(&key) {
+                    Some(r) if r.policies == policies => r.chain.clone(),
+                    _ => {
+                        let chain = endpoint_chain_spec(&endpoint.interface, ingress, &policies)?;
+                        self.endpoints.insert(key.clone(), RenderedEndpoint { policies, chain: chain.clone() });
+                        chain
+                    }
+                };
+                chains.push(chain);
+                seen.insert(key);
+            }
+        }
+        self.endpoints.retain(|key, _| seen.contains(key));
+        Ok(())
     }
 
     fn policy_chain(
@@ -218,44 +359,30 @@ impl Renderer {
     }
 }
 
-/// The section: `program`'s sets, the dispatch, the endpoint chains, and `policy_chains`
-/// (rendered by [`Renderer`]) naming `port_sets`.
-fn render_section(
-    program: &Program,
-    policy_chains: Vec<ChainSpec>,
-    port_sets: BTreeMap<Vec<(u16, u16)>, String>,
-) -> Result<Section, String> {
-    let mut sets = Vec::new();
-    for (name, elements) in &program.sets {
-        for ipv6 in [false, true] {
-            let elements = elements.iter().filter(|n| n.is_ipv6() == ipv6).copied().collect();
-            sets.push(AddressSet { name: family_set(name, ipv6), ipv6, elements });
-        }
-    }
-    let mut chains = Vec::new();
+/// The forward base chain for a dispatch of `entries`.
+fn base_chain(entries: &[DispatchEntry]) -> Result<ChainSpec, String> {
     let dispatch = |key: &str, ingress: bool| -> Result<Option<Vec<Statement<'static>>>, String> {
-        let entries: Vec<Value> = program
-            .endpoints
+        let entries: Vec<Value> = entries
             .iter()
-            .filter(|e| if ingress { e.ingress.is_some() } else { e.egress.is_some() })
-            .map(|e| json!([e.interface, {"jump": {"target": endpoint_chain(&e.interface, ingress)}}]))
+            .filter(|(_, has_ingress, has_egress)| if ingress { *has_ingress } else { *has_egress })
+            .map(|(interface, _, _)| json!([interface, {"jump": {"target": endpoint_chain(interface, ingress)}}]))
             .collect();
         if entries.is_empty() {
             return Ok(None);
         }
         Ok(Some(vec![statement(json!({"vmap": {"key": {"meta": {"key": key}}, "data": {"set": entries}}}))?]))
     };
-    let mut base_rules = vec![vec![
+    let mut rules = vec![vec![
         statement(
             json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}),
         )?,
         statement(json!({"accept": null}))?,
     ]];
-    base_rules.extend(dispatch("iifname", false)?);
-    base_rules.extend(dispatch("oifname", true)?);
+    rules.extend(dispatch("iifname", false)?);
+    rules.extend(dispatch("oifname", true)?);
     // The bit means nothing beyond this chain: later hooks see the packet's own mark.
-    base_rules.push(vec![statement(json!({"mangle": {"key": mark(), "value": {"&": [mark(), !ALLOW_MARK]}}}))?]);
-    chains.push(ChainSpec {
+    rules.push(vec![statement(json!({"mangle": {"key": mark(), "value": {"&": [mark(), !ALLOW_MARK]}}}))?]);
+    Ok(ChainSpec {
         name: CHAIN.to_string(),
         base: Some(BaseChain {
             kind: NfChainType::Filter,
@@ -263,34 +390,24 @@ fn render_section(
             priority: FILTER_PRIORITY,
             policy: NfChainPolicy::Accept,
         }),
-        rules: base_rules.into(),
-    });
-    for endpoint in &program.endpoints {
-        for (ingress, list) in [(true, &endpoint.ingress), (false, &endpoint.egress)] {
-            let Some(list) = list else { continue };
-            let mut rules =
-                vec![vec![statement(json!({"mangle": {"key": mark(), "value": {"&": [mark(), !ALLOW_MARK]}}}))?]];
-            for &index in list {
-                let policy = &program.policies[index];
-                rules.push(vec![statement(json!({"jump": {"target": policy_chain(&policy.id, ingress)}}))?]);
-                rules.push(vec![
-                    statement(
-                        json!({"match": {"op": "==", "left": {"&": [mark(), ALLOW_MARK]}, "right": ALLOW_MARK}}),
-                    )?,
-                    statement(json!({"return": null}))?,
-                ]);
-            }
-            rules.push(vec![statement(json!({"counter": null}))?, statement(json!({"drop": null}))?]);
-            chains.push(ChainSpec {
-                name: endpoint_chain(&endpoint.interface, ingress),
-                base: None,
-                rules: rules.into(),
-            });
-        }
+        rules: rules.into(),
+    })
+}
+
+/// A local endpoint's chain of one direction, jumping to the chains of `policies` (ids) in
+/// order.
+fn endpoint_chain_spec(interface: &str, ingress: bool, policies: &[String]) -> Result<ChainSpec, String> {
+    let clear = json!({"mangle": {"key": mark(), "value": {"&": [mark(), !ALLOW_MARK]}}});
+    let mut rules = vec![vec![statement(clear)?]];
+    for id in policies {
+        rules.push(vec![statement(json!({"jump": {"target": policy_chain(id, ingress)}}))?]);
+        rules.push(vec![
+            statement(json!({"match": {"op": "==", "left": {"&": [mark(), ALLOW_MARK]}, "right": ALLOW_MARK}}))?,
+            statement(json!({"return": null}))?,
+        ]);
     }
-    chains.extend(policy_chains);
-    let port_sets = port_sets.into_iter().map(|(ranges, name)| PortSet { name, ranges }).collect();
-    Ok(Section { sets, port_sets, chains: chains.into() })
+    rules.push(vec![statement(json!({"counter": null}))?, statement(json!({"drop": null}))?]);
+    Ok(ChainSpec { name: endpoint_chain(interface, ingress), base: None, rules: rules.into() })
 }
 
 /// Gives `section` (of an earlier program with the same sets and rules) the elements
@@ -539,11 +656,11 @@ mod tests {
         assert_eq!(renderer.section(&other).unwrap(), section(&other).unwrap());
         // A changed policy is rendered again; a policy gone leaves the cache.
         let mut changed = other.clone();
-        changed.policies[0].ingress.clear();
+        std::sync::Arc::make_mut(&mut changed.policies)[0].ingress.clear();
         assert_eq!(renderer.section(&changed).unwrap(), section(&changed).unwrap());
         assert!(renderer.chains.values().all(|r| r.ir.is_empty()), "the new rules kept");
         let mut none = changed.clone();
-        none.policies.clear();
+        std::sync::Arc::make_mut(&mut none.policies).clear();
         none.endpoints.clear();
         assert_eq!(renderer.section(&none).unwrap(), section(&none).unwrap());
         assert!(renderer.chains.is_empty());
