@@ -304,13 +304,20 @@ d = collections.defaultdict(list)
 for l in open(sys.argv[1]):
     if l.startswith("policy_datapath state="):
         kv = dict(re.findall(r'(\w+)=(\S+)', l)); d[(kv["policies"], kv["state"])].append(kv)
-print("| policies | agents | rounds | Gbit/s none | Gbit/s loaded | ratio | conn/s none | conn/s loaded | ratio | agents' CPU s none / loaded | rules node1/node2 loaded |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+# Ratios of the medians, and the median (lowest-highest) of each round's own ratio: the two
+# states of one round are measured within a minute of each other, so a round's ratio is
+# spared the machine's slower drifts between rounds.
+print("| policies | agents | rounds | Gbit/s none | Gbit/s loaded | ratio | per round | conn/s none | conn/s loaded | ratio | per round | agents' CPU s none / loaded | rules node1/node2 loaded |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for n in sorted({k[0] for k in d}, key=int):
     for agents, suffix in (("running", ""), ("stopped", "-agents-stopped")):
         a, b = d[(n, "none" + suffix)], d[(n, "loaded" + suffix)]
         g = lambda ks, k: med(float(x[k]) for x in ks)
-        print(f"| {n} | {agents} | {len(a)} | {g(a,'gbps'):.2f} | {g(b,'gbps'):.2f} | {g(b,'gbps')/g(a,'gbps'):.3f} "
-              f"| {g(a,'per_second'):.0f} | {g(b,'per_second'):.0f} | {g(b,'per_second')/g(a,'per_second'):.3f} "
+        def rounds(k):
+            by_round = {x["round"]: float(x[k]) for x in a}
+            r = sorted(float(y[k]) / by_round[y["round"]] for y in b if y["round"] in by_round)
+            return f"{med(r):.3f} ({r[0]:.2f}-{r[-1]:.2f})" if r else "-"
+        print(f"| {n} | {agents} | {len(a)} | {g(a,'gbps'):.2f} | {g(b,'gbps'):.2f} | {g(b,'gbps')/g(a,'gbps'):.3f} | {rounds('gbps')} "
+              f"| {g(a,'per_second'):.0f} | {g(b,'per_second'):.0f} | {g(b,'per_second')/g(a,'per_second'):.3f} | {rounds('per_second')} "
               f"| {g(a,'agents_cpu_s'):.1f} / {g(b,'agents_cpu_s'):.1f} | {b[-1]['rules_node1']}/{b[-1]['rules_node2']} |")
 PY
