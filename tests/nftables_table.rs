@@ -556,3 +556,44 @@ async fn a_table_written_over_netlink_lists_as_the_one_nft_writes() {
 fn json_of(v: Option<&serde_json::Value>) -> String {
     v.map_or("(none)".to_string(), |v| v.to_string())
 }
+
+/// Each chain's rules' first counters as `nft -j list` shows them, in rule order.
+fn listed_counters(t: &Topology, table: &str) -> tortie::dataplane::nftables::dump::ChainCounters {
+    let mut out = tortie::dataplane::nftables::dump::ChainCounters::new();
+    for rule in listed(t, table, "rule") {
+        let counter = rule["expr"].as_array().unwrap().iter().find_map(|x| {
+            let c = x.get("counter")?;
+            Some((c["packets"].as_u64()?, c["bytes"].as_u64()?))
+        });
+        out.entry(rule["chain"].as_str().unwrap().to_string()).or_default().push(counter);
+    }
+    out
+}
+
+#[tokio::test]
+async fn rule_counters_read_over_netlink_equal_the_ones_nft_lists() {
+    let mut t = Topology::new("nft-dump").unwrap();
+    t.add_namespace("n").unwrap();
+    let command = NftCommand::in_namespace(&t.ns("n"));
+    assert!(command.rule_counters(TABLE_NAME).await.unwrap().is_empty(), "no table: nothing to count");
+    // The policy section's many chains and rules, then counters of known values (and a rule
+    // without one) in a chain of their own, and someone else's table, not read.
+    let desired = std::collections::BTreeMap::from([("policy", policy_section())]);
+    command
+        .apply_netlink(&tortie::dataplane::nftables::render::replace_table(TABLE_NAME, &desired).unwrap())
+        .await
+        .unwrap();
+    let script = format!(
+        "add chain inet {TABLE_NAME} counted\n\
+         add rule inet {TABLE_NAME} counted meta l4proto tcp counter packets 7 bytes 420 accept\n\
+         add rule inet {TABLE_NAME} counted meta l4proto udp accept\n\
+         add rule inet {TABLE_NAME} counted counter packets 5000000000 bytes 3 counter packets 1 bytes 1 drop\n\
+         {OTHER_TABLE}"
+    );
+    t.exec("n", &["sh", "-c", &format!("printf '%s' '{script}' | nft -f -")]).unwrap();
+    let dumped = command.rule_counters(TABLE_NAME).await.unwrap();
+    assert_eq!(dumped["counted"], vec![Some((7, 420)), None, Some((5_000_000_000, 3))]);
+    assert!(dumped.values().map(Vec::len).sum::<usize>() > 20, "{dumped:?}");
+    assert_eq!(dumped, listed_counters(&t, TABLE_NAME));
+    assert!(!dumped.contains_key("post"), "another table's chain");
+}

@@ -1,27 +1,26 @@
-//! Network-policy counters: every `POLL` the nft counters of tortie's table are read and summed
+//! Network-policy counters: every `POLL` the counters of tortie's table are read (a rule dump
+//! over nfnetlink) and summed
 //! per policy rule and direction (`tortie_policy_rule_packets_total` / `_bytes_total`) and per
 //! local endpoint (`tortie_policy_denied_packets_total`: packets its chain dropped at its end,
 //! because no rule of the policies selecting it allowed them; a Deny rule's drops count on that
 //! rule). Series are bounded by the policies' rules and this node's pods.
 
 use super::policy::PolicyState;
+use crate::dataplane::nftables::dump::ChainCounters;
 use crate::dataplane::nftables::policy::{endpoint_chain, policy_chain, present, rule_origins};
 use crate::dataplane::nftables::{NftTable, TABLE_NAME};
 use crate::policy::Program;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// How often the counters are read, at most.
 const POLL: Duration = Duration::from_secs(5);
-/// Reading the counters lists the whole table (with a thousand policies about a second of CPU
-/// for `nft` and as much again to parse it): the next read waits this many times as long as
-/// the last one took, so an idle agent spends at most about 1/`READ_SHARE` of a core on it.
+/// The next read waits this many times as long as the last one took, so an idle agent spends
+/// at most about 1/`READ_SHARE` of a core on it however large the table.
 const READ_SHARE: u32 = 50;
 
-/// Packets and bytes.
-pub type Count = (u64, u64);
+pub use crate::dataplane::nftables::dump::Count;
 
 /// The counters as last read.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,25 +31,8 @@ pub struct PolicyCounters {
     pub denied: BTreeMap<String, u64>,
 }
 
-/// Each chain's counters in rule order.
-fn chain_counters(listing: &Value) -> BTreeMap<String, Vec<Option<Count>>> {
-    let mut out: BTreeMap<String, Vec<Option<Count>>> = BTreeMap::new();
-    for rule in listing.get("nftables").and_then(Value::as_array).into_iter().flatten().filter_map(|o| o.get("rule")) {
-        let Some(chain) = rule.get("chain").and_then(Value::as_str) else { continue };
-        let counter = rule.get("expr").and_then(Value::as_array).and_then(|e| {
-            e.iter().find_map(|x| {
-                let c = x.get("counter")?;
-                Some((c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?))
-            })
-        });
-        out.entry(chain.to_string()).or_default().push(counter);
-    }
-    out
-}
-
-/// The counters of `program` in `listing`.
-pub fn read(program: &Program, listing: &Value) -> PolicyCounters {
-    let chains = chain_counters(listing);
+/// The counters of `program` in `chains` (each chain's rules' counters in order).
+pub fn read(program: &Program, chains: &ChainCounters) -> PolicyCounters {
     let present = present(program);
     let mut out = PolicyCounters::default();
     for policy in program.policies.iter() {
@@ -98,11 +80,10 @@ pub async fn follow(
         }
         let started = tokio::time::Instant::now();
         let program = state.borrow().program.clone();
-        match table.command.list_table(TABLE_NAME).await {
-            Ok(Some(listing)) => {
-                out.send_replace(read(&program, &listing));
+        match table.command.rule_counters(TABLE_NAME).await {
+            Ok(chains) => {
+                out.send_replace(read(&program, &chains));
             }
-            Ok(None) => {}
             Err(e) => tracing::debug!(subsys = "policy", error = %e, "cannot read the policy counters"),
         }
         wait = next_read_after(started.elapsed());

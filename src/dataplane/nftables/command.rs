@@ -127,6 +127,13 @@ impl NftCommand {
     }
 
     /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
+    /// The counters of every rule of table `name` (family inet), read over nfnetlink
+    /// ([`super::dump`]); empty when the table does not exist.
+    pub async fn rule_counters(&self, name: &str) -> Result<super::dump::ChainCounters, NftError> {
+        let name = name.to_string();
+        self.blocking(move || super::dump::rule_counters(&name)).await.map_err(|e| NftError::Netlink(e.to_string()))
+    }
+
     pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
         self.list_table_text(name).await?.as_deref().map(parse_listing).transpose()
     }

@@ -20,7 +20,8 @@
 //! statement forms the sections use are encoded here as `nft` encodes them, which a
 //! differential test checks against `nft` in the kernel. A batch with any other form goes
 //! to `nft -j -f`, and reading the table back is `nft -j list`, so the `nft` binary is
-//! still needed at run time (the image installs the `nftables` package). Why by hand:
+//! still needed at run time (the image installs the `nftables` package). The rules' counters
+//! are read over nfnetlink too ([`dump`]). Why by hand:
 //! with a thousand policies a run of `nft` costs a second of CPU and reads the whole table
 //! into its cache before the kernel sees a byte; the kernel takes the same batch in a
 //! fraction of that. (`rustables`, netlink from Rust, is GPL-3.0; tortie is Apache-2.0.)
@@ -28,6 +29,7 @@
 pub mod batch;
 pub mod command;
 mod delta;
+pub mod dump;
 pub mod elements;
 mod fingerprint;
 pub mod nat;
