@@ -265,6 +265,15 @@ async fn bench() {
     let start = Instant::now();
     NftCommand::default().list_table(TABLE_NAME).await.expect("lists");
     println!("    reading the table back (nft -j list table): {:.1} ms", ms(start.elapsed()));
+    let (c0, start) = (cpu(), Instant::now());
+    let counters = NftCommand::default().rule_counters(TABLE_NAME).await.expect("dumps");
+    let (wall, c1) = (start.elapsed(), cpu());
+    println!(
+        "    reading the rules' counters (netlink dump, {} rules): {:.1} ms, CPU {:.3} s",
+        counters.values().map(Vec::len).sum::<usize>(),
+        ms(wall),
+        c1.0 - c0.0
+    );
 }
 
 fn main() {
