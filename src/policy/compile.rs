@@ -128,14 +128,14 @@ pub fn compile_indexed(
     let ordered = sorted(policies);
     let labels: Vec<LabelMap> = endpoints.iter().map(Endpoint::selector_labels).collect();
     let mut c = Compiler::new(endpoints.iter().zip(&labels).collect(), namespaces, &mut matcher, &mut sets, &mut index);
-    let chains: Vec<PolicyChains> = ordered.iter().map(|p| c.policy(p)).collect();
+    let chains: Vec<Arc<PolicyChains>> = ordered.iter().map(|p| Arc::new(c.policy(p))).collect();
     let mut out_endpoints = Vec::new();
     for l in local {
         let Some(index) = endpoints.iter().position(|e| e.name == l.endpoint) else { continue };
         let (endpoint, labels) = (&endpoints[index], &labels[index]);
         out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut matcher));
     }
-    (Program { sets, policies: Arc::new(chains), endpoints: out_endpoints }, index)
+    (Program { sets, policies: chains, endpoints: out_endpoints }, index)
 }
 
 /// The dispatch of local `endpoint` (`labels` its `selector_labels()`) over `ordered` policies.

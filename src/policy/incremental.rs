@@ -204,7 +204,7 @@ impl Incremental {
         for i in held.iter().rev() {
             self.policies.remove(*i);
         }
-        std::sync::Arc::make_mut(&mut self.program.policies).retain(|c| c.name != name);
+        self.program.policies.retain(|c| c.name != name);
         self.index.uses.remove(name);
         if let Some(p) = policy {
             if p.name != name || held.len() > 1 {
@@ -219,8 +219,8 @@ impl Incremental {
             let chains = compiler.policy(&p);
             self.policies.push(p);
             let at = sorted(&self.policies).iter().position(|q| q.name == name).unwrap_or_default();
-            let policies = std::sync::Arc::make_mut(&mut self.program.policies);
-            policies.insert(at.min(policies.len()), chains);
+            let policies = &mut self.program.policies;
+            policies.insert(at.min(policies.len()), std::sync::Arc::new(chains));
         }
         for gone in self.index.collect_unused() {
             self.program.sets.remove(&gone);

@@ -82,9 +82,9 @@ pub struct EndpointChains {
 pub struct Program {
     /// Address sets by name (both families mixed; the renderer splits them).
     pub sets: BTreeMap<String, Vec<IpNetwork>>,
-    /// In the order they apply; shared, so that a renderer can tell unchanged policies by
-    /// pointer (a pod's change leaves them alone).
-    pub policies: Arc<Vec<PolicyChains>>,
+    /// In the order they apply; each shared, so that a renderer tells an unchanged policy by
+    /// pointer (a pod's change leaves every one alone, a policy's change all but that one).
+    pub policies: Vec<Arc<PolicyChains>>,
     pub endpoints: Vec<EndpointChains>,
 }
 

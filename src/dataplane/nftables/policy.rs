@@ -133,9 +133,8 @@ pub fn families_change(section: &Section, program: &Program, changed: &std::coll
 
 /// One policy chain as last rendered, and what it was rendered from.
 struct Rendered {
-    name: String,
+    policy: Arc<PolicyChains>,
     refused: bool,
-    ir: Vec<IrRule>,
     /// The families each rule was written for.
     written: Vec<Vec<Option<bool>>>,
     chain: ChainSpec,
@@ -173,7 +172,7 @@ pub struct Renderer {
 
 /// Every policy's chains and port sets as last rendered, and what they were rendered from.
 struct RenderedPolicies {
-    policies: Arc<Vec<PolicyChains>>,
+    policies: Vec<Arc<PolicyChains>>,
     set_names: Vec<String>,
     /// Per set (in name order), whether it holds an IPv4 and an IPv6 address.
     families: Vec<(bool, bool)>,
@@ -194,7 +193,8 @@ impl Renderer {
             // The same policies (by pointer: a pod's change leaves them alone) and every set
             // holding the same families of addresses: the same chains.
             Some(last)
-                if Arc::ptr_eq(&last.policies, &program.policies)
+                if last.policies.len() == program.policies.len()
+                    && last.policies.iter().zip(&program.policies).all(|(a, b)| Arc::ptr_eq(a, b))
                     && last.families == families
                     && program.sets.keys().eq(&last.set_names) =>
             {
@@ -311,7 +311,7 @@ impl Renderer {
 
     fn policy_chain(
         &mut self,
-        policy: &PolicyChains,
+        policy: &Arc<PolicyChains>,
         ingress: bool,
         ir: &[IrRule],
         present: &Present,
@@ -320,12 +320,17 @@ impl Renderer {
         let refused = crate::faults::refuses(&format!("nft-policy:{}", policy.name));
         let key = (policy.id.clone(), ingress);
         let written: Vec<Vec<Option<bool>>> = ir.iter().map(|rule| live_families(rule, present)).collect();
-        if let Some(r) = self.chains.get(&key)
-            && r.name == policy.name
+        // The same policy object, or one with the same name and rules (compiled again).
+        let same_rules = |r: &Rendered| {
+            let before = if ingress { &r.policy.ingress } else { &r.policy.egress };
+            Arc::ptr_eq(&r.policy, policy) || r.policy.name == policy.name && before[..] == *ir
+        };
+        if let Some(r) = self.chains.get_mut(&key)
             && r.refused == refused
-            && r.ir == ir
             && r.written == written
+            && same_rules(r)
         {
+            r.policy = policy.clone();
             for ranges in &r.ports {
                 port_sets.entry(ranges.clone()).or_insert_with_key(|r| port_set_name(r));
             }
@@ -347,9 +352,8 @@ impl Renderer {
             port_sets.entry(ranges.clone()).or_insert_with(|| name.clone());
         }
         let rendered = Rendered {
-            name: policy.name.clone(),
+            policy: policy.clone(),
             refused,
-            ir: ir.to_vec(),
             written,
             chain: chain.clone(),
             ports: ports.into_keys().collect(),
@@ -656,11 +660,11 @@ mod tests {
         assert_eq!(renderer.section(&other).unwrap(), section(&other).unwrap());
         // A changed policy is rendered again; a policy gone leaves the cache.
         let mut changed = other.clone();
-        std::sync::Arc::make_mut(&mut changed.policies)[0].ingress.clear();
+        Arc::make_mut(&mut changed.policies[0]).ingress.clear();
         assert_eq!(renderer.section(&changed).unwrap(), section(&changed).unwrap());
-        assert!(renderer.chains.values().all(|r| r.ir.is_empty()), "the new rules kept");
+        assert!(renderer.chains.values().all(|r| r.policy.ingress.is_empty()), "the new rules kept");
         let mut none = changed.clone();
-        std::sync::Arc::make_mut(&mut none.policies).clear();
+        none.policies.clear();
         none.endpoints.clear();
         assert_eq!(renderer.section(&none).unwrap(), section(&none).unwrap());
         assert!(renderer.chains.is_empty());
