@@ -597,3 +597,39 @@ async fn rule_counters_read_over_netlink_equal_the_ones_nft_lists() {
     assert_eq!(dumped, listed_counters(&t, TABLE_NAME));
     assert!(!dumped.contains_key("post"), "another table's chain");
 }
+
+#[tokio::test]
+async fn the_drift_check_reads_nothing_while_nothing_is_committed_and_still_repairs() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut t = Topology::new("nft-gen").unwrap();
+    t.add_namespace("n").unwrap();
+    let table = start(&t, vec![nat::USER]);
+    table.set_section(nat::USER, nat::section(&input(&[("10.244.0.0/16", true)], &["192.0.2.1"]))).await;
+    assert!(table.probe().await && table.state.borrow().synced);
+    // Read back after the write, then quiet: a resync every 200 ms finds nothing committed.
+    let mut last = (0, std::time::Instant::now());
+    wait_until_async("the write read back and the readings stopped", WAIT, || {
+        let readings = table.stats.readings.load(Relaxed);
+        if readings != last.0 {
+            last = (readings, std::time::Instant::now());
+        }
+        let quiet = readings > 0 && last.1.elapsed() > Duration::from_secs(1);
+        async move { quiet.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let quiet = table.stats.readings.load(Relaxed);
+    // Fifteen resyncs: none reads the table.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(table.stats.readings.load(Relaxed), quiet, "no reading while nothing is committed");
+    // Someone else's transaction: the next resync reads the table and repairs it.
+    let handle = listed(&t, TABLE_NAME, "rule")[0]["handle"].to_string();
+    nft(&t, &["delete", "rule", "inet", TABLE_NAME, nat::CHAIN, "handle", &handle]).unwrap();
+    wait_until_async("the table repaired", WAIT, || async {
+        (listed(&t, TABLE_NAME, "rule").len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(table.stats.readings.load(Relaxed) > quiet);
+    assert!(table.stats.repairs.load(Relaxed) >= 1);
+}

@@ -134,6 +134,11 @@ impl NftCommand {
         self.blocking(move || super::dump::rule_counters(&name)).await.map_err(|e| NftError::Netlink(e.to_string()))
     }
 
+    /// nf_tables' generation in the command's namespace ([`super::dump::generation`]).
+    pub async fn generation(&self) -> Result<u32, NftError> {
+        self.blocking(super::dump::generation).await.map_err(|e| NftError::Netlink(e.to_string()))
+    }
+
     pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
         self.list_table_text(name).await?.as_deref().map(parse_listing).transpose()
     }

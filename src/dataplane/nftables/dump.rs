@@ -1,7 +1,8 @@
-//! Reading the table's rule counters over nfnetlink: one dump of the table's rules, each
-//! reduced to its chain and the counter it holds. `nft -j list table` did this at a second of
-//! CPU for `nft` and as much again to parse its JSON with a thousand policies loaded; the
-//! kernel's dump of the same rules is read in milliseconds.
+//! Reading nf_tables over nfnetlink without `nft`: the table's rule counters (one dump of its
+//! rules, each reduced to its chain and the counter it holds) and the ruleset's generation.
+//! `nft -j list table` read the counters at a second of CPU for `nft` and as much again to
+//! parse its JSON with a thousand policies loaded; the kernel's dump of the same rules is read
+//! in milliseconds, and the generation in microseconds.
 
 use super::wire::{Message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_REQUEST};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
@@ -18,6 +19,10 @@ pub type ChainCounters = BTreeMap<String, Vec<Option<Count>>>;
 // linux/netfilter/nf_tables.h and linux/netlink.h.
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
+const AF_UNSPEC: u8 = 0;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -37,55 +42,111 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// the receive buffer's size when smaller, per read).
 const RECEIVE_CHUNK: usize = 128 * 1024;
 
-/// The counters of every rule of table `table` (family inet), in the network namespace of
-/// the calling thread; empty when the table does not exist.
-pub fn rule_counters(table: &str) -> io::Result<ChainCounters> {
+/// A socket of the calling thread's network namespace with `request` sent on it.
+fn send(request: Message) -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
-    let seq = 1;
-    let mut request = Message::begin(
-        Vec::new(),
-        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-        NFPROTO_INET,
-        0,
-    );
-    request.string(NFTA_RULE_TABLE, table);
     socket.send(&request.finish(), 0)?;
-    let mut out = ChainCounters::new();
+    Ok(socket)
+}
+
+/// Reads the answers on `socket` into `read` until it says they are complete.
+fn receive(socket: &Socket, mut read: impl FnMut(&[u8]) -> io::Result<bool>) -> io::Result<()> {
     let mut buf = vec![0u8; RECEIVE_CHUNK];
     loop {
         let n = socket.recv(&mut &mut buf[..], 0)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the rule dump ended without NLMSG_DONE"));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "nf_tables stopped answering"));
         }
-        if read_messages(&buf[..n], &mut out)? {
-            return Ok(out);
+        if read(&buf[..n])? {
+            return Ok(());
         }
     }
 }
 
-/// Adds the rules of the dump messages in `buf` to `out`; whether the dump is complete.
-fn read_messages(buf: &[u8], out: &mut ChainCounters) -> io::Result<bool> {
+/// The counters of every rule of table `table` (family inet), in the network namespace of
+/// the calling thread; empty when the table does not exist.
+pub fn rule_counters(table: &str) -> io::Result<ChainCounters> {
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE;
+    let mut request = Message::begin(Vec::new(), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, NFPROTO_INET, 0);
+    request.string(NFTA_RULE_TABLE, table);
+    let socket = send(request)?;
+    let mut out = ChainCounters::new();
+    receive(&socket, |buf| read_messages(buf, &mut out))?;
+    Ok(out)
+}
+
+/// nf_tables' generation in the calling thread's network namespace: it changes with every
+/// transaction committed there, by anyone, to any table. The same generation before and after
+/// means nothing was changed in between.
+pub fn generation() -> io::Result<u32> {
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+    let socket = send(Message::begin(Vec::new(), kind, NLM_F_REQUEST, 1, AF_UNSPEC, 0))?;
+    let mut found = None;
+    receive(&socket, |buf| {
+        found = read_generation(buf)?;
+        Ok(found.is_some())
+    })?;
+    found.ok_or_else(|| io::Error::other("nf_tables did not give its generation"))
+}
+
+/// The generation in the answers in `buf`, if one is there.
+fn read_generation(buf: &[u8]) -> io::Result<Option<u32>> {
+    for message in messages(buf) {
+        let (kind, body) = message?;
+        match kind {
+            NLMSG_ERROR => return Err(error_of(body).unwrap_or_else(|| io::Error::other("an empty error"))),
+            k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN => {
+                let id = attributes(body.get(NFGENMSG_LEN..).unwrap_or_default())
+                    .find(|(kind, _)| *kind == NFTA_GEN_ID)
+                    .and_then(|(_, p)| Some(u32::from_be_bytes(p.try_into().ok()?)));
+                return Ok(id);
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// The netlink messages in `buf`: (type, body after the header); an error for one that does
+/// not fit.
+fn messages(buf: &[u8]) -> impl Iterator<Item = io::Result<(u16, &[u8])>> {
     let mut at = 0;
-    while at + NLMSG_HDRLEN <= buf.len() {
+    std::iter::from_fn(move || {
+        if at + NLMSG_HDRLEN > buf.len() {
+            return None;
+        }
         let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
         if len < NLMSG_HDRLEN || at + len > buf.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a dump message of length {len}")));
+            at = buf.len();
+            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, format!("a message of length {len}"))));
         }
         let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
         let body = &buf[at + NLMSG_HDRLEN..at + len];
+        at += len.next_multiple_of(4);
+        Some(Ok((kind, body)))
+    })
+}
+
+/// The error an NLMSG_ERROR body carries; `None` for an acknowledgement.
+fn error_of(body: &[u8]) -> Option<io::Error> {
+    let error = body.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    (error != 0).then(|| io::Error::from_raw_os_error(-error))
+}
+
+/// Adds the rules of the dump messages in `buf` to `out`; whether the dump is complete.
+fn read_messages(buf: &[u8], out: &mut ChainCounters) -> io::Result<bool> {
+    for message in messages(buf) {
+        let (kind, body) = message?;
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                let error = body.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                return match error {
-                    0 => Ok(true),
+                return match error_of(body) {
                     // No such table: nothing to count.
-                    e if -e == libc::ENOENT => Ok(true),
-                    e => Err(io::Error::from_raw_os_error(-e)),
+                    None => Ok(true),
+                    Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+                    Some(e) => Err(e),
                 };
             }
             k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
@@ -95,7 +156,6 @@ fn read_messages(buf: &[u8], out: &mut ChainCounters) -> io::Result<bool> {
             }
             _ => {}
         }
-        at += len.next_multiple_of(4);
     }
     Ok(false)
 }
@@ -218,6 +278,17 @@ mod tests {
             ("b".to_string(), vec![Some((1, 60))]),
         ]);
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_generation_is_read_from_its_answer() {
+        let mut body = vec![AF_UNSPEC, 0, 0, 0];
+        body.extend(attr(NFTA_GEN_ID, &7u32.to_be_bytes()));
+        let answer = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN, &body);
+        assert_eq!(read_generation(&answer).unwrap(), Some(7));
+        assert_eq!(read_generation(&message(NLMSG_DONE, &[0; 4])).unwrap(), None);
+        let refused = message(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes());
+        assert_eq!(read_generation(&refused).unwrap_err().raw_os_error(), Some(libc::EPERM));
     }
 
     #[test]

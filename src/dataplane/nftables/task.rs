@@ -28,6 +28,11 @@ const DEFER: Duration = Duration::from_millis(200);
 /// second of CPU) then costs at most about a fifth of a core however often policies change,
 /// and a write during a reading stops it, since its result would be judged stale.
 const READBACK_SPACING: u32 = 4;
+/// The periodic drift check reads the whole table with `nft` (a second of CPU with a thousand
+/// policies, and as much to parse it): it is skipped until this many times as long as the last
+/// reading took has passed since the last check, so an idle agent spends at most about
+/// 1/`REPAIR_SHARE` of a core on it however large the table.
+const REPAIR_SHARE: u32 = 50;
 /// How long after the last write the fingerprint is saved: rendering the whole table for its
 /// digest costs about as much as writing it, so not on every pod's change.
 const FINGERPRINT_AFTER: Duration = Duration::from_secs(2);
@@ -61,6 +66,9 @@ pub struct NftStats {
     pub apply_errors: AtomicU64,
     /// Whole rewrites after the table was found changed by someone else.
     pub repairs: AtomicU64,
+    /// Readings of the whole table (`nft -j list`): after a write, and the periodic drift check
+    /// unless nothing was committed since the last reading.
+    pub readings: AtomicU64,
 }
 
 /// The table's state, for status and readiness.
@@ -108,6 +116,8 @@ impl NftTable {
             last_reading: Duration::ZERO,
             verify_at: None,
             fingerprint_at: None,
+            repaired_at: None,
+            unchanged_since: None,
         };
         let task = tokio::spawn(owner.run(rx));
         (NftTable { commands: tx, command, stats, state: state_rx }, task)
@@ -179,13 +189,16 @@ struct Listed {
     listing: Value,
     skeleton: Value,
     elements: BTreeMap<String, Vec<(u128, u128)>>,
+    /// nf_tables' generation just before the listing: while it stays the same, the table is
+    /// as listed.
+    generation: Option<u32>,
 }
 
 impl Listed {
     fn read(text: String) -> Result<Listed, NftError> {
         let listing = super::command::parse_listing(&text)?;
         let (skeleton, elements) = (render::skeleton(&listing), render::listed_elements(&listing));
-        Ok(Listed { listing, skeleton, elements })
+        Ok(Listed { listing, skeleton, elements, generation: None })
     }
 }
 
@@ -206,6 +219,16 @@ struct Owner {
     verify_at: Option<tokio::time::Instant>,
     /// When the fingerprint is saved (after the writes stop for a while).
     fingerprint_at: Option<tokio::time::Instant>,
+    /// When the last periodic drift check started.
+    repaired_at: Option<tokio::time::Instant>,
+    /// nf_tables' generation before the last reading that found the table as written.
+    unchanged_since: Option<u32>,
+}
+
+/// Whether the periodic drift check is due at `now`, the last one started at `last` and the
+/// last reading of the table having taken `reading`.
+fn repair_due(last: Option<tokio::time::Instant>, now: tokio::time::Instant, reading: Duration) -> bool {
+    last.is_none_or(|at| now >= at + reading * REPAIR_SHARE)
 }
 
 impl Owner {
@@ -301,6 +324,7 @@ impl Owner {
         if self.readback.is_some() || self.written.is_none() {
             return;
         }
+        self.stats.readings.fetch_add(1, Relaxed);
         let (command, name) = (self.config.command.clone(), self.config.name.clone());
         self.readback = Some(Readback {
             purpose,
@@ -308,9 +332,11 @@ impl Owner {
             elements: self.stats.element_writes.load(Relaxed),
             started: tokio::time::Instant::now(),
             listing: Box::pin(async move {
+                let generation = command.generation().await.ok();
                 let Some(text) = command.list_table_text(&name).await? else { return Ok(None) };
                 let listed = tokio::task::spawn_blocking(move || Listed::read(text));
-                listed.await.map_err(|e| NftError::BadJson(e.to_string()))?.map(Some)
+                let listed = listed.await.map_err(|e| NftError::BadJson(e.to_string()))??;
+                Ok(Some(Listed { generation, ..listed }))
             }),
         });
     }
@@ -326,7 +352,16 @@ impl Owner {
                 Ok(())
             }
             Some(_) => {
-                self.start_readback(Purpose::Repair);
+                // Nothing committed to any table since the last reading found ours as written.
+                if self.unchanged_since.is_some() && self.config.command.generation().await.ok() == self.unchanged_since
+                {
+                    return Ok(());
+                }
+                let now = tokio::time::Instant::now();
+                if self.readback.is_none() && repair_due(self.repaired_at, now, self.last_reading) {
+                    self.repaired_at = Some(now);
+                    self.start_readback(Purpose::Repair);
+                }
                 Ok(())
             }
         }
@@ -353,6 +388,7 @@ impl Owner {
             (Purpose::Repair, Some(l), Some(skeleton)) => l.skeleton == *skeleton && elements_match(l),
             _ => false,
         };
+        self.unchanged_since = if good { listing.as_ref().and_then(|l| l.generation) } else { None };
         if good {
             if w.skeleton.is_none() {
                 w.skeleton = listing.map(|l| l.skeleton);
@@ -516,5 +552,22 @@ impl Owner {
         }
         self.state.send_replace(NftState::default());
         self.config.command.apply(render::delete_table(&self.config.name)).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_is_slow_to_read_is_checked_for_drift_less_often() {
+        let start = tokio::time::Instant::now();
+        let after = |ms: u64| start + Duration::from_millis(ms);
+        assert!(repair_due(None, start, Duration::from_secs(1)), "the first check");
+        // A 10 ms reading: every tick of a 1 s interval.
+        assert!(repair_due(Some(start), after(1_000), Duration::from_millis(10)));
+        // A 1 s reading: not before 50 s.
+        assert!(!repair_due(Some(start), after(30_000), Duration::from_secs(1)));
+        assert!(repair_due(Some(start), after(50_000), Duration::from_secs(1)));
     }
 }
