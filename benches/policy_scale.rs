@@ -185,7 +185,7 @@ async fn bench() {
         for n in 0..RELABELS {
             let start = Instant::now();
             let mut entry = incremental.entries()[&world::key(case.pod)].clone();
-            entry.endpoint.labels.insert("app".into(), world::app(relabel(case.pod, n)));
+            std::sync::Arc::make_mut(&mut entry.endpoint).labels.insert("app".into(), world::app(relabel(case.pod, n)));
             let change = incremental.update(&world::key(case.pod), Some(entry));
             if change.endpoints || change.recompiled {
                 sent = renderer.section(incremental.program()).expect("renders");

@@ -157,7 +157,7 @@ pub fn entries(w: &World) -> BTreeMap<String, Entry> {
         .enumerate()
         .map(|(i, e)| {
             let interface = (i < PODS_PER_NODE).then(|| interface(i));
-            (key(i), Entry { endpoint: e.clone(), interface })
+            (key(i), Entry { endpoint: e.clone().into(), interface })
         })
         .collect()
 }

@@ -63,7 +63,9 @@ const RESYNC: Duration = Duration::from_secs(30);
 #[derive(Debug, Default, PartialEq)]
 pub struct Inputs {
     pub policies: Vec<Policy>,
-    pub endpoints: Vec<Endpoint>,
+    /// Shared with the compiled program's entries: handing them on after a pod's change costs
+    /// a pointer each.
+    pub endpoints: Vec<Arc<Endpoint>>,
     pub namespaces: Namespaces,
     pub local: Vec<Local>,
     /// Each policy's kind and datastore name, by its model name.

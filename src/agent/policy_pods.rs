@@ -67,7 +67,7 @@ impl Pods {
     fn to_entry(&self, addresses: Vec<IpAddr>, attrs: &BTreeMap<String, String>) -> Entry {
         let endpoint = endpoint_attrs::endpoint(addresses, attrs);
         let local = attrs.get(NODE_ATTRIBUTE).map(String::as_str) == Some(self.node.as_str());
-        Entry { endpoint, interface: local.then(|| attrs[ATTR_HOST_INTERFACE].clone()) }
+        Entry { endpoint: endpoint.into(), interface: local.then(|| attrs[ATTR_HOST_INTERFACE].clone()) }
     }
 
     /// Every endpoint, by handle.

@@ -8,6 +8,7 @@ use super::matcher::Matcher;
 use super::model::{Direction, Endpoint, EndpointSelector, Entity, Namespaces, Policy, Rule, sorted};
 use crate::datastore::resources::policy_rule::PortMatch;
 use ipnetwork::IpNetwork;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -111,14 +112,19 @@ pub(super) struct Compiler<'a> {
 
 /// Compiles `policies` for the `local` endpoints. Named ports in `notPorts` are refused by
 /// the resource check and skipped here.
-pub fn compile(policies: &[Policy], endpoints: &[Endpoint], namespaces: &Namespaces, local: &[Local]) -> Program {
+pub fn compile<E: Borrow<Endpoint>>(
+    policies: &[Policy],
+    endpoints: &[E],
+    namespaces: &Namespaces,
+    local: &[Local],
+) -> Program {
     compile_indexed(policies, endpoints, namespaces, local).0
 }
 
 /// [`compile`], with what each set holds.
-pub fn compile_indexed(
+pub fn compile_indexed<E: Borrow<Endpoint>>(
     policies: &[Policy],
-    endpoints: &[Endpoint],
+    endpoints: &[E],
     namespaces: &Namespaces,
     local: &[Local],
 ) -> (Program, SetIndex) {
@@ -126,13 +132,20 @@ pub fn compile_indexed(
     let mut sets = BTreeMap::new();
     let mut index = SetIndex::default();
     let ordered = sorted(policies);
-    let labels: Vec<LabelMap> = endpoints.iter().map(Endpoint::selector_labels).collect();
-    let mut c = Compiler::new(endpoints.iter().zip(&labels).collect(), namespaces, &mut matcher, &mut sets, &mut index);
+    let endpoints: Vec<&Endpoint> = endpoints.iter().map(Borrow::borrow).collect();
+    let labels: Vec<LabelMap> = endpoints.iter().map(|e| e.selector_labels()).collect();
+    let mut c = Compiler::new(
+        endpoints.iter().copied().zip(&labels).collect(),
+        namespaces,
+        &mut matcher,
+        &mut sets,
+        &mut index,
+    );
     let chains: Vec<Arc<PolicyChains>> = ordered.iter().map(|p| Arc::new(c.policy(p))).collect();
     let mut out_endpoints = Vec::new();
     for l in local {
         let Some(index) = endpoints.iter().position(|e| e.name == l.endpoint) else { continue };
-        let (endpoint, labels) = (&endpoints[index], &labels[index]);
+        let (endpoint, labels) = (endpoints[index], &labels[index]);
         out_endpoints.push(endpoint_chains(&ordered, endpoint, labels, &l.interface, namespaces, &mut matcher));
     }
     (Program { sets, policies: chains, endpoints: out_endpoints }, index)

@@ -13,11 +13,14 @@ use super::matcher::Matcher;
 use super::model::{Endpoint, Namespaces, Policy, sorted};
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-/// An endpoint and, for one of this node's, the host side of its veth.
+/// An endpoint and, for one of this node's, the host side of its veth. The endpoint is shared:
+/// the compiler's inputs are handed on after each pod's change (for `policy trace`), and
+/// copying ten thousand endpoints for that cost more than programming the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub endpoint: Endpoint,
+    pub endpoint: Arc<Endpoint>,
     pub interface: Option<String>,
 }
 
@@ -86,7 +89,7 @@ impl Incremental {
     /// The compiler's inputs: endpoints with this node's first (a lookup of a local pod by
     /// name finds this node's even when another node has a pod of the same name), each group
     /// in key order; and the local endpoints.
-    pub fn inputs(&self) -> (Vec<Endpoint>, Vec<Local>) {
+    pub fn inputs(&self) -> (Vec<Arc<Endpoint>>, Vec<Local>) {
         let local = self.entries.values().filter(|e| e.interface.is_some());
         let remote = self.entries.values().filter(|e| e.interface.is_none());
         let endpoints = local.clone().chain(remote).map(|e| e.endpoint.clone()).collect();
@@ -213,7 +216,7 @@ impl Incremental {
                 self.recompile();
                 return Change { recompiled: true, ..Change::default() };
             }
-            let endpoints = self.entries.values().map(|e| &e.endpoint).zip(self.labels.values()).collect();
+            let endpoints = self.entries.values().map(|e| &*e.endpoint).zip(self.labels.values()).collect();
             let mut compiler =
                 Compiler::new(endpoints, &self.namespaces, &mut self.matcher, &mut self.program.sets, &mut self.index);
             let chains = compiler.policy(&p);

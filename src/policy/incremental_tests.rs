@@ -43,7 +43,7 @@ fn entry(p: &mut Pick) -> Entry {
         ports,
     };
     let interface = p.one(&[None, None, Some("cali1"), Some("cali2"), Some("cali3")]).map(String::from);
-    Entry { endpoint, interface }
+    Entry { endpoint: endpoint.into(), interface }
 }
 
 fn full(inc: &Incremental) -> super::Program {

@@ -101,9 +101,9 @@ fn decision(endpoint: &str, verdict: Verdict) -> Decision {
 
 /// Traces a packet of `protocol` to `port` from pod `from` to `to`. The error names an
 /// unknown pod, a bad protocol, or a pod without an address of the destination's family.
-pub fn trace(
+pub fn trace<E: std::borrow::Borrow<Endpoint>>(
     policies: &[Policy],
-    endpoints: &[Endpoint],
+    endpoints: &[E],
     namespaces: &Namespaces,
     from: &str,
     to: &Target,
@@ -111,7 +111,9 @@ pub fn trace(
     port: u16,
 ) -> Result<Trace, TraceError> {
     let number = protocol_number(protocol).map_err(TraceError::Invalid)?;
-    let pod = |name: &str| endpoints.iter().find(|e| e.name == name).ok_or(TraceError::UnknownPod(name.to_string()));
+    let pod = |name: &str| {
+        endpoints.iter().map(|e| e.borrow()).find(|e| e.name == name).ok_or(TraceError::UnknownPod(name.to_string()))
+    };
     let source = pod(from)?;
     let (destination, to_address) = match to {
         Target::Pod(name) => {
@@ -124,7 +126,7 @@ pub fn trace(
                 .ok_or_else(|| TraceError::Invalid(format!("pod {name} has no address of {from}'s family")))?;
             (Some(d), *address)
         }
-        Target::Address(a) => (endpoints.iter().find(|e| e.addresses.contains(a)), *a),
+        Target::Address(a) => (endpoints.iter().map(|e| e.borrow()).find(|e| e.addresses.contains(a)), *a),
     };
     let from_address = *source
         .addresses
