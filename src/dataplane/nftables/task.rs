@@ -5,8 +5,6 @@ use super::command::{NftCommand, NftError};
 use super::delta;
 use super::fingerprint::{self, Fingerprint};
 use super::render::{self, Desired, Section};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -152,12 +150,12 @@ fn answer(probes: Vec<oneshot::Sender<()>>) {
     }
 }
 
-/// What the owner last wrote: the desired state and the table as the
+/// What the owner last wrote: the desired state and the digest of the table as the
 /// kernel listed it after the last write of rules, chains or sets, without
-/// set elements ([`render::skeleton`]); `None` until that write is read back.
+/// set elements ([`Listed::skeleton`]); `None` until that write is read back.
 struct Written {
     desired: Desired,
-    skeleton: Option<Value>,
+    skeleton: Option<String>,
     /// The fingerprint file is behind `desired`.
     fingerprint_stale: bool,
 }
@@ -183,22 +181,37 @@ struct Readback {
     listing: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Listed>, NftError>> + Send>>,
 }
 
-/// A listing with what is compared of it, worked out on a blocking thread: parsing a thousand
-/// policies' table and reducing it takes hundreds of milliseconds the owner's writes need.
+/// A listing compared with what was written, on a blocking thread: parsing a thousand
+/// policies' table, reducing it and comparing it take hundreds of milliseconds the owner's
+/// writes need (a pod's change waited up to 50 ms behind the comparison alone).
 struct Listed {
-    listing: Value,
-    skeleton: Value,
-    elements: BTreeMap<String, Vec<(u128, u128)>>,
+    /// The digest of its skeleton ([`render::skeleton`], [`fingerprint::digest`]): the
+    /// reference a periodic check compares with. Kept as a digest, not as JSON: a thousand
+    /// policies' skeleton held tens of megabytes, and dropping it cost a pod's change 55 ms.
+    skeleton: String,
+    /// Its chains, rules and sets are the desired ones (reading back a write), or equal the
+    /// reference (the periodic check).
+    structure_good: bool,
+    /// Its set elements are the desired ones.
+    elements_good: bool,
     /// nf_tables' generation just before the listing: while it stays the same, the table is
     /// as listed.
     generation: Option<u32>,
 }
 
 impl Listed {
-    fn read(text: String) -> Result<Listed, NftError> {
+    /// `text` compared with `desired` and, for the periodic check, with the `reference`
+    /// skeleton read back after the last write.
+    fn read(text: String, purpose: Purpose, desired: &Desired, reference: Option<&str>) -> Result<Listed, NftError> {
         let listing = super::command::parse_listing(&text)?;
-        let (skeleton, elements) = (render::skeleton(&listing), render::listed_elements(&listing));
-        Ok(Listed { listing, skeleton, elements, generation: None })
+        let skeleton = fingerprint::digest(&render::skeleton(&listing));
+        let structure_good = match (purpose, reference) {
+            (Purpose::Verify, _) => render::structure_matches(desired, &listing),
+            (Purpose::Repair, Some(reference)) => skeleton == reference,
+            (Purpose::Repair, None) => false,
+        };
+        let elements_good = render::listed_elements(&listing) == render::desired_elements(desired);
+        Ok(Listed { skeleton, structure_good, elements_good, generation: None })
     }
 }
 
@@ -326,6 +339,9 @@ impl Owner {
         }
         self.stats.readings.fetch_add(1, Relaxed);
         let (command, name) = (self.config.command.clone(), self.config.name.clone());
+        // Cheap copies: a section's sets and chains are shared, the skeleton is a digest.
+        let written = self.written.as_ref().map(|w| (w.desired.clone(), w.skeleton.clone()));
+        let (desired, reference) = written.unwrap_or_default();
         self.readback = Some(Readback {
             purpose,
             structure: self.structure_writes,
@@ -334,7 +350,8 @@ impl Owner {
             listing: Box::pin(async move {
                 let generation = command.generation().await.ok();
                 let Some(text) = command.list_table_text(&name).await? else { return Ok(None) };
-                let listed = tokio::task::spawn_blocking(move || Listed::read(text));
+                let listed =
+                    tokio::task::spawn_blocking(move || Listed::read(text, purpose, &desired, reference.as_deref()));
                 let listed = listed.await.map_err(|e| NftError::BadJson(e.to_string()))??;
                 Ok(Some(Listed { generation, ..listed }))
             }),
@@ -382,12 +399,8 @@ impl Owner {
             return Ok(());
         }
         let elements_settled = readback.elements == self.stats.element_writes.load(Relaxed);
-        let elements_match = |l: &Listed| !elements_settled || l.elements == render::desired_elements(&w.desired);
-        let good = match (readback.purpose, &listing, &w.skeleton) {
-            (Purpose::Verify, Some(l), _) => render::structure_matches(&w.desired, &l.listing) && elements_match(l),
-            (Purpose::Repair, Some(l), Some(skeleton)) => l.skeleton == *skeleton && elements_match(l),
-            _ => false,
-        };
+        // What it was compared with at its start is what is written now: only writes change it.
+        let good = listing.as_ref().is_some_and(|l| l.structure_good && (!elements_settled || l.elements_good));
         self.unchanged_since = if good { listing.as_ref().and_then(|l| l.generation) } else { None };
         if good {
             if w.skeleton.is_none() {
@@ -521,8 +534,8 @@ impl Owner {
             return false;
         }
         let Ok(Some(listing)) = self.config.command.list_table(&self.config.name).await else { return false };
-        let skeleton = render::skeleton(&listing);
-        if saved.listing != fingerprint::digest(&skeleton) || !render::shape_matches(&self.desired, &listing) {
+        let skeleton = fingerprint::digest(&render::skeleton(&listing));
+        if saved.listing != skeleton || !render::shape_matches(&self.desired, &listing) {
             return false;
         }
         tracing::info!(subsys = "nftables", table = %self.config.name, "adopted the table as the last run left it");
@@ -538,7 +551,7 @@ impl Owner {
         written.fingerprint_stale = false;
         let Some(path) = &self.config.fingerprint else { return };
         let Ok(batch) = render::replace_table(&self.config.name, &written.desired) else { return };
-        let saved = Fingerprint { desired: fingerprint::digest(&batch), listing: fingerprint::digest(skeleton) };
+        let saved = Fingerprint { desired: fingerprint::digest(&batch), listing: skeleton.clone() };
         if let Err(e) = fingerprint::save(path, &saved).await {
             // Only adoption after a restart needs it: without it the table is written once.
             tracing::debug!(subsys = "nftables", path = %path.display(), error = %e, "cannot save the table's fingerprint");
