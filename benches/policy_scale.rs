@@ -171,6 +171,10 @@ async fn bench() {
     let mut incremental = Incremental::new(w.policies.clone(), w.namespaces.clone(), world::entries(&w));
     let mut renderer = nft_policy::Renderer::default();
     let mut sent = renderer.section(incremental.program()).expect("renders");
+    // The owner takes the incremental path's section (equal to the one written in (a)), as an
+    // agent's owner has only its follower's sections: the relabels below share its sets.
+    table.set_section(nft_policy::USER, sent.clone()).await;
+    assert!(table.probe().await && table.state.borrow().synced, "written");
     let cases = [Relabel { name: "remote pod", pod: world::PODS - 1 }, Relabel { name: "local pod", pod: 0 }];
     for case in &cases {
         let mut times = Vec::new();

@@ -457,6 +457,9 @@ impl Owner {
         }
         if let Some(w) = &mut self.written {
             if w.desired == self.desired {
+                // Equal, maybe by value: keep the users' copies, whose sets and chains the next
+                // section shares, so the next comparison goes by pointer.
+                w.desired = self.desired.clone();
                 return Ok(());
             }
             if let Some(changes) = render::element_changes(&w.desired, &self.desired).map_err(|e| e.to_string())? {
