@@ -126,7 +126,6 @@ impl NftCommand {
         self.run("-c -f", &["-c", "-j", "-f", "-"], Some(json)).await.map(|_| ())
     }
 
-    /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
     /// The counters of every rule of table `name` (family inet), read over nfnetlink
     /// ([`super::dump`]); empty when the table does not exist.
     pub async fn rule_counters(&self, name: &str) -> Result<super::dump::ChainCounters, NftError> {
@@ -139,6 +138,7 @@ impl NftCommand {
         self.blocking(super::dump::generation).await.map_err(|e| NftError::Netlink(e.to_string()))
     }
 
+    /// Our table as `nft -j list table inet NAME` shows it, `None` when it does not exist.
     pub async fn list_table(&self, name: &str) -> Result<Option<Value>, NftError> {
         self.list_table_text(name).await?.as_deref().map(parse_listing).transpose()
     }

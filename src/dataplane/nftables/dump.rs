@@ -24,6 +24,14 @@ const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
 const AF_UNSPEC: u8 = 0;
 const NLM_F_DUMP: u16 = 0x300;
+/// A dump message's flag: the table changed while it was dumped, so the dump may miss or
+/// repeat rules.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// Dumps tried before giving up on a table that keeps changing.
+const DUMP_ATTEMPTS: usize = 3;
+/// How long an answer is waited for: the kernel answers at once, but a request that gets no
+/// answer must not stall the table's owner.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
@@ -47,6 +55,11 @@ fn send(request: Message) -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
+    let timeout = nix::sys::time::TimeVal::new(
+        ANSWER_TIMEOUT.as_secs().try_into().unwrap_or(i64::MAX),
+        ANSWER_TIMEOUT.subsec_micros().into(),
+    );
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     socket.send(&request.finish(), 0)?;
     Ok(socket)
 }
@@ -69,12 +82,18 @@ fn receive(socket: &Socket, mut read: impl FnMut(&[u8]) -> io::Result<bool>) -> 
 /// the calling thread; empty when the table does not exist.
 pub fn rule_counters(table: &str) -> io::Result<ChainCounters> {
     let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE;
-    let mut request = Message::begin(Vec::new(), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, NFPROTO_INET, 0);
-    request.string(NFTA_RULE_TABLE, table);
-    let socket = send(request)?;
-    let mut out = ChainCounters::new();
-    receive(&socket, |buf| read_messages(buf, &mut out))?;
-    Ok(out)
+    let mut attempt = 1;
+    loop {
+        let mut request = Message::begin(Vec::new(), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, NFPROTO_INET, 0);
+        request.string(NFTA_RULE_TABLE, table);
+        let socket = send(request)?;
+        let mut out = ChainCounters::new();
+        match receive(&socket, |buf| read_messages(buf, &mut out)) {
+            Ok(()) => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && attempt < DUMP_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// nf_tables' generation in the calling thread's network namespace: it changes with every
@@ -94,9 +113,9 @@ pub fn generation() -> io::Result<u32> {
 /// The generation in the answers in `buf`, if one is there.
 fn read_generation(buf: &[u8]) -> io::Result<Option<u32>> {
     for message in messages(buf) {
-        let (kind, body) = message?;
+        let (kind, _, body) = message?;
         match kind {
-            NLMSG_ERROR => return Err(error_of(body).unwrap_or_else(|| io::Error::other("an empty error"))),
+            NLMSG_ERROR => return Err(error_of(body)?.unwrap_or_else(|| io::Error::other("an acknowledgement"))),
             k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN => {
                 let id = attributes(body.get(NFGENMSG_LEN..).unwrap_or_default())
                     .find(|(kind, _)| *kind == NFTA_GEN_ID)
@@ -109,9 +128,9 @@ fn read_generation(buf: &[u8]) -> io::Result<Option<u32>> {
     Ok(None)
 }
 
-/// The netlink messages in `buf`: (type, body after the header); an error for one that does
-/// not fit.
-fn messages(buf: &[u8]) -> impl Iterator<Item = io::Result<(u16, &[u8])>> {
+/// The netlink messages in `buf`: (type, flags, body after the header); an error for one that
+/// does not fit.
+fn messages(buf: &[u8]) -> impl Iterator<Item = io::Result<(u16, u16, &[u8])>> {
     let mut at = 0;
     std::iter::from_fn(move || {
         if at + NLMSG_HDRLEN > buf.len() {
@@ -123,26 +142,34 @@ fn messages(buf: &[u8]) -> impl Iterator<Item = io::Result<(u16, &[u8])>> {
             return Some(Err(io::Error::new(io::ErrorKind::InvalidData, format!("a message of length {len}"))));
         }
         let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+        let flags = u16::from_ne_bytes([buf[at + 6], buf[at + 7]]);
         let body = &buf[at + NLMSG_HDRLEN..at + len];
         at += len.next_multiple_of(4);
-        Some(Ok((kind, body)))
+        Some(Ok((kind, flags, body)))
     })
 }
 
-/// The error an NLMSG_ERROR body carries; `None` for an acknowledgement.
-fn error_of(body: &[u8]) -> Option<io::Error> {
-    let error = body.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    (error != 0).then(|| io::Error::from_raw_os_error(-error))
+/// The error an NLMSG_ERROR body carries; `None` for an acknowledgement; an error for a body
+/// too short to say.
+fn error_of(body: &[u8]) -> io::Result<Option<io::Error>> {
+    let Some(b) = body.get(..4) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "an NLMSG_ERROR without its error"));
+    };
+    let error = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    Ok((error != 0).then(|| io::Error::from_raw_os_error(error.saturating_neg())))
 }
 
 /// Adds the rules of the dump messages in `buf` to `out`; whether the dump is complete.
 fn read_messages(buf: &[u8], out: &mut ChainCounters) -> io::Result<bool> {
     for message in messages(buf) {
-        let (kind, body) = message?;
+        let (kind, flags, body) = message?;
+        if flags & NLM_F_DUMP_INTR != 0 {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the table changed while it was dumped"));
+        }
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                return match error_of(body) {
+                return match error_of(body)? {
                     // No such table: nothing to count.
                     None => Ok(true),
                     Some(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
@@ -301,6 +328,13 @@ mod tests {
         let mut short = rule_message("a", &[]);
         short.truncate(short.len() - 4);
         assert!(read_messages(&short, &mut out).is_err());
+        assert!(read_messages(&message(NLMSG_ERROR, &[0; 2]), &mut out).is_err(), "an error without its number");
+        let smallest = message(NLMSG_ERROR, &i32::MIN.to_ne_bytes());
+        assert!(read_messages(&smallest, &mut out).is_err(), "no overflow");
+        // The table changed during the dump: said, so the dump is tried again.
+        let mut interrupted = rule_message("a", &[]);
+        interrupted[6..8].copy_from_slice(&NLM_F_DUMP_INTR.to_ne_bytes());
+        assert_eq!(read_messages(&interrupted, &mut out).unwrap_err().kind(), io::ErrorKind::Interrupted);
         assert!(out.is_empty());
     }
 }

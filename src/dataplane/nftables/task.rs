@@ -401,7 +401,10 @@ impl Owner {
         let elements_settled = readback.elements == self.stats.element_writes.load(Relaxed);
         // What it was compared with at its start is what is written now: only writes change it.
         let good = listing.as_ref().is_some_and(|l| l.structure_good && (!elements_settled || l.elements_good));
-        self.unchanged_since = if good { listing.as_ref().and_then(|l| l.generation) } else { None };
+        // Only a reading that compared everything vouches for the table at its generation: one
+        // that skipped the elements (ours were written meanwhile) vouches for nothing.
+        self.unchanged_since =
+            if good && elements_settled { listing.as_ref().and_then(|l| l.generation) } else { None };
         if good {
             if w.skeleton.is_none() {
                 w.skeleton = listing.map(|l| l.skeleton);
