@@ -4,7 +4,10 @@
 //! parse its JSON with a thousand policies loaded; the kernel's dump of the same rules is read
 //! in milliseconds, and the generation in microseconds.
 
-use super::wire::{Message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_REQUEST};
+use super::wire::{
+    AF_UNSPEC, Message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_NEWRULE, NFTA_EXPR_DATA, NFTA_EXPR_NAME,
+    NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NLM_F_REQUEST, NLMSG_ERROR, NLMSG_HDRLEN,
+};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use std::collections::BTreeMap;
 use std::io;
@@ -17,12 +20,10 @@ pub type Count = (u64, u64);
 pub type ChainCounters = BTreeMap<String, Vec<Option<Count>>>;
 
 // linux/netfilter/nf_tables.h and linux/netlink.h.
-const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
-const AF_UNSPEC: u8 = 0;
 const NLM_F_DUMP: u16 = 0x300;
 /// A dump message's flag: the table changed while it was dumped, so the dump may miss or
 /// repeat rules.
@@ -32,16 +33,8 @@ const DUMP_ATTEMPTS: usize = 3;
 /// How long an answer is waited for: the kernel answers at once, but a request that gets no
 /// answer must not stall the table's owner.
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
 /// The attribute type without the nested and byte-order flags.

@@ -13,7 +13,7 @@
 //! data, which is how `nft` lists it back. Deletes go before adds, so the set never holds two
 //! overlapping intervals.
 
-use super::wire::{self, Batch, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+use super::wire::{self, Batch, NFTA_LIST_ELEM, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 use ipnetwork::IpNetwork;
 use std::io;
 
@@ -23,7 +23,6 @@ const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;

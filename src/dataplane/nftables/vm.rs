@@ -8,7 +8,7 @@
 //! conntrack states is a mask; a verdict map and a concatenation compared with a set need
 //! anonymous sets, which go into the batch before the rule.
 
-use super::wire::Message;
+use super::wire::{Message, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_LIST_ELEM};
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Payload, SetItem, Verdict};
 use nftables::stmt::{Counter, Match, NATFlag, Operator, Statement};
 use std::net::IpAddr;
@@ -31,9 +31,6 @@ const REG_1: u32 = 1;
 const REG32_00: u32 = 8;
 
 // Expression attributes (linux/netfilter/nf_tables.h).
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;

@@ -14,14 +14,23 @@ pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFPROTO_INET: u8 = 1;
-const AF_UNSPEC: u8 = 0;
+// Rule and expression attributes shared by the writes and the reads
+// (linux/netfilter/nf_tables.h).
+pub const NFT_MSG_NEWRULE: u16 = 6;
+pub const NFTA_RULE_TABLE: u16 = 1;
+pub const NFTA_RULE_CHAIN: u16 = 2;
+pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub const NFTA_LIST_ELEM: u16 = 1;
+pub const NFTA_EXPR_NAME: u16 = 1;
+pub const NFTA_EXPR_DATA: u16 = 2;
+pub const AF_UNSPEC: u8 = 0;
 const NLA_F_NESTED: u16 = 0x8000;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_HDRLEN: usize = 16;
 /// The answers of a batch are read into this much at a time.
 const RECEIVE_CHUNK: usize = 64 * 1024;
 
