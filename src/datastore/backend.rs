@@ -93,6 +93,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &Key) -> Result<RawObject>;
     /// Every record of `kind`, with the revision the listing is consistent at.
     async fn list(&self, kind: Kind) -> Result<RawList>;
+    /// The names of every record of `kind`, without their values: for callers that need only
+    /// which records exist (a free-block search), so a listing of large records moves and
+    /// decodes nothing it does not need. Backends that can read keys alone override it.
+    async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {
+        Ok(self.list(kind).await?.objects.into_iter().map(|o| o.key.name).collect())
+    }
     /// Stores a new record; `AlreadyExists` if present. Returns the new revision.
     async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision>;
     /// Replaces the record if it is still at `expected`. Returns the new revision.

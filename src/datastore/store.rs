@@ -52,6 +52,11 @@ impl Datastore {
         Ok(decode_list(self.backend.list(R::KIND).await?))
     }
 
+    /// The names of every record of `R`'s kind, without reading their values.
+    pub async fn list_names<R: Resource>(&self) -> Result<Vec<String>> {
+        self.backend.list_names(R::KIND).await
+    }
+
     /// Stores a new resource; `AlreadyExists` if one has this name.
     pub async fn create<R: Resource>(&self, name: &str, spec: &R) -> Result<Stored<R>> {
         let key = Key::new(R::KIND, name);

@@ -446,6 +446,12 @@ pub async fn corrupt_record_is_invalid_data_naming_the_key(h: &impl Harness) {
         }
     }
     assert!(errors <= 2);
+
+    // Names alone: every record of the kind, the ones that do not decode included, no other kind.
+    let mut names = store.list_names::<IpamHandle>().await.expect("handle names");
+    names.sort();
+    assert_eq!(names, ["after", "good", "victim"]);
+    assert_eq!(store.list_names::<IpamBlock>().await.expect("block names"), ["10-80-0-0-30"]);
 }
 
 pub async fn node_bgp_fields_round_trip(h: &impl Harness) {

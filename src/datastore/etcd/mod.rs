@@ -133,6 +133,13 @@ impl Backend for EtcdBackend {
         Ok(RawList { objects, revision: Revision(revision.max(0) as u64) })
     }
 
+    async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {
+        let dir = self.kind_dir(kind);
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let response = self.kv.clone().get(dir.clone(), Some(options)).await.map_err(unavailable)?;
+        response.kvs().iter().map(|kv| watch::key_of(&dir, kind, kv.key()).map(|key| key.name)).collect()
+    }
+
     async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
         let path = self.path(key);
         let txn = Txn::new()

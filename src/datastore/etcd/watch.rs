@@ -13,7 +13,7 @@ pub(super) fn object_of(dir: &str, kind: Kind, kv: &KeyValue) -> Result<RawObjec
     Ok(RawObject { key, revision: Revision(kv.mod_revision().max(0) as u64), value: kv.value().to_vec() })
 }
 
-fn key_of(dir: &str, kind: Kind, raw: &[u8]) -> Result<Key> {
+pub(super) fn key_of(dir: &str, kind: Kind, raw: &[u8]) -> Result<Key> {
     let text = String::from_utf8_lossy(raw);
     match text.strip_prefix(dir) {
         Some(name) if std::str::from_utf8(raw).is_ok() => Ok(Key::new(kind, name)),

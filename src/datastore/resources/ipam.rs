@@ -211,6 +211,17 @@ pub fn cidr_name(cidr: &IpNetwork) -> String {
     cidr.to_string().replace(['.', ':', '/'], "-")
 }
 
+/// The CIDR a block named `name` by [`cidr_name`] is for; `None` for a name `cidr_name` gives
+/// no CIDR (the inverse is exact: the CIDR found must name itself `name`).
+pub fn cidr_of_name(name: &str) -> Option<IpNetwork> {
+    let (address, prefix) = name.rsplit_once('-')?;
+    // An IPv4 name has four dotted-quad parts; anything else is IPv6 (`::` gives empty parts).
+    let dotted = address.split('-').count() == 4 && address.split('-').all(|p| !p.is_empty());
+    let text = format!("{}/{prefix}", if dotted { address.replace('-', ".") } else { address.replace('-', ":") });
+    let cidr: IpNetwork = text.parse().ok()?;
+    (cidr_name(&cidr) == name).then_some(cidr)
+}
+
 fn check_masked(field: &str, cidr: &IpNetwork) -> Result<(), String> {
     if cidr.ip() != cidr.network() {
         return Err(format!("{field}: {cidr} is not strictly masked (the network is {})", cidr.network()));
@@ -454,7 +465,31 @@ impl IpamConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        /// Every masked CIDR's name gives the CIDR back, IPv4 and IPv6 (`::` anywhere).
+        #[test]
+        fn a_block_name_gives_its_cidr_back(v4 in any::<u32>(), v6 in any::<u128>(), p4 in 0u8..=32, p6 in 0u8..=128, zeros in 0u32..8) {
+            let v6 = v6 & !(0xffff_u128 << (16 * zeros)) & !(0xffff_u128 << (16 * ((zeros + 1) % 8)));
+            for cidr in [
+                IpNetwork::new(std::net::Ipv4Addr::from(v4).into(), p4).unwrap(),
+                IpNetwork::new(std::net::Ipv6Addr::from(v6).into(), p6).unwrap(),
+            ] {
+                let masked = IpNetwork::new(cidr.network(), cidr.prefix()).unwrap();
+                prop_assert_eq!(cidr_of_name(&cidr_name(&masked)), Some(masked));
+            }
+        }
+    }
+
+    #[test]
+    fn names_of_no_cidr_give_none() {
+        for name in ["", "default", "10-0-0-0", "10-0-0-0-33", "10-0-0-256-26", "node1-10-0-0-0-26", "10-00-0-0-26"] {
+            assert_eq!(cidr_of_name(name), None, "{name}");
+        }
+        assert_eq!(cidr_of_name("fd00--40-122"), Some("fd00::40/122".parse().unwrap()));
+    }
 
     #[test]
     fn pool_uses_calico_field_names_and_defaults() {

@@ -32,7 +32,7 @@ pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointSlice, SERVICE_NA
 pub use int_or_string::IntOrString;
 pub use ipam::{
     AffinityState, AllocationAttribute, AssignmentMode, BlockAffinity, EncapMode, IpPool, IpReservation, IpamBlock,
-    IpamConfig, IpamHandle, PoolUse, cidr_name,
+    IpamConfig, IpamHandle, PoolUse, cidr_name, cidr_of_name,
 };
 pub use kube_network_policy::{
     EgressRule, IngressRule, IpBlock, KubeNetworkPolicy, KubePolicyType, LabelOperator, LabelRequirement,

@@ -104,6 +104,10 @@ impl Backend for SqliteBackend {
         self.worker.call(move |conn| ops::list(conn, kind)).await
     }
 
+    async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {
+        self.worker.call(move |conn| ops::list_names(conn, kind)).await
+    }
+
     async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
         self.check()?;
         let key = key.clone();

@@ -81,6 +81,14 @@ pub(super) fn get(conn: &mut Connection, key: &Key) -> Result<RawObject> {
 }
 
 /// Every record of `kind` and the revision, read in one snapshot.
+/// The names of every record of `kind`, values unread.
+pub(super) fn list_names(conn: &mut Connection, kind: Kind) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name FROM objects WHERE kind = ?1 ORDER BY name").map_err(unavailable)?;
+    let names = stmt.query_map([kind.plural()], |row| row.get::<_, String>(0)).map_err(unavailable)?;
+    names.collect::<std::result::Result<Vec<_>, _>>().map_err(unavailable)
+}
+
 pub(super) fn list(conn: &mut Connection, kind: Kind) -> Result<RawList> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(unavailable)?;
     let revision = meta(&tx, "revision")?;
