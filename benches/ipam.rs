@@ -2,7 +2,8 @@
 //! requests (through the per-node `Allocator`, so group commit applies), on sqlite and on etcd,
 //! and three and ten nodes (each its own client and allocator, as agents have) contending for one
 //! pool. Run with `cargo bench --bench ipam`; prints one line per case. `TORTIE_BENCH_IPAM=etcd`
-//! (or `sqlite`) runs one backend only.
+//! (or `sqlite`) runs one backend only; `TORTIE_BENCH_IPAM_NODES=3` (a comma-separated list) only
+//! those node counts.
 
 #[path = "../tests/datastore_support/etcd_process.rs"]
 #[allow(dead_code)] // the benchmark never restarts etcd
@@ -129,12 +130,18 @@ fn main() {
             })
         });
         let only = std::env::var("TORTIE_BENCH_IPAM").ok();
+        let node_counts: Vec<usize> = match std::env::var("TORTIE_BENCH_IPAM_NODES") {
+            Ok(list) => {
+                list.split(',').map(|n| n.trim().parse().expect("TORTIE_BENCH_IPAM_NODES: a list of numbers")).collect()
+            }
+            Err(_) => vec![1, 3, 10],
+        };
         println!();
         for (label, connect) in [("sqlite", &sqlite), ("etcd", &etcd_connect)] {
             if only.as_deref().is_some_and(|o| o != label) {
                 continue;
             }
-            for nodes in [1, 3, 10] {
+            for &nodes in &node_counts {
                 let figures = run_case(connect, nodes, label).await;
                 print(label, nodes, &figures);
             }

@@ -14,7 +14,7 @@ use super::pools::usable;
 use super::tunnel::TunnelDevice;
 use crate::datastore::resources::{
     AffinityState, AssignmentMode, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamConfig, IpamHandle, Node,
-    PoolUse, cidr_name,
+    PoolUse, cidr_name, cidr_of_name,
 };
 use crate::datastore::{Datastore, DatastoreError, Kind, MAX_TRANSACTION_WRITES, Stored, Transaction};
 use ipnetwork::IpNetwork;
@@ -105,6 +105,8 @@ struct Context {
     pools: Vec<Stored<IpPool>>,
     /// The IPReservations' CIDRs and `IpamOptions::reservations`.
     reservations: Vec<IpNetwork>,
+    /// This node's confirmed blocks inside `pools`.
+    own: Vec<IpNetwork>,
 }
 
 impl Ipam {
@@ -173,10 +175,16 @@ impl Ipam {
         results.into_iter().map(|r| r.unwrap_or(Err(IpamError::Stopped))).collect()
     }
 
+    /// The batch's context. Its reads are independent, so they go out together: a batch waits
+    /// for one round trip to the datastore, not five in a row.
     async fn context(&self, fam: u8, purpose: PoolUse, only: &[IpNetwork]) -> Result<Context> {
-        let config = self.config().await?;
-        let labels = self.node_labels().await?;
-        let pools = self.store.list::<IpPool>().await?.items;
+        let (config, labels, pools, reservation_records, affinities) = tokio::try_join!(
+            self.config(),
+            self.node_labels(),
+            async { Ok(self.store.list::<IpPool>().await?.items) },
+            async { Ok::<_, IpamError>(self.store.list::<IpReservation>().await?.items) },
+            async { Ok::<_, IpamError>(self.store.list::<BlockAffinity>().await?.items) },
+        )?;
         let pools: Vec<_> = pools
             .into_iter()
             .filter(|p| usable(&p.spec, fam, purpose, &labels))
@@ -195,10 +203,17 @@ impl Ipam {
             return Err(IpamError::NoPool { family: fam, purpose });
         }
         let mut reservations = self.options.reservations.clone();
-        for r in self.store.list::<IpReservation>().await?.items {
+        for r in reservation_records {
             reservations.extend(r.spec.reserved_cidrs);
         }
-        Ok(Context { config, pools, reservations })
+        // This node's confirmed blocks inside the pools.
+        let own = affinities
+            .into_iter()
+            .filter(|a| a.spec.node == self.options.node && a.spec.state == AffinityState::Confirmed)
+            .map(|a| a.spec.cidr)
+            .filter(|c| pools.iter().any(|p| p.spec.cidr.contains(c.network())))
+            .collect();
+        Ok(Context { config, pools, reservations, own })
     }
 
     /// The node's labels as its record has them now, so a relabelled node picks pools by its new
@@ -211,18 +226,6 @@ impl Ipam {
         }
     }
 
-    /// The CIDRs of this node's confirmed blocks inside `pools`.
-    async fn own_blocks(&self, pools: &[Stored<IpPool>]) -> Result<Vec<IpNetwork>> {
-        let listing = self.store.list::<BlockAffinity>().await?;
-        Ok(listing
-            .items
-            .into_iter()
-            .filter(|a| a.spec.node == self.options.node && a.spec.state == AffinityState::Confirmed)
-            .map(|a| a.spec.cidr)
-            .filter(|c| pools.iter().any(|p| p.spec.cidr.contains(c.network())))
-            .collect())
-    }
-
     async fn allocate_group(
         &self,
         requests: &[Request],
@@ -233,8 +236,7 @@ impl Ipam {
         let ctx = self.context(first.family, first.purpose, &first.pools).await?;
         let mut pending: VecDeque<usize> = members.into();
         let mut done = Vec::new();
-        let own = self.own_blocks(&ctx.pools).await?;
-        for cidr in &own {
+        for cidr in &ctx.own {
             if pending.is_empty() {
                 break;
             }
@@ -244,7 +246,7 @@ impl Ipam {
             0 => DEFAULT_MAX_BLOCKS_PER_HOST,
             n => n,
         };
-        let mut owned = own.len() as u32;
+        let mut owned = ctx.own.len() as u32;
         let mut limited = false;
         while !pending.is_empty() && ctx.config.auto_allocate_blocks {
             if owned >= limit {
@@ -288,10 +290,16 @@ impl Ipam {
     /// index (so nodes spread out) and wrapping around.
     async fn find_free_cidr(&self, ctx: &Context) -> Result<Option<IpNetwork>> {
         // A CIDR is taken if it has a block, or an affinity of any node in any state (a claim in
-        // flight, or a block whose record does not decode).
-        let mut taken: BTreeSet<IpNetwork> =
-            self.store.list::<IpamBlock>().await?.items.iter().map(|b| b.spec.cidr).collect();
-        taken.extend(self.store.list::<BlockAffinity>().await?.items.iter().map(|a| a.spec.cidr));
+        // flight, or a block whose record does not decode). Blocks are large and only their
+        // names are needed; a name that gives no CIDR (not written by Calico's rule) makes the
+        // search read the blocks themselves.
+        let (names, affinities) =
+            tokio::try_join!(self.store.list_names::<IpamBlock>(), self.store.list::<BlockAffinity>())?;
+        let mut taken: BTreeSet<IpNetwork> = match names.iter().map(|n| cidr_of_name(n)).collect::<Option<_>>() {
+            Some(cidrs) => cidrs,
+            None => self.store.list::<IpamBlock>().await?.items.iter().map(|b| b.spec.cidr).collect(),
+        };
+        taken.extend(affinities.items.iter().map(|a| a.spec.cidr));
         for pool in &ctx.pools {
             let count = block_count(&pool.spec.cidr, pool.spec.block_size);
             let start = start_index(&self.options.node, count);

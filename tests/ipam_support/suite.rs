@@ -209,6 +209,59 @@ pub async fn tunnel_address_comes_from_a_tunnel_pool(h: &impl Harness) {
     clean(store).await;
 }
 
+/// Two nodes claiming one block at once: exactly one owns it, with one confirmed affinity, and
+/// the loser leaves nothing behind. Where transactions are atomic the claim is one transaction,
+/// so a watch of the affinities never sees a pending one; the winner claiming again gets its
+/// block back.
+pub async fn claims_race_to_one_owner_and_leave_nothing_half_made(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.26.0.0/24", 26).await;
+    let cidr: ipnetwork::IpNetwork = "10.26.0.64/26".parse().unwrap();
+    let mut watch = store.watch::<BlockAffinity>(None).await.expect("watch affinities");
+    let other = h.another_client().await;
+    let (a, b) = tokio::join!(claim::claim(store, "a", cidr), claim::claim(&other, "b", cidr));
+    let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    assert!(a.is_some() != b.is_some(), "exactly one claim wins: {a:?} {b:?}");
+    let (winner, loser) = if a.is_some() { ("a", "b") } else { ("b", "a") };
+
+    // Follow the watch until it shows the end state: the winner's affinity confirmed, none of
+    // the loser's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut held: BTreeMap<String, AffinityState> = BTreeMap::new();
+    let mut pending_seen = false;
+    let done = |held: &BTreeMap<String, AffinityState>| {
+        held.len() == 1 && held.get(&claim::affinity_name(winner, &cidr)) == Some(&AffinityState::Confirmed)
+    };
+    while !done(&held) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, watch.next()).await.expect("the end state in time");
+        match event.expect("watch open").expect("watch event") {
+            tortie::datastore::WatchEvent::Resync(listing) => {
+                held = listing.items.into_iter().map(|a| (a.name, a.spec.state)).collect();
+            }
+            tortie::datastore::WatchEvent::Added(a) | tortie::datastore::WatchEvent::Modified(a) => {
+                held.insert(a.name, a.spec.state);
+            }
+            tortie::datastore::WatchEvent::Deleted { name, .. } => {
+                held.remove(&name);
+            }
+            tortie::datastore::WatchEvent::Bookmark(_) => {}
+        }
+        pending_seen |= held.values().any(|s| *s == AffinityState::Pending);
+    }
+    if store.atomic_transactions() {
+        assert!(!pending_seen, "an atomic claim never shows a pending affinity");
+    }
+    let block: Stored<IpamBlock> = store.get(&tortie::datastore::resources::cidr_name(&cidr)).await.unwrap();
+    assert_eq!(block.spec.affinity, Some(format!("host:{winner}")));
+    assert_eq!(claim::claim(store, loser, cidr).await.unwrap(), None, "the loser loses again");
+    let again = claim::claim(store, winner, cidr).await.unwrap().expect("the winner's block is its own");
+    assert_eq!(again.revision, block.revision);
+    let affinities = store.list::<BlockAffinity>().await.unwrap().items;
+    assert_eq!(affinities.len(), 1, "{affinities:?}");
+    clean(store).await;
+}
+
 pub async fn half_made_claims_are_repaired(h: &impl Harness) {
     let store = h.store();
     pool(store, "p", "10.19.0.0/24", 26).await;
