@@ -13,6 +13,7 @@ mod bgp_config;
 mod bgp_filters;
 mod bgp_peers;
 pub mod block_routes;
+pub mod blocks;
 pub mod cni_install;
 mod datastore;
 pub mod endpoint_attrs;
@@ -245,8 +246,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let (blocks_tx, blocks_rx) = watch::channel(None);
+    tasks.spawn("IPAM blocks", blocks::follow(ds.clone(), blocks_tx, stop_rx.clone()));
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
-    tasks.spawn("pool usage", usage::follow(ds.clone(), pool_usage_tx, stop_rx.clone()));
+    tasks.spawn("pool usage", usage::follow(ds.clone(), blocks_rx.clone(), pool_usage_tx, stop_rx.clone()));
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
@@ -286,7 +289,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn(
         "local prefixes",
         routes::follow_local_prefixes(
-            ds.clone(),
+            blocks_rx,
             name.clone(),
             programmer.clone(),
             rib.clone(),

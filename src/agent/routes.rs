@@ -4,26 +4,25 @@
 //!   from other nodes' blocks are originated in BGP; its own blocks also get
 //!   a blackhole route, so traffic to an unallocated address dies here
 //!   instead of looping back to the default route (Calico does the same).
-//!   They are recomputed on every event from the blocks as the follower
-//!   knows them: listed at start and at every periodic resync, kept current
-//!   from the watch in between (a block change costs its event, not a
-//!   listing of every block on every node).
+//!   They are recomputed from the agent's picture of the blocks
+//!   (`agent::blocks`) whenever it changes.
 //! - **the pools**, followed for the remote-routes stage.
 //! - **the first full reconcile**, held until BGP has settled.
 //!
 //! Learned routes go through the remote-routes stage (`crate::remote_routes`).
 
+use super::blocks::KnownBlocks;
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
-use crate::datastore::resources::{IpPool, IpamBlock};
-use crate::datastore::{Datastore, Stored, WatchEvent};
+use crate::datastore::resources::IpPool;
+use crate::datastore::{Datastore, WatchEvent};
 use ipnetwork::IpNetwork;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often the local prefixes are recomputed even without a datastore event.
-const LOCAL_RESYNC: Duration = Duration::from_secs(30);
+/// How often the pools are listed again although their watch reported nothing wrong.
+const POOLS_RESYNC: Duration = Duration::from_secs(30);
 
 /// Where locally owned prefixes are announced (the RIB).
 pub trait Originator: Send + Sync + 'static {
@@ -127,51 +126,12 @@ async fn bgp_settled(
 
 pub use crate::remote_routes::LocalPrefixes;
 
-/// The IPAM blocks as the local-prefix follower knows them: listed at start and at every
-/// resync, kept current from its watch in between, so a block change costs the decoded event
-/// and not a listing of every block.
-#[derive(Default)]
-struct KnownBlocks {
-    blocks: BTreeMap<String, Stored<IpamBlock>>,
-}
-
-impl KnownBlocks {
-    async fn list(ds: &Datastore) -> crate::datastore::Result<KnownBlocks> {
-        let listing = ds.list::<IpamBlock>().await?;
-        Ok(KnownBlocks::from_listing(listing.items))
-    }
-
-    fn from_listing(items: Vec<Stored<IpamBlock>>) -> KnownBlocks {
-        KnownBlocks { blocks: items.into_iter().map(|b| (b.name.clone(), b)).collect() }
-    }
-
-    /// Applies a watch event; one older than what is known (a listing read after it was
-    /// queued) is skipped.
-    fn apply(&mut self, event: WatchEvent<IpamBlock>) {
-        let newer = |known: Option<&Stored<IpamBlock>>, revision| known.is_none_or(|k| k.revision < revision);
-        match event {
-            WatchEvent::Added(b) | WatchEvent::Modified(b) => {
-                if newer(self.blocks.get(&b.name), b.revision) {
-                    self.blocks.insert(b.name.clone(), b);
-                }
-            }
-            WatchEvent::Deleted { name, revision } => {
-                if newer(self.blocks.get(&name), revision) {
-                    self.blocks.remove(&name);
-                }
-            }
-            WatchEvent::Resync(listing) => *self = KnownBlocks::from_listing(listing.items),
-            WatchEvent::Bookmark(_) => {}
-        }
-    }
-
-    fn local(&self, node: &str) -> LocalPrefixes {
-        let specs = || self.blocks.values().map(|b| &b.spec);
-        LocalPrefixes {
-            blocks: crate::ipam::routes::own_blocks_in(specs(), node).into_iter().collect(),
-            borrowed: crate::ipam::routes::borrowed_addresses_in(specs(), node).into_iter().collect(),
-            services: Default::default(),
-        }
+/// What `node` originates of `known`: its own blocks and the addresses it borrowed.
+fn local_prefixes(known: &KnownBlocks, node: &str) -> LocalPrefixes {
+    LocalPrefixes {
+        blocks: crate::ipam::routes::own_blocks_in(known.specs(), node).into_iter().collect(),
+        borrowed: crate::ipam::routes::borrowed_addresses_in(known.specs(), node).into_iter().collect(),
+        services: Default::default(),
     }
 }
 
@@ -183,33 +143,23 @@ fn blackhole(dst: IpNetwork) -> DesiredRoute {
 /// publishes the current set on `published` (status, tests), with the service CIDRs of
 /// `services` (`agent::services`) for the remote-routes stage. Runs until `stop`.
 pub async fn follow_local_prefixes<O: Originator>(
-    ds: Datastore,
+    mut blocks: watch::Receiver<Option<KnownBlocks>>,
     node: String,
     programmer: Programmer,
     originator: O,
     (published, mut services): (watch::Sender<LocalPrefixes>, watch::Receiver<BTreeSet<IpNetwork>>),
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
     let mut announced = LocalPrefixes::default();
     let mut first = true;
     // A closed channel keeps its last value; it is only no longer waited on.
     let mut services_open = true;
-    let mut tick = tokio::time::interval(LOCAL_RESYNC);
-    // `None`: list the blocks (at start, at every resync, after a failed listing).
-    let mut known: Option<KnownBlocks> = None;
+    let mut blocks_open = true;
     loop {
         crate::faults::point("local-prefixes");
-        if known.is_none() {
-            match KnownBlocks::list(&ds).await {
-                Ok(listed) => known = Some(listed),
-                Err(e) => {
-                    tracing::warn!(subsys = "routes", error = %e, "cannot read this node's blocks; keeping the announced set")
-                }
-            }
-        }
-        if let Some(blocks) = &known {
-            let mut wanted = blocks.local(&node);
+        // `None`: the blocks are not known yet (or cannot be read): the announced set stays.
+        let wanted = blocks.borrow_and_update().as_ref().map(|known| local_prefixes(known, &node));
+        if let Some(mut wanted) = wanted {
             wanted.services = services.borrow_and_update().clone();
             if wanted != announced || first {
                 let (before, after) = (announced.all(), wanted.all());
@@ -240,22 +190,8 @@ pub async fn follow_local_prefixes<O: Originator>(
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => known = None,
             c = services.changed(), if services_open => services_open = c.is_ok(),
-            ev = next_event(&mut blocks_watch) => match ev {
-                None => {
-                    // The watch ended: from now on only the resyncs list the blocks.
-                    blocks_watch = None;
-                    known = None;
-                }
-                Some(Ok(event)) => {
-                    if let Some(blocks) = known.as_mut() {
-                        blocks.apply(event);
-                    }
-                }
-                // An undecodable block or an unreadable store: read the whole state again.
-                Some(Err(_)) => known = None,
-            }
+            c = blocks.changed(), if blocks_open => blocks_open = c.is_ok(),
         }
     }
 }
@@ -272,7 +208,7 @@ pub(super) async fn next_event<T: crate::datastore::Resource>(
 /// The pools as the remote-route computation needs them.
 pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut stop: watch::Receiver<bool>) {
     let mut pools_watch = ds.watch::<IpPool>(None).await.ok();
-    let mut tick = tokio::time::interval(LOCAL_RESYNC);
+    let mut tick = tokio::time::interval(POOLS_RESYNC);
     loop {
         match ds.list::<IpPool>().await {
             Ok(listing) => {
@@ -298,8 +234,8 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datastore::Revision;
-    use crate::datastore::resources::AllocationAttribute;
+    use crate::datastore::resources::{AllocationAttribute, IpamBlock};
+    use crate::datastore::{Revision, Stored};
 
     fn block(cidr: &str, owner: &str, revision: u64) -> Stored<IpamBlock> {
         let cidr: IpNetwork = cidr.parse().unwrap();
@@ -327,21 +263,21 @@ mod tests {
     }
 
     #[test]
-    fn known_blocks_follow_the_watch_and_skip_events_older_than_what_they_know() {
+    fn the_local_prefixes_follow_the_known_blocks_and_skip_events_older_than_what_they_know() {
         let mut known = KnownBlocks::from_listing(vec![block("10.244.1.0/26", "a", 5)]);
-        assert_eq!(known.local("a").blocks, set(&["10.244.1.0/26"]));
+        assert_eq!(local_prefixes(&known, "a").blocks, set(&["10.244.1.0/26"]));
         known.apply(WatchEvent::Added(block("10.244.2.0/26", "b", 6)));
         known.apply(WatchEvent::Modified(lending(block("10.244.2.0/26", "b", 7), "a")));
-        let local = known.local("a");
+        let local = local_prefixes(&known, "a");
         assert_eq!((local.blocks, local.borrowed), (set(&["10.244.1.0/26"]), set(&["10.244.2.0/32"])));
         // Queued before a listing that already holds revision 7: not applied.
         known.apply(WatchEvent::Modified(block("10.244.2.0/26", "b", 6)));
         known.apply(WatchEvent::Deleted { name: "10.244.1.0-26".into(), revision: Revision(4) });
-        let local = known.local("a");
+        let local = local_prefixes(&known, "a");
         assert_eq!((local.blocks, local.borrowed), (set(&["10.244.1.0/26"]), set(&["10.244.2.0/32"])));
         known.apply(WatchEvent::Deleted { name: "10.244.1.0-26".into(), revision: Revision(8) });
-        assert_eq!(known.local("a").blocks, set(&[]));
-        assert_eq!(known.local("b").blocks, set(&["10.244.2.0/26"]));
+        assert_eq!(local_prefixes(&known, "a").blocks, set(&[]));
+        assert_eq!(local_prefixes(&known, "b").blocks, set(&["10.244.2.0/26"]));
     }
 
     fn peer(state: &str) -> crate::api::PeerStatus {

@@ -32,7 +32,7 @@ pub struct PoolUsage {
 }
 
 /// Pool usage from the pools and blocks stored.
-pub fn usage(pools: &[IpPool], blocks: &[IpamBlock]) -> Vec<PoolUsage> {
+pub fn usage(pools: &[IpPool], blocks: &[&IpamBlock]) -> Vec<PoolUsage> {
     pools
         .iter()
         .map(|pool| {
@@ -171,7 +171,7 @@ mod tests {
     fn usage_counts_blocks_addresses_and_borrowed_ones_per_pool() {
         let pools = [IpPool::new("10.244.0.0/16".parse().unwrap()), IpPool::new("10.96.0.0/16".parse().unwrap())];
         let blocks = [block("10.244.1.0/26", "a", &["a", "a", "b"]), block("10.244.2.0/26", "b", &[])];
-        let u = usage(&pools, &blocks);
+        let u = usage(&pools, &blocks.iter().collect::<Vec<_>>());
         assert_eq!(
             u[0],
             PoolUsage {
