@@ -67,7 +67,9 @@ pub struct RibTask {
     /// Every peer's ADD-PATH Adj-RIB-Out lists, each distinct one stored once.
     sent: SentSets,
     loc: LocRib,
-    peers: FxHashMap<IpAddr, RibPeer>,
+    /// Boxed: a thousand clients grow the table by doubling, and the slots a peer does not
+    /// fill cost a pointer, not a whole `RibPeer`.
+    peers: FxHashMap<IpAddr, Box<RibPeer>>,
     local: FxHashSet<IpNetwork>,
     /// The communities of our own prefixes originated with their own (service addresses).
     local_own: FxHashMap<IpNetwork, CommunityRule>,
@@ -271,7 +273,7 @@ impl RibTask {
                     }
                     None => {
                         self.loc.slot(addr);
-                        self.peers.insert(addr, RibPeer::new(addr, *setup, outbound));
+                        self.peers.insert(addr, Box::new(RibPeer::new(addr, *setup, outbound)));
                     }
                 }
                 self.refresh_facts();
@@ -886,7 +888,7 @@ impl RibTask {
                 return Flushed::Done;
             }
             let eor: Vec<Family> = std::mem::take(&mut peer.end_of_rib);
-            peer.queue.extend(eor.into_iter().map(|f| Outbound::Update(UpdateMessage::end_of_rib(f))));
+            peer.queue.extend(eor.into_iter().map(|f| Outbound::from(UpdateMessage::end_of_rib(f))));
             return Flushed::More;
         }
         self.build_batch(addr, facts);

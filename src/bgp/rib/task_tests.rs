@@ -58,7 +58,7 @@ impl Out {
     fn take(&mut self, outbound: Outbound) {
         use crate::bgp::packet::Message;
         match outbound {
-            Outbound::Update(update) => self.pending.push_back(update),
+            Outbound::Update(update) => self.pending.push_back(*update),
             Outbound::Encoded { bytes, updates } => {
                 let mut rest = &bytes[..];
                 let mut count = 0;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -126,17 +126,27 @@ impl Drop for Connection {
     }
 }
 
-async fn read_loop(mut half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
+async fn read_loop(half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
     let mut buf = BytesMut::new();
     let mut chunk = FIRST_READ_CHUNK;
     loop {
-        buf.reserve(chunk);
-        let room = buf.capacity() - buf.len();
-        let event = match half.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => ConnectionEvent::Failed,
-            Ok(read) => {
-                chunk = if read >= room { (chunk * 2).min(READ_CHUNK) } else { FIRST_READ_CHUNK };
-                ConnectionEvent::Received(buf.split().freeze())
+        // The buffer is reserved only once there is something to read: an idle session (most
+        // of a reflector's thousand) holds none.
+        let event = match half.readable().await {
+            Err(_) => ConnectionEvent::Failed,
+            Ok(()) => {
+                buf.reserve(chunk);
+                let room = buf.capacity() - buf.len();
+                match half.try_read_buf(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Ok(0) | Err(_) => ConnectionEvent::Failed,
+                    Ok(read) => {
+                        chunk = if read >= room { (chunk * 2).min(READ_CHUNK) } else { FIRST_READ_CHUNK };
+                        // Taken whole, not split: what is left of the allocation is not kept
+                        // for a next read that may not come for a long time.
+                        ConnectionEvent::Received(std::mem::take(&mut buf).freeze())
+                    }
+                }
             }
         };
         let failed = matches!(event, ConnectionEvent::Failed);

@@ -9,14 +9,15 @@ use crate::bgp::packet::UpdateMessage;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// One UPDATE, encoded by the session (an End-of-RIB, which becomes an
-    /// Enhanced Route Refresh marker while a refresh is being answered).
-    Update(UpdateMessage),
+    /// Enhanced Route Refresh marker while a refresh is being answered). Boxed: rare, and
+    /// every peer's channel holds blocks of slots the size of the largest variant.
+    Update(Box<UpdateMessage>),
     /// `updates` whole UPDATE messages, encoded for this session's negotiated capabilities.
     Encoded { bytes: Bytes, updates: u64 },
 }
 
 impl From<UpdateMessage> for Outbound {
     fn from(update: UpdateMessage) -> Self {
-        Outbound::Update(update)
+        Outbound::Update(Box::new(update))
     }
 }

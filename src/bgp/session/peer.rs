@@ -130,7 +130,9 @@ pub fn spawn_peer(
         fsm: Fsm::new(config),
         connection: None,
         stream_outbound: false,
-        read_buf: BytesMut::with_capacity(8192),
+        // Allocated on the first bytes received: a thousand configured peers are not a
+        // thousand sessions.
+        read_buf: BytesMut::new(),
         contender: None,
         connecting: None,
         deadlines: [None; Timer::ALL.len()],
@@ -558,7 +560,14 @@ impl Peer {
         while self.connection.is_some() {
             let decoded = Message::decode(&self.read_buf, &self.decode_context());
             let event = match decoded {
-                Err(DecodeError::Incomplete { .. }) => return,
+                Err(DecodeError::Incomplete { .. }) => {
+                    // Everything read is decoded: the buffer's allocation goes too, so an idle
+                    // session keeps none (the next bytes allocate what they need).
+                    if self.read_buf.is_empty() {
+                        self.read_buf = BytesMut::new();
+                    }
+                    return;
+                }
                 Err(DecodeError::SessionReset(reset)) => {
                     self.read_buf.clear();
                     let notification = reset.notification();
@@ -785,7 +794,7 @@ impl Peer {
 
     fn send_outbound(&mut self, outbound: Outbound) {
         match outbound {
-            Outbound::Update(update) => self.send_update(update),
+            Outbound::Update(update) => self.send_update(*update),
             Outbound::Encoded { bytes, updates } => {
                 if let Some(connection) = self.connection.as_mut() {
                     let messages = MessageCounts { update: updates, ..MessageCounts::default() };
