@@ -33,6 +33,7 @@ macro_rules! ipam_suite {
                 overlapping_pool_is_refused,
                 tunnel_address_comes_from_a_tunnel_pool,
                 claims_race_to_one_owner_and_leave_nothing_half_made,
+                a_node_reads_its_own_affinities_only,
                 half_made_claims_are_repaired,
                 allocations_without_handle_records_are_repaired,
                 corrupt_block_is_reported_by_key,

@@ -93,6 +93,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &Key) -> Result<RawObject>;
     /// Every record of `kind`, with the revision the listing is consistent at.
     async fn list(&self, kind: Kind) -> Result<RawList>;
+    /// The records of `kind` whose names start with `prefix` (the records one node names after
+    /// itself), with the revision the listing is consistent at. Backends that can range over
+    /// names override it; the default lists every record and keeps those.
+    async fn list_prefix(&self, kind: Kind, prefix: &str) -> Result<RawList> {
+        let mut listing = self.list(kind).await?;
+        listing.objects.retain(|o| o.key.name.starts_with(prefix));
+        Ok(listing)
+    }
     /// The names of every record of `kind`, without their values: for callers that need only
     /// which records exist (a free-block search), so a listing of large records moves and
     /// decodes nothing it does not need. Backends that can read keys alone override it.

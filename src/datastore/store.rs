@@ -52,6 +52,11 @@ impl Datastore {
         Ok(decode_list(self.backend.list(R::KIND).await?))
     }
 
+    /// The records of `R`'s kind whose names start with `prefix`.
+    pub async fn list_prefix<R: Resource>(&self, prefix: &str) -> Result<Listing<R>> {
+        Ok(decode_list(self.backend.list_prefix(R::KIND, prefix).await?))
+    }
+
     /// The names of every record of `R`'s kind, without reading their values.
     pub async fn list_names<R: Resource>(&self) -> Result<Vec<String>> {
         self.backend.list_names(R::KIND).await

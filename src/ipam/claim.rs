@@ -25,6 +25,25 @@ pub fn affinity_name(node: &str, cidr: &IpNetwork) -> String {
     format!("{node}-{}", cidr_name(cidr))
 }
 
+/// The longest name `cidr_name` gives (an IPv6 address written out whole, `/128`).
+const LONGEST_CIDR_NAME: usize = "ffff-ffff-ffff-ffff-ffff-ffff-ffff-ffff-128".len();
+/// Calico shortens an affinity name this long or longer (its end replaced by a hash), so such a
+/// name no longer starts with `<node>-`.
+const SHORTENED_NAME_LENGTH: usize = 253;
+
+/// `node`'s affinities (every state): listed by the name prefix `<node>-` (one node's records,
+/// not the cluster's), or all of them, filtered, for a node whose affinity names Calico may have
+/// shortened.
+pub async fn own_affinities(store: &Datastore, node: &str) -> Result<Vec<Stored<BlockAffinity>>> {
+    let listing = if node.len() + 1 + LONGEST_CIDR_NAME < SHORTENED_NAME_LENGTH {
+        store.list_prefix::<BlockAffinity>(&format!("{node}-")).await?
+    } else {
+        store.list::<BlockAffinity>().await?
+    };
+    // The prefix also matches a node named `<node>-<more>`.
+    Ok(listing.items.into_iter().filter(|a| a.spec.node == node).collect())
+}
+
 /// What the `affinity` field of a block affine to a host starts with; the node name follows.
 pub const HOST_AFFINITY_PREFIX: &str = "host:";
 
@@ -180,9 +199,8 @@ async fn claim_at_once(store: &Datastore, node: &str, cidr: IpNetwork) -> Result
 /// pendingDeletion one is released if its block is empty or gone, else confirmed again. Returns
 /// how many affinities it touched.
 pub async fn repair(store: &Datastore, node: &str) -> Result<usize> {
-    let listing = store.list::<BlockAffinity>().await?;
     let mut touched = 0;
-    for affinity in listing.items.iter().filter(|a| a.spec.node == node) {
+    for affinity in own_affinities(store, node).await? {
         let cidr = affinity.spec.cidr;
         match affinity.spec.state {
             AffinityState::Confirmed => continue,

@@ -183,7 +183,7 @@ impl Ipam {
             self.node_labels(),
             async { Ok(self.store.list::<IpPool>().await?.items) },
             async { Ok::<_, IpamError>(self.store.list::<IpReservation>().await?.items) },
-            async { Ok::<_, IpamError>(self.store.list::<BlockAffinity>().await?.items) },
+            claim::own_affinities(&self.store, &self.options.node),
         )?;
         let pools: Vec<_> = pools
             .into_iter()

@@ -452,6 +452,20 @@ pub async fn corrupt_record_is_invalid_data_naming_the_key(h: &impl Harness) {
     names.sort();
     assert_eq!(names, ["after", "good", "victim"]);
     assert_eq!(store.list_names::<IpamBlock>().await.expect("block names"), ["10-80-0-0-30"]);
+
+    // By name prefix: the records whose names start with it, those that do not decode reported.
+    for name in ["a-1", "a-2", "ab-1", "b-a-1"] {
+        store.create(name, &handle(name, 1)).await.expect("create");
+    }
+    let listing = store.list_prefix::<IpamHandle>("a-").await.expect("prefix listing");
+    assert_eq!(listing.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a-1", "a-2"]);
+    assert!(listing.invalid.is_empty(), "{:?}", listing.invalid);
+    let listing = store.list_prefix::<IpamHandle>("vic").await.expect("prefix listing");
+    assert!(listing.items.is_empty());
+    assert_eq!(listing.invalid.len(), 1, "the corrupt record is reported by key");
+    let all = store.list_prefix::<IpamHandle>("").await.expect("everything");
+    assert_eq!(all.items.len() + all.invalid.len(), 7);
+    assert!(store.list_prefix::<IpamBlock>("a-").await.expect("other kind").items.is_empty());
 }
 
 pub async fn node_bgp_fields_round_trip(h: &impl Harness) {

@@ -262,6 +262,24 @@ pub async fn claims_race_to_one_owner_and_leave_nothing_half_made(h: &impl Harne
     clean(store).await;
 }
 
+/// A node reads its own affinities by name prefix: another node whose name extends it is not
+/// its own, and a node whose affinity names Calico would shorten still finds its own.
+pub async fn a_node_reads_its_own_affinities_only(h: &impl Harness) {
+    let store = h.store();
+    pool(store, "p", "10.27.0.0/24", 26).await;
+    let long = "n".repeat(220);
+    let nodes = ["n1", "n1-x", "n10", long.as_str()];
+    for (i, node) in nodes.iter().enumerate() {
+        let cidr = format!("10.27.0.{}/26", 64 * i).parse().unwrap();
+        claim::claim(store, node, cidr).await.unwrap().expect("claimed");
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let own = claim::own_affinities(store, node).await.unwrap();
+        let cidrs: Vec<String> = own.iter().map(|a| a.spec.cidr.to_string()).collect();
+        assert_eq!(cidrs, [format!("10.27.0.{}/26", 64 * i)], "{node}");
+    }
+}
+
 pub async fn half_made_claims_are_repaired(h: &impl Harness) {
     let store = h.store();
     pool(store, "p", "10.19.0.0/24", 26).await;

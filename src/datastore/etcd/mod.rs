@@ -122,9 +122,13 @@ impl Backend for EtcdBackend {
     }
 
     async fn list(&self, kind: Kind) -> Result<RawList> {
+        self.list_prefix(kind, "").await
+    }
+
+    async fn list_prefix(&self, kind: Kind, prefix: &str) -> Result<RawList> {
         let dir = self.kind_dir(kind);
-        let response =
-            self.kv.clone().get(dir.clone(), Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
+        let range = format!("{dir}{prefix}");
+        let response = self.kv.clone().get(range, Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         let mut objects = Vec::new();
         for kv in response.kvs() {

@@ -101,7 +101,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn list(&self, kind: Kind) -> Result<RawList> {
-        self.worker.call(move |conn| ops::list(conn, kind)).await
+        self.worker.call(move |conn| ops::list(conn, kind, "")).await
+    }
+
+    async fn list_prefix(&self, kind: Kind, prefix: &str) -> Result<RawList> {
+        let prefix = prefix.to_string();
+        self.worker.call(move |conn| ops::list(conn, kind, &prefix)).await
     }
 
     async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {

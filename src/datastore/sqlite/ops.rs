@@ -89,15 +89,19 @@ pub(super) fn list_names(conn: &mut Connection, kind: Kind) -> Result<Vec<String
     names.collect::<std::result::Result<Vec<_>, _>>().map_err(unavailable)
 }
 
-pub(super) fn list(conn: &mut Connection, kind: Kind) -> Result<RawList> {
+/// The records of `kind` whose names start with `prefix` (every record for "").
+pub(super) fn list(conn: &mut Connection, kind: Kind, prefix: &str) -> Result<RawList> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(unavailable)?;
     let revision = meta(&tx, "revision")?;
     let mut objects = Vec::new();
     {
         let mut stmt = tx
-            .prepare_cached("SELECT name, revision, value FROM objects WHERE kind = ?1 ORDER BY name")
+            .prepare_cached(
+                "SELECT name, revision, value FROM objects \
+                 WHERE kind = ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
+            )
             .map_err(unavailable)?;
-        let mut rows = stmt.query([kind.plural()]).map_err(unavailable)?;
+        let mut rows = stmt.query([kind.plural(), prefix]).map_err(unavailable)?;
         while let Some(row) = rows.next().map_err(unavailable)? {
             let name: String = row.get(0).map_err(unavailable)?;
             let key = Key::new(kind, name);

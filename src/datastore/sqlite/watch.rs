@@ -68,7 +68,7 @@ async fn run(
         let Some(c) = conn.take() else { return };
         let (back, step) = match place {
             None => {
-                let (back, listed) = blocking(c, move |c| ops::list(c, kind)).await;
+                let (back, listed) = blocking(c, move |c| ops::list(c, kind, "")).await;
                 (back, listed.map(|l| (Some(l.revision.0), vec![Ok(RawEvent::Resync(l))])))
             }
             Some(after) => {
