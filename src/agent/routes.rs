@@ -208,7 +208,8 @@ pub(super) async fn next_event<T: crate::datastore::Resource>(
 /// The pools as the remote-route computation needs them.
 pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut stop: watch::Receiver<bool>) {
     let mut pools_watch = ds.watch::<IpPool>(None).await.ok();
-    let mut tick = tokio::time::interval(POOLS_RESYNC);
+    // The first resync one period after the start's listing (an interval's first tick is at once).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POOLS_RESYNC, POOLS_RESYNC);
     loop {
         match ds.list::<IpPool>().await {
             Ok(listing) => {

@@ -1,4 +1,4 @@
-//! Claiming a block for a node in two steps, as Calico's `ipam_block_reader_writer.go`:
+//! Claiming a block for a node in three steps, as Calico's `ipam_block_reader_writer.go`:
 //! 1. create the node's `pending` BlockAffinity for the CIDR;
 //! 2. create the IpamBlock with `affinity: host:<node>` — the create is the arbiter: whoever
 //!    creates the block owns it;
@@ -9,8 +9,9 @@
 //!
 //! Where transactions are atomic (etcd, sqlite) a claim first tries the three steps' end state
 //! in one transaction — the confirmed affinity and the block created together — which leaves
-//! nothing half-made and costs one round trip instead of four. The steps remain for backends
-//! without atomic transactions, and for a CIDR that already has a record of either kind.
+//! nothing half-made and costs one round trip instead of four. A block another node holds ends
+//! the claim there, nothing of ours written. The steps remain for backends without atomic
+//! transactions, and for a CIDR where this node's affinity or block is already recorded.
 
 use super::error::{IpamError, Result};
 use crate::datastore::resources::{AffinityState, BlockAffinity, IpamBlock, cidr_name};

@@ -248,15 +248,20 @@ impl Ipam {
         };
         let mut owned = ctx.own.len() as u32;
         let mut limited = false;
+        let mut lost: BTreeSet<IpNetwork> = BTreeSet::new();
         while !pending.is_empty() && ctx.config.auto_allocate_blocks {
             if owned >= limit {
                 limited = true;
                 break;
             }
-            let Some(cidr) = self.find_free_cidr(&ctx).await? else { break };
+            let Some(cidr) = self.find_free_cidr(&ctx, &lost).await? else { break };
             if claim::claim(&self.store, &self.options.node, cidr).await?.is_some() {
                 owned += 1;
                 self.fill_block(cidr, &ctx, requests, &mut pending, &mut done, Some(&mut *cache)).await?;
+            } else {
+                // Another node holds it: never offered again in this batch, whatever the
+                // listings say, so the search cannot offer it forever.
+                lost.insert(cidr);
             }
         }
         // A host at its block limit does not borrow either (Calico's `ErrBlockLimit`).
@@ -287,8 +292,8 @@ impl Ipam {
     }
 
     /// A block CIDR of `pools` that has no block yet, walking each pool from this node's start
-    /// index (so nodes spread out) and wrapping around.
-    async fn find_free_cidr(&self, ctx: &Context) -> Result<Option<IpNetwork>> {
+    /// index (so nodes spread out) and wrapping around; `lost`: CIDRs this batch found held.
+    async fn find_free_cidr(&self, ctx: &Context, lost: &BTreeSet<IpNetwork>) -> Result<Option<IpNetwork>> {
         // A CIDR is taken if it has a block, or an affinity of any node in any state (a claim in
         // flight, or a block whose record does not decode). Blocks are large and only their
         // names are needed; a name that gives no CIDR (not written by Calico's rule) makes the
@@ -300,6 +305,7 @@ impl Ipam {
             None => self.store.list::<IpamBlock>().await?.items.iter().map(|b| b.spec.cidr).collect(),
         };
         taken.extend(affinities.items.iter().map(|a| a.spec.cidr));
+        taken.extend(lost);
         for pool in &ctx.pools {
             let count = block_count(&pool.spec.cidr, pool.spec.block_size);
             let start = start_index(&self.options.node, count);

@@ -138,7 +138,11 @@ async fn read_loop(half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
                 buf.reserve(chunk);
                 let room = buf.capacity() - buf.len();
                 match half.try_read_buf(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    // Readiness without data: give the reservation back before waiting again.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        buf = BytesMut::new();
+                        continue;
+                    }
                     Ok(0) | Err(_) => ConnectionEvent::Failed,
                     Ok(read) => {
                         chunk = if read >= room { (chunk * 2).min(READ_CHUNK) } else { FIRST_READ_CHUNK };

@@ -569,7 +569,7 @@ impl Peer {
                     return;
                 }
                 Err(DecodeError::SessionReset(reset)) => {
-                    self.read_buf.clear();
+                    self.read_buf = BytesMut::new();
                     let notification = reset.notification();
                     match reset.message_type {
                         Some(MessageType::Open) => Event::BgpOpenMsgErr(notification),
@@ -684,7 +684,7 @@ impl Peer {
                 if let Some(connection) = self.connection.take() {
                     connection.close(None);
                 }
-                self.read_buf.clear();
+                self.read_buf = BytesMut::new();
                 self.connecting = None;
             }
             Action::SendOpen(open) => self.write(&Message::Open(*open)),

@@ -212,14 +212,25 @@ pub fn cidr_name(cidr: &IpNetwork) -> String {
 }
 
 /// The CIDR a block named `name` by [`cidr_name`] is for; `None` for a name `cidr_name` gives
-/// no CIDR (the inverse is exact: the CIDR found must name itself `name`).
+/// no CIDR, or gives two: an IPv6 address ending in a dotted quad (`::ffff:10.0.0.64`) is named
+/// like one written in hex groups (`::ffff:10:0:0:64`), and the caller must read the record.
 pub fn cidr_of_name(name: &str) -> Option<IpNetwork> {
     let (address, prefix) = name.rsplit_once('-')?;
+    let parts: Vec<&str> = address.split('-').collect();
+    let named = |text: String| text.parse::<IpNetwork>().ok().filter(|c| cidr_name(c) == name);
     // An IPv4 name has four dotted-quad parts; anything else is IPv6 (`::` gives empty parts).
-    let dotted = address.split('-').count() == 4 && address.split('-').all(|p| !p.is_empty());
-    let text = format!("{}/{prefix}", if dotted { address.replace('-', ".") } else { address.replace('-', ":") });
-    let cidr: IpNetwork = text.parse().ok()?;
-    (cidr_name(&cidr) == name).then_some(cidr)
+    if parts.len() == 4 && parts.iter().all(|p| !p.is_empty()) {
+        return named(format!("{}/{prefix}", parts.join(".")));
+    }
+    let hex = named(format!("{}/{prefix}", parts.join(":")));
+    let dotted_tail = parts
+        .len()
+        .checked_sub(4)
+        .and_then(|head| named(format!("{}:{}/{prefix}", parts[..head].join(":"), parts[head..].join("."))));
+    match (hex, dotted_tail) {
+        (Some(cidr), None) | (None, Some(cidr)) => Some(cidr),
+        _ => None,
+    }
 }
 
 fn check_masked(field: &str, cidr: &IpNetwork) -> Result<(), String> {
@@ -480,6 +491,13 @@ mod tests {
                 let masked = IpNetwork::new(cidr.network(), cidr.prefix()).unwrap();
                 prop_assert_eq!(cidr_of_name(&cidr_name(&masked)), Some(masked));
             }
+            // An IPv4-mapped address is written with a dotted quad: its name is another's too,
+            // so it gives either itself or nothing, never another CIDR.
+            let mapped = std::net::Ipv4Addr::from(v4).to_ipv6_mapped();
+            let mapped = IpNetwork::new(mapped.into(), p6.max(96)).unwrap();
+            let masked = IpNetwork::new(mapped.network(), mapped.prefix()).unwrap();
+            let back = cidr_of_name(&cidr_name(&masked));
+            prop_assert!(back.is_none() || back == Some(masked), "{} gave {:?}", masked, back);
         }
     }
 
@@ -489,6 +507,9 @@ mod tests {
             assert_eq!(cidr_of_name(name), None, "{name}");
         }
         assert_eq!(cidr_of_name("fd00--40-122"), Some("fd00::40/122".parse().unwrap()));
+        // `::ffff:10.0.0.64/122` and `::ffff:10:0:0:64/122` share this name.
+        assert_eq!(cidr_name(&"::ffff:10.0.0.64/122".parse().unwrap()), "--ffff-10-0-0-64-122");
+        assert_eq!(cidr_of_name("--ffff-10-0-0-64-122"), None);
     }
 
     #[test]

@@ -89,19 +89,39 @@ pub(super) fn list_names(conn: &mut Connection, kind: Kind) -> Result<Vec<String
     names.collect::<std::result::Result<Vec<_>, _>>().map_err(unavailable)
 }
 
+/// The least string greater than every string starting with `prefix`: its last character that
+/// has a successor bumped, the rest dropped; `None` when there is none (the empty prefix).
+fn after_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// The records of `kind` whose names start with `prefix` (every record for "").
 pub(super) fn list(conn: &mut Connection, kind: Kind, prefix: &str) -> Result<RawList> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(unavailable)?;
     let revision = meta(&tx, "revision")?;
     let mut objects = Vec::new();
     {
+        // Names with the prefix are the range [prefix, the prefix with its last character
+        // bumped): the primary key's order (BINARY: UTF-8 bytes, code point order).
+        let upper = after_prefix(prefix);
         let mut stmt = tx
-            .prepare_cached(
-                "SELECT name, revision, value FROM objects \
-                 WHERE kind = ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
-            )
+            .prepare_cached(match upper {
+                Some(_) => "SELECT name, revision, value FROM objects WHERE kind = ?1 AND name >= ?2 AND name < ?3 ORDER BY name",
+                None => "SELECT name, revision, value FROM objects WHERE kind = ?1 AND name >= ?2 ORDER BY name",
+            })
             .map_err(unavailable)?;
-        let mut rows = stmt.query([kind.plural(), prefix]).map_err(unavailable)?;
+        let mut rows = match &upper {
+            Some(upper) => stmt.query([kind.plural(), prefix, upper.as_str()]),
+            None => stmt.query([kind.plural(), prefix]),
+        }
+        .map_err(unavailable)?;
         while let Some(row) = rows.next().map_err(unavailable)? {
             let name: String = row.get(0).map_err(unavailable)?;
             let key = Key::new(kind, name);
@@ -297,5 +317,20 @@ fn change_event(key: Key, revision: u64, op: &str, value: ValueRef<'_>) -> Resul
         "added" => Ok(RawEvent::Added(RawObject { value: bytes_at(value, &key)?, key, revision })),
         "modified" => Ok(RawEvent::Modified(RawObject { value: bytes_at(value, &key)?, key, revision })),
         other => Err(DatastoreError::invalid(&key, format!("change log entry {revision} has unknown op {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_prefix;
+
+    #[test]
+    fn the_bound_after_a_prefix_is_its_last_character_bumped() {
+        assert_eq!(after_prefix(""), None);
+        assert_eq!(after_prefix("n1-").as_deref(), Some("n1."));
+        assert_eq!(after_prefix("a\u{10FFFF}").as_deref(), Some("b"));
+        // U+D7FF's successor is U+E000: surrogates are not characters.
+        assert_eq!(after_prefix("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(after_prefix("\u{10FFFF}"), None);
     }
 }
