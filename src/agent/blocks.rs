@@ -81,9 +81,13 @@ pub async fn follow(ds: Datastore, out: watch::Sender<Option<KnownBlocks>>, mut 
         }
         tokio::select! {
             _ = stop.changed() => return,
-            // A failed resync keeps the picture, still kept current from the watch.
+            // A failed resync keeps the picture, still kept current from the watch; one that
+            // succeeds also ends a wait for the picture (the loop would list again).
             _ = tick.tick() => {
-                relist(&ds, &out).await;
+                if relist(&ds, &out).await {
+                    unknown = false;
+                    awaiting_watch_listing = false;
+                }
             }
             ev = super::routes::next_event(&mut blocks_watch) => match ev {
                 // The watch ended: from now on only the resyncs list the blocks.
