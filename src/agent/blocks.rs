@@ -195,8 +195,10 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let (blocks_tx, blocks) = watch::channel(None);
         let (usage_tx, usage) = watch::channel(Vec::new());
+        let (pools_tx, pools) = watch::channel(Vec::new());
         tokio::spawn(follow(ds.clone(), blocks_tx, stop.clone()));
-        tokio::spawn(super::super::usage::follow(ds.clone(), blocks.clone(), usage_tx, stop));
+        tokio::spawn(super::super::routes::follow_pools(ds.clone(), pools_tx, stop.clone()));
+        tokio::spawn(super::super::usage::follow(blocks.clone(), pools, usage_tx, stop));
         let started = Instant::now();
         let deadline = started + Duration::from_secs(60);
         until(&blocks, deadline, |k| k.is_some()).await;

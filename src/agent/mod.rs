@@ -249,7 +249,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let (blocks_tx, blocks_rx) = watch::channel(None);
     tasks.spawn("IPAM blocks", blocks::follow(ds.clone(), blocks_tx, stop_rx.clone()));
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
-    tasks.spawn("pool usage", usage::follow(ds.clone(), blocks_rx.clone(), pool_usage_tx, stop_rx.clone()));
+    tasks.spawn("pool usage", usage::follow(blocks_rx.clone(), pools_rx.clone(), pool_usage_tx, stop_rx.clone()));
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
     tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));

@@ -80,7 +80,6 @@ pub(super) fn get(conn: &mut Connection, key: &Key) -> Result<RawObject> {
     Ok(RawObject { key: key.clone(), revision: Revision(revision), value })
 }
 
-/// Every record of `kind` and the revision, read in one snapshot.
 /// The names of every record of `kind`, values unread.
 pub(super) fn list_names(conn: &mut Connection, kind: Kind) -> Result<Vec<String>> {
     let mut stmt =
@@ -102,7 +101,8 @@ fn after_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-/// The records of `kind` whose names start with `prefix` (every record for "").
+/// The records of `kind` whose names start with `prefix` (every record for "") and the
+/// revision, read in one snapshot.
 pub(super) fn list(conn: &mut Connection, kind: Kind, prefix: &str) -> Result<RawList> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(unavailable)?;
     let revision = meta(&tx, "revision")?;
