@@ -18,7 +18,7 @@
 //! `cargo bench --bench etcd_watchers`; `TORTIE_BENCH_WATCH_CASES` picks the cases, each
 //! `AGENTSxWATCHES[r]` (`r`: the agents react), default `1x1,1000x1,1000x2,250x2r` (an agent with
 //! BGP has two block watches: the picture and the policy task's; each reacting agent's picture
-//! holds every block decoded, about 12 MB here, so 250 of them share this process, not 1 000).
+//! holds every block decoded, up to about 12 MB here, so 250 of them share this process, not 1 000).
 
 #[path = "../tests/datastore_support/etcd_process.rs"]
 #[allow(dead_code)] // the benchmark never restarts etcd
