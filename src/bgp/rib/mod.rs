@@ -9,7 +9,9 @@
 //! - [`attr_table`]: received attribute sets by reference-counted id;
 //! - [`table`]: the Loc-RIB (every peer's Adj-RIB-In) in compact entries,
 //!   with the coalescing best-path change queue;
-//! - [`peer`]: per-peer Adj-RIB-Out, dirty prefixes and send queue;
+//! - [`feed`]: the prefixes the peers have to recompute, one change log and
+//!   shared table dumps for all of them;
+//! - [`peer`]: per-peer Adj-RIB-Out, place in the feed and send queue;
 //! - [`sent_sets`]: the ADD-PATH Adj-RIB-Out lists of all peers, each distinct one once;
 //! - [`pack`]: UPDATE packing;
 //! - [`wire`]: a batch of UPDATEs encoded into one buffer, attributes encoded once per set;
@@ -23,6 +25,7 @@ pub mod attr_table;
 pub mod attrs;
 pub mod best;
 pub mod export;
+pub mod feed;
 pub mod import;
 pub mod malformed_log;
 pub mod net;

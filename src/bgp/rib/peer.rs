@@ -1,11 +1,11 @@
 //! What the RIB keeps per peer: its setup and session (its Adj-RIB-In is
-//! its paths in the Loc-RIB), its Adj-RIB-Out, the prefixes whose advertisement must be
-//! recomputed (dirty), and the UPDATEs built but not yet taken by the
-//! session (the send queue, at most one encoded batch).
+//! its paths in the Loc-RIB), its Adj-RIB-Out, its place in the shared feed of
+//! prefixes whose advertisement must be recomputed, and the UPDATEs built but
+//! not yet taken by the session (the send queue, at most one encoded batch).
 
 use std::collections::VecDeque;
 
-use crate::prefix_map::{PrefixMap, PrefixQueue};
+use crate::prefix_map::PrefixMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::PeerSetup;
 use super::attrs::Attrs;
+use super::feed::{ChangeLog, PeerFeed};
 use super::sent_sets::SentSets;
 use super::snapshot::PeerRibStats;
 use crate::bgp::packet::Family;
@@ -39,46 +40,6 @@ pub struct Stale {
 /// A key of the Adj-RIB-In.
 pub type InKey = (IpNetwork, u32);
 
-/// Prefixes to recompute, each once, in arrival order (compact: a peer may
-/// have a million dirty prefixes after its session comes up).
-#[derive(Debug, Default)]
-pub struct Dirty {
-    order: PrefixQueue,
-    set: PrefixMap,
-}
-
-impl Dirty {
-    pub fn mark(&mut self, net: IpNetwork) {
-        if self.set.insert(net, 0).is_none() {
-            self.order.push(net);
-        }
-    }
-
-    pub fn pop(&mut self) -> Option<IpNetwork> {
-        let net = self.order.pop()?;
-        self.set.remove(&net);
-        if self.order.is_empty() {
-            // Drained: hold no memory (a reflector has a thousand peers' sets,
-            // each as large as the table once, empty most of the time).
-            self.clear();
-        }
-        Some(net)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn clear(&mut self) {
-        self.order = PrefixQueue::default();
-        self.set = PrefixMap::default();
-    }
-}
-
 /// One peer of the RIB.
 #[derive(Debug)]
 pub struct RibPeer {
@@ -98,7 +59,8 @@ pub struct RibPeer {
     /// What the peer was last sent per prefix, path by path (families with
     /// ADD-PATH send): the id of the list in the RIB's [`SentSets`].
     pub adj_out_paths: PrefixMap,
-    pub dirty: Dirty,
+    /// The prefixes whose advertisement it has yet to recompute.
+    pub feed: PeerFeed,
     pub queue: VecDeque<Outbound>,
     /// A capacity reservation is in flight: wait for it before sending.
     pub waiting: bool,
@@ -128,7 +90,7 @@ impl RibPeer {
             rejected: FxHashSet::default(),
             adj_out: FxHashMap::default(),
             adj_out_paths: PrefixMap::default(),
-            dirty: Dirty::default(),
+            feed: PeerFeed::default(),
             queue: VecDeque::new(),
             waiting: false,
             end_of_rib: Vec::new(),
@@ -154,10 +116,10 @@ impl RibPeer {
     }
 
     /// Forgets everything about the outbound side (session down or reset).
-    pub fn reset_outbound(&mut self, sent: &mut SentSets) {
+    pub fn reset_outbound(&mut self, sent: &mut SentSets, log: &ChangeLog) {
         self.adj_out.clear();
         self.release_sent(sent);
-        self.dirty.clear();
+        self.feed.clear(log);
         self.queue.clear();
         self.end_of_rib.clear();
         self.waiting = false;

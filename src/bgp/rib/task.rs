@@ -4,7 +4,7 @@
 //! Back-pressure: UPDATEs go to a peer with `try_send`. When its channel is
 //! full, the UPDATEs built so far stay in the peer's send queue (at most one
 //! batch) and a `reserve_owned` future for that channel joins a
-//! `FuturesUnordered`; changes meanwhile only mark prefixes dirty, so they
+//! `FuturesUnordered`; changes meanwhile only enter the change log, so they
 //! coalesce. When capacity returns the queue drains and flushing goes on.
 //! The task itself never waits on a peer, so a slow peer never delays another.
 
@@ -27,6 +27,7 @@ use super::attr_table::AttrId;
 use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
 use super::best::{Candidate, decide, tie_break_reason};
 use super::export::{Origin, Target, export_route};
+use super::feed::{ChangeLog, Snapshots};
 use super::import::{Rejected, base_attrs, import_attrs, import_prefix, next_hop};
 use super::net::{family, network, normalize, within};
 use super::pack::OutNlri;
@@ -42,9 +43,9 @@ use crate::bgp::packet::route_refresh::subtype;
 use crate::bgp::packet::{Family, Rfc7606Action, UpdateMessage, UpdateOutcome};
 use crate::bgp::session::{DownReason, Negotiated, Outbound, PeerEvent};
 
-/// Dirty prefixes turned into UPDATEs at a time (one send-queue batch).
+/// Prefixes of a feed turned into UPDATEs at a time (one send-queue batch).
 const BATCH: usize = 4096;
-/// UPDATEs one batch may build: a batch ends early when its dirty prefixes
+/// UPDATEs one batch may build: a batch ends early when its prefixes
 /// need this many attribute sets (as a reflector's clients' blocks do, each
 /// with its own next hop), so that a peer's UPDATEs are built as it takes
 /// them rather than its whole table at once, held per peer.
@@ -67,6 +68,10 @@ pub struct RibTask {
     /// Every peer's ADD-PATH Adj-RIB-Out lists, each distinct one stored once.
     sent: SentSets,
     loc: LocRib,
+    /// The Loc-RIB's changes the peers read from, each from its own place.
+    log: ChangeLog,
+    /// The table dumps peers starting together share.
+    snapshots: Snapshots,
     /// Boxed: a thousand clients grow the table by doubling, and the slots a peer does not
     /// fill cost a pointer, not a whole `RibPeer`.
     peers: FxHashMap<IpAddr, Box<RibPeer>>,
@@ -194,6 +199,8 @@ impl RibTask {
             wire: AttrBytes::default(),
             sent: SentSets::default(),
             loc,
+            log: ChangeLog::default(),
+            snapshots: Snapshots::default(),
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
             local_own: FxHashMap::default(),
@@ -377,12 +384,10 @@ impl RibTask {
     fn change_peer(&mut self, addr: IpAddr, setup: super::PeerSetup) {
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         peer.setup = setup;
-        let families: Vec<Family> = peer.session.as_ref().map(|s| s.negotiated.families.clone()).unwrap_or_default();
         // Recompute everything it gets; the Adj-RIB-Out turns that into a diff.
-        for net in self.loc.keys() {
-            if families.contains(&family(&net)) {
-                peer.dirty.mark(net);
-            }
+        if peer.session.is_some() {
+            let loc = &self.loc;
+            self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
         }
     }
 
@@ -424,7 +429,7 @@ impl RibTask {
         }
         let stale_time = self.config.stale_routes_time;
         let Some(peer) = self.peers.get_mut(&addr) else { return };
-        peer.reset_outbound(&mut self.sent);
+        peer.reset_outbound(&mut self.sent, &self.log);
         peer.router_id = negotiated.peer_id;
         let families: Vec<Family> = negotiated.families.iter().copied().filter(|f| f.is_ip_unicast()).collect();
         // RFC 4724 4.2: stale routes of families the restarted peer did not
@@ -442,11 +447,8 @@ impl RibTask {
             stale.deadline = Instant::now() + stale_time;
         }
         peer.session = Some(Session { router_id: negotiated.peer_id, local_addr: negotiated.local_addr, negotiated });
-        for net in self.loc.keys() {
-            if families.contains(&family(&net)) {
-                peer.dirty.mark(net);
-            }
-        }
+        let loc = &self.loc;
+        self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
         // End-of-RIB after the initial table (RFC 4724 section 2).
         peer.end_of_rib = families;
         for f in sweep_now {
@@ -498,7 +500,7 @@ impl RibTask {
         self.malformed.forget(&addr);
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let session = peer.session.take();
-        peer.reset_outbound(&mut self.sent);
+        peer.reset_outbound(&mut self.sent, &self.log);
         peer.rejected.clear();
         // RFC 4724 4.2: without a NOTIFICATION, a peer that offered graceful
         // restart keeps its routes (stale) for its restart time. We do not
@@ -604,11 +606,9 @@ impl RibTask {
             sets.release(id);
             Some(again)
         });
-        for net in self.loc.keys() {
-            if family(&net) == refreshed {
-                peer.dirty.mark(net);
-            }
-        }
+        // Every family's prefixes: the others' Adj-RIB-Out makes them no UPDATE.
+        let loc = &self.loc;
+        self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
         // The session turns this End-of-RIB into EoRR (it sent BoRR, RFC 7313).
         if enhanced && !peer.end_of_rib.contains(&refreshed) {
             peer.end_of_rib.push(refreshed);
@@ -753,7 +753,7 @@ impl RibTask {
         }
         if best_changed {
             let source = |b: bool| b.then_some(Some(addr));
-            self.mark_dirty(net, true, true, (source(best.0), source(best.1)));
+            self.log_change(net, true, true, (source(best.0), source(best.1)));
         }
     }
 
@@ -770,7 +770,7 @@ impl RibTask {
 
     /// Applies `change` to the prefix's paths; when it changed something,
     /// runs best path, queues a changed learned set for the dataplane and
-    /// marks the prefix dirty for the peers when its best path changed.
+    /// logs the prefix for the peers when its best path changed.
     fn modify(&mut self, net: IpNetwork, change: impl FnOnce(&mut Dest) -> bool) {
         // Peers receiving ADD-PATH get the whole multipath set: watch all of it then.
         let watch_set =
@@ -795,16 +795,17 @@ impl RibTask {
         let best_changed = before_best != after_best;
         if best_changed || set_changed {
             let source = |k: Option<PathKey>| k.map(|(s, _, _)| s);
-            self.mark_dirty(net, best_changed, set_changed, (source(before_best), source(after_best)));
+            self.log_change(net, best_changed, set_changed, (source(before_best), source(after_best)));
         }
     }
 
-    /// Marks a prefix whose best path (or multipath set) changed for the
-    /// peers that may see a difference. `best`: the best path's source
-    /// before and after (`None`: no best; `Some(None)`: ours). A peer whose
-    /// own route was and is the best (or none) sees nothing: a route is
-    /// never sent back to the peer it came from.
-    fn mark_dirty(
+    /// Logs a prefix whose best path (or multipath set) changed when a peer
+    /// may see a difference. `best`: the best path's source before and after
+    /// (`None`: no best; `Some(None)`: ours). A peer whose own route was and
+    /// is the best (or none) sees nothing: a route is never sent back to the
+    /// peer it came from (so a node agent's table learned from its only peer
+    /// never enters the log).
+    fn log_change(
         &mut self,
         net: IpNetwork,
         best_changed: bool,
@@ -812,20 +813,18 @@ impl RibTask {
         best: (Option<Option<IpAddr>>, Option<Option<IpAddr>>),
     ) {
         let f = family(&net);
-        for peer in self.peers.values_mut() {
+        let concerned = |peer: &RibPeer| {
             if !peer.carries(f) {
-                continue;
+                return false;
             }
             if peer.sends_paths(f) {
-                if best_changed || set_changed {
-                    peer.dirty.mark(net);
-                }
-                continue;
+                return best_changed || set_changed;
             }
             let theirs = |b: Option<Option<IpAddr>>| b.is_none_or(|s| s == Some(peer.addr));
-            if best_changed && !(theirs(best.0) && theirs(best.1)) {
-                peer.dirty.mark(net);
-            }
+            best_changed && !(theirs(best.0) && theirs(best.1))
+        };
+        if self.peers.values().any(|p| concerned(p)) {
+            self.log.push(net);
         }
     }
 
@@ -842,7 +841,7 @@ impl RibTask {
         }
     }
 
-    /// Sends what each peer's channel takes, building UPDATEs from dirty prefixes.
+    /// Sends what each peer's channel takes, building UPDATEs from the prefixes it has to recompute.
     fn flush(&mut self) {
         self.work_left = false;
         // Flushing never changes the peer facts: lent, not copied (a thousand peers each turn).
@@ -855,11 +854,15 @@ impl RibTask {
                     Flushed::More => {}
                 }
             }
-            if self.peers.get(&addr).is_some_and(|p| p.session.is_some() && !p.waiting && !p.dirty.is_empty()) {
+            if self.peers.get(&addr).is_some_and(|p| p.session.is_some() && !p.waiting && !p.feed.caught_up(&self.log))
+            {
                 self.work_left = true;
             }
         }
         self.facts = facts;
+        // What every peer with a session has read goes.
+        let oldest = self.peers.values().filter(|p| p.session.is_some()).map(|p| p.feed.cursor).min();
+        self.log.trim(oldest.unwrap_or(self.log.head()));
     }
 
     fn flush_peer(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) -> Flushed {
@@ -882,7 +885,7 @@ impl RibTask {
                 }
             }
         }
-        if peer.dirty.is_empty() {
+        if peer.feed.caught_up(&self.log) {
             // Held End-of-RIBs go with the first flush after our prefixes are in.
             if peer.end_of_rib.is_empty() || !self.local_loaded {
                 return Flushed::Done;
@@ -895,7 +898,7 @@ impl RibTask {
         Flushed::More
     }
 
-    /// Turns up to [`BATCH`] dirty prefixes of a peer into UPDATEs on its queue.
+    /// Turns up to [`BATCH`] prefixes of a peer's feed into UPDATEs on its queue.
     fn build_batch(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) {
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let Some(session) = &peer.session else { return };
@@ -907,7 +910,7 @@ impl RibTask {
         let mut path_changes: Vec<(IpNetwork, Vec<SentPath>)> = Vec::new();
         let mut taken = 0;
         while taken < BATCH && announce.len() < UPDATES_PER_BATCH {
-            let Some(net) = peer.dirty.pop() else { break };
+            let Some(net) = peer.feed.next(&self.log) else { break };
             taken += 1;
             let f = family(&net);
             if !session.negotiated.families.contains(&f) {
