@@ -973,7 +973,8 @@ impl RibTask {
             }
         }
         if batch.updates > 0 {
-            peer.queue.push_back(Outbound::Encoded { bytes: batch.out.freeze(), updates: batch.updates });
+            let updates = batch.updates;
+            peer.queue.push_back(Outbound::Encoded { bytes: batch.into_bytes(), updates });
         }
         for (net, attrs) in changes {
             match attrs {
