@@ -764,8 +764,11 @@ async fn a_query_selects_the_longest_match_the_more_specifics_or_one_peers_paths
 /// What an ADD-PATH receiver holds after applying UPDATEs: per prefix, each path id's next hop.
 type Held = std::collections::BTreeMap<String, std::collections::BTreeMap<u32, Option<Ipv4Addr>>>;
 
-fn hold(held: &mut Held, out: &mut Out) {
+/// Applies what `out` has; how many UPDATEs that was.
+fn hold(held: &mut Held, out: &mut Out) -> usize {
+    let mut taken = 0;
     while let Ok(update) = out.try_recv() {
+        taken += 1;
         for (_, n) in update.withdrawn_routes() {
             let paths = held.entry(n.prefix.to_string()).or_default();
             assert!(paths.remove(&n.path_id.expect("a path id")).is_some(), "{n:?} withdrawn, never announced");
@@ -775,19 +778,23 @@ fn hold(held: &mut Held, out: &mut Out) {
         }
     }
     held.retain(|_, paths| !paths.is_empty());
+    taken
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Reflector clients receiving ADD-PATH share their Adj-RIB-Out lists
-    /// (`sent_sets`): each still holds exactly the reference, the Loc-RIB's
-    /// ECMP set of every prefix as exported to it alone, whatever the order of
-    /// announcements and withdrawals, and whenever it came up.
+    /// (`sent_sets`) and what is left to send (`feed`): each still holds
+    /// exactly the reference, the Loc-RIB's ECMP set of every prefix as
+    /// exported to it alone, whatever the order of announcements and
+    /// withdrawals, whenever it came up (two together, sharing a dump), and
+    /// after its session restarted.
     #[test]
     fn add_path_clients_hold_the_ecmp_sets_of_the_loc_rib(
         steps in prop::collection::vec(step(), 1..50),
         late_at in 0usize..50,
+        bounce_at in 0usize..50,
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
@@ -801,8 +808,10 @@ proptest! {
                 h.up(peer, true, false).await;
             }
             let mut receivers = Vec::new();
-            for peer in [6u8, 7] {
-                receivers.push((peer, h.peer(peer, client(), 1024).await.add_path(), Held::new()));
+            // The last receiver's channel takes one batch: it falls behind the others in the
+            // change log until the test reads it.
+            for (peer, capacity) in [(6u8, 1024), (7, 1024), (8, 1)] {
+                receivers.push((peer, h.peer(peer, client(), capacity).await.add_path(), Held::new()));
             }
             let up = |peer: u8| {
                 let mut n = negotiated(peer, true, false);
@@ -812,8 +821,23 @@ proptest! {
             h.events.send(up(6)).await.unwrap();
             for (i, s) in steps.iter().enumerate() {
                 if i == late_at {
-                    // The second receiver comes up with routes already in the table.
+                    // Two receivers come up together with routes already in the table.
                     h.events.send(up(7)).await.unwrap();
+                    h.events.send(up(8)).await.unwrap();
+                }
+                if i == bounce_at {
+                    // The first one's session restarts: it forgets what it held and gets all again.
+                    let down = PeerEvent::SessionDown {
+                        peer: addr(6),
+                        reason: DownReason::ConnectionLost,
+                        possible_restart: false,
+                    };
+                    h.events.send(down).await.unwrap();
+                    h.rib.stats().await;
+                    let (_, out, held) = &mut receivers[0];
+                    hold(held, out);
+                    held.clear();
+                    h.events.send(up(6)).await.unwrap();
                 }
                 let prefix = format!("10.244.{}.0/24", s.prefix);
                 match s.announce {
@@ -826,10 +850,18 @@ proptest! {
             }
             if late_at >= steps.len() {
                 h.events.send(up(7)).await.unwrap();
+                h.events.send(up(8)).await.unwrap();
             }
-            // Two round trips: every event handled, then a flush.
-            h.rib.stats().await;
-            h.rib.stats().await;
+            // Until nothing more comes: two round trips (every event handled, then a flush), then
+            // what the receivers were sent, which frees the slow one's channel.
+            for _ in 0..1000 {
+                h.rib.stats().await;
+                h.rib.stats().await;
+                let taken: usize = receivers.iter_mut().map(|(_, out, held)| hold(held, out)).sum();
+                if taken == 0 {
+                    break;
+                }
+            }
             let snapshot = h.rib.snapshot().await;
             let mut want: std::collections::BTreeMap<String, Vec<Option<Ipv4Addr>>> = Default::default();
             for r in snapshot.routes.iter().filter(|r| r.multipath) {
@@ -837,8 +869,7 @@ proptest! {
                 want.entry(r.prefix.to_string()).or_default().push(Some(hop));
             }
             want.values_mut().for_each(|hops| hops.sort());
-            for (peer, out, held) in &mut receivers {
-                hold(held, out);
+            for (peer, _, held) in &receivers {
                 let got: std::collections::BTreeMap<String, Vec<Option<Ipv4Addr>>> = held
                     .iter()
                     .map(|(prefix, paths)| {
