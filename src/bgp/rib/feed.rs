@@ -14,7 +14,7 @@
 //! passed are dropped ([`ChangeLog::trim`]), so the log is empty when all
 //! peers are in step, whatever the size of the table.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use ipnetwork::IpNetwork;
@@ -32,77 +32,80 @@ const REUSE_SHARE: usize = 4;
 const REUSE_MIN: u64 = 1024;
 
 /// The changed prefixes, each once, in the order of their latest change.
+///
+/// A change appends the prefix and records its position; the entry of an
+/// earlier change of it is left in place, stale, and skipped by readers
+/// (it is the recorded position that says which entry counts). Stale
+/// entries go with the trim like the others. A change costs an 18-octet
+/// entry, and a prefix in the log a [`PrefixMap`] entry (12 octets for IPv4);
+/// the log holds changes only while some peer is behind.
 #[derive(Debug, Default)]
 pub struct ChangeLog {
-    entries: BTreeMap<Seq, IpNetwork>,
-    /// Where each prefix in the log is.
+    /// The change numbered `base + i` at `i`.
+    entries: VecDeque<IpNetwork>,
+    /// The position of each prefix's latest change in the log.
     at: PrefixMap,
-    /// The next change's number.
-    head: Seq,
-    /// Changes before this one were dropped.
+    /// The number of the first entry.
     base: Seq,
 }
 
 impl ChangeLog {
     /// The position after every change so far.
     pub fn head(&self) -> Seq {
-        self.head
+        self.base + self.entries.len() as Seq
     }
 
     /// Prefixes in the log.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.at.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.at.is_empty()
     }
 
     /// Records a change of `net`.
     pub fn push(&mut self, net: IpNetwork) {
-        if let Some(old) = self.at.insert(net, self.head) {
-            self.entries.remove(&old);
-        }
-        self.entries.insert(self.head, net);
-        self.head += 1;
+        self.at.insert(net, self.head());
+        self.entries.push_back(net);
     }
 
     /// The first prefix at or after `cursor`, moving `cursor` past it.
     pub fn next(&self, cursor: &mut Seq) -> Option<IpNetwork> {
         debug_assert!(*cursor >= self.base, "a reader behind the log's start");
-        match self.entries.range(*cursor..).next() {
-            Some((&seq, &net)) => {
+        let start = cursor.saturating_sub(self.base);
+        for (seq, &net) in (start..).zip(self.entries.range(start as usize..)) {
+            let seq = self.base + seq;
+            if self.at.get(&net) == Some(seq) {
                 *cursor = seq + 1;
-                Some(net)
-            }
-            None => {
-                *cursor = self.head;
-                None
+                return Some(net);
             }
         }
+        *cursor = self.head();
+        None
     }
 
-    /// True when `cursor` has read every change.
+    /// True when `cursor` has read every change (the newest entry is never
+    /// stale, so any entry at or after `cursor` means one to read).
     pub fn caught_up(&self, cursor: Seq) -> bool {
-        self.entries.range(cursor..).next().is_none()
+        cursor >= self.head()
     }
 
     /// Drops the changes before `oldest`, the position of the slowest reader
     /// ([`Self::head`] when nobody reads).
     pub fn trim(&mut self, oldest: Seq) {
-        if oldest <= self.base {
-            return;
+        let oldest = oldest.min(self.head());
+        while self.base < oldest {
+            let Some(net) = self.entries.pop_front() else { break };
+            if self.at.get(&net) == Some(self.base) {
+                self.at.remove(&net);
+            }
+            self.base += 1;
         }
-        self.base = oldest.min(self.head);
-        if self.entries.last_key_value().is_none_or(|(&last, _)| last < self.base) {
+        if self.entries.is_empty() {
             // Everyone is in step: hold no memory.
-            self.entries = BTreeMap::new();
+            self.entries = VecDeque::new();
             self.at = PrefixMap::default();
-            return;
-        }
-        let kept = self.entries.split_off(&self.base);
-        for net in std::mem::replace(&mut self.entries, kept).into_values() {
-            self.at.remove(&net);
         }
     }
 
