@@ -64,7 +64,7 @@ pub struct RibPeer {
     pub queue: VecDeque<Outbound>,
     /// A capacity reservation is in flight: wait for it before sending.
     pub waiting: bool,
-    /// Families whose End-of-RIB follows once the dirty set is empty.
+    /// Families whose End-of-RIB follows once its feed is caught up.
     pub end_of_rib: Vec<Family>,
     pub stale: Option<Stale>,
     pub stats: PeerRibStats,

@@ -27,7 +27,7 @@ use super::attr_table::AttrId;
 use super::attrs::{Attrs, DEFAULT_LOCAL_PREF, Interner, PathAttrs};
 use super::best::{Candidate, decide, tie_break_reason};
 use super::export::{Origin, Target, export_route};
-use super::feed::{ChangeLog, Snapshots};
+use super::feed::Changes;
 use super::import::{Rejected, base_attrs, import_attrs, import_prefix, next_hop};
 use super::net::{family, network, normalize, within};
 use super::pack::OutNlri;
@@ -68,10 +68,9 @@ pub struct RibTask {
     /// Every peer's ADD-PATH Adj-RIB-Out lists, each distinct one stored once.
     sent: SentSets,
     loc: LocRib,
-    /// The Loc-RIB's changes the peers read from, each from its own place.
-    log: ChangeLog,
-    /// The table dumps peers starting together share.
-    snapshots: Snapshots,
+    /// The Loc-RIB's changes the peers read from, each from its own place,
+    /// and the table dumps that peers starting together share.
+    changes: Changes,
     /// Boxed: a thousand clients grow the table by doubling, and the slots a peer does not
     /// fill cost a pointer, not a whole `RibPeer`.
     peers: FxHashMap<IpAddr, Box<RibPeer>>,
@@ -199,8 +198,7 @@ impl RibTask {
             wire: AttrBytes::default(),
             sent: SentSets::default(),
             loc,
-            log: ChangeLog::default(),
-            snapshots: Snapshots::default(),
+            changes: Changes::default(),
             peers: FxHashMap::default(),
             local: FxHashSet::default(),
             local_own: FxHashMap::default(),
@@ -387,7 +385,7 @@ impl RibTask {
         // Recompute everything it gets; the Adj-RIB-Out turns that into a diff.
         if peer.session.is_some() {
             let loc = &self.loc;
-            self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
+            self.changes.start(&mut peer.feed, None, || loc.keys());
         }
     }
 
@@ -429,7 +427,7 @@ impl RibTask {
         }
         let stale_time = self.config.stale_routes_time;
         let Some(peer) = self.peers.get_mut(&addr) else { return };
-        peer.reset_outbound(&mut self.sent, &self.log);
+        peer.reset_outbound(&mut self.sent, self.changes.log());
         peer.router_id = negotiated.peer_id;
         let families: Vec<Family> = negotiated.families.iter().copied().filter(|f| f.is_ip_unicast()).collect();
         // RFC 4724 4.2: stale routes of families the restarted peer did not
@@ -448,7 +446,7 @@ impl RibTask {
         }
         peer.session = Some(Session { router_id: negotiated.peer_id, local_addr: negotiated.local_addr, negotiated });
         let loc = &self.loc;
-        self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
+        self.changes.start(&mut peer.feed, None, || loc.keys());
         // End-of-RIB after the initial table (RFC 4724 section 2).
         peer.end_of_rib = families;
         for f in sweep_now {
@@ -500,7 +498,7 @@ impl RibTask {
         self.malformed.forget(&addr);
         let Some(peer) = self.peers.get_mut(&addr) else { return };
         let session = peer.session.take();
-        peer.reset_outbound(&mut self.sent, &self.log);
+        peer.reset_outbound(&mut self.sent, self.changes.log());
         peer.rejected.clear();
         // RFC 4724 4.2: without a NOTIFICATION, a peer that offered graceful
         // restart keeps its routes (stale) for its restart time. We do not
@@ -606,9 +604,8 @@ impl RibTask {
             sets.release(id);
             Some(again)
         });
-        // Every family's prefixes: the others' Adj-RIB-Out makes them no UPDATE.
         let loc = &self.loc;
-        self.snapshots.start(&mut peer.feed, &self.log, || loc.keys());
+        self.changes.start(&mut peer.feed, Some(refreshed), || loc.keys());
         // The session turns this End-of-RIB into EoRR (it sent BoRR, RFC 7313).
         if enhanced && !peer.end_of_rib.contains(&refreshed) {
             peer.end_of_rib.push(refreshed);
@@ -823,9 +820,8 @@ impl RibTask {
             let theirs = |b: Option<Option<IpAddr>>| b.is_none_or(|s| s == Some(peer.addr));
             best_changed && !(theirs(best.0) && theirs(best.1))
         };
-        if self.peers.values().any(|p| concerned(p)) {
-            self.log.push(net);
-        }
+        let wanted = self.peers.values().any(|p| concerned(p));
+        self.changes.record(net, wanted);
     }
 
     fn reserved(&mut self, addr: IpAddr, epoch: u64, permit: Option<OwnedPermit<Outbound>>) {
@@ -854,7 +850,10 @@ impl RibTask {
                     Flushed::More => {}
                 }
             }
-            if self.peers.get(&addr).is_some_and(|p| p.session.is_some() && !p.waiting && !p.feed.caught_up(&self.log))
+            if self
+                .peers
+                .get(&addr)
+                .is_some_and(|p| p.session.is_some() && !p.waiting && !p.feed.caught_up(self.changes.log()))
             {
                 self.work_left = true;
             }
@@ -862,7 +861,7 @@ impl RibTask {
         self.facts = facts;
         // What every peer with a session has read goes.
         let oldest = self.peers.values().filter(|p| p.session.is_some()).map(|p| p.feed.cursor).min();
-        self.log.trim(oldest.unwrap_or(self.log.head()));
+        self.changes.trim(oldest.unwrap_or(self.changes.log().head()));
     }
 
     fn flush_peer(&mut self, addr: IpAddr, facts: &FxHashMap<IpAddr, PeerFacts>) -> Flushed {
@@ -885,7 +884,7 @@ impl RibTask {
                 }
             }
         }
-        if peer.feed.caught_up(&self.log) {
+        if peer.feed.caught_up(self.changes.log()) {
             // Held End-of-RIBs go with the first flush after our prefixes are in.
             if peer.end_of_rib.is_empty() || !self.local_loaded {
                 return Flushed::Done;
@@ -910,7 +909,7 @@ impl RibTask {
         let mut path_changes: Vec<(IpNetwork, Vec<SentPath>)> = Vec::new();
         let mut taken = 0;
         while taken < BATCH && announce.len() < UPDATES_PER_BATCH {
-            let Some(net) = peer.feed.next(&self.log) else { break };
+            let Some(net) = peer.feed.next(self.changes.log()) else { break };
             taken += 1;
             let f = family(&net);
             if !session.negotiated.families.contains(&f) {
