@@ -63,20 +63,6 @@ impl ChangeLog {
         self.head
     }
 
-    /// Prefixes in the log.
-    pub fn len(&self) -> usize {
-        self.at.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
-    }
-
-    /// Entries held, stale ones included.
-    pub fn entries(&self) -> usize {
-        self.seqs.len()
-    }
-
     fn push(&mut self, net: IpNetwork) {
         self.at.insert(net, self.head);
         self.seqs.push_back(self.head);
@@ -243,6 +229,18 @@ impl Changes {
     /// with a session ([`ChangeLog::head`] when there is none).
     pub fn trim(&mut self, oldest: Seq) {
         self.log.trim(oldest);
+    }
+}
+
+#[cfg(test)]
+impl ChangeLog {
+    fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Entries held, stale ones included.
+    fn entries(&self) -> usize {
+        self.seqs.len()
     }
 }
 
