@@ -279,7 +279,8 @@ async fn the_cluster_role_allows_every_call_the_agent_makes_and_nothing_more() {
     let listed = tokio::time::timeout(Duration::from_secs(20), blocks.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(listed, WatchEvent::Resync(_)), "{listed:?}");
     // Network policy: the policies of all three kinds and the namespaces, read and followed.
-    tortie::agent::policy::read(&ds, "n1").await.unwrap();
+    let (_, mut known_blocks) = tokio::sync::watch::channel(Some(tortie::agent::blocks::KnownBlocks::default()));
+    tortie::agent::policy::read(&ds, "n1", &mut known_blocks).await.unwrap();
     use tortie::datastore::resources::{GlobalNetworkPolicy, KubeNetworkPolicy, Namespace, NetworkPolicy};
     let mut policy_watches = (
         ds.watch::<NetworkPolicy>(None).await.unwrap(),

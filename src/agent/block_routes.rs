@@ -18,11 +18,11 @@ use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often blocks and Nodes are listed again without a watch event.
-const RESYNC: Duration = Duration::from_secs(30);
+/// How long after a failed listing, or a watch that could not be opened or ended, the next
+/// attempt is made.
+const RETRY: std::time::Duration = super::picture::RETRY;
 
 /// Asks the block-routes task to send its whole current set again.
 #[derive(Clone)]
@@ -58,14 +58,17 @@ async fn follow(
 ) {
     let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    // The first list is the one before the loop waits, so the first tick comes a period later.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
+    // Only while a watch is missing or the last listing failed: the watch is opened again and
+    // everything listed. While both hold, nothing is read but on their events.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RETRY, RETRY);
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {
+        let mut failed = false;
         let changes = match read(&ds).await {
             Ok((blocks, nodes)) => routes.update(&blocks, &nodes, std::mem::take(&mut send_all)),
             Err(e) => {
+                failed = true;
                 tracing::warn!(subsys = "routes", error = %e, "cannot list blocks or nodes; keeping the last routes");
                 if std::mem::take(&mut send_all) { routes.all() } else { Vec::new() }
             }
@@ -77,7 +80,14 @@ async fn follow(
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick(), if failed || blocks_watch.is_none() || nodes_watch.is_none() => {
+                if blocks_watch.is_none() {
+                    blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
+                }
+                if nodes_watch.is_none() {
+                    nodes_watch = ds.watch::<Node>(None).await.ok();
+                }
+            }
             asked = resend.recv() => if asked.is_some() { send_all = true },
             ev = next_event(&mut blocks_watch) => if ev.is_none() { blocks_watch = None },
             ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },

@@ -1,132 +1,21 @@
-//! The agent's one picture of the IPAM blocks, shared by the tasks that compute from every
-//! block: the local prefixes (`routes`) and pool usage (`usage`). One watch keeps it current;
-//! it is listed only at start (the watch's own first listing), at every resync and after the
-//! watch fails. So a block change
-//! anywhere in the cluster costs each agent one decoded event, not a listing of every block per
-//! consumer: at 1 000 nodes a listing is about 3 MB, and every pod started or deleted anywhere
-//! changes a block.
-//!
-//! The policy follower keeps its own block watch: it works on each event's block, not on the
-//! whole picture.
+//! The agent's one picture of the IPAM blocks ([`picture`](super::picture)), shared by the
+//! tasks that compute from every block: the local prefixes (`routes`), pool usage (`usage`) and
+//! the network-policy follower's pods (`policy`). So a block change anywhere in the cluster costs
+//! each agent one decoded event from one watch stream, not a listing of every block per consumer
+//! (at 1 000 nodes a listing is about 3 MB, and every pod started or deleted anywhere changes a
+//! block), nor a watch stream per consumer for etcd to send it on.
 
+use super::picture::{self, Known};
+use crate::datastore::Datastore;
 use crate::datastore::resources::IpamBlock;
-use crate::datastore::{Datastore, Stored, WatchEvent};
-use std::collections::BTreeMap;
-use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often the picture is listed again although the watch reported nothing wrong, so that a
-/// change a watch lost without noticing is not kept for long.
-pub const RESYNC: Duration = Duration::from_secs(30);
-
 /// The blocks by name, each at the revision last seen.
-#[derive(Clone, Debug, Default)]
-pub struct KnownBlocks {
-    blocks: BTreeMap<String, Stored<IpamBlock>>,
-}
+pub type KnownBlocks = Known<IpamBlock>;
 
-impl KnownBlocks {
-    pub fn from_listing(items: Vec<Stored<IpamBlock>>) -> KnownBlocks {
-        KnownBlocks { blocks: items.into_iter().map(|b| (b.name.clone(), b)).collect() }
-    }
-
-    /// Applies a watch event; one older than what is known (a listing read after it was
-    /// queued) is skipped. Whether the picture changed.
-    pub fn apply(&mut self, event: WatchEvent<IpamBlock>) -> bool {
-        let newer = |known: Option<&Stored<IpamBlock>>, revision| known.is_none_or(|k| k.revision < revision);
-        match event {
-            WatchEvent::Added(b) | WatchEvent::Modified(b) => {
-                let apply = newer(self.blocks.get(&b.name), b.revision);
-                if apply {
-                    self.blocks.insert(b.name.clone(), b);
-                }
-                apply
-            }
-            WatchEvent::Deleted { name, revision } => {
-                let known = self.blocks.contains_key(&name);
-                let apply = known && newer(self.blocks.get(&name), revision);
-                if apply {
-                    self.blocks.remove(&name);
-                }
-                apply
-            }
-            WatchEvent::Resync(listing) => {
-                *self = KnownBlocks::from_listing(listing.items);
-                true
-            }
-            WatchEvent::Bookmark(_) => false,
-        }
-    }
-
-    pub fn specs(&self) -> impl Iterator<Item = &IpamBlock> + Clone {
-        self.blocks.values().map(|b| &b.spec)
-    }
-}
-
-/// Keeps `out` equal to the datastore's blocks until `stop` changes: `None` until the first
-/// listing, and again after a watch error until a listing is read (consumers keep what they
-/// computed last). The first listing is the watch's own (its `Resync`), so a start reads the
-/// blocks once.
-pub async fn follow(ds: Datastore, out: watch::Sender<Option<KnownBlocks>>, mut stop: watch::Receiver<bool>) {
-    let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
-    // The first resync one period after the start (an interval's first tick is at once).
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
-    // The picture is not known: events are not applied until a listing is.
-    let mut unknown = true;
-    // The open watch's first event is its listing: nothing else to read meanwhile.
-    let mut awaiting_watch_listing = blocks_watch.is_some();
-    loop {
-        if unknown && !awaiting_watch_listing {
-            unknown = !relist(&ds, &out).await;
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            // A failed resync keeps the picture, still kept current from the watch; one that
-            // succeeds also ends a wait for the picture (the loop would list again).
-            _ = tick.tick() => {
-                if relist(&ds, &out).await {
-                    unknown = false;
-                    awaiting_watch_listing = false;
-                }
-            }
-            ev = super::routes::next_event(&mut blocks_watch) => match ev {
-                // The watch ended: from now on only the resyncs list the blocks.
-                None => {
-                    blocks_watch = None;
-                    awaiting_watch_listing = false;
-                }
-                Some(Ok(WatchEvent::Resync(listing))) => {
-                    out.send_replace(Some(KnownBlocks::from_listing(listing.items)));
-                    unknown = false;
-                    awaiting_watch_listing = false;
-                }
-                Some(Ok(event)) if !unknown => {
-                    out.send_if_modified(|known| known.as_mut().is_some_and(|known| known.apply(event)));
-                }
-                Some(Ok(_)) => {}
-                // An undecodable block or an unreadable store: read the whole state again.
-                Some(Err(_)) => {
-                    unknown = true;
-                    awaiting_watch_listing = false;
-                    out.send_replace(None);
-                }
-            }
-        }
-    }
-}
-
-/// Replaces the picture with a listing; whether it could be read.
-async fn relist(ds: &Datastore, out: &watch::Sender<Option<KnownBlocks>>) -> bool {
-    match ds.list::<IpamBlock>().await {
-        Ok(listing) => {
-            out.send_replace(Some(KnownBlocks::from_listing(listing.items)));
-            true
-        }
-        Err(e) => {
-            tracing::warn!(subsys = "ipam", error = %e, "cannot list the IPAM blocks; keeping what was computed");
-            false
-        }
-    }
+/// Keeps `out` equal to the datastore's blocks until `stop` changes (see [`picture::follow`]).
+pub async fn follow(ds: Datastore, out: watch::Sender<Option<KnownBlocks>>, stop: watch::Receiver<bool>) {
+    picture::follow(ds, out, stop).await
 }
 
 #[cfg(test)]
@@ -138,12 +27,24 @@ mod tests {
     use crate::datastore::{Key, Kind, Result, Revision};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
-    /// A backend that counts the block listings it serves.
+    /// A backend that counts the block listings it serves, and refuses the first
+    /// `refused_watches` watches.
     struct Counting {
         inner: SqliteBackend,
         block_listings: Arc<AtomicUsize>,
+        refused_watches: AtomicUsize,
+    }
+
+    impl Counting {
+        async fn open(dir: &std::path::Path, refused_watches: usize) -> (Datastore, Arc<AtomicUsize>) {
+            let inner = SqliteBackend::open(dir.join("ds.db"), SqliteOptions::default()).await.unwrap();
+            let block_listings = Arc::new(AtomicUsize::new(0));
+            let backend =
+                Counting { inner, block_listings: block_listings.clone(), refused_watches: refused_watches.into() };
+            (Datastore::new(backend), block_listings)
+        }
     }
 
     #[async_trait::async_trait]
@@ -173,6 +74,10 @@ mod tests {
             self.inner.atomic_transactions()
         }
         async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
+            let refuse = self.refused_watches.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if refuse.is_ok() {
+                return Err(crate::datastore::DatastoreError::unavailable("refused by the test"));
+            }
             self.inner.watch(kind, from).await
         }
     }
@@ -188,9 +93,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn block_changes_reach_every_consumer_without_a_listing() {
         let dir = tempfile::tempdir().unwrap();
-        let block_listings = Arc::new(AtomicUsize::new(0));
-        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let ds = Datastore::new(Counting { inner, block_listings: block_listings.clone() });
+        let (ds, block_listings) = Counting::open(dir.path(), 0).await;
         ds.create("pool", &IpPool::new("10.244.0.0/16".parse().unwrap())).await.unwrap();
         let (stop_tx, stop) = watch::channel(false);
         let (blocks_tx, blocks) = watch::channel(None);
@@ -210,10 +113,63 @@ mod tests {
         }
         until(&blocks, deadline, |k| k.as_ref().is_some_and(|k| k.specs().count() == BLOCKS)).await;
         until(&usage, deadline, |u| u.first().is_some_and(|u| u.blocks == BLOCKS as u64)).await;
-        // The watch's own listing starts the picture; a resync may list once per period.
-        let resyncs = (started.elapsed().as_secs() / RESYNC.as_secs()) as usize;
-        let listed = block_listings.load(Ordering::SeqCst);
-        assert!(listed <= resyncs, "{listed} block listings in {:?}", started.elapsed());
+        // The watch's own listing starts the picture.
+        assert_eq!(block_listings.load(Ordering::SeqCst), 0, "block listings in {:?}", started.elapsed());
+        stop_tx.send_replace(true);
+    }
+
+    fn block(i: usize) -> (String, IpamBlock) {
+        let cidr: ipnetwork::IpNetwork = format!("10.244.{i}.0/26").parse().unwrap();
+        (crate::datastore::resources::cidr_name(&cidr), IpamBlock::empty(cidr, None))
+    }
+
+    /// Waits until the picture holds `n` blocks. The deadline is on the paused clock, which
+    /// runs ahead while the runtime waits for the store: an hour of it is a few seconds.
+    async fn holds(blocks: &watch::Receiver<Option<KnownBlocks>>, n: usize) {
+        let mut blocks = blocks.clone();
+        let wait = blocks.wait_for(|k| k.as_ref().is_some_and(|k| k.len() == n));
+        tokio::time::timeout(Duration::from_secs(3600), wait).await.expect("in time").expect("open");
+    }
+
+    /// While its watch holds, the picture reads nothing: no listing however long it is idle
+    /// (at 1 000 nodes every listing of the blocks is about 3 MB for etcd to serve), and a change
+    /// after the idle time still arrives.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_picture_lists_nothing_while_its_watch_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ds, block_listings) = Counting::open(dir.path(), 0).await;
+        let (name, b) = block(0);
+        ds.create(&name, &b).await.unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (blocks_tx, blocks) = watch::channel(None);
+        tokio::spawn(follow(ds.clone(), blocks_tx, stop));
+        holds(&blocks, 1).await;
+        // The paused clock runs ahead whenever the runtime waits.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let (name, b) = block(1);
+        ds.create(&name, &b).await.unwrap();
+        holds(&blocks, 2).await;
+        assert_eq!(block_listings.load(Ordering::SeqCst), 0);
+        stop_tx.send_replace(true);
+    }
+
+    /// A watch that cannot be opened (the datastore not reachable yet) is tried again until one
+    /// is; its listing starts the picture.
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_cannot_be_opened_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ds, _) = Counting::open(dir.path(), 3).await;
+        let (name, b) = block(0);
+        ds.create(&name, &b).await.unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (blocks_tx, blocks) = watch::channel(None);
+        let started = tokio::time::Instant::now();
+        tokio::spawn(follow(ds.clone(), blocks_tx, stop));
+        holds(&blocks, 1).await;
+        assert!(started.elapsed() >= super::picture::RETRY * 3, "known after {:?}", started.elapsed());
+        let (name, b) = block(1);
+        ds.create(&name, &b).await.unwrap();
+        holds(&blocks, 2).await;
         stop_tx.send_replace(true);
     }
 }

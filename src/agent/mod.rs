@@ -24,6 +24,7 @@ pub mod load_balancers;
 pub mod nat;
 mod node;
 pub mod node_status;
+pub mod picture;
 pub mod pod_ipam;
 mod pod_lock;
 pub mod policy;
@@ -248,12 +249,16 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     let (blocks_tx, blocks_rx) = watch::channel(None);
     tasks.spawn("IPAM blocks", blocks::follow(ds.clone(), blocks_tx, stop_rx.clone()));
+    let (nodes_tx, nodes_rx) = watch::channel(None);
+    tasks.spawn("Nodes", picture::follow::<crate::datastore::resources::Node>(ds.clone(), nodes_tx, stop_rx.clone()));
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
     tasks.spawn("pool usage", usage::follow(blocks_rx.clone(), pools_rx.clone(), pool_usage_tx, stop_rx.clone()));
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
     tasks.spawn("pools", routes::follow_pools(ds.clone(), pools_tx, stop_rx.clone()));
-    tasks.spawn("NAT outgoing", nat::follow(ds.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone()));
-    tasks.spawn("network policy", policy::follow(ds.clone(), name.clone(), nft.clone(), policy_tx, stop_rx.clone()));
+    let nat = nat::follow(nodes_rx.clone(), pools_rx.clone(), nft.clone(), nat_pools_tx, stop_rx.clone());
+    tasks.spawn("NAT outgoing", nat);
+    let policy = policy::follow(ds.clone(), name.clone(), nft.clone(), policy_tx, blocks_rx.clone(), stop_rx.clone());
+    tasks.spawn("network policy", policy);
     let (policy_counters_tx, policy_counters_rx) = watch::channel(policy_counters::PolicyCounters::default());
     tasks.spawn(
         "policy counters",
@@ -310,7 +315,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             stop_rx.clone(),
         ),
     );
-    let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &ds, &name, &stop_rx);
+    let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &nodes_rx, &name, &stop_rx);
     let wiring = remote_routes::StageWiring {
         pools: pools_rx,
         local: local_rx,
@@ -519,14 +524,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 fn follow_remote_nodes(
     tasks: &mut supervise::Supervisor,
     encaps: &remote_routes::Encaps,
-    ds: &crate::datastore::Datastore,
+    nodes: &watch::Receiver<Option<picture::Known<crate::datastore::resources::Node>>>,
     name: &str,
     stop: &watch::Receiver<bool>,
 ) -> watch::Receiver<Option<crate::remote_routes::RemoteNodes>> {
     let (remotes_tx, remotes_rx) = watch::channel(None);
     if encaps.encaps.paths().contains(&crate::remote_routes::PathKind::Vxlan) {
         let (vteps_tx, vteps_rx) = watch::channel(Vec::new());
-        let follow = vteps::follow_vteps(ds.clone(), name.to_string(), vteps_tx, stop.clone());
+        let follow = vteps::follow_vteps(nodes.clone(), name.to_string(), vteps_tx, stop.clone());
         let publish = vteps::publish_remote_nodes(vteps_rx, remotes_tx);
         tasks.spawn("VXLAN endpoints", async move {
             tokio::join!(follow, publish);

@@ -4,17 +4,12 @@
 //! for status. Until the Nodes are first read nothing is sent (the table
 //! owner keeps the previous run's table meanwhile).
 
-use super::routes::next_event;
+use super::picture::Known;
 use crate::dataplane::nftables::NftTable;
 use crate::dataplane::nftables::nat::{self, NatInput};
-use crate::datastore::Datastore;
 use crate::datastore::resources::{IpPool, Node};
 use std::net::IpAddr;
-use std::time::Duration;
 use tokio::sync::watch;
-
-/// How often the Nodes are listed again without a watch event.
-const RESYNC: Duration = Duration::from_secs(30);
 
 /// Every address of a node that traffic to it can carry: its underlay
 /// addresses and its tunnel devices' addresses.
@@ -34,39 +29,33 @@ pub fn nat_input<'a>(pools: &[IpPool], nodes: impl IntoIterator<Item = &'a Node>
 }
 
 /// Keeps the table's NAT section equal to [`nat::section`] of the current
-/// pools and nodes until `stop` changes; `nat_pools` gets the CIDRs of the
-/// pools with NAT. A failed list keeps the last section (logged).
+/// pools and nodes (the agent's picture of them) until `stop` changes; `nat_pools` gets the
+/// CIDRs of the pools with NAT.
 pub async fn follow(
-    ds: Datastore,
+    mut nodes: watch::Receiver<Option<Known<Node>>>,
     mut pools: watch::Receiver<Vec<IpPool>>,
     table: NftTable,
     nat_pools: watch::Sender<Vec<String>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    let mut tick = tokio::time::interval(RESYNC);
-    let mut nodes: Option<Vec<Node>> = None;
     let mut sent: Option<NatInput> = None;
     loop {
-        match ds.list::<Node>().await {
-            Ok(listing) => nodes = Some(listing.items.into_iter().map(|s| s.spec).collect()),
-            Err(e) => tracing::warn!(subsys = "nat", error = %e, "cannot list nodes; keeping the last NAT sets"),
-        }
-        if let Some(nodes) = &nodes {
-            let input = nat_input(&pools.borrow_and_update(), nodes);
-            if sent.as_ref() != Some(&input) {
-                let pools = nat::nat_pools(&input);
-                tracing::info!(subsys = "nat", pools = ?pools, hosts = input.hosts.len(), "NAT outgoing sets changed");
-                nat_pools.send_replace(pools);
-                table.set_section(nat::USER, nat::section(&input)).await;
-                sent = Some(input);
-            }
+        // `None` while the Nodes are being read: the last section stays.
+        let input =
+            nodes.borrow_and_update().as_ref().map(|known| nat_input(&pools.borrow_and_update(), known.specs()));
+        if let Some(input) = input
+            && sent.as_ref() != Some(&input)
+        {
+            let pools = nat::nat_pools(&input);
+            tracing::info!(subsys = "nat", pools = ?pools, hosts = input.hosts.len(), "NAT outgoing sets changed");
+            nat_pools.send_replace(pools);
+            table.set_section(nat::USER, nat::section(&input)).await;
+            sent = Some(input);
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
             changed = pools.changed() => if changed.is_err() { return },
-            ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
+            changed = nodes.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -7,7 +7,10 @@
 //! those set elements and rewrites nothing else; one policy object's change compiles that
 //! policy alone, and the owner rewrites its chains and the dispatch. A namespace change, a
 //! watch that lost its place, or several changes queued at once (a burst) read and compile
-//! everything, once. The 30 s resync reads everything and compiles only if it differs.
+//! everything, once. The pods come from the agent's picture of the blocks
+//! ([`blocks`](super::blocks)): this follower neither lists the blocks nor has a watch of its
+//! own on them. Nothing is read on a timer: a watch that could not be opened, or ended, is
+//! opened again, and its listing read, every [`picture::RETRY`].
 //!
 //! A policy that does not decode or convert is skipped and the others apply; so is one whose
 //! rules nft refuses (`policy_refused`: when a write fails, each policy is checked alone and
@@ -19,6 +22,8 @@
 //! addresses) have their chains and set memberships in the kernel. The CNI ADD waits on it,
 //! so a pod is never reachable before its policy is in place.
 
+use super::blocks::KnownBlocks;
+use super::picture;
 use super::policy_pods::Pods;
 use super::policy_refused::{self, Refused};
 use super::routes::next_event;
@@ -26,7 +31,7 @@ use crate::api::status::InvalidPolicy;
 use crate::dataplane::nftables::NftTable;
 use crate::dataplane::nftables::policy as nft_policy;
 use crate::dataplane::nftables::render::Section;
-use crate::datastore::resources::{GlobalNetworkPolicy, IpamBlock, KubeNetworkPolicy, Namespace, NetworkPolicy};
+use crate::datastore::resources::{GlobalNetworkPolicy, KubeNetworkPolicy, Namespace, NetworkPolicy};
 use crate::datastore::{Datastore, Key, Kind, Listing, Resource, Revision, WatchEvent};
 use crate::policy::incremental::{Change, Entry, Incremental};
 use crate::policy::model::sorted;
@@ -34,7 +39,6 @@ use crate::policy::{Endpoint, Local, Namespaces, Policy, calico, kube};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// What the follower has put in place, for the CNI ADD, status and metrics.
@@ -55,9 +59,6 @@ pub struct PolicyState {
     /// applied in place instead; a read that finds what is compiled compiles nothing).
     pub full_passes: u64,
 }
-
-/// How often everything is read again without a watch event.
-const RESYNC: Duration = Duration::from_secs(30);
 
 /// Everything the compiler needs, as read from the datastore.
 #[derive(Debug, Default, PartialEq)]
@@ -144,8 +145,13 @@ impl Inputs {
     }
 }
 
-/// Reads the inputs for node `node`, and the pods by block they came from.
-pub async fn read(ds: &Datastore, node: &str) -> Result<(Inputs, Pods), String> {
+/// Reads the inputs for node `node`, and the pods by block they came from (from the picture of
+/// the blocks, as it is when the policies have been read).
+pub async fn read(
+    ds: &Datastore,
+    node: &str,
+    blocks: &mut watch::Receiver<Option<KnownBlocks>>,
+) -> Result<(Inputs, Pods), String> {
     let mut inputs = Inputs::default();
     let mut invalid = Vec::new();
     let (calico, at) = listed::<NetworkPolicy>(ds, &mut invalid).await?;
@@ -167,15 +173,11 @@ pub async fn read(ds: &Datastore, node: &str) -> Result<(Inputs, Pods), String> 
     let mut ignored = Vec::new();
     let (namespaces, _) = listed::<Namespace>(ds, &mut ignored).await?;
     inputs.namespaces = Namespaces(namespaces.into_iter().map(|(name, n)| (name, n.labels)).collect());
-    let Listing { items: blocks, invalid: bad, .. } =
-        ds.list::<IpamBlock>().await.map_err(|e| format!("listing {}: {e}", Kind::IpamBlock))?;
-    for e in bad {
-        tracing::warn!(subsys = "policy", error = %e, "skipping an invalid object");
-    }
     let mut pods = Pods::new(node);
-    for block in &blocks {
-        pods.set_block(&block.name, block.revision, Some(&block.spec));
-    }
+    match &*blocks.borrow_and_update() {
+        Some(known) => pods.sync(known),
+        None => return Err(format!("the {} are not read yet", Kind::IpamBlock)),
+    };
     for e in ignored {
         tracing::warn!(subsys = "policy", kind = %e.kind, name = %e.name, reason = %e.reason, "skipping an invalid object");
     }
@@ -499,6 +501,17 @@ impl Follower {
     }
 }
 
+/// Opens `w` again if it is missing (it starts with its listing, which the full read after this
+/// covers).
+async fn reopen<T: Resource>(ds: &Datastore, w: &mut Option<crate::datastore::WatchStream<T>>) {
+    if w.is_none() {
+        match ds.watch::<T>(None).await {
+            Ok(stream) => *w = Some(stream),
+            Err(e) => tracing::warn!(subsys = "policy", kind = %T::KIND, error = %e, "cannot watch; read again later"),
+        }
+    }
+}
+
 /// Takes every event `w` has ready without waiting (a watch that ended becomes `None`); how
 /// many.
 fn drain<T: crate::datastore::Resource>(w: &mut Option<crate::datastore::WatchStream<T>>) -> usize {
@@ -521,52 +534,71 @@ pub async fn follow(
     node: String,
     table: NftTable,
     state: watch::Sender<PolicyState>,
+    mut blocks: watch::Receiver<Option<KnownBlocks>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut blocks = ds.watch::<IpamBlock>(None).await.ok();
     let mut namespaces = ds.watch::<Namespace>(None).await.ok();
     let mut calico = ds.watch::<NetworkPolicy>(None).await.ok();
     let mut global = ds.watch::<GlobalNetworkPolicy>(None).await.ok();
     let mut kube = ds.watch::<KubeNetworkPolicy>(None).await.ok();
-    let mut tick = tokio::time::interval(RESYNC);
+    // Only while a watch is missing: it is opened again, and everything read.
+    let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + picture::RETRY, picture::RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut follower = Follower::default();
     let mut pods: Option<Pods> = None;
     let mut full = true;
     let mut update = PolicyUpdate::Whole;
+    // A full read is owed: the picture of the blocks was not known, or a listing failed. It is
+    // done when the picture comes, or at the next retry.
+    let mut owed = false;
     loop {
-        if full {
-            match read(&ds, &node).await {
+        if full && blocks.borrow().is_none() {
+            owed = true;
+        } else if full {
+            match read(&ds, &node, &mut blocks).await {
                 Ok((inputs, read_pods)) => {
                     if follower.pass(inputs, &read_pods, &table, &state).await {
                         state.send_modify(|s| s.full_passes += 1);
                     }
                     pods = Some(read_pods);
+                    owed = false;
                 }
                 Err(e) => {
+                    owed = true;
                     tracing::warn!(subsys = "policy", error = %e, "cannot read policy inputs; keeping the last rules")
                 }
             }
         }
         // Anything but a pod's block changing is read whole again.
         full = true;
+        let missing = namespaces.is_none() || calico.is_none() || global.is_none() || kube.is_none();
         let trigger = tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => "resync",
-            ev = next_event(&mut blocks) => match (ev, &mut pods) {
-                (None, _) => { blocks = None; "blocks watch ended" }
-                (Some(Err(_)), _) => "blocks watch error",
-                (Some(Ok(_)), None) => "blocks before the first read",
-                (Some(Ok(event)), Some(pods)) => {
-                    let handles = match event {
-                        WatchEvent::Added(b) | WatchEvent::Modified(b) => Some(pods.set_block(&b.name, b.revision, Some(&b.spec))),
-                        WatchEvent::Deleted { name, revision } => Some(pods.set_block(&name, revision, None)),
-                        WatchEvent::Bookmark(_) => Some(BTreeSet::new()),
-                        WatchEvent::Resync(_) => None,
-                    };
-                    match handles {
-                        Some(handles) => { full = !follower.pods_changed(pods, handles, &table, &state).await; "blocks changed" }
-                        None => "blocks resync",
+            _ = retry.tick(), if missing || owed => {
+                reopen(&ds, &mut namespaces).await;
+                reopen(&ds, &mut calico).await;
+                reopen(&ds, &mut global).await;
+                reopen(&ds, &mut kube).await;
+                "retry"
+            }
+            changed = blocks.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let handles = match (&*blocks.borrow_and_update(), &mut pods) {
+                    (Some(known), Some(pods)) => Some(pods.sync(known)),
+                    _ => None,
+                };
+                match (handles, &mut pods) {
+                    (Some(handles), Some(pods)) if !owed => {
+                        full = !follower.pods_changed(pods, handles, &table, &state).await;
+                        "blocks changed"
                     }
+                    // The picture is being read again after a watch error: what is compiled
+                    // stays until it is.
+                    (None, Some(_)) if !owed => { full = false; "blocks being read again" }
+                    (_, None) => "blocks before the first read",
+                    (_, Some(_)) => "blocks after a read that was owed",
                 }
             },
             ev = next_event(&mut namespaces) => if ev.is_none() { namespaces = None; "namespaces watch ended" } else { "namespaces" },
@@ -592,7 +624,7 @@ pub async fn follow(
             PolicyUpdate::Whole => {}
             PolicyUpdate::Nothing => full = false,
             PolicyUpdate::One(event) => {
-                let queued = drain(&mut blocks)
+                let queued = usize::from(blocks.has_changed().unwrap_or(false))
                     + drain(&mut namespaces)
                     + drain(&mut calico)
                     + drain(&mut global)
@@ -609,11 +641,7 @@ pub async fn follow(
         if full {
             // The read below sees every change already queued: take them now, so a burst (a
             // thousand policies applied at once) is one pass, not one pass per object.
-            let drained = drain(&mut blocks)
-                + drain(&mut namespaces)
-                + drain(&mut calico)
-                + drain(&mut global)
-                + drain(&mut kube);
+            let drained = drain(&mut namespaces) + drain(&mut calico) + drain(&mut global) + drain(&mut kube);
             tracing::debug!(subsys = "policy", trigger, drained, "reading the policy inputs whole");
         }
     }

@@ -21,8 +21,9 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often the pools are listed again although their watch reported nothing wrong.
-const POOLS_RESYNC: Duration = Duration::from_secs(30);
+/// How long after a failed listing, or a watch that could not be opened or ended, the next
+/// attempt is made.
+const POOLS_RETRY: Duration = super::picture::RETRY;
 
 /// Where locally owned prefixes are announced (the RIB).
 pub trait Originator: Send + Sync + 'static {
@@ -208,9 +209,11 @@ pub(super) async fn next_event<T: crate::datastore::Resource>(
 /// The pools as the remote-route computation needs them.
 pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut stop: watch::Receiver<bool>) {
     let mut pools_watch = ds.watch::<IpPool>(None).await.ok();
-    // The first resync one period after the start's listing (an interval's first tick is at once).
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POOLS_RESYNC, POOLS_RESYNC);
+    // Only while the watch is missing or the last listing failed: the watch is opened again and
+    // the pools listed. While it holds, nothing is read but on its events.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POOLS_RETRY, POOLS_RETRY);
     loop {
+        let mut failed = false;
         match ds.list::<IpPool>().await {
             Ok(listing) => {
                 let pools: Vec<IpPool> = listing.items.into_iter().map(|s| s.spec).collect();
@@ -222,11 +225,18 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
                     changed
                 });
             }
-            Err(e) => tracing::warn!(subsys = "routes", error = %e, "cannot list IP pools; keeping the last ones"),
+            Err(e) => {
+                failed = true;
+                tracing::warn!(subsys = "routes", error = %e, "cannot list IP pools; keeping the last ones")
+            }
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick(), if pools_watch.is_none() || failed => {
+                if pools_watch.is_none() {
+                    pools_watch = ds.watch::<IpPool>(None).await.ok();
+                }
+            }
             ev = next_event(&mut pools_watch) => if ev.is_none() { pools_watch = None },
         }
     }

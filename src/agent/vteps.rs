@@ -1,17 +1,12 @@
 //! The other nodes' VXLAN tunnel endpoints, as the VXLAN device's neighbour and FDB entries need
-//! them: followed from the Node records (watch, and a periodic relist in case a watch event is
-//! lost) and published whole whenever one changes.
+//! them: computed from the agent's picture of the Node records ([`picture`](super::picture))
+//! and published whole whenever one changes.
 
-use super::routes::next_event;
-use crate::datastore::Datastore;
+use super::picture::Known;
 use crate::datastore::resources::Node;
 use crate::remote_routes::{RemoteNode, RemoteNodes};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 use tokio::sync::watch;
-
-/// How often the Nodes are listed again without a watch event.
-const RESYNC: Duration = Duration::from_secs(30);
 
 /// One other node's endpoint: where its VXLAN packets go (the underlay, `bgp.ipv4Address` /
 /// `ipv6Address`) and its device's address and MAC, per family.
@@ -102,38 +97,35 @@ pub async fn publish_remote_nodes(mut vteps: watch::Receiver<Vec<NodeVtep>>, out
     }
 }
 
-/// Publishes on `out` the endpoints of every node but `node_name` once read and then whenever
-/// they change, until `stop` changes. A failed list keeps the last endpoints (logged).
+/// Publishes on `out` the endpoints of every node but `node_name` once the Nodes are known and
+/// then whenever they change, until `stop` changes or the picture ends.
 pub async fn follow_vteps(
-    ds: Datastore,
+    mut nodes: watch::Receiver<Option<Known<Node>>>,
     node_name: String,
     out: watch::Sender<Vec<NodeVtep>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    // The first list is the one before the loop waits, so the first tick comes a period later.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
     let mut listed = false;
     loop {
-        match ds.list::<Node>().await {
-            Ok(listing) => {
-                let vteps = vteps_of(&node_name, listing.items.iter().map(|s| (s.name.as_str(), &s.spec)));
-                // The first listing is announced even when empty: the endpoints are known now.
-                let first = !std::mem::replace(&mut listed, true);
-                out.send_if_modified(|old| {
-                    let changed = first || *old != vteps;
-                    if changed {
-                        *old = vteps;
-                    }
-                    changed
-                });
-            }
-            Err(e) => tracing::warn!(subsys = "vxlan", error = %e, "cannot list nodes; keeping the last endpoints"),
+        // `None` while the picture is being read: the last endpoints stay.
+        let vteps = nodes
+            .borrow_and_update()
+            .as_ref()
+            .map(|known| vteps_of(&node_name, known.stored().map(|s| (s.name.as_str(), &s.spec))));
+        if let Some(vteps) = vteps {
+            // The first picture is announced even when empty: the endpoints are known now.
+            let first = !std::mem::replace(&mut listed, true);
+            out.send_if_modified(|old| {
+                let changed = first || *old != vteps;
+                if changed {
+                    *old = vteps;
+                }
+                changed
+            });
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
-            ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
+            changed = nodes.changed() => if changed.is_err() { return },
         }
     }
 }
@@ -141,9 +133,11 @@ pub async fn follow_vteps(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datastore::Datastore;
     use crate::datastore::resources::{MacAddress, NodeBgp};
     use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
     use crate::testing::wait_until_async;
+    use std::time::Duration;
 
     fn node(underlay: &str, tunnel: Option<&str>, mac: Option<[u8; 6]>) -> Node {
         Node {
@@ -195,7 +189,9 @@ mod tests {
         ds.create("me", &node("10.0.0.1/24", Some("192.168.0.0"), Some([1; 6]))).await.unwrap();
         let (tx, rx) = watch::channel(Vec::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(follow_vteps(ds.clone(), "me".into(), tx, stop_rx));
+        let (nodes_tx, nodes) = watch::channel(None);
+        tokio::spawn(super::super::picture::follow::<Node>(ds.clone(), nodes_tx, stop_rx.clone()));
+        let task = tokio::spawn(follow_vteps(nodes, "me".into(), tx, stop_rx));
         let deadline = Duration::from_secs(10);
         let wait_for = |want: Vec<(&'static str, Option<&'static str>)>| {
             let rx = rx.clone();

@@ -1,6 +1,7 @@
 use super::*;
 use crate::datastore::resources::{AllocationAttribute, NodeBgp};
 use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+use std::time::Duration;
 
 fn node(v4: Option<&str>, v6: Option<&str>) -> Node {
     Node {
