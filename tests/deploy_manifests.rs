@@ -212,7 +212,7 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
         "crd.tortie.io",
         "nodestatuses",
         "list",
-        "removing the stale records of deleted nodes, every 10 s (src/agent/node_status.rs, remove_orphans)",
+        "the names of the records, looking for deleted nodes' stale ones (src/agent/node_status.rs, remove_orphans)",
     ),
     ("crd.tortie.io", "nodestatuses", "delete", "removing the stale record of a deleted node"),
 ];

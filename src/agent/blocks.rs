@@ -21,65 +21,18 @@ pub async fn follow(ds: Datastore, out: watch::Sender<Option<KnownBlocks>>, stop
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datastore::Kind;
     use crate::datastore::resources::IpPool;
     use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
-    use crate::datastore::{Backend, RawList, RawObject, RawWatch, RawWrite};
-    use crate::datastore::{Key, Kind, Result, Revision};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::testing::{CountingBackend, Listings};
     use std::time::{Duration, Instant};
 
-    /// A backend that counts the block listings it serves, and refuses the first
-    /// `refused_watches` watches.
-    struct Counting {
-        inner: SqliteBackend,
-        block_listings: Arc<AtomicUsize>,
-        refused_watches: AtomicUsize,
-    }
-
-    impl Counting {
-        async fn open(dir: &std::path::Path, refused_watches: usize) -> (Datastore, Arc<AtomicUsize>) {
-            let inner = SqliteBackend::open(dir.join("ds.db"), SqliteOptions::default()).await.unwrap();
-            let block_listings = Arc::new(AtomicUsize::new(0));
-            let backend =
-                Counting { inner, block_listings: block_listings.clone(), refused_watches: refused_watches.into() };
-            (Datastore::new(backend), block_listings)
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl Backend for Counting {
-        async fn get(&self, key: &Key) -> Result<RawObject> {
-            self.inner.get(key).await
-        }
-        async fn list(&self, kind: Kind) -> Result<RawList> {
-            if kind == Kind::IpamBlock {
-                self.block_listings.fetch_add(1, Ordering::SeqCst);
-            }
-            self.inner.list(kind).await
-        }
-        async fn create(&self, key: &Key, value: Vec<u8>) -> Result<Revision> {
-            self.inner.create(key, value).await
-        }
-        async fn update(&self, key: &Key, value: Vec<u8>, expected: Revision) -> Result<Revision> {
-            self.inner.update(key, value, expected).await
-        }
-        async fn delete(&self, key: &Key, expected: Revision) -> Result<()> {
-            self.inner.delete(key, expected).await
-        }
-        async fn transact(&self, writes: Vec<RawWrite>) -> Result<Vec<Revision>> {
-            self.inner.transact(writes).await
-        }
-        fn atomic_transactions(&self) -> bool {
-            self.inner.atomic_transactions()
-        }
-        async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
-            let refuse = self.refused_watches.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if refuse.is_ok() {
-                return Err(crate::datastore::DatastoreError::unavailable("refused by the test"));
-            }
-            self.inner.watch(kind, from).await
-        }
+    /// The datastore, and the count of its block listings; its first `refused_watches` watches
+    /// fail.
+    async fn counting(dir: &std::path::Path, refused_watches: usize) -> (Datastore, Listings) {
+        let inner = SqliteBackend::open(dir.join("ds.db"), SqliteOptions::default()).await.unwrap();
+        let (backend, listings) = CountingBackend::new(inner, refused_watches);
+        (Datastore::new(backend), listings)
     }
 
     async fn until<T>(rx: &watch::Receiver<T>, deadline: Instant, done: impl FnMut(&T) -> bool) {
@@ -93,7 +46,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn block_changes_reach_every_consumer_without_a_listing() {
         let dir = tempfile::tempdir().unwrap();
-        let (ds, block_listings) = Counting::open(dir.path(), 0).await;
+        let (ds, listings) = counting(dir.path(), 0).await;
         ds.create("pool", &IpPool::new("10.244.0.0/16".parse().unwrap())).await.unwrap();
         let (stop_tx, stop) = watch::channel(false);
         let (blocks_tx, blocks) = watch::channel(None);
@@ -114,7 +67,7 @@ mod tests {
         until(&blocks, deadline, |k| k.as_ref().is_some_and(|k| k.specs().count() == BLOCKS)).await;
         until(&usage, deadline, |u| u.first().is_some_and(|u| u.blocks == BLOCKS as u64)).await;
         // The watch's own listing starts the picture.
-        assert_eq!(block_listings.load(Ordering::SeqCst), 0, "block listings in {:?}", started.elapsed());
+        assert_eq!(listings.of(Kind::IpamBlock), 0, "block listings in {:?}", started.elapsed());
         stop_tx.send_replace(true);
     }
 
@@ -137,7 +90,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_picture_lists_nothing_while_its_watch_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let (ds, block_listings) = Counting::open(dir.path(), 0).await;
+        let (ds, listings) = counting(dir.path(), 0).await;
         let (name, b) = block(0);
         ds.create(&name, &b).await.unwrap();
         let (stop_tx, stop) = watch::channel(false);
@@ -149,7 +102,7 @@ mod tests {
         let (name, b) = block(1);
         ds.create(&name, &b).await.unwrap();
         holds(&blocks, 2).await;
-        assert_eq!(block_listings.load(Ordering::SeqCst), 0);
+        assert_eq!(listings.of(Kind::IpamBlock), 0);
         stop_tx.send_replace(true);
     }
 
@@ -158,7 +111,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_watch_that_cannot_be_opened_is_tried_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (ds, _) = Counting::open(dir.path(), 3).await;
+        let (ds, _) = counting(dir.path(), 3).await;
         let (name, b) = block(0);
         ds.create(&name, &b).await.unwrap();
         let (stop_tx, stop) = watch::channel(false);

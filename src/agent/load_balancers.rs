@@ -53,7 +53,14 @@ async fn hold_lease(
             _ = ticks.tick() => {}
         }
         let holds = elector.step(ds).await;
-        until.send_replace(elector.holding_until());
+        // A renewal moves the end of the lease without waking the passes: only winning or
+        // losing it does (a pass every renewal read everything twice per period).
+        until.send_if_modified(|held_until| {
+            let now = elector.holding_until();
+            let woken = held_until.is_some() != now.is_some();
+            *held_until = now;
+            woken
+        });
         if holds != held {
             held = holds;
             let what = if holds {

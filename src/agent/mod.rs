@@ -294,7 +294,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     tasks.spawn(
         "local prefixes",
         routes::follow_local_prefixes(
-            blocks_rx,
+            blocks_rx.clone(),
             name.clone(),
             programmer.clone(),
             rib.clone(),
@@ -317,7 +317,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     );
     let remotes_rx = follow_remote_nodes(&mut tasks, &encaps, &nodes_rx, &name, &stop_rx);
     let wiring = remote_routes::StageWiring {
-        pools: pools_rx,
+        pools: pools_rx.clone(),
         local: local_rx,
         remotes: remotes_rx,
         paths: paths_tx,
@@ -435,6 +435,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             own_addresses,
             status_rx.clone(),
             programmer.state.clone(),
+            nodes_rx.clone(),
             stop_rx.clone(),
         ),
     );
@@ -457,7 +458,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let api = ApiListener::bind(&config.api).await?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
-    tasks.spawn("workload sweep", workloads::sweep(workloads.clone(), stop_rx.clone()));
+    let sweep = workloads::sweep(workloads.clone(), blocks_rx.clone(), pools_rx.clone(), stop_rx.clone());
+    tasks.spawn("workload sweep", sweep);
     let services = ApiServices {
         workloads: Some(workloads),
         rib: rib.clone(),

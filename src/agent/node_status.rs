@@ -4,6 +4,7 @@
 //! report only once per [`UPDATE_PERIOD`], so that readers can tell a live agent's record from
 //! a stale one.
 
+use super::picture::Known;
 use crate::api::StatusReport;
 use crate::dataplane::ProgrammerState;
 use crate::datastore::resources::{BgpSessionStatus, NodeStatus};
@@ -90,18 +91,24 @@ impl StatusWriter {
 }
 
 /// Deletes the records of nodes whose Node is gone and whose agent stopped writing them (stale):
-/// a deleted node's record would otherwise show in `tortie cluster status` for ever. Every agent
-/// does this (compare-and-swap, so two agents deleting at once do no harm); a record whose agent
-/// still writes it stays until that agent stops. Returns the records deleted.
-pub async fn remove_orphans(ds: &Datastore, now: u64) -> Result<Vec<String>, DatastoreError> {
-    use crate::datastore::resources::Node;
-    let nodes: std::collections::BTreeSet<String> =
-        ds.list::<Node>().await?.items.into_iter().map(|n| n.name).collect();
+/// a deleted node's record would otherwise show in `tortie cluster status` for ever. `nodes` are
+/// the Nodes (the agent's picture of them): only the records' names are listed, and a record is
+/// read only when its Node is gone. Every agent does this (compare-and-swap, so two agents
+/// deleting at once do no harm); a record whose agent still writes it stays until that agent
+/// stops. Returns the records deleted.
+pub async fn remove_orphans(
+    ds: &Datastore,
+    nodes: &Known<crate::datastore::resources::Node>,
+    now: u64,
+) -> Result<Vec<String>, DatastoreError> {
     let mut removed = Vec::new();
-    for record in ds.list::<NodeStatus>().await?.items {
-        if nodes.contains(&record.name) || !record.spec.is_stale(now) {
-            continue;
-        }
+    let names = ds.list_names::<NodeStatus>().await?;
+    for name in names.into_iter().filter(|name| nodes.get(name).is_none()) {
+        let record = match ds.get::<NodeStatus>(&name).await {
+            Ok(record) if record.spec.is_stale(now) => record,
+            Ok(_) | Err(DatastoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         match ds.delete::<NodeStatus>(&record.name, record.revision).await {
             Ok(()) => removed.push(record.name),
             // Deleted or rewritten meanwhile: another agent's, or its own, and fine either way.
@@ -112,13 +119,22 @@ pub async fn remove_orphans(ds: &Datastore, now: u64) -> Result<Vec<String>, Dat
     Ok(removed)
 }
 
-/// Keeps the node's record up to date until `stop`, and every [`UPDATE_PERIOD`] removes the
-/// records of deleted nodes ([`remove_orphans`]).
+/// How often one agent looks for deleted nodes' records: [`UPDATE_PERIOD`] times the number of
+/// nodes, so that the cluster as a whole looks about once per [`UPDATE_PERIOD`] whatever its size
+/// (a record goes stale only [`STALE_PERIODS`](crate::datastore::resources::node_status) periods
+/// after its agent stopped, so there is no hurry), instead of every agent every period.
+pub fn orphan_check_period(nodes: usize) -> Duration {
+    UPDATE_PERIOD * u32::try_from(nodes.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Keeps the node's record up to date until `stop`, and every [`orphan_check_period`] removes
+/// the records of deleted nodes ([`remove_orphans`]; once the Nodes are known, the first time).
 pub async fn publish(
     mut writer: StatusWriter,
     addresses: Vec<String>,
     mut status: watch::Receiver<StatusReport>,
     routes: watch::Receiver<ProgrammerState>,
+    nodes: watch::Receiver<Option<Known<crate::datastore::resources::Node>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last: Option<(NodeStatus, Instant)> = None;
@@ -126,9 +142,18 @@ pub async fn publish(
     let mut tick = tokio::time::interval(CHECK_EVERY);
     let mut orphans_checked: Option<Instant> = None;
     loop {
-        if orphans_checked.is_none_or(|at| at.elapsed() >= UPDATE_PERIOD) {
+        // A copy of the picture only when a check is due (a watch borrow is not held across
+        // the reads).
+        let due = |known: &Option<Known<_>>| {
+            known
+                .as_ref()
+                .filter(|k| orphans_checked.is_none_or(|at| at.elapsed() >= orphan_check_period(k.len())))
+                .cloned()
+        };
+        let known = due(&nodes.borrow());
+        if let Some(known) = known {
             orphans_checked = Some(Instant::now());
-            match remove_orphans(&writer.ds, super::unix_now()).await {
+            match remove_orphans(&writer.ds, &known, super::unix_now()).await {
                 Ok(removed) => {
                     for node in removed {
                         tracing::info!(subsys = "agent", node = %node, "removed the status record of a deleted node");
@@ -244,12 +269,17 @@ mod tests {
 
     /// A deleted node's record goes once its agent stopped writing it; a record whose Node exists,
     /// or whose agent still writes it, stays (`tortie cluster status` shows the first as stale).
+    /// Neither the records nor the Nodes are listed whole: the Nodes come from their picture, the
+    /// records by name.
     #[tokio::test]
     async fn the_record_of_a_deleted_node_goes_once_stale() {
+        use crate::datastore::Kind;
         use crate::datastore::resources::Node;
         use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
         let dir = tempfile::tempdir().unwrap();
-        let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
+        let (backend, listings) = crate::testing::CountingBackend::new(inner, 0);
+        let ds = Datastore::new(backend);
         let now = crate::agent::unix_now();
         let old = now - UPDATE_PERIOD.as_secs() * (crate::datastore::resources::STALE_PERIODS + 1);
         let record = |at: u64| NodeStatus {
@@ -267,10 +297,12 @@ mod tests {
         let (_status_tx, status_rx) = watch::channel(status(vec![]));
         let (_routes_tx, routes_rx) = watch::channel(routes());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task =
-            tokio::spawn(publish(StatusWriter::new(ds.clone(), "n1".into()), vec![], status_rx, routes_rx, stop_rx));
+        let (nodes_tx, nodes_rx) = watch::channel(None);
+        tokio::spawn(super::super::picture::follow::<Node>(ds.clone(), nodes_tx, stop_rx.clone()));
+        let writer = StatusWriter::new(ds.clone(), "n1".into());
+        let task = tokio::spawn(publish(writer, vec![], status_rx, routes_rx, nodes_rx, stop_rx));
         let names = || async {
-            let mut n: Vec<String> = ds.list::<NodeStatus>().await.unwrap().items.into_iter().map(|s| s.name).collect();
+            let mut n: Vec<String> = ds.list_names::<NodeStatus>().await.unwrap();
             n.sort();
             n
         };
@@ -280,6 +312,7 @@ mod tests {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((listings.of(Kind::Node), listings.of(Kind::NodeStatus)), (0, 0), "listings of Nodes, records");
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }

@@ -7,6 +7,7 @@
 //! interface included), so nothing here needs to survive a restart. The only memory is which
 //! handles' routes were handed to the programmer, for the `route_programmed` flag.
 
+use super::blocks::KnownBlocks;
 use super::pod_ipam;
 use super::pod_lock::PodLocks;
 use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Workload, WorkloadError, WorkloadService};
@@ -356,14 +357,19 @@ impl Workloads {
         Ok(())
     }
 
-    /// Every workload of this node, from the blocks' allocation attributes.
+    /// Every workload of this node, from the blocks' allocation attributes as stored now.
     async fn list_node(&self) -> Result<Vec<Workload>, WorkloadError> {
         let store = self.allocator.ipam().store();
         let blocks = store.list::<IpamBlock>().await.map_err(|e| self.store_error("IPAM blocks", e))?;
         let pools = self.pools().await?;
+        Ok(self.node_workloads(blocks.items.iter().map(|b| &b.spec), &pools))
+    }
+
+    /// Every workload of this node in `blocks`.
+    fn node_workloads<'a>(&self, blocks: impl IntoIterator<Item = &'a IpamBlock>, pools: &[IpPool]) -> Vec<Workload> {
         let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-        for block in &blocks.items {
-            for (handle, ip, attrs) in addresses_of(&block.spec, |_| true) {
+        for block in blocks {
+            for (handle, ip, attrs) in addresses_of(block, |_| true) {
                 if attrs.get("node").map(String::as_str) == Some(self.node.as_str())
                     && attrs.contains_key(ATTR_HOST_INTERFACE)
                 {
@@ -371,7 +377,7 @@ impl Workloads {
                 }
             }
         }
-        Ok(by_handle.into_iter().filter_map(|(h, found)| self.assemble(&h, found, &pools)).collect())
+        by_handle.into_iter().filter_map(|(h, found)| self.assemble(&h, found, pools)).collect()
     }
 
     fn assemble(&self, handle: &str, mut found: Vec<Found>, pools: &[IpPool]) -> Option<Workload> {
@@ -683,8 +689,15 @@ impl WorkloadService for Workloads {
 /// Every [`SWEEP_INTERVAL`], releases this node's workloads (allocated at least [`GC_GRACE`]
 /// ago) whose host interface has been gone for [`GC_GRACE`] (a runtime that never sent DEL, or
 /// a veth deleted by hand), and drops their routes as soon as the interface is seen gone (the
-/// kernel removed them with the link).
-pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// kernel removed them with the link). The workloads come from the agent's pictures of the
+/// blocks and pools: a sweep reads nothing from the datastore (every agent sweeps, and at
+/// 1 000 nodes a listing of the blocks is about 3 MB).
+pub async fn sweep(
+    service: std::sync::Arc<Workloads>,
+    blocks: tokio::sync::watch::Receiver<Option<KnownBlocks>>,
+    pools: tokio::sync::watch::Receiver<Vec<IpPool>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut gone_since: BTreeMap<String, Instant> = BTreeMap::new();
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {
@@ -692,7 +705,11 @@ pub async fn sweep(service: std::sync::Arc<Workloads>, mut stop: tokio::sync::wa
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let Ok(workloads) = service.list_node().await else { continue };
+        // Not known (being read again after a watch error): the next sweep.
+        let workloads = match &*blocks.borrow() {
+            Some(known) => service.node_workloads(known.specs(), &pools.borrow()),
+            None => continue,
+        };
         let mut missing = BTreeSet::new();
         let now = now_secs();
         // A young workload may still be between allocation and its veth (ADD in progress):

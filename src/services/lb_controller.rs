@@ -54,6 +54,10 @@ pub async fn reconcile(store: &Datastore) -> Result<Outcome> {
 /// Every address allocated in `pools`, with its handle.
 async fn held_addresses(store: &Datastore, pools: &[IpNetwork]) -> Result<BTreeMap<IpAddr, String>> {
     let mut held = BTreeMap::new();
+    // Without a load-balancer pool no block can hold one (and every block is a large read).
+    if pools.is_empty() {
+        return Ok(held);
+    }
     for block in store.list::<IpamBlock>().await?.items {
         if !pools.iter().any(|p| p.contains(block.spec.cidr.network())) {
             continue;
