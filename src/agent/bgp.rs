@@ -20,14 +20,15 @@
 //! set on the running subscriber.
 
 use super::bgp_config::{self, Effective, Unsupported};
+use super::picture::Known;
 use crate::api::PeerStatus as ApiPeer;
 use crate::bgp::rib::{BestPathChange, PeerRole, PeerSetup, Policy, Rib, RibConfig, RibStats};
 use crate::bgp::session::{PeerConfig, PeerStatus, Speaker, State};
 use crate::config::Config;
 use crate::dataplane::Programmer;
 use crate::dataplane::route::{DesiredRoute, RouteKind};
+use crate::datastore::Datastore;
 use crate::datastore::resources::{BgpConfiguration, BgpFilter, BgpPeer, IpPool, Node, Secret};
-use crate::datastore::{Datastore, WatchEvent};
 use crate::metrics::bgp::{BgpSample, PeerSample};
 use crate::remote_routes::PathKind;
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +52,8 @@ struct Wanted {
 
 /// What the rest of the agent tells the BGP side.
 pub struct BgpInputs {
+    /// The agent's picture of the Nodes: the mesh and the reflectors' clients.
+    pub nodes: watch::Receiver<Option<Known<Node>>>,
     /// The route programmer adopted routes of a previous run: announce a
     /// graceful restart with forwarding preserved (RFC 4724).
     pub restarted: bool,
@@ -328,21 +331,12 @@ fn node_address(nodes: &[(String, Node)], node: &str, peer: IpAddr) -> Option<Ip
     }
 }
 
-/// The node records, or `None` when they cannot be read: the caller keeps
-/// its current peers rather than tearing down the mesh over a datastore outage.
-async fn list_nodes(ds: &Datastore) -> Option<Vec<(String, Node)>> {
-    match ds.list::<Node>().await {
-        Ok(listing) => {
-            for bad in &listing.invalid {
-                tracing::warn!(subsys = "bgp", error = %bad, "ignoring an invalid node record");
-            }
-            Some(listing.items.into_iter().map(|s| (s.name, s.spec)).collect())
-        }
-        Err(e) => {
-            tracing::warn!(subsys = "bgp", error = %e, "cannot list nodes; keeping the current peers");
-            None
-        }
-    }
+/// The node records from the agent's picture of them, or `None` while it is being read: the
+/// caller keeps its current peers rather than tearing down the mesh over a datastore outage.
+/// (Read from the picture, not listed: every Node event would otherwise make every agent list
+/// every Node, O(N²) reads while a cluster of N nodes starts.)
+fn known_nodes(nodes: &mut watch::Receiver<Option<Known<Node>>>) -> Option<Vec<(String, Node)>> {
+    nodes.borrow_and_update().as_ref().map(|known| known.stored().map(|s| (s.name.clone(), s.spec.clone())).collect())
 }
 
 /// Owns the speaker: applies peer-set changes and publishes statuses.
@@ -366,13 +360,12 @@ async fn follow_peers(
     (node, router_id): (String, Ipv4Addr),
     (mut speaker, mut applied): (Speaker, Applied),
     rib: Rib,
-    inputs: BgpInputs,
+    mut inputs: BgpInputs,
     out: Outputs,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut current: BTreeMap<IpAddr, (Wanted, watch::Receiver<PeerStatus>)> = BTreeMap::new();
     let mut changes: BTreeMap<IpAddr, (State, u64)> = BTreeMap::new();
-    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     let mut peers_watch = ds.watch::<BgpPeer>(None).await.ok();
     let mut configs_watch = ds.watch::<BgpConfiguration>(None).await.ok();
     let mut secrets_watch = ds.watch::<Secret>(None).await.ok();
@@ -381,7 +374,7 @@ async fn follow_peers(
     let mut resync = true;
     let mut reachability: Option<Vec<DesiredRoute>> = None;
     loop {
-        let listed = if resync { (list_nodes(&ds).await, list_bgp_peers(&ds).await) } else { (None, None) };
+        let listed = if resync { (known_nodes(&mut inputs.nodes), list_bgp_peers(&ds).await) } else { (None, None) };
         let referenced = match &listed.1 {
             Some(resources) => super::bgp_peers::referenced(&ds, resources).await,
             None => None,
@@ -465,9 +458,11 @@ async fn follow_peers(
                 }
                 return;
             }
-            ev = next_node_event(&mut nodes_watch) => {
-                // Any change to the node set may change the mesh: recompute.
-                if ev.is_some() { resync = true } else { nodes_watch = None }
+            changed = inputs.nodes.changed() => {
+                // Any change to the node set may change the mesh: recompute (a burst of changes
+                // is one, the picture being the latest state).
+                if changed.is_err() { return }
+                resync = true;
             }
             ev = super::routes::next_event(&mut peers_watch) => {
                 // A BGPPeer added, changed or removed: recompute.
@@ -589,15 +584,6 @@ async fn apply_settings(
         }
     }
     complete
-}
-
-async fn next_node_event(
-    w: &mut Option<crate::datastore::WatchStream<Node>>,
-) -> Option<crate::datastore::Result<WatchEvent<Node>>> {
-    match w {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
-    }
 }
 
 fn unix(t: SystemTime) -> u64 {

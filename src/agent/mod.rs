@@ -198,7 +198,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     });
     // The path the stage chose per node, for status and metrics.
     let (paths_tx, paths_rx) = watch::channel(std::collections::HashMap::new());
+    // The Nodes, for the peer set, NAT outgoing, the VXLAN endpoints and the status records.
+    let (nodes_tx, nodes_rx) = watch::channel(None);
     let inputs = |paths| bgp::BgpInputs {
+        nodes: nodes_rx.clone(),
         restarted: programmer.adopted > 0,
         abandon_on_stop: !config.dataplane.cleanup_on_exit,
         paths,
@@ -211,6 +214,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             tasks.adopt_component("route programmer", task);
         }
         tasks.adopt("nftables table", nft_task);
+        tasks.spawn(
+            "Nodes",
+            picture::follow::<crate::datastore::resources::Node>(ds.clone(), nodes_tx, stop_rx.clone()),
+        );
         for task in encaps.vtep_tasks.drain(..) {
             tasks.adopt("VXLAN VTEP entries", task);
         }
@@ -249,8 +256,6 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 
     let (blocks_tx, blocks_rx) = watch::channel(None);
     tasks.spawn("IPAM blocks", blocks::follow(ds.clone(), blocks_tx, stop_rx.clone()));
-    let (nodes_tx, nodes_rx) = watch::channel(None);
-    tasks.spawn("Nodes", picture::follow::<crate::datastore::resources::Node>(ds.clone(), nodes_tx, stop_rx.clone()));
     let (pool_usage_tx, pool_usage_rx) = watch::channel(Vec::new());
     tasks.spawn("pool usage", usage::follow(blocks_rx.clone(), pools_rx.clone(), pool_usage_tx, stop_rx.clone()));
     tasks.spawn("datastore check", ipam::watch_store(ds.clone(), stop_rx.clone()));
