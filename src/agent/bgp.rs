@@ -374,7 +374,12 @@ async fn follow_peers(
     let mut resync = true;
     let mut reachability: Option<Vec<DesiredRoute>> = None;
     loop {
-        let listed = if resync { (known_nodes(&mut inputs.nodes), list_bgp_peers(&ds).await) } else { (None, None) };
+        // While the Nodes are being read nothing else is read either: the current peers stay.
+        let nodes = if resync { known_nodes(&mut inputs.nodes) } else { None };
+        let listed = match nodes {
+            Some(nodes) => (Some(nodes), list_bgp_peers(&ds).await),
+            None => (None, None),
+        };
         let referenced = match &listed.1 {
             Some(resources) => super::bgp_peers::referenced(&ds, resources).await,
             None => None,
@@ -484,7 +489,7 @@ async fn follow_peers(
     }
 }
 
-/// The BGPPeer resources, or `None` when they cannot be read (see [`list_nodes`]).
+/// The BGPPeer resources, or `None` when they cannot be read (see [`known_nodes`]).
 async fn list_bgp_peers(ds: &Datastore) -> Option<Vec<(String, BgpPeer)>> {
     match ds.list::<BgpPeer>().await {
         Ok(listing) => {

@@ -61,6 +61,9 @@ async fn follow(
     // Only while a watch is missing or the last listing failed: the watch is opened again and
     // everything listed. While both hold, nothing is read but on their events.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RETRY, RETRY);
+    // Not polled while all is well: the first retry after a long healthy run is one tick, not
+    // every tick missed meanwhile.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {

@@ -106,6 +106,30 @@ mod tests {
         stop_tx.send_replace(true);
     }
 
+    /// A watch that reports the store unreachable goes on: it retries on its own and its events
+    /// keep coming, so the picture neither opens another watch nor lists (on etcd and Kubernetes
+    /// that error comes from the watch's own listing failing; a new watch for each would be a
+    /// listing per error, without the watch's backoff).
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_reporting_the_store_unreachable_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
+        let (backend, listings) = CountingBackend::new(inner, 0);
+        let ds = Datastore::new(backend.unreachable_once(1));
+        let (name, b) = block(0);
+        ds.create(&name, &b).await.unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (blocks_tx, blocks) = watch::channel(None);
+        tokio::spawn(follow(ds.clone(), blocks_tx, stop));
+        holds(&blocks, 1).await;
+        tokio::time::sleep(super::picture::RETRY * 3).await;
+        let (name, b) = block(1);
+        ds.create(&name, &b).await.unwrap();
+        holds(&blocks, 2).await;
+        assert_eq!((listings.watches(Kind::IpamBlock), listings.of(Kind::IpamBlock)), (1, 0), "watches, listings");
+        stop_tx.send_replace(true);
+    }
+
     /// A watch that cannot be opened (the datastore not reachable yet) is tried again until one
     /// is; its listing starts the picture.
     #[tokio::test(start_paused = true)]

@@ -40,9 +40,10 @@ pub async fn follow(
 ) {
     let mut sent: Option<NatInput> = None;
     loop {
-        // `None` while the Nodes are being read: the last section stays.
-        let input =
-            nodes.borrow_and_update().as_ref().map(|known| nat_input(&pools.borrow_and_update(), known.specs()));
+        // `None` while the Nodes are being read: the last section stays. Both are marked seen
+        // on every pass, so a change of the pools meanwhile does not wake this again and again.
+        let pool_list = pools.borrow_and_update().clone();
+        let input = nodes.borrow_and_update().as_ref().map(|known| nat_input(&pool_list, known.specs()));
         if let Some(input) = input
             && sent.as_ref() != Some(&input)
         {

@@ -140,29 +140,29 @@ pub async fn publish(
     let mut last: Option<(NodeStatus, Instant)> = None;
     let mut failed_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
-    let mut orphans_checked: Option<Instant> = None;
+    // When the next look for deleted nodes' records is due; `None`: as soon as the Nodes are
+    // known.
+    let mut next_orphan_check: Option<Instant> = None;
     loop {
         // A copy of the picture only when a check is due (a watch borrow is not held across
         // the reads).
-        let due = |known: &Option<Known<_>>| {
-            known
-                .as_ref()
-                .filter(|k| orphans_checked.is_none_or(|at| at.elapsed() >= orphan_check_period(k.len())))
-                .cloned()
-        };
-        let known = due(&nodes.borrow());
+        let due = next_orphan_check.is_none_or(|at| Instant::now() >= at);
+        let known = if due { nodes.borrow().clone() } else { None };
         if let Some(known) = known {
-            orphans_checked = Some(Instant::now());
-            match remove_orphans(&writer.ds, &known, super::unix_now()).await {
+            let wait = match remove_orphans(&writer.ds, &known, super::unix_now()).await {
                 Ok(removed) => {
                     for node in removed {
                         tracing::info!(subsys = "agent", node = %node, "removed the status record of a deleted node");
                     }
+                    orphan_check_period(known.len())
                 }
+                // Tried again one period later, not a whole cluster's period.
                 Err(e) => {
-                    tracing::debug!(subsys = "agent", error = %e, "cannot look for deleted nodes' status records")
+                    tracing::debug!(subsys = "agent", error = %e, "cannot look for deleted nodes' status records");
+                    UPDATE_PERIOD
                 }
-            }
+            };
+            next_orphan_check = Some(Instant::now() + wait);
         }
         let next = report(&status.borrow_and_update(), &routes.borrow(), &addresses, super::unix_now());
         let since_write = last.as_ref().map_or(Duration::MAX, |(_, at)| at.elapsed());

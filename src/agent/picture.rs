@@ -83,8 +83,8 @@ impl<R> Known<R> {
 }
 
 /// Keeps `out` equal to the datastore's records of kind `R` until `stop` changes: `None` until
-/// the watch's first listing, and again after a record that does not decode until the watch,
-/// opened anew, has listed them (consumers keep what they computed last meanwhile).
+/// the watch's first listing. After a record that does not decode, the watch is opened anew a
+/// [`RETRY`] later and its listing replaces the picture.
 pub async fn follow<R: Resource>(ds: Datastore, out: watch::Sender<Option<Known<R>>>, mut stop: watch::Receiver<bool>) {
     let mut records: Option<WatchStream<R>> = None;
     // The first attempt at once; a watch that cannot be opened, or that ended, is tried again
@@ -107,13 +107,18 @@ pub async fn follow<R: Resource>(ds: Datastore, out: watch::Sender<Option<Known<
                 Some(Ok(event)) => {
                     out.send_if_modified(|known| known.as_mut().is_some_and(|known| known.apply(event)));
                 }
+                // The store is unreachable: the watch goes on and retries on its own (with its
+                // backoff), and its resync replaces the picture once it could list again.
+                Some(Err(e)) if e.is_retryable() => {
+                    tracing::debug!(kind = %R::KIND, error = %e, "the watch cannot read the store; it retries");
+                }
                 // A record that does not decode: the picture would keep its old version. A new
-                // watch lists every record again, without it.
+                // watch, one retry period later (so a record rewritten badly again and again is
+                // not a listing each time), lists every record again, without it.
                 Some(Err(e)) => {
                     tracing::warn!(kind = %R::KIND, error = %e, "a watch event does not decode; listing again");
-                    out.send_replace(None);
                     records = None;
-                    retry.reset_immediately();
+                    retry.reset();
                 }
             }
         }

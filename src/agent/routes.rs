@@ -212,6 +212,9 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
     // Only while the watch is missing or the last listing failed: the watch is opened again and
     // the pools listed. While it holds, nothing is read but on its events.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POOLS_RETRY, POOLS_RETRY);
+    // Not polled while all is well: the first retry after a long healthy run is one tick, not
+    // every tick missed meanwhile.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut failed = false;
         match ds.list::<IpPool>().await {
@@ -360,5 +363,43 @@ mod tests {
             assert!(!settled.is_finished(), "routes are still arriving");
         }
         tokio::time::timeout(INITIAL_QUIET * 2, settled).await.expect("settled once quiet").unwrap();
+    }
+}
+
+#[cfg(test)]
+mod pools_tests {
+    use super::*;
+    use crate::datastore::Kind;
+    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+    use crate::testing::CountingBackend;
+
+    /// After a long healthy run, a listing that fails is retried once per retry period: the
+    /// retry timer is not polled while all is well, and must not then fire once for every period
+    /// it missed (here 120, each a failing listing of a store already in trouble).
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_listing_after_a_long_healthy_run_is_retried_once_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
+        let (backend, listings) = CountingBackend::new(inner, 0);
+        let ds = Datastore::new(backend);
+        let (stop_tx, stop) = watch::channel(false);
+        let (pools_tx, mut pools) = watch::channel(Vec::new());
+        tokio::spawn(follow_pools(ds.clone(), pools_tx, stop));
+        let first = IpPool::new("10.244.0.0/16".parse().unwrap());
+        ds.create("a", &first).await.unwrap();
+        let wait = pools.wait_for(|p| p.len() == 1);
+        tokio::time::timeout(Duration::from_secs(3600), wait).await.expect("in time").expect("open");
+        tokio::time::sleep(POOLS_RETRY * 120).await;
+        listings.fail_listings(true);
+        let before = listings.of(Kind::IpPool);
+        // A pool event makes it list, which fails.
+        ds.create("b", &IpPool::new("10.245.0.0/16".parse().unwrap())).await.unwrap();
+        tokio::time::sleep(POOLS_RETRY * 2 + POOLS_RETRY / 2).await;
+        let attempts = listings.of(Kind::IpPool) - before;
+        assert!((1..=4).contains(&attempts), "{attempts} listings in two and a half retry periods");
+        listings.fail_listings(false);
+        let wait = pools.wait_for(|p| p.len() == 2);
+        tokio::time::timeout(Duration::from_secs(3600), wait).await.expect("in time").expect("open");
+        stop_tx.send_replace(true);
     }
 }

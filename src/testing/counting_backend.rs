@@ -1,19 +1,38 @@
-//! A datastore backend around another that counts the full listings it serves, per kind, and
-//! can refuse the first watches: for tests of what a follower reads, and of how it copes with a
-//! watch it cannot open.
+//! A datastore backend around another that counts the full listings it serves and the watches
+//! it opens, per kind, and can refuse the first watches or have them report the store
+//! unreachable once: for tests of what a follower reads, and of how it copes with a watch it
+//! cannot open or that cannot read.
 
-use crate::datastore::{Backend, DatastoreError, Key, Kind, RawList, RawObject, RawWatch, RawWrite, Result, Revision};
+use crate::datastore::{
+    Backend, DatastoreError, Key, Kind, RawList, RawObject, RawWatch, RawWrite, Result, Revision,
+    WATCH_CHANNEL_CAPACITY,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Full listings served, by kind (names-only listings and single reads are not counted).
+/// Full listings served and watches opened, by kind (names-only listings and single reads are
+/// not counted).
 #[derive(Clone, Default)]
-pub struct Listings(Arc<Mutex<BTreeMap<Kind, usize>>>);
+pub struct Listings {
+    listed: Arc<Mutex<BTreeMap<Kind, usize>>>,
+    watched: Arc<Mutex<BTreeMap<Kind, usize>>>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Listings {
     pub fn of(&self, kind: Kind) -> usize {
-        self.0.lock().expect("not poisoned").get(&kind).copied().unwrap_or(0)
+        self.listed.lock().expect("not poisoned").get(&kind).copied().unwrap_or(0)
+    }
+
+    pub fn watches(&self, kind: Kind) -> usize {
+        self.watched.lock().expect("not poisoned").get(&kind).copied().unwrap_or(0)
+    }
+
+    /// From now on every listing fails as `Unavailable` (`false`: they are served again); a
+    /// failed listing is counted too.
+    pub fn fail_listings(&self, fail: bool) {
+        self.failing.store(fail, Ordering::SeqCst);
     }
 }
 
@@ -21,13 +40,27 @@ pub struct CountingBackend<B> {
     inner: B,
     listings: Listings,
     refused_watches: AtomicUsize,
+    unreachable_once: AtomicUsize,
 }
 
 impl<B: Backend> CountingBackend<B> {
     /// Wraps `inner`; its first `refused_watches` watches fail as `Unavailable`.
     pub fn new(inner: B, refused_watches: usize) -> (CountingBackend<B>, Listings) {
         let listings = Listings::default();
-        (CountingBackend { inner, listings: listings.clone(), refused_watches: refused_watches.into() }, listings)
+        let backend = CountingBackend {
+            inner,
+            listings: listings.clone(),
+            refused_watches: refused_watches.into(),
+            unreachable_once: 0.into(),
+        };
+        (backend, listings)
+    }
+
+    /// The next `n` watches opened report the store unreachable (`Err(Unavailable)`) once,
+    /// after their first event, and go on.
+    pub fn unreachable_once(self, n: usize) -> Self {
+        self.unreachable_once.store(n, Ordering::SeqCst);
+        self
     }
 }
 
@@ -37,7 +70,10 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.inner.get(key).await
     }
     async fn list(&self, kind: Kind) -> Result<RawList> {
-        *self.listings.0.lock().expect("not poisoned").entry(kind).or_default() += 1;
+        *self.listings.listed.lock().expect("not poisoned").entry(kind).or_default() += 1;
+        if self.listings.failing.load(Ordering::SeqCst) {
+            return Err(DatastoreError::unavailable("listings fail, says the test"));
+        }
         self.inner.list(kind).await
     }
     async fn list_prefix(&self, kind: Kind, prefix: &str) -> Result<RawList> {
@@ -65,9 +101,29 @@ impl<B: Backend> Backend for CountingBackend<B> {
         self.inner.check()
     }
     async fn watch(&self, kind: Kind, from: Option<Revision>) -> Result<RawWatch> {
-        if self.refused_watches.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        let take = |n: &AtomicUsize| n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if take(&self.refused_watches) {
             return Err(DatastoreError::unavailable("refused by the test"));
         }
-        self.inner.watch(kind, from).await
+        let mut inner = self.inner.watch(kind, from).await?;
+        *self.listings.watched.lock().expect("not poisoned").entry(kind).or_default() += 1;
+        if !take(&self.unreachable_once) {
+            return Ok(inner);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Some(event) = inner.recv().await {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                if std::mem::take(&mut first)
+                    && tx.send(Err(DatastoreError::unavailable("unreachable, says the test"))).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 }
