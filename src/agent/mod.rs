@@ -368,6 +368,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     if config.metrics.enabled {
         let mut metrics = Metrics::new();
+        metrics
+            .tortie()
+            .register_collector(Box::new(crate::metrics::datastore::DatastoreCollector { reads: ds.reads() }));
         metrics.tortie().register_collector(Box::new(DataplaneCollector {
             table: config.dataplane.route_table,
             stats: programmer.stats.clone(),

@@ -13,6 +13,7 @@
 mod backend;
 mod error;
 mod key;
+pub mod reads;
 mod revision;
 mod store;
 pub mod unsupported;

@@ -2,6 +2,7 @@
 //! is read, so that a corrupt record is an `InvalidData` error naming its key, never a panic.
 
 use super::backend::{Backend, RawList, RawObject, RawWrite};
+use super::reads::Reads;
 use super::resources::Resource;
 use super::watch::WatchStream;
 use super::{DatastoreError, Key, Result, Revision};
@@ -24,19 +25,25 @@ pub struct Listing<R> {
     pub revision: Revision,
 }
 
-/// The datastore handle callers use; cheap to clone.
+/// The datastore handle callers use; cheap to clone (the clones share their [`Reads`]).
 #[derive(Clone)]
 pub struct Datastore {
     backend: Arc<dyn Backend>,
+    reads: Arc<Reads>,
 }
 
 impl Datastore {
     pub fn new(backend: impl Backend) -> Datastore {
-        Datastore { backend: Arc::new(backend) }
+        Datastore::from_arc(Arc::new(backend))
     }
 
     pub fn from_arc(backend: Arc<dyn Backend>) -> Datastore {
-        Datastore { backend }
+        Datastore { backend, reads: Arc::default() }
+    }
+
+    /// The listings made through this handle and its clones, their watches' resyncs included.
+    pub fn reads(&self) -> Arc<Reads> {
+        self.reads.clone()
     }
 
     /// The untyped backend, for tools that move records without knowing their types.
@@ -49,12 +56,16 @@ impl Datastore {
     }
 
     pub async fn list<R: Resource>(&self) -> Result<Listing<R>> {
-        Ok(decode_list(self.backend.list(R::KIND).await?))
+        let raw = self.backend.list(R::KIND).await?;
+        self.reads.note(R::KIND, raw.objects.len());
+        Ok(decode_list(raw))
     }
 
     /// The records of `R`'s kind whose names start with `prefix`.
     pub async fn list_prefix<R: Resource>(&self, prefix: &str) -> Result<Listing<R>> {
-        Ok(decode_list(self.backend.list_prefix(R::KIND, prefix).await?))
+        let raw = self.backend.list_prefix(R::KIND, prefix).await?;
+        self.reads.note(R::KIND, raw.objects.len());
+        Ok(decode_list(raw))
     }
 
     /// The names of every record of `R`'s kind, without reading their values.
@@ -100,7 +111,7 @@ impl Datastore {
 
     /// Changes after `from` (or the current state then changes, without `from`).
     pub async fn watch<R: Resource>(&self, from: Option<Revision>) -> Result<WatchStream<R>> {
-        Ok(WatchStream::new(self.backend.watch(R::KIND, from).await?))
+        Ok(WatchStream::new(self.backend.watch(R::KIND, from).await?, self.reads.clone()))
     }
 }
 

@@ -1,10 +1,12 @@
 //! Typed watch events and the stream that decodes them from a backend's [`RawWatch`].
 
 use super::backend::{RawEvent, RawWatch};
+use super::reads::Reads;
 use super::resources::Resource;
 use super::store::{Listing, Stored, decode, decode_list};
 use super::{Result, Revision};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// One change to resources of type `R`.
 #[derive(Debug)]
@@ -25,12 +27,14 @@ pub enum WatchEvent<R> {
 /// A watch on one kind of resource. Dropping it ends the backend's watch.
 pub struct WatchStream<R> {
     raw: RawWatch,
+    /// Where its resyncs (each a listing) are counted.
+    reads: Arc<Reads>,
     _kind: PhantomData<fn() -> R>,
 }
 
 impl<R: Resource> WatchStream<R> {
-    pub(crate) fn new(raw: RawWatch) -> Self {
-        WatchStream { raw, _kind: PhantomData }
+    pub(crate) fn new(raw: RawWatch, reads: Arc<Reads>) -> Self {
+        WatchStream { raw, reads, _kind: PhantomData }
     }
 
     /// The next event; `None` only if the backend's watch task ended. A record that does not
@@ -47,7 +51,10 @@ impl<R: Resource> WatchStream<R> {
                 super::unsupported::forget(key.kind, &key.name);
                 Ok(WatchEvent::Deleted { name: key.name, revision })
             }
-            RawEvent::Resync(list) => Ok(WatchEvent::Resync(decode_list(list))),
+            RawEvent::Resync(list) => {
+                self.reads.note(R::KIND, list.objects.len());
+                Ok(WatchEvent::Resync(decode_list(list)))
+            }
             RawEvent::Bookmark(revision) => Ok(WatchEvent::Bookmark(revision)),
         })
     }

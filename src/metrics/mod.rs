@@ -9,6 +9,7 @@
 
 pub mod bgp;
 pub mod dataplane;
+pub mod datastore;
 pub mod ipam;
 pub mod nftables;
 pub mod policy;
