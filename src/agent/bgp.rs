@@ -372,6 +372,7 @@ async fn follow_peers(
     let mut filters_watch = ds.watch::<BgpFilter>(None).await.ok();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = true;
+    let mut nodes_open = true;
     let mut reachability: Option<Vec<DesiredRoute>> = None;
     loop {
         // While the Nodes are being read nothing else is read either: the current peers stay.
@@ -463,11 +464,15 @@ async fn follow_peers(
                 }
                 return;
             }
-            changed = inputs.nodes.changed() => {
+            changed = inputs.nodes.changed(), if nodes_open => {
                 // Any change to the node set may change the mesh: recompute (a burst of changes
-                // is one, the picture being the latest state).
-                if changed.is_err() { return }
-                resync = true;
+                // is one, the picture being the latest state). The picture ends when the agent
+                // stops, maybe before this task sees `stop`: it is then only no longer waited
+                // on, so that the stop above still leaves the sessions as it should.
+                match changed {
+                    Ok(()) => resync = true,
+                    Err(_) => nodes_open = false,
+                }
             }
             ev = super::routes::next_event(&mut peers_watch) => {
                 // A BGPPeer added, changed or removed: recompute.
