@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tortie::netns::{Topology, run_in_namespace};
+use tortie::netns::Topology;
 use tortie::testing::wait_until;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -20,15 +20,8 @@ const QUIET: [&str; 7] =
 
 /// `tortie_datastore_listings_total` by kind, from the agent's metrics in namespace `ns`.
 fn listings(t: &Topology, ns: &str) -> Option<BTreeMap<String, u64>> {
-    let text = run_in_namespace(&t.ns(ns), || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9478").ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).ok()?;
-        Some(raw)
-    })
-    .ok()??;
+    let out = t.exec(ns, &["curl", "-s", "http://127.0.0.1:9478/metrics"]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
     let prefix = "tortie_datastore_listings_total{kind=\"";
     let counts: BTreeMap<String, u64> = text
         .lines()

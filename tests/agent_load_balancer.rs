@@ -146,11 +146,8 @@ fn an_idle_controller_passes_once_per_period_and_reads_no_block_without_a_pool()
     use tortie::testing::CountingBackend;
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (ds, listings) = rt.block_on(async {
-        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let (backend, listings) = CountingBackend::new(inner, 0);
-        (Datastore::new(backend), listings)
-    });
+    let (backend, listings) = rt.block_on(CountingBackend::sqlite(dir.path()));
+    let ds = Datastore::new(backend);
     let (resync, lease) = (Duration::from_millis(100), Duration::from_secs(1));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     rt.spawn(follow(ds.clone(), "node-a".into(), resync, lease, stop));

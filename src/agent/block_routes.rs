@@ -20,10 +20,6 @@ use std::future::Future;
 use std::net::IpAddr;
 use tokio::sync::{mpsc, watch};
 
-/// How long after a failed listing, or a watch that could not be opened or ended, the next
-/// attempt is made.
-const RETRY: std::time::Duration = super::picture::RETRY;
-
 /// Asks the block-routes task to send its whole current set again.
 #[derive(Clone)]
 pub struct BlockRoutesHandle {
@@ -60,10 +56,7 @@ async fn follow(
     let mut nodes_watch = ds.watch::<Node>(None).await.ok();
     // Only while a watch is missing or the last listing failed: the watch is opened again and
     // everything listed. While both hold, nothing is read but on their events.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RETRY, RETRY);
-    // Not polled while all is well: the first retry after a long healthy run is one tick, not
-    // every tick missed meanwhile.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = super::picture::retry_timer();
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {
@@ -84,12 +77,8 @@ async fn follow(
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick(), if failed || blocks_watch.is_none() || nodes_watch.is_none() => {
-                if blocks_watch.is_none() {
-                    blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
-                }
-                if nodes_watch.is_none() {
-                    nodes_watch = ds.watch::<Node>(None).await.ok();
-                }
+                super::picture::reopen(&ds, &mut blocks_watch).await;
+                super::picture::reopen(&ds, &mut nodes_watch).await;
             }
             asked = resend.recv() => if asked.is_some() { send_all = true },
             ev = next_event(&mut blocks_watch) => if ev.is_none() { blocks_watch = None },

@@ -23,16 +23,14 @@ mod tests {
     use super::*;
     use crate::datastore::Kind;
     use crate::datastore::resources::IpPool;
-    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
     use crate::testing::{CountingBackend, Listings};
     use std::time::{Duration, Instant};
 
     /// The datastore, and the count of its block listings; its first `refused_watches` watches
     /// fail.
     async fn counting(dir: &std::path::Path, refused_watches: usize) -> (Datastore, Listings) {
-        let inner = SqliteBackend::open(dir.join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let (backend, listings) = CountingBackend::new(inner, refused_watches);
-        (Datastore::new(backend), listings)
+        let (backend, listings) = CountingBackend::sqlite(dir).await;
+        (Datastore::new(backend.refuse_watches(refused_watches)), listings)
     }
 
     async fn until<T>(rx: &watch::Receiver<T>, deadline: Instant, done: impl FnMut(&T) -> bool) {
@@ -123,8 +121,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_watch_reporting_the_store_unreachable_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let (backend, listings) = CountingBackend::new(inner, 0);
+        let (backend, listings) = CountingBackend::sqlite(dir.path()).await;
         let ds = Datastore::new(backend.unreachable_once(1));
         one_block_then_another(&ds, super::picture::RETRY * 3).await;
         assert_eq!((listings.watches(Kind::IpamBlock), listings.of(Kind::IpamBlock)), (1, 0), "watches, listings");

@@ -9,6 +9,7 @@ use crate::api::StatusReport;
 use crate::dataplane::ProgrammerState;
 use crate::datastore::resources::{BgpSessionStatus, NodeStatus};
 use crate::datastore::{Datastore, DatastoreError, Revision};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -92,18 +93,14 @@ impl StatusWriter {
 
 /// Deletes the records of nodes whose Node is gone and whose agent stopped writing them (stale):
 /// a deleted node's record would otherwise show in `tortie cluster status` for ever. `nodes` are
-/// the Nodes (the agent's picture of them): only the records' names are listed, and a record is
-/// read only when its Node is gone. Every agent does this (compare-and-swap, so two agents
+/// the Nodes' names (from the agent's picture of them): only the records' names are listed, and a
+/// record is read only when its Node is gone. Every agent does this (compare-and-swap, so two agents
 /// deleting at once do no harm); a record whose agent still writes it stays until that agent
 /// stops. Returns the records deleted.
-pub async fn remove_orphans(
-    ds: &Datastore,
-    nodes: &Known<crate::datastore::resources::Node>,
-    now: u64,
-) -> Result<Vec<String>, DatastoreError> {
+pub async fn remove_orphans(ds: &Datastore, nodes: &BTreeSet<String>, now: u64) -> Result<Vec<String>, DatastoreError> {
     let mut removed = Vec::new();
     let names = ds.list_names::<NodeStatus>().await?;
-    for name in names.into_iter().filter(|name| nodes.get(name).is_none()) {
+    for name in names.into_iter().filter(|name| !nodes.contains(name)) {
         let record = match ds.get::<NodeStatus>(&name).await {
             Ok(record) if record.spec.is_stale(now) => record,
             Ok(_) | Err(DatastoreError::NotFound { .. }) => continue,
@@ -144,17 +141,17 @@ pub async fn publish(
     // known.
     let mut next_orphan_check: Option<Instant> = None;
     loop {
-        // A copy of the picture only when a check is due (a watch borrow is not held across
-        // the reads).
+        // The names only when a check is due (a watch borrow is not held across the reads).
         let due = next_orphan_check.is_none_or(|at| Instant::now() >= at);
-        let known = if due { nodes.borrow().clone() } else { None };
-        if let Some(known) = known {
-            let wait = match remove_orphans(&writer.ds, &known, super::unix_now()).await {
+        let names: Option<BTreeSet<String>> =
+            if due { nodes.borrow().as_ref().map(|k| k.stored().map(|n| n.name.clone()).collect()) } else { None };
+        if let Some(names) = names {
+            let wait = match remove_orphans(&writer.ds, &names, super::unix_now()).await {
                 Ok(removed) => {
                     for node in removed {
                         tracing::info!(subsys = "agent", node = %node, "removed the status record of a deleted node");
                     }
-                    orphan_check_period(known.len())
+                    orphan_check_period(names.len())
                 }
                 // Tried again one period later, not a whole cluster's period.
                 Err(e) => {
@@ -275,10 +272,8 @@ mod tests {
     async fn the_record_of_a_deleted_node_goes_once_stale() {
         use crate::datastore::Kind;
         use crate::datastore::resources::Node;
-        use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let (backend, listings) = crate::testing::CountingBackend::new(inner, 0);
+        let (backend, listings) = crate::testing::CountingBackend::sqlite(dir.path()).await;
         let ds = Datastore::new(backend);
         let now = crate::agent::unix_now();
         let old = now - UPDATE_PERIOD.as_secs() * (crate::datastore::resources::STALE_PERIODS + 1);

@@ -4,16 +4,37 @@
 //!
 //! The picture is read from the datastore only when the watch starts and when the watch lost its
 //! place — every backend's watch then sends a `Resync` of the whole state — never on a timer: at
-//! 1 000 nodes a listing of the IPAM blocks is about 3 MB, and one listing per agent every 30 s
-//! was about 100 MB/s for etcd to serve while nothing changed.
+//! 1 000 nodes a listing of the IPAM blocks is about 3 MB, so one listing per agent every 30 s
+//! is about 100 MB/s for etcd to serve while nothing changes.
 
 use crate::datastore::{Datastore, Resource, Stored, WatchEvent, WatchStream};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long after a watch could not be opened, or ended, the next attempt is made.
+/// How long after a watch could not be opened, or ended, or a read failed, the next attempt
+/// is made.
 pub const RETRY: Duration = Duration::from_secs(5);
+
+/// The timer of a follower that reads on events and retries, every [`RETRY`], only while a
+/// watch is missing or a read failed. Its first tick is a period away; it is not polled while
+/// all is well, so it delays rather than bursts the ticks it missed meanwhile (a first failure
+/// after a long healthy run is one retry, not one per period since the start).
+pub fn retry_timer() -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + RETRY, RETRY);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+/// Opens `w` again if it is missing (it starts with its listing).
+pub async fn reopen<R: Resource>(ds: &Datastore, w: &mut Option<WatchStream<R>>) {
+    if w.is_none() {
+        match ds.watch::<R>(None).await {
+            Ok(stream) => *w = Some(stream),
+            Err(e) => tracing::warn!(kind = %R::KIND, error = %e, "cannot watch; trying again later"),
+        }
+    }
+}
 
 /// The records by name, each at the revision last seen.
 #[derive(Clone, Debug)]
@@ -94,12 +115,9 @@ pub async fn follow<R: Resource>(ds: Datastore, out: watch::Sender<Option<Known<
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = retry.tick(), if records.is_none() => match ds.watch::<R>(None).await {
-                // Its first event is its listing.
-                Ok(w) => records = Some(w),
-                Err(e) => tracing::warn!(kind = %R::KIND, error = %e, "cannot watch; keeping what was computed"),
-            },
-            ev = next_event(&mut records) => match ev {
+            // Its first event is its listing.
+            _ = retry.tick(), if records.is_none() => reopen(&ds, &mut records).await,
+            ev = super::routes::next_event(&mut records) => match ev {
                 None => records = None,
                 Some(Ok(WatchEvent::Resync(listing))) => {
                     out.send_replace(Some(Known::from_listing(listing.items)));
@@ -122,15 +140,5 @@ pub async fn follow<R: Resource>(ds: Datastore, out: watch::Sender<Option<Known<
                 }
             }
         }
-    }
-}
-
-/// The next event of `w`; never, while there is no watch.
-pub async fn next_event<R: Resource>(
-    w: &mut Option<WatchStream<R>>,
-) -> Option<crate::datastore::Result<WatchEvent<R>>> {
-    match w {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
     }
 }

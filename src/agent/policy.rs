@@ -501,17 +501,6 @@ impl Follower {
     }
 }
 
-/// Opens `w` again if it is missing (it starts with its listing, which the full read after this
-/// covers).
-async fn reopen<T: Resource>(ds: &Datastore, w: &mut Option<crate::datastore::WatchStream<T>>) {
-    if w.is_none() {
-        match ds.watch::<T>(None).await {
-            Ok(stream) => *w = Some(stream),
-            Err(e) => tracing::warn!(subsys = "policy", kind = %T::KIND, error = %e, "cannot watch; read again later"),
-        }
-    }
-}
-
 /// Takes every event `w` has ready without waiting (a watch that ended becomes `None`); how
 /// many.
 fn drain<T: crate::datastore::Resource>(w: &mut Option<crate::datastore::WatchStream<T>>) -> usize {
@@ -541,9 +530,9 @@ pub async fn follow(
     let mut calico = ds.watch::<NetworkPolicy>(None).await.ok();
     let mut global = ds.watch::<GlobalNetworkPolicy>(None).await.ok();
     let mut kube = ds.watch::<KubeNetworkPolicy>(None).await.ok();
-    // Only while a watch is missing: it is opened again, and everything read.
-    let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + picture::RETRY, picture::RETRY);
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Only while a watch is missing or a read is owed: the watch is opened again (its listing
+    // covered by the full read after it), and everything read.
+    let mut retry = picture::retry_timer();
     let mut follower = Follower::default();
     let mut pods: Option<Pods> = None;
     let mut full = true;
@@ -575,10 +564,10 @@ pub async fn follow(
         let trigger = tokio::select! {
             _ = stop.changed() => return,
             _ = retry.tick(), if missing || owed => {
-                reopen(&ds, &mut namespaces).await;
-                reopen(&ds, &mut calico).await;
-                reopen(&ds, &mut global).await;
-                reopen(&ds, &mut kube).await;
+                picture::reopen(&ds, &mut namespaces).await;
+                picture::reopen(&ds, &mut calico).await;
+                picture::reopen(&ds, &mut global).await;
+                picture::reopen(&ds, &mut kube).await;
                 "retry"
             }
             changed = blocks.changed() => {

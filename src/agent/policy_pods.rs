@@ -61,9 +61,7 @@ impl Pods {
             }
         }
         for block in known.stored() {
-            if self.blocks.get(&block.name).is_none_or(|(held, _)| *held < block.revision) {
-                handles.extend(self.set_block(&block.name, block.revision, Some(&block.spec)));
-            }
+            handles.extend(self.set_block(&block.name, block.revision, Some(&block.spec)));
         }
         handles
     }

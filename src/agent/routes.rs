@@ -21,10 +21,6 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long after a failed listing, or a watch that could not be opened or ended, the next
-/// attempt is made.
-const POOLS_RETRY: Duration = super::picture::RETRY;
-
 /// Where locally owned prefixes are announced (the RIB).
 pub trait Originator: Send + Sync + 'static {
     fn originate(&self, prefix: IpNetwork) -> impl Future<Output = ()> + Send;
@@ -211,10 +207,7 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
     let mut pools_watch = ds.watch::<IpPool>(None).await.ok();
     // Only while the watch is missing or the last listing failed: the watch is opened again and
     // the pools listed. While it holds, nothing is read but on its events.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POOLS_RETRY, POOLS_RETRY);
-    // Not polled while all is well: the first retry after a long healthy run is one tick, not
-    // every tick missed meanwhile.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = super::picture::retry_timer();
     loop {
         let mut failed = false;
         match ds.list::<IpPool>().await {
@@ -235,11 +228,7 @@ pub async fn follow_pools(ds: Datastore, out: watch::Sender<Vec<IpPool>>, mut st
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick(), if pools_watch.is_none() || failed => {
-                if pools_watch.is_none() {
-                    pools_watch = ds.watch::<IpPool>(None).await.ok();
-                }
-            }
+            _ = tick.tick(), if pools_watch.is_none() || failed => super::picture::reopen(&ds, &mut pools_watch).await,
             ev = next_event(&mut pools_watch) => if ev.is_none() { pools_watch = None },
         }
     }
@@ -370,7 +359,6 @@ mod tests {
 mod pools_tests {
     use super::*;
     use crate::datastore::Kind;
-    use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
     use crate::testing::CountingBackend;
 
     /// After a long healthy run, a listing that fails is retried once per retry period: the
@@ -379,8 +367,7 @@ mod pools_tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_listing_after_a_long_healthy_run_is_retried_once_per_period() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap();
-        let (backend, listings) = CountingBackend::new(inner, 0);
+        let (backend, listings) = CountingBackend::sqlite(dir.path()).await;
         let ds = Datastore::new(backend);
         let (stop_tx, stop) = watch::channel(false);
         let (pools_tx, mut pools) = watch::channel(Vec::new());
@@ -389,12 +376,12 @@ mod pools_tests {
         ds.create("a", &first).await.unwrap();
         let wait = pools.wait_for(|p| p.len() == 1);
         tokio::time::timeout(Duration::from_secs(3600), wait).await.expect("in time").expect("open");
-        tokio::time::sleep(POOLS_RETRY * 120).await;
+        tokio::time::sleep(crate::agent::picture::RETRY * 120).await;
         listings.fail_listings(true);
         let before = listings.of(Kind::IpPool);
         // A pool event makes it list, which fails.
         ds.create("b", &IpPool::new("10.245.0.0/16".parse().unwrap())).await.unwrap();
-        tokio::time::sleep(POOLS_RETRY * 2 + POOLS_RETRY / 2).await;
+        tokio::time::sleep(crate::agent::picture::RETRY * 2 + crate::agent::picture::RETRY / 2).await;
         let attempts = listings.of(Kind::IpPool) - before;
         assert!((1..=4).contains(&attempts), "{attempts} listings in two and a half retry periods");
         listings.fail_listings(false);

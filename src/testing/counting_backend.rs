@@ -44,16 +44,22 @@ pub struct CountingBackend<B> {
 }
 
 impl<B: Backend> CountingBackend<B> {
-    /// Wraps `inner`; its first `refused_watches` watches fail as `Unavailable`.
-    pub fn new(inner: B, refused_watches: usize) -> (CountingBackend<B>, Listings) {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> (CountingBackend<B>, Listings) {
         let listings = Listings::default();
         let backend = CountingBackend {
             inner,
             listings: listings.clone(),
-            refused_watches: refused_watches.into(),
+            refused_watches: 0.into(),
             unreachable_once: 0.into(),
         };
         (backend, listings)
+    }
+
+    /// The next `n` watches fail as `Unavailable`.
+    pub fn refuse_watches(self, n: usize) -> Self {
+        self.refused_watches.store(n, Ordering::SeqCst);
+        self
     }
 
     /// The next `n` watches opened report the store unreachable (`Err(Unavailable)`) once,
@@ -61,6 +67,15 @@ impl<B: Backend> CountingBackend<B> {
     pub fn unreachable_once(self, n: usize) -> Self {
         self.unreachable_once.store(n, Ordering::SeqCst);
         self
+    }
+}
+
+impl CountingBackend<crate::datastore::sqlite::SqliteBackend> {
+    /// Around a new sqlite store at `dir/ds.db`.
+    pub async fn sqlite(dir: &std::path::Path) -> (Self, Listings) {
+        use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
+        let inner = SqliteBackend::open(dir.join("ds.db"), SqliteOptions::default()).await.expect("a sqlite store");
+        CountingBackend::new(inner)
     }
 }
 
