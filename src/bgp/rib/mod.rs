@@ -13,6 +13,7 @@
 //!   shared table dumps for all of them;
 //! - [`peer`]: per-peer Adj-RIB-Out, place in the feed and send queue;
 //! - [`sent_sets`]: the ADD-PATH Adj-RIB-Out lists of all peers, each distinct one once;
+//! - [`adj_out`]: a peer's list id per prefix, by the prefix's RIB-wide number;
 //! - [`pack`]: UPDATE packing;
 //! - [`wire`]: a batch of UPDATEs encoded into one buffer, attributes encoded once per set;
 //! - [`task`]: the RIB task (events, commands, flushing with back-pressure);
@@ -21,6 +22,7 @@
 //! Rules and defaults are documented in `docs/bgp-routing.md`.
 
 pub mod addpath;
+pub mod adj_out;
 pub mod attr_table;
 pub mod attrs;
 pub mod best;

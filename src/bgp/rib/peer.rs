@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 
-use crate::prefix_map::PrefixMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::PeerSetup;
+use super::adj_out::PeerSent;
 use super::attrs::Attrs;
 use super::feed::{ChangeLog, PeerFeed};
 use super::sent_sets::SentSets;
@@ -58,7 +58,7 @@ pub struct RibPeer {
     pub adj_out: FxHashMap<IpNetwork, Attrs>,
     /// What the peer was last sent per prefix, path by path (families with
     /// ADD-PATH send): the id of the list in the RIB's [`SentSets`].
-    pub adj_out_paths: PrefixMap,
+    pub adj_out_paths: PeerSent,
     /// The prefixes whose advertisement it has yet to recompute.
     pub feed: PeerFeed,
     pub queue: VecDeque<Outbound>,
@@ -73,10 +73,7 @@ pub struct RibPeer {
 impl RibPeer {
     /// Gives back the peer's ADD-PATH Adj-RIB-Out (before it is forgotten or dropped).
     pub fn release_sent(&mut self, sent: &mut SentSets) {
-        for (_, id) in self.adj_out_paths.iter() {
-            sent.release(id);
-        }
-        self.adj_out_paths = PrefixMap::default();
+        sent.forget(&mut self.adj_out_paths);
     }
 
     pub fn new(addr: IpAddr, setup: PeerSetup, outbound: mpsc::Sender<Outbound>) -> Self {
@@ -89,7 +86,7 @@ impl RibPeer {
             epoch: 0,
             rejected: FxHashSet::default(),
             adj_out: FxHashMap::default(),
-            adj_out_paths: PrefixMap::default(),
+            adj_out_paths: PeerSent::default(),
             feed: PeerFeed::default(),
             queue: VecDeque::new(),
             waiting: false,

@@ -15,10 +15,15 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use ipnetwork::IpNetwork;
+
 use super::addpath::SentPath;
+use super::adj_out::{PeerSent, PrefixIndex};
+use super::net::family;
+use crate::bgp::packet::Family;
 
 /// A list's id, as a peer's map stores it.
-pub type SentId = u64;
+pub type SentId = u32;
 
 /// A list compared and hashed field by field, the attributes by identity
 /// (they are interned).
@@ -54,12 +59,14 @@ impl Hash for Key {
     }
 }
 
-/// The distinct lists, each with the number of (peer, prefix) entries using it.
+/// The distinct lists, each with the number of (peer, prefix) entries using
+/// it, and the numbers of the prefixes the peers hold.
 #[derive(Debug, Default)]
 pub struct SentSets {
     ids: FxHashMap<Key, SentId>,
     lists: Vec<Option<(Key, u64)>>,
     free: Vec<SentId>,
+    prefixes: PrefixIndex,
 }
 
 impl SentSets {
@@ -80,7 +87,7 @@ impl SentSets {
             }
             return id;
         }
-        let id = self.free.pop().unwrap_or(self.lists.len() as SentId);
+        let id = self.free.pop().unwrap_or_else(|| SentId::try_from(self.lists.len()).expect("fewer than 2^32 lists"));
         let slot = Some((key.clone(), 1));
         match self.lists.get_mut(id as usize) {
             Some(free) => *free = slot,
@@ -101,6 +108,44 @@ impl SentSets {
             self.ids.remove(&key);
             self.free.push(id);
         }
+    }
+
+    /// What `peer` was sent for `net`.
+    pub fn sent_to(&self, peer: &PeerSent, net: &IpNetwork) -> &[SentPath] {
+        peer.get(&self.prefixes, net).map(|id| self.get(id)).unwrap_or_default()
+    }
+
+    /// Records that `peer` now holds `paths` for `net` (none: forgets it).
+    pub fn record(&mut self, peer: &mut PeerSent, net: IpNetwork, paths: Vec<SentPath>) {
+        let replaced = if paths.is_empty() {
+            peer.remove(&mut self.prefixes, &net)
+        } else {
+            let id = self.acquire(paths);
+            peer.insert(&mut self.prefixes, net, id)
+        };
+        if let Some(old) = replaced {
+            self.release(old);
+        }
+    }
+
+    /// Marks every path `peer` holds of `family` as to be sent again under its id (a route refresh).
+    pub fn unsend(&mut self, peer: &mut PeerSent, refreshed: Family) {
+        let held: Vec<(u32, SentId)> =
+            peer.iter().filter(|(number, _)| family(&self.prefixes.net(*number)) == refreshed).collect();
+        for (number, id) in held {
+            let unsent = self.get(id).iter().map(|p| SentPath { attrs: None, ..p.clone() }).collect();
+            let again = self.acquire(unsent);
+            self.release(id);
+            peer.replace(number, again);
+        }
+    }
+
+    /// Forgets everything `peer` holds.
+    pub fn forget(&mut self, peer: &mut PeerSent) {
+        for (_, id) in peer.iter() {
+            self.release(id);
+        }
+        peer.clear(&mut self.prefixes);
     }
 
     /// Distinct lists in use.

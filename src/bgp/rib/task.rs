@@ -594,16 +594,7 @@ impl RibTask {
         // Forget what was sent so that all of it goes again.
         peer.adj_out.retain(|net, _| family(net) != refreshed);
         // ADD-PATH: keep the ids (the peer still has them), resend every path under its id.
-        let sets = &mut self.sent;
-        peer.adj_out_paths.retain(|net, id| {
-            if family(&net) != refreshed {
-                return Some(id);
-            }
-            let unsent = sets.get(id).iter().map(|p| SentPath { attrs: None, ..p.clone() }).collect();
-            let again = sets.acquire(unsent);
-            sets.release(id);
-            Some(again)
-        });
+        self.sent.unsend(&mut peer.adj_out_paths, refreshed);
         let loc = &self.loc;
         self.changes.start(&mut peer.feed, Some(refreshed), || loc.keys());
         // The session turns this End-of-RIB into EoRR (it sent BoRR, RFC 7313).
@@ -928,7 +919,7 @@ impl RibTask {
                         Some(WantedPath { source: p.source, source_id: p.path_id, attrs })
                     })
                     .collect();
-                let before = peer.adj_out_paths.get(&net).map(|id| self.sent.get(id)).unwrap_or_default();
+                let before = self.sent.sent_to(&peer.adj_out_paths, &net);
                 let diff = addpath::diff(before, want);
                 for id in diff.withdraw {
                     withdraw.entry(f).or_default().push((net, Some(id)));
@@ -982,14 +973,7 @@ impl RibTask {
             };
         }
         for (net, sent) in path_changes {
-            let replaced = if sent.is_empty() {
-                peer.adj_out_paths.remove(&net)
-            } else {
-                peer.adj_out_paths.insert(net, self.sent.acquire(sent))
-            };
-            if let Some(old) = replaced {
-                self.sent.release(old);
-            }
+            self.sent.record(&mut peer.adj_out_paths, net, sent);
         }
     }
 
