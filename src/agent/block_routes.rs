@@ -1,19 +1,19 @@
-//! The remote routes when BGP is off (Calico's VXLAN-only mode): computed from the datastore
-//! instead of learned. Every block affine to another node is routed via that node's underlay
-//! address of the block's family, every address another node borrowed from a block not its own
-//! via that node as a /32 (/128); nothing for this node's own blocks or addresses. They leave
+//! The remote routes when BGP is off (Calico's VXLAN-only mode): computed from the agent's
+//! pictures of the blocks and the Nodes instead of learned. Every block affine to another node
+//! is routed via that node's underlay address of the block's family, every address another node
+//! borrowed from a block not its own via that node as a /32 (/128); nothing for this node's own
+//! blocks or addresses. They leave
 //! as the RIB's best-path changes do, so the same remote-routes stage takes either.
 
-use super::routes::next_event;
+use super::blocks::KnownBlocks;
+use super::picture::Known;
 use crate::bgp::rib::{Addrs, BEST_PATH_BATCH, BestPathChange};
 use crate::datastore::resources::{IpamBlock, Node};
-use crate::datastore::{Datastore, Resource, WatchStream};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
 use crate::ipam::claim::HOST_AFFINITY_PREFIX;
 use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::remote_routes::LearnedSource;
-use futures::FutureExt;
 use ipnetwork::IpNetwork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -33,40 +33,44 @@ impl LearnedSource for BlockRoutesHandle {
     }
 }
 
-/// The task following blocks and Nodes for `node` and sending route changes on `out` until
-/// `stop` changes or `out` is closed, and the handle to ask it for the whole set again.
+/// The task computing the routes for `node` from the agent's pictures of the blocks and the
+/// Nodes and sending their changes on `out` until `stop` changes or `out` is closed, and the
+/// handle to ask it for the whole set again.
 pub fn block_routes(
-    ds: Datastore,
+    blocks: watch::Receiver<Option<KnownBlocks>>,
+    nodes: watch::Receiver<Option<Known<Node>>>,
     node: String,
     out: mpsc::Sender<Vec<BestPathChange>>,
     stop: watch::Receiver<bool>,
 ) -> (BlockRoutesHandle, impl Future<Output = ()> + Send + 'static) {
     let (resend_tx, resend_rx) = mpsc::channel(1);
-    (BlockRoutesHandle { resend: resend_tx }, follow(ds, node, out, resend_rx, stop))
+    (BlockRoutesHandle { resend: resend_tx }, follow(blocks, nodes, node, out, resend_rx, stop))
 }
 
+/// Reads nothing from the datastore: the pictures are kept by their own watches, and a burst
+/// of changes (pods starting everywhere) is one recomputation, of the pictures as they are then.
 async fn follow(
-    ds: Datastore,
+    mut blocks: watch::Receiver<Option<KnownBlocks>>,
+    mut nodes: watch::Receiver<Option<Known<Node>>>,
     node: String,
     out: mpsc::Sender<Vec<BestPathChange>>,
     mut resend: mpsc::Receiver<()>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut blocks_watch = ds.watch::<IpamBlock>(None).await.ok();
-    let mut nodes_watch = ds.watch::<Node>(None).await.ok();
-    // Only while a watch is missing or the last listing failed: the watch is opened again and
-    // everything listed. While both hold, nothing is read but on their events.
-    let mut tick = super::picture::retry_timer();
     let mut routes = Routes::new(node);
     let mut send_all = false;
     loop {
-        let mut failed = false;
-        let changes = match read(&ds).await {
-            Ok((blocks, nodes)) => routes.update(&blocks, &nodes, std::mem::take(&mut send_all)),
-            Err(e) => {
-                failed = true;
-                tracing::warn!(subsys = "routes", error = %e, "cannot list blocks or nodes; keeping the last routes");
-                if std::mem::take(&mut send_all) { routes.all() } else { Vec::new() }
+        // Both are marked seen on every pass, so one changing while the other is being read
+        // does not wake this again and again; while either is being read the routes stay.
+        let changes = {
+            let (blocks, nodes) = (blocks.borrow_and_update(), nodes.borrow_and_update());
+            match (blocks.as_ref(), nodes.as_ref()) {
+                (Some(blocks), Some(nodes)) => {
+                    let named = nodes.stored().map(|n| (n.name.as_str(), &n.spec));
+                    routes.update(blocks.specs(), named, std::mem::take(&mut send_all))
+                }
+                _ if std::mem::take(&mut send_all) => routes.all(),
+                _ => Vec::new(),
             }
         };
         for chunk in changes.chunks(BEST_PATH_BATCH) {
@@ -76,38 +80,11 @@ async fn follow(
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick(), if failed || blocks_watch.is_none() || nodes_watch.is_none() => {
-                super::picture::reopen(&ds, &mut blocks_watch).await;
-                super::picture::reopen(&ds, &mut nodes_watch).await;
-            }
             asked = resend.recv() => if asked.is_some() { send_all = true },
-            ev = next_event(&mut blocks_watch) => if ev.is_none() { blocks_watch = None },
-            ev = next_event(&mut nodes_watch) => if ev.is_none() { nodes_watch = None },
-        }
-        // A burst of writes (pods starting everywhere) is one list, not one per event.
-        drain(&mut blocks_watch);
-        drain(&mut nodes_watch);
-    }
-}
-
-/// Takes every event `w` has ready without waiting; an ended stream becomes `None`.
-fn drain<T: Resource>(w: &mut Option<WatchStream<T>>) {
-    loop {
-        match next_event(w).now_or_never() {
-            None => return,
-            Some(None) => {
-                *w = None;
-                return;
-            }
-            Some(Some(_)) => {}
+            changed = blocks.changed() => if changed.is_err() { return },
+            changed = nodes.changed() => if changed.is_err() { return },
         }
     }
-}
-
-async fn read(ds: &Datastore) -> crate::datastore::Result<(Vec<IpamBlock>, Vec<(String, Node)>)> {
-    let blocks = ds.list::<IpamBlock>().await?.items.into_iter().map(|s| s.spec).collect();
-    let nodes = ds.list::<Node>().await?.items.into_iter().map(|s| (s.name, s.spec)).collect();
-    Ok((blocks, nodes))
 }
 
 /// The routes last sent, and which nodes were reported as lacking an address of a family.
@@ -124,20 +101,29 @@ impl Routes {
 
     /// The changes that make the routes of `blocks` and `nodes` the sent set (every route, not
     /// only the changed ones, with `all`).
-    fn update(&mut self, blocks: &[IpamBlock], nodes: &[(String, Node)], all: bool) -> Vec<BestPathChange> {
+    fn update<'a>(
+        &mut self,
+        blocks: impl IntoIterator<Item = &'a IpamBlock>,
+        nodes: impl IntoIterator<Item = (&'a str, &'a Node)>,
+        all: bool,
+    ) -> Vec<BestPathChange> {
         let wanted = self.wanted(blocks, nodes);
         self.apply(wanted, all)
     }
 
     /// Prefix → the underlay address of the node it is routed to.
-    fn wanted(&mut self, blocks: &[IpamBlock], nodes: &[(String, Node)]) -> BTreeMap<IpNetwork, IpAddr> {
+    fn wanted<'a>(
+        &mut self,
+        blocks: impl IntoIterator<Item = &'a IpamBlock>,
+        nodes: impl IntoIterator<Item = (&'a str, &'a Node)>,
+    ) -> BTreeMap<IpNetwork, IpAddr> {
         let underlay: BTreeMap<&str, (Option<IpAddr>, Option<IpAddr>)> = nodes
-            .iter()
+            .into_iter()
             .map(|(name, node)| {
                 let bgp = node.bgp.as_ref();
                 let v4 = bgp.and_then(|b| b.ipv4_address).map(|a| a.ip()).filter(IpAddr::is_ipv4);
                 let v6 = bgp.and_then(|b| b.ipv6_address).map(|a| a.ip()).filter(IpAddr::is_ipv6);
-                (name.as_str(), (v4, v6))
+                (name, (v4, v6))
             })
             .collect();
         let mut missing = BTreeSet::new();

@@ -346,7 +346,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             drop(best_paths);
             let capacity = crate::bgp::rib::BEST_PATH_CAPACITY / crate::bgp::rib::BEST_PATH_BATCH;
             let (changes_tx, changes_rx) = tokio::sync::mpsc::channel(capacity);
-            let (source, follow) = block_routes::block_routes(ds.clone(), name.clone(), changes_tx, stop_rx.clone());
+            let (source, follow) = block_routes::block_routes(
+                blocks_rx.clone(),
+                nodes_rx.clone(),
+                name.clone(),
+                changes_tx,
+                stop_rx.clone(),
+            );
             tasks.spawn("block routes", follow);
             Some(remote_routes::start(&encaps, &underlay, programmer.clone(), (changes_rx, source), wiring))
         }

@@ -1,6 +1,6 @@
 use super::*;
+use crate::datastore::Datastore;
 use crate::datastore::resources::{AllocationAttribute, NodeBgp};
-use crate::datastore::sqlite::{SqliteBackend, SqliteOptions};
 use std::time::Duration;
 
 fn node(v4: Option<&str>, v6: Option<&str>) -> Node {
@@ -20,6 +20,11 @@ fn nodes() -> Vec<(String, Node)> {
         ("b".to_string(), node(Some("10.0.0.2/24"), None)),
         ("c".to_string(), node(Some("10.0.0.3/24"), Some("fd00::3/64"))),
     ]
+}
+
+/// Nodes as the picture gives them.
+fn named(nodes: &[(String, Node)]) -> impl Iterator<Item = (&str, &Node)> {
+    nodes.iter().map(|(name, node)| (name.as_str(), node))
 }
 
 fn block(cidr: &str, owner: Option<&str>) -> IpamBlock {
@@ -49,15 +54,15 @@ fn ip(text: &str) -> IpAddr {
 fn another_nodes_block_is_routed_via_its_address_and_withdrawn_when_released() {
     let mut routes = Routes::new("a".into());
     let blocks = vec![block("10.244.1.0/26", Some("b")), block("10.244.0.0/26", Some("a"))];
-    let changes = routes.update(&blocks, &nodes(), false);
+    let changes = routes.update(&blocks, named(&nodes()), false);
     assert_eq!(routes_of(&changes), vec![("10.244.1.0/26".into(), vec![ip("10.0.0.2")])]);
     assert_eq!(changes[0].peers, changes[0].next_hops);
 
     // Nothing changed: nothing sent.
-    assert_eq!(routes.update(&blocks, &nodes(), false), vec![]);
+    assert_eq!(routes.update(&blocks, named(&nodes()), false), vec![]);
 
     let released = vec![block("10.244.1.0/26", None), block("10.244.0.0/26", Some("a"))];
-    let changes = routes.update(&released, &nodes(), false);
+    let changes = routes.update(&released, named(&nodes()), false);
     assert_eq!(routes_of(&changes), vec![("10.244.1.0/26".into(), vec![])]);
 }
 
@@ -72,7 +77,7 @@ fn borrowed_addresses_are_host_routes_via_the_borrower_and_ours_are_not_routed()
     allocate(&mut mine, 5, "c", "k8s-pod-network.c5");
     let mut unclaimed = block("10.244.2.0/26", None);
     allocate(&mut unclaimed, 0, "b", "vxlan-tunnel-addr-b");
-    let changes = routes.update(&[of_b, mine, unclaimed], &nodes(), false);
+    let changes = routes.update(&[of_b, mine, unclaimed], named(&nodes()), false);
     assert_eq!(
         routes_of(&changes),
         vec![
@@ -92,7 +97,7 @@ fn a_node_address_change_moves_its_routes_and_a_missing_family_gives_none() {
         block("fd00:244::/122", Some("b")),
         block("fd00:244::40/122", Some("c")),
     ];
-    let changes = routes.update(&blocks, &nodes(), false);
+    let changes = routes.update(&blocks, named(&nodes()), false);
     assert_eq!(
         routes_of(&changes),
         vec![("10.244.1.0/26".into(), vec![ip("10.0.0.2")]), ("fd00:244::40/122".into(), vec![ip("fd00::3")])]
@@ -101,7 +106,7 @@ fn a_node_address_change_moves_its_routes_and_a_missing_family_gives_none() {
 
     let mut moved = nodes();
     moved[1].1 = node(Some("10.0.1.2/24"), Some("fd00::2/64"));
-    let changes = routes.update(&blocks, &moved, false);
+    let changes = routes.update(&blocks, named(&moved), false);
     assert_eq!(
         routes_of(&changes),
         vec![("10.244.1.0/26".into(), vec![ip("10.0.1.2")]), ("fd00:244::/122".into(), vec![ip("fd00::2")])]
@@ -113,9 +118,9 @@ fn a_node_address_change_moves_its_routes_and_a_missing_family_gives_none() {
 fn resending_repeats_every_route() {
     let mut routes = Routes::new("a".into());
     let blocks = vec![block("10.244.1.0/26", Some("b")), block("10.244.2.0/26", Some("c"))];
-    let first = routes.update(&blocks, &nodes(), false);
+    let first = routes.update(&blocks, named(&nodes()), false);
     assert_eq!(first.len(), 2);
-    assert_eq!(routes.update(&blocks, &nodes(), true), first);
+    assert_eq!(routes.update(&blocks, named(&nodes()), true), first);
     assert_eq!(routes.all(), first);
 }
 
@@ -125,16 +130,23 @@ async fn next(rx: &mut mpsc::Receiver<Vec<BestPathChange>>) -> Vec<(String, Vec<
     routes_of(&changes.expect("the task is running"))
 }
 
+/// The task follows the agent's pictures of the blocks and the Nodes: it lists neither kind
+/// itself, whatever changes.
 #[tokio::test]
 async fn the_task_follows_blocks_and_nodes_and_resends_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let ds = Datastore::new(SqliteBackend::open(dir.path().join("ds.db"), SqliteOptions::default()).await.unwrap());
+    let (backend, listings) = crate::testing::CountingBackend::sqlite(dir.path()).await;
+    let ds = Datastore::new(backend);
     for (name, spec) in nodes() {
         ds.create(&name, &spec).await.unwrap();
     }
     let (tx, mut rx) = mpsc::channel(4);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (handle, task) = block_routes(ds.clone(), "a".into(), tx, stop_rx);
+    let (blocks_tx, blocks_rx) = watch::channel(None);
+    let (nodes_tx, nodes_rx) = watch::channel(None);
+    tokio::spawn(super::super::blocks::follow(ds.clone(), blocks_tx, stop_rx.clone()));
+    tokio::spawn(super::super::picture::follow::<Node>(ds.clone(), nodes_tx, stop_rx.clone()));
+    let (handle, task) = block_routes(blocks_rx, nodes_rx, "a".into(), tx, stop_rx);
     let task = tokio::spawn(task);
 
     let claimed = ds.create("10-244-1-0-26", &block("10.244.1.0/26", Some("b"))).await.unwrap();
@@ -150,6 +162,8 @@ async fn the_task_follows_blocks_and_nodes_and_resends_on_request() {
     ds.delete::<IpamBlock>("10-244-1-0-26", claimed.revision).await.unwrap();
     assert_eq!(next(&mut rx).await, vec![("10.244.1.0/26".to_string(), vec![])]);
 
+    use crate::datastore::Kind;
+    assert_eq!((listings.of(Kind::IpamBlock), listings.of(Kind::Node)), (0, 0), "listings of blocks, Nodes");
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
 }
@@ -163,7 +177,7 @@ fn load_balancer_blocks_are_not_routed_to_their_pseudo_node() {
     let lb = crate::services::lb_controller::IPAM_NODE;
     let mut lb_block = block("198.51.100.0/26", Some(lb));
     allocate(&mut lb_block, 0, lb, "lb.default.web");
-    let changes = routes.update(&[lb_block], &nodes(), false);
+    let changes = routes.update(&[lb_block], named(&nodes()), false);
     assert_eq!(routes_of(&changes), vec![]);
     assert!(routes.unroutable.is_empty(), "{:?}", routes.unroutable);
 }
