@@ -13,6 +13,7 @@
 #                              started
 #   wave_bytes / wave_ranges   the same from the registrations' start to 10 s after them
 #                              (the `tortie apply` client's own reads included)
+#   hwm_mib / anon_mib         the agent's peak RSS (VmHWM) and its anonymous RSS at the end
 # etcd and the agent run in a namespace of their own (tt-<pid>-reads); the agent is a node
 # agent with BGP (the other nodes' addresses lead nowhere) and the load-balancer lease, as the
 # only agent.
@@ -113,7 +114,8 @@ YAML
   sleep 10
   read -r b2 r2 < <(metrics)
   kill -0 "$AGENT_PID" 2>/dev/null || { echo "the agent ended early:" >&2; tail "$D/agent.log" >&2; exit 1; }
+  mib() { awk -v k="$1:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$AGENT_PID/status"; }
   echo "bin=$bin nodes=$N idle_s=$IDLE idle_bytes=$((b1 - b0)) idle_ranges=$((r1 - r0))" \
-    "wave=$WAVE wave_bytes=$((b2 - b1)) wave_ranges=$((r2 - r1))"
+    "wave=$WAVE wave_bytes=$((b2 - b1)) wave_ranges=$((r2 - r1)) hwm_mib=$(mib VmHWM) anon_mib=$(mib RssAnon)"
   stop
 done

@@ -28,7 +28,7 @@ mod etcd_process;
 
 use etcd_process::EtcdProcess;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tortie::agent::blocks::KnownBlocks;
@@ -106,7 +106,7 @@ fn block(i: usize) -> (String, IpamBlock) {
         b.allocations[ordinal] = Some(ordinal as u32);
         b.attributes.push(AllocationAttribute {
             handle_id: Some(handle),
-            secondary: BTreeMap::from([
+            secondary: tortie::datastore::resources::PackedMap::from([
                 ("namespace".to_string(), "default".to_string()),
                 ("node".to_string(), node.clone()),
                 ("pod".to_string(), format!("web-{i}-{ordinal}-7d9f8c6b5-x2k4q")),

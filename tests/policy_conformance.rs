@@ -225,10 +225,8 @@ async fn relabel(ds: &Datastore, ns: &str, pod: &str, labels: &selector::Labels)
         let mut block = stored.spec.clone();
         let mut touched = false;
         for attr in &mut block.attributes {
-            if attr.secondary.get("namespace").map(String::as_str) == Some(ns)
-                && attr.secondary.get("pod").map(String::as_str) == Some(pod)
-            {
-                attr.secondary.insert("labels".into(), serde_json::to_string(labels).unwrap());
+            if attr.secondary.get("namespace") == Some(ns) && attr.secondary.get("pod") == Some(pod) {
+                attr.secondary.insert("labels", serde_json::to_string(labels).unwrap());
                 touched = true;
             }
         }

@@ -154,7 +154,7 @@ impl Routes {
                 else {
                     continue;
                 };
-                if *by == self.me || Some(by.as_str()) == affine || handle_at(block, ordinal).is_none() {
+                if by == self.me || Some(by) == affine || handle_at(block, ordinal).is_none() {
                     continue;
                 }
                 let ip = ip_at(&block.cidr, ordinal);

@@ -3,8 +3,9 @@
 //! identity from the IPAM blocks it already watches.
 
 use crate::api::workloads::{AllocateRequest, PodIdentity};
+use crate::datastore::resources::PackedMap;
 use crate::policy::{Endpoint, NamedPort};
-use std::collections::BTreeMap;
+
 use std::net::IpAddr;
 
 /// The attribute holding the labels, as a JSON object.
@@ -39,17 +40,17 @@ pub fn attributes(r: &AllocateRequest) -> Vec<(&'static str, String)> {
 }
 
 /// The identity in `attrs` (an unreadable attribute reads as absent: another writer's).
-pub fn read(attrs: &BTreeMap<String, String>) -> PodIdentity {
+pub fn read(attrs: &PackedMap) -> PodIdentity {
     let labels = attrs.get(ATTR_LABELS).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
     let ports = attrs.get(ATTR_PORTS).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    (labels, attrs.get(ATTR_SERVICE_ACCOUNT).cloned().unwrap_or_default(), ports)
+    (labels, attrs.get(ATTR_SERVICE_ACCOUNT).unwrap_or_default().to_string(), ports)
 }
 
 /// The policy endpoint of a pod with `addresses` and allocation attributes `attrs`.
-pub fn endpoint(addresses: Vec<IpAddr>, attrs: &BTreeMap<String, String>) -> Endpoint {
+pub fn endpoint(addresses: Vec<IpAddr>, attrs: &PackedMap) -> Endpoint {
     let (labels, service_account, ports) = read(attrs);
-    let namespace = attrs.get("namespace").cloned().unwrap_or_default();
-    let pod = attrs.get("pod").cloned().unwrap_or_default();
+    let namespace = attrs.get("namespace").unwrap_or_default().to_string();
+    let pod = attrs.get("pod").unwrap_or_default().to_string();
     Endpoint {
         name: format!("{namespace}/{pod}"),
         namespace,

@@ -6,14 +6,14 @@ use super::blocks::KnownBlocks;
 use super::endpoint_attrs;
 use super::workloads::{ATTR_HOST_INTERFACE, addresses_of};
 use crate::datastore::Revision;
-use crate::datastore::resources::IpamBlock;
+use crate::datastore::resources::{IpamBlock, PackedMap};
 use crate::ipam::routes::NODE_ATTRIBUTE;
 use crate::policy::incremental::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// A block's workload allocations: handle, address, attributes.
-type Allocations = Vec<(String, IpAddr, BTreeMap<String, String>)>;
+type Allocations = Vec<(String, IpAddr, PackedMap)>;
 
 #[derive(Clone)]
 pub struct Pods {
@@ -82,15 +82,18 @@ impl Pods {
         first.map(|attrs| self.to_entry(addresses, attrs))
     }
 
-    fn to_entry(&self, addresses: Vec<IpAddr>, attrs: &BTreeMap<String, String>) -> Entry {
+    fn to_entry(&self, addresses: Vec<IpAddr>, attrs: &PackedMap) -> Entry {
         let endpoint = endpoint_attrs::endpoint(addresses, attrs);
-        let local = attrs.get(NODE_ATTRIBUTE).map(String::as_str) == Some(self.node.as_str());
-        Entry { endpoint: endpoint.into(), interface: local.then(|| attrs[ATTR_HOST_INTERFACE].clone()) }
+        let local = attrs.get(NODE_ATTRIBUTE) == Some(self.node.as_str());
+        Entry {
+            endpoint: endpoint.into(),
+            interface: local.then(|| attrs.get(ATTR_HOST_INTERFACE).unwrap_or_default().to_string()),
+        }
     }
 
     /// Every endpoint, by handle.
     pub fn entries(&self) -> BTreeMap<String, Entry> {
-        let mut by_handle: BTreeMap<&str, (Vec<IpAddr>, &BTreeMap<String, String>)> = BTreeMap::new();
+        let mut by_handle: BTreeMap<&str, (Vec<IpAddr>, &PackedMap)> = BTreeMap::new();
         for (_, allocations) in self.blocks.values() {
             for (handle, ip, attrs) in allocations {
                 by_handle.entry(handle).or_insert_with(|| (Vec::new(), attrs)).0.push(*ip);
@@ -115,7 +118,7 @@ mod tests {
             b.unallocated.retain(|o| *o as usize != *ordinal);
             b.attributes.push(AllocationAttribute {
                 handle_id: Some(format!("k8s-pod-network.{pod}")),
-                secondary: BTreeMap::from([
+                secondary: PackedMap::from([
                     (ATTR_HOST_INTERFACE.to_string(), format!("cali{pod}")),
                     ("namespace".to_string(), "default".to_string()),
                     ("pod".to_string(), pod.to_string()),

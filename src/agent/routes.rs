@@ -255,7 +255,10 @@ mod tests {
         b.spec.unallocated.retain(|o| *o != 0);
         b.spec.attributes.push(AllocationAttribute {
             handle_id: Some("h".into()),
-            secondary: [(crate::ipam::routes::NODE_ATTRIBUTE.to_string(), node.to_string())].into(),
+            secondary: crate::datastore::resources::PackedMap::from([(
+                crate::ipam::routes::NODE_ATTRIBUTE.to_string(),
+                node.to_string(),
+            )]),
             ..Default::default()
         });
         b

@@ -14,6 +14,7 @@ use crate::api::workloads::{AllocateRequest, GcAnswer, GcRequest, Released, Work
 use crate::dataplane::{DesiredRoute, Programmer, Route, RouteKind, RouteTarget};
 use crate::datastore::DatastoreError;
 use crate::datastore::Stored;
+use crate::datastore::resources::PackedMap;
 use crate::datastore::resources::{AssignmentMode, IpPool, IpamBlock, Namespace, PoolUse};
 use crate::ipam::block_math::ip_at;
 use crate::ipam::block_ops::handle_at;
@@ -325,16 +326,10 @@ impl Workloads {
     /// Refuses an address that is not a pod's of this node: the node that allocated it (its
     /// `node` attribute, else the block's affinity) must be this one, and it must be a pod's
     /// (a tunnel address has no host interface). One node's API never frees another's.
-    fn check_own(
-        &self,
-        handle: &str,
-        ip: IpAddr,
-        attrs: &BTreeMap<String, String>,
-        block: &IpamBlock,
-    ) -> Result<(), WorkloadError> {
+    fn check_own(&self, handle: &str, ip: IpAddr, attrs: &PackedMap, block: &IpamBlock) -> Result<(), WorkloadError> {
         // Who allocated it; without the attribute, whose block it is (`host:<node>`).
         let (owner, mine) = match attrs.get(NODE_ATTRIBUTE) {
-            Some(node) => (node.clone(), *node == self.node),
+            Some(node) => (node.to_string(), node == self.node),
             None => {
                 let affinity = block.affinity.clone().unwrap_or_default();
                 let mine = affinity == host_affinity(&self.node);
@@ -348,7 +343,7 @@ impl Workloads {
             )));
         }
         if !attrs.contains_key(ATTR_HOST_INTERFACE) {
-            let kind = attrs.get("type").map(String::as_str).unwrap_or("no host_interface");
+            let kind = attrs.get("type").unwrap_or("no host_interface");
             return Err(WorkloadError::Forbidden(format!(
                 "handle {handle:?} holds {ip}, which is not a pod's address ({kind}) of node {}",
                 self.node
@@ -370,9 +365,7 @@ impl Workloads {
         let mut by_handle: BTreeMap<String, Vec<Found>> = BTreeMap::new();
         for block in blocks {
             for (handle, ip, attrs) in addresses_of(block, |_| true) {
-                if attrs.get("node").map(String::as_str) == Some(self.node.as_str())
-                    && attrs.contains_key(ATTR_HOST_INTERFACE)
-                {
+                if attrs.get("node") == Some(self.node.as_str()) && attrs.contains_key(ATTR_HOST_INTERFACE) {
                     by_handle.entry(handle.clone()).or_default().push((handle, ip, attrs));
                 }
             }
@@ -383,7 +376,7 @@ impl Workloads {
     fn assemble(&self, handle: &str, mut found: Vec<Found>, pools: &[IpPool]) -> Option<Workload> {
         found.sort_by_key(|(_, ip, _)| (ip.is_ipv6(), *ip));
         let attrs = found.first()?.2.clone();
-        let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
+        let attr = |k: &str| attrs.get(k).unwrap_or_default().to_string();
         let programmed = self.programmed.lock().expect("not poisoned").contains(handle);
         let (labels, service_account, ports) = super::endpoint_attrs::read(&attrs);
         Some(Workload {
@@ -440,7 +433,7 @@ fn check_interface(field: &str, name: &str) -> Result<(), WorkloadError> {
 }
 
 /// One allocated address: its handle, the address and the allocation's attributes.
-type Found = (String, IpAddr, BTreeMap<String, String>);
+type Found = (String, IpAddr, PackedMap);
 
 /// `ip` as a host prefix (/32 or /128).
 fn host_network(ip: IpAddr) -> IpNetwork {
@@ -448,10 +441,7 @@ fn host_network(ip: IpAddr) -> IpNetwork {
 }
 
 /// The allocated addresses of `block` whose handle passes `keep`, with their attributes.
-pub(crate) fn addresses_of(
-    block: &IpamBlock,
-    keep: impl Fn(&str) -> bool,
-) -> Vec<(String, IpAddr, BTreeMap<String, String>)> {
+pub(crate) fn addresses_of(block: &IpamBlock, keep: impl Fn(&str) -> bool) -> Vec<(String, IpAddr, PackedMap)> {
     let mut out = Vec::new();
     for (ordinal, slot) in block.allocations.iter().enumerate() {
         let Some(index) = slot else { continue };

@@ -220,7 +220,7 @@ impl Admin {
             affinity: block.as_ref().and_then(|b| b.affinity.clone()),
             allocated: attrs.is_some(),
             handle: attrs.and_then(|a| a.handle_id.clone()),
-            attributes: attrs.map(|a| a.secondary.clone()),
+            attributes: attrs.map(|a| a.secondary.to_map()),
             sequence_number: block
                 .as_ref()
                 .and_then(|b| b.sequence_number_for_allocation.get(&ordinal.to_string()).copied()),

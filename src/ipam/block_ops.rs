@@ -2,6 +2,7 @@
 //! with one compare-and-swap, so many assignments can share a single write (group commit).
 
 use super::block_math::{ip_at, ordinal_of};
+use crate::datastore::resources::PackedMap;
 use crate::datastore::resources::{AllocationAttribute, IpamBlock};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
@@ -71,7 +72,7 @@ fn take(block: &mut IpamBlock, position: usize, handle: &str, secondary: &BTreeM
     let ordinal = block.unallocated.remove(position);
     block.attributes.push(AllocationAttribute {
         handle_id: Some(handle.to_string()),
-        secondary: secondary.clone(),
+        secondary: PackedMap::from(secondary),
         ..AllocationAttribute::default()
     });
     block.allocations[ordinal as usize] = Some((block.attributes.len() - 1) as u32);

@@ -6,6 +6,7 @@
 use super::block_math::{ip_at, overlaps, size};
 use super::block_ops;
 use super::liveness::{Holder, Liveness};
+use crate::datastore::resources::PackedMap;
 use crate::datastore::resources::{AffinityState, BlockAffinity, IpPool, IpReservation, IpamBlock, IpamHandle};
 use crate::datastore::{Datastore, Result};
 use ipnetwork::IpNetwork;
@@ -206,9 +207,9 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
                 .and_then(|index| b.spec.attributes.get(index as usize))
                 .map(|a| &a.secondary);
             if let Some(user) = attributes.and_then(|a| a.get("node"))
-                && affine_node != Some(user.as_str())
+                && affine_node != Some(user)
             {
-                *borrowers.entry(user.as_str()).or_insert(0) += 1;
+                *borrowers.entry(user).or_insert(0) += 1;
             }
             let mut problem = AddressProblem {
                 ip,
@@ -222,7 +223,8 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
                 Some(h) if handle_records.contains_key(h.as_str()) => {
                     *actual.entry((h.clone(), cidr.to_string())).or_insert(0) += 1;
                     if let Some(l) = &input.liveness {
-                        let holder = l.holder(Some(h), attributes.unwrap_or(&BTreeMap::new()));
+                        let none = PackedMap::new();
+                        let holder = l.holder(Some(h), attributes.unwrap_or(&none));
                         match holder {
                             Holder::Gone { workload, why } => {
                                 (problem.workload, problem.why) = (Some(workload), Some(why));

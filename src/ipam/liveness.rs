@@ -9,8 +9,9 @@
 //! them.
 
 use super::gc::{is_load_balancer_handle, is_tunnel_handle};
+use crate::datastore::resources::PackedMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// The allocation attributes naming the workload.
 const ATTR_POD: &str = "pod";
@@ -51,11 +52,11 @@ impl Holder {
 
 impl Liveness {
     /// Who holds an address allocated to `handle` with `attributes`.
-    pub fn holder(&self, handle: Option<&str>, attributes: &BTreeMap<String, String>) -> Holder {
+    pub fn holder(&self, handle: Option<&str>, attributes: &PackedMap) -> Holder {
         if handle.is_some_and(|h| is_tunnel_handle(h) || is_load_balancer_handle(h)) {
             return Holder::Infrastructure;
         }
-        let attr = |k: &str| attributes.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let attr = |k: &str| attributes.get(k).filter(|v| !v.is_empty());
         let workload = match (attr(ATTR_NAMESPACE), attr(ATTR_POD)) {
             (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
             (None, Some(pod)) => pod.to_string(),
@@ -83,7 +84,7 @@ impl Liveness {
 mod tests {
     use super::*;
 
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn attrs(pairs: &[(&str, &str)]) -> PackedMap {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
@@ -123,8 +124,8 @@ mod tests {
         let l = liveness(None);
         let lab = attrs(&[("host_interface", "tt1234"), ("node", "n1")]);
         assert_eq!(l.holder(Some("net.c"), &lab), Holder::Live { workload: "tt1234".into() });
-        assert_eq!(l.holder(Some("net.c"), &BTreeMap::new()), Holder::Unowned);
+        assert_eq!(l.holder(Some("net.c"), &PackedMap::new()), Holder::Unowned);
         assert!(!Holder::Unowned.in_use());
-        assert_eq!(l.holder(Some("ipip-tunnel-addr-n9"), &BTreeMap::new()), Holder::Infrastructure);
+        assert_eq!(l.holder(Some("ipip-tunnel-addr-n9"), &PackedMap::new()), Holder::Infrastructure);
     }
 }

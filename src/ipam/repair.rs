@@ -99,7 +99,7 @@ fn node_handles(block: &IpamBlock, node: &str) -> BTreeMap<String, u32> {
     for ordinal in 0..block.allocations.len() {
         let Some(Some(index)) = block.allocations.get(ordinal) else { continue };
         let by_node = block.attributes.get(*index as usize).and_then(|a| a.secondary.get(NODE_ATTRIBUTE));
-        if by_node.map(String::as_str) == Some(node)
+        if by_node == Some(node)
             && let Some(handle) = block_ops::handle_at(block, ordinal)
         {
             mine.insert(handle.to_string(), 0);

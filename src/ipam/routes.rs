@@ -42,7 +42,7 @@ pub fn borrowed_addresses_in<'a>(blocks: impl IntoIterator<Item = &'a IpamBlock>
         for (ordinal, slot) in block.allocations.iter().enumerate() {
             let Some(index) = slot else { continue };
             let by = block.attributes.get(*index as usize).and_then(|a| a.secondary.get(NODE_ATTRIBUTE));
-            if by.map(String::as_str) == Some(node) && handle_at(block, ordinal).is_some() {
+            if by == Some(node) && handle_at(block, ordinal).is_some() {
                 let ip = ip_at(&block.cidr, ordinal);
                 let host = if ip.is_ipv4() { 32 } else { 128 };
                 out.extend(IpNetwork::new(ip, host).ok());

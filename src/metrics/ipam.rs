@@ -51,7 +51,7 @@ pub fn usage(pools: &[IpPool], blocks: &[&IpamBlock]) -> Vec<PoolUsage> {
                 for index in b.allocations.iter().flatten() {
                     u.in_use += 1;
                     let by = b.attributes.get(*index as usize).and_then(|a| a.secondary.get("node"));
-                    if by.is_some_and(|n| Some(n.as_str()) != owner) {
+                    if by.is_some_and(|n| Some(n) != owner) {
                         u.borrowed += 1;
                     }
                 }
@@ -150,7 +150,7 @@ mod tests {
             allocations[i] = Some(i as u32);
             attributes.push(AllocationAttribute {
                 handle_id: Some(format!("h{i}")),
-                secondary: BTreeMap::from([("node".to_string(), node.to_string())]),
+                secondary: crate::datastore::resources::PackedMap::from([("node".to_string(), node.to_string())]),
                 ..AllocationAttribute::default()
             });
         }

@@ -45,8 +45,8 @@ pub async fn allocate_and_release_by_handle(h: &impl Harness) {
     assert_eq!(block.spec.affinity.as_deref(), Some("host:n1"));
     let attrs = &block.spec.attributes[block.spec.allocations[1].unwrap() as usize];
     assert_eq!(attrs.handle_id.as_deref(), Some("h-b"));
-    assert_eq!(attrs.secondary["pod"], "pod-h-b");
-    assert_eq!(attrs.secondary["namespace"], "default");
+    assert_eq!(attrs.secondary.get("pod"), Some("pod-h-b"));
+    assert_eq!(attrs.secondary.get("namespace"), Some("default"));
     let handle: Stored<IpamHandle> = store.get("h-a").await.unwrap();
     assert_eq!(handle.spec.block[&a.block.to_string()], 2);
     clean(store).await;

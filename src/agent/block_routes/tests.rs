@@ -35,7 +35,7 @@ fn block(cidr: &str, owner: Option<&str>) -> IpamBlock {
 fn allocate(block: &mut IpamBlock, ordinal: u32, node: &str, handle: &str) {
     block.attributes.push(AllocationAttribute {
         handle_id: Some(handle.to_string()),
-        secondary: BTreeMap::from([(NODE_ATTRIBUTE.to_string(), node.to_string())]),
+        secondary: crate::datastore::resources::PackedMap::from([(NODE_ATTRIBUTE.to_string(), node.to_string())]),
         ..AllocationAttribute::default()
     });
     block.allocations[ordinal as usize] = Some(block.attributes.len() as u32 - 1);

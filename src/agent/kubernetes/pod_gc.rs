@@ -28,7 +28,7 @@ pub fn pod_handles<'a>(blocks: impl Iterator<Item = &'a IpamBlock>, node: &str) 
                 (&attribute.handle_id, s.get("namespace"), s.get("pod"), s.get("node"))
                 && owner == node
             {
-                out.insert(handle.clone(), (namespace.clone(), pod.clone()));
+                out.insert(handle.clone(), (namespace.to_string(), pod.to_string()));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! IPAM resources: IPPool, IPAMBlock, BlockAffinity, IPAMHandle and IPAMConfig (Calico §2).
 
+use super::PackedMap;
 use ipnetwork::IpNetwork;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -246,12 +247,14 @@ pub struct AllocationAttribute {
     /// The IPAM handle the address belongs to (Calico spells it `handle_id`).
     #[serde(default, rename = "handle_id", skip_serializing_if = "Option::is_none")]
     pub handle_id: Option<String>,
-    /// Owner attributes: pod, namespace, node.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secondary: BTreeMap<String, String>,
+    /// Owner attributes: pod, namespace, node (packed: every agent holds every block's).
+    #[serde(default, skip_serializing_if = "PackedMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secondary: PackedMap,
     /// Calico's previous or potential owner (a live migration's other pod); kept as read.
-    #[serde(default, rename = "alternateOwnerAttrs", skip_serializing_if = "BTreeMap::is_empty")]
-    pub alternate_owner_attrs: BTreeMap<String, String>,
+    #[serde(default, rename = "alternateOwnerAttrs", skip_serializing_if = "PackedMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub alternate_owner_attrs: PackedMap,
     /// RFC 3339 time Calico released the address into its cool-down; the address stays
     /// allocated, as it does in Calico until the cool-down ends.
     #[serde(default, rename = "releasedAt", skip_serializing_if = "Option::is_none")]
