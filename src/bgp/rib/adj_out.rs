@@ -45,6 +45,10 @@ impl PrefixIndex {
     /// The number of `net` for one more user.
     fn hold(&mut self, net: IpNetwork) -> u32 {
         if let Some(value) = self.numbers.get(&net) {
+            debug_assert!(
+                value + ONE_USER <= crate::prefix_map::VALUE_MAX,
+                "more users of {net} than the map's value holds"
+            );
             self.numbers.insert(net, value + ONE_USER);
             return value as u32;
         }

@@ -87,7 +87,10 @@ impl SentSets {
             }
             return id;
         }
-        let id = self.free.pop().unwrap_or_else(|| SentId::try_from(self.lists.len()).expect("fewer than 2^32 lists"));
+        // Below `SentId::MAX`: a peer's page stores an id plus one.
+        let id = self.free.pop().unwrap_or_else(|| {
+            SentId::try_from(self.lists.len()).ok().filter(|id| *id < SentId::MAX).expect("fewer than 2^32 - 1 lists")
+        });
         let slot = Some((key.clone(), 1));
         match self.lists.get_mut(id as usize) {
             Some(free) => *free = slot,

@@ -247,7 +247,8 @@ pub struct AllocationAttribute {
     /// The IPAM handle the address belongs to (Calico spells it `handle_id`).
     #[serde(default, rename = "handle_id", skip_serializing_if = "Option::is_none")]
     pub handle_id: Option<String>,
-    /// Owner attributes: pod, namespace, node (packed: every agent holds every block's).
+    /// Owner attributes: pod, namespace, node.
+    // Packed (`PackedMap`): every agent holds every block's.
     #[serde(default, skip_serializing_if = "PackedMap::is_empty")]
     #[schemars(with = "BTreeMap<String, String>")]
     pub secondary: PackedMap,
