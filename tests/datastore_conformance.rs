@@ -272,3 +272,42 @@ async fn etcd_idle_client_keeps_its_connection() {
     // And the connection works.
     store.get::<IpamHandle>("idle").await.expect("read after the idle time");
 }
+
+/// The environment variable that makes the test below start etcd and wait to be killed.
+const ORPHAN_ROLE: &str = "TORTIE_TEST_ETCD_OWNER";
+
+/// An etcd server started for a test goes with the test process, even one killed with SIGKILL
+/// (a test runner's timeout), which runs no destructor: no server outlives its test holding
+/// its ports and data directory. This test runs itself again as that process.
+#[tokio::test]
+async fn an_etcd_server_goes_with_the_test_process_that_started_it() {
+    if std::env::var_os(ORPHAN_ROLE).is_some() {
+        let etcd = datastore_support::etcd_process::EtcdProcess::start().await;
+        println!("etcd pid {}", etcd.pid());
+        std::future::pending::<()>().await;
+    }
+    use std::io::BufRead;
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["an_etcd_server_goes_with_the_test_process_that_started_it", "--exact", "--nocapture"])
+        .env(ORPHAN_ROLE, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(owner.stdout.take().unwrap()).lines();
+    let pid: Option<i32> =
+        lines.map_while(Result::ok).find_map(|l| l.strip_prefix("etcd pid ").and_then(|p| p.trim().parse().ok()));
+    let _ = owner.kill();
+    owner.wait().unwrap();
+    let pid = pid.expect("the owner started etcd");
+    // Gone, or a zombie left for whoever reaps orphans here.
+    let alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    };
+    let gone =
+        tortie::testing::wait_until("etcd to end with its owner", Duration::from_secs(10), || (!alive()).then_some(()));
+    if gone.is_err() {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(gone.is_ok(), "etcd (pid {pid}) outlived the process that started it");
+}

@@ -1,7 +1,9 @@
 //! An etcd server for one test: its own temporary data directory, free loopback ports, killed by
-//! its PID on drop (also when the test panics).
+//! its PID on drop (also when the test panics), and by the kernel when the test process dies
+//! without running destructors (SIGKILL from a runner's timeout).
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -33,7 +35,7 @@ impl EtcdProcess {
 
     /// The etcd process's id (0 when it is not running), for benchmarks that read its CPU and
     /// memory from /proc.
-    #[allow(dead_code)] // only the benchmarks read it
+    #[allow(dead_code)] // only the benchmarks and one test read it
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, |c| c.id())
     }
@@ -59,7 +61,8 @@ impl EtcdProcess {
             .append(true)
             .open(self.dir.path().join("etcd.log"))
             .expect("etcd log file");
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        command
             .args(["--name", "tortie-test", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &self.endpoint(), "--advertise-client-urls", &self.endpoint()])
@@ -68,9 +71,9 @@ impl EtcdProcess {
             .arg(format!("tortie-test={peer}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start etcd (is etcd-server installed?)");
+            .stderr(log);
+        die_with_this_thread(&mut command);
+        let child = command.spawn().expect("start etcd (is etcd-server installed?)");
         self.child = Some(child);
         let endpoint = self.endpoint();
         let ready = tortie::testing::wait_until_async("etcd to accept writes", Duration::from_secs(20), || {
@@ -88,6 +91,28 @@ impl EtcdProcess {
             let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
             panic!("{e}; etcd log:\n{log}");
         }
+    }
+}
+
+/// Makes the process `command` starts receive SIGKILL when the thread starting it ends, which
+/// every end of a test process is (its threads end with it). A test starts etcd from the thread
+/// running the test, which outlives the server's use.
+#[allow(unsafe_code)]
+fn die_with_this_thread(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only makes two system calls,
+    // prctl and getppid, both async-signal-safe; it allocates nothing and takes no lock.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nothing would signal this one.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
