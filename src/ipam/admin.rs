@@ -221,9 +221,7 @@ impl Admin {
             allocated: attrs.is_some(),
             handle: attrs.and_then(|a| a.handle_id.clone()),
             attributes: attrs.map(|a| a.secondary.to_map()),
-            sequence_number: block
-                .as_ref()
-                .and_then(|b| b.sequence_number_for_allocation.get(&ordinal.to_string()).copied()),
+            sequence_number: block.as_ref().and_then(|b| b.sequence_number_for_allocation.get(&ordinal.to_string())),
             holder,
             block_in_use: block.as_ref().map_or(0, block_ops::in_use),
             block_size: block.as_ref().map_or(0, |b| b.allocations.len()),
@@ -251,7 +249,7 @@ impl Admin {
                 let handle = block_ops::handle_at(b, ordinal).map(str::to_string);
                 let attributes = b.attributes.get(*index as usize).map(|a| a.secondary.clone()).unwrap_or_default();
                 let holder = liveness.holder(handle.as_deref(), &attributes);
-                let sequence = b.sequence_number_for_allocation.get(&ordinal.to_string()).copied();
+                let sequence = b.sequence_number_for_allocation.get(&ordinal.to_string());
                 out.insert(ip, Allocated { ip, handle, sequence, holder });
             }
         }

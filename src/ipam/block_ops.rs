@@ -98,7 +98,7 @@ pub fn release_ip(block: &mut IpamBlock, ip: IpAddr, expected: Option<u64>) -> R
     if block.allocations.get(ordinal).copied().flatten().is_none() {
         return Released::AlreadyFree;
     }
-    let current = block.sequence_number_for_allocation.get(&ordinal.to_string()).copied();
+    let current = block.sequence_number_for_allocation.get(&ordinal.to_string());
     if let Some(given) = expected
         && current != Some(given)
     {

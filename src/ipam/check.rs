@@ -215,7 +215,7 @@ pub async fn check(store: &Datastore, input: &CheckInput) -> Result<CheckReport>
                 ip,
                 handle: handle.clone(),
                 block: b.name.clone(),
-                sequence_number: b.spec.sequence_number_for_allocation.get(&ordinal.to_string()).copied(),
+                sequence_number: b.spec.sequence_number_for_allocation.get(&ordinal.to_string()),
                 workload: None,
                 why: None,
             };

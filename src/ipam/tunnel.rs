@@ -98,7 +98,7 @@ impl Ipam {
             else {
                 continue;
             };
-            let sequence = block.spec.sequence_number_for_allocation.get(&ordinal.to_string()).copied().unwrap_or(0);
+            let sequence = block.spec.sequence_number_for_allocation.get(&ordinal.to_string()).unwrap_or(0);
             let borrowed = block.spec.affinity.as_deref() != Some(claim::host_affinity(self.node()).as_str());
             let ip = super::block_math::ip_at(&cidr, ordinal);
             return Ok(Some(Allocation { handle: handle.to_string(), ip, block: cidr, sequence, borrowed }));

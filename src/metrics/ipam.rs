@@ -139,7 +139,6 @@ impl IpamMetrics {
 mod tests {
     use super::*;
     use crate::datastore::resources::AllocationAttribute;
-    use std::collections::BTreeMap;
 
     fn block(cidr: &str, owner: &str, by: &[&str]) -> IpamBlock {
         let cidr: ipnetwork::IpNetwork = cidr.parse().unwrap();
@@ -162,7 +161,7 @@ mod tests {
             unallocated: (by.len() as u32..n as u32).collect(),
             attributes,
             sequence_number: 0,
-            sequence_number_for_allocation: BTreeMap::new(),
+            sequence_number_for_allocation: Default::default(),
             ..serde_json::from_str(r#"{"cidr":"10.0.0.0/32","allocations":[],"unallocated":[]}"#).unwrap()
         }
     }

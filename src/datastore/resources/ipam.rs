@@ -1,6 +1,6 @@
 //! IPAM resources: IPPool, IPAMBlock, BlockAffinity, IPAMHandle and IPAMConfig (Calico §2).
 
-use super::PackedMap;
+use super::{PackedCounts, PackedMap};
 use ipnetwork::IpNetwork;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -284,7 +284,8 @@ pub struct IpamBlock {
     pub sequence_number: u64,
     /// Ordinal → the block's sequence number when that address was allocated.
     #[serde(default)]
-    pub sequence_number_for_allocation: BTreeMap<String, u64>,
+    #[schemars(with = "BTreeMap<String, u64>")]
+    pub sequence_number_for_allocation: PackedCounts,
     /// Soft-deleted: being released, not to be allocated from.
     #[serde(default)]
     pub deleted: bool,
@@ -304,7 +305,7 @@ impl IpamBlock {
             unallocated: (0..size as u32).collect(),
             attributes: Vec::new(),
             sequence_number: 0,
-            sequence_number_for_allocation: BTreeMap::new(),
+            sequence_number_for_allocation: PackedCounts::new(),
             deleted: false,
             strict_affinity: false,
         }

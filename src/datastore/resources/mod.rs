@@ -45,7 +45,7 @@ pub use namespace::Namespace;
 pub use network_policy::{DEFAULT_TIER, GlobalNetworkPolicy, NetworkPolicy, effective_types};
 pub use node::{Node, NodeBgp, check_labels};
 pub use node_status::{BgpSessionStatus, NodeStatus, STALE_PERIODS};
-pub use packed_map::PackedMap;
+pub use packed_map::{PackedCounts, PackedMap};
 pub use policy_rule::{Action, EntityRule, IcmpFields, PolicyType, Rule};
 pub use secret::{Secret, SecretKeyRef, SecretSource, SecretValue};
 pub use service::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus};
