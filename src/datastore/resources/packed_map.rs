@@ -1,8 +1,9 @@
 //! A small string → string map kept in two allocations: its keys and values end to end in one
 //! string, and where each ends. An IPAM block holds one per allocated address (the owner's pod,
 //! namespace, node and time), and every agent holds every block: a `BTreeMap<String, String>` of
-//! four entries is a node and eight strings, about 750 octets, where this is about 170. Lookups
-//! walk the entries, which is as fast as a tree for the handful a map here has.
+//! four entries is a node and eight strings, by their layout about 750 octets, where this is
+//! about 170 (measured whole in docs/scale.md: an agent's decoded blocks). Lookups walk the
+//! entries: a map here has a handful.
 //!
 //! It reads and writes as a JSON object, keys in ascending order, as a `BTreeMap` does.
 
@@ -50,21 +51,20 @@ impl PackedMap {
         self.get(key).is_some()
     }
 
-    /// Sets `key` to `value` (the map is packed again: meant for building, not for a hot path).
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let mut map = self.to_map();
-        map.insert(key.into(), value.into());
-        *self = PackedMap::from(map);
+    /// Sets `key` to `value`: the entries are copied once into a new packing, in order.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let at = self.iter().position(|(k, _)| k >= key).unwrap_or(self.len());
+        let replaced = self.iter().nth(at).is_some_and(|(k, _)| k == key);
+        let after = self.iter().skip(at + usize::from(replaced));
+        *self = pack(self.iter().take(at).chain(std::iter::once((key, value))).chain(after));
     }
 
-    /// Removes `key`; its value if it was there (packed again, as [`PackedMap::insert`]).
+    /// Removes `key`; its value if it was there.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let mut map = self.to_map();
-        let old = map.remove(key);
-        if old.is_some() {
-            *self = PackedMap::from(map);
-        }
-        old
+        let old = self.get(key)?.to_string();
+        *self = pack(self.iter().filter(|(k, _)| *k != key));
+        Some(old)
     }
 
     pub fn to_map(&self) -> BTreeMap<String, String> {
@@ -80,17 +80,22 @@ impl From<BTreeMap<String, String>> for PackedMap {
 
 impl From<&BTreeMap<String, String>> for PackedMap {
     fn from(map: &BTreeMap<String, String>) -> Self {
-        let mut text = String::with_capacity(map.iter().map(|(k, v)| k.len() + v.len()).sum());
-        let mut ends = Vec::with_capacity(2 * map.len());
-        for (k, v) in map {
-            for part in [k, v] {
-                text.push_str(part);
-                // Beyond 4 GiB of attributes an end would wrap; such a record is not kept whole.
-                ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            }
-        }
-        PackedMap { text: text.into(), ends: ends.into() }
+        pack(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
+}
+
+/// Packs `entries`, which come in ascending key order, each key once.
+fn pack<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> PackedMap {
+    let mut text = String::new();
+    let mut ends = Vec::new();
+    for (k, v) in entries {
+        for part in [k, v] {
+            text.push_str(part);
+            // Beyond 4 GiB of attributes an end would wrap; such a record is not kept whole.
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+    }
+    PackedMap { text: text.into(), ends: ends.into() }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for PackedMap {
@@ -126,8 +131,8 @@ impl<'de> Deserialize<'de> for PackedMap {
 
 /// A small string → count map packed the same way, the counts kept as their decimal text. An
 /// IPAM block holds one entry per allocated address (the block's sequence number when it was
-/// allocated): about 15 octets here where a `BTreeMap<String, u64>` takes about 70. It reads
-/// and writes a JSON object of numbers, keys in ascending order.
+/// allocated): by their layout about 15 octets here where a `BTreeMap<String, u64>` takes about
+/// 70. It reads and writes a JSON object of numbers, keys in ascending order.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct PackedCounts(PackedMap);
 
@@ -154,7 +159,7 @@ impl PackedCounts {
         self.0.get(key).map(|v| v.parse().unwrap_or(0))
     }
 
-    pub fn insert(&mut self, key: impl Into<String>, count: u64) {
+    pub fn insert(&mut self, key: impl AsRef<str>, count: u64) {
         self.0.insert(key, count.to_string());
     }
 
