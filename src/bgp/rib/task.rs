@@ -964,7 +964,7 @@ impl RibTask {
         }
         if batch.updates > 0 {
             let updates = batch.updates;
-            peer.queue.push_back(Outbound::Encoded { bytes: batch.into_bytes(), updates });
+            peer.queue.push_back(Outbound::encoded(batch.into_bytes(), updates));
         }
         for (net, attrs) in changes {
             match attrs {

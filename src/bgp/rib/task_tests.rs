@@ -59,7 +59,8 @@ impl Out {
         use crate::bgp::packet::Message;
         match outbound {
             Outbound::Update(update) => self.pending.push_back(*update),
-            Outbound::Encoded { bytes, updates } => {
+            Outbound::Encoded(encoded) => {
+                let (bytes, updates) = (encoded.bytes, encoded.updates);
                 let mut rest = &bytes[..];
                 let mut count = 0;
                 while !rest.is_empty() {

@@ -5,14 +5,17 @@
 //! hold timer); the peer task keeps the queue short by taking no UPDATEs
 //! from the RIB while it is full.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::status::MessageCounts;
@@ -20,17 +23,19 @@ use crate::bgp::packet::MessageType;
 use crate::bgp::packet::header::MAX_MESSAGE_LEN;
 
 /// Octets queued for the writer above which the peer task takes no more
-/// UPDATEs from the RIB (their channel fills and the RIB keeps the rest).
-pub const SEND_QUEUE_OCTETS: usize = 8 * MAX_MESSAGE_LEN;
+/// UPDATEs from the RIB (their channel fills and the RIB keeps the rest, as
+/// a place in its log of changes: nothing per peer). Enough to keep the
+/// socket fed while the RIB builds the next batch; more would only be a
+/// second send buffer beside the kernel's, for every client of a reflector.
+pub const SEND_QUEUE_OCTETS: usize = 2 * MAX_MESSAGE_LEN;
 /// How many chunks the reader may be ahead of the peer task; then it stops
 /// reading and TCP slows the peer down.
 const RECEIVED_CAPACITY: usize = 16;
-/// The most a read asks for: while reads fill what they are given, each
-/// gets twice as much, up to this; a read that does not starts again from
-/// one message. A reflector's client sends little, and a thousand of them
-/// each with 64 KiB reserved were 66 MB of a reflector's heap.
+/// The most one read takes. Reads go into a buffer of this size per worker
+/// thread and what they got is copied out at its length: a reflector's client
+/// sends little (a KEEPALIVE is 19 octets), and a chunk reserved per read
+/// would hold its whole reservation until the peer task has taken it.
 const READ_CHUNK: usize = 16 * MAX_MESSAGE_LEN;
-const FIRST_READ_CHUNK: usize = MAX_MESSAGE_LEN;
 /// Queued messages the writer joins into one write, up to this many octets:
 /// many small UPDATEs go out in few TCP segments and system calls.
 const WRITE_COALESCE: usize = 8 * MAX_MESSAGE_LEN;
@@ -55,10 +60,11 @@ pub enum ConnectionEvent {
 /// without sending anything more (a FIN, no NOTIFICATION).
 pub struct Connection {
     pub local_addr: Option<SocketAddr>,
-    events: mpsc::Receiver<ConnectionEvent>,
-    outgoing: mpsc::UnboundedSender<(MessageCounts, Bytes)>,
+    events: flume::Receiver<ConnectionEvent>,
+    outgoing: flume::Sender<(MessageCounts, Bytes)>,
     close: Option<oneshot::Sender<Option<Bytes>>>,
-    send_hold: watch::Sender<Duration>,
+    /// The send hold time in milliseconds, read by the writer at each write.
+    send_hold: Arc<AtomicU64>,
     /// Octets queued and not yet reported sent.
     queued: usize,
     reader: JoinHandle<()>,
@@ -68,13 +74,18 @@ impl Connection {
     pub fn spawn(stream: TcpStream, send_hold: Duration) -> Self {
         let local_addr = stream.local_addr().ok();
         let (read, write) = stream.into_split();
-        let (events_tx, events) = mpsc::channel(RECEIVED_CAPACITY);
-        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = flume::bounded(RECEIVED_CAPACITY);
+        let (outgoing, outgoing_rx) = flume::unbounded();
         let (close, close_rx) = oneshot::channel();
-        let (send_hold, send_hold_rx) = watch::channel(send_hold);
+        let send_hold = Arc::new(AtomicU64::new(millis(send_hold)));
         let reader = tokio::spawn(read_loop(read, events_tx.clone()));
-        let writer =
-            Writer { half: write, outgoing: outgoing_rx, close: close_rx, events: events_tx, send_hold: send_hold_rx };
+        let writer = Writer {
+            half: write,
+            outgoing: outgoing_rx,
+            close: close_rx,
+            events: events_tx,
+            send_hold: send_hold.clone(),
+        };
         tokio::spawn(writer.run());
         Connection { local_addr, events, outgoing, close: Some(close), send_hold, queued: 0, reader }
     }
@@ -98,12 +109,12 @@ impl Connection {
 
     /// The send hold time changes once the session's hold time is negotiated.
     pub fn set_send_hold(&self, send_hold: Duration) {
-        self.send_hold.send_if_modified(|current| std::mem::replace(current, send_hold) != send_hold);
+        self.send_hold.store(millis(send_hold), Ordering::Relaxed);
     }
 
     /// The next event; `Sent` frees queue space. Both tasks gone counts as a failure.
     pub async fn next_event(&mut self) -> ConnectionEvent {
-        let event = self.events.recv().await.unwrap_or(ConnectionEvent::Failed);
+        let event = self.events.recv_async().await.unwrap_or(ConnectionEvent::Failed);
         if let ConnectionEvent::Sent { len, .. } = &event {
             self.queued = self.queued.saturating_sub(*len);
         }
@@ -126,35 +137,39 @@ impl Drop for Connection {
     }
 }
 
-async fn read_loop(half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
-    let mut buf = BytesMut::new();
-    let mut chunk = FIRST_READ_CHUNK;
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+thread_local! {
+    /// Where this worker thread's reads land before they are copied out at their length.
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what the socket has, up to [`READ_CHUNK`], as a buffer of its own length.
+fn read_ready(half: &OwnedReadHalf) -> std::io::Result<Bytes> {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        let read = half.try_read(buffer)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(Bytes::copy_from_slice(&buffer[..read]))
+    })
+}
+
+async fn read_loop(half: OwnedReadHalf, events: flume::Sender<ConnectionEvent>) {
     loop {
-        // The buffer is reserved only once there is something to read: an idle session (most
-        // of a reflector's thousand) holds none.
         let event = match half.readable().await {
             Err(_) => ConnectionEvent::Failed,
-            Ok(()) => {
-                buf.reserve(chunk);
-                let room = buf.capacity() - buf.len();
-                match half.try_read_buf(&mut buf) {
-                    // Readiness without data: give the reservation back before waiting again.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        buf = BytesMut::new();
-                        continue;
-                    }
-                    Ok(0) | Err(_) => ConnectionEvent::Failed,
-                    Ok(read) => {
-                        chunk = if read >= room { (chunk * 2).min(READ_CHUNK) } else { FIRST_READ_CHUNK };
-                        // Taken whole, not split: what is left of the allocation is not kept
-                        // for a next read that may not come for a long time.
-                        ConnectionEvent::Received(std::mem::take(&mut buf).freeze())
-                    }
-                }
-            }
+            Ok(()) => match read_ready(&half) {
+                // Readiness without data: wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => ConnectionEvent::Failed,
+                Ok(bytes) => ConnectionEvent::Received(bytes),
+            },
         };
         let failed = matches!(event, ConnectionEvent::Failed);
-        if events.send(event).await.is_err() || failed {
+        if events.send_async(event).await.is_err() || failed {
             return;
         }
     }
@@ -162,10 +177,10 @@ async fn read_loop(half: OwnedReadHalf, events: mpsc::Sender<ConnectionEvent>) {
 
 struct Writer {
     half: OwnedWriteHalf,
-    outgoing: mpsc::UnboundedReceiver<(MessageCounts, Bytes)>,
+    outgoing: flume::Receiver<(MessageCounts, Bytes)>,
     close: oneshot::Receiver<Option<Bytes>>,
-    events: mpsc::Sender<ConnectionEvent>,
-    send_hold: watch::Receiver<Duration>,
+    events: flume::Sender<ConnectionEvent>,
+    send_hold: Arc<AtomicU64>,
 }
 
 /// How the write of one message ended.
@@ -181,12 +196,12 @@ impl Writer {
             let next = tokio::select! {
                 biased;
                 last = &mut self.close => return self.finish(&[], last.ok().flatten()).await,
-                next = self.outgoing.recv() => next,
+                next = self.outgoing.recv_async() => next,
             };
-            let Some((mut messages, bytes)) = next else { return };
+            let Ok((mut messages, bytes)) = next else { return };
             let bytes = self.join_queued(&mut messages, bytes);
             let mut offset = 0;
-            let send_hold = *self.send_hold.borrow();
+            let send_hold = self.send_hold();
             let written = tokio::select! {
                 biased;
                 last = &mut self.close => Err(last.ok().flatten()),
@@ -207,7 +222,7 @@ impl Writer {
             let sent = tokio::select! {
                 biased;
                 last = &mut self.close => return self.finish(&[], last.ok().flatten()).await,
-                sent = self.events.send(event) => sent,
+                sent = self.events.send_async(event) => sent,
             };
             if sent.is_err() {
                 // The connection was dropped: its last message, if any, was handed over first.
@@ -221,32 +236,37 @@ impl Writer {
     }
 
     /// `first` and the messages queued behind it, up to [`WRITE_COALESCE`]
-    /// octets, as one buffer (one write, few segments); `messages` counts them all.
+    /// octets, as one buffer of their length (one write, few segments);
+    /// `messages` counts them all.
     fn join_queued(&mut self, messages: &mut MessageCounts, first: Bytes) -> Bytes {
-        if first.len() >= WRITE_COALESCE {
-            return first;
-        }
-        let mut joined: Option<BytesMut> = None;
         let mut len = first.len();
+        let mut parts = Vec::new();
         while len < WRITE_COALESCE {
             let Ok((more, bytes)) = self.outgoing.try_recv() else { break };
-            let out = joined.get_or_insert_with(|| {
-                let mut out = BytesMut::with_capacity(WRITE_COALESCE + MAX_MESSAGE_LEN);
-                out.extend_from_slice(&first);
-                out
-            });
-            out.extend_from_slice(&bytes);
             messages.add(&more);
             len += bytes.len();
+            parts.push(bytes);
         }
-        joined.map_or(first, BytesMut::freeze)
+        if parts.is_empty() {
+            return first;
+        }
+        let mut out = BytesMut::with_capacity(len);
+        out.extend_from_slice(&first);
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+        out.freeze()
+    }
+
+    fn send_hold(&self) -> Duration {
+        Duration::from_millis(self.send_hold.load(Ordering::Relaxed))
     }
 
     /// The connection is closing: the rest of the current message, then the
     /// last one, within the linger time; a FIN in any case.
     async fn finish(mut self, rest: &[u8], last: Option<Bytes>) {
         let Some(last) = last else { return };
-        let linger = CLOSE_LINGER.min(*self.send_hold.borrow());
+        let linger = CLOSE_LINGER.min(self.send_hold());
         let half = &mut self.half;
         let _ = tokio::time::timeout(linger, async {
             half.write_all(rest).await?;

@@ -20,7 +20,7 @@ use super::transport;
 const CONTROL_CAPACITY: usize = 16;
 
 enum Control {
-    Add { config: Box<PeerConfig>, commands: mpsc::Sender<PeerCommand>, done: oneshot::Sender<io::Result<()>> },
+    Add { config: Box<PeerConfig>, commands: flume::Sender<PeerCommand>, done: oneshot::Sender<io::Result<()>> },
     Remove { addr: IpAddr },
 }
 
@@ -59,7 +59,7 @@ impl ListenerHandle {
 
     /// Accepts connections from `config.remote_addr` from now on (setting its
     /// TCP-MD5 key on the listening socket first).
-    pub async fn add(&self, config: PeerConfig, commands: mpsc::Sender<PeerCommand>) -> io::Result<()> {
+    pub async fn add(&self, config: PeerConfig, commands: flume::Sender<PeerCommand>) -> io::Result<()> {
         let (done, result) = oneshot::channel();
         self.control
             .send(Control::Add { config: Box::new(config), commands, done })
@@ -86,7 +86,7 @@ fn canonical(addr: IpAddr) -> IpAddr {
 /// late for them. The listener enforces the loosest minimum of all peers
 /// (none as soon as one peer does not use GTSM); each accepted socket then
 /// gets its peer's own.
-fn set_min_ttl(listener: &TcpListener, peers: &HashMap<IpAddr, (PeerConfig, mpsc::Sender<PeerCommand>)>) {
+fn set_min_ttl(listener: &TcpListener, peers: &HashMap<IpAddr, (PeerConfig, flume::Sender<PeerCommand>)>) {
     let min_ttl = peers
         .values()
         .map(|(config, _)| config.ttl_security.map_or(0, |hops| 255u8.saturating_sub(hops.max(1)) + 1))
@@ -97,7 +97,7 @@ fn set_min_ttl(listener: &TcpListener, peers: &HashMap<IpAddr, (PeerConfig, mpsc
 }
 
 async fn run(listener: TcpListener, mut control: mpsc::Receiver<Control>) {
-    let mut peers: HashMap<IpAddr, (PeerConfig, mpsc::Sender<PeerCommand>)> = HashMap::new();
+    let mut peers: HashMap<IpAddr, (PeerConfig, flume::Sender<PeerCommand>)> = HashMap::new();
     let mut refused = RefusedLog::default();
     loop {
         tokio::select! {

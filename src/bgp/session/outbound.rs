@@ -12,8 +12,22 @@ pub enum Outbound {
     /// Enhanced Route Refresh marker while a refresh is being answered). Boxed: rare, and
     /// every peer's channel holds blocks of slots the size of the largest variant.
     Update(Box<UpdateMessage>),
-    /// `updates` whole UPDATE messages, encoded for this session's negotiated capabilities.
-    Encoded { bytes: Bytes, updates: u64 },
+    /// Whole UPDATE messages encoded for this session. Boxed as well: the
+    /// variants are then a pointer each, and so is a channel slot.
+    Encoded(Box<EncodedUpdates>),
+}
+
+/// `updates` whole UPDATE messages, encoded for a session's negotiated capabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedUpdates {
+    pub bytes: Bytes,
+    pub updates: u64,
+}
+
+impl Outbound {
+    pub fn encoded(bytes: Bytes, updates: u64) -> Self {
+        Outbound::Encoded(Box::new(EncodedUpdates { bytes, updates }))
+    }
 }
 
 impl From<UpdateMessage> for Outbound {

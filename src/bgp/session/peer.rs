@@ -102,7 +102,7 @@ pub enum PeerEvent {
 /// The owner's side of a peer task. Dropping it ends the session with
 /// Cease / Peer De-configured and ends the task.
 pub struct PeerHandle {
-    pub commands: mpsc::Sender<PeerCommand>,
+    pub commands: flume::Sender<PeerCommand>,
     pub status: watch::Receiver<PeerStatus>,
     /// UPDATEs to send while Established; ones that arrive while the session
     /// is not (or was queued for an earlier session) are discarded, so that a
@@ -121,7 +121,7 @@ pub fn spawn_peer(
     events: mpsc::Sender<PeerEvent>,
     bfd: Option<watch::Receiver<BfdStatus>>,
 ) -> PeerHandle {
-    let (command_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+    let (command_tx, commands) = flume::bounded(COMMAND_CAPACITY);
     let (outbound_tx, outbound) = mpsc::channel(OUTBOUND_CAPACITY);
     let (status_tx, status) = watch::channel(PeerStatus::new(config.remote_addr));
     let mut peer = Peer {
@@ -183,7 +183,7 @@ struct Peer {
     status: PeerStatus,
     status_tx: watch::Sender<PeerStatus>,
     events: mpsc::Sender<PeerEvent>,
-    commands: mpsc::Receiver<PeerCommand>,
+    commands: flume::Receiver<PeerCommand>,
     outbound: mpsc::Receiver<Outbound>,
     /// The BFD session this session follows, if any.
     bfd: Option<watch::Receiver<BfdStatus>>,
@@ -259,7 +259,7 @@ impl Peer {
             // wait in their bounded channel (and then in the RIB).
             let room = self.connection.as_ref().is_none_or(Connection::has_room);
             tokio::select! {
-                command = self.commands.recv() => match command {
+                command = self.commands.recv_async() => match command.ok() {
                     Some(PeerCommand::Abandon) => {
                         // Dropping the connection sends a FIN and no NOTIFICATION.
                         self.connection = None;
@@ -800,10 +800,10 @@ impl Peer {
     fn send_outbound(&mut self, outbound: Outbound) {
         match outbound {
             Outbound::Update(update) => self.send_update(*update),
-            Outbound::Encoded { bytes, updates } => {
+            Outbound::Encoded(encoded) => {
                 if let Some(connection) = self.connection.as_mut() {
-                    let messages = MessageCounts { update: updates, ..MessageCounts::default() };
-                    connection.send_many(messages, bytes);
+                    let messages = MessageCounts { update: encoded.updates, ..MessageCounts::default() };
+                    connection.send_many(messages, encoded.bytes);
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! Kept only when a limit is configured: it is a second copy of the peer's
 //! table (the RIB counts the same routes for status), so compact — unicast
 //! prefixes without a path identifier, nearly all of them, take a 12-byte
-//! [`PrefixMap`] entry; anything else an ordinary set entry.
+//! [`PrefixMap`] entry; anything else an ordinary set entry. Nothing is
+//! allocated before the first prefix: most peers of a reflector never have one here.
 
 use std::collections::HashSet;
 
@@ -13,7 +14,10 @@ use crate::bgp::packet::{Family, Nlri};
 use crate::prefix_map::PrefixMap;
 
 #[derive(Debug, Default)]
-pub struct Received {
+pub struct Received(Option<Box<Tables>>);
+
+#[derive(Debug, Default)]
+struct Tables {
     unicast: PrefixMap,
     other: HashSet<(Family, Nlri)>,
 }
@@ -28,29 +32,31 @@ fn unicast(family: Family, nlri: &Nlri) -> Option<IpNetwork> {
 
 impl Received {
     pub fn insert(&mut self, family: Family, nlri: &Nlri) {
+        let tables = self.0.get_or_insert_default();
         match unicast(family, nlri) {
             Some(net) => {
-                self.unicast.insert(net, 0);
+                tables.unicast.insert(net, 0);
             }
             None => {
-                self.other.insert((family, *nlri));
+                tables.other.insert((family, *nlri));
             }
         }
     }
 
     pub fn remove(&mut self, family: Family, nlri: &Nlri) {
+        let Some(tables) = self.0.as_mut() else { return };
         match unicast(family, nlri) {
             Some(net) => {
-                self.unicast.remove(&net);
+                tables.unicast.remove(&net);
             }
             None => {
-                self.other.remove(&(family, *nlri));
+                tables.other.remove(&(family, *nlri));
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.unicast.len() + self.other.len()
+        self.0.as_ref().map_or(0, |tables| tables.unicast.len() + tables.other.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,8 +64,7 @@ impl Received {
     }
 
     pub fn clear(&mut self) {
-        self.unicast = PrefixMap::default();
-        self.other = HashSet::new();
+        self.0 = None;
     }
 }
 

@@ -75,7 +75,7 @@ impl Speaker {
             listener.add(config.clone(), handle.commands.clone()).await?;
         }
         self.configs.insert(addr, config);
-        handle.commands.send(PeerCommand::Start).await.map_err(|_| SpeakerError::Gone(addr))?;
+        handle.commands.send_async(PeerCommand::Start).await.map_err(|_| SpeakerError::Gone(addr))?;
         let status = handle.status.clone();
         self.peers.insert(addr, handle);
         Ok(status)
@@ -187,7 +187,7 @@ impl Speaker {
         self.configs.clear();
         for (_, handle) in self.peers.drain() {
             let PeerHandle { commands, task, .. } = handle;
-            if commands.send(PeerCommand::Abandon).await.is_ok() {
+            if commands.send_async(PeerCommand::Abandon).await.is_ok() {
                 let _ = task.await;
             }
         }
@@ -247,6 +247,6 @@ impl Speaker {
 
     async fn command(&self, addr: IpAddr, command: PeerCommand) -> Result<(), SpeakerError> {
         let handle = self.peers.get(&addr).ok_or(SpeakerError::Unknown(addr))?;
-        handle.commands.send(command).await.map_err(|_| SpeakerError::Gone(addr))
+        handle.commands.send_async(command).await.map_err(|_| SpeakerError::Gone(addr))
     }
 }
