@@ -1,11 +1,12 @@
 //! The RIB task: the only owner of the Loc-RIB, every peer's Adj-RIB-In and
 //! Adj-RIB-Out, and the intern table.
 //!
-//! Back-pressure: UPDATEs go to a peer with `try_send`. When its channel is
-//! full, the UPDATEs built so far stay in the peer's send queue (at most one
-//! batch) and a `reserve_owned` future for that channel joins a
-//! `FuturesUnordered`; changes meanwhile only enter the change log, so they
-//! coalesce. When capacity returns the queue drains and flushing goes on.
+//! Back-pressure: UPDATEs go to a peer with `try_send`, and a batch is built
+//! only while the peer's channel has room. When it has none, a `reserve_owned`
+//! future for that channel joins a `FuturesUnordered` (and what was built
+//! before, End-of-RIBs, waits in the peer's send queue); changes meanwhile only
+//! enter the change log, so they coalesce. When capacity returns the queue
+//! drains and flushing goes on.
 //! The task itself never waits on a peer, so a slow peer never delays another.
 
 use crate::prefix_map::PREFETCH_AHEAD;
@@ -883,6 +884,13 @@ impl RibTask {
             let eor: Vec<Family> = std::mem::take(&mut peer.end_of_rib);
             peer.queue.extend(eor.into_iter().map(|f| Outbound::from(UpdateMessage::end_of_rib(f))));
             return Flushed::More;
+        }
+        if peer.outbound.capacity() == 0 {
+            // A batch is built only once the session has room for it: one built to wait here
+            // would be held for each client of a reflector, and its prefixes may change meanwhile.
+            peer.waiting = true;
+            self.reservations.push(reserve(peer));
+            return Flushed::Blocked;
         }
         self.build_batch(addr, facts);
         Flushed::More

@@ -37,12 +37,13 @@ use crate::bgp::packet::{
 
 /// Capacity of a peer's command channel: commands are rare.
 pub const COMMAND_CAPACITY: usize = 16;
-/// Capacity of a peer's outbound channel: when it is full the RIB keeps
-/// what it has not sent (it never waits on one peer). A slot holds one of
-/// the RIB's batches already encoded (a few kilobytes, at most 4 096
-/// prefixes), so two keep the connection's send queue fed while the RIB
-/// builds the next, and a reflector holds little per client.
-pub const OUTBOUND_CAPACITY: usize = 2;
+/// Capacity of a peer's outbound channel: when it is full the RIB builds no
+/// more for the peer (it never waits on one peer). A slot holds one of the
+/// RIB's batches already encoded (a few kilobytes, at most 4 096 prefixes);
+/// one is enough beside the connection's send queue (`SEND_QUEUE_OCTETS`),
+/// which keeps the socket fed while the RIB builds the next, and a reflector
+/// holds little per client.
+pub const OUTBOUND_CAPACITY: usize = 1;
 
 /// The Restart State bit of the graceful-restart capability's flags (RFC 4724 section 3).
 const RESTART_STATE: u8 = 0x8;
