@@ -29,6 +29,7 @@
 //! | [`vxlan`]         | the kernel VXLAN device and its remote VTEPs (neighbours, FDB)     |
 
 pub mod agent;
+pub mod allocator;
 pub mod api;
 pub mod bfd;
 pub mod bgp;

@@ -51,6 +51,9 @@ pub fn run_node(args: &NodeArgs, log_level: Option<&str>, log_format: Option<Log
     }
     // Secrets serialise as <redacted>, so the effective configuration is safe to log.
     tracing::debug!(subsys = "config", config = %serde_json::to_string(&config).unwrap_or_default(), "effective configuration");
+    if let Some(arenas) = crate::allocator::limit_arenas() {
+        tracing::debug!(subsys = "agent", arenas, "allocator arenas limited to one per core");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
