@@ -19,12 +19,14 @@ pub fn arena_limit(from_environment: Option<&OsStr>, cores: usize) -> Option<i32
     Some(i32::try_from(cores.max(1)).unwrap_or(i32::MAX))
 }
 
-/// Limits the arenas before the runtime starts its threads; returns the limit set, if any.
+/// Limits the arenas; to be called while the process has one thread (before the runtime
+/// starts). Returns the limit set, if any.
 pub fn limit_arenas() -> Option<i32> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let limit = arena_limit(std::env::var_os("MALLOC_ARENA_MAX").as_deref(), cores)?;
-    // SAFETY: mallopt only sets one of the allocator's tunables; it takes two integers and
-    // touches no memory of ours.
+    // SAFETY: mallopt takes two integers and touches no memory of ours. glibc marks it
+    // MT-Unsafe (other threads' arena code reads the tunable unlocked): it is called before
+    // the runtime starts any thread, in `run_node`, where this process has one thread.
     let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, limit) };
     (set == 1).then_some(limit)
 }
