@@ -308,7 +308,13 @@ impl Peer {
     async fn connection_event(&mut self, event: ConnectionEvent) {
         match event {
             ConnectionEvent::Received(bytes) => {
-                self.read_buf.extend_from_slice(&bytes);
+                // The reader already copied the read out at its length: an empty buffer takes
+                // that allocation over rather than copying it again.
+                if self.read_buf.is_empty() {
+                    self.read_buf = BytesMut::from(bytes);
+                } else {
+                    self.read_buf.extend_from_slice(&bytes);
+                }
                 self.decode_input().await;
             }
             ConnectionEvent::Sent { messages, .. } => self.status.messages_out.add(&messages),

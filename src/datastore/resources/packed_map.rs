@@ -54,10 +54,9 @@ impl PackedMap {
     /// Sets `key` to `value`: the entries are copied once into a new packing, in order.
     pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        let at = self.iter().position(|(k, _)| k >= key).unwrap_or(self.len());
-        let replaced = self.iter().nth(at).is_some_and(|(k, _)| k == key);
-        let after = self.iter().skip(at + usize::from(replaced));
-        *self = pack(self.iter().take(at).chain(std::iter::once((key, value))).chain(after));
+        let before = self.iter().take_while(|(k, _)| *k < key);
+        let after = self.iter().skip_while(|(k, _)| *k <= key);
+        *self = pack(before.chain(std::iter::once((key, value))).chain(after));
     }
 
     /// Removes `key`; its value if it was there.
